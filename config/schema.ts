@@ -1,0 +1,131 @@
+/**
+ * Zod schemas for everything a user configures: model specs, preprocessing, the cascade
+ * and its infrastructure. One source of truth for types and validation.
+ */
+import { z } from 'zod';
+
+const rgb = z.tuple([z.number(), z.number(), z.number()]);
+
+/** Image preprocessing for one model: decode → resize shorter side → centre crop → normalise. */
+export const PreprocessSpec = z
+  .object({
+    /** Shorter side after resize, in pixels. Defaults to round(crop * 256 / 224). */
+    resize: z.number().int().positive().optional(),
+    /** Centre-crop size [height, width]; a number means square. Defaults to the model input size. */
+    crop: z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])]).optional(),
+    /** Channel order of the tensor. */
+    colorOrder: z.enum(['RGB', 'BGR']).default('RGB'),
+    /** Pixel values (0..255) are multiplied by this before mean/std. */
+    scale: z.number().positive().default(1 / 255),
+    /** Per-channel mean subtracted after scaling, in the order of `colorOrder`. */
+    mean: rgb.default([0.485, 0.456, 0.406]),
+    /** Per-channel std divided after mean subtraction, in the order of `colorOrder`. */
+    std: rgb.default([0.229, 0.224, 0.225]),
+    /** sharp resize kernel. */
+    kernel: z.enum(['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3']).default('linear'),
+  })
+  .strict();
+export type PreprocessSpec = z.infer<typeof PreprocessSpec>;
+
+/** Preset names accepted in place of a full preprocessing spec. */
+export const PreprocessPresets = {
+  /** torchvision ImageNet: RGB, /255, ImageNet mean/std. */
+  torch: {},
+  /** Caffe ImageNet: BGR, 0..255, per-channel mean, no std. */
+  caffe: { colorOrder: 'BGR', scale: 1, mean: [103.939, 116.779, 123.68], std: [1, 1, 1] },
+} as const satisfies Record<string, Partial<z.input<typeof PreprocessSpec>>>;
+
+/** A preset name, or a spec optionally starting from a preset (`{ preset: caffe, kernel: cubic }`). */
+export const PreprocessInput = z
+  .union([
+    z.enum(['torch', 'caffe']),
+    PreprocessSpec.partial().extend({ preset: z.enum(['torch', 'caffe']).optional() }).strict(),
+  ])
+  .transform((value, ctx): PreprocessSpec => {
+    const { preset = 'torch', ...overrides } = typeof value === 'string' ? { preset: value } : value;
+    const merged = PreprocessSpec.safeParse({ ...PreprocessPresets[preset], ...overrides });
+    if (!merged.success) {
+      for (const issue of merged.error.issues) ctx.addIssue({ ...issue, code: 'custom' } as never);
+      return z.NEVER;
+    }
+    return merged.data;
+  });
+
+/** One model of the cascade. */
+export const ModelSpec = z
+  .object({
+    /** Short name used in logs and manifests; defaults to the file name. */
+    name: z.string().min(1).optional(),
+    /** Path to the .onnx file (relative paths resolve against the spec file, or the cwd). */
+    path: z.string().min(1),
+    /** Preprocessing: a preset name, or a spec (optionally `{ preset, ...overrides }`). */
+    preprocess: PreprocessInput.prefault('torch'),
+    /** Label file: one name per line (synsets.txt style) or imagenet_class_index.json. */
+    labels: z.string().optional(),
+    /** What the model outputs; `auto` detects rows that already sum to 1. */
+    output: z.enum(['auto', 'logits', 'probabilities']).default('auto'),
+    /** Giga multiply-accumulates per image; counted from the graph when absent. */
+    gmacs: z.number().positive().optional(),
+    /** Largest batch sent to a model with a dynamic batch dimension. */
+    maxBatch: z.number().int().positive().default(32),
+  })
+  .strict();
+export type ModelSpec = z.infer<typeof ModelSpec>;
+export type ModelSpecInput = z.input<typeof ModelSpec>;
+
+/** How routing measures confidence from a probability row. */
+export const ConfidenceMetric = z.enum(['maxprob', 'margin', 'entropy']);
+export type ConfidenceMetric = z.infer<typeof ConfidenceMetric>;
+
+/** Execution providers, tried in order. */
+export const ExecutionProvider = z.enum(['cpu', 'cuda', 'webgpu', 'tensorrt', 'dml', 'coreml']);
+export type ExecutionProvider = z.infer<typeof ExecutionProvider>;
+
+export const Limits = z
+  .object({
+    /** Largest accepted image file, bytes. */
+    maxBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    /** Largest accepted decoded image, width × height. */
+    maxPixels: z.number().int().positive().default(100_000_000),
+  })
+  .strict();
+
+export const S3Settings = z
+  .object({
+    endpoint: z.string().url().optional(),
+    region: z.string().default('us-east-1'),
+    forcePathStyle: z.boolean().default(false),
+  })
+  .strict();
+
+/** The whole cascade run configuration (file + env + CLI flags merged). */
+export const CascadeConfig = z
+  .object({
+    little: ModelSpec,
+    big: ModelSpec,
+    /** Confidence at or above which the little model's answer is accepted. */
+    threshold: z.number().min(0).max(1).default(0.5),
+    metric: ConfidenceMetric.default('maxprob'),
+    /** Image refs per job. */
+    batchSize: z.number().int().min(1).max(1024).default(32),
+    executionProviders: z.array(ExecutionProvider).min(1).default(['cpu']),
+    /** Inference threads per model (each holds one ORT session). */
+    inferenceThreads: z.number().int().min(1).default(1),
+    /** ORT intra-op threads per session; 0 lets ORT decide. */
+    intraOpThreads: z.number().int().min(0).default(0),
+    /** Jobs a worker processes at once. */
+    concurrency: z.number().int().min(1).default(2),
+    /** Images fetched + decoded at once inside one job. */
+    fetchConcurrency: z.number().int().min(1).default(8),
+    limits: Limits.default({ maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }),
+    s3: S3Settings.default({ region: 'us-east-1', forcePathStyle: false }),
+    /** Redis URL; when absent `cascade run` starts a private redis-server. */
+    redisUrl: z.string().optional(),
+    /** BullMQ key prefix (use a `{hash-tag}` on Redis Cluster). */
+    prefix: z.string().min(1).default('cascade'),
+    /** File extensions listed by producers (lower case, with dot). */
+    extensions: z.array(z.string().regex(/^\.[a-z0-9]+$/)).default(['.jpg', '.jpeg', '.png', '.webp', '.avif', '.gif', '.tif', '.tiff', '.bmp']),
+  })
+  .strict();
+export type CascadeConfig = z.infer<typeof CascadeConfig>;
+export type CascadeConfigInput = z.input<typeof CascadeConfig>;
