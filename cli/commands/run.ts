@@ -1,0 +1,76 @@
+/**
+ * `cascade run`: the whole cascade in one process — private Redis when none is configured,
+ * little, big and merge workers, the producer, a progress bar and the summary.
+ */
+import cliProgress from 'cli-progress';
+import { loadConfig } from '../../config/load-config.js';
+import type { ConfidenceMetric } from '../../config/schema.js';
+import { isS3Url } from '../../pipeline/location.js';
+import type { RunSummary } from '../../pipeline/manifest.js';
+import { listSource } from '../../producers/list-source.js';
+import { deriveRunId, submitRun } from '../../producers/submit-run.js';
+import { configuredStages, startRuntime } from '../../workers/cascade-runtime.js';
+import type { RunSpec } from '../../workers/jobs.js';
+import { RunId } from '../../workers/jobs.js';
+import { formatSummary } from '../format-summary.js';
+import { createLogger } from '../logger.js';
+import { startPrivateRedis } from '../private-redis.js';
+import { waitForRun } from '../wait-for-run.js';
+import { resolve } from 'node:path';
+
+export interface RunOptions {
+  out: string;
+  little?: string;
+  big?: string;
+  threshold?: number;
+  metric?: ConfidenceMetric;
+  config?: string;
+  batchSize?: number;
+  runId?: string;
+  progress?: boolean;
+  json?: boolean;
+}
+
+/** Local paths become absolute so that workers elsewhere in the filesystem resolve them alike. */
+function absoluteRef(ref: string): string {
+  return isS3Url(ref) ? ref : resolve(ref);
+}
+
+/** Run the cascade end to end over `source`; resolves with the summary. */
+export async function runCommand(source: string, o: RunOptions): Promise<RunSummary> {
+  const logger = createLogger();
+  const log = (msg: string) => logger.info(msg);
+  const config = await loadConfig({
+    file: o.config,
+    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
+  });
+  const redis = config.redisUrl ? { url: config.redisUrl, stop: async () => {} } : await startPrivateRedis();
+  if (!config.redisUrl) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`);
+  const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], log).catch(async (err) => {
+    await redis.stop();
+    throw err;
+  });
+  const bar = o.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({ format: '{bar} {value}/{total} images | {percentage}% | ETA {eta_formatted} | little {little} big {big} errors {errors}', etaBuffer: 50 }, cliProgress.Presets.shades_classic) : null;
+  try {
+    const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
+    const src = absoluteRef(source);
+    const out = absoluteRef(o.out);
+    const runId = RunId.parse(o.runId ?? deriveRunId({ src, out, stages, metric: config.metric, batchSize: config.batchSize }));
+    const spec: RunSpec = { runId, source: src, out, metric: config.metric, batchSize: config.batchSize, stages, createdAt: new Date().toISOString() };
+    log(`run ${runId}: ${src} → ${out}`);
+    bar?.start(0, 0, { little: 0, big: 0, errors: 0 });
+    const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
+    log(submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`);
+    const summary = await waitForRun(runtime.tracker, runId, (p) => {
+      bar?.setTotal(p.total ?? p.final);
+      bar?.update(p.final, { little: p.stages[0]?.accepted ?? 0, big: p.stages[p.stages.length - 1]?.accepted ?? 0, errors: p.stages.reduce((n, s) => n + s.errors, 0) });
+    });
+    bar?.stop();
+    process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`);
+    return summary;
+  } finally {
+    bar?.stop();
+    await runtime.close();
+    await redis.stop();
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Human-readable rendering of a run summary for the terminal.
+ */
+import type { RunSummary } from '../pipeline/manifest.js';
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** Render a summary as a short multi-line report. */
+export function formatSummary(s: RunSummary): string {
+  const lines = [
+    `run ${s.runId}: ${s.images} images (${s.labeled} labeled, ${s.errors} errors) in ${s.wallSeconds.toFixed(1)} s, ${s.imagesPerSecond.toFixed(1)} images/s`,
+    `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${s.threshold}`,
+    `  compute: ${s.macs.cascadeG.toFixed(1)} GMACs vs ${s.macs.bigOnlyG.toFixed(1)} big-only, ${pct(s.macs.saved)} saved`,
+  ];
+  for (const st of s.stages) {
+    const ms = st.msPerImage;
+    lines.push(
+      `  ${st.name.padEnd(8)} ${String(st.images).padStart(7)} seen, ${String(st.accepted).padStart(7)} accepted, ${String(st.forwarded).padStart(6)} forwarded, ${String(st.errors).padStart(4)} errors; ` +
+        `ms/img fetch ${ms.fetch.toFixed(1)} decode ${ms.decode.toFixed(1)} infer ${ms.infer.toFixed(1)}`,
+    );
+  }
+  if (s.errors) lines.push(`  errors: ${Object.entries(s.errorsByKind).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  lines.push(`  manifest: ${joinOut(s.out, 'manifest.jsonl')}`, `  summary:  ${joinOut(s.out, 'summary.json')}`);
+  return lines.join('\n');
+}
+
+function joinOut(out: string, name: string): string {
+  return `${out.replace(/\/+$/, '')}/${name}`;
+}

@@ -1,0 +1,61 @@
+/**
+ * The `cascade` command line.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigError } from '../config/load-config.js';
+import { runCommand } from './commands/run.js';
+import { inspectModelCommand } from './commands/models-inspect.js';
+
+function number(name: string, min: number, max: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+/** Build the CLI program (exported for tests). */
+export function buildProgram(): Command {
+  const program = new Command('cascade').description('Label image collections with a little-big model cascade on BullMQ.').showHelpAfterError();
+
+  program
+    .command('run')
+    .description('run the whole cascade in one process: list, label, merge (starts a private redis-server when REDIS_URL is unset)')
+    .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
+    .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json')
+    .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
+    .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
+    .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
+    .addOption(new Option('--metric <m>', 'confidence metric').choices(['maxprob', 'margin', 'entropy']))
+    .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024))
+    .option('--config <file>', 'config file (YAML or JSON)')
+    .option('--run-id <id>', 'run id (default: derived from source, output and models)')
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'print the summary as JSON')
+    .action(async (source: string, opts) => {
+      await runCommand(source, opts);
+    });
+
+  const models = program.command('models').description('inspect models');
+  models
+    .command('inspect')
+    .description('show a model’s inputs, outputs, execution provider and MACs per image')
+    .argument('<model>', '.onnx file or model spec (.yaml/.json)')
+    .option('--json', 'print as JSON')
+    .action(async (model: string, opts) => {
+      await inspectModelCommand(model, opts);
+    });
+
+  return program;
+}
+
+/** Entry point: run the CLI, turning known errors into one clear line and exit code 2. */
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError'].includes(err.name));
+    process.stderr.write(`cascade: ${known ? (err as Error).message : (err as Error).stack ?? String(err)}\n`);
+    process.exitCode = known ? 2 : 1;
+  }
+}

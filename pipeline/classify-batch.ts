@@ -1,0 +1,138 @@
+/**
+ * The work of one cascade stage on one batch: fetch, decode and preprocess each image,
+ * run the model on all that decoded, and decide per image whether to accept or forward.
+ * Per-image failures become error rows; only a model failure fails the batch.
+ */
+import pLimit from 'p-limit';
+import type { ConfidenceMetric, PreprocessSpec } from '../config/schema.js';
+import type { InferencePool } from './inference-pool.js';
+import type { ImageErrorKind, PartRow, StageStats } from './manifest.js';
+import { ObjectNotFoundError, ObjectTooLargeError } from './object-store.js';
+import { ImageDecodeError, preprocessImage } from './preprocess.js';
+import { accepts, predict, type Prediction } from './routing.js';
+
+/** A model as one stage of the cascade sees it. */
+export interface StageModel {
+  name: string;
+  pool: InferencePool;
+  preprocess: PreprocessSpec;
+  labels: string[] | null;
+}
+
+/** An image of a batch: its reference and its position in the original batch. */
+export interface BatchItem {
+  ref: string;
+  pos: number;
+}
+
+export interface ClassifyDeps {
+  /** Read an image's bytes (local path or s3:// URL). */
+  fetch: (ref: string) => Promise<Buffer>;
+  maxPixels: number;
+  /** Images fetched and decoded at once. */
+  fetchConcurrency: number;
+}
+
+export interface StageDecision {
+  /** Threshold for accepting; null on the last stage, which accepts everything. */
+  threshold: number | null;
+  metric: ConfidenceMetric;
+}
+
+export interface StageResult {
+  /** Final rows: accepted answers and errors. */
+  rows: PartRow[];
+  /** Images the next stage must look at. */
+  forward: BatchItem[];
+  stats: StageStats;
+}
+
+/** Map a thrown error to the manifest's error kind. */
+export function errorKind(err: unknown): ImageErrorKind {
+  if (err instanceof ObjectNotFoundError) return 'not-found';
+  if (err instanceof ObjectTooLargeError) return 'too-large';
+  if (err instanceof ImageDecodeError) return err.reason === 'too-many-pixels' ? 'too-large' : 'decode';
+  return 'fetch';
+}
+
+/** Run one stage over a batch and split it into final rows and images to forward. */
+export async function classifyBatch(items: BatchItem[], model: StageModel, decision: StageDecision, deps: ClassifyDeps): Promise<StageResult> {
+  const started = performance.now();
+  const { io } = model.pool;
+  const perImage = io.channels * io.height * io.width;
+  const rows: PartRow[] = [];
+  const ready: Array<{ item: BatchItem; tensor: Float32Array | Uint16Array }> = [];
+  let fetchMs = 0;
+  let decodeMs = 0;
+
+  const limit = pLimit(deps.fetchConcurrency);
+  await Promise.all(
+    items.map((item) =>
+      limit(async () => {
+        try {
+          const t0 = performance.now();
+          const bytes = await deps.fetch(item.ref);
+          const t1 = performance.now();
+          const tensor = await preprocessImage(bytes, model.preprocess, { height: io.height, width: io.width, dtype: io.inputDtype }, { maxPixels: deps.maxPixels });
+          decodeMs += performance.now() - t1;
+          fetchMs += t1 - t0;
+          ready.push({ item, tensor });
+        } catch (err) {
+          rows.push(errorRow(item, errorKind(err), err));
+        }
+      }),
+    ),
+  );
+
+  const forward: BatchItem[] = [];
+  let inferMs = 0;
+  if (ready.length > 0) {
+    ready.sort((a, b) => a.item.pos - b.item.pos);
+    const batch = io.inputDtype === 'float16' ? new Uint16Array(ready.length * perImage) : new Float32Array(ready.length * perImage);
+    ready.forEach((r, i) => batch.set(r.tensor, i * perImage));
+    const { probs, classes, ms } = await model.pool.infer(batch, ready.length);
+    inferMs = ms;
+    ready.forEach(({ item }, i) => {
+      const prediction = predict(probs.subarray(i * classes, (i + 1) * classes), decision.metric);
+      if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
+      else forward.push(item);
+    });
+  }
+
+  rows.sort((a, b) => a.pos - b.pos);
+  const errors = rows.filter((r) => r.error).length;
+  return {
+    rows,
+    forward,
+    stats: {
+      images: items.length,
+      accepted: rows.length - errors,
+      forwarded: forward.length,
+      errors,
+      fetchMs,
+      decodeMs,
+      inferMs,
+      jobMs: performance.now() - started,
+    },
+  };
+}
+
+function answerRow(item: BatchItem, p: Prediction, model: StageModel): PartRow {
+  const name = (label: number) => model.labels?.[label] ?? null;
+  return {
+    pos: item.pos,
+    key: item.ref,
+    label: p.label,
+    labelName: name(p.label),
+    confidence: p.confidence,
+    stage: model.name,
+    top5: p.top5.map((t) => ({ label: t.label, name: name(t.label), p: t.p })),
+    error: null,
+  };
+}
+
+/** A manifest row recording why an image has no label. */
+export function errorRow(item: BatchItem, kind: ImageErrorKind, err: unknown): PartRow {
+  const message = err instanceof Error ? err.message : String(err);
+  return { pos: item.pos, key: item.ref, label: null, labelName: null, confidence: null, stage: null, top5: [], error: { kind, message } };
+}

@@ -1,0 +1,71 @@
+/**
+ * A pool of worker threads, each holding a session of the same model. The caller sends
+ * preprocessed batches and gets probability rows back, without blocking its event loop.
+ */
+import { Piscina } from 'piscina';
+import type { ExecutionProvider } from '../config/schema.js';
+import type { ModelIO, SessionOptions } from './model-session.js';
+import { ModelLoadError } from './model-session.js';
+import type { ThreadData, ThreadTask } from './inference-thread.js';
+import { threadEntry } from './thread-entry.js';
+
+export interface PoolOptions extends SessionOptions {
+  /** Worker threads, each with its own session. */
+  threads: number;
+}
+
+export interface InferResult {
+  /** n × classes probabilities, row-major. */
+  probs: Float32Array;
+  classes: number;
+  /** Time inside session.run for this batch, ms. */
+  ms: number;
+}
+
+/** Inference for one model across worker threads. */
+export class InferencePool {
+  private constructor(
+    private readonly pool: Piscina,
+    readonly modelPath: string,
+    readonly io: ModelIO,
+    readonly provider: ExecutionProvider,
+  ) {}
+
+  /** Start the threads and load the model once, failing fast with a clear error if it cannot load. */
+  static async open(modelPath: string, options: PoolOptions): Promise<InferencePool> {
+    const { filename, workerData } = threadEntry('./inference-thread', import.meta.url);
+    const data: ThreadData = { modelPath, options: sessionOptions(options) };
+    const pool = new Piscina({
+      filename,
+      workerData: { ...workerData, ...data },
+      minThreads: options.threads,
+      maxThreads: options.threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      // Each thread runs one batch at a time; ORT parallelises inside it.
+      concurrentTasksPerWorker: 1,
+    });
+    try {
+      const described = (await pool.run({ kind: 'describe' } satisfies ThreadTask)) as { io: ModelIO; provider: ExecutionProvider };
+      return new InferencePool(pool, modelPath, described.io, described.provider);
+    } catch (err) {
+      await pool.destroy();
+      if (err instanceof Error && err.name === 'ModelLoadError') throw new ModelLoadError(err.message);
+      throw new ModelLoadError(`cannot load model ${modelPath}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Classify `n` stacked CHW images; the input buffer is transferred to the thread. */
+  async infer(data: Float32Array | Uint16Array, n: number): Promise<InferResult> {
+    const task: ThreadTask = { kind: 'infer', data, n };
+    return (await this.pool.run(task, { transferList: [data.buffer as ArrayBuffer] })) as InferResult;
+  }
+
+  /** Stop the threads. */
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
+
+function sessionOptions(o: PoolOptions): SessionOptions {
+  return { executionProviders: o.executionProviders, intraOpThreads: o.intraOpThreads, output: o.output, maxBatch: o.maxBatch };
+}

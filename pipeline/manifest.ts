@@ -1,0 +1,180 @@
+/**
+ * The result data model: per-image manifest rows, per-batch result parts, and the run
+ * summary computed from the parts. Pure functions; the merge step does the I/O.
+ */
+import { z } from 'zod';
+
+export const ImageErrorKind = z.enum(['not-found', 'too-large', 'decode', 'inference', 'fetch', 'job-failed']);
+export type ImageErrorKind = z.infer<typeof ImageErrorKind>;
+
+/** One row of manifest.jsonl: the final answer for one input image, or why there is none. */
+export const ManifestRow = z.object({
+  key: z.string(),
+  label: z.number().int().nullable(),
+  labelName: z.string().nullable(),
+  confidence: z.number().nullable(),
+  /** Name of the stage whose answer was kept (little, big, …); null for errors. */
+  stage: z.string().nullable(),
+  top5: z.array(z.object({ label: z.number().int(), name: z.string().nullable(), p: z.number() })),
+  error: z.object({ kind: ImageErrorKind, message: z.string() }).nullable(),
+});
+export type ManifestRow = z.infer<typeof ManifestRow>;
+
+/** Timings and counts of one stage over one batch. */
+export const StageStats = z.object({
+  /** Images this stage looked at (including ones that failed). */
+  images: z.number().int().nonnegative(),
+  accepted: z.number().int().nonnegative(),
+  forwarded: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+  fetchMs: z.number().nonnegative(),
+  decodeMs: z.number().nonnegative(),
+  inferMs: z.number().nonnegative(),
+  /** Wall time of the whole job. */
+  jobMs: z.number().nonnegative(),
+});
+export type StageStats = z.infer<typeof StageStats>;
+
+/** A row tagged with its position in the original batch, so merged manifests keep input order. */
+export const PartRow = ManifestRow.extend({ pos: z.number().int().nonnegative() });
+export type PartRow = z.infer<typeof PartRow>;
+
+/** What one stage wrote for one batch. Idempotent: the same batch and stage always write the same key. */
+export const ResultPart = z.object({
+  runId: z.string(),
+  batch: z.number().int().nonnegative(),
+  stage: z.number().int().nonnegative(),
+  stageName: z.string(),
+  rows: z.array(PartRow),
+  stats: StageStats,
+});
+export type ResultPart = z.infer<typeof ResultPart>;
+
+/** Object key of a result part under the run's output location. */
+export function partKey(batch: number, stage: number): string {
+  return `parts/${String(batch).padStart(8, '0')}.stage${stage}.json`;
+}
+
+/** Combine the parts of one batch into manifest rows in input order, checking none is lost or doubled. */
+export function mergeBatchRows(parts: ResultPart[], expected: number): ManifestRow[] {
+  const byPos = new Map<number, PartRow>();
+  for (const part of parts) {
+    for (const row of part.rows) {
+      if (byPos.has(row.pos)) throw new Error(`batch ${part.batch}: image ${row.pos} (${row.key}) has rows from two stages`);
+      byPos.set(row.pos, row);
+    }
+  }
+  if (byPos.size !== expected) {
+    const batch = parts[0]?.batch ?? '?';
+    throw new Error(`batch ${batch}: ${byPos.size} of ${expected} images have a final row`);
+  }
+  return [...byPos.keys()].sort((a, b) => a - b).map((pos) => stripPos(byPos.get(pos)!));
+}
+
+function stripPos({ pos: _pos, ...row }: PartRow): ManifestRow {
+  return row;
+}
+
+export const StageSummary = StageStats.omit({ jobMs: true }).extend({
+  name: z.string(),
+  gmacsPerImage: z.number().nonnegative(),
+  jobs: z.number().int().nonnegative(),
+  /** Mean ms per image this stage saw, by step. */
+  msPerImage: z.object({ fetch: z.number(), decode: z.number(), infer: z.number(), job: z.number() }),
+});
+
+export const RunSummary = z.object({
+  runId: z.string(),
+  source: z.string(),
+  out: z.string(),
+  images: z.number().int(),
+  labeled: z.number().int(),
+  errors: z.number().int(),
+  errorsByKind: z.record(z.string(), z.number().int()),
+  threshold: z.number(),
+  metric: z.string(),
+  /** Fraction of successfully decoded images that reached the last stage. */
+  fractionToBig: z.number(),
+  stages: z.array(StageSummary),
+  macs: z.object({
+    /** GMACs the cascade spent, summed over stages and images. */
+    cascadeG: z.number(),
+    /** GMACs the big model alone would have spent on the same images. */
+    bigOnlyG: z.number(),
+    /** 1 − cascade / big-only. */
+    saved: z.number(),
+  }),
+  wallSeconds: z.number(),
+  imagesPerSecond: z.number(),
+  startedAt: z.string(),
+  finishedAt: z.string(),
+});
+export type RunSummary = z.infer<typeof RunSummary>;
+
+export interface SummaryInput {
+  runId: string;
+  source: string;
+  out: string;
+  threshold: number;
+  metric: string;
+  stages: Array<{ name: string; gmacsPerImage: number }>;
+  parts: Iterable<Pick<ResultPart, 'stage' | 'stats'>>;
+  errorsByKind: Record<string, number>;
+  images: number;
+  startedAt: Date;
+  finishedAt: Date;
+}
+
+/** Compute the run summary from per-part statistics. */
+export function summarize(input: SummaryInput): RunSummary {
+  const totals = input.stages.map(() => ({ images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0, jobs: 0 }));
+  for (const { stage, stats } of input.parts) {
+    const t = totals[stage];
+    if (!t) throw new Error(`part of unknown stage ${stage}`);
+    for (const k of ['images', 'accepted', 'forwarded', 'errors', 'fetchMs', 'decodeMs', 'inferMs', 'jobMs'] as const) t[k] += stats[k];
+    t.jobs += 1;
+  }
+  const stages = input.stages.map((s, i) => {
+    const t = totals[i]!;
+    const per = (ms: number) => (t.images ? ms / t.images : 0);
+    return {
+      name: s.name,
+      gmacsPerImage: s.gmacsPerImage,
+      images: t.images,
+      accepted: t.accepted,
+      forwarded: t.forwarded,
+      errors: t.errors,
+      fetchMs: t.fetchMs,
+      decodeMs: t.decodeMs,
+      inferMs: t.inferMs,
+      jobs: t.jobs,
+      msPerImage: { fetch: per(t.fetchMs), decode: per(t.decodeMs), infer: per(t.inferMs), job: per(t.jobMs) },
+    };
+  });
+  const errors = Object.values(input.errorsByKind).reduce((a, b) => a + b, 0);
+  // Compute counts only what a model actually ran on: images that failed to decode cost nothing.
+  const inferred = stages.map((s) => s.images - s.errors);
+  const cascadeG = stages.reduce((sum, s, i) => sum + inferred[i]! * s.gmacsPerImage, 0);
+  const last = stages[stages.length - 1]!;
+  const firstInferred = inferred[0] ?? 0;
+  const bigOnlyG = firstInferred * last.gmacsPerImage;
+  const wallSeconds = (input.finishedAt.getTime() - input.startedAt.getTime()) / 1000;
+  return {
+    runId: input.runId,
+    source: input.source,
+    out: input.out,
+    images: input.images,
+    labeled: input.images - errors,
+    errors,
+    errorsByKind: input.errorsByKind,
+    threshold: input.threshold,
+    metric: input.metric,
+    fractionToBig: firstInferred ? inferred[inferred.length - 1]! / firstInferred : 0,
+    stages,
+    macs: { cascadeG, bigOnlyG, saved: bigOnlyG ? 1 - cascadeG / bigOnlyG : 0 },
+    wallSeconds,
+    imagesPerSecond: wallSeconds > 0 ? input.images / wallSeconds : 0,
+    startedAt: input.startedAt.toISOString(),
+    finishedAt: input.finishedAt.toISOString(),
+  };
+}

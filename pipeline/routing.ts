@@ -1,0 +1,91 @@
+/**
+ * Confidence measures and the accept-or-forward decision of a cascade stage.
+ * Pure functions over probability rows; no I/O.
+ */
+import type { ConfidenceMetric } from '../config/schema.js';
+
+/** Numerically stable softmax of one row of logits. */
+export function softmax(logits: ArrayLike<number>): Float32Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  const out = new Float32Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const e = Math.exp(logits[i]! - max);
+    out[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < out.length; i++) out[i]! /= sum;
+  return out;
+}
+
+/** True when a row already looks like a probability distribution (non-negative, sums to 1). */
+export function looksLikeProbabilities(row: ArrayLike<number>, tolerance = 1e-3): boolean {
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i]!;
+    if (!(v >= 0) || v > 1 + tolerance) return false;
+    sum += v;
+  }
+  return Math.abs(sum - 1) <= tolerance;
+}
+
+/** Indices of the k largest values, largest first (ties keep the lower index first). */
+export function topK(row: ArrayLike<number>, k: number): number[] {
+  const best: number[] = [];
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i]!;
+    if (best.length === k && v <= row[best[k - 1]!]!) continue;
+    let pos = best.length;
+    while (pos > 0 && row[best[pos - 1]!]! < v) pos--;
+    best.splice(pos, 0, i);
+    if (best.length > k) best.pop();
+  }
+  return best;
+}
+
+/**
+ * Confidence of a probability row under a metric, always in [0, 1] and larger = surer:
+ * maxprob = top-1 probability; margin = top1 − top2; entropy = 1 − H(p)/ln(C).
+ */
+export function confidence(probs: ArrayLike<number>, metric: ConfidenceMetric): number {
+  switch (metric) {
+    case 'maxprob':
+      return probs[topK(probs, 1)[0]!]!;
+    case 'margin': {
+      const [a, b] = topK(probs, 2);
+      return probs[a!]! - (b === undefined ? 0 : probs[b]!);
+    }
+    case 'entropy': {
+      if (probs.length < 2) return 1;
+      let h = 0;
+      for (let i = 0; i < probs.length; i++) {
+        const p = probs[i]!;
+        if (p > 0) h -= p * Math.log(p);
+      }
+      return Math.min(1, Math.max(0, 1 - h / Math.log(probs.length)));
+    }
+  }
+}
+
+/** The routing decision: accepted at this stage, or forwarded to the next. */
+export function accepts(conf: number, threshold: number): boolean {
+  return conf >= threshold;
+}
+
+/** A classification of one image by one model. */
+export interface Prediction {
+  label: number;
+  confidence: number;
+  top5: Array<{ label: number; p: number }>;
+}
+
+/** Summarise a probability row as label, confidence under `metric`, and top-5. */
+export function predict(probs: ArrayLike<number>, metric: ConfidenceMetric): Prediction {
+  const top = topK(probs, Math.min(5, probs.length));
+  return {
+    label: top[0]!,
+    confidence: confidence(probs, metric),
+    top5: top.map((label) => ({ label, p: probs[label]! })),
+  };
+}

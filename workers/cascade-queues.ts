@@ -1,0 +1,50 @@
+/**
+ * The queues of one cascade (a stage queue per model, plus the merge queue) and the two
+ * ways jobs enter them: stage batches and the once-per-run merge.
+ */
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { JOB_OPTIONS, MERGE_QUEUE, mergeJobId, stageJobId, stageQueueName, type StageJob } from './jobs.js';
+import type { RunTracker } from './run-tracker.js';
+
+/** Producers' and workers' handle on a cascade's queues. */
+export class CascadeQueues {
+  private readonly stageQueues = new Map<string, Queue>();
+  readonly merge: Queue;
+
+  constructor(
+    private readonly connection: Redis,
+    private readonly prefix: string,
+  ) {
+    this.merge = new Queue(MERGE_QUEUE, { connection, prefix });
+  }
+
+  /** The queue that feeds the stage called `name`. */
+  stage(name: string): Queue {
+    let queue = this.stageQueues.get(name);
+    if (!queue) {
+      queue = new Queue(stageQueueName(name), { connection: this.connection, prefix: this.prefix });
+      this.stageQueues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /** Add stage jobs with deterministic ids; BullMQ ignores ids it already holds. */
+  async addStageJobs(stageName: string, jobs: StageJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    await this.stage(stageName).addBulk(
+      jobs.map((data) => ({ name: 'batch', data, opts: { ...JOB_OPTIONS, jobId: stageJobId(data.runId, data.batch, data.stage) } })),
+    );
+  }
+
+  /** Queue the run's merge; safe to call more than once (one job id per run). */
+  async queueMerge(runId: string, tracker: RunTracker): Promise<void> {
+    await this.merge.add('merge', { runId }, { jobId: mergeJobId(runId), attempts: 5, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: false, removeOnFail: false });
+    await tracker.markMergeQueued(runId);
+  }
+
+  /** Close the queue handles (not the shared connection). */
+  async close(): Promise<void> {
+    await Promise.all([this.merge.close(), ...[...this.stageQueues.values()].map((q) => q.close())]);
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Wires a process's workers from a validated config: one Redis connection, the S3 client,
+ * the models of the stages this process serves, and their BullMQ workers. Used by
+ * `cascade run` (all roles in one process) and by dedicated worker processes.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Redis } from 'ioredis';
+import type { CascadeConfig, ModelSpec } from '../config/schema.js';
+import { fetchRef } from '../pipeline/fetch-image.js';
+import { parseLocation } from '../pipeline/location.js';
+import type { ObjectStore } from '../pipeline/object-store.js';
+import { makeS3Client, openStore } from '../pipeline/open-store.js';
+import { loadStageModel, type LoadedStage } from '../pipeline/stage-model.js';
+import { CascadeQueues } from './cascade-queues.js';
+import { MergeWorker } from './merge-worker.js';
+import { connectRedis } from './redis-connection.js';
+import { RunTracker } from './run-tracker.js';
+import { StageWorker } from './stage-worker.js';
+
+export type Role = 'little' | 'big' | 'merge';
+
+/** The cascade's stages as configured: names and model specs in order. */
+export function configuredStages(config: CascadeConfig): Array<{ name: string; spec: ModelSpec; threshold: number | null }> {
+  return [
+    { name: 'little', spec: config.little, threshold: config.threshold },
+    { name: 'big', spec: config.big, threshold: null },
+  ];
+}
+
+export interface Runtime {
+  redis: Redis;
+  tracker: RunTracker;
+  queues: CascadeQueues;
+  stages: LoadedStage[];
+  s3: () => S3Client;
+  openOutput: (out: string) => ObjectStore;
+  close(): Promise<void>;
+}
+
+/** Connect, load the models of `roles` and start their workers. */
+export async function startRuntime(config: CascadeConfig, redisUrl: string, roles: Role[], log: (msg: string) => void): Promise<Runtime> {
+  let client: S3Client | undefined;
+  const s3 = () => (client ??= makeS3Client(config.s3));
+  const openOutput = (out: string) => openStore(parseLocation(out), s3);
+  const redis = connectRedis(redisUrl);
+  const tracker = new RunTracker(redis, config.prefix);
+  const queues = new CascadeQueues(redis, config.prefix);
+  const stages: LoadedStage[] = [];
+  const workers: Array<{ close(): Promise<void> }> = [];
+  const close = async () => {
+    await Promise.allSettled(workers.map((w) => w.close()));
+    await Promise.allSettled(stages.map((s) => s.close()));
+    await queues.close();
+    client?.destroy();
+    redis.disconnect();
+  };
+  try {
+    const all = configuredStages(config);
+    for (const [index, stage] of all.entries()) {
+      if (!roles.includes(stage.name as Role)) continue;
+      const model = await loadStageModel(stage.name, stage.spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads }, log);
+      stages.push(model);
+      const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency };
+      workers.push(new StageWorker({ connection: redis, prefix: config.prefix, stageIndex: index, model, concurrency: config.concurrency, deps, openOutput, tracker, queues, log }));
+    }
+    if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log }));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { redis, tracker, queues, stages, s3, openOutput, close };
+}

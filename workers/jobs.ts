@@ -1,0 +1,69 @@
+/**
+ * BullMQ job payloads and queue naming. A stage job carries a batch of image refs, never
+ * one image; ids are deterministic so resubmitting or retrying never duplicates work.
+ */
+import { z } from 'zod';
+import { ConfidenceMetric } from '../config/schema.js';
+
+/** Ids become Redis keys and BullMQ job ids: keep them to a safe alphabet (no ':'). */
+export const RunId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'run ids use letters, digits, _ and - (at most 64)');
+
+/** What every worker needs to know about a run; stored once in Redis at submission. */
+export const RunSpec = z.object({
+  runId: RunId,
+  source: z.string(),
+  out: z.string(),
+  metric: ConfidenceMetric,
+  batchSize: z.number().int().positive(),
+  /** Stage 0 is the little model, the last stage the big one. */
+  stages: z
+    .array(
+      z.object({
+        name: z.string(),
+        modelPath: z.string(),
+        gmacsPerImage: z.number().nonnegative(),
+        /** null on the last stage. */
+        threshold: z.number().min(0).max(1).nullable(),
+      }),
+    )
+    .min(2),
+  createdAt: z.string(),
+});
+export type RunSpec = z.infer<typeof RunSpec>;
+
+/** One batch of images for one stage. `pos` is each image's position in its original batch. */
+export const StageJob = z.object({
+  runId: RunId,
+  batch: z.number().int().nonnegative(),
+  stage: z.number().int().nonnegative(),
+  items: z.array(z.object({ ref: z.string(), pos: z.number().int().nonnegative() })).min(1),
+});
+export type StageJob = z.infer<typeof StageJob>;
+
+export const MergeJob = z.object({ runId: RunId });
+export type MergeJob = z.infer<typeof MergeJob>;
+
+/** Queue of stage `name` (e.g. cascade-little). */
+export function stageQueueName(name: string): string {
+  return `stage-${name}`;
+}
+
+export const MERGE_QUEUE = 'merge';
+
+/** Deterministic BullMQ job id of a batch at a stage. */
+export function stageJobId(runId: string, batch: number, stage: number): string {
+  return `${runId}-b${batch}-s${stage}`;
+}
+
+/** Deterministic id of a run's merge job. */
+export function mergeJobId(runId: string): string {
+  return `${runId}-merge`;
+}
+
+/** Retry policy shared by all cascade jobs. */
+export const JOB_OPTIONS = {
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: true,
+  removeOnFail: { age: 7 * 24 * 3600 },
+} as const;

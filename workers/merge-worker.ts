@@ -1,0 +1,57 @@
+/**
+ * BullMQ adapter for the merge step: when a run completes, one merge job runs the
+ * pipeline's mergeRun and records the summary in the run's Redis state.
+ */
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { mergeRun } from '../pipeline/merge-run.js';
+import type { ObjectStore } from '../pipeline/object-store.js';
+import { MERGE_QUEUE, MergeJob } from './jobs.js';
+import type { RunTracker } from './run-tracker.js';
+
+export interface MergeWorkerOptions {
+  connection: Redis;
+  prefix: string;
+  openOutput: (out: string) => ObjectStore;
+  tracker: RunTracker;
+  log: (msg: string) => void;
+}
+
+/** Consumes the merge queue. */
+export class MergeWorker {
+  readonly worker: Worker;
+
+  constructor(private readonly o: MergeWorkerOptions) {
+    this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), { connection: o.connection.duplicate(), prefix: o.prefix, concurrency: 1 });
+    this.worker.on('failed', (job, err) => {
+      o.log(`merge: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`);
+      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) void o.tracker.markMergeFailed(MergeJob.parse(job.data).runId, err.message);
+    });
+    this.worker.on('error', (err) => o.log(`merge: worker error: ${err.message}`));
+  }
+
+  /** Merge one run (exposed for tests). */
+  async process(job: Job): Promise<void> {
+    const { runId } = MergeJob.parse(job.data);
+    const progress = await this.o.tracker.progress(runId);
+    if (!progress) throw new Error(`run ${runId} is unknown`);
+    const { spec } = progress;
+    const summary = await mergeRun(this.o.openOutput(spec.out), {
+      runId,
+      source: spec.source,
+      out: spec.out,
+      threshold: spec.stages[0]!.threshold ?? 0,
+      metric: spec.metric,
+      stages: spec.stages.map((s) => ({ name: s.name, gmacsPerImage: s.gmacsPerImage })),
+      batches: progress.batches,
+      startedAt: new Date(progress.startedAt ?? spec.createdAt),
+    });
+    await this.o.tracker.markMerged(runId, JSON.stringify(summary));
+    this.o.log(`merge: run ${runId} merged: ${summary.images} images, ${(summary.fractionToBig * 100).toFixed(1)}% to big, ${(summary.macs.saved * 100).toFixed(1)}% MACs saved`);
+  }
+
+  /** Stop taking merge jobs. */
+  async close(): Promise<void> {
+    await this.worker.close();
+  }
+}

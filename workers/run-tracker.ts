@@ -1,0 +1,149 @@
+/**
+ * Run state in Redis: the run spec, listing progress, per-stage counters, and exactly-once
+ * completion detection. Counts move only when a part id is first recorded, so retried or
+ * duplicated jobs never count twice. Redis holds counters per run, never per-image results.
+ */
+import type { Redis } from 'ioredis';
+import { RunSpec } from './jobs.js';
+
+// KEYS: run hash, done set. ARGV: part id ('' = only check), final images, stage,
+// images, accepted, forwarded, errors, now (ISO).
+// Returns 1 when the run is complete and its merge has not been queued yet.
+const FINISH_PART = `
+if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'final', ARGV[2])
+  local s = 's' .. ARGV[3] .. ':'
+  redis.call('HINCRBY', KEYS[1], s .. 'images', ARGV[4])
+  redis.call('HINCRBY', KEYS[1], s .. 'accepted', ARGV[5])
+  redis.call('HINCRBY', KEYS[1], s .. 'forwarded', ARGV[6])
+  redis.call('HINCRBY', KEYS[1], s .. 'errors', ARGV[7])
+end
+local state = redis.call('HMGET', KEYS[1], 'listed', 'total', 'final', 'mergeQueued')
+if state[1] == '1' and tonumber(state[2]) == tonumber(state[3] or '0') then
+  redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[8])
+  if state[4] ~= '1' then return 1 end
+end
+return 0
+`;
+
+export interface PartCounts {
+  images: number;
+  accepted: number;
+  forwarded: number;
+  errors: number;
+}
+
+/** A snapshot of a run's progress. */
+export interface RunProgress {
+  spec: RunSpec;
+  listed: boolean;
+  total: number | null;
+  batches: number;
+  final: number;
+  stages: PartCounts[];
+  startedAt: string | null;
+  completedAt: string | null;
+  mergedAt: string | null;
+  mergeError: string | null;
+}
+
+/** Reads and updates the Redis state of runs under one key prefix. */
+export class RunTracker {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {
+    redis.defineCommand('cascadeFinishPart', { numberOfKeys: 2, lua: FINISH_PART });
+  }
+
+  private runKey(runId: string): string {
+    return `${this.prefix}:run:${runId}`;
+  }
+  private doneKey(runId: string): string {
+    return `${this.prefix}:run:${runId}:done`;
+  }
+
+  /** Record a new run; returns false (and changes nothing) if the run id already exists. */
+  async create(spec: RunSpec): Promise<boolean> {
+    const created = await this.redis.hsetnx(this.runKey(spec.runId), 'spec', JSON.stringify(spec));
+    if (created) await this.redis.hset(this.runKey(spec.runId), 'startedAt', new Date().toISOString());
+    await this.redis.sadd(`${this.prefix}:runs`, spec.runId);
+    return created === 1;
+  }
+
+  /** The stored spec of a run, or null when unknown. */
+  async spec(runId: string): Promise<RunSpec | null> {
+    const raw = await this.redis.hget(this.runKey(runId), 'spec');
+    return raw ? RunSpec.parse(JSON.parse(raw)) : null;
+  }
+
+  /** Whether a part (batch × stage) has already been counted. */
+  async isPartDone(runId: string, partId: string): Promise<boolean> {
+    return (await this.redis.sismember(this.doneKey(runId), partId)) === 1;
+  }
+
+  /** Update listing progress while the producer enqueues. */
+  async setListing(runId: string, images: number, batches: number): Promise<void> {
+    await this.redis.hset(this.runKey(runId), 'listedImages', images, 'batches', batches);
+  }
+
+  /** Mark listing complete with its totals; returns true if that completed the run. */
+  async finishListing(runId: string, total: number, batches: number): Promise<boolean> {
+    await this.redis.hset(this.runKey(runId), 'total', total, 'batches', batches, 'listedImages', total, 'listed', 1);
+    return this.finishPart(runId, null);
+  }
+
+  /** Count a finished part once; returns true when the caller must queue the run's merge. */
+  async finishPart(runId: string, part: { id: string; stage: number; final: number; counts: PartCounts } | null): Promise<boolean> {
+    const c = part?.counts ?? { images: 0, accepted: 0, forwarded: 0, errors: 0 };
+    const args = [part?.id ?? '', part?.final ?? 0, part?.stage ?? 0, c.images, c.accepted, c.forwarded, c.errors, new Date().toISOString()];
+    const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
+    return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), ...args)) === 1;
+  }
+
+  /** Note that the merge job has been queued, so later completions do not queue it again. */
+  async markMergeQueued(runId: string): Promise<void> {
+    await this.redis.hset(this.runKey(runId), 'mergeQueued', 1);
+  }
+
+  /** Store the merged summary and the merge time. */
+  async markMerged(runId: string, summaryJson: string): Promise<void> {
+    await this.redis.hset(this.runKey(runId), 'mergedAt', new Date().toISOString(), 'summary', summaryJson);
+    await this.redis.hdel(this.runKey(runId), 'mergeError');
+  }
+
+  /** Record that the merge failed for good. */
+  async markMergeFailed(runId: string, message: string): Promise<void> {
+    await this.redis.hset(this.runKey(runId), 'mergeError', message);
+  }
+
+  /** The merged summary JSON, once merged. */
+  async summary(runId: string): Promise<string | null> {
+    return this.redis.hget(this.runKey(runId), 'summary');
+  }
+
+  /** Current progress of a run, or null if unknown. */
+  async progress(runId: string): Promise<RunProgress | null> {
+    const h = await this.redis.hgetall(this.runKey(runId));
+    if (!h.spec) return null;
+    const spec = RunSpec.parse(JSON.parse(h.spec));
+    const num = (k: string) => Number(h[k] ?? 0);
+    return {
+      spec,
+      listed: h.listed === '1',
+      total: h.total === undefined ? null : Number(h.total),
+      batches: num('batches'),
+      final: num('final'),
+      stages: spec.stages.map((_, i) => ({
+        images: num(`s${i}:images`),
+        accepted: num(`s${i}:accepted`),
+        forwarded: num(`s${i}:forwarded`),
+        errors: num(`s${i}:errors`),
+      })),
+      startedAt: h.startedAt ?? null,
+      completedAt: h.completedAt ?? null,
+      mergedAt: h.mergedAt ?? null,
+      mergeError: h.mergeError ?? null,
+    };
+  }
+}

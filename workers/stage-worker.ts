@@ -1,0 +1,90 @@
+/**
+ * BullMQ adapter for one cascade stage: takes batch jobs off the stage's queue, runs the
+ * pipeline's classifyBatch, writes the batch's result part, forwards unsure images to the
+ * next stage, and counts the part so the run's completion is detected exactly once.
+ */
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { classifyBatch, errorRow, type ClassifyDeps } from '../pipeline/classify-batch.js';
+import { partKey, type ResultPart } from '../pipeline/manifest.js';
+import type { ObjectStore } from '../pipeline/object-store.js';
+import type { LoadedStage } from '../pipeline/stage-model.js';
+import type { CascadeQueues } from './cascade-queues.js';
+import { StageJob, stageQueueName } from './jobs.js';
+import type { RunTracker } from './run-tracker.js';
+
+export interface StageWorkerOptions {
+  connection: Redis;
+  prefix: string;
+  /** Position of this stage in the cascade (0 = little). */
+  stageIndex: number;
+  model: LoadedStage;
+  concurrency: number;
+  deps: ClassifyDeps;
+  /** The object store of a run's output location. */
+  openOutput: (out: string) => ObjectStore;
+  tracker: RunTracker;
+  queues: CascadeQueues;
+  log: (msg: string) => void;
+}
+
+/** Consumes one stage's queue until closed. */
+export class StageWorker {
+  readonly worker: Worker;
+
+  constructor(private readonly o: StageWorkerOptions) {
+    this.worker = new Worker(stageQueueName(o.model.name), (job) => this.process(job), {
+      connection: o.connection.duplicate(),
+      prefix: o.prefix,
+      concurrency: o.concurrency,
+      autorun: true,
+    });
+    this.worker.on('failed', (job, err) => o.log(`${o.model.name}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
+    this.worker.on('error', (err) => o.log(`${o.model.name}: worker error: ${err.message}`));
+  }
+
+  /** Process one batch job (exposed for tests). */
+  async process(job: Job): Promise<{ accepted: number; forwarded: number; errors: number }> {
+    const data = StageJob.parse(job.data);
+    const spec = await this.o.tracker.spec(data.runId);
+    if (!spec) throw new Error(`run ${data.runId} is unknown to this Redis (prefix ${this.o.prefix})`);
+    const stage = spec.stages[data.stage];
+    if (!stage || stage.name !== this.o.model.name) throw new Error(`job for stage ${data.stage} (${stage?.name}) reached the ${this.o.model.name} worker`);
+    const decision = { threshold: stage.threshold, metric: spec.metric };
+
+    let result;
+    try {
+      result = await classifyBatch(data.items, this.o.model, decision, this.o.deps);
+    } catch (err) {
+      // A model failure fails the job so BullMQ retries it; on the last attempt the
+      // images become error rows instead, so the run completes and nothing is lost.
+      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (!lastAttempt) throw err;
+      const rows = data.items.map((item) => errorRow(item, 'inference', err));
+      result = { rows, forward: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
+    }
+
+    const part: ResultPart = { runId: data.runId, batch: data.batch, stage: data.stage, stageName: stage.name, rows: result.rows, stats: result.stats };
+    await this.o.openOutput(spec.out).put(partKey(data.batch, data.stage), JSON.stringify(part));
+
+    const next = spec.stages[data.stage + 1];
+    if (result.forward.length > 0) {
+      if (!next) throw new Error(`stage ${stage.name} forwarded images but is the last stage`);
+      await this.o.queues.addStageJobs(next.name, [{ runId: data.runId, batch: data.batch, stage: data.stage + 1, items: result.forward }]);
+    }
+    const { images, accepted, forwarded, errors } = result.stats;
+    const mustMerge = await this.o.tracker.finishPart(data.runId, {
+      id: `b${data.batch}s${data.stage}`,
+      stage: data.stage,
+      final: result.rows.length,
+      counts: { images, accepted, forwarded, errors },
+    });
+    if (mustMerge) await this.o.queues.queueMerge(data.runId, this.o.tracker);
+    return { accepted, forwarded, errors };
+  }
+
+  /** Stop taking jobs and wait for the active ones to finish. */
+  async close(): Promise<void> {
+    await this.worker.close();
+  }
+}
