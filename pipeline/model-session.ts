@@ -81,8 +81,9 @@ export class ModelSession {
       try {
         const session = await ort.InferenceSession.create(path, {
           executionProviders: [...providers],
-          intraOpNumThreads: options.intraOpThreads || undefined,
           graphOptimizationLevel: 'all',
+          // ORT rejects an explicit undefined; 0 means "let ORT decide".
+          ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
         });
         return new ModelSession(session, describeSession(session, path), providers[0]!, options);
       } catch (err) {

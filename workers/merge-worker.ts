@@ -20,9 +20,12 @@ export interface MergeWorkerOptions {
 /** Consumes the merge queue. */
 export class MergeWorker {
   readonly worker: Worker;
+  // BullMQ never closes a connection it was given, so the worker owns and closes its own.
+  private readonly connection: Redis;
 
   constructor(private readonly o: MergeWorkerOptions) {
-    this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), { connection: o.connection.duplicate(), prefix: o.prefix, concurrency: 1 });
+    this.connection = o.connection.duplicate();
+    this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1 });
     this.worker.on('failed', (job, err) => {
       o.log(`merge: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`);
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) void o.tracker.markMergeFailed(MergeJob.parse(job.data).runId, err.message);
@@ -53,5 +56,6 @@ export class MergeWorker {
   /** Stop taking merge jobs. */
   async close(): Promise<void> {
     await this.worker.close();
+    this.connection.disconnect();
   }
 }

@@ -31,10 +31,13 @@ export interface StageWorkerOptions {
 /** Consumes one stage's queue until closed. */
 export class StageWorker {
   readonly worker: Worker;
+  // BullMQ never closes a connection it was given, so the worker owns and closes its own.
+  private readonly connection: Redis;
 
   constructor(private readonly o: StageWorkerOptions) {
+    this.connection = o.connection.duplicate();
     this.worker = new Worker(stageQueueName(o.model.name), (job) => this.process(job), {
-      connection: o.connection.duplicate(),
+      connection: this.connection,
       prefix: o.prefix,
       concurrency: o.concurrency,
       autorun: true,
@@ -86,5 +89,6 @@ export class StageWorker {
   /** Stop taking jobs and wait for the active ones to finish. */
   async close(): Promise<void> {
     await this.worker.close();
+    this.connection.disconnect();
   }
 }

@@ -1,0 +1,34 @@
+/**
+ * Reads the bytes of one image ref: an absolute (or cwd-relative) local path, a file:// URL,
+ * or s3://bucket/key. Size limits and missing objects surface as the typed store errors.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readLocalFile } from './local-store.js';
+import { isS3Url, parseS3Url } from './location.js';
+import { getS3Object } from './s3-store.js';
+
+export interface FetchDeps {
+  /** Called only for s3:// refs, so local-only runs never build a client. */
+  s3: () => S3Client;
+}
+
+export interface FetchLimits {
+  /** Largest accepted object, bytes; larger ones fail with ObjectTooLargeError. */
+  maxBytes?: number;
+}
+
+/** Fetches one ref's bytes; empty objects come back as empty buffers (decoding reports them). */
+export async function fetchRef(ref: string, deps: FetchDeps, limits: FetchLimits = {}): Promise<Buffer> {
+  if (isS3Url(ref)) {
+    const { bucket, key } = parseS3Url(ref);
+    if (key === '' || key.endsWith('/')) throw new Error(`Invalid image ref ${JSON.stringify(ref)}: an S3 image ref needs a key, not a prefix`);
+    return getS3Object(deps.s3(), bucket, key, limits.maxBytes);
+  }
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(ref)?.[1]?.toLowerCase();
+  if (scheme === 'file') return readLocalFile(fileURLToPath(ref), limits.maxBytes, ref);
+  if (scheme !== undefined) throw new Error(`Unsupported image ref ${JSON.stringify(ref)}: scheme "${scheme}://" (expected a local path or s3://bucket/key)`);
+  if (ref === '' || ref.includes('\0')) throw new Error(`Invalid image ref ${JSON.stringify(ref)}`);
+  return readLocalFile(path.resolve(ref), limits.maxBytes, ref);
+}

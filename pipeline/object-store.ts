@@ -1,0 +1,89 @@
+/**
+ * The storage interface shared by the local-directory and S3 stores, and the typed errors both
+ * raise. Errors carry a string `code` too, because class identity is lost when an error crosses a
+ * worker thread or is stored in a BullMQ job's failedReason.
+ */
+
+/** One listed object; `key` is relative to the store's root/prefix. */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+}
+
+export interface GetOptions {
+  /** Refuse objects larger than this many bytes (ObjectTooLargeError), checked before reading when possible. */
+  maxBytes?: number;
+}
+
+/** A flat key → bytes store. Keys are '/'-separated and relative to the store's root. */
+export interface ObjectStore {
+  /** Reads a whole object; ObjectNotFoundError when missing, ObjectTooLargeError above `maxBytes`. */
+  get(key: string, opts?: GetOptions): Promise<Buffer>;
+  /** Writes (replaces) an object; readers see the old or the new content, never a partial one. */
+  put(key: string, body: Buffer | string): Promise<void>;
+  /** Lists objects whose key starts with `prefix` (a plain string prefix, as in S3), in key byte order. */
+  list(prefix?: string): AsyncIterable<ObjectInfo>;
+  /** Deletes an object; deleting a missing key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Where this store points, for logs and messages (`s3://bucket/prefix/` or a directory). */
+  describe(): string;
+}
+
+export type StoreErrorCode = 'OBJECT_NOT_FOUND' | 'OBJECT_TOO_LARGE' | 'INVALID_KEY';
+
+/** The object (file or S3 key) does not exist. */
+export class ObjectNotFoundError extends Error {
+  readonly code = 'OBJECT_NOT_FOUND' satisfies StoreErrorCode;
+  override name = 'ObjectNotFoundError';
+  /** `ref` is the full reference (path or s3:// URL); `detail` says why, when known. */
+  constructor(
+    readonly ref: string,
+    detail?: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Object not found: ${ref}${detail ? ` (${detail})` : ''}`, options);
+  }
+}
+
+/** The object is larger than the caller's byte limit. */
+export class ObjectTooLargeError extends Error {
+  readonly code = 'OBJECT_TOO_LARGE' satisfies StoreErrorCode;
+  override name = 'ObjectTooLargeError';
+  /** `size` is the object's size when known, or the number of bytes read before giving up. */
+  constructor(
+    readonly ref: string,
+    readonly size: number,
+    readonly maxBytes: number,
+    sizeIsLowerBound = false,
+  ) {
+    super(`Object too large: ${ref} is ${sizeIsLowerBound ? 'more than ' : ''}${size} bytes, over the ${maxBytes}-byte limit`);
+  }
+}
+
+/** A key that a store refuses (path traversal, absolute, NUL, empty). */
+export class InvalidKeyError extends Error {
+  readonly code = 'INVALID_KEY' satisfies StoreErrorCode;
+  override name = 'InvalidKeyError';
+  /** `reason` completes "Invalid object key ...: <reason>". */
+  constructor(
+    readonly key: string,
+    reason: string,
+  ) {
+    super(`Invalid object key ${JSON.stringify(key)}: ${reason}`);
+  }
+}
+
+/** True for an ObjectNotFoundError, including one that lost its class crossing a thread boundary. */
+export function isObjectNotFound(err: unknown): boolean {
+  return err instanceof ObjectNotFoundError || (err as { code?: unknown } | null)?.code === 'OBJECT_NOT_FOUND';
+}
+
+/** True for an ObjectTooLargeError, including one that lost its class crossing a thread boundary. */
+export function isObjectTooLarge(err: unknown): boolean {
+  return err instanceof ObjectTooLargeError || (err as { code?: unknown } | null)?.code === 'OBJECT_TOO_LARGE';
+}
+
+/** Compares keys by UTF-8 bytes, the order S3 lists in (JS string order differs for astral characters). */
+export function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}

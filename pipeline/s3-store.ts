@@ -1,0 +1,202 @@
+/**
+ * ObjectStore over an S3 bucket + prefix, the S3Client factory, and the size-limited read and
+ * paginated listing helpers the fetch and producer code share.
+ */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
+import type { z } from 'zod';
+import type { S3Settings } from '../config/schema.js';
+import { formatS3Url } from './location.js';
+import { type GetOptions, InvalidKeyError, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
+
+export type S3SettingsInput = z.input<typeof S3Settings>;
+
+export interface S3ClientOptions {
+  /** Total attempts per request, first try included (SDK retry strategy). Default 8. */
+  maxAttempts?: number;
+  /** `standard`: exponential backoff with jitter; `adaptive` adds client-side rate limiting on throttling. */
+  retryMode?: 'standard' | 'adaptive';
+  /** Give up connecting after this long (then retry). Default 10 s. */
+  connectionTimeoutMs?: number;
+  /** Abort a request whose socket is idle this long (then retry). Default 120 s. */
+  socketTimeoutMs?: number;
+  /** Explicit credentials, for tests and local emulators; production leaves this unset. */
+  credentials?: S3ClientConfig['credentials'];
+}
+
+/**
+ * Builds an S3Client from the config's S3 settings. Credentials come from the SDK default chain
+ * (env, shared config/SSO, web identity, container/instance metadata) unless given explicitly.
+ */
+export function makeS3Client(settings: S3SettingsInput = {}, opts: S3ClientOptions = {}): S3Client {
+  const custom = settings.endpoint !== undefined;
+  return new S3Client({
+    region: settings.region ?? 'us-east-1',
+    endpoint: settings.endpoint,
+    forcePathStyle: settings.forcePathStyle ?? false,
+    // Eight attempts with the SDK's capped exponential backoff span roughly 10 s in the worst
+    // case: enough to ride out an endpoint restart without hanging a job for minutes.
+    maxAttempts: opts.maxAttempts ?? 8,
+    retryMode: opts.retryMode ?? 'standard',
+    requestHandler: {
+      connectionTimeout: opts.connectionTimeoutMs ?? 10_000,
+      socketTimeout: opts.socketTimeoutMs ?? 120_000,
+    },
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    // Since early 2025 the SDK adds CRC checksums to every upload and asks for them on download.
+    // Many S3-compatible servers (older MinIO, Ceph RGW, several cloud vendors) reject or mangle
+    // those requests, so with a custom endpoint only send checksums where the API requires them.
+    // (s3rver 3.7 happens to work either way for the calls we make.)
+    ...(custom ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
+  });
+}
+
+/** True for S3's "no such key/bucket" answers (GetObject's NoSuchKey, HeadObject's bare 404). */
+export function isS3NotFound(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | null;
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.name === 'NoSuchBucket' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/**
+ * Reads a whole S3 object, refusing it above `maxBytes` from ContentLength before reading the
+ * body (and while reading, should the length be absent). Missing key or bucket → ObjectNotFoundError.
+ */
+export async function getS3Object(client: S3Client, bucket: string, key: string, maxBytes?: number): Promise<Buffer> {
+  const ref = formatS3Url(bucket, key);
+  let res;
+  try {
+    res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  } catch (err) {
+    if (isS3NotFound(err)) {
+      const detail = (err as Error).name === 'NoSuchBucket' ? `bucket "${bucket}" does not exist` : undefined;
+      throw new ObjectNotFoundError(ref, detail, { cause: err });
+    }
+    throw new Error(`Failed to read ${ref}: ${(err as Error).message}`, { cause: err });
+  }
+  const body = res.Body as Readable | undefined;
+  if (!body) return Buffer.alloc(0);
+  const length = res.ContentLength;
+  if (maxBytes !== undefined && length !== undefined && length > maxBytes) {
+    // Dropping the connection beats downloading bytes we will refuse anyway.
+    body.destroy();
+    throw new ObjectTooLargeError(ref, length, maxBytes);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      total += buf.length;
+      if (maxBytes !== undefined && total > maxBytes) {
+        body.destroy();
+        throw new ObjectTooLargeError(ref, total, maxBytes, true);
+      }
+      chunks.push(buf);
+    }
+  } catch (err) {
+    if (err instanceof ObjectTooLargeError) throw err;
+    throw new Error(`Failed to read ${ref}: ${(err as Error).message}`, { cause: err });
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Lists every object under `prefix` (raw string prefix), following ListObjectsV2 continuation tokens. */
+export async function* listS3Objects(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  opts: { pageSize?: number } = {},
+): AsyncGenerator<{ key: string; size: number }> {
+  let token: string | undefined;
+  do {
+    let page;
+    try {
+      page = await client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token, MaxKeys: opts.pageSize }),
+      );
+    } catch (err) {
+      if ((err as Error).name === 'NoSuchBucket') {
+        throw new ObjectNotFoundError(formatS3Url(bucket, prefix), `bucket "${bucket}" does not exist`, { cause: err });
+      }
+      throw new Error(`Failed to list ${formatS3Url(bucket, prefix)}: ${(err as Error).message}`, { cause: err });
+    }
+    for (const obj of page.Contents ?? []) {
+      if (obj.Key !== undefined) yield { key: obj.Key, size: obj.Size ?? 0 };
+    }
+    // Some S3-compatible servers omit IsTruncated; a token alone means there is more.
+    token = page.IsTruncated === false ? undefined : page.NextContinuationToken;
+  } while (token);
+}
+
+export interface S3StoreOptions {
+  client: S3Client;
+  bucket: string;
+  /** Key prefix the store lives under; normalised to '' or ending with '/'. */
+  prefix?: string;
+  /** ListObjectsV2 MaxKeys (S3 caps it at 1000); smaller pages are only useful in tests. */
+  pageSize?: number;
+}
+
+/** ObjectStore over `s3://bucket/prefix/`. Keys are data here: no path semantics are applied. */
+export class S3Store implements ObjectStore {
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly prefix: string;
+  private readonly pageSize: number | undefined;
+
+  /** The client is borrowed: the caller owns it and destroys it. */
+  constructor(opts: S3StoreOptions) {
+    this.client = opts.client;
+    this.bucket = opts.bucket;
+    const prefix = opts.prefix ?? '';
+    this.prefix = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+    this.pageSize = opts.pageSize;
+  }
+
+  private fullKey(key: string): string {
+    if (typeof key !== 'string' || key === '') throw new InvalidKeyError(String(key), 'empty key');
+    return this.prefix + key;
+  }
+
+  async get(key: string, opts: GetOptions = {}): Promise<Buffer> {
+    return getS3Object(this.client, this.bucket, this.fullKey(key), opts.maxBytes);
+  }
+
+  async put(key: string, body: Buffer | string): Promise<void> {
+    const full = this.fullKey(key);
+    // A Buffer with an explicit length: the SDK takes an empty string for a stream of unknown length.
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length }));
+    } catch (err) {
+      throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async *list(prefix = ''): AsyncIterable<ObjectInfo> {
+    for await (const obj of listS3Objects(this.client, this.bucket, this.prefix + prefix, { pageSize: this.pageSize })) {
+      yield { key: obj.key.slice(this.prefix.length), size: obj.size };
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const full = this.fullKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: full }));
+    } catch (err) {
+      // S3 answers 204 for a missing key, so any error here (a missing bucket included) is real.
+      throw new Error(`Failed to delete ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  describe(): string {
+    return formatS3Url(this.bucket, this.prefix);
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * Turns a source string into the image refs of a run, in a deterministic order, so that the same
+ * source always yields the same batches (and the same run id on resubmission).
+ *
+ * - a local folder: recursive walk, extension filter, UTF-8 byte order of the relative path;
+ * - `s3://bucket/prefix`: ListObjectsV2 pages (S3 already lists in key order), extension filter;
+ * - a key-list file (`.txt`/`.lst`/`.list`, local or on S3, or any file with `asList`): one ref
+ *   per line in file order, no extension filter — the user chose each line;
+ * - a single local image file: just that ref.
+ *
+ * Local refs are absolute paths; S3 refs are `s3://bucket/key`.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { walkFiles } from '../pipeline/local-store.js';
+import { formatS3Url, isS3Url, parseS3Url } from '../pipeline/location.js';
+import { isS3NotFound, listS3Objects } from '../pipeline/s3-store.js';
+
+/** File name extensions that mark a key-list file. */
+export const LIST_FILE_EXTENSIONS: readonly string[] = ['.txt', '.lst', '.list'];
+
+export interface ListSourceOptions {
+  /** Image extensions to keep (case-insensitive, with or without the dot); empty keeps every file. */
+  extensions: readonly string[];
+  /** S3 client, or a factory called only when the source is on S3. */
+  s3?: S3Client | (() => S3Client);
+  /** Read the source as a key-list file whatever its name. */
+  asList?: boolean;
+  /** ListObjectsV2 page size (MaxKeys); S3 caps it at 1000. */
+  pageSize?: number;
+}
+
+/** The source (folder, list file, prefix or bucket) does not exist. */
+export class SourceNotFoundError extends Error {
+  readonly code = 'SOURCE_NOT_FOUND';
+  override name = 'SourceNotFoundError';
+  /** `detail` says what was missing, when more precise than "not found". */
+  constructor(
+    readonly source: string,
+    detail?: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Source not found: ${source}${detail ? ` (${detail})` : ''}`, options);
+  }
+}
+
+/** Yields the image refs of `source` in a deterministic order (see the module comment). */
+export async function* listSource(source: string, opts: ListSourceOptions): AsyncGenerator<string> {
+  if (typeof source !== 'string' || source.trim() === '') throw new Error('Empty source: expected a folder, a key-list file or s3://bucket/prefix');
+  const keep = extensionFilter(opts.extensions);
+  if (isS3Url(source)) {
+    yield* listS3Source(source, opts, keep);
+    return;
+  }
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(source)?.[1]?.toLowerCase();
+  if (scheme !== undefined && scheme !== 'file') {
+    throw new Error(`Unsupported source ${JSON.stringify(source)}: scheme "${scheme}://" (expected a local path or s3://bucket/prefix)`);
+  }
+  const abs = path.resolve(scheme === 'file' ? fileURLToPath(source) : source);
+  let st;
+  try {
+    st = await fs.stat(abs);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new SourceNotFoundError(source, abs === source ? undefined : abs, { cause: err });
+    throw err;
+  }
+  if (st.isDirectory()) {
+    for await (const f of walkFiles(abs)) if (keep(f.rel)) yield f.abs;
+    return;
+  }
+  if (!st.isFile()) throw new Error(`Source ${source} is neither a folder nor a regular file`);
+  if (opts.asList || isListFile(abs)) {
+    yield* readListLines(createReadStream(abs), abs, (line) => path.resolve(path.dirname(abs), line));
+    return;
+  }
+  if (keep(abs)) {
+    yield abs;
+    return;
+  }
+  throw new Error(
+    `Source ${source} is a file but neither a key-list file (${LIST_FILE_EXTENSIONS.join(', ')}) nor an image ` +
+      `(${opts.extensions.join(', ')}); use a folder, a key-list file or s3://bucket/prefix`,
+  );
+}
+
+async function* listS3Source(source: string, opts: ListSourceOptions, keep: (name: string) => boolean): AsyncGenerator<string> {
+  const { bucket, key } = parseS3Url(source);
+  const client = () => {
+    if (!opts.s3) throw new Error(`Source ${source} is on S3 but no S3 client was configured`);
+    return typeof opts.s3 === 'function' ? opts.s3() : opts.s3;
+  };
+  if (key !== '' && !key.endsWith('/') && (opts.asList || isListFile(key))) {
+    let body: Readable;
+    try {
+      const res = await client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      body = res.Body as Readable;
+    } catch (err) {
+      if (isS3NotFound(err)) throw new SourceNotFoundError(source, undefined, { cause: err });
+      throw new Error(`Failed to read key-list ${source}: ${(err as Error).message}`, { cause: err });
+    }
+    const dir = key.slice(0, key.lastIndexOf('/') + 1);
+    // Relative lines of a list stored on S3 are keys next to it: S3 keys are data, no '..' folding.
+    yield* readListLines(body, source, (line) => formatS3Url(bucket, dir + line));
+    return;
+  }
+  // Folder semantics, as for local sources: s3://b/photos must not pick up photos2/...
+  const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
+  let objects = 0;
+  try {
+    for await (const obj of listS3Objects(client(), bucket, prefix, { pageSize: opts.pageSize })) {
+      objects++;
+      if (!obj.key.endsWith('/') && keep(obj.key)) yield formatS3Url(bucket, obj.key);
+    }
+  } catch (err) {
+    if ((err as { code?: string }).code === 'OBJECT_NOT_FOUND') throw new SourceNotFoundError(source, `bucket "${bucket}" does not exist`, { cause: err });
+    throw err;
+  }
+  // S3 has no folders: a prefix with no objects is how a mistyped one looks.
+  if (objects === 0) throw new SourceNotFoundError(source, `no objects under ${formatS3Url(bucket, prefix)}`);
+}
+
+/** Parses a key-list stream: trimmed lines, blank and '#' lines skipped, refs resolved by `relative`. */
+async function* readListLines(
+  input: Readable,
+  name: string,
+  relative: (line: string) => string,
+): AsyncGenerator<string> {
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let n = 0;
+  try {
+    for await (const raw of lines) {
+      n++;
+      const line = (n === 1 ? raw.replace(/^\uFEFF/, '') : raw).trim();
+      if (line === '' || line.startsWith('#')) continue;
+      yield parseListLine(line, `${name}:${n}`, relative);
+    }
+  } finally {
+    lines.close();
+    input.destroy();
+  }
+}
+
+function parseListLine(line: string, where: string, relative: (line: string) => string): string {
+  if (line.includes('\0')) throw new Error(`${where}: the ref contains a NUL character`);
+  if (isS3Url(line)) {
+    let key: string;
+    try {
+      key = parseS3Url(line).key;
+    } catch (err) {
+      throw new Error(`${where}: ${(err as Error).message}`);
+    }
+    if (key === '' || key.endsWith('/')) throw new Error(`${where}: ${JSON.stringify(line)} is an S3 prefix, not an object`);
+    return line;
+  }
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(line)?.[1]?.toLowerCase();
+  if (scheme === 'file') {
+    try {
+      return fileURLToPath(line);
+    } catch (err) {
+      throw new Error(`${where}: ${(err as Error).message}`);
+    }
+  }
+  if (scheme !== undefined) throw new Error(`${where}: unsupported ref ${JSON.stringify(line)} (expected a path or s3://bucket/key)`);
+  return path.isAbsolute(line) ? line : relative(line);
+}
+
+function isListFile(name: string): boolean {
+  return LIST_FILE_EXTENSIONS.includes(path.extname(name).toLowerCase());
+}
+
+function extensionFilter(extensions: readonly string[]): (name: string) => boolean {
+  if (extensions.length === 0) return () => true;
+  const set = new Set(extensions.map((e) => (e.startsWith('.') ? e : `.${e}`).toLowerCase()));
+  return (name) => set.has(path.posix.extname(name).toLowerCase());
+}
