@@ -29,7 +29,11 @@ export async function modelGmacs(spec: Pick<ModelSpec, 'path' | 'gmacs'>): Promi
   const bytes = await readFile(spec.path).catch((err: Error) => {
     throw new ModelLoadError(`cannot read model ${spec.path}: ${err.message}`);
   });
-  return countMacs(bytes).macs / 1e9;
+  try {
+    return countMacs(bytes).macs / 1e9;
+  } catch (err) {
+    throw new ModelLoadError(`cannot read model ${spec.path}: not a valid ONNX file (${(err as Error).message})`);
+  }
 }
 
 /** Open a model as a cascade stage named `name`; fails fast if the model or labels cannot load. */
