@@ -39,11 +39,24 @@ export const PreprocessPresets = {
 export const PreprocessInput = z
   .union([
     z.enum(['torch', 'caffe']),
-    PreprocessSpec.partial().extend({ preset: z.enum(['torch', 'caffe']).optional() }).strict(),
+    // Overrides carry no defaults of their own, so keys left out keep the preset's values.
+    z
+      .object({
+        preset: z.enum(['torch', 'caffe']).optional(),
+        resize: z.unknown().optional(),
+        crop: z.unknown().optional(),
+        colorOrder: z.unknown().optional(),
+        scale: z.unknown().optional(),
+        mean: z.unknown().optional(),
+        std: z.unknown().optional(),
+        kernel: z.unknown().optional(),
+      })
+      .strict(),
   ])
   .transform((value, ctx): PreprocessSpec => {
     const { preset = 'torch', ...overrides } = typeof value === 'string' ? { preset: value } : value;
-    const merged = PreprocessSpec.safeParse({ ...PreprocessPresets[preset], ...overrides });
+    const present = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+    const merged = PreprocessSpec.safeParse({ ...PreprocessPresets[preset], ...present });
     if (!merged.success) {
       for (const issue of merged.error.issues) ctx.addIssue({ ...issue, code: 'custom' } as never);
       return z.NEVER;

@@ -1,0 +1,80 @@
+/**
+ * The real pretrained ImageNet models on the 717 labeled photos of ../shared/assets (or
+ * $CASCADE_ASSETS). Skipped, with a message, where the assets are absent.
+ */
+import { existsSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModelSpec } from '../config/load-config.js';
+import type { PreprocessSpec } from '../config/schema.js';
+import { InferencePool } from '../pipeline/inference-pool.js';
+import { countMacs } from '../pipeline/macs.js';
+import { preprocessImage } from '../pipeline/preprocess.js';
+import { topK } from '../pipeline/routing.js';
+
+const ASSETS = resolve(process.env.CASCADE_ASSETS ?? join(import.meta.dirname, '..', '..', 'shared', 'assets'));
+const present = existsSync(join(ASSETS, 'images')) && existsSync(join(ASSETS, 'models'));
+if (!present) console.warn(`real-model suite skipped: no assets at ${ASSETS} (set CASCADE_ASSETS to the folder holding images/, labels/ and models/)`);
+
+/**
+ * Top-1 on the 717 photos with Cascade's preprocessing (libvips linear resize of the shorter
+ * side to 256, centre crop 224), as measured; the assets README's figures in brackets.
+ * SqueezeNet reproduces the README; the torch-style models score lower than the README states
+ * with any resize kernel we tried (see docs/models.md), so these pins track our pipeline.
+ */
+const MODELS = [
+  { spec: 'squeezenet-fp16', top1: 60.5, readme: 61, gmacs: 0.35 },
+  { spec: 'squeezenet', top1: 60.4, readme: 61, gmacs: 0.35 },
+  { spec: 'shufflenet', top1: 70.6, readme: 74, gmacs: 0.15 },
+  { spec: 'mobilenetv2', top1: 73.5, readme: 83, gmacs: 0.3 },
+  { spec: 'ensemble', top1: 80.1, readme: 85, gmacs: 1.6 },
+];
+
+describe.skipIf(!present)('real models on the labeled photos', () => {
+  const env = { ...process.env, CASCADE_ASSETS: ASSETS };
+  const tensors = new Map<string, Array<Float32Array | Uint16Array>>();
+  let files: string[] = [];
+  let truth: Map<string, number>;
+
+  beforeAll(async () => {
+    files = (await readdir(join(ASSETS, 'images'))).sort();
+    const csv = await readFile(join(ASSETS, 'labels', 'groundtruth.csv'), 'utf8');
+    truth = new Map(csv.trim().split('\n').slice(1).map((line) => [line.split(',')[0]!, Number(line.split(',')[1])]));
+  });
+  afterAll(() => tensors.clear());
+
+  // Decode each photo once per distinct preprocessing, shared by the models that use it.
+  async function inputs(pre: PreprocessSpec, dtype: 'float32' | 'float16') {
+    const key = JSON.stringify([pre, dtype]);
+    if (!tensors.has(key)) {
+      const list = [];
+      for (const f of files) list.push(await preprocessImage(await readFile(join(ASSETS, 'images', f)), pre, { height: 224, width: 224, dtype }, { maxPixels: 1e8 }));
+      tensors.set(key, list);
+    }
+    return tensors.get(key)!;
+  }
+
+  it('has all 717 photos', () => expect(files).toHaveLength(717));
+
+  for (const m of MODELS) {
+    it(`${m.spec}: top-1 ${m.top1}% ± 1 pp, ~${m.gmacs} GMACs`, { timeout: 300_000 }, async () => {
+      const spec = await loadModelSpec(join(import.meta.dirname, '..', 'config', 'models', `${m.spec}.yaml`), env);
+      expect(countMacs(await readFile(spec.path)).macs / 1e9).toBeCloseTo(m.gmacs, 1);
+      const pool = await InferencePool.open(spec.path, { executionProviders: ['cpu'], intraOpThreads: 2, threads: 1, output: spec.output, maxBatch: 32 });
+      try {
+        const xs = await inputs(spec.preprocess, pool.io.inputDtype);
+        let correct = 0;
+        for (let i = 0; i < files.length; i++) {
+          const { probs } = await pool.infer(xs[i]!.slice(), 1);
+          if (topK(probs, 1)[0] === truth.get(files[i]!)) correct++;
+        }
+        const top1 = (100 * correct) / files.length;
+        console.log(`${m.spec}: top-1 ${top1.toFixed(2)}% (assets README: ${m.readme}%)`);
+        expect(Math.abs(top1 - m.top1)).toBeLessThanOrEqual(1);
+      } finally {
+        await pool.close();
+      }
+    });
+  }
+});
