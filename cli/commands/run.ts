@@ -50,6 +50,12 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     await redis.stop();
     throw err;
   });
+  // A private redis-server is our child: never leave it behind on Ctrl-C or SIGTERM.
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping workers and the private redis-server`);
+    void runtime.close().finally(() => redis.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143)));
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const bar = o.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({ format: '{bar} {value}/{total} images | {percentage}% | ETA {eta_formatted} | little {little} big {big} errors {errors}', etaBuffer: 50 }, cliProgress.Presets.shades_classic) : null;
   try {
     const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
@@ -69,6 +75,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`);
     return summary;
   } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     bar?.stop();
     await runtime.close();
     await redis.stop();
