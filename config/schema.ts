@@ -79,6 +79,11 @@ export const ModelSpec = z
     output: z.enum(['auto', 'logits', 'probabilities']).default('auto'),
     /** Giga multiply-accumulates per image; counted from the graph when absent. */
     gmacs: z.number().positive().optional(),
+    /**
+     * onnxruntime graph optimisation level. 'all' fuses QDQ pairs into int8 kernels, which on
+     * x86 CPUs without VNNI saturate and cost accuracy (see docs/models.md); 'basic' keeps them float.
+     */
+    graphOptimization: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
     /** Largest batch sent to a model with a dynamic batch dimension. */
     maxBatch: z.number().int().positive().default(32),
   })

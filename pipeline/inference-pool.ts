@@ -67,5 +67,5 @@ export class InferencePool {
 }
 
 function sessionOptions(o: PoolOptions): SessionOptions {
-  return { executionProviders: o.executionProviders, intraOpThreads: o.intraOpThreads, output: o.output, maxBatch: o.maxBatch };
+  return { executionProviders: o.executionProviders, intraOpThreads: o.intraOpThreads, output: o.output, maxBatch: o.maxBatch, graphOptimization: o.graphOptimization };
 }

@@ -26,6 +26,7 @@ export interface SessionOptions {
   intraOpThreads: number;
   output: 'auto' | 'logits' | 'probabilities';
   maxBatch: number;
+  graphOptimization: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
 /** Raised when a model cannot be opened or does not fit the image-classifier contract. */
@@ -81,7 +82,7 @@ export class ModelSession {
       try {
         const session = await ort.InferenceSession.create(path, {
           executionProviders: [...providers],
-          graphOptimizationLevel: 'all',
+          graphOptimizationLevel: options.graphOptimization,
           // ORT rejects an explicit undefined; 0 means "let ORT decide".
           ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
         });

@@ -46,6 +46,7 @@ export async function loadStageModel(name: string, spec: ModelSpec, runtime: Run
     threads: runtime.threads,
     output: spec.output,
     maxBatch: spec.maxBatch,
+    graphOptimization: spec.graphOptimization,
   });
   const { io } = pool;
   log?.(

@@ -20,8 +20,9 @@ if (!present) console.warn(`real-model suite skipped: no assets at ${ASSETS} (se
 /**
  * Top-1 on the 717 photos with Cascade's preprocessing (libvips linear resize of the shorter
  * side to 256, centre crop 224), as measured; the assets README's figures in brackets.
- * SqueezeNet reproduces the README; the torch-style models score lower than the README states
- * with any resize kernel we tried (see docs/models.md), so these pins track our pipeline.
+ * SqueezeNet (float) reproduces the README; the int8 models score lower on CPUs without VNNI,
+ * where onnxruntime's int8 kernels saturate (docs/models.md), so these pins track our pipeline
+ * on this machine kind. GRAPH_OPT=basic overrides the specs' optimisation level for experiments.
  */
 const MODELS = [
   { spec: 'squeezenet-fp16', top1: 60.5, readme: 61, gmacs: 0.35 },
@@ -61,16 +62,17 @@ describe.skipIf(!present)('real models on the labeled photos', () => {
     it(`${m.spec}: top-1 ${m.top1}% ± 1 pp, ~${m.gmacs} GMACs`, { timeout: 300_000 }, async () => {
       const spec = await loadModelSpec(join(import.meta.dirname, '..', 'config', 'models', `${m.spec}.yaml`), env);
       expect(countMacs(await readFile(spec.path)).macs / 1e9).toBeCloseTo(m.gmacs, 1);
-      const pool = await InferencePool.open(spec.path, { executionProviders: ['cpu'], intraOpThreads: 2, threads: 1, output: spec.output, maxBatch: 32 });
+      const pool = await InferencePool.open(spec.path, { executionProviders: ['cpu'], intraOpThreads: 2, threads: 1, output: spec.output, maxBatch: 32, graphOptimization: (process.env.GRAPH_OPT as 'all') ?? spec.graphOptimization });
       try {
         const xs = await inputs(spec.preprocess, pool.io.inputDtype);
         let correct = 0;
+        const t0 = performance.now();
         for (let i = 0; i < files.length; i++) {
           const { probs } = await pool.infer(xs[i]!.slice(), 1);
           if (topK(probs, 1)[0] === truth.get(files[i]!)) correct++;
         }
         const top1 = (100 * correct) / files.length;
-        console.log(`${m.spec}: top-1 ${top1.toFixed(2)}% (assets README: ${m.readme}%)`);
+        console.log(`${m.spec}: top-1 ${top1.toFixed(2)}% (assets README: ${m.readme}%), ${((performance.now() - t0) / files.length).toFixed(2)} ms/img infer`);
         expect(Math.abs(top1 - m.top1)).toBeLessThanOrEqual(1);
       } finally {
         await pool.close();

@@ -10,7 +10,7 @@ import { countMacs } from '../../pipeline/macs.js';
 export async function inspectModelCommand(ref: string, o: { json?: boolean }): Promise<void> {
   const spec = await loadModelSpec(ref);
   const macs = countMacs(await readFile(spec.path));
-  const pool = await InferencePool.open(spec.path, { executionProviders: ['cpu'], intraOpThreads: 1, threads: 1, output: spec.output, maxBatch: spec.maxBatch });
+  const pool = await InferencePool.open(spec.path, { executionProviders: ['cpu'], intraOpThreads: 1, threads: 1, output: spec.output, maxBatch: spec.maxBatch, graphOptimization: spec.graphOptimization });
   await pool.close();
   const report = { path: spec.path, io: pool.io, provider: pool.provider, gmacs: macs.macs / 1e9, gmacsByOp: Object.fromEntries(Object.entries(macs.byOp).map(([k, v]) => [k, v / 1e9])), unresolved: macs.unresolved, preprocess: spec.preprocess };
   if (o.json) {
