@@ -4,18 +4,12 @@
  * reads parts and overwrites its two outputs, so running it twice is harmless.
  */
 import pLimit from 'p-limit';
-import { ResultPart, mergeBatchRows, partKey, summarize, type RunSummary } from './manifest.js';
+import { ResultPart, mergeBatchRows, partKey, summarize, type RunSummary, type SummaryInput } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 
-export interface MergeInput {
-  runId: string;
-  source: string;
-  out: string;
-  threshold: number;
-  metric: string;
-  stages: Array<{ name: string; gmacsPerImage: number }>;
+/** What the merge needs besides the parts: the run's description and its batch count. */
+export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' | 'images' | 'finishedAt'> {
   batches: number;
-  startedAt: Date;
 }
 
 /** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
