@@ -49,6 +49,10 @@ export class LocalStore implements ObjectStore {
   }
 
   async put(key: string, body: Buffer | string): Promise<void> {
+    await this.putStream(key, [body]);
+  }
+
+  async putStream(key: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<void> {
     const file = this.resolve(key);
     const dir = path.dirname(file);
     await fs.mkdir(dir, { recursive: true });
@@ -57,7 +61,7 @@ export class LocalStore implements ObjectStore {
     try {
       const handle = await fs.open(tmp, 'wx');
       try {
-        await handle.writeFile(body);
+        for await (const chunk of chunks) await handle.write(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk);
         // Without this a crash soon after rename can leave an empty file under the final name.
         await handle.datasync();
       } finally {

@@ -1,9 +1,8 @@
 /**
  * The merge step: read every batch's result parts from the output location and write
- * manifest.jsonl (one row per input, in input order) and summary.json. Idempotent: it only
+ * manifest.jsonl (one row per input, in input order, streamed) and summary.json. Idempotent: it only
  * reads parts and overwrites its two outputs, so running it twice is harmless.
  */
-import pLimit from 'p-limit';
 import { ResultPart, mergeBatchRows, partKey, summarize, type RunSummary, type SummaryInput } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 
@@ -14,34 +13,40 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
 
 /** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
 export async function mergeRun(store: ObjectStore, input: MergeInput, now: () => Date = () => new Date()): Promise<RunSummary> {
-  const limit = pLimit(16);
   const readPart = async (batch: number, stage: number) => ResultPart.parse(JSON.parse((await store.get(partKey(batch, stage))).toString('utf8')));
-
   // A batch's parts form a chain: stage k wrote a part only if stage k-1 forwarded images.
-  const batchParts = await Promise.all(
-    Array.from({ length: input.batches }, (_, batch) =>
-      limit(async () => {
-        const parts = [await readPart(batch, 0)];
-        while (parts[parts.length - 1]!.stats.forwarded > 0) parts.push(await readPart(batch, parts.length));
-        return parts;
-      }),
-    ),
-  );
+  const readBatch = async (batch: number) => {
+    const parts = [await readPart(batch, 0)];
+    while (parts[parts.length - 1]!.stats.forwarded > 0) parts.push(await readPart(batch, parts.length));
+    return parts;
+  };
 
-  const lines: string[] = [];
+  const stats: Array<Pick<ResultPart, 'stage' | 'stats'>> = [];
   const errorsByKind: Record<string, number> = {};
   let images = 0;
-  for (const parts of batchParts) {
-    const rows = mergeBatchRows(parts, parts[0]!.stats.images);
-    images += rows.length;
-    for (const row of rows) {
-      if (row.error) errorsByKind[row.error.kind] = (errorsByKind[row.error.kind] ?? 0) + 1;
-      lines.push(JSON.stringify(row));
+  // Batches are read a window ahead but written strictly in order, so memory is bounded by the
+  // window, not by the run: a run of millions of images streams through.
+  async function* manifestChunks(): AsyncGenerator<string> {
+    const window = 16;
+    const pending: Array<Promise<ResultPart[]>> = [];
+    for (let next = 0; next < Math.min(window, input.batches); next++) pending.push(readBatch(next));
+    for (let batch = 0; batch < input.batches; batch++) {
+      const parts = await pending.shift()!;
+      if (batch + window < input.batches) pending.push(readBatch(batch + window));
+      const rows = mergeBatchRows(parts, parts[0]!.stats.images);
+      images += rows.length;
+      let chunk = '';
+      for (const row of rows) {
+        if (row.error) errorsByKind[row.error.kind] = (errorsByKind[row.error.kind] ?? 0) + 1;
+        chunk += `${JSON.stringify(row)}\n`;
+      }
+      for (const { stage, stats: s } of parts) stats.push({ stage, stats: s });
+      yield chunk;
     }
   }
-  await store.put('manifest.jsonl', lines.length ? `${lines.join('\n')}\n` : '');
+  await store.putStream('manifest.jsonl', manifestChunks());
 
-  const summary = summarize({ ...input, parts: batchParts.flat(), errorsByKind, images, finishedAt: now() });
+  const summary = summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() });
   await store.put('summary.json', `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
 }

@@ -21,6 +21,8 @@ export interface ObjectStore {
   get(key: string, opts?: GetOptions): Promise<Buffer>;
   /** Writes (replaces) an object; readers see the old or the new content, never a partial one. */
   put(key: string, body: Buffer | string): Promise<void>;
+  /** Writes (replaces) an object from a stream of chunks, never holding the whole body in memory. */
+  putStream(key: string, chunks: AsyncIterable<Buffer | string>): Promise<void>;
   /** Lists objects whose key starts with `prefix` (a plain string prefix, as in S3), in key byte order. */
   list(prefix?: string): AsyncIterable<ObjectInfo>;
   /** Deletes an object; deleting a missing key is not an error. */

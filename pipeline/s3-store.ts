@@ -10,7 +10,8 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import type { Readable } from 'node:stream';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { S3Settings } from '../config/schema.js';
 import { formatS3Url } from './location.js';
@@ -175,6 +176,17 @@ export class S3Store implements ObjectStore {
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     try {
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length }));
+    } catch (err) {
+      throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async putStream(key: string, chunks: AsyncIterable<Buffer | string>): Promise<void> {
+    const full = this.fullKey(key);
+    // Multipart upload: parts of 8 MiB are sent as they fill, so memory stays bounded.
+    const upload = new Upload({ client: this.client, params: { Bucket: this.bucket, Key: full, Body: Readable.from(chunks) }, partSize: 8 * 1024 * 1024, queueSize: 2 });
+    try {
+      await upload.done();
     } catch (err) {
       throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }

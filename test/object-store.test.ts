@@ -63,6 +63,19 @@ describe.each(Object.keys(stores))('%s store contract', (kind) => {
     expect((await store.get('empty-string')).length).toBe(0);
   });
 
+  it('streams a body larger than one multipart part without holding it whole', async () => {
+    const chunk = 'x'.repeat(1024 * 1024 - 1) + '\n';
+    async function* body() {
+      for (let i = 0; i < 9; i++) yield i % 2 ? Buffer.from(chunk) : chunk;
+    }
+    await store.putStream('big/stream.txt', body());
+    const got = await store.get('big/stream.txt');
+    expect(got.length).toBe(9 * 1024 * 1024);
+    expect(got.subarray(0, 4).toString()).toBe('xxxx');
+    await store.putStream('big/empty.txt', (async function* () {})());
+    expect((await store.get('big/empty.txt')).length).toBe(0);
+  });
+
   it('raises ObjectNotFoundError for missing keys', async () => {
     const err = await store.get('no/such/key.jpg').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ObjectNotFoundError);
