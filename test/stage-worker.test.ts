@@ -1,0 +1,140 @@
+/**
+ * The stage worker's job handling against a real redis-server: retries and duplicate
+ * deliveries write the same part and count once; a model that fails on the last attempt turns
+ * the batch into error rows instead of losing it. Jobs are handed to `process` directly (the
+ * same call BullMQ makes) so the attempt number can be set.
+ */
+import type { Job } from 'bullmq';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ModelSpecInput } from '../config/schema.js';
+import { ModelSpec } from '../config/schema.js';
+import { fetchRef } from '../pipeline/fetch-image.js';
+import { LocalStore } from '../pipeline/local-store.js';
+import { ResultPart, partKey } from '../pipeline/manifest.js';
+import { loadStageModel, type LoadedStage } from '../pipeline/stage-model.js';
+import { CascadeQueues } from '../workers/cascade-queues.js';
+import { JOB_OPTIONS, type RunSpec, type StageJob } from '../workers/jobs.js';
+import { connectRedis } from '../workers/redis-connection.js';
+import { RunTracker } from '../workers/run-tracker.js';
+import { StageWorker } from '../workers/stage-worker.js';
+import { OnnxBuilder } from './helpers/onnx-builder.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { writeTestModels, type TestModels } from './helpers/test-models.js';
+
+let dir: string;
+let redis: TestRedis;
+let models: TestModels;
+const closers: Array<() => Promise<void>> = [];
+
+async function setup(prefix: string, modelPath: string) {
+  const connection = connectRedis(redis.url);
+  const tracker = new RunTracker(connection, prefix);
+  const queues = new CascadeQueues(connection, prefix);
+  const spec: ModelSpecInput = { path: modelPath, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } };
+  const model: LoadedStage = await loadStageModel('little', ModelSpec.parse(spec), { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 });
+  const out = join(dir, prefix);
+  const worker = new StageWorker({
+    connection,
+    prefix,
+    stageIndex: 0,
+    model,
+    concurrency: 1,
+    deps: { fetch: (ref) => fetchRef(ref, { s3: () => { throw new Error('no S3 here'); } }), maxPixels: 1e6, fetchConcurrency: 2 },
+    openOutput: (o) => new LocalStore(o),
+    tracker,
+    queues,
+    log: () => {},
+  });
+  // Only `process` is exercised: stop the BullMQ consumer so it cannot take jobs itself.
+  await worker.worker.close();
+  closers.push(async () => {
+    await worker.close();
+    await model.close();
+    await queues.close();
+    connection.disconnect();
+  });
+  const run: RunSpec = {
+    runId: 'run1',
+    source: dir,
+    out,
+    metric: 'maxprob',
+    batchSize: 4,
+    stages: [
+      { name: 'little', modelPath, gmacsPerImage: model.gmacsPerImage, threshold: 0.9 },
+      { name: 'big', modelPath: models.colourBig, gmacsPerImage: 0, threshold: null },
+    ],
+    createdAt: new Date().toISOString(),
+  };
+  await tracker.create(run);
+  return { worker, tracker, queues, out };
+}
+
+function fakeJob(data: StageJob, attemptsMade: number): Job {
+  return { id: 'x', data, attemptsMade, opts: { ...JOB_OPTIONS } } as unknown as Job;
+}
+
+let items: StageJob['items'];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-stage-'));
+  redis = await startRedis();
+  models = await writeTestModels(join(dir, 'models'));
+  const red = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
+  const grey = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toBuffer();
+  await writeFile(join(dir, 'red.png'), red);
+  await writeFile(join(dir, 'grey.png'), grey);
+  items = [
+    { ref: join(dir, 'red.png'), pos: 0 },
+    { ref: join(dir, 'grey.png'), pos: 1 },
+    { ref: join(dir, 'missing.png'), pos: 2 },
+  ];
+});
+
+afterAll(async () => {
+  for (const close of closers) await close();
+  await redis.stop();
+});
+
+describe('StageWorker.process', () => {
+  it('a job delivered twice writes the same part, forwards once and counts once', async () => {
+    const { worker, tracker, queues, out } = await setup('dup', models.colourLittle);
+    const job: StageJob = { runId: 'run1', batch: 0, stage: 0, items };
+    expect(await worker.process(fakeJob(job, 0))).toEqual({ accepted: 1, forwarded: 1, errors: 1 });
+    const first = await readFile(join(out, partKey(0, 0)), 'utf8');
+    await worker.process(fakeJob(job, 1));
+    const part = ResultPart.parse(JSON.parse(await readFile(join(out, partKey(0, 0)), 'utf8')));
+    expect(part.rows.map((r) => ({ pos: r.pos, stage: r.stage, kind: r.error?.kind ?? null }))).toEqual([
+      { pos: 0, stage: 'little', kind: null },
+      { pos: 2, stage: null, kind: 'not-found' },
+    ]);
+    expect(ResultPart.parse(JSON.parse(first)).rows).toEqual(part.rows);
+    expect(await queues.stage('big').getJobCounts('waiting')).toEqual({ waiting: 1 });
+    const p = (await tracker.progress('run1'))!;
+    expect(p.final).toBe(2);
+    expect(p.stages[0]).toEqual({ images: 3, accepted: 1, forwarded: 1, errors: 1 });
+  });
+
+  it('a model failure is retried, and on the last attempt becomes error rows, losing nothing', async () => {
+    // Reshape to [5, -1] cannot hold 192 values: the graph loads, then fails at run time.
+    const failing = join(dir, 'failing.onnx');
+    const bytes = new OnnxBuilder({ name: 'failing' })
+      .input('input', 'float32', ['N', 3, 8, 8])
+      .initializer('shape', 'int64', [2], [5, -1])
+      .node('Reshape', ['input', 'shape'], ['out'])
+      .output('out', 'float32')
+      .build();
+    await writeFile(failing, bytes);
+    const { worker, tracker, out } = await setup('fail', failing);
+    const job: StageJob = { runId: 'run1', batch: 0, stage: 0, items };
+    await expect(worker.process(fakeJob(job, 0))).rejects.toThrow();
+    expect((await tracker.progress('run1'))!.final).toBe(0);
+    expect(await worker.process(fakeJob(job, 2))).toEqual({ accepted: 0, forwarded: 0, errors: 3 });
+    const part = ResultPart.parse(JSON.parse(await readFile(join(out, partKey(0, 0)), 'utf8')));
+    expect(part.rows.map((r) => r.error?.kind)).toEqual(['inference', 'inference', 'inference']);
+    expect((await tracker.progress('run1'))!.final).toBe(3);
+  });
+});
