@@ -38,6 +38,8 @@ export interface RunProgress {
   spec: RunSpec;
   listed: boolean;
   total: number | null;
+  /** Images listed so far (equals total once listing is done). */
+  listedImages: number;
   batches: number;
   final: number;
   stages: PartCounts[];
@@ -132,6 +134,7 @@ export class RunTracker {
       spec,
       listed: h.listed === '1',
       total: h.total === undefined ? null : Number(h.total),
+      listedImages: num('listedImages'),
       batches: num('batches'),
       final: num('final'),
       stages: spec.stages.map((_, i) => ({

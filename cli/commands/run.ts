@@ -64,11 +64,11 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     const runId = RunId.parse(o.runId ?? deriveRunId({ src, out, stages, metric: config.metric, batchSize: config.batchSize }));
     const spec: RunSpec = { runId, source: src, out, metric: config.metric, batchSize: config.batchSize, stages, createdAt: new Date().toISOString() };
     log(`run ${runId}: ${src} → ${out}`);
-    bar?.start(0, 0, { little: 0, big: 0, errors: 0 });
+    bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
     const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
     log(submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`);
     const summary = await waitForRun(runtime.tracker, runId, (p) => {
-      bar?.setTotal(p.total ?? p.final);
+      bar?.setTotal(Math.max(p.total ?? p.listedImages, 1));
       bar?.update(p.final, { little: p.stages[0]?.accepted ?? 0, big: p.stages[p.stages.length - 1]?.accepted ?? 0, errors: p.stages.reduce((n, s) => n + s.errors, 0) });
     });
     bar?.stop();
