@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/load-config.js';
 import { runCommand } from './commands/run.js';
 import { inspectModelCommand } from './commands/models-inspect.js';
+import { verifyCommand } from './commands/verify.js';
 
 function number(name: string, min: number, max: number) {
   return (value: string) => {
@@ -36,6 +37,17 @@ export function buildProgram(): Command {
       await runCommand(source, opts);
     });
 
+  program
+    .command('verify')
+    .description('check a manifest has exactly one valid row per input of a source (exit 1 on missing, duplicate, unknown or invalid rows)')
+    .requiredOption('--manifest <location>', 'manifest.jsonl (local, s3://…, or the output directory holding it)')
+    .requiredOption('--source <source>', 'the run\'s source: a local folder, s3://bucket/prefix, or a key-list file')
+    .option('--extensions <list>', 'comma-separated extensions the run listed (default: the run default)')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts) => {
+      await verifyCommand(opts);
+    });
+
   const models = program.command('models').description('inspect models');
   models
     .command('inspect')
@@ -54,7 +66,7 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError'].includes(err.name));
+    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError', 'SourceNotFoundError', 'ObjectNotFoundError'].includes(err.name));
     process.stderr.write(`cascade: ${known ? (err as Error).message : (err as Error).stack ?? String(err)}\n`);
     process.exitCode = known ? 2 : 1;
   }

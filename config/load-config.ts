@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { calibrationMismatch, readCalibrationFile, type CalibrationFile } from './calibration.js';
 import { CascadeConfig, ModelSpec, type CascadeConfigInput } from './schema.js';
 
 /** A configuration problem, phrased for the person who wrote the config. */
@@ -73,11 +74,23 @@ export async function resolveModelRef(ref: unknown, baseDir: string, env: NodeJS
   return ref;
 }
 
+/** `base` S3 settings with the environment's endpoint and region applied, or undefined when the environment sets neither. */
+export function s3SettingsFromEnv(base: unknown, env: NodeJS.ProcessEnv): Record<string, unknown> | undefined {
+  const endpoint = env.CASCADE_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  if (!endpoint && !env.AWS_REGION) return undefined;
+  const s3 = { ...((base as object) ?? {}) } as Record<string, unknown>;
+  if (endpoint) Object.assign(s3, { endpoint, forcePathStyle: s3.forcePathStyle ?? true });
+  if (env.AWS_REGION) s3.region = env.AWS_REGION;
+  return s3;
+}
+
 export interface LoadOptions {
   /** Config file path (YAML or JSON). */
   file?: string;
   /** Values from the command line; they win over the file and the environment. */
   overrides?: Partial<Record<keyof CascadeConfigInput, unknown>>;
+  /** A calib.json from `cascade calibrate`: its threshold and metric win over file and env, flags win over it. */
+  calibration?: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
 }
@@ -92,15 +105,19 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
 
   const merged: Record<string, unknown> = { ...(fromFile as Record<string, unknown>) };
   if (env.REDIS_URL) merged.redisUrl = env.REDIS_URL;
-  const endpoint = env.CASCADE_S3_ENDPOINT ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
-  if (endpoint || env.AWS_REGION) {
-    const s3 = { ...((merged.s3 as object) ?? {}) } as Record<string, unknown>;
-    if (endpoint) Object.assign(s3, { endpoint, forcePathStyle: s3.forcePathStyle ?? true });
-    if (env.AWS_REGION) s3.region = env.AWS_REGION;
-    merged.s3 = s3;
+  const s3 = s3SettingsFromEnv(merged.s3, env);
+  if (s3) merged.s3 = s3;
+  let calibration: CalibrationFile | undefined;
+  if (o.calibration) {
+    calibration = await readCalibrationFile(resolve(cwd, o.calibration)).catch((err: Error) => {
+      throw new ConfigError(err.message);
+    });
+    merged.threshold = calibration.threshold;
+    merged.metric = calibration.metric;
   }
   for (const [k, v] of Object.entries(o.overrides ?? {})) if (v !== undefined) merged[k] = v;
 
+  if (merged.stages !== undefined) await expandStages(merged, o.overrides ?? {}, fileDir, env);
   for (const key of ['little', 'big'] as const) {
     if (merged[key] === undefined) continue;
     // Command-line model paths are relative to the cwd; file ones to the file.
@@ -113,7 +130,33 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
 
   const parsed = CascadeConfig.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration${o.file ? ` (${o.file})` : ''}:\n${formatIssues(parsed.error)}`);
+  if (calibration) {
+    const problem = calibrationMismatch(calibration, parsed.data.little.path, parsed.data.big.path);
+    if (problem) throw new ConfigError(`calibration ${o.calibration} does not fit this run: ${problem}; run \`cascade calibrate\` for these models`);
+  }
   return parsed.data;
+}
+
+/**
+ * The N-stage form: resolve each stage's model reference against the config file, refuse a mix
+ * with little/big/threshold (which one would win is not obvious), and fill little/big/threshold
+ * from the first and last stage so code reading the two-stage fields keeps working.
+ */
+async function expandStages(merged: Record<string, unknown>, overrides: NonNullable<LoadOptions['overrides']>, fileDir: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const stages = merged.stages;
+  if (!Array.isArray(stages)) throw new ConfigError(`stages: expected a list of { name?, model, threshold } (got ${JSON.stringify(stages)})`);
+  const mixed = (['little', 'big', 'threshold'] as const).filter((k) => merged[k] !== undefined);
+  if (mixed.length > 0) {
+    const how = mixed.map((k) => (overrides[k] !== undefined ? `--${k}` : `'${k}:'`)).join(', ');
+    throw new ConfigError(`stages: given together with ${how}; use either stages (thresholds per stage) or little/big/threshold`);
+  }
+  merged.stages = await Promise.all(
+    stages.map(async (stage: unknown) => (stage && typeof stage === 'object' && 'model' in stage ? { ...stage, model: await resolveModelRef((stage as { model: unknown }).model, fileDir, env) } : stage)),
+  );
+  const resolved = merged.stages as Array<{ model?: unknown; threshold?: unknown }>;
+  merged.little = resolved[0]?.model;
+  merged.big = resolved[resolved.length - 1]?.model;
+  if (typeof resolved[0]?.threshold === 'number') merged.threshold = resolved[0].threshold;
 }
 
 /** Validate a standalone model spec (for `cascade models inspect`). */

@@ -1,0 +1,190 @@
+/**
+ * The manifest invariant — exactly one row per input, none lost, none doubled, none invented —
+ * checked by streaming a manifest against the keys of a source. The checker itself is pure
+ * (feed it keys and lines); the readers stream a local or S3 manifest line by line, so a
+ * manifest of millions of rows never sits in memory, only the source's key set does.
+ */
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { isS3Url, parseS3Url } from './location.js';
+import { ManifestRow } from './manifest.js';
+import { ObjectNotFoundError } from './object-store.js';
+import { isS3NotFound } from './s3-store.js';
+
+/** A manifest line that is not a valid ManifestRow. */
+export interface InvalidRow {
+  /** 1-based line number in the manifest. */
+  line: number;
+  /** The row's key when one could be read, else null. */
+  key: string | null;
+  message: string;
+}
+
+/** What verify found; `ok` is true only when every list is empty. */
+export interface VerifyReport {
+  ok: boolean;
+  /** Distinct keys in the source. */
+  sourceKeys: number;
+  /** Non-blank lines in the manifest. */
+  manifestRows: number;
+  /** Rows with `error` set (valid rows that record a failed image; not a violation). */
+  errorRows: number;
+  counts: { missing: number; duplicate: number; unknown: number; invalid: number };
+  /** Up to `sampleLimit` examples of each violation, in the order found. */
+  missing: string[];
+  duplicate: Array<{ key: string; rows: number }>;
+  unknown: string[];
+  invalid: InvalidRow[];
+}
+
+/** Accumulates source keys and manifest lines, then reports violations of the invariant. */
+export class ManifestChecker {
+  // Per source key: how many manifest rows named it. Unknown keys are counted apart.
+  private readonly seen = new Map<string, number>();
+  private readonly unknownSeen = new Map<string, number>();
+  private readonly invalid: InvalidRow[] = [];
+  private invalidCount = 0;
+  private rows = 0;
+  private errors = 0;
+  private sourceDuplicates = 0;
+
+  /** `sampleLimit` caps each example list in the report (counts stay exact). */
+  constructor(private readonly sampleLimit = 20) {}
+
+  /** Add one key of the source; a key listed twice by the source counts once. */
+  addSourceKey(key: string): void {
+    if (this.seen.has(key)) this.sourceDuplicates++;
+    else this.seen.set(key, 0);
+  }
+
+  /** Add one manifest line (`lineNo` is 1-based); blank lines are skipped. */
+  addLine(text: string, lineNo: number): void {
+    if (text.trim() === '') return;
+    this.rows++;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      this.addInvalid({ line: lineNo, key: null, message: `not JSON: ${(err as Error).message}` });
+      return;
+    }
+    const key = typeof (json as { key?: unknown } | null)?.key === 'string' ? (json as { key: string }).key : null;
+    const parsed = ManifestRow.safeParse(json);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(row)'}: ${i.message}`).join('; ');
+      this.addInvalid({ line: lineNo, key, message: issues });
+    } else if (parsed.data.error) {
+      this.errors++;
+    }
+    // A malformed row that still names its key counts as that key's row, so one broken row is
+    // reported once (as invalid), not again as a missing key.
+    if (key !== null) this.countKey(key);
+  }
+
+  /** The findings so far. */
+  report(): VerifyReport {
+    const missing: string[] = [];
+    const duplicate: Array<{ key: string; rows: number }> = [];
+    let missingCount = 0;
+    let duplicateCount = 0;
+    for (const [key, n] of this.seen) {
+      if (n === 0 && missingCount++ < this.sampleLimit) missing.push(key);
+      if (n > 1 && duplicateCount++ < this.sampleLimit) duplicate.push({ key, rows: n });
+    }
+    for (const [key, n] of this.unknownSeen) if (n > 1 && duplicateCount++ < this.sampleLimit) duplicate.push({ key, rows: n });
+    const counts = { missing: missingCount, duplicate: duplicateCount, unknown: this.unknownSeen.size, invalid: this.invalidCount };
+    return {
+      ok: counts.missing + counts.duplicate + counts.unknown + counts.invalid === 0,
+      sourceKeys: this.seen.size,
+      manifestRows: this.rows,
+      errorRows: this.errors,
+      counts,
+      missing,
+      duplicate,
+      unknown: [...this.unknownSeen.keys()].slice(0, this.sampleLimit),
+      invalid: this.invalid,
+    };
+  }
+
+  private countKey(key: string): void {
+    const n = this.seen.get(key);
+    if (n !== undefined) this.seen.set(key, n + 1);
+    else this.unknownSeen.set(key, (this.unknownSeen.get(key) ?? 0) + 1);
+  }
+
+  private addInvalid(row: InvalidRow): void {
+    this.invalidCount++;
+    if (this.invalid.length < this.sampleLimit) this.invalid.push(row);
+  }
+}
+
+/**
+ * Streams the lines of a manifest: a local file, a local output directory (its manifest.jsonl),
+ * or `s3://bucket/key` (a key ending in '/' means its manifest.jsonl). Missing → ObjectNotFoundError.
+ */
+export async function* readManifestLines(location: string, s3: () => S3Client): AsyncGenerator<string> {
+  let input: Readable;
+  if (isS3Url(location)) {
+    const { bucket, key: raw } = parseS3Url(location);
+    const key = raw === '' || raw.endsWith('/') ? `${raw}manifest.jsonl` : raw;
+    try {
+      const res = await s3().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      input = res.Body as Readable;
+    } catch (err) {
+      if (isS3NotFound(err)) throw new ObjectNotFoundError(`s3://${bucket}/${key}`, undefined, { cause: err });
+      throw err;
+    }
+  } else {
+    let file = path.resolve(location);
+    const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new ObjectNotFoundError(location, undefined, { cause: err });
+      throw err;
+    });
+    if (st.isDirectory()) file = path.join(file, 'manifest.jsonl');
+    // Open first so a missing manifest.jsonl inside a directory is a not-found, not a stream error.
+    const handle = await fs.open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new ObjectNotFoundError(file, undefined, { cause: err });
+      throw err;
+    });
+    input = handle.createReadStream();
+  }
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  try {
+    yield* lines;
+  } finally {
+    lines.close();
+    input.destroy();
+  }
+}
+
+/** Checks `manifestLines` against `sourceKeys`: the whole invariant in one pass over each. */
+export async function verifyManifest(
+  sourceKeys: AsyncIterable<string> | Iterable<string>,
+  manifestLines: AsyncIterable<string> | Iterable<string>,
+  sampleLimit?: number,
+): Promise<VerifyReport> {
+  const checker = new ManifestChecker(sampleLimit);
+  for await (const key of sourceKeys) checker.addSourceKey(key);
+  let n = 0;
+  for await (const line of manifestLines) checker.addLine(line, ++n);
+  return checker.report();
+}
+
+/** Human-readable report: one line of counts, then examples of each violation. */
+export function formatVerifyReport(r: VerifyReport): string {
+  const head =
+    `${r.ok ? 'OK' : 'FAILED'}: ${r.sourceKeys} inputs, ${r.manifestRows} manifest rows (${r.errorRows} with an image error); ` +
+    `missing ${r.counts.missing}, duplicate ${r.counts.duplicate}, unknown ${r.counts.unknown}, invalid ${r.counts.invalid}`;
+  const lines = [head];
+  for (const k of r.missing) lines.push(`  missing:   ${k}`);
+  for (const d of r.duplicate) lines.push(`  duplicate: ${d.key} (${d.rows} rows)`);
+  for (const k of r.unknown) lines.push(`  unknown:   ${k}`);
+  for (const i of r.invalid) lines.push(`  invalid:   line ${i.line}${i.key === null ? '' : ` (${i.key})`}: ${i.message}`);
+  const shown = r.missing.length + r.duplicate.length + r.unknown.length + r.invalid.length;
+  const total = r.counts.missing + r.counts.duplicate + r.counts.unknown + r.counts.invalid;
+  if (total > shown) lines.push(`  … and ${total - shown} more`);
+  return lines.join('\n');
+}
