@@ -1,0 +1,74 @@
+/**
+ * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value]`
+ * Runs the benchmarks (all by default: throughput, enqueue, rss) and prints their tables.
+ * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
+ */
+import { parseArgs } from 'node:util';
+
+// The AWS SDK's notice about its future Node floor would interleave with the tables.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+import { enqueueBench } from './enqueue.js';
+import { rssBench } from './rss.js';
+import { table } from './stats.js';
+import { throughputBench } from './throughput.js';
+
+const BENCHES = ['throughput', 'enqueue', 'rss'] as const;
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    images: { type: 'string', default: '717' },
+    repeats: { type: 'string', default: '3' },
+    threshold: { type: 'string', default: '0.5' },
+    refs: { type: 'string', default: '1000000' },
+    'rss-images': { type: 'string', default: '100000' },
+    set: { type: 'string', multiple: true, default: [] },
+  },
+});
+
+const chosen = positionals.length > 0 ? positionals : [...BENCHES];
+for (const name of chosen) if (!(BENCHES as readonly string[]).includes(name)) throw new Error(`unknown benchmark '${name}'; choose from ${BENCHES.join(', ')}`);
+
+/** `--set inferenceThreads=2` → { inferenceThreads: 2 }: pipeline config overrides. */
+function overrides(pairs: string[]): Record<string, unknown> {
+  return Object.fromEntries(pairs.map((p) => {
+    const [k, v] = p.split('=');
+    if (!k || v === undefined) throw new Error(`--set expects key=value, got '${p}'`);
+    return [k, Number.isNaN(Number(v)) ? v : Number(v)];
+  }));
+}
+
+const log = (line: string) => console.log(line);
+const num = (s: string | undefined, flag: string) => {
+  const n = Number(s);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${flag} must be a positive number, got '${s}'`);
+  return n;
+};
+
+if (chosen.includes('throughput')) {
+  console.log('== throughput');
+  await throughputBench({ images: num(values.images, 'images'), repeats: num(values.repeats, 'repeats'), threshold: Number(values.threshold), config: overrides(values.set), log });
+  console.log('');
+}
+if (chosen.includes('enqueue')) {
+  console.log('== enqueue');
+  const r = await enqueueBench(num(values.refs, 'refs'));
+  console.log(table(['enqueue', 'value', 'goal'], [
+    ['refs', r.refs, ''],
+    ['seconds', r.seconds, '< 30 s for 1,000,000'],
+    ['refs/s', r.refsPerSecond, ''],
+    ['Redis bytes per in-flight image', r.bytesPerImage, '< 200'],
+  ]));
+  console.log('');
+}
+if (chosen.includes('rss')) {
+  console.log('== rss');
+  const r = await rssBench(num(values['rss-images'], 'rss-images'), log);
+  console.log(table(['rss', 'value', 'goal'], [
+    ['images', r.images, ''],
+    ['seconds', r.seconds, ''],
+    ['images/s', r.images / r.seconds, ''],
+    ['RSS first / last sample, MB', `${r.samples[0]?.rssMb.toFixed(1)} / ${r.samples.at(-1)?.rssMb.toFixed(1)}`, ''],
+    ['RSS slope over 2nd half, MB per 10k images', r.slopeMbPer10k, '≈ 0 (flat)'],
+  ]));
+}
