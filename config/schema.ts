@@ -116,6 +116,73 @@ export const S3Settings = z
   })
   .strict();
 
+/** Stage names become queue names and Redis keys: keep them to a safe alphabet. */
+export const StageName = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,32}$/, 'stage names use letters, digits, _ and - (at most 32)')
+  .refine((n) => n !== 'merge', 'the stage name "merge" is reserved for the merge queue');
+
+/** One stage of an N-stage cascade (`stages:`); the last stage has no threshold. */
+export const StageConfig = z
+  .object({
+    /** Queue and role name; defaults to little (first), big (last), stage<i> (between). */
+    name: StageName.optional(),
+    /** A model spec (file references are resolved by the config loader). */
+    model: ModelSpec,
+    /** Accept this stage's answer at confidence ≥ threshold; must be absent or null on the last stage. */
+    threshold: z.number().min(0).max(1).nullable().optional(),
+  })
+  .strict();
+export type StageConfig = z.infer<typeof StageConfig>;
+
+/** Ordered stages, tiny → big, with default names and the threshold rules checked. */
+export const StageList = z
+  .array(StageConfig)
+  .min(2, 'a cascade needs at least 2 stages')
+  .superRefine((stages, ctx) => {
+    stages.forEach((s, i) => {
+      const last = i === stages.length - 1;
+      if (last && s.threshold !== undefined && s.threshold !== null) {
+        ctx.addIssue({ code: 'custom', path: [i, 'threshold'], message: `the last stage accepts every image, so it takes no threshold (got ${s.threshold})` });
+      }
+      if (!last && (s.threshold === undefined || s.threshold === null)) {
+        ctx.addIssue({ code: 'custom', path: [i, 'threshold'], message: 'every stage but the last needs a threshold in [0, 1]' });
+      }
+    });
+  })
+  .transform((stages) => stages.map((s, i) => ({ ...s, name: s.name ?? defaultStageName(i, stages.length), threshold: i === stages.length - 1 ? null : s.threshold! })))
+  .superRefine((stages, ctx) => {
+    const seen = new Set<string>();
+    stages.forEach((s, i) => {
+      if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `stage name "${s.name}" is used twice` });
+      seen.add(s.name);
+    });
+  });
+
+/** Default name of stage `i` of `n`: little, stage1, …, big. */
+export function defaultStageName(i: number, n: number): string {
+  return i === 0 ? 'little' : i === n - 1 ? 'big' : `stage${i}`;
+}
+
+/**
+ * Audit sampling: a deterministic fraction of the images the first stage accepted also goes to
+ * the last stage, to measure live little/big agreement; audits never change the manifest.
+ */
+export const AuditConfig = z
+  .object({
+    /** Fraction of accepted images audited, 0..1 (e.g. 0.02). */
+    fraction: z.number().min(0).max(1),
+    /** Mixed into the sampling hash; change it to audit a different sample of the same run. */
+    seed: z.string().default(''),
+    /**
+     * The agreement the calibration promised on accepted images (calib.json `expected.agreement`);
+     * the summary flags drift when the audit's Wilson upper bound falls below it.
+     */
+    expectAgreement: z.number().min(0).max(1).optional(),
+  })
+  .strict();
+export type AuditConfig = z.infer<typeof AuditConfig>;
+
 /** The whole cascade run configuration (file + env + CLI flags merged). */
 export const CascadeConfig = z
   .object({
@@ -123,6 +190,13 @@ export const CascadeConfig = z
     big: ModelSpec,
     /** Confidence at or above which the little model's answer is accepted. */
     threshold: z.number().min(0).max(1).default(0.5),
+    /**
+     * N-stage form (tiny → small → big); replaces little/big/threshold, which the loader then
+     * fills from the first and last stage. Absent: the two-stage little → big cascade.
+     */
+    stages: StageList.optional(),
+    /** Audit sampling of accepted images; absent = no audits. */
+    audit: AuditConfig.optional(),
     metric: ConfidenceMetric.default('maxprob'),
     /** Image refs per job. */
     batchSize: z.number().int().min(1).max(1024).default(32),

@@ -3,6 +3,7 @@
  * summary computed from the parts. Pure functions; the merge step does the I/O.
  */
 import { z } from 'zod';
+import { AuditSummary } from './audit-summary.js';
 
 export const ImageErrorKind = z.enum(['not-found', 'too-large', 'decode', 'inference', 'fetch', 'job-failed']);
 export type ImageErrorKind = z.infer<typeof ImageErrorKind>;
@@ -47,6 +48,8 @@ export const ResultPart = z.object({
   stageName: z.string(),
   rows: z.array(PartRow),
   stats: StageStats,
+  /** First stage only: accepted images also sent to the last stage as an audit (audit/<batch>.json). */
+  audits: z.number().int().nonnegative().optional(),
 });
 export type ResultPart = z.infer<typeof ResultPart>;
 
@@ -79,6 +82,8 @@ export const StageSummary = StageStats.omit({ jobMs: true }).extend({
   name: z.string(),
   gmacsPerImage: z.number().nonnegative(),
   jobs: z.number().int().nonnegative(),
+  /** Fraction of the images the first stage inferred that this stage inferred (1 for the first). */
+  reach: z.number().optional(),
   /** Mean ms per image this stage saw, by step. */
   msPerImage: z.object({ fetch: z.number(), decode: z.number(), infer: z.number(), job: z.number() }),
 });
@@ -108,6 +113,10 @@ export const RunSummary = z.object({
   imagesPerSecond: z.number(),
   startedAt: z.string(),
   finishedAt: z.string(),
+  /** Audit sampling results, on runs with audits. */
+  audit: AuditSummary.optional(),
+  /** Plot files written next to the summary (keys under the output location). */
+  plots: z.object({ confidenceSvg: z.string(), confidencePng: z.string(), calibrationSvg: z.string().optional() }).optional(),
 });
 export type RunSummary = z.infer<typeof RunSummary>;
 
@@ -117,7 +126,8 @@ export interface SummaryInput {
   out: string;
   threshold: number;
   metric: string;
-  stages: Array<{ name: string; gmacsPerImage: number }>;
+  /** `threshold` (null on the last stage) is only drawn in plots; absent means unknown. */
+  stages: Array<{ name: string; gmacsPerImage: number; threshold?: number | null }>;
   parts: Iterable<Pick<ResultPart, 'stage' | 'stats'>>;
   errorsByKind: Record<string, number>;
   images: number;
@@ -170,7 +180,7 @@ export function summarize(input: SummaryInput): RunSummary {
     threshold: input.threshold,
     metric: input.metric,
     fractionToBig: firstInferred ? inferred[inferred.length - 1]! / firstInferred : 0,
-    stages,
+    stages: stages.map((s, i) => ({ ...s, reach: firstInferred ? inferred[i]! / firstInferred : 0 })),
     macs: { cascadeG, bigOnlyG, saved: bigOnlyG ? 1 - cascadeG / bigOnlyG : 0 },
     wallSeconds,
     imagesPerSecond: wallSeconds > 0 ? input.images / wallSeconds : 0,

@@ -3,12 +3,18 @@
  * manifest.jsonl (one row per input, in input order, streamed) and summary.json. Idempotent: it only
  * reads parts and overwrites its two outputs, so running it twice is harmless.
  */
+import { AuditPart, auditKey, countAgreement } from './audit-part.js';
+import { summarizeAudit } from './audit-summary.js';
 import { ResultPart, mergeBatchRows, partKey, summarize, type RunSummary, type SummaryInput } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
+import { addConfidence, emptyHistogram, histogramSvg } from './plots/histogram.js';
+import { svgToPng } from './plots/svg-to-png.js';
 
 /** What the merge needs besides the parts: the run's description and its batch count. */
 export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' | 'images' | 'finishedAt'> {
   batches: number;
+  /** The run's audit settings, when it audits: the summary then reports agreement and drift. */
+  audit?: { fraction: number; expectAgreement?: number };
 }
 
 /** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
@@ -24,6 +30,8 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   const stats: Array<Pick<ResultPart, 'stage' | 'stats'>> = [];
   const errorsByKind: Record<string, number> = {};
   let images = 0;
+  const histogram = emptyHistogram(input.stages.map((s) => ({ name: s.name, threshold: s.threshold ?? null })));
+  const auditedBatches: number[] = [];
   // Batches are read a window ahead but written strictly in order, so memory is bounded by the
   // window, not by the run: a run of millions of images streams through.
   async function* manifestChunks(): AsyncGenerator<string> {
@@ -38,15 +46,36 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
       let chunk = '';
       for (const row of rows) {
         if (row.error) errorsByKind[row.error.kind] = (errorsByKind[row.error.kind] ?? 0) + 1;
+        else if (row.stage !== null && row.confidence !== null) addConfidence(histogram, row.stage, row.confidence);
         chunk += `${JSON.stringify(row)}\n`;
       }
       for (const { stage, stats: s } of parts) stats.push({ stage, stats: s });
+      if (parts[0]!.audits) auditedBatches.push(batch);
       yield chunk;
     }
   }
   await store.putStream('manifest.jsonl', manifestChunks());
 
-  const summary = summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() });
+  const audit = input.audit ? await readAudits(store, auditedBatches, input.audit) : undefined;
+  const svg = histogramSvg(histogram, `run ${input.runId}: confidence of final answers per stage`);
+  await store.put('confidence.svg', svg);
+  await store.put('confidence.png', await svgToPng(svg));
+  const plots = { confidenceSvg: 'confidence.svg', confidencePng: 'confidence.png' };
+  const summary: RunSummary = { ...summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() }), ...(audit ? { audit } : {}), plots };
   await store.put('summary.json', `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
+}
+
+/** Agreement over the audit parts of `batches` (the batches whose first-stage part sent audits). */
+async function readAudits(store: ObjectStore, batches: number[], settings: NonNullable<MergeInput['audit']>) {
+  const totals = { sampled: 0, agreeing: 0 };
+  for (let i = 0; i < batches.length; i += 16) {
+    const parts = await Promise.all(batches.slice(i, i + 16).map(async (b) => AuditPart.parse(JSON.parse((await store.get(auditKey(b))).toString('utf8')))));
+    for (const part of parts) {
+      const c = countAgreement(part.entries);
+      totals.sampled += c.sampled;
+      totals.agreeing += c.agreeing;
+    }
+  }
+  return summarizeAudit(totals, settings.fraction, settings.expectAgreement);
 }

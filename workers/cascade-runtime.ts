@@ -17,14 +17,21 @@ import { connectRedis } from './redis-connection.js';
 import { RunTracker } from './run-tracker.js';
 import { StageWorker } from './stage-worker.js';
 
-export type Role = 'little' | 'big' | 'merge';
+/** What a process serves: a stage, by its name (little, big, or a `stages:` name), or 'merge'. */
+export type Role = string;
 
-/** The cascade's stages as configured: names and model specs in order. */
+/** The cascade's stages as configured: names and model specs in order (`stages:`, else little → big). */
 export function configuredStages(config: CascadeConfig): Array<{ name: string; spec: ModelSpec; threshold: number | null }> {
+  if (config.stages) return config.stages.map((s) => ({ name: s.name, spec: s.model, threshold: s.threshold }));
   return [
     { name: 'little', spec: config.little, threshold: config.threshold },
     { name: 'big', spec: config.big, threshold: null },
   ];
+}
+
+/** Every role of a config: its stages in order, then the merge. */
+export function allRoles(config: CascadeConfig): Role[] {
+  return [...configuredStages(config).map((s) => s.name), 'merge'];
 }
 
 export interface Runtime {
@@ -57,7 +64,7 @@ export async function startRuntime(config: CascadeConfig, redisUrl: string, role
   try {
     const all = configuredStages(config);
     for (const [index, stage] of all.entries()) {
-      if (!roles.includes(stage.name as Role)) continue;
+      if (!roles.includes(stage.name)) continue;
       const model = await loadStageModel(stage.name, stage.spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads }, log);
       stages.push(model);
       const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency };

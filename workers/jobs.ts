@@ -27,6 +27,8 @@ export const RunSpec = z.object({
       }),
     )
     .min(2),
+  /** Audit sampling of first-stage accepted images (absent on runs without audits). */
+  audit: z.object({ fraction: z.number().min(0).max(1), seed: z.string(), expectAgreement: z.number().min(0).max(1).optional() }).optional(),
   createdAt: z.string(),
 });
 export type RunSpec = z.infer<typeof RunSpec>;
@@ -39,6 +41,27 @@ export const StageJob = z.object({
   items: z.array(z.object({ ref: z.string(), pos: z.number().int().nonnegative() })).min(1),
 });
 export type StageJob = z.infer<typeof StageJob>;
+
+/**
+ * Images the first stage accepted that the last stage must also label, with the first stage's
+ * answer; it runs on the last stage's queue as a job named AUDIT_JOB_NAME.
+ */
+export const AuditJob = z.object({
+  runId: RunId,
+  batch: z.number().int().nonnegative(),
+  items: z
+    .array(z.object({ ref: z.string(), pos: z.number().int().nonnegative(), label: z.number().int(), labelName: z.string().nullable(), confidence: z.number() }))
+    .min(1),
+});
+export type AuditJob = z.infer<typeof AuditJob>;
+
+/** BullMQ job name that marks an audit job on a stage queue (stage batches are named 'batch'). */
+export const AUDIT_JOB_NAME = 'audit';
+
+/** Deterministic BullMQ job id of a batch's audit job. */
+export function auditJobId(runId: string, batch: number): string {
+  return `${runId}-b${batch}-audit`;
+}
 
 export const MergeJob = z.object({ runId: RunId });
 export type MergeJob = z.infer<typeof MergeJob>;

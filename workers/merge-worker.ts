@@ -45,7 +45,8 @@ export class MergeWorker {
       out: spec.out,
       threshold: spec.stages[0]!.threshold ?? 0,
       metric: spec.metric,
-      stages: spec.stages.map((s) => ({ name: s.name, gmacsPerImage: s.gmacsPerImage })),
+      stages: spec.stages.map((s) => ({ name: s.name, gmacsPerImage: s.gmacsPerImage, threshold: s.threshold })),
+      audit: spec.audit,
       batches: progress.batches,
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
     });

@@ -6,10 +6,23 @@
 import type { Redis } from 'ioredis';
 import { RunSpec } from './jobs.js';
 
+// Shared tail of both scripts: the run is complete once listing is done, every listed image has
+// a final row and every audit the parts promised has been recorded. Returns 1 at most until the
+// merge is queued. Each script sets NOW (the current time, ISO) before it.
+const COMPLETION_CHECK = `
+local state = redis.call('HMGET', KEYS[1], 'listed', 'total', 'final', 'mergeQueued', 'auditsExpected', 'auditsDone')
+if state[1] == '1' and tonumber(state[2]) == tonumber(state[3] or '0') and tonumber(state[6] or '0') >= tonumber(state[5] or '0') then
+  redis.call('HSETNX', KEYS[1], 'completedAt', NOW)
+  if state[4] ~= '1' then return 1 end
+end
+return 0
+`;
+
 // KEYS: run hash, done set. ARGV: part id ('' = only check), final images, stage,
-// images, accepted, forwarded, errors, now (ISO).
+// images, accepted, forwarded, errors, now (ISO), audits the part sends to the last stage.
 // Returns 1 when the run is complete and its merge has not been queued yet.
 const FINISH_PART = `
+local NOW = ARGV[8]
 if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'final', ARGV[2])
   local s = 's' .. ARGV[3] .. ':'
@@ -17,14 +30,26 @@ if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], s .. 'accepted', ARGV[5])
   redis.call('HINCRBY', KEYS[1], s .. 'forwarded', ARGV[6])
   redis.call('HINCRBY', KEYS[1], s .. 'errors', ARGV[7])
+  redis.call('HINCRBY', KEYS[1], 'auditsExpected', ARGV[9] or 0)
 end
-local state = redis.call('HMGET', KEYS[1], 'listed', 'total', 'final', 'mergeQueued')
-if state[1] == '1' and tonumber(state[2]) == tonumber(state[3] or '0') then
-  redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[8])
-  if state[4] ~= '1' then return 1 end
+${COMPLETION_CHECK}`;
+
+// KEYS: run hash, done set. ARGV: audit id, audited images, agreeing, now (ISO).
+// Audits have their own counters so they never count as final rows; the id makes it once only.
+const FINISH_AUDIT = `
+local NOW = ARGV[4]
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'auditsDone', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'auditsAgreeing', ARGV[3])
 end
-return 0
-`;
+${COMPLETION_CHECK}`;
+
+/** Live audit counters of a run: audits promised by counted parts, recorded so far, and agreeing. */
+export interface AuditProgress {
+  expected: number;
+  done: number;
+  agreeing: number;
+}
 
 export interface PartCounts {
   images: number;
@@ -43,6 +68,8 @@ export interface RunProgress {
   batches: number;
   final: number;
   stages: PartCounts[];
+  /** Audit sampling counters (all zero on runs without audits). */
+  audit: AuditProgress;
   startedAt: string | null;
   completedAt: string | null;
   mergedAt: string | null;
@@ -56,6 +83,7 @@ export class RunTracker {
     private readonly prefix: string,
   ) {
     redis.defineCommand('cascadeFinishPart', { numberOfKeys: 2, lua: FINISH_PART });
+    redis.defineCommand('cascadeFinishAudit', { numberOfKeys: 2, lua: FINISH_AUDIT });
   }
 
   private runKey(runId: string): string {
@@ -96,11 +124,27 @@ export class RunTracker {
   }
 
   /** Count a finished part once; returns true when the caller must queue the run's merge. */
-  async finishPart(runId: string, part: { id: string; stage: number; final: number; counts: PartCounts } | null): Promise<boolean> {
+  async finishPart(runId: string, part: { id: string; stage: number; final: number; counts: PartCounts; audits?: number } | null): Promise<boolean> {
     const c = part?.counts ?? { images: 0, accepted: 0, forwarded: 0, errors: 0 };
-    const args = [part?.id ?? '', part?.final ?? 0, part?.stage ?? 0, c.images, c.accepted, c.forwarded, c.errors, new Date().toISOString()];
+    const args = [part?.id ?? '', part?.final ?? 0, part?.stage ?? 0, c.images, c.accepted, c.forwarded, c.errors, new Date().toISOString(), part?.audits ?? 0];
     const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
     return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), ...args)) === 1;
+  }
+
+  /**
+   * Count a finished audit once (its id is e.g. `b7audit`); returns true when the caller must
+   * queue the run's merge. Audits never add to the final-row counter.
+   */
+  async finishAudit(runId: string, audit: { id: string; audited: number; agreeing: number }): Promise<boolean> {
+    const run = this.redis as unknown as { cascadeFinishAudit(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
+    return (await run.cascadeFinishAudit(this.runKey(runId), this.doneKey(runId), audit.id, audit.audited, audit.agreeing, new Date().toISOString())) === 1;
+  }
+
+  /** Live audit counters of a run (for `cascade status`), or null if the run is unknown. */
+  async auditProgress(runId: string): Promise<AuditProgress | null> {
+    const [spec, expected, done, agreeing] = await this.redis.hmget(this.runKey(runId), 'spec', 'auditsExpected', 'auditsDone', 'auditsAgreeing');
+    if (!spec) return null;
+    return { expected: Number(expected ?? 0), done: Number(done ?? 0), agreeing: Number(agreeing ?? 0) };
   }
 
   /** Note that the merge job has been queued, so later completions do not queue it again. */
@@ -143,6 +187,7 @@ export class RunTracker {
         forwarded: num(`s${i}:forwarded`),
         errors: num(`s${i}:errors`),
       })),
+      audit: { expected: num('auditsExpected'), done: num('auditsDone'), agreeing: num('auditsAgreeing') },
       startedAt: h.startedAt ?? null,
       completedAt: h.completedAt ?? null,
       mergedAt: h.mergedAt ?? null,

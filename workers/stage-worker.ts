@@ -9,8 +9,9 @@ import { classifyBatch, errorRow, type ClassifyDeps } from '../pipeline/classify
 import { partKey, type ResultPart } from '../pipeline/manifest.js';
 import type { ObjectStore } from '../pipeline/object-store.js';
 import type { LoadedStage } from '../pipeline/stage-model.js';
+import { processAuditJob, queueAudit, selectAudits } from './audit-job.js';
 import type { CascadeQueues } from './cascade-queues.js';
-import { StageJob, stageQueueName } from './jobs.js';
+import { AUDIT_JOB_NAME, StageJob, stageQueueName } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
 
 export interface StageWorkerOptions {
@@ -48,6 +49,7 @@ export class StageWorker {
 
   /** Process one batch job (exposed for tests). */
   async process(job: Job): Promise<{ accepted: number; forwarded: number; errors: number }> {
+    if (job.name === AUDIT_JOB_NAME) return processAuditJob(job, this.o);
     const data = StageJob.parse(job.data);
     const spec = await this.o.tracker.spec(data.runId);
     if (!spec) throw new Error(`run ${data.runId} is unknown to this Redis (prefix ${this.o.prefix})`);
@@ -67,7 +69,8 @@ export class StageWorker {
       result = { rows, forward: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
     }
 
-    const part: ResultPart = { runId: data.runId, batch: data.batch, stage: data.stage, stageName: stage.name, rows: result.rows, stats: result.stats };
+    const audits = data.stage === 0 ? selectAudits(spec, result.rows) : [];
+    const part: ResultPart = { runId: data.runId, batch: data.batch, stage: data.stage, stageName: stage.name, rows: result.rows, stats: result.stats, ...(audits.length ? { audits: audits.length } : {}) };
     await this.o.openOutput(spec.out).put(partKey(data.batch, data.stage), JSON.stringify(part));
 
     const next = spec.stages[data.stage + 1];
@@ -81,7 +84,11 @@ export class StageWorker {
       stage: data.stage,
       final: result.rows.length,
       counts: { images, accepted, forwarded, errors },
+      audits: audits.length,
     });
+    // Queued only after the part promised its audits to the tracker, so an audit can never be
+    // counted without its promise (which would let the run complete early).
+    await queueAudit(this.o.queues, spec, data.batch, audits);
     if (mustMerge) await this.o.queues.queueMerge(data.runId, this.o.tracker);
     return { accepted, forwarded, errors };
   }

@@ -9,7 +9,7 @@ import { isS3Url } from '../../pipeline/location.js';
 import type { RunSummary } from '../../pipeline/manifest.js';
 import { listSource } from '../../producers/list-source.js';
 import { deriveRunId, submitRun } from '../../producers/submit-run.js';
-import { configuredStages, startRuntime } from '../../workers/cascade-runtime.js';
+import { allRoles, configuredStages, startRuntime } from '../../workers/cascade-runtime.js';
 import type { RunSpec } from '../../workers/jobs.js';
 import { RunId } from '../../workers/jobs.js';
 import { formatSummary } from '../format-summary.js';
@@ -25,6 +25,8 @@ export interface RunOptions {
   threshold?: number;
   metric?: ConfidenceMetric;
   config?: string;
+  /** calib.json from `cascade calibrate`: threshold and metric. */
+  calibration?: string;
   batchSize?: number;
   runId?: string;
   progress?: boolean;
@@ -42,11 +44,12 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   const log = (msg: string) => logger.info(msg);
   const config = await loadConfig({
     file: o.config,
+    calibration: o.calibration,
     overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
   });
   const redis = config.redisUrl ? { url: config.redisUrl, stop: async () => {} } : await startPrivateRedis();
   if (!config.redisUrl) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`);
-  const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], log).catch(async (err) => {
+  const runtime = await startRuntime(config, redis.url, allRoles(config), log).catch(async (err) => {
     await redis.stop();
     throw err;
   });
@@ -61,8 +64,9 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
     const src = absoluteRef(source);
     const out = absoluteRef(o.out);
-    const runId = RunId.parse(o.runId ?? deriveRunId({ src, out, stages, metric: config.metric, batchSize: config.batchSize }));
-    const spec: RunSpec = { runId, source: src, out, metric: config.metric, batchSize: config.batchSize, stages, createdAt: new Date().toISOString() };
+    const audit = config.audit;
+    const runId = RunId.parse(o.runId ?? deriveRunId({ src, out, stages, metric: config.metric, batchSize: config.batchSize, ...(audit ? { audit } : {}) }));
+    const spec: RunSpec = { runId, source: src, out, metric: config.metric, batchSize: config.batchSize, stages, ...(audit ? { audit } : {}), createdAt: new Date().toISOString() };
     log(`run ${runId}: ${src} → ${out}`);
     bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
     const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });

@@ -1,0 +1,145 @@
+/**
+ * N-stage cascades: the `stages:` config form (validation, defaults, equivalence with
+ * little/big) and a 3-stage run end to end on real redis-server and generated models,
+ * with exact per-stage counts.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '../cli/commands/run.js';
+import { ConfigError, loadConfig } from '../config/load-config.js';
+import { ManifestRow, RunSummary } from '../pipeline/manifest.js';
+import { allRoles, configuredStages } from '../workers/cascade-runtime.js';
+import { CascadeQueues } from '../workers/cascade-queues.js';
+import { connectRedis } from '../workers/redis-connection.js';
+import { colourSpec, COLOURS, GREYS, writeColourImages } from './helpers/colour-fixture.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { writeTestModels, type TestModels } from './helpers/test-models.js';
+
+let dir: string;
+let images: string;
+let total: number;
+let models: TestModels;
+let redis: TestRedis;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-nstage-'));
+  images = join(dir, 'images');
+  models = await writeTestModels(join(dir, 'models'));
+  [redis, total] = await Promise.all([startRedis(), writeColourImages(images)]);
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function writeConfig(config: Record<string, unknown>): Promise<string> {
+  const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  await writeFile(file, JSON.stringify({ batchSize: 4, redisUrl: redis.url, prefix: `n${Math.random().toString(36).slice(2, 8)}`, ...config }));
+  return file;
+}
+
+const threeStages = () => [
+  { model: colourSpec(models.colourLittle, models.labels), threshold: 0.9 },
+  { name: 'mid', model: colourSpec(models.colourBig, models.labels), threshold: 0.9 },
+  { model: colourSpec(models.colourBig, models.labels) },
+];
+
+describe('stages config', () => {
+  it('names stages little, stage<i>, big by default and fills little/big/threshold', async () => {
+    const stages = threeStages();
+    delete (stages[1] as { name?: string }).name;
+    const config = await loadConfig({ file: await writeConfig({ stages }), env: {} });
+    expect(configuredStages(config).map((s) => [s.name, s.threshold])).toEqual([
+      ['little', 0.9],
+      ['stage1', 0.9],
+      ['big', null],
+    ]);
+    expect(allRoles(config)).toEqual(['little', 'stage1', 'big', 'merge']);
+    expect(config.little.path).toBe(models.colourLittle);
+    expect(config.big.path).toBe(models.colourBig);
+    expect(config.threshold).toBe(0.9);
+  });
+
+  it('a two-entry stages list is the same cascade as little/big/threshold', async () => {
+    const viaStages = await loadConfig({ file: await writeConfig({ stages: [threeStages()[0], threeStages()[2]] }), env: {} });
+    const classic = await loadConfig({ file: await writeConfig({ little: colourSpec(models.colourLittle, models.labels), big: colourSpec(models.colourBig, models.labels), threshold: 0.9 }), env: {} });
+    expect(configuredStages(viaStages)).toEqual(configuredStages(classic));
+  });
+
+  it('resolves stage model files relative to the config file', async () => {
+    const specFile = join(dir, 'models', 'little-spec.json');
+    await writeFile(specFile, JSON.stringify({ ...colourSpec('colour-little.onnx', 'labels.txt') }));
+    const stages = threeStages();
+    stages[0]!.model = 'models/little-spec.json' as never;
+    const config = await loadConfig({ file: await writeConfig({ stages }), env: {} });
+    expect(configuredStages(config)[0]!.spec.path).toBe(models.colourLittle);
+  });
+
+  const bad: Array<[string, (s: ReturnType<typeof threeStages>) => unknown, RegExp]> = [
+    ['a threshold on the last stage', (s) => [s[0], s[1], { ...s[2], threshold: 0.5 }], /stages\.2\.threshold: the last stage accepts every image, so it takes no threshold \(got 0\.5\)/],
+    ['a middle stage without threshold', (s) => [s[0], { ...s[1], threshold: undefined }, s[2]], /stages\.1\.threshold: every stage but the last needs a threshold/],
+    ['a repeated name', (s) => [s[0], { ...s[1], name: 'big' }, s[2]], /stages\.2\.name: stage name "big" is used twice/],
+    ['an unsafe name', (s) => [s[0], { ...s[1], name: 'a:b' }, s[2]], /stages\.1\.name: stage names use letters, digits/],
+    ['the reserved name merge', (s) => [s[0], { ...s[1], name: 'merge' }, s[2]], /stages\.1\.name: the stage name "merge" is reserved/],
+    ['a single stage', (s) => [s[2]], /stages: a cascade needs at least 2 stages/],
+  ];
+  for (const [what, make, message] of bad) {
+    it(`refuses ${what}`, async () => {
+      const file = await writeConfig({ stages: make(threeStages()) });
+      await expect(loadConfig({ file, env: {} })).rejects.toThrow(message);
+    });
+  }
+
+  it('refuses stages mixed with little/big/threshold, naming the flag', async () => {
+    const file = await writeConfig({ stages: threeStages() });
+    const err = await loadConfig({ file, env: {}, overrides: { threshold: 0.4 } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(/stages: given together with --threshold/);
+    await expect(loadConfig({ file: await writeConfig({ stages: threeStages(), big: models.colourBig }), env: {} })).rejects.toThrow(/stages: given together with 'big:'/);
+  });
+});
+
+describe('3-stage cascade run', () => {
+  it('routes little → mid → big with exact per-stage counts, MACs and reach', async () => {
+    const config = await writeConfig({ stages: threeStages() });
+    const prefix = JSON.parse(await readFile(config, 'utf8')).prefix as string;
+    const out = join(dir, 'out-3');
+    const summary = await runCommand(images, { out, config, progress: false, json: true });
+
+    // Little (logits [8r,8g,8b,2]) is ≥ 0.996 sure of saturated colours, ≤ 0.72 of greys.
+    // The mid model (softmax [8r,8g,8b,4+2(r+g+b)]) is sure of "other" only for dark greys:
+    // p = 0.948 at v=0, 0.917 at 64/255, 0.896 at 96/255 and less above, so 2 of 6 stop there.
+    expect(summary.stages.map((s) => [s.name, s.images, s.accepted, s.forwarded, s.errors])).toEqual([
+      ['little', total, COLOURS.length, GREYS.length, 2],
+      ['mid', 6, 2, 4, 0],
+      ['big', 4, 4, 0, 0],
+    ]);
+    const inferred = total - 2;
+    expect(summary.stages.map((s) => s.reach)).toEqual([1, 6 / inferred, 4 / inferred]);
+    expect(summary.fractionToBig).toBe(4 / inferred);
+    const [g0, g1, g2] = summary.stages.map((s) => s.gmacsPerImage) as [number, number, number];
+    expect(summary.macs.cascadeG).toBeCloseTo(inferred * g0 + 6 * g1 + 4 * g2, 12);
+    expect(summary.macs.bigOnlyG).toBeCloseTo(inferred * g2, 12);
+
+    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+    const stageOf = new Map(rows.map((r) => [r.key.slice(images.length + 1), r.stage]));
+    for (const c of COLOURS) expect(stageOf.get(c.name), c.name).toBe('little');
+    expect(GREYS.map((g) => stageOf.get(g.name))).toEqual(['mid', 'mid', 'big', 'big', 'big', 'big']);
+    expect(rows.filter((r) => r.stage !== 'little' && !r.error).every((r) => r.labelName === 'other')).toBe(true);
+    expect(RunSummary.parse(JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')))).toEqual(summary);
+
+    // Each stage ran on its own queue, and every job there completed.
+    const connection = connectRedis(redis.url);
+    const queues = new CascadeQueues(connection, prefix);
+    try {
+      for (const name of ['little', 'mid', 'big']) expect(await queues.stage(name).getJobCounts('waiting', 'active', 'failed'), name).toEqual({ waiting: 0, active: 0, failed: 0 });
+      expect((await connection.keys(`${prefix}:stage-mid:*`)).length).toBeGreaterThan(0);
+    } finally {
+      await queues.close();
+      connection.disconnect();
+    }
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * Audit sampling on BullMQ: the first stage picks some of the images it accepted and queues
+ * them on the last stage's queue as one job per batch; the last stage's worker labels them,
+ * writes `audit/<batch>.json` and counts the audit once. Audits never touch the manifest.
+ */
+import type { Job } from 'bullmq';
+import { auditEntries, auditKey, countAgreement, type AuditItem, type AuditPart } from '../pipeline/audit-part.js';
+import { isAudited } from '../pipeline/audit-sample.js';
+import { classifyBatch, errorRow } from '../pipeline/classify-batch.js';
+import type { PartRow } from '../pipeline/manifest.js';
+import type { CascadeQueues } from './cascade-queues.js';
+import { AUDIT_JOB_NAME, AuditJob, JOB_OPTIONS, auditJobId, type RunSpec } from './jobs.js';
+import type { StageWorkerOptions } from './stage-worker.js';
+
+/** The first stage's accepted rows that the run's audit samples (none on runs without audits). */
+export function selectAudits(spec: RunSpec, rows: PartRow[]): AuditItem[] {
+  const audit = spec.audit;
+  if (!audit || audit.fraction <= 0) return [];
+  return rows
+    .filter((r) => !r.error && r.label !== null && r.confidence !== null && isAudited(spec.runId, audit.seed, r.key, audit.fraction))
+    .map((r) => ({ ref: r.key, pos: r.pos, label: r.label!, labelName: r.labelName, confidence: r.confidence! }));
+}
+
+/** Queue a batch's audit on the last stage (deterministic id, so repeats add nothing). */
+export async function queueAudit(queues: CascadeQueues, spec: RunSpec, batch: number, items: AuditItem[]): Promise<void> {
+  if (items.length === 0) return;
+  const last = spec.stages[spec.stages.length - 1]!;
+  const data: AuditJob = { runId: spec.runId, batch, items };
+  await queues.stage(last.name).add(AUDIT_JOB_NAME, data, { ...JOB_OPTIONS, jobId: auditJobId(spec.runId, batch) });
+}
+
+/** Label one audit job with the last stage's model, write its audit part and count it once. */
+export async function processAuditJob(job: Job, o: StageWorkerOptions): Promise<{ accepted: number; forwarded: number; errors: number }> {
+  const data = AuditJob.parse(job.data);
+  const spec = await o.tracker.spec(data.runId);
+  if (!spec) throw new Error(`run ${data.runId} is unknown to this Redis (prefix ${o.prefix})`);
+  const last = spec.stages[spec.stages.length - 1]!;
+  if (last.name !== o.model.name) throw new Error(`audit job of run ${data.runId} reached the ${o.model.name} worker, not the last stage ${last.name}`);
+
+  let rows: PartRow[];
+  try {
+    rows = (await classifyBatch(data.items, o.model, { threshold: null, metric: spec.metric }, o.deps)).rows;
+  } catch (err) {
+    // As for stage jobs: retry a model failure, and on the last attempt record it so the run completes.
+    if (job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw err;
+    rows = data.items.map((item) => errorRow(item, 'inference', err));
+  }
+  const part: AuditPart = { runId: data.runId, batch: data.batch, entries: auditEntries(data.items, spec.stages[0]!.name, rows) };
+  await o.openOutput(spec.out).put(auditKey(data.batch), JSON.stringify(part));
+  const { agreeing } = countAgreement(part.entries);
+  const mustMerge = await o.tracker.finishAudit(data.runId, { id: `b${data.batch}audit`, audited: part.entries.length, agreeing });
+  if (mustMerge) await o.queues.queueMerge(data.runId, o.tracker);
+  const errors = part.entries.filter((e) => e.error).length;
+  return { accepted: part.entries.length - errors, forwarded: 0, errors };
+}
