@@ -9,7 +9,9 @@ const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 export function formatSummary(s: RunSummary): string {
   const lines = [
     `run ${s.runId}: ${s.images} images (${s.labeled} labeled, ${s.errors} errors) in ${s.wallSeconds.toFixed(1)} s, ${s.imagesPerSecond.toFixed(1)} images/s`,
-    `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${s.threshold}`,
+    s.stages.length > 2
+      ? `  reached: ${s.stages.map((st) => `${st.name} ${pct(st.reach ?? 0)}`).join(', ')} (${s.metric})`
+      : `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${s.threshold}`,
     `  compute: ${s.macs.cascadeG.toFixed(1)} GMACs vs ${s.macs.bigOnlyG.toFixed(1)} big-only, ${pct(s.macs.saved)} saved`,
   ];
   for (const st of s.stages) {
@@ -19,6 +21,7 @@ export function formatSummary(s: RunSummary): string {
         `ms/img fetch ${ms.fetch.toFixed(1)} decode ${ms.decode.toFixed(1)} infer ${ms.infer.toFixed(1)}`,
     );
   }
+  if (s.audit) lines.push(formatAudit(s.audit));
   if (s.errors) lines.push(`  errors: ${Object.entries(s.errorsByKind).map(([k, n]) => `${k} ${n}`).join(', ')}`);
   lines.push(`  manifest: ${joinOut(s.out, 'manifest.jsonl')}`, `  summary:  ${joinOut(s.out, 'summary.json')}`);
   return lines.join('\n');
@@ -26,4 +29,11 @@ export function formatSummary(s: RunSummary): string {
 
 function joinOut(out: string, name: string): string {
   return `${out.replace(/\/+$/, '')}/${name}`;
+}
+
+/** One line on audit agreement: e.g. "audit: 13/16 agree (81.3%, 95% CI 57.0–93.4%) below promised 99.0%: DRIFT". */
+function formatAudit(a: NonNullable<RunSummary['audit']>): string {
+  const ci = `95% CI ${pct(a.wilson.low)}–${pct(a.wilson.high)}`;
+  const promise = a.promised === undefined ? '' : a.drift ? `, below the promised ${pct(a.promised)}: DRIFT` : `, promised ${pct(a.promised)}: ok`;
+  return `  audit: ${a.agreeing}/${a.sampled} agree (${pct(a.agreement)}, ${ci})${promise}`;
 }

@@ -19,11 +19,13 @@ export const AuditSummary = z.object({
   promised: z.number().optional(),
   /** True when even the interval's upper bound is below the promise: the little model drifted. */
   drift: z.boolean(),
+  /** GMACs the last stage spent on audits, on top of the cascade's own compute. */
+  gmacs: z.number().nonnegative().optional(),
 });
 export type AuditSummary = z.infer<typeof AuditSummary>;
 
 /** Summarise audit counts against an optional promised agreement. */
-export function summarizeAudit(counts: { sampled: number; agreeing: number }, fraction: number, promised?: number): AuditSummary {
+export function summarizeAudit(counts: { sampled: number; agreeing: number }, fraction: number, promised?: number, gmacs?: number): AuditSummary {
   const { low, high } = wilsonInterval(counts.agreeing, counts.sampled);
   return {
     fraction,
@@ -33,5 +35,6 @@ export function summarizeAudit(counts: { sampled: number; agreeing: number }, fr
     wilson: { low, high },
     ...(promised === undefined ? {} : { promised }),
     drift: promised !== undefined && counts.sampled > 0 && high < promised,
+    ...(gmacs === undefined ? {} : { gmacs }),
   };
 }

@@ -56,7 +56,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   }
   await store.putStream('manifest.jsonl', manifestChunks());
 
-  const audit = input.audit ? await readAudits(store, auditedBatches, input.audit) : undefined;
+  const audit = input.audit ? await readAudits(store, auditedBatches, input.audit, input.stages[input.stages.length - 1]!.gmacsPerImage) : undefined;
   const svg = histogramSvg(histogram, `run ${input.runId}: confidence of final answers per stage`);
   await store.put('confidence.svg', svg);
   await store.put('confidence.png', await svgToPng(svg));
@@ -67,7 +67,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
 }
 
 /** Agreement over the audit parts of `batches` (the batches whose first-stage part sent audits). */
-async function readAudits(store: ObjectStore, batches: number[], settings: NonNullable<MergeInput['audit']>) {
+async function readAudits(store: ObjectStore, batches: number[], settings: NonNullable<MergeInput['audit']>, gmacsPerImage: number) {
   const totals = { sampled: 0, agreeing: 0 };
   for (let i = 0; i < batches.length; i += 16) {
     const parts = await Promise.all(batches.slice(i, i + 16).map(async (b) => AuditPart.parse(JSON.parse((await store.get(auditKey(b))).toString('utf8')))));
@@ -77,5 +77,5 @@ async function readAudits(store: ObjectStore, batches: number[], settings: NonNu
       totals.agreeing += c.agreeing;
     }
   }
-  return summarizeAudit(totals, settings.fraction, settings.expectAgreement);
+  return summarizeAudit(totals, settings.fraction, settings.expectAgreement, totals.sampled * gmacsPerImage);
 }

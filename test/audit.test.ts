@@ -1,0 +1,212 @@
+/**
+ * Audit sampling: the deterministic sample, the agreement summary and drift flag, exactly-once
+ * audit counting in the run tracker, and whole runs on real redis-server with generated models
+ * where every little/big disagreement is known in advance.
+ */
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '../cli/commands/run.js';
+import { formatSummary } from '../cli/format-summary.js';
+import { AuditPart, type AuditEntry } from '../pipeline/audit-part.js';
+import { isAudited } from '../pipeline/audit-sample.js';
+import { summarizeAudit } from '../pipeline/audit-summary.js';
+import { wilsonInterval } from '../pipeline/calibration/wilson.js';
+import { ManifestRow } from '../pipeline/manifest.js';
+import type { RunSpec } from '../workers/jobs.js';
+import { connectRedis } from '../workers/redis-connection.js';
+import { RunTracker } from '../workers/run-tracker.js';
+import { colourSpec, COLOURS, writeColourImages } from './helpers/colour-fixture.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { writeTestModels, type TestModels } from './helpers/test-models.js';
+
+let dir: string;
+let images: string;
+let models: TestModels;
+let redis: TestRedis;
+let conn: Redis;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-audit-'));
+  images = join(dir, 'images');
+  models = await writeTestModels(join(dir, 'models'));
+  [redis] = await Promise.all([startRedis(), writeColourImages(images)]);
+  conn = connectRedis(redis.url);
+});
+
+afterAll(async () => {
+  conn?.disconnect();
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('audit sample', () => {
+  const keys = Array.from({ length: 20_000 }, (_, i) => `s3://bucket/photos/${i}.jpg`);
+
+  it('is a fixed function of run id, seed and key, close to the fraction', () => {
+    const picked = keys.filter((k) => isAudited('run-a', '', k, 0.02));
+    expect(keys.filter((k) => isAudited('run-a', '', k, 0.02))).toEqual(picked);
+    // 20 000 draws at p = 0.02: the binomial sd is 19.8, so ±100 is five sd.
+    expect(picked.length).toBeGreaterThan(300);
+    expect(picked.length).toBeLessThan(500);
+    const otherSeed = keys.filter((k) => isAudited('run-a', 'x', k, 0.02));
+    const otherRun = keys.filter((k) => isAudited('run-b', '', k, 0.02));
+    expect(otherSeed).not.toEqual(picked);
+    expect(otherRun).not.toEqual(picked);
+  });
+
+  it('audits nothing at 0 and everything at 1, and a larger fraction keeps the smaller sample', () => {
+    expect(keys.some((k) => isAudited('r', '', k, 0))).toBe(false);
+    expect(keys.every((k) => isAudited('r', '', k, 1))).toBe(true);
+    const small = new Set(keys.filter((k) => isAudited('r', '', k, 0.01)));
+    const large = new Set(keys.filter((k) => isAudited('r', '', k, 0.05)));
+    for (const k of small) expect(large.has(k)).toBe(true);
+  });
+});
+
+describe('audit summary', () => {
+  it('flags drift when the Wilson upper bound is below the promise', () => {
+    const s = summarizeAudit({ sampled: 16, agreeing: 13 }, 1, 0.99);
+    const w = wilsonInterval(13, 16);
+    expect(s).toEqual({ fraction: 1, sampled: 16, agreeing: 13, agreement: 13 / 16, wilson: { low: w.low, high: w.high }, promised: 0.99, drift: true });
+    expect(w.high).toBeLessThan(0.99);
+  });
+
+  it('no drift when the interval reaches the promise, when nothing was promised, or nothing sampled', () => {
+    expect(summarizeAudit({ sampled: 12, agreeing: 12 }, 0.5, 0.99).drift).toBe(false);
+    const unpromised = summarizeAudit({ sampled: 16, agreeing: 1 }, 0.5);
+    expect(unpromised.drift).toBe(false);
+    expect(unpromised).not.toHaveProperty('promised');
+    expect(summarizeAudit({ sampled: 0, agreeing: 0 }, 0.02, 0.99)).toMatchObject({ agreement: 0, wilson: { low: 0, high: 1 }, drift: false });
+  });
+});
+
+describe('audit counting in the run tracker', () => {
+  const spec = (runId: string): RunSpec => ({
+    runId,
+    source: '/in',
+    out: '/out',
+    metric: 'maxprob',
+    batchSize: 4,
+    stages: [
+      { name: 'little', modelPath: 'l.onnx', gmacsPerImage: 0.1, threshold: 0.5 },
+      { name: 'big', modelPath: 'b.onnx', gmacsPerImage: 1, threshold: null },
+    ],
+    audit: { fraction: 0.5, seed: '' },
+    createdAt: new Date(0).toISOString(),
+  });
+  const counts = (images: number, accepted: number, forwarded: number, errors: number) => ({ images, accepted, forwarded, errors });
+
+  it('waits for every promised audit, counts each audit once, and never as a final row', async () => {
+    const t = new RunTracker(conn, 'aud');
+    await t.create(spec('r1'));
+    await t.finishListing('r1', 4, 1);
+    // All 4 images are final at little, but 3 audits were promised: not complete yet.
+    const part = { id: 'b0s0', stage: 0, final: 4, counts: counts(4, 4, 0, 0), audits: 3 };
+    expect(await t.finishPart('r1', part)).toBe(false);
+    expect(await t.finishPart('r1', part)).toBe(false);
+    expect(await t.auditProgress('r1')).toEqual({ expected: 3, done: 0, agreeing: 0 });
+    // The audit completes the run; a redelivered audit job counts nothing more but still
+    // reports completion until the merge is queued (so a crash in between heals on retry).
+    expect(await t.finishAudit('r1', { id: 'b0audit', audited: 3, agreeing: 2 })).toBe(true);
+    expect(await t.finishAudit('r1', { id: 'b0audit', audited: 3, agreeing: 2 })).toBe(true);
+    await t.markMergeQueued('r1');
+    expect(await t.finishAudit('r1', { id: 'b0audit', audited: 3, agreeing: 2 })).toBe(false);
+    const p = (await t.progress('r1'))!;
+    expect(p.final).toBe(4);
+    expect(p.audit).toEqual({ expected: 3, done: 3, agreeing: 2 });
+    expect(await t.auditProgress('unknown')).toBeNull();
+  });
+
+  it('a run without audits completes on its final rows alone', async () => {
+    const t = new RunTracker(conn, 'aud');
+    await t.create(spec('r2'));
+    await t.finishListing('r2', 2, 1);
+    expect(await t.finishPart('r2', { id: 'b0s0', stage: 0, final: 2, counts: counts(2, 2, 0, 0) })).toBe(true);
+    expect((await t.progress('r2'))!.audit).toEqual({ expected: 0, done: 0, agreeing: 0 });
+  });
+});
+
+describe('audited runs', () => {
+  async function writeConfig(audit: Record<string, unknown>): Promise<{ file: string; prefix: string }> {
+    const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+    const prefix = `a${Math.random().toString(36).slice(2, 8)}`;
+    const config = {
+      little: colourSpec(models.colourLittle, models.labels),
+      big: colourSpec(models.colourBig, models.labels),
+      // At 0.3 the little model also keeps black (p(other) 0.71, right) and the three light
+      // greys (p ≈ 0.32-0.33 for a colour, wrong: the big model says "other"); greys 64 and
+      // 96 (p ≈ 0.25, 0.297) go to big.
+      threshold: 0.3,
+      batchSize: 4,
+      redisUrl: redis.url,
+      prefix,
+      audit,
+    };
+    await writeFile(file, JSON.stringify(config));
+    return { file, prefix };
+  }
+
+  async function auditEntries(out: string): Promise<AuditEntry[]> {
+    const names = (await readdir(join(out, 'audit'))).sort();
+    const parts = await Promise.all(names.map(async (n) => AuditPart.parse(JSON.parse(await readFile(join(out, 'audit', n), 'utf8')))));
+    return parts.flatMap((p) => p.entries);
+  }
+
+  const readManifest = async (out: string) => (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+
+  it('audits every accepted image at fraction 1, reports agreement and drift, and leaves the manifest alone', async () => {
+    const { file, prefix } = await writeConfig({ fraction: 1, expectAgreement: 0.99 });
+    const out = join(dir, 'out-all');
+    const summary = await runCommand(images, { out, config: file, progress: false, json: true, runId: 'audit-all' });
+    const accepted = COLOURS.length + 4;
+    expect(summary.stages.map((s) => [s.name, s.images, s.accepted, s.forwarded])).toEqual([
+      ['little', 20, accepted, 2],
+      // Audits are not stage work: the big stage's counts are the 2 forwarded images only.
+      ['big', 2, 2, 0],
+    ]);
+    const w = wilsonInterval(13, 16);
+    const gmacs = 16 * summary.stages[1]!.gmacsPerImage;
+    expect(summary.audit).toEqual({ fraction: 1, sampled: 16, agreeing: 13, agreement: 13 / 16, wilson: { low: w.low, high: w.high }, promised: 0.99, drift: true, gmacs });
+    expect(formatSummary(summary)).toContain(`audit: 13/16 agree (81.3%, 95% CI ${(w.low * 100).toFixed(1)}%–${(w.high * 100).toFixed(1)}%), below the promised 99.0%: DRIFT`);
+
+    const entries = await auditEntries(out);
+    expect(entries).toHaveLength(16);
+    const disagreeing = entries.filter((e) => !e.agree).map((e) => e.key.slice(images.length + 1)).sort();
+    expect(disagreeing).toEqual(['grey-128.png', 'grey-160.png', 'grey-192.png']);
+    for (const e of entries.filter((x) => !x.agree)) expect(e.big?.labelName).toBe('other');
+
+    const rows = await readManifest(out);
+    expect(rows).toHaveLength(20);
+    // The little answer stays final even where the audit disagreed.
+    for (const name of disagreeing) expect(rows.find((r) => r.key.endsWith(name))!.stage).toBe('little');
+
+    const t = new RunTracker(conn, prefix);
+    expect(await t.auditProgress('audit-all')).toEqual({ expected: 16, done: 16, agreeing: 13 });
+  });
+
+  it('audits exactly the deterministic sample at fraction 0.5', async () => {
+    const { file } = await writeConfig({ fraction: 0.5, seed: 's1' });
+    const out = join(dir, 'out-half');
+    const summary = await runCommand(images, { out, config: file, progress: false, json: true, runId: 'audit-half' });
+    const rows = await readManifest(out);
+    const expected = rows.filter((r) => r.stage === 'little' && isAudited('audit-half', 's1', r.key, 0.5)).map((r) => r.key).sort();
+    const entries = await auditEntries(out);
+    expect(entries.map((e) => e.key).sort()).toEqual(expected);
+    expect(expected.length).toBeGreaterThan(0);
+    expect(expected.length).toBeLessThan(16);
+    expect(summary.audit).toMatchObject({ fraction: 0.5, sampled: expected.length, drift: false });
+    expect(summary.audit).not.toHaveProperty('promised');
+  });
+
+  it('a run without audit config writes no audit parts and no audit summary', async () => {
+    const file = join(dir, 'config-plain.json');
+    await writeFile(file, JSON.stringify({ little: colourSpec(models.colourLittle, models.labels), big: colourSpec(models.colourBig, models.labels), threshold: 0.3, batchSize: 4, redisUrl: redis.url, prefix: 'plain' }));
+    const out = join(dir, 'out-plain');
+    const summary = await runCommand(images, { out, config: file, progress: false, json: true });
+    expect(summary).not.toHaveProperty('audit');
+    await expect(readdir(join(out, 'audit'))).rejects.toThrow(/ENOENT/);
+  });
+});
