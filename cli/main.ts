@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/load-config.js';
 import { runCommand } from './commands/run.js';
 import { inspectModelCommand } from './commands/models-inspect.js';
+import { registerFleetCommands } from './fleet-commands.js';
 import { verifyCommand } from './commands/verify.js';
 
 function number(name: string, min: number, max: number) {
@@ -58,6 +59,8 @@ export function buildProgram(): Command {
       await inspectModelCommand(model, opts);
     });
 
+  registerFleetCommands(program, number);
+
   return program;
 }
 
@@ -66,7 +69,7 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError', 'SourceNotFoundError', 'ObjectNotFoundError'].includes(err.name));
+    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError', 'SourceNotFoundError', 'ObjectNotFoundError', 'UnknownRunError'].includes(err.name));
     process.stderr.write(`cascade: ${known ? (err as Error).message : (err as Error).stack ?? String(err)}\n`);
     process.exitCode = known ? 2 : 1;
   }

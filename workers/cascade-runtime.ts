@@ -15,7 +15,8 @@ import { CascadeQueues } from './cascade-queues.js';
 import { MergeWorker } from './merge-worker.js';
 import { connectRedis } from './redis-connection.js';
 import { RunTracker } from './run-tracker.js';
-import { StageWorker } from './stage-worker.js';
+import { RunScheduler } from './run-scheduler.js';
+import { StageWorker, type StageWorkerOptions } from './stage-worker.js';
 
 /** What a process serves: a stage, by its name (little, big, or a `stages:` name), or 'merge'. */
 export type Role = string;
@@ -44,8 +45,16 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-/** Connect, load the models of `roles` and start their workers. */
-export async function startRuntime(config: CascadeConfig, redisUrl: string, roles: Role[], log: (msg: string) => void): Promise<Runtime> {
+/** Per-process settings of dedicated workers (`cascade worker`). */
+export interface RuntimeExtras {
+  /** Largest inference batch for this process's models (overrides each spec's maxBatch). */
+  maxBatch?: number;
+  /** Called after each stage batch (metrics). */
+  onBatch?: StageWorkerOptions['onBatch'];
+}
+
+/** Connect, load the models of `roles` and start their workers ('scheduler' consumes schedule firings). */
+export async function startRuntime(config: CascadeConfig, redisUrl: string, roles: Role[], log: (msg: string) => void, extras: RuntimeExtras = {}): Promise<Runtime> {
   let client: S3Client | undefined;
   const s3 = () => (client ??= makeS3Client(config.s3));
   const openOutput = (out: string) => openStore(parseLocation(out), s3);
@@ -65,12 +74,14 @@ export async function startRuntime(config: CascadeConfig, redisUrl: string, role
     const all = configuredStages(config);
     for (const [index, stage] of all.entries()) {
       if (!roles.includes(stage.name)) continue;
-      const model = await loadStageModel(stage.name, stage.spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads }, log);
+      const spec = extras.maxBatch === undefined ? stage.spec : { ...stage.spec, maxBatch: extras.maxBatch };
+      const model = await loadStageModel(stage.name, spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads }, log);
       stages.push(model);
       const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency };
-      workers.push(new StageWorker({ connection: redis, prefix: config.prefix, stageIndex: index, model, concurrency: config.concurrency, deps, openOutput, tracker, queues, log }));
+      workers.push(new StageWorker({ connection: redis, prefix: config.prefix, stageIndex: index, model, concurrency: config.concurrency, deps, openOutput, tracker, queues, log, onBatch: extras.onBatch }));
     }
     if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log }));
+    if (roles.includes('scheduler')) workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, log }));
   } catch (err) {
     await close();
     throw err;

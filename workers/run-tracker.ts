@@ -168,6 +168,11 @@ export class RunTracker {
     return this.redis.hget(this.runKey(runId), 'summary');
   }
 
+  /** Ids of every run recorded under this prefix (for `cascade status`). */
+  async runIds(): Promise<string[]> {
+    return this.redis.smembers(`${this.prefix}:runs`);
+  }
+
   /** Current progress of a run, or null if unknown. */
   async progress(runId: string): Promise<RunProgress | null> {
     const h = await this.redis.hgetall(this.runKey(runId));

@@ -6,7 +6,7 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { classifyBatch, errorRow, type ClassifyDeps } from '../pipeline/classify-batch.js';
-import { partKey, type ResultPart } from '../pipeline/manifest.js';
+import { partKey, type ResultPart, type StageStats } from '../pipeline/manifest.js';
 import type { ObjectStore } from '../pipeline/object-store.js';
 import type { LoadedStage } from '../pipeline/stage-model.js';
 import { processAuditJob, queueAudit, selectAudits } from './audit-job.js';
@@ -27,6 +27,8 @@ export interface StageWorkerOptions {
   tracker: RunTracker;
   queues: CascadeQueues;
   log: (msg: string) => void;
+  /** Called after each batch is counted (metrics); errorsByKind counts the batch's error rows. */
+  onBatch?: (stage: string, stats: StageStats, errorsByKind: Record<string, number>) => void;
 }
 
 /** Consumes one stage's queue until closed. */
@@ -90,6 +92,7 @@ export class StageWorker {
     // counted without its promise (which would let the run complete early).
     await queueAudit(this.o.queues, spec, data.batch, audits);
     if (mustMerge) await this.o.queues.queueMerge(data.runId, this.o.tracker);
+    if (this.o.onBatch) this.o.onBatch(stage.name, result.stats, countErrorKinds(result.rows));
     return { accepted, forwarded, errors };
   }
 
@@ -98,4 +101,11 @@ export class StageWorker {
     await this.worker.close();
     this.connection.disconnect();
   }
+}
+
+/** Error rows of a batch by kind. */
+function countErrorKinds(rows: ReadonlyArray<{ error: { kind: string } | null }>): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const row of rows) if (row.error) counts[row.error.kind] = (counts[row.error.kind] ?? 0) + 1;
+  return counts;
 }

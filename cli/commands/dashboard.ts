@@ -1,0 +1,84 @@
+/**
+ * `cascade dashboard`: bull-board over every cascade queue under the prefix. Queues are found
+ * in Redis (BullMQ keeps a `<prefix>:<queue>:meta` hash per queue), so stages named in any
+ * config appear without this process loading one; the list is refreshed while it runs.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { Queue } from 'bullmq';
+import express from 'express';
+import type { Redis } from 'ioredis';
+import { MERGE_QUEUE } from '../../workers/jobs.js';
+import { connectRedis } from '../../workers/redis-connection.js';
+import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
+import { fleetSettings } from '../fleet-settings.js';
+import { createLogger } from '../logger.js';
+import { redactUrl } from '../redact-url.js';
+
+export interface Dashboard {
+  port: number;
+  /** Names of the queues shown. */
+  queueNames(): string[];
+  /** Look for new queues now (also done every `refreshMs`). */
+  refresh(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Queue names under `prefix` that BullMQ has created (each has a meta hash). */
+export async function discoverQueues(redis: Redis, prefix: string): Promise<string[]> {
+  const names = new Set<string>([MERGE_QUEUE, SCHEDULES_QUEUE]);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*:meta`, 'COUNT', 1000);
+    for (const key of keys) names.add(key.slice(prefix.length + 1, -':meta'.length));
+    cursor = next;
+  } while (cursor !== '0');
+  return [...names].sort();
+}
+
+/** Serve bull-board for the queues under `prefix` on `port` (0 = any free port). */
+export async function startDashboard(o: { redisUrl: string; prefix: string; port: number; host?: string; refreshMs?: number }): Promise<Dashboard> {
+  const redis = connectRedis(o.redisUrl);
+  const queues = new Map<string, Queue>();
+  const serverAdapter = new ExpressAdapter().setBasePath('/');
+  const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: `Cascade (${o.prefix})` } } });
+  const refresh = async () => {
+    const names = await discoverQueues(redis, o.prefix);
+    const added = names.filter((n) => !queues.has(n));
+    for (const name of added) queues.set(name, new Queue(name, { connection: redis, prefix: o.prefix }));
+    if (added.length > 0) board.replaceQueues([...queues.values()].map((q) => new BullMQAdapter(q)));
+  };
+  await refresh();
+  const timer = setInterval(() => void refresh().catch(() => undefined), o.refreshMs ?? 10_000);
+  const app = express();
+  app.use('/', serverAdapter.getRouter());
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(o.port, o.host ?? '0.0.0.0', (err?: Error) => (err ? reject(err) : resolve(s)));
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    queueNames: () => [...queues.keys()].sort(),
+    refresh,
+    close: async () => {
+      clearInterval(timer);
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.allSettled([...queues.values()].map((q) => q.close()));
+      redis.disconnect();
+    },
+  };
+}
+
+/** Run the dashboard until SIGTERM/SIGINT. */
+export async function dashboardCommand(o: { port: number; host?: string; config?: string; prefix?: string }): Promise<void> {
+  const logger = createLogger();
+  const { redisUrl, prefix } = await fleetSettings(o);
+  const dashboard = await startDashboard({ redisUrl, prefix, port: o.port, host: o.host });
+  logger.info(`dashboard on http://${o.host ?? '0.0.0.0'}:${dashboard.port}/ for ${redactUrl(redisUrl)} (prefix ${prefix}): ${dashboard.queueNames().join(', ')}`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => process.once('SIGTERM', resolve).once('SIGINT', resolve));
+  logger.info(`${signal}: stopping the dashboard`);
+  await dashboard.close();
+}

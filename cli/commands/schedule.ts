@@ -1,0 +1,104 @@
+/**
+ * `cascade schedule add|list|remove`: recurring runs on BullMQ job schedulers. `add` resolves
+ * the cascade (models, GMACs, threshold, metric, batch size) once, now, and stores it with the
+ * schedule; a process with the `scheduler` role submits a run at each firing.
+ */
+import { Queue } from 'bullmq';
+import { ConfigError, loadConfig } from '../../config/load-config.js';
+import type { ConfidenceMetric } from '../../config/schema.js';
+import { absoluteRef, planStages } from '../../producers/plan-run.js';
+import { connectRedis } from '../../workers/redis-connection.js';
+import { ScheduleName, ScheduleTiming, SCHEDULES_QUEUE, listSchedules, removeSchedule, upsertSchedule, type ScheduleInfo, type ScheduleTemplate } from '../../workers/run-scheduler.js';
+import { fleetSettings } from '../fleet-settings.js';
+import { requireRedisUrl } from './submit.js';
+
+export interface ScheduleAddOptions {
+  cron?: string;
+  tz?: string;
+  every?: number;
+  source: string;
+  out: string;
+  config?: string;
+  calibration?: string;
+  little?: string;
+  big?: string;
+  threshold?: number;
+  metric?: ConfidenceMetric;
+  batchSize?: number;
+}
+
+type Write = (text: string) => void;
+const stdout: Write = (t) => process.stdout.write(t);
+
+/** Exactly one of --cron and --every, as a ScheduleTiming. */
+export function parseTiming(o: { cron?: string; tz?: string; every?: number }): ScheduleTiming {
+  if ((o.cron === undefined) === (o.every === undefined)) throw new ConfigError('schedule add needs exactly one of --cron "<min hour day month weekday>" and --every <ms>');
+  if (o.every !== undefined && o.tz) throw new ConfigError('--tz applies to --cron only');
+  return o.cron !== undefined ? { cron: o.cron, ...(o.tz ? { tz: o.tz } : {}) } : { every: o.every! };
+}
+
+async function withQueue<T>(redisUrl: string, prefix: string, fn: (queue: Queue) => Promise<T>): Promise<T> {
+  const connection = connectRedis(redisUrl, { maxRetriesPerRequest: 2 });
+  const queue = new Queue(SCHEDULES_QUEUE, { connection, prefix });
+  try {
+    return await fn(queue);
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+}
+
+/** Create or replace schedule `name`; prints what was stored. */
+export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, write: Write = stdout): Promise<ScheduleTemplate> {
+  const schedule = ScheduleName.safeParse(name);
+  if (!schedule.success) throw new ConfigError(`schedule name '${name}': ${schedule.error.issues[0]!.message}`);
+  const timing = parseTiming(o);
+  const config = await loadConfig({
+    file: o.config,
+    calibration: o.calibration,
+    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
+  });
+  const redisUrl = requireRedisUrl(config, 'schedule add');
+  const template: ScheduleTemplate = {
+    schedule: name,
+    source: absoluteRef(o.source),
+    out: absoluteRef(o.out),
+    extensions: config.extensions,
+    run: { metric: config.metric, batchSize: config.batchSize, stages: await planStages(config), ...(config.audit ? { audit: config.audit } : {}) },
+  };
+  await withQueue(redisUrl, config.prefix, (queue) =>
+    upsertSchedule(queue, timing, template).catch((err: Error) => {
+      throw new ConfigError(`schedule ${name}: BullMQ refused ${'cron' in timing ? `--cron '${timing.cron}'` : `--every ${timing.every}`}: ${err.message}`);
+    }),
+  );
+  const when = 'cron' in timing ? `cron '${timing.cron}'${timing.tz ? ` (${timing.tz})` : ' (UTC)'}` : `every ${timing.every} ms`;
+  write(`schedule ${name}: ${when}: ${template.source} → ${template.out}\n`);
+  return template;
+}
+
+/** Print the schedules (a table, or JSON). */
+export async function scheduleListCommand(o: { config?: string; prefix?: string; json?: boolean }, write: Write = stdout): Promise<ScheduleInfo[]> {
+  const { redisUrl, prefix } = await fleetSettings(o);
+  const schedules = await withQueue(redisUrl, prefix, listSchedules);
+  if (o.json) write(`${JSON.stringify(schedules)}\n`);
+  else if (schedules.length === 0) write('no schedules\n');
+  else
+    write(
+      `${schedules
+        .map((s) => {
+          const when = s.cron ? `cron '${s.cron}'${s.tz ? ` ${s.tz}` : ''}` : `every ${s.every} ms`;
+          const next = s.next ? new Date(s.next).toISOString() : '-';
+          return `${s.name.padEnd(24)} ${when.padEnd(28)} next ${next}  ${s.source ?? '?'} → ${s.out ?? '?'}`;
+        })
+        .join('\n')}\n`,
+    );
+  return schedules;
+}
+
+/** Remove schedule `name`; throws ConfigError when there is none. */
+export async function scheduleRemoveCommand(name: string, o: { config?: string; prefix?: string }, write: Write = stdout): Promise<void> {
+  const { redisUrl, prefix } = await fleetSettings(o);
+  const removed = await withQueue(redisUrl, prefix, (queue) => removeSchedule(queue, name));
+  if (!removed) throw new ConfigError(`no schedule named '${name}' (prefix ${prefix}); \`cascade schedule list\` shows them`);
+  write(`schedule ${name} removed\n`);
+}

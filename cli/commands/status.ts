@@ -1,0 +1,83 @@
+/**
+ * `cascade status [runId]`: progress of one run per stage (or a list of recent runs) from the
+ * run tracker's counters and the run's jobs in the stage queues; `--watch` redraws until the
+ * run finishes, `--json` prints RunStatus objects for scripts.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Queue } from 'bullmq';
+import { connectRedis } from '../../workers/redis-connection.js';
+import { CascadeQueues } from '../../workers/cascade-queues.js';
+import { RunTracker } from '../../workers/run-tracker.js';
+import { fleetSettings } from '../fleet-settings.js';
+import { buildRunStatus, formatRunList, formatRunStatus, type BatchCounts, type RunStatus } from '../format-status.js';
+
+/** The run id names no run under this prefix. */
+export class UnknownRunError extends Error {
+  override name = 'UnknownRunError';
+}
+
+export interface StatusCommandOptions {
+  config?: string;
+  prefix?: string;
+  json?: boolean;
+  watch?: boolean;
+  /** Seconds between redraws with --watch. */
+  interval?: number;
+  /** Runs listed without a run id. */
+  limit?: number;
+}
+
+/** Batches of `runId` in `queue` that are queued, active and failed (job ids are `<runId>-b<n>-…`). */
+export async function runBatchCounts(queue: Queue, runId: string): Promise<BatchCounts> {
+  // Run ids are [A-Za-z0-9_-] only, so they need no escaping; '-b<n>-' stops 'a' matching run 'a-b5'.
+  const ofRun = new RegExp(`^${runId}-b\\d+-`);
+  const count = async (...types: Array<'waiting' | 'delayed' | 'prioritized' | 'active' | 'failed'>) => (await queue.getRanges(types, 0, -1)).filter((id) => ofRun.test(id)).length;
+  const [queued, active, failed] = await Promise.all([count('waiting', 'delayed', 'prioritized'), count('active'), count('failed')]);
+  return { queued, active, failed };
+}
+
+/** Read the status of one run, or null when Redis does not know it. */
+export async function readRunStatus(tracker: RunTracker, queues: CascadeQueues, runId: string, now = new Date()): Promise<RunStatus | null> {
+  const progress = await tracker.progress(runId);
+  if (!progress) return null;
+  const batches = await Promise.all(progress.spec.stages.map((s) => runBatchCounts(queues.stage(s.name), runId)));
+  return buildRunStatus(progress, batches, now);
+}
+
+/** The most recently started runs, newest first. */
+export async function readRecentRuns(tracker: RunTracker, limit: number, now = new Date()): Promise<RunStatus[]> {
+  const ids = await tracker.runIds();
+  const all = await Promise.all(ids.map((id) => tracker.progress(id)));
+  return all
+    .filter((p) => p !== null)
+    .map((p) => buildRunStatus(p, [], now))
+    .sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
+    .slice(0, limit);
+}
+
+/** Print the status of `runId` (or the recent runs); with `watch`, redraw until the run is done or failed. */
+export async function statusCommand(runId: string | undefined, o: StatusCommandOptions, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<RunStatus | RunStatus[]> {
+  const { redisUrl, prefix } = await fleetSettings(o);
+  const redis = connectRedis(redisUrl, { maxRetriesPerRequest: 2 });
+  const tracker = new RunTracker(redis, prefix);
+  const queues = new CascadeQueues(redis, prefix);
+  const clear = o.watch && process.stdout.isTTY ? '\x1b[2J\x1b[H' : '';
+  try {
+    for (;;) {
+      if (runId === undefined) {
+        const runs = await readRecentRuns(tracker, o.limit ?? 20);
+        write(o.json ? `${JSON.stringify(runs)}\n` : `${clear}${formatRunList(runs)}\n`);
+        if (!o.watch) return runs;
+      } else {
+        const status = await readRunStatus(tracker, queues, runId);
+        if (!status) throw new UnknownRunError(`run ${runId} is unknown to prefix ${prefix} on this Redis (\`cascade status\` lists the runs it knows)`);
+        write(o.json ? `${JSON.stringify(status)}\n` : `${clear}${formatRunStatus(status)}\n`);
+        if (!o.watch || status.state === 'done' || status.state === 'failed') return status;
+      }
+      await sleep((o.interval ?? 1) * 1000);
+    }
+  } finally {
+    await queues.close();
+    redis.disconnect();
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * `cascade submit`: only enqueues a run on a shared Redis and returns; worker processes
+ * (`cascade worker`) label it. No model is opened for inference: stage GMACs come from the
+ * spec or the ONNX graph.
+ */
+import { ConfigError, loadConfig } from '../../config/load-config.js';
+import type { CascadeConfig, ConfidenceMetric } from '../../config/schema.js';
+import { listSource } from '../../producers/list-source.js';
+import { planRun } from '../../producers/plan-run.js';
+import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
+import { startRuntime } from '../../workers/cascade-runtime.js';
+import { createLogger } from '../logger.js';
+import { redactUrl } from '../redact-url.js';
+
+export interface SubmitCommandOptions {
+  out: string;
+  config?: string;
+  calibration?: string;
+  little?: string;
+  big?: string;
+  threshold?: number;
+  metric?: ConfidenceMetric;
+  batchSize?: number;
+  runId?: string;
+  json?: boolean;
+}
+
+/** The Redis URL a fleet command needs; a private redis-server would be invisible to the workers. */
+export function requireRedisUrl(config: CascadeConfig, command: string): string {
+  if (!config.redisUrl) throw new ConfigError(`cascade ${command} needs a shared Redis: set REDIS_URL (e.g. redis://redis:6379) or 'redisUrl:' in the config file`);
+  return config.redisUrl;
+}
+
+/** Enqueue a run of `source` and print its id (or JSON); resolves with what was submitted. */
+export async function submitCommand(source: string, o: SubmitCommandOptions, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<SubmitResult & { out: string }> {
+  const logger = createLogger();
+  const log = (msg: string) => logger.info(msg);
+  const config = await loadConfig({
+    file: o.config,
+    calibration: o.calibration,
+    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
+  });
+  const redisUrl = requireRedisUrl(config, 'submit');
+  const spec = await planRun(config, source, o.out, o.runId);
+  const runtime = await startRuntime(config, redisUrl, [], log);
+  try {
+    log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
+    const result = await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
+    log(result.alreadySubmitted ? `run ${spec.runId} was already submitted; nothing added` : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}`);
+    write(o.json ? `${JSON.stringify({ ...result, out: spec.out })}\n` : `${spec.runId}\n`);
+    return { ...result, out: spec.out };
+  } finally {
+    await runtime.close();
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The fleet commands — submit, worker, status, schedule, dashboard — registered on the
+ * `cascade` program; kept apart from cli/main.ts so the one-process commands stay readable.
+ */
+import { type Command, Option } from 'commander';
+import { dashboardCommand } from './commands/dashboard.js';
+import { scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from './commands/schedule.js';
+import { statusCommand } from './commands/status.js';
+import { submitCommand } from './commands/submit.js';
+import { workerCommand } from './commands/worker.js';
+
+type NumberParser = (name: string, min: number, max: number) => (value: string) => number;
+
+/** Options shared by commands that build a cascade from a config: models, routing, batch size. */
+function cascadeOptions(cmd: Command, number: NumberParser): Command {
+  return cmd
+    .option('--config <file>', 'config file (YAML or JSON)')
+    .option('--calibration <calib.json>', 'take threshold and metric from `cascade calibrate` output (flags still win)')
+    .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
+    .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
+    .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
+    .addOption(new Option('--metric <m>', 'confidence metric').choices(['maxprob', 'margin', 'entropy']))
+    .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024));
+}
+
+/** Add the fleet commands to `program`. */
+export function registerFleetCommands(program: Command, number: NumberParser): void {
+  cascadeOptions(
+    program
+      .command('submit')
+      .description('enqueue a run on the shared Redis (REDIS_URL) and print its id; `cascade worker` processes label it')
+      .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
+      .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
+    number,
+  )
+    .option('--run-id <id>', 'run id (default: derived from source, output and models, as `cascade run` does)')
+    .option('--json', 'print {runId, images, batches, alreadySubmitted, out} as JSON')
+    .action(async (source: string, opts) => {
+      await submitCommand(source, opts);
+    });
+
+  program
+    .command('worker')
+    .description('consume jobs until SIGTERM/SIGINT (then finish the batches in flight and exit 0): stage roles by name, merge, scheduler')
+    .argument('<roles...>', 'stage names (little, big, or names under stages:), merge, scheduler')
+    .option('--config <file>', 'config file (YAML or JSON)')
+    .option('--little <model>', 'little model: .onnx file or model spec')
+    .option('--big <model>', 'big model: .onnx file or model spec')
+    .option('--concurrency <n>', 'batch jobs processed at once per stage', number('concurrency', 1, 256))
+    .option('--batch-size <n>', 'largest inference batch sent to this worker’s models (images per job are set at submit)', number('batch size', 1, 1024))
+    .option('--metrics-port <port>', 'serve Prometheus metrics on http://0.0.0.0:<port>/metrics (0 = any free port)', number('metrics port', 0, 65535))
+    .option('--metrics-host <host>', 'interface for the metrics endpoint', '0.0.0.0')
+    .action(async (roles: string[], opts) => {
+      await workerCommand(roles, opts);
+    });
+
+  program
+    .command('status')
+    .description('progress of a run per stage (queued, active, done, failed, routed, errors), or the recent runs')
+    .argument('[runId]', 'run id (omit to list recent runs)')
+    .option('--config <file>', 'config file (for redisUrl and prefix)')
+    .option('--prefix <prefix>', 'BullMQ key prefix (default: from the config, else cascade)')
+    .option('--watch', 'redraw every --interval seconds until the run is done')
+    .option('--interval <s>', 'seconds between redraws', number('interval', 0.1, 3600), 1)
+    .option('--limit <n>', 'runs listed without a run id', number('limit', 1, 10000), 20)
+    .option('--json', 'print JSON')
+    .action(async (runId: string | undefined, opts) => {
+      await statusCommand(runId, opts);
+    });
+
+  const schedule = program.command('schedule').description('recurring runs (BullMQ job schedulers); a `cascade worker scheduler` process submits them');
+  cascadeOptions(
+    schedule
+      .command('add')
+      .description('create or replace a schedule; {date} and {datetime} in --source/--out become the firing time (UTC)')
+      .argument('<name>', 'schedule name (letters, digits, _ and -)')
+      .option('--cron <pattern>', 'cron pattern, e.g. "0 2 * * *" (02:00 every day)')
+      .option('--tz <zone>', 'time zone of the cron pattern (default UTC)')
+      .option('--every <ms>', 'fixed interval in milliseconds instead of --cron', number('every', 1, Number.MAX_SAFE_INTEGER))
+      .requiredOption('--source <source>', 'folder, s3://bucket/prefix or key-list file (may hold {date})')
+      .requiredOption('--out <location>', 'output location, e.g. s3://bucket/labels/{date}/'),
+    number,
+  ).action(async (name: string, opts) => {
+    await scheduleAddCommand(name, opts);
+  });
+  schedule
+    .command('list')
+    .description('show the schedules')
+    .option('--config <file>', 'config file (for redisUrl and prefix)')
+    .option('--prefix <prefix>', 'BullMQ key prefix')
+    .option('--json', 'print JSON')
+    .action(async (opts) => {
+      await scheduleListCommand(opts);
+    });
+  schedule
+    .command('remove')
+    .description('delete a schedule (runs it already started go on)')
+    .argument('<name>', 'schedule name')
+    .option('--config <file>', 'config file (for redisUrl and prefix)')
+    .option('--prefix <prefix>', 'BullMQ key prefix')
+    .action(async (name: string, opts) => {
+      await scheduleRemoveCommand(name, opts);
+    });
+
+  program
+    .command('dashboard')
+    .description('serve bull-board over every cascade queue under the prefix')
+    .option('--port <port>', 'HTTP port', number('port', 0, 65535), 3000)
+    .option('--host <host>', 'interface to listen on', '0.0.0.0')
+    .option('--config <file>', 'config file (for redisUrl and prefix)')
+    .option('--prefix <prefix>', 'BullMQ key prefix')
+    .action(async (opts) => {
+      await dashboardCommand(opts);
+    });
+}

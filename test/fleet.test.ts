@@ -1,0 +1,206 @@
+/**
+ * A fleet of separate processes — two little workers, one big+merge worker, a submitter and
+ * `cascade status` — built CLI (bin/cascade.js → dist/; `npm test` builds first), real
+ * redis-server, real s3rver and generated models whose routing is known exactly.
+ */
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RunStatus } from '../cli/format-status.js';
+import { waitForRun } from '../cli/wait-for-run.js';
+import { ManifestRow, ResultPart, type RunSummary } from '../pipeline/manifest.js';
+import { connectRedis } from '../workers/redis-connection.js';
+import { RunTracker } from '../workers/run-tracker.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { startS3, type TestS3 } from './helpers/s3.js';
+import { writeTestModels, type TestModels } from './helpers/test-models.js';
+
+const execFileP = promisify(execFile);
+
+// Little logits are [8r, 8g, 8b, 2]: saturated colours stay with little at threshold 0.9, greys go to big.
+const COLOURS: Array<{ rgb: [number, number, number]; stage: 'little' | 'big'; label: string }> = [
+  { rgb: [255, 0, 0], stage: 'little', label: 'red' },
+  { rgb: [0, 255, 0], stage: 'little', label: 'green' },
+  { rgb: [0, 0, 255], stage: 'little', label: 'blue' },
+  { rgb: [128, 128, 128], stage: 'big', label: 'other' },
+  { rgb: [64, 64, 64], stage: 'big', label: 'other' },
+];
+const N = 30;
+const IMAGES = Array.from({ length: N }, (_, i) => ({ name: `img-${String(i).padStart(2, '0')}.png`, ...COLOURS[i % COLOURS.length]! }));
+const TO_BIG = IMAGES.filter((i) => i.stage === 'big').length;
+const BATCH = 2;
+
+let dir: string;
+let models: TestModels;
+let redis: TestRedis;
+let s3: TestS3;
+let config: string;
+let prefix: string;
+const env = { ...process.env, REDIS_URL: '', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', CASCADE_LOG_LEVEL: 'info' };
+
+interface CliProcess {
+  child: ChildProcess;
+  stderr: () => string;
+  /** Resolves with the first match of `re` in stderr. */
+  waitFor(re: RegExp): Promise<RegExpMatchArray>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Start `cascade <args>` as a child process of the built CLI. */
+function spawnCli(args: string[]): CliProcess {
+  const child = spawn(process.execPath, ['bin/cascade.js', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
+  child.stdout!.resume();
+  child.stderr!.on('data', (chunk: Buffer) => {
+    err += chunk.toString('utf8');
+    for (const w of [...waiters]) {
+      const m = err.match(w.re);
+      if (m) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    child,
+    stderr: () => err,
+    waitFor: (re) =>
+      new Promise((resolve, reject) => {
+        const m = err.match(re);
+        if (m) return resolve(m);
+        waiters.push({ re, resolve });
+        void exited.then(({ code }) => reject(new Error(`cascade ${args.join(' ')} exited (${code}) before printing ${re}:\n${err}`)));
+      }),
+    exited,
+  };
+}
+
+async function metricsText(port: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+/** The value of one sample in Prometheus text, e.g. sample(text, 'cascade_images_total', {stage: 'big', outcome: 'accepted'}). */
+function sample(text: string, name: string, labels: Record<string, string>): number {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-fleet-'));
+  models = await writeTestModels(join(dir, 'models'));
+  [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['images-in', 'results'] })]);
+  for (const img of IMAGES) {
+    const [r, g, b] = img.rgb;
+    const body = await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } }).png().toBuffer();
+    await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `imgs/${img.name}`, Body: body }));
+  }
+  const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+  prefix = `fleet${Math.random().toString(36).slice(2, 8)}`;
+  config = join(dir, 'cascade.json');
+  await writeFile(
+    config,
+    JSON.stringify({
+      little: spec(models.colourLittle),
+      big: spec(models.colourBig),
+      threshold: 0.9,
+      batchSize: BATCH,
+      concurrency: 1,
+      redisUrl: redis.url,
+      prefix,
+      s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
+    }),
+  );
+});
+
+afterAll(async () => {
+  await Promise.allSettled([redis?.stop(), s3?.stop()]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('a fleet of worker processes', () => {
+  it('2 little workers, 1 big+merge worker and a separate submitter label every image exactly once; SIGTERM exits cleanly', async () => {
+    const workers = {
+      littleA: spawnCli(['worker', 'little', '--config', config, '--metrics-port', '0', '--metrics-host', '127.0.0.1']),
+      littleB: spawnCli(['worker', 'little', '--config', config, '--metrics-port', '0', '--metrics-host', '127.0.0.1']),
+      big: spawnCli(['worker', 'big', 'merge', '--config', config, '--metrics-port', '0', '--metrics-host', '127.0.0.1']),
+    };
+    const connection = connectRedis(redis.url);
+    try {
+      const ports = Object.fromEntries(await Promise.all(Object.entries(workers).map(async ([k, w]) => [k, Number((await w.waitFor(/metrics on port (\d+)/))[1])] as const)));
+
+      const submitted = await execFileP(process.execPath, ['bin/cascade.js', 'submit', 's3://images-in/imgs/', '--out', 's3://results/fleet/', '--config', config, '--run-id', 'fleet-1', '--json'], { env, timeout: 30_000 });
+      expect(JSON.parse(submitted.stdout)).toMatchObject({ runId: 'fleet-1', images: N, batches: N / BATCH, alreadySubmitted: false, out: 's3://results/fleet/' });
+
+      // Stop one little worker as soon as the run is under way: it finishes what it holds and
+      // exits 0; the other worker takes the rest.
+      const tracker = new RunTracker(connection, prefix);
+      let stopped = false;
+      const summary: RunSummary = await waitForRun(tracker, 'fleet-1', (p) => {
+        if (!stopped && (p.stages[0]?.images ?? 0) > 0) {
+          stopped = true;
+          workers.littleA.child.kill('SIGTERM');
+        }
+      });
+      expect(await workers.littleA.exited).toEqual({ code: 0, signal: null });
+      expect(workers.littleA.stderr()).toMatch(/worker stopped cleanly/);
+
+      // Each image exactly once: one row per input, stage-0 parts cover the inputs exactly.
+      expect(summary.images).toBe(N);
+      expect(summary.stages[0]).toMatchObject({ name: 'little', images: N, accepted: N - TO_BIG, forwarded: TO_BIG, errors: 0 });
+      expect(summary.stages[1]).toMatchObject({ name: 'big', images: TO_BIG, accepted: TO_BIG });
+      const get = async (key: string) => (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: key }))).Body!.transformToString();
+      const rows = (await get('fleet/manifest.jsonl')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+      expect(rows.map((r) => r.key)).toEqual(IMAGES.map((i) => `s3://images-in/imgs/${i.name}`));
+      for (const [i, row] of rows.entries()) expect([row.stage, row.labelName], IMAGES[i]!.name).toEqual([IMAGES[i]!.stage, IMAGES[i]!.label]);
+      const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: 'results', Prefix: 'fleet/parts/' }));
+      const stage0 = (listed.Contents ?? []).map((o) => o.Key!).filter((k) => k.endsWith('.stage0.json'));
+      expect(stage0).toHaveLength(N / BATCH);
+      const parts = await Promise.all(stage0.map(async (k) => ResultPart.parse(JSON.parse(await get(k)))));
+      expect(parts.reduce((n, p) => n + p.stats.images, 0)).toBe(N);
+      expect((await tracker.progress('fleet-1'))!.stages[0]!.images).toBe(N);
+
+      // The metrics of the processes still up: big saw exactly what little forwarded.
+      const bigMetrics = await metricsText(ports.big!);
+      expect(sample(bigMetrics, 'cascade_images_total', { stage: 'big', outcome: 'accepted' })).toBe(TO_BIG);
+      expect(sample(bigMetrics, 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(0);
+      expect(bigMetrics).toMatch(/cascade_batch_seconds_count\{stage="big"\} \d+/);
+      const littleB = await metricsText(ports.littleB!);
+      const littleBImages = ['accepted', 'forwarded', 'error'].reduce((n, outcome) => n + sample(littleB, 'cascade_images_total', { stage: 'little', outcome }), 0);
+      expect(littleBImages).toBeLessThanOrEqual(N);
+      console.log(`fleet: little worker B labelled ${littleBImages} of ${N} images, worker A (stopped early) the rest`);
+
+      // `cascade status` in another process, JSON and text.
+      const json = await execFileP(process.execPath, ['bin/cascade.js', 'status', 'fleet-1', '--json', '--config', config], { env, timeout: 30_000 });
+      const status = RunStatus.parse(JSON.parse(json.stdout));
+      expect(status).toMatchObject({ runId: 'fleet-1', state: 'done', total: N, done: N, fraction: 1 });
+      expect(status.stages.map((s) => [s.name, s.done, s.routed, s.queued, s.active, s.pending])).toEqual([
+        ['little', N, TO_BIG, 0, 0, 0],
+        ['big', TO_BIG, 0, 0, 0, 0],
+      ]);
+      const text = await execFileP(process.execPath, ['bin/cascade.js', 'status', 'fleet-1', '--config', config], { env, timeout: 30_000 });
+      expect(text.stdout).toMatch(/run fleet-1 {2}done/);
+      expect(text.stdout).toMatch(new RegExp(`100\\.0%  ${N}/${N} images`));
+    } finally {
+      for (const w of Object.values(workers)) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
+      const exits = await Promise.all(Object.values(workers).map((w) => w.exited));
+      connection.disconnect();
+      expect(exits.every((e) => e.code === 0), JSON.stringify(exits)).toBe(true);
+    }
+  });
+
+  it('a worker refuses an unknown role, naming the roles it knows', async () => {
+    const w = spawnCli(['worker', 'little', 'huge', '--config', config]);
+    expect((await w.exited).code).toBe(2);
+    expect(w.stderr()).toMatch(/unknown worker role 'huge': expected one of little, big, merge, scheduler/);
+  });
+});

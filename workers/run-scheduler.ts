@@ -1,0 +1,144 @@
+/**
+ * Scheduled runs on BullMQ job schedulers. `schedule add` stores a run template (source,
+ * output pattern, stages with their GMACs, metric, batch size) as the scheduler's job
+ * template on the `schedules` queue; every firing is one job there, and the `scheduler` role
+ * turns it into a new run: `{date}`/`{datetime}` become the firing time (UTC), and the run id
+ * is unique per firing, so a retried firing resumes its own run instead of starting another.
+ */
+import { Queue, Worker, type Job } from 'bullmq';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { listSource } from '../producers/list-source.js';
+import { submitRun } from '../producers/submit-run.js';
+import type { CascadeQueues } from './cascade-queues.js';
+import { RunSpec } from './jobs.js';
+import type { RunTracker } from './run-tracker.js';
+
+export const SCHEDULES_QUEUE = 'schedules';
+
+/** Schedule names end up in run ids (`<name>-<firing ms>`), so they share the run-id alphabet. */
+export const ScheduleName = z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'schedule names use letters, digits, _ and - (at most 40)');
+
+/** What each firing of a schedule submits; `source` and `out` may hold {date} and {datetime}. */
+export const ScheduleTemplate = z.object({
+  schedule: ScheduleName,
+  source: z.string().min(1),
+  out: z.string().min(1),
+  /** File extensions the listing keeps. */
+  extensions: z.array(z.string()),
+  run: RunSpec.omit({ runId: true, source: true, out: true, createdAt: true }),
+});
+export type ScheduleTemplate = z.infer<typeof ScheduleTemplate>;
+
+/** When a schedule fires: a cron pattern (with optional time zone) or a fixed interval. */
+export const ScheduleTiming = z.union([
+  z.object({ cron: z.string().min(1), tz: z.string().optional() }).strict(),
+  z.object({ every: z.number().int().positive() }).strict(),
+]);
+export type ScheduleTiming = z.infer<typeof ScheduleTiming>;
+
+/** Replace {date} (YYYY-MM-DD) and {datetime} (YYYY-MM-DDTHH-MM-SSZ, no colons for S3 keys and file names) with `at` in UTC. */
+export function expandDatePattern(pattern: string, at: Date): string {
+  const iso = at.toISOString();
+  return pattern.replaceAll('{date}', iso.slice(0, 10)).replaceAll('{datetime}', `${iso.slice(0, 19).replaceAll(':', '-')}Z`);
+}
+
+/** The run a firing at `firedAt` (ms since epoch) starts. */
+export function runForFiring(t: ScheduleTemplate, firedAt: number): RunSpec {
+  const at = new Date(firedAt);
+  return RunSpec.parse({
+    ...t.run,
+    runId: `${t.schedule}-${firedAt}`,
+    source: expandDatePattern(t.source, at),
+    out: expandDatePattern(t.out, at),
+    createdAt: at.toISOString(),
+  });
+}
+
+/** A schedule as stored in Redis, for `schedule list`. */
+export interface ScheduleInfo {
+  name: string;
+  cron: string | null;
+  tz: string | null;
+  every: number | null;
+  /** Next firing (ms since epoch), when known. */
+  next: number | null;
+  source: string | null;
+  out: string | null;
+}
+
+/** Create or replace the schedule `template.schedule`. */
+export async function upsertSchedule(queue: Queue, timing: ScheduleTiming, template: ScheduleTemplate): Promise<void> {
+  const t = ScheduleTemplate.parse(template);
+  const repeat = 'cron' in timing ? { pattern: timing.cron, ...(timing.tz ? { tz: timing.tz } : {}) } : { every: timing.every };
+  await queue.upsertJobScheduler(t.schedule, repeat, {
+    name: 'fire',
+    data: t,
+    opts: { attempts: 3, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: 100, removeOnFail: 100 },
+  });
+}
+
+/** Every schedule on the queue, by name. */
+export async function listSchedules(queue: Queue): Promise<ScheduleInfo[]> {
+  const all = await queue.getJobSchedulers(0, -1, true);
+  return all
+    .map((s) => {
+      const data = ScheduleTemplate.safeParse(s.template?.data);
+      return {
+        name: s.id ?? s.key,
+        cron: s.pattern ?? null,
+        tz: s.tz ?? null,
+        every: s.every ?? null,
+        next: s.next ?? null,
+        source: data.success ? data.data.source : null,
+        out: data.success ? data.data.out : null,
+      };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Remove a schedule; false when there was none of that name. */
+export async function removeSchedule(queue: Queue, name: string): Promise<boolean> {
+  return queue.removeJobScheduler(name);
+}
+
+export interface RunSchedulerOptions {
+  connection: Redis;
+  prefix: string;
+  tracker: RunTracker;
+  queues: CascadeQueues;
+  s3: () => S3Client;
+  log: (msg: string) => void;
+}
+
+/** The `scheduler` role: consumes firings and submits their runs. */
+export class RunScheduler {
+  readonly worker: Worker;
+  // BullMQ never closes a connection it was given, so the worker owns and closes its own.
+  private readonly connection: Redis;
+
+  constructor(private readonly o: RunSchedulerOptions) {
+    this.connection = o.connection.duplicate();
+    this.worker = new Worker(SCHEDULES_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1 });
+    this.worker.on('failed', (job, err) => o.log(`scheduler: firing ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
+    this.worker.on('error', (err) => o.log(`scheduler: worker error: ${err.message}`));
+  }
+
+  /** Submit the run of one firing (exposed for tests); resolves with its run id. */
+  async process(job: Job): Promise<string> {
+    const template = ScheduleTemplate.parse(job.data);
+    // prevMillis is the slot the scheduler fired for; the job's timestamp is when it was queued.
+    const firedAt = job.opts.prevMillis ?? job.timestamp;
+    const spec = runForFiring(template, firedAt);
+    const result = await submitRun({ spec, refs: listSource(spec.source, { extensions: template.extensions, s3: this.o.s3 }), tracker: this.o.tracker, queues: this.o.queues });
+    this.o.log(`scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches`);
+    return spec.runId;
+  }
+
+  /** Stop taking firings; waits for a submission in progress. */
+  async close(): Promise<void> {
+    await this.worker.close();
+    this.connection.disconnect();
+  }
+}
