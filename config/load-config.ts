@@ -112,6 +112,12 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
     calibration = await readCalibrationFile(resolve(cwd, o.calibration)).catch((err: Error) => {
       throw new ConfigError(err.message);
     });
+    if (calibration.threshold > 1) {
+      throw new ConfigError(
+        `calibration ${o.calibration}: its rule (${calibration.rule}) found no threshold at which the little model may answer ` +
+          `(${calibration.reason}); the cascade would be big-only. Try another little model (\`cascade search-saver\`) or a looser rule`,
+      );
+    }
     merged.threshold = calibration.threshold;
     merged.metric = calibration.metric;
   }

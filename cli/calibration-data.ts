@@ -1,0 +1,174 @@
+/**
+ * The I/O half of calibration for the CLI: list the images, run each model once over them
+ * (or take its rows from the probability cache), match ground-truth labels, and build the
+ * calibration/test tables that pipeline/calibration works on.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename, relative, resolve, sep } from 'node:path';
+import cliProgress from 'cli-progress';
+import type { CascadeConfig, ModelSpec } from '../config/schema.js';
+import { parseGroundTruth, matchLabels } from '../pipeline/calibration/ground-truth.js';
+import { modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
+import { scoreImages } from '../pipeline/calibration/score-images.js';
+import { splitForCalibration } from '../pipeline/calibration/split.js';
+import type { CalibrationEntry } from '../pipeline/calibration/sweep.js';
+import { fetchRef } from '../pipeline/fetch-image.js';
+import { isS3Url, parseS3Url } from '../pipeline/location.js';
+import { makeS3Client } from '../pipeline/open-store.js';
+import { loadStageModel, modelGmacs } from '../pipeline/stage-model.js';
+import { listSource } from '../producers/list-source.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+
+/** A model's answers on the listed images. */
+export interface ScoredModel {
+  name: string;
+  path: string;
+  gmacsPerImage: number;
+  scored: ScoredImages;
+}
+
+export interface DataContext {
+  config: CascadeConfig;
+  s3: () => S3Client;
+  /** null disables the cache. */
+  cache: ProbabilityCache | null;
+  log: (msg: string) => void;
+  progress: boolean;
+}
+
+/** A context whose S3 client is built on first use. */
+export function dataContext(config: CascadeConfig, cacheDir: string | null, log: (msg: string) => void, progress: boolean): DataContext {
+  let client: S3Client | undefined;
+  return { config, s3: () => (client ??= makeS3Client(config.s3)), cache: cacheDir ? new ProbabilityCache(cacheDir) : null, log, progress };
+}
+
+/** The source's image refs, in listing order (local ones absolute). */
+export async function listImages(source: string, ctx: DataContext): Promise<string[]> {
+  const src = isS3Url(source) ? source : resolve(source);
+  const refs: string[] = [];
+  for await (const ref of listSource(src, { extensions: ctx.config.extensions, s3: ctx.s3 })) refs.push(ref);
+  if (refs.length === 0) throw new Error(`no images found in ${source} (extensions ${ctx.config.extensions.join(' ')})`);
+  return refs;
+}
+
+/** An image's name relative to the source (for labels and the split): stable across machines. */
+export function relativeName(ref: string, source: string): string {
+  if (isS3Url(ref) && isS3Url(source)) {
+    const r = parseS3Url(ref);
+    const s = parseS3Url(source);
+    if (r.bucket === s.bucket && r.key.startsWith(s.key)) return r.key.slice(s.key.length).replace(/^\/+/, '');
+    return r.key;
+  }
+  if (!isS3Url(ref) && !isS3Url(source)) {
+    const rel = relative(resolve(source), ref);
+    // A list-file source (or a ref outside the folder) has no common root: use the file name.
+    if (rel === '' || rel.startsWith('..')) return basename(ref);
+    return rel.split(sep).join('/');
+  }
+  return basename(ref);
+}
+
+/** Run a model over the refs it has no cached rows for, and return rows for all of them. */
+export async function scoreModel(name: string, spec: ModelSpec, refs: readonly string[], ctx: DataContext): Promise<ScoredModel> {
+  const gmacsPerImage = await modelGmacs(spec);
+  const fingerprint = await modelFingerprint(spec).catch((err: Error) => {
+    throw new Error(`cannot read model ${spec.path}: ${err.message}`);
+  });
+  const cached = (await ctx.cache?.read(fingerprint)) ?? null;
+  const scored: ScoredImages = cached ?? { classes: 0, probs: new Map(), errors: new Map() };
+  const missing = refs.filter((r) => !scored.probs.has(r) && !scored.errors.has(r));
+  ctx.log(`${name}: ${refs.length - missing.length} of ${refs.length} images cached${missing.length ? `, scoring ${missing.length}` : ''}`);
+  if (missing.length > 0) {
+    const { config } = ctx;
+    const model = await loadStageModel(name, spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads }, ctx.log);
+    const bar = ctx.progress && process.stderr.isTTY ? new cliProgress.SingleBar({ format: `${name} {bar} {value}/{total} images | ETA {eta_formatted}` }, cliProgress.Presets.shades_classic) : null;
+    bar?.start(missing.length, 0);
+    try {
+      const fresh = await scoreImages(
+        missing,
+        model,
+        {
+          fetch: (ref) => fetchRef(ref, { s3: ctx.s3 }, { maxBytes: config.limits.maxBytes }),
+          maxPixels: config.limits.maxPixels,
+          fetchConcurrency: config.fetchConcurrency,
+          batchSize: config.batchSize,
+        },
+        (done) => bar?.update(done),
+      );
+      if (scored.classes !== 0 && fresh.classes !== 0 && fresh.classes !== scored.classes) throw new Error(`${name}: cached rows have ${scored.classes} classes, fresh ones ${fresh.classes}`);
+      if (fresh.classes !== 0) scored.classes = fresh.classes;
+      for (const [k, v] of fresh.probs) scored.probs.set(k, v);
+      for (const [k, v] of fresh.errors) scored.errors.set(k, v);
+    } finally {
+      bar?.stop();
+      await model.close();
+    }
+    await ctx.cache?.write(fingerprint, spec.path, scored);
+  }
+  return { name, path: spec.path, gmacsPerImage, scored };
+}
+
+/** Read a ground-truth CSV (local path or s3://) into name → class index. */
+export async function readGroundTruth(file: string, ctx: DataContext): Promise<Map<string, number>> {
+  const bytes = isS3Url(file) ? await fetchRef(file, { s3: ctx.s3 }) : await readFile(file);
+  return parseGroundTruth(bytes.toString('utf8'), file);
+}
+
+export interface Tables {
+  calibration: CalibrationEntry[];
+  test: CalibrationEntry[];
+  /** Images that either model could not score, left out of both parts. */
+  skipped: Array<{ key: string; message: string }>;
+  /** Images with no ground-truth row (when labels were given). */
+  unlabeled: number;
+}
+
+/** Pair two models' rows per image, attach labels, and split into calibration and test parts. */
+export function buildTables(
+  refs: readonly string[],
+  source: string,
+  little: ScoredModel,
+  big: ScoredModel,
+  truth: ReadonlyMap<string, number> | null,
+  calibrationFraction: number,
+): Tables {
+  const names = refs.map((r) => relativeName(r, source));
+  const labels = truth ? matchLabels(names, truth) : names.map(() => undefined);
+  if (truth && labels.every((l) => l === undefined)) {
+    throw new Error(`none of the ${refs.length} images matched a row of the labels file; its image column must hold paths relative to the source (e.g. ${JSON.stringify(names[0])}) or file names`);
+  }
+  const entries: Array<CalibrationEntry & { name: string }> = [];
+  const skipped: Tables['skipped'] = [];
+  refs.forEach((key, i) => {
+    const l = little.scored.probs.get(key);
+    const b = big.scored.probs.get(key);
+    if (!l || !b) {
+      skipped.push({ key, message: little.scored.errors.get(key) ?? big.scored.errors.get(key) ?? 'not scored' });
+      return;
+    }
+    if (l.length !== b.length) throw new Error(`${little.name} has ${l.length} classes but ${big.name} has ${b.length}; a cascade needs the same label space`);
+    const entry: CalibrationEntry & { name: string } = { key, name: names[i]!, little: l, big: b };
+    const label = labels[i];
+    if (label !== undefined && label >= l.length) throw new Error(`the labels file gives ${names[i]} class ${label}, but the models have ${l.length} classes (0..${l.length - 1})`);
+    if (label !== undefined) entry.label = label;
+    entries.push(entry);
+  });
+  const { calibration, test } = splitForCalibration(entries, (e) => e.name, calibrationFraction);
+  return { calibration, test, skipped, unlabeled: entries.filter((e) => e.label === undefined).length };
+}
+
+/** A problem with calibration inputs or results, reported as one line (no stack) by the CLI. */
+export class CalibrationError extends Error {
+  override name = 'CalibrationError';
+}
+
+/** Run `fn`, turning plain errors (bad inputs, rules that cannot be met) into CalibrationError. */
+export async function reportingCalibrationErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    // Typed errors (ConfigError, ModelLoadError, …) already read well; bugs keep their stack.
+    if (err instanceof Error && (err.constructor === Error || err.constructor === RangeError)) throw new CalibrationError(err.message, { cause: err });
+    throw err;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * `cascade calibrate`: run both models once over the calibration images (cached), sweep the
+ * thresholds, apply the selection rules, and write calib.json, the curve (JSON + CSV) and an
+ * SVG plot of accuracy (or agreement) against compute.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { loadConfig } from '../../config/load-config.js';
+import type { ConfidenceMetric } from '../../config/schema.js';
+import { calibrate, type CalibrationOutcome } from '../../pipeline/calibration/calibrate.js';
+import { defaultCacheDir } from '../../pipeline/calibration/prob-cache.js';
+import { calibrationFile, calibrationPlot, curveCsv, curveRows, formatCalibration } from '../../pipeline/calibration/report.js';
+import type { RuleName } from '../../pipeline/calibration/select.js';
+import type { CalibrationFile } from '../../config/calibration.js';
+import { createLogger } from '../logger.js';
+import { buildTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+
+export interface CalibrateOptions {
+  little?: string;
+  big?: string;
+  images: string;
+  labels?: string;
+  out: string;
+  rule?: RuleName;
+  maxDrop?: number;
+  targetAgreement?: number;
+  metric?: ConfidenceMetric[];
+  calibrationFraction?: number;
+  cache?: string | false;
+  config?: string;
+  json?: boolean;
+  progress?: boolean;
+}
+
+/** Output file names derived from calib.json's path: calib.curve.json, calib.curve.csv, calib.svg. */
+export function outputFiles(out: string): CalibrationFile['files'] & { calib: string } {
+  const calib = resolve(out);
+  const stem = calib.replace(/\.json$/i, '');
+  return { calib, curveJson: `${stem}.curve.json`, curveCsv: `${stem}.curve.csv`, plot: `${stem}.svg` };
+}
+
+/** Calibrate a little/big pair and write the outputs; resolves with calib.json's content. */
+export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: CalibrationFile; outcome: CalibrationOutcome }> {
+  const logger = createLogger();
+  const log = (msg: string) => logger.info(msg);
+  const config = await loadConfig({ file: o.config, overrides: { little: o.little, big: o.big } });
+  const fraction = o.calibrationFraction ?? 0.5;
+  const ctx = dataContext(config, o.cache === false ? null : (o.cache ?? defaultCacheDir()), log, o.progress !== false);
+
+  const refs = await listImages(o.images, ctx);
+  const little = await scoreModel('little', config.little, refs, ctx);
+  const big = await scoreModel('big', config.big, refs, ctx);
+  const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
+  const tables = buildTables(refs, o.images, little, big, truth, fraction);
+  if (tables.skipped.length) log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
+
+  const outcome = calibrate(tables.calibration, tables.test, { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage }, {
+    rule: o.rule,
+    maxDrop: o.maxDrop,
+    targetAgreement: o.targetAgreement,
+    metrics: o.metric,
+  });
+  const files = outputFiles(o.out);
+  const names = { little: config.little.name ?? basename(config.little.path), big: config.big.name ?? basename(config.big.path) };
+  const file = calibrationFile(
+    outcome,
+    { little: { name: names.little, path: config.little.path }, big: { name: names.big, path: config.big.path } },
+    { calibrationFraction: fraction, skippedImages: tables.skipped.length, files: { curveJson: basename(files.curveJson), curveCsv: basename(files.curveCsv), plot: basename(files.plot) } },
+  );
+  const rows = curveRows(outcome);
+  await mkdir(dirname(files.calib), { recursive: true });
+  await writeFile(files.curveJson, `${JSON.stringify(rows)}\n`);
+  await writeFile(files.curveCsv, curveCsv(rows));
+  await writeFile(files.plot, calibrationPlot(outcome, `${names.little} → ${names.big}: ${outcome.labeled ? 'accuracy' : 'agreement'} vs compute`));
+  await writeFile(files.calib, `${JSON.stringify(file, null, 2)}\n`);
+  process.stdout.write(o.json ? `${JSON.stringify(file, null, 2)}\n` : `${formatCalibration(outcome, file)}\nwrote ${files.calib}, ${basename(files.curveCsv)}, ${basename(files.curveJson)}, ${basename(files.plot)}\n`);
+  return { file, outcome };
+}

@@ -1,0 +1,136 @@
+/**
+ * `cascade search-saver`: TinySaver's search for the best little model for a big one. Each
+ * candidate cheaper than the big model is calibrated on the calibration half and judged on the
+ * test half; the table ranks them by the cascade's expected GMACs per image.
+ */
+import { basename } from 'node:path';
+import { loadConfig, loadModelSpec } from '../../config/load-config.js';
+import type { ConfidenceMetric } from '../../config/schema.js';
+import { defaultCacheDir } from '../../pipeline/calibration/prob-cache.js';
+import { searchSaver, type SaverResult } from '../../pipeline/calibration/saver-search.js';
+import type { RuleName } from '../../pipeline/calibration/select.js';
+import { createLogger } from '../logger.js';
+import { buildTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+
+export interface SearchSaverOptions {
+  big: string;
+  candidates: string[];
+  images: string;
+  labels?: string;
+  rule?: RuleName;
+  maxDrop?: number;
+  targetAgreement?: number;
+  metric?: ConfidenceMetric[];
+  calibrationFraction?: number;
+  cache?: string | false;
+  config?: string;
+  json?: boolean;
+  markdown?: boolean;
+  progress?: boolean;
+}
+
+/** One line of the result table, every quality figure from the test half (or calibration half without one). */
+export interface SaverRow {
+  rank: number | null;
+  candidate: string;
+  gmacsPerImage: number;
+  top1: number | null;
+  metric: string | null;
+  threshold: number | null;
+  fractionToBig: number | null;
+  cascadeAccuracy: number | null;
+  bigAccuracy: number | null;
+  agreement: number | null;
+  saved: number | null;
+  oracleSaved: number | null;
+  note: string;
+}
+
+/** Flatten search results into table rows. */
+export function saverRows(results: readonly SaverResult[], bigGmacs: number): SaverRow[] {
+  return results.map((r) => {
+    if (r.status !== 'ranked') {
+      return { rank: null, candidate: r.name, gmacsPerImage: r.gmacsPerImage, top1: null, metric: null, threshold: null, fractionToBig: null, cascadeAccuracy: null, bigAccuracy: null, agreement: null, saved: null, oracleSaved: null, note: `${r.status}: ${r.reason}` };
+    }
+    const o = r.outcome;
+    const part = o.test ?? { ...o.calibration, point: o.chosen.point };
+    const p = part.point;
+    return {
+      rank: r.rank,
+      candidate: r.name,
+      gmacsPerImage: r.gmacsPerImage,
+      top1: part.littleAccuracy,
+      metric: o.chosen.metric,
+      threshold: o.chosen.threshold,
+      fractionToBig: p.fractionToBig,
+      cascadeAccuracy: p.cascadeAccuracy,
+      bigAccuracy: part.bigAccuracy,
+      agreement: p.agreement,
+      saved: bigGmacs > 0 ? 1 - p.gmacsPerImage / bigGmacs : 0,
+      oracleSaved: part.oracle?.saved ?? null,
+      note: o.test ? `${o.chosen.rule} on ${o.calibration.images} calibration images; figures on ${o.test.images} test images` : `${o.chosen.rule}; no test half, figures on the calibration images`,
+    };
+  });
+}
+
+const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
+
+/** The rows as a Markdown table (for docs/results.md). */
+export function saverMarkdown(rows: readonly SaverRow[], bigName: string, bigGmacs: number): string {
+  const head = ['rank', 'little candidate', 'GMACs', 'top-1', 'threshold', 'to big', 'cascade top-1', `${bigName} top-1`, 'agreement', 'MACs saved', 'oracle saved'];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.rank ?? '—'} | ${r.candidate} | ${r.gmacsPerImage.toFixed(3)} | ${pct(r.top1)} | ${r.metric ? `${r.metric} ≥ ${r.threshold!.toFixed(3)}` : r.note} | ${pct(r.fractionToBig)} | ${pct(r.cascadeAccuracy)} | ${pct(r.bigAccuracy)} | ${pct(r.agreement)} | ${pct(r.saved)} | ${pct(r.oracleSaved)} |`,
+    );
+  }
+  return `${lines.join('\n')}\n\nBig model: ${bigName}, ${bigGmacs.toFixed(3)} GMACs per image.\n`;
+}
+
+function textTable(rows: readonly SaverRow[]): string {
+  const head = ['#', 'candidate', 'GMACs', 'top-1', 'threshold', 'to big', 'cascade', 'big', 'saved', 'oracle'];
+  const body = rows.map((r) => [
+    String(r.rank ?? '-'),
+    r.candidate,
+    r.gmacsPerImage.toFixed(3),
+    pct(r.top1),
+    r.metric ? `${r.metric}≥${r.threshold!.toFixed(3)}` : r.note,
+    pct(r.fractionToBig),
+    pct(r.cascadeAccuracy),
+    pct(r.bigAccuracy),
+    pct(r.saved),
+    pct(r.oracleSaved),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  return [head, ...body].map((cells) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** Search the candidates and print the ranking; resolves with the rows. */
+export async function searchSaverCommand(o: SearchSaverOptions): Promise<SaverRow[]> {
+  if (o.candidates.length === 0) throw new Error('search-saver: give at least one --candidates model');
+  const logger = createLogger();
+  const log = (msg: string) => logger.info(msg);
+  // The config supplies runtime settings (providers, threads, limits); models come from the flags.
+  const config = await loadConfig({ file: o.config, overrides: { little: o.candidates[0], big: o.big } });
+  const fraction = o.calibrationFraction ?? 0.5;
+  const ctx = dataContext(config, o.cache === false ? null : (o.cache ?? defaultCacheDir()), log, o.progress !== false);
+  const refs = await listImages(o.images, ctx);
+  const bigName = config.big.name ?? basename(config.big.path);
+  const big = await scoreModel(bigName, config.big, refs, ctx);
+  const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
+
+  const candidates = [];
+  for (const ref of o.candidates) {
+    const spec = await loadModelSpec(ref);
+    const name = spec.name ?? basename(spec.path);
+    const scored = await scoreModel(name, spec, refs, ctx);
+    const tables = buildTables(refs, o.images, scored, big, truth, fraction);
+    candidates.push({ name, gmacsPerImage: scored.gmacsPerImage, calibration: tables.calibration, test: tables.test });
+  }
+  const results = searchSaver(candidates, big.gmacsPerImage, { rule: o.rule, maxDrop: o.maxDrop, targetAgreement: o.targetAgreement, metrics: o.metric });
+  const rows = saverRows(results, big.gmacsPerImage);
+  if (o.json) process.stdout.write(`${JSON.stringify({ big: { name: bigName, gmacsPerImage: big.gmacsPerImage }, rows }, null, 2)}\n`);
+  else if (o.markdown) process.stdout.write(saverMarkdown(rows, bigName, big.gmacsPerImage));
+  else process.stdout.write(`big: ${bigName} (${big.gmacsPerImage.toFixed(3)} GMACs/image)\n${textTable(rows)}\n`);
+  return rows;
+}

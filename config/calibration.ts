@@ -1,0 +1,78 @@
+/**
+ * calib.json: what `cascade calibrate` decided and promises, and what `cascade run
+ * --calibration` and `cascade submit --calibration` take from it (threshold and metric).
+ */
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { z } from 'zod';
+import { ConfidenceMetric } from './schema.js';
+
+const Fraction = z.number().min(0).max(1);
+
+/** Figures of the chosen operating point on one part of the images. */
+const OperatingPoint = z.object({
+  images: z.number().int().nonnegative(),
+  fractionToBig: Fraction,
+  gmacsPerImage: z.number().nonnegative(),
+  /** 1 − cascade GMACs / big-only GMACs. */
+  saved: z.number(),
+  /** Little/big top-1 agreement on the images the little model keeps, with its Wilson interval. */
+  agreement: Fraction,
+  agreementInterval: z.object({ low: Fraction, high: Fraction }),
+  /** Null without labels. */
+  accuracy: Fraction.nullable(),
+  littleAccuracy: Fraction.nullable(),
+  bigAccuracy: Fraction.nullable(),
+  /** Saving of a perfect router (big sees exactly what little gets wrong and big right); null without labels. */
+  oracleSaved: z.number().nullable(),
+});
+
+const ModelRef = z.object({ name: z.string(), path: z.string(), gmacsPerImage: z.number().nonnegative() });
+
+export const CalibrationFile = z.object({
+  version: z.literal(1),
+  createdAt: z.string(),
+  little: ModelRef,
+  big: ModelRef,
+  rule: z.enum(['tinysaver', 'no-loss', 'label-free']),
+  reason: z.string(),
+  metric: ConfidenceMetric,
+  /** Accept little answers with confidence ≥ threshold; above 1 means never (send all to big). */
+  threshold: z.number().min(0).max(2),
+  settings: z.object({ maxDrop: Fraction, targetAgreement: Fraction, metrics: z.array(ConfidenceMetric), z: z.number().positive(), calibrationFraction: Fraction }),
+  /** What the calibration part showed: the promise a run is held to. */
+  expected: OperatingPoint,
+  /** The same threshold judged on the held-out test part; null when everything calibrated. */
+  test: OperatingPoint.nullable(),
+  /** Images that could not be scored (decode errors) and were left out. */
+  skippedImages: z.number().int().nonnegative(),
+  files: z.object({ curveJson: z.string(), curveCsv: z.string(), plot: z.string() }),
+});
+export type CalibrationFile = z.infer<typeof CalibrationFile>;
+
+/** Read and validate a calib.json, with errors that name the file and the field. */
+export async function readCalibrationFile(path: string): Promise<CalibrationFile> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new Error(`cannot read calibration ${path}: ${(err as Error).message}`);
+  }
+  const parsed = CalibrationFile.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n');
+    throw new Error(`calibration ${path} is not a calib.json written by \`cascade calibrate\`:\n${issues}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * Check that a calibration applies to the models of a run, compared by file name since the
+ * same model may sit at different paths on different machines. Returns a problem, or null.
+ */
+export function calibrationMismatch(cal: CalibrationFile, little: string, big: string): string | null {
+  for (const [role, calPath, runPath] of [['little', cal.little.path, little], ['big', cal.big.path, big]] as const) {
+    if (basename(calPath) !== basename(runPath)) return `it was made for ${role} model ${basename(calPath)}, but this run's ${role} model is ${basename(runPath)}`;
+  }
+  return null;
+}
