@@ -18,11 +18,11 @@ import { submitRun } from '../producers/submit-run.js';
 import { configuredStages, startRuntime } from '../workers/cascade-runtime.js';
 import { stageQueueName, type RunSpec } from '../workers/jobs.js';
 import { connectRedis } from '../workers/redis-connection.js';
-import { startS3, type TestS3 } from '../test/helpers/s3.js';
+import { startS3Process, type S3Process } from './s3rver-process.js';
 
 export interface PipelineEnv {
   redis: PrivateRedis;
-  s3: TestS3;
+  s3: S3Process;
   /** s3:// prefix holding the photos. */
   source: string;
   stop(): Promise<void>;
@@ -44,6 +44,8 @@ export interface PipelineResult {
   seconds: number;
   imagesPerSecond: number;
   routed: number;
+  /** CPU time of this process (all its threads) per image, ms. */
+  cpuMsPerImage: number;
   summary: RunSummary;
   /** Mean queue wait per job and stage, ms. */
   queueWaitMs: Record<string, number>;
@@ -52,7 +54,7 @@ export interface PipelineResult {
 
 /** Start redis-server and s3rver and upload `photos` to s3://images-in/photos/. */
 export async function startPipelineEnv(photos: string[]): Promise<PipelineEnv> {
-  const [redis, s3] = await Promise.all([startPrivateRedis(), startS3({ buckets: ['images-in', 'results'] })]);
+  const [redis, s3] = await Promise.all([startPrivateRedis(), startS3Process(['images-in', 'results'])]);
   const limit = pLimit(16);
   await Promise.all(photos.map((p) => limit(async () => s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `photos/${basename(p)}`, Body: await readFile(p) })))));
   Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
@@ -112,10 +114,13 @@ export async function runPipeline(env: PipelineEnv, o: PipelineOptions): Promise
     const runId = `bench-${o.tag}`;
     const spec: RunSpec = { runId, source: env.source, out: `s3://results/${o.tag}/`, metric: config.metric, batchSize: config.batchSize, stages, createdAt: new Date().toISOString() };
     const started = performance.now();
+    const cpu = process.cpuUsage();
     const submitted = await submitRun({ spec, refs: listSource(env.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
     const summary = await waitForRun(runtime.tracker, runId, () => {}, 50);
     const seconds = (performance.now() - started) / 1000;
-    return { images: submitted.images, seconds, imagesPerSecond: submitted.images / seconds, routed: summary.fractionToBig, summary, queueWaitMs: waits.means(), config };
+    const used = process.cpuUsage(cpu);
+    const cpuMsPerImage = (used.user + used.system) / 1000 / submitted.images;
+    return { images: submitted.images, seconds, imagesPerSecond: submitted.images / seconds, cpuMsPerImage, routed: summary.fractionToBig, summary, queueWaitMs: waits.means(), config };
   } finally {
     await waits.close();
     await runtime.close();

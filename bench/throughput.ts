@@ -30,6 +30,7 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
   const costs = await measureStageCosts(photos.slice(0, 48), models);
   const env = await startPipelineEnv(photos);
   const ceiling: number[] = [];
+  const ceilingCpu: number[] = [];
   const bigOnly: PipelineResult[] = [];
   const cascade: PipelineResult[] = [];
   let routed = 0;
@@ -37,6 +38,7 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
     for (let r = 0; r < a.repeats; r++) {
       const c = await runCeiling(photos, models);
       ceiling.push(c.imagesPerSecond);
+      ceilingCpu.push(c.cpuMsPerImage);
       routed = c.routed;
       a.log(`  repeat ${r + 1}: ceiling ${c.imagesPerSecond.toFixed(1)} img/s (routed ${(100 * c.routed).toFixed(1)}%)`);
       // margin ≥ 1 needs p1 = 1 and p2 = 0 exactly, so every image goes on to big.
@@ -55,14 +57,19 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
   const cas = median(cascade.map((x) => x.imagesPerSecond));
   const ideal = idealSpeedup(costs, routed);
   a.log('');
-  a.log(table(['benchmark', 'images/s (median)', 'runs', 'routed to big'], [
-    ['ceiling (in-process)', ceil, ceiling.join(' / ').replace(/(\.\d)\d+/g, '$1'), `${(100 * routed).toFixed(1)}%`],
-    ['big-only pipeline', big, bigOnly.map((x) => x.imagesPerSecond.toFixed(1)).join(' / '), `${(100 * median(bigOnly.map((x) => x.routed))).toFixed(1)}%`],
-    ['cascade pipeline', cas, cascade.map((x) => x.imagesPerSecond.toFixed(1)).join(' / '), `${(100 * median(cascade.map((x) => x.routed))).toFixed(1)}%`],
+  const ceilCpu = median(ceilingCpu);
+  const bigCpu = median(bigOnly.map((x) => x.cpuMsPerImage));
+  const casCpu = median(cascade.map((x) => x.cpuMsPerImage));
+  const runs = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
+  a.log(table(['benchmark', 'images/s (median)', 'runs', 'CPU ms/img', 'routed to big'], [
+    ['ceiling (in-process)', ceil, runs(ceiling), ceilCpu, `${(100 * routed).toFixed(1)}%`],
+    ['big-only pipeline', big, runs(bigOnly.map((x) => x.imagesPerSecond)), bigCpu, `${(100 * median(bigOnly.map((x) => x.routed))).toFixed(1)}%`],
+    ['cascade pipeline', cas, runs(cascade.map((x) => x.imagesPerSecond)), casCpu, `${(100 * median(cascade.map((x) => x.routed))).toFixed(1)}%`],
   ]));
   a.log('');
   a.log(table(['ratio', 'value', 'goal'], [
     ['cascade / ceiling', cas / ceil, '≥ 0.9'],
+    ['ceiling CPU / cascade CPU (per image)', ceilCpu / casCpu, '≥ 0.9'],
     ['cascade / big-only', cas / big, `ideal ${ideal.toFixed(2)}`],
     ['ideal speed-up (d+B)/(d+L+f·B)', ideal, ''],
   ]));
@@ -83,5 +90,5 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
     }
   }
   a.log(table(['stage (pipeline medians)', 'images', 'fetch ms/img', 'decode ms/img', 'infer ms/img', 'queue wait ms/job'], rows));
-  return { ceiling: ceil, bigOnly: big, cascade: cas, cascadeOverCeiling: cas / ceil, cascadeOverBigOnly: cas / big, idealSpeedup: ideal };
+  return { ceiling: ceil, bigOnly: big, cascade: cas, ceilingCpuMs: ceilCpu, cascadeCpuMs: casCpu, cascadeOverCeiling: cas / ceil, cascadeOverBigOnly: cas / big, idealSpeedup: ideal };
 }

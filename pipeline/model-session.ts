@@ -85,6 +85,10 @@ export class ModelSession {
           graphOptimizationLevel: options.graphOptimization,
           // ORT rejects an explicit undefined; 0 means "let ORT decide".
           ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
+          // ORT's pool threads busy-wait between ops by default. Next to a second model's session,
+          // libvips decoding and other workers, that spinning took cores from the work itself: CPU
+          // per image of a big-only pipeline run fell from 146 to 80 ms without it (docs/performance.md).
+          extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
         });
         return new ModelSession(session, describeSession(session, path), providers[0]!, options);
       } catch (err) {
