@@ -7,6 +7,7 @@ import { runCommand } from './commands/run.js';
 import { inspectModelCommand } from './commands/models-inspect.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import { verifyCommand } from './commands/verify.js';
+import { exportReviewCommand } from './commands/export-review.js';
 
 function number(name: string, min: number, max: number) {
   return (value: string) => {
@@ -57,6 +58,21 @@ export function buildProgram(): Command {
     .option('--json', 'print as JSON')
     .action(async (model: string, opts) => {
       await inspectModelCommand(model, opts);
+    });
+
+  program
+    .command('export')
+    .description('export results of a finished run')
+    .command('review')
+    .description('the images worth a human look (errors, audit disagreements, low confidence) as Label Studio tasks or CSV')
+    .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
+    .addOption(new Option('--format <f>', 'output format').choices(['label-studio', 'csv']).default('label-studio'))
+    .option('--out <file>', 'write here instead of stdout')
+    .option('--max-confidence <c>', 'low-confidence: final confidence below c', number('max confidence', 0, 1), 0.5)
+    .option('--include <reasons>', 'comma-separated: errors, disagreements, low-confidence', 'errors,disagreements,low-confidence')
+    .option('--local-files-root <dir>', "local images under dir become Label Studio /data/local-files/?d=… URLs (set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to dir)")
+    .action(async (opts) => {
+      await exportReviewCommand(opts);
     });
 
   registerFleetCommands(program, number);

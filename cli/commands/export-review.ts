@@ -1,0 +1,44 @@
+/**
+ * `cascade export review`: write the images of a finished run that deserve a human look as
+ * Label Studio tasks or CSV, from the run's output location (directory or s3://…).
+ */
+import { writeFile } from 'node:fs/promises';
+import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
+import { S3Settings } from '../../config/schema.js';
+import { makeS3Client, openStore } from '../../pipeline/open-store.js';
+import { labelStudioTasks, parseReasons, readDisagreements, readManifest, reviewCsv, selectForReview } from '../../pipeline/review-export.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+
+export interface ExportReviewOptions {
+  run: string;
+  format: 'label-studio' | 'csv';
+  out?: string;
+  maxConfidence: number;
+  include: string;
+  localFilesRoot?: string;
+}
+
+/** Select and write the review set; returns how many images were exported. */
+export async function exportReviewCommand(o: ExportReviewOptions): Promise<number> {
+  let client: S3Client | undefined;
+  const store = openStore(o.run, () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
+  try {
+    const include = (() => {
+      try {
+        return parseReasons(o.include);
+      } catch (err) {
+        throw new ConfigError((err as Error).message);
+      }
+    })();
+    const [rows, disagreements] = await Promise.all([readManifest(store), include.has('disagreements') ? readDisagreements(store) : Promise.resolve(new Map())]);
+    const items = selectForReview(rows, disagreements, { include, maxConfidence: o.maxConfidence });
+    const body = o.format === 'csv' ? reviewCsv(items) : `${JSON.stringify(labelStudioTasks(items, { localFilesRoot: o.localFilesRoot }), null, 2)}\n`;
+    if (o.out) await writeFile(o.out, body);
+    else process.stdout.write(body);
+    const counts = ['errors', 'disagreements', 'low-confidence'].map((r) => `${items.filter((i) => i.reasons.includes(r as never)).length} ${r}`).join(', ');
+    process.stderr.write(`exported ${items.length} of ${rows.length} images for review (${counts})${o.out ? ` to ${o.out}` : ''}\n`);
+    return items.length;
+  } finally {
+    client?.destroy();
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Human review export: pick the images of a finished run worth a human look — errors, audit
+ * disagreements between the first and last stage, low final confidence — and render them as
+ * Label Studio import tasks (with the model's answer as a pre-annotation) or as a plain CSV.
+ * Reads only the run's output location: manifest.jsonl and audit/*.json.
+ */
+import { z } from 'zod';
+import { AuditPart, type AuditEntry } from './audit-part.js';
+import { ManifestRow } from './manifest.js';
+import { isObjectNotFound, type ObjectStore } from './object-store.js';
+
+export const ReviewReason = z.enum(['errors', 'disagreements', 'low-confidence']);
+export type ReviewReason = z.infer<typeof ReviewReason>;
+
+export interface ReviewOptions {
+  /** Reasons to include. */
+  include: ReadonlySet<ReviewReason>;
+  /** Rows with a final confidence below this are "low-confidence". */
+  maxConfidence: number;
+}
+
+/** One image selected for review, with every reason that selected it. */
+export interface ReviewItem {
+  row: ManifestRow;
+  reasons: ReviewReason[];
+  /** The audit of this image, when it was audited and the stages disagreed. */
+  audit: AuditEntry | null;
+}
+
+/** Parse `errors,disagreements` into reasons; throws naming the bad value. */
+export function parseReasons(list: string): Set<ReviewReason> {
+  const reasons = new Set<ReviewReason>();
+  for (const raw of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const parsed = ReviewReason.safeParse(raw);
+    if (!parsed.success) throw new Error(`--include: unknown reason "${raw}" (use ${ReviewReason.options.join(', ')})`);
+    reasons.add(parsed.data);
+  }
+  if (reasons.size === 0) throw new Error(`--include: no reason given (use ${ReviewReason.options.join(', ')})`);
+  return reasons;
+}
+
+/** The run's manifest rows, in manifest order. */
+export async function readManifest(store: ObjectStore): Promise<ManifestRow[]> {
+  let text: string;
+  try {
+    text = (await store.get('manifest.jsonl')).toString('utf8');
+  } catch (err) {
+    if (isObjectNotFound(err)) throw new Error(`no manifest.jsonl in ${store.describe()}: is the run finished and merged?`);
+    throw err;
+  }
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line, i) => {
+      const parsed = ManifestRow.safeParse(JSON.parse(line));
+      if (!parsed.success) throw new Error(`manifest.jsonl line ${i + 1} is not a manifest row: ${parsed.error.issues[0]?.message}`);
+      return parsed.data;
+    });
+}
+
+/** Audit entries where the last stage disagreed with the first, by image key (none for runs without audits). */
+export async function readDisagreements(store: ObjectStore): Promise<Map<string, AuditEntry>> {
+  const found = new Map<string, AuditEntry>();
+  for await (const { key } of store.list('audit/')) {
+    if (!key.endsWith('.json')) continue;
+    const part = AuditPart.parse(JSON.parse((await store.get(key)).toString('utf8')));
+    for (const entry of part.entries) if (entry.agree === false) found.set(entry.key, entry);
+  }
+  return found;
+}
+
+/** The rows worth a human look, in manifest order, each with its reasons. */
+export function selectForReview(rows: Iterable<ManifestRow>, disagreements: ReadonlyMap<string, AuditEntry>, o: ReviewOptions): ReviewItem[] {
+  const items: ReviewItem[] = [];
+  for (const row of rows) {
+    const reasons: ReviewReason[] = [];
+    const audit = disagreements.get(row.key) ?? null;
+    if (o.include.has('errors') && row.error) reasons.push('errors');
+    if (o.include.has('disagreements') && audit) reasons.push('disagreements');
+    if (o.include.has('low-confidence') && !row.error && row.confidence !== null && row.confidence < o.maxConfidence) reasons.push('low-confidence');
+    if (reasons.length > 0) items.push({ row, reasons, audit: reasons.includes('disagreements') ? audit : null });
+  }
+  return items;
+}
+
+/**
+ * How an image key appears in a task. S3 keys stay `s3://…` (Label Studio signs them through a
+ * configured S3 source storage). Local paths under `localFilesRoot` become Label Studio's
+ * local-files URLs (`/data/local-files/?d=<path relative to LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT>`);
+ * other local paths are kept as they are, since only the user knows how they are served.
+ */
+export function imageRef(key: string, localFilesRoot?: string): string {
+  if (/^s3:\/\//i.test(key) || !localFilesRoot) return key;
+  const root = localFilesRoot.replace(/\/+$/, '');
+  if (!key.startsWith(`${root}/`)) return key;
+  return `/data/local-files/?d=${encodeURIComponent(key.slice(root.length + 1)).replace(/%2F/g, '/')}`;
+}
+
+/** A Label Studio choice pre-annotation (Choices control "choice" on Image "image"). */
+function prediction(modelVersion: string, labelName: string | null, label: number | null, score: number | null) {
+  return {
+    model_version: modelVersion,
+    score: score ?? 0,
+    result: [{ from_name: 'choice', to_name: 'image', type: 'choices', value: { choices: [labelName ?? String(label)] } }],
+  };
+}
+
+/**
+ * Label Studio import tasks: `data.image` plus the cascade's answer as a prediction; for an audit
+ * disagreement the last stage's answer is a second prediction. Errors carry no prediction.
+ * Extra `data` fields (key, reason, error) show up as columns in Label Studio's data manager.
+ */
+export function labelStudioTasks(items: ReviewItem[], o: { localFilesRoot?: string } = {}): unknown[] {
+  return items.map(({ row, reasons, audit }) => {
+    const predictions = row.error ? [] : [prediction(row.stage ?? 'cascade', row.labelName, row.label, row.confidence)];
+    if (audit?.big) predictions.push(prediction(`${audit.big.stage} (audit)`, audit.big.labelName, audit.big.label, audit.big.confidence));
+    return {
+      data: { image: imageRef(row.key, o.localFilesRoot), key: row.key, reason: reasons.join(';'), ...(row.error ? { error: `${row.error.kind}: ${row.error.message}` } : {}) },
+      predictions,
+    };
+  });
+}
+
+const CSV_COLUMNS = ['key', 'reason', 'label', 'labelName', 'confidence', 'stage', 'error', 'auditLabelName'] as const;
+
+/** Quote a CSV field when it needs it (RFC 4180). */
+function csvField(value: string | number | null): string {
+  const s = value === null ? '' : String(value);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** The selection as CSV: one line per image; `auditLabelName` is the last stage's answer on a disagreement. */
+export function reviewCsv(items: ReviewItem[]): string {
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const { row, reasons, audit } of items) {
+    const error = row.error ? `${row.error.kind}: ${row.error.message}` : null;
+    lines.push([row.key, reasons.join(';'), row.label, row.labelName, row.confidence, row.stage, error, audit?.big?.labelName ?? null].map(csvField).join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}
