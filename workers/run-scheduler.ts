@@ -103,6 +103,16 @@ export async function removeSchedule(queue: Queue, name: string): Promise<boolea
   return queue.removeJobScheduler(name);
 }
 
+/**
+ * The slot a scheduler job fired for: BullMQ names its jobs `repeat:<scheduler>:<ms>` and keeps
+ * the slot in opts.prevMillis; the job's timestamp (when it was queued) is the last resort.
+ */
+export function firingTime(job: Pick<Job, 'id' | 'opts' | 'timestamp'>): number {
+  if (job.opts.prevMillis) return job.opts.prevMillis;
+  const fromId = /^repeat:.+:(\d+)$/.exec(job.id ?? '')?.[1];
+  return fromId ? Number(fromId) : job.timestamp;
+}
+
 export interface RunSchedulerOptions {
   connection: Redis;
   prefix: string;
@@ -128,8 +138,7 @@ export class RunScheduler {
   /** Submit the run of one firing (exposed for tests); resolves with its run id. */
   async process(job: Job): Promise<string> {
     const template = ScheduleTemplate.parse(job.data);
-    // prevMillis is the slot the scheduler fired for; the job's timestamp is when it was queued.
-    const firedAt = job.opts.prevMillis ?? job.timestamp;
+    const firedAt = firingTime(job);
     const spec = runForFiring(template, firedAt);
     const result = await submitRun({ spec, refs: listSource(spec.source, { extensions: template.extensions, s3: this.o.s3 }), tracker: this.o.tracker, queues: this.o.queues });
     this.o.log(`scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches`);
