@@ -1,0 +1,181 @@
+/**
+ * `cascade calibrate`, `cascade search-saver` and `cascade run --calibration` end to end on
+ * generated models whose outputs are known, so every threshold and count is exact.
+ *
+ * Images (little logits [8r, 8g, 8b, 2], big logits [8r, 8g, 8b, 4 + 2(r+g+b)]):
+ *   6 saturated red/green/blue  little ≥ 0.996 and right, big right (agree)
+ *   2 dark red (r = 0.5)        little "red" at 0.853, right (truth red); big says "other": wrong
+ *   4 greys                     little ≤ 0.32 and wrong, big "other": right
+ * Little confidences (maxprob): saturated 0.9969, dark red 0.855, greys 0.25 / 0.297 / 0.319 / 0.328.
+ * Big alone: 10/12. Keeping the 8 confident images and sending the greys to big: 12/12. Keeping
+ * also the two brightest greys (little wrong) still gives 10/12 = big's accuracy with only 2/12
+ * sent to big, so that is the no-loss rule's (cheaper) pick. Specs fix the costs: little 0.1,
+ * big 1, conv 0.2 GMACs (the colour models' graphs cost the same few MACs).
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CalibrationFile } from '../config/calibration.js';
+import { calibrateCommand } from '../cli/commands/calibrate.js';
+import { runCommand } from '../cli/commands/run.js';
+import { searchSaverCommand } from '../cli/commands/search-saver.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { LABELS, writeTestModels, type TestModels } from './helpers/test-models.js';
+
+const exec = promisify(execFile);
+const CLASS = Object.fromEntries(LABELS.map((l, i) => [l, i])) as Record<(typeof LABELS)[number], number>;
+
+const IMAGES: Array<{ name: string; rgb: [number, number, number]; truth: keyof typeof CLASS }> = [
+  { name: 'red-1.png', rgb: [255, 0, 0], truth: 'red' },
+  { name: 'red-2.png', rgb: [255, 0, 0], truth: 'red' },
+  { name: 'green-1.png', rgb: [0, 255, 0], truth: 'green' },
+  { name: 'green-2.png', rgb: [0, 255, 0], truth: 'green' },
+  { name: 'sub/blue-1.png', rgb: [0, 0, 255], truth: 'blue' },
+  { name: 'sub/blue-2.png', rgb: [0, 0, 255], truth: 'blue' },
+  { name: 'dark-red-1.png', rgb: [128, 0, 0], truth: 'red' },
+  { name: 'dark-red-2.png', rgb: [128, 0, 0], truth: 'red' },
+  ...[64, 96, 128, 160].map((v) => ({ name: `grey-${v}.png`, rgb: [v, v, v] as [number, number, number], truth: 'other' as const })),
+];
+
+let dir: string;
+let images: string;
+let labels: string;
+let models: TestModels;
+let littleSpec: string;
+let bigSpec: string;
+let convSpec: string;
+let redis: TestRedis;
+
+async function spec(name: string, path: string, gmacs: number): Promise<string> {
+  const file = join(dir, `${name}.json`);
+  await writeFile(file, JSON.stringify({ path, gmacs, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }));
+  return file;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-calibrate-'));
+  models = await writeTestModels(join(dir, 'models'));
+  images = join(dir, 'images');
+  for (const img of IMAGES) {
+    const [r, g, b] = img.rgb;
+    await mkdir(join(images, img.name, '..'), { recursive: true });
+    await writeFile(join(images, img.name), await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer());
+  }
+  labels = join(dir, 'groundtruth.csv');
+  await writeFile(labels, `file,class_index,name\n${IMAGES.map((i) => `${i.name},${CLASS[i.truth]},${i.truth}`).join('\n')}\n`);
+  littleSpec = await spec('little', models.colourLittle, 0.1);
+  bigSpec = await spec('big', models.colourBig, 1);
+  convSpec = await spec('conv', models.convNet, 0.2);
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('cascade calibrate', () => {
+  it('labeled: no-loss and TinySaver pick the cheapest point at big accuracy; the curve shows the cascade beating big', async () => {
+    const out = join(dir, 'cal-labeled', 'calib.json');
+    const { file, outcome } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    expect(file.rule).toBe('no-loss');
+    expect(file.metric).toBe('maxprob'); // all metrics order these images alike; ties go to the first
+    expect(file.threshold).toBeCloseTo(0.319, 3);
+    expect(file.expected).toMatchObject({ images: 12, fractionToBig: 2 / 12, accuracy: 10 / 12, bigAccuracy: 10 / 12, littleAccuracy: 8 / 12 });
+    expect(file.expected.gmacsPerImage).toBeCloseTo(0.1 + 2 / 12);
+    expect(file.expected.saved).toBeCloseTo(1 - (0.1 + 2 / 12));
+    // Little and big agree on the 6 saturated images of the 10 kept.
+    expect(file.expected.agreement).toBeCloseTo(6 / 10);
+    // Oracle: big only for the 4 greys (little wrong, big right).
+    expect(file.expected.oracleSaved).toBeCloseTo(1 - (0.1 + 4 / 12));
+    expect(file.test).toBeNull();
+    const tiny = outcome.rules.tinysaver;
+    expect(tiny && 'rule' in tiny ? tiny.threshold : null).toBeCloseTo(0.319, 3);
+    const beatsBig = outcome.curves.maxprob!.find((p) => p.accepted === 8)!;
+    expect([beatsBig.fractionToBig, beatsBig.cascadeAccuracy]).toEqual([4 / 12, 1]);
+
+    // The files beside calib.json: valid JSON, CSV with a row per curve point, the SVG.
+    expect(CalibrationFile.parse(JSON.parse(await readFile(out, 'utf8')))).toEqual(file);
+    const csv = (await readFile(join(dir, 'cal-labeled', 'calib.curve.csv'), 'utf8')).trim().split('\n');
+    const curve = JSON.parse(await readFile(join(dir, 'cal-labeled', 'calib.curve.json'), 'utf8')) as unknown[];
+    expect(csv.length - 1).toBe(curve.length);
+    const svg = await readFile(join(dir, 'cal-labeled', 'calib.svg'), 'utf8');
+    expect(svg).toContain('no-loss: maxprob ≥ 0.319');
+    expect(svg).toContain('big alone 83.3%');
+  });
+
+  it('label-free at 99% agreement keeps only the saturated colours (little and big disagree on dark red)', async () => {
+    const { file } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, out: join(dir, 'cal-free', 'calib.json'), calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    expect(file.rule).toBe('label-free');
+    expect(file.expected).toMatchObject({ fractionToBig: 6 / 12, agreement: 1, accuracy: null, oracleSaved: null });
+    expect(file.expected.agreementInterval.high).toBeCloseTo(1, 12);
+    expect(file.expected.agreementInterval.low).toBeCloseTo(0.61, 2); // Wilson 95% for 6/6
+  });
+
+  it('reuses cached probabilities: a changed image file is not read again', async () => {
+    const cache = join(dir, 'cache-reuse');
+    const first = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c1', 'calib.json'), calibrationFraction: 1, cache, progress: false });
+    // Overwrite a grey with saturated red: scoring it again would change the curve.
+    const grey = join(images, 'grey-64.png');
+    const original = await readFile(grey);
+    await writeFile(grey, await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer());
+    try {
+      const cached = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c2', 'calib.json'), calibrationFraction: 1, cache, progress: false });
+      expect(cached.file.expected).toEqual(first.file.expected);
+      const fresh = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c3', 'calib.json'), calibrationFraction: 1, cache: false, progress: false });
+      expect(fresh.file.expected).not.toEqual(first.file.expected);
+    } finally {
+      await writeFile(grey, original);
+    }
+  });
+
+  it('splits into calibration and test halves and reports the test half', async () => {
+    const { file } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-split', 'calib.json'), cache: join(dir, 'cache'), progress: false });
+    expect(file.settings.calibrationFraction).toBe(0.5);
+    expect(file.expected.images + file.test!.images).toBe(12);
+    expect(file.expected.images).toBe(6);
+  });
+
+  it('labels missing for some images: one clear line from the CLI, exit code 2', async () => {
+    const partial = join(dir, 'partial.csv');
+    await writeFile(partial, `file,class_index\n${IMAGES.filter((i) => !i.name.startsWith('grey')).map((i) => `${i.name},${CLASS[i.truth]}`).join('\n')}\n`);
+    const err = await exec(process.execPath, ['bin/cascade.js', 'calibrate', '--little', littleSpec, '--big', bigSpec, '--images', images, '--labels', partial, '--out', join(dir, 'x.json'), '--cache', join(dir, 'cache'), '--calibration-fraction', '1'], {
+      env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in err && err.code).toBe(2);
+    expect((err as { stderr: string }).stderr.trim()).toMatch(/^cascade: no-loss rule needs a ground-truth label for every image, but 4 of 12 lack one \(e.g. "[^"]*grey-\d+.png"/);
+  });
+});
+
+describe('cascade search-saver', () => {
+  it('ranks the colour model first, reports the conv net, and skips a candidate as costly as big', async () => {
+    const rows = await searchSaverCommand({ big: bigSpec, candidates: [convSpec, littleSpec, bigSpec], images, labels, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false, json: true });
+    expect(rows.map((r) => [r.candidate, r.rank])).toEqual([
+      ['colour-little.onnx', 1],
+      ['conv-net.onnx', 2],
+      ['colour-big.onnx', null],
+    ]);
+    expect(rows[0]).toMatchObject({ fractionToBig: 2 / 12, cascadeAccuracy: 10 / 12, top1: 8 / 12, bigAccuracy: 10 / 12 });
+    expect(rows[0]!.saved).toBeCloseTo(1 - (0.1 + 2 / 12));
+    expect(rows[0]!.oracleSaved).toBeCloseTo(1 - (0.1 + 4 / 12));
+    expect(rows[2]!.note).toMatch(/^not-cheaper: /);
+  });
+});
+
+describe('cascade run --calibration', () => {
+  it('routes with the calibrated threshold: 10 little, 2 big', async () => {
+    const calib = join(dir, 'cal-labeled', 'calib.json');
+    const config = join(dir, 'run-config.json');
+    await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `cal${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
+    const summary = await runCommand(images, { out: join(dir, 'run-out'), little: littleSpec, big: bigSpec, config, calibration: calib, progress: false, json: true });
+    expect(summary.threshold).toBeCloseTo(0.319, 3);
+    expect(summary.stages.map((s) => [s.name, s.images, s.accepted])).toEqual([
+      ['little', 12, 10],
+      ['big', 2, 2],
+    ]);
+  });
+});
