@@ -1,0 +1,173 @@
+/**
+ * `cascade status`: the pure maths and text (pending images, rate, ETA, bar), and the command
+ * against a real redis-server holding tracker state and queued batches of two runs whose ids
+ * share a prefix.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { statusCommand } from '../cli/commands/status.js';
+import { buildRunStatus, formatDuration, formatRunList, formatRunStatus, progressBar, RunStatus, runState } from '../cli/format-status.js';
+import { CascadeQueues } from '../workers/cascade-queues.js';
+import type { RunSpec } from '../workers/jobs.js';
+import { connectRedis } from '../workers/redis-connection.js';
+import { RunTracker, type RunProgress } from '../workers/run-tracker.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+
+const spec = (runId: string): RunSpec => ({
+  runId,
+  source: 's3://in/x/',
+  out: 's3://out/x/',
+  metric: 'maxprob',
+  batchSize: 10,
+  stages: [
+    { name: 'little', modelPath: '/m/l.onnx', gmacsPerImage: 0.1, threshold: 0.5 },
+    { name: 'big', modelPath: '/m/b.onnx', gmacsPerImage: 4, threshold: null },
+  ],
+  createdAt: '2026-01-01T00:00:00.000Z',
+});
+
+const NOW = new Date('2026-01-01T00:00:10.000Z');
+
+function progress(o: Partial<RunProgress> = {}): RunProgress {
+  return {
+    spec: spec('r1'),
+    listed: true,
+    total: 100,
+    listedImages: 100,
+    batches: 10,
+    final: 40,
+    stages: [
+      { images: 50, accepted: 30, forwarded: 18, errors: 2 },
+      { images: 8, accepted: 8, forwarded: 0, errors: 0 },
+    ],
+    audit: { expected: 0, done: 0, agreeing: 0 },
+    startedAt: '2026-01-01T00:00:00.000Z',
+    completedAt: null,
+    mergedAt: null,
+    mergeError: null,
+    ...o,
+  } as RunProgress;
+}
+
+describe('status maths and text', () => {
+  it('derives pending images per stage, images/s and ETA from the tracker counters', () => {
+    const s = buildRunStatus(progress(), [{ queued: 4, active: 1, failed: 0 }, { queued: 1, active: 1, failed: 1 }], NOW);
+    expect(RunStatus.parse(s)).toEqual(s);
+    expect(s).toMatchObject({ state: 'running', total: 100, done: 40, fraction: 0.4, imagesPerSecond: 4, etaSeconds: 15 });
+    expect(s.stages).toEqual([
+      { name: 'little', queued: 4, active: 1, failed: 0, done: 50, accepted: 30, routed: 18, errors: 2, pending: 50 },
+      { name: 'big', queued: 1, active: 1, failed: 1, done: 8, accepted: 8, routed: 0, errors: 0, pending: 10 },
+    ]);
+    const text = formatRunStatus(s);
+    expect(text).toContain('run r1  running  s3://in/x/ → s3://out/x/');
+    expect(text).toContain(`${progressBar(0.4)}  40.0%  40/100 images  4.0 images/s  ETA 15 s`);
+    expect(text).toMatch(/little\s+4\s+1\s+0\s+\|\s+50\s+30\s+18\s+2\s+50/);
+    expect(text).toMatch(/big\s+1\s+1\s+1\s+\|\s+8\s+8\s+0\s+0\s+10/);
+  });
+
+  it('has no ETA while listing, and none left once complete', () => {
+    const listing = buildRunStatus(progress({ listed: false, total: null, listedImages: 60 }), [], NOW);
+    expect(listing).toMatchObject({ state: 'listing', etaSeconds: null, fraction: 40 / 60 });
+    expect(formatRunStatus(listing)).toContain('40/60+ (listing) images');
+    const done = buildRunStatus(progress({ final: 100, completedAt: '2026-01-01T00:00:05.000Z', mergedAt: '2026-01-01T00:00:06.000Z' }), [], NOW);
+    expect(done).toMatchObject({ state: 'done', etaSeconds: 0, fraction: 1, imagesPerSecond: 20 });
+    expect(formatRunStatus(done)).toMatch(/100\.0%  100\/100 images  20\.0 images\/s  done/);
+  });
+
+  it('names each state', () => {
+    expect(runState(progress({ listed: false }))).toBe('listing');
+    expect(runState(progress())).toBe('running');
+    expect(runState(progress({ completedAt: 'x' }))).toBe('merging');
+    expect(runState(progress({ completedAt: 'x', mergedAt: 'y' }))).toBe('done');
+    expect(runState(progress({ mergeError: 'disk full' }))).toBe('failed');
+    expect(formatRunStatus(buildRunStatus(progress({ mergeError: 'disk full' }), [], NOW))).toContain('merge failed: disk full');
+  });
+
+  it('draws bars and durations', () => {
+    expect(progressBar(0.5, 10)).toBe('[█████░░░░░]');
+    expect(progressBar(2, 4)).toBe('[████]');
+    expect(progressBar(Number.NaN, 4)).toBe('[░░░░]');
+    expect(formatDuration(42.4)).toBe('42 s');
+    expect(formatDuration(185)).toBe('3 min 05 s');
+    expect(formatDuration(7620)).toBe('2 h 07 min');
+    expect(formatDuration(null)).toBe('?');
+  });
+
+  it('lists runs one per line', () => {
+    const text = formatRunList([buildRunStatus(progress(), [], NOW)]);
+    expect(text.split('\n')).toHaveLength(2);
+    expect(text).toMatch(/^r1\s+running\s+40\/100\s+2026-01-01T00:00:00.000Z\s+s3:\/\/out\/x\/$/m);
+    expect(formatRunList([])).toBe('no runs yet');
+  });
+});
+
+describe('cascade status against Redis', () => {
+  let redis: TestRedis;
+  let dir: string;
+  let config: string;
+  const prefix = 'status';
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    // REDIS_URL wins over the config file; point it at this test's server too.
+    process.env.REDIS_URL = redis.url;
+    dir = await mkdtemp(join(tmpdir(), 'cascade-status-'));
+    config = join(dir, 'cascade.yaml');
+    await writeFile(config, `redisUrl: ${redis.url}\nprefix: ${prefix}\nlittle: ignored-by-status.onnx\n`);
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    try {
+      // Run "st": 3 batches queued on little, one forwarded batch on big. Run "st-1" (its id
+      // starts with "st-") has 2 queued batches that must not count for "st".
+      await tracker.create(spec('st'));
+      await tracker.finishListing('st', 25, 3);
+      await queues.addStageJobs('little', [0, 1, 2].map((batch) => ({ runId: 'st', batch, stage: 0, items: [{ ref: 'a.png', pos: 0 }] })));
+      await queues.addStageJobs('big', [{ runId: 'st', batch: 7, stage: 1, items: [{ ref: 'b.png', pos: 3 }] }]);
+      await tracker.finishPart('st', { id: 'b7s0', stage: 0, final: 9, counts: { images: 10, accepted: 9, forwarded: 1, errors: 0 } });
+      await tracker.create({ ...spec('st-1'), out: 's3://out/st-1/' });
+      await tracker.finishListing('st-1', 20, 2);
+      await queues.addStageJobs('little', [0, 1].map((batch) => ({ runId: 'st-1', batch, stage: 0, items: [{ ref: 'c.png', pos: 0 }] })));
+      await tracker.markMerged('st-1', '{}');
+    } finally {
+      await queues.close();
+      connection.disconnect();
+    }
+  });
+
+  afterAll(async () => {
+    await redis?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('--json: per-stage batches of this run only, and image counts from the tracker', async () => {
+    const out: string[] = [];
+    const status = (await statusCommand('st', { config, json: true }, (t) => out.push(t))) as RunStatus;
+    expect(RunStatus.parse(JSON.parse(out.join('')))).toEqual(status);
+    expect(status).toMatchObject({ runId: 'st', state: 'running', total: 25, done: 9 });
+    expect(status.stages.map((s) => [s.name, s.queued, s.active, s.done, s.routed, s.pending])).toEqual([
+      ['little', 3, 0, 10, 1, 15],
+      ['big', 1, 0, 0, 0, 1],
+    ]);
+  });
+
+  it('text, the run list, --watch on a finished run, and an unknown run', async () => {
+    const out: string[] = [];
+    const write = (t: string) => out.push(t);
+    await statusCommand('st', { config }, write);
+    expect(out.join('')).toMatch(/run st {2}running/);
+    out.length = 0;
+    const runs = (await statusCommand(undefined, { config, json: true }, write)) as RunStatus[];
+    expect(runs.map((r) => r.runId).sort()).toEqual(['st', 'st-1']);
+    out.length = 0;
+    await statusCommand(undefined, { config }, write);
+    expect(out.join('')).toMatch(/^st-1\s+done\s+0\/20/m);
+    out.length = 0;
+    // A finished run is drawn once and --watch returns.
+    await statusCommand('st-1', { config, watch: true, interval: 0.1 }, write);
+    expect(out).toHaveLength(1);
+    await expect(statusCommand('nope', { config }, write)).rejects.toThrow(/run nope is unknown to prefix status/);
+  });
+});
