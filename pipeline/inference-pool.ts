@@ -4,6 +4,7 @@
  */
 import { Piscina } from 'piscina';
 import type { ExecutionProvider } from '../config/schema.js';
+import { BatchAccumulator } from './batch-accumulator.js';
 import type { ModelIO, SessionOptions } from './model-session.js';
 import { ModelLoadError } from './model-session.js';
 import type { ThreadData, ThreadTask } from './inference-thread.js';
@@ -12,6 +13,11 @@ import { threadEntry } from './thread-entry.js';
 export interface PoolOptions extends SessionOptions {
   /** Worker threads, each with its own session. */
   threads: number;
+  /**
+   * For a model with a dynamic batch dimension: how long a partial batch waits for requests
+   * from other jobs to fill it up to maxBatch, ms; 0 sends each request as it comes.
+   */
+  accumulateMs?: number;
 }
 
 export interface InferResult {
@@ -24,12 +30,19 @@ export interface InferResult {
 
 /** Inference for one model across worker threads. */
 export class InferencePool {
+  /** Merges concurrent requests into full batches; null for fixed-batch models or accumulateMs 0. */
+  readonly accumulator: BatchAccumulator | null;
+
   private constructor(
     private readonly pool: Piscina,
     readonly modelPath: string,
     readonly io: ModelIO,
     readonly provider: ExecutionProvider,
-  ) {}
+    options: PoolOptions,
+  ) {
+    const accumulate = io.fixedBatch === null && (options.accumulateMs ?? 0) > 0;
+    this.accumulator = accumulate ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: options.accumulateMs! }) : null;
+  }
 
   /** Start the threads and load the model once, failing fast with a clear error if it cannot load. */
   static async open(modelPath: string, options: PoolOptions): Promise<InferencePool> {
@@ -46,7 +59,7 @@ export class InferencePool {
     });
     try {
       const described = (await pool.run({ kind: 'describe' } satisfies ThreadTask)) as { io: ModelIO; provider: ExecutionProvider };
-      return new InferencePool(pool, modelPath, described.io, described.provider);
+      return new InferencePool(pool, modelPath, described.io, described.provider, options);
     } catch (err) {
       await pool.destroy();
       if (err instanceof Error && err.name === 'ModelLoadError') throw new ModelLoadError(err.message);
@@ -55,7 +68,11 @@ export class InferencePool {
   }
 
   /** Classify `n` stacked CHW images; the input buffer is transferred to the thread. */
-  async infer(data: Float32Array | Uint16Array, n: number): Promise<InferResult> {
+  infer(data: Float32Array | Uint16Array, n: number): Promise<InferResult> {
+    return this.accumulator ? this.accumulator.infer(data, n) : this.send(data, n);
+  }
+
+  private async send(data: Float32Array | Uint16Array, n: number): Promise<InferResult> {
     const task: ThreadTask = { kind: 'infer', data, n };
     return (await this.pool.run(task, { transferList: [data.buffer as ArrayBuffer] })) as InferResult;
   }

@@ -15,6 +15,8 @@ export interface RuntimeOptions {
   executionProviders: readonly ExecutionProvider[];
   threads: number;
   intraOpThreads: number;
+  /** See PoolOptions.accumulateMs; 0 or absent: no accumulation. */
+  accumulateMs?: number;
 }
 
 export interface LoadedStage extends StageModel {
@@ -44,6 +46,7 @@ export async function loadStageModel(name: string, spec: ModelSpec, runtime: Run
     executionProviders: runtime.executionProviders,
     intraOpThreads: runtime.intraOpThreads,
     threads: runtime.threads,
+    accumulateMs: runtime.accumulateMs,
     output: spec.output,
     maxBatch: spec.maxBatch,
     graphOptimization: spec.graphOptimization,
