@@ -108,6 +108,22 @@ export const Limits = z
   })
   .strict();
 
+/**
+ * A worker holds a lock on each job it runs and renews it while alive; a job whose lock lapsed
+ * (worker killed) is "stalled" and goes back to the queue at the next stalled check. Lower
+ * values recover faster but a worker whose event loop stalls longer than lockDurationMs loses
+ * its jobs to others (harmless, parts are idempotent, but wasted work).
+ */
+export const JobLocks = z
+  .object({
+    lockDurationMs: z.number().int().min(500).default(30_000),
+    stalledIntervalMs: z.number().int().min(500).default(30_000),
+    /** Times a job may stall before BullMQ fails it for good (it likely crashes its worker). */
+    maxStalledCount: z.number().int().min(1).default(2),
+  })
+  .strict();
+export type JobLocks = z.infer<typeof JobLocks>;
+
 export const S3Settings = z
   .object({
     endpoint: z.string().url().optional(),
@@ -203,16 +219,14 @@ export const CascadeConfig = z
     executionProviders: z.array(ExecutionProvider).min(1).default(['cpu']),
     /** Inference threads per model (each holds one ORT session). */
     inferenceThreads: z.number().int().min(1).default(1),
-    /** ORT intra-op threads per session; 0: the process' cores shared among the stages it serves. */
+    /** ORT intra-op threads per session; 0 lets ORT decide. */
     intraOpThreads: z.number().int().min(0).default(0),
     /** Jobs a worker processes at once. */
     concurrency: z.number().int().min(1).default(2),
     /** Images fetched + decoded at once inside one job. */
     fetchConcurrency: z.number().int().min(1).default(8),
-    /** Models with a dynamic batch dimension: how long a partial batch waits for other jobs' images, ms (0: never). */
-    accumulateMs: z.number().int().min(0).default(20),
-    /** Jobs a worker of such a model runs at once, so that small forwarded jobs fill its batches together. */
-    accumulateJobs: z.number().int().min(1).default(8),
+    /** BullMQ job locks: how soon the jobs of a crashed worker are re-run elsewhere. */
+    jobLocks: JobLocks.default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 2 }),
     limits: Limits.default({ maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }),
     s3: S3Settings.default({ region: 'us-east-1', forcePathStyle: false }),
     /** Redis URL; when absent `cascade run` starts a private redis-server. */

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readLocalFile } from './local-store.js';
 import { isS3Url, parseS3Url } from './location.js';
-import { getS3Object } from './s3-store.js';
+import { DEFAULT_TRANSIENT_RETRY_MS, getS3Object, retryTransient } from './s3-store.js';
 
 export interface FetchDeps {
   /** Called only for s3:// refs, so local-only runs never build a client. */
@@ -17,6 +17,12 @@ export interface FetchDeps {
 export interface FetchLimits {
   /** Largest accepted object, bytes; larger ones fail with ObjectTooLargeError. */
   maxBytes?: number;
+  /**
+   * How long to keep retrying transient S3 failures (endpoint unreachable, 5xx, throttling,
+   * timeouts) on top of the SDK's own retries before the image becomes a `fetch` error row.
+   * Default 60 s: an endpoint restart must not turn a batch of good images into errors.
+   */
+  retryForMs?: number;
 }
 
 /** Fetches one ref's bytes; empty objects come back as empty buffers (decoding reports them). */
@@ -24,7 +30,7 @@ export async function fetchRef(ref: string, deps: FetchDeps, limits: FetchLimits
   if (isS3Url(ref)) {
     const { bucket, key } = parseS3Url(ref);
     if (key === '' || key.endsWith('/')) throw new Error(`Invalid image ref ${JSON.stringify(ref)}: an S3 image ref needs a key, not a prefix`);
-    return getS3Object(deps.s3(), bucket, key, limits.maxBytes);
+    return retryTransient(() => getS3Object(deps.s3(), bucket, key, limits.maxBytes), limits.retryForMs ?? DEFAULT_TRANSIENT_RETRY_MS);
   }
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(ref)?.[1]?.toLowerCase();
   if (scheme === 'file') return readLocalFile(fileURLToPath(ref), limits.maxBytes, ref);

@@ -15,7 +15,7 @@ import { Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { S3Settings } from '../config/schema.js';
 import { formatS3Url } from './location.js';
-import { type GetOptions, InvalidKeyError, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
+import { type GetOptions, InvalidKeyError, isObjectNotFound, isObjectTooLarge, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
 
 export type S3SettingsInput = z.input<typeof S3Settings>;
 
@@ -57,6 +57,39 @@ export function makeS3Client(settings: S3SettingsInput = {}, opts: S3ClientOptio
     // (s3rver 3.7 happens to work either way for the calls we make.)
     ...(custom ? { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
   });
+}
+
+/** How long reads and part writes keep retrying transient failures on top of the SDK's own retries. */
+export const DEFAULT_TRANSIENT_RETRY_MS = 60_000;
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED']);
+
+/** True for failures worth retrying: network errors, timeouts, 5xx and 429 answers (checked along the cause chain). */
+export function isTransientS3Error(err: unknown): boolean {
+  for (let e = err as { name?: string; code?: string; cause?: unknown; $metadata?: { httpStatusCode?: number } } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (isObjectNotFound(e) || isObjectTooLarge(e)) return false;
+    const status = e.$metadata?.httpStatusCode;
+    if (status !== undefined) return status >= 500 || status === 429;
+    if ((e.code && NETWORK_CODES.has(e.code)) || e.name === 'TimeoutError' || e.name === 'RequestTimeout') return true;
+  }
+  return false;
+}
+
+/**
+ * Calls `op` until it succeeds, fails for good, or transient failures have lasted `budgetMs`.
+ * The SDK retries too, but its client-wide retry quota (500 tokens, 10 per retried connection
+ * error) empties within seconds of an outage, after which each call fails at once: without this
+ * loop a 10 s outage failed every attempt of a batch and left the run waiting forever.
+ */
+export async function retryTransient<T>(op: () => Promise<T>, budgetMs: number): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
+    try {
+      return await op();
+    } catch (err) {
+      if (!isTransientS3Error(err) || Date.now() + delay > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }
 
 /** True for S3's "no such key/bucket" answers (GetObject's NoSuchKey, HeadObject's bare 404). */
@@ -143,6 +176,8 @@ export interface S3StoreOptions {
   prefix?: string;
   /** ListObjectsV2 MaxKeys (S3 caps it at 1000); smaller pages are only useful in tests. */
   pageSize?: number;
+  /** How long put() retries transient failures (default DEFAULT_TRANSIENT_RETRY_MS). */
+  retryForMs?: number;
 }
 
 /** ObjectStore over `s3://bucket/prefix/`. Keys are data here: no path semantics are applied. */
@@ -151,6 +186,7 @@ export class S3Store implements ObjectStore {
   readonly bucket: string;
   readonly prefix: string;
   private readonly pageSize: number | undefined;
+  private readonly retryForMs: number;
 
   /** The client is borrowed: the caller owns it and destroys it. */
   constructor(opts: S3StoreOptions) {
@@ -159,6 +195,7 @@ export class S3Store implements ObjectStore {
     const prefix = opts.prefix ?? '';
     this.prefix = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
     this.pageSize = opts.pageSize;
+    this.retryForMs = opts.retryForMs ?? DEFAULT_TRANSIENT_RETRY_MS;
   }
 
   private fullKey(key: string): string {
@@ -175,7 +212,8 @@ export class S3Store implements ObjectStore {
     // A Buffer with an explicit length: the SDK takes an empty string for a stream of unknown length.
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length }));
+      // Result parts are written here: a write lost to a short outage would fail the whole batch.
+      await retryTransient(() => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length })), this.retryForMs);
     } catch (err) {
       throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }

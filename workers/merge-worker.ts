@@ -3,6 +3,7 @@
  * pipeline's mergeRun and records the summary in the run's Redis state.
  */
 import { Worker, type Job } from 'bullmq';
+import type { LockOptions } from './job-locks.js';
 import type { Redis } from 'ioredis';
 import { mergeRun } from '../pipeline/merge-run.js';
 import type { ObjectStore } from '../pipeline/object-store.js';
@@ -15,6 +16,8 @@ export interface MergeWorkerOptions {
   openOutput: (out: string) => ObjectStore;
   tracker: RunTracker;
   log: (msg: string) => void;
+  /** Job lock and stalled-job settings; BullMQ defaults when absent. */
+  lockOptions?: LockOptions;
 }
 
 /** Consumes the merge queue. */
@@ -25,7 +28,7 @@ export class MergeWorker {
 
   constructor(private readonly o: MergeWorkerOptions) {
     this.connection = o.connection.duplicate();
-    this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1 });
+    this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1, ...o.lockOptions });
     this.worker.on('failed', (job, err) => {
       o.log(`merge: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`);
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) void o.tracker.markMergeFailed(MergeJob.parse(job.data).runId, err.message);

@@ -4,6 +4,7 @@
  * next stage, and counts the part so the run's completion is detected exactly once.
  */
 import { Worker, type Job } from 'bullmq';
+import type { LockOptions } from './job-locks.js';
 import type { Redis } from 'ioredis';
 import { classifyBatch, errorRow, type ClassifyDeps } from '../pipeline/classify-batch.js';
 import { partKey, type ResultPart, type StageStats } from '../pipeline/manifest.js';
@@ -27,6 +28,8 @@ export interface StageWorkerOptions {
   tracker: RunTracker;
   queues: CascadeQueues;
   log: (msg: string) => void;
+  /** Job lock and stalled-job settings (see JobLocks in config/schema.ts); BullMQ defaults when absent. */
+  lockOptions?: LockOptions;
   /** Called after each batch is counted (metrics); errorsByKind counts the batch's error rows. */
   onBatch?: (stage: string, stats: StageStats, errorsByKind: Record<string, number>) => void;
 }
@@ -44,6 +47,7 @@ export class StageWorker {
       prefix: o.prefix,
       concurrency: o.concurrency,
       autorun: true,
+      ...o.lockOptions,
     });
     this.worker.on('failed', (job, err) => o.log(`${o.model.name}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
     this.worker.on('error', (err) => o.log(`${o.model.name}: worker error: ${err.message}`));
