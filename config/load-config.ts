@@ -120,6 +120,9 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
     }
     merged.threshold = calibration.threshold;
     merged.metric = calibration.metric;
+    // Audits hold the run to the agreement this calibration promised, unless the config names its own.
+    const audit = merged.audit as Record<string, unknown> | undefined;
+    if (audit && typeof audit === 'object' && audit.expectAgreement === undefined) merged.audit = { ...audit, expectAgreement: calibration.expected.agreement };
   }
   for (const [k, v] of Object.entries(o.overrides ?? {})) if (v !== undefined) merged[k] = v;
 

@@ -6,8 +6,9 @@
 import { AuditPart, auditKey, countAgreement } from './audit-part.js';
 import { summarizeAudit } from './audit-summary.js';
 import { ResultPart, mergeBatchRows, partKey, summarize, type RunSummary, type SummaryInput } from './manifest.js';
-import type { ObjectStore } from './object-store.js';
+import { isObjectNotFound, type ObjectStore } from './object-store.js';
 import { addConfidence, emptyHistogram, histogramSvg } from './plots/histogram.js';
+import { RUN_CALIBRATION_KEY, RunCalibration, runCalibrationSvg } from './plots/run-calibration.js';
 import { svgToPng } from './plots/svg-to-png.js';
 
 /** What the merge needs besides the parts: the run's description and its batch count. */
@@ -60,8 +61,17 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   const svg = histogramSvg(histogram, `run ${input.runId}: confidence of final answers per stage`);
   await store.put('confidence.svg', svg);
   await store.put('confidence.png', await svgToPng(svg));
-  const plots = { confidenceSvg: 'confidence.svg', confidencePng: 'confidence.png' };
-  const summary: RunSummary = { ...summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() }), ...(audit ? { audit } : {}), plots };
+  const base = summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() });
+  const plots: NonNullable<RunSummary['plots']> = { confidenceSvg: 'confidence.svg', confidencePng: 'confidence.png' };
+  const calibration = await readRunCalibrationFrom(store);
+  if (calibration) {
+    const first = base.stages[0]!;
+    const inferred = first.images - first.errors;
+    const realised = { gmacsPerImage: inferred ? base.macs.cascadeG / inferred : 0, agreement: audit && audit.sampled > 0 ? audit.agreement : null };
+    await store.put('calibration.svg', runCalibrationSvg(calibration, realised, `run ${input.runId}: calibration curve and realised operating point`));
+    plots.calibrationSvg = 'calibration.svg';
+  }
+  const summary: RunSummary = { ...base, ...(audit ? { audit } : {}), plots };
   await store.put('summary.json', `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
 }
@@ -78,4 +88,14 @@ async function readAudits(store: ObjectStore, batches: number[], settings: NonNu
     }
   }
   return summarizeAudit(totals, settings.fraction, settings.expectAgreement, totals.sampled * gmacsPerImage);
+}
+
+/** The calibration the run was started with (written by `cascade run --calibration`), if any. */
+async function readRunCalibrationFrom(store: ObjectStore): Promise<RunCalibration | null> {
+  try {
+    return RunCalibration.parse(JSON.parse((await store.get(RUN_CALIBRATION_KEY)).toString('utf8')));
+  } catch (err) {
+    if (isObjectNotFound(err)) return null;
+    throw err;
+  }
 }

@@ -201,6 +201,37 @@ describe('audited runs', () => {
     expect(summary.audit).not.toHaveProperty('promised');
   });
 
+  it('takes the promise from --calibration (calib.json expected.agreement) and plots the audited point on its curve', async () => {
+    const point = { images: 50, fractionToBig: 0.1, gmacsPerImage: 1e-8, saved: 0.2, agreement: 0.99, agreementInterval: { low: 0.95, high: 1 }, accuracy: null, littleAccuracy: null, bigAccuracy: null, oracleSaved: null };
+    const calib = {
+      version: 1,
+      createdAt: new Date(0).toISOString(),
+      little: { name: 'colour-little', path: models.colourLittle, gmacsPerImage: 1e-8 },
+      big: { name: 'colour-big', path: models.colourBig, gmacsPerImage: 1e-8 },
+      rule: 'label-free',
+      reason: 'test fixture',
+      metric: 'maxprob',
+      threshold: 0.3,
+      settings: { maxDrop: 0.01, targetAgreement: 0.99, metrics: ['maxprob'], z: 1.96, calibrationFraction: 0.5 },
+      expected: point,
+      test: null,
+      skippedImages: 0,
+      files: { curveJson: 'calib.curve.json', curveCsv: 'calib.curve.csv', plot: 'calib.svg' },
+    };
+    await writeFile(join(dir, 'calib.json'), JSON.stringify(calib));
+    await writeFile(join(dir, 'calib.curve.json'), JSON.stringify([0.2, 0.3, 0.5].map((t) => ({ metric: 'maxprob', threshold: t, fractionToBig: t, gmacsPerImage: 1e-8 * (1 + t), saved: 0, accepted: 10, agreement: 1 - t / 10, cascadeAccuracy: null }))));
+    const { file } = await writeConfig({ fraction: 1 });
+    const config = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    delete config.threshold;
+    await writeFile(file, JSON.stringify(config));
+    const out = join(dir, 'out-calibrated');
+    const summary = await runCommand(images, { out, config: file, calibration: join(dir, 'calib.json'), progress: false, json: true, runId: 'audit-calibrated' });
+    expect(summary.threshold).toBe(0.3);
+    expect(summary.audit).toMatchObject({ sampled: 16, agreeing: 13, promised: 0.99, drift: true });
+    expect(summary.plots?.calibrationSvg).toBe('calibration.svg');
+    expect(await readFile(join(out, 'calibration.svg'), 'utf8')).toContain('this run (audited agreement)');
+  });
+
   it('a run without audit config writes no audit parts and no audit summary', async () => {
     const file = join(dir, 'config-plain.json');
     await writeFile(file, JSON.stringify({ little: colourSpec(models.colourLittle, models.labels), big: colourSpec(models.colourBig, models.labels), threshold: 0.3, batchSize: 4, redisUrl: redis.url, prefix: 'plain' }));

@@ -12,6 +12,7 @@ import { deriveRunId, submitRun } from '../../producers/submit-run.js';
 import { allRoles, configuredStages, startRuntime } from '../../workers/cascade-runtime.js';
 import type { RunSpec } from '../../workers/jobs.js';
 import { RunId } from '../../workers/jobs.js';
+import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
 import { formatSummary } from '../format-summary.js';
 import { createLogger } from '../logger.js';
 import { startPrivateRedis } from '../private-redis.js';
@@ -68,6 +69,8 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     const runId = RunId.parse(o.runId ?? deriveRunId({ src, out, stages, metric: config.metric, batchSize: config.batchSize, ...(audit ? { audit } : {}) }));
     const spec: RunSpec = { runId, source: src, out, metric: config.metric, batchSize: config.batchSize, stages, ...(audit ? { audit } : {}), createdAt: new Date().toISOString() };
     log(`run ${runId}: ${src} → ${out}`);
+    // Kept with the results so the merge can draw the calibration curve with this run's point.
+    if (o.calibration) await runtime.openOutput(out).put(RUN_CALIBRATION_KEY, JSON.stringify(await readRunCalibration(resolve(o.calibration))));
     bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
     const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
     log(submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`);
