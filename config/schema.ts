@@ -219,7 +219,7 @@ export const CascadeConfig = z
     executionProviders: z.array(ExecutionProvider).min(1).default(['cpu']),
     /** Inference threads per model (each holds one ORT session). */
     inferenceThreads: z.number().int().min(1).default(1),
-    /** ORT intra-op threads per session; 0 lets ORT decide. */
+    /** ORT intra-op threads per session; 0: the process' cores shared among the stages it serves. */
     intraOpThreads: z.number().int().min(0).default(0),
     /** Jobs a worker processes at once. */
     concurrency: z.number().int().min(1).default(2),
@@ -227,6 +227,10 @@ export const CascadeConfig = z
     fetchConcurrency: z.number().int().min(1).default(8),
     /** BullMQ job locks: how soon the jobs of a crashed worker are re-run elsewhere. */
     jobLocks: JobLocks.default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 2 }),
+    /** Models with a dynamic batch dimension: how long a partial batch waits for other jobs' images, ms (0: never). */
+    accumulateMs: z.number().int().min(0).default(20),
+    /** Jobs a worker of such a model runs at once, so that small forwarded jobs fill its batches together. */
+    accumulateJobs: z.number().int().min(1).default(8),
     limits: Limits.default({ maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }),
     s3: S3Settings.default({ region: 'us-east-1', forcePathStyle: false }),
     /** Redis URL; when absent `cascade run` starts a private redis-server. */

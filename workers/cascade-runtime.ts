@@ -5,6 +5,7 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
+import { availableParallelism } from 'node:os';
 import type { CascadeConfig, ModelSpec } from '../config/schema.js';
 import { fetchRef } from '../pipeline/fetch-image.js';
 import { parseLocation } from '../pipeline/location.js';
@@ -54,6 +55,14 @@ export interface RuntimeExtras {
   onBatch?: StageWorkerOptions['onBatch'];
 }
 
+/**
+ * ORT threads per session when not configured: the cores shared among this process' stages,
+ * so that sessions that infer at the same time do not oversubscribe the machine.
+ */
+export function defaultIntraOpThreads(stagesInProcess: number, cores = availableParallelism()): number {
+  return Math.max(1, Math.floor(cores / Math.max(1, stagesInProcess)));
+}
+
 /** Connect, load the models of `roles` and start their workers ('scheduler' consumes schedule firings). */
 export async function startRuntime(config: CascadeConfig, redisUrl: string, roles: Role[], log: (msg: string) => void, extras: RuntimeExtras = {}): Promise<Runtime> {
   let client: S3Client | undefined;
@@ -78,10 +87,13 @@ export async function startRuntime(config: CascadeConfig, redisUrl: string, role
     for (const [index, stage] of all.entries()) {
       if (!roles.includes(stage.name)) continue;
       const spec = extras.maxBatch === undefined ? stage.spec : { ...stage.spec, maxBatch: extras.maxBatch };
-      const model = await loadStageModel(stage.name, spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads }, log);
+      const intraOpThreads = config.intraOpThreads || defaultIntraOpThreads(all.filter((s) => roles.includes(s.name)).length);
+      const model = await loadStageModel(stage.name, spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads, accumulateMs: config.accumulateMs }, log);
       stages.push(model);
+      // Forwarded jobs are small; a batched model fills its batches from several at once.
+      const concurrency = model.pool.accumulator ? Math.max(config.concurrency, config.accumulateJobs) : config.concurrency;
       const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency };
-      workers.push(new StageWorker({ connection: redis, prefix: config.prefix, stageIndex: index, model, concurrency: config.concurrency, deps, openOutput, tracker, queues, log, lockOptions, onBatch: extras.onBatch }));
+      workers.push(new StageWorker({ connection: redis, prefix: config.prefix, stageIndex: index, model, concurrency, deps, openOutput, tracker, queues, log, lockOptions, onBatch: extras.onBatch }));
     }
     if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions }));
     if (roles.includes('scheduler')) workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, log }));
