@@ -27,6 +27,8 @@ export interface SearchSaverOptions {
   json?: boolean;
   markdown?: boolean;
   progress?: boolean;
+  /** false: return the rows without printing them. */
+  print?: boolean;
 }
 
 /** One line of the result table, every quality figure from the test half (or calibration half without one). */
@@ -129,6 +131,7 @@ export async function searchSaverCommand(o: SearchSaverOptions): Promise<SaverRo
   }
   const results = searchSaver(candidates, big.gmacsPerImage, { rule: o.rule, maxDrop: o.maxDrop, targetAgreement: o.targetAgreement, metrics: o.metric });
   const rows = saverRows(results, big.gmacsPerImage);
+  if (o.print === false) return rows;
   if (o.json) process.stdout.write(`${JSON.stringify({ big: { name: bigName, gmacsPerImage: big.gmacsPerImage }, rows }, null, 2)}\n`);
   else if (o.markdown) process.stdout.write(saverMarkdown(rows, bigName, big.gmacsPerImage));
   else process.stdout.write(`big: ${bigName} (${big.gmacsPerImage.toFixed(3)} GMACs/image)\n${textTable(rows)}\n`);
