@@ -1,0 +1,117 @@
+/**
+ * Redis connection variants: a real 3-master Redis Cluster on loopback running the unchanged
+ * pipeline under a hash-tagged prefix, the cluster URL parsing and prefix check, and a
+ * password-protected redis-server.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '../cli/commands/run.js';
+import { readManifestLines, verifyManifest } from '../pipeline/verify-manifest.js';
+import { listSource } from '../producers/list-source.js';
+import { assertClusterPrefix, connectRedis, hasHashTag, parseClusterUrl } from '../workers/redis-connection.js';
+import { startRedisCluster, type TestRedisCluster } from './helpers/redis-cluster.js';
+import { writeTestModels, type TestModels } from './helpers/test-models.js';
+
+describe('cluster URLs and prefixes', () => {
+  it('parses seed nodes, credentials and TLS', () => {
+    expect(parseClusterUrl('redis-cluster://127.0.0.1:7000,10.0.0.2:7001')).toEqual({ nodes: [{ host: '127.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7001 }], username: undefined, password: undefined, tls: false });
+    expect(parseClusterUrl('rediss-cluster://app:p%40ss@node-a:6380/')).toEqual({ nodes: [{ host: 'node-a', port: 6380 }], username: 'app', password: 'p@ss', tls: true });
+    expect(() => parseClusterUrl('redis-cluster://:secret@node-a')).toThrow(/bad node "node-a" \(expected host:port\)/);
+    expect(() => parseClusterUrl('redis-cluster://:secret@node-a')).not.toThrow(/secret/);
+  });
+
+  it('requires a hash tag in the prefix on a cluster only', () => {
+    expect(hasHashTag('{cascade}')).toBe(true);
+    expect(hasHashTag('jobs{cascade}')).toBe(true);
+    expect(hasHashTag('cascade')).toBe(false);
+    expect(hasHashTag('{}cascade')).toBe(false);
+    expect(() => assertClusterPrefix('redis-cluster://h:1', 'cascade')).toThrow('prefix "cascade" has no hash tag: on Redis Cluster use one like "{cascade}"');
+    expect(() => assertClusterPrefix('redis://h:1', 'cascade')).not.toThrow();
+  });
+});
+
+describe('pipeline on a 3-master Redis Cluster', () => {
+  let dir: string;
+  let images: string;
+  let models: TestModels;
+  let cluster: TestRedisCluster;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cascade-cluster-run-'));
+    images = join(dir, 'images');
+    await mkdir(images, { recursive: true });
+    const colours = [{ r: 255, g: 0, b: 0 }, { r: 0, g: 255, b: 0 }, { r: 0, g: 0, b: 255 }, { r: 128, g: 128, b: 128 }];
+    for (let i = 0; i < 10; i++) await writeFile(join(images, `img-${i}.png`), await sharp({ create: { width: 9, height: 9, channels: 3, background: colours[i % 4]! } }).png().toBuffer());
+    await writeFile(join(images, 'broken.png'), 'not a png');
+    [models, cluster] = await Promise.all([writeTestModels(join(dir, 'models')), startRedisCluster()]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function config(prefix: string): Promise<string> {
+    const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
+    const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(file, JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 3, redisUrl: cluster.url, prefix }));
+    return file;
+  }
+
+  it('runs unchanged with a hash-tagged prefix and passes verify', async () => {
+    const out = join(dir, 'out');
+    const summary = await runCommand(images, { out, config: await config('{cascade}'), progress: false, json: true });
+    expect(summary).toMatchObject({ images: 11, errors: 1 });
+    expect(summary.stages[0]).toMatchObject({ images: 11, accepted: 8, forwarded: 2, errors: 1 });
+    expect(summary.stages[1]).toMatchObject({ images: 2, accepted: 2 });
+    const report = await verifyManifest(listSource(images, { extensions: ['.png'] }), readManifestLines(out, () => undefined as never));
+    expect(report).toMatchObject({ ok: true, sourceKeys: 11, manifestRows: 11, errorRows: 1 });
+  }, 60_000);
+
+  it('refuses a prefix without a hash tag with a clear error', async () => {
+    await expect(runCommand(images, { out: join(dir, 'out-bad'), config: await config('cascade'), progress: false })).rejects.toThrow(/prefix "cascade" has no hash tag/);
+  });
+});
+
+describe('password-protected Redis', () => {
+  let server: ChildProcess;
+  let port: number;
+
+  beforeAll(async () => {
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    port = (probe.address() as net.AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--requirepass', 's3cr3t pass', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const deadline = Date.now() + 10_000;
+    while (!(await new Promise<boolean>((resolve) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); resolve(true); }).once('error', () => resolve(false))))) {
+      if (Date.now() > deadline) throw new Error('redis-server with a password did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
+  afterAll(() => {
+    server?.kill('SIGKILL');
+  });
+
+  it('honours the password in the URL, and fails without it', async () => {
+    const good = connectRedis(`redis://:${encodeURIComponent('s3cr3t pass')}@127.0.0.1:${port}`);
+    try {
+      expect(await good.ping()).toBe('PONG');
+    } finally {
+      good.disconnect();
+    }
+    const bad = connectRedis(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: 0, retryStrategy: () => null });
+    bad.on('error', () => undefined);
+    try {
+      await expect(bad.ping()).rejects.toThrow(/NOAUTH/);
+    } finally {
+      bad.disconnect();
+    }
+  });
+});
