@@ -23,7 +23,9 @@ import { CalibrationFile } from '../config/calibration.js';
 import { calibrateCommand } from '../cli/commands/calibrate.js';
 import { runCommand } from '../cli/commands/run.js';
 import { searchSaverCommand } from '../cli/commands/search-saver.js';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { startRedis, type TestRedis } from './helpers/redis.js';
+import { startS3 } from './helpers/s3.js';
 import { LABELS, writeTestModels, type TestModels } from './helpers/test-models.js';
 
 const exec = promisify(execFile);
@@ -138,6 +140,23 @@ describe('cascade calibrate', () => {
     expect(file.settings.calibrationFraction).toBe(0.5);
     expect(file.expected.images + file.test!.images).toBe(12);
     expect(file.expected.images).toBe(6);
+  });
+
+  it('reads images and labels from S3 (s3rver), with the same result as from the folder', async () => {
+    const s3 = await startS3({ buckets: ['calib'] });
+    // Credentials come from the AWS SDK's default chain, here the environment (s3rver's dummy keys).
+    process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+    process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+    try {
+      for (const img of IMAGES) await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: `photos/${img.name}`, Body: await readFile(join(images, img.name)) }));
+      await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: 'gt.csv', Body: await readFile(labels) }));
+      const config = join(dir, 's3-config.json');
+      await writeFile(config, JSON.stringify({ little: littleSpec, big: bigSpec, s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
+      const { file } = await calibrateCommand({ config, images: 's3://calib/photos/', labels: 's3://calib/gt.csv', out: join(dir, 'cal-s3', 'calib.json'), calibrationFraction: 1, cache: false, progress: false });
+      expect(file.expected).toMatchObject({ images: 12, fractionToBig: 2 / 12, accuracy: 10 / 12 });
+    } finally {
+      await s3.stop();
+    }
   });
 
   it('labels missing for some images: one clear line from the CLI, exit code 2', async () => {
