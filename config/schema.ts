@@ -231,6 +231,8 @@ export const CascadeConfig = z
     accumulateMs: z.number().int().min(0).default(20),
     /** Jobs a worker of such a model runs at once, so that small forwarded jobs fill its batches together. */
     accumulateJobs: z.number().int().min(1).default(8),
+    /** MiB of preprocessed tensors a process keeps for its next stage, saving a second fetch and decode (0: off). */
+    tensorCacheMb: z.number().int().min(0).default(128),
     limits: Limits.default({ maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }),
     s3: S3Settings.default({ region: 'us-east-1', forcePathStyle: false }),
     /** Redis URL; when absent `cascade run` starts a private redis-server. */

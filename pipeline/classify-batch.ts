@@ -10,6 +10,7 @@ import type { ImageErrorKind, PartRow, StageStats } from './manifest.js';
 import { ObjectNotFoundError, ObjectTooLargeError } from './object-store.js';
 import { ImageDecodeError, preprocessImage } from './preprocess.js';
 import { accepts, predict, type Prediction } from './routing.js';
+import { preprocessKey, type TensorCache } from './tensor-cache.js';
 
 /** A model as one stage of the cascade sees it. */
 export interface StageModel {
@@ -31,6 +32,8 @@ export interface ClassifyDeps {
   maxPixels: number;
   /** Images fetched and decoded at once. */
   fetchConcurrency: number;
+  /** Tensors of forwarded images, for a next stage in this process that preprocesses alike. */
+  tensorCache?: TensorCache;
 }
 
 export interface StageDecision {
@@ -64,16 +67,20 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   const ready: Array<{ item: BatchItem; tensor: Float32Array | Uint16Array }> = [];
   let fetchMs = 0;
   let decodeMs = 0;
+  const shape = { height: io.height, width: io.width, dtype: io.inputDtype };
+  const how = preprocessKey(model.preprocess, shape);
 
   const limit = pLimit(deps.fetchConcurrency);
   await Promise.all(
     items.map((item) =>
       limit(async () => {
+        const cached = deps.tensorCache?.take(item.ref, how);
+        if (cached) return void ready.push({ item, tensor: cached });
         try {
           const t0 = performance.now();
           const bytes = await deps.fetch(item.ref);
           const t1 = performance.now();
-          const tensor = await preprocessImage(bytes, model.preprocess, { height: io.height, width: io.width, dtype: io.inputDtype }, { maxPixels: deps.maxPixels });
+          const tensor = await preprocessImage(bytes, model.preprocess, shape, { maxPixels: deps.maxPixels });
           decodeMs += performance.now() - t1;
           fetchMs += t1 - t0;
           ready.push({ item, tensor });
@@ -92,10 +99,13 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
     ready.forEach((r, i) => batch.set(r.tensor, i * perImage));
     const { probs, classes, ms } = await model.pool.infer(batch, ready.length);
     inferMs = ms;
-    ready.forEach(({ item }, i) => {
+    ready.forEach(({ item, tensor }, i) => {
       const prediction = predict(probs.subarray(i * classes, (i + 1) * classes), decision.metric);
       if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
-      else forward.push(item);
+      else {
+        forward.push(item);
+        deps.tensorCache?.put(item.ref, how, tensor);
+      }
     });
   }
 

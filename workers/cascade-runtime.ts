@@ -12,6 +12,7 @@ import { parseLocation } from '../pipeline/location.js';
 import type { ObjectStore } from '../pipeline/object-store.js';
 import { makeS3Client, openStore } from '../pipeline/open-store.js';
 import { loadStageModel, type LoadedStage } from '../pipeline/stage-model.js';
+import { TensorCache } from '../pipeline/tensor-cache.js';
 import { CascadeQueues } from './cascade-queues.js';
 import { MergeWorker } from './merge-worker.js';
 import { bullLockOptions } from './job-locks.js';
@@ -84,15 +85,18 @@ export async function startRuntime(config: CascadeConfig, redisUrl: string, role
   };
   try {
     const all = configuredStages(config);
+    const served = all.filter((s) => roles.includes(s.name)).length;
+    // Only a process serving consecutive stages can hand a tensor on.
+    const tensorCache = served > 1 && config.tensorCacheMb > 0 ? new TensorCache(config.tensorCacheMb * 2 ** 20) : undefined;
     for (const [index, stage] of all.entries()) {
       if (!roles.includes(stage.name)) continue;
       const spec = extras.maxBatch === undefined ? stage.spec : { ...stage.spec, maxBatch: extras.maxBatch };
-      const intraOpThreads = config.intraOpThreads || defaultIntraOpThreads(all.filter((s) => roles.includes(s.name)).length);
+      const intraOpThreads = config.intraOpThreads || defaultIntraOpThreads(served);
       const model = await loadStageModel(stage.name, spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads, accumulateMs: config.accumulateMs }, log);
       stages.push(model);
       // Forwarded jobs are small; a batched model fills its batches from several at once.
       const concurrency = model.pool.accumulator ? Math.max(config.concurrency, config.accumulateJobs) : config.concurrency;
-      const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency };
+      const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency, tensorCache };
       workers.push(new StageWorker({ connection: redis, prefix: config.prefix, stageIndex: index, model, concurrency, deps, openOutput, tracker, queues, log, lockOptions, onBatch: extras.onBatch }));
     }
     if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions }));
