@@ -3,9 +3,10 @@
  * real onnxruntime on the generated colour models): every input gets exactly one row, invalid
  * files an error kind and a clear message, odd-but-valid files a label.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../cli/commands/run.js';
 import { PreprocessSpec } from '../config/schema.js';
@@ -16,6 +17,7 @@ import { readManifestLines, verifyManifest } from '../pipeline/verify-manifest.j
 import { listSource } from '../producers/list-source.js';
 import { invalidImages, pixelBombPng, validOddImages, writeOddImages, type OddImage } from './helpers/odd-images.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
+import { startS3 } from './helpers/s3.js';
 import { writeTestModels, type TestModels } from './helpers/test-models.js';
 
 const MAX_BYTES = 300_000;
@@ -66,6 +68,35 @@ describe('hostile and odd inputs', () => {
       const row = byKey.get(join(images, img.name))!;
       expect(row.error, `${img.name}: ${row.error?.message}`).toBeNull();
       expect(row.labelName, img.name).toBe(img.label);
+    }
+  });
+
+  it('S3 keys are data: odd keys keep their exact URL as the row key and nothing leaves the output directory', async () => {
+    const s3 = await startS3({ buckets: ['hostile'] });
+    try {
+      const red = valid.find((v) => v.name === 'name with spaces.png')!.bytes;
+      // s3rver folds literal '..' segments itself, so the keys that reach us are the ones it keeps.
+      const keys = ['in/%2e%2e/%2e%2e/escape.png', 'in/line\nbreak.png', 'in/..%2f..%2fetc%2fx.png', 'in/ ../sp.png', 'in/日本/..png'];
+      for (const Key of keys) await s3.client.send(new PutObjectCommand({ Bucket: 'hostile', Key, Body: red }));
+      const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
+      const config = join(dir, 'config-s3.json');
+      await writeFile(config, JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix: 'hostile-s3', s3: { endpoint: s3.endpoint, forcePathStyle: true } }));
+      process.env.AWS_ACCESS_KEY_ID ??= 'S3RVER';
+      process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
+      const out = join(dir, 'out-s3', 'run');
+      const summary = await runCommand('s3://hostile/in/', { out, config, progress: false, json: true });
+      expect(summary).toMatchObject({ images: keys.length, errors: 0 });
+      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+      expect(rows.map((r) => r.key).sort()).toEqual(keys.map((k) => `s3://hostile/${k}`).sort());
+      expect(rows.every((r) => r.labelName === 'red')).toBe(true);
+      // Everything written stays below the output directory, and no file is named after an input key.
+      const files = (await readdir(join(dir, 'out-s3'), { recursive: true, withFileTypes: true })).filter((d) => d.isFile()).map((d) => relative(join(dir, 'out-s3'), join(d.parentPath, d.name)));
+      expect(files).toContain('run/manifest.jsonl');
+      expect(files.filter((f) => !f.startsWith('run/'))).toEqual([]);
+      expect(files.filter((f) => /escape|etc|sp\.png|break/.test(f))).toEqual([]);
+      expect((await readdir(dir)).sort()).toEqual(['config-s3.json', 'config.json', 'images', 'models', 'out', 'out-s3']);
+    } finally {
+      await s3.stop();
     }
   });
 

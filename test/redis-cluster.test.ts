@@ -3,11 +3,12 @@
  * pipeline under a hash-tagged prefix, the cluster URL parsing and prefix check, and a
  * password-protected redis-server.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../cli/commands/run.js';
@@ -98,6 +99,27 @@ describe('password-protected Redis', () => {
   afterAll(() => {
     server?.kill('SIGKILL');
   });
+
+  it('a run with a password in REDIS_URL never shows it in logs, output, manifest or summary', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'cascade-secret-'));
+    try {
+      const models = await writeTestModels(join(work, 'models'));
+      await mkdir(join(work, 'images'));
+      for (const i of [0, 1, 2]) await writeFile(join(work, 'images', `i${i}.png`), await sharp({ create: { width: 9, height: 9, channels: 3, background: { r: 250, g: 0, b: 0 } } }).png().toBuffer());
+      const spec = join(work, 'spec.json');
+      await writeFile(spec, JSON.stringify({ path: models.colourLittle, labels: models.labels, preprocess: { resize: 8, crop: 8 } }));
+      const big = join(work, 'big.json');
+      await writeFile(big, JSON.stringify({ path: models.colourBig, labels: models.labels, preprocess: { resize: 8, crop: 8 } }));
+      const out = join(work, 'out');
+      const env = { ...process.env, REDIS_URL: `redis://:${encodeURIComponent('s3cr3t pass')}@127.0.0.1:${port}`, AWS_SECRET_ACCESS_KEY: 'aws-very-secret-key', CASCADE_LOG_LEVEL: 'debug' };
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'run', join(work, 'images'), '--out', out, '--little', spec, '--big', big, '--json'], { env, timeout: 60_000 });
+      expect(JSON.parse(stdout).images).toBe(3);
+      const written = [stdout, stderr, await readFile(join(out, 'manifest.jsonl'), 'utf8'), await readFile(join(out, 'summary.json'), 'utf8')].join('\n');
+      for (const secret of ['s3cr3t', encodeURIComponent('s3cr3t pass'), 'aws-very-secret-key']) expect(written).not.toContain(secret);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('honours the password in the URL, and fails without it', async () => {
     const good = connectRedis(`redis://:${encodeURIComponent('s3cr3t pass')}@127.0.0.1:${port}`);
