@@ -79,6 +79,42 @@ describe('pipeline on a 3-master Redis Cluster', () => {
   });
 });
 
+describe('TLS Redis (rediss://)', () => {
+  let work: string;
+  let server: ChildProcess;
+  let port: number;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'cascade-tls-'));
+    const run = promisify(execFile);
+    // A self-signed certificate for 127.0.0.1, trusted by the client through NODE_EXTRA_CA_CERTS.
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(work, 'key.pem'), '-out', join(work, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    port = (probe.address() as net.AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    server = spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', join(work, 'cert.pem'), '--tls-key-file', join(work, 'key.pem'), '--tls-ca-cert-file', join(work, 'cert.pem'), '--tls-auth-clients', 'no', '--requirepass', 'tls-pw', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const deadline = Date.now() + 10_000;
+    while (!(await new Promise<boolean>((resolve) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); resolve(true); }).once('error', () => resolve(false))))) {
+      if (Date.now() > deadline) throw new Error('redis-server with TLS did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
+  afterAll(async () => {
+    server?.kill('SIGKILL');
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('connects over TLS with the password from a rediss:// URL', async () => {
+    // A child process, because NODE_EXTRA_CA_CERTS is read once at start-up.
+    const script = `import { connectRedis } from ${JSON.stringify(join(process.cwd(), 'workers/redis-connection.ts'))};
+      const r = connectRedis(process.argv[1]); console.log(await r.ping()); r.disconnect();`;
+    const run = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, url], { env: { ...process.env, NODE_EXTRA_CA_CERTS: join(work, 'cert.pem') }, timeout: 20_000 });
+    expect((await run(`rediss://:tls-pw@127.0.0.1:${port}`)).stdout.trim()).toBe('PONG');
+  }, 30_000);
+});
+
 describe('password-protected Redis', () => {
   let server: ChildProcess;
   let port: number;
