@@ -5,7 +5,11 @@
  */
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue } from 'bullmq';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -179,7 +183,7 @@ describe('a fleet of worker processes', () => {
       expect(littleBImages).toBeLessThanOrEqual(N);
       console.log(`fleet: little worker B labelled ${littleBImages} of ${N} images, worker A (stopped early) the rest`);
 
-      // `cascade status` in another process, JSON and text.
+      // `cascade status` in another process (the text form is covered in status.test.ts).
       const json = await execFileP(process.execPath, ['bin/cascade.js', 'status', 'fleet-1', '--json', '--config', config], { env, timeout: 30_000 });
       const status = RunStatus.parse(JSON.parse(json.stdout));
       expect(status).toMatchObject({ runId: 'fleet-1', state: 'done', total: N, done: N, fraction: 1 });
@@ -187,14 +191,78 @@ describe('a fleet of worker processes', () => {
         ['little', N, TO_BIG, 0, 0, 0],
         ['big', TO_BIG, 0, 0, 0, 0],
       ]);
-      const text = await execFileP(process.execPath, ['bin/cascade.js', 'status', 'fleet-1', '--config', config], { env, timeout: 30_000 });
-      expect(text.stdout).toMatch(/run fleet-1 {2}done/);
-      expect(text.stdout).toMatch(new RegExp(`100\\.0%  ${N}/${N} images`));
     } finally {
       for (const w of Object.values(workers)) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
       const exits = await Promise.all(Object.values(workers).map((w) => w.exited));
       connection.disconnect();
       expect(exits.every((e) => e.code === 0), JSON.stringify(exits)).toBe(true);
+    }
+  });
+
+  it('SIGTERM waits for the batch in flight; a second SIGTERM exits at once, leaving the job to BullMQ', async () => {
+    // An S3 proxy in front of s3rver that holds GETs of hold-* objects until released, so a
+    // batch is provably in flight when the signal arrives.
+    const held: Array<() => void> = [];
+    const proxy = createServer((req, res) => {
+      const forward = () => {
+        const up = request({ host: '127.0.0.1', port: s3.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode!, r.headers);
+          r.pipe(res);
+        });
+        // A client killed mid-request (the forced worker) must not fail the test process.
+        up.on('error', () => res.destroy());
+        res.on('error', () => up.destroy());
+        req.pipe(up);
+      };
+      if (req.method === 'GET' && req.url!.includes('/hold-')) held.push(forward);
+      else forward();
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxied = join(dir, 'proxied.json');
+    const base = JSON.parse(await readFile(config, 'utf8'));
+    const drainPrefix = `${prefix}d`;
+    await writeFile(proxied, JSON.stringify({ ...base, prefix: drainPrefix, s3: { ...base.s3, endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` } }));
+    const red = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
+    for (const key of ['drain/hold-0.png', 'force/hold-1.png']) await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: key, Body: red }));
+    const untilHeld = async (n: number) => {
+      while (held.length < n) await sleep(20);
+    };
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, drainPrefix);
+    try {
+      const drained = spawnCli(['worker', 'little', 'big', '--config', proxied]);
+      await drained.waitFor(/worker ready/);
+      await execFileP(process.execPath, ['bin/cascade.js', 'submit', 's3://images-in/drain/', '--out', 's3://results/drain/', '--config', proxied, '--run-id', 'drain-1'], { env, timeout: 30_000 });
+      await untilHeld(1);
+      drained.child.kill('SIGTERM');
+      await drained.waitFor(/finishing the batches in flight/);
+      // The fetch is still held, so the batch cannot have finished: the worker must still be up.
+      expect(drained.child.exitCode).toBeNull();
+      held.shift()!();
+      expect(await drained.exited).toEqual({ code: 0, signal: null });
+      const p = (await tracker.progress('drain-1'))!;
+      expect([p.final, p.stages[0]!.accepted, p.completedAt !== null]).toEqual([1, 1, true]);
+
+      const forced = spawnCli(['worker', 'little', '--config', proxied]);
+      await forced.waitFor(/worker ready/);
+      await execFileP(process.execPath, ['bin/cascade.js', 'submit', 's3://images-in/force/', '--out', 's3://results/force/', '--config', proxied, '--run-id', 'force-1'], { env, timeout: 30_000 });
+      await untilHeld(1);
+      forced.child.kill('SIGTERM');
+      await forced.waitFor(/finishing the batches in flight/);
+      forced.child.kill('SIGTERM');
+      expect((await forced.exited).code).toBe(1);
+      expect(forced.stderr()).toMatch(/exiting without waiting for jobs in flight/);
+      // The batch was not lost: it is still active in Redis, and BullMQ's stalled-job check hands
+      // it to the next worker once the dead one's lock expires.
+      const queue = new Queue('stage-little', { connection, prefix: drainPrefix });
+      expect(await queue.getRanges(['active'], 0, -1)).toEqual(['force-1-b0-s0']);
+      expect((await tracker.progress('force-1'))!.final).toBe(0);
+      await queue.close();
+    } finally {
+      for (const release of held.splice(0)) release();
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
+      connection.disconnect();
     }
   });
 
