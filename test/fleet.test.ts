@@ -266,6 +266,32 @@ describe('a fleet of worker processes', () => {
     }
   });
 
+  it('a Redis password in REDIS_URL and the S3 secret never reach the logs', async () => {
+    const secured = await startRedis();
+    const admin = connectRedis(secured.url);
+    await admin.config('SET', 'requirepass', 'pw-Zq81x');
+    admin.disconnect();
+    try {
+      const url = `redis://:pw-Zq81x@127.0.0.1:${secured.port}`;
+      // REDIS_URL wins over the config's redisUrl: this worker talks to the password-protected server.
+      const child = spawn(process.execPath, ['bin/cascade.js', 'worker', 'merge', 'scheduler', '--config', config], { env: { ...env, REDIS_URL: url, AWS_SECRET_ACCESS_KEY: 'aws-Secret-77' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      while (!/worker ready/.test(err)) {
+        expect(child.exitCode, err).toBeNull();
+        await sleep(50);
+      }
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(err).toContain(`redis://:***@127.0.0.1:${secured.port}`);
+      expect(err).not.toContain('pw-Zq81x');
+      expect(err).not.toContain('aws-Secret-77');
+    } finally {
+      await secured.stop();
+    }
+  });
+
   it('a worker refuses an unknown role, naming the roles it knows', async () => {
     const w = spawnCli(['worker', 'little', 'huge', '--config', config]);
     expect((await w.exited).code).toBe(2);
