@@ -11,7 +11,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { QueueEvents } from 'bullmq';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,12 +101,13 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
   };
   return {
     configFile,
+    out,
     prefix,
     queues,
     tracker,
     submit: () => submitRun({ spec: runSpec, refs: listSource(source, { extensions: EXTENSIONS, s3 }), tracker, queues }),
     /** Waits for the merge, with a deadline so a lost batch fails the test instead of hanging it. */
-    done: (timeoutMs = 40_000) =>
+    done: (timeoutMs = 60_000) =>
       Promise.race([
         waitForRun(tracker, runSpec.runId, () => {}, 100),
         sleep(timeoutMs).then(async () => {
@@ -141,6 +142,12 @@ function expectExactCounts(s: RunSummary) {
 
 async function expectInvariant(report: Awaited<ReturnType<Awaited<ReturnType<typeof scenario>>['verify']>>) {
   expect(report).toMatchObject({ ok: true, sourceKeys: N, manifestRows: N, errorRows: 0 });
+}
+
+/** A re-run batch overwrites its part: one part per batch and stage, whatever ran twice. */
+async function expectOnePartPerBatch(out: string) {
+  const parts = (await readdir(join(out, 'parts'))).sort();
+  expect(parts).toEqual([0, 1, 2, 3].flatMap((b) => [0, 1].map((st) => `${String(b).padStart(8, '0')}.stage${st}.json`)));
 }
 
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
@@ -236,11 +243,12 @@ describe('faults: nothing lost, nothing doubled', () => {
       expectExactCounts(summary);
       expect(stalled.ids.length).toBeGreaterThan(0);
       await expectInvariant(await s.verify());
+      await expectOnePartPerBatch(s.out);
     } finally {
       await stalled.close();
       await s.close();
     }
-  }, 60_000);
+  }, 90_000);
 
   it('kill -9 of a big worker mid-batch: the stalled batch re-runs on another worker', async () => {
     const s = await scenario(redis.url);
@@ -257,11 +265,12 @@ describe('faults: nothing lost, nothing doubled', () => {
       expectExactCounts(summary);
       expect(stalled.ids.length).toBeGreaterThan(0);
       await expectInvariant(await s.verify());
+      await expectOnePartPerBatch(s.out);
     } finally {
       await stalled.close();
       await s.close();
     }
-  }, 60_000);
+  }, 90_000);
 
   it('Redis killed and restarted from its AOF mid-run', async () => {
     const port = await freePort();
@@ -283,7 +292,7 @@ describe('faults: nothing lost, nothing doubled', () => {
       await s.close();
       await server.kill9();
     }
-  }, 60_000);
+  }, 90_000);
 
   it('the S3 endpoint unreachable for 10 s mid-run: retried, no image errors', async () => {
     const s3: TestS3 = await startS3({ buckets: ['faults-in', 'faults-out'] });
@@ -307,7 +316,7 @@ describe('faults: nothing lost, nothing doubled', () => {
       await proxy.close();
       await s3.stop();
     }
-  }, 90_000);
+  }, 120_000);
 
   it('the same run submitted twice at once and again mid-run: counted once', async () => {
     const s = await scenario(redis.url);
@@ -325,7 +334,7 @@ describe('faults: nothing lost, nothing doubled', () => {
     } finally {
       await s.close();
     }
-  }, 60_000);
+  }, 90_000);
 
   it('a worker started before Redis is reachable waits, then works', async () => {
     const port = await freePort();
@@ -346,7 +355,7 @@ describe('faults: nothing lost, nothing doubled', () => {
       await w.stop();
       await server.kill9();
     }
-  }, 60_000);
+  }, 90_000);
 
   it('a missing or corrupt model file is one clear error at start-up', async () => {
     const corrupt = join(dir, 'corrupt.onnx');
@@ -365,5 +374,5 @@ describe('faults: nothing lost, nothing doubled', () => {
       expect(r.output).toMatch(/worker failed to start: .*(missing|corrupt)\.onnx/);
       expect(r.output).not.toMatch(/worker ready/);
     }
-  }, 60_000);
+  }, 90_000);
 });
