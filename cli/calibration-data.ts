@@ -11,6 +11,7 @@ import { parseGroundTruth, matchLabels } from '../pipeline/calibration/ground-tr
 import { modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
 import { scoreImages } from '../pipeline/calibration/score-images.js';
 import { splitForCalibration } from '../pipeline/calibration/split.js';
+import type { ChainEntry } from '../pipeline/calibration/chain.js';
 import type { CalibrationEntry } from '../pipeline/calibration/sweep.js';
 import { fetchRef } from '../pipeline/fetch-image.js';
 import { isS3Url, parseS3Url } from '../pipeline/location.js';
@@ -171,4 +172,37 @@ export async function reportingCalibrationErrors<T>(fn: () => Promise<T>): Promi
     if (err instanceof Error && (err.constructor === Error || err.constructor === RangeError)) throw new CalibrationError(err.message, { cause: err });
     throw err;
   }
+}
+
+/** Like buildTables, for N models: each image's rows in stage order. */
+export function buildChainTables(
+  refs: readonly string[],
+  source: string,
+  models: readonly ScoredModel[],
+  truth: ReadonlyMap<string, number> | null,
+  calibrationFraction: number,
+): { calibration: ChainEntry[]; test: ChainEntry[]; skipped: Tables['skipped'] } {
+  const names = refs.map((r) => relativeName(r, source));
+  const labels = truth ? matchLabels(names, truth) : names.map(() => undefined);
+  if (truth && labels.every((l) => l === undefined)) {
+    throw new Error(`none of the ${refs.length} images matched a row of the labels file; its image column must hold paths relative to the source (e.g. ${JSON.stringify(names[0])}) or file names`);
+  }
+  const entries: Array<ChainEntry & { name: string }> = [];
+  const skipped: Tables['skipped'] = [];
+  refs.forEach((key, i) => {
+    const rows = models.map((m) => m.scored.probs.get(key));
+    const missing = rows.findIndex((r) => r === undefined);
+    if (missing >= 0) {
+      skipped.push({ key, message: models[missing]!.scored.errors.get(key) ?? 'not scored' });
+      return;
+    }
+    const classes = rows[0]!.length;
+    const odd = rows.findIndex((r) => r!.length !== classes);
+    if (odd >= 0) throw new Error(`${models[0]!.name} has ${classes} classes but ${models[odd]!.name} has ${rows[odd]!.length}; a cascade needs the same label space`);
+    const label = labels[i];
+    if (label !== undefined && label >= classes) throw new Error(`the labels file gives ${names[i]} class ${label}, but the models have ${classes} classes (0..${classes - 1})`);
+    entries.push({ key, name: names[i]!, rows: rows as Float32Array[], ...(label === undefined ? {} : { label }) });
+  });
+  const { calibration, test } = splitForCalibration(entries, (e) => e.name, calibrationFraction);
+  return { calibration, test, skipped };
 }

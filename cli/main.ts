@@ -6,6 +6,10 @@ import { ConfigError } from '../config/load-config.js';
 import { runCommand } from './commands/run.js';
 import { inspectModelCommand } from './commands/models-inspect.js';
 import { registerFleetCommands } from './fleet-commands.js';
+import { calibrateCommand } from './commands/calibrate.js';
+import { calibrateChainCommand, configHasStages } from './commands/calibrate-chain.js';
+import { searchSaverCommand } from './commands/search-saver.js';
+import { reportingCalibrationErrors } from './calibration-data.js';
 import { verifyCommand } from './commands/verify.js';
 import { exportReviewCommand } from './commands/export-review.js';
 
@@ -32,6 +36,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--metric <m>', 'confidence metric').choices(['maxprob', 'margin', 'entropy']))
     .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024))
     .option('--config <file>', 'config file (YAML or JSON)')
+    .option('--calibration <calib.json>', 'take threshold and metric from `cascade calibrate` output (flags still win)')
     .option('--run-id <id>', 'run id (default: derived from source, output and models)')
     .option('--no-progress', 'no progress bar')
     .option('--json', 'print the summary as JSON')
@@ -49,6 +54,47 @@ export function buildProgram(): Command {
     .action(async (opts) => {
       await verifyCommand(opts);
     });
+
+  const calibrationOptions = (cmd: Command) =>
+    cmd
+      .requiredOption('--images <source>', 'calibration images: a folder, s3://bucket/prefix, or a key-list file')
+      .option('--labels <csv>', 'ground truth CSV (columns file,class_index,…); without it only the label-free rule applies')
+      .addOption(new Option('--rule <rule>', 'selection rule (default: no-loss with labels, label-free without)').choices(['tinysaver', 'no-loss', 'label-free']))
+      .option('--max-drop <d>', 'no-loss rule: accept cascade accuracy down to big − d', number('max drop', 0, 1))
+      .option('--target-agreement <a>', 'label-free rule: little/big agreement required on kept images', number('target agreement', 0, 1), 0.99)
+      .addOption(new Option('--metric <m...>', 'confidence metrics to compare (default: all)').choices(['maxprob', 'margin', 'entropy']))
+      .option('--calibration-fraction <f>', 'fraction of images calibrated on (deterministic hash split); the rest is the test half', number('calibration fraction', 0.01, 1), 0.5)
+      .option('--cache <dir>', 'probability cache directory (default: $XDG_CACHE_HOME/cascade/probabilities)')
+      .option('--no-cache', 'run the models even when their probabilities are cached')
+      .option('--config <file>', 'config file (YAML or JSON) for providers, threads, limits, S3')
+      .option('--no-progress', 'no progress bar')
+      .option('--json', 'print JSON');
+
+  calibrationOptions(
+    program
+      .command('calibrate')
+      .description('choose the threshold and metric for a little/big pair: sweep cached probabilities, apply TinySaver / no-loss / label-free rules, write calib.json, curve CSV/JSON and an SVG plot')
+      .option('--little <model>', 'little model: .onnx file or model spec')
+      .option('--big <model>', 'big model: .onnx file or model spec')
+      .option('--stages <models...>', 'an N-stage chain instead, tiny first, big last (default: the config file’s stages:, if any)')
+      .requiredOption('--out <calib.json>', 'where to write calib.json (the curve and plot go beside it)'),
+  ).action(async (opts) => {
+    await reportingCalibrationErrors(async () => {
+      const chain = opts.stages !== undefined || (!opts.little && !opts.big && (await configHasStages(opts.config)));
+      await (chain ? calibrateChainCommand(opts) : calibrateCommand(opts));
+    });
+  });
+
+  calibrationOptions(
+    program
+      .command('search-saver')
+      .description('TinySaver search: calibrate every candidate little model cheaper than the big one and rank them by expected compute')
+      .requiredOption('--big <model>', 'big model: .onnx file or model spec')
+      .requiredOption('--candidates <models...>', 'candidate little models (.onnx files or model specs)')
+      .option('--markdown', 'print the table as Markdown'),
+  ).action(async (opts) => {
+    await reportingCalibrationErrors(() => searchSaverCommand(opts));
+  });
 
   const models = program.command('models').description('inspect models');
   models
@@ -85,7 +131,7 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError', 'SourceNotFoundError', 'ObjectNotFoundError', 'UnknownRunError'].includes(err.name));
+    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError', 'SourceNotFoundError', 'ObjectNotFoundError', 'UnknownRunError', 'CalibrationError'].includes(err.name));
     process.stderr.write(`cascade: ${known ? (err as Error).message : (err as Error).stack ?? String(err)}\n`);
     process.exitCode = known ? 2 : 1;
   }

@@ -50,15 +50,49 @@ export const CalibrationFile = z.object({
 });
 export type CalibrationFile = z.infer<typeof CalibrationFile>;
 
-/** Read and validate a calib.json, with errors that name the file and the field. */
-export async function readCalibrationFile(path: string): Promise<CalibrationFile> {
+/** What a chain of thresholds does on one part of the images (see pipeline/calibration/chain.ts). */
+const ChainPoint = z.object({
+  images: z.number().int().nonnegative(),
+  reached: z.array(z.number().int().nonnegative()),
+  kept: z.array(z.number().int().nonnegative()),
+  gmacsPerImage: z.number().nonnegative(),
+  saved: z.number(),
+  agreement: Fraction,
+  agreementInterval: z.object({ low: Fraction, high: Fraction, estimate: Fraction }),
+  accuracy: Fraction.nullable(),
+  lastAccuracy: Fraction.nullable(),
+});
+
+/** calib.json of an N-stage cascade (`cascade calibrate --stages a b c`): one threshold per stage but the last. */
+export const ChainCalibrationFile = z.object({
+  version: z.literal(1),
+  kind: z.literal('chain'),
+  createdAt: z.string(),
+  stages: z.array(ModelRef.extend({ threshold: Fraction.nullable() })).min(2),
+  rule: z.enum(['tinysaver', 'no-loss', 'label-free']),
+  reasons: z.array(z.string()),
+  metric: ConfidenceMetric,
+  settings: z.object({ maxDrop: Fraction, targetAgreement: Fraction, metrics: z.array(ConfidenceMetric), calibrationFraction: Fraction }),
+  expected: ChainPoint,
+  test: ChainPoint.nullable(),
+  skippedImages: z.number().int().nonnegative(),
+});
+export type ChainCalibrationFile = z.infer<typeof ChainCalibrationFile>;
+
+/** Either kind of calib.json. */
+export const AnyCalibrationFile = z.union([ChainCalibrationFile, CalibrationFile]);
+export type AnyCalibrationFile = z.infer<typeof AnyCalibrationFile>;
+
+/** Read and validate a calib.json (two-stage or chain), with errors that name the file and the field. */
+export async function readAnyCalibrationFile(path: string): Promise<AnyCalibrationFile> {
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
     throw new Error(`cannot read calibration ${path}: ${(err as Error).message}`);
   }
-  const parsed = CalibrationFile.safeParse(raw);
+  const isChain = typeof raw === 'object' && raw !== null && (raw as { kind?: unknown }).kind === 'chain';
+  const parsed = (isChain ? ChainCalibrationFile : CalibrationFile).safeParse(raw);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n');
     throw new Error(`calibration ${path} is not a calib.json written by \`cascade calibrate\`:\n${issues}`);
@@ -66,13 +100,23 @@ export async function readCalibrationFile(path: string): Promise<CalibrationFile
   return parsed.data;
 }
 
+/** Read a two-stage calib.json (little/big); a chain calibration is refused with a clear error. */
+export async function readCalibrationFile(path: string): Promise<CalibrationFile> {
+  const cal = await readAnyCalibrationFile(path);
+  if ('kind' in cal) throw new Error(`calibration ${path} is for a ${cal.stages.length}-stage chain, not a little/big pair`);
+  return cal;
+}
+
 /**
  * Check that a calibration applies to the models of a run, compared by file name since the
  * same model may sit at different paths on different machines. Returns a problem, or null.
  */
-export function calibrationMismatch(cal: CalibrationFile, little: string, big: string): string | null {
-  for (const [role, calPath, runPath] of [['little', cal.little.path, little], ['big', cal.big.path, big]] as const) {
-    if (basename(calPath) !== basename(runPath)) return `it was made for ${role} model ${basename(calPath)}, but this run's ${role} model is ${basename(runPath)}`;
+export function calibrationMismatch(cal: AnyCalibrationFile, stagePaths: readonly string[]): string | null {
+  const calPaths = 'kind' in cal ? cal.stages.map((s) => s.path) : [cal.little.path, cal.big.path];
+  if (calPaths.length !== stagePaths.length) return `it was made for ${calPaths.length} stages, but this run has ${stagePaths.length}`;
+  for (const [i, calPath] of calPaths.entries()) {
+    const role = i === 0 ? 'little' : i === calPaths.length - 1 ? 'big' : `stage ${i}`;
+    if (basename(calPath) !== basename(stagePaths[i]!)) return `it was made for ${role} model ${basename(calPath)}, but this run's ${role} model is ${basename(stagePaths[i]!)}`;
   }
   return null;
 }

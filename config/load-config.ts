@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { calibrationMismatch, readCalibrationFile, type CalibrationFile } from './calibration.js';
+import { type AnyCalibrationFile, calibrationMismatch, readAnyCalibrationFile } from './calibration.js';
 import { CascadeConfig, ModelSpec, type CascadeConfigInput } from './schema.js';
 
 /** A configuration problem, phrased for the person who wrote the config. */
@@ -107,22 +107,12 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
   if (env.REDIS_URL) merged.redisUrl = env.REDIS_URL;
   const s3 = s3SettingsFromEnv(merged.s3, env);
   if (s3) merged.s3 = s3;
-  let calibration: CalibrationFile | undefined;
+  let calibration: AnyCalibrationFile | undefined;
   if (o.calibration) {
-    calibration = await readCalibrationFile(resolve(cwd, o.calibration)).catch((err: Error) => {
+    calibration = await readAnyCalibrationFile(resolve(cwd, o.calibration)).catch((err: Error) => {
       throw new ConfigError(err.message);
     });
-    if (calibration.threshold > 1) {
-      throw new ConfigError(
-        `calibration ${o.calibration}: its rule (${calibration.rule}) found no threshold at which the little model may answer ` +
-          `(${calibration.reason}); the cascade would be big-only. Try another little model (\`cascade search-saver\`) or a looser rule`,
-      );
-    }
-    merged.threshold = calibration.threshold;
-    merged.metric = calibration.metric;
-    // Audits hold the run to the agreement this calibration promised, unless the config names its own.
-    const audit = merged.audit as Record<string, unknown> | undefined;
-    if (audit && typeof audit === 'object' && audit.expectAgreement === undefined) merged.audit = { ...audit, expectAgreement: calibration.expected.agreement };
+    applyCalibration(merged, calibration, o.calibration);
   }
   for (const [k, v] of Object.entries(o.overrides ?? {})) if (v !== undefined) merged[k] = v;
 
@@ -140,7 +130,8 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
   const parsed = CascadeConfig.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration${o.file ? ` (${o.file})` : ''}:\n${formatIssues(parsed.error)}`);
   if (calibration) {
-    const problem = calibrationMismatch(calibration, parsed.data.little.path, parsed.data.big.path);
+    const paths = parsed.data.stages?.map((st) => st.model.path) ?? [parsed.data.little.path, parsed.data.big.path];
+    const problem = calibrationMismatch(calibration, paths);
     if (problem) throw new ConfigError(`calibration ${o.calibration} does not fit this run: ${problem}; run \`cascade calibrate\` for these models`);
   }
   return parsed.data;
@@ -151,6 +142,31 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
  * with little/big/threshold (which one would win is not obvious), and fill little/big/threshold
  * from the first and last stage so code reading the two-stage fields keeps working.
  */
+/** Put a calibration's metric and thresholds into the raw config (before flags, which win). */
+function applyCalibration(merged: Record<string, unknown>, cal: AnyCalibrationFile, path: string): void {
+  const chain = 'kind' in cal;
+  const thresholds = chain ? cal.stages.slice(0, -1).map((st) => st.threshold ?? 1) : [cal.threshold];
+  if (!chain && cal.threshold > 1) {
+    throw new ConfigError(
+      `calibration ${path}: its rule (${cal.rule}) found no threshold at which the little model may answer ` +
+        `(${cal.reason}); the cascade would be big-only. Try another little model (\`cascade search-saver\`) or a looser rule`,
+    );
+  }
+  merged.metric = cal.metric;
+  if (Array.isArray(merged.stages)) {
+    const stages = merged.stages as unknown[];
+    if (stages.length !== thresholds.length + 1) throw new ConfigError(`calibration ${path} is for ${thresholds.length + 1} stages, but 'stages:' lists ${stages.length}`);
+    merged.stages = stages.map((st, i) => (i < thresholds.length && st && typeof st === 'object' ? { ...st, threshold: thresholds[i] } : st));
+  } else if (chain) {
+    throw new ConfigError(`calibration ${path} is for a ${cal.stages.length}-stage chain; list the same models under 'stages:' in the config file`);
+  } else {
+    merged.threshold = cal.threshold;
+    // Audits hold the run to the agreement this calibration promised, unless the config names its own.
+    const audit = merged.audit as Record<string, unknown> | undefined;
+    if (audit && typeof audit === 'object' && audit.expectAgreement === undefined) merged.audit = { ...audit, expectAgreement: cal.expected.agreement };
+  }
+}
+
 async function expandStages(merged: Record<string, unknown>, overrides: NonNullable<LoadOptions['overrides']>, fileDir: string, env: NodeJS.ProcessEnv): Promise<void> {
   const stages = merged.stages;
   if (!Array.isArray(stages)) throw new ConfigError(`stages: expected a list of { name?, model, threshold } (got ${JSON.stringify(stages)})`);

@@ -21,6 +21,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CalibrationFile } from '../config/calibration.js';
 import { calibrateCommand } from '../cli/commands/calibrate.js';
+import { calibrateChainCommand } from '../cli/commands/calibrate-chain.js';
 import { runCommand } from '../cli/commands/run.js';
 import { searchSaverCommand } from '../cli/commands/search-saver.js';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -182,6 +183,31 @@ describe('cascade search-saver', () => {
     expect(rows[0]!.saved).toBeCloseTo(1 - (0.1 + 2 / 12));
     expect(rows[0]!.oracleSaved).toBeCloseTo(1 - (0.1 + 4 / 12));
     expect(rows[2]!.note).toMatch(/^not-cheaper: /);
+  });
+});
+
+describe('cascade calibrate --stages (a chain)', () => {
+  it('tiny → same-model middle → big: the middle stage cannot help and is capped at 1; run applies both thresholds', async () => {
+    const middle = await spec('middle', models.colourLittleFp16, 0.2);
+    const out = join(dir, 'cal-chain', 'calib.json');
+    const file = await calibrateChainCommand({ stages: [littleSpec, middle, bigSpec], images, labels, out, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    expect(file.kind).toBe('chain');
+    expect(file.metric).toBe('maxprob');
+    expect(file.stages.map((s) => s.threshold)).toEqual([expect.closeTo(0.319, 3), 1, null]);
+    expect(file.reasons[1]).toMatch(/this stage could be dropped/);
+    expect(file.expected).toMatchObject({ images: 12, reached: [12, 2, 2], kept: [10, 0, 2], accuracy: 10 / 12, lastAccuracy: 10 / 12 });
+    expect(file.expected.gmacsPerImage).toBeCloseTo(0.1 + (2 / 12) * 0.2 + (2 / 12) * 1);
+
+    const config = join(dir, 'chain-config.json');
+    await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `ch${Math.random().toString(36).slice(2, 7)}`, batchSize: 4, stages: [{ model: littleSpec, threshold: 0.5 }, { model: middle, threshold: 0.5 }, { model: bigSpec }] }));
+    const summary = await runCommand(images, { out: join(dir, 'chain-out'), config, calibration: out, progress: false, json: true });
+    expect(summary.stages.map((s) => [s.name, s.images, s.accepted])).toEqual([
+      ['little', 12, 10],
+      ['stage1', 2, 0],
+      ['big', 2, 2],
+    ]);
+    // A chain calibration needs the config's stages; a two-stage run is refused clearly.
+    await expect(runCommand(images, { out: join(dir, 'chain-out2'), little: littleSpec, big: bigSpec, calibration: out, progress: false })).rejects.toThrow(/is for a 3-stage chain; list the same models under 'stages:'/);
   });
 });
 

@@ -16,6 +16,8 @@ import { createLogger } from '../logger.js';
 import { buildTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
 
 export interface CalibrateOptions {
+  /** N-stage chain: model refs, tiny first (see calibrate-chain.ts). */
+  stages?: string[];
   little?: string;
   big?: string;
   images: string;

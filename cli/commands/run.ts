@@ -3,6 +3,7 @@
  * little, big and merge workers, the producer, a progress bar and the summary.
  */
 import cliProgress from 'cli-progress';
+import { readAnyCalibrationFile } from '../../config/calibration.js';
 import { loadConfig } from '../../config/load-config.js';
 import type { ConfidenceMetric } from '../../config/schema.js';
 import { isS3Url } from '../../pipeline/location.js';
@@ -70,7 +71,10 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     const spec: RunSpec = { runId, source: src, out, metric: config.metric, batchSize: config.batchSize, stages, ...(audit ? { audit } : {}), createdAt: new Date().toISOString() };
     log(`run ${runId}: ${src} → ${out}`);
     // Kept with the results so the merge can draw the calibration curve with this run's point.
-    if (o.calibration) await runtime.openOutput(out).put(RUN_CALIBRATION_KEY, JSON.stringify(await readRunCalibration(resolve(o.calibration))));
+    // The curve plot is drawn for little/big calibrations; a chain's calib.json has no single curve.
+    if (o.calibration && !('kind' in (await readAnyCalibrationFile(resolve(o.calibration))))) {
+      await runtime.openOutput(out).put(RUN_CALIBRATION_KEY, JSON.stringify(await readRunCalibration(resolve(o.calibration))));
+    }
     bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
     const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
     log(submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`);

@@ -1,0 +1,98 @@
+/**
+ * `cascade calibrate --stages A B C`: thresholds for an N-stage cascade, chosen stage by stage
+ * on cached probabilities (pipeline/calibration/chain.ts), judged on the test half, written as
+ * a chain calib.json that `cascade run --calibration` applies to the config's `stages:`.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import type { ChainCalibrationFile } from '../../config/calibration.js';
+import { loadConfig } from '../../config/load-config.js';
+import type { ConfidenceMetric } from '../../config/schema.js';
+import { type ChainPoint, calibrateChain, evaluateChain } from '../../pipeline/calibration/chain.js';
+import { defaultCacheDir } from '../../pipeline/calibration/prob-cache.js';
+import { ALL_METRICS, type RuleName } from '../../pipeline/calibration/select.js';
+import { createLogger } from '../logger.js';
+import { buildChainTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+
+export interface ChainCalibrateOptions {
+  /** Model refs, tiny first; absent: the config file's `stages:`. */
+  stages?: string[];
+  images: string;
+  labels?: string;
+  out: string;
+  rule?: RuleName;
+  maxDrop?: number;
+  targetAgreement?: number;
+  metric?: ConfidenceMetric[];
+  calibrationFraction?: number;
+  cache?: string | false;
+  config?: string;
+  json?: boolean;
+  progress?: boolean;
+}
+
+const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(2)}%`);
+
+function describe(p: ChainPoint, names: string[]): string {
+  const reach = p.reached.map((r, i) => `${names[i]} ${pct(r / p.images)}`).join(', ');
+  return `reach ${reach}; ${p.gmacsPerImage.toFixed(3)} GMACs/image (${pct(p.saved)} saved); agreement with last ${pct(p.agreement)}${p.accuracy !== null ? `; top-1 ${pct(p.accuracy)} vs last alone ${pct(p.lastAccuracy)}` : ''}`;
+}
+
+/** Calibrate a chain and write its calib.json; resolves with the file's content. */
+export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<ChainCalibrationFile> {
+  if (o.stages && o.stages.length < 2) throw new Error('--stages needs at least 2 models, tiny first, big last');
+  const logger = createLogger();
+  const log = (msg: string) => logger.info(msg);
+  // --stages replaces the config's stages (thresholds are what we are about to choose).
+  const stagesOverride = o.stages?.map((m, i, all) => ({ model: resolve(m), ...(i < all.length - 1 ? { threshold: 1 } : {}) }));
+  const config = await loadConfig({ file: o.config, overrides: { stages: stagesOverride } });
+  const specs = config.stages?.map((st) => st.model);
+  if (!specs) throw new Error('no stages to calibrate: pass --stages <tiny> <small> … <big>, or a --config with stages:');
+  const fraction = o.calibrationFraction ?? 0.5;
+  const ctx = dataContext(config, o.cache === false ? null : (o.cache ?? defaultCacheDir()), log, o.progress !== false);
+  const refs = await listImages(o.images, ctx);
+  const models = [];
+  for (const spec of specs) models.push(await scoreModel(spec.name ?? basename(spec.path), spec, refs, ctx));
+  const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
+  const tables = buildChainTables(refs, o.images, models, truth, fraction);
+  const anyLabel = [...tables.calibration, ...tables.test].some((e) => e.label !== undefined);
+  const rule = o.rule ?? (anyLabel ? 'no-loss' : 'label-free');
+  const options = { rule, maxDrop: o.maxDrop ?? 0, targetAgreement: o.targetAgreement ?? 0.99, metrics: o.metric ?? ALL_METRICS };
+  const stages = models.map((m) => ({ name: m.name, gmacsPerImage: m.gmacsPerImage }));
+  if (tables.calibration.length === 0) throw new Error('no calibration images could be scored by every model');
+  const outcome = calibrateChain(stages, tables.calibration, options);
+  const test = tables.test.length > 0 ? evaluateChain(stages, tables.test, outcome.metric, outcome.thresholds) : null;
+  const file: ChainCalibrationFile = {
+    version: 1,
+    kind: 'chain',
+    createdAt: new Date().toISOString(),
+    stages: models.map((m, i) => ({ name: m.name, path: m.path, gmacsPerImage: m.gmacsPerImage, threshold: i < outcome.thresholds.length ? outcome.thresholds[i]! : null })),
+    rule,
+    reasons: outcome.reasons,
+    metric: outcome.metric,
+    settings: { maxDrop: options.maxDrop, targetAgreement: options.targetAgreement, metrics: [...options.metrics], calibrationFraction: fraction },
+    expected: outcome.point,
+    test,
+    skippedImages: tables.skipped.length,
+  };
+  const out = resolve(o.out);
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, `${JSON.stringify(file, null, 2)}\n`);
+  const names = models.map((m) => m.name);
+  const lines = [
+    `chain ${names.join(' → ')}: ${rule}, ${outcome.metric}, thresholds ${outcome.thresholds.map((t) => t.toFixed(4)).join(', ')}`,
+    ...outcome.reasons.map((r) => `  ${r}`),
+    `  calibration half (${outcome.point.images} images): ${describe(outcome.point, names)}`,
+    ...(test ? [`  test half (${test.images} images): ${describe(test, names)}`] : []),
+    `wrote ${out}`,
+  ];
+  process.stdout.write(o.json ? `${JSON.stringify(file, null, 2)}\n` : `${lines.join('\n')}\n`);
+  return file;
+}
+
+/** True when the config file lists `stages:` (then `cascade calibrate` without model flags calibrates them). */
+export async function configHasStages(file: string | undefined): Promise<boolean> {
+  if (!file) return false;
+  const config = await loadConfig({ file }).catch(() => null);
+  return (config?.stages?.length ?? 0) > 0;
+}
