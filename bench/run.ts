@@ -1,18 +1,19 @@
 /**
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value]`
- * Runs the benchmarks (all by default: throughput, enqueue, rss) and prints their tables.
+ * Runs the benchmarks (all by default: throughput, batching, enqueue, rss) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
 
 // The AWS SDK's notice about its future Node floor would interleave with the tables.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+import { batchingBench } from './batching.js';
 import { enqueueBench } from './enqueue.js';
 import { rssBench } from './rss.js';
 import { table } from './stats.js';
 import { throughputBench } from './throughput.js';
 
-const BENCHES = ['throughput', 'enqueue', 'rss'] as const;
+const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -48,6 +49,18 @@ const num = (s: string | undefined, flag: string) => {
 if (chosen.includes('throughput')) {
   console.log('== throughput');
   await throughputBench({ images: num(values.images, 'images'), repeats: num(values.repeats, 'repeats'), threshold: Number(values.threshold), config: overrides(values.set), log });
+  console.log('');
+}
+if (chosen.includes('batching')) {
+  console.log('== batching');
+  const r = await batchingBench(log);
+  if (r) {
+    console.log(table(['mobilenetv2, jobs of ' + r.jobImages + ' images', 'images/s'], [
+      ['one call per job', r.perJob],
+      [`accumulated to batches of ${r.maxBatch}`, r.accumulated],
+      ['ratio', r.accumulated / r.perJob],
+    ]));
+  }
   console.log('');
 }
 if (chosen.includes('enqueue')) {
