@@ -136,6 +136,11 @@ describe('docker/', () => {
       checkCascadeArgs(d.spec.template.spec.containers[0].args, ['little', 'big']);
       expect(d.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(60);
       expect(d.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+      // The liveness probe hits the endpoint `--metrics-port` serves (workers/metrics.ts).
+      const container = d.spec.template.spec.containers[0];
+      expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+      expect(container.args).toContain('--metrics-port');
+      expect(container.ports.find((p: { name: string }) => p.name === 'metrics').containerPort).toBe(Number(container.args[container.args.indexOf('--metrics-port') + 1]));
     }
     const prefix = (await loadConfig({ file: join(DOCKER, 'cascade.yaml'), env: { CASCADE_ASSETS: '/assets' } })).prefix;
     const scaled = docs.filter((d) => d.kind === 'ScaledObject');

@@ -106,6 +106,7 @@ describe('CascadeMetrics', () => {
       await queue.drain(true);
       expect(sample(await m.text(), 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(0);
       expect((await fetch(`http://127.0.0.1:${server.port}/other`)).status).toBe(404);
+      expect(await (await fetch(`http://127.0.0.1:${server.port}/healthz`)).text()).toBe('ok\n');
     } finally {
       await server.close();
       await queue.close();

@@ -86,10 +86,16 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serve `GET /metrics` on `port` (0 = any free port) and `host`. */
+/** Serve `GET /metrics` (and `GET /healthz`) on `port` (0 = any free port) and `host`. */
 export async function serveMetrics(metrics: CascadeMetrics, port: number, host = '0.0.0.0'): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+    const path = (req.url ?? '').split('?')[0];
+    // Liveness for orchestrators: the process is up and its event loop answers.
+    if (req.method === 'GET' && path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (req.method !== 'GET' || path !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
       return;
     }
