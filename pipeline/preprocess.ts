@@ -266,5 +266,7 @@ function toDecodeError(err: unknown): ImageDecodeError {
         : /premature end of JPEG (image|file)|unexpected end|end of (file|stream)|truncated|bad seek/i.test(message)
           ? 'truncated'
           : 'corrupt';
-  return new ImageDecodeError(reason, `cannot decode image: ${message.trim()}`, { cause: err });
+  // sharp ends some messages with ':' and libvips' detail lines, sometimes none: keep it one clean line.
+  const detail = message.trim().replace(/:$/, '').replace(/\s*\n\s*/g, '; ');
+  return new ImageDecodeError(reason, `cannot decode image: ${detail}`, { cause: err });
 }

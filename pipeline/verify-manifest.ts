@@ -123,13 +123,15 @@ export class ManifestChecker {
 
 /**
  * Streams the lines of a manifest: a local file, a local output directory (its manifest.jsonl),
- * or `s3://bucket/key` (a key ending in '/' means its manifest.jsonl). Missing → ObjectNotFoundError.
+ * or `s3://bucket/key.jsonl`; any other S3 key is read as an output prefix holding manifest.jsonl.
+ * Missing → ObjectNotFoundError.
  */
 export async function* readManifestLines(location: string, s3: () => S3Client): AsyncGenerator<string> {
   let input: Readable;
   if (isS3Url(location)) {
     const { bucket, key: raw } = parseS3Url(location);
-    const key = raw === '' || raw.endsWith('/') ? `${raw}manifest.jsonl` : raw;
+    // A run's output location (`--out s3://bucket/prefix`) means its manifest.jsonl.
+    const key = raw === '' || raw.endsWith('/') ? `${raw}manifest.jsonl` : raw.endsWith('.jsonl') ? raw : `${raw}/manifest.jsonl`;
     try {
       const res = await s3().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       input = res.Body as Readable;

@@ -140,7 +140,7 @@ describe('cascade verify on a real run', () => {
     for (const r of rows) await s3.client.send(new PutObjectCommand({ Bucket: 'verify', Key: `in/${rel(r.key)}`, Body: 'x' }));
     const s3Manifest = rows.map((r) => JSON.stringify({ ...r, key: `s3://verify/in/${rel(r.key)}` })).join('\n');
     await s3.client.send(new PutObjectCommand({ Bucket: 'verify', Key: 'out/manifest.jsonl', Body: s3Manifest }));
-    const ok = await verify('--manifest', 's3://verify/out/', '--source', 's3://verify/in');
+    const ok = await verify('--manifest', 's3://verify/out', '--source', 's3://verify/in');
     expect(ok.stdout).toMatch(/^OK: 4 inputs/);
     expect(ok.code).toBe(0);
     const missing = await verify('--manifest', 's3://verify/out/nothing.jsonl', '--source', 's3://verify/in');
