@@ -15,6 +15,7 @@ import { runCommand } from '../cli/commands/run.js';
 import { readManifestLines, verifyManifest } from '../pipeline/verify-manifest.js';
 import { listSource } from '../producers/list-source.js';
 import { assertClusterPrefix, connectRedis, hasHashTag, parseClusterUrl } from '../workers/redis-connection.js';
+import { RunTracker } from '../workers/run-tracker.js';
 import { startRedisCluster, type TestRedisCluster } from './helpers/redis-cluster.js';
 import { writeTestModels, type TestModels } from './helpers/test-models.js';
 
@@ -76,6 +77,14 @@ describe('pipeline on a 3-master Redis Cluster', () => {
 
   it('refuses a prefix without a hash tag with a clear error', async () => {
     await expect(runCommand(images, { out: join(dir, 'out-bad'), config: await config('cascade'), progress: false })).rejects.toThrow(/prefix "cascade" has no hash tag/);
+    // Commands that only track runs (submit, status) meet the same check through the tracker.
+    const connection = connectRedis(cluster.url);
+    try {
+      expect(() => new RunTracker(connection, 'cascade')).toThrow(/prefix "cascade" has no hash tag/);
+      expect(() => new RunTracker(connection, '{cascade}')).not.toThrow();
+    } finally {
+      connection.disconnect();
+    }
   });
 });
 

@@ -55,9 +55,10 @@ export function hasHashTag(prefix: string): boolean {
   return /\{[^{}]+\}/.test(prefix.slice(0, prefix.indexOf('}') + 1));
 }
 
-/** Throws a clear error when `url` is a cluster and `prefix` lacks the hash tag BullMQ needs there. */
-export function assertClusterPrefix(url: string, prefix: string): void {
-  if (isClusterUrl(url) && !hasHashTag(prefix)) {
+/** Throws a clear error when `target` (a URL or an open connection) is a cluster and `prefix` lacks the hash tag BullMQ needs there. */
+export function assertClusterPrefix(target: string | Redis, prefix: string): void {
+  const cluster = typeof target === 'string' ? isClusterUrl(target) : (target as { isCluster?: boolean }).isCluster === true;
+  if (cluster && !hasHashTag(prefix)) {
     throw new Error(`prefix "${prefix}" has no hash tag: on Redis Cluster use one like "{${prefix}}" so each queue's and run's keys share a slot`);
   }
 }

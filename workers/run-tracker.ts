@@ -5,6 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 import { RunSpec } from './jobs.js';
+import { assertClusterPrefix } from './redis-connection.js';
 
 // Shared tail of both scripts: the run is complete once listing is done, every listed image has
 // a final row and every audit the parts promised has been recorded. Returns 1 at most until the
@@ -82,6 +83,8 @@ export class RunTracker {
     private readonly redis: Redis,
     private readonly prefix: string,
   ) {
+    // The Lua scripts touch two keys of a run; on a cluster only a hash-tagged prefix keeps them in one slot.
+    assertClusterPrefix(redis, prefix);
     redis.defineCommand('cascadeFinishPart', { numberOfKeys: 2, lua: FINISH_PART });
     redis.defineCommand('cascadeFinishAudit', { numberOfKeys: 2, lua: FINISH_AUDIT });
   }
