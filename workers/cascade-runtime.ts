@@ -21,7 +21,7 @@ import { RunTracker } from './run-tracker.js';
 import { RunScheduler } from './run-scheduler.js';
 import { StageWorker, type StageWorkerOptions } from './stage-worker.js';
 
-/** What a process serves: a stage, by its name (little, big, or a `stages:` name), or 'merge'. */
+/** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' or 'scheduler'. */
 export type Role = string;
 
 /** The cascade's stages as configured: names and model specs in order (`stages:`, else little → big). */
