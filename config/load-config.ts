@@ -137,11 +137,6 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
   return parsed.data;
 }
 
-/**
- * The N-stage form: resolve each stage's model reference against the config file, refuse a mix
- * with little/big/threshold (which one would win is not obvious), and fill little/big/threshold
- * from the first and last stage so code reading the two-stage fields keeps working.
- */
 /** Put a calibration's metric and thresholds into the raw config (before flags, which win). */
 function applyCalibration(merged: Record<string, unknown>, cal: AnyCalibrationFile, path: string): void {
   const chain = 'kind' in cal;
@@ -167,6 +162,11 @@ function applyCalibration(merged: Record<string, unknown>, cal: AnyCalibrationFi
   }
 }
 
+/**
+ * The N-stage form: resolve each stage's model reference against the config file, refuse a mix
+ * with little/big/threshold (which one would win is not obvious), and fill little/big/threshold
+ * from the first and last stage so code reading the two-stage fields keeps working.
+ */
 async function expandStages(merged: Record<string, unknown>, overrides: NonNullable<LoadOptions['overrides']>, fileDir: string, env: NodeJS.ProcessEnv): Promise<void> {
   const stages = merged.stages;
   if (!Array.isArray(stages)) throw new ConfigError(`stages: expected a list of { name?, model, threshold } (got ${JSON.stringify(stages)})`);

@@ -6,6 +6,7 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../cli/commands/run.js';
@@ -15,7 +16,13 @@ import { isAudited } from '../pipeline/audit-sample.js';
 import { summarizeAudit } from '../pipeline/audit-summary.js';
 import { wilsonInterval } from '../pipeline/calibration/wilson.js';
 import { ManifestRow } from '../pipeline/manifest.js';
-import type { RunSpec } from '../workers/jobs.js';
+import { ModelSpec } from '../config/schema.js';
+import { fetchRef } from '../pipeline/fetch-image.js';
+import { LocalStore } from '../pipeline/local-store.js';
+import { loadStageModel } from '../pipeline/stage-model.js';
+import { CascadeQueues } from '../workers/cascade-queues.js';
+import { AUDIT_JOB_NAME, JOB_OPTIONS, auditJobId, type RunSpec } from '../workers/jobs.js';
+import { StageWorker } from '../workers/stage-worker.js';
 import { connectRedis } from '../workers/redis-connection.js';
 import { RunTracker } from '../workers/run-tracker.js';
 import { colourSpec, COLOURS, writeColourImages } from './helpers/colour-fixture.js';
@@ -41,6 +48,8 @@ afterAll(async () => {
   await redis?.stop();
   await rm(dir, { recursive: true, force: true });
 });
+
+const name = (key: string) => key.slice(key.lastIndexOf('/') + 1);
 
 describe('audit sample', () => {
   const keys = Array.from({ length: 20_000 }, (_, i) => `s3://bucket/photos/${i}.jpg`);
@@ -126,6 +135,65 @@ describe('audit counting in the run tracker', () => {
     await t.finishListing('r2', 2, 1);
     expect(await t.finishPart('r2', { id: 'b0s0', stage: 0, final: 2, counts: counts(2, 2, 0, 0) })).toBe(true);
     expect((await t.progress('r2'))!.audit).toEqual({ expected: 0, done: 0, agreeing: 0 });
+  });
+});
+
+describe('audit jobs under redelivery', () => {
+  it('a first-stage batch delivered twice promises and queues its audits once; an audit job delivered twice counts once', async () => {
+    const prefix = 'redeliver';
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    const out = join(dir, 'out-redeliver');
+    const deps = { fetch: (ref: string) => fetchRef(ref, { s3: () => { throw new Error('no S3 in this test'); } }), maxPixels: 1e6, fetchConcurrency: 2 };
+    const load = (name: string, path: string) => loadStageModel(name, ModelSpec.parse(colourSpec(path, models.labels)), { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 });
+    const [little, big] = await Promise.all([load('little', models.colourLittle), load('big', models.colourBig)]);
+    const worker = (model: typeof little, stageIndex: number) =>
+      new StageWorker({ connection, prefix, stageIndex, model, concurrency: 1, deps, openOutput: (o) => new LocalStore(o), tracker, queues, log: () => {} });
+    const [w0, w1] = [worker(little, 0), worker(big, 1)];
+    // Only `process` is exercised (the call BullMQ makes): stop the consumers taking jobs themselves.
+    await Promise.all([w0.worker.close(), w1.worker.close()]);
+    try {
+      const spec: RunSpec = {
+        runId: 'redeliver-1',
+        source: images,
+        out,
+        metric: 'maxprob',
+        batchSize: 4,
+        stages: [
+          { name: 'little', modelPath: models.colourLittle, gmacsPerImage: 0, threshold: 0.3 },
+          { name: 'big', modelPath: models.colourBig, gmacsPerImage: 0, threshold: null },
+        ],
+        audit: { fraction: 1, seed: '' },
+        createdAt: new Date().toISOString(),
+      };
+      await tracker.create(spec);
+      await tracker.finishListing(spec.runId, 4, 1);
+      // red (agree), black (agree: "other"), light grey 160 (little says a colour, big "other"), grey 64 (forwarded).
+      const names = ['red-0.png', 'grey-0.png', 'grey-160.png', 'grey-64.png'];
+      const stageJob = { name: 'batch', data: { runId: spec.runId, batch: 0, stage: 0, items: names.map((n, pos) => ({ ref: join(images, n), pos })) }, attemptsMade: 0, opts: { ...JOB_OPTIONS } } as unknown as Job;
+      await w0.process(stageJob);
+      await w0.process(stageJob);
+      expect(await tracker.auditProgress(spec.runId)).toEqual({ expected: 3, done: 0, agreeing: 0 });
+      const queued = await queues.stage('big').getJob(auditJobId(spec.runId, 0));
+      expect(queued?.name).toBe(AUDIT_JOB_NAME);
+      expect(queued?.data.items.map((i: { ref: string }) => name(i.ref))).toEqual(['red-0.png', 'grey-0.png', 'grey-160.png']);
+      expect(await queues.stage('big').getJobCounts('waiting')).toEqual({ waiting: 2 }); // the audit and the forwarded grey
+
+      const auditJob = { name: AUDIT_JOB_NAME, data: queued!.data, attemptsMade: 0, opts: { ...JOB_OPTIONS } } as unknown as Job;
+      await w1.process(auditJob);
+      const first = await readFile(join(out, 'audit', '00000000.json'), 'utf8');
+      await w1.process(auditJob);
+      expect(await readFile(join(out, 'audit', '00000000.json'), 'utf8')).toBe(first);
+      expect(await tracker.auditProgress(spec.runId)).toEqual({ expected: 3, done: 3, agreeing: 2 });
+      // Audits are not final rows: the run still waits for the forwarded grey.
+      expect((await tracker.progress(spec.runId))!.final).toBe(3);
+    } finally {
+      await Promise.allSettled([w0.close(), w1.close()]);
+      await Promise.allSettled([little.close(), big.close()]);
+      await queues.close();
+      connection.disconnect();
+    }
   });
 });
 

@@ -139,7 +139,7 @@ describe('plots written by the merge', () => {
     await writeFile(join(dir, 'calib.json'), JSON.stringify(calib));
     const curve = Array.from({ length: 1000 }, (_, i) => ({ metric: i % 2 ? 'margin' : 'maxprob', threshold: i / 1000, fractionToBig: i / 1000, gmacsPerImage: 0.1 + i / 1000, saved: 0, accepted: 0, agreement: 1 - i / 5000, cascadeAccuracy: null }));
     await writeFile(join(dir, 'calib.curve.json'), JSON.stringify(curve));
-    const cal = await readRunCalibration(join(dir, 'calib.json'), 100);
+    const cal = (await readRunCalibration(join(dir, 'calib.json'), 100))!;
     // Only the chosen metric's 500 points, thinned to at most 100 (plus the last).
     expect(cal.points.length).toBeLessThanOrEqual(101);
     expect(cal.points.at(-1)).toEqual({ gmacsPerImage: 0.1 + 998 / 1000, agreement: 1 - 998 / 5000 });

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
-import { readCalibrationFile } from '../../config/calibration.js';
+import { readAnyCalibrationFile } from '../../config/calibration.js';
 import { lineChart, type Marker } from './line-chart.js';
 
 /** Object key of the run's calibration curve under its output location. */
@@ -23,9 +23,13 @@ export const RunCalibration = z.object({
 });
 export type RunCalibration = z.infer<typeof RunCalibration>;
 
-/** Read calib.json and its curve file (next to it) into the run's calibration record. */
-export async function readRunCalibration(calibPath: string, maxPoints = 400): Promise<RunCalibration> {
-  const cal = await readCalibrationFile(calibPath);
+/**
+ * Read calib.json and its curve file (next to it) into the run's calibration record; null for a
+ * chain calibration (N stages), which has no single curve to draw.
+ */
+export async function readRunCalibration(calibPath: string, maxPoints = 400): Promise<RunCalibration | null> {
+  const cal = await readAnyCalibrationFile(calibPath);
+  if ('kind' in cal) return null;
   const curvePath = join(dirname(calibPath), cal.files.curveJson);
   let rows: unknown;
   try {
