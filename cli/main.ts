@@ -49,7 +49,8 @@ export function buildProgram(): Command {
     .description('check a manifest has exactly one valid row per input of a source (exit 1 on missing, duplicate, unknown or invalid rows)')
     .requiredOption('--manifest <location>', 'manifest.jsonl (local, s3://…, or the output directory holding it)')
     .requiredOption('--source <source>', 'the run\'s source: a local folder, s3://bucket/prefix, or a key-list file')
-    .option('--extensions <list>', 'comma-separated extensions the run listed (default: the run default)')
+    .option('--extensions <list>', 'comma-separated extensions the run listed (default: the config file\'s, else the run default)')
+    .option('--config <file>', 'the run\'s config file, for its extensions and s3 settings')
     .option('--json', 'print the report as JSON')
     .action(async (opts) => {
       await verifyCommand(opts);

@@ -134,6 +134,19 @@ describe('cascade verify on a real run', () => {
     expect(report.unknown).toEqual([join(images, 'ghost.png')]);
   });
 
+  it('lists the source with the config file\'s extensions; --extensions wins', async () => {
+    const cfg = join(dir, 'png-only.yaml');
+    await writeFile(cfg, 'extensions: [".png"]\nlittle: ignored.onnx\n');
+    const r = await verify('--manifest', out, '--source', images, '--config', cfg, '--json');
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ sourceKeys: 3, counts: { unknown: 1 }, unknown: [join(images, 'broken.jpg')] });
+    const flag = await verify('--manifest', out, '--source', images, '--config', cfg, '--extensions', 'png,JPG');
+    expect(flag.code).toBe(0);
+    const bad = await verify('--manifest', out, '--source', images, '--extensions', '.j p g');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--extensions: expected extensions like \.jpg,\.png/);
+  });
+
   it('checks a manifest on S3 against an S3 source', async () => {
     const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as ManifestRow);
     const rel = (key: string) => key.slice(images.length + 1);

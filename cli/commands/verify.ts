@@ -4,7 +4,9 @@
  * s3:// URLs), so keys compare like with like. Exit code 1 on any violation.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
 import { CascadeConfig, S3Settings } from '../../config/schema.js';
 import { isS3Url } from '../../pipeline/location.js';
@@ -15,27 +17,50 @@ import { listSource } from '../../producers/list-source.js';
 export interface VerifyOptions {
   manifest: string;
   source: string;
-  /** Comma-separated extensions (default: the run's default list). */
+  /** Comma-separated extensions (default: the config file's, else the run default). */
   extensions?: string;
+  /** The run's config file: its `extensions` and `s3` settings are used (models are not needed). */
+  config?: string;
   json?: boolean;
 }
 
-/** The extension list of a run: the flag's, else the config schema's default. */
-function extensionsOf(flag: string | undefined): string[] {
-  const raw = flag === undefined ? undefined : flag.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean).map((e) => (e.startsWith('.') ? e : `.${e}`));
+/** The settings verify shares with the run: extensions and S3, from the config file and environment. */
+async function runSettings(file: string | undefined): Promise<{ extensions: unknown; s3: unknown }> {
+  if (!file) return { extensions: undefined, s3: undefined };
+  const text = await readFile(resolve(file), 'utf8').catch((err: Error) => {
+    throw new ConfigError(`cannot read ${file}: ${err.message}`);
+  });
+  let parsed: unknown;
+  try {
+    // YAML is a superset of JSON, so this reads either kind of config file.
+    parsed = parseYaml(text) ?? {};
+  } catch (err) {
+    throw new ConfigError(`${file} is not valid YAML or JSON: ${(err as Error).message}`);
+  }
+  const { extensions, s3 } = (parsed ?? {}) as { extensions?: unknown; s3?: unknown };
+  return { extensions, s3 };
+}
+
+/** The extension list of a run: the flag's, else the config file's, else the schema default. */
+function extensionsOf(flag: string | undefined, fromFile: unknown): string[] {
+  const raw = flag === undefined ? fromFile : flag.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean).map((e) => (e.startsWith('.') ? e : `.${e}`));
   const parsed = CascadeConfig.shape.extensions.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(`--extensions: expected comma-separated extensions like .jpg,.png, got ${JSON.stringify(flag)}`);
+  if (!parsed.success) throw new ConfigError(`${flag === undefined ? 'extensions (config file)' : '--extensions'}: expected extensions like .jpg,.png, got ${JSON.stringify(flag ?? fromFile)}`);
   return parsed.data;
 }
 
 /** Verify the manifest against the source; prints the report and sets exit code 1 on a violation. */
 export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport> {
+  const settings = await runSettings(o.config);
+  const s3Settings = S3Settings.safeParse(s3SettingsFromEnv(settings.s3, process.env) ?? settings.s3 ?? {});
+  if (!s3Settings.success) throw new ConfigError(`invalid s3 settings${o.config ? ` in ${o.config}` : ''}: ${s3Settings.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const extensions = extensionsOf(o.extensions, settings.extensions);
   let client: S3Client | undefined;
-  const s3 = () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {})));
+  const s3 = () => (client ??= makeS3Client(s3Settings.data));
   try {
     // `cascade run` stores absolute local paths as keys; resolve the source the same way.
     const source = isS3Url(o.source) ? o.source : resolve(o.source);
-    const refs = listSource(source, { extensions: extensionsOf(o.extensions), s3 });
+    const refs = listSource(source, { extensions, s3 });
     const report = await verifyManifest(refs, readManifestLines(o.manifest, s3));
     process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(report)}\n`);
     if (!report.ok) process.exitCode = 1;
