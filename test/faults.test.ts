@@ -219,7 +219,7 @@ beforeAll(async () => {
   images = join(dir, 'images');
   await mkdir(images, { recursive: true });
   for (const [name, bytes] of await imageFiles()) await writeFile(join(images, name), bytes);
-  [models, redis] = await Promise.all([writeSlowModels(join(dir, 'models'), { k: 768, matmuls: 4 }), startRedis()]);
+  [models, redis] = await Promise.all([writeSlowModels(join(dir, 'models'), { k: 640, matmuls: 4 }), startRedis()]);
 });
 
 afterAll(async () => {
@@ -341,7 +341,7 @@ describe('faults: nothing lost, nothing doubled', () => {
     const dataDir = await mkdtemp(join(dir, 'late-'));
     const s = await scenario(`redis://127.0.0.1:${port}`);
     const w = worker(s.configFile, ['little', 'big', 'merge']);
-    await sleep(3000);
+    await sleep(1500);
     expect(w.output()).not.toMatch(/worker failed to start/);
     const server = await startAofRedis(port, dataDir);
     try {
