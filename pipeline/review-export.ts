@@ -39,13 +39,18 @@ export function parseReasons(list: string): Set<ReviewReason> {
   return reasons;
 }
 
+/** The output location holds no merged run. */
+export class RunOutputNotFoundError extends Error {
+  override name = 'RunOutputNotFoundError';
+}
+
 /** The run's manifest rows, in manifest order. */
 export async function readManifest(store: ObjectStore): Promise<ManifestRow[]> {
   let text: string;
   try {
     text = (await store.get('manifest.jsonl')).toString('utf8');
   } catch (err) {
-    if (isObjectNotFound(err)) throw new Error(`no manifest.jsonl in ${store.describe()}: is the run finished and merged?`);
+    if (isObjectNotFound(err)) throw new RunOutputNotFoundError(`no manifest.jsonl in ${store.describe()}: is the run finished and merged?`);
     throw err;
   }
   return text

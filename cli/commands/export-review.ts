@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
 import { S3Settings } from '../../config/schema.js';
 import { makeS3Client, openStore } from '../../pipeline/open-store.js';
-import { labelStudioTasks, parseReasons, readDisagreements, readManifest, reviewCsv, selectForReview } from '../../pipeline/review-export.js';
+import { labelStudioTasks, parseReasons, readDisagreements, readManifest, reviewCsv, RunOutputNotFoundError, selectForReview } from '../../pipeline/review-export.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 
 export interface ExportReviewOptions {
@@ -30,7 +30,10 @@ export async function exportReviewCommand(o: ExportReviewOptions): Promise<numbe
         throw new ConfigError((err as Error).message);
       }
     })();
-    const [rows, disagreements] = await Promise.all([readManifest(store), include.has('disagreements') ? readDisagreements(store) : Promise.resolve(new Map())]);
+    const [rows, disagreements] = await Promise.all([readManifest(store), include.has('disagreements') ? readDisagreements(store) : Promise.resolve(new Map())]).catch((err: unknown) => {
+      // A wrong --run is a usage problem: one line and exit code 2, no stack.
+      throw err instanceof RunOutputNotFoundError ? new ConfigError(err.message) : err;
+    });
     const items = selectForReview(rows, disagreements, { include, maxConfidence: o.maxConfidence });
     const body = o.format === 'csv' ? reviewCsv(items) : `${JSON.stringify(labelStudioTasks(items, { localFilesRoot: o.localFilesRoot }), null, 2)}\n`;
     if (o.out) await writeFile(o.out, body);
