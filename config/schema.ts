@@ -225,14 +225,14 @@ export const CascadeConfig = z
     concurrency: z.number().int().min(1).default(2),
     /** Images fetched + decoded at once inside one job. */
     fetchConcurrency: z.number().int().min(1).default(8),
-    /** BullMQ job locks: how soon the jobs of a crashed worker are re-run elsewhere. */
-    jobLocks: JobLocks.default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 2 }),
     /** Models with a dynamic batch dimension: how long a partial batch waits for other jobs' images, ms (0: never). */
     accumulateMs: z.number().int().min(0).default(20),
     /** Jobs a worker of such a model runs at once, so that small forwarded jobs fill its batches together. */
     accumulateJobs: z.number().int().min(1).default(8),
     /** MiB of preprocessed tensors a process keeps for its next stage, saving a second fetch and decode (0: off). */
     tensorCacheMb: z.number().int().min(0).default(128),
+    /** BullMQ job locks: how soon the jobs of a crashed worker are re-run elsewhere. */
+    jobLocks: JobLocks.default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 2 }),
     limits: Limits.default({ maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }),
     s3: S3Settings.default({ region: 'us-east-1', forcePathStyle: false }),
     /** Redis URL; when absent `cascade run` starts a private redis-server. */
