@@ -142,4 +142,19 @@ describe('3-stage cascade run', () => {
       connection.disconnect();
     }
   });
+
+  it('audits go from the first stage straight to the last, skipping the middle one', async () => {
+    const config = await writeConfig({ stages: threeStages(), audit: { fraction: 1 } });
+    const out = join(dir, 'out-3-audit');
+    const summary = await runCommand(images, { out, config, progress: false, json: true });
+    // The 12 saturated colours little kept are audited by big (which agrees on all); the mid
+    // stage sees only the 6 forwarded greys, exactly as without audits.
+    expect(summary.stages.map((s) => [s.name, s.images])).toEqual([
+      ['little', total],
+      ['mid', 6],
+      ['big', 4],
+    ]);
+    expect(summary.audit).toMatchObject({ sampled: COLOURS.length, agreeing: COLOURS.length, agreement: 1 });
+    expect(summary.audit!.gmacs).toBe(COLOURS.length * summary.stages[2]!.gmacsPerImage);
+  });
 });
