@@ -61,7 +61,8 @@ export async function rssBench(n: number, log: (line: string) => void, everyMs =
       const seconds = (performance.now() - started) / 1000;
       done = n;
       sample();
-      const half = samples.filter((s) => s.images >= n / 2);
+      // Samples while images were still flowing; the merge at the end is a different phase.
+      const half = samples.filter((s) => s.images >= n / 2 && s.images < n);
       const slopeMbPer10k = slope(half.map((s) => s.images), half.map((s) => s.rssMb)) * 10_000;
       return { images: n, seconds, samples, slopeMbPer10k };
     } finally {

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value]`
+ * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]`
  * Runs the benchmarks (all by default: throughput, batching, enqueue, rss) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
@@ -24,6 +24,7 @@ const { values, positionals } = parseArgs({
     refs: { type: 'string', default: '1000000' },
     'rss-images': { type: 'string', default: '100000' },
     set: { type: 'string', multiple: true, default: [] },
+    'skip-big-only': { type: 'boolean', default: false },
   },
 });
 
@@ -48,7 +49,7 @@ const num = (s: string | undefined, flag: string) => {
 
 if (chosen.includes('throughput')) {
   console.log('== throughput');
-  await throughputBench({ images: num(values.images, 'images'), repeats: num(values.repeats, 'repeats'), threshold: Number(values.threshold), config: overrides(values.set), log });
+  await throughputBench({ images: num(values.images, 'images'), repeats: num(values.repeats, 'repeats'), threshold: Number(values.threshold), config: overrides(values.set), skipBigOnly: values['skip-big-only'], log });
   console.log('');
 }
 if (chosen.includes('batching')) {

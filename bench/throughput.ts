@@ -14,6 +14,8 @@ export interface ThroughputArgs {
   threshold: number;
   /** Extra config for the pipeline runs, e.g. { inferenceThreads: 2 }. */
   config: Record<string, unknown>;
+  /** Leave out the big-only pipeline (for quick A/B runs of settings). */
+  skipBigOnly?: boolean;
   log: (line: string) => void;
 }
 
@@ -42,9 +44,11 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
       routed = c.routed;
       a.log(`  repeat ${r + 1}: ceiling ${c.imagesPerSecond.toFixed(1)} img/s (routed ${(100 * c.routed).toFixed(1)}%)`);
       // margin ≥ 1 needs p1 = 1 and p2 = 0 exactly, so every image goes on to big.
-      const b = await runPipeline(env, { little: LITTLE_SPEC, big: BIG_SPEC, threshold: 1, metric: 'margin', config: a.config, tag: `bigonly${r}` });
-      bigOnly.push(b);
-      a.log(`  repeat ${r + 1}: big-only pipeline ${b.imagesPerSecond.toFixed(1)} img/s (routed ${(100 * b.routed).toFixed(1)}%)`);
+      if (!a.skipBigOnly) {
+        const b = await runPipeline(env, { little: LITTLE_SPEC, big: BIG_SPEC, threshold: 1, metric: 'margin', config: a.config, tag: `bigonly${r}` });
+        bigOnly.push(b);
+        a.log(`  repeat ${r + 1}: big-only pipeline ${b.imagesPerSecond.toFixed(1)} img/s (routed ${(100 * b.routed).toFixed(1)}%)`);
+      }
       const k = await runPipeline(env, { little: LITTLE_SPEC, big: BIG_SPEC, threshold: a.threshold, config: a.config, tag: `cascade${r}` });
       cascade.push(k);
       a.log(`  repeat ${r + 1}: cascade pipeline ${k.imagesPerSecond.toFixed(1)} img/s (routed ${(100 * k.routed).toFixed(1)}%)`);
@@ -63,7 +67,7 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
   const runs = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
   a.log(table(['benchmark', 'images/s (median)', 'runs', 'CPU ms/img', 'routed to big'], [
     ['ceiling (in-process)', ceil, runs(ceiling), ceilCpu, `${(100 * routed).toFixed(1)}%`],
-    ['big-only pipeline', big, runs(bigOnly.map((x) => x.imagesPerSecond)), bigCpu, `${(100 * median(bigOnly.map((x) => x.routed))).toFixed(1)}%`],
+    ['big-only pipeline', big, runs(bigOnly.map((x) => x.imagesPerSecond)) || 'skipped', bigCpu, `${(100 * median(bigOnly.map((x) => x.routed))).toFixed(1)}%`],
     ['cascade pipeline', cas, runs(cascade.map((x) => x.imagesPerSecond)), casCpu, `${(100 * median(cascade.map((x) => x.routed))).toFixed(1)}%`],
   ]));
   a.log('');
@@ -77,6 +81,7 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
   a.log('');
   const rows: Array<Array<string | number>> = [];
   for (const [label, runs] of [['big-only', bigOnly], ['cascade', cascade]] as const) {
+    if (runs.length === 0) continue;
     for (const [i, name] of runs[0]!.summary.stages.map((s) => s.name).entries()) {
       const pick = (f: (r: PipelineResult) => number) => median(runs.map(f));
       rows.push([
