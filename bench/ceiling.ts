@@ -118,3 +118,11 @@ export async function measureStageCosts(photos: string[], m: CascadeModels, intr
 export function idealSpeedup(c: StageCosts, routedFraction: number): number {
   return (c.decodeMs + c.bigMs) / (c.decodeMs + c.littleMs + routedFraction * c.bigMs);
 }
+
+/**
+ * The same against the big-only pipeline as benchmarked, which still runs the little model on
+ * every image (threshold 1 routes all): (d + L + B) / (d + L + f·B).
+ */
+export function idealSpeedupVsRouteAll(c: StageCosts, routedFraction: number): number {
+  return (c.decodeMs + c.littleMs + c.bigMs) / (c.decodeMs + c.littleMs + routedFraction * c.bigMs);
+}
