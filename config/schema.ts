@@ -136,7 +136,8 @@ export const S3Settings = z
 export const StageName = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,32}$/, 'stage names use letters, digits, _ and - (at most 32)')
-  .refine((n) => n !== 'merge', 'the stage name "merge" is reserved for the merge queue');
+  // Stage names double as `cascade worker` roles, so they must not shadow the other roles.
+  .refine((n) => n !== 'merge' && n !== 'scheduler', 'the stage names "merge" and "scheduler" are reserved for those worker roles');
 
 /** One stage of an N-stage cascade (`stages:`); the last stage has no threshold. */
 export const StageConfig = z

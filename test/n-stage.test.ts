@@ -83,7 +83,8 @@ describe('stages config', () => {
     ['a middle stage without threshold', (s) => [s[0], { ...s[1], threshold: undefined }, s[2]], /stages\.1\.threshold: every stage but the last needs a threshold/],
     ['a repeated name', (s) => [s[0], { ...s[1], name: 'big' }, s[2]], /stages\.2\.name: stage name "big" is used twice/],
     ['an unsafe name', (s) => [s[0], { ...s[1], name: 'a:b' }, s[2]], /stages\.1\.name: stage names use letters, digits/],
-    ['the reserved name merge', (s) => [s[0], { ...s[1], name: 'merge' }, s[2]], /stages\.1\.name: the stage name "merge" is reserved/],
+    ['the reserved name merge', (s) => [s[0], { ...s[1], name: 'merge' }, s[2]], /stages\.1\.name: the stage names "merge" and "scheduler" are reserved/],
+    ['the reserved name scheduler', (s) => [s[0], { ...s[1], name: 'scheduler' }, s[2]], /stages\.1\.name: the stage names "merge" and "scheduler" are reserved/],
     ['a single stage', (s) => [s[2]], /stages: a cascade needs at least 2 stages/],
   ];
   for (const [what, make, message] of bad) {
