@@ -8,6 +8,7 @@ import { scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from '
 import { statusCommand } from './commands/status.js';
 import { submitCommand } from './commands/submit.js';
 import { workerCommand } from './commands/worker.js';
+import { retryCommand } from './commands/retry.js';
 
 type NumberParser = (name: string, min: number, max: number) => (value: string) => number;
 
@@ -52,6 +53,17 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
     .option('--metrics-host <host>', 'interface for the metrics endpoint', '0.0.0.0')
     .action(async (roles: string[], opts) => {
       await workerCommand(roles, opts);
+    });
+
+  program
+    .command('retry')
+    .description('put a run’s jobs that failed for good (all attempts used) back in their queues, once the cause is fixed')
+    .argument('<runId>', 'run id')
+    .option('--config <file>', 'config file (for redisUrl and prefix)')
+    .option('--prefix <prefix>', 'BullMQ key prefix (default: the config’s, else cascade)')
+    .option('--json', 'print the counts as JSON')
+    .action(async (runId: string, opts) => {
+      await retryCommand(runId, opts);
     });
 
   program

@@ -43,6 +43,30 @@ export class CascadeQueues {
     await tracker.markMergeQueued(runId);
   }
 
+  /**
+   * Move a run's jobs that failed for good (every attempt used) back to waiting with a fresh
+   * retry budget (so a model error is retried before it becomes error rows), on the given
+   * stage queues and the merge queue; returns how many per queue. Used once the cause (storage
+   * down for longer than the retries, a bad deploy) is fixed, so the run can still complete.
+   */
+  async retryFailed(runId: string, stageNames: readonly string[]): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (const [name, queue] of [...stageNames.map((n) => [n, this.stage(n)] as const), ['merge', this.merge] as const]) {
+      counts[name] = 0;
+      // Pages of 500: a run's failed set can be large, and getFailed(0, -1) loads it all at once.
+      for (let start = 0; ; start += 500) {
+        const jobs = await queue.getFailed(start, start + 499);
+        if (jobs.length === 0) break;
+        const mine = jobs.filter((j) => (j?.data as { runId?: unknown } | undefined)?.runId === runId);
+        for (const job of mine) await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+        counts[name] += mine.length;
+        // Retried jobs leave the failed set, shifting the rest down: re-read the same page.
+        if (mine.length > 0) start -= 500;
+      }
+    }
+    return counts;
+  }
+
   /** Close the queue handles (not the shared connection). */
   async close(): Promise<void> {
     await Promise.all([this.merge.close(), ...[...this.stageQueues.values()].map((q) => q.close())]);

@@ -1,0 +1,31 @@
+/**
+ * `cascade retry <runId>`: put a run's jobs that failed for good back in their queues, once
+ * their cause is fixed (e.g. the output bucket was unreachable for longer than the retries).
+ * Parts are idempotent and counted once, so retrying never duplicates a row.
+ */
+import { CascadeQueues } from '../../workers/cascade-queues.js';
+import { RunId } from '../../workers/jobs.js';
+import { connectRedis } from '../../workers/redis-connection.js';
+import { RunTracker } from '../../workers/run-tracker.js';
+import { fleetSettings } from '../fleet-settings.js';
+
+/** Retry the failed jobs of `runId`; resolves with the count per queue. */
+export async function retryCommand(runId: string, o: { config?: string; prefix?: string; json?: boolean }): Promise<Record<string, number>> {
+  const id = RunId.parse(runId);
+  const { redisUrl, prefix } = await fleetSettings(o);
+  const redis = connectRedis(redisUrl);
+  const queues = new CascadeQueues(redis, prefix);
+  try {
+    const spec = await new RunTracker(redis, prefix).spec(id);
+    if (!spec) throw Object.assign(new Error(`run ${id} is unknown to this Redis (prefix ${prefix})`), { name: 'UnknownRunError' });
+    const counts = await queues.retryFailed(id, spec.stages.map((s) => s.name));
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    process.stdout.write(
+      o.json ? `${JSON.stringify({ runId: id, retried: counts })}\n` : `run ${id}: ${total} failed job(s) back in their queues (${Object.entries(counts).map(([q, n]) => `${q} ${n}`).join(', ')})\n`,
+    );
+    return counts;
+  } finally {
+    await queues.close();
+    redis.disconnect();
+  }
+}
