@@ -34,6 +34,11 @@ export interface ClassifyDeps {
   fetchConcurrency: number;
   /** Tensors of forwarded images, for a next stage in this process that preprocesses alike. */
   tensorCache?: TensorCache;
+  /**
+   * Images per inference call: a call starts as soon as that many are decoded, so the rest
+   * of the batch decodes while it runs. Absent or 0: one call once the whole batch is decoded.
+   */
+  inferChunk?: number;
 }
 
 export interface StageDecision {
@@ -50,6 +55,8 @@ export interface StageResult {
   stats: StageStats;
 }
 
+type Ready = { item: BatchItem; tensor: Float32Array | Uint16Array };
+
 /** Map a thrown error to the manifest's error kind. */
 export function errorKind(err: unknown): ImageErrorKind {
   if (err instanceof ObjectNotFoundError) return 'not-found';
@@ -64,42 +71,22 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   const { io } = model.pool;
   const perImage = io.channels * io.height * io.width;
   const rows: PartRow[] = [];
-  const ready: Array<{ item: BatchItem; tensor: Float32Array | Uint16Array }> = [];
   let fetchMs = 0;
   let decodeMs = 0;
   const shape = { height: io.height, width: io.width, dtype: io.inputDtype };
   const how = preprocessKey(model.preprocess, shape);
 
-  const limit = pLimit(deps.fetchConcurrency);
-  await Promise.all(
-    items.map((item) =>
-      limit(async () => {
-        const cached = deps.tensorCache?.take(item.ref, how);
-        if (cached) return void ready.push({ item, tensor: cached });
-        try {
-          const t0 = performance.now();
-          const bytes = await deps.fetch(item.ref);
-          const t1 = performance.now();
-          const tensor = await preprocessImage(bytes, model.preprocess, shape, { maxPixels: deps.maxPixels });
-          decodeMs += performance.now() - t1;
-          fetchMs += t1 - t0;
-          ready.push({ item, tensor });
-        } catch (err) {
-          rows.push(errorRow(item, errorKind(err), err));
-        }
-      }),
-    ),
-  );
-
   const forward: BatchItem[] = [];
   let inferMs = 0;
-  if (ready.length > 0) {
-    ready.sort((a, b) => a.item.pos - b.item.pos);
-    const batch = io.inputDtype === 'float16' ? new Uint16Array(ready.length * perImage) : new Float32Array(ready.length * perImage);
-    ready.forEach((r, i) => batch.set(r.tensor, i * perImage));
-    const { probs, classes, ms } = await model.pool.infer(batch, ready.length);
-    inferMs = ms;
-    ready.forEach(({ item, tensor }, i) => {
+  const calls: Array<Promise<void>> = [];
+  let failure: { err: unknown } | null = null;
+  const inferGroup = async (group: Ready[]) => {
+    group.sort((a, b) => a.item.pos - b.item.pos);
+    const batch = io.inputDtype === 'float16' ? new Uint16Array(group.length * perImage) : new Float32Array(group.length * perImage);
+    group.forEach((r, i) => batch.set(r.tensor, i * perImage));
+    const { probs, classes, ms } = await model.pool.infer(batch, group.length);
+    inferMs += ms;
+    group.forEach(({ item, tensor }, i) => {
       const prediction = predict(probs.subarray(i * classes, (i + 1) * classes), decision.metric);
       if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
       else {
@@ -107,9 +94,49 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
         deps.tensorCache?.put(item.ref, how, tensor);
       }
     });
-  }
+  };
+  // A failed call is held until every decode is done, then fails the batch (never an unhandled rejection).
+  const send = (group: Ready[]) => {
+    if (group.length > 0) calls.push(inferGroup(group).catch((err: unknown) => void (failure ??= { err })));
+  };
+  const chunk = deps.inferChunk && deps.inferChunk > 0 ? deps.inferChunk : Number.POSITIVE_INFINITY;
+  let gathered: Ready[] = [];
+  const gather = (r: Ready) => {
+    gathered.push(r);
+    if (gathered.length >= chunk) {
+      send(gathered);
+      gathered = [];
+    }
+  };
 
+  const limit = pLimit(deps.fetchConcurrency);
+  await Promise.all(
+    items.map((item) =>
+      limit(async () => {
+        const cached = deps.tensorCache?.take(item.ref, how);
+        if (cached) return gather({ item, tensor: cached });
+        try {
+          const t0 = performance.now();
+          const bytes = await deps.fetch(item.ref);
+          const t1 = performance.now();
+          const tensor = await preprocessImage(bytes, model.preprocess, shape, { maxPixels: deps.maxPixels });
+          decodeMs += performance.now() - t1;
+          fetchMs += t1 - t0;
+          gather({ item, tensor });
+        } catch (err) {
+          rows.push(errorRow(item, errorKind(err), err));
+        }
+      }),
+    ),
+  );
+
+  send(gathered);
+  await Promise.all(calls);
+  if (failure) throw (failure as { err: unknown }).err;
+
+  // Calls finish in any order; parts and forwarded jobs keep batch order.
   rows.sort((a, b) => a.pos - b.pos);
+  forward.sort((a, b) => a.pos - b.pos);
   const errors = rows.filter((r) => r.error).length;
   return {
     rows,

@@ -64,6 +64,15 @@ export function defaultIntraOpThreads(stagesInProcess: number, cores = available
   return Math.max(1, Math.floor(cores / Math.max(1, stagesInProcess)));
 }
 
+/**
+ * Images per inference call within a job. A fixed-batch model runs its images in separate
+ * session calls anyway, so it starts on the first few while the rest decode; a dynamic-batch
+ * model gets the whole job in one call, its batches being what makes it fast.
+ */
+export function inferChunk(model: LoadedStage): number {
+  return model.pool.io.fixedBatch !== null ? Math.max(8, model.pool.io.fixedBatch) : 0;
+}
+
 /** Connect, load the models of `roles` and start their workers ('scheduler' consumes schedule firings). */
 export async function startRuntime(config: CascadeConfig, redisUrl: string, roles: Role[], log: (msg: string) => void, extras: RuntimeExtras = {}): Promise<Runtime> {
   let client: S3Client | undefined;
@@ -96,7 +105,7 @@ export async function startRuntime(config: CascadeConfig, redisUrl: string, role
       stages.push(model);
       // Forwarded jobs are small; a batched model fills its batches from several at once.
       const concurrency = model.pool.accumulator ? Math.max(config.concurrency, config.accumulateJobs) : config.concurrency;
-      const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency, tensorCache };
+      const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency, tensorCache, inferChunk: inferChunk(model) };
       workers.push(new StageWorker({ connection: redis, prefix: config.prefix, stageIndex: index, model, concurrency, deps, openOutput, tracker, queues, log, lockOptions, onBatch: extras.onBatch }));
     }
     if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions }));
