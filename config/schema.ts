@@ -226,8 +226,12 @@ export const CascadeConfig = z
     concurrency: z.number().int().min(1).default(2),
     /** Images fetched + decoded at once inside one job. */
     fetchConcurrency: z.number().int().min(1).default(8),
-    /** Models with a dynamic batch dimension: how long a partial batch waits for other jobs' images, ms (0: never). */
-    accumulateMs: z.number().int().min(0).default(20),
+    /**
+     * Models with a dynamic batch dimension: how long a partial batch waits for other jobs' images,
+     * ms (0: never). Absent: 20 on GPU execution providers, off on CPU, where stacking jobs into
+     * bigger batches measured 0.85–0.90x of one call per job (docs/performance.md).
+     */
+    accumulateMs: z.number().int().min(0).optional(),
     /** Jobs a worker of such a model runs at once, so that small forwarded jobs fill its batches together. */
     accumulateJobs: z.number().int().min(1).default(8),
     /** MiB of preprocessed tensors a process keeps for its next stage, saving a second fetch and decode (0: off). */

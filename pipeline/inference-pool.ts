@@ -15,7 +15,8 @@ export interface PoolOptions extends SessionOptions {
   threads: number;
   /**
    * For a model with a dynamic batch dimension: how long a partial batch waits for requests
-   * from other jobs to fill it up to maxBatch, ms; 0 sends each request as it comes.
+   * from other jobs to fill it up to maxBatch, ms; 0 sends each request as it comes. Absent:
+   * DEFAULT_ACCUMULATE_MS unless the model runs on the CPU provider.
    */
   accumulateMs?: number;
 }
@@ -28,9 +29,12 @@ export interface InferResult {
   ms: number;
 }
 
+/** How long a partial batch waits for more requests when accumulateMs is not given (GPU providers). */
+export const DEFAULT_ACCUMULATE_MS = 20;
+
 /** Inference for one model across worker threads. */
 export class InferencePool {
-  /** Merges concurrent requests into full batches; null for fixed-batch models or accumulateMs 0. */
+  /** Merges concurrent requests into full batches; null for fixed-batch models or no accumulation. */
   readonly accumulator: BatchAccumulator | null;
 
   private constructor(
@@ -40,8 +44,9 @@ export class InferencePool {
     readonly provider: ExecutionProvider,
     options: PoolOptions,
   ) {
-    const accumulate = io.fixedBatch === null && (options.accumulateMs ?? 0) > 0;
-    this.accumulator = accumulate ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: options.accumulateMs! }) : null;
+    // On CPU a batch of 32 costs what four of 8 do, so waiting for one only adds latency.
+    const waitMs = options.accumulateMs ?? (provider === 'cpu' ? 0 : DEFAULT_ACCUMULATE_MS);
+    this.accumulator = io.fixedBatch === null && waitMs > 0 ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: waitMs }) : null;
   }
 
   /** Start the threads and load the model once, failing fast with a clear error if it cannot load. */

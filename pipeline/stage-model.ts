@@ -15,7 +15,7 @@ export interface RuntimeOptions {
   executionProviders: readonly ExecutionProvider[];
   threads: number;
   intraOpThreads: number;
-  /** See PoolOptions.accumulateMs; 0 or absent: no accumulation. */
+  /** See PoolOptions.accumulateMs. */
   accumulateMs?: number;
 }
 

@@ -100,6 +100,16 @@ describe('batch accumulator in the inference pool', () => {
     }
   });
 
+  it('is off by default on the CPU provider, where it measured slower', async () => {
+    const pool = await InferencePool.open(models.colourBig, { ...POOL, maxBatch: 8 });
+    try {
+      expect(pool.provider).toBe('cpu');
+      expect(pool.accumulator).toBeNull();
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('is off for a model with a fixed batch size', async () => {
     const pool = await InferencePool.open(models.colourLittle, { ...POOL, output: 'logits', maxBatch: 8, accumulateMs: 20 });
     try {
