@@ -4,6 +4,7 @@
  * Image counts come from the tracker; queue counts are batches (one job = one batch).
  */
 import { z } from 'zod';
+import { AuditSummary, summarizeAudit } from '../pipeline/audit-summary.js';
 import type { RunProgress } from '../workers/run-tracker.js';
 
 /** One stage of a run: batches in its queue, images it has finished. */
@@ -50,6 +51,8 @@ export const RunStatus = z.object({
   mergedAt: z.string().nullable(),
   mergeError: z.string().nullable(),
   stages: z.array(StageStatus),
+  /** Live audit agreement (runs with audit sampling only); `expected` audits promised so far. */
+  audit: AuditSummary.extend({ expected: z.number().int().nonnegative() }).optional(),
 });
 export type RunStatus = z.infer<typeof RunStatus>;
 
@@ -101,6 +104,7 @@ export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCount
     mergedAt: p.mergedAt,
     mergeError: p.mergeError,
     stages,
+    ...(p.spec.audit ? { audit: { ...summarizeAudit({ sampled: p.audit.done, agreeing: p.audit.agreeing }, p.spec.audit.fraction, p.spec.audit.expectAgreement), expected: p.audit.expected } } : {}),
   };
 }
 
@@ -134,6 +138,16 @@ export function formatRunStatus(r: RunStatus): string {
     ),
     `  (queued/active/failed count batches of this run; the other columns count images)`,
   ];
+  const a = r.audit;
+  if (a) {
+    const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+    const promise = a.promised === undefined ? '' : `; promised ${pct(a.promised)}${a.drift ? ' — DRIFT: even the upper bound is below the promise' : ''}`;
+    lines.push(
+      a.sampled === 0
+        ? `  audit: 0/${a.expected} audits in so far (fraction ${a.fraction} of accepted images)`
+        : `  audit: ${a.agreeing}/${a.sampled} agree = ${pct(a.agreement)} (95% Wilson ${pct(a.wilson.low)}–${pct(a.wilson.high)}), ${a.sampled}/${a.expected} audits in${promise}`,
+    );
+  }
   return lines.join('\n');
 }
 

@@ -67,6 +67,17 @@ describe('status maths and text', () => {
     expect(text).toMatch(/big\s+1\s+1\s+1\s+\|\s+8\s+8\s+0\s+0\s+10/);
   });
 
+  it('shows live audit agreement with its Wilson interval and flags drift against the promise', () => {
+    const audited = progress({ spec: { ...spec('r1'), audit: { fraction: 0.1, seed: '', expectAgreement: 0.99 } }, audit: { expected: 60, done: 50, agreeing: 40 } });
+    const s = buildRunStatus(audited, [], NOW);
+    expect(RunStatus.parse(s)).toEqual(s);
+    expect(s.audit).toMatchObject({ fraction: 0.1, sampled: 50, agreeing: 40, agreement: 0.8, expected: 60, promised: 0.99, drift: true });
+    expect(formatRunStatus(s)).toMatch(/audit: 40\/50 agree = 80\.0% \(95% Wilson 67\.0%–88\.8%\), 50\/60 audits in; promised 99\.0% — DRIFT/);
+    const none = buildRunStatus(progress({ spec: { ...spec('r1'), audit: { fraction: 0.02, seed: '' } }, audit: { expected: 3, done: 0, agreeing: 0 } }), [], NOW);
+    expect(formatRunStatus(none)).toContain('audit: 0/3 audits in so far (fraction 0.02 of accepted images)');
+    expect(buildRunStatus(progress(), [], NOW).audit).toBeUndefined();
+  });
+
   it('has no ETA while listing, and none left once complete', () => {
     const listing = buildRunStatus(progress({ listed: false, total: null, listedImages: 60 }), [], NOW);
     expect(listing).toMatchObject({ state: 'listing', etaSeconds: null, fraction: 40 / 60 });
