@@ -6,9 +6,11 @@
 import { readFile } from 'node:fs/promises';
 import { basename, relative, resolve, sep } from 'node:path';
 import cliProgress from 'cli-progress';
-import type { CascadeConfig, ModelSpec } from '../config/schema.js';
+import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
 import { parseGroundTruth, matchLabels } from '../pipeline/calibration/ground-truth.js';
-import { modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
+import { defaultCacheDir, modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
+import type { RuleName } from '../pipeline/calibration/select.js';
+import { createLogger } from './logger.js';
 import { scoreImages } from '../pipeline/calibration/score-images.js';
 import { splitForCalibration } from '../pipeline/calibration/split.js';
 import type { ChainEntry } from '../pipeline/calibration/chain.js';
@@ -19,6 +21,22 @@ import { makeS3Client } from '../pipeline/open-store.js';
 import { loadStageModel, modelGmacs } from '../pipeline/stage-model.js';
 import { listSource } from '../producers/list-source.js';
 import type { S3Client } from '@aws-sdk/client-s3';
+
+/** The flags shared by calibrate, calibrate --stages and search-saver. */
+export interface CalibrationCliOptions {
+  images: string;
+  labels?: string;
+  rule?: RuleName;
+  maxDrop?: number;
+  targetAgreement?: number;
+  metric?: ConfidenceMetric[];
+  calibrationFraction?: number;
+  /** A directory, or false for no cache; default defaultCacheDir(). */
+  cache?: string | false;
+  config?: string;
+  json?: boolean;
+  progress?: boolean;
+}
 
 /** A model's answers on the listed images. */
 export interface ScoredModel {
@@ -37,10 +55,12 @@ export interface DataContext {
   progress: boolean;
 }
 
-/** A context whose S3 client is built on first use. */
-export function dataContext(config: CascadeConfig, cacheDir: string | null, log: (msg: string) => void, progress: boolean): DataContext {
+/** A context for the command's flags: logger, cache, and an S3 client built on first use. */
+export function dataContext(config: CascadeConfig, o: Pick<CalibrationCliOptions, 'cache' | 'progress'>): DataContext {
+  const logger = createLogger();
   let client: S3Client | undefined;
-  return { config, s3: () => (client ??= makeS3Client(config.s3)), cache: cacheDir ? new ProbabilityCache(cacheDir) : null, log, progress };
+  const cacheDir = o.cache === false ? null : (o.cache ?? defaultCacheDir());
+  return { config, s3: () => (client ??= makeS3Client(config.s3)), cache: cacheDir ? new ProbabilityCache(cacheDir) : null, log: (msg) => logger.info(msg), progress: o.progress !== false };
 }
 
 /** The source's image refs, in listing order (local ones absolute). */

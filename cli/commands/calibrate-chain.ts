@@ -7,28 +7,15 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { ChainCalibrationFile } from '../../config/calibration.js';
 import { loadConfig } from '../../config/load-config.js';
-import type { ConfidenceMetric } from '../../config/schema.js';
 import { type ChainPoint, calibrateChain, evaluateChain } from '../../pipeline/calibration/chain.js';
-import { defaultCacheDir } from '../../pipeline/calibration/prob-cache.js';
-import { ALL_METRICS, type RuleName } from '../../pipeline/calibration/select.js';
-import { createLogger } from '../logger.js';
+import { ALL_METRICS } from '../../pipeline/calibration/select.js';
 import { buildChainTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import type { CalibrationCliOptions } from '../calibration-data.js';
 
-export interface ChainCalibrateOptions {
+export interface ChainCalibrateOptions extends CalibrationCliOptions {
   /** Model refs, tiny first; absent: the config file's `stages:`. */
   stages?: string[];
-  images: string;
-  labels?: string;
   out: string;
-  rule?: RuleName;
-  maxDrop?: number;
-  targetAgreement?: number;
-  metric?: ConfidenceMetric[];
-  calibrationFraction?: number;
-  cache?: string | false;
-  config?: string;
-  json?: boolean;
-  progress?: boolean;
 }
 
 const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(2)}%`);
@@ -41,15 +28,13 @@ function describe(p: ChainPoint, names: string[]): string {
 /** Calibrate a chain and write its calib.json; resolves with the file's content. */
 export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<ChainCalibrationFile> {
   if (o.stages && o.stages.length < 2) throw new Error('--stages needs at least 2 models, tiny first, big last');
-  const logger = createLogger();
-  const log = (msg: string) => logger.info(msg);
   // --stages replaces the config's stages (thresholds are what we are about to choose).
   const stagesOverride = o.stages?.map((m, i, all) => ({ model: resolve(m), ...(i < all.length - 1 ? { threshold: 1 } : {}) }));
   const config = await loadConfig({ file: o.config, overrides: { stages: stagesOverride } });
   const specs = config.stages?.map((st) => st.model);
   if (!specs) throw new Error('no stages to calibrate: pass --stages <tiny> <small> … <big>, or a --config with stages:');
   const fraction = o.calibrationFraction ?? 0.5;
-  const ctx = dataContext(config, o.cache === false ? null : (o.cache ?? defaultCacheDir()), log, o.progress !== false);
+  const ctx = dataContext(config, o);
   const refs = await listImages(o.images, ctx);
   const models = [];
   for (const spec of specs) models.push(await scoreModel(spec.name ?? basename(spec.path), spec, refs, ctx));

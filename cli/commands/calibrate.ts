@@ -6,32 +6,18 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { loadConfig } from '../../config/load-config.js';
-import type { ConfidenceMetric } from '../../config/schema.js';
 import { calibrate, type CalibrationOutcome } from '../../pipeline/calibration/calibrate.js';
-import { defaultCacheDir } from '../../pipeline/calibration/prob-cache.js';
 import { calibrationFile, calibrationPlot, curveCsv, curveRows, formatCalibration } from '../../pipeline/calibration/report.js';
-import type { RuleName } from '../../pipeline/calibration/select.js';
 import type { CalibrationFile } from '../../config/calibration.js';
-import { createLogger } from '../logger.js';
 import { buildTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import type { CalibrationCliOptions } from '../calibration-data.js';
 
-export interface CalibrateOptions {
+export interface CalibrateOptions extends CalibrationCliOptions {
   /** N-stage chain: model refs, tiny first (see calibrate-chain.ts). */
   stages?: string[];
   little?: string;
   big?: string;
-  images: string;
-  labels?: string;
   out: string;
-  rule?: RuleName;
-  maxDrop?: number;
-  targetAgreement?: number;
-  metric?: ConfidenceMetric[];
-  calibrationFraction?: number;
-  cache?: string | false;
-  config?: string;
-  json?: boolean;
-  progress?: boolean;
 }
 
 /** Output file names derived from calib.json's path: calib.curve.json, calib.curve.csv, calib.svg. */
@@ -43,18 +29,16 @@ export function outputFiles(out: string): CalibrationFile['files'] & { calib: st
 
 /** Calibrate a little/big pair and write the outputs; resolves with calib.json's content. */
 export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: CalibrationFile; outcome: CalibrationOutcome }> {
-  const logger = createLogger();
-  const log = (msg: string) => logger.info(msg);
   const config = await loadConfig({ file: o.config, overrides: { little: o.little, big: o.big } });
   const fraction = o.calibrationFraction ?? 0.5;
-  const ctx = dataContext(config, o.cache === false ? null : (o.cache ?? defaultCacheDir()), log, o.progress !== false);
+  const ctx = dataContext(config, o);
 
   const refs = await listImages(o.images, ctx);
   const little = await scoreModel('little', config.little, refs, ctx);
   const big = await scoreModel('big', config.big, refs, ctx);
   const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
   const tables = buildTables(refs, o.images, little, big, truth, fraction);
-  if (tables.skipped.length) log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
+  if (tables.skipped.length) ctx.log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
 
   const outcome = calibrate(tables.calibration, tables.test, { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage }, {
     rule: o.rule,

@@ -5,26 +5,13 @@
  */
 import { basename } from 'node:path';
 import { loadConfig, loadModelSpec } from '../../config/load-config.js';
-import type { ConfidenceMetric } from '../../config/schema.js';
-import { defaultCacheDir } from '../../pipeline/calibration/prob-cache.js';
 import { searchSaver, type SaverResult } from '../../pipeline/calibration/saver-search.js';
-import type { RuleName } from '../../pipeline/calibration/select.js';
-import { createLogger } from '../logger.js';
 import { buildTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import type { CalibrationCliOptions } from '../calibration-data.js';
 
-export interface SearchSaverOptions {
+export interface SearchSaverOptions extends CalibrationCliOptions {
   big: string;
   candidates: string[];
-  images: string;
-  labels?: string;
-  rule?: RuleName;
-  maxDrop?: number;
-  targetAgreement?: number;
-  metric?: ConfidenceMetric[];
-  calibrationFraction?: number;
-  cache?: string | false;
-  config?: string;
-  json?: boolean;
   markdown?: boolean;
   progress?: boolean;
   /** false: return the rows without printing them. */
@@ -110,12 +97,10 @@ function textTable(rows: readonly SaverRow[]): string {
 /** Search the candidates and print the ranking; resolves with the rows. */
 export async function searchSaverCommand(o: SearchSaverOptions): Promise<SaverRow[]> {
   if (o.candidates.length === 0) throw new Error('search-saver: give at least one --candidates model');
-  const logger = createLogger();
-  const log = (msg: string) => logger.info(msg);
   // The config supplies runtime settings (providers, threads, limits); models come from the flags.
   const config = await loadConfig({ file: o.config, overrides: { little: o.candidates[0], big: o.big } });
   const fraction = o.calibrationFraction ?? 0.5;
-  const ctx = dataContext(config, o.cache === false ? null : (o.cache ?? defaultCacheDir()), log, o.progress !== false);
+  const ctx = dataContext(config, o);
   const refs = await listImages(o.images, ctx);
   const bigName = config.big.name ?? basename(config.big.path);
   const big = await scoreModel(bigName, config.big, refs, ctx);
