@@ -18,7 +18,6 @@ import { stringify } from 'yaml';
 import { dataContext, scoreModel } from '../cli/calibration-data.js';
 import { runCommand } from '../cli/commands/run.js';
 import { loadConfig, loadModelSpec } from '../config/load-config.js';
-import { defaultCacheDir } from '../pipeline/calibration/prob-cache.js';
 import { accepts, predict } from '../pipeline/routing.js';
 import { ManifestRow, type RunSummary } from '../pipeline/manifest.js';
 import { findAssets, REPO_ROOT } from './assets.js';
@@ -91,7 +90,7 @@ function simulate(chain: Array<{ answers: Answers; gmacs: number }>, thresholds:
 async function search(images: string, truth: Map<string, number>): Promise<{ three: [number, number]; shuffleThree: [number, number] }> {
   const names = ['shufflenet', 'squeezenet', 'mobilenetv2', 'ensemble'] as const;
   const config = await loadConfig({ overrides: { little: spec('shufflenet'), big: spec('ensemble') }, env: { ...process.env, REDIS_URL: '' } });
-  const ctx = dataContext(config, defaultCacheDir(), (m) => console.error(m), false);
+  const ctx = dataContext(config, { progress: false });
   const refs = (await readdirSorted(images)).map((n) => join(images, n));
   const models = {} as Record<(typeof names)[number], { answers: Answers; gmacs: number }>;
   for (const name of names) {
