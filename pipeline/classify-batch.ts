@@ -39,6 +39,11 @@ export interface ClassifyDeps {
    * of the batch decodes while it runs. Absent or 0: one call once the whole batch is decoded.
    */
   inferChunk?: number;
+  /**
+   * Turn a failed inference call into `inference` error rows for just that call's images,
+   * keeping every other row (the stage worker's last attempt). Default: the call fails the batch.
+   */
+  inferenceErrorsAsRows?: boolean;
 }
 
 export interface StageDecision {
@@ -97,7 +102,13 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   };
   // A failed call is held until every decode is done, then fails the batch (never an unhandled rejection).
   const send = (group: Ready[]) => {
-    if (group.length > 0) calls.push(inferGroup(group).catch((err: unknown) => void (failure ??= { err })));
+    if (group.length === 0) return;
+    calls.push(
+      inferGroup(group).catch((err: unknown) => {
+        if (deps.inferenceErrorsAsRows) for (const { item } of group) rows.push(errorRow(item, 'inference', err));
+        else failure ??= { err };
+      }),
+    );
   };
   const chunk = deps.inferChunk && deps.inferChunk > 0 ? deps.inferChunk : Number.POSITIVE_INFINITY;
   let gathered: Ready[] = [];

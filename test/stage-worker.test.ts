@@ -118,7 +118,7 @@ describe('StageWorker.process', () => {
     expect(p.stages[0]).toEqual({ images: 3, accepted: 1, forwarded: 1, errors: 1 });
   });
 
-  it('a model failure is retried, and on the last attempt becomes error rows, losing nothing', async () => {
+  it('a model failure is retried, and on the last attempt becomes error rows for the images it ran on, losing nothing', async () => {
     // Reshape to [5, -1] cannot hold 192 values: the graph loads, then fails at run time.
     const failing = join(dir, 'failing.onnx');
     const bytes = new OnnxBuilder({ name: 'failing' })
@@ -134,7 +134,9 @@ describe('StageWorker.process', () => {
     expect((await tracker.progress('run1'))!.final).toBe(0);
     expect(await worker.process(fakeJob(job, 2))).toEqual({ accepted: 0, forwarded: 0, errors: 3 });
     const part = ResultPart.parse(JSON.parse(await readFile(join(out, partKey(0, 0)), 'utf8')));
-    expect(part.rows.map((r) => r.error?.kind)).toEqual(['inference', 'inference', 'inference']);
+    // The missing image keeps its own reason; only the decoded ones failed in the model.
+    expect(part.rows.map((r) => r.error?.kind)).toEqual(['inference', 'inference', 'not-found']);
+    expect(part.rows[2]!.error?.message).toMatch(/missing\.png/);
     expect((await tracker.progress('run1'))!.final).toBe(3);
   });
 });

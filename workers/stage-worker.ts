@@ -63,13 +63,13 @@ export class StageWorker {
     if (!stage || stage.name !== this.o.model.name) throw new Error(`job for stage ${data.stage} (${stage?.name}) reached the ${this.o.model.name} worker`);
     const decision = { threshold: stage.threshold, metric: spec.metric };
 
+    // A model failure fails the job so BullMQ retries it; on the last attempt the images of
+    // the failed call become error rows instead (other rows kept), so the run completes.
+    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     let result;
     try {
-      result = await classifyBatch(data.items, this.o.model, decision, this.o.deps);
+      result = await classifyBatch(data.items, this.o.model, decision, { ...this.o.deps, inferenceErrorsAsRows: lastAttempt });
     } catch (err) {
-      // A model failure fails the job so BullMQ retries it; on the last attempt the
-      // images become error rows instead, so the run completes and nothing is lost.
-      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (!lastAttempt) throw err;
       const rows = data.items.map((item) => errorRow(item, 'inference', err));
       result = { rows, forward: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
