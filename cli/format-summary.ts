@@ -21,6 +21,13 @@ export function formatSummary(s: RunSummary): string {
         `ms/img fetch ${ms.fetch.toFixed(1)} decode ${ms.decode.toFixed(1)} infer ${ms.infer.toFixed(1)}`,
     );
   }
+  if (s.calibration) {
+    const c = s.calibration;
+    lines.push(
+      `  calibration (${c.rule}, ${c.metric} ≥ ${c.threshold.toFixed(3)}): promised ${pct(c.expected.fractionToBig)} to big at ${c.expected.gmacsPerImage.toFixed(3)} GMACs/image, ` +
+        `realised ${pct(c.realised.fractionToBig)} at ${c.realised.gmacsPerImage.toFixed(3)}`,
+    );
+  }
   if (s.audit) lines.push(formatAudit(s.audit));
   if (s.errors) lines.push(`  errors: ${Object.entries(s.errorsByKind).map(([k, n]) => `${k} ${n}`).join(', ')}`);
   lines.push(`  manifest: ${joinOut(s.out, 'manifest.jsonl')}`, `  summary:  ${joinOut(s.out, 'summary.json')}`);

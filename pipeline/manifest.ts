@@ -115,6 +115,16 @@ export const RunSummary = z.object({
   finishedAt: z.string(),
   /** Audit sampling results, on runs with audits. */
   audit: AuditSummary.optional(),
+  /** The calibration the run was started with: its promise beside what this run realised. */
+  calibration: z
+    .object({
+      rule: z.string(),
+      metric: z.string(),
+      threshold: z.number(),
+      expected: z.object({ fractionToBig: z.number(), gmacsPerImage: z.number(), agreement: z.number() }),
+      realised: z.object({ fractionToBig: z.number(), gmacsPerImage: z.number(), agreement: z.number().nullable() }),
+    })
+    .optional(),
   /** Plot files written next to the summary (keys under the output location). */
   plots: z.object({ confidenceSvg: z.string(), confidencePng: z.string(), calibrationSvg: z.string().optional() }).optional(),
 });

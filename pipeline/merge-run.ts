@@ -64,14 +64,17 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   const base = summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() });
   const plots: NonNullable<RunSummary['plots']> = { confidenceSvg: 'confidence.svg', confidencePng: 'confidence.png' };
   const calibration = await readRunCalibrationFrom(store);
+  let calibrationSummary: RunSummary['calibration'];
   if (calibration) {
     const first = base.stages[0]!;
     const inferred = first.images - first.errors;
     const realised = { gmacsPerImage: inferred ? base.macs.cascadeG / inferred : 0, agreement: audit && audit.sampled > 0 ? audit.agreement : null };
     await store.put('calibration.svg', runCalibrationSvg(calibration, realised, `run ${input.runId}: calibration curve and realised operating point`));
     plots.calibrationSvg = 'calibration.svg';
+    const { rule, metric, threshold, expected } = calibration;
+    calibrationSummary = { rule, metric, threshold, expected, realised: { fractionToBig: base.fractionToBig, ...realised } };
   }
-  const summary: RunSummary = { ...base, ...(audit ? { audit } : {}), plots };
+  const summary: RunSummary = { ...base, ...(audit ? { audit } : {}), ...(calibrationSummary ? { calibration: calibrationSummary } : {}), plots };
   await store.put('summary.json', `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
 }

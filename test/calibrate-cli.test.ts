@@ -222,5 +222,8 @@ describe('cascade run --calibration', () => {
       ['little', 12, 10],
       ['big', 2, 2],
     ]);
+    // The summary holds the calibration's promise beside what the run did: here the same images.
+    expect(summary.calibration).toMatchObject({ rule: 'no-loss', metric: 'maxprob', expected: { fractionToBig: 2 / 12 }, realised: { fractionToBig: 2 / 12, agreement: null } });
+    expect(summary.calibration!.realised.gmacsPerImage).toBeCloseTo(summary.calibration!.expected.gmacsPerImage);
   });
 });
