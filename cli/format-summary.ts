@@ -11,7 +11,7 @@ export function formatSummary(s: RunSummary): string {
     `run ${s.runId}: ${s.images} images (${s.labeled} labeled, ${s.errors} errors) in ${s.wallSeconds.toFixed(1)} s, ${s.imagesPerSecond.toFixed(1)} images/s`,
     s.stages.length > 2
       ? `  reached: ${s.stages.map((st) => `${st.name} ${pct(st.reach ?? 0)}`).join(', ')} (${s.metric})`
-      : `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${s.threshold}`,
+      : `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${Number(s.threshold.toPrecision(4))}`,
     `  compute: ${s.macs.cascadeG.toFixed(1)} GMACs vs ${s.macs.bigOnlyG.toFixed(1)} big-only, ${pct(s.macs.saved)} saved`,
   ];
   for (const st of s.stages) {
