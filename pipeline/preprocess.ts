@@ -267,6 +267,9 @@ function toDecodeError(err: unknown): ImageDecodeError {
           ? 'truncated'
           : 'corrupt';
   // sharp ends some messages with ':' and libvips' detail lines, sometimes none: keep it one clean line.
-  const detail = message.trim().replace(/:$/, '').replace(/\s*\n\s*/g, '; ');
+  let detail = message.trim().replace(/:$/, '').replace(/\s*\n\s*/g, '; ');
+  // libvips' detail lines (e.g. "premature end of JPEG") share one error buffer across threads
+  // and are sometimes missing under concurrency; say what the bare failOn message means.
+  if (/^Warning treated as error due to failOn setting$/i.test(detail)) detail = 'corrupt or truncated image data (a libvips warning, treated as an error)';
   return new ImageDecodeError(reason, `cannot decode image: ${detail}`, { cause: err });
 }
