@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/load-config.js';
 import { runCommand } from './commands/run.js';
 import { inspectModelCommand } from './commands/models-inspect.js';
+import { downloadModelsCommand } from './commands/models-download.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import { calibrateCommand } from './commands/calibrate.js';
 import { calibrateChainCommand, configHasStages } from './commands/calibrate-chain.js';
@@ -106,6 +107,14 @@ export function buildProgram(): Command {
     .action(async (model: string, opts) => {
       await inspectModelCommand(model, opts);
     });
+  models
+    .command('download')
+    .description('download the public sample models (ONNX zoo) and verify their SHA-256; a file that does not match is not kept')
+    .argument('[names...]', 'models to fetch (default: all): shufflenet, mobilenetv2')
+    .option('--dir <dir>', 'target folder (default: $CASCADE_ASSETS/models, else ./assets/models)')
+    .action(async (names: string[], opts) => {
+      await downloadModelsCommand(names, opts);
+    });
 
   program
     .command('export')
@@ -132,7 +141,7 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError', 'SourceNotFoundError', 'ObjectNotFoundError', 'UnknownRunError', 'CalibrationError'].includes(err.name));
+    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError', 'SourceNotFoundError', 'ObjectNotFoundError', 'UnknownRunError', 'CalibrationError', 'DownloadError'].includes(err.name));
     process.stderr.write(`cascade: ${known ? (err as Error).message : (err as Error).stack ?? String(err)}\n`);
     process.exitCode = known ? 2 : 1;
   }
