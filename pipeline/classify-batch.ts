@@ -57,6 +57,8 @@ export interface StageResult {
   rows: PartRow[];
   /** Images the next stage must look at. */
   forward: BatchItem[];
+  /** This stage's confidence in each forwarded image, in `forward` order (for the run's histogram). */
+  forwardedConfidence: number[];
   stats: StageStats;
 }
 
@@ -82,6 +84,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   const how = preprocessKey(model.preprocess, shape);
 
   const forward: BatchItem[] = [];
+  const forwardConf = new Map<number, number>();
   let inferMs = 0;
   const calls: Array<Promise<void>> = [];
   let failure: { err: unknown } | null = null;
@@ -96,6 +99,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
       if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
       else {
         forward.push(item);
+        forwardConf.set(item.pos, prediction.confidence);
         deps.tensorCache?.put(item.ref, how, tensor);
       }
     });
@@ -152,6 +156,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   return {
     rows,
     forward,
+    forwardedConfidence: forward.map((f) => forwardConf.get(f.pos)!),
     stats: {
       images: items.length,
       accepted: rows.length - errors,

@@ -50,6 +50,8 @@ export const ResultPart = z.object({
   stats: StageStats,
   /** First stage only: accepted images also sent to the last stage as an audit (audit/<batch>.json). */
   audits: z.number().int().nonnegative().optional(),
+  /** This stage's confidence in each image it forwarded (for the run's confidence histogram). */
+  forwardedConfidence: z.array(z.number()).optional(),
 });
 export type ResultPart = z.infer<typeof ResultPart>;
 

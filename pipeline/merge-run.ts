@@ -50,7 +50,10 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
         else if (row.stage !== null && row.confidence !== null) addConfidence(histogram, row.stage, row.confidence);
         chunk += `${JSON.stringify(row)}\n`;
       }
-      for (const { stage, stats: s } of parts) stats.push({ stage, stats: s });
+      for (const { stage, stats: s, stageName, forwardedConfidence } of parts) {
+        stats.push({ stage, stats: s });
+        for (const c of forwardedConfidence ?? []) addConfidence(histogram, stageName, c, true);
+      }
       if (parts[0]!.audits) auditedBatches.push(batch);
       yield chunk;
     }
@@ -58,7 +61,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   await store.putStream('manifest.jsonl', manifestChunks());
 
   const audit = input.audit ? await readAudits(store, auditedBatches, input.audit, input.stages[input.stages.length - 1]!.gmacsPerImage) : undefined;
-  const svg = histogramSvg(histogram, `run ${input.runId}: confidence of final answers per stage`);
+  const svg = histogramSvg(histogram, `run ${input.runId}: confidence per stage`);
   await store.put('confidence.svg', svg);
   await store.put('confidence.png', await svgToPng(svg));
   const base = summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() });

@@ -80,7 +80,7 @@ const stats = (o: Partial<ResultPart['stats']>): ResultPart['stats'] => ({ image
 
 async function writeRun(root: string): Promise<LocalStore> {
   const store = new LocalStore(root);
-  const little: ResultPart = { runId: 'p', batch: 0, stage: 0, stageName: 'little', rows: [row(0, 'little', 0.95), row(1, 'little', 0.91), row(4, null, null)], stats: stats({ images: 5, accepted: 2, forwarded: 2, errors: 1 }) };
+  const little: ResultPart = { runId: 'p', batch: 0, stage: 0, stageName: 'little', rows: [row(0, 'little', 0.95), row(1, 'little', 0.91), row(4, null, null)], stats: stats({ images: 5, accepted: 2, forwarded: 2, errors: 1 }), forwardedConfidence: [0.33, 0.36] };
   const big: ResultPart = { runId: 'p', batch: 0, stage: 1, stageName: 'big', rows: [row(2, 'big', 0.42), row(3, 'big', 0.99)], stats: stats({ images: 2, accepted: 2 }) };
   await store.put(partKey(0, 0), JSON.stringify(little));
   await store.put(partKey(0, 1), JSON.stringify(big));
@@ -102,7 +102,7 @@ const mergeInput = {
 };
 
 describe('plots written by the merge', () => {
-  it('writes confidence.svg and .png from the final rows of every stage', async () => {
+  it('writes confidence.svg and .png from the final rows of every stage and the images each forwarded', async () => {
     const root = join(dir, 'run-plain');
     const store = await writeRun(root);
     const summary = await mergeRun(store, mergeInput, () => new Date(1000));
@@ -115,6 +115,12 @@ describe('plots written by the merge', () => {
       ['big', 8, 1],
       ['big', 19, 1],
     ]);
+    // The little stage's forwarded images (0.33, 0.36 → bin 6, 7) are drawn in grey below the threshold.
+    expect([...svg.matchAll(/class="forwarded" data-stage="([^"]*)" data-bin="(\d+)" data-count="(\d+)"/g)].map((m) => [m[1], Number(m[2]), Number(m[3])])).toEqual([
+      ['little', 6, 1],
+      ['little', 7, 1],
+    ]);
+    expect(svg).toContain('little (2 final answers, 2 forwarded in grey)');
     expect((await sharp(await readFile(join(root, 'confidence.png'))).metadata()).format).toBe('png');
   });
 

@@ -112,6 +112,8 @@ describe('StageWorker.process', () => {
       { pos: 2, stage: null, kind: 'not-found' },
     ]);
     expect(ResultPart.parse(JSON.parse(first)).rows).toEqual(part.rows);
+    // The grey image was forwarded; its little confidence (below the 0.9 threshold) is kept for the histogram.
+    expect(part.forwardedConfidence).toEqual([expect.closeTo(0.319, 3)]);
     expect(await queues.stage('big').getJobCounts('waiting')).toEqual({ waiting: 1 });
     const p = (await tracker.progress('run1'))!;
     expect(p.final).toBe(2);

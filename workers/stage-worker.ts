@@ -72,11 +72,11 @@ export class StageWorker {
     } catch (err) {
       if (!lastAttempt) throw err;
       const rows = data.items.map((item) => errorRow(item, 'inference', err));
-      result = { rows, forward: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
+      result = { rows, forward: [], forwardedConfidence: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
     }
 
     const audits = data.stage === 0 ? selectAudits(spec, result.rows) : [];
-    const part: ResultPart = { runId: data.runId, batch: data.batch, stage: data.stage, stageName: stage.name, rows: result.rows, stats: result.stats, ...(audits.length ? { audits: audits.length } : {}) };
+    const part: ResultPart = { runId: data.runId, batch: data.batch, stage: data.stage, stageName: stage.name, rows: result.rows, stats: result.stats, ...(audits.length ? { audits: audits.length } : {}), ...(result.forwardedConfidence.length ? { forwardedConfidence: result.forwardedConfidence } : {}) };
     await this.o.openOutput(spec.out).put(partKey(data.batch, data.stage), JSON.stringify(part));
 
     const next = spec.stages[data.stage + 1];
