@@ -120,6 +120,21 @@ describe('StageWorker.process', () => {
     expect(p.stages[0]).toEqual({ images: 3, accepted: 1, forwarded: 1, errors: 1 });
   });
 
+  it('a retry after the part was counted reuses it, even if the model now fails: same rows, same forward job', async () => {
+    const { worker, tracker, queues, out } = await setup('replay', models.colourLittle);
+    const job: StageJob = { runId: 'run1', batch: 0, stage: 0, items };
+    await worker.process(fakeJob(job, 0));
+    const first = await readFile(join(out, partKey(0, 0)), 'utf8');
+    // The same batch reaches a worker whose model fails, on its last attempt (the job died after counting).
+    const failing = join(dir, 'failing-replay.onnx');
+    await writeFile(failing, new OnnxBuilder({ name: 'failing' }).input('input', 'float32', ['N', 3, 8, 8]).initializer('shape', 'int64', [2], [5, -1]).node('Reshape', ['input', 'shape'], ['out']).output('out', 'float32').build());
+    const broken = await setup('replay', failing);
+    expect(await broken.worker.process(fakeJob(job, 2))).toEqual({ accepted: 1, forwarded: 1, errors: 1 });
+    expect(await readFile(join(out, partKey(0, 0)), 'utf8')).toBe(first);
+    expect(await queues.stage('big').getJobCounts('waiting')).toEqual({ waiting: 1 });
+    expect((await tracker.progress('run1'))!.final).toBe(2);
+  });
+
   it('a model failure is retried, and on the last attempt becomes error rows for the images it ran on, losing nothing', async () => {
     // Reshape to [5, -1] cannot hold 192 values: the graph loads, then fails at run time.
     const failing = join(dir, 'failing.onnx');

@@ -6,9 +6,9 @@
 import { Worker, type Job } from 'bullmq';
 import type { LockOptions } from './job-locks.js';
 import type { Redis } from 'ioredis';
-import { classifyBatch, errorRow, type ClassifyDeps } from '../pipeline/classify-batch.js';
-import { partKey, type ResultPart, type StageStats } from '../pipeline/manifest.js';
-import type { ObjectStore } from '../pipeline/object-store.js';
+import { classifyBatch, errorRow, type ClassifyDeps, type StageResult } from '../pipeline/classify-batch.js';
+import { partKey, ResultPart, type StageStats } from '../pipeline/manifest.js';
+import { isObjectNotFound, type ObjectStore } from '../pipeline/object-store.js';
 import type { LoadedStage } from '../pipeline/stage-model.js';
 import { processAuditJob, queueAudit, selectAudits } from './audit-job.js';
 import type { CascadeQueues } from './cascade-queues.js';
@@ -63,21 +63,31 @@ export class StageWorker {
     if (!stage || stage.name !== this.o.model.name) throw new Error(`job for stage ${data.stage} (${stage?.name}) reached the ${this.o.model.name} worker`);
     const decision = { threshold: stage.threshold, metric: spec.metric };
 
-    // A model failure fails the job so BullMQ retries it; on the last attempt the images of
-    // the failed call become error rows instead (other rows kept), so the run completes.
-    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    let result;
-    try {
-      result = await classifyBatch(data.items, this.o.model, decision, { ...this.o.deps, inferenceErrorsAsRows: lastAttempt });
-    } catch (err) {
-      if (!lastAttempt) throw err;
-      const rows = data.items.map((item) => errorRow(item, 'inference', err));
-      result = { rows, forward: [], forwardedConfidence: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
+    const partId = `b${data.batch}s${data.stage}`;
+    const store = this.o.openOutput(spec.out);
+    // A retry of a batch whose part was already counted (the job died after counting) reuses that
+    // part: classifying again could give other rows (a model failing now that worked then) that
+    // contradict the counters and the images already forwarded.
+    let result = (await this.o.tracker.isPartDone(data.runId, partId)) ? await readCountedPart(store, data) : null;
+    const replay = result !== null;
+    let audits: ReturnType<typeof selectAudits>;
+    if (result) {
+      audits = data.stage === 0 ? selectAudits(spec, result.rows) : [];
+    } else {
+      // A model failure fails the job so BullMQ retries it; on the last attempt the images of
+      // the failed call become error rows instead (other rows kept), so the run completes.
+      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      try {
+        result = await classifyBatch(data.items, this.o.model, decision, { ...this.o.deps, inferenceErrorsAsRows: lastAttempt });
+      } catch (err) {
+        if (!lastAttempt) throw err;
+        const rows = data.items.map((item) => errorRow(item, 'inference', err));
+        result = { rows, forward: [], forwardedConfidence: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
+      }
+      audits = data.stage === 0 ? selectAudits(spec, result.rows) : [];
+      const part: ResultPart = { runId: data.runId, batch: data.batch, stage: data.stage, stageName: stage.name, rows: result.rows, stats: result.stats, ...(audits.length ? { audits: audits.length } : {}), ...(result.forwardedConfidence.length ? { forwardedConfidence: result.forwardedConfidence } : {}) };
+      await store.put(partKey(data.batch, data.stage), JSON.stringify(part));
     }
-
-    const audits = data.stage === 0 ? selectAudits(spec, result.rows) : [];
-    const part: ResultPart = { runId: data.runId, batch: data.batch, stage: data.stage, stageName: stage.name, rows: result.rows, stats: result.stats, ...(audits.length ? { audits: audits.length } : {}), ...(result.forwardedConfidence.length ? { forwardedConfidence: result.forwardedConfidence } : {}) };
-    await this.o.openOutput(spec.out).put(partKey(data.batch, data.stage), JSON.stringify(part));
 
     const next = spec.stages[data.stage + 1];
     if (result.forward.length > 0) {
@@ -86,7 +96,7 @@ export class StageWorker {
     }
     const { images, accepted, forwarded, errors } = result.stats;
     const mustMerge = await this.o.tracker.finishPart(data.runId, {
-      id: `b${data.batch}s${data.stage}`,
+      id: partId,
       stage: data.stage,
       final: result.rows.length,
       counts: { images, accepted, forwarded, errors },
@@ -96,7 +106,8 @@ export class StageWorker {
     // counted without its promise (which would let the run complete early).
     await queueAudit(this.o.queues, spec, data.batch, audits);
     if (mustMerge) await this.o.queues.queueMerge(data.runId, this.o.tracker);
-    if (this.o.onBatch) this.o.onBatch(stage.name, result.stats, countErrorKinds(result.rows));
+    // A replay processed no images: metrics already counted them.
+    if (this.o.onBatch && !replay) this.o.onBatch(stage.name, result.stats, countErrorKinds(result.rows));
     return { accepted, forwarded, errors };
   }
 
@@ -105,6 +116,19 @@ export class StageWorker {
     await this.worker.close();
     this.connection.disconnect();
   }
+}
+
+/** The part a counted batch wrote, as a stage result (forwarded = the batch's images without a row); null if absent. */
+async function readCountedPart(store: ObjectStore, data: StageJob): Promise<StageResult | null> {
+  let part: ResultPart;
+  try {
+    part = ResultPart.parse(JSON.parse((await store.get(partKey(data.batch, data.stage))).toString('utf8')));
+  } catch (err) {
+    if (isObjectNotFound(err)) return null;
+    throw err;
+  }
+  const answered = new Set(part.rows.map((r) => r.pos));
+  return { rows: part.rows, forward: data.items.filter((i) => !answered.has(i.pos)), forwardedConfidence: part.forwardedConfidence ?? [], stats: part.stats };
 }
 
 /** Error rows of a batch by kind. */
