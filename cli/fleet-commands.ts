@@ -2,27 +2,14 @@
  * The fleet commands — submit, worker, status, schedule, dashboard — registered on the
  * `cascade` program; kept apart from cli/main.ts so the one-process commands stay readable.
  */
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
+import { cascadeOptions, type NumberParser } from './cascade-flags.js';
 import { dashboardCommand } from './commands/dashboard.js';
 import { scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from './commands/schedule.js';
 import { statusCommand } from './commands/status.js';
 import { submitCommand } from './commands/submit.js';
 import { workerCommand } from './commands/worker.js';
 import { retryCommand } from './commands/retry.js';
-
-type NumberParser = (name: string, min: number, max: number) => (value: string) => number;
-
-/** Options shared by commands that build a cascade from a config: models, routing, batch size. */
-function cascadeOptions(cmd: Command, number: NumberParser): Command {
-  return cmd
-    .option('--config <file>', 'config file (YAML or JSON)')
-    .option('--calibration <calib.json>', 'take threshold and metric from `cascade calibrate` output (flags still win)')
-    .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
-    .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
-    .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
-    .addOption(new Option('--metric <m>', 'confidence metric').choices(['maxprob', 'margin', 'entropy']))
-    .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024));
-}
 
 /** Add the fleet commands to `program`. */
 export function registerFleetCommands(program: Command, number: NumberParser): void {

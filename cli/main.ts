@@ -7,6 +7,7 @@ import { runCommand } from './commands/run.js';
 import { inspectModelCommand } from './commands/models-inspect.js';
 import { downloadModelsCommand } from './commands/models-download.js';
 import { registerFleetCommands } from './fleet-commands.js';
+import { cascadeOptions } from './cascade-flags.js';
 import { calibrateCommand } from './commands/calibrate.js';
 import { calibrateChainCommand, configHasStages } from './commands/calibrate-chain.js';
 import { searchSaverCommand } from './commands/search-saver.js';
@@ -26,18 +27,14 @@ function number(name: string, min: number, max: number) {
 export function buildProgram(): Command {
   const program = new Command('cascade').description('Label image collections with a little-big model cascade on BullMQ.').showHelpAfterError();
 
-  program
-    .command('run')
-    .description('run the whole cascade in one process: list, label, merge (starts a private redis-server when REDIS_URL is unset)')
-    .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
-    .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json')
-    .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
-    .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
-    .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
-    .addOption(new Option('--metric <m>', 'confidence metric').choices(['maxprob', 'margin', 'entropy']))
-    .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024))
-    .option('--config <file>', 'config file (YAML or JSON)')
-    .option('--calibration <calib.json>', 'take threshold and metric from `cascade calibrate` output (flags still win)')
+  cascadeOptions(
+    program
+      .command('run')
+      .description('run the whole cascade in one process: list, label, merge (starts a private redis-server when REDIS_URL is unset)')
+      .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
+      .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
+    number,
+  )
     .option('--run-id <id>', 'run id (default: derived from source, output and models)')
     .option('--no-progress', 'no progress bar')
     .option('--json', 'print the summary as JSON')

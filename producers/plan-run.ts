@@ -21,13 +21,15 @@ export async function planStages(config: CascadeConfig): Promise<RunSpec['stages
   return Promise.all(configuredStages(config).map(async (s) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: await modelGmacs(s.spec), threshold: s.threshold })));
 }
 
-/** A complete run spec for `source` → `out`; the run id defaults to the one `cascade run` derives. */
-export async function planRun(config: CascadeConfig, source: string, out: string, runId?: string): Promise<RunSpec> {
-  const stages = await planStages(config);
+/**
+ * A complete run spec for `source` → `out`, so every way of starting a run derives the same id
+ * for the same run. `stages` may be passed by a caller that has loaded the models already.
+ */
+export async function planRun(config: CascadeConfig, source: string, out: string, runId?: string, stages?: RunSpec['stages']): Promise<RunSpec> {
+  stages ??= await planStages(config);
   const src = absoluteRef(source);
   const dest = absoluteRef(out);
   const audit = config.audit;
-  // Same fields in the same order as `cascade run`, so both derive the same id for the same run.
   const id = RunId.parse(runId ?? deriveRunId({ src, out: dest, stages, metric: config.metric, batchSize: config.batchSize, ...(audit ? { audit } : {}) }));
   return RunSpec.parse({ runId: id, source: src, out: dest, metric: config.metric, batchSize: config.batchSize, stages, ...(audit ? { audit } : {}), createdAt: new Date().toISOString() });
 }

@@ -3,52 +3,31 @@
  * little, big and merge workers, the producer, a progress bar and the summary.
  */
 import cliProgress from 'cli-progress';
-import { readAnyCalibrationFile } from '../../config/calibration.js';
-import { loadConfig } from '../../config/load-config.js';
-import type { ConfidenceMetric } from '../../config/schema.js';
-import { isS3Url } from '../../pipeline/location.js';
 import type { RunSummary } from '../../pipeline/manifest.js';
 import { listSource } from '../../producers/list-source.js';
-import { deriveRunId, submitRun } from '../../producers/submit-run.js';
+import { planRun } from '../../producers/plan-run.js';
+import { submitRun } from '../../producers/submit-run.js';
 import { allRoles, configuredStages, startRuntime } from '../../workers/cascade-runtime.js';
-import type { RunSpec } from '../../workers/jobs.js';
-import { RunId } from '../../workers/jobs.js';
 import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
+import { type CascadeFlags, loadCascadeConfig } from '../cascade-flags.js';
 import { formatSummary } from '../format-summary.js';
 import { createLogger } from '../logger.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { waitForRun } from '../wait-for-run.js';
 import { resolve } from 'node:path';
 
-export interface RunOptions {
+export interface RunOptions extends CascadeFlags {
   out: string;
-  little?: string;
-  big?: string;
-  threshold?: number;
-  metric?: ConfidenceMetric;
-  config?: string;
-  /** calib.json from `cascade calibrate`: threshold and metric. */
-  calibration?: string;
-  batchSize?: number;
   runId?: string;
   progress?: boolean;
   json?: boolean;
-}
-
-/** Local paths become absolute so that workers elsewhere in the filesystem resolve them alike. */
-function absoluteRef(ref: string): string {
-  return isS3Url(ref) ? ref : resolve(ref);
 }
 
 /** Run the cascade end to end over `source`; resolves with the summary. */
 export async function runCommand(source: string, o: RunOptions): Promise<RunSummary> {
   const logger = createLogger();
   const log = (msg: string) => logger.info(msg);
-  const config = await loadConfig({
-    file: o.config,
-    calibration: o.calibration,
-    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
-  });
+  const config = await loadCascadeConfig(o);
   const redis = config.redisUrl ? { url: config.redisUrl, stop: async () => {} } : await startPrivateRedis();
   if (!config.redisUrl) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`);
   const runtime = await startRuntime(config, redis.url, allRoles(config), log).catch(async (err) => {
@@ -63,18 +42,15 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const bar = o.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({ format: '{bar} {value}/{total} images | {percentage}% | ETA {eta_formatted} | little {little} big {big} errors {errors}', etaBuffer: 50 }, cliProgress.Presets.shades_classic) : null;
   try {
+    // The models are loaded already: their GMACs need not be counted from the graphs again.
     const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
-    const src = absoluteRef(source);
-    const out = absoluteRef(o.out);
-    const audit = config.audit;
-    const runId = RunId.parse(o.runId ?? deriveRunId({ src, out, stages, metric: config.metric, batchSize: config.batchSize, ...(audit ? { audit } : {}) }));
-    const spec: RunSpec = { runId, source: src, out, metric: config.metric, batchSize: config.batchSize, stages, ...(audit ? { audit } : {}), createdAt: new Date().toISOString() };
+    const spec = await planRun(config, source, o.out, o.runId, stages);
+    const { runId, source: src, out } = spec;
     log(`run ${runId}: ${src} → ${out}`);
-    // Kept with the results so the merge can draw the calibration curve with this run's point.
-    // The curve plot is drawn for little/big calibrations; a chain's calib.json has no single curve.
-    if (o.calibration && !('kind' in (await readAnyCalibrationFile(resolve(o.calibration))))) {
-      await runtime.openOutput(out).put(RUN_CALIBRATION_KEY, JSON.stringify(await readRunCalibration(resolve(o.calibration))));
-    }
+    // Kept with the results so the merge can draw the calibration curve with this run's point
+    // (little/big calibrations only: a chain's calib.json has no single curve).
+    const curve = o.calibration ? await readRunCalibration(resolve(o.calibration)) : null;
+    if (curve) await runtime.openOutput(out).put(RUN_CALIBRATION_KEY, JSON.stringify(curve));
     bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
     const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
     log(submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`);

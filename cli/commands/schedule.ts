@@ -4,27 +4,20 @@
  * schedule; a process with the `scheduler` role submits a run at each firing.
  */
 import { Queue } from 'bullmq';
-import { ConfigError, loadConfig } from '../../config/load-config.js';
-import type { ConfidenceMetric } from '../../config/schema.js';
+import { ConfigError } from '../../config/load-config.js';
+import { type CascadeFlags, loadCascadeConfig } from '../cascade-flags.js';
 import { absoluteRef, planStages } from '../../producers/plan-run.js';
 import { connectRedis } from '../../workers/redis-connection.js';
 import { ScheduleName, ScheduleTiming, SCHEDULES_QUEUE, listSchedules, removeSchedule, upsertSchedule, type ScheduleInfo, type ScheduleTemplate } from '../../workers/run-scheduler.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { requireRedisUrl } from './submit.js';
 
-export interface ScheduleAddOptions {
+export interface ScheduleAddOptions extends CascadeFlags {
   cron?: string;
   tz?: string;
   every?: number;
   source: string;
   out: string;
-  config?: string;
-  calibration?: string;
-  little?: string;
-  big?: string;
-  threshold?: number;
-  metric?: ConfidenceMetric;
-  batchSize?: number;
 }
 
 type Write = (text: string) => void;
@@ -53,11 +46,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
   const schedule = ScheduleName.safeParse(name);
   if (!schedule.success) throw new ConfigError(`schedule name '${name}': ${schedule.error.issues[0]!.message}`);
   const timing = parseTiming(o);
-  const config = await loadConfig({
-    file: o.config,
-    calibration: o.calibration,
-    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
-  });
+  const config = await loadCascadeConfig(o);
   const redisUrl = requireRedisUrl(config, 'schedule add');
   const template: ScheduleTemplate = {
     schedule: name,

@@ -3,8 +3,9 @@
  * (`cascade worker`) label it. No model is opened for inference: stage GMACs come from the
  * spec or the ONNX graph.
  */
-import { ConfigError, loadConfig } from '../../config/load-config.js';
-import type { CascadeConfig, ConfidenceMetric } from '../../config/schema.js';
+import { ConfigError } from '../../config/load-config.js';
+import type { CascadeConfig } from '../../config/schema.js';
+import { type CascadeFlags, loadCascadeConfig } from '../cascade-flags.js';
 import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
 import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
@@ -12,15 +13,8 @@ import { startRuntime } from '../../workers/cascade-runtime.js';
 import { createLogger } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
 
-export interface SubmitCommandOptions {
+export interface SubmitCommandOptions extends CascadeFlags {
   out: string;
-  config?: string;
-  calibration?: string;
-  little?: string;
-  big?: string;
-  threshold?: number;
-  metric?: ConfidenceMetric;
-  batchSize?: number;
   runId?: string;
   json?: boolean;
 }
@@ -35,11 +29,7 @@ export function requireRedisUrl(config: CascadeConfig, command: string): string 
 export async function submitCommand(source: string, o: SubmitCommandOptions, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<SubmitResult & { out: string }> {
   const logger = createLogger();
   const log = (msg: string) => logger.info(msg);
-  const config = await loadConfig({
-    file: o.config,
-    calibration: o.calibration,
-    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
-  });
+  const config = await loadCascadeConfig(o);
   const redisUrl = requireRedisUrl(config, 'submit');
   const spec = await planRun(config, source, o.out, o.runId);
   const runtime = await startRuntime(config, redisUrl, [], log);

@@ -1,0 +1,43 @@
+/**
+ * The flags that describe a cascade on the command line — config file, calibration, models,
+ * routing, batch size — shared by `run`, `submit` and `schedule add`: their commander options,
+ * their type, and how they become a validated config.
+ */
+import { type Command, Option } from 'commander';
+import { loadConfig } from '../config/load-config.js';
+import type { CascadeConfig, ConfidenceMetric } from '../config/schema.js';
+
+/** Parses a numeric flag within [min, max] (see cli/main.ts). */
+export type NumberParser = (name: string, min: number, max: number) => (value: string) => number;
+
+export interface CascadeFlags {
+  config?: string;
+  /** calib.json from `cascade calibrate`: threshold and metric. */
+  calibration?: string;
+  little?: string;
+  big?: string;
+  threshold?: number;
+  metric?: ConfidenceMetric;
+  batchSize?: number;
+}
+
+/** Add the cascade flags to a command. */
+export function cascadeOptions(cmd: Command, number: NumberParser): Command {
+  return cmd
+    .option('--config <file>', 'config file (YAML or JSON)')
+    .option('--calibration <calib.json>', 'take threshold and metric from `cascade calibrate` output (flags still win)')
+    .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
+    .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
+    .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
+    .addOption(new Option('--metric <m>', 'confidence metric').choices(['maxprob', 'margin', 'entropy']))
+    .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024));
+}
+
+/** The validated config the flags describe (file < environment < calibration < flags). */
+export function loadCascadeConfig(o: CascadeFlags): Promise<CascadeConfig> {
+  return loadConfig({
+    file: o.config,
+    calibration: o.calibration,
+    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
+  });
+}
