@@ -140,8 +140,6 @@ export interface Tables {
   test: CalibrationEntry[];
   /** Images that either model could not score, left out of both parts. */
   skipped: Array<{ key: string; message: string }>;
-  /** Images with no ground-truth row (when labels were given). */
-  unlabeled: number;
 }
 
 /** Pair two models' rows per image, attach labels, and split into calibration and test parts. */
@@ -153,29 +151,9 @@ export function buildTables(
   truth: ReadonlyMap<string, number> | null,
   calibrationFraction: number,
 ): Tables {
-  const names = refs.map((r) => relativeName(r, source));
-  const labels = truth ? matchLabels(names, truth) : names.map(() => undefined);
-  if (truth && labels.every((l) => l === undefined)) {
-    throw new Error(`none of the ${refs.length} images matched a row of the labels file; its image column must hold paths relative to the source (e.g. ${JSON.stringify(names[0])}) or file names`);
-  }
-  const entries: Array<CalibrationEntry & { name: string }> = [];
-  const skipped: Tables['skipped'] = [];
-  refs.forEach((key, i) => {
-    const l = little.scored.probs.get(key);
-    const b = big.scored.probs.get(key);
-    if (!l || !b) {
-      skipped.push({ key, message: little.scored.errors.get(key) ?? big.scored.errors.get(key) ?? 'not scored' });
-      return;
-    }
-    if (l.length !== b.length) throw new Error(`${little.name} has ${l.length} classes but ${big.name} has ${b.length}; a cascade needs the same label space`);
-    const entry: CalibrationEntry & { name: string } = { key, name: names[i]!, little: l, big: b };
-    const label = labels[i];
-    if (label !== undefined && label >= l.length) throw new Error(`the labels file gives ${names[i]} class ${label}, but the models have ${l.length} classes (0..${l.length - 1})`);
-    if (label !== undefined) entry.label = label;
-    entries.push(entry);
-  });
-  const { calibration, test } = splitForCalibration(entries, (e) => e.name, calibrationFraction);
-  return { calibration, test, skipped, unlabeled: entries.filter((e) => e.label === undefined).length };
+  const { calibration, test, skipped } = buildChainTables(refs, source, [little, big], truth, calibrationFraction);
+  const pair = (e: ChainEntry): CalibrationEntry => ({ key: e.key, little: e.rows[0]!, big: e.rows[1]!, ...(e.label === undefined ? {} : { label: e.label }) });
+  return { calibration: calibration.map(pair), test: test.map(pair), skipped };
 }
 
 /** A problem with calibration inputs or results, reported as one line (no stack) by the CLI. */
@@ -194,7 +172,7 @@ export async function reportingCalibrationErrors<T>(fn: () => Promise<T>): Promi
   }
 }
 
-/** Like buildTables, for N models: each image's rows in stage order. */
+/** Each image's rows of N models in stage order, labels attached, split into calibration and test parts. */
 export function buildChainTables(
   refs: readonly string[],
   source: string,
@@ -211,9 +189,8 @@ export function buildChainTables(
   const skipped: Tables['skipped'] = [];
   refs.forEach((key, i) => {
     const rows = models.map((m) => m.scored.probs.get(key));
-    const missing = rows.findIndex((r) => r === undefined);
-    if (missing >= 0) {
-      skipped.push({ key, message: models[missing]!.scored.errors.get(key) ?? 'not scored' });
+    if (rows.some((r) => r === undefined)) {
+      skipped.push({ key, message: models.map((m) => m.scored.errors.get(key)).find((e) => e !== undefined) ?? 'not scored' });
       return;
     }
     const classes = rows[0]!.length;
