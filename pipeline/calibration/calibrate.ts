@@ -5,7 +5,7 @@
  */
 import type { ConfidenceMetric } from '../../config/schema.js';
 import { type OracleBound, modelAccuracy, oracleBound, pointAt } from './evaluate.js';
-import { ALL_METRICS, bestMetric, labelFreeRule, noLossRule, type RuleName, type Selection, tinySaverRule } from './select.js';
+import { ALL_METRICS, bestMetric, type RuleName, ruleSelector, type Selection } from './select.js';
 import { type CalibrationEntry, type CascadeCosts, type Curve, type CurvePoint, sweepThresholds } from './sweep.js';
 import { type WilsonInterval, wilsonInterval } from './wilson.js';
 
@@ -89,15 +89,7 @@ export function calibrate(
   const bigAccuracy = modelAccuracy(calibration, 'big');
 
   const apply = (name: RuleName): RuleOutcome => {
-    const ruleFn = (curve: Curve): Selection => {
-      if (name === 'tinysaver') return tinySaverRule(curve);
-      if (name === 'no-loss') {
-        if (bigAccuracy === null) return noLossRule(curve, 0); // throws the missing-labels error
-        return noLossRule(curve, bigAccuracy, options.maxDrop);
-      }
-      return labelFreeRule(curve, options.targetAgreement, options.z);
-    };
-    const choice = bestMetric(calibration, costs, ruleFn, options.metrics);
+    const choice = bestMetric(calibration, costs, ruleSelector(name, bigAccuracy, options), options.metrics);
     const { point } = choice.selection;
     const perMetric: RuleOutcome['perMetric'] = {};
     for (const [m, s] of Object.entries(choice.perMetric) as Array<[ConfidenceMetric, Selection]>) {

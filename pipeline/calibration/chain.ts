@@ -9,8 +9,9 @@
  */
 import type { ConfidenceMetric } from '../../config/schema.js';
 import { confidence, topK } from '../routing.js';
-import { ALL_METRICS, labelFreeRule, noLossRule, type RuleName, type Selection, tinySaverRule } from './select.js';
-import { type CalibrationEntry, type Curve, sweepThresholds } from './sweep.js';
+import { modelAccuracy } from './evaluate.js';
+import { ALL_METRICS, type RuleName, ruleSelector } from './select.js';
+import { type CalibrationEntry, sweepThresholds } from './sweep.js';
 import { type WilsonInterval, wilsonInterval } from './wilson.js';
 
 /** One image: each stage's probability row, in stage order, and optionally the truth. */
@@ -132,7 +133,7 @@ function chainThresholds(stages: readonly ChainStage[], entries: readonly ChainE
     }
     const table: CalibrationEntry[] = remaining.map((e) => ({ key: e.key, little: e.rows[k]!, big: e.rows[last]!, ...(e.label === undefined ? {} : { label: e.label }) }));
     const curve = sweepThresholds(table, metric, { littleGmacs: stages[k]!.gmacsPerImage, bigGmacs: stages[last]!.gmacsPerImage });
-    const s = select(curve, table, o);
+    const s = ruleSelector(o.rule, modelAccuracy(table, 'big'), o)(curve);
     // Config thresholds lie in [0, 1]; 1 is the strictest a stage can be given.
     const t = Math.min(1, s.threshold);
     thresholds.push(t);
@@ -140,13 +141,6 @@ function chainThresholds(stages: readonly ChainStage[], entries: readonly ChainE
     remaining = remaining.filter((e) => confidence(e.rows[k]!, metric) < t);
   }
   return { thresholds, reasons };
-}
-
-function select(curve: Curve, table: readonly CalibrationEntry[], o: ChainOptions): Selection {
-  if (o.rule === 'tinysaver') return tinySaverRule(curve);
-  if (o.rule === 'label-free') return labelFreeRule(curve, o.targetAgreement ?? 0.99, o.z);
-  const bigCorrect = table.every((e) => e.label !== undefined) ? table.filter((e) => topK(e.big, 1)[0] === e.label).length / table.length : 0;
-  return noLossRule(curve, bigCorrect, o.maxDrop ?? 0);
 }
 
 function check(stages: readonly ChainStage[], entries: readonly ChainEntry[]): void {

@@ -115,6 +115,16 @@ export function labelFreeRule(curve: Curve, targetAgreement: number, z = 1.96): 
   return { rule: 'label-free', threshold: chosen.threshold, point: chosen, reason, interval };
 }
 
+/**
+ * Rule `name` as a function of a curve, for a table on which the big model's accuracy is
+ * `bigAccuracy` (null without labels: the no-loss rule then reports the missing labels itself).
+ */
+export function ruleSelector(name: RuleName, bigAccuracy: number | null, o: { maxDrop?: number; targetAgreement?: number; z?: number } = {}): (curve: Curve) => Selection {
+  if (name === 'tinysaver') return tinySaverRule;
+  if (name === 'label-free') return (curve) => labelFreeRule(curve, o.targetAgreement ?? 0.99, o.z);
+  return (curve) => noLossRule(curve, bigAccuracy ?? 0, o.maxDrop ?? 0);
+}
+
 /** The outcome of bestMetric: the winning metric, its selection, and every metric's selection. */
 export interface MetricChoice<S extends Selection> {
   metric: ConfidenceMetric;
