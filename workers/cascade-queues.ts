@@ -54,14 +54,15 @@ export class CascadeQueues {
     for (const [name, queue] of [...stageNames.map((n) => [n, this.stage(n)] as const), ['merge', this.merge] as const]) {
       counts[name] = 0;
       // Pages of 500: a run's failed set can be large, and getFailed(0, -1) loads it all at once.
-      for (let start = 0; ; start += 500) {
+      // Retried jobs leave the failed set, so only a page holding none of this run's moves on.
+      let start = 0;
+      for (;;) {
         const jobs = await queue.getFailed(start, start + 499);
         if (jobs.length === 0) break;
         const mine = jobs.filter((j) => (j?.data as { runId?: unknown } | undefined)?.runId === runId);
         for (const job of mine) await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
         counts[name] += mine.length;
-        // Retried jobs leave the failed set, shifting the rest down: re-read the same page.
-        if (mine.length > 0) start -= 500;
+        if (mine.length === 0) start += 500;
       }
     }
     return counts;
