@@ -6,8 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModelSpec } from '../config/load-config.js';
-import { InferencePool } from '../pipeline/inference-pool.js';
-import { preprocessImage } from '../pipeline/preprocess.js';
+import { InferencePool } from '../pipeline/inference/inference-pool.js';
+import { preprocessImage } from '../pipeline/image/preprocess.js';
 import { REPO_ROOT, findAssets, listPhotos } from './assets.js';
 import { median } from './stats.js';
 

@@ -8,8 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import pLimit from 'p-limit';
 import type { ConfidenceMetric, ModelSpec } from '../config/schema.js';
-import { ModelSession } from '../pipeline/model-session.js';
-import { preprocessImage } from '../pipeline/preprocess.js';
+import { ModelSession } from '../pipeline/inference/model-session.js';
+import { preprocessImage } from '../pipeline/image/preprocess.js';
 import { accepts, predict } from '../pipeline/routing.js';
 
 export interface CascadeModels {

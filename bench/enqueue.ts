@@ -4,10 +4,10 @@
  */
 import { startPrivateRedis } from '../cli/private-redis.js';
 import { submitRun } from '../producers/submit-run.js';
-import { CascadeQueues } from '../workers/cascade-queues.js';
-import type { RunSpec } from '../workers/jobs.js';
-import { connectRedis } from '../workers/redis-connection.js';
-import { RunTracker } from '../workers/run-tracker.js';
+import { CascadeQueues } from '../queue/cascade-queues.js';
+import type { RunSpec } from '../queue/jobs.js';
+import { connectRedis } from '../queue/redis-connection.js';
+import { RunTracker } from '../queue/run-tracker.js';
 
 export interface EnqueueResult {
   refs: number;

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { startPrivateRedis } from '../cli/private-redis.js';
-import { waitForRun } from '../cli/wait-for-run.js';
-import { connectRedis } from '../workers/redis-connection.js';
-import { RunTracker } from '../workers/run-tracker.js';
+import { waitForRun } from '../queue/wait-for-run.js';
+import { connectRedis } from '../queue/redis-connection.js';
+import { RunTracker } from '../queue/run-tracker.js';
 
 const [folder, little, big, counts = '1,2', threshold = '0.5'] = process.argv.slice(2);
 if (!folder || !little || !big) throw new Error('usage: fleet-scaling.ts <folder> <little> <big> [workers=1,2] [threshold]');

@@ -9,15 +9,16 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import pLimit from 'p-limit';
 import { startPrivateRedis, type PrivateRedis } from '../cli/private-redis.js';
-import { waitForRun } from '../cli/wait-for-run.js';
+import { waitForRun } from '../queue/wait-for-run.js';
 import { loadConfig } from '../config/load-config.js';
 import type { CascadeConfig, CascadeConfigInput } from '../config/schema.js';
-import type { RunSummary } from '../pipeline/manifest.js';
+import type { RunSummary } from '../pipeline/results/manifest.js';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
-import { configuredStages, startRuntime } from '../workers/cascade-runtime.js';
-import { stageQueueName, type RunSpec } from '../workers/jobs.js';
-import { connectRedis } from '../workers/redis-connection.js';
+import { configuredStages } from '../config/stages.js';
+import { startRuntime } from '../workers/cascade-runtime.js';
+import { stageQueueName, type RunSpec } from '../queue/jobs.js';
+import { connectRedis } from '../queue/redis-connection.js';
 import { startS3Process, type S3Process } from './s3rver-process.js';
 
 export interface PipelineEnv {

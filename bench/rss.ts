@@ -8,13 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { startPrivateRedis } from '../cli/private-redis.js';
-import { waitForRun } from '../cli/wait-for-run.js';
+import { waitForRun } from '../queue/wait-for-run.js';
 import { loadConfig } from '../config/load-config.js';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
 import { writeTestModels } from '../test/helpers/test-models.js';
-import { configuredStages, startRuntime } from '../workers/cascade-runtime.js';
-import type { RunSpec } from '../workers/jobs.js';
+import { configuredStages } from '../config/stages.js';
+import { startRuntime } from '../workers/cascade-runtime.js';
+import type { RunSpec } from '../queue/jobs.js';
 import { slope } from './stats.js';
 
 export interface RssResult {

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { makeS3Client } from '../pipeline/s3-store.js';
+import { makeS3Client } from '../pipeline/storage/s3-store.js';
 
 export interface S3Process {
   endpoint: string;

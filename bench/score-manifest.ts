@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { ManifestRow } from '../pipeline/manifest.js';
+import { ManifestRow } from '../pipeline/results/manifest.js';
 
 const [manifestPath, truthPath = join(process.env.CASCADE_ASSETS ?? '../shared/assets', 'labels', 'groundtruth.csv')] = process.argv.slice(2);
 if (!manifestPath) throw new Error('usage: score-manifest.ts <manifest.jsonl> [groundtruth.csv]');

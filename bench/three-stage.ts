@@ -19,7 +19,7 @@ import { dataContext, scoreModel } from '../cli/calibration-data.js';
 import { runCommand } from '../cli/commands/run.js';
 import { loadConfig, loadModelSpec } from '../config/load-config.js';
 import { accepts, predict } from '../pipeline/routing.js';
-import { ManifestRow, type RunSummary } from '../pipeline/manifest.js';
+import { ManifestRow, type RunSummary } from '../pipeline/results/manifest.js';
 import { findAssets, REPO_ROOT } from './assets.js';
 
 const spec = (name: string) => join(REPO_ROOT, 'config/models', `${name}.yaml`);

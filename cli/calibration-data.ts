@@ -1,24 +1,22 @@
 /**
  * The I/O half of calibration for the CLI: list the images, run each model once over them
  * (or take its rows from the probability cache), match ground-truth labels, and build the
- * calibration/test tables that pipeline/calibration works on.
+ * ground truth that pipeline/calibration/tables.ts pairs into calibration/test tables.
  */
 import { readFile } from 'node:fs/promises';
-import { basename, relative, resolve, sep } from 'node:path';
+import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
-import { parseGroundTruth, matchLabels } from '../pipeline/calibration/ground-truth.js';
+import { parseGroundTruth } from '../pipeline/calibration/ground-truth.js';
 import { defaultCacheDir, modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
 import type { RuleName } from '../pipeline/calibration/select.js';
 import { createLogger } from './logger.js';
 import { scoreImages } from '../pipeline/calibration/score-images.js';
-import { splitForCalibration } from '../pipeline/calibration/split.js';
-import type { ChainEntry } from '../pipeline/calibration/chain.js';
-import type { CalibrationEntry } from '../pipeline/calibration/sweep.js';
-import { fetchRef } from '../pipeline/fetch-image.js';
-import { isS3Url, parseS3Url } from '../pipeline/location.js';
-import { makeS3Client } from '../pipeline/open-store.js';
-import { loadStageModel, modelGmacs } from '../pipeline/stage-model.js';
+import type { ScoredModel } from '../pipeline/calibration/tables.js';
+import { fetchRef } from '../pipeline/storage/fetch-image.js';
+import { isS3Url } from '../pipeline/storage/location.js';
+import { makeS3Client } from '../pipeline/storage/open-store.js';
+import { loadStageModel, modelGmacs } from '../pipeline/models/stage-model.js';
 import { listSource } from '../producers/list-source.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 
@@ -36,14 +34,6 @@ export interface CalibrationCliOptions {
   config?: string;
   json?: boolean;
   progress?: boolean;
-}
-
-/** A model's answers on the listed images. */
-export interface ScoredModel {
-  name: string;
-  path: string;
-  gmacsPerImage: number;
-  scored: ScoredImages;
 }
 
 export interface DataContext {
@@ -70,23 +60,6 @@ export async function listImages(source: string, ctx: DataContext): Promise<stri
   for await (const ref of listSource(src, { extensions: ctx.config.extensions, s3: ctx.s3 })) refs.push(ref);
   if (refs.length === 0) throw new Error(`no images found in ${source} (extensions ${ctx.config.extensions.join(' ')})`);
   return refs;
-}
-
-/** An image's name relative to the source (for labels and the split): stable across machines. */
-export function relativeName(ref: string, source: string): string {
-  if (isS3Url(ref) && isS3Url(source)) {
-    const r = parseS3Url(ref);
-    const s = parseS3Url(source);
-    if (r.bucket === s.bucket && r.key.startsWith(s.key)) return r.key.slice(s.key.length).replace(/^\/+/, '');
-    return r.key;
-  }
-  if (!isS3Url(ref) && !isS3Url(source)) {
-    const rel = relative(resolve(source), ref);
-    // A list-file source (or a ref outside the folder) has no common root: use the file name.
-    if (rel === '' || rel.startsWith('..')) return basename(ref);
-    return rel.split(sep).join('/');
-  }
-  return basename(ref);
 }
 
 /** Run a model over the refs it has no cached rows for, and return rows for all of them. */
@@ -135,27 +108,6 @@ export async function readGroundTruth(file: string, ctx: DataContext): Promise<M
   return parseGroundTruth(bytes.toString('utf8'), file);
 }
 
-export interface Tables {
-  calibration: CalibrationEntry[];
-  test: CalibrationEntry[];
-  /** Images that either model could not score, left out of both parts. */
-  skipped: Array<{ key: string; message: string }>;
-}
-
-/** Pair two models' rows per image, attach labels, and split into calibration and test parts. */
-export function buildTables(
-  refs: readonly string[],
-  source: string,
-  little: ScoredModel,
-  big: ScoredModel,
-  truth: ReadonlyMap<string, number> | null,
-  calibrationFraction: number,
-): Tables {
-  const { calibration, test, skipped } = buildChainTables(refs, source, [little, big], truth, calibrationFraction);
-  const pair = (e: ChainEntry): CalibrationEntry => ({ key: e.key, little: e.rows[0]!, big: e.rows[1]!, ...(e.label === undefined ? {} : { label: e.label }) });
-  return { calibration: calibration.map(pair), test: test.map(pair), skipped };
-}
-
 /** A problem with calibration inputs or results, reported as one line (no stack) by the CLI. */
 export class CalibrationError extends Error {
   override name = 'CalibrationError';
@@ -170,36 +122,4 @@ export async function reportingCalibrationErrors<T>(fn: () => Promise<T>): Promi
     if (err instanceof Error && (err.constructor === Error || err.constructor === RangeError)) throw new CalibrationError(err.message, { cause: err });
     throw err;
   }
-}
-
-/** Each image's rows of N models in stage order, labels attached, split into calibration and test parts. */
-export function buildChainTables(
-  refs: readonly string[],
-  source: string,
-  models: readonly ScoredModel[],
-  truth: ReadonlyMap<string, number> | null,
-  calibrationFraction: number,
-): { calibration: ChainEntry[]; test: ChainEntry[]; skipped: Tables['skipped'] } {
-  const names = refs.map((r) => relativeName(r, source));
-  const labels = truth ? matchLabels(names, truth) : names.map(() => undefined);
-  if (truth && labels.every((l) => l === undefined)) {
-    throw new Error(`none of the ${refs.length} images matched a row of the labels file; its image column must hold paths relative to the source (e.g. ${JSON.stringify(names[0])}) or file names`);
-  }
-  const entries: Array<ChainEntry & { name: string }> = [];
-  const skipped: Tables['skipped'] = [];
-  refs.forEach((key, i) => {
-    const rows = models.map((m) => m.scored.probs.get(key));
-    if (rows.some((r) => r === undefined)) {
-      skipped.push({ key, message: models.map((m) => m.scored.errors.get(key)).find((e) => e !== undefined) ?? 'not scored' });
-      return;
-    }
-    const classes = rows[0]!.length;
-    const odd = rows.findIndex((r) => r!.length !== classes);
-    if (odd >= 0) throw new Error(`${models[0]!.name} has ${classes} classes but ${models[odd]!.name} has ${rows[odd]!.length}; a cascade needs the same label space`);
-    const label = labels[i];
-    if (label !== undefined && label >= classes) throw new Error(`the labels file gives ${names[i]} class ${label}, but the models have ${classes} classes (0..${classes - 1})`);
-    entries.push({ key, name: names[i]!, rows: rows as Float32Array[], ...(label === undefined ? {} : { label }) });
-  });
-  const { calibration, test } = splitForCalibration(entries, (e) => e.name, calibrationFraction);
-  return { calibration, test, skipped };
 }

@@ -4,8 +4,8 @@
  * Image counts come from the tracker; queue counts are batches (one job = one batch).
  */
 import { z } from 'zod';
-import { AuditSummary, summarizeAudit } from '../pipeline/audit-summary.js';
-import type { RunProgress } from '../workers/run-tracker.js';
+import { AuditSummary, summarizeAudit } from '../pipeline/audit/audit-summary.js';
+import type { RunProgress } from '../queue/run-tracker.js';
 
 /** One stage of a run: batches in its queue, images it has finished. */
 export const StageStatus = z.object({

@@ -1,7 +1,7 @@
 /**
  * Human-readable rendering of a run summary for the terminal.
  */
-import type { RunSummary } from '../pipeline/manifest.js';
+import type { RunSummary } from '../pipeline/results/manifest.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 

@@ -5,12 +5,12 @@
  */
 import pLimit from 'p-limit';
 import type { ConfidenceMetric, PreprocessSpec } from '../config/schema.js';
-import type { InferencePool } from './inference-pool.js';
-import type { ImageErrorKind, PartRow, StageStats } from './manifest.js';
-import { ObjectNotFoundError, ObjectTooLargeError } from './object-store.js';
-import { ImageDecodeError, preprocessImage } from './preprocess.js';
+import type { InferencePool } from './inference/inference-pool.js';
+import type { ImageErrorKind, PartRow, StageStats } from './results/manifest.js';
+import { ObjectNotFoundError, ObjectTooLargeError } from './storage/object-store.js';
+import { ImageDecodeError, preprocessImage } from './image/preprocess.js';
 import { accepts, predict, type Prediction } from './routing.js';
-import { preprocessKey, type TensorCache } from './tensor-cache.js';
+import { preprocessKey, type TensorCache } from './image/tensor-cache.js';
 
 /** A model as one stage of the cascade sees it. */
 export interface StageModel {

@@ -18,9 +18,9 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { walkFiles } from '../pipeline/local-store.js';
-import { formatS3Url, isS3Url, parseS3Url } from '../pipeline/location.js';
-import { isS3NotFound, listS3Objects } from '../pipeline/s3-store.js';
+import { walkFiles } from '../pipeline/storage/local-store.js';
+import { formatS3Url, isS3Url, parseS3Url } from '../pipeline/storage/location.js';
+import { isS3NotFound, listS3Objects } from '../pipeline/storage/s3-store.js';
 
 /** File name extensions that mark a key-list file. */
 export const LIST_FILE_EXTENSIONS: readonly string[] = ['.txt', '.lst', '.list'];

@@ -5,10 +5,10 @@
  */
 import { resolve } from 'node:path';
 import type { CascadeConfig } from '../config/schema.js';
-import { isS3Url } from '../pipeline/location.js';
-import { modelGmacs } from '../pipeline/stage-model.js';
-import { configuredStages } from '../workers/cascade-runtime.js';
-import { RunId, RunSpec } from '../workers/jobs.js';
+import { isS3Url } from '../pipeline/storage/location.js';
+import { modelGmacs } from '../pipeline/models/stage-model.js';
+import { configuredStages } from '../config/stages.js';
+import { RunId, RunSpec } from '../queue/jobs.js';
 import { deriveRunId } from './submit-run.js';
 
 /** Local paths become absolute so that workers elsewhere in the filesystem resolve them alike. */

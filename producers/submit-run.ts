@@ -5,9 +5,9 @@
  * that are queued (same job id) or already done.
  */
 import { createHash } from 'node:crypto';
-import type { CascadeQueues } from '../workers/cascade-queues.js';
-import type { RunSpec, StageJob } from '../workers/jobs.js';
-import type { RunTracker } from '../workers/run-tracker.js';
+import type { CascadeQueues } from '../queue/cascade-queues.js';
+import type { RunSpec, StageJob } from '../queue/jobs.js';
+import type { RunTracker } from '../queue/run-tracker.js';
 
 export interface SubmitOptions {
   spec: RunSpec;

@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PreprocessSpec } from '../config/schema.js';
 import { classifyBatch, type BatchItem, type StageModel } from '../pipeline/classify-batch.js';
-import { InferencePool } from '../pipeline/inference-pool.js';
+import { InferencePool } from '../pipeline/inference/inference-pool.js';
 import { writeTestModels } from './helpers/test-models.js';
 
 let dir: string;

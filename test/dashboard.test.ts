@@ -5,7 +5,7 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { discoverQueues, startDashboard } from '../cli/commands/dashboard.js';
-import { connectRedis } from '../workers/redis-connection.js';
+import { connectRedis } from '../queue/redis-connection.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 
 let redis: TestRedis;

@@ -14,9 +14,9 @@ import { describe, expect, it } from 'vitest';
 import { validateRoles } from '../cli/commands/worker.js';
 import { buildProgram } from '../cli/main.js';
 import { loadConfig } from '../config/load-config.js';
-import { configuredStages } from '../workers/cascade-runtime.js';
-import { stageQueueName } from '../workers/jobs.js';
-import { connectRedis } from '../workers/redis-connection.js';
+import { configuredStages } from '../config/stages.js';
+import { stageQueueName } from '../queue/jobs.js';
+import { connectRedis } from '../queue/redis-connection.js';
 import { startRedis } from './helpers/redis.js';
 
 const ROOT = resolve(import.meta.dirname, '..');

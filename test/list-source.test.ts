@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { compareKeys } from '../pipeline/object-store.js';
+import { compareKeys } from '../pipeline/storage/object-store.js';
 import { SourceNotFoundError, listSource } from '../producers/list-source.js';
 import { type TestS3, startS3 } from './helpers/s3.js';
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatLocation, isS3Url, parseLocation, parseS3Url } from '../pipeline/location.js';
+import { formatLocation, isS3Url, parseLocation, parseS3Url } from '../pipeline/storage/location.js';
 
 describe('parseLocation', () => {
   it('parses s3 URLs with folder-like prefixes', () => {

@@ -3,9 +3,9 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { countMacs } from '../pipeline/macs.js';
-import { decodeModel } from '../pipeline/onnx-proto.js';
-import { inferShapes } from '../pipeline/onnx-shapes.js';
+import { countMacs } from '../pipeline/onnx/macs.js';
+import { decodeModel } from '../pipeline/onnx/onnx-proto.js';
+import { inferShapes } from '../pipeline/onnx/onnx-shapes.js';
 import { OnnxBuilder, type Dim } from './helpers/onnx-builder.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));

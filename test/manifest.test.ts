@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mergeBatchRows, partKey, summarize, type PartRow, type ResultPart } from '../pipeline/manifest.js';
+import { mergeBatchRows, partKey, summarize, type PartRow, type ResultPart } from '../pipeline/results/manifest.js';
 
 const row = (pos: number, stage: string | null): PartRow => ({
   pos,

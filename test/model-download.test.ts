@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadModelsCommand } from '../cli/commands/models-download.js';
 import { MODEL_SOURCES, ModelSource } from '../config/model-sources.js';
-import { DownloadError, downloadVerified } from '../pipeline/model-download.js';
+import { DownloadError, downloadVerified } from '../pipeline/models/model-download.js';
 import { writeTestModels } from './helpers/test-models.js';
 
 let dir: string;

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { InferencePool } from '../pipeline/inference-pool.js';
-import { ModelSession, type SessionOptions } from '../pipeline/model-session.js';
+import { InferencePool } from '../pipeline/inference/inference-pool.js';
+import { ModelSession, type SessionOptions } from '../pipeline/inference/model-session.js';
 import { softmax } from '../pipeline/routing.js';
 import { expectedBigProbs, expectedLittleLogits, writeTestModels, type TestModels } from './helpers/test-models.js';
 
@@ -72,7 +72,7 @@ describe('InferencePool', () => {
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
     const n = 200;
-    const { toFloat16Array } = await import('../pipeline/float16.js');
+    const { toFloat16Array } = await import('../pipeline/onnx/float16.js');
     const colours = Array.from({ length: n }, (_, i) => COLOURS[i % COLOURS.length]!);
     const result = await pool.infer(toFloat16Array(stack(colours)), n);
     clearInterval(timer);

@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fetchRef } from '../pipeline/fetch-image.js';
-import { LocalStore } from '../pipeline/local-store.js';
+import { fetchRef } from '../pipeline/storage/fetch-image.js';
+import { LocalStore } from '../pipeline/storage/local-store.js';
 import {
   InvalidKeyError,
   type ObjectStore,
@@ -15,9 +15,9 @@ import {
   compareKeys,
   isObjectNotFound,
   isObjectTooLarge,
-} from '../pipeline/object-store.js';
-import { openStore } from '../pipeline/open-store.js';
-import { S3Store, makeS3Client } from '../pipeline/s3-store.js';
+} from '../pipeline/storage/object-store.js';
+import { openStore } from '../pipeline/storage/open-store.js';
+import { S3Store, makeS3Client } from '../pipeline/storage/s3-store.js';
 import { type TestS3, startS3 } from './helpers/s3.js';
 
 let s3: TestS3;

@@ -5,7 +5,7 @@ import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import {
   attrInt, attrInts, attrString, DataType, decodeModel, encodeModel, tensorToNumbers, type TensorProto,
-} from '../pipeline/onnx-proto.js';
+} from '../pipeline/onnx/onnx-proto.js';
 import { float, makeTensor, OnnxBuilder, tensor } from './helpers/onnx-builder.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));

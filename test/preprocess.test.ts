@@ -5,8 +5,8 @@ import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { PreprocessInput, PreprocessPresets, PreprocessSpec } from '../config/schema.js';
-import { fromFloat16Bits, toFloat16Array, toFloat16Bits } from '../pipeline/float16.js';
-import { centreCropGeometry, ImageDecodeError, normalizeToChw, preprocessImage } from '../pipeline/preprocess.js';
+import { fromFloat16Bits, toFloat16Array, toFloat16Bits } from '../pipeline/onnx/float16.js';
+import { centreCropGeometry, ImageDecodeError, normalizeToChw, preprocessImage } from '../pipeline/image/preprocess.js';
 
 type Pixel = readonly number[];
 const LIMITS = { maxPixels: 100_000_000 };

@@ -8,9 +8,9 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelSpec } from '../config/load-config.js';
 import type { PreprocessSpec } from '../config/schema.js';
-import { InferencePool } from '../pipeline/inference-pool.js';
-import { countMacs } from '../pipeline/macs.js';
-import { preprocessImage } from '../pipeline/preprocess.js';
+import { InferencePool } from '../pipeline/inference/inference-pool.js';
+import { countMacs } from '../pipeline/onnx/macs.js';
+import { preprocessImage } from '../pipeline/image/preprocess.js';
 import { topK } from '../pipeline/routing.js';
 
 const ASSETS = resolve(process.env.CASCADE_ASSETS ?? join(import.meta.dirname, '..', '..', 'shared', 'assets'));

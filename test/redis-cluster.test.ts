@@ -12,10 +12,10 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../cli/commands/run.js';
-import { readManifestLines, verifyManifest } from '../pipeline/verify-manifest.js';
+import { readManifestLines, verifyManifest } from '../pipeline/results/verify-manifest.js';
 import { listSource } from '../producers/list-source.js';
-import { assertClusterPrefix, connectRedis, hasHashTag, parseClusterUrl } from '../workers/redis-connection.js';
-import { RunTracker } from '../workers/run-tracker.js';
+import { assertClusterPrefix, connectRedis, hasHashTag, parseClusterUrl } from '../queue/redis-connection.js';
+import { RunTracker } from '../queue/run-tracker.js';
 import { startRedisCluster, type TestRedisCluster } from './helpers/redis-cluster.js';
 import { writeTestModels, type TestModels } from './helpers/test-models.js';
 
@@ -117,7 +117,7 @@ describe('TLS Redis (rediss://)', () => {
 
   it('connects over TLS with the password from a rediss:// URL', async () => {
     // A child process, because NODE_EXTRA_CA_CERTS is read once at start-up.
-    const script = `import { connectRedis } from ${JSON.stringify(join(process.cwd(), 'workers/redis-connection.ts'))};
+    const script = `import { connectRedis } from ${JSON.stringify(join(process.cwd(), 'queue/redis-connection.ts'))};
       const r = connectRedis(process.argv[1]); console.log(await r.ping()); r.disconnect();`;
     const run = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, url], { env: { ...process.env, NODE_EXTRA_CA_CERTS: join(work, 'cert.pem') }, timeout: 20_000 });
     expect((await run(`rediss://:tls-pw@127.0.0.1:${port}`)).stdout.trim()).toBe('PONG');

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { retryCommand } from '../cli/commands/retry.js';
-import { waitForRun } from '../cli/wait-for-run.js';
+import { waitForRun } from '../queue/wait-for-run.js';
 import { loadConfig } from '../config/load-config.js';
 import { planRun } from '../producers/plan-run.js';
 import { listSource } from '../producers/list-source.js';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReviewCommand } from '../cli/commands/export-review.js';
 import { runCommand } from '../cli/commands/run.js';
 import { buildProgram } from '../cli/main.js';
-import { imageRef, parseReasons } from '../pipeline/review-export.js';
+import { imageRef, parseReasons } from '../pipeline/results/review-export.js';
 import { colourSpec, writeColourImages } from './helpers/colour-fixture.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { startS3, type TestS3 } from './helpers/s3.js';

@@ -1,9 +1,9 @@
 /** Completion detection against a real redis-server: retries and duplicates never double-count. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { RunSpec } from '../workers/jobs.js';
-import { connectRedis } from '../workers/redis-connection.js';
-import { RunTracker } from '../workers/run-tracker.js';
+import type { RunSpec } from '../queue/jobs.js';
+import { connectRedis } from '../queue/redis-connection.js';
+import { RunTracker } from '../queue/run-tracker.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 
 let redis: TestRedis;

@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTiming, scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from '../cli/commands/schedule.js';
 import { loadConfig } from '../config/load-config.js';
-import { ManifestRow } from '../pipeline/manifest.js';
+import { ManifestRow } from '../pipeline/results/manifest.js';
 import { startRuntime, type Runtime } from '../workers/cascade-runtime.js';
 import { expandDatePattern, firingTime, runForFiring, type ScheduleTemplate } from '../workers/run-scheduler.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statusCommand } from '../cli/commands/status.js';
 import { buildRunStatus, formatDuration, formatRunList, formatRunStatus, progressBar, RunStatus, runState } from '../cli/format-status.js';
-import { CascadeQueues } from '../workers/cascade-queues.js';
-import type { RunSpec } from '../workers/jobs.js';
-import { connectRedis } from '../workers/redis-connection.js';
-import { RunTracker, type RunProgress } from '../workers/run-tracker.js';
+import { CascadeQueues } from '../queue/cascade-queues.js';
+import type { RunSpec } from '../queue/jobs.js';
+import { connectRedis } from '../queue/redis-connection.js';
+import { RunTracker, type RunProgress } from '../queue/run-tracker.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 
 const spec = (runId: string): RunSpec => ({

@@ -10,9 +10,9 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../cli/commands/run.js';
 import { submitCommand } from '../cli/commands/submit.js';
-import { CascadeQueues } from '../workers/cascade-queues.js';
-import { connectRedis } from '../workers/redis-connection.js';
-import { RunTracker } from '../workers/run-tracker.js';
+import { CascadeQueues } from '../queue/cascade-queues.js';
+import { connectRedis } from '../queue/redis-connection.js';
+import { RunTracker } from '../queue/run-tracker.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { writeTestModels, type TestModels } from './helpers/test-models.js';
 

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countMacs } from '../pipeline/macs.js';
-import { fromFloat16Bits, toFloat16Bits } from '../pipeline/float16.js';
+import { countMacs } from '../pipeline/onnx/macs.js';
+import { fromFloat16Bits, toFloat16Bits } from '../pipeline/onnx/float16.js';
 import {
   CONV_NET_MACS, CONV_NET_WEIGHTS, CONV_POOL_NET_MACS, expectedBigProbs, expectedLittleLogits, LABELS,
   writeTestModels, type TestModels,

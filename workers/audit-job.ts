@@ -4,13 +4,16 @@
  * writes `audit/<batch>.json` and counts the audit once. Audits never touch the manifest.
  */
 import type { Job } from 'bullmq';
-import { auditEntries, auditKey, countAgreement, type AuditItem, type AuditPart } from '../pipeline/audit-part.js';
-import { isAudited } from '../pipeline/audit-sample.js';
+import { auditEntries, auditKey, countAgreement, type AuditItem, type AuditPart } from '../pipeline/audit/audit-part.js';
+import { isAudited } from '../pipeline/audit/audit-sample.js';
 import { classifyBatch, errorRow } from '../pipeline/classify-batch.js';
-import type { PartRow } from '../pipeline/manifest.js';
-import type { CascadeQueues } from './cascade-queues.js';
-import { AUDIT_JOB_NAME, AuditJob, JOB_OPTIONS, auditJobId, type RunSpec } from './jobs.js';
-import type { StageWorkerOptions } from './stage-worker.js';
+import type { PartRow } from '../pipeline/results/manifest.js';
+import type { CascadeQueues } from '../queue/cascade-queues.js';
+import { AUDIT_JOB_NAME, AuditJob, JOB_OPTIONS, auditJobId, type RunSpec } from '../queue/jobs.js';
+import type { ClassifyDeps } from '../pipeline/classify-batch.js';
+import type { LoadedStage } from '../pipeline/models/stage-model.js';
+import type { ObjectStore } from '../pipeline/storage/object-store.js';
+import type { RunTracker } from '../queue/run-tracker.js';
 
 /** The first stage's accepted rows that the run's audit samples (none on runs without audits). */
 export function selectAudits(spec: RunSpec, rows: PartRow[]): AuditItem[] {
@@ -29,8 +32,18 @@ export async function queueAudit(queues: CascadeQueues, spec: RunSpec, batch: nu
   await queues.stage(last.name).add(AUDIT_JOB_NAME, data, { ...JOB_OPTIONS, jobId: auditJobId(spec.runId, batch) });
 }
 
+/** What an audit job needs of the last stage's worker. */
+export interface AuditContext {
+  prefix: string;
+  model: LoadedStage;
+  deps: ClassifyDeps;
+  openOutput: (out: string) => ObjectStore;
+  tracker: RunTracker;
+  queues: CascadeQueues;
+}
+
 /** Label one audit job with the last stage's model, write its audit part and count it once. */
-export async function processAuditJob(job: Job, o: StageWorkerOptions): Promise<{ accepted: number; forwarded: number; errors: number }> {
+export async function processAuditJob(job: Job, o: AuditContext): Promise<{ accepted: number; forwarded: number; errors: number }> {
   const data = AuditJob.parse(job.data);
   const spec = await o.tracker.spec(data.runId);
   if (!spec) throw new Error(`run ${data.runId} is unknown to this Redis (prefix ${o.prefix})`);

@@ -6,32 +6,24 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
 import { availableParallelism } from 'node:os';
-import type { CascadeConfig, ModelSpec } from '../config/schema.js';
-import { fetchRef } from '../pipeline/fetch-image.js';
-import { parseLocation } from '../pipeline/location.js';
-import type { ObjectStore } from '../pipeline/object-store.js';
-import { makeS3Client, openStore } from '../pipeline/open-store.js';
-import { loadStageModel, type LoadedStage } from '../pipeline/stage-model.js';
-import { TensorCache } from '../pipeline/tensor-cache.js';
-import { CascadeQueues } from './cascade-queues.js';
+import type { CascadeConfig } from '../config/schema.js';
+import { configuredStages } from '../config/stages.js';
+import { fetchRef } from '../pipeline/storage/fetch-image.js';
+import { parseLocation } from '../pipeline/storage/location.js';
+import type { ObjectStore } from '../pipeline/storage/object-store.js';
+import { makeS3Client, openStore } from '../pipeline/storage/open-store.js';
+import { loadStageModel, type LoadedStage } from '../pipeline/models/stage-model.js';
+import { TensorCache } from '../pipeline/image/tensor-cache.js';
+import { CascadeQueues } from '../queue/cascade-queues.js';
 import { MergeWorker } from './merge-worker.js';
-import { bullLockOptions } from './job-locks.js';
-import { assertClusterPrefix, connectRedis } from './redis-connection.js';
-import { RunTracker } from './run-tracker.js';
+import { bullLockOptions } from '../queue/job-locks.js';
+import { assertClusterPrefix, connectRedis } from '../queue/redis-connection.js';
+import { RunTracker } from '../queue/run-tracker.js';
 import { RunScheduler } from './run-scheduler.js';
 import { StageWorker, type StageWorkerOptions } from './stage-worker.js';
 
 /** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' or 'scheduler'. */
 export type Role = string;
-
-/** The cascade's stages as configured: names and model specs in order (`stages:`, else little → big). */
-export function configuredStages(config: CascadeConfig): Array<{ name: string; spec: ModelSpec; threshold: number | null }> {
-  if (config.stages) return config.stages.map((s) => ({ name: s.name, spec: s.model, threshold: s.threshold }));
-  return [
-    { name: 'little', spec: config.little, threshold: config.threshold },
-    { name: 'big', spec: config.big, threshold: null },
-  ];
-}
 
 /** Every role of a config: its stages in order, then the merge. */
 export function allRoles(config: CascadeConfig): Role[] {

@@ -3,12 +3,12 @@
  * pipeline's mergeRun and records the summary in the run's Redis state.
  */
 import { Worker, type Job } from 'bullmq';
-import type { LockOptions } from './job-locks.js';
+import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
-import { mergeRun } from '../pipeline/merge-run.js';
-import type { ObjectStore } from '../pipeline/object-store.js';
-import { MERGE_QUEUE, MergeJob } from './jobs.js';
-import type { RunTracker } from './run-tracker.js';
+import { mergeRun } from '../pipeline/results/merge-run.js';
+import type { ObjectStore } from '../pipeline/storage/object-store.js';
+import { MERGE_QUEUE, MergeJob } from '../queue/jobs.js';
+import type { RunTracker } from '../queue/run-tracker.js';
 
 export interface MergeWorkerOptions {
   connection: Redis;

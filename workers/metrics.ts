@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { StageStats } from '../pipeline/manifest.js';
+import type { StageStats } from '../pipeline/results/manifest.js';
 
 /** Job states reported as queue depth (one job = one batch of images). */
 const DEPTH_STATES = ['waiting', 'delayed', 'prioritized', 'active', 'failed'] as const;

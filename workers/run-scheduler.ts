@@ -11,9 +11,9 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
-import type { CascadeQueues } from './cascade-queues.js';
-import { RunSpec } from './jobs.js';
-import type { RunTracker } from './run-tracker.js';
+import type { CascadeQueues } from '../queue/cascade-queues.js';
+import { RunSpec } from '../queue/jobs.js';
+import type { RunTracker } from '../queue/run-tracker.js';
 
 export const SCHEDULES_QUEUE = 'schedules';
 

@@ -4,16 +4,16 @@
  * next stage, and counts the part so the run's completion is detected exactly once.
  */
 import { Worker, type Job } from 'bullmq';
-import type { LockOptions } from './job-locks.js';
+import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
 import { classifyBatch, errorRow, type ClassifyDeps, type StageResult } from '../pipeline/classify-batch.js';
-import { partKey, ResultPart, type StageStats } from '../pipeline/manifest.js';
-import { isObjectNotFound, type ObjectStore } from '../pipeline/object-store.js';
-import type { LoadedStage } from '../pipeline/stage-model.js';
+import { partKey, ResultPart, type StageStats } from '../pipeline/results/manifest.js';
+import { isObjectNotFound, type ObjectStore } from '../pipeline/storage/object-store.js';
+import type { LoadedStage } from '../pipeline/models/stage-model.js';
 import { processAuditJob, queueAudit, selectAudits } from './audit-job.js';
-import type { CascadeQueues } from './cascade-queues.js';
-import { AUDIT_JOB_NAME, StageJob, stageQueueName } from './jobs.js';
-import type { RunTracker } from './run-tracker.js';
+import type { CascadeQueues } from '../queue/cascade-queues.js';
+import { AUDIT_JOB_NAME, StageJob, stageQueueName } from '../queue/jobs.js';
+import type { RunTracker } from '../queue/run-tracker.js';
 
 export interface StageWorkerOptions {
   connection: Redis;

@@ -9,7 +9,8 @@ import type { ChainCalibrationFile } from '../../config/calibration.js';
 import { loadConfig } from '../../config/load-config.js';
 import { type ChainPoint, calibrateChain, evaluateChain } from '../../pipeline/calibration/chain.js';
 import { ALL_METRICS } from '../../pipeline/calibration/select.js';
-import { buildChainTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import { buildChainTables } from '../../pipeline/calibration/tables.js';
+import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 
 export interface ChainCalibrateOptions extends CalibrationCliOptions {

@@ -9,7 +9,8 @@ import { loadConfig } from '../../config/load-config.js';
 import { calibrate, type CalibrationOutcome } from '../../pipeline/calibration/calibrate.js';
 import { calibrationFile, calibrationPlot, curveCsv, curveRows, formatCalibration } from '../../pipeline/calibration/report.js';
 import type { CalibrationFile } from '../../config/calibration.js';
-import { buildTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import { buildTables } from '../../pipeline/calibration/tables.js';
+import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 
 export interface CalibrateOptions extends CalibrationCliOptions {

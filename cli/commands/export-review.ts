@@ -5,8 +5,8 @@
 import { writeFile } from 'node:fs/promises';
 import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
 import { S3Settings } from '../../config/schema.js';
-import { makeS3Client, openStore } from '../../pipeline/open-store.js';
-import { labelStudioTasks, parseReasons, readDisagreements, readManifest, reviewCsv, RunOutputNotFoundError, selectForReview } from '../../pipeline/review-export.js';
+import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
+import { labelStudioTasks, parseReasons, readDisagreements, readManifest, reviewCsv, RunOutputNotFoundError, selectForReview } from '../../pipeline/results/review-export.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 
 export interface ExportReviewOptions {

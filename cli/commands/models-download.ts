@@ -4,7 +4,7 @@
  */
 import { join, resolve } from 'node:path';
 import { MODEL_SOURCES } from '../../config/model-sources.js';
-import { downloadVerified } from '../../pipeline/model-download.js';
+import { downloadVerified } from '../../pipeline/models/model-download.js';
 
 /** Download (or confirm) each named model; resolves with one line per model. */
 export async function downloadModelsCommand(names: string[], o: { dir?: string }, fetchImpl: typeof fetch = fetch, sources = MODEL_SOURCES): Promise<string[]> {

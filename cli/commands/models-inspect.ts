@@ -3,8 +3,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { loadModelSpec } from '../../config/load-config.js';
-import { InferencePool } from '../../pipeline/inference-pool.js';
-import { countMacs } from '../../pipeline/macs.js';
+import { InferencePool } from '../../pipeline/inference/inference-pool.js';
+import { countMacs } from '../../pipeline/onnx/macs.js';
 
 /** Print a model's I/O contract, provider and MAC count. */
 export async function inspectModelCommand(ref: string, o: { json?: boolean }): Promise<void> {

@@ -3,10 +3,10 @@
  * their cause is fixed (e.g. the output bucket was unreachable for longer than the retries).
  * Parts are idempotent and counted once, so retrying never duplicates a row.
  */
-import { CascadeQueues } from '../../workers/cascade-queues.js';
-import { RunId } from '../../workers/jobs.js';
-import { connectRedis } from '../../workers/redis-connection.js';
-import { RunTracker } from '../../workers/run-tracker.js';
+import { CascadeQueues } from '../../queue/cascade-queues.js';
+import { RunId } from '../../queue/jobs.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
 import { fleetSettings } from '../fleet-settings.js';
 
 /** Retry the failed jobs of `runId`; resolves with the count per queue. */

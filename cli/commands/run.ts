@@ -3,17 +3,18 @@
  * little, big and merge workers, the producer, a progress bar and the summary.
  */
 import cliProgress from 'cli-progress';
-import type { RunSummary } from '../../pipeline/manifest.js';
+import type { RunSummary } from '../../pipeline/results/manifest.js';
 import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
 import { submitRun } from '../../producers/submit-run.js';
-import { allRoles, configuredStages, startRuntime } from '../../workers/cascade-runtime.js';
+import { configuredStages } from '../../config/stages.js';
+import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
 import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
 import { type CascadeFlags, loadCascadeConfig } from '../cascade-flags.js';
 import { formatSummary } from '../format-summary.js';
 import { createLogger } from '../logger.js';
 import { startPrivateRedis } from '../private-redis.js';
-import { waitForRun } from '../wait-for-run.js';
+import { waitForRun } from '../../queue/wait-for-run.js';
 import { resolve } from 'node:path';
 
 export interface RunOptions extends CascadeFlags {

@@ -7,7 +7,7 @@ import { Queue } from 'bullmq';
 import { ConfigError } from '../../config/load-config.js';
 import { type CascadeFlags, loadCascadeConfig } from '../cascade-flags.js';
 import { absoluteRef, planStages } from '../../producers/plan-run.js';
-import { connectRedis } from '../../workers/redis-connection.js';
+import { connectRedis } from '../../queue/redis-connection.js';
 import { ScheduleName, ScheduleTiming, SCHEDULES_QUEUE, listSchedules, removeSchedule, upsertSchedule, type ScheduleInfo, type ScheduleTemplate } from '../../workers/run-scheduler.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { requireRedisUrl } from './submit.js';

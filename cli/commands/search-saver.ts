@@ -6,7 +6,8 @@
 import { basename } from 'node:path';
 import { loadConfig, loadModelSpec } from '../../config/load-config.js';
 import { searchSaver, type SaverResult } from '../../pipeline/calibration/saver-search.js';
-import { buildTables, dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import { buildTables } from '../../pipeline/calibration/tables.js';
+import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 
 export interface SearchSaverOptions extends CalibrationCliOptions {

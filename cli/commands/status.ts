@@ -5,9 +5,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
-import { connectRedis } from '../../workers/redis-connection.js';
-import { CascadeQueues } from '../../workers/cascade-queues.js';
-import { RunTracker } from '../../workers/run-tracker.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { CascadeQueues } from '../../queue/cascade-queues.js';
+import { RunTracker } from '../../queue/run-tracker.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { buildRunStatus, formatRunList, formatRunStatus, type BatchCounts, type RunStatus } from '../format-status.js';
 

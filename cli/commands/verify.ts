@@ -9,9 +9,9 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
 import { CascadeConfig, S3Settings } from '../../config/schema.js';
-import { isS3Url } from '../../pipeline/location.js';
-import { makeS3Client } from '../../pipeline/s3-store.js';
-import { formatVerifyReport, readManifestLines, verifyManifest, type VerifyReport } from '../../pipeline/verify-manifest.js';
+import { isS3Url } from '../../pipeline/storage/location.js';
+import { makeS3Client } from '../../pipeline/storage/s3-store.js';
+import { formatVerifyReport, readManifestLines, verifyManifest, type VerifyReport } from '../../pipeline/results/verify-manifest.js';
 import { listSource } from '../../producers/list-source.js';
 
 export interface VerifyOptions {

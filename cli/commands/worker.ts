@@ -8,10 +8,11 @@
  */
 import { Queue } from 'bullmq';
 import { ConfigError, loadConfig } from '../../config/load-config.js';
-import { configuredStages, startRuntime } from '../../workers/cascade-runtime.js';
+import { configuredStages } from '../../config/stages.js';
+import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
-import { MERGE_QUEUE, stageQueueName } from '../../workers/jobs.js';
+import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
 import { createLogger } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
 import { requireRedisUrl } from './submit.js';

@@ -5,7 +5,7 @@
  */
 import pLimit from 'p-limit';
 import type { StageModel } from '../classify-batch.js';
-import { preprocessImage } from '../preprocess.js';
+import { preprocessImage } from '../image/preprocess.js';
 import type { ScoredImages } from './prob-cache.js';
 
 export interface ScoreDeps {

@@ -12,11 +12,11 @@
  * any element is fractional), a string STRING; wrap with float()/floats() when a whole number
  * must be a float (Gemm alpha = 1.0), or tensor() for a TENSOR attribute.
  */
-import { toFloat16Bits } from '../../pipeline/float16.js';
+import { toFloat16Bits } from '../../pipeline/onnx/float16.js';
 import {
   AttributeType, DataType, encodeModel,
   type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto,
-} from '../../pipeline/onnx-proto.js';
+} from '../../pipeline/onnx/onnx-proto.js';
 
 export type Dtype = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
 /** A dimension: a fixed size or a symbolic name such as 'N'. */

@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import S3rver from 's3rver';
-import { type S3ClientOptions, makeS3Client } from '../../pipeline/s3-store.js';
+import { type S3ClientOptions, makeS3Client } from '../../pipeline/storage/s3-store.js';
 
 export interface TestS3 {
   endpoint: string;

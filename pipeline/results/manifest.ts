@@ -3,7 +3,7 @@
  * summary computed from the parts. Pure functions; the merge step does the I/O.
  */
 import { z } from 'zod';
-import { AuditSummary } from './audit-summary.js';
+import { AuditSummary } from '../audit/audit-summary.js';
 
 export const ImageErrorKind = z.enum(['not-found', 'too-large', 'decode', 'inference', 'fetch', 'job-failed']);
 export type ImageErrorKind = z.infer<typeof ImageErrorKind>;

@@ -13,7 +13,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import type { z } from 'zod';
-import type { S3Settings } from '../config/schema.js';
+import type { S3Settings } from '../../config/schema.js';
 import { formatS3Url } from './location.js';
 import { type GetOptions, InvalidKeyError, isObjectNotFound, isObjectTooLarge, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
 

@@ -5,9 +5,9 @@
  * synchronous native work never blocks a BullMQ worker's event loop.
  */
 import ort from 'onnxruntime-node';
-import type { ExecutionProvider } from '../config/schema.js';
-import { fromFloat16Bits } from './float16.js';
-import { looksLikeProbabilities, softmax } from './routing.js';
+import type { ExecutionProvider } from '../../config/schema.js';
+import { fromFloat16Bits } from '../onnx/float16.js';
+import { looksLikeProbabilities, softmax } from '../routing.js';
 
 /** What a model expects and returns, read from the graph itself. */
 export interface ModelIO {

@@ -4,12 +4,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { ExecutionProvider, ModelSpec } from '../config/schema.js';
-import type { StageModel } from './classify-batch.js';
-import { InferencePool } from './inference-pool.js';
+import type { ExecutionProvider, ModelSpec } from '../../config/schema.js';
+import type { StageModel } from '../classify-batch.js';
+import { InferencePool } from '../inference/inference-pool.js';
 import { loadLabels } from './labels.js';
-import { countMacs } from './macs.js';
-import { ModelLoadError } from './model-session.js';
+import { countMacs } from '../onnx/macs.js';
+import { ModelLoadError } from '../inference/model-session.js';
 
 export interface RuntimeOptions {
   executionProviders: readonly ExecutionProvider[];

@@ -8,7 +8,7 @@
  * its queue oldest first, so the oldest entries are the ones about to be used. Entries older
  * than maxAgeMs (their job went to another process, or failed) are dropped to make room.
  */
-import type { PreprocessSpec } from '../config/schema.js';
+import type { PreprocessSpec } from '../../config/schema.js';
 import type { ModelInputShape } from './preprocess.js';
 
 export type Tensor = Float32Array | Uint16Array;

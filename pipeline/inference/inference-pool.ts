@@ -3,7 +3,7 @@
  * preprocessed batches and gets probability rows back, without blocking its event loop.
  */
 import { Piscina } from 'piscina';
-import type { ExecutionProvider } from '../config/schema.js';
+import type { ExecutionProvider } from '../../config/schema.js';
 import { BatchAccumulator } from './batch-accumulator.js';
 import type { ModelIO, SessionOptions } from './model-session.js';
 import { ModelLoadError } from './model-session.js';

@@ -4,7 +4,7 @@
  * result parts, so an audit can never change the manifest.
  */
 import { z } from 'zod';
-import { ImageErrorKind, type PartRow } from './manifest.js';
+import { ImageErrorKind, type PartRow } from '../results/manifest.js';
 
 const Answer = z.object({ stage: z.string(), label: z.number().int(), labelName: z.string().nullable(), confidence: z.number() });
 export type AuditAnswer = z.infer<typeof Answer>;

@@ -3,7 +3,7 @@
  * Wilson interval, and drift against the agreement the calibration promised.
  */
 import { z } from 'zod';
-import { wilsonInterval } from './calibration/wilson.js';
+import { wilsonInterval } from '../calibration/wilson.js';
 
 export const AuditSummary = z.object({
   /** Configured fraction of accepted images audited. */

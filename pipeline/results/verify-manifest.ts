@@ -9,10 +9,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { isS3Url, parseS3Url } from './location.js';
+import { isS3Url, parseS3Url } from '../storage/location.js';
 import { ManifestRow } from './manifest.js';
-import { ObjectNotFoundError } from './object-store.js';
-import { isS3NotFound } from './s3-store.js';
+import { ObjectNotFoundError } from '../storage/object-store.js';
+import { isS3NotFound } from '../storage/s3-store.js';
 
 /** A manifest line that is not a valid ManifestRow. */
 export interface InvalidRow {

@@ -25,8 +25,8 @@
  *   (left = floor(excess / 2)), also as torchvision.
  */
 import sharp, { type Metadata, type OutputInfo, type Sharp, type SharpOptions } from 'sharp';
-import type { PreprocessSpec } from '../config/schema.js';
-import { toFloat16Bits } from './float16.js';
+import type { PreprocessSpec } from '../../config/schema.js';
+import { toFloat16Bits } from '../onnx/float16.js';
 
 /** Why an image could not be turned into a tensor. */
 export type ImageDecodeReason =

@@ -3,13 +3,13 @@
  * manifest.jsonl (one row per input, in input order, streamed) and summary.json. Idempotent: it only
  * reads parts and overwrites its two outputs, so running it twice is harmless.
  */
-import { AuditPart, auditKey, countAgreement } from './audit-part.js';
-import { summarizeAudit } from './audit-summary.js';
+import { AuditPart, auditKey, countAgreement } from '../audit/audit-part.js';
+import { summarizeAudit } from '../audit/audit-summary.js';
 import { ResultPart, mergeBatchRows, partKey, summarize, type RunSummary, type SummaryInput } from './manifest.js';
-import { isObjectNotFound, type ObjectStore } from './object-store.js';
-import { addConfidence, emptyHistogram, histogramSvg } from './plots/histogram.js';
-import { RUN_CALIBRATION_KEY, RunCalibration, runCalibrationSvg } from './plots/run-calibration.js';
-import { svgToPng } from './plots/svg-to-png.js';
+import { isObjectNotFound, type ObjectStore } from '../storage/object-store.js';
+import { addConfidence, emptyHistogram, histogramSvg } from '../plots/histogram.js';
+import { RUN_CALIBRATION_KEY, RunCalibration, runCalibrationSvg } from '../plots/run-calibration.js';
+import { svgToPng } from '../plots/svg-to-png.js';
 
 /** What the merge needs besides the parts: the run's description and its batch count. */
 export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' | 'images' | 'finishedAt'> {

@@ -3,8 +3,8 @@
  * one-process `cascade run` and `cascade status` share one notion of "done".
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RunSummary } from '../pipeline/manifest.js';
-import type { RunProgress, RunTracker } from '../workers/run-tracker.js';
+import { RunSummary } from '../pipeline/results/manifest.js';
+import type { RunProgress, RunTracker } from './run-tracker.js';
 
 /** Poll until the run is merged; returns its summary, or throws if the merge failed for good. */
 export async function waitForRun(tracker: RunTracker, runId: string, onProgress: (p: RunProgress) => void, intervalMs = 200): Promise<RunSummary> {

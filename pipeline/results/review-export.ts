@@ -5,9 +5,9 @@
  * Reads only the run's output location: manifest.jsonl and audit/*.json.
  */
 import { z } from 'zod';
-import { AuditPart, type AuditEntry } from './audit-part.js';
+import { AuditPart, type AuditEntry } from '../audit/audit-part.js';
 import { ManifestRow } from './manifest.js';
-import { isObjectNotFound, type ObjectStore } from './object-store.js';
+import { isObjectNotFound, type ObjectStore } from '../storage/object-store.js';
 
 export const ReviewReason = z.enum(['errors', 'disagreements', 'low-confidence']);
 export type ReviewReason = z.infer<typeof ReviewReason>;
