@@ -17,9 +17,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { walkFiles } from '../pipeline/storage/local-store.js';
-import { formatS3Url, isS3Url, parseS3Url } from '../pipeline/storage/location.js';
+import { formatS3Url, parseRef, type Ref } from '../pipeline/storage/location.js';
 import { isS3NotFound, listS3Objects } from '../pipeline/storage/s3-store.js';
 
 /** File name extensions that mark a key-list file. */
@@ -54,15 +53,15 @@ export class SourceNotFoundError extends Error {
 export async function* listSource(source: string, opts: ListSourceOptions): AsyncGenerator<string> {
   if (typeof source !== 'string' || source.trim() === '') throw new Error('Empty source: expected a folder, a key-list file or s3://bucket/prefix');
   const keep = extensionFilter(opts.extensions);
-  if (isS3Url(source)) {
-    yield* listS3Source(source, opts, keep);
+  const ref = parseRef(source);
+  if (ref.kind === 's3') {
+    yield* listS3Source(source, ref.bucket, ref.key, opts, keep);
     return;
   }
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(source)?.[1]?.toLowerCase();
-  if (scheme !== undefined && scheme !== 'file') {
-    throw new Error(`Unsupported source ${JSON.stringify(source)}: scheme "${scheme}://" (expected a local path or s3://bucket/prefix)`);
+  if (ref.kind === 'unsupported') {
+    throw new Error(`Unsupported source ${JSON.stringify(source)}: scheme "${ref.scheme}://" (expected a local path or s3://bucket/prefix)`);
   }
-  const abs = path.resolve(scheme === 'file' ? fileURLToPath(source) : source);
+  const abs = path.resolve(ref.path);
   let st;
   try {
     st = await fs.stat(abs);
@@ -90,8 +89,7 @@ export async function* listSource(source: string, opts: ListSourceOptions): Asyn
   );
 }
 
-async function* listS3Source(source: string, opts: ListSourceOptions, keep: (name: string) => boolean): AsyncGenerator<string> {
-  const { bucket, key } = parseS3Url(source);
+async function* listS3Source(source: string, bucket: string, key: string, opts: ListSourceOptions, keep: (name: string) => boolean): AsyncGenerator<string> {
   const client = () => {
     if (!opts.s3) throw new Error(`Source ${source} is on S3 but no S3 client was configured`);
     return typeof opts.s3 === 'function' ? opts.s3() : opts.s3;
@@ -149,26 +147,21 @@ async function* readListLines(
 
 function parseListLine(line: string, where: string, relative: (line: string) => string): string {
   if (line.includes('\0')) throw new Error(`${where}: the ref contains a NUL character`);
-  if (isS3Url(line)) {
-    let key: string;
-    try {
-      key = parseS3Url(line).key;
-    } catch (err) {
-      throw new Error(`${where}: ${(err as Error).message}`);
-    }
-    if (key === '' || key.endsWith('/')) throw new Error(`${where}: ${JSON.stringify(line)} is an S3 prefix, not an object`);
-    return line;
+  let ref: Ref;
+  try {
+    ref = parseRef(line);
+  } catch (err) {
+    throw new Error(`${where}: ${(err as Error).message}`);
   }
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(line)?.[1]?.toLowerCase();
-  if (scheme === 'file') {
-    try {
-      return fileURLToPath(line);
-    } catch (err) {
-      throw new Error(`${where}: ${(err as Error).message}`);
-    }
+  switch (ref.kind) {
+    case 's3':
+      if (ref.key === '' || ref.key.endsWith('/')) throw new Error(`${where}: ${JSON.stringify(line)} is an S3 prefix, not an object`);
+      return line;
+    case 'unsupported':
+      throw new Error(`${where}: unsupported ref ${JSON.stringify(line)} (expected a path or s3://bucket/key)`);
+    case 'local':
+      return path.isAbsolute(ref.path) ? ref.path : relative(ref.path);
   }
-  if (scheme !== undefined) throw new Error(`${where}: unsupported ref ${JSON.stringify(line)} (expected a path or s3://bucket/key)`);
-  return path.isAbsolute(line) ? line : relative(line);
 }
 
 function isListFile(name: string): boolean {

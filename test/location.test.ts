@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatLocation, isS3Url, parseLocation, parseS3Url } from '../pipeline/storage/location.js';
+import { formatLocation, isS3Url, parseLocation, parseRef, parseS3Url } from '../pipeline/storage/location.js';
 
 describe('parseLocation', () => {
   it('parses s3 URLs with folder-like prefixes', () => {
@@ -56,5 +56,25 @@ describe('formatLocation', () => {
   it('round-trips', () => {
     for (const s of ['s3://bucket/', 's3://bucket/a/b/', '/abs/path']) expect(formatLocation(parseLocation(s))).toBe(s);
     expect(formatLocation(parseLocation('s3://bucket/a'))).toBe('s3://bucket/a/');
+  });
+});
+
+describe('parseRef', () => {
+  it('tells S3, file URLs, other schemes and plain paths apart', () => {
+    expect(parseRef('s3://bucket/a/b.jpg')).toEqual({ kind: 's3', bucket: 'bucket', key: 'a/b.jpg' });
+    expect(parseRef('S3://bucket/')).toEqual({ kind: 's3', bucket: 'bucket', key: '' });
+    expect(parseRef('file:///tmp/some%20dir/x.jpg')).toEqual({ kind: 'local', path: '/tmp/some dir/x.jpg' });
+    expect(parseRef('FILE:///tmp/x')).toEqual({ kind: 'local', path: '/tmp/x' });
+    expect(parseRef('HTTPS://example.com/x')).toEqual({ kind: 'unsupported', scheme: 'https' });
+    // Plain paths stay as written: resolving them is the caller's business.
+    expect(parseRef('rel/x.jpg')).toEqual({ kind: 'local', path: 'rel/x.jpg' });
+    expect(parseRef('c:out')).toEqual({ kind: 'local', path: 'c:out' });
+    expect(parseRef('')).toEqual({ kind: 'local', path: '' });
+  });
+
+  it('throws on malformed S3 and file URLs', () => {
+    expect(() => parseRef('s3:bucket')).toThrow(/Malformed S3 URL/);
+    expect(() => parseRef('s3://ab/x')).toThrow(/invalid bucket name/);
+    expect(() => parseRef('file://host/x')).toThrow(/Malformed file URL "file:\/\/host\/x"/);
   });
 });

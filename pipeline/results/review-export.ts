@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { AuditPart, type AuditEntry } from '../audit/audit-part.js';
 import { ManifestRow } from './manifest.js';
+import { isS3Url } from '../storage/location.js';
 import { isObjectNotFound, type ObjectStore } from '../storage/object-store.js';
 
 export const ReviewReason = z.enum(['errors', 'disagreements', 'low-confidence']);
@@ -95,7 +96,7 @@ export function selectForReview(rows: Iterable<ManifestRow>, disagreements: Read
  * other local paths are kept as they are, since only the user knows how they are served.
  */
 export function imageRef(key: string, localFilesRoot?: string): string {
-  if (/^s3:\/\//i.test(key) || !localFilesRoot) return key;
+  if (isS3Url(key) || !localFilesRoot) return key;
   const root = localFilesRoot.replace(/\/+$/, '');
   if (!key.startsWith(`${root}/`)) return key;
   return `/data/local-files/?d=${encodeURIComponent(key.slice(root.length + 1)).replace(/%2F/g, '/')}`;

@@ -4,9 +4,8 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readLocalFile } from './local-store.js';
-import { isS3Url, parseS3Url } from './location.js';
+import { parseRef } from './location.js';
 import { DEFAULT_TRANSIENT_RETRY_MS, getS3Object, retryTransient } from './s3-store.js';
 
 export interface FetchDeps {
@@ -27,14 +26,17 @@ export interface FetchLimits {
 
 /** Fetches one ref's bytes; empty objects come back as empty buffers (decoding reports them). */
 export async function fetchRef(ref: string, deps: FetchDeps, limits: FetchLimits = {}): Promise<Buffer> {
-  if (isS3Url(ref)) {
-    const { bucket, key } = parseS3Url(ref);
-    if (key === '' || key.endsWith('/')) throw new Error(`Invalid image ref ${JSON.stringify(ref)}: an S3 image ref needs a key, not a prefix`);
-    return retryTransient(() => getS3Object(deps.s3(), bucket, key, limits.maxBytes), limits.retryForMs ?? DEFAULT_TRANSIENT_RETRY_MS);
+  const parsed = parseRef(ref);
+  switch (parsed.kind) {
+    case 's3': {
+      const { bucket, key } = parsed;
+      if (key === '' || key.endsWith('/')) throw new Error(`Invalid image ref ${JSON.stringify(ref)}: an S3 image ref needs a key, not a prefix`);
+      return retryTransient(() => getS3Object(deps.s3(), bucket, key, limits.maxBytes), limits.retryForMs ?? DEFAULT_TRANSIENT_RETRY_MS);
+    }
+    case 'unsupported':
+      throw new Error(`Unsupported image ref ${JSON.stringify(ref)}: scheme "${parsed.scheme}://" (expected a local path or s3://bucket/key)`);
+    case 'local':
+      if (parsed.path === '' || parsed.path.includes('\0')) throw new Error(`Invalid image ref ${JSON.stringify(ref)}`);
+      return readLocalFile(path.resolve(parsed.path), limits.maxBytes, ref);
   }
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(ref)?.[1]?.toLowerCase();
-  if (scheme === 'file') return readLocalFile(fileURLToPath(ref), limits.maxBytes, ref);
-  if (scheme !== undefined) throw new Error(`Unsupported image ref ${JSON.stringify(ref)}: scheme "${scheme}://" (expected a local path or s3://bucket/key)`);
-  if (ref === '' || ref.includes('\0')) throw new Error(`Invalid image ref ${JSON.stringify(ref)}`);
-  return readLocalFile(path.resolve(ref), limits.maxBytes, ref);
 }

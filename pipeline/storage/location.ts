@@ -47,31 +47,44 @@ export function formatS3Url(bucket: string, key: string): string {
 }
 
 /**
+ * What a ref string names, by its scheme: an S3 object or prefix (raw key), a local path (a
+ * file:// URL already converted; a plain path as written, not resolved), or a scheme nobody
+ * reads. Callers add their own rules (key or prefix, resolving, NUL checks) and messages.
+ */
+export type Ref = { kind: 's3'; bucket: string; key: string } | { kind: 'local'; path: string } | { kind: 'unsupported'; scheme: string };
+
+/**
+ * The one place that tells `s3://bucket/key`, `file:///path`, `other://...` and plain paths
+ * apart (a bare `C:` or `name:thing` is a plain path). Malformed S3 and file URLs throw.
+ */
+export function parseRef(s: string): Ref {
+  if (isS3Url(s)) return { kind: 's3', ...parseS3Url(s) };
+  const scheme = SCHEME.exec(s)?.[1]?.toLowerCase();
+  if (scheme === undefined) return { kind: 'local', path: s };
+  if (scheme !== 'file') return { kind: 'unsupported', scheme };
+  try {
+    return { kind: 'local', path: fileURLToPath(s) };
+  } catch (err) {
+    throw new Error(`Malformed file URL ${JSON.stringify(s)}: ${(err as Error).message}`);
+  }
+}
+
+/**
  * Parses a location string. S3 prefixes are folder-like: normalised to '' or to end with '/',
  * so `s3://b/photos` never matches `photos2/...`. Local paths are resolved against `cwd`.
  */
 export function parseLocation(s: string, cwd: string = process.cwd()): Location {
   if (typeof s !== 'string' || s.trim() === '') throw new Error('Empty location: expected s3://bucket/prefix or a local path');
-  if (isS3Url(s)) {
-    const { bucket, key } = parseS3Url(s);
-    const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
-    return { kind: 's3', bucket, prefix };
+  const ref = parseRef(s);
+  switch (ref.kind) {
+    case 's3':
+      return { kind: 's3', bucket: ref.bucket, prefix: ref.key === '' || ref.key.endsWith('/') ? ref.key : `${ref.key}/` };
+    case 'unsupported':
+      throw new Error(`Unsupported location ${JSON.stringify(s)}: scheme "${ref.scheme}://" (expected s3://bucket/prefix or a local path)`);
+    case 'local':
+      if (ref.path.includes('\0')) throw new Error(`Invalid local path ${JSON.stringify(s)}: contains a NUL character`);
+      return { kind: 'local', path: path.resolve(cwd, ref.path) };
   }
-  const scheme = SCHEME.exec(s)?.[1]?.toLowerCase();
-  if (scheme === 'file') {
-    let p: string;
-    try {
-      p = fileURLToPath(s);
-    } catch (err) {
-      throw new Error(`Malformed file URL ${JSON.stringify(s)}: ${(err as Error).message}`);
-    }
-    return { kind: 'local', path: path.resolve(p) };
-  }
-  if (scheme !== undefined) {
-    throw new Error(`Unsupported location ${JSON.stringify(s)}: scheme "${scheme}://" (expected s3://bucket/prefix or a local path)`);
-  }
-  if (s.includes('\0')) throw new Error(`Invalid local path ${JSON.stringify(s)}: contains a NUL character`);
-  return { kind: 'local', path: path.resolve(cwd, s) };
 }
 
 /** The canonical string for a location (`s3://bucket/prefix/` or an absolute path). */
