@@ -11,15 +11,14 @@
  * Local refs are absolute paths; S3 refs are `s3://bucket/key`.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { walkFiles } from '../pipeline/storage/local-store.js';
 import { formatS3Url, parseRef, type Ref } from '../pipeline/storage/location.js';
-import { isS3NotFound, listS3Objects } from '../pipeline/storage/s3-store.js';
+import { isObjectNotFound, readLines } from '../pipeline/storage/object-store.js';
+import { S3Store, listS3Objects } from '../pipeline/storage/s3-store.js';
 
 /** File name extensions that mark a key-list file. */
 export const LIST_FILE_EXTENSIONS: readonly string[] = ['.txt', '.lst', '.list'];
@@ -95,14 +94,9 @@ async function* listS3Source(source: string, bucket: string, key: string, opts: 
     return typeof opts.s3 === 'function' ? opts.s3() : opts.s3;
   };
   if (key !== '' && !key.endsWith('/') && (opts.asList || isListFile(key))) {
-    let body: Readable;
-    try {
-      const res = await client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      body = res.Body as Readable;
-    } catch (err) {
-      if (isS3NotFound(err)) throw new SourceNotFoundError(source, undefined, { cause: err });
-      throw new Error(`Failed to read key-list ${source}: ${(err as Error).message}`, { cause: err });
-    }
+    const body = await new S3Store({ client: client(), bucket }).getStream(key).catch((err: unknown) => {
+      throw isObjectNotFound(err) ? new SourceNotFoundError(source, undefined, { cause: err }) : err;
+    });
     const dir = key.slice(0, key.lastIndexOf('/') + 1);
     // Relative lines of a list stored on S3 are keys next to it: S3 keys are data, no '..' folding.
     yield* readListLines(body, source, (line) => formatS3Url(bucket, dir + line));
@@ -117,7 +111,7 @@ async function* listS3Source(source: string, bucket: string, key: string, opts: 
       if (!obj.key.endsWith('/') && keep(obj.key)) yield formatS3Url(bucket, obj.key);
     }
   } catch (err) {
-    if ((err as { code?: string }).code === 'OBJECT_NOT_FOUND') throw new SourceNotFoundError(source, `bucket "${bucket}" does not exist`, { cause: err });
+    if (isObjectNotFound(err)) throw new SourceNotFoundError(source, `bucket "${bucket}" does not exist`, { cause: err });
     throw err;
   }
   // S3 has no folders: a prefix with no objects is how a mistyped one looks.
@@ -130,18 +124,12 @@ async function* readListLines(
   name: string,
   relative: (line: string) => string,
 ): AsyncGenerator<string> {
-  const lines = createInterface({ input, crlfDelay: Infinity });
   let n = 0;
-  try {
-    for await (const raw of lines) {
-      n++;
-      const line = (n === 1 ? raw.replace(/^\uFEFF/, '') : raw).trim();
-      if (line === '' || line.startsWith('#')) continue;
-      yield parseListLine(line, `${name}:${n}`, relative);
-    }
-  } finally {
-    lines.close();
-    input.destroy();
+  for await (const raw of readLines(input)) {
+    n++;
+    const line = (n === 1 ? raw.replace(/^\uFEFF/, '') : raw).trim();
+    if (line === '' || line.startsWith('#')) continue;
+    yield parseListLine(line, `${name}:${n}`, relative);
   }
 }
 

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { LocalStore } from '../pipeline/storage/local-store.js';
 import {
@@ -15,6 +16,8 @@ import {
   compareKeys,
   isObjectNotFound,
   isObjectTooLarge,
+  readJson,
+  readLines,
 } from '../pipeline/storage/object-store.js';
 import { openStore } from '../pipeline/storage/open-store.js';
 import { S3Store, makeS3Client } from '../pipeline/storage/s3-store.js';
@@ -109,6 +112,41 @@ describe.each(Object.keys(stores))('%s store contract', (kind) => {
     expect(await collect(store, 'nothing/here/')).toEqual([]);
   });
 
+  it('getStream streams an object, and a missing one is an ObjectNotFoundError before any byte', async () => {
+    const chunk = 'y'.repeat(300_000) + '\n';
+    await store.put('s/lines.txt', chunk.repeat(4));
+    const chunks: Buffer[] = [];
+    for await (const c of await store.getStream('s/lines.txt')) chunks.push(c as Buffer);
+    // More than one chunk: the object was read in pieces, not handed over whole.
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(Buffer.concat(chunks).toString()).toBe(chunk.repeat(4));
+    const lines: string[] = [];
+    for await (const line of readLines(await store.getStream('s/lines.txt'))) lines.push(line);
+    expect(lines.map((l) => l.length)).toEqual([300_000, 300_000, 300_000, 300_000]);
+    await store.put('s/empty', '');
+    const empty: Buffer[] = [];
+    for await (const c of await store.getStream('s/empty')) empty.push(c as Buffer);
+    expect(Buffer.concat(empty).length).toBe(0);
+    const err = await store.getStream('s/no-such.txt').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ObjectNotFoundError);
+    expect((err as Error).message).toMatch(/Object not found: .*s\/no-such\.txt/);
+    // A reader that stops early lets go of the stream (and its file handle or socket).
+    const stream = await store.getStream('s/lines.txt');
+    for await (const _ of readLines(stream)) break;
+    expect(stream.destroyed).toBe(true);
+  });
+
+  it('readJson parses and validates, naming the key on bad content', async () => {
+    const Schema = z.object({ n: z.number() });
+    await store.put('j/good.json', '{"n": 3}');
+    expect(await readJson(store, 'j/good.json', Schema)).toEqual({ n: 3 });
+    await store.put('j/not-json.json', '{"n": ');
+    await expect(readJson(store, 'j/not-json.json', Schema)).rejects.toThrow(/^j\/not-json\.json in .+ is not valid JSON: /);
+    await store.put('j/wrong.json', '{"n": "three"}');
+    await expect(readJson(store, 'j/wrong.json', Schema)).rejects.toThrow(/^j\/wrong\.json in .+ is not what was expected: n: /);
+    await expect(readJson(store, 'j/missing.json', Schema)).rejects.toBeInstanceOf(ObjectNotFoundError);
+  });
+
   it('deletes, and deleting a missing key is fine', async () => {
     await store.put('d/x', 'x');
     await store.delete('d/x');
@@ -151,6 +189,9 @@ describe('LocalStore', () => {
     await other.put('a/b.txt', 'x');
     await expect(other.get('a')).rejects.toThrow(/Object not found: .*\(it is a directory\)/);
     await expect(other.get('a/b.txt/c')).rejects.toBeInstanceOf(ObjectNotFoundError);
+    await expect(other.getStream('a')).rejects.toThrow(/Object not found: .*\(it is a directory\)/);
+    await expect(other.getStream('a/b.txt/c')).rejects.toBeInstanceOf(ObjectNotFoundError);
+    await expect(other.getStream('../x')).rejects.toBeInstanceOf(InvalidKeyError);
     expect(other.describe()).toBe(path.join(tmp, 'dirs'));
   });
 });
@@ -187,6 +228,7 @@ describe('S3Store', () => {
     const store = new S3Store({ client: s3.client, bucket: 'no-such-bucket' });
     await expect(store.get('x')).rejects.toThrow(/Object not found: s3:\/\/no-such-bucket\/x \(bucket "no-such-bucket" does not exist\)/);
     await expect(collect(store)).rejects.toBeInstanceOf(ObjectNotFoundError);
+    await expect(store.getStream('x')).rejects.toThrow(/Object not found: s3:\/\/no-such-bucket\/x \(bucket "no-such-bucket" does not exist\)/);
   });
 
   it('survives an endpoint that comes up a little late (SDK retries)', async () => {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { AuditPart, type AuditEntry } from '../audit/audit-part.js';
 import { ManifestRow } from './manifest.js';
 import { isS3Url } from '../storage/location.js';
-import { isObjectNotFound, type ObjectStore } from '../storage/object-store.js';
+import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
 
 export const ReviewReason = z.enum(['errors', 'disagreements', 'low-confidence']);
 export type ReviewReason = z.infer<typeof ReviewReason>;
@@ -69,7 +69,7 @@ export async function readDisagreements(store: ObjectStore): Promise<Map<string,
   const found = new Map<string, AuditEntry>();
   for await (const { key } of store.list('audit/')) {
     if (!key.endsWith('.json')) continue;
-    const part = AuditPart.parse(JSON.parse((await store.get(key)).toString('utf8')));
+    const part = await readJson(store, key, AuditPart);
     for (const entry of part.entries) if (entry.agree === false) found.set(entry.key, entry);
   }
   return found;

@@ -4,15 +4,15 @@
  * (feed it keys and lines); the readers stream a local or S3 manifest line by line, so a
  * manifest of millions of rows never sits in memory, only the source's key set does.
  */
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { isS3Url, parseS3Url } from '../storage/location.js';
 import { ManifestRow } from './manifest.js';
-import { ObjectNotFoundError } from '../storage/object-store.js';
-import { isS3NotFound } from '../storage/s3-store.js';
+import { LocalStore, openLocalStream } from '../storage/local-store.js';
+import { ObjectNotFoundError, readLines } from '../storage/object-store.js';
+import { S3Store } from '../storage/s3-store.js';
 
 /** A manifest line that is not a valid ManifestRow. */
 export interface InvalidRow {
@@ -132,34 +132,17 @@ export async function* readManifestLines(location: string, s3: () => S3Client): 
     const { bucket, key: raw } = parseS3Url(location);
     // A run's output location (`--out s3://bucket/prefix`) means its manifest.jsonl.
     const key = raw === '' || raw.endsWith('/') ? `${raw}manifest.jsonl` : raw.endsWith('.jsonl') ? raw : `${raw}/manifest.jsonl`;
-    try {
-      const res = await s3().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      input = res.Body as Readable;
-    } catch (err) {
-      if (isS3NotFound(err)) throw new ObjectNotFoundError(`s3://${bucket}/${key}`, undefined, { cause: err });
-      throw err;
-    }
+    input = await new S3Store({ client: s3(), bucket }).getStream(key);
   } else {
-    let file = path.resolve(location);
+    const file = path.resolve(location);
     const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new ObjectNotFoundError(location, undefined, { cause: err });
       throw err;
     });
-    if (st.isDirectory()) file = path.join(file, 'manifest.jsonl');
-    // Open first so a missing manifest.jsonl inside a directory is a not-found, not a stream error.
-    const handle = await fs.open(file, 'r').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') throw new ObjectNotFoundError(file, undefined, { cause: err });
-      throw err;
-    });
-    input = handle.createReadStream();
+    // Opened before the first line, so a missing manifest.jsonl inside a directory is a not-found, not a stream error.
+    input = st.isDirectory() ? await new LocalStore(file).getStream('manifest.jsonl') : await openLocalStream(file);
   }
-  const lines = createInterface({ input, crlfDelay: Infinity });
-  try {
-    yield* lines;
-  } finally {
-    lines.close();
-    input.destroy();
-  }
+  yield* readLines(input);
 }
 
 /** Checks `manifestLines` against `sourceKeys`: the whole invariant in one pass over each. */

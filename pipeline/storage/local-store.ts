@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { type Dirent, type Stats, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import {
   type GetOptions,
   InvalidKeyError,
@@ -46,6 +47,10 @@ export class LocalStore implements ObjectStore {
 
   async get(key: string, opts: GetOptions = {}): Promise<Buffer> {
     return readLocalFile(this.resolve(key), opts.maxBytes);
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    return openLocalStream(this.resolve(key));
   }
 
   async put(key: string, body: Buffer | string): Promise<void> {
@@ -128,20 +133,8 @@ function checkKey(key: string, dirPrefix: boolean): string[] {
  * `ref` names the object in errors (defaults to the path).
  */
 export async function readLocalFile(file: string, maxBytes?: number, ref: string = file): Promise<Buffer> {
-  let handle: fs.FileHandle;
+  const { handle, st } = await openLocalFile(file, ref);
   try {
-    // O_NONBLOCK: opening a FIFO by mistake must not hang a threadpool thread waiting for a writer.
-    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (err) {
-    if (isCode(err, 'ENOENT')) throw new ObjectNotFoundError(ref, undefined, { cause: err });
-    if (isCode(err, 'ENOTDIR')) throw new ObjectNotFoundError(ref, 'a parent path is not a directory', { cause: err });
-    if (isCode(err, 'EISDIR')) throw new ObjectNotFoundError(ref, 'it is a directory', { cause: err });
-    throw err;
-  }
-  try {
-    const st = await handle.stat();
-    if (st.isDirectory()) throw new ObjectNotFoundError(ref, 'it is a directory');
-    if (!st.isFile()) throw new ObjectNotFoundError(ref, 'not a regular file');
     if (maxBytes !== undefined && st.size > maxBytes) throw new ObjectTooLargeError(ref, st.size, maxBytes);
     const limit = maxBytes ?? Number.MAX_SAFE_INTEGER;
     const chunks: Buffer[] = [];
@@ -161,6 +154,39 @@ export async function readLocalFile(file: string, maxBytes?: number, ref: string
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Opens a file as a stream, with readLocalFile's not-found rules (missing, a directory, not a
+ * regular file → ObjectNotFoundError before any byte is read). `ref` names the object in errors.
+ */
+export async function openLocalStream(file: string, ref: string = file): Promise<Readable> {
+  const { handle } = await openLocalFile(file, ref);
+  // autoClose (the default) closes the handle when the stream ends or is destroyed.
+  return handle.createReadStream();
+}
+
+/** Opens a regular file for reading; anything else that is not there to read is an ObjectNotFoundError. */
+async function openLocalFile(file: string, ref: string): Promise<{ handle: fs.FileHandle; st: Stats }> {
+  let handle: fs.FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO by mistake must not hang a threadpool thread waiting for a writer.
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    if (isCode(err, 'ENOENT')) throw new ObjectNotFoundError(ref, undefined, { cause: err });
+    if (isCode(err, 'ENOTDIR')) throw new ObjectNotFoundError(ref, 'a parent path is not a directory', { cause: err });
+    if (isCode(err, 'EISDIR')) throw new ObjectNotFoundError(ref, 'it is a directory', { cause: err });
+    throw err;
+  }
+  try {
+    const st = await handle.stat();
+    if (st.isDirectory()) throw new ObjectNotFoundError(ref, 'it is a directory');
+    if (!st.isFile()) throw new ObjectNotFoundError(ref, 'not a regular file');
+    return { handle, st };
+  } catch (err) {
+    await handle.close();
+    throw err;
   }
 }
 

@@ -1,8 +1,12 @@
 /**
  * The storage interface shared by the local-directory and S3 stores, and the typed errors both
  * raise. Errors carry a string `code` too, because class identity is lost when an error crosses a
- * worker thread or is stored in a BullMQ job's failedReason.
+ * worker thread or is stored in a BullMQ job's failedReason. Also the helpers every caller of a
+ * store shares: readJson (an object parsed and validated) and readLines (a stream's lines).
  */
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import type { z } from 'zod';
 
 /** One listed object; `key` is relative to the store's root/prefix. */
 export interface ObjectInfo {
@@ -19,6 +23,12 @@ export interface GetOptions {
 export interface ObjectStore {
   /** Reads a whole object; ObjectNotFoundError when missing, ObjectTooLargeError above `maxBytes`. */
   get(key: string, opts?: GetOptions): Promise<Buffer>;
+  /**
+   * Opens an object for reading as a stream, never holding it whole in memory. A missing object
+   * rejects here (ObjectNotFoundError), before any byte is read; the caller destroys the stream
+   * when it stops early.
+   */
+  getStream(key: string): Promise<Readable>;
   /** Writes (replaces) an object; readers see the old or the new content, never a partial one. */
   put(key: string, body: Buffer | string): Promise<void>;
   /** Writes (replaces) an object from a stream of chunks, never holding the whole body in memory. */
@@ -88,4 +98,36 @@ export function isObjectTooLarge(err: unknown): boolean {
 /** Compares keys by UTF-8 bytes, the order S3 lists in (JS string order differs for astral characters). */
 export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/**
+ * Reads `key` from `store` as UTF-8 JSON validated by `schema`. A missing object stays an
+ * ObjectNotFoundError; content that is not JSON or does not fit the schema throws an Error
+ * naming the key and the store.
+ */
+export async function readJson<S extends z.ZodType>(store: ObjectStore, key: string, schema: S): Promise<z.output<S>> {
+  const text = (await store.get(key)).toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${key} in ${store.describe()} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new Error(`${key} in ${store.describe()} is not what was expected: ${issues}`, { cause: parsed.error });
+  }
+  return parsed.data;
+}
+
+/** The lines of a stream (LF or CRLF), without their ends; the stream is destroyed when the reader stops, early or not. */
+export async function* readLines(input: Readable): AsyncGenerator<string> {
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  try {
+    yield* lines;
+  } finally {
+    lines.close();
+    input.destroy();
+  }
 }

@@ -103,20 +103,8 @@ export function isS3NotFound(err: unknown): boolean {
  * body (and while reading, should the length be absent). Missing key or bucket → ObjectNotFoundError.
  */
 export async function getS3Object(client: S3Client, bucket: string, key: string, maxBytes?: number): Promise<Buffer> {
-  const ref = formatS3Url(bucket, key);
-  let res;
-  try {
-    res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  } catch (err) {
-    if (isS3NotFound(err)) {
-      const detail = (err as Error).name === 'NoSuchBucket' ? `bucket "${bucket}" does not exist` : undefined;
-      throw new ObjectNotFoundError(ref, detail, { cause: err });
-    }
-    throw new Error(`Failed to read ${ref}: ${(err as Error).message}`, { cause: err });
-  }
-  const body = res.Body as Readable | undefined;
+  const { ref, body, length } = await openS3Object(client, bucket, key);
   if (!body) return Buffer.alloc(0);
-  const length = res.ContentLength;
   if (maxBytes !== undefined && length !== undefined && length > maxBytes) {
     // Dropping the connection beats downloading bytes we will refuse anyway.
     body.destroy();
@@ -139,6 +127,26 @@ export async function getS3Object(client: S3Client, bucket: string, key: string,
     throw new Error(`Failed to read ${ref}: ${(err as Error).message}`, { cause: err });
   }
   return Buffer.concat(chunks, total);
+}
+
+/** Opens an S3 object as a stream (no retries); missing key or bucket → ObjectNotFoundError before any byte is read. */
+export async function getS3Stream(client: S3Client, bucket: string, key: string): Promise<Readable> {
+  return (await openS3Object(client, bucket, key)).body ?? Readable.from([]);
+}
+
+/** Sends GetObject: the body (absent for some empty objects) and its announced length, or the typed not-found error. */
+async function openS3Object(client: S3Client, bucket: string, key: string): Promise<{ ref: string; body: Readable | undefined; length: number | undefined }> {
+  const ref = formatS3Url(bucket, key);
+  try {
+    const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return { ref, body: res.Body as Readable | undefined, length: res.ContentLength };
+  } catch (err) {
+    if (isS3NotFound(err)) {
+      const detail = (err as Error).name === 'NoSuchBucket' ? `bucket "${bucket}" does not exist` : undefined;
+      throw new ObjectNotFoundError(ref, detail, { cause: err });
+    }
+    throw new Error(`Failed to read ${ref}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** Lists every object under `prefix` (raw string prefix), following ListObjectsV2 continuation tokens. */
@@ -205,6 +213,10 @@ export class S3Store implements ObjectStore {
 
   async get(key: string, opts: GetOptions = {}): Promise<Buffer> {
     return getS3Object(this.client, this.bucket, this.fullKey(key), opts.maxBytes);
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    return getS3Stream(this.client, this.bucket, this.fullKey(key));
   }
 
   async put(key: string, body: Buffer | string): Promise<void> {
