@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReviewCommand } from '../cli/commands/export-review.js';
 import { runCommand } from '../cli/commands/run.js';
 import { buildProgram } from '../cli/main.js';
-import { imageRef, parseReasons } from '../pipeline/results/review-export.js';
+import { imageRef, openManifest, parseReasons } from '../pipeline/results/review-export.js';
+import { LocalStore } from '../pipeline/storage/local-store.js';
 import { colourSpec, writeColourImages } from './helpers/colour-fixture.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { startS3, type TestS3 } from './helpers/s3.js';
@@ -140,6 +141,24 @@ describe('cascade export review', () => {
   it('names a bad reason and a missing run clearly', async () => {
     expect(() => parseReasons('errors,typos')).toThrow('--include: unknown reason "typos" (use errors, disagreements, low-confidence)');
     await expect(exportReviewCommand({ run: join(dir, 'nowhere'), format: 'csv', maxConfidence: 0.5, include: 'errors' })).rejects.toThrow(/no manifest\.jsonl in .*nowhere.*is the run finished/);
+  });
+
+  it('a missing run on S3 (no bucket) is the same clear error, disagreements asked for or not', async () => {
+    for (const include of ['errors', 'disagreements']) {
+      await expect(exportReviewCommand({ run: 's3://no-such-bucket/r1/', format: 'csv', maxConfidence: 0.5, include })).rejects.toThrow(/no manifest\.jsonl in s3:\/\/no-such-bucket\/r1\/.*is the run finished/);
+    }
+  });
+
+  it('streams the manifest, naming the line of a row that is not one (blank lines counted)', async () => {
+    const store = new LocalStore(join(dir, 'bad-manifest'));
+    const good = JSON.stringify({ key: '/x/a.png', label: 0, labelName: 'red', confidence: 0.9, stage: 'little', top5: [], error: null });
+    await store.put('manifest.jsonl', `${good}\n\n${good.replace('0.9', '"high"')}\n`);
+    const rows: string[] = [];
+    const read = async () => {
+      for await (const row of await openManifest(store)) rows.push(row.key);
+    };
+    await expect(read()).rejects.toThrow(/^manifest\.jsonl line 3 is not a manifest row: confidence: /);
+    expect(rows).toEqual(['/x/a.png']);
   });
 
   it('image references: s3 kept, local mapped only under the root, special characters encoded', () => {

@@ -6,7 +6,8 @@ import { writeFile } from 'node:fs/promises';
 import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
 import { S3Settings } from '../../config/schema.js';
 import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
-import { labelStudioTasks, parseReasons, readDisagreements, readManifest, reviewCsv, RunOutputNotFoundError, selectForReview } from '../../pipeline/results/review-export.js';
+import type { AuditEntry } from '../../pipeline/audit/audit-part.js';
+import { labelStudioTasks, openManifest, parseReasons, readDisagreements, reviewCsv, RunOutputNotFoundError, selectForReview } from '../../pipeline/results/review-export.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 
 export interface ExportReviewOptions {
@@ -30,16 +31,22 @@ export async function exportReviewCommand(o: ExportReviewOptions): Promise<numbe
         throw new ConfigError((err as Error).message);
       }
     })();
-    const [rows, disagreements] = await Promise.all([readManifest(store), include.has('disagreements') ? readDisagreements(store) : Promise.resolve(new Map())]).catch((err: unknown) => {
+    // The audit parts first, then the manifest opened and streamed: an open stream left idle
+    // while thousands of audit parts are read could time out.
+    const opened = (async () => {
+      const disagreements = include.has('disagreements') ? await readDisagreements(store) : new Map<string, AuditEntry>();
+      return { disagreements, manifest: await openManifest(store) };
+    })();
+    const { disagreements, manifest } = await opened.catch((err: unknown) => {
       // A wrong --run is a usage problem: one line and exit code 2, no stack.
       throw err instanceof RunOutputNotFoundError ? new ConfigError(err.message) : err;
     });
-    const items = selectForReview(rows, disagreements, { include, maxConfidence: o.maxConfidence });
+    const { items, rows } = await selectForReview(manifest, disagreements, { include, maxConfidence: o.maxConfidence });
     const body = o.format === 'csv' ? reviewCsv(items) : `${JSON.stringify(labelStudioTasks(items, { localFilesRoot: o.localFilesRoot }), null, 2)}\n`;
     if (o.out) await writeFile(o.out, body);
     else process.stdout.write(body);
     const counts = ['errors', 'disagreements', 'low-confidence'].map((r) => `${items.filter((i) => i.reasons.includes(r as never)).length} ${r}`).join(', ');
-    process.stderr.write(`exported ${items.length} of ${rows.length} images for review (${counts})${o.out ? ` to ${o.out}` : ''}\n`);
+    process.stderr.write(`exported ${items.length} of ${rows} images for review (${counts})${o.out ? ` to ${o.out}` : ''}\n`);
     return items.length;
   } finally {
     client?.destroy();

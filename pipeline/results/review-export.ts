@@ -6,9 +6,10 @@
  */
 import { z } from 'zod';
 import { AuditPart, type AuditEntry } from '../audit/audit-part.js';
-import { ManifestRow } from './manifest.js';
+import type { ManifestRow } from './manifest.js';
+import { readManifestRows } from './manifest-reader.js';
 import { isS3Url } from '../storage/location.js';
-import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
+import { isObjectNotFound, type ObjectStore, readJson, readLines } from '../storage/object-store.js';
 
 export const ReviewReason = z.enum(['errors', 'disagreements', 'low-confidence']);
 export type ReviewReason = z.infer<typeof ReviewReason>;
@@ -45,40 +46,52 @@ export class RunOutputNotFoundError extends Error {
   override name = 'RunOutputNotFoundError';
 }
 
-/** The run's manifest rows, in manifest order. */
-export async function readManifest(store: ObjectStore): Promise<ManifestRow[]> {
-  let text: string;
-  try {
-    text = (await store.get('manifest.jsonl')).toString('utf8');
-  } catch (err) {
-    if (isObjectNotFound(err)) throw new RunOutputNotFoundError(`no manifest.jsonl in ${store.describe()}: is the run finished and merged?`);
-    throw err;
-  }
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line, i) => {
-      const parsed = ManifestRow.safeParse(JSON.parse(line));
-      if (!parsed.success) throw new Error(`manifest.jsonl line ${i + 1} is not a manifest row: ${parsed.error.issues[0]?.message}`);
-      return parsed.data;
-    });
+function noRunOutput(store: ObjectStore, cause: unknown): RunOutputNotFoundError {
+  return new RunOutputNotFoundError(`no manifest.jsonl in ${store.describe()}: is the run finished and merged?`, { cause });
+}
+
+/**
+ * Opens the run's manifest: a missing one is a RunOutputNotFoundError here, then its rows are
+ * streamed in manifest order (an invalid row throws, naming its line).
+ */
+export async function openManifest(store: ObjectStore): Promise<AsyncIterable<ManifestRow>> {
+  const input = await store.getStream('manifest.jsonl').catch((err: unknown) => {
+    throw isObjectNotFound(err) ? noRunOutput(store, err) : err;
+  });
+  return (async function* () {
+    for await (const r of readManifestRows(readLines(input))) {
+      if (r.row === null) throw new Error(`manifest.jsonl line ${r.line} is not a manifest row: ${r.message}`);
+      yield r.row;
+    }
+  })();
 }
 
 /** Audit entries where the last stage disagreed with the first, by image key (none for runs without audits). */
 export async function readDisagreements(store: ObjectStore): Promise<Map<string, AuditEntry>> {
   const found = new Map<string, AuditEntry>();
-  for await (const { key } of store.list('audit/')) {
-    if (!key.endsWith('.json')) continue;
-    const part = await readJson(store, key, AuditPart);
-    for (const entry of part.entries) if (entry.agree === false) found.set(entry.key, entry);
+  try {
+    for await (const { key } of store.list('audit/')) {
+      if (!key.endsWith('.json')) continue;
+      const part = await readJson(store, key, AuditPart);
+      for (const entry of part.entries) if (entry.agree === false) found.set(entry.key, entry);
+    }
+  } catch (err) {
+    // Listing fails as not-found only when the bucket itself is missing: no run output at all.
+    throw isObjectNotFound(err) ? noRunOutput(store, err) : err;
   }
   return found;
 }
 
-/** The rows worth a human look, in manifest order, each with its reasons. */
-export function selectForReview(rows: Iterable<ManifestRow>, disagreements: ReadonlyMap<string, AuditEntry>, o: ReviewOptions): ReviewItem[] {
+/** The rows worth a human look, in manifest order, each with its reasons; `rows` counts every row read. */
+export async function selectForReview(
+  rows: AsyncIterable<ManifestRow> | Iterable<ManifestRow>,
+  disagreements: ReadonlyMap<string, AuditEntry>,
+  o: ReviewOptions,
+): Promise<{ items: ReviewItem[]; rows: number }> {
   const items: ReviewItem[] = [];
-  for (const row of rows) {
+  let count = 0;
+  for await (const row of rows) {
+    count++;
     const reasons: ReviewReason[] = [];
     const audit = disagreements.get(row.key) ?? null;
     if (o.include.has('errors') && row.error) reasons.push('errors');
@@ -86,7 +99,7 @@ export function selectForReview(rows: Iterable<ManifestRow>, disagreements: Read
     if (o.include.has('low-confidence') && !row.error && row.confidence !== null && row.confidence < o.maxConfidence) reasons.push('low-confidence');
     if (reasons.length > 0) items.push({ row, reasons, audit: reasons.includes('disagreements') ? audit : null });
   }
-  return items;
+  return { items, rows: count };
 }
 
 /**

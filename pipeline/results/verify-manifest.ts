@@ -1,15 +1,16 @@
 /**
  * The manifest invariant — exactly one row per input, none lost, none doubled, none invented —
  * checked by streaming a manifest against the keys of a source. The checker itself is pure
- * (feed it keys and lines); the readers stream a local or S3 manifest line by line, so a
- * manifest of millions of rows never sits in memory, only the source's key set does.
+ * (feed it keys and lines, parsed by manifest-reader.ts); the readers stream a local or S3
+ * manifest line by line, so a manifest of millions of rows never sits in memory, only the
+ * source's key set does.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { isS3Url, parseS3Url } from '../storage/location.js';
-import { ManifestRow } from './manifest.js';
+import { type ManifestLine, parseManifestLine, readManifestRows } from './manifest-reader.js';
 import { LocalStore, openLocalStream } from '../storage/local-store.js';
 import { ObjectNotFoundError, readLines } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
@@ -62,25 +63,17 @@ export class ManifestChecker {
 
   /** Add one manifest line (`lineNo` is 1-based); blank lines are skipped. */
   addLine(text: string, lineNo: number): void {
-    if (text.trim() === '') return;
+    if (text.trim() !== '') this.addRow(parseManifestLine(text, lineNo));
+  }
+
+  /** Add one parsed manifest line (from readManifestRows). */
+  addRow(r: ManifestLine): void {
     this.rows++;
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (err) {
-      this.addInvalid({ line: lineNo, key: null, message: `not JSON: ${(err as Error).message}` });
-      return;
-    }
-    const key = typeof (json as { key?: unknown } | null)?.key === 'string' ? (json as { key: string }).key : null;
-    const parsed = ManifestRow.safeParse(json);
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(row)'}: ${i.message}`).join('; ');
-      this.addInvalid({ line: lineNo, key, message: issues });
-    } else if (parsed.data.error) {
-      this.errors++;
-    }
+    if (r.row === null) this.addInvalid({ line: r.line, key: r.key, message: r.message });
+    else if (r.row.error) this.errors++;
     // A malformed row that still names its key counts as that key's row, so one broken row is
     // reported once (as invalid), not again as a missing key.
+    const key = r.row === null ? r.key : r.row.key;
     if (key !== null) this.countKey(key);
   }
 
@@ -153,8 +146,7 @@ export async function verifyManifest(
 ): Promise<VerifyReport> {
   const checker = new ManifestChecker(sampleLimit);
   for await (const key of sourceKeys) checker.addSourceKey(key);
-  let n = 0;
-  for await (const line of manifestLines) checker.addLine(line, ++n);
+  for await (const r of readManifestRows(manifestLines)) checker.addRow(r);
   return checker.report();
 }
 
