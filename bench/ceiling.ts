@@ -10,6 +10,7 @@ import pLimit from 'p-limit';
 import type { ConfidenceMetric, ModelSpec } from '../config/schema.js';
 import { ModelSession } from '../pipeline/inference/model-session.js';
 import { preprocessImage } from '../pipeline/image/preprocess.js';
+import type { Tensor } from '../pipeline/onnx/float16.js';
 import { accepts, predict } from '../pipeline/routing.js';
 
 export interface CascadeModels {
@@ -34,8 +35,6 @@ export interface StageCosts {
   littleMs: number;
   bigMs: number;
 }
-
-type Tensor = Float32Array | Uint16Array;
 
 function openSession(spec: ModelSpec, intraOpThreads: number): Promise<ModelSession> {
   return ModelSession.open(spec.path, { executionProviders: ['cpu'], intraOpThreads, output: spec.output, maxBatch: spec.maxBatch, graphOptimization: spec.graphOptimization });

@@ -11,6 +11,7 @@ import { ObjectNotFoundError, ObjectTooLargeError } from './storage/object-store
 import { ImageDecodeError, preprocessImage } from './image/preprocess.js';
 import { accepts, predict, type Prediction } from './routing.js';
 import { preprocessKey, type TensorCache } from './image/tensor-cache.js';
+import type { Tensor } from './onnx/float16.js';
 
 /** A model as one stage of the cascade sees it. */
 export interface StageModel {
@@ -62,7 +63,7 @@ export interface StageResult {
   stats: StageStats;
 }
 
-type Ready = { item: BatchItem; tensor: Float32Array | Uint16Array };
+type Ready = { item: BatchItem; tensor: Tensor };
 
 /** Map a thrown error to the manifest's error kind. */
 export function errorKind(err: unknown): ImageErrorKind {

@@ -6,6 +6,7 @@
 import pLimit from 'p-limit';
 import type { StageModel } from '../classify-batch.js';
 import { preprocessImage } from '../image/preprocess.js';
+import type { Tensor } from '../onnx/float16.js';
 import type { ScoredImages } from './prob-cache.js';
 
 export interface ScoreDeps {
@@ -40,7 +41,7 @@ export async function scoreImages(refs: readonly string[], model: StageModel, de
         }),
       ),
     );
-    const ready = chunk.map((ref, i) => ({ ref, tensor: tensors[i] })).filter((r): r is { ref: string; tensor: Float32Array | Uint16Array } => r.tensor != null);
+    const ready = chunk.map((ref, i) => ({ ref, tensor: tensors[i] })).filter((r): r is { ref: string; tensor: Tensor } => r.tensor != null);
     if (ready.length > 0) {
       const batch = io.inputDtype === 'float16' ? new Uint16Array(ready.length * perImage) : new Float32Array(ready.length * perImage);
       ready.forEach((r, i) => batch.set(r.tensor, i * perImage));

@@ -26,7 +26,7 @@
  */
 import sharp, { type Metadata, type OutputInfo, type Sharp, type SharpOptions } from 'sharp';
 import type { PreprocessSpec } from '../../config/schema.js';
-import { toFloat16Bits } from '../onnx/float16.js';
+import { type Tensor, toFloat16Bits } from '../onnx/float16.js';
 
 /** Why an image could not be turned into a tensor. */
 export type ImageDecodeReason =
@@ -81,8 +81,8 @@ export async function preprocessImage(
   spec: PreprocessSpec,
   input: ModelInputShape,
   limits: { maxPixels: number },
-  out?: Float32Array | Uint16Array,
-): Promise<Float32Array | Uint16Array> {
+  out?: Tensor,
+): Promise<Tensor> {
   // Validate the configuration before touching the bytes, so a bad spec is never blamed on an image.
   const plane = input.height * input.width;
   if (out && (out.length !== 3 * plane || (input.dtype === 'float16') !== out instanceof Uint16Array)) {
@@ -206,7 +206,7 @@ const lutCache = new WeakMap<NormalizeSpec, { f32?: Float32Array; f16?: Uint16Ar
  * exact (each entry is (v*scale - mean)/std computed in float64 and rounded once to the
  * output type) and cheaper than the arithmetic. Entry [c*256 + v] is for output channel c.
  */
-function lut(spec: NormalizeSpec, half: boolean): Float32Array | Uint16Array {
+function lut(spec: NormalizeSpec, half: boolean): Tensor {
   let entry = lutCache.get(spec);
   if (!entry) lutCache.set(spec, (entry = {}));
   const cached = half ? entry.f16 : entry.f32;
@@ -233,8 +233,8 @@ export function normalizeToChw(
   width: number,
   height: number,
   spec: NormalizeSpec,
-  out?: Float32Array | Uint16Array,
-): Float32Array | Uint16Array {
+  out?: Tensor,
+): Tensor {
   const plane = width * height;
   if (raw.length !== plane * 3) throw new RangeError(`raw has ${raw.length} bytes, expected ${width}x${height}x3 = ${plane * 3}`);
   const target = out ?? new Float32Array(plane * 3);

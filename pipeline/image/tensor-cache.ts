@@ -9,9 +9,8 @@
  * than maxAgeMs (their job went to another process, or failed) are dropped to make room.
  */
 import type { PreprocessSpec } from '../../config/schema.js';
+import type { Tensor } from '../onnx/float16.js';
 import type { ModelInputShape } from './preprocess.js';
-
-export type Tensor = Float32Array | Uint16Array;
 
 /** The part of a key that says how an image was preprocessed. */
 export function preprocessKey(spec: PreprocessSpec, input: ModelInputShape): string {

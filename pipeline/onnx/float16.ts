@@ -4,6 +4,9 @@
  * (which is what onnxruntime accepts for 'float16' tensors).
  */
 
+/** A model input's data: float32 values, or float16 as raw half bits. */
+export type Tensor = Float32Array | Uint16Array;
+
 // Reading a double's exponent field exactly needs its bits; Math.log2 can be off by one near powers of two.
 const scratch = new DataView(new ArrayBuffer(8));
 
