@@ -35,17 +35,23 @@ export function formatIssues(error: z.ZodError, root = ''): string {
     .join('\n');
 }
 
-async function readStructured(path: string): Promise<unknown> {
+/**
+ * Reads and parses a YAML or JSON settings file (JSON by a `.json` extension, YAML otherwise; an
+ * empty YAML file is null). Every config reader goes through here; ConfigError names the file as
+ * `shownAs` (default: the path read).
+ */
+export async function readStructured(path: string, shownAs: string = path): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`cannot read ${path}: ${(err as Error).message}`);
+    throw new ConfigError(`cannot read ${shownAs}: ${(err as Error).message}`);
   }
+  const json = extname(path).toLowerCase() === '.json';
   try {
-    return extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+    return json ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new ConfigError(`${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+    throw new ConfigError(`${shownAs} is not valid ${json ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
   }
 }
 

@@ -2,7 +2,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, expandEnv, loadConfig } from '../config/load-config.js';
+import { fleetSettings } from '../cli/fleet-settings.js';
+import { ConfigError, expandEnv, loadConfig, readStructured } from '../config/load-config.js';
 import { ModelSpec } from '../config/schema.js';
 
 describe('ModelSpec preprocessing', () => {
@@ -48,5 +49,27 @@ describe('loadConfig', () => {
   it('expands ${VAR:-default}', () => {
     expect(expandEnv('${A:-x}/${B}', { B: 'b' })).toBe('x/b');
     expect(() => expandEnv('${NOPE}', {})).toThrow(/NOPE is not set/);
+  });
+});
+
+describe('readStructured (every config reader)', () => {
+  it('parses JSON by extension, YAML otherwise, and names the file as shown on any problem', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cascade-cfg-'));
+    await writeFile(join(dir, 'a.json'), '{"prefix": "p"}');
+    await writeFile(join(dir, 'a.yaml'), 'prefix: p\n');
+    await writeFile(join(dir, 'empty.yaml'), '');
+    await writeFile(join(dir, 'bad.json'), '{"prefix": ');
+    await writeFile(join(dir, 'bad.yaml'), 'prefix: [p\n');
+    expect(await readStructured(join(dir, 'a.json'))).toEqual({ prefix: 'p' });
+    expect(await readStructured(join(dir, 'a.yaml'))).toEqual({ prefix: 'p' });
+    expect(await readStructured(join(dir, 'empty.yaml'))).toBeNull();
+    await expect(readStructured(join(dir, 'bad.json'), 'bad.json')).rejects.toThrow(/^bad\.json is not valid JSON: /);
+    await expect(readStructured(join(dir, 'bad.yaml'))).rejects.toThrow(new RegExp(`^${join(dir, 'bad.yaml')} is not valid YAML: `));
+    await expect(readStructured(join(dir, 'none.yaml'), 'none.yaml')).rejects.toThrow(/^cannot read none\.yaml: /);
+    await expect(readStructured(join(dir, 'none.yaml'))).rejects.toBeInstanceOf(ConfigError);
+    // The run and the Redis-only commands read the same file the same way.
+    await expect(loadConfig({ file: join(dir, 'bad.json'), env: {} })).rejects.toThrow(/bad\.json is not valid JSON/);
+    await expect(fleetSettings({ config: join(dir, 'bad.json') }, {})).rejects.toThrow(/bad\.json is not valid JSON/);
+    expect(await fleetSettings({ config: join(dir, 'empty.yaml') }, { REDIS_URL: 'redis://r:1' })).toEqual({ redisUrl: 'redis://r:1', prefix: expect.any(String) });
   });
 });

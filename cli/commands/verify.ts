@@ -4,10 +4,8 @@
  * s3:// URLs), so keys compare like with like. Exit code 1 on any violation.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
+import { ConfigError, readStructured, s3SettingsFromEnv } from '../../config/load-config.js';
 import { CascadeConfig, S3Settings } from '../../config/schema.js';
 import { isS3Url } from '../../pipeline/storage/location.js';
 import { makeS3Client } from '../../pipeline/storage/s3-store.js';
@@ -27,17 +25,7 @@ export interface VerifyOptions {
 /** The settings verify shares with the run: extensions and S3, from the config file and environment. */
 async function runSettings(file: string | undefined): Promise<{ extensions: unknown; s3: unknown }> {
   if (!file) return { extensions: undefined, s3: undefined };
-  const text = await readFile(resolve(file), 'utf8').catch((err: Error) => {
-    throw new ConfigError(`cannot read ${file}: ${err.message}`);
-  });
-  let parsed: unknown;
-  try {
-    // YAML is a superset of JSON, so this reads either kind of config file.
-    parsed = parseYaml(text) ?? {};
-  } catch (err) {
-    throw new ConfigError(`${file} is not valid YAML or JSON: ${(err as Error).message}`);
-  }
-  const { extensions, s3 } = (parsed ?? {}) as { extensions?: unknown; s3?: unknown };
+  const { extensions, s3 } = ((await readStructured(resolve(file), file)) ?? {}) as { extensions?: unknown; s3?: unknown };
   return { extensions, s3 };
 }
 
