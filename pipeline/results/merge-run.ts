@@ -6,7 +6,7 @@
 import { AuditPart, auditKey, countAgreement } from '../audit/audit-part.js';
 import { summarizeAudit } from '../audit/audit-summary.js';
 import { ResultPart, mergeBatchRows, partKey, summarize, type RunSummary, type SummaryInput } from './manifest.js';
-import { isObjectNotFound, type ObjectStore } from '../storage/object-store.js';
+import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
 import { addConfidence, emptyHistogram, histogramSvg } from '../plots/histogram.js';
 import { RUN_CALIBRATION_KEY, RunCalibration, runCalibrationSvg } from '../plots/run-calibration.js';
 import { svgToPng } from '../plots/svg-to-png.js';
@@ -20,7 +20,7 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
 
 /** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
 export async function mergeRun(store: ObjectStore, input: MergeInput, now: () => Date = () => new Date()): Promise<RunSummary> {
-  const readPart = async (batch: number, stage: number) => ResultPart.parse(JSON.parse((await store.get(partKey(batch, stage))).toString('utf8')));
+  const readPart = (batch: number, stage: number) => readJson(store, partKey(batch, stage), ResultPart);
   // A batch's parts form a chain: stage k wrote a part only if stage k-1 forwarded images.
   const readBatch = async (batch: number) => {
     const parts = [await readPart(batch, 0)];
@@ -86,7 +86,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
 async function readAudits(store: ObjectStore, batches: number[], settings: NonNullable<MergeInput['audit']>, gmacsPerImage: number) {
   const totals = { sampled: 0, agreeing: 0 };
   for (let i = 0; i < batches.length; i += 16) {
-    const parts = await Promise.all(batches.slice(i, i + 16).map(async (b) => AuditPart.parse(JSON.parse((await store.get(auditKey(b))).toString('utf8')))));
+    const parts = await Promise.all(batches.slice(i, i + 16).map((b) => readJson(store, auditKey(b), AuditPart)));
     for (const part of parts) {
       const c = countAgreement(part.entries);
       totals.sampled += c.sampled;
@@ -99,7 +99,7 @@ async function readAudits(store: ObjectStore, batches: number[], settings: NonNu
 /** The calibration the run was started with (written by `cascade run --calibration`), if any. */
 async function readRunCalibrationFrom(store: ObjectStore): Promise<RunCalibration | null> {
   try {
-    return RunCalibration.parse(JSON.parse((await store.get(RUN_CALIBRATION_KEY)).toString('utf8')));
+    return await readJson(store, RUN_CALIBRATION_KEY, RunCalibration);
   } catch (err) {
     if (isObjectNotFound(err)) return null;
     throw err;
