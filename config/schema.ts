@@ -95,6 +95,14 @@ export type ModelSpecInput = z.input<typeof ModelSpec>;
 export const ConfidenceMetric = z.enum(['maxprob', 'margin', 'entropy']);
 export type ConfidenceMetric = z.infer<typeof ConfidenceMetric>;
 
+/**
+ * Which int8 kernels onnxruntime's CPU provider uses. 'exact': U8U8 kernels (session.x64quantprecision),
+ * so int8 models give the same answers on every x86 CPU; 'native': ORT's default u8s8 kernels,
+ * fastest, which saturate on x86 CPUs without VNNI (AVX2-only).
+ */
+export const Numerics = z.enum(['exact', 'native']);
+export type Numerics = z.infer<typeof Numerics>;
+
 /** Execution providers, tried in order. */
 export const ExecutionProvider = z.enum(['cpu', 'cuda', 'webgpu', 'tensorrt', 'dml', 'coreml']);
 export type ExecutionProvider = z.infer<typeof ExecutionProvider>;
@@ -218,6 +226,15 @@ export const CascadeConfig = z
     /** Image refs per job. */
     batchSize: z.number().int().min(1).max(1024).default(32),
     executionProviders: z.array(ExecutionProvider).min(1).default(['cpu']),
+    /**
+     * int8 numerics on the CPU provider. onnxruntime's default u8s8 int8 kernels saturate
+     * intermediate sums on x86 CPUs without VNNI, so the int8 models (ShuffleNet QDQ, MobileNetV2
+     * int8, the ensemble) gave different top-1 answers on different CPUs, 6–9 pp lower on an
+     * AVX2-only one. 'exact' makes ORT use U8U8 kernels, giving the VNNI answers on every x86 CPU
+     * (and costing speed on VNNI CPUs, up to 2x for MobileNetV2); 'native' keeps ORT's defaults
+     * (docs/models.md, "Numerics").
+     */
+    numerics: Numerics.default('exact'),
     /** Inference threads per model (each holds one ORT session). */
     inferenceThreads: z.number().int().min(1).default(1),
     /** ORT intra-op threads per session; 0: the process' cores shared among the stages it serves. */

@@ -89,5 +89,12 @@ export class InferencePool {
 }
 
 function sessionOptions(o: PoolOptions): SessionOptions {
-  return { executionProviders: o.executionProviders, intraOpThreads: o.intraOpThreads, output: o.output, maxBatch: o.maxBatch, graphOptimization: o.graphOptimization };
+  return {
+    executionProviders: o.executionProviders,
+    intraOpThreads: o.intraOpThreads,
+    output: o.output,
+    maxBatch: o.maxBatch,
+    graphOptimization: o.graphOptimization,
+    numerics: o.numerics ?? 'exact',
+  };
 }

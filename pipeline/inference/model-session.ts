@@ -4,9 +4,11 @@
  * Runs wherever it is created; the inference pool creates it inside worker threads so the
  * synchronous native work never blocks a BullMQ worker's event loop.
  */
+import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
-import type { ExecutionProvider } from '../../config/schema.js';
+import type { ExecutionProvider, Numerics } from '../../config/schema.js';
 import { fromFloat16Bits } from '../onnx/float16.js';
+import { DataType, decodeModel, encodeModel, type TensorProto } from '../onnx/onnx-proto.js';
 import { looksLikeProbabilities, softmax } from '../routing.js';
 
 /** What a model expects and returns, read from the graph itself. */
@@ -27,6 +29,75 @@ export interface SessionOptions {
   output: 'auto' | 'logits' | 'probabilities';
   maxBatch: number;
   graphOptimization: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * int8 kernels on the CPU provider: 'exact' (absent: 'exact') gives the same answers on every
+   * x86 CPU; 'native' keeps ORT's defaults, which saturate on CPUs without VNNI (sessionConfigEntries).
+   */
+  numerics?: Numerics;
+}
+
+/**
+ * The ORT session config entries for a provider list, keyed as ORT names them; passed as the
+ * session's `extra` (the Node binding joins nested keys with '.', so flat dotted keys arrive as is).
+ */
+export function sessionConfigEntries(numerics: Numerics, providers: readonly ExecutionProvider[]): Record<string, string> {
+  const entries: Record<string, string> = {
+    // ORT's pool threads busy-wait between ops by default. Next to a second model's session,
+    // libvips decoding and other workers, that spinning took cores from the work itself: CPU
+    // per image of a big-only pipeline run fell from 146 to 80 ms without it (docs/performance.md).
+    'session.intra_op.allow_spinning': '0',
+    'session.inter_op.allow_spinning': '0',
+  };
+  // On x86 CPUs without VNNI (AVX2-only, SSE4.2) ORT's u8s8 int8 kernels saturate intermediate
+  // sums, so int8 models answered differently per CPU; '1' converts int8 weights to uint8 for
+  // U8U8 kernels, which give the VNNI CPUs' answers (docs/models.md, "Numerics"). ORT applies it
+  // on VNNI CPUs too: the same answers there, but the int8 models run up to 2x slower.
+  if (numerics === 'exact' && providers.includes('cpu')) entries['session.x64quantprecision'] = '1';
+  return entries;
+}
+
+/**
+ * The model with every int8 initializer that several node inputs read given one copy per reader;
+ * null when none is shared (or the bytes are no ONNX model). With x64quantprecision ORT converts
+ * each int8 weight and weight zero point of a QLinearConv/QLinearMatMul/MatMulInteger… to uint8
+ * under the fixed name `<name>_s8_2_u8`, so a weight two nodes share (the ensemble runs the same
+ * MobileNetV2 on the photo and its mirror) is converted twice and the session fails with "Attempt
+ * to replace the existing tensor". Re-encoding keeps what pipeline/onnx/onnx-proto.ts models.
+ */
+export function unshareInt8Initializers(bytes: Uint8Array): Uint8Array | null {
+  let model;
+  try {
+    model = decodeModel(bytes);
+  } catch {
+    return null;
+  }
+  const graph = model.graph;
+  if (!graph?.node?.length || !graph.initializer?.length) return null;
+  // An initializer that is also a graph input can be overridden at run time: ORT leaves it alone.
+  const inputs = new Set((graph.input ?? []).map((v) => v.name));
+  const int8 = new Map(graph.initializer.filter((t) => t.data_type === DataType.INT8 && t.name && !inputs.has(t.name)).map((t) => [t.name!, t]));
+  if (int8.size === 0) return null;
+  const taken = new Set<string>([...graph.initializer.map((t) => t.name ?? ''), ...inputs.values()].filter(Boolean) as string[]);
+  for (const node of graph.node) for (const name of node.output ?? []) taken.add(name);
+  const uses = new Map<string, number>();
+  const copies: TensorProto[] = [];
+  for (const node of graph.node) {
+    node.input = (node.input ?? []).map((name) => {
+      const tensor = int8.get(name);
+      if (!tensor) return name;
+      const n = uses.get(name) ?? 0;
+      uses.set(name, n + 1);
+      if (n === 0) return name;
+      let copy = `${name}__reader${n}`;
+      while (taken.has(copy)) copy += '_';
+      taken.add(copy);
+      copies.push({ ...tensor, name: copy });
+      return copy;
+    });
+  }
+  if (copies.length === 0) return null;
+  graph.initializer.push(...copies);
+  return encodeModel(model);
 }
 
 /** Raised when a model cannot be opened or does not fit the image-classifier contract. */
@@ -80,16 +151,7 @@ export class ModelSession {
       // Keep the later providers in the list so ORT can place nodes the first one lacks.
       const providers = options.executionProviders.slice(i);
       try {
-        const session = await ort.InferenceSession.create(path, {
-          executionProviders: [...providers],
-          graphOptimizationLevel: options.graphOptimization,
-          // ORT rejects an explicit undefined; 0 means "let ORT decide".
-          ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
-          // ORT's pool threads busy-wait between ops by default. Next to a second model's session,
-          // libvips decoding and other workers, that spinning took cores from the work itself: CPU
-          // per image of a big-only pipeline run fell from 146 to 80 ms without it (docs/performance.md).
-          extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-        });
+        const session = await createSession(path, providers, options);
         return new ModelSession(session, describeSession(session, path), providers[0]!, options);
       } catch (err) {
         if (err instanceof ModelLoadError) throw err;
@@ -133,6 +195,27 @@ export class ModelSession {
     // 'auto' decides once, on the first row, so one model never mixes the two readings.
     this.outputIsProbabilities ??= looksLikeProbabilities(row);
     return this.outputIsProbabilities ? row : softmax(row);
+  }
+}
+
+async function createSession(path: string, providers: readonly ExecutionProvider[], options: SessionOptions): Promise<ort.InferenceSession> {
+  const extra = sessionConfigEntries(options.numerics ?? 'exact', providers);
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [...providers],
+    graphOptimizationLevel: options.graphOptimization,
+    // ORT rejects an explicit undefined; 0 means "let ORT decide".
+    ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
+    extra,
+  };
+  try {
+    return await ort.InferenceSession.create(path, sessionOptions);
+  } catch (err) {
+    // A model whose int8 weights are shared between nodes fails to load with x64quantprecision
+    // (unshareInt8Initializers); load it again from a copy in which each node has its own.
+    if (extra['session.x64quantprecision'] !== '1') throw err;
+    const unshared = unshareInt8Initializers(await readFile(path).catch(() => new Uint8Array()));
+    if (!unshared) throw err;
+    return await ort.InferenceSession.create(unshared, sessionOptions);
   }
 }
 
