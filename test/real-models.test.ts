@@ -12,6 +12,7 @@ import { InferencePool } from '../pipeline/inference/inference-pool.js';
 import { countMacs } from '../pipeline/onnx/macs.js';
 import { preprocessImage } from '../pipeline/image/preprocess.js';
 import { topK } from '../pipeline/routing.js';
+import type { Tensor } from '../pipeline/onnx/float16.js';
 
 const ASSETS = resolve(process.env.CASCADE_ASSETS ?? join(import.meta.dirname, '..', '..', 'shared', 'assets'));
 const present = existsSync(join(ASSETS, 'images')) && existsSync(join(ASSETS, 'models'));
@@ -38,7 +39,7 @@ const MODELS = [
 
 describe.skipIf(!present)('real models on the labeled photos', () => {
   const env = { ...process.env, CASCADE_ASSETS: ASSETS };
-  const tensors = new Map<string, Array<Float32Array | Uint16Array>>();
+  const tensors = new Map<string, Tensor[]>();
   let files: string[] = [];
   let truth: Map<string, number>;
 

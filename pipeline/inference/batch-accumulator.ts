@@ -4,6 +4,7 @@
  * big stage, say) are stacked into one call of up to `maxBatch` images, and each caller gets
  * its own rows back. A request that fills a batch by itself is sent at once.
  */
+import type { Tensor } from '../onnx/float16.js';
 
 export interface BatchRun {
   /** n × classes probabilities, row-major. */
@@ -14,7 +15,7 @@ export interface BatchRun {
 }
 
 /** The inference call being fed: stacked CHW images in, probability rows out. */
-export type RunBatch = (data: Float32Array | Uint16Array, n: number) => Promise<BatchRun>;
+export type RunBatch = (data: Tensor, n: number) => Promise<BatchRun>;
 
 export interface AccumulatorOptions {
   /** Images per call the accumulator aims for. */
@@ -24,7 +25,7 @@ export interface AccumulatorOptions {
 }
 
 interface Pending {
-  data: Float32Array | Uint16Array;
+  data: Tensor;
   n: number;
   resolve: (r: BatchRun) => void;
   reject: (err: unknown) => void;
@@ -46,7 +47,7 @@ export class BatchAccumulator {
   }
 
   /** Classify `n` stacked images, possibly in one call with other requests. */
-  infer(data: Float32Array | Uint16Array, n: number): Promise<BatchRun> {
+  infer(data: Tensor, n: number): Promise<BatchRun> {
     return new Promise<BatchRun>((resolve, reject) => {
       // A request that would overflow the batch being gathered sends that batch first.
       if (this.images > 0 && this.images + n > this.o.maxBatch) this.flush();
@@ -85,7 +86,7 @@ export class BatchAccumulator {
   }
 }
 
-function stack(parts: Array<Float32Array | Uint16Array>): Float32Array | Uint16Array {
+function stack(parts: Tensor[]): Tensor {
   const length = parts.reduce((sum, p) => sum + p.length, 0);
   const out = parts[0] instanceof Uint16Array ? new Uint16Array(length) : new Float32Array(length);
   let offset = 0;

@@ -5,6 +5,7 @@
  */
 import { workerData } from 'node:worker_threads';
 import { ModelSession, type SessionOptions } from './model-session.js';
+import type { Tensor } from '../onnx/float16.js';
 
 export interface ThreadData {
   modelPath: string;
@@ -13,7 +14,7 @@ export interface ThreadData {
 
 export type ThreadTask =
   | { kind: 'describe' }
-  | { kind: 'infer'; data: Float32Array | Uint16Array; n: number };
+  | { kind: 'infer'; data: Tensor; n: number };
 
 // One session per thread, opened on first use so a load failure is reported as a task error.
 let session: Promise<ModelSession> | undefined;
