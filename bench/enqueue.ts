@@ -8,6 +8,7 @@ import { CascadeQueues } from '../queue/cascade-queues.js';
 import type { RunSpec } from '../queue/jobs.js';
 import { connectRedis } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
+import { fakePin, RUN_DEFAULTS } from '../test/helpers/run-spec.js';
 
 export interface EnqueueResult {
   refs: number;
@@ -34,10 +35,11 @@ export async function enqueueBench(n: number, batchSize = 32): Promise<EnqueueRe
   const queues = new CascadeQueues(redis, 'bench');
   try {
     const stages = [
-      { name: 'little', modelPath: '/models/little.onnx', gmacsPerImage: 0.15, threshold: 0.5 },
-      { name: 'big', modelPath: '/models/big.onnx', gmacsPerImage: 1.6, threshold: null },
+      { name: 'little', model: fakePin('/models/little.onnx'), gmacsPerImage: 0.15, threshold: 0.5 },
+      { name: 'big', model: fakePin('/models/big.onnx'), gmacsPerImage: 1.6, threshold: null },
     ];
-    const spec: RunSpec = { runId: 'bench-enqueue', source: 's3://photos-bucket/2024/collection/', out: 's3://results/bench/', metric: 'maxprob', batchSize, stages, createdAt: new Date().toISOString() };
+    // Enqueueing never opens a model: stand-in pins give the spec its real size in Redis.
+    const spec: RunSpec = { runId: 'bench-enqueue', source: 's3://photos-bucket/2024/collection/', out: 's3://results/bench/', metric: 'maxprob', batchSize, ...RUN_DEFAULTS, stages, createdAt: new Date().toISOString() };
     await queues.stage('little').waitUntilReady();
     const before = await usedMemory(redis);
     const started = performance.now();

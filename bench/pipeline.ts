@@ -17,9 +17,10 @@ import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
 import { configuredStages } from '../config/stages.js';
 import { startRuntime } from '../workers/cascade-runtime.js';
-import { stageQueueName, type RunSpec } from '../queue/jobs.js';
+import { stageQueueName } from '../queue/jobs.js';
 import { connectRedis } from '../queue/redis-connection.js';
 import { startS3Process, type S3Process } from './s3rver-process.js';
+import { planRun } from '../producers/plan-run.js';
 
 export interface PipelineEnv {
   redis: PrivateRedis;
@@ -108,12 +109,11 @@ export async function runPipeline(env: PipelineEnv, o: PipelineOptions): Promise
     env: { ...process.env, CASCADE_S3_ENDPOINT: env.s3.endpoint },
   });
   const runtime = await startRuntime(config, env.redis.url, ['little', 'big', 'merge'], () => {});
-  const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
-  const waits = new QueueWaits(env.redis.url, prefix, stages.map((s) => s.name));
+  const waits = new QueueWaits(env.redis.url, prefix, configuredStages(config).map((s) => s.name));
   try {
     await waits.ready();
     const runId = `bench-${o.tag}`;
-    const spec: RunSpec = { runId, source: env.source, out: `s3://results/${o.tag}/`, metric: config.metric, batchSize: config.batchSize, stages, createdAt: new Date().toISOString() };
+    const spec = await planRun(config, env.source, `s3://results/${o.tag}/`, runtime.models, runId);
     const started = performance.now();
     const cpu = process.cpuUsage();
     const submitted = await submitRun({ spec, refs: listSource(env.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });

@@ -13,10 +13,9 @@ import { loadConfig } from '../config/load-config.js';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
 import { writeTestModels } from '../test/helpers/test-models.js';
-import { configuredStages } from '../config/stages.js';
 import { startRuntime } from '../workers/cascade-runtime.js';
-import type { RunSpec } from '../queue/jobs.js';
 import { slope } from './stats.js';
+import { planRun } from '../producers/plan-run.js';
 
 export interface RssResult {
   images: number;
@@ -54,8 +53,7 @@ export async function rssBench(n: number, log: (line: string) => void, everyMs =
     };
     const timer = setInterval(sample, everyMs);
     try {
-      const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
-      const run: RunSpec = { runId: 'bench-rss', source: list, out: join(dir, 'out'), metric: config.metric, batchSize: config.batchSize, stages, createdAt: new Date().toISOString() };
+      const run = await planRun(config, list, join(dir, 'out'), runtime.models, 'bench-rss');
       const started = performance.now();
       await submitRun({ spec: run, refs: listSource(list, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
       await waitForRun(runtime.tracker, run.runId, (p) => void (done = p.final), 500);

@@ -4,7 +4,8 @@
  * ground truth that pipeline/calibration/tables.ts pairs into calibration/test tables.
  */
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
 import { parseGroundTruth } from '../pipeline/calibration/ground-truth.js';
@@ -16,7 +17,9 @@ import type { ScoredModel } from '../pipeline/calibration/tables.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isS3Url } from '../pipeline/storage/location.js';
 import { makeS3Client } from '../pipeline/storage/open-store.js';
-import { loadStageModel, modelGmacs } from '../pipeline/models/stage-model.js';
+import { ModelCache } from '../pipeline/models/model-cache.js';
+import { pinModel } from '../pipeline/models/pin-model.js';
+import type { LoadedModel } from '../pipeline/models/stage-model.js';
 import { listSource } from '../producers/list-source.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 
@@ -62,19 +65,42 @@ export async function listImages(source: string, ctx: DataContext): Promise<stri
   return refs;
 }
 
-/** Run a model over the refs it has no cached rows for, and return rows for all of them. */
+/**
+ * Run a model over the refs it has no cached rows for, and return rows for all of them, with the
+ * model's pin (hash and conformance probe on this machine) for calib.json.
+ */
 export async function scoreModel(name: string, spec: ModelSpec, refs: readonly string[], ctx: DataContext): Promise<ScoredModel> {
-  const gmacsPerImage = await modelGmacs(spec);
-  const fingerprint = await modelFingerprint(spec).catch((err: Error) => {
+  const { config } = ctx;
+  const fingerprint = await modelFingerprint(spec, config.numerics).catch((err: Error) => {
     throw new Error(`cannot read model ${spec.path}: ${err.message}`);
   });
   const cached = (await ctx.cache?.read(fingerprint)) ?? null;
   const scored: ScoredImages = cached ?? { classes: 0, probs: new Map(), errors: new Map() };
   const missing = refs.filter((r) => !scored.probs.has(r) && !scored.errors.has(r));
   ctx.log(`${name}: ${refs.length - missing.length} of ${refs.length} images cached${missing.length ? `, scoring ${missing.length}` : ''}`);
-  if (missing.length > 0) {
-    const { config } = ctx;
-    const model = await loadStageModel(name, spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads }, ctx.log);
+  const models = new ModelCache({
+    runtime: { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads },
+    capacity: 1,
+    read: (ref) => fetchRef(ref, { s3: ctx.s3 }),
+    downloadDir: config.modelDir ?? join(tmpdir(), 'cascade-models'),
+    log: ctx.log,
+  });
+  const { pin, gmacsPerImage } = await pinModel(name, spec, config.numerics, models);
+  const lease = await models.acquireUnverified(name, pin, config.numerics);
+  try {
+    if (missing.length > 0) await scoreMissing(name, lease.model, missing, scored, ctx);
+  } finally {
+    lease.release();
+    await models.close();
+  }
+  if (missing.length > 0) await ctx.cache?.write(fingerprint, spec.path, scored);
+  return { name, path: spec.path, gmacsPerImage, scored, pin: { sha256: pin.sha256, numerics: config.numerics, probe: pin.probe } };
+}
+
+/** Score `missing` with an open model, adding their rows (or errors) to `scored`. */
+async function scoreMissing(name: string, model: LoadedModel, missing: readonly string[], scored: ScoredImages, ctx: DataContext): Promise<void> {
+  const { config } = ctx;
+  {
     const bar = ctx.progress && process.stderr.isTTY ? new cliProgress.SingleBar({ format: `${name} {bar} {value}/{total} images | ETA {eta_formatted}` }, cliProgress.Presets.shades_classic) : null;
     bar?.start(missing.length, 0);
     try {
@@ -95,11 +121,8 @@ export async function scoreModel(name: string, spec: ModelSpec, refs: readonly s
       for (const [k, v] of fresh.errors) scored.errors.set(k, v);
     } finally {
       bar?.stop();
-      await model.close();
     }
-    await ctx.cache?.write(fingerprint, spec.path, scored);
   }
-  return { name, path: spec.path, gmacsPerImage, scored };
 }
 
 /** Read a ground-truth CSV (local path or s3://) into name → class index. */

@@ -4,8 +4,12 @@
  * their type, and how they become a validated config.
  */
 import { type Command, Option } from 'commander';
-import { loadConfig } from '../config/load-config.js';
+import { resolve } from 'node:path';
+import { readAnyCalibrationFile } from '../config/calibration.js';
+import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { CascadeConfig, ConfidenceMetric } from '../config/schema.js';
+import { calibrationConformance } from '../producers/plan-run.js';
+import type { RunSpec } from '../queue/jobs.js';
 
 /** Parses a numeric flag within [min, max] (see cli/main.ts). */
 export type NumberParser = (name: string, min: number, max: number) => (value: string) => number;
@@ -40,4 +44,14 @@ export function loadCascadeConfig(o: CascadeFlags): Promise<CascadeConfig> {
     calibration: o.calibration,
     overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
   });
+}
+
+/** With --calibration: refuse a run whose models or this machine's numerics differ from the calibration's (ConfigError). */
+export async function checkCalibration(o: CascadeFlags, run: Pick<RunSpec, 'stages' | 'probeTolerance'>): Promise<void> {
+  if (!o.calibration) return;
+  const cal = await readAnyCalibrationFile(resolve(o.calibration)).catch((err: Error) => {
+    throw new ConfigError(err.message);
+  });
+  const problem = calibrationConformance(cal, run);
+  if (problem) throw new ConfigError(`calibration ${o.calibration} does not hold here: ${problem}; run \`cascade calibrate\` on this machine, or use numerics: exact`);
 }

@@ -2,7 +2,7 @@
  * The fleet commands — submit, worker, status, schedule, dashboard — registered on the
  * `cascade` program; kept apart from cli/main.ts so the one-process commands stay readable.
  */
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { cascadeOptions, type NumberParser } from './cascade-flags.js';
 import { dashboardCommand } from './commands/dashboard.js';
 import { scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from './commands/schedule.js';
@@ -31,11 +31,16 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
     .command('worker')
     .description('consume jobs until SIGTERM/SIGINT (then finish the batches in flight and exit 0): stage roles by name, merge, scheduler')
     .argument('<roles...>', 'stage names (little, big, or names under stages:), merge, scheduler')
-    .option('--config <file>', 'config file (YAML or JSON)')
-    .option('--little <model>', 'little model: .onnx file or model spec')
-    .option('--big <model>', 'big model: .onnx file or model spec')
+    .option('--config <file>', 'config file (YAML or JSON): infrastructure and throughput settings; models come from each run')
     .option('--concurrency <n>', 'batch jobs processed at once per stage', number('concurrency', 1, 256))
-    .option('--batch-size <n>', 'largest inference batch sent to this worker’s models (images per job are set at submit)', number('batch size', 1, 1024))
+    .option('--max-batch <n>', 'largest inference batch sent to this worker’s models (lowers each run’s; images per job are set at submit)', number('max batch', 1, 1024))
+    // Result-changing flags of run/submit: refused with a reason rather than "unknown option".
+    .addOption(new Option('--little <model>').hideHelp())
+    .addOption(new Option('--big <model>').hideHelp())
+    .addOption(new Option('--threshold <t>').hideHelp())
+    .addOption(new Option('--metric <m>').hideHelp())
+    .addOption(new Option('--calibration <file>').hideHelp())
+    .addOption(new Option('--batch-size <n>').hideHelp())
     .option('--metrics-port <port>', 'serve Prometheus metrics on http://0.0.0.0:<port>/metrics (0 = any free port)', number('metrics port', 0, 65535))
     .option('--metrics-host <host>', 'interface for the metrics endpoint', '0.0.0.0')
     .action(async (roles: string[], opts) => {

@@ -27,7 +27,15 @@ const OperatingPoint = z.object({
   oracleSaved: z.number().nullable(),
 });
 
-const ModelRef = z.object({ name: z.string(), path: z.string(), gmacsPerImage: z.number().nonnegative() });
+/**
+ * The model a calibration measured, by content, and its conformance probe on the calibrating
+ * machine (pipeline/models/probe.ts): a run on a machine whose outputs differ is refused.
+ */
+export const CalibrationPin = z.object({ sha256: z.string(), numerics: z.string(), probe: z.unknown() });
+export type CalibrationPin = z.infer<typeof CalibrationPin>;
+
+/** Absent in calib.json files written before pins. */
+const ModelRef = z.object({ name: z.string(), path: z.string(), gmacsPerImage: z.number().nonnegative(), pin: CalibrationPin.optional() });
 
 export const CalibrationFile = z.object({
   version: z.literal(1),

@@ -235,6 +235,16 @@ export const CascadeConfig = z
      * (docs/models.md, "Numerics").
      */
     numerics: Numerics.default('exact'),
+    /**
+     * Largest difference in probability a worker's conformance probe may show against the run's
+     * reference before it refuses the run's model (see pipeline/models/probe.ts). Exact numerics
+     * differ between CPUs by float rounding only; int8 saturation shifts probabilities by far more.
+     */
+    probeTolerance: z.number().min(0).max(1).default(0.002),
+    /** Models a worker keeps open at once (runs may name different ones); the least recently used idle one is closed. */
+    maxModels: z.number().int().min(1).default(4),
+    /** Where workers keep models they read from s3:// (onnxruntime opens files). Default: the OS temp dir. */
+    modelDir: z.string().optional(),
     /** Inference threads per model (each holds one ORT session). */
     inferenceThreads: z.number().int().min(1).default(1),
     /** ORT intra-op threads per session; 0: the process' cores shared among the stages it serves. */

@@ -1,35 +1,95 @@
 /**
- * Building a RunSpec from a validated config without starting any inference: stage GMACs
- * come from the spec or are counted from the ONNX graph. Shared by `cascade submit` and
- * the scheduler role, so a run submitted either way is the same run `cascade run` makes.
+ * Building a RunSpec from a validated config: each stage's model is read, hashed, opened and
+ * probed once (pipeline/models/pin-model.ts), so the run names its models by content and every
+ * worker is held to them. Shared by `cascade run`, `cascade submit` and `schedule add`, so a
+ * run started any of these ways is the same run.
  */
-import { resolve } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { CascadeConfig } from '../config/schema.js';
-import { isS3Url } from '../pipeline/storage/location.js';
-import { modelGmacs } from '../pipeline/models/stage-model.js';
 import { configuredStages } from '../config/stages.js';
+import { ModelCache } from '../pipeline/models/model-cache.js';
+import type { AnyCalibrationFile } from '../config/calibration.js';
+import { describePlatform } from '../pipeline/inference/platform.js';
+import { shortHash } from '../pipeline/models/model-pin.js';
+import { pinModel } from '../pipeline/models/pin-model.js';
+import { compareProbe, Probe } from '../pipeline/models/probe.js';
+import { fetchRef } from '../pipeline/storage/fetch-image.js';
+import { isS3Url } from '../pipeline/storage/location.js';
 import { RunId, RunSpec } from '../queue/jobs.js';
 import { deriveRunId } from './submit-run.js';
+
+/** A model cache for a process that only plans (submit, schedule add): one thread per model, on the configured providers. */
+export function planningModels(config: CascadeConfig, s3: () => S3Client): ModelCache {
+  return new ModelCache({
+    runtime: { executionProviders: config.executionProviders, threads: 1, intraOpThreads: config.intraOpThreads },
+    capacity: 1,
+    read: (ref) => fetchRef(ref, { s3 }),
+    downloadDir: config.modelDir ?? join(tmpdir(), 'cascade-models'),
+  });
+}
 
 /** Local paths become absolute so that workers elsewhere in the filesystem resolve them alike. */
 export function absoluteRef(ref: string): string {
   return isS3Url(ref) ? ref : resolve(ref);
 }
 
-/** The stages of a run spec for `config`, with each model's GMACs per image. */
-export async function planStages(config: CascadeConfig): Promise<RunSpec['stages']> {
-  return Promise.all(configuredStages(config).map(async (s) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: await modelGmacs(s.spec), threshold: s.threshold })));
+/** The run-wide settings of a config that decide its rows (besides the stages). */
+export function runSettings(config: CascadeConfig): Pick<RunSpec, 'metric' | 'batchSize' | 'numerics' | 'limits' | 'probeTolerance' | 'audit'> {
+  const { metric, batchSize, numerics, limits, probeTolerance, audit } = config;
+  return { metric, batchSize, numerics, limits, probeTolerance, ...(audit ? { audit } : {}) };
+}
+
+/** The stages of a run spec for `config`: each model pinned (hash, probe) and its GMACs per image. */
+export async function planStages(config: CascadeConfig, models: ModelCache): Promise<RunSpec['stages']> {
+  const stages = [];
+  // One at a time: each opens a model, and a planner need not hold them all open at once.
+  for (const s of configuredStages(config)) {
+    const { pin, gmacsPerImage } = await pinModel(s.name, s.spec, config.numerics, models);
+    stages.push({ name: s.name, model: pin, gmacsPerImage, threshold: s.threshold });
+  }
+  return stages;
 }
 
 /**
- * A complete run spec for `source` → `out`, so every way of starting a run derives the same id
- * for the same run. `stages` may be passed by a caller that has loaded the models already.
+ * The identity of a run: everything that decides its rows, but not the probe's measured
+ * numbers, which vary in the last digits with the planning machine.
  */
-export async function planRun(config: CascadeConfig, source: string, out: string, runId?: string, stages?: RunSpec['stages']): Promise<RunSpec> {
-  stages ??= await planStages(config);
-  const src = absoluteRef(source);
-  const dest = absoluteRef(out);
-  const audit = config.audit;
-  const id = RunId.parse(runId ?? deriveRunId({ src, out: dest, stages, metric: config.metric, batchSize: config.batchSize, ...(audit ? { audit } : {}) }));
-  return RunSpec.parse({ runId: id, source: src, out: dest, metric: config.metric, batchSize: config.batchSize, stages, ...(audit ? { audit } : {}), createdAt: new Date().toISOString() });
+function runIdentity(spec: Omit<RunSpec, 'runId' | 'createdAt'>): unknown {
+  const stages = spec.stages.map(({ model: { probe: _probe, ...model }, ...stage }) => ({ ...stage, model }));
+  return { ...spec, stages };
+}
+
+/** A complete run spec for `source` → `out`, so every way of starting a run derives the same id for the same run. */
+export async function planRun(config: CascadeConfig, source: string, out: string, models: ModelCache, runId?: string): Promise<RunSpec> {
+  const stages = await planStages(config, models);
+  const body = { source: absoluteRef(source), out: absoluteRef(out), stages, ...runSettings(config) };
+  const id = RunId.parse(runId ?? deriveRunId(runIdentity(body)));
+  return RunSpec.parse({ runId: id, ...body, createdAt: new Date().toISOString() });
+}
+
+/**
+ * Whether a run may use a calibration made elsewhere: each stage the same model bytes, and this
+ * machine's probe within the run's tolerance of the calibrating machine's (otherwise its
+ * thresholds would route other answers). Returns the problem, or null. Calibrations written
+ * before pins carry none and are taken on trust, as before.
+ */
+export function calibrationConformance(cal: AnyCalibrationFile, run: Pick<RunSpec, 'stages' | 'probeTolerance'>): string | null {
+  const refs = 'kind' in cal ? cal.stages : [cal.little, cal.big];
+  for (const [i, ref] of refs.entries()) {
+    const stage = run.stages[i];
+    if (!ref.pin || !stage) continue;
+    if (ref.pin.sha256 !== stage.model.sha256) return `it measured ${ref.name} with sha256 ${shortHash(ref.pin.sha256)}, but this run's ${stage.name} model ${stage.model.path} has ${shortHash(stage.model.sha256)}`;
+    const probe = Probe.safeParse(ref.pin.probe);
+    if (!probe.success) return `its probe of ${ref.name} is unreadable`;
+    const c = compareProbe(probe.data, stage.model.probe, run.probeTolerance);
+    if (!c.ok) {
+      return (
+        `${ref.name} answers differently here: its probe differs by up to ${c.maxDiff.toFixed(4)} (tolerance ${run.probeTolerance}) between ` +
+        `the calibrating machine (${describePlatform(probe.data.platform)}, numerics ${ref.pin.numerics}) and this one (${describePlatform(stage.model.probe.platform)})`
+      );
+    }
+  }
+  return null;
 }

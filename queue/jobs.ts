@@ -3,7 +3,8 @@
  * one image; ids are deterministic so resubmitting or retrying never duplicates work.
  */
 import { z } from 'zod';
-import { ConfidenceMetric } from '../config/schema.js';
+import { ConfidenceMetric, Limits, Numerics } from '../config/schema.js';
+import { ModelPin } from '../pipeline/models/model-pin.js';
 
 /** Ids become Redis keys and BullMQ job ids: keep them to a safe alphabet (no ':'). */
 export const RunId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'run ids use letters, digits, _ and - (at most 64)');
@@ -20,13 +21,20 @@ export const RunSpec = z.object({
     .array(
       z.object({
         name: z.string(),
-        modelPath: z.string(),
+        /** The model every worker of this stage must use for this run, by content. */
+        model: ModelPin,
         gmacsPerImage: z.number().nonnegative(),
         /** null on the last stage. */
         threshold: z.number().min(0).max(1).nullable(),
       }),
     )
     .min(2),
+  /** Int8 kernel choice on the CPU provider; part of the run because it changes answers. */
+  numerics: Numerics,
+  /** Image limits; part of the run because an image over them becomes an error row. */
+  limits: Limits,
+  /** Largest probe difference a worker may show and still label this run. */
+  probeTolerance: z.number().min(0),
   /** Audit sampling of first-stage accepted images (absent on runs without audits). */
   audit: z.object({ fraction: z.number().min(0).max(1), seed: z.string(), expectAgreement: z.number().min(0).max(1).optional() }).optional(),
   createdAt: z.string(),

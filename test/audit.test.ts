@@ -16,10 +16,7 @@ import { isAudited } from '../pipeline/audit/audit-sample.js';
 import { summarizeAudit } from '../pipeline/audit/audit-summary.js';
 import { wilsonInterval } from '../pipeline/calibration/wilson.js';
 import { ManifestRow } from '../pipeline/results/manifest.js';
-import { ModelSpec } from '../config/schema.js';
-import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { LocalStore } from '../pipeline/storage/local-store.js';
-import { loadStageModel } from '../pipeline/models/stage-model.js';
 import { CascadeQueues } from '../queue/cascade-queues.js';
 import { AUDIT_JOB_NAME, JOB_OPTIONS, auditJobId, type RunSpec } from '../queue/jobs.js';
 import { StageWorker } from '../workers/stage-worker.js';
@@ -28,6 +25,7 @@ import { RunTracker } from '../queue/run-tracker.js';
 import { colourSpec, COLOURS, writeColourImages } from './helpers/colour-fixture.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { writeTestModels, type TestModels } from './helpers/test-models.js';
+import { fakePin, localFetch, pinTestModel, RUN_DEFAULTS, testModelCache } from './helpers/run-spec.js';
 
 let dir: string;
 let images: string;
@@ -99,9 +97,10 @@ describe('audit counting in the run tracker', () => {
     out: '/out',
     metric: 'maxprob',
     batchSize: 4,
+    ...RUN_DEFAULTS,
     stages: [
-      { name: 'little', modelPath: 'l.onnx', gmacsPerImage: 0.1, threshold: 0.5 },
-      { name: 'big', modelPath: 'b.onnx', gmacsPerImage: 1, threshold: null },
+      { name: 'little', model: fakePin('l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
+      { name: 'big', model: fakePin('b.onnx'), gmacsPerImage: 1, threshold: null },
     ],
     audit: { fraction: 0.5, seed: '' },
     createdAt: new Date(0).toISOString(),
@@ -145,12 +144,11 @@ describe('audit jobs under redelivery', () => {
     const tracker = new RunTracker(connection, prefix);
     const queues = new CascadeQueues(connection, prefix);
     const out = join(dir, 'out-redeliver');
-    const deps = { fetch: (ref: string) => fetchRef(ref, { s3: () => { throw new Error('no S3 in this test'); } }), maxPixels: 1e6, fetchConcurrency: 2 };
-    const load = (name: string, path: string) => loadStageModel(name, ModelSpec.parse(colourSpec(path, models.labels)), { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 });
-    const [little, big] = await Promise.all([load('little', models.colourLittle), load('big', models.colourBig)]);
-    const worker = (model: typeof little, stageIndex: number) =>
-      new StageWorker({ connection, prefix, stageIndex, model, concurrency: 1, deps, openOutput: (o) => new LocalStore(o), tracker, queues, log: () => {} });
-    const [w0, w1] = [worker(little, 0), worker(big, 1)];
+    const cache = testModelCache();
+    const [little, big] = await Promise.all([pinTestModel('little', colourSpec(models.colourLittle, models.labels), cache), pinTestModel('big', colourSpec(models.colourBig, models.labels), cache)]);
+    const worker = (stage: string) =>
+      new StageWorker({ connection, prefix, stage, models: cache, concurrency: 1, fetch: localFetch, fetchConcurrency: 2, openOutput: (o) => new LocalStore(o), tracker, queues, log: () => {} });
+    const [w0, w1] = [worker('little'), worker('big')];
     // Only `process` is exercised (the call BullMQ makes): stop the consumers taking jobs themselves.
     await Promise.all([w0.worker.close(), w1.worker.close()]);
     try {
@@ -160,9 +158,11 @@ describe('audit jobs under redelivery', () => {
         out,
         metric: 'maxprob',
         batchSize: 4,
+        ...RUN_DEFAULTS,
+        limits: { maxBytes: 1e6, maxPixels: 1e6 },
         stages: [
-          { name: 'little', modelPath: models.colourLittle, gmacsPerImage: 0, threshold: 0.3 },
-          { name: 'big', modelPath: models.colourBig, gmacsPerImage: 0, threshold: null },
+          { name: 'little', ...little, threshold: 0.3 },
+          { name: 'big', ...big, threshold: null },
         ],
         audit: { fraction: 1, seed: '' },
         createdAt: new Date().toISOString(),
@@ -190,7 +190,7 @@ describe('audit jobs under redelivery', () => {
       expect((await tracker.progress(spec.runId))!.final).toBe(3);
     } finally {
       await Promise.allSettled([w0.close(), w1.close()]);
-      await Promise.allSettled([little.close(), big.close()]);
+      await cache.close();
       await queues.close();
       connection.disconnect();
     }

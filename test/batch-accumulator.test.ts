@@ -15,11 +15,10 @@ import { InferencePool } from '../pipeline/inference/inference-pool.js';
 import { ManifestRow } from '../pipeline/results/manifest.js';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
-import { configuredStages } from '../config/stages.js';
 import { defaultIntraOpThreads, startRuntime } from '../workers/cascade-runtime.js';
-import type { RunSpec } from '../queue/jobs.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { expectedBigProbs, writeTestModels, type TestModels } from './helpers/test-models.js';
+import { planRun } from '../producers/plan-run.js';
 
 let dir: string;
 let models: TestModels;
@@ -140,14 +139,15 @@ describe('batch accumulation in the pipeline', () => {
     const config = await loadConfig({ overrides: { little: spec(models.colourLittle), big: spec(models.colourBig, 8), threshold: 0.9, batchSize: 3, accumulateMs: 60_000, accumulateJobs: 4, prefix: 'acc' } });
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
-      const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
       const out = join(dir, 'out');
-      const run: RunSpec = { runId: 'acc-1', source: images, out, metric: 'maxprob', batchSize: 3, stages, createdAt: new Date().toISOString() };
+      const run = await planRun(config, images, out, runtime.models, 'acc-1');
       await submitRun({ spec: run, refs: listSource(images, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
       const summary = await waitForRun(runtime.tracker, 'acc-1', () => {});
       expect(summary.stages[0]).toMatchObject({ images: 12, accepted: 4, forwarded: 8, errors: 0 });
       expect(summary.stages[1]).toMatchObject({ images: 8, accepted: 8, errors: 0 });
-      expect(runtime.stages[1]!.pool.accumulator!.calls).toEqual([8]);
+      const big = await runtime.models.acquireUnverified('big', run.stages[1]!.model, run.numerics);
+      expect(big.model.pool.accumulator!.calls).toEqual([8]);
+      big.release();
       const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
       for (const { name, grey } of names) {
         const row = rows.find((r) => r.key.endsWith(`/${name}`))!;

@@ -13,6 +13,7 @@
  * big 1, conv 0.2 GMACs (the colour models' graphs cost the same few MACs).
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -225,5 +226,26 @@ describe('cascade run --calibration', () => {
     // The summary holds the calibration's promise beside what the run did: here the same images.
     expect(summary.calibration).toMatchObject({ rule: 'no-loss', metric: 'maxprob', expected: { fractionToBig: 2 / 12 }, realised: { fractionToBig: 2 / 12, agreement: null } });
     expect(summary.calibration!.realised.gmacsPerImage).toBeCloseTo(summary.calibration!.expected.gmacsPerImage);
+  });
+
+  it('calib.json pins each model by content with its probe; a run whose machine answers differently is refused', async () => {
+    const calib = JSON.parse(await readFile(join(dir, 'cal-labeled', 'calib.json'), 'utf8'));
+    const sha = async (spec: string) => createHash('sha256').update(await readFile(JSON.parse(await readFile(spec, 'utf8')).path)).digest('hex');
+    expect(calib.little.pin).toMatchObject({ sha256: await sha(littleSpec), numerics: 'exact', probe: { provider: 'cpu', outputs: expect.any(Array) } });
+    expect(calib.big.pin.sha256).toBe(await sha(bigSpec));
+    const config = join(dir, 'run-config-refused.json');
+    await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `calr${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
+    // The calibrating machine's little model as another CPU might have answered: 0.05 higher everywhere.
+    for (const o of calib.little.pin.probe.outputs) o.top = o.top.map(([c, p]: [number, number]) => [c, p + 0.05]);
+    calib.little.pin.probe.platform = { arch: 'x64', cpuFlags: ['avx2', 'fma'], onnxruntime: '1.30.0' };
+    const elsewhere = join(dir, 'cal-labeled', 'calib-elsewhere.json');
+    await writeFile(elsewhere, JSON.stringify(calib));
+    await expect(runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false })).rejects.toThrow(
+      /^calibration .*calib-elsewhere\.json does not hold here: .* answers differently here: its probe differs by up to 0\.05\d* \(tolerance 0\.002\) between the calibrating machine \(x64 \[avx2 fma\], onnxruntime 1\.30\.0, numerics exact\) and this one/,
+    );
+    // A different file under the same name is refused by content.
+    calib.little.pin.sha256 = '0'.repeat(64);
+    await writeFile(elsewhere, JSON.stringify(calib));
+    await expect(runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false })).rejects.toThrow(/it measured .* with sha256 000000000000, but this run's little model/);
   });
 });

@@ -235,14 +235,16 @@ describe('probability cache and calib.json in the config', () => {
     expect(await cache.read('fp1')).toBeNull();
   });
 
-  it('the fingerprint changes with model bytes and preprocessing', async () => {
+  it('the fingerprint changes with model bytes, preprocessing and numerics', async () => {
     const path = join(dir, 'm.onnx');
     await writeFile(path, 'model-a');
     const spec = { path, preprocess: { colorOrder: 'RGB' }, output: 'auto', graphOptimization: 'all' } as never;
-    const a = await modelFingerprint(spec);
-    expect(await modelFingerprint({ ...(spec as object), preprocess: { colorOrder: 'BGR' } } as never)).not.toBe(a);
+    const a = await modelFingerprint(spec, 'exact');
+    expect(await modelFingerprint(spec, 'exact')).toBe(a);
+    expect(await modelFingerprint(spec, 'native')).not.toBe(a);
+    expect(await modelFingerprint({ ...(spec as object), preprocess: { colorOrder: 'BGR' } } as never, 'exact')).not.toBe(a);
     await writeFile(path, 'model-b');
-    expect(await modelFingerprint(spec)).not.toBe(a);
+    expect(await modelFingerprint(spec, 'exact')).not.toBe(a);
   });
 
   it('--calibration sets threshold and metric, flags win, mismatched models and send-all are refused', async () => {

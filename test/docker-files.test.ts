@@ -39,12 +39,12 @@ function instructions(text: string): Array<[string, string]> {
 }
 
 /** Check a `cascade …` argv: a registered command, and valid roles for `worker`. */
-function checkCascadeArgs(args: string[], stageNames: string[]): void {
+function checkCascadeArgs(args: string[]): void {
   const commands = buildProgram().commands.map((c) => c.name());
   expect(commands, args.join(' ')).toContain(args[0]);
   if (args[0] === 'worker') {
     const roles = args.slice(1, args.findIndex((a) => a.startsWith('--')));
-    expect(validateRoles(roles, stageNames)).toEqual(roles);
+    expect(validateRoles(roles)).toEqual(roles);
   }
   const config = args[args.indexOf('--config') + 1];
   if (args.includes('--config')) expect(config).toMatch(/^\/app\/docker\/cascade(\.gpu)?\.yaml$/);
@@ -72,7 +72,7 @@ describe('docker/', () => {
       expect(entry).toEqual(['node', 'bin/cascade.js']);
       expect(existsSync(join(ROOT, 'bin/cascade.js'))).toBe(true);
       const cmd = JSON.parse(ins.find(([k]) => k === 'CMD')![1]) as string[];
-      checkCascadeArgs(cmd, ['little', 'big']);
+      checkCascadeArgs(cmd);
       // Every COPY from the build context names files that exist in the repository.
       for (const [, v] of ins.filter(([k]) => k === 'COPY')) {
         if (v.startsWith('--from=')) continue;
@@ -109,7 +109,7 @@ describe('docker/', () => {
     expect(roles('ops')).toEqual(['merge', 'scheduler']);
     for (const name of ['little', 'big', 'big-gpu', 'ops', 'dashboard']) {
       const svc = s[name]!;
-      checkCascadeArgs(svc.command!, ['little', 'big']);
+      checkCascadeArgs(svc.command!);
       expect(existsSync(resolve(DOCKER, svc.build!.context, svc.build!.dockerfile)), `${name} build`).toBe(true);
       expect(svc.environment!.REDIS_URL).toBe('redis://redis:6379');
     }
@@ -133,7 +133,7 @@ describe('docker/', () => {
     expect(args('cascade-big').slice(0, 2)).toEqual(['worker', 'big']);
     expect(args('cascade-ops').slice(0, 3)).toEqual(['worker', 'merge', 'scheduler']);
     for (const d of deployments.values()) {
-      checkCascadeArgs(d.spec.template.spec.containers[0].args, ['little', 'big']);
+      checkCascadeArgs(d.spec.template.spec.containers[0].args);
       expect(d.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(60);
       expect(d.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
       // The liveness probe hits the endpoint `--metrics-port` serves (workers/metrics.ts).

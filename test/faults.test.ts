@@ -11,7 +11,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { QueueEvents } from 'bullmq';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +34,7 @@ import { startRedis, type TestRedis } from './helpers/redis.js';
 import { startS3, type TestS3 } from './helpers/s3.js';
 import { writeSlowModels, type SlowModels } from './helpers/slow-models.js';
 import { spawnWorker, type WorkerProcess } from './helpers/worker-process.js';
+import { pinTestModel, RUN_DEFAULTS, testModelCache } from './helpers/run-spec.js';
 
 const N = 8;
 const EXTENSIONS = ['.png'];
@@ -62,7 +63,7 @@ function worker(configFile: string, roles: string[], env: Record<string, string>
 }
 
 /** A run against `redisUrl`: its config file for workers, and the test side's submit/wait/verify. */
-async function scenario(redisUrl: string, o: { out?: string; source?: string; s3Endpoint?: string } = {}) {
+async function scenario(redisUrl: string, o: { out?: string; source?: string; s3Endpoint?: string; littleModel?: string } = {}) {
   const id = `f${++counter}`;
   const prefix = `faults-${id}`;
   const out = o.out ?? join(dir, `out-${id}`);
@@ -88,15 +89,19 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
   connection.on('error', () => undefined);
   const tracker = new RunTracker(connection, prefix);
   const queues = new CascadeQueues(connection, prefix);
+  const cache = testModelCache();
+  const pins = { little: await pinTestModel('little', spec(o.littleModel ?? models.little), cache), big: await pinTestModel('big', spec(models.big), cache) };
+  await cache.close();
   const runSpec: RunSpec = {
     runId: `run-${id}`,
     source,
     out,
     metric: 'maxprob',
     batchSize: 2,
+    ...RUN_DEFAULTS,
     stages: [
-      { name: 'little', modelPath: models.little, gmacsPerImage: 0, threshold: 0.9 },
-      { name: 'big', modelPath: models.big, gmacsPerImage: 0, threshold: null },
+      { name: 'little', ...pins.little, threshold: 0.9 },
+      { name: 'big', ...pins.big, threshold: null },
     ],
     createdAt: new Date().toISOString(),
   };
@@ -390,22 +395,26 @@ describe('faults: nothing lost, nothing doubled', () => {
     }
   }, 90_000);
 
-  it('a missing or corrupt model file is one clear error at start-up', async () => {
-    const corrupt = join(dir, 'corrupt.onnx');
-    await writeFile(corrupt, Buffer.from('this is not a protobuf model'));
-    const missing = join(dir, 'missing.onnx');
-    const results = await Promise.all(
-      [missing, corrupt].map(async (path) => {
-        const configFile = join(dir, `bad-${path === missing ? 'missing' : 'corrupt'}.json`);
-        await writeFile(configFile, JSON.stringify({ little: { path }, big: { path: models.big }, redisUrl: redis.url, prefix: 'faults-bad' }));
-        const w = worker(configFile, ['little']);
-        return { path, code: await w.exited, output: w.output() };
-      }),
-    );
-    for (const r of results) {
-      expect(r.code, r.output).toBe(2);
-      expect(r.output).toMatch(/worker failed to start: .*(missing|corrupt)\.onnx/);
-      expect(r.output).not.toMatch(/worker ready/);
+  it('a run whose model file went missing or changed after planning fails its jobs with one clear reason and writes no row', async () => {
+    for (const damage of ['missing', 'changed'] as const) {
+      const copy = join(dir, `little-${damage}.onnx`);
+      await writeFile(copy, await readFile(models.little));
+      const s = await scenario(redis.url, { littleModel: copy });
+      if (damage === 'missing') await rm(copy);
+      else await writeFile(copy, Buffer.from('this is not a protobuf model'));
+      const w = worker(s.configFile, ['little']);
+      await w.waitFor(/worker ready/);
+      await s.submit();
+      const queue = s.queues.stage('little');
+      const batches = Math.ceil(N / 2);
+      for (let i = 0; i < 300 && (await queue.getFailedCount()) < batches; i++) await sleep(100);
+      const failed = await queue.getFailed();
+      expect(failed).toHaveLength(batches);
+      const reason = damage === 'missing' ? /^stage little: cannot read model .*little-missing\.onnx/ : /^stage little: model .*little-changed\.onnx has sha256 [0-9a-f]{12}, but the run pins [0-9a-f]{12}/;
+      for (const job of failed) expect(job.failedReason).toMatch(reason);
+      expect((await s.progress())!.final).toBe(0);
+      await w.stop();
+      await s.close();
     }
-  }, 90_000);
+  }, 120_000);
 });

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireRedisUrl } from '../cli/commands/submit.js';
-import { validateRoles } from '../cli/commands/worker.js';
+import { refuseRunFlags, validateRoles } from '../cli/commands/worker.js';
+import { loadWorkerConfig } from '../config/worker-config.js';
 import { fleetSettings } from '../cli/fleet-settings.js';
 import { redactUrl } from '../cli/redact-url.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
@@ -49,11 +50,28 @@ describe('config errors name the field and the expected value', () => {
 });
 
 describe('fleet settings', () => {
-  it('workers accept stage names, merge and scheduler, and name the roles they know', () => {
-    expect(validateRoles(['little', 'merge', 'little'], ['little', 'big'])).toEqual(['little', 'merge']);
-    expect(validateRoles(['tiny', 'scheduler'], ['tiny', 'small', 'big'])).toEqual(['tiny', 'scheduler']);
-    expect(() => validateRoles(['huge'], ['little', 'big'])).toThrow("unknown worker role 'huge': expected one of little, big, merge, scheduler");
-    expect(() => validateRoles([], ['little', 'big'])).toThrow(/at least one role/);
+  it('workers accept any stage name (runs name their stages), merge and scheduler, and say what a role must look like', () => {
+    expect(validateRoles(['little', 'merge', 'little'])).toEqual(['little', 'merge']);
+    expect(validateRoles(['tiny', 'scheduler'])).toEqual(['tiny', 'scheduler']);
+    expect(() => validateRoles(['huge model'])).toThrow("unknown worker role 'huge model': expected a stage name (stage names use letters, digits, _ and - (at most 32)) or merge, scheduler");
+    expect(() => validateRoles([])).toThrow(/at least one role/);
+  });
+
+  it('workers refuse flags that would change rows, naming them', () => {
+    expect(() => refuseRunFlags({ little: 'a.onnx', threshold: '0.9' })).toThrow(
+      'cascade worker does not take --little, --threshold: a worker labels each run with the models and settings the run pinned at submit',
+    );
+    expect(() => refuseRunFlags({ batchSize: '8' })).toThrow(/--batch-size is images per job, set at submit; --max-batch caps/);
+    expect(() => refuseRunFlags({ concurrency: 2, maxBatch: 8 })).not.toThrow();
+  });
+
+  it('a worker config ignores (and lists) the run settings a shared file holds, and keeps the rest', async () => {
+    const file = join(dir, 'shared.yaml');
+    await writeFile(file, 'little: a.onnx\nbig: b.onnx\nthreshold: 0.7\nlimits: { maxBytes: 40000 }\nnumerics: native\nconcurrency: 3\nprefix: fleet\n');
+    const { config, ignored } = await loadWorkerConfig({ file, env: {} });
+    expect(ignored).toEqual(['little', 'big', 'threshold', 'limits', 'numerics']);
+    expect(config).toMatchObject({ concurrency: 3, prefix: 'fleet' });
+    expect(config).not.toHaveProperty('limits');
   });
 
   it('fleet commands need a shared Redis', () => {

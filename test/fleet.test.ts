@@ -5,6 +5,7 @@
  */
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -292,9 +293,67 @@ describe('a fleet of worker processes', () => {
     }
   });
 
-  it('a worker refuses an unknown role, naming the roles it knows', async () => {
-    const w = spawnCli(['worker', 'little', 'huge', '--config', config]);
+  it('a worker refuses a malformed role and flags that would change rows, exit 2', async () => {
+    const w = spawnCli(['worker', 'little', 'huge model', '--config', config]);
     expect((await w.exited).code).toBe(2);
-    expect(w.stderr()).toMatch(/unknown worker role 'huge': expected one of little, big, merge, scheduler/);
+    expect(w.stderr()).toMatch(/unknown worker role 'huge model': expected a stage name/);
+    const m = spawnCli(['worker', 'little', '--little', models.colourBig, '--config', config]);
+    expect((await m.exited).code).toBe(2);
+    expect(m.stderr()).toMatch(/cascade worker does not take --little: a worker labels each run with the models and settings the run pinned at submit/);
+  });
+
+  it('workers with no model settings serve two concurrent runs with different models; each manifest equals a one-process `cascade run`', async () => {
+    const spec = (path: string) => JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const specFile = async (name: string, path: string) => {
+      const file = join(dir, `${name}.json`);
+      await writeFile(file, spec(path));
+      return file;
+    };
+    // Two cascades that share no model: every row tells which models labelled it.
+    const runs = {
+      a: { little: await specFile('a-little', models.colourLittle), big: await specFile('a-big', models.colourBig), threshold: '0.9' },
+      b: { little: await specFile('b-little', models.convNet), big: await specFile('b-big', models.colourLittle), threshold: '0.3' },
+    };
+    const mixPrefix = `${prefix}m`;
+    // The fleet's own config: infrastructure only.
+    const fleetConfig = join(dir, 'fleet-only.json');
+    await writeFile(fleetConfig, JSON.stringify({ redisUrl: redis.url, prefix: mixPrefix, concurrency: 1, s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
+    const workers = [spawnCli(['worker', 'little', '--config', fleetConfig]), spawnCli(['worker', 'big', 'merge', '--config', fleetConfig])];
+    const connection = connectRedis(redis.url);
+    try {
+      await Promise.all(workers.map((w) => w.waitFor(/worker ready/)));
+      const flags = (r: (typeof runs)['a']) => ['--little', r.little, '--big', r.big, '--threshold', r.threshold, '--batch-size', String(BATCH)];
+      // Submitted at the same moment, so both runs are in the queues together.
+      await Promise.all(
+        (['a', 'b'] as const).map((k) =>
+          execFileP(process.execPath, ['bin/cascade.js', 'submit', 's3://images-in/imgs/', '--out', `s3://results/mix-${k}/`, '--config', fleetConfig, '--run-id', `mix-${k}`, ...flags(runs[k])], { env, timeout: 60_000 }),
+        ),
+      );
+      const tracker = new RunTracker(connection, mixPrefix);
+      const summaries = { a: await waitForRun(tracker, 'mix-a', () => {}), b: await waitForRun(tracker, 'mix-b', () => {}) };
+      const get = async (key: string) => (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: key }))).Body!.transformToString();
+      for (const k of ['a', 'b'] as const) {
+        // The same cascade in one process (private Redis), written to disk.
+        const local = join(dir, `mix-${k}-local`);
+        const s3Only = join(dir, 's3-only.json');
+        await writeFile(s3Only, JSON.stringify({ s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
+        await execFileP(process.execPath, ['bin/cascade.js', 'run', 's3://images-in/imgs/', '--out', local, '--config', s3Only, ...flags(runs[k])], { env, timeout: 120_000 });
+        const fleetRows = (await get(`mix-${k}/manifest.jsonl`)).trim().split('\n');
+        const localRows = (await readFile(join(local, 'manifest.jsonl'), 'utf8')).trim().split('\n');
+        expect(fleetRows).toHaveLength(N);
+        expect(fleetRows, `run ${k}`).toEqual(localRows);
+        // Provenance: each stage names the model it pinned, by content.
+        const summary = summaries[k];
+        const sha = async (file: string) => createHash('sha256').update(await readFile(JSON.parse(await readFile(file, 'utf8')).path)).digest('hex');
+        expect(summary.stages.map((s) => s.model?.sha256)).toEqual([await sha(runs[k].little), await sha(runs[k].big)]);
+        expect(summary.stages[0]!.provenance).toMatchObject({ numerics: 'exact', executionProviders: ['cpu'], workers: 1, probeMaxDiff: 0 });
+      }
+      // The two runs really labelled differently: the models differ.
+      expect(await get('mix-a/manifest.jsonl')).not.toEqual(await get('mix-b/manifest.jsonl'));
+    } finally {
+      for (const w of workers) w.child.kill('SIGTERM');
+      await Promise.all(workers.map((w) => w.exited));
+      connection.disconnect();
+    }
   });
 });

@@ -52,7 +52,7 @@ describe('cascade retry', () => {
 
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
-      const spec = await planRun(config, join(dir, 'images'), out, 'retry-1');
+      const spec = await planRun(config, join(dir, 'images'), out, runtime.models, 'retry-1');
       await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
       // 3 batches × 3 attempts with 1 s, 2 s backoff: all failed within a few seconds.
       const little = runtime.queues.stage('little');

@@ -5,6 +5,7 @@ import type { RunSpec } from '../queue/jobs.js';
 import { connectRedis } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
+import { fakePin, RUN_DEFAULTS } from './helpers/run-spec.js';
 
 let redis: TestRedis;
 let conn: Redis;
@@ -15,9 +16,10 @@ const spec = (runId: string): RunSpec => ({
   out: '/out',
   metric: 'maxprob',
   batchSize: 4,
+  ...RUN_DEFAULTS,
   stages: [
-    { name: 'little', modelPath: 'l.onnx', gmacsPerImage: 0.1, threshold: 0.5 },
-    { name: 'big', modelPath: 'b.onnx', gmacsPerImage: 1, threshold: null },
+    { name: 'little', model: fakePin('l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
+    { name: 'big', model: fakePin('b.onnx'), gmacsPerImage: 1, threshold: null },
   ],
   createdAt: new Date(0).toISOString(),
 });

@@ -17,6 +17,7 @@ import { expandDatePattern, firingTime, runForFiring, type ScheduleTemplate } fr
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { startS3, type TestS3 } from './helpers/s3.js';
 import { writeTestModels, type TestModels } from './helpers/test-models.js';
+import { fakePin, RUN_DEFAULTS } from './helpers/run-spec.js';
 
 let dir: string;
 let models: TestModels;
@@ -71,7 +72,7 @@ describe('date patterns and firings', () => {
       source: 's3://in/{date}/',
       out: 's3://out/{date}/',
       extensions: ['.png'],
-      run: { metric: 'maxprob', batchSize: 8, stages: [{ name: 'little', modelPath: '/m/l.onnx', gmacsPerImage: 0.1, threshold: 0.5 }, { name: 'big', modelPath: '/m/b.onnx', gmacsPerImage: 4, threshold: null }] },
+      run: { metric: 'maxprob', batchSize: 8, ...RUN_DEFAULTS, stages: [{ name: 'little', model: fakePin('/m/l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 }, { name: 'big', model: fakePin('/m/b.onnx'), gmacsPerImage: 4, threshold: null }] },
     };
     const a = runForFiring(t, Date.UTC(2026, 0, 2, 2));
     const b = runForFiring(t, Date.UTC(2026, 0, 3, 2));

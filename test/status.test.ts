@@ -14,6 +14,7 @@ import type { RunSpec } from '../queue/jobs.js';
 import { connectRedis } from '../queue/redis-connection.js';
 import { RunTracker, type RunProgress } from '../queue/run-tracker.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
+import { fakePin, RUN_DEFAULTS } from './helpers/run-spec.js';
 
 const spec = (runId: string): RunSpec => ({
   runId,
@@ -21,9 +22,10 @@ const spec = (runId: string): RunSpec => ({
   out: 's3://out/x/',
   metric: 'maxprob',
   batchSize: 10,
+  ...RUN_DEFAULTS,
   stages: [
-    { name: 'little', modelPath: '/m/l.onnx', gmacsPerImage: 0.1, threshold: 0.5 },
-    { name: 'big', modelPath: '/m/b.onnx', gmacsPerImage: 4, threshold: null },
+    { name: 'little', model: fakePin('/m/l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
+    { name: 'big', model: fakePin('/m/b.onnx'), gmacsPerImage: 4, threshold: null },
   ],
   createdAt: '2026-01-01T00:00:00.000Z',
 });

@@ -14,11 +14,10 @@ import { ManifestRow, type RunSummary } from '../pipeline/results/manifest.js';
 import { TensorCache } from '../pipeline/image/tensor-cache.js';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
-import { configuredStages } from '../config/stages.js';
 import { startRuntime } from '../workers/cascade-runtime.js';
-import type { RunSpec } from '../queue/jobs.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { expectedBigProbs, writeTestModels, type TestModels } from './helpers/test-models.js';
+import { planRun } from '../producers/plan-run.js';
 
 describe('TensorCache', () => {
   it('gives a tensor back once, only for the same preprocessing', () => {
@@ -81,10 +80,9 @@ describe('tensor cache in a run', () => {
     const config = await loadConfig({ overrides: { little: spec(models.colourLittle, 'nearest'), big: spec(models.colourBig, bigKernel), threshold: 0.9, batchSize: 4, tensorCacheMb, prefix: runId } });
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
-      const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
       const out = join(dir, runId);
       const images = join(dir, 'images');
-      const spec_: RunSpec = { runId, source: images, out, metric: 'maxprob', batchSize: 4, stages, createdAt: new Date().toISOString() };
+      const spec_ = await planRun(config, images, out, runtime.models, runId);
       await submitRun({ spec: spec_, refs: listSource(images, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
       const summary = await waitForRun(runtime.tracker, runId, () => {});
       const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));

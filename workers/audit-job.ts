@@ -11,7 +11,7 @@ import type { PartRow } from '../pipeline/results/manifest.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import { AUDIT_JOB_NAME, AuditJob, JOB_OPTIONS, auditJobId, type RunSpec } from '../queue/jobs.js';
 import type { ClassifyDeps } from '../pipeline/classify-batch.js';
-import type { LoadedStage } from '../pipeline/models/stage-model.js';
+import type { ModelLease } from '../pipeline/models/model-cache.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 
@@ -35,8 +35,10 @@ export async function queueAudit(queues: CascadeQueues, spec: RunSpec, batch: nu
 /** What an audit job needs of the last stage's worker. */
 export interface AuditContext {
   prefix: string;
-  model: LoadedStage;
-  deps: ClassifyDeps;
+  /** The stage this worker serves. */
+  stage: string;
+  /** Borrow the model a run pins for a stage, verified, with classify dependencies under the run's limits. */
+  borrow(spec: RunSpec, index: number): Promise<{ lease: ModelLease; deps: ClassifyDeps }>;
   openOutput: (out: string) => ObjectStore;
   tracker: RunTracker;
   queues: CascadeQueues;
@@ -48,15 +50,18 @@ export async function processAuditJob(job: Job, o: AuditContext): Promise<{ acce
   const spec = await o.tracker.spec(data.runId);
   if (!spec) throw new Error(`run ${data.runId} is unknown to this Redis (prefix ${o.prefix})`);
   const last = spec.stages[spec.stages.length - 1]!;
-  if (last.name !== o.model.name) throw new Error(`audit job of run ${data.runId} reached the ${o.model.name} worker, not the last stage ${last.name}`);
+  if (last.name !== o.stage) throw new Error(`audit job of run ${data.runId} reached the ${o.stage} worker, not the last stage ${last.name}`);
 
   let rows: PartRow[];
+  const { lease, deps } = await o.borrow(spec, spec.stages.length - 1);
   try {
-    rows = (await classifyBatch(data.items, o.model, { threshold: null, metric: spec.metric }, o.deps)).rows;
+    rows = (await classifyBatch(data.items, lease.model, { threshold: null, metric: spec.metric }, deps)).rows;
   } catch (err) {
     // As for stage jobs: retry a model failure, and on the last attempt record it so the run completes.
     if (job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw err;
     rows = data.items.map((item) => errorRow(item, 'inference', err));
+  } finally {
+    lease.release();
   }
   const part: AuditPart = { runId: data.runId, batch: data.batch, entries: auditEntries(data.items, spec.stages[0]!.name, rows) };
   await o.openOutput(spec.out).put(auditKey(data.batch), JSON.stringify(part));

@@ -5,36 +5,57 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { CascadeConfig } from '../config/schema.js';
+import { TensorCache } from '../pipeline/image/tensor-cache.js';
+import { ModelCache } from '../pipeline/models/model-cache.js';
 import { configuredStages } from '../config/stages.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { parseLocation } from '../pipeline/storage/location.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { makeS3Client, openStore } from '../pipeline/storage/open-store.js';
-import { loadStageModel, type LoadedStage } from '../pipeline/models/stage-model.js';
-import { TensorCache } from '../pipeline/image/tensor-cache.js';
 import { CascadeQueues } from '../queue/cascade-queues.js';
-import { MergeWorker } from './merge-worker.js';
 import { bullLockOptions } from '../queue/job-locks.js';
 import { assertClusterPrefix, connectRedis } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
+import { MergeWorker } from './merge-worker.js';
 import { RunScheduler } from './run-scheduler.js';
 import { StageWorker, type StageWorkerOptions } from './stage-worker.js';
 
 /** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' or 'scheduler'. */
 export type Role = string;
 
-/** Every role of a config: its stages in order, then the merge. */
-export function allRoles(config: CascadeConfig): Role[] {
-  return [...configuredStages(config).map((s) => s.name), 'merge'];
-}
+/** The roles that are not stages. */
+export const SERVICE_ROLES = ['merge', 'scheduler'] as const;
+
+/**
+ * What a process needs to serve runs: infrastructure and throughput settings only. Models,
+ * thresholds, metric, limits and numerics come from each run's spec, never from here.
+ */
+export type RuntimeConfig = Pick<
+  CascadeConfig,
+  | 'executionProviders'
+  | 'inferenceThreads'
+  | 'intraOpThreads'
+  | 'concurrency'
+  | 'fetchConcurrency'
+  | 'accumulateMs'
+  | 'accumulateJobs'
+  | 'tensorCacheMb'
+  | 'jobLocks'
+  | 's3'
+  | 'prefix'
+  | 'maxModels'
+  | 'modelDir'
+>;
 
 export interface Runtime {
   redis: Redis;
   tracker: RunTracker;
   queues: CascadeQueues;
-  stages: LoadedStage[];
+  /** The process's open models, shared by its stages and by run planning. */
+  models: ModelCache;
   s3: () => S3Client;
   openOutput: (out: string) => ObjectStore;
   close(): Promise<void>;
@@ -42,7 +63,7 @@ export interface Runtime {
 
 /** Per-process settings of dedicated workers (`cascade worker`). */
 export interface RuntimeExtras {
-  /** Largest inference batch for this process's models (overrides each spec's maxBatch). */
+  /** Largest inference batch for this process's models (lowers each run's maxBatch). */
   maxBatch?: number;
   /** Called after each stage batch (metrics). */
   onBatch?: StageWorkerOptions['onBatch'];
@@ -57,16 +78,22 @@ export function defaultIntraOpThreads(stagesInProcess: number, cores = available
 }
 
 /**
- * Images per inference call within a job. A fixed-batch model runs its images in separate
- * session calls anyway, so it starts on the first few while the rest decode; a dynamic-batch
- * model gets the whole job in one call, its batches being what makes it fast.
+ * Jobs a stage worker runs at once. Where models may fill inference batches across jobs
+ * (accumulateMs set, or a GPU provider first), small forwarded jobs must be in flight together
+ * to fill them, so at least accumulateJobs; fixed-batch models then simply run more jobs at once.
  */
-export function inferChunk(model: LoadedStage): number {
-  return model.pool.io.fixedBatch !== null ? Math.max(8, model.pool.io.fixedBatch) : 0;
+export function stageConcurrency(config: Pick<RuntimeConfig, 'concurrency' | 'accumulateMs' | 'accumulateJobs' | 'executionProviders'>): number {
+  const accumulating = config.accumulateMs === undefined ? config.executionProviders[0] !== 'cpu' : config.accumulateMs > 0;
+  return accumulating ? Math.max(config.concurrency, config.accumulateJobs) : config.concurrency;
 }
 
-/** Connect, load the models of `roles` and start their workers ('scheduler' consumes schedule firings). */
-export async function startRuntime(config: CascadeConfig, redisUrl: string, roles: Role[], log: (msg: string) => void, extras: RuntimeExtras = {}): Promise<Runtime> {
+/** Every role a one-process run of `config` needs: its stages in order, then the merge. */
+export function allRoles(config: CascadeConfig): Role[] {
+  return [...configuredStages(config).map((s) => s.name), 'merge'];
+}
+
+/** Connect and start the workers of `roles` (stage names, 'merge', 'scheduler'); models open as runs name them. */
+export async function startRuntime(config: RuntimeConfig, redisUrl: string, roles: Role[], log: (msg: string) => void, extras: RuntimeExtras = {}): Promise<Runtime> {
   let client: S3Client | undefined;
   const s3 = () => (client ??= makeS3Client(config.s3));
   const openOutput = (out: string) => openStore(parseLocation(out), s3);
@@ -75,30 +102,51 @@ export async function startRuntime(config: CascadeConfig, redisUrl: string, role
   const lockOptions = bullLockOptions(config.jobLocks);
   const tracker = new RunTracker(redis, config.prefix);
   const queues = new CascadeQueues(redis, config.prefix);
-  const stages: LoadedStage[] = [];
+  const stageRoles = roles.filter((r) => !(SERVICE_ROLES as readonly string[]).includes(r));
+  const models = new ModelCache({
+    runtime: {
+      executionProviders: config.executionProviders,
+      threads: config.inferenceThreads,
+      intraOpThreads: config.intraOpThreads || defaultIntraOpThreads(stageRoles.length),
+      accumulateMs: config.accumulateMs,
+      maxBatch: extras.maxBatch,
+    },
+    // Each stage may hold a model of every run in flight; keep at least one per stage.
+    capacity: Math.max(config.maxModels, stageRoles.length),
+    read: (ref) => fetchRef(ref, { s3 }),
+    downloadDir: config.modelDir ?? join(tmpdir(), 'cascade-models'),
+    log,
+  });
   const workers: Array<{ close(): Promise<void> }> = [];
   const close = async () => {
     await Promise.allSettled(workers.map((w) => w.close()));
-    await Promise.allSettled(stages.map((s) => s.close()));
+    await models.close();
     await queues.close();
     client?.destroy();
     redis.disconnect();
   };
   try {
-    const all = configuredStages(config);
-    const served = all.filter((s) => roles.includes(s.name)).length;
     // Only a process serving consecutive stages can hand a tensor on.
-    const tensorCache = served > 1 && config.tensorCacheMb > 0 ? new TensorCache(config.tensorCacheMb * 2 ** 20) : undefined;
-    for (const [index, stage] of all.entries()) {
-      if (!roles.includes(stage.name)) continue;
-      const spec = extras.maxBatch === undefined ? stage.spec : { ...stage.spec, maxBatch: extras.maxBatch };
-      const intraOpThreads = config.intraOpThreads || defaultIntraOpThreads(served);
-      const model = await loadStageModel(stage.name, spec, { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads, accumulateMs: config.accumulateMs }, log);
-      stages.push(model);
-      // Forwarded jobs are small; a batched model fills its batches from several at once.
-      const concurrency = model.pool.accumulator ? Math.max(config.concurrency, config.accumulateJobs) : config.concurrency;
-      const deps = { fetch: (ref: string) => fetchRef(ref, { s3 }, { maxBytes: config.limits.maxBytes }), maxPixels: config.limits.maxPixels, fetchConcurrency: config.fetchConcurrency, tensorCache, inferChunk: inferChunk(model) };
-      workers.push(new StageWorker({ connection: redis, prefix: config.prefix, stageIndex: index, model, concurrency, deps, openOutput, tracker, queues, log, lockOptions, onBatch: extras.onBatch }));
+    const tensorCache = stageRoles.length > 1 && config.tensorCacheMb > 0 ? new TensorCache(config.tensorCacheMb * 2 ** 20) : undefined;
+    for (const stage of stageRoles) {
+      workers.push(
+        new StageWorker({
+          connection: redis,
+          prefix: config.prefix,
+          stage,
+          models,
+          concurrency: stageConcurrency(config),
+          fetch: (ref, maxBytes) => fetchRef(ref, { s3 }, { maxBytes }),
+          fetchConcurrency: config.fetchConcurrency,
+          tensorCache,
+          openOutput,
+          tracker,
+          queues,
+          log,
+          lockOptions,
+          onBatch: extras.onBatch,
+        }),
+      );
     }
     if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions }));
     if (roles.includes('scheduler')) workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, log }));
@@ -106,5 +154,5 @@ export async function startRuntime(config: CascadeConfig, redisUrl: string, role
     await close();
     throw err;
   }
-  return { redis, tracker, queues, stages, s3, openOutput, close };
+  return { redis, tracker, queues, models, s3, openOutput, close };
 }

@@ -1,28 +1,37 @@
 /**
- * BullMQ adapter for one cascade stage: takes batch jobs off the stage's queue, runs the
- * pipeline's classifyBatch, writes the batch's result part, forwards unsure images to the
- * next stage, and counts the part so the run's completion is detected exactly once.
+ * BullMQ adapter for one cascade stage: takes batch jobs off the stage's queue, borrows the
+ * model the job's run pins (verified by hash and probe), runs the pipeline's classifyBatch
+ * with the run's decision and limits, writes the batch's result part, forwards unsure images
+ * to the next stage, and counts the part so the run's completion is detected exactly once.
  */
 import { Worker, type Job } from 'bullmq';
 import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
 import { classifyBatch, errorRow, type ClassifyDeps, type StageResult } from '../pipeline/classify-batch.js';
 import { partKey, ResultPart, type StageStats } from '../pipeline/results/manifest.js';
-import { isObjectNotFound, type ObjectStore } from '../pipeline/storage/object-store.js';
-import type { LoadedStage } from '../pipeline/models/stage-model.js';
+import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
+import type { TensorCache } from '../pipeline/image/tensor-cache.js';
+import { workerIdentity } from '../pipeline/inference/platform.js';
+import type { ModelCache, ModelLease } from '../pipeline/models/model-cache.js';
+import type { LoadedModel } from '../pipeline/models/stage-model.js';
+import type { ProbeComparison } from '../pipeline/models/probe.js';
 import { processAuditJob, queueAudit, selectAudits } from './audit-job.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { AUDIT_JOB_NAME, StageJob, stageQueueName } from '../queue/jobs.js';
+import { AUDIT_JOB_NAME, type RunSpec, StageJob, stageQueueName } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 
 export interface StageWorkerOptions {
   connection: Redis;
   prefix: string;
-  /** Position of this stage in the cascade (0 = little). */
-  stageIndex: number;
-  model: LoadedStage;
+  /** The stage this worker serves, by name: its queue is stage-<name>. */
+  stage: string;
+  /** Where the models runs pin are opened and verified. */
+  models: ModelCache;
   concurrency: number;
-  deps: ClassifyDeps;
+  /** Reads an image, refusing more than `maxBytes` (the run's limit). */
+  fetch: (ref: string, maxBytes: number) => Promise<Buffer>;
+  fetchConcurrency: number;
+  tensorCache?: TensorCache;
   /** The object store of a run's output location. */
   openOutput: (out: string) => ObjectStore;
   tracker: RunTracker;
@@ -42,25 +51,34 @@ export class StageWorker {
 
   constructor(private readonly o: StageWorkerOptions) {
     this.connection = o.connection.duplicate();
-    this.worker = new Worker(stageQueueName(o.model.name), (job) => this.process(job), {
+    this.worker = new Worker(stageQueueName(o.stage), (job) => this.process(job), {
       connection: this.connection,
       prefix: o.prefix,
       concurrency: o.concurrency,
       autorun: true,
       ...o.lockOptions,
     });
-    this.worker.on('failed', (job, err) => o.log(`${o.model.name}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
-    this.worker.on('error', (err) => o.log(`${o.model.name}: worker error: ${err.message}`));
+    this.worker.on('failed', (job, err) => o.log(`${o.stage}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
+    this.worker.on('error', (err) => o.log(`${o.stage}: worker error: ${err.message}`));
+  }
+
+  /** Borrow the model `spec` pins for stage `index`, verified; and the classify dependencies under the run's limits. */
+  async borrow(spec: RunSpec, index: number): Promise<{ lease: ModelLease; probe: ProbeComparison; deps: ClassifyDeps }> {
+    const stage = spec.stages[index]!;
+    const { model, release, probe } = await this.o.models.acquire(stage.name, stage.model, spec.numerics, spec.probeTolerance, spec.runId);
+    const { maxBytes, maxPixels } = spec.limits;
+    const deps: ClassifyDeps = { fetch: (ref) => this.o.fetch(ref, maxBytes), maxPixels, fetchConcurrency: this.o.fetchConcurrency, tensorCache: this.o.tensorCache, inferChunk: inferChunk(model) };
+    return { lease: { model, release }, probe, deps };
   }
 
   /** Process one batch job (exposed for tests). */
   async process(job: Job): Promise<{ accepted: number; forwarded: number; errors: number }> {
-    if (job.name === AUDIT_JOB_NAME) return processAuditJob(job, this.o);
+    if (job.name === AUDIT_JOB_NAME) return processAuditJob(job, { ...this.o, borrow: (spec, index) => this.borrow(spec, index) });
     const data = StageJob.parse(job.data);
     const spec = await this.o.tracker.spec(data.runId);
     if (!spec) throw new Error(`run ${data.runId} is unknown to this Redis (prefix ${this.o.prefix})`);
     const stage = spec.stages[data.stage];
-    if (!stage || stage.name !== this.o.model.name) throw new Error(`job for stage ${data.stage} (${stage?.name}) reached the ${this.o.model.name} worker`);
+    if (!stage || stage.name !== this.o.stage) throw new Error(`job for stage ${data.stage} (${stage?.name}) reached the ${this.o.stage} worker`);
     const decision = { threshold: stage.threshold, metric: spec.metric };
 
     const partId = `b${data.batch}s${data.stage}`;
@@ -77,15 +95,30 @@ export class StageWorker {
       // A model failure fails the job so BullMQ retries it; on the last attempt the images of
       // the failed call become error rows instead (other rows kept), so the run completes.
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      // A model this worker cannot load or verify fails the job (another worker may take it);
+      // it never turns into rows.
+      const { lease, probe, deps } = await this.borrow(spec, data.stage);
       try {
-        result = await classifyBatch(data.items, this.o.model, decision, { ...this.o.deps, inferenceErrorsAsRows: lastAttempt });
+        result = await classifyBatch(data.items, lease.model, decision, { ...deps, inferenceErrorsAsRows: lastAttempt });
       } catch (err) {
         if (!lastAttempt) throw err;
         const rows = data.items.map((item) => errorRow(item, 'inference', err));
         result = { rows, forward: [], forwardedConfidence: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
+      } finally {
+        lease.release();
       }
       audits = data.stage === 0 ? selectAudits(spec, result.rows) : [];
-      const part: ResultPart = { runId: data.runId, batch: data.batch, stage: data.stage, stageName: stage.name, rows: result.rows, stats: result.stats, ...(audits.length ? { audits: audits.length } : {}), ...(result.forwardedConfidence.length ? { forwardedConfidence: result.forwardedConfidence } : {}) };
+      const part: ResultPart = {
+        runId: data.runId,
+        batch: data.batch,
+        stage: data.stage,
+        stageName: stage.name,
+        rows: result.rows,
+        stats: result.stats,
+        writer: { ...workerIdentity(), provider: lease.model.pool.provider, numerics: spec.numerics, sha256: stage.model.sha256, probeMaxDiff: probe.maxDiff },
+        ...(audits.length ? { audits: audits.length } : {}),
+        ...(result.forwardedConfidence.length ? { forwardedConfidence: result.forwardedConfidence } : {}),
+      };
       await store.put(partKey(data.batch, data.stage), JSON.stringify(part));
     }
 
@@ -122,7 +155,7 @@ export class StageWorker {
 async function readCountedPart(store: ObjectStore, data: StageJob): Promise<StageResult | null> {
   let part: ResultPart;
   try {
-    part = ResultPart.parse(JSON.parse((await store.get(partKey(data.batch, data.stage))).toString('utf8')));
+    part = await readJson(store, partKey(data.batch, data.stage), ResultPart);
   } catch (err) {
     if (isObjectNotFound(err)) return null;
     throw err;
@@ -136,4 +169,13 @@ function countErrorKinds(rows: ReadonlyArray<{ error: { kind: string } | null }>
   const counts: Record<string, number> = {};
   for (const row of rows) if (row.error) counts[row.error.kind] = (counts[row.error.kind] ?? 0) + 1;
   return counts;
+}
+
+/**
+ * Images per inference call within a job. A fixed-batch model runs its images in separate
+ * session calls anyway, so it starts on the first few while the rest decode; a dynamic-batch
+ * model gets the whole job in one call, its batches being what makes it fast.
+ */
+export function inferChunk(model: LoadedModel): number {
+  return model.pool.io.fixedBatch !== null ? Math.max(8, model.pool.io.fixedBatch) : 0;
 }

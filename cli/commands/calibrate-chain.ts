@@ -52,7 +52,7 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
     version: 1,
     kind: 'chain',
     createdAt: new Date().toISOString(),
-    stages: models.map((m, i) => ({ name: m.name, path: m.path, gmacsPerImage: m.gmacsPerImage, threshold: i < outcome.thresholds.length ? outcome.thresholds[i]! : null })),
+    stages: models.map((m, i) => ({ name: m.name, path: m.path, gmacsPerImage: m.gmacsPerImage, pin: m.pin, threshold: i < outcome.thresholds.length ? outcome.thresholds[i]! : null })),
     rule,
     reasons: outcome.reasons,
     metric: outcome.metric,

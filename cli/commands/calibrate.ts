@@ -51,7 +51,7 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
   const names = { little: config.little.name ?? basename(config.little.path), big: config.big.name ?? basename(config.big.path) };
   const file = calibrationFile(
     outcome,
-    { little: { name: names.little, path: config.little.path }, big: { name: names.big, path: config.big.path } },
+    { little: { name: names.little, path: config.little.path, pin: little.pin }, big: { name: names.big, path: config.big.path, pin: big.pin } },
     { calibrationFraction: fraction, skippedImages: tables.skipped.length, files: { curveJson: basename(files.curveJson), curveCsv: basename(files.curveCsv), plot: basename(files.plot) } },
   );
   const rows = curveRows(outcome);

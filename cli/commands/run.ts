@@ -7,10 +7,9 @@ import type { RunSummary } from '../../pipeline/results/manifest.js';
 import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
 import { submitRun } from '../../producers/submit-run.js';
-import { configuredStages } from '../../config/stages.js';
 import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
 import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
-import { type CascadeFlags, loadCascadeConfig } from '../cascade-flags.js';
+import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import { formatSummary } from '../format-summary.js';
 import { createLogger } from '../logger.js';
 import { startPrivateRedis } from '../private-redis.js';
@@ -43,9 +42,9 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   const bar = o.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({ format: '{bar} {value}/{total} images | {percentage}% | ETA {eta_formatted} | little {little} big {big} errors {errors}', etaBuffer: 50 }, cliProgress.Presets.shades_classic) : null;
   try {
-    // The models are loaded already: their GMACs need not be counted from the graphs again.
-    const stages = configuredStages(config).map((s, i) => ({ name: s.name, modelPath: s.spec.path, gmacsPerImage: runtime.stages[i]!.gmacsPerImage, threshold: s.threshold }));
-    const spec = await planRun(config, source, o.out, o.runId, stages);
+    // Planning opens the models in the runtime's cache: the workers then borrow those same sessions.
+    const spec = await planRun(config, source, o.out, runtime.models, o.runId);
+    await checkCalibration(o, spec);
     const { runId, source: src, out } = spec;
     log(`run ${runId}: ${src} → ${out}`);
     // Kept with the results so the merge can draw the calibration curve with this run's point

@@ -5,8 +5,10 @@
  */
 import { Queue } from 'bullmq';
 import { ConfigError } from '../../config/load-config.js';
-import { type CascadeFlags, loadCascadeConfig } from '../cascade-flags.js';
-import { absoluteRef, planStages } from '../../producers/plan-run.js';
+import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { makeS3Client } from '../../pipeline/storage/open-store.js';
+import { absoluteRef, planningModels, planStages, runSettings } from '../../producers/plan-run.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { ScheduleName, ScheduleTiming, SCHEDULES_QUEUE, listSchedules, removeSchedule, upsertSchedule, type ScheduleInfo, type ScheduleTemplate } from '../../workers/run-scheduler.js';
 import { fleetSettings } from '../fleet-settings.js';
@@ -48,12 +50,23 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
   const timing = parseTiming(o);
   const config = await loadCascadeConfig(o);
   const redisUrl = requireRedisUrl(config, 'schedule add');
+  // The schedule pins its models now: every firing runs exactly these files (or is refused).
+  let s3: S3Client | undefined;
+  const models = planningModels(config, () => (s3 ??= makeS3Client(config.s3)));
+  let stages: Awaited<ReturnType<typeof planStages>>;
+  try {
+    stages = await planStages(config, models);
+    await checkCalibration(o, { stages, probeTolerance: config.probeTolerance });
+  } finally {
+    await models.close();
+    s3?.destroy();
+  }
   const template: ScheduleTemplate = {
     schedule: name,
     source: absoluteRef(o.source),
     out: absoluteRef(o.out),
     extensions: config.extensions,
-    run: { metric: config.metric, batchSize: config.batchSize, stages: await planStages(config), ...(config.audit ? { audit: config.audit } : {}) },
+    run: { ...runSettings(config), stages },
   };
   await withQueue(redisUrl, config.prefix, (queue) =>
     upsertSchedule(queue, timing, template).catch((err: Error) => {

@@ -5,7 +5,7 @@
  */
 import { ConfigError } from '../../config/load-config.js';
 import type { CascadeConfig } from '../../config/schema.js';
-import { type CascadeFlags, loadCascadeConfig } from '../cascade-flags.js';
+import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
 import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
@@ -20,7 +20,7 @@ export interface SubmitCommandOptions extends CascadeFlags {
 }
 
 /** The Redis URL a fleet command needs; a private redis-server would be invisible to the workers. */
-export function requireRedisUrl(config: CascadeConfig, command: string): string {
+export function requireRedisUrl(config: Pick<CascadeConfig, 'redisUrl'>, command: string): string {
   if (!config.redisUrl) throw new ConfigError(`cascade ${command} needs a shared Redis: set REDIS_URL (e.g. redis://redis:6379) or 'redisUrl:' in the config file`);
   return config.redisUrl;
 }
@@ -31,9 +31,10 @@ export async function submitCommand(source: string, o: SubmitCommandOptions, wri
   const log = (msg: string) => logger.info(msg);
   const config = await loadCascadeConfig(o);
   const redisUrl = requireRedisUrl(config, 'submit');
-  const spec = await planRun(config, source, o.out, o.runId);
   const runtime = await startRuntime(config, redisUrl, [], log);
   try {
+    const spec = await planRun(config, source, o.out, runtime.models, o.runId);
+    await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
     const result = await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
     log(result.alreadySubmitted ? `run ${spec.runId} was already submitted; nothing added` : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}`);

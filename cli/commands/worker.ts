@@ -7,9 +7,10 @@
  * parts and counts are idempotent.
  */
 import { Queue } from 'bullmq';
-import { ConfigError, loadConfig } from '../../config/load-config.js';
-import { configuredStages } from '../../config/stages.js';
-import { startRuntime } from '../../workers/cascade-runtime.js';
+import { ConfigError } from '../../config/load-config.js';
+import { StageName } from '../../config/schema.js';
+import { loadWorkerConfig, RUN_FIELDS } from '../../config/worker-config.js';
+import { SERVICE_ROLES, startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
 import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
@@ -19,22 +20,36 @@ import { requireRedisUrl } from './submit.js';
 
 export interface WorkerCommandOptions {
   config?: string;
-  little?: string;
-  big?: string;
   concurrency?: number;
-  batchSize?: number;
+  maxBatch?: number;
   metricsPort?: number;
   metricsHost?: string;
+  /** Flags that would change rows; present only to be refused. */
+  little?: string;
+  big?: string;
+  threshold?: string;
+  metric?: string;
+  calibration?: string;
+  batchSize?: string;
 }
 
-/** Roles beyond the stages. */
-export const SERVICE_ROLES = ['merge', 'scheduler'] as const;
+/** Refuse flags that would change a run's rows: a worker labels each run with the run's own settings. */
+export function refuseRunFlags(o: WorkerCommandOptions): void {
+  const given = (['little', 'big', 'threshold', 'metric', 'calibration', 'batchSize'] as const).filter((k) => o[k] !== undefined);
+  if (given.length === 0) return;
+  const flags = given.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ');
+  const hint = given.includes('batchSize') ? ' (--batch-size is images per job, set at submit; --max-batch caps this worker’s inference batches)' : '';
+  throw new ConfigError(`cascade worker does not take ${flags}: a worker labels each run with the models and settings the run pinned at submit${hint}`);
+}
 
-/** Check `roles` against the stages of the config; throws ConfigError naming the bad one. */
-export function validateRoles(roles: string[], stageNames: string[]): string[] {
-  const known = [...stageNames, ...SERVICE_ROLES];
-  if (roles.length === 0) throw new ConfigError(`cascade worker needs at least one role: ${known.join(', ')}`);
-  for (const role of roles) if (!known.includes(role)) throw new ConfigError(`unknown worker role '${role}': expected one of ${known.join(', ')}`);
+/** Check `roles`: stage names (any valid one: runs name their stages) and the service roles; throws ConfigError naming the bad one. */
+export function validateRoles(roles: string[]): string[] {
+  if (roles.length === 0) throw new ConfigError(`cascade worker needs at least one role: a stage name (little, big, …), ${SERVICE_ROLES.join(', ')}`);
+  for (const role of roles) {
+    if ((SERVICE_ROLES as readonly string[]).includes(role)) continue;
+    const name = StageName.safeParse(role);
+    if (!name.success) throw new ConfigError(`unknown worker role '${role}': expected a stage name (${name.error.issues[0]!.message}) or ${SERVICE_ROLES.join(', ')}`);
+  }
   return [...new Set(roles)];
 }
 
@@ -58,10 +73,12 @@ function firstSignal(log: (msg: string) => void): Promise<NodeJS.Signals> {
 export async function workerCommand(roles: string[], o: WorkerCommandOptions): Promise<void> {
   const logger = createLogger();
   const log = (msg: string) => logger.info(msg);
-  const config = await loadConfig({ file: o.config, overrides: { little: o.little, big: o.big, concurrency: o.concurrency } });
-  const stageNames = configuredStages(config).map((s) => s.name);
-  const wanted = validateRoles(roles, stageNames);
+  refuseRunFlags(o);
+  const wanted = validateRoles(roles);
+  const { config, ignored } = await loadWorkerConfig({ file: o.config, overrides: { concurrency: o.concurrency } });
   const redisUrl = requireRedisUrl(config, 'worker');
+  if (ignored.length > 0) log(`config ${o.config}: ${ignored.join(', ')} not used by workers: each run brings its own (${RUN_FIELDS.length} run settings are pinned at submit)`);
+  const stageNames = wanted.filter((r) => !(SERVICE_ROLES as readonly string[]).includes(r));
   const signal = firstSignal(log);
 
   let scheduleQueue: Queue | undefined;
@@ -73,7 +90,7 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
       { name: SCHEDULES_QUEUE, queue: (scheduleQueue ??= new Queue(SCHEDULES_QUEUE, { connection: runtime.redis, prefix: config.prefix })) },
     ],
   });
-  const runtime = await startRuntime(config, redisUrl, wanted, log, { maxBatch: o.batchSize, onBatch: (stage, stats, errors) => metrics.onBatch(stage, stats, errors) });
+  const runtime = await startRuntime(config, redisUrl, wanted, log, { maxBatch: o.maxBatch, onBatch: (stage, stats, errors) => metrics.onBatch(stage, stats, errors) });
   let server: MetricsServer | undefined;
   try {
     if (o.metricsPort !== undefined) server = await serveMetrics(metrics, o.metricsPort, o.metricsHost);

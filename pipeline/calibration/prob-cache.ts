@@ -9,7 +9,8 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { ModelSpec } from '../../config/schema.js';
+import type { ModelSpec, Numerics } from '../../config/schema.js';
+import { currentPlatform } from '../inference/platform.js';
 
 /** A model's answers on a set of images: probability rows, and images that could not be scored. */
 export interface ScoredImages {
@@ -32,11 +33,14 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** Identify everything that changes a model's probabilities: its bytes and how images are fed to it. */
-export async function modelFingerprint(spec: Pick<ModelSpec, 'path' | 'preprocess' | 'output' | 'graphOptimization'>): Promise<string> {
+export async function modelFingerprint(spec: Pick<ModelSpec, 'path' | 'preprocess' | 'output' | 'graphOptimization'>, numerics: Numerics): Promise<string> {
   const bytes = await readFile(spec.path);
+  // Native int8 numerics differ between CPUs: their rows are only reused on the same CPU flags.
+  const { onnxruntime, cpuFlags } = currentPlatform();
+  const platform = numerics === 'native' ? { onnxruntime, cpuFlags } : { onnxruntime };
   return createHash('sha256')
     .update(createHash('sha256').update(bytes).digest())
-    .update(JSON.stringify({ preprocess: spec.preprocess, output: spec.output, graphOptimization: spec.graphOptimization }))
+    .update(JSON.stringify({ preprocess: spec.preprocess, output: spec.output, graphOptimization: spec.graphOptimization, numerics, platform }))
     .digest('hex')
     .slice(0, 32);
 }

@@ -2,7 +2,7 @@
  * What a calibration hands on: the calib.json object, the curve as JSON rows and CSV, the SVG
  * plot of accuracy (or agreement) against compute, and a text report. Pure.
  */
-import type { CalibrationFile } from '../../config/calibration.js';
+import type { CalibrationFile, CalibrationPin } from '../../config/calibration.js';
 import type { ConfidenceMetric } from '../../config/schema.js';
 import { lineChart, type Marker } from '../plots/line-chart.js';
 import type { CalibrationOutcome, RuleOutcome } from './calibrate.js';
@@ -112,8 +112,8 @@ function operatingPoint(p: CurvePoint, part: CalibrationOutcome['calibration'], 
 }
 
 export interface ReportModels {
-  little: { name: string; path: string };
-  big: { name: string; path: string };
+  little: { name: string; path: string; pin?: CalibrationPin };
+  big: { name: string; path: string; pin?: CalibrationPin };
 }
 
 /** The calib.json object for an outcome. */

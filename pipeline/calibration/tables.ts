@@ -8,6 +8,7 @@ import type { ChainEntry } from './chain.js';
 import { matchLabels } from './ground-truth.js';
 import type { ScoredImages } from './prob-cache.js';
 import { splitForCalibration } from './split.js';
+import type { CalibrationPin } from '../../config/calibration.js';
 import type { CalibrationEntry } from './sweep.js';
 
 /** A model's answers on the listed images. */
@@ -16,6 +17,8 @@ export interface ScoredModel {
   path: string;
   gmacsPerImage: number;
   scored: ScoredImages;
+  /** The model's content hash and its conformance probe where it was scored (calib.json records both). */
+  pin: CalibrationPin;
 }
 
 /** An image's name relative to the source (for labels and the split): stable across machines. */

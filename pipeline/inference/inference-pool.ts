@@ -9,6 +9,7 @@ import type { ModelIO, SessionOptions } from './model-session.js';
 import { ModelLoadError } from './model-session.js';
 import type { ThreadData, ThreadTask } from './inference-thread.js';
 import { threadEntry } from './thread-entry.js';
+import type { Tensor } from '../onnx/float16.js';
 
 export interface PoolOptions extends SessionOptions {
   /** Worker threads, each with its own session. */
@@ -73,11 +74,16 @@ export class InferencePool {
   }
 
   /** Classify `n` stacked CHW images; the input buffer is transferred to the thread. */
-  infer(data: Float32Array | Uint16Array, n: number): Promise<InferResult> {
+  infer(data: Tensor, n: number): Promise<InferResult> {
     return this.accumulator ? this.accumulator.infer(data, n) : this.send(data, n);
   }
 
-  private async send(data: Float32Array | Uint16Array, n: number): Promise<InferResult> {
+  /** Classify in one call of its own, never merged with other requests nor kept waiting for them (the conformance probe). */
+  inferAlone(data: Tensor, n: number): Promise<InferResult> {
+    return this.send(data, n);
+  }
+
+  private async send(data: Tensor, n: number): Promise<InferResult> {
     const task: ThreadTask = { kind: 'infer', data, n };
     return (await this.pool.run(task, { transferList: [data.buffer as ArrayBuffer] })) as InferResult;
   }

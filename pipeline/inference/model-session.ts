@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
 import type { ExecutionProvider, Numerics } from '../../config/schema.js';
-import { fromFloat16Bits } from '../onnx/float16.js';
+import { fromFloat16Bits, type Tensor } from '../onnx/float16.js';
 import { DataType, decodeModel, encodeModel, type TensorProto } from '../onnx/onnx-proto.js';
 import { looksLikeProbabilities, softmax } from '../routing.js';
 
@@ -162,7 +162,7 @@ export class ModelSession {
   }
 
   /** Run `n` stacked images (n×C×H×W) and return n probability rows, flattened, plus the class count. */
-  async run(data: Float32Array | Uint16Array, n: number): Promise<{ probs: Float32Array; classes: number }> {
+  async run(data: Tensor, n: number): Promise<{ probs: Float32Array; classes: number }> {
     const { channels, height, width, fixedBatch } = this.io;
     const perImage = channels * height * width;
     if (data.length !== n * perImage) throw new Error(`batch holds ${data.length} values; expected ${n}×${perImage}`);
@@ -176,7 +176,7 @@ export class ModelSession {
       const feed = new ort.Tensor(this.io.inputDtype, padded, [batch, channels, height, width]);
       const result = await this.session.run({ [this.io.inputName]: feed });
       const out = result[this.io.outputName]!;
-      const values = toFloat32(out.data as Float32Array | Uint16Array, out.type);
+      const values = toFloat32(out.data as Tensor, out.type);
       const classes = values.length / batch;
       for (let r = 0; r < count; r++) rows.push(values.subarray(r * classes, (r + 1) * classes));
     }
@@ -219,13 +219,13 @@ async function createSession(path: string, providers: readonly ExecutionProvider
   }
 }
 
-function padBatch<T extends Float32Array | Uint16Array>(slice: T, length: number): T {
+function padBatch<T extends Tensor>(slice: T, length: number): T {
   const out = new (slice.constructor as { new (n: number): T })(length);
   out.set(slice);
   return out;
 }
 
-function toFloat32(data: Float32Array | Uint16Array, type: string): Float32Array {
+function toFloat32(data: Tensor, type: string): Float32Array {
   if (type === 'float32') return data as Float32Array;
   if (type === 'float16') return Float32Array.from(data as Uint16Array, fromFloat16Bits);
   throw new ModelLoadError(`model output type ${type} is not supported; expected float32 or float16`);

@@ -4,24 +4,19 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { ExecutionProvider, ModelSpec } from '../../config/schema.js';
+import type { ModelSpec, Numerics } from '../../config/schema.js';
 import type { StageModel } from '../classify-batch.js';
 import { InferencePool } from '../inference/inference-pool.js';
 import { loadLabels } from './labels.js';
 import { countMacs } from '../onnx/macs.js';
 import { ModelLoadError } from '../inference/model-session.js';
+import type { RuntimeOptions } from './model-cache.js';
 
-export interface RuntimeOptions {
-  executionProviders: readonly ExecutionProvider[];
-  threads: number;
-  intraOpThreads: number;
-  /** See PoolOptions.accumulateMs. */
-  accumulateMs?: number;
-}
-
-export interface LoadedStage extends StageModel {
+/** An open model serving a stage. */
+export interface LoadedModel extends StageModel {
   modelPath: string;
-  gmacsPerImage: number;
+  /** sha256 of the model file (null where it was opened by path without pinning). */
+  sha256: string | null;
   close(): Promise<void>;
 }
 
@@ -38,8 +33,11 @@ export async function modelGmacs(spec: Pick<ModelSpec, 'path' | 'gmacs'>): Promi
   }
 }
 
-/** Open a model as a cascade stage named `name`; fails fast if the model or labels cannot load. */
-export async function loadStageModel(name: string, spec: ModelSpec, runtime: RuntimeOptions, log?: (msg: string) => void): Promise<LoadedStage> {
+/**
+ * Open a model from its spec as stage `name`, unpinned (calibration scoring, tools); fails fast if
+ * the model or labels cannot load. Runs open their models through ModelCache instead.
+ */
+export async function loadStageModel(name: string, spec: ModelSpec, runtime: RuntimeOptions & { numerics: Numerics }, log?: (msg: string) => void): Promise<LoadedModel & { gmacsPerImage: number }> {
   const gmacsPerImage = await modelGmacs(spec);
   const labels = spec.labels ? await loadLabels(spec.labels) : null;
   const pool = await InferencePool.open(spec.path, {
@@ -50,11 +48,12 @@ export async function loadStageModel(name: string, spec: ModelSpec, runtime: Run
     output: spec.output,
     maxBatch: spec.maxBatch,
     graphOptimization: spec.graphOptimization,
+    numerics: runtime.numerics,
   });
   const { io } = pool;
   log?.(
     `${name}: ${spec.name ?? basename(spec.path)} on ${pool.provider} (${runtime.threads} thread(s)), input ${io.inputName} ${io.inputDtype} ` +
       `[${io.fixedBatch ?? 'N'},${io.channels},${io.height},${io.width}], ${gmacsPerImage.toFixed(3)} GMACs/image`,
   );
-  return { name, pool, preprocess: spec.preprocess, labels, modelPath: spec.path, gmacsPerImage, close: () => pool.close() };
+  return { name, pool, preprocess: spec.preprocess, labels, modelPath: spec.path, sha256: null, gmacsPerImage, close: () => pool.close() };
 }

@@ -41,6 +41,22 @@ export const PartRow = ManifestRow.extend({ pos: z.number().int().nonnegative() 
 export type PartRow = z.infer<typeof PartRow>;
 
 /** What one stage wrote for one batch. Idempotent: the same batch and stage always write the same key. */
+/** The process that wrote a result part and the numerics it labelled with. */
+export const PartWriter = z.object({
+  host: z.string(),
+  pid: z.number().int(),
+  arch: z.string(),
+  cpuFlags: z.array(z.string()),
+  onnxruntime: z.string(),
+  provider: z.string(),
+  numerics: z.string(),
+  /** The model file's sha256 the worker verified. */
+  sha256: z.string(),
+  /** Its probe's largest difference from the run's reference. */
+  probeMaxDiff: z.number(),
+});
+export type PartWriter = z.infer<typeof PartWriter>;
+
 export const ResultPart = z.object({
   runId: z.string(),
   batch: z.number().int().nonnegative(),
@@ -52,6 +68,8 @@ export const ResultPart = z.object({
   audits: z.number().int().nonnegative().optional(),
   /** This stage's confidence in each image it forwarded (for the run's confidence histogram). */
   forwardedConfidence: z.array(z.number()).optional(),
+  /** Who wrote the part, with what (absent in parts of older versions). */
+  writer: PartWriter.optional(),
 });
 export type ResultPart = z.infer<typeof ResultPart>;
 
@@ -88,6 +106,21 @@ export const StageSummary = StageStats.omit({ jobMs: true }).extend({
   reach: z.number().optional(),
   /** Mean ms per image this stage saw, by step. */
   msPerImage: z.object({ fetch: z.number(), decode: z.number(), infer: z.number(), job: z.number() }),
+  /** The model the run pinned for this stage (absent in summaries of older versions). */
+  model: z.object({ name: z.string(), path: z.string(), sha256: z.string() }).optional(),
+  /** How the stage's parts were computed, from their writers: distinct values over the parts. */
+  provenance: z
+    .object({
+      numerics: z.string(),
+      executionProviders: z.array(z.string()),
+      onnxruntime: z.array(z.string()),
+      cpus: z.array(z.string()),
+      /** Distinct worker processes (host:pid) that wrote this stage's parts. */
+      workers: z.number().int().nonnegative(),
+      /** Largest probe difference any of them showed against the run's reference. */
+      probeMaxDiff: z.number(),
+    })
+    .optional(),
 });
 
 export const RunSummary = z.object({
@@ -139,22 +172,42 @@ export interface SummaryInput {
   threshold: number;
   metric: string;
   /** `threshold` (null on the last stage) is only drawn in plots; absent means unknown. */
-  stages: Array<{ name: string; gmacsPerImage: number; threshold?: number | null }>;
-  parts: Iterable<Pick<ResultPart, 'stage' | 'stats'>>;
+  stages: Array<{ name: string; gmacsPerImage: number; threshold?: number | null; model?: { name: string; path: string; sha256: string } }>;
+  parts: Iterable<Pick<ResultPart, 'stage' | 'stats' | 'writer'>>;
+  /** The run's numerics mode, reported beside each stage's provenance. */
+  numerics?: string;
   errorsByKind: Record<string, number>;
   images: number;
   startedAt: Date;
   finishedAt: Date;
 }
 
+/** A stage's provenance from its parts' writers; nothing when no part recorded one. */
+function provenanceOf(w: { providers: Set<string>; onnxruntime: Set<string>; cpus: Set<string>; processes: Set<string>; probeMaxDiff: number }, numerics: string | undefined) {
+  if (w.processes.size === 0 || numerics === undefined) return {};
+  const sorted = (set: Set<string>) => [...set].sort();
+  return {
+    provenance: { numerics, executionProviders: sorted(w.providers), onnxruntime: sorted(w.onnxruntime), cpus: sorted(w.cpus), workers: w.processes.size, probeMaxDiff: w.probeMaxDiff },
+  };
+}
+
 /** Compute the run summary from per-part statistics. */
 export function summarize(input: SummaryInput): RunSummary {
   const totals = input.stages.map(() => ({ images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0, jobs: 0 }));
-  for (const { stage, stats } of input.parts) {
+  const writers = input.stages.map(() => ({ providers: new Set<string>(), onnxruntime: new Set<string>(), cpus: new Set<string>(), processes: new Set<string>(), probeMaxDiff: 0 }));
+  for (const { stage, stats, writer } of input.parts) {
     const t = totals[stage];
     if (!t) throw new Error(`part of unknown stage ${stage}`);
     for (const k of ['images', 'accepted', 'forwarded', 'errors', 'fetchMs', 'decodeMs', 'inferMs', 'jobMs'] as const) t[k] += stats[k];
     t.jobs += 1;
+    if (writer) {
+      const w = writers[stage]!;
+      w.providers.add(writer.provider);
+      w.onnxruntime.add(writer.onnxruntime);
+      w.cpus.add(`${writer.arch} [${writer.cpuFlags.join(' ')}]`);
+      w.processes.add(`${writer.host}:${writer.pid}`);
+      w.probeMaxDiff = Math.max(w.probeMaxDiff, writer.probeMaxDiff);
+    }
   }
   const stages = input.stages.map((s, i) => {
     const t = totals[i]!;
@@ -171,6 +224,8 @@ export function summarize(input: SummaryInput): RunSummary {
       inferMs: t.inferMs,
       jobs: t.jobs,
       msPerImage: { fetch: per(t.fetchMs), decode: per(t.decodeMs), infer: per(t.inferMs), job: per(t.jobMs) },
+      ...(s.model ? { model: s.model } : {}),
+      ...provenanceOf(writers[i]!, input.numerics),
     };
   });
   const errors = Object.values(input.errorsByKind).reduce((a, b) => a + b, 0);

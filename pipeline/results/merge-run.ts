@@ -28,7 +28,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     return parts;
   };
 
-  const stats: Array<Pick<ResultPart, 'stage' | 'stats'>> = [];
+  const stats: Array<Pick<ResultPart, 'stage' | 'stats' | 'writer'>> = [];
   const errorsByKind: Record<string, number> = {};
   let images = 0;
   const histogram = emptyHistogram(input.stages.map((s) => ({ name: s.name, threshold: s.threshold ?? null })));
@@ -50,8 +50,8 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
         else if (row.stage !== null && row.confidence !== null) addConfidence(histogram, row.stage, row.confidence);
         chunk += `${JSON.stringify(row)}\n`;
       }
-      for (const { stage, stats: s, stageName, forwardedConfidence } of parts) {
-        stats.push({ stage, stats: s });
+      for (const { stage, stats: s, stageName, forwardedConfidence, writer } of parts) {
+        stats.push({ stage, stats: s, writer });
         for (const c of forwardedConfidence ?? []) addConfidence(histogram, stageName, c, true);
       }
       if (parts[0]!.audits) auditedBatches.push(batch);

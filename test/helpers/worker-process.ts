@@ -77,10 +77,10 @@ export function spawnWorker(configFile: string, roles: string[], env: Record<str
 }
 
 async function main(configFile: string, roles: string): Promise<void> {
-  const { loadConfig } = await import('../../config/load-config.js');
+  const { loadWorkerConfig } = await import('../../config/worker-config.js');
   const { startRuntime } = await import('../../workers/cascade-runtime.js');
   const log = (msg: string) => process.stderr.write(`${msg}\n`);
-  const config = await loadConfig({ file: configFile });
+  const { config } = await loadWorkerConfig({ file: configFile });
   if (!config.redisUrl) throw new Error('worker-process: no redisUrl in the config or REDIS_URL');
   const runtime = await startRuntime(config, config.redisUrl, roles.split(','), log);
   log(`worker ready: ${roles}`);

@@ -1,0 +1,55 @@
+/**
+ * Run specs for tests: pins of real generated models (for tests that run workers), and
+ * stand-in pins for tests that only store and read specs (tracker, status, schedules).
+ */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ModelSpec, PreprocessSpec, type ModelSpecInput } from '../../config/schema.js';
+import { ModelCache } from '../../pipeline/models/model-cache.js';
+import { type ModelPin, sha256Hex } from '../../pipeline/models/model-pin.js';
+import { pinModel } from '../../pipeline/models/pin-model.js';
+import { fetchRef } from '../../pipeline/storage/fetch-image.js';
+import type { RunSpec } from '../../queue/jobs.js';
+
+/** The run-wide settings a config gives by default. */
+export const RUN_DEFAULTS: Pick<RunSpec, 'numerics' | 'limits' | 'probeTolerance'> = {
+  numerics: 'exact',
+  limits: { maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 },
+  probeTolerance: 0.002,
+};
+
+/** A pin for a model no test opens: its hash is of the path, its probe a placeholder. */
+export function fakePin(path: string): ModelPin {
+  return {
+    name: path,
+    path,
+    sha256: sha256Hex(Buffer.from(path)),
+    labels: null,
+    preprocess: PreprocessSpec.parse({}),
+    output: 'auto',
+    graphOptimization: 'all',
+    maxBatch: 32,
+    probe: { outputs: [{ image: 'gradient', top: [[0, 1]] }], provider: 'cpu', platform: { arch: 'x64', cpuFlags: [], onnxruntime: '0' } },
+  };
+}
+
+/** A model cache reading local files only, as a test worker or planner uses. */
+export function testModelCache(capacity = 4): ModelCache {
+  return new ModelCache({
+    runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 },
+    capacity,
+    read: (ref) => fetchRef(ref, { s3: () => { throw new Error('no S3 here'); } }),
+    downloadDir: join(tmpdir(), 'cascade-test-models'),
+  });
+}
+
+/** A real pin (hash, GMACs, probe) of a generated model, for tests that run workers on it. */
+export async function pinTestModel(stage: string, spec: ModelSpecInput, cache: ModelCache): Promise<{ model: ModelPin; gmacsPerImage: number }> {
+  const { pin, gmacsPerImage } = await pinModel(stage, ModelSpec.parse(spec), 'exact', cache);
+  return { model: pin, gmacsPerImage };
+}
+
+/** A stage worker's image reader for local files (tests have no S3 unless they start s3rver). */
+export function localFetch(ref: string, maxBytes: number): Promise<Buffer> {
+  return fetchRef(ref, { s3: () => { throw new Error('no S3 in this test'); } }, { maxBytes });
+}
