@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import type { RunSpec, StageJob } from '../queue/jobs.js';
+import { partId, type RunSpec, type StageJob } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 
 export interface SubmitOptions {
@@ -75,6 +75,6 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
 }
 
 async function filterNotDone(jobs: StageJob[], tracker: RunTracker): Promise<StageJob[]> {
-  const done = await Promise.all(jobs.map((j) => tracker.isPartDone(j.runId, `b${j.batch}s0`)));
+  const done = await Promise.all(jobs.map((j) => tracker.isPartDone(j.runId, partId(j.batch, 0))));
   return jobs.filter((_, i) => !done[i]);
 }

@@ -71,6 +71,14 @@ export function auditJobId(runId: string, batch: number): string {
   return `${runId}-b${batch}-audit`;
 }
 
+/**
+ * Id of a batch's audit part in the run tracker's set of counted parts (`b<batch>audit`): the
+ * last stage counts an audit part once by this id, into the audit counters, never the final rows.
+ */
+export function auditPartId(batch: number): string {
+  return `b${batch}audit`;
+}
+
 export const MergeJob = z.object({ runId: RunId });
 export type MergeJob = z.infer<typeof MergeJob>;
 
@@ -84,6 +92,14 @@ export const MERGE_QUEUE = 'merge';
 /** Deterministic BullMQ job id of a batch at a stage. */
 export function stageJobId(runId: string, batch: number, stage: number): string {
   return `${runId}-b${batch}-s${stage}`;
+}
+
+/**
+ * Id of a batch's result part at a stage in the run tracker's set of counted parts
+ * (`b<batch>s<stage>`), unique within a run: a part is counted once however often its job runs.
+ */
+export function partId(batch: number, stage: number): string {
+  return `b${batch}s${stage}`;
 }
 
 /** Deterministic id of a run's merge job. */

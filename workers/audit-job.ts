@@ -9,7 +9,7 @@ import { isAudited } from '../pipeline/audit/audit-sample.js';
 import { classifyBatch, errorRow } from '../pipeline/classify-batch.js';
 import type { PartRow } from '../pipeline/results/manifest.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { AUDIT_JOB_NAME, AuditJob, JOB_OPTIONS, auditJobId, type RunSpec } from '../queue/jobs.js';
+import { AUDIT_JOB_NAME, AuditJob, JOB_OPTIONS, auditJobId, auditPartId, type RunSpec } from '../queue/jobs.js';
 import type { ClassifyDeps } from '../pipeline/classify-batch.js';
 import type { ModelLease } from '../pipeline/models/model-cache.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
@@ -66,7 +66,7 @@ export async function processAuditJob(job: Job, o: AuditContext): Promise<{ acce
   const part: AuditPart = { runId: data.runId, batch: data.batch, entries: auditEntries(data.items, spec.stages[0]!.name, rows) };
   await o.openOutput(spec.out).put(auditKey(data.batch), JSON.stringify(part));
   const { agreeing } = countAgreement(part.entries);
-  const mustMerge = await o.tracker.finishAudit(data.runId, { id: `b${data.batch}audit`, audited: part.entries.length, agreeing });
+  const mustMerge = await o.tracker.finishAudit(data.runId, { id: auditPartId(data.batch), audited: part.entries.length, agreeing });
   if (mustMerge) await o.queues.queueMerge(data.runId, o.tracker);
   const errors = part.entries.filter((e) => e.error).length;
   return { accepted: part.entries.length - errors, forwarded: 0, errors };

@@ -17,7 +17,7 @@ import type { LoadedModel } from '../pipeline/models/stage-model.js';
 import type { ProbeComparison } from '../pipeline/models/probe.js';
 import { processAuditJob, queueAudit, selectAudits } from './audit-job.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { AUDIT_JOB_NAME, type RunSpec, StageJob, stageQueueName } from '../queue/jobs.js';
+import { AUDIT_JOB_NAME, partId as stagePartId, type RunSpec, StageJob, stageQueueName } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 
 export interface StageWorkerOptions {
@@ -81,7 +81,7 @@ export class StageWorker {
     if (!stage || stage.name !== this.o.stage) throw new Error(`job for stage ${data.stage} (${stage?.name}) reached the ${this.o.stage} worker`);
     const decision = { threshold: stage.threshold, metric: spec.metric };
 
-    const partId = `b${data.batch}s${data.stage}`;
+    const partId = stagePartId(data.batch, data.stage);
     const store = this.o.openOutput(spec.out);
     // A retry of a batch whose part was already counted (the job died after counting) reuses that
     // part: classifying again could give other rows (a model failing now that worked then) that
