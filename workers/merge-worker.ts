@@ -50,6 +50,7 @@ export class MergeWorker {
       metric: spec.metric,
       stages: spec.stages.map((s) => ({ name: s.name, gmacsPerImage: s.gmacsPerImage, threshold: s.threshold, model: { name: s.model.name, path: s.model.path, sha256: s.model.sha256 } })),
       numerics: spec.numerics,
+      probeTolerance: spec.probeTolerance,
       audit: spec.audit,
       batches: progress.batches,
       startedAt: new Date(progress.startedAt ?? spec.createdAt),

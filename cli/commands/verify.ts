@@ -4,10 +4,12 @@
  * s3:// URLs), so keys compare like with like. Exit code 1 on any violation.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { ConfigError, readStructured, s3SettingsFromEnv } from '../../config/load-config.js';
 import { CascadeConfig, S3Settings } from '../../config/schema.js';
-import { isS3Url } from '../../pipeline/storage/location.js';
+import { isS3Url, parseLocation } from '../../pipeline/storage/location.js';
+import { openStore } from '../../pipeline/storage/open-store.js';
+import { formatProvenanceReport, type ProvenanceReport, verifyProvenance } from '../../pipeline/results/verify-provenance.js';
 import { makeS3Client } from '../../pipeline/storage/s3-store.js';
 import { formatVerifyReport, readManifestLines, verifyManifest, type VerifyReport } from '../../pipeline/results/verify-manifest.js';
 import { listSource } from '../../producers/list-source.js';
@@ -37,8 +39,14 @@ function extensionsOf(flag: string | undefined, fromFile: unknown): string[] {
   return parsed.data;
 }
 
+/** The output location holding a run's manifest.jsonl (local folder or s3:// prefix); null for a manifest under another name. */
+export function runLocation(manifest: string): string | null {
+  if (!/(^|\/)manifest\.jsonl$/.test(manifest)) return null;
+  return isS3Url(manifest) ? manifest.slice(0, -'manifest.jsonl'.length) : dirname(resolve(manifest));
+}
+
 /** Verify the manifest against the source; prints the report and sets exit code 1 on a violation. */
-export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport> {
+export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport & { provenance: ProvenanceReport | null }> {
   const settings = await runSettings(o.config);
   const s3Settings = S3Settings.safeParse(s3SettingsFromEnv(settings.s3, process.env) ?? settings.s3 ?? {});
   if (!s3Settings.success) throw new ConfigError(`invalid s3 settings${o.config ? ` in ${o.config}` : ''}: ${s3Settings.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
@@ -49,8 +57,12 @@ export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport> {
     // `cascade run` stores absolute local paths as keys; resolve the source the same way.
     const source = isS3Url(o.source) ? o.source : resolve(o.source);
     const refs = listSource(source, { extensions, s3 });
-    const report = await verifyManifest(refs, readManifestLines(o.manifest, s3));
-    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(report)}\n`);
+    const rows = await verifyManifest(refs, readManifestLines(o.manifest, s3));
+    // Beside a run's manifest lie its result parts and summary: check who wrote them, with what.
+    const dir = runLocation(o.manifest);
+    const provenance = dir ? await verifyProvenance(openStore(parseLocation(dir), s3)) : null;
+    const report: VerifyReport & { provenance: ProvenanceReport | null } = { ...rows, ok: rows.ok && (provenance?.ok ?? true), provenance };
+    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(rows)}${provenance ? `\n${formatProvenanceReport(provenance)}` : ''}\n`);
     if (!report.ok) process.exitCode = 1;
     return report;
   } finally {

@@ -119,6 +119,8 @@ export const StageSummary = StageStats.omit({ jobMs: true }).extend({
       workers: z.number().int().nonnegative(),
       /** Largest probe difference any of them showed against the run's reference. */
       probeMaxDiff: z.number(),
+      /** The run's limit for that difference (a worker beyond it refuses the model). */
+      probeTolerance: z.number(),
     })
     .optional(),
 });
@@ -174,8 +176,9 @@ export interface SummaryInput {
   /** `threshold` (null on the last stage) is only drawn in plots; absent means unknown. */
   stages: Array<{ name: string; gmacsPerImage: number; threshold?: number | null; model?: { name: string; path: string; sha256: string } }>;
   parts: Iterable<Pick<ResultPart, 'stage' | 'stats' | 'writer'>>;
-  /** The run's numerics mode, reported beside each stage's provenance. */
+  /** The run's numerics mode and probe tolerance, reported beside each stage's provenance. */
   numerics?: string;
+  probeTolerance?: number;
   errorsByKind: Record<string, number>;
   images: number;
   startedAt: Date;
@@ -183,11 +186,11 @@ export interface SummaryInput {
 }
 
 /** A stage's provenance from its parts' writers; nothing when no part recorded one. */
-function provenanceOf(w: { providers: Set<string>; onnxruntime: Set<string>; cpus: Set<string>; processes: Set<string>; probeMaxDiff: number }, numerics: string | undefined) {
-  if (w.processes.size === 0 || numerics === undefined) return {};
+function provenanceOf(w: { providers: Set<string>; onnxruntime: Set<string>; cpus: Set<string>; processes: Set<string>; probeMaxDiff: number }, numerics: string | undefined, probeTolerance: number | undefined) {
+  if (w.processes.size === 0 || numerics === undefined || probeTolerance === undefined) return {};
   const sorted = (set: Set<string>) => [...set].sort();
   return {
-    provenance: { numerics, executionProviders: sorted(w.providers), onnxruntime: sorted(w.onnxruntime), cpus: sorted(w.cpus), workers: w.processes.size, probeMaxDiff: w.probeMaxDiff },
+    provenance: { numerics, executionProviders: sorted(w.providers), onnxruntime: sorted(w.onnxruntime), cpus: sorted(w.cpus), workers: w.processes.size, probeMaxDiff: w.probeMaxDiff, probeTolerance },
   };
 }
 
@@ -225,7 +228,7 @@ export function summarize(input: SummaryInput): RunSummary {
       jobs: t.jobs,
       msPerImage: { fetch: per(t.fetchMs), decode: per(t.decodeMs), infer: per(t.inferMs), job: per(t.jobMs) },
       ...(s.model ? { model: s.model } : {}),
-      ...provenanceOf(writers[i]!, input.numerics),
+      ...provenanceOf(writers[i]!, input.numerics, input.probeTolerance),
     };
   });
   const errors = Object.values(input.errorsByKind).reduce((a, b) => a + b, 0);

@@ -1,0 +1,103 @@
+/**
+ * Provenance end to end: a run's summary names each stage's pinned model and how its parts were
+ * computed, every result part names its writer, and `cascade verify` flags parts whose writer
+ * used another model or showed a probe beyond the run's tolerance. Real redis-server and
+ * onnxruntime on generated models.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '../../cli/commands/run.js';
+import { verifyCommand } from '../../cli/commands/verify.js';
+import { ResultPart, type RunSummary } from '../../pipeline/results/manifest.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+
+let dir: string;
+let images: string;
+let out: string;
+let models: TestModels;
+let redis: TestRedis;
+let summary: RunSummary;
+
+const spec = async (name: string, path: string) => {
+  const file = join(dir, `${name}.json`);
+  await writeFile(file, JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }));
+  return file;
+};
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-provenance-'));
+  models = await writeTestModels(join(dir, 'models'));
+  images = join(dir, 'images');
+  await mkdir(images);
+  for (const [i, rgb] of [[255, 0, 0], [0, 255, 0], [128, 128, 128], [64, 64, 64]].entries()) {
+    const [r, g, b] = rgb as [number, number, number];
+    await writeFile(join(images, `img-${i}.png`), await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer());
+  }
+  redis = await startRedis();
+  const config = join(dir, 'config.json');
+  await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `prov${Math.random().toString(36).slice(2, 8)}`, batchSize: 2 }));
+  out = join(dir, 'out');
+  summary = await runCommand(images, { out, config, little: await spec('little', models.colourLittle), big: await spec('big', models.colourBig), threshold: 0.9, progress: false, json: true });
+}, 120_000);
+
+afterAll(async () => {
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('provenance', () => {
+  it('summary.json names each stage pinned model by content and how its parts were computed', async () => {
+    const sha = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+    expect(summary.stages.map((s) => s.model)).toEqual([
+      { name: 'colour-little.onnx', path: models.colourLittle, sha256: await sha(models.colourLittle) },
+      { name: 'colour-big.onnx', path: models.colourBig, sha256: await sha(models.colourBig) },
+    ]);
+    for (const stage of summary.stages) {
+      expect(stage.provenance).toEqual({
+        numerics: 'exact',
+        executionProviders: ['cpu'],
+        onnxruntime: [expect.stringMatching(/^\d+\.\d+\.\d+$/)],
+        cpus: [expect.stringMatching(/^\w+ \[/)],
+        workers: 1,
+        probeMaxDiff: 0,
+        probeTolerance: 0.002,
+      });
+    }
+    const part = ResultPart.parse(JSON.parse(await readFile(join(out, 'parts', '00000000.stage0.json'), 'utf8')));
+    expect(part.writer).toMatchObject({ host: hostname(), pid: process.pid, provider: 'cpu', numerics: 'exact', sha256: summary.stages[0]!.model!.sha256, probeMaxDiff: 0 });
+  });
+
+  it('cascade verify passes a clean run and flags parts whose writer used another model or drifted beyond the tolerance', async () => {
+    const manifest = join(out, 'manifest.jsonl');
+    const clean = await verifyCommand({ manifest, source: images, json: true });
+    expect(clean.ok).toBe(true);
+    expect(clean.provenance).toMatchObject({ ok: true, parts: (await readdir(join(out, 'parts'))).length, writers: 1, unrecorded: 0, mismatchedCount: 0 });
+
+    // Two parts as a misbehaving worker would have written them.
+    const tamper = async (file: string, change: (p: ResultPart) => void) => {
+      const path = join(out, 'parts', file);
+      const part = ResultPart.parse(JSON.parse(await readFile(path, 'utf8')));
+      change(part);
+      await writeFile(path, JSON.stringify(part));
+    };
+    await tamper('00000000.stage0.json', (p) => void (p.writer!.probeMaxDiff = 0.15));
+    await tamper('00000001.stage0.json', (p) => void (p.writer!.sha256 = 'f'.repeat(64)));
+    process.exitCode = undefined;
+    const report = await verifyCommand({ manifest, source: images, json: true });
+    expect(process.exitCode).toBe(1);
+    process.exitCode = undefined;
+    expect(report.ok).toBe(false);
+    expect(report.provenance!.mismatchedCount).toBe(2);
+    expect(report.provenance!.mismatched.map((m) => [m.key, m.reason.replace(/ \(.*\)$/, '')])).toEqual([
+      ['parts/00000000.stage0.json', "probe differed by 0.1500, beyond the run's tolerance 0.002"],
+      ['parts/00000001.stage0.json', `model sha256 ffffffffffff, but the run pins ${summary.stages[0]!.model!.sha256.slice(0, 12)}`],
+    ]);
+    // The rows themselves are still complete: only the provenance fails.
+    expect(report.counts).toEqual({ missing: 0, duplicate: 0, unknown: 0, invalid: 0 });
+  });
+});
