@@ -21,6 +21,8 @@ export function formatSummary(s: RunSummary): string {
         `ms/img fetch ${ms.fetch.toFixed(1)} decode ${ms.decode.toFixed(1)} infer ${ms.infer.toFixed(1)}`,
     );
   }
+  const pinned = formatProvenance(s);
+  if (pinned) lines.push(pinned);
   if (s.calibration) {
     const c = s.calibration;
     lines.push(
@@ -32,6 +34,16 @@ export function formatSummary(s: RunSummary): string {
   if (s.errors) lines.push(`  errors: ${Object.entries(s.errorsByKind).map(([k, n]) => `${k} ${n}`).join(', ')}`);
   lines.push(`  manifest: ${joinOut(s.out, 'manifest.jsonl')}`, `  summary:  ${joinOut(s.out, 'summary.json')}`);
   return lines.join('\n');
+}
+
+/** One line on what labelled the run, e.g. "models: little shufflenet (7c536d02e2f6), big ensemble (72a5bea47bb5); numerics exact on cpu, onnxruntime 1.30.0". */
+function formatProvenance(s: RunSummary): string | null {
+  if (!s.stages.every((st) => st.model)) return null;
+  const models = s.stages.map((st) => `${st.name} ${st.model!.name} (${st.model!.sha256.slice(0, 12)})`).join(', ');
+  const p = s.stages.map((st) => st.provenance).filter((x) => x !== undefined);
+  const distinct = (pick: (x: (typeof p)[number]) => string[]) => [...new Set(p.flatMap(pick))].join('+');
+  const how = p.length ? `; numerics ${distinct((x) => [x.numerics])} on ${distinct((x) => x.executionProviders)}, onnxruntime ${distinct((x) => x.onnxruntime)}` : '';
+  return `  models: ${models}${how}`;
 }
 
 function joinOut(out: string, name: string): string {
