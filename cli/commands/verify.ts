@@ -39,10 +39,15 @@ function extensionsOf(flag: string | undefined, fromFile: unknown): string[] {
   return parsed.data;
 }
 
-/** The output location holding a run's manifest.jsonl (local folder or s3:// prefix); null for a manifest under another name. */
+/**
+ * The output location of the run whose manifest `--manifest` names, as readManifestLines reads
+ * it: the folder or prefix itself, or the parent of its manifest.jsonl; null for a manifest
+ * file under another name (no run location beside it to check).
+ */
 export function runLocation(manifest: string): string | null {
-  if (!/(^|\/)manifest\.jsonl$/.test(manifest)) return null;
-  return isS3Url(manifest) ? manifest.slice(0, -'manifest.jsonl'.length) : dirname(resolve(manifest));
+  if (/(^|\/)manifest\.jsonl$/.test(manifest)) return isS3Url(manifest) ? manifest.slice(0, -'manifest.jsonl'.length) : dirname(resolve(manifest));
+  if (manifest.endsWith('.jsonl')) return null;
+  return manifest;
 }
 
 /** Verify the manifest against the source; prints the report and sets exit code 1 on a violation. */

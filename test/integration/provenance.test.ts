@@ -76,6 +76,8 @@ describe('provenance', () => {
     const manifest = join(out, 'manifest.jsonl');
     const clean = await verifyCommand({ manifest, source: images, json: true });
     expect(clean.ok).toBe(true);
+    // The run's folder names the same manifest and parts.
+    expect((await verifyCommand({ manifest: out, source: images, json: true })).provenance).toEqual(clean.provenance);
     expect(clean.provenance).toMatchObject({ ok: true, parts: (await readdir(join(out, 'parts'))).length, writers: 1, unrecorded: 0, mismatchedCount: 0 });
 
     // Two parts as a misbehaving worker would have written them.
