@@ -16,6 +16,8 @@ export const StageStatus = z.object({
   active: z.number().int(),
   /** Batches that failed for good. */
   failed: z.number().int(),
+  /** Why one of them failed (the last attempt's error), when some did. */
+  failedReason: z.string().optional(),
   /** Images this stage has finished (accepted + forwarded + errors). */
   done: z.number().int(),
   accepted: z.number().int(),
@@ -61,6 +63,7 @@ export interface BatchCounts {
   queued: number;
   active: number;
   failed: number;
+  failedReason?: string;
 }
 
 /** The state a run is in, from its tracker snapshot. */
@@ -138,6 +141,9 @@ export function formatRunStatus(r: RunStatus): string {
     ),
     `  (queued/active/failed count batches of this run; the other columns count images)`,
   ];
+  for (const s of r.stages.filter((x) => x.failed > 0)) {
+    lines.push(`  ${s.name}: ${s.failed} batch(es) failed for good${s.failedReason ? `: ${s.failedReason}` : ''}`, `    fix the cause, then \`cascade retry ${r.runId}\``);
+  }
   const a = r.audit;
   if (a) {
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

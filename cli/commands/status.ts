@@ -31,9 +31,11 @@ export interface StatusCommandOptions {
 export async function runBatchCounts(queue: Queue, runId: string): Promise<BatchCounts> {
   // Run ids are [A-Za-z0-9_-] only, so they need no escaping; '-b<n>-' stops 'a' matching run 'a-b5'.
   const ofRun = new RegExp(`^${runId}-b\\d+-`);
-  const count = async (...types: Array<'waiting' | 'delayed' | 'prioritized' | 'active' | 'failed'>) => (await queue.getRanges(types, 0, -1)).filter((id) => ofRun.test(id)).length;
-  const [queued, active, failed] = await Promise.all([count('waiting', 'delayed', 'prioritized'), count('active'), count('failed')]);
-  return { queued, active, failed };
+  const ids = async (...types: Array<'waiting' | 'delayed' | 'prioritized' | 'active' | 'failed'>) => (await queue.getRanges(types, 0, -1)).filter((id) => ofRun.test(id));
+  const [queued, active, failed] = await Promise.all([ids('waiting', 'delayed', 'prioritized'), ids('active'), ids('failed')]);
+  // One failure's reason tells an operator what to fix before `cascade retry` (a refused model, an unwritable output).
+  const reason = failed.length > 0 ? ((await queue.getJob(failed[0]!))?.failedReason ?? null) : null;
+  return { queued: queued.length, active: active.length, failed: failed.length, ...(reason ? { failedReason: reason } : {}) };
 }
 
 /** Read the status of one run, or null when Redis does not know it. */
