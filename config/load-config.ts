@@ -57,7 +57,8 @@ export async function readStructured(path: string, shownAs: string = path): Prom
 
 function resolvePath(p: string, baseDir: string, env: NodeJS.ProcessEnv): string {
   const expanded = expandEnv(p, env);
-  return isAbsolute(expanded) ? expanded : resolve(baseDir, expanded);
+  // s3:// model and label files are read by every worker as they are.
+  return isAbsolute(expanded) || /^s3:\/\//i.test(expanded) ? expanded : resolve(baseDir, expanded);
 }
 
 /**

@@ -107,6 +107,8 @@ export class ModelCache {
   private async borrow(stage: string, pin: PinnedFile, numerics: Numerics): Promise<ModelLease & { entry: Entry }> {
     const entry = this.entry(stage, pin, this.keyOf(pin, numerics));
     entry.users += 1;
+    // Only now, with this entry in use, may others make room for it.
+    void this.evict();
     const release = once(() => {
       entry.users -= 1;
       void this.evict();
@@ -159,7 +161,6 @@ export class ModelCache {
       if (this.entries.get(key) === created) this.entries.delete(key);
     });
     this.entries.set(key, created);
-    void this.evict();
     return created;
   }
 
