@@ -1,17 +1,19 @@
 /**
- * The work of one cascade stage on one batch: fetch, decode and preprocess each image,
- * run the model on all that decoded, and decide per image whether to accept or forward.
- * Per-image failures become error rows; only a model failure fails the batch.
+ * The work of one cascade stage on one batch: the decode stream (image/decode-stream.ts) feeds
+ * the inference calls (inference/infer-chunks.ts), and each image's answer is accepted or
+ * forwarded here. Per-image failures become error rows; only a model failure fails the batch.
  */
-import pLimit from 'p-limit';
 import type { ConfidenceMetric, PreprocessSpec } from '../config/schema.js';
 import type { InferencePool } from './inference/inference-pool.js';
 import type { ImageErrorKind, PartRow, StageStats } from './results/manifest.js';
 import { ObjectNotFoundError, ObjectTooLargeError } from './storage/object-store.js';
-import { ImageDecodeError, preprocessImage } from './image/preprocess.js';
+import { ImageDecodeError, type ModelInputShape } from './image/preprocess.js';
 import { accepts, predict, type Prediction } from './routing.js';
 import { preprocessKey, type TensorCache } from './image/tensor-cache.js';
-import type { Tensor } from './onnx/float16.js';
+import { decodeStream, type BatchItem, type DecodeDeps, type Ready } from './image/decode-stream.js';
+import { ChunkCalls, chunkSize, type ChunkOutcome } from './inference/infer-chunks.js';
+
+export type { BatchItem } from './image/decode-stream.js';
 
 /** A model as one stage of the cascade sees it. */
 export interface StageModel {
@@ -21,18 +23,7 @@ export interface StageModel {
   labels: string[] | null;
 }
 
-/** An image of a batch: its reference and its position in the original batch. */
-export interface BatchItem {
-  ref: string;
-  pos: number;
-}
-
-export interface ClassifyDeps {
-  /** Read an image's bytes (local path or s3:// URL). */
-  fetch: (ref: string) => Promise<Buffer>;
-  maxPixels: number;
-  /** Images fetched and decoded at once. */
-  fetchConcurrency: number;
+export interface ClassifyDeps extends DecodeDeps {
   /** Tensors of forwarded images, for a next stage in this process that preprocesses alike. */
   tensorCache?: TensorCache;
   /**
@@ -63,8 +54,6 @@ export interface StageResult {
   stats: StageStats;
 }
 
-type Ready = { item: BatchItem; tensor: Tensor };
-
 /** Map a thrown error to the manifest's error kind. */
 export function errorKind(err: unknown): ImageErrorKind {
   if (err instanceof ObjectNotFoundError) return 'not-found';
@@ -73,91 +62,45 @@ export function errorKind(err: unknown): ImageErrorKind {
   return 'fetch';
 }
 
+/** The tensor a model takes for one image. */
+export function modelInput(pool: InferencePool): ModelInputShape {
+  return { height: pool.io.height, width: pool.io.width, dtype: pool.io.inputDtype };
+}
+
 /** Run one stage over a batch and split it into final rows and images to forward. */
 export async function classifyBatch(items: BatchItem[], model: StageModel, decision: StageDecision, deps: ClassifyDeps): Promise<StageResult> {
   const started = performance.now();
-  const { io } = model.pool;
-  const perImage = io.channels * io.height * io.width;
+  const shape = modelInput(model.pool);
+  const how = preprocessKey(model.preprocess, shape);
   const rows: PartRow[] = [];
+  const calls = new ChunkCalls<Ready>(model.pool, chunkSize(deps.inferChunk));
   let fetchMs = 0;
   let decodeMs = 0;
-  const shape = { height: io.height, width: io.width, dtype: io.inputDtype };
-  const how = preprocessKey(model.preprocess, shape);
-
-  const forward: BatchItem[] = [];
-  const forwardConf = new Map<number, number>();
-  let inferMs = 0;
-  const calls: Array<Promise<void>> = [];
-  let failure: { err: unknown } | null = null;
-  const inferGroup = async (group: Ready[]) => {
-    group.sort((a, b) => a.item.pos - b.item.pos);
-    const batch = io.inputDtype === 'float16' ? new Uint16Array(group.length * perImage) : new Float32Array(group.length * perImage);
-    group.forEach((r, i) => batch.set(r.tensor, i * perImage));
-    const { probs, classes, ms } = await model.pool.infer(batch, group.length);
-    inferMs += ms;
-    group.forEach(({ item, tensor }, i) => {
-      const prediction = predict(probs.subarray(i * classes, (i + 1) * classes), decision.metric);
-      if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
-      else {
-        forward.push(item);
-        forwardConf.set(item.pos, prediction.confidence);
-        deps.tensorCache?.put(item.ref, how, tensor);
-      }
-    });
-  };
-  // A failed call is held until every decode is done, then fails the batch (never an unhandled rejection).
-  const send = (group: Ready[]) => {
-    if (group.length === 0) return;
-    calls.push(
-      inferGroup(group).catch((err: unknown) => {
-        if (deps.inferenceErrorsAsRows) for (const { item } of group) rows.push(errorRow(item, 'inference', err));
-        else failure ??= { err };
-      }),
-    );
-  };
-  const chunk = deps.inferChunk && deps.inferChunk > 0 ? deps.inferChunk : Number.POSITIVE_INFINITY;
-  let gathered: Ready[] = [];
-  const gather = (r: Ready) => {
-    gathered.push(r);
-    if (gathered.length >= chunk) {
-      send(gathered);
-      gathered = [];
+  for await (const d of decodeStream(items, model.preprocess, shape, deps)) {
+    if (!d.ok) {
+      rows.push(errorRow(d.item, errorKind(d.err), d.err));
+      continue;
     }
-  };
+    decodeMs += d.decodeMs;
+    fetchMs += d.fetchMs;
+    calls.add(d);
+  }
 
-  const limit = pLimit(deps.fetchConcurrency);
-  await Promise.all(
-    items.map((item) =>
-      limit(async () => {
-        const cached = deps.tensorCache?.take(item.ref, how);
-        if (cached) return gather({ item, tensor: cached });
-        try {
-          const t0 = performance.now();
-          const bytes = await deps.fetch(item.ref);
-          const t1 = performance.now();
-          const tensor = await preprocessImage(bytes, model.preprocess, shape, { maxPixels: deps.maxPixels });
-          decodeMs += performance.now() - t1;
-          fetchMs += t1 - t0;
-          gather({ item, tensor });
-        } catch (err) {
-          rows.push(errorRow(item, errorKind(err), err));
-        }
-      }),
-    ),
-  );
+  const routed = routeOutcomes(await calls.finish(), model, decision, deps.inferenceErrorsAsRows ?? false);
+  // Cached even when the batch then fails: its retry takes them back instead of fetching again.
+  for (const f of routed.forward) deps.tensorCache?.put(f.item.ref, how, f.tensor);
+  // Held until every decode and call is done, so a failure is never an unhandled rejection.
+  if (routed.failure) throw routed.failure.err;
 
-  send(gathered);
-  await Promise.all(calls);
-  if (failure) throw (failure as { err: unknown }).err;
-
+  rows.push(...routed.rows);
   // Calls finish in any order; parts and forwarded jobs keep batch order.
   rows.sort((a, b) => a.pos - b.pos);
-  forward.sort((a, b) => a.pos - b.pos);
+  const forward = routed.forward.sort((a, b) => a.item.pos - b.item.pos);
   const errors = rows.filter((r) => r.error).length;
   return {
     rows,
-    forward,
-    forwardedConfidence: forward.map((f) => forwardConf.get(f.pos)!),
+    forward: forward.map((f) => f.item),
+    forwardedConfidence: forward.map((f) => f.confidence),
     stats: {
       images: items.length,
       accepted: rows.length - errors,
@@ -165,13 +108,47 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
       errors,
       fetchMs,
       decodeMs,
-      inferMs,
+      inferMs: routed.inferMs,
       jobMs: performance.now() - started,
     },
   };
 }
 
-function answerRow(item: BatchItem, p: Prediction, model: StageModel): PartRow {
+/** An image the stage was not confident enough about, with the tensor a next stage can reuse. */
+export interface Forwarded {
+  item: BatchItem;
+  tensor: Ready['tensor'];
+  confidence: number;
+}
+
+/** Accept or forward each answered image, in call settle order; a failed call becomes inference error rows or the batch's failure. */
+export function routeOutcomes(
+  outcomes: ReadonlyArray<ChunkOutcome<Ready>>,
+  model: Pick<StageModel, 'name' | 'labels'>,
+  decision: StageDecision,
+  errorsAsRows: boolean,
+): { rows: PartRow[]; forward: Forwarded[]; inferMs: number; failure: { err: unknown } | null } {
+  const rows: PartRow[] = [];
+  const forward: Forwarded[] = [];
+  let inferMs = 0;
+  let failure: { err: unknown } | null = null;
+  for (const o of outcomes) {
+    if (!o.ok) {
+      if (errorsAsRows) rows.push(...o.images.map(({ item }) => errorRow(item, 'inference', o.err)));
+      else failure ??= { err: o.err };
+      continue;
+    }
+    inferMs += o.ms;
+    o.images.forEach(({ item, tensor }, i) => {
+      const prediction = predict(o.probs[i]!, decision.metric);
+      if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
+      else forward.push({ item, tensor, confidence: prediction.confidence });
+    });
+  }
+  return { rows, forward, inferMs, failure };
+}
+
+function answerRow(item: BatchItem, p: Prediction, model: Pick<StageModel, 'name' | 'labels'>): PartRow {
   const name = (label: number) => model.labels?.[label] ?? null;
   return {
     pos: item.pos,

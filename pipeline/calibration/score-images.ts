@@ -3,10 +3,9 @@
  * only top-5): the input of calibration. Images that cannot be fetched or decoded are
  * reported, not fatal.
  */
-import pLimit from 'p-limit';
-import type { StageModel } from '../classify-batch.js';
-import { preprocessImage } from '../image/preprocess.js';
-import type { Tensor } from '../onnx/float16.js';
+import { modelInput, type StageModel } from '../classify-batch.js';
+import { decodeStream, type Ready } from '../image/decode-stream.js';
+import { inferChunk } from '../inference/infer-chunks.js';
 import type { ScoredImages } from './prob-cache.js';
 
 export interface ScoreDeps {
@@ -20,36 +19,26 @@ export interface ScoreDeps {
 
 /** Probability rows of `model` for each ref; `onProgress` gets the number of refs done so far. */
 export async function scoreImages(refs: readonly string[], model: StageModel, deps: ScoreDeps, onProgress?: (done: number) => void): Promise<ScoredImages> {
-  const { io } = model.pool;
-  const perImage = io.channels * io.height * io.width;
   const probs = new Map<string, Float32Array>();
   const errors = new Map<string, string>();
   let classes = 0;
-  const limit = pLimit(deps.fetchConcurrency);
-  for (let start = 0; start < refs.length; start += deps.batchSize) {
-    const chunk = refs.slice(start, start + deps.batchSize);
-    const tensors = await Promise.all(
-      chunk.map((ref) =>
-        limit(async () => {
-          try {
-            const bytes = await deps.fetch(ref);
-            return await preprocessImage(bytes, model.preprocess, { height: io.height, width: io.width, dtype: io.inputDtype }, { maxPixels: deps.maxPixels });
-          } catch (err) {
-            errors.set(ref, err instanceof Error ? err.message : String(err));
-            return null;
-          }
-        }),
-      ),
-    );
-    const ready = chunk.map((ref, i) => ({ ref, tensor: tensors[i] })).filter((r): r is { ref: string; tensor: Tensor } => r.tensor != null);
-    if (ready.length > 0) {
-      const batch = io.inputDtype === 'float16' ? new Uint16Array(ready.length * perImage) : new Float32Array(ready.length * perImage);
-      ready.forEach((r, i) => batch.set(r.tensor, i * perImage));
-      const result = await model.pool.infer(batch, ready.length);
-      classes = result.classes;
-      ready.forEach((r, i) => probs.set(r.ref, result.probs.slice(i * classes, (i + 1) * classes)));
+  const items = refs.map((ref, pos) => ({ ref, pos }));
+  let chunk: Ready[] = [];
+  // Input order, so each call holds the decodable images of one slice of batchSize refs, as the
+  // cached rows always were; the stream reads ahead while a call runs.
+  for await (const d of decodeStream(items, model.preprocess, modelInput(model.pool), deps, 'input')) {
+    if (d.ok) chunk.push(d);
+    else errors.set(d.item.ref, d.err instanceof Error ? d.err.message : String(d.err));
+    const done = d.item.pos + 1;
+    if (done % deps.batchSize !== 0 && done !== refs.length) continue;
+    if (chunk.length > 0) {
+      const outcome = await inferChunk(model.pool, chunk);
+      if (!outcome.ok) throw outcome.err;
+      classes = outcome.classes;
+      outcome.images.forEach((r, i) => probs.set(r.item.ref, outcome.probs[i]!.slice()));
     }
-    onProgress?.(Math.min(start + deps.batchSize, refs.length));
+    chunk = [];
+    onProgress?.(done);
   }
   return { classes, probs, errors };
 }
