@@ -43,7 +43,7 @@ export async function enqueueBench(n: number, batchSize = 32): Promise<EnqueueRe
     await queues.stage('little').waitUntilReady();
     const before = await usedMemory(redis);
     const started = performance.now();
-    const result = await submitRun({ spec, refs: syntheticRefs(n), tracker, queues });
+    const result = await submitRun({ spec, refs: syntheticRefs(n), tracker, queues, output: null });
     const seconds = (performance.now() - started) / 1000;
     const after = await usedMemory(redis);
     if (result.images !== n) throw new Error(`submitted ${result.images} of ${n} refs`);

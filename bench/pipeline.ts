@@ -116,7 +116,7 @@ export async function runPipeline(env: PipelineEnv, o: PipelineOptions): Promise
     const spec = await planRun(config, env.source, `s3://results/${o.tag}/`, runtime.models, runId);
     const started = performance.now();
     const cpu = process.cpuUsage();
-    const submitted = await submitRun({ spec, refs: listSource(env.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
+    const submitted = await submitRun({ spec, refs: listSource(env.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(spec.out) });
     const summary = await waitForRun(runtime.tracker, runId, () => {}, 50);
     const seconds = (performance.now() - started) / 1000;
     const used = process.cpuUsage(cpu);

@@ -55,7 +55,7 @@ export async function rssBench(n: number, log: (line: string) => void, everyMs =
     try {
       const run = await planRun(config, list, join(dir, 'out'), runtime.models, 'bench-rss');
       const started = performance.now();
-      await submitRun({ spec: run, refs: listSource(list, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
+      await submitRun({ spec: run, refs: listSource(list, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(run.out) });
       await waitForRun(runtime.tracker, run.runId, (p) => void (done = p.final), 500);
       const seconds = (performance.now() - started) / 1000;
       done = n;

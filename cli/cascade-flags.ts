@@ -23,6 +23,8 @@ export interface CascadeFlags {
   threshold?: number;
   metric?: ConfidenceMetric;
   batchSize?: number;
+  /** Take over an output location that holds another run (its objects are deleted first). */
+  overwrite?: boolean;
 }
 
 /** Add the cascade flags to a command. */
@@ -34,7 +36,8 @@ export function cascadeOptions(cmd: Command, number: NumberParser): Command {
     .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
     .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
     .addOption(new Option('--metric <m>', 'confidence metric').choices(['maxprob', 'margin', 'entropy']))
-    .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024));
+    .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024))
+    .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first");
 }
 
 /** The validated config the flags describe (file < environment < calibration < flags). */

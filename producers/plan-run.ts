@@ -18,7 +18,7 @@ import { compareProbe, Probe } from '../pipeline/models/probe.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isS3Url } from '../pipeline/storage/location.js';
 import { RunId, RunSpec } from '../queue/jobs.js';
-import { deriveRunId } from './submit-run.js';
+import { deriveRunId, runIdentity } from './submit-run.js';
 
 /** A model cache for a process that only plans (submit, schedule add): one thread per model, on the configured providers. */
 export function planningModels(config: CascadeConfig, s3: () => S3Client): ModelCache {
@@ -50,15 +50,6 @@ export async function planStages(config: CascadeConfig, models: ModelCache): Pro
     stages.push({ name: s.name, model: pin, gmacsPerImage, threshold: s.threshold });
   }
   return stages;
-}
-
-/**
- * The identity of a run: everything that decides its rows, but not the probe's measured
- * numbers, which vary in the last digits with the planning machine.
- */
-function runIdentity(spec: Omit<RunSpec, 'runId' | 'createdAt'>): unknown {
-  const stages = spec.stages.map(({ model: { probe: _probe, ...model }, ...stage }) => ({ ...stage, model }));
-  return { ...spec, stages };
 }
 
 /** A complete run spec for `source` → `out`, so every way of starting a run derives the same id for the same run. */

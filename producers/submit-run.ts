@@ -1,19 +1,48 @@
 /**
- * Submitting a run: record its spec, list the source, and enqueue batches of refs on the
- * first stage's queue with addBulk and deterministic job ids. Resubmitting adds nothing
- * twice: a finished listing is not repeated, an interrupted one resumes, skipping batches
- * that are queued (same job id) or already done.
+ * Submitting a run: claim its run id and its output location, record its spec, list the
+ * source, and enqueue batches of refs on the first stage's queue with addBulk and
+ * deterministic job ids. A run id names one spec and an output location holds one run:
+ * resubmitting the same spec adds nothing twice (a finished listing is not repeated, an
+ * interrupted one resumes, skipping batches that are queued or done); another spec under the
+ * same id, or another run at the same location, is refused.
  */
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { ConfigError } from '../config/load-config.js';
+import { RUN_CALIBRATION_KEY } from '../pipeline/plots/run-calibration.js';
+import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import { partId, type RunSpec, type StageJob } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
+
+/** A run id that is taken by a run with another spec. */
+export class RunConflictError extends ConfigError {
+  override name = 'RunConflictError';
+}
+
+/** An output location that holds another run. */
+export class OutputClaimedError extends ConfigError {
+  override name = 'OutputClaimedError';
+}
+
+/** Where a run marks its output location as its own, before any job is queued. */
+export const RUN_MARKER_KEY = '_cascade/run.json';
+
+export const RunMarker = z.object({ runId: z.string(), specHash: z.string(), createdAt: z.string() });
+export type RunMarker = z.infer<typeof RunMarker>;
+
+/** The keys a run writes under its output location: what --overwrite removes of an earlier run. */
+const RUN_OBJECT_PREFIXES = ['parts/', 'audit/', '_cascade/', 'manifest.jsonl', 'summary.json', 'confidence.svg', 'confidence.png', 'calibration.svg', RUN_CALIBRATION_KEY];
 
 export interface SubmitOptions {
   spec: RunSpec;
   refs: AsyncIterable<string>;
   tracker: RunTracker;
   queues: CascadeQueues;
+  /** The run's output location, claimed with a marker before any job is queued; null only where nothing is written (the enqueue benchmark). */
+  output: ObjectStore | null;
+  /** Take over an output location that holds another run, deleting that run's objects first. */
+  overwrite?: boolean;
   /** Batches per addBulk call. */
   jobsPerBulk?: number;
   onListed?: (images: number) => void;
@@ -23,7 +52,7 @@ export interface SubmitResult {
   runId: string;
   images: number;
   batches: number;
-  /** True when the run had already been fully submitted and nothing was added. */
+  /** False only for the submission that created the run; a resubmission (or the loser of two at once) says true. */
   alreadySubmitted: boolean;
 }
 
@@ -32,11 +61,97 @@ export function deriveRunId(parts: unknown): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
 }
 
+/**
+ * The identity of a run: everything that decides its rows, but not the probe's measured
+ * numbers (they vary in the last digits with the planning machine) nor when it was created.
+ */
+export function runIdentity(spec: Omit<RunSpec, 'runId' | 'createdAt'> & Partial<Pick<RunSpec, 'runId' | 'createdAt'>>): unknown {
+  const { runId: _id, createdAt: _at, ...rest } = spec;
+  const stages = rest.stages.map(({ model: { probe: _probe, ...model }, ...stage }) => ({ ...stage, model }));
+  return { ...rest, stages };
+}
+
+/** The hash of a run's identity, recorded in its output marker. */
+export function specHash(spec: RunSpec): string {
+  return createHash('sha256').update(JSON.stringify(runIdentity(spec))).digest('hex');
+}
+
+/** Where two specs of one run id differ, as "field: old → new" lines (empty when they are the same run). */
+export function specDifferences(existing: RunSpec, wanted: RunSpec): string[] {
+  const a = flatten(runIdentity(existing));
+  const b = flatten(runIdentity(wanted));
+  const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
+  return keys.filter((k) => a.get(k) !== b.get(k)).map((k) => `${k}: ${a.get(k) ?? '(none)'} → ${b.get(k) ?? '(none)'}`);
+}
+
+/** Leaf values of a JSON value by dotted path. */
+function flatten(value: unknown, path = '', out = new Map<string, string>()): Map<string, string> {
+  if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) flatten(v, path ? `${path}.${k}` : k, out);
+  } else {
+    out.set(path, JSON.stringify(value));
+  }
+  return out;
+}
+
+/** Refuse `spec` when its run id is taken by another spec. */
+async function checkRunId(tracker: RunTracker, spec: RunSpec): Promise<void> {
+  const existing = await tracker.spec(spec.runId);
+  if (!existing) return;
+  const diff = specDifferences(existing, spec);
+  if (diff.length > 0) {
+    throw new RunConflictError(`run ${spec.runId} already exists with another spec; submit with another --run-id (or none, to derive one):\n${diff.map((d) => `  ${d}`).join('\n')}`);
+  }
+}
+
+/**
+ * Mark `output` as `spec`'s before any job is queued. A location marked by another run is
+ * refused, or with `overwrite` cleared of that run's objects and taken over.
+ */
+export async function claimOutput(output: ObjectStore, spec: RunSpec, overwrite = false): Promise<void> {
+  const marker: RunMarker = { runId: spec.runId, specHash: specHash(spec), createdAt: spec.createdAt };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const claimed = await output.putIfAbsent(RUN_MARKER_KEY, `${JSON.stringify(marker)}\n`).catch((err: Error) => {
+      // Found now, before any job runs, instead of as batches that fail for good.
+      throw new OutputClaimedError(`cannot write to the output location ${output.describe()}: ${err.message}`, { cause: err });
+    });
+    if (claimed) return;
+    let held: RunMarker;
+    try {
+      held = await readJson(output, RUN_MARKER_KEY, RunMarker);
+    } catch (err) {
+      if (isObjectNotFound(err)) continue; // removed meanwhile: claim again
+      throw err;
+    }
+    if (held.runId === spec.runId && held.specHash === marker.specHash) return;
+    if (!overwrite) {
+      const what = held.runId === spec.runId ? `run ${held.runId} with another spec` : `run ${held.runId} (created ${held.createdAt})`;
+      throw new OutputClaimedError(`${output.describe()} holds ${what}; choose another --out, or pass --overwrite to delete that run's objects there first`);
+    }
+    await clearRunObjects(output);
+  }
+  throw new OutputClaimedError(`${output.describe()}: another submission claimed it at the same moment; try again`);
+}
+
+/** Delete what a run writes under its output location (and nothing else a user keeps there). */
+async function clearRunObjects(output: ObjectStore): Promise<void> {
+  for (const prefix of RUN_OBJECT_PREFIXES) {
+    const keys: string[] = [];
+    for await (const o of output.list(prefix)) if (o.key === prefix || prefix.endsWith('/')) keys.push(o.key);
+    // The marker last: while it stands, no other run can take the location half-cleared.
+    for (const key of keys.sort((x, y) => Number(x === RUN_MARKER_KEY) - Number(y === RUN_MARKER_KEY))) await output.delete(key);
+  }
+}
+
 /** Record the run and enqueue all of its batches on the first stage. */
 export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   const { spec, tracker, queues } = o;
+  await checkRunId(tracker, spec);
+  if (o.output) await claimOutput(o.output, spec, o.overwrite);
   const created = await tracker.create(spec);
   if (!created) {
+    // Another submission may have created it between the check and now: same spec or refused.
+    await checkRunId(tracker, spec);
     const existing = await tracker.progress(spec.runId);
     if (existing?.listed) return { runId: spec.runId, images: existing.total ?? 0, batches: existing.batches, alreadySubmitted: true };
   }
@@ -71,7 +186,7 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   await flush();
 
   if (await tracker.finishListing(spec.runId, images, batches)) await queues.queueMerge(spec.runId, tracker);
-  return { runId: spec.runId, images, batches, alreadySubmitted: false };
+  return { runId: spec.runId, images, batches, alreadySubmitted: !created };
 }
 
 async function filterNotDone(jobs: StageJob[], tracker: RunTracker): Promise<StageJob[]> {

@@ -48,6 +48,7 @@ export type RuntimeConfig = Pick<
   | 'prefix'
   | 'maxModels'
   | 'modelDir'
+  | 'sources'
 >;
 
 export interface Runtime {
@@ -136,7 +137,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
           stage,
           models,
           concurrency: stageConcurrency(config),
-          fetch: (ref, maxBytes) => fetchRef(ref, { s3 }, { maxBytes }),
+          fetch: (ref, maxBytes) => fetchRef(ref, { s3 }, { maxBytes, localRoots: config.sources.localRoots }),
           fetchConcurrency: config.fetchConcurrency,
           tensorCache,
           openOutput,
@@ -149,7 +150,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
       );
     }
     if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions }));
-    if (roles.includes('scheduler')) workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, log }));
+    if (roles.includes('scheduler')) workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, openOutput, log }));
   } catch (err) {
     await close();
     throw err;

@@ -7,6 +7,7 @@
  */
 import { Queue, Worker, type Job } from 'bullmq';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { listSource } from '../producers/list-source.js';
@@ -28,6 +29,8 @@ export const ScheduleTemplate = z.object({
   /** File extensions the listing keeps. */
   extensions: z.array(z.string()),
   run: RunSpec.omit({ runId: true, source: true, out: true, createdAt: true }),
+  /** Firings may take over an output location an earlier run holds (a fixed `out` without {date}). */
+  overwrite: z.boolean().optional(),
 });
 export type ScheduleTemplate = z.infer<typeof ScheduleTemplate>;
 
@@ -119,6 +122,8 @@ export interface RunSchedulerOptions {
   tracker: RunTracker;
   queues: CascadeQueues;
   s3: () => S3Client;
+  /** The object store of a run's output location (claimed before its jobs are queued). */
+  openOutput: (out: string) => ObjectStore;
   log: (msg: string) => void;
 }
 
@@ -140,7 +145,14 @@ export class RunScheduler {
     const template = ScheduleTemplate.parse(job.data);
     const firedAt = firingTime(job);
     const spec = runForFiring(template, firedAt);
-    const result = await submitRun({ spec, refs: listSource(spec.source, { extensions: template.extensions, s3: this.o.s3 }), tracker: this.o.tracker, queues: this.o.queues });
+    const result = await submitRun({
+      spec,
+      refs: listSource(spec.source, { extensions: template.extensions, s3: this.o.s3 }),
+      tracker: this.o.tracker,
+      queues: this.o.queues,
+      output: this.o.openOutput(spec.out),
+      overwrite: template.overwrite,
+    });
     this.o.log(`scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches`);
     return spec.runId;
   }

@@ -6,7 +6,7 @@ import cliProgress from 'cli-progress';
 import type { RunSummary } from '../../pipeline/results/manifest.js';
 import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
-import { submitRun } from '../../producers/submit-run.js';
+import { claimOutput, submitRun } from '../../producers/submit-run.js';
 import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
 import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
@@ -50,9 +50,12 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     // Kept with the results so the merge can draw the calibration curve with this run's point
     // (little/big calibrations only: a chain's calib.json has no single curve).
     const curve = o.calibration ? await readRunCalibration(resolve(o.calibration)) : null;
-    if (curve) await runtime.openOutput(out).put(RUN_CALIBRATION_KEY, JSON.stringify(curve));
+    const output = runtime.openOutput(out);
+    // The location is this run's before anything is written there.
+    await claimOutput(output, spec, o.overwrite);
+    if (curve) await output.put(RUN_CALIBRATION_KEY, JSON.stringify(curve));
     bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
-    const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
+    const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues, output, overwrite: o.overwrite });
     log(submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`);
     const summary = await waitForRun(runtime.tracker, runId, (p) => {
       bar?.setTotal(Math.max(p.total ?? p.listedImages, 1));

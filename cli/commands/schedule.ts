@@ -67,6 +67,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
     out: absoluteRef(o.out),
     extensions: config.extensions,
     run: { ...runSettings(config), stages },
+    ...(o.overwrite ? { overwrite: true } : {}),
   };
   await withQueue(redisUrl, config.prefix, (queue) =>
     upsertSchedule(queue, timing, template).catch((err: Error) => {

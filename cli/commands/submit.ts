@@ -36,7 +36,14 @@ export async function submitCommand(source: string, o: SubmitCommandOptions, wri
     const spec = await planRun(config, source, o.out, runtime.models, o.runId);
     await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
-    const result = await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
+    const result = await submitRun({
+      spec,
+      refs: listSource(spec.source, { extensions: config.extensions, s3: runtime.s3 }),
+      tracker: runtime.tracker,
+      queues: runtime.queues,
+      output: runtime.openOutput(spec.out),
+      overwrite: o.overwrite,
+    });
     log(result.alreadySubmitted ? `run ${spec.runId} was already submitted; nothing added` : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}`);
     write(o.json ? `${JSON.stringify({ ...result, out: spec.out })}\n` : `${spec.runId}\n`);
     return { ...result, out: spec.out };

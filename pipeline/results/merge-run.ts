@@ -20,7 +20,12 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
 
 /** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
 export async function mergeRun(store: ObjectStore, input: MergeInput, now: () => Date = () => new Date()): Promise<RunSummary> {
-  const readPart = (batch: number, stage: number) => readJson(store, partKey(batch, stage), ResultPart);
+  const readPart = async (batch: number, stage: number) => {
+    const part = await readJson(store, partKey(batch, stage), ResultPart);
+    // Another run's part at this location is never input: it would mix two runs' rows.
+    if (part.runId !== input.runId) throw new Error(`${partKey(batch, stage)} in ${store.describe()} belongs to run ${part.runId}, not ${input.runId}: two runs share this output location`);
+    return part;
+  };
   // A batch's parts form a chain: stage k wrote a part only if stage k-1 forwarded images.
   const readBatch = async (batch: number) => {
     const parts = [await readPart(batch, 0)];
@@ -38,10 +43,17 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   async function* manifestChunks(): AsyncGenerator<string> {
     const window = 16;
     const pending: Array<Promise<ResultPart[]>> = [];
-    for (let next = 0; next < Math.min(window, input.batches); next++) pending.push(readBatch(next));
+    // A read that fails while an earlier batch is awaited is reported when its turn comes; until
+    // then it must not count as an unhandled rejection (nor outlive a merge that failed first).
+    const readAhead = (batch: number) => {
+      const p = readBatch(batch);
+      p.catch(() => undefined);
+      pending.push(p);
+    };
+    for (let next = 0; next < Math.min(window, input.batches); next++) readAhead(next);
     for (let batch = 0; batch < input.batches; batch++) {
       const parts = await pending.shift()!;
-      if (batch + window < input.batches) pending.push(readBatch(batch + window));
+      if (batch + window < input.batches) readAhead(batch + window);
       const rows = mergeBatchRows(parts, parts[0]!.stats.images);
       images += rows.length;
       let chunk = '';

@@ -57,6 +57,24 @@ export class LocalStore implements ObjectStore {
     await this.putStream(key, [body]);
   }
 
+  async putIfAbsent(key: string, body: Buffer | string): Promise<boolean> {
+    const file = this.resolve(key);
+    const dir = path.dirname(file);
+    await fs.mkdir(dir, { recursive: true });
+    const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    await fs.writeFile(tmp, body, { flag: 'wx' });
+    try {
+      // link() fails when the name exists: the claim and the write are one atomic step.
+      await fs.link(tmp, file);
+      return true;
+    } catch (err) {
+      if (isCode(err, 'EEXIST')) return false;
+      throw err;
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
+  }
+
   async putStream(key: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<void> {
     const file = this.resolve(key);
     const dir = path.dirname(file);

@@ -31,6 +31,12 @@ export interface ObjectStore {
   getStream(key: string): Promise<Readable>;
   /** Writes (replaces) an object; readers see the old or the new content, never a partial one. */
   put(key: string, body: Buffer | string): Promise<void>;
+  /**
+   * Writes an object only if no object has the key; resolves false (writing nothing) when one
+   * exists. Atomic on local disks and on S3 stores that honour `If-None-Match: *`; on stores that
+   * ignore it, only an existing object seen before the write is detected (see S3Store).
+   */
+  putIfAbsent(key: string, body: Buffer | string): Promise<boolean>;
   /** Writes (replaces) an object from a stream of chunks, never holding the whole body in memory. */
   putStream(key: string, chunks: AsyncIterable<Buffer | string>): Promise<void>;
   /** Lists objects whose key starts with `prefix` (a plain string prefix, as in S3), in key byte order. */

@@ -5,6 +5,7 @@
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -227,6 +228,31 @@ export class S3Store implements ObjectStore {
       // Result parts are written here: a write lost to a short outage would fail the whole batch.
       await retryTransient(() => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length })), this.retryForMs);
     } catch (err) {
+      throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * `If-None-Match: *` makes the write conditional on S3 and on stores that implement it (412 →
+   * false). Stores that ignore the header (older MinIO, s3rver) would overwrite, so an object
+   * already present is looked for first; between that look and the write, such a store leaves a
+   * window in which two writers can both win.
+   */
+  async putIfAbsent(key: string, body: Buffer | string): Promise<boolean> {
+    const full = this.fullKey(key);
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: full }));
+      return false;
+    } catch (err) {
+      if (!isS3NotFound(err) || (err as { name?: string }).name === 'NoSuchBucket') throw new Error(`Failed to read ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+    }
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    try {
+      await retryTransient(() => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length, IfNoneMatch: '*' })), this.retryForMs);
+      return true;
+    } catch (err) {
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return false;
       throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }
   }
