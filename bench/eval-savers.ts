@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.CASCADE_LOG_LEVEL ??= 'warn';
 import { saverMarkdown, searchSaverCommand } from '../cli/commands/search-saver.js';
-import { modelGmacs } from '../pipeline/models/stage-model.js';
+import { modelGmacs } from '../pipeline/models/loaded-model.js';
 import { loadModelSpec } from '../config/load-config.js';
 import { BIG_SPEC, findAssets, REPO_ROOT } from './assets.js';
 

@@ -19,8 +19,8 @@ import { isS3Url } from '../pipeline/storage/location.js';
 import { makeS3Client } from '../pipeline/storage/open-store.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
 import { pinModel } from '../pipeline/models/pin-model.js';
-import type { LoadedModel } from '../pipeline/models/stage-model.js';
-import { listSource } from '../producers/list-source.js';
+import type { LoadedModel } from '../pipeline/models/loaded-model.js';
+import { defaultLocalRoots, listSource } from '../producers/list-source.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 
 /** The flags shared by calibrate, calibrate --stages and search-saver. */
@@ -46,14 +46,17 @@ export interface DataContext {
   cache: ProbabilityCache | null;
   log: (msg: string) => void;
   progress: boolean;
+  /** Where images may be read from locally: the config's `sources.localRoots`, else the `--images` source's folder. */
+  localRoots?: readonly string[];
 }
 
-/** A context for the command's flags: logger, cache, and an S3 client built on first use. */
-export function dataContext(config: CascadeConfig, o: Pick<CalibrationCliOptions, 'cache' | 'progress'>): DataContext {
+/** A context for the command's flags: logger, cache, local roots, and an S3 client built on first use. */
+export function dataContext(config: CascadeConfig, o: Pick<CalibrationCliOptions, 'cache' | 'progress'> & { images?: string }): DataContext {
   const logger = createLogger();
   let client: S3Client | undefined;
   const cacheDir = o.cache === false ? null : (o.cache ?? defaultCacheDir());
-  return { config, s3: () => (client ??= makeS3Client(config.s3)), cache: cacheDir ? new ProbabilityCache(cacheDir) : null, log: (msg) => logger.info(msg), progress: o.progress !== false };
+  const localRoots = config.sources.localRoots ?? (o.images === undefined ? undefined : defaultLocalRoots(o.images));
+  return { config, s3: () => (client ??= makeS3Client(config.s3)), cache: cacheDir ? new ProbabilityCache(cacheDir) : null, log: (msg) => logger.info(msg), progress: o.progress !== false, localRoots };
 }
 
 /** The source's image refs, in listing order (local ones absolute). */
@@ -108,7 +111,7 @@ async function scoreMissing(name: string, model: LoadedModel, missing: readonly 
         missing,
         model,
         {
-          fetch: (ref) => fetchRef(ref, { s3: ctx.s3 }, { maxBytes: config.limits.maxBytes }),
+          fetch: (ref) => fetchRef(ref, { s3: ctx.s3 }, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
           maxPixels: config.limits.maxPixels,
           fetchConcurrency: config.fetchConcurrency,
           batchSize: config.batchSize,

@@ -3,8 +3,9 @@
  * the inference calls (inference/infer-chunks.ts), and each image's answer is accepted or
  * forwarded here. Per-image failures become error rows; only a model failure fails the batch.
  */
-import type { ConfidenceMetric, PreprocessSpec } from '../config/schema.js';
+import type { ConfidenceMetric } from '../config/schema.js';
 import type { InferencePool } from './inference/inference-pool.js';
+import type { StageModel } from './models/loaded-model.js';
 import type { ImageErrorKind, PartRow, StageStats } from './results/manifest.js';
 import { ObjectNotFoundError, ObjectTooLargeError } from './storage/object-store.js';
 import { ImageDecodeError, type ModelInputShape } from './image/preprocess.js';
@@ -14,14 +15,6 @@ import { decodeStream, type BatchItem, type DecodeDeps, type Ready } from './ima
 import { ChunkCalls, chunkSize, type ChunkOutcome } from './inference/infer-chunks.js';
 
 export type { BatchItem } from './image/decode-stream.js';
-
-/** A model as one stage of the cascade sees it. */
-export interface StageModel {
-  name: string;
-  pool: InferencePool;
-  preprocess: PreprocessSpec;
-  labels: string[] | null;
-}
 
 export interface ClassifyDeps extends DecodeDeps {
   /** Tensors of forwarded images, for a next stage in this process that preprocesses alike. */

@@ -13,7 +13,7 @@ import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storag
 import type { TensorCache } from '../pipeline/image/tensor-cache.js';
 import { workerIdentity } from '../pipeline/inference/platform.js';
 import type { ModelCache, ModelLease } from '../pipeline/models/model-cache.js';
-import type { LoadedModel } from '../pipeline/models/stage-model.js';
+import type { LoadedModel } from '../pipeline/models/loaded-model.js';
 import type { ProbeComparison } from '../pipeline/models/probe.js';
 import { processAuditJob, queueAudit, selectAudits } from './audit-job.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';

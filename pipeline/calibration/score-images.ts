@@ -3,7 +3,8 @@
  * only top-5): the input of calibration. Images that cannot be fetched or decoded are
  * reported, not fatal.
  */
-import { modelInput, type StageModel } from '../classify-batch.js';
+import { modelInput } from '../classify-batch.js';
+import type { StageModel } from '../models/loaded-model.js';
 import { decodeStream, type Ready } from '../image/decode-stream.js';
 import { inferChunk } from '../inference/infer-chunks.js';
 import type { ScoredImages } from './prob-cache.js';

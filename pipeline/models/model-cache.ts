@@ -15,7 +15,7 @@ import { isS3Url } from '../storage/location.js';
 import { parseLabels } from './labels.js';
 import { type ModelPin, sha256Hex, shortHash } from './model-pin.js';
 import { compareProbe, runProbe, type Probe, type ProbeComparison } from './probe.js';
-import type { LoadedModel } from './stage-model.js';
+import type { LoadedModel } from './loaded-model.js';
 
 /** A model a worker will not use for a run: wrong bytes, or outputs that differ from the run's reference. */
 export class ModelRefusedError extends ModelLoadError {

@@ -6,7 +6,8 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { PreprocessSpec } from '../../config/schema.js';
-import { classifyBatch, type StageModel } from '../../pipeline/classify-batch.js';
+import { classifyBatch } from '../../pipeline/classify-batch.js';
+import type { StageModel } from '../../pipeline/models/loaded-model.js';
 import type { InferencePool } from '../../pipeline/inference/inference-pool.js';
 import { ChunkCalls, chunkSize, inferChunk, stackTensors, type ChunkImage, type ChunkPool } from '../../pipeline/inference/infer-chunks.js';
 import { fromFloat16Bits } from '../../pipeline/onnx/float16.js';
