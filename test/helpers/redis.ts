@@ -15,3 +15,11 @@ export async function startRedis(): Promise<TestRedis> {
   const redis = await startPrivateRedis();
   return { url: redis.url, port: redis.port, stop: redis.stop };
 }
+
+/**
+ * `name` plus a random suffix: a BullMQ key prefix no other test file (or run of this one) uses,
+ * so tests that share a redis-server cannot see or overwrite each other's queues and runs.
+ */
+export function uniquePrefix(name: string): string {
+  return `${name}-${Math.random().toString(36).slice(2, 8)}`;
+}

@@ -1,0 +1,251 @@
+/**
+ * `cascade calibrate`, `cascade search-saver` and `cascade run --calibration` end to end on
+ * generated models whose outputs are known, so every threshold and count is exact.
+ *
+ * Images (little logits [8r, 8g, 8b, 2], big logits [8r, 8g, 8b, 4 + 2(r+g+b)]):
+ *   6 saturated red/green/blue  little ≥ 0.996 and right, big right (agree)
+ *   2 dark red (r = 0.5)        little "red" at 0.853, right (truth red); big says "other": wrong
+ *   4 greys                     little ≤ 0.32 and wrong, big "other": right
+ * Little confidences (maxprob): saturated 0.9969, dark red 0.855, greys 0.25 / 0.297 / 0.319 / 0.328.
+ * Big alone: 10/12. Keeping the 8 confident images and sending the greys to big: 12/12. Keeping
+ * also the two brightest greys (little wrong) still gives 10/12 = big's accuracy with only 2/12
+ * sent to big, so that is the no-loss rule's (cheaper) pick. Specs fix the costs: little 0.1,
+ * big 1, conv 0.2 GMACs (the colour models' graphs cost the same few MACs).
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CalibrationFile } from '../../config/calibration.js';
+import { calibrateCommand } from '../../cli/commands/calibrate.js';
+import { calibrateChainCommand } from '../../cli/commands/calibrate-chain.js';
+import { runCommand } from '../../cli/commands/run.js';
+import { searchSaverCommand } from '../../cli/commands/search-saver.js';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startS3 } from '../helpers/s3.js';
+import { LABELS, writeTestModels, type TestModels } from '../helpers/test-models.js';
+
+const exec = promisify(execFile);
+const CLASS = Object.fromEntries(LABELS.map((l, i) => [l, i])) as Record<(typeof LABELS)[number], number>;
+
+const IMAGES: Array<{ name: string; rgb: [number, number, number]; truth: keyof typeof CLASS }> = [
+  { name: 'red-1.png', rgb: [255, 0, 0], truth: 'red' },
+  { name: 'red-2.png', rgb: [255, 0, 0], truth: 'red' },
+  { name: 'green-1.png', rgb: [0, 255, 0], truth: 'green' },
+  { name: 'green-2.png', rgb: [0, 255, 0], truth: 'green' },
+  { name: 'sub/blue-1.png', rgb: [0, 0, 255], truth: 'blue' },
+  { name: 'sub/blue-2.png', rgb: [0, 0, 255], truth: 'blue' },
+  { name: 'dark-red-1.png', rgb: [128, 0, 0], truth: 'red' },
+  { name: 'dark-red-2.png', rgb: [128, 0, 0], truth: 'red' },
+  ...[64, 96, 128, 160].map((v) => ({ name: `grey-${v}.png`, rgb: [v, v, v] as [number, number, number], truth: 'other' as const })),
+];
+
+let dir: string;
+let images: string;
+let labels: string;
+let models: TestModels;
+let littleSpec: string;
+let bigSpec: string;
+let convSpec: string;
+let redis: TestRedis;
+
+async function spec(name: string, path: string, gmacs: number): Promise<string> {
+  const file = join(dir, `${name}.json`);
+  await writeFile(file, JSON.stringify({ path, gmacs, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }));
+  return file;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-calibrate-'));
+  models = await writeTestModels(join(dir, 'models'));
+  images = join(dir, 'images');
+  for (const img of IMAGES) {
+    const [r, g, b] = img.rgb;
+    await mkdir(join(images, img.name, '..'), { recursive: true });
+    await writeFile(join(images, img.name), await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer());
+  }
+  labels = join(dir, 'groundtruth.csv');
+  await writeFile(labels, `file,class_index,name\n${IMAGES.map((i) => `${i.name},${CLASS[i.truth]},${i.truth}`).join('\n')}\n`);
+  littleSpec = await spec('little', models.colourLittle, 0.1);
+  bigSpec = await spec('big', models.colourBig, 1);
+  convSpec = await spec('conv', models.convNet, 0.2);
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('cascade calibrate', () => {
+  it('labeled: no-loss and TinySaver pick the cheapest point at big accuracy; the curve shows the cascade beating big', async () => {
+    const out = join(dir, 'cal-labeled', 'calib.json');
+    const { file, outcome } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    expect(file.rule).toBe('no-loss');
+    expect(file.metric).toBe('maxprob'); // all metrics order these images alike; ties go to the first
+    expect(file.threshold).toBeCloseTo(0.319, 3);
+    expect(file.expected).toMatchObject({ images: 12, fractionToBig: 2 / 12, accuracy: 10 / 12, bigAccuracy: 10 / 12, littleAccuracy: 8 / 12 });
+    expect(file.expected.gmacsPerImage).toBeCloseTo(0.1 + 2 / 12);
+    expect(file.expected.saved).toBeCloseTo(1 - (0.1 + 2 / 12));
+    // Little and big agree on the 6 saturated images of the 10 kept.
+    expect(file.expected.agreement).toBeCloseTo(6 / 10);
+    // Oracle: big only for the 4 greys (little wrong, big right).
+    expect(file.expected.oracleSaved).toBeCloseTo(1 - (0.1 + 4 / 12));
+    expect(file.test).toBeNull();
+    const tiny = outcome.rules.tinysaver;
+    expect(tiny && 'rule' in tiny ? tiny.threshold : null).toBeCloseTo(0.319, 3);
+    const beatsBig = outcome.curves.maxprob!.find((p) => p.accepted === 8)!;
+    expect([beatsBig.fractionToBig, beatsBig.cascadeAccuracy]).toEqual([4 / 12, 1]);
+
+    // The files beside calib.json: valid JSON, CSV with a row per curve point, the SVG.
+    expect(CalibrationFile.parse(JSON.parse(await readFile(out, 'utf8')))).toEqual(file);
+    const csv = (await readFile(join(dir, 'cal-labeled', 'calib.curve.csv'), 'utf8')).trim().split('\n');
+    const curve = JSON.parse(await readFile(join(dir, 'cal-labeled', 'calib.curve.json'), 'utf8')) as unknown[];
+    expect(csv.length - 1).toBe(curve.length);
+    const svg = await readFile(join(dir, 'cal-labeled', 'calib.svg'), 'utf8');
+    expect(svg).toContain('no-loss: maxprob ≥ 0.319');
+    expect(svg).toContain('big alone 83.3%');
+  });
+
+  it('label-free at 99% agreement keeps only the saturated colours (little and big disagree on dark red)', async () => {
+    const { file } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, out: join(dir, 'cal-free', 'calib.json'), calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    expect(file.rule).toBe('label-free');
+    expect(file.expected).toMatchObject({ fractionToBig: 6 / 12, agreement: 1, accuracy: null, oracleSaved: null });
+    expect(file.expected.agreementInterval.high).toBeCloseTo(1, 12);
+    expect(file.expected.agreementInterval.low).toBeCloseTo(0.61, 2); // Wilson 95% for 6/6
+  });
+
+  it('reuses cached probabilities: a changed image file is not read again', async () => {
+    const cache = join(dir, 'cache-reuse');
+    const first = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c1', 'calib.json'), calibrationFraction: 1, cache, progress: false });
+    // Overwrite a grey with saturated red: scoring it again would change the curve.
+    const grey = join(images, 'grey-64.png');
+    const original = await readFile(grey);
+    await writeFile(grey, await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer());
+    try {
+      const cached = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c2', 'calib.json'), calibrationFraction: 1, cache, progress: false });
+      expect(cached.file.expected).toEqual(first.file.expected);
+      const fresh = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c3', 'calib.json'), calibrationFraction: 1, cache: false, progress: false });
+      expect(fresh.file.expected).not.toEqual(first.file.expected);
+    } finally {
+      await writeFile(grey, original);
+    }
+  });
+
+  it('splits into calibration and test halves and reports the test half', async () => {
+    const { file } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-split', 'calib.json'), cache: join(dir, 'cache'), progress: false });
+    expect(file.settings.calibrationFraction).toBe(0.5);
+    expect(file.expected.images + file.test!.images).toBe(12);
+    expect(file.expected.images).toBe(6);
+  });
+
+  it('reads images and labels from S3 (s3rver), with the same result as from the folder', async () => {
+    const s3 = await startS3({ buckets: ['calib'] });
+    // Credentials come from the AWS SDK's default chain, here the environment (s3rver's dummy keys).
+    process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+    process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+    try {
+      for (const img of IMAGES) await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: `photos/${img.name}`, Body: await readFile(join(images, img.name)) }));
+      await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: 'gt.csv', Body: await readFile(labels) }));
+      const config = join(dir, 's3-config.json');
+      await writeFile(config, JSON.stringify({ little: littleSpec, big: bigSpec, s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
+      const { file } = await calibrateCommand({ config, images: 's3://calib/photos/', labels: 's3://calib/gt.csv', out: join(dir, 'cal-s3', 'calib.json'), calibrationFraction: 1, cache: false, progress: false });
+      expect(file.expected).toMatchObject({ images: 12, fractionToBig: 2 / 12, accuracy: 10 / 12 });
+    } finally {
+      await s3.stop();
+    }
+  });
+
+  it('labels missing for some images: one clear line from the CLI, exit code 2', async () => {
+    const partial = join(dir, 'partial.csv');
+    await writeFile(partial, `file,class_index\n${IMAGES.filter((i) => !i.name.startsWith('grey')).map((i) => `${i.name},${CLASS[i.truth]}`).join('\n')}\n`);
+    const err = await exec(process.execPath, ['bin/cascade.js', 'calibrate', '--little', littleSpec, '--big', bigSpec, '--images', images, '--labels', partial, '--out', join(dir, 'x.json'), '--cache', join(dir, 'cache'), '--calibration-fraction', '1'], {
+      env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in err && err.code).toBe(2);
+    expect((err as { stderr: string }).stderr.trim()).toMatch(/^cascade: no-loss rule needs a ground-truth label for every image, but 4 of 12 lack one \(e.g. "[^"]*grey-\d+.png"/);
+  });
+});
+
+describe('cascade search-saver', () => {
+  it('ranks the colour model first, reports the conv net, and skips a candidate as costly as big', async () => {
+    const rows = await searchSaverCommand({ big: bigSpec, candidates: [convSpec, littleSpec, bigSpec], images, labels, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false, json: true });
+    expect(rows.map((r) => [r.candidate, r.rank])).toEqual([
+      ['colour-little.onnx', 1],
+      ['conv-net.onnx', 2],
+      ['colour-big.onnx', null],
+    ]);
+    expect(rows[0]).toMatchObject({ fractionToBig: 2 / 12, cascadeAccuracy: 10 / 12, top1: 8 / 12, bigAccuracy: 10 / 12 });
+    expect(rows[0]!.saved).toBeCloseTo(1 - (0.1 + 2 / 12));
+    expect(rows[0]!.oracleSaved).toBeCloseTo(1 - (0.1 + 4 / 12));
+    expect(rows[2]!.note).toMatch(/^not-cheaper: /);
+  });
+});
+
+describe('cascade calibrate --stages (a chain)', () => {
+  it('tiny → same-model middle → big: the middle stage cannot help and is capped at 1; run applies both thresholds', async () => {
+    const middle = await spec('middle', models.colourLittleFp16, 0.2);
+    const out = join(dir, 'cal-chain', 'calib.json');
+    const file = await calibrateChainCommand({ stages: [littleSpec, middle, bigSpec], images, labels, out, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    expect(file.kind).toBe('chain');
+    expect(file.metric).toBe('maxprob');
+    expect(file.stages.map((s) => s.threshold)).toEqual([expect.closeTo(0.319, 3), 1, null]);
+    expect(file.reasons[1]).toMatch(/this stage could be dropped/);
+    expect(file.expected).toMatchObject({ images: 12, reached: [12, 2, 2], kept: [10, 0, 2], accuracy: 10 / 12, lastAccuracy: 10 / 12 });
+    expect(file.expected.gmacsPerImage).toBeCloseTo(0.1 + (2 / 12) * 0.2 + (2 / 12) * 1);
+
+    const config = join(dir, 'chain-config.json');
+    await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `ch${Math.random().toString(36).slice(2, 7)}`, batchSize: 4, stages: [{ model: littleSpec, threshold: 0.5 }, { model: middle, threshold: 0.5 }, { model: bigSpec }] }));
+    const summary = await runCommand(images, { out: join(dir, 'chain-out'), config, calibration: out, progress: false, json: true });
+    expect(summary.stages.map((s) => [s.name, s.images, s.accepted])).toEqual([
+      ['little', 12, 10],
+      ['stage1', 2, 0],
+      ['big', 2, 2],
+    ]);
+    // A chain calibration needs the config's stages; a two-stage run is refused clearly.
+    await expect(runCommand(images, { out: join(dir, 'chain-out2'), little: littleSpec, big: bigSpec, calibration: out, progress: false })).rejects.toThrow(/is for a 3-stage chain; list the same models under 'stages:'/);
+  });
+});
+
+describe('cascade run --calibration', () => {
+  it('routes with the calibrated threshold: 10 little, 2 big', async () => {
+    const calib = join(dir, 'cal-labeled', 'calib.json');
+    const config = join(dir, 'run-config.json');
+    await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `cal${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
+    const summary = await runCommand(images, { out: join(dir, 'run-out'), little: littleSpec, big: bigSpec, config, calibration: calib, progress: false, json: true });
+    expect(summary.threshold).toBeCloseTo(0.319, 3);
+    expect(summary.stages.map((s) => [s.name, s.images, s.accepted])).toEqual([
+      ['little', 12, 10],
+      ['big', 2, 2],
+    ]);
+    // The summary holds the calibration's promise beside what the run did: here the same images.
+    expect(summary.calibration).toMatchObject({ rule: 'no-loss', metric: 'maxprob', expected: { fractionToBig: 2 / 12 }, realised: { fractionToBig: 2 / 12, agreement: null } });
+    expect(summary.calibration!.realised.gmacsPerImage).toBeCloseTo(summary.calibration!.expected.gmacsPerImage);
+  });
+
+  it('calib.json pins each model by content with its probe; a run whose machine answers differently is refused', async () => {
+    const calib = JSON.parse(await readFile(join(dir, 'cal-labeled', 'calib.json'), 'utf8'));
+    const sha = async (spec: string) => createHash('sha256').update(await readFile(JSON.parse(await readFile(spec, 'utf8')).path)).digest('hex');
+    expect(calib.little.pin).toMatchObject({ sha256: await sha(littleSpec), numerics: 'exact', probe: { provider: 'cpu', outputs: expect.any(Array) } });
+    expect(calib.big.pin.sha256).toBe(await sha(bigSpec));
+    const config = join(dir, 'run-config-refused.json');
+    await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `calr${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
+    // The calibrating machine's little model as another CPU might have answered: 0.05 higher everywhere.
+    for (const o of calib.little.pin.probe.outputs) o.top = o.top.map(([c, p]: [number, number]) => [c, p + 0.05]);
+    calib.little.pin.probe.platform = { arch: 'x64', cpuFlags: ['avx2', 'fma'], onnxruntime: '1.30.0' };
+    const elsewhere = join(dir, 'cal-labeled', 'calib-elsewhere.json');
+    await writeFile(elsewhere, JSON.stringify(calib));
+    await expect(runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false })).rejects.toThrow(
+      /^calibration .*calib-elsewhere\.json does not hold here: .* answers differently here: its probe differs by up to 0\.05\d* \(tolerance 0\.002\) between the calibrating machine \(x64 \[avx2 fma\], onnxruntime 1\.30\.0, numerics exact\) and this one/,
+    );
+    // A different file under the same name is refused by content.
+    calib.little.pin.sha256 = '0'.repeat(64);
+    await writeFile(elsewhere, JSON.stringify(calib));
+    await expect(runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false })).rejects.toThrow(/it measured .* with sha256 000000000000, but this run's little model/);
+  });
+});

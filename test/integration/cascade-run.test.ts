@@ -1,0 +1,200 @@
+/**
+ * End-to-end: real redis-server, real s3rver, real onnxruntime sessions on generated models
+ * whose outputs are known, so routing counts are exact.
+ */
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '../../cli/commands/run.js';
+import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
+import { submitRun } from '../../producers/submit-run.js';
+import { CascadeQueues } from '../../queue/cascade-queues.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startS3, type TestS3 } from '../helpers/s3.js';
+import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+
+const run = promisify(execFile);
+
+// Little logits are [8r, 8g, 8b, 2]: saturated colours are ≥ 0.996 sure, greys and black ≤ 0.72.
+const IMAGES: Array<{ name: string; rgb: [number, number, number]; stage: 'little' | 'big'; label: string }> = [
+  ...[0, 1, 2, 3, 4].map((i) => ({ name: `red-${i}.png`, rgb: [255, 0, 0] as [number, number, number], stage: 'little' as const, label: 'red' })),
+  ...[0, 1, 2, 3].map((i) => ({ name: `sub/green-${i}.png`, rgb: [0, 255, 0] as [number, number, number], stage: 'little' as const, label: 'green' })),
+  ...[0, 1, 2].map((i) => ({ name: `blue ${i} ünï.png`, rgb: [0, 0, 255] as [number, number, number], stage: 'little' as const, label: 'blue' })),
+  ...[0, 64, 96, 128, 160, 192].map((v) => ({ name: `grey-${v}.png`, rgb: [v, v, v] as [number, number, number], stage: 'big' as const, label: 'other' })),
+];
+const BAD = ['corrupt.jpg', 'empty.png'];
+const TOTAL = IMAGES.length + BAD.length;
+
+let dir: string;
+let images: string;
+let models: TestModels;
+let redis: TestRedis;
+let s3: TestS3;
+
+async function writeImages(root: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (const img of IMAGES) {
+    const [r, g, b] = img.rgb;
+    files.set(img.name, await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } }).png().toBuffer());
+  }
+  files.set('corrupt.jpg', Buffer.from('<html><body>not an image</body></html>'));
+  files.set('empty.png', Buffer.alloc(0));
+  for (const [name, bytes] of files) {
+    await mkdir(join(root, name, '..'), { recursive: true });
+    await writeFile(join(root, name), bytes);
+  }
+  return files;
+}
+
+function modelSpec(path: string) {
+  return { path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } };
+}
+
+async function writeConfig(extra: Record<string, unknown> = {}, little = models.colourLittle): Promise<string> {
+  const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  const config = {
+    little: modelSpec(little),
+    big: modelSpec(models.colourBig),
+    threshold: 0.9,
+    batchSize: 4,
+    redisUrl: redis.url,
+    prefix: `t${Math.random().toString(36).slice(2, 8)}`,
+    s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
+    ...extra,
+  };
+  await writeFile(file, JSON.stringify(config));
+  return file;
+}
+
+function checkRows(rows: ManifestRow[], keyOf: (name: string) => string) {
+  expect(rows).toHaveLength(TOTAL);
+  const byKey = new Map(rows.map((r) => [r.key, r]));
+  expect(byKey.size).toBe(TOTAL);
+  for (const img of IMAGES) {
+    const row = byKey.get(keyOf(img.name));
+    expect(row, img.name).toBeDefined();
+    expect(row!.stage, img.name).toBe(img.stage);
+    expect(row!.labelName, img.name).toBe(img.label);
+    expect(row!.error).toBeNull();
+    expect(row!.top5).toHaveLength(4);
+  }
+  for (const bad of BAD) {
+    const row = byKey.get(keyOf(bad))!;
+    expect(row.error?.kind, bad).toBe('decode');
+    expect(row.label).toBeNull();
+  }
+}
+
+function checkSummary(s: RunSummary) {
+  expect(s.images).toBe(TOTAL);
+  expect(s.errors).toBe(2);
+  expect(s.errorsByKind).toEqual({ decode: 2 });
+  expect(s.stages[0]).toMatchObject({ name: 'little', images: TOTAL, accepted: 12, forwarded: 6, errors: 2 });
+  expect(s.stages[1]).toMatchObject({ name: 'big', images: 6, accepted: 6, forwarded: 0, errors: 0 });
+  expect(s.fractionToBig).toBeCloseTo(6 / 18, 10);
+  const [little, big] = s.stages.map((st) => st.gmacsPerImage) as [number, number];
+  expect(s.macs.cascadeG).toBeCloseTo(18 * little + 6 * big, 12);
+  expect(s.macs.bigOnlyG).toBeCloseTo(18 * big, 12);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-e2e-'));
+  images = join(dir, 'images');
+  models = await writeTestModels(join(dir, 'models'));
+  [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['images-in', 'results'] })]);
+  const files = await writeImages(images);
+  for (const [name, body] of files) await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `imgs/${name}`, Body: body }));
+  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+});
+
+afterAll(async () => {
+  await Promise.allSettled([redis?.stop(), s3?.stop()]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('cascade run', () => {
+  it('labels a local folder into a directory: exact routing, error rows, input order', async () => {
+    const out = join(dir, 'out-local');
+    const summary = await runCommand(images, { out, config: await writeConfig(), progress: false, json: true });
+    checkSummary(summary);
+    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+    checkRows(rows, (name) => join(images, name));
+    // Local listings are sorted, and the manifest keeps listing order.
+    expect(rows.map((r) => r.key)).toEqual([...rows.map((r) => r.key)].sort());
+    expect(RunSummary.parse(JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')))).toEqual(summary);
+  });
+
+  it('labels an S3 prefix into an S3 bucket', async () => {
+    const summary = await runCommand('s3://images-in/imgs/', { out: 's3://results/run-1/', config: await writeConfig(), progress: false, json: true });
+    checkSummary(summary);
+    const get = async (key: string) => (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: key }))).Body!.transformToString();
+    const rows = (await get('run-1/manifest.jsonl')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+    checkRows(rows, (name) => `s3://images-in/imgs/${name}`);
+    expect(JSON.parse(await get('run-1/summary.json')).images).toBe(TOTAL);
+  });
+
+  it('runs a float16-input little model to the same answers', async () => {
+    const out = join(dir, 'out-fp16');
+    const summary = await runCommand(images, { out, config: await writeConfig({}, models.colourLittleFp16), progress: false, json: true });
+    checkSummary(summary);
+  });
+
+  it('resubmitting a finished run adds no job', async () => {
+    const config = await writeConfig();
+    const prefix = JSON.parse(await readFile(config, 'utf8')).prefix as string;
+    const out = join(dir, 'out-resubmit');
+    const summary = await runCommand(images, { out, config, progress: false, json: true, runId: 'resubmit-1' });
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    try {
+      const spec = (await tracker.spec('resubmit-1'))!;
+      async function* refs() {
+        yield 'never-read.png';
+      }
+      const again = await submitRun({ spec, refs: refs(), tracker, queues });
+      expect(again).toMatchObject({ alreadySubmitted: true, images: TOTAL, batches: Math.ceil(TOTAL / 4) });
+      const counts = await queues.stage('little').getJobCounts('waiting', 'active', 'delayed', 'completed');
+      expect(counts).toEqual({ waiting: 0, active: 0, delayed: 0, completed: 0 });
+      expect((await tracker.progress('resubmit-1'))!.final).toBe(summary.images);
+    } finally {
+      await queues.close();
+      connection.disconnect();
+    }
+  });
+
+  it('the CLI starts its own redis-server when REDIS_URL is unset', async () => {
+    const specFile = async (name: string, path: string) => {
+      const file = join(dir, `${name}.json`);
+      await writeFile(file, JSON.stringify(modelSpec(path)));
+      return file;
+    };
+    const out = join(dir, 'out-cli');
+    const env = { ...process.env, REDIS_URL: '' };
+    const { stdout, stderr } = await run(
+      process.execPath,
+      ['bin/cascade.js', 'run', images, '--out', out, '--little', await specFile('little', models.colourLittle), '--big', await specFile('big', models.colourBig), '--threshold', '0.9', '--batch-size', '4', '--json'],
+      { env, timeout: 60_000 },
+    );
+    expect(stderr).toMatch(/started a private redis-server/);
+    checkSummary(RunSummary.parse(JSON.parse(stdout)));
+  });
+
+  it('a wrong config value is a clear error naming the field', async () => {
+    await expect(runCommand(images, { out: join(dir, 'x'), config: await writeConfig({ threshold: 3 }), progress: false })).rejects.toThrow(/threshold: Too big/);
+  });
+
+  it('an unreadable model is a clear error at start-up', async () => {
+    const broken = join(dir, 'broken.onnx');
+    await writeFile(broken, 'not a model');
+    await expect(runCommand(images, { out: join(dir, 'y'), config: await writeConfig({ little: modelSpec(broken) }), progress: false })).rejects.toThrow(/broken\.onnx/);
+  });
+});

@@ -1,0 +1,90 @@
+/** Listing S3 sources on s3rver: pagination, lazy client, key-list files on S3, missing buckets and prefixes. */
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { compareKeys } from '../../pipeline/storage/object-store.js';
+import { SourceNotFoundError, listSource } from '../../producers/list-source.js';
+import { type TestS3, startS3 } from '../helpers/s3.js';
+
+const EXT = ['.jpg', '.jpeg', '.png'];
+let s3: TestS3;
+
+async function all(it: AsyncIterable<string>): Promise<string[]> {
+  const out: string[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+beforeAll(async () => {
+  s3 = await startS3();
+});
+
+afterAll(async () => {
+  await s3?.stop();
+});
+
+describe('S3 sources', () => {
+  const bucket = 'list-test';
+  // s3rver takes several ms per upload, so pagination is exercised with small pages rather than
+  // S3's 1000-key pages; the code path (continuation tokens) is the same.
+  const many = Array.from({ length: 240 }, (_, i) => `many/img${String(i).padStart(5, '0')}.jpg`);
+
+  beforeAll(async () => {
+    await s3.createBucket(bucket);
+    const extra = ['many/readme.txt', 'many/IMG99999.JPEG', 'many/folder/', 'many2/not-me.jpg', 'lists/keys.txt', 'lists/sub/a.jpg'];
+    const keys = [...many, ...extra];
+    for (let i = 0; i < keys.length; i += 32) {
+      await Promise.all(
+        keys.slice(i, i + 32).map((Key) => {
+          const Body = Key === 'lists/keys.txt' ? Buffer.from('# list on S3\nsub/a.jpg\ns3://other-bucket/x.jpg\n/local/abs.jpg\n') : Buffer.from(Key);
+          return s3.client.send(new PutObjectCommand({ Bucket: bucket, Key, Body }));
+        }),
+      );
+    }
+  });
+
+  it('lists more than one page of objects, filtered, in S3 order', async () => {
+    const send = vi.spyOn(s3.client, 'send');
+    try {
+      const refs = await all(listSource(`s3://${bucket}/many`, { extensions: EXT, s3: s3.client, pageSize: 25 }));
+      const expected = [...many, 'many/IMG99999.JPEG'].sort(compareKeys).map((k) => `s3://${bucket}/${k}`);
+      expect(refs).toEqual(expected);
+      const listCalls = send.mock.calls.filter(([cmd]) => cmd instanceof ListObjectsV2Command);
+      // 243 objects under many/ (the filter runs client-side) → 10 pages.
+      expect(listCalls.length).toBe(10);
+    } finally {
+      send.mockRestore();
+    }
+  });
+
+  it('lists with the server default page size and builds the client lazily, once', async () => {
+    let built = 0;
+    const factory = () => {
+      built++;
+      return s3.client;
+    };
+    const refs = await all(listSource(`s3://${bucket}/many/`, { extensions: ['.jpg'], s3: factory }));
+    expect(refs).toEqual(many.map((k) => `s3://${bucket}/${k}`));
+    expect(built).toBe(1);
+  });
+
+  it('reads a key-list file stored on S3, resolving relative lines next to it', async () => {
+    const refs = await all(listSource(`s3://${bucket}/lists/keys.txt`, { extensions: EXT, s3: s3.client }));
+    expect(refs).toEqual([`s3://${bucket}/lists/sub/a.jpg`, 's3://other-bucket/x.jpg', '/local/abs.jpg']);
+  });
+
+  it('names missing buckets, empty prefixes and missing list files', async () => {
+    await expect(all(listSource('s3://no-such-bucket/x', { extensions: EXT, s3: s3.client }))).rejects.toThrow(
+      'Source not found: s3://no-such-bucket/x (bucket "no-such-bucket" does not exist)',
+    );
+    const err = await all(listSource(`s3://${bucket}/manyy`, { extensions: EXT, s3: s3.client })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SourceNotFoundError);
+    expect((err as Error).message).toBe(`Source not found: s3://${bucket}/manyy (no objects under s3://${bucket}/manyy/)`);
+    await expect(all(listSource(`s3://${bucket}/lists/missing.txt`, { extensions: EXT, s3: s3.client }))).rejects.toThrow(
+      `Source not found: s3://${bucket}/lists/missing.txt`,
+    );
+  });
+
+  it('needs an S3 client for S3 sources', async () => {
+    await expect(all(listSource(`s3://${bucket}/many`, { extensions: EXT }))).rejects.toThrow(/no S3 client was configured/);
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * Worker metrics: counters fed by the StageWorker hook during a real run (real redis-server,
+ * s3rver output, generated models), queue depth read from Redis at scrape time, and the
+ * HTTP endpoint.
+ */
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { Queue } from 'bullmq';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitForRun } from '../../queue/wait-for-run.js';
+import { loadConfig } from '../../config/load-config.js';
+import { listSource } from '../../producers/list-source.js';
+import { planRun } from '../../producers/plan-run.js';
+import { submitRun } from '../../producers/submit-run.js';
+import { startRuntime } from '../../workers/cascade-runtime.js';
+import { CascadeMetrics, serveMetrics } from '../../workers/metrics.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+import { startS3, type TestS3 } from '../helpers/s3.js';
+import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+
+let dir: string;
+let models: TestModels;
+let redis: TestRedis;
+let s3: TestS3;
+
+const stats = (o: Partial<{ images: number; accepted: number; forwarded: number; errors: number; jobMs: number }>) => ({
+  images: 0,
+  accepted: 0,
+  forwarded: 0,
+  errors: 0,
+  fetchMs: 0,
+  decodeMs: 0,
+  inferMs: 0,
+  jobMs: 0,
+  ...o,
+});
+
+/** The value of one sample in Prometheus text. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-metrics-'));
+  models = await writeTestModels(join(dir, 'models'));
+  [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['metrics-in', 'metrics-out'] })]);
+  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+});
+
+afterAll(async () => {
+  await Promise.allSettled([redis?.stop(), s3?.stop()]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('CascadeMetrics', () => {
+  it('counts images by stage and outcome, errors by kind, batch latency and the routed fraction', async () => {
+    const m = new CascadeMetrics();
+    m.onBatch('little', stats({ images: 10, accepted: 6, forwarded: 3, errors: 1, jobMs: 200 }), { decode: 1 });
+    m.onBatch('little', stats({ images: 10, accepted: 8, forwarded: 1, errors: 1, jobMs: 3000 }), { 'too-large': 1 });
+    m.onBatch('big', stats({ images: 4, accepted: 4, jobMs: 900 }), {});
+    const text = await m.text();
+    expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBe(14);
+    expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'forwarded' })).toBe(4);
+    expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'error' })).toBe(2);
+    expect(sample(text, 'cascade_images_total', { stage: 'big', outcome: 'accepted' })).toBe(4);
+    expect(sample(text, 'cascade_errors_total', { stage: 'little', kind: 'decode' })).toBe(1);
+    expect(sample(text, 'cascade_errors_total', { stage: 'little', kind: 'too-large' })).toBe(1);
+    expect(sample(text, 'cascade_routed_fraction', { stage: 'little' })).toBeCloseTo(4 / 20, 12);
+    expect(sample(text, 'cascade_routed_fraction', { stage: 'big' })).toBe(0);
+    expect(sample(text, 'cascade_batch_seconds_count', { stage: 'little' })).toBe(2);
+    expect(sample(text, 'cascade_batch_seconds_sum', { stage: 'little' })).toBeCloseTo(3.2, 12);
+    expect(sample(text, 'cascade_batch_seconds_bucket', { stage: 'little', le: '0.25' })).toBe(1);
+  });
+
+  it('keeps each instance’s counters in its own registry', async () => {
+    const a = new CascadeMetrics();
+    const b = new CascadeMetrics({ registry: new Registry() });
+    a.onBatch('little', stats({ images: 1, accepted: 1 }), {});
+    expect(sample(await a.text(), 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBe(1);
+    expect(sample(await b.text(), 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBeUndefined();
+  });
+
+  it('reads queue depth from Redis when scraped, and serves it over HTTP', async () => {
+    const connection = connectRedis(redis.url);
+    const queue = new Queue('stage-little', { connection, prefix: uniquePrefix('depth') });
+    const m = new CascadeMetrics({ queues: () => [{ name: 'stage-little', queue }] });
+    const server = await serveMetrics(m, 0, '127.0.0.1');
+    try {
+      await queue.addBulk([1, 2, 3].map((i) => ({ name: 'batch', data: { i } })));
+      await queue.add('batch', { i: 4 }, { delay: 60_000 });
+      const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+      const text = await res.text();
+      expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(3);
+      expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'delayed' })).toBe(1);
+      expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'active' })).toBe(0);
+      await queue.drain(true);
+      expect(sample(await m.text(), 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(0);
+      expect((await fetch(`http://127.0.0.1:${server.port}/other`)).status).toBe(404);
+      expect(await (await fetch(`http://127.0.0.1:${server.port}/healthz`)).text()).toBe('ok\n');
+    } finally {
+      await server.close();
+      await queue.close();
+      connection.disconnect();
+    }
+  });
+
+  it('is fed by the stage workers during a run: every image once, errors by kind', async () => {
+    const colours: Array<[number, number, number]> = [
+      [255, 0, 0],
+      [0, 255, 0],
+      [128, 128, 128],
+      [0, 0, 255],
+      [64, 64, 64],
+    ];
+    for (const [i, [r, g, b]] of colours.entries()) {
+      const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer();
+      await s3.client.send(new PutObjectCommand({ Bucket: 'metrics-in', Key: `m/${i}.png`, Body: body }));
+    }
+    await s3.client.send(new PutObjectCommand({ Bucket: 'metrics-in', Key: 'm/broken.png', Body: Buffer.from('not a png') }));
+    const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const config = await loadConfig({
+      overrides: { little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, prefix: uniquePrefix('hook'), redisUrl: redis.url, s3: { endpoint: s3.endpoint, forcePathStyle: true } },
+    });
+    const metrics = new CascadeMetrics();
+    const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => undefined, { onBatch: (stage, st, errors) => metrics.onBatch(stage, st, errors) });
+    try {
+      const run = await planRun(config, 's3://metrics-in/m/', 's3://metrics-out/m/', runtime.models, 'hook-1');
+      await submitRun({ spec: run, refs: listSource(run.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
+      await waitForRun(runtime.tracker, 'hook-1', () => undefined);
+      const text = await metrics.text();
+      expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBe(3);
+      expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'forwarded' })).toBe(2);
+      expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'error' })).toBe(1);
+      expect(sample(text, 'cascade_images_total', { stage: 'big', outcome: 'accepted' })).toBe(2);
+      expect(sample(text, 'cascade_errors_total', { stage: 'little', kind: 'decode' })).toBe(1);
+      expect(sample(text, 'cascade_batch_seconds_count', { stage: 'little' })).toBe(3);
+      expect(sample(text, 'cascade_routed_fraction', { stage: 'little' })).toBeCloseTo(2 / 6, 12);
+    } finally {
+      await runtime.close();
+    }
+  });
+});

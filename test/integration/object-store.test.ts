@@ -1,0 +1,332 @@
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { fetchRef } from '../../pipeline/storage/fetch-image.js';
+import { LocalStore } from '../../pipeline/storage/local-store.js';
+import {
+  InvalidKeyError,
+  type ObjectStore,
+  ObjectNotFoundError,
+  ObjectTooLargeError,
+  compareKeys,
+  isObjectNotFound,
+  isObjectTooLarge,
+  readJson,
+  readLines,
+} from '../../pipeline/storage/object-store.js';
+import { openStore } from '../../pipeline/storage/open-store.js';
+import { S3Store, makeS3Client } from '../../pipeline/storage/s3-store.js';
+import { type TestS3, startS3 } from '../helpers/s3.js';
+
+let s3: TestS3;
+let tmp: string;
+
+beforeAll(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'cascade-store-test-'));
+  s3 = await startS3();
+  await s3.createBucket('store-test');
+});
+
+afterAll(async () => {
+  await s3?.stop();
+  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+});
+
+async function collect(store: ObjectStore, prefix?: string) {
+  const out: { key: string; size: number }[] = [];
+  for await (const o of store.list(prefix)) out.push(o);
+  return out;
+}
+
+let storeCount = 0;
+const stores: Record<string, () => Promise<ObjectStore>> = {
+  local: async () => new LocalStore(path.join(tmp, `local-${++storeCount}`)),
+  s3: async () => new S3Store({ client: s3.client, bucket: 'store-test', prefix: `run-${++storeCount}` }),
+};
+
+describe.each(Object.keys(stores))('%s store contract', (kind) => {
+  let store: ObjectStore;
+  beforeAll(async () => {
+    store = await stores[kind]!();
+  });
+
+  it('round-trips buffers and strings, and overwrites', async () => {
+    await store.put('a/b/c.bin', Buffer.from([0, 1, 2, 255]));
+    expect(await store.get('a/b/c.bin')).toEqual(Buffer.from([0, 1, 2, 255]));
+    await store.put('a/b/c.bin', 'text ✓');
+    expect((await store.get('a/b/c.bin')).toString('utf8')).toBe('text ✓');
+    await store.put('empty', Buffer.alloc(0));
+    expect((await store.get('empty')).length).toBe(0);
+    await store.put('empty-string', '');
+    expect((await store.get('empty-string')).length).toBe(0);
+  });
+
+  it('streams a body larger than one multipart part without holding it whole', async () => {
+    const chunk = 'x'.repeat(1024 * 1024 - 1) + '\n';
+    async function* body() {
+      for (let i = 0; i < 9; i++) yield i % 2 ? Buffer.from(chunk) : chunk;
+    }
+    await store.putStream('big/stream.txt', body());
+    const got = await store.get('big/stream.txt');
+    expect(got.length).toBe(9 * 1024 * 1024);
+    expect(got.subarray(0, 4).toString()).toBe('xxxx');
+    await store.putStream('big/empty.txt', (async function* () {})());
+    expect((await store.get('big/empty.txt')).length).toBe(0);
+  });
+
+  it('raises ObjectNotFoundError for missing keys', async () => {
+    const err = await store.get('no/such/key.jpg').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ObjectNotFoundError);
+    expect(isObjectNotFound(err)).toBe(true);
+    expect((err as Error).message).toMatch(/Object not found: .*no\/such\/key\.jpg/);
+  });
+
+  it('enforces maxBytes', async () => {
+    await store.put('big.bin', Buffer.alloc(1000, 7));
+    expect((await store.get('big.bin', { maxBytes: 1000 })).length).toBe(1000);
+    const err = await store.get('big.bin', { maxBytes: 999 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ObjectTooLargeError);
+    expect(isObjectTooLarge(err)).toBe(true);
+    expect(err).toMatchObject({ size: 1000, maxBytes: 999, code: 'OBJECT_TOO_LARGE' });
+  });
+
+  it('lists in key byte order, with plain string prefixes', async () => {
+    const keys = ['l/a.jpg', 'l/a-b.jpg', 'l/a/z.jpg', 'l/a/b/c.jpg', 'l/b.jpg', 'l/B.jpg', 'l/é.jpg', 'l/😀.jpg', 'l/\uFFFD.jpg', 'l/ab/x.jpg'];
+    for (const k of keys) await store.put(k, k);
+    // Real S3 lists in UTF-8 byte order; s3rver walks its directory tree instead ("a/..." before
+    // "a-b"), so against s3rver only the set of keys can be checked.
+    const ordered = (ks: string[]) => (kind === 'local' ? ks : [...ks].sort(compareKeys));
+    const listed = await collect(store, 'l/');
+    expect(ordered(listed.map((o) => o.key))).toEqual([...keys].sort(compareKeys));
+    expect(listed.find((o) => o.key === 'l/a.jpg')?.size).toBe(Buffer.byteLength('l/a.jpg'));
+    // "l/a" is a string prefix, as in S3: it matches l/a.jpg, l/a-b.jpg, l/a/... and l/ab/...
+    expect(ordered((await collect(store, 'l/a')).map((o) => o.key))).toEqual(
+      ['l/a.jpg', 'l/a-b.jpg', 'l/a/z.jpg', 'l/a/b/c.jpg', 'l/ab/x.jpg'].sort(compareKeys),
+    );
+    expect((await collect(store, 'l/a/')).map((o) => o.key)).toEqual(['l/a/b/c.jpg', 'l/a/z.jpg']);
+    expect(await collect(store, 'nothing/here/')).toEqual([]);
+  });
+
+  it('getStream streams an object, and a missing one is an ObjectNotFoundError before any byte', async () => {
+    const chunk = 'y'.repeat(300_000) + '\n';
+    await store.put('s/lines.txt', chunk.repeat(4));
+    const chunks: Buffer[] = [];
+    for await (const c of await store.getStream('s/lines.txt')) chunks.push(c as Buffer);
+    // More than one chunk: the object was read in pieces, not handed over whole.
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(Buffer.concat(chunks).toString()).toBe(chunk.repeat(4));
+    const lines: string[] = [];
+    for await (const line of readLines(await store.getStream('s/lines.txt'))) lines.push(line);
+    expect(lines.map((l) => l.length)).toEqual([300_000, 300_000, 300_000, 300_000]);
+    await store.put('s/empty', '');
+    const empty: Buffer[] = [];
+    for await (const c of await store.getStream('s/empty')) empty.push(c as Buffer);
+    expect(Buffer.concat(empty).length).toBe(0);
+    const err = await store.getStream('s/no-such.txt').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ObjectNotFoundError);
+    expect((err as Error).message).toMatch(/Object not found: .*s\/no-such\.txt/);
+    // A reader that stops early lets go of the stream (and its file handle or socket).
+    const stream = await store.getStream('s/lines.txt');
+    for await (const _ of readLines(stream)) break;
+    expect(stream.destroyed).toBe(true);
+  });
+
+  it('readJson parses and validates, naming the key on bad content', async () => {
+    const Schema = z.object({ n: z.number() });
+    await store.put('j/good.json', '{"n": 3}');
+    expect(await readJson(store, 'j/good.json', Schema)).toEqual({ n: 3 });
+    await store.put('j/not-json.json', '{"n": ');
+    await expect(readJson(store, 'j/not-json.json', Schema)).rejects.toThrow(/^j\/not-json\.json in .+ is not valid JSON: /);
+    await store.put('j/wrong.json', '{"n": "three"}');
+    await expect(readJson(store, 'j/wrong.json', Schema)).rejects.toThrow(/^j\/wrong\.json in .+ is not what was expected: n: /);
+    await expect(readJson(store, 'j/missing.json', Schema)).rejects.toBeInstanceOf(ObjectNotFoundError);
+  });
+
+  it('deletes, and deleting a missing key is fine', async () => {
+    await store.put('d/x', 'x');
+    await store.delete('d/x');
+    await expect(store.get('d/x')).rejects.toBeInstanceOf(ObjectNotFoundError);
+    await store.delete('d/x');
+  });
+});
+
+describe('LocalStore', () => {
+  it('refuses keys that could escape the root, and writes nothing', async () => {
+    const root = path.join(tmp, 'traversal', 'root');
+    const store = new LocalStore(root);
+    const bad = ['../x', 'a/../../x', 'a/..', '..', '/etc/passwd', 'a\0b', '', 'a//b', './a', 'a/./b', 'a\\..\\b', 'dir/'];
+    for (const key of bad) {
+      await expect(store.put(key, 'x'), key).rejects.toBeInstanceOf(InvalidKeyError);
+      await expect(store.get(key), key).rejects.toBeInstanceOf(InvalidKeyError);
+      await expect(store.delete(key), key).rejects.toBeInstanceOf(InvalidKeyError);
+    }
+    await expect(store.get('../x')).rejects.toThrow(/Invalid object key "\.\.\/x": '\.\.' segments are not allowed/);
+    await expect(collect(store, '../')).rejects.toBeInstanceOf(InvalidKeyError);
+    // Not even the root was created: every key was refused before touching the filesystem.
+    await expect(fs.stat(path.join(tmp, 'traversal'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('creates directories, writes atomically and hides in-flight temp files', async () => {
+    const root = path.join(tmp, 'atomic');
+    const store = new LocalStore(root);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => store.put('deep/dir/same.json', JSON.stringify({ i, pad: 'x'.repeat(10_000) }))));
+    const parsed = JSON.parse((await store.get('deep/dir/same.json')).toString()) as { i: number };
+    expect(parsed.i).toBeGreaterThanOrEqual(0);
+    expect(await fs.readdir(path.join(root, 'deep/dir'))).toEqual(['same.json']);
+    await fs.writeFile(path.join(root, 'deep/dir/.cascade-tmp-0123456789abcdef'), 'partial');
+    expect((await collect(store)).map((o) => o.key)).toEqual(['deep/dir/same.json']);
+  });
+
+  it('lists a missing root as empty and treats a directory as not found', async () => {
+    const store = new LocalStore(path.join(tmp, 'never-created'));
+    expect(await collect(store)).toEqual([]);
+    const other = new LocalStore(path.join(tmp, 'dirs'));
+    await other.put('a/b.txt', 'x');
+    await expect(other.get('a')).rejects.toThrow(/Object not found: .*\(it is a directory\)/);
+    await expect(other.get('a/b.txt/c')).rejects.toBeInstanceOf(ObjectNotFoundError);
+    await expect(other.getStream('a')).rejects.toThrow(/Object not found: .*\(it is a directory\)/);
+    await expect(other.getStream('a/b.txt/c')).rejects.toBeInstanceOf(ObjectNotFoundError);
+    await expect(other.getStream('../x')).rejects.toBeInstanceOf(InvalidKeyError);
+    expect(other.describe()).toBe(path.join(tmp, 'dirs'));
+  });
+});
+
+describe('S3Store', () => {
+  it('stores under its prefix and lists keys relative to it', async () => {
+    const store = new S3Store({ client: s3.client, bucket: 'store-test', prefix: 'pref/ix' });
+    expect(store.describe()).toBe('s3://store-test/pref/ix/');
+    await store.put('k/one.txt', '1');
+    // A sibling with the same string prefix must not leak into the store.
+    await s3.client.send(new PutObjectCommand({ Bucket: 'store-test', Key: 'pref/ix2/other', Body: 'x' }));
+    const raw = await s3.client.send(new ListObjectsV2Command({ Bucket: 'store-test', Prefix: 'pref/' }));
+    expect(raw.Contents?.map((c) => c.Key)).toEqual(['pref/ix/k/one.txt', 'pref/ix2/other']);
+    expect(await collect(store)).toEqual([{ key: 'k/one.txt', size: 1 }]);
+  });
+
+  it('treats keys as data: spaces, unicode and dots round-trip', async () => {
+    const store = new S3Store({ client: s3.client, bucket: 'store-test', prefix: 'data' });
+    for (const key of ['a b/c+d.jpg', 'é/ü.png', '.hidden']) {
+      await store.put(key, key);
+      expect((await store.get(key)).toString()).toBe(key);
+    }
+    await expect(store.put('', 'x')).rejects.toBeInstanceOf(InvalidKeyError);
+  });
+
+  it('paginates list() with a small page size', async () => {
+    const store = new S3Store({ client: s3.client, bucket: 'store-test', prefix: 'paged', pageSize: 3 });
+    const keys = Array.from({ length: 10 }, (_, i) => `k${String(i).padStart(2, '0')}`);
+    await Promise.all(keys.map((k) => store.put(k, k)));
+    expect((await collect(store)).map((o) => o.key)).toEqual(keys);
+  });
+
+  it('reports a missing bucket as not found, naming the bucket', async () => {
+    const store = new S3Store({ client: s3.client, bucket: 'no-such-bucket' });
+    await expect(store.get('x')).rejects.toThrow(/Object not found: s3:\/\/no-such-bucket\/x \(bucket "no-such-bucket" does not exist\)/);
+    await expect(collect(store)).rejects.toBeInstanceOf(ObjectNotFoundError);
+    await expect(store.getStream('x')).rejects.toThrow(/Object not found: s3:\/\/no-such-bucket\/x \(bucket "no-such-bucket" does not exist\)/);
+  });
+
+  it('survives an endpoint that comes up a little late (SDK retries)', async () => {
+    const port = await freePort();
+    const client = makeS3Client(
+      { endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true },
+      { credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }, maxAttempts: 10 },
+    );
+    const store = new S3Store({ client, bucket: 'late-bucket' });
+    const pending = store.put('x', 'hello');
+    await new Promise((r) => setTimeout(r, 400));
+    // The bucket exists before the server listens, so the first attempt that connects succeeds.
+    const late = await startS3({ port, buckets: ['late-bucket'] });
+    try {
+      await pending;
+      expect((await new S3Store({ client: late.client, bucket: 'late-bucket' }).get('x')).toString()).toBe('hello');
+    } finally {
+      client.destroy();
+      await late.stop();
+    }
+  });
+});
+
+describe('openStore', () => {
+  it('opens the right store and only builds an S3 client for s3:// locations', () => {
+    let built = 0;
+    const factory = () => {
+      built++;
+      return s3.client;
+    };
+    const local = openStore(path.join(tmp, 'opened'), factory);
+    expect(local).toBeInstanceOf(LocalStore);
+    expect(built).toBe(0);
+    const remote = openStore('s3://store-test/out', factory);
+    expect(remote).toBeInstanceOf(S3Store);
+    expect(remote.describe()).toBe('s3://store-test/out/');
+    expect(built).toBe(1);
+  });
+});
+
+describe('fetchRef', () => {
+  let calls = 0;
+  const deps = {
+    s3: () => {
+      calls++;
+      return s3.client;
+    },
+  };
+
+  it('reads local paths (absolute, relative, file://) without touching S3', async () => {
+    const file = path.join(tmp, 'fetch', 'img.jpg');
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await fs.writeFile(file, 'jpegbytes');
+    expect((await fetchRef(file, deps)).toString()).toBe('jpegbytes');
+    expect((await fetchRef(path.relative(process.cwd(), file), deps)).toString()).toBe('jpegbytes');
+    expect((await fetchRef(pathToFileURL(file).href, deps)).toString()).toBe('jpegbytes');
+    expect(calls).toBe(0);
+  });
+
+  it('reads s3:// refs', async () => {
+    await s3.client.send(new PutObjectCommand({ Bucket: 'store-test', Key: 'img/a b.jpg', Body: 'from-s3' }));
+    expect((await fetchRef('s3://store-test/img/a b.jpg', deps, { maxBytes: 100 })).toString()).toBe('from-s3');
+    expect(calls).toBeGreaterThan(0);
+  });
+
+  it('returns empty objects as empty buffers', async () => {
+    const file = path.join(tmp, 'fetch', 'empty.jpg');
+    await fs.writeFile(file, '');
+    expect((await fetchRef(file, deps, { maxBytes: 10 })).length).toBe(0);
+    await s3.client.send(new PutObjectCommand({ Bucket: 'store-test', Key: 'img/empty.jpg', Body: Buffer.alloc(0) }));
+    expect((await fetchRef('s3://store-test/img/empty.jpg', deps, { maxBytes: 10 })).length).toBe(0);
+  });
+
+  it('raises the typed errors for missing and oversized objects', async () => {
+    const missingLocal = path.join(tmp, 'fetch', 'missing.jpg');
+    await expect(fetchRef(missingLocal, deps)).rejects.toThrow(new ObjectNotFoundError(missingLocal).message);
+    await expect(fetchRef('s3://store-test/img/missing.jpg', deps)).rejects.toBeInstanceOf(ObjectNotFoundError);
+    const file = path.join(tmp, 'fetch', 'img.jpg');
+    await expect(fetchRef(file, deps, { maxBytes: 4 })).rejects.toBeInstanceOf(ObjectTooLargeError);
+    await expect(fetchRef('s3://store-test/img/a b.jpg', deps, { maxBytes: 4 })).rejects.toThrow(
+      /Object too large: s3:\/\/store-test\/img\/a b\.jpg is 7 bytes, over the 4-byte limit/,
+    );
+  });
+
+  it('rejects refs it cannot fetch', async () => {
+    await expect(fetchRef('s3://store-test/', deps)).rejects.toThrow(/needs a key/);
+    await expect(fetchRef('https://example.com/a.jpg', deps)).rejects.toThrow(/Unsupported image ref/);
+    await expect(fetchRef('s3://x/a.jpg', deps)).rejects.toThrow(/invalid bucket name/);
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}

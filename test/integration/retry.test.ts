@@ -1,0 +1,85 @@
+/**
+ * `cascade retry`: a run whose output location cannot be written fails its jobs for good (all
+ * attempts used) and stalls; once the location is fixed, retrying its failed jobs completes it
+ * with every image exactly once. Real redis-server, real workers, generated models.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { retryCommand } from '../../cli/commands/retry.js';
+import { waitForRun } from '../../queue/wait-for-run.js';
+import { loadConfig } from '../../config/load-config.js';
+import { planRun } from '../../producers/plan-run.js';
+import { listSource } from '../../producers/list-source.js';
+import { submitRun } from '../../producers/submit-run.js';
+import { startRuntime } from '../../workers/cascade-runtime.js';
+import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+
+let dir: string;
+let models: TestModels;
+let redis: TestRedis;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-retry-'));
+  models = await writeTestModels(join(dir, 'models'));
+  await mkdir(join(dir, 'images'));
+  const colours: Array<[number, number, number]> = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [64, 64, 64], [255, 0, 0]];
+  for (const [i, [r, g, b]] of colours.entries()) {
+    await writeFile(join(dir, 'images', `img-${i}.png`), await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer());
+  }
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('cascade retry', () => {
+  it('completes a run whose jobs failed for good, once the output is writable', async () => {
+    const model = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const prefix = uniquePrefix('rt');
+    const config = await loadConfig({ overrides: { little: model(models.colourLittle), big: model(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix }, env: {} });
+    const configFile = join(dir, 'config.json');
+    await writeFile(configFile, JSON.stringify({ redisUrl: redis.url, prefix }));
+    // A file where the output directory should be: every part write fails.
+    const out = join(dir, 'out');
+    await writeFile(out, 'not a directory');
+
+    const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
+    try {
+      const spec = await planRun(config, join(dir, 'images'), out, runtime.models, 'retry-1');
+      await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
+      // 3 batches × 3 attempts with 1 s, 2 s backoff: all failed within a few seconds.
+      const little = runtime.queues.stage('little');
+      for (let i = 0; i < 200 && (await little.getFailedCount()) < 3; i++) await sleep(100);
+      expect(await little.getFailedCount()).toBe(3);
+      expect((await runtime.tracker.progress('retry-1'))?.mergedAt).toBeFalsy();
+
+      await rm(out);
+      const counts = await retryCommand('retry-1', { config: configFile, json: true });
+      expect(counts).toEqual({ little: 3, big: 0, merge: 0 });
+      const summary = await waitForRun(runtime.tracker, 'retry-1', () => {});
+      expect(summary.images).toBe(6);
+      expect(summary.errors).toBe(0);
+      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { key: string });
+      expect(new Set(rows.map((r) => r.key)).size).toBe(6);
+      expect(rows).toHaveLength(6);
+      // Nothing failed is left, and retrying again finds nothing.
+      expect(await retryCommand('retry-1', { config: configFile, json: true })).toEqual({ little: 0, big: 0, merge: 0 });
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('an unknown run is one clear error', async () => {
+    const configFile = join(dir, 'config2.json');
+    const prefix = uniquePrefix('nothing-here');
+    await writeFile(configFile, JSON.stringify({ redisUrl: redis.url, prefix }));
+    await expect(retryCommand('nope', { config: configFile })).rejects.toThrow(`run nope is unknown to this Redis (prefix ${prefix})`);
+  });
+});

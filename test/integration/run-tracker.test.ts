@@ -1,0 +1,83 @@
+/** Completion detection against a real redis-server: retries and duplicates never double-count. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import type { RunSpec } from '../../queue/jobs.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
+
+let redis: TestRedis;
+let conn: Redis;
+
+const spec = (runId: string): RunSpec => ({
+  runId,
+  source: '/in',
+  out: '/out',
+  metric: 'maxprob',
+  batchSize: 4,
+  ...RUN_DEFAULTS,
+  stages: [
+    { name: 'little', model: fakePin('l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
+    { name: 'big', model: fakePin('b.onnx'), gmacsPerImage: 1, threshold: null },
+  ],
+  createdAt: new Date(0).toISOString(),
+});
+const counts = (images: number, accepted: number, forwarded: number, errors: number) => ({ images, accepted, forwarded, errors });
+
+beforeAll(async () => {
+  redis = await startRedis();
+  conn = connectRedis(redis.url);
+});
+afterAll(async () => {
+  conn.disconnect();
+  await redis.stop();
+});
+
+describe('RunTracker', () => {
+  it('counts a part once however often it is reported, and reports completion once merge is queued', async () => {
+    const t = new RunTracker(conn, 'trk');
+    expect(await t.create(spec('r1'))).toBe(true);
+    expect(await t.create(spec('r1'))).toBe(false);
+    expect(await t.finishListing('r1', 8, 2)).toBe(false);
+    // batch 0: 3 final at little, 1 forwarded; reported twice (a retry after a crash).
+    const b0 = { id: 'b0s0', stage: 0, final: 3, counts: counts(4, 3, 1, 0) };
+    expect(await t.finishPart('r1', b0)).toBe(false);
+    expect(await t.finishPart('r1', b0)).toBe(false);
+    expect(await t.finishPart('r1', { id: 'b1s0', stage: 0, final: 4, counts: counts(4, 3, 0, 1) })).toBe(false);
+    expect((await t.progress('r1'))!.final).toBe(7);
+    const last = { id: 'b0s1', stage: 1, final: 1, counts: counts(1, 1, 0, 0) };
+    expect(await t.finishPart('r1', last)).toBe(true);
+    // Until the merge is queued, a retry of the completing job must queue it again.
+    expect(await t.finishPart('r1', last)).toBe(true);
+    await t.markMergeQueued('r1');
+    expect(await t.finishPart('r1', last)).toBe(false);
+    const p = (await t.progress('r1'))!;
+    expect(p).toMatchObject({ listed: true, total: 8, final: 8, batches: 2 });
+    expect(p.stages).toEqual([counts(8, 6, 1, 1), counts(1, 1, 0, 0)]);
+    expect(p.completedAt).not.toBeNull();
+  });
+
+  it('completes at the end of listing when the workers were faster', async () => {
+    const t = new RunTracker(conn, 'trk');
+    await t.create(spec('r2'));
+    expect(await t.finishPart('r2', { id: 'b0s0', stage: 0, final: 2, counts: counts(2, 2, 0, 0) })).toBe(false);
+    expect(await t.finishListing('r2', 2, 1)).toBe(true);
+  });
+
+  it('an empty source completes immediately', async () => {
+    const t = new RunTracker(conn, 'trk');
+    await t.create(spec('r3'));
+    expect(await t.finishListing('r3', 0, 0)).toBe(true);
+  });
+
+  it('concurrent duplicate reports still count once', async () => {
+    const t = new RunTracker(conn, 'trk');
+    await t.create(spec('r4'));
+    await t.finishListing('r4', 40, 10);
+    const reports = Array.from({ length: 10 }, (_, b) => ({ id: `b${b}s0`, stage: 0, final: 4, counts: counts(4, 4, 0, 0) }));
+    const results = await Promise.all([...reports, ...reports, ...reports].map((r) => t.finishPart('r4', r)));
+    expect(results.some(Boolean)).toBe(true);
+    expect((await t.progress('r4'))!.final).toBe(40);
+  });
+});

@@ -1,0 +1,97 @@
+/**
+ * `cascade status` against a real redis-server holding tracker state and queued batches of two
+ * runs whose ids share a prefix (the maths and text: unit/status-format.test.ts).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { statusCommand } from '../../cli/commands/status.js';
+import { RunStatus } from '../../cli/format-status.js';
+import { CascadeQueues } from '../../queue/cascade-queues.js';
+import type { RunSpec } from '../../queue/jobs.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
+import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
+
+const spec = (runId: string): RunSpec => ({
+  runId,
+  source: 's3://in/x/',
+  out: 's3://out/x/',
+  metric: 'maxprob',
+  batchSize: 10,
+  ...RUN_DEFAULTS,
+  stages: [
+    { name: 'little', model: fakePin('/m/l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
+    { name: 'big', model: fakePin('/m/b.onnx'), gmacsPerImage: 4, threshold: null },
+  ],
+  createdAt: '2026-01-01T00:00:00.000Z',
+});
+
+describe('cascade status against Redis', () => {
+  let redis: TestRedis;
+  let dir: string;
+  let config: string;
+  const prefix = uniquePrefix('status');
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    dir = await mkdtemp(join(tmpdir(), 'cascade-status-'));
+    config = join(dir, 'cascade.yaml');
+    await writeFile(config, `redisUrl: ${redis.url}\nprefix: ${prefix}\nlittle: ignored-by-status.onnx\n`);
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    try {
+      // Run "st": 3 batches queued on little, one forwarded batch on big. Run "st-1" (its id
+      // starts with "st-") has 2 queued batches that must not count for "st".
+      await tracker.create(spec('st'));
+      await tracker.finishListing('st', 25, 3);
+      await queues.addStageJobs('little', [0, 1, 2].map((batch) => ({ runId: 'st', batch, stage: 0, items: [{ ref: 'a.png', pos: 0 }] })));
+      await queues.addStageJobs('big', [{ runId: 'st', batch: 7, stage: 1, items: [{ ref: 'b.png', pos: 3 }] }]);
+      await tracker.finishPart('st', { id: 'b7s0', stage: 0, final: 9, counts: { images: 10, accepted: 9, forwarded: 1, errors: 0 } });
+      await tracker.create({ ...spec('st-1'), out: 's3://out/st-1/' });
+      await tracker.finishListing('st-1', 20, 2);
+      await queues.addStageJobs('little', [0, 1].map((batch) => ({ runId: 'st-1', batch, stage: 0, items: [{ ref: 'c.png', pos: 0 }] })));
+      await tracker.markMerged('st-1', '{}');
+    } finally {
+      await queues.close();
+      connection.disconnect();
+    }
+  });
+
+  afterAll(async () => {
+    await redis?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('--json: per-stage batches of this run only, and image counts from the tracker', async () => {
+    const out: string[] = [];
+    const status = (await statusCommand('st', { config, json: true }, (t) => out.push(t))) as RunStatus;
+    expect(RunStatus.parse(JSON.parse(out.join('')))).toEqual(status);
+    expect(status).toMatchObject({ runId: 'st', state: 'running', total: 25, done: 9 });
+    expect(status.stages.map((s) => [s.name, s.queued, s.active, s.done, s.routed, s.pending])).toEqual([
+      ['little', 3, 0, 10, 1, 15],
+      ['big', 1, 0, 0, 0, 1],
+    ]);
+  });
+
+  it('text, the run list, --watch on a finished run, and an unknown run', async () => {
+    const out: string[] = [];
+    const write = (t: string) => out.push(t);
+    await statusCommand('st', { config }, write);
+    expect(out.join('')).toMatch(/run st {2}running/);
+    out.length = 0;
+    const runs = (await statusCommand(undefined, { config, json: true }, write)) as RunStatus[];
+    expect(runs.map((r) => r.runId).sort()).toEqual(['st', 'st-1']);
+    out.length = 0;
+    await statusCommand(undefined, { config }, write);
+    expect(out.join('')).toMatch(/^st-1\s+done\s+0\/20/m);
+    out.length = 0;
+    // A finished run is drawn once and --watch returns.
+    await statusCommand('st-1', { config, watch: true, interval: 0.1 }, write);
+    expect(out).toHaveLength(1);
+    await expect(statusCommand('nope', { config }, write)).rejects.toThrow(`run nope is unknown to prefix ${prefix}`);
+  });
+});

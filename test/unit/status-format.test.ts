@@ -1,0 +1,106 @@
+/** `cascade status`, pure: pending images per stage, rate, ETA, states, bars and the run list, from tracker counters. */
+import { describe, expect, it } from 'vitest';
+import { buildRunStatus, formatDuration, formatRunList, formatRunStatus, progressBar, RunStatus, runState } from '../../cli/format-status.js';
+import type { RunSpec } from '../../queue/jobs.js';
+import type { RunProgress } from '../../queue/run-tracker.js';
+import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
+
+const spec = (runId: string): RunSpec => ({
+  runId,
+  source: 's3://in/x/',
+  out: 's3://out/x/',
+  metric: 'maxprob',
+  batchSize: 10,
+  ...RUN_DEFAULTS,
+  stages: [
+    { name: 'little', model: fakePin('/m/l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
+    { name: 'big', model: fakePin('/m/b.onnx'), gmacsPerImage: 4, threshold: null },
+  ],
+  createdAt: '2026-01-01T00:00:00.000Z',
+});
+
+const NOW = new Date('2026-01-01T00:00:10.000Z');
+
+function progress(o: Partial<RunProgress> = {}): RunProgress {
+  return {
+    spec: spec('r1'),
+    listed: true,
+    total: 100,
+    listedImages: 100,
+    batches: 10,
+    final: 40,
+    stages: [
+      { images: 50, accepted: 30, forwarded: 18, errors: 2 },
+      { images: 8, accepted: 8, forwarded: 0, errors: 0 },
+    ],
+    audit: { expected: 0, done: 0, agreeing: 0 },
+    startedAt: '2026-01-01T00:00:00.000Z',
+    completedAt: null,
+    mergedAt: null,
+    mergeError: null,
+    ...o,
+  } as RunProgress;
+}
+
+describe('status maths and text', () => {
+  it('derives pending images per stage, images/s and ETA from the tracker counters', () => {
+    const s = buildRunStatus(progress(), [{ queued: 4, active: 1, failed: 0 }, { queued: 1, active: 1, failed: 1 }], NOW);
+    expect(RunStatus.parse(s)).toEqual(s);
+    expect(s).toMatchObject({ state: 'running', total: 100, done: 40, fraction: 0.4, imagesPerSecond: 4, etaSeconds: 15 });
+    expect(s.stages).toEqual([
+      { name: 'little', queued: 4, active: 1, failed: 0, done: 50, accepted: 30, routed: 18, errors: 2, pending: 50 },
+      { name: 'big', queued: 1, active: 1, failed: 1, done: 8, accepted: 8, routed: 0, errors: 0, pending: 10 },
+    ]);
+    const text = formatRunStatus(s);
+    expect(text).toContain('run r1  running  s3://in/x/ → s3://out/x/');
+    expect(text).toContain(`${progressBar(0.4)}  40.0%  40/100 images  4.0 images/s  ETA 15 s`);
+    expect(text).toMatch(/little\s+4\s+1\s+0\s+\|\s+50\s+30\s+18\s+2\s+50/);
+    expect(text).toMatch(/big\s+1\s+1\s+1\s+\|\s+8\s+8\s+0\s+0\s+10/);
+  });
+
+  it('shows live audit agreement with its Wilson interval and flags drift against the promise', () => {
+    const audited = progress({ spec: { ...spec('r1'), audit: { fraction: 0.1, seed: '', expectAgreement: 0.99 } }, audit: { expected: 60, done: 50, agreeing: 40 } });
+    const s = buildRunStatus(audited, [], NOW);
+    expect(RunStatus.parse(s)).toEqual(s);
+    expect(s.audit).toMatchObject({ fraction: 0.1, sampled: 50, agreeing: 40, agreement: 0.8, expected: 60, promised: 0.99, drift: true });
+    expect(formatRunStatus(s)).toMatch(/audit: 40\/50 agree = 80\.0% \(95% Wilson 67\.0%–88\.8%\), 50\/60 audits in; promised 99\.0% — DRIFT/);
+    const none = buildRunStatus(progress({ spec: { ...spec('r1'), audit: { fraction: 0.02, seed: '' } }, audit: { expected: 3, done: 0, agreeing: 0 } }), [], NOW);
+    expect(formatRunStatus(none)).toContain('audit: 0/3 audits in so far (fraction 0.02 of accepted images)');
+    expect(buildRunStatus(progress(), [], NOW).audit).toBeUndefined();
+  });
+
+  it('has no ETA while listing, and none left once complete', () => {
+    const listing = buildRunStatus(progress({ listed: false, total: null, listedImages: 60 }), [], NOW);
+    expect(listing).toMatchObject({ state: 'listing', etaSeconds: null, fraction: 40 / 60 });
+    expect(formatRunStatus(listing)).toContain('40/60+ (listing) images');
+    const done = buildRunStatus(progress({ final: 100, completedAt: '2026-01-01T00:00:05.000Z', mergedAt: '2026-01-01T00:00:06.000Z' }), [], NOW);
+    expect(done).toMatchObject({ state: 'done', etaSeconds: 0, fraction: 1, imagesPerSecond: 20 });
+    expect(formatRunStatus(done)).toMatch(/100\.0%  100\/100 images  20\.0 images\/s  done/);
+  });
+
+  it('names each state', () => {
+    expect(runState(progress({ listed: false }))).toBe('listing');
+    expect(runState(progress())).toBe('running');
+    expect(runState(progress({ completedAt: 'x' }))).toBe('merging');
+    expect(runState(progress({ completedAt: 'x', mergedAt: 'y' }))).toBe('done');
+    expect(runState(progress({ mergeError: 'disk full' }))).toBe('failed');
+    expect(formatRunStatus(buildRunStatus(progress({ mergeError: 'disk full' }), [], NOW))).toContain('merge failed: disk full');
+  });
+
+  it('draws bars and durations', () => {
+    expect(progressBar(0.5, 10)).toBe('[█████░░░░░]');
+    expect(progressBar(2, 4)).toBe('[████]');
+    expect(progressBar(Number.NaN, 4)).toBe('[░░░░]');
+    expect(formatDuration(42.4)).toBe('42 s');
+    expect(formatDuration(185)).toBe('3 min 05 s');
+    expect(formatDuration(7620)).toBe('2 h 07 min');
+    expect(formatDuration(null)).toBe('?');
+  });
+
+  it('lists runs one per line', () => {
+    const text = formatRunList([buildRunStatus(progress(), [], NOW)]);
+    expect(text.split('\n')).toHaveLength(2);
+    expect(text).toMatch(/^r1\s+running\s+40\/100\s+2026-01-01T00:00:00.000Z\s+s3:\/\/out\/x\/$/m);
+    expect(formatRunList([])).toBe('no runs yet');
+  });
+});
