@@ -61,6 +61,13 @@ function resolvePath(p: string, baseDir: string, env: NodeJS.ProcessEnv): string
   return isAbsolute(expanded) || /^s3:\/\//i.test(expanded) ? expanded : resolve(baseDir, expanded);
 }
 
+/** Resolve the relative `sources.localRoots` of a raw config against `baseDir` (the config file's folder), in place. */
+export function resolveSourceRoots(merged: Record<string, unknown>, baseDir: string, env: NodeJS.ProcessEnv): void {
+  const sources = merged.sources as { localRoots?: unknown } | undefined;
+  if (!sources || typeof sources !== 'object' || !Array.isArray(sources.localRoots)) return;
+  merged.sources = { ...sources, localRoots: sources.localRoots.map((r: unknown) => (typeof r === 'string' && r !== '' ? resolve(baseDir, expandEnv(r, env)) : r)) };
+}
+
 /**
  * Turn a model reference into a raw spec: an .onnx path becomes `{ path }` (torch preprocessing),
  * a .yaml/.json file is read as a spec; an object is taken as a spec. Paths inside resolve
@@ -111,6 +118,7 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
   const fileDir = o.file ? dirname(resolve(cwd, o.file)) : cwd;
 
   const merged: Record<string, unknown> = { ...(fromFile as Record<string, unknown>) };
+  resolveSourceRoots(merged, fileDir, env);
   if (env.REDIS_URL) merged.redisUrl = env.REDIS_URL;
   const s3 = s3SettingsFromEnv(merged.s3, env);
   if (s3) merged.s3 = s3;

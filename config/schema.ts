@@ -140,6 +140,24 @@ export const S3Settings = z
   })
   .strict();
 
+/**
+ * Where workers may read images from. Image refs are data from whoever submitted a run, so a
+ * local path is read only when its real path (symlinks and `..` resolved) lies below one of
+ * `localRoots` (pipeline/storage/local-roots.ts); anything else is a `forbidden` error row.
+ * Relative roots resolve against the config file's folder.
+ */
+export const SourceSettings = z
+  .object({
+    /**
+     * Folders local images may be read from. Absent in a run config: `cascade run` uses its
+     * source's folder (defaultLocalRoots in producers/list-source.ts). A worker config
+     * (`cascade worker`) defaults to none: the worker reads nothing local.
+     */
+    localRoots: z.array(z.string().min(1)).optional(),
+  })
+  .strict();
+export type SourceSettings = z.infer<typeof SourceSettings>;
+
 /** Stage names become queue names and Redis keys: keep them to a safe alphabet. */
 export const StageName = z
   .string()
@@ -267,6 +285,8 @@ export const CascadeConfig = z
     jobLocks: JobLocks.default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 2 }),
     limits: Limits.default({ maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }),
     s3: S3Settings.default({ region: 'us-east-1', forcePathStyle: false }),
+    /** Local image roots (see SourceSettings). */
+    sources: SourceSettings.default({}),
     /** Redis URL; when absent `cascade run` starts a private redis-server. */
     redisUrl: z.string().optional(),
     /** BullMQ key prefix (use a `{hash-tag}` on Redis Cluster). */

@@ -3,14 +3,19 @@
  * Models, thresholds, metric, limits and numerics decide rows, so a worker takes them from each
  * run's spec; the same fields in a shared config file are ignored here, and said so.
  */
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { ConfigError, formatIssues, readStructured, s3SettingsFromEnv } from './load-config.js';
-import { CascadeConfig } from './schema.js';
+import { z } from 'zod';
+import { resolveSourceRoots } from './load-config.js';
+import { CascadeConfig, SourceSettings } from './schema.js';
 
 /** Config fields that decide a run's rows: workers follow each run's values instead. */
 export const RUN_FIELDS = ['little', 'big', 'stages', 'threshold', 'metric', 'audit', 'limits', 'numerics', 'probeTolerance', 'batchSize', 'extensions'] as const;
 
-export const WorkerConfig = CascadeConfig.omit({ little: true, big: true, stages: true, threshold: true, metric: true, audit: true, limits: true, numerics: true, probeTolerance: true, batchSize: true, extensions: true });
+export const WorkerConfig = CascadeConfig.omit({ little: true, big: true, stages: true, threshold: true, metric: true, audit: true, limits: true, numerics: true, probeTolerance: true, batchSize: true, extensions: true }).extend({
+  // A fleet worker reads no local file unless its own config names the folders it may read.
+  sources: SourceSettings.extend({ localRoots: z.array(z.string().min(1)).default([]) }).default({ localRoots: [] }),
+});
 export type WorkerConfig = typeof WorkerConfig._output;
 
 export interface WorkerConfigOptions {
@@ -26,6 +31,7 @@ export async function loadWorkerConfig(o: WorkerConfigOptions = {}): Promise<{ c
   const fromFile = o.file ? await readStructured(resolve(o.cwd ?? process.cwd(), o.file)) : {};
   if (fromFile === null || typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new ConfigError(`${o.file} must hold a mapping of settings`);
   const merged: Record<string, unknown> = { ...(fromFile as Record<string, unknown>) };
+  resolveSourceRoots(merged, o.file ? dirname(resolve(o.cwd ?? process.cwd(), o.file)) : (o.cwd ?? process.cwd()), env);
   const ignored = RUN_FIELDS.filter((k) => merged[k] !== undefined);
   for (const k of ignored) delete merged[k];
   if (env.REDIS_URL) merged.redisUrl = env.REDIS_URL;
