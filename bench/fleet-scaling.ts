@@ -41,7 +41,7 @@ try {
   for (const n of sizes) {
     const prefix = `bench${n}`;
     const config = join(dir, `cascade-${n}.json`);
-    await writeFile(config, JSON.stringify({ little: resolve(little), big: resolve(big), threshold: Number(threshold), prefix, concurrency: 1, inferenceThreads: 1 }));
+    await writeFile(config, JSON.stringify({ little: resolve(little), big: resolve(big), threshold: Number(threshold), prefix, concurrency: 1, inferenceThreads: 1, sources: { localRoots: [resolve(folder)] } }));
     const children = await Promise.all([...Array.from({ length: n }, () => worker(['little'], config)), worker(['big', 'merge'], config)]);
     const started = performance.now();
     const { stdout } = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'submit', folder, '--out', join(dir, `out-${n}`), '--config', config], { env });

@@ -5,7 +5,11 @@
 import { z } from 'zod';
 import { AuditSummary } from '../audit/audit-summary.js';
 
-export const ImageErrorKind = z.enum(['not-found', 'too-large', 'decode', 'inference', 'fetch', 'job-failed']);
+/**
+ * Why an input has no label. `forbidden`: its ref names something the worker may not read (a
+ * local path outside `sources.localRoots`, a special file, an S3 key with a `..` segment).
+ */
+export const ImageErrorKind = z.enum(['not-found', 'too-large', 'decode', 'inference', 'fetch', 'job-failed', 'forbidden']);
 export type ImageErrorKind = z.infer<typeof ImageErrorKind>;
 
 /** One row of manifest.jsonl: the final answer for one input image, or why there is none. */

@@ -1,12 +1,16 @@
 /**
  * Reads the bytes of one image ref: an absolute (or cwd-relative) local path, a file:// URL,
- * or s3://bucket/key. Size limits and missing objects surface as the typed store errors.
+ * or s3://bucket/key. Size limits and missing objects surface as the typed store errors; local
+ * paths outside `localRoots`, special files and S3 keys with `.`/`..` segments as
+ * ForbiddenPathError (local-roots.ts), before any read or network call.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import path from 'node:path';
-import { readLocalFile } from './local-store.js';
+import { readConfinedFile } from './local-roots.js';
 import { parseRef } from './location.js';
 import { DEFAULT_TRANSIENT_RETRY_MS, getS3Object, retryTransient } from './s3-store.js';
+
+export { ForbiddenPathError, isForbiddenPath } from './local-roots.js';
 
 export interface FetchDeps {
   /** Called only for s3:// refs, so local-only runs never build a client. */
@@ -22,6 +26,13 @@ export interface FetchLimits {
    * Default 60 s: an endpoint restart must not turn a batch of good images into errors.
    */
   retryForMs?: number;
+  /**
+   * Folders local refs may be read from (the file's real path must lie below a root's real
+   * path); `[]` reads nothing local. Absent: any local path (trusted callers only, such as the
+   * model files of a config); special files (/proc, /sys, /dev, devices, FIFOs, sockets) are
+   * refused either way.
+   */
+  localRoots?: readonly string[];
 }
 
 /** Fetches one ref's bytes; empty objects come back as empty buffers (decoding reports them). */
@@ -37,6 +48,6 @@ export async function fetchRef(ref: string, deps: FetchDeps, limits: FetchLimits
       throw new Error(`Unsupported image ref ${JSON.stringify(ref)}: scheme "${parsed.scheme}://" (expected a local path or s3://bucket/key)`);
     case 'local':
       if (parsed.path === '' || parsed.path.includes('\0')) throw new Error(`Invalid image ref ${JSON.stringify(ref)}`);
-      return readLocalFile(path.resolve(parsed.path), limits.maxBytes, ref);
+      return readConfinedFile(path.resolve(parsed.path), { roots: limits.localRoots, maxBytes: limits.maxBytes, ref });
   }
 }

@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ForbiddenPathError } from './local-roots.js';
 
 export type Location = { kind: 's3'; bucket: string; prefix: string } | { kind: 'local'; path: string };
 
@@ -24,7 +25,11 @@ export function isS3Url(s: string): boolean {
   return /^s3:/i.test(s);
 }
 
-/** Splits `s3://bucket/key` into bucket and raw key; throws a clear error on malformed input. */
+/**
+ * Splits `s3://bucket/key` into bucket and raw key; throws a clear error on malformed input.
+ * A key with a `.` or `..` segment is refused (ForbiddenPathError): HTTP clients and servers fold
+ * those segments, so the request would name another object, bucket or host than the URL.
+ */
 export function parseS3Url(s: string): S3Url {
   const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/is.exec(s);
   if (!m) throw new Error(`Malformed S3 URL ${JSON.stringify(s)}: expected s3://bucket/key`);
@@ -38,6 +43,8 @@ export function parseS3Url(s: string): S3Url {
     );
   }
   if (key.includes('\0')) throw new Error(`Malformed S3 URL ${JSON.stringify(s)}: the key contains a NUL character`);
+  const dots = key.split('/').find((seg) => seg === '.' || seg === '..');
+  if (dots !== undefined) throw new ForbiddenPathError(s, `is a malformed S3 URL: the key has a '${dots}' segment`);
   return { bucket, key };
 }
 

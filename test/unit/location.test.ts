@@ -12,8 +12,15 @@ describe('parseLocation', () => {
   });
 
   it('keeps S3 keys as data', () => {
-    expect(parseLocation('s3://bucket/a b/../é?x=1').kind).toBe('s3');
-    expect(parseLocation('s3://bucket/a b/../é?x=1')).toMatchObject({ prefix: 'a b/../é?x=1/' });
+    expect(parseLocation('s3://bucket/a b/..é/%2e%2e/ ../é?x=1').kind).toBe('s3');
+    expect(parseLocation('s3://bucket/a b/..é/%2e%2e/ ../é?x=1')).toMatchObject({ prefix: 'a b/..é/%2e%2e/ ../é?x=1/' });
+  });
+
+  it("refuses '.' and '..' key segments, which HTTP would fold into another object", () => {
+    for (const s of ['s3://bucket/../x', 's3://bucket/a/../../x', 's3://bucket//../x', 's3://bucket/..', 's3://bucket/a/./b', 's3://bucket/a/..//']) {
+      expect(() => parseLocation(s)).toThrow(/malformed S3 URL: the key has a '\.{1,2}' segment/);
+      expect(() => parseRef(s)).toThrow(expect.objectContaining({ name: 'ForbiddenPathError', code: 'FORBIDDEN_PATH' }));
+    }
   });
 
   it('resolves local paths to absolute ones', () => {
