@@ -5,10 +5,14 @@
  * - a local folder: recursive walk, extension filter, UTF-8 byte order of the relative path;
  * - `s3://bucket/prefix`: ListObjectsV2 pages (S3 already lists in key order), extension filter;
  * - a key-list file (`.txt`/`.lst`/`.list`, local or on S3, or any file with `asList`): one ref
- *   per line in file order, no extension filter — the user chose each line;
+ *   per line in file order, no extension filter — the user chose each line. Lines are trimmed
+ *   (CRLF or LF), blank lines and `#` comment lines skipped, and a ref that appears again
+ *   (after normalising) is dropped and reported to `onDuplicate`, so each key yields one row;
  * - a single local image file: just that ref.
  *
- * Local refs are absolute paths; S3 refs are `s3://bucket/key`.
+ * Refs are normalised the same way whatever the source: local refs are absolute, normalised
+ * paths (`.`, `..` and doubled slashes folded; symlinks kept as written); S3 refs are
+ * `s3://bucket/key` with the key as data. Folder and S3 listings cannot repeat a ref.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createReadStream } from 'node:fs';
@@ -16,6 +20,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { walkFiles } from '../pipeline/storage/local-store.js';
+import { isForbiddenPath } from '../pipeline/storage/local-roots.js';
 import { formatS3Url, parseRef, type Ref } from '../pipeline/storage/location.js';
 import { isObjectNotFound, readLines } from '../pipeline/storage/object-store.js';
 import { S3Store, listS3Objects } from '../pipeline/storage/s3-store.js';
@@ -32,6 +37,24 @@ export interface ListSourceOptions {
   asList?: boolean;
   /** ListObjectsV2 page size (MaxKeys); S3 caps it at 1000. */
   pageSize?: number;
+  /**
+   * Called for each key-list line whose ref was already yielded (the line is dropped); `where`
+   * is `<list>:<line>`. The count of these calls is the run's dropped duplicates.
+   */
+  onDuplicate?: (ref: string, where: string) => void;
+}
+
+/**
+ * The local roots a one-process `cascade run` of `source` may read images from when its config
+ * names none (`sources.localRoots`): the folder itself, a key-list file's folder, or a single
+ * image file itself; none for an S3 source. Pure: a source that is neither a list file (by its
+ * extension) nor an S3 URL is taken as written, folder or image. `cwd` resolves relative sources.
+ */
+export function defaultLocalRoots(source: string, opts: { asList?: boolean; cwd?: string } = {}): string[] {
+  const ref = parseRef(source);
+  if (ref.kind !== 'local' || ref.path.trim() === '') return [];
+  const abs = path.resolve(opts.cwd ?? process.cwd(), ref.path);
+  return [opts.asList || isListFile(abs) ? path.dirname(abs) : abs];
 }
 
 /** The source (folder, list file, prefix or bucket) does not exist. */
@@ -75,7 +98,7 @@ export async function* listSource(source: string, opts: ListSourceOptions): Asyn
   }
   if (!st.isFile()) throw new Error(`Source ${source} is neither a folder nor a regular file`);
   if (opts.asList || isListFile(abs)) {
-    yield* readListLines(createReadStream(abs), abs, (line) => path.resolve(path.dirname(abs), line));
+    yield* readListLines(createReadStream(abs), abs, (line) => path.resolve(path.dirname(abs), line), opts.onDuplicate);
     return;
   }
   if (keep(abs)) {
@@ -99,7 +122,7 @@ async function* listS3Source(source: string, bucket: string, key: string, opts: 
     });
     const dir = key.slice(0, key.lastIndexOf('/') + 1);
     // Relative lines of a list stored on S3 are keys next to it: S3 keys are data, no '..' folding.
-    yield* readListLines(body, source, (line) => formatS3Url(bucket, dir + line));
+    yield* readListLines(body, source, (line) => formatS3Url(bucket, dir + line), opts.onDuplicate);
     return;
   }
   // Folder semantics, as for local sources: s3://b/photos must not pick up photos2/...
@@ -118,18 +141,31 @@ async function* listS3Source(source: string, bucket: string, key: string, opts: 
   if (objects === 0) throw new SourceNotFoundError(source, `no objects under ${formatS3Url(bucket, prefix)}`);
 }
 
-/** Parses a key-list stream: trimmed lines, blank and '#' lines skipped, refs resolved by `relative`. */
+/**
+ * Parses a key-list stream: trimmed lines, blank and '#' lines skipped, refs resolved by
+ * `relative`, and each ref yielded once (later repeats go to `onDuplicate`). The set of refs
+ * seen is held in memory: about 100 bytes a line plus the key.
+ */
 async function* readListLines(
   input: Readable,
   name: string,
   relative: (line: string) => string,
+  onDuplicate?: (ref: string, where: string) => void,
 ): AsyncGenerator<string> {
+  const seen = new Set<string>();
   let n = 0;
   for await (const raw of readLines(input)) {
     n++;
     const line = (n === 1 ? raw.replace(/^\uFEFF/, '') : raw).trim();
     if (line === '' || line.startsWith('#')) continue;
-    yield parseListLine(line, `${name}:${n}`, relative);
+    const where = `${name}:${n}`;
+    const ref = parseListLine(line, where, relative);
+    if (seen.has(ref)) {
+      onDuplicate?.(ref, where);
+      continue;
+    }
+    seen.add(ref);
+    yield ref;
   }
 }
 
@@ -139,16 +175,21 @@ function parseListLine(line: string, where: string, relative: (line: string) => 
   try {
     ref = parseRef(line);
   } catch (err) {
+    // An S3 key with a '..' segment is listed like a local path that leaves its roots: it becomes
+    // a `forbidden` row when read (before any network call), so the rest of the list still runs.
+    if (isForbiddenPath(err)) return line.replace(/^s3:/i, 's3:');
     throw new Error(`${where}: ${(err as Error).message}`);
   }
   switch (ref.kind) {
     case 's3':
       if (ref.key === '' || ref.key.endsWith('/')) throw new Error(`${where}: ${JSON.stringify(line)} is an S3 prefix, not an object`);
-      return line;
+      // S3:// and s3:// name the same object; the key itself is data and stays as written.
+      return formatS3Url(ref.bucket, ref.key);
     case 'unsupported':
       throw new Error(`${where}: unsupported ref ${JSON.stringify(line)} (expected a path or s3://bucket/key)`);
     case 'local':
-      return path.isAbsolute(ref.path) ? ref.path : relative(ref.path);
+      // Normalised, not checked: a path that leaves the allowed roots becomes a `forbidden` row when read.
+      return path.isAbsolute(ref.path) ? path.resolve(ref.path) : relative(ref.path);
   }
 }
 

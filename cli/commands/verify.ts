@@ -1,7 +1,8 @@
 /**
  * `cascade verify`: checks that a manifest has exactly one valid row per input of a source.
  * Lists the source as `cascade run` does (same extension filter, absolute local paths,
- * s3:// URLs), so keys compare like with like. Exit code 1 on any violation.
+ * s3:// URLs, key-list lines trimmed and repeats dropped), so keys compare like with like. Exit
+ * code 1 on any violation.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { dirname, resolve } from 'node:path';
@@ -61,8 +62,11 @@ export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport & { 
   try {
     // `cascade run` stores absolute local paths as keys; resolve the source the same way.
     const source = isS3Url(o.source) ? o.source : resolve(o.source);
-    const refs = listSource(source, { extensions, s3 });
-    const rows = await verifyManifest(refs, readManifestLines(o.manifest, s3));
+    // The same listing rules as the run: a key listed twice is one input, and is counted as a repeat.
+    let dropped = 0;
+    const refs = listSource(source, { extensions, s3, onDuplicate: () => dropped++ });
+    const checked = await verifyManifest(refs, readManifestLines(o.manifest, s3));
+    const rows: VerifyReport = { ...checked, sourceDuplicates: checked.sourceDuplicates + dropped };
     // Beside a run's manifest lie its result parts and summary: check who wrote them, with what.
     const dir = runLocation(o.manifest);
     const provenance = dir ? await verifyProvenance(openStore(parseLocation(dir), s3)) : null;

@@ -29,6 +29,11 @@ export interface VerifyReport {
   ok: boolean;
   /** Distinct keys in the source. */
   sourceKeys: number;
+  /**
+   * Repeats of a source key dropped by the listing (a key list naming a key twice): each key
+   * still needs exactly one row, as in the run, whose summary counts the same repeats.
+   */
+  sourceDuplicates: number;
   /** Non-blank lines in the manifest. */
   manifestRows: number;
   /** Rows with `error` set (valid rows that record a failed image; not a violation). */
@@ -92,6 +97,7 @@ export class ManifestChecker {
     return {
       ok: counts.missing + counts.duplicate + counts.unknown + counts.invalid === 0,
       sourceKeys: this.seen.size,
+      sourceDuplicates: this.sourceDuplicates,
       manifestRows: this.rows,
       errorRows: this.errors,
       counts,
@@ -154,7 +160,8 @@ export async function verifyManifest(
 export function formatVerifyReport(r: VerifyReport): string {
   const head =
     `${r.ok ? 'OK' : 'FAILED'}: ${r.sourceKeys} inputs, ${r.manifestRows} manifest rows (${r.errorRows} with an image error); ` +
-    `missing ${r.counts.missing}, duplicate ${r.counts.duplicate}, unknown ${r.counts.unknown}, invalid ${r.counts.invalid}`;
+    `missing ${r.counts.missing}, duplicate ${r.counts.duplicate}, unknown ${r.counts.unknown}, invalid ${r.counts.invalid}` +
+    (r.sourceDuplicates > 0 ? `; ${r.sourceDuplicates} repeated source key${r.sourceDuplicates === 1 ? '' : 's'} counted once` : '');
   const lines = [head];
   for (const k of r.missing) lines.push(`  missing:   ${k}`);
   for (const d of r.duplicate) lines.push(`  duplicate: ${d.key} (${d.rows} rows)`);
