@@ -32,6 +32,7 @@ export function formatSummary(s: RunSummary): string {
   }
   if (s.audit) lines.push(formatAudit(s.audit));
   if (s.errors) lines.push(`  errors: ${Object.entries(s.errorsByKind).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  if (s.duplicatesDropped) lines.push(`  duplicates: ${s.duplicatesDropped} repeated key(s) in the source dropped (one row per key)`);
   lines.push(`  manifest: ${joinOut(s.out, 'manifest.jsonl')}`, `  summary:  ${joinOut(s.out, 'summary.json')}`);
   return lines.join('\n');
 }

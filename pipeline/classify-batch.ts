@@ -7,6 +7,7 @@ import type { ConfidenceMetric } from '../config/schema.js';
 import type { InferencePool } from './inference/inference-pool.js';
 import type { StageModel } from './models/loaded-model.js';
 import type { ImageErrorKind, PartRow, StageStats } from './results/manifest.js';
+import { isForbiddenPath } from './storage/local-roots.js';
 import { ObjectNotFoundError, ObjectTooLargeError } from './storage/object-store.js';
 import { ImageDecodeError, type ModelInputShape } from './image/preprocess.js';
 import { accepts, predict, type Prediction } from './routing.js';
@@ -49,6 +50,7 @@ export interface StageResult {
 
 /** Map a thrown error to the manifest's error kind. */
 export function errorKind(err: unknown): ImageErrorKind {
+  if (isForbiddenPath(err)) return 'forbidden';
   if (err instanceof ObjectNotFoundError) return 'not-found';
   if (err instanceof ObjectTooLargeError) return 'too-large';
   if (err instanceof ImageDecodeError) return err.reason === 'too-many-pixels' ? 'too-large' : 'decode';

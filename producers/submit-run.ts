@@ -43,6 +43,8 @@ export interface SubmitOptions {
   output: ObjectStore | null;
   /** Take over an output location that holds another run, deleting that run's objects first. */
   overwrite?: boolean;
+  /** How many repeated keys the listing dropped (listSource's onDuplicate), read once listing ends. */
+  duplicates?: () => number;
   /** Batches per addBulk call. */
   jobsPerBulk?: number;
   onListed?: (images: number) => void;
@@ -185,7 +187,7 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   if (batchRefs.length > 0) closeBatch();
   await flush();
 
-  if (await tracker.finishListing(spec.runId, images, batches)) await queues.queueMerge(spec.runId, tracker);
+  if (await tracker.finishListing(spec.runId, images, batches, o.duplicates?.() ?? 0)) await queues.queueMerge(spec.runId, tracker);
   return { runId: spec.runId, images, batches, alreadySubmitted: !created };
 }
 

@@ -67,6 +67,8 @@ export interface RunProgress {
   /** Images listed so far (equals total once listing is done). */
   listedImages: number;
   batches: number;
+  /** Key-list lines dropped at listing because their key was already listed. */
+  duplicates: number;
   final: number;
   stages: PartCounts[];
   /** Audit sampling counters (all zero on runs without audits). */
@@ -121,8 +123,8 @@ export class RunTracker {
   }
 
   /** Mark listing complete with its totals; returns true if that completed the run. */
-  async finishListing(runId: string, total: number, batches: number): Promise<boolean> {
-    await this.redis.hset(this.runKey(runId), 'total', total, 'batches', batches, 'listedImages', total, 'listed', 1);
+  async finishListing(runId: string, total: number, batches: number, duplicates = 0): Promise<boolean> {
+    await this.redis.hset(this.runKey(runId), 'total', total, 'batches', batches, 'listedImages', total, 'duplicates', duplicates, 'listed', 1);
     return this.finishPart(runId, null);
   }
 
@@ -188,6 +190,7 @@ export class RunTracker {
       total: h.total === undefined ? null : Number(h.total),
       listedImages: num('listedImages'),
       batches: num('batches'),
+      duplicates: num('duplicates'),
       final: num('final'),
       stages: spec.stages.map((_, i) => ({
         images: num(`s${i}:images`),

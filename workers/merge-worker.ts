@@ -53,6 +53,7 @@ export class MergeWorker {
       probeTolerance: spec.probeTolerance,
       audit: spec.audit,
       batches: progress.batches,
+      duplicates: progress.duplicates,
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
     });
     await this.o.tracker.markMerged(runId, JSON.stringify(summary));

@@ -145,9 +145,11 @@ export class RunScheduler {
     const template = ScheduleTemplate.parse(job.data);
     const firedAt = firingTime(job);
     const spec = runForFiring(template, firedAt);
+    let duplicates = 0;
     const result = await submitRun({
       spec,
-      refs: listSource(spec.source, { extensions: template.extensions, s3: this.o.s3 }),
+      refs: listSource(spec.source, { extensions: template.extensions, s3: this.o.s3, onDuplicate: () => void duplicates++ }),
+      duplicates: () => duplicates,
       tracker: this.o.tracker,
       queues: this.o.queues,
       output: this.o.openOutput(spec.out),

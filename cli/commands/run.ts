@@ -4,7 +4,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { RunSummary } from '../../pipeline/results/manifest.js';
-import { listSource } from '../../producers/list-source.js';
+import { defaultLocalRoots, listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
 import { claimOutput, submitRun } from '../../producers/submit-run.js';
 import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
@@ -28,6 +28,8 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   const logger = createLogger();
   const log = (msg: string) => logger.info(msg);
   const config = await loadCascadeConfig(o);
+  // One process reads the images it was pointed at, and nothing else on this machine.
+  config.sources.localRoots ??= defaultLocalRoots(source);
   const redis = config.redisUrl ? { url: config.redisUrl, stop: async () => {} } : await startPrivateRedis();
   if (!config.redisUrl) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`);
   const runtime = await startRuntime(config, redis.url, allRoles(config), log).catch(async (err) => {
@@ -55,7 +57,9 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     await claimOutput(output, spec, o.overwrite);
     if (curve) await output.put(RUN_CALIBRATION_KEY, JSON.stringify(curve));
     bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
-    const submitted = await submitRun({ spec, refs: listSource(src, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues, output, overwrite: o.overwrite });
+    let duplicates = 0;
+    const refs = listSource(src, { extensions: config.extensions, s3: runtime.s3, onDuplicate: () => void duplicates++ });
+    const submitted = await submitRun({ spec, refs, tracker: runtime.tracker, queues: runtime.queues, output, overwrite: o.overwrite, duplicates: () => duplicates });
     log(submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`);
     const summary = await waitForRun(runtime.tracker, runId, (p) => {
       bar?.setTotal(Math.max(p.total ?? p.listedImages, 1));

@@ -36,9 +36,11 @@ export async function submitCommand(source: string, o: SubmitCommandOptions, wri
     const spec = await planRun(config, source, o.out, runtime.models, o.runId);
     await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
+    let duplicates = 0;
     const result = await submitRun({
       spec,
-      refs: listSource(spec.source, { extensions: config.extensions, s3: runtime.s3 }),
+      refs: listSource(spec.source, { extensions: config.extensions, s3: runtime.s3, onDuplicate: () => void duplicates++ }),
+      duplicates: () => duplicates,
       tracker: runtime.tracker,
       queues: runtime.queues,
       output: runtime.openOutput(spec.out),

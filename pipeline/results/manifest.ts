@@ -137,6 +137,8 @@ export const RunSummary = z.object({
   labeled: z.number().int(),
   errors: z.number().int(),
   errorsByKind: z.record(z.string(), z.number().int()),
+  /** Key-list lines whose key was already listed: dropped, so each key has one row (absent in older summaries). */
+  duplicatesDropped: z.number().int().nonnegative().optional(),
   threshold: z.number(),
   metric: z.string(),
   /** Fraction of successfully decoded images that reached the last stage. */

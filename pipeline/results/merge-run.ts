@@ -14,6 +14,8 @@ import { svgToPng } from '../plots/svg-to-png.js';
 /** What the merge needs besides the parts: the run's description and its batch count. */
 export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' | 'images' | 'finishedAt'> {
   batches: number;
+  /** Repeated keys the listing dropped (reported in the summary). */
+  duplicates?: number;
   /** The run's audit settings, when it audits: the summary then reports agreement and drift. */
   audit?: { fraction: number; expectAgreement?: number };
 }
@@ -89,7 +91,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     const { rule, metric, threshold, expected } = calibration;
     calibrationSummary = { rule, metric, threshold, expected, realised: { fractionToBig: base.fractionToBig, ...realised } };
   }
-  const summary: RunSummary = { ...base, ...(audit ? { audit } : {}), ...(calibrationSummary ? { calibration: calibrationSummary } : {}), plots };
+  const summary: RunSummary = { ...base, duplicatesDropped: input.duplicates ?? 0, ...(audit ? { audit } : {}), ...(calibrationSummary ? { calibration: calibrationSummary } : {}), plots };
   await store.put('summary.json', `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
 }
