@@ -53,7 +53,7 @@ describe('batch accumulation in the pipeline', () => {
     try {
       const out = join(dir, 'out');
       const run = await planRun(config, images, out, runtime.models, 'acc-1');
-      await submitRun({ spec: run, refs: listSource(images, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
+      await submitRun({ spec: run, refs: listSource(images, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(run.out) });
       const summary = await waitForRun(runtime.tracker, 'acc-1', () => {});
       expect(summary.stages[0]).toMatchObject({ images: 12, accepted: 4, forwarded: 8, errors: 0 });
       expect(summary.stages[1]).toMatchObject({ images: 8, accepted: 8, errors: 0 });

@@ -19,6 +19,7 @@ import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { LocalStore } from '../../pipeline/storage/local-store.js';
 
 const run = promisify(execFile);
 
@@ -160,7 +161,7 @@ describe('cascade run', () => {
       async function* refs() {
         yield 'never-read.png';
       }
-      const again = await submitRun({ spec, refs: refs(), tracker, queues });
+      const again = await submitRun({ spec, refs: refs(), tracker, queues, output: new LocalStore(spec.out) });
       expect(again).toMatchObject({ alreadySubmitted: true, images: TOTAL, batches: Math.ceil(TOTAL / 4) });
       const counts = await queues.stage('little').getJobCounts('waiting', 'active', 'delayed', 'completed');
       expect(counts).toEqual({ waiting: 0, active: 0, delayed: 0, completed: 0 });

@@ -35,6 +35,7 @@ import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeSlowModels, type SlowModels } from '../helpers/slow-models.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
 import { pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
+import { openStore } from '../../pipeline/storage/open-store.js';
 
 const N = 8;
 const EXTENSIONS = ['.png'];
@@ -79,6 +80,8 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
     redisUrl,
     prefix,
     jobLocks: { lockDurationMs: 1500, stalledIntervalMs: 1000, maxStalledCount: 3 },
+    // A fleet worker reads nothing local unless its config names the folders it may read.
+    sources: { localRoots: [images] },
     ...(o.s3Endpoint ? { s3: { endpoint: o.s3Endpoint, forcePathStyle: true } } : {}),
   };
   const configFile = join(dir, `config-${id}.json`);
@@ -111,7 +114,7 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
     prefix,
     queues,
     tracker,
-    submit: () => submitRun({ spec: runSpec, refs: listSource(source, { extensions: EXTENSIONS, s3 }), tracker, queues }),
+    submit: () => submitRun({ spec: runSpec, refs: listSource(source, { extensions: EXTENSIONS, s3 }), tracker, queues, output: openStore(out, s3) }),
     /** Waits for the merge, with a deadline so a lost batch fails the test instead of hanging it. */
     done: (timeoutMs = 60_000) =>
       Promise.race([

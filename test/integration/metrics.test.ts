@@ -135,7 +135,7 @@ describe('CascadeMetrics', () => {
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => undefined, { onBatch: (stage, st, errors) => metrics.onBatch(stage, st, errors) });
     try {
       const run = await planRun(config, 's3://metrics-in/m/', 's3://metrics-out/m/', runtime.models, 'hook-1');
-      await submitRun({ spec: run, refs: listSource(run.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues });
+      await submitRun({ spec: run, refs: listSource(run.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(run.out) });
       await waitForRun(runtime.tracker, 'hook-1', () => undefined);
       const text = await metrics.text();
       expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBe(3);

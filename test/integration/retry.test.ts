@@ -18,6 +18,8 @@ import { submitRun } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { readRunStatus } from '../../cli/commands/status.js';
+import { formatRunStatus } from '../../cli/format-status.js';
 
 let dir: string;
 let models: TestModels;
@@ -46,14 +48,15 @@ describe('cascade retry', () => {
     const config = await loadConfig({ overrides: { little: model(models.colourLittle), big: model(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix }, env: {} });
     const configFile = join(dir, 'config.json');
     await writeFile(configFile, JSON.stringify({ redisUrl: redis.url, prefix }));
-    // A file where the output directory should be: every part write fails.
+    // A file where the parts directory should be: the run claims its location, then every part write fails.
     const out = join(dir, 'out');
-    await writeFile(out, 'not a directory');
+    await mkdir(out, { recursive: true });
+    await writeFile(join(out, 'parts'), 'not a directory');
 
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
       const spec = await planRun(config, join(dir, 'images'), out, runtime.models, 'retry-1');
-      await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
+      await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(spec.out) });
       // 3 batches × 3 attempts. Jobs waiting out their backoff (1 s, 2 s) are promoted at once:
       // that they fail for good is tested here, not the backoff.
       const little = runtime.queues.stage('little');
@@ -63,8 +66,13 @@ describe('cascade retry', () => {
       }
       expect(await little.getFailedCount()).toBe(3);
       expect((await runtime.tracker.progress('retry-1'))?.mergedAt).toBeFalsy();
+      // `cascade status` says why, and what to do.
+      const status = (await readRunStatus(runtime.tracker, runtime.queues, 'retry-1'))!;
+      expect(status.stages[0]).toMatchObject({ failed: 3, failedReason: expect.stringMatching(/ENOTDIR|EEXIST|not a directory/) });
+      expect(formatRunStatus(status)).toContain('little: 3 batch(es) failed for good: ');
+      expect(formatRunStatus(status)).toContain('fix the cause, then `cascade retry retry-1`');
 
-      await rm(out);
+      await rm(join(out, 'parts'));
       const counts = await retryCommand('retry-1', { config: configFile, json: true });
       expect(counts).toEqual({ little: 3, big: 0, merge: 0 });
       const summary = await waitForRun(runtime.tracker, 'retry-1', () => {});

@@ -47,7 +47,7 @@ describe('tensor cache in a run', () => {
       const out = join(dir, runId);
       const images = join(dir, 'images');
       const spec_ = await planRun(config, images, out, runtime.models, runId);
-      await submitRun({ spec: spec_, refs: listSource(images, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues });
+      await submitRun({ spec: spec_, refs: listSource(images, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(spec_.out) });
       const summary = await waitForRun(runtime.tracker, runId, () => {});
       const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
       return { summary, rows };
