@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PreprocessSpec } from '../config/schema.js';
-import { classifyBatch, type BatchItem } from '../pipeline/classify-batch.js';
-import type { StageModel } from '../pipeline/models/loaded-model.js';
-import { InferencePool } from '../pipeline/inference/inference-pool.js';
-import { writeTestModels } from './helpers/test-models.js';
+import { PreprocessSpec } from '../../config/schema.js';
+import { classifyBatch, type BatchItem } from '../../pipeline/classify-batch.js';
+import type { StageModel } from '../../pipeline/models/loaded-model.js';
+import { InferencePool } from '../../pipeline/inference/inference-pool.js';
+import { writeTestModels } from '../helpers/test-models.js';
 
 let dir: string;
 let pool: InferencePool;
