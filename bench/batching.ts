@@ -28,8 +28,18 @@ export async function batchingBench(log: (line: string) => void, jobs = 32, jobI
   }
   const spec = await loadModelSpec(join(REPO_ROOT, 'config/models/mobilenetv2.yaml'));
   const photos = await listPhotos(assets.dir, jobImages);
-  const base = { executionProviders: ['cpu'] as const, intraOpThreads: 0, threads: 1, output: spec.output, maxBatch: spec.maxBatch, graphOptimization: spec.graphOptimization };
-  const [plain, accumulating] = await Promise.all([InferencePool.open(spec.path, { ...base, accumulateMs: 0 }), InferencePool.open(spec.path, { ...base, accumulateMs: 50 })]);
+  const base = {
+    executionProviders: ['cpu'] as const,
+    intraOpThreads: 0,
+    threads: 1,
+    output: spec.output,
+    maxBatch: spec.maxBatch,
+    graphOptimization: spec.graphOptimization,
+  };
+  const [plain, accumulating] = await Promise.all([
+    InferencePool.open(spec.path, { ...base, accumulateMs: 0 }),
+    InferencePool.open(spec.path, { ...base, accumulateMs: 50 }),
+  ]);
   try {
     const shape = { height: plain.io.height, width: plain.io.width, dtype: plain.io.inputDtype };
     const tensors = await Promise.all(photos.map(async (p) => preprocessImage(await readFile(p), spec.preprocess, shape, { maxPixels: 1e8 })));

@@ -37,7 +37,13 @@ export interface StageCosts {
 }
 
 function openSession(spec: ModelSpec, intraOpThreads: number): Promise<ModelSession> {
-  return ModelSession.open(spec.path, { executionProviders: ['cpu'], intraOpThreads, output: spec.output, maxBatch: spec.maxBatch, graphOptimization: spec.graphOptimization });
+  return ModelSession.open(spec.path, {
+    executionProviders: ['cpu'],
+    intraOpThreads,
+    output: spec.output,
+    maxBatch: spec.maxBatch,
+    graphOptimization: spec.graphOptimization,
+  });
 }
 
 function decode(bytes: Buffer, spec: ModelSpec, s: ModelSession): Promise<Tensor> {
@@ -52,7 +58,9 @@ function stack(tensors: Tensor[]): Tensor {
 }
 
 function samePreprocessing(a: ModelSession, b: ModelSession, sa: ModelSpec, sb: ModelSpec): boolean {
-  return JSON.stringify([a.io.height, a.io.width, a.io.inputDtype, sa.preprocess]) === JSON.stringify([b.io.height, b.io.width, b.io.inputDtype, sb.preprocess]);
+  return (
+    JSON.stringify([a.io.height, a.io.width, a.io.inputDtype, sa.preprocess]) === JSON.stringify([b.io.height, b.io.width, b.io.inputDtype, sb.preprocess])
+  );
 }
 
 /** Run the in-process cascade over `photos` and time it. */
@@ -61,10 +69,14 @@ export async function runCeiling(photos: string[], m: CascadeModels, batchSize =
   const reuse = samePreprocessing(little, big, m.little, m.big);
   const limit = pLimit(availableParallelism());
   const decodeBatch = (refs: string[]) =>
-    Promise.all(refs.map((ref) => limit(async () => {
-      const bytes = await readFile(ref);
-      return { bytes, tensor: await decode(bytes, m.little, little) };
-    })));
+    Promise.all(
+      refs.map((ref) =>
+        limit(async () => {
+          const bytes = await readFile(ref);
+          return { bytes, tensor: await decode(bytes, m.little, little) };
+        }),
+      ),
+    );
   try {
     const started = performance.now();
     const cpu = process.cpuUsage();
@@ -85,7 +97,13 @@ export async function runCeiling(photos: string[], m: CascadeModels, batchSize =
     }
     const seconds = (performance.now() - started) / 1000;
     const used = process.cpuUsage(cpu);
-    return { images: photos.length, seconds, imagesPerSecond: photos.length / seconds, routed: routed / photos.length, cpuMsPerImage: (used.user + used.system) / 1000 / photos.length };
+    return {
+      images: photos.length,
+      seconds,
+      imagesPerSecond: photos.length / seconds,
+      routed: routed / photos.length,
+      cpuMsPerImage: (used.user + used.system) / 1000 / photos.length,
+    };
   } finally {
     await Promise.all([little.close(), big.close()]);
   }

@@ -39,7 +39,16 @@ export async function enqueueBench(n: number, batchSize = 32): Promise<EnqueueRe
       { name: 'big', model: fakePin('/models/big.onnx'), gmacsPerImage: 1.6, threshold: null },
     ];
     // Enqueueing never opens a model: stand-in pins give the spec its real size in Redis.
-    const spec: RunSpec = { runId: 'bench-enqueue', source: 's3://photos-bucket/2024/collection/', out: 's3://results/bench/', metric: 'maxprob', batchSize, ...RUN_DEFAULTS, stages, createdAt: new Date().toISOString() };
+    const spec: RunSpec = {
+      runId: 'bench-enqueue',
+      source: 's3://photos-bucket/2024/collection/',
+      out: 's3://results/bench/',
+      metric: 'maxprob',
+      batchSize,
+      ...RUN_DEFAULTS,
+      stages,
+      createdAt: new Date().toISOString(),
+    };
     await queues.stage('little').waitUntilReady();
     const before = await usedMemory(redis);
     const started = performance.now();

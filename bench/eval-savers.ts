@@ -32,7 +32,11 @@ const runs = [
   { title: 'No-loss rule (cascade top-1 ≥ big top-1 on the calibration half)', rule: 'no-loss' as const },
   { title: 'No-loss rule with --max-drop 0.01', rule: 'no-loss' as const, maxDrop: 0.01 },
   { title: "TinySaver's rule (little at least as accurate as big on what it keeps)", rule: 'tinysaver' as const },
-  { title: 'Label-free rule (agreement with big ≥ 99% on kept images; labels used only to report accuracy)', rule: 'label-free' as const, targetAgreement: 0.99 },
+  {
+    title: 'Label-free rule (agreement with big ≥ 99% on kept images; labels used only to report accuracy)',
+    rule: 'label-free' as const,
+    targetAgreement: 0.99,
+  },
 ];
 for (const r of runs) {
   const rows = await searchSaverCommand({

@@ -25,7 +25,10 @@ const connection = connectRedis(redis.url);
 
 /** Start `cascade worker <roles>` and resolve once it is ready. */
 function worker(roles: string[], config: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['bin/cascade.js', 'worker', ...roles, '--config', config], { env: { ...env, CASCADE_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, ['bin/cascade.js', 'worker', ...roles, '--config', config], {
+    env: { ...env, CASCADE_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   return new Promise((ok, fail) => {
     let err = '';
     child.stderr!.on('data', (c: Buffer) => {
@@ -41,10 +44,23 @@ try {
   for (const n of sizes) {
     const prefix = `bench${n}`;
     const config = join(dir, `cascade-${n}.json`);
-    await writeFile(config, JSON.stringify({ little: resolve(little), big: resolve(big), threshold: Number(threshold), prefix, concurrency: 1, inferenceThreads: 1, sources: { localRoots: [resolve(folder)] } }));
+    await writeFile(
+      config,
+      JSON.stringify({
+        little: resolve(little),
+        big: resolve(big),
+        threshold: Number(threshold),
+        prefix,
+        concurrency: 1,
+        inferenceThreads: 1,
+        sources: { localRoots: [resolve(folder)] },
+      }),
+    );
     const children = await Promise.all([...Array.from({ length: n }, () => worker(['little'], config)), worker(['big', 'merge'], config)]);
     const started = performance.now();
-    const { stdout } = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'submit', folder, '--out', join(dir, `out-${n}`), '--config', config], { env });
+    const { stdout } = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'submit', folder, '--out', join(dir, `out-${n}`), '--config', config], {
+      env,
+    });
     const summary = await waitForRun(new RunTracker(connection, prefix), stdout.trim(), () => undefined, 100);
     const seconds = (performance.now() - started) / 1000;
     results.push({ workers: n, images: summary.images, seconds, rate: summary.images / seconds });
@@ -54,7 +70,10 @@ try {
   }
   const base = results[0]!.rate;
   console.log('little workers | images | seconds | images/s | vs first');
-  for (const r of results) console.log(`${String(r.workers).padStart(14)} | ${String(r.images).padStart(6)} | ${r.seconds.toFixed(1).padStart(7)} | ${r.rate.toFixed(1).padStart(8)} | ${(r.rate / base).toFixed(2)}x`);
+  for (const r of results)
+    console.log(
+      `${String(r.workers).padStart(14)} | ${String(r.images).padStart(6)} | ${r.seconds.toFixed(1).padStart(7)} | ${r.rate.toFixed(1).padStart(8)} | ${(r.rate / base).toFixed(2)}x`,
+    );
 } finally {
   connection.disconnect();
   await redis.stop();

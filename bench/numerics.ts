@@ -107,7 +107,12 @@ export async function measureNumerics(o: NumericsOptions): Promise<NumericsRepor
           if (!tensors.has(key)) {
             const list: Array<Float32Array | Uint16Array> = [];
             for (const b of bytes) list.push(await preprocessImage(b, spec.preprocess, shape, { maxPixels: 1e8 }));
-            const hashes = list.map((x) => createHash('sha256').update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength)).digest('hex').slice(0, 16));
+            const hashes = list.map((x) =>
+              createHash('sha256')
+                .update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength))
+                .digest('hex')
+                .slice(0, 16),
+            );
             tensors.set(key, { inputs: list, hashes });
           }
           ({ inputs } = tensors.get(key)!);
@@ -184,7 +189,9 @@ async function main(): Promise<void> {
     return m as Numerics;
   });
   const label = values['cpu-label'] ?? 'native';
-  console.log(`cpu: ${label}; /proc/cpuinfo flags: ${cpuFlags().join(' ') || '(none of avx2, avx512_vnni, avx_vnni)'}${values['cpu-label'] ? ' (the host\'s, under emulation)' : ''}`);
+  console.log(
+    `cpu: ${label}; /proc/cpuinfo flags: ${cpuFlags().join(' ') || '(none of avx2, avx512_vnni, avx_vnni)'}${values['cpu-label'] ? " (the host's, under emulation)" : ''}`,
+  );
   const report = await measureNumerics({
     assetsDir: assets.dir,
     photos: values.photos ? Number(values.photos) : Number.POSITIVE_INFINITY,
@@ -195,9 +202,10 @@ async function main(): Promise<void> {
     log: (line) => console.log(line),
   });
   for (const [name, r] of Object.entries(report.models)) {
-    if (r.exact && r.native) console.log(`${name.padEnd(12)} exact vs native here: ${countDifferences(r.exact.answers, r.native.answers)}/${report.photos.length} answers differ`);
+    if (r.exact && r.native)
+      console.log(`${name.padEnd(12)} exact vs native here: ${countDifferences(r.exact.answers, r.native.answers)}/${report.photos.length} answers differ`);
   }
-  if (values.json) await writeFile(values.json, JSON.stringify(report) + '\n');
+  if (values.json) await writeFile(values.json, `${JSON.stringify(report)}\n`);
   if (values.compare) {
     const ref = JSON.parse(await readFile(values.compare, 'utf8')) as NumericsReport;
     for (const line of compareReports(report, ref)) console.log(line);

@@ -58,7 +58,9 @@ export interface PipelineResult {
 export async function startPipelineEnv(photos: string[]): Promise<PipelineEnv> {
   const [redis, s3] = await Promise.all([startPrivateRedis(), startS3Process(['images-in', 'results'])]);
   const limit = pLimit(16);
-  await Promise.all(photos.map((p) => limit(async () => s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `photos/${basename(p)}`, Body: await readFile(p) })))));
+  await Promise.all(
+    photos.map((p) => limit(async () => s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `photos/${basename(p)}`, Body: await readFile(p) })))),
+  );
   Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
   return { redis, s3, source: 's3://images-in/photos/', stop: async () => void (await Promise.allSettled([redis.stop(), s3.stop()])) };
 }
@@ -109,19 +111,38 @@ export async function runPipeline(env: PipelineEnv, o: PipelineOptions): Promise
     env: { ...process.env, CASCADE_S3_ENDPOINT: env.s3.endpoint },
   });
   const runtime = await startRuntime(config, env.redis.url, ['little', 'big', 'merge'], () => {});
-  const waits = new QueueWaits(env.redis.url, prefix, configuredStages(config).map((s) => s.name));
+  const waits = new QueueWaits(
+    env.redis.url,
+    prefix,
+    configuredStages(config).map((s) => s.name),
+  );
   try {
     await waits.ready();
     const runId = `bench-${o.tag}`;
     const spec = await planRun(config, env.source, `s3://results/${o.tag}/`, runtime.models, runId);
     const started = performance.now();
     const cpu = process.cpuUsage();
-    const submitted = await submitRun({ spec, refs: listSource(env.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(spec.out) });
+    const submitted = await submitRun({
+      spec,
+      refs: listSource(env.source, { extensions: config.extensions, s3: runtime.s3 }),
+      tracker: runtime.tracker,
+      queues: runtime.queues,
+      output: runtime.openOutput(spec.out),
+    });
     const summary = await waitForRun(runtime.tracker, runId, () => {}, 50);
     const seconds = (performance.now() - started) / 1000;
     const used = process.cpuUsage(cpu);
     const cpuMsPerImage = (used.user + used.system) / 1000 / submitted.images;
-    return { images: submitted.images, seconds, imagesPerSecond: submitted.images / seconds, cpuMsPerImage, routed: summary.fractionToBig, summary, queueWaitMs: waits.means(), config };
+    return {
+      images: submitted.images,
+      seconds,
+      imagesPerSecond: submitted.images / seconds,
+      cpuMsPerImage,
+      routed: summary.fractionToBig,
+      summary,
+      queueWaitMs: waits.means(),
+      config,
+    };
   } finally {
     await waits.close();
     await runtime.close();

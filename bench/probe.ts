@@ -16,7 +16,12 @@ import { testModelCache } from '../test/helpers/run-spec.js';
 import { findAssets, REPO_ROOT } from './assets.js';
 
 const { values, positionals } = parseArgs({
-  options: { numerics: { type: 'string', default: 'exact' }, out: { type: 'string' }, compare: { type: 'boolean', default: false }, models: { type: 'string', default: 'squeezenet,shufflenet,mobilenetv2,ensemble' } },
+  options: {
+    numerics: { type: 'string', default: 'exact' },
+    out: { type: 'string' },
+    compare: { type: 'boolean', default: false },
+    models: { type: 'string', default: 'squeezenet,shufflenet,mobilenetv2,ensemble' },
+  },
   allowPositionals: true,
 });
 
@@ -26,7 +31,9 @@ if (values.compare) {
     const other = b![model];
     if (!other) continue;
     const c = compareProbe(probe, other, 0);
-    console.log(`${model}: max |Δp| ${c.maxDiff.toExponential(2)}, top-1 changed on [${c.top1Changed.join(', ')}] (${describePlatform(probe.platform)} vs ${describePlatform(other.platform)})`);
+    console.log(
+      `${model}: max |Δp| ${c.maxDiff.toExponential(2)}, top-1 changed on [${c.top1Changed.join(', ')}] (${describePlatform(probe.platform)} vs ${describePlatform(other.platform)})`,
+    );
   }
 } else {
   const assets = findAssets();

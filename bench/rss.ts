@@ -37,11 +37,16 @@ export async function rssBench(n: number, log: (line: string) => void, everyMs =
     for (let i = 0; i < DISTINCT; i++) {
       const v = (i * 37) % 256;
       const file = join(dir, `img-${i}.png`);
-      await writeFile(file, await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: v, g: (v * 3) % 256, b: i % 2 ? 255 - v : v } } }).png().toBuffer());
+      await writeFile(
+        file,
+        await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: v, g: (v * 3) % 256, b: i % 2 ? 255 - v : v } } })
+          .png()
+          .toBuffer(),
+      );
       files.push(file);
     }
     const list = join(dir, 'refs.txt');
-    await writeFile(list, Array.from({ length: n }, (_, i) => files[i % DISTINCT]).join('\n') + '\n');
+    await writeFile(list, `${Array.from({ length: n }, (_, i) => files[i % DISTINCT]).join('\n')}\n`);
     const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
     const config = await loadConfig({ overrides: { little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, prefix: 'rss' } });
     const runtime = await startRuntime(config, server.url, ['little', 'big', 'merge'], () => {});
@@ -55,14 +60,31 @@ export async function rssBench(n: number, log: (line: string) => void, everyMs =
     try {
       const run = await planRun(config, list, join(dir, 'out'), runtime.models, 'bench-rss');
       const started = performance.now();
-      await submitRun({ spec: run, refs: listSource(list, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(run.out) });
-      await waitForRun(runtime.tracker, run.runId, (p) => void (done = p.final), 500);
+      await submitRun({
+        spec: run,
+        refs: listSource(list, { extensions: config.extensions }),
+        tracker: runtime.tracker,
+        queues: runtime.queues,
+        output: runtime.openOutput(run.out),
+      });
+      await waitForRun(
+        runtime.tracker,
+        run.runId,
+        (p) => {
+          done = p.final;
+        },
+        500,
+      );
       const seconds = (performance.now() - started) / 1000;
       done = n;
       sample();
       // Samples while images were still flowing; the merge at the end is a different phase.
       const half = samples.filter((s) => s.images >= n / 2 && s.images < n);
-      const slopeMbPer10k = slope(half.map((s) => s.images), half.map((s) => s.rssMb)) * 10_000;
+      const slopeMbPer10k =
+        slope(
+          half.map((s) => s.images),
+          half.map((s) => s.rssMb),
+        ) * 10_000;
       return { images: n, seconds, samples, slopeMbPer10k };
     } finally {
       clearInterval(timer);

@@ -17,7 +17,11 @@ const s3 = await startS3({ buckets: ['images-in', 'results'] });
 try {
   const limit = pLimit(16);
   const files = await readdir(folder);
-  await Promise.all(files.map((f) => limit(async () => s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `photos/${f}`, Body: await readFile(join(folder, f)) })))));
+  await Promise.all(
+    files.map((f) =>
+      limit(async () => s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `photos/${f}`, Body: await readFile(join(folder, f)) }))),
+    ),
+  );
   console.error(`uploaded ${files.length} files to s3://images-in/photos/ at ${s3.endpoint}`);
   Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', CASCADE_S3_ENDPOINT: s3.endpoint });
   await runCommand('s3://images-in/photos/', { out: 's3://results/run/', little, big, threshold: threshold ? Number(threshold) : undefined, progress: false });

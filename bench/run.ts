@@ -29,15 +29,18 @@ const { values, positionals } = parseArgs({
 });
 
 const chosen = positionals.length > 0 ? positionals : [...BENCHES];
-for (const name of chosen) if (!(BENCHES as readonly string[]).includes(name)) throw new Error(`unknown benchmark '${name}'; choose from ${BENCHES.join(', ')}`);
+for (const name of chosen)
+  if (!(BENCHES as readonly string[]).includes(name)) throw new Error(`unknown benchmark '${name}'; choose from ${BENCHES.join(', ')}`);
 
 /** `--set inferenceThreads=2` → { inferenceThreads: 2 }: pipeline config overrides. */
 function overrides(pairs: string[]): Record<string, unknown> {
-  return Object.fromEntries(pairs.map((p) => {
-    const [k, v] = p.split('=');
-    if (!k || v === undefined) throw new Error(`--set expects key=value, got '${p}'`);
-    return [k, Number.isNaN(Number(v)) ? v : Number(v)];
-  }));
+  return Object.fromEntries(
+    pairs.map((p) => {
+      const [k, v] = p.split('=');
+      if (!k || v === undefined) throw new Error(`--set expects key=value, got '${p}'`);
+      return [k, Number.isNaN(Number(v)) ? v : Number(v)];
+    }),
+  );
 }
 
 const log = (line: string) => console.log(line);
@@ -49,40 +52,62 @@ const num = (s: string | undefined, flag: string) => {
 
 if (chosen.includes('throughput')) {
   console.log('== throughput');
-  await throughputBench({ images: num(values.images, 'images'), repeats: num(values.repeats, 'repeats'), threshold: Number(values.threshold), config: overrides(values.set), skipBigOnly: values['skip-big-only'], log });
+  await throughputBench({
+    images: num(values.images, 'images'),
+    repeats: num(values.repeats, 'repeats'),
+    threshold: Number(values.threshold),
+    config: overrides(values.set),
+    skipBigOnly: values['skip-big-only'],
+    log,
+  });
   console.log('');
 }
 if (chosen.includes('batching')) {
   console.log('== batching');
   const r = await batchingBench(log);
   if (r) {
-    console.log(table(['mobilenetv2, jobs of ' + r.jobImages + ' images', 'images/s'], [
-      ['one call per job', r.perJob],
-      [`accumulated to batches of ${r.maxBatch}`, r.accumulated],
-      ['ratio', r.accumulated / r.perJob],
-    ]));
+    console.log(
+      table(
+        [`mobilenetv2, jobs of ${r.jobImages} images`, 'images/s'],
+        [
+          ['one call per job', r.perJob],
+          [`accumulated to batches of ${r.maxBatch}`, r.accumulated],
+          ['ratio', r.accumulated / r.perJob],
+        ],
+      ),
+    );
   }
   console.log('');
 }
 if (chosen.includes('enqueue')) {
   console.log('== enqueue');
   const r = await enqueueBench(num(values.refs, 'refs'));
-  console.log(table(['enqueue', 'value', 'goal'], [
-    ['refs', r.refs, ''],
-    ['seconds', r.seconds, '< 30 s for 1,000,000'],
-    ['refs/s', r.refsPerSecond, ''],
-    ['Redis bytes per in-flight image', r.bytesPerImage, '< 200'],
-  ]));
+  console.log(
+    table(
+      ['enqueue', 'value', 'goal'],
+      [
+        ['refs', r.refs, ''],
+        ['seconds', r.seconds, '< 30 s for 1,000,000'],
+        ['refs/s', r.refsPerSecond, ''],
+        ['Redis bytes per in-flight image', r.bytesPerImage, '< 200'],
+      ],
+    ),
+  );
   console.log('');
 }
 if (chosen.includes('rss')) {
   console.log('== rss');
   const r = await rssBench(num(values['rss-images'], 'rss-images'), log);
-  console.log(table(['rss', 'value', 'goal'], [
-    ['images', r.images, ''],
-    ['seconds', r.seconds, ''],
-    ['images/s', r.images / r.seconds, ''],
-    ['RSS first / last sample, MB', `${r.samples[0]?.rssMb.toFixed(1)} / ${r.samples.at(-1)?.rssMb.toFixed(1)}`, ''],
-    ['RSS slope over 2nd half, MB per 10k images', r.slopeMbPer10k, '≈ 0 (flat)'],
-  ]));
+  console.log(
+    table(
+      ['rss', 'value', 'goal'],
+      [
+        ['images', r.images, ''],
+        ['seconds', r.seconds, ''],
+        ['images/s', r.images / r.seconds, ''],
+        ['RSS first / last sample, MB', `${r.samples[0]?.rssMb.toFixed(1)} / ${r.samples.at(-1)?.rssMb.toFixed(1)}`, ''],
+        ['RSS slope over 2nd half, MB per 10k images', r.slopeMbPer10k, '≈ 0 (flat)'],
+      ],
+    ),
+  );
 }

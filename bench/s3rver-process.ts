@@ -16,7 +16,9 @@ export interface S3Process {
 
 /** Start s3rver with `buckets` in a child process; resolves once it listens. */
 export async function startS3Process(buckets: string[]): Promise<S3Process> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'serve', ...buckets], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'serve', ...buckets], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const endpoint = await new Promise<string>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`s3rver child exited with ${code} before listening`)));
     child.stdout!.once('data', (chunk: Buffer) => resolve(chunk.toString().trim()));

@@ -16,7 +16,10 @@ const truth = new Map(
     .slice(1)
     .map((line) => [line.split(',')[0]!, Number(line.split(',')[1])] as const),
 );
-const rows = (await readFile(manifestPath, 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+const rows = (await readFile(manifestPath, 'utf8'))
+  .trim()
+  .split('\n')
+  .map((l) => ManifestRow.parse(JSON.parse(l)));
 const byStage = new Map<string, { n: number; correct: number }>();
 let correct = 0;
 let scored = 0;

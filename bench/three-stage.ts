@@ -60,7 +60,10 @@ async function runCascade(c: Cascade, images: string, truth: Map<string, number>
   await writeFile(config, stringify({ stages: c.stages, batchSize: 16, inferenceThreads: 1, concurrency: 2 }));
   const out = join(work, `out-${c.label.replace(/\W+/g, '-')}`);
   const summary: RunSummary = await runCommand(images, { out, config, progress: false, json: false });
-  const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+  const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => ManifestRow.parse(JSON.parse(l)));
   return { cascade: c, summary, ...score(rows, truth) };
 }
 
@@ -126,7 +129,9 @@ async function search(images: string, truth: Map<string, number>): Promise<{ thr
   const line = (label: string, chain: typeof two, t: number[]) => {
     const c = simulate(chain, t, choose, truth);
     const r = simulate(chain, t, report, truth);
-    console.log(`  ${label.padEnd(44)} choose: ${c.gmacs.toFixed(3)} GMACs ${pct(c.top1)} | report: ${r.gmacs.toFixed(3)} GMACs ${pct(r.top1)}, reach ${r.reach.map(pct).join(' / ')}`);
+    console.log(
+      `  ${label.padEnd(44)} choose: ${c.gmacs.toFixed(3)} GMACs ${pct(c.top1)} | report: ${r.gmacs.toFixed(3)} GMACs ${pct(r.top1)}, reach ${r.reach.map(pct).join(' / ')}`,
+    );
   };
   for (const [label, m] of Object.entries(models)) line(`${label} alone`, [m], []);
   line('2-stage shufflenet → ensemble @0.5', two, [0.5]);
@@ -135,7 +140,10 @@ async function search(images: string, truth: Map<string, number>): Promise<{ thr
   line('3-stage shufflenet → mobilenetv2 → ensemble @0.5/0.5', shuffleThree, [0.5, 0.5]);
   line(`3-stage shufflenet → mobilenetv2 → ensemble @${pickedShuffle.t.join('/')} (${pickedShuffle.why})`, shuffleThree, pickedShuffle.t);
   const mbv2 = [models.mobilenetv2, models.ensemble];
-  const bestTwoMbv2 = grid.map((t) => ({ t, r: simulate(mbv2, [t], choose, truth) })).filter((p) => p.r.top1 >= base.top1).sort((x, y) => x.r.gmacs - y.r.gmacs)[0];
+  const bestTwoMbv2 = grid
+    .map((t) => ({ t, r: simulate(mbv2, [t], choose, truth) }))
+    .filter((p) => p.r.top1 >= base.top1)
+    .sort((x, y) => x.r.gmacs - y.r.gmacs)[0];
   if (bestTwoMbv2) line(`2-stage mobilenetv2 → ensemble @${bestTwoMbv2.t}`, mbv2, [bestTwoMbv2.t]);
   return { three: picked.t, shuffleThree: pickedShuffle.t };
 }
@@ -145,7 +153,15 @@ async function readdirSorted(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((n) => /\.jpe?g$/i.test(n)).sort();
 }
 
-const { values } = parseArgs({ options: { thresholds: { type: 'string', default: '0.5,0.5' }, two: { type: 'string', default: '0.5' }, search: { type: 'boolean', default: false }, 'search-only': { type: 'boolean', default: false }, json: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    thresholds: { type: 'string', default: '0.5,0.5' },
+    two: { type: 'string', default: '0.5' },
+    search: { type: 'boolean', default: false },
+    'search-only': { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+});
 const assets = findAssets();
 if ('missing' in assets) {
   console.log(`skipped: ${assets.missing}`);
@@ -156,17 +172,42 @@ const searched = values.search || values['search-only'] ? await search(join(asse
 if (values['search-only']) process.exit(0);
 const [t1, t2] = searched?.three ?? (values.thresholds!.split(',').map(Number) as [number, number]);
 const cascades: Cascade[] = [
-  { label: `2-stage shufflenet → ensemble @${values.two}`, stages: [{ name: 'little', model: spec('shufflenet'), threshold: Number(values.two) }, { name: 'big', model: spec('ensemble') }] },
+  {
+    label: `2-stage shufflenet → ensemble @${values.two}`,
+    stages: [
+      { name: 'little', model: spec('shufflenet'), threshold: Number(values.two) },
+      { name: 'big', model: spec('ensemble') },
+    ],
+  },
   {
     label: `3-stage squeezenet → mobilenetv2 → ensemble @${t1}/${t2}`,
-    stages: [{ name: 'little', model: spec('squeezenet'), threshold: t1 }, { name: 'mid', model: spec('mobilenetv2'), threshold: t2 }, { name: 'big', model: spec('ensemble') }],
+    stages: [
+      { name: 'little', model: spec('squeezenet'), threshold: t1 },
+      { name: 'mid', model: spec('mobilenetv2'), threshold: t2 },
+      { name: 'big', model: spec('ensemble') },
+    ],
   },
 ];
 if (searched) {
   const [a, b] = searched.shuffleThree;
-  cascades.push({ label: `3-stage shufflenet → mobilenetv2 → ensemble @${a}/${b}`, stages: [{ name: 'little', model: spec('shufflenet'), threshold: a }, { name: 'mid', model: spec('mobilenetv2'), threshold: b }, { name: 'big', model: spec('ensemble') }] });
+  cascades.push({
+    label: `3-stage shufflenet → mobilenetv2 → ensemble @${a}/${b}`,
+    stages: [
+      { name: 'little', model: spec('shufflenet'), threshold: a },
+      { name: 'mid', model: spec('mobilenetv2'), threshold: b },
+      { name: 'big', model: spec('ensemble') },
+    ],
+  });
 }
-if (searched) cascades.push({ label: '3-stage squeezenet → mobilenetv2 → ensemble @0.5/0.5', stages: [{ name: 'little', model: spec('squeezenet'), threshold: 0.5 }, { name: 'mid', model: spec('mobilenetv2'), threshold: 0.5 }, { name: 'big', model: spec('ensemble') }] });
+if (searched)
+  cascades.push({
+    label: '3-stage squeezenet → mobilenetv2 → ensemble @0.5/0.5',
+    stages: [
+      { name: 'little', model: spec('squeezenet'), threshold: 0.5 },
+      { name: 'mid', model: spec('mobilenetv2'), threshold: 0.5 },
+      { name: 'big', model: spec('ensemble') },
+    ],
+  });
 const truth = truthEarly;
 const work = await mkdtemp(join(tmpdir(), 'cascade-three-stage-'));
 try {
@@ -174,7 +215,7 @@ try {
   for (const c of cascades) results.push(await runCascade(c, join(assets.dir, 'images'), truth, work));
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const lines = [
-    '| cascade | GMACs/image | vs big-only | images per stage (fraction of all) | top-1 | top-1 of each stage\'s final answers | wall s |',
+    "| cascade | GMACs/image | vs big-only | images per stage (fraction of all) | top-1 | top-1 of each stage's final answers | wall s |",
     '|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
@@ -185,10 +226,20 @@ try {
       const p = r.per.get(st.name);
       return `${st.name} ${p ? `${pct(p.correct / p.n)} of ${p.n}` : '—'}`;
     });
-    lines.push(`| ${r.cascade.label} | ${(s.macs.cascadeG / inferred).toFixed(3)} | ${pct(1 - s.macs.saved)} | ${reach} | ${pct(r.top1)} | ${perStage.join(', ')} | ${s.wallSeconds.toFixed(1)} |`);
+    lines.push(
+      `| ${r.cascade.label} | ${(s.macs.cascadeG / inferred).toFixed(3)} | ${pct(1 - s.macs.saved)} | ${reach} | ${pct(r.top1)} | ${perStage.join(', ')} | ${s.wallSeconds.toFixed(1)} |`,
+    );
   }
   console.log(lines.join('\n'));
-  if (values.json) await writeFile(values.json, JSON.stringify(results.map((r) => ({ label: r.cascade.label, top1: r.top1, summary: r.summary })), null, 2));
+  if (values.json)
+    await writeFile(
+      values.json,
+      JSON.stringify(
+        results.map((r) => ({ label: r.cascade.label, top1: r.top1, summary: r.summary })),
+        null,
+        2,
+      ),
+    );
 } finally {
   await rm(work, { recursive: true, force: true });
 }

@@ -66,23 +66,42 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
   const bigCpu = median(bigOnly.map((x) => x.cpuMsPerImage));
   const casCpu = median(cascade.map((x) => x.cpuMsPerImage));
   const runs = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
-  a.log(table(['benchmark', 'images/s (median)', 'runs', 'CPU ms/img', 'routed to big'], [
-    ['ceiling (in-process)', ceil, runs(ceiling), ceilCpu, `${(100 * routed).toFixed(1)}%`],
-    ['big-only pipeline', big, runs(bigOnly.map((x) => x.imagesPerSecond)) || 'skipped', bigCpu, `${(100 * median(bigOnly.map((x) => x.routed))).toFixed(1)}%`],
-    ['cascade pipeline', cas, runs(cascade.map((x) => x.imagesPerSecond)), casCpu, `${(100 * median(cascade.map((x) => x.routed))).toFixed(1)}%`],
-  ]));
+  a.log(
+    table(
+      ['benchmark', 'images/s (median)', 'runs', 'CPU ms/img', 'routed to big'],
+      [
+        ['ceiling (in-process)', ceil, runs(ceiling), ceilCpu, `${(100 * routed).toFixed(1)}%`],
+        [
+          'big-only pipeline',
+          big,
+          runs(bigOnly.map((x) => x.imagesPerSecond)) || 'skipped',
+          bigCpu,
+          `${(100 * median(bigOnly.map((x) => x.routed))).toFixed(1)}%`,
+        ],
+        ['cascade pipeline', cas, runs(cascade.map((x) => x.imagesPerSecond)), casCpu, `${(100 * median(cascade.map((x) => x.routed))).toFixed(1)}%`],
+      ],
+    ),
+  );
   a.log('');
-  a.log(table(['ratio', 'value', 'goal'], [
-    ['cascade / ceiling', cas / ceil, '≥ 0.9'],
-    ['ceiling CPU / cascade CPU (per image)', ceilCpu / casCpu, '≥ 0.9'],
-    ['cascade / big-only pipeline', cas / big, `ideal ${idealRouteAll.toFixed(2)}`],
-    ['ideal vs this big-only pipeline (d+L+B)/(d+L+f·B)', idealRouteAll, ''],
-    ['ideal vs big model alone (d+B)/(d+L+f·B)', ideal, ''],
-  ]));
+  a.log(
+    table(
+      ['ratio', 'value', 'goal'],
+      [
+        ['cascade / ceiling', cas / ceil, '≥ 0.9'],
+        ['ceiling CPU / cascade CPU (per image)', ceilCpu / casCpu, '≥ 0.9'],
+        ['cascade / big-only pipeline', cas / big, `ideal ${idealRouteAll.toFixed(2)}`],
+        ['ideal vs this big-only pipeline (d+L+B)/(d+L+f·B)', idealRouteAll, ''],
+        ['ideal vs big model alone (d+B)/(d+L+f·B)', ideal, ''],
+      ],
+    ),
+  );
   a.log(`  step costs alone (ms/img, serial): decode ${costs.decodeMs.toFixed(2)}, little ${costs.littleMs.toFixed(2)}, big ${costs.bigMs.toFixed(2)}`);
   a.log('');
   const rows: Array<Array<string | number>> = [];
-  for (const [label, runs] of [['big-only', bigOnly], ['cascade', cascade]] as const) {
+  for (const [label, runs] of [
+    ['big-only', bigOnly],
+    ['cascade', cascade],
+  ] as const) {
     if (runs.length === 0) continue;
     for (const [i, name] of runs[0]!.summary.stages.map((s) => s.name).entries()) {
       const pick = (f: (r: PipelineResult) => number) => median(runs.map(f));
@@ -97,5 +116,15 @@ export async function throughputBench(a: ThroughputArgs): Promise<Record<string,
     }
   }
   a.log(table(['stage (pipeline medians)', 'images', 'fetch ms/img', 'decode ms/img', 'infer ms/img', 'queue wait ms/job'], rows));
-  return { ceiling: ceil, bigOnly: big, cascade: cas, ceilingCpuMs: ceilCpu, cascadeCpuMs: casCpu, cascadeOverCeiling: cas / ceil, cascadeOverBigOnly: cas / big, idealSpeedup: ideal, idealSpeedupVsRouteAll: idealRouteAll };
+  return {
+    ceiling: ceil,
+    bigOnly: big,
+    cascade: cas,
+    ceilingCpuMs: ceilCpu,
+    cascadeCpuMs: casCpu,
+    cascadeOverCeiling: cas / ceil,
+    cascadeOverBigOnly: cas / big,
+    idealSpeedup: ideal,
+    idealSpeedupVsRouteAll: idealRouteAll,
+  };
 }

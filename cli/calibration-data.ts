@@ -56,7 +56,14 @@ export function dataContext(config: CascadeConfig, o: Pick<CalibrationCliOptions
   let client: S3Client | undefined;
   const cacheDir = o.cache === false ? null : (o.cache ?? defaultCacheDir());
   const localRoots = config.sources.localRoots ?? (o.images === undefined ? undefined : defaultLocalRoots(o.images));
-  return { config, s3: () => (client ??= makeS3Client(config.s3)), cache: cacheDir ? new ProbabilityCache(cacheDir) : null, log: (msg) => logger.info(msg), progress: o.progress !== false, localRoots };
+  return {
+    config,
+    s3: () => (client ??= makeS3Client(config.s3)),
+    cache: cacheDir ? new ProbabilityCache(cacheDir) : null,
+    log: (msg) => logger.info(msg),
+    progress: o.progress !== false,
+    localRoots,
+  };
 }
 
 /** The source's image refs, in listing order (local ones absolute). */
@@ -104,7 +111,10 @@ export async function scoreModel(name: string, spec: ModelSpec, refs: readonly s
 async function scoreMissing(name: string, model: LoadedModel, missing: readonly string[], scored: ScoredImages, ctx: DataContext): Promise<void> {
   const { config } = ctx;
   {
-    const bar = ctx.progress && process.stderr.isTTY ? new cliProgress.SingleBar({ format: `${name} {bar} {value}/{total} images | ETA {eta_formatted}` }, cliProgress.Presets.shades_classic) : null;
+    const bar =
+      ctx.progress && process.stderr.isTTY
+        ? new cliProgress.SingleBar({ format: `${name} {bar} {value}/{total} images | ETA {eta_formatted}` }, cliProgress.Presets.shades_classic)
+        : null;
     bar?.start(missing.length, 0);
     try {
       const fresh = await scoreImages(
@@ -118,7 +128,8 @@ async function scoreMissing(name: string, model: LoadedModel, missing: readonly 
         },
         (done) => bar?.update(done),
       );
-      if (scored.classes !== 0 && fresh.classes !== 0 && fresh.classes !== scored.classes) throw new Error(`${name}: cached rows have ${scored.classes} classes, fresh ones ${fresh.classes}`);
+      if (scored.classes !== 0 && fresh.classes !== 0 && fresh.classes !== scored.classes)
+        throw new Error(`${name}: cached rows have ${scored.classes} classes, fresh ones ${fresh.classes}`);
       if (fresh.classes !== 0) scored.classes = fresh.classes;
       for (const [k, v] of fresh.probs) scored.probs.set(k, v);
       for (const [k, v] of fresh.errors) scored.errors.set(k, v);

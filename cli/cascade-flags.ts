@@ -56,5 +56,6 @@ export async function checkCalibration(o: CascadeFlags, run: Pick<RunSpec, 'stag
     throw new ConfigError(err.message);
   });
   const problem = calibrationConformance(cal, run);
-  if (problem) throw new ConfigError(`calibration ${o.calibration} does not hold here: ${problem}; run \`cascade calibrate\` on this machine, or use numerics: exact`);
+  if (problem)
+    throw new ConfigError(`calibration ${o.calibration} does not hold here: ${problem}; run \`cascade calibrate\` on this machine, or use numerics: exact`);
 }

@@ -33,7 +33,11 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
     .argument('<roles...>', 'stage names (little, big, or names under stages:), merge, scheduler')
     .option('--config <file>', 'config file (YAML or JSON): infrastructure and throughput settings; models come from each run')
     .option('--concurrency <n>', 'batch jobs processed at once per stage', number('concurrency', 1, 256))
-    .option('--max-batch <n>', 'largest inference batch sent to this worker’s models (lowers each run’s; images per job are set at submit)', number('max batch', 1, 1024))
+    .option(
+      '--max-batch <n>',
+      'largest inference batch sent to this worker’s models (lowers each run’s; images per job are set at submit)',
+      number('max batch', 1, 1024),
+    )
     // Result-changing flags of run/submit: refused with a reason rather than "unknown option".
     .addOption(new Option('--little <model>').hideHelp())
     .addOption(new Option('--big <model>').hideHelp())

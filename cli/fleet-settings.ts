@@ -11,7 +11,10 @@ import { CascadeConfig } from '../config/schema.js';
 const FleetSettings = z.object({ redisUrl: CascadeConfig.shape.redisUrl, prefix: CascadeConfig.shape.prefix });
 
 /** Redis URL (REDIS_URL wins over the file) and prefix (`prefix` wins over the file); throws ConfigError when no URL is set. */
-export async function fleetSettings(o: { config?: string; prefix?: string }, env: NodeJS.ProcessEnv = process.env): Promise<{ redisUrl: string; prefix: string }> {
+export async function fleetSettings(
+  o: { config?: string; prefix?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ redisUrl: string; prefix: string }> {
   const fromFile = o.config ? ((await readStructured(resolve(o.config), o.config)) ?? {}) : {};
   const merged = { ...(fromFile as object), ...(env.REDIS_URL ? { redisUrl: env.REDIS_URL } : {}), ...(o.prefix ? { prefix: o.prefix } : {}) };
   const parsed = FleetSettings.safeParse(merged);

@@ -107,7 +107,14 @@ export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCount
     mergedAt: p.mergedAt,
     mergeError: p.mergeError,
     stages,
-    ...(p.spec.audit ? { audit: { ...summarizeAudit({ sampled: p.audit.done, agreeing: p.audit.agreeing }, p.spec.audit.fraction, p.spec.audit.expectAgreement), expected: p.audit.expected } } : {}),
+    ...(p.spec.audit
+      ? {
+          audit: {
+            ...summarizeAudit({ sampled: p.audit.done, agreeing: p.audit.agreeing }, p.spec.audit.fraction, p.spec.audit.expectAgreement),
+            expected: p.audit.expected,
+          },
+        }
+      : {}),
   };
 }
 
@@ -142,7 +149,10 @@ export function formatRunStatus(r: RunStatus): string {
     `  (queued/active/failed count batches of this run; the other columns count images)`,
   ];
   for (const s of r.stages.filter((x) => x.failed > 0)) {
-    lines.push(`  ${s.name}: ${s.failed} batch(es) failed for good${s.failedReason ? `: ${s.failedReason}` : ''}`, `    fix the cause, then \`cascade retry ${r.runId}\``);
+    lines.push(
+      `  ${s.name}: ${s.failed} batch(es) failed for good${s.failedReason ? `: ${s.failedReason}` : ''}`,
+      `    fix the cause, then \`cascade retry ${r.runId}\``,
+    );
   }
   const a = r.audit;
   if (a) {

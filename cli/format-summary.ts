@@ -31,7 +31,12 @@ export function formatSummary(s: RunSummary): string {
     );
   }
   if (s.audit) lines.push(formatAudit(s.audit));
-  if (s.errors) lines.push(`  errors: ${Object.entries(s.errorsByKind).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  if (s.errors)
+    lines.push(
+      `  errors: ${Object.entries(s.errorsByKind)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}`,
+    );
   if (s.duplicatesDropped) lines.push(`  duplicates: ${s.duplicatesDropped} repeated key(s) in the source dropped (one row per key)`);
   lines.push(`  manifest: ${joinOut(s.out, 'manifest.jsonl')}`, `  summary:  ${joinOut(s.out, 'summary.json')}`);
   return lines.join('\n');
@@ -43,7 +48,9 @@ function formatProvenance(s: RunSummary): string | null {
   const models = s.stages.map((st) => `${st.name} ${st.model!.name} (${st.model!.sha256.slice(0, 12)})`).join(', ');
   const p = s.stages.map((st) => st.provenance).filter((x) => x !== undefined);
   const distinct = (pick: (x: (typeof p)[number]) => string[]) => [...new Set(p.flatMap(pick))].join('+');
-  const how = p.length ? `; numerics ${distinct((x) => [x.numerics])} on ${distinct((x) => x.executionProviders)}, onnxruntime ${distinct((x) => x.onnxruntime)}` : '';
+  const how = p.length
+    ? `; numerics ${distinct((x) => [x.numerics])} on ${distinct((x) => x.executionProviders)}, onnxruntime ${distinct((x) => x.onnxruntime)}`
+    : '';
   return `  models: ${models}${how}`;
 }
 

@@ -46,9 +46,9 @@ export function buildProgram(): Command {
     .command('verify')
     .description('check a manifest has exactly one valid row per input of a source (exit 1 on missing, duplicate, unknown or invalid rows)')
     .requiredOption('--manifest <location>', 'manifest.jsonl (local, s3://…, or the output directory holding it)')
-    .requiredOption('--source <source>', 'the run\'s source: a local folder, s3://bucket/prefix, or a key-list file')
-    .option('--extensions <list>', 'comma-separated extensions the run listed (default: the config file\'s, else the run default)')
-    .option('--config <file>', 'the run\'s config file, for its extensions and s3 settings')
+    .requiredOption('--source <source>', "the run's source: a local folder, s3://bucket/prefix, or a key-list file")
+    .option('--extensions <list>', "comma-separated extensions the run listed (default: the config file's, else the run default)")
+    .option('--config <file>', "the run's config file, for its extensions and s3 settings")
     .option('--json', 'print the report as JSON')
     .action(async (opts) => {
       await verifyCommand(opts);
@@ -58,11 +58,18 @@ export function buildProgram(): Command {
     cmd
       .requiredOption('--images <source>', 'calibration images: a folder, s3://bucket/prefix, or a key-list file')
       .option('--labels <csv>', 'ground truth CSV (columns file,class_index,…); without it only the label-free rule applies')
-      .addOption(new Option('--rule <rule>', 'selection rule (default: no-loss with labels, label-free without)').choices(['tinysaver', 'no-loss', 'label-free']))
+      .addOption(
+        new Option('--rule <rule>', 'selection rule (default: no-loss with labels, label-free without)').choices(['tinysaver', 'no-loss', 'label-free']),
+      )
       .option('--max-drop <d>', 'no-loss rule: accept cascade accuracy down to big − d', number('max drop', 0, 1))
       .option('--target-agreement <a>', 'label-free rule: little/big agreement required on kept images', number('target agreement', 0, 1), 0.99)
       .addOption(new Option('--metric <m...>', 'confidence metrics to compare (default: all)').choices(['maxprob', 'margin', 'entropy']))
-      .option('--calibration-fraction <f>', 'fraction of images calibrated on (deterministic hash split); the rest is the test half', number('calibration fraction', 0.01, 1), 0.5)
+      .option(
+        '--calibration-fraction <f>',
+        'fraction of images calibrated on (deterministic hash split); the rest is the test half',
+        number('calibration fraction', 0.01, 1),
+        0.5,
+      )
       .option('--cache <dir>', 'probability cache directory (default: $XDG_CACHE_HOME/cascade/probabilities)')
       .option('--no-cache', 'run the models even when their probabilities are cached')
       .option('--config <file>', 'config file (YAML or JSON) for providers, threads, limits, S3')
@@ -72,7 +79,9 @@ export function buildProgram(): Command {
   calibrationOptions(
     program
       .command('calibrate')
-      .description('choose the threshold and metric for a little/big pair: sweep cached probabilities, apply TinySaver / no-loss / label-free rules, write calib.json, curve CSV/JSON and an SVG plot')
+      .description(
+        'choose the threshold and metric for a little/big pair: sweep cached probabilities, apply TinySaver / no-loss / label-free rules, write calib.json, curve CSV/JSON and an SVG plot',
+      )
       .option('--little <model>', 'little model: .onnx file or model spec')
       .option('--big <model>', 'big model: .onnx file or model spec')
       .option('--stages <models...>', 'an N-stage chain instead, tiny first, big last (default: the config file’s stages:, if any)')
@@ -123,7 +132,10 @@ export function buildProgram(): Command {
     .option('--out <file>', 'write here instead of stdout')
     .option('--max-confidence <c>', 'low-confidence: final confidence below c', number('max confidence', 0, 1), 0.5)
     .option('--include <reasons>', 'comma-separated: errors, disagreements, low-confidence', 'errors,disagreements,low-confidence')
-    .option('--local-files-root <dir>', "local images under dir become Label Studio /data/local-files/?d=… URLs (set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to dir)")
+    .option(
+      '--local-files-root <dir>',
+      'local images under dir become Label Studio /data/local-files/?d=… URLs (set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to dir)',
+    )
     .action(async (opts) => {
       await exportReviewCommand(opts);
     });
@@ -138,8 +150,20 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const known = err instanceof ConfigError || (err instanceof Error && ['ModelLoadError', 'SourceError', 'SourceNotFoundError', 'ObjectNotFoundError', 'UnknownRunError', 'CalibrationError', 'DownloadError', 'ModelRefusedError'].includes(err.name));
-    process.stderr.write(`cascade: ${known ? (err as Error).message : (err as Error).stack ?? String(err)}\n`);
+    const known =
+      err instanceof ConfigError ||
+      (err instanceof Error &&
+        [
+          'ModelLoadError',
+          'SourceError',
+          'SourceNotFoundError',
+          'ObjectNotFoundError',
+          'UnknownRunError',
+          'CalibrationError',
+          'DownloadError',
+          'ModelRefusedError',
+        ].includes(err.name));
+    process.stderr.write(`cascade: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
     process.exitCode = known ? 2 : 1;
   }
 }

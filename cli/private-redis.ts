@@ -71,14 +71,21 @@ type LaunchResult = { ok: true; redis: PrivateRedis } | { ok: false; error: Erro
 
 async function launch(bin: string, host: string, port: number, dir: string, opts: PrivateRedisOptions): Promise<LaunchResult> {
   const args = [
-    '--port', String(port),
-    '--bind', host,
+    '--port',
+    String(port),
+    '--bind',
+    host,
     // Jobs are transient: no RDB snapshots, no AOF, nothing left on disk.
-    '--save', '',
-    '--appendonly', 'no',
-    '--dir', dir,
-    '--daemonize', 'no',
-    '--loglevel', 'warning',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--daemonize',
+    'no',
+    '--loglevel',
+    'warning',
     ...(opts.extraArgs ?? []),
   ];
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -96,7 +103,7 @@ async function launch(bin: string, host: string, port: number, dir: string, opts
   });
   const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);
   const ready = waitUntilReady(host, port, child, deadline);
-  let first;
+  let first: 'ready' | { error?: Error; code: number | null; signal: NodeJS.Signals | null };
   try {
     first = await Promise.race([ready.then(() => 'ready' as const), exited]);
   } catch (err) {
@@ -121,13 +128,7 @@ async function launch(bin: string, host: string, port: number, dir: string, opts
   return { ok: false, error, addressInUse };
 }
 
-function supervise(
-  child: ChildProcess,
-  exited: Promise<unknown>,
-  host: string,
-  port: number,
-  dir: string,
-): PrivateRedis {
+function supervise(child: ChildProcess, exited: Promise<unknown>, host: string, port: number, dir: string): PrivateRedis {
   // A crashed or killed parent must not leave an orphan server behind.
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);

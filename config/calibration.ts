@@ -47,7 +47,13 @@ export const CalibrationFile = z.object({
   metric: ConfidenceMetric,
   /** Accept little answers with confidence ≥ threshold; above 1 means never (send all to big). */
   threshold: z.number().min(0).max(2),
-  settings: z.object({ maxDrop: Fraction, targetAgreement: Fraction, metrics: z.array(ConfidenceMetric), z: z.number().positive(), calibrationFraction: Fraction }),
+  settings: z.object({
+    maxDrop: Fraction,
+    targetAgreement: Fraction,
+    metrics: z.array(ConfidenceMetric),
+    z: z.number().positive(),
+    calibrationFraction: Fraction,
+  }),
   /** What the calibration part showed: the promise a run is held to. */
   expected: OperatingPoint,
   /** The same threshold judged on the held-out test part; null when everything calibrated. */
@@ -124,7 +130,8 @@ export function calibrationMismatch(cal: AnyCalibrationFile, stagePaths: readonl
   if (calPaths.length !== stagePaths.length) return `it was made for ${calPaths.length} stages, but this run has ${stagePaths.length}`;
   for (const [i, calPath] of calPaths.entries()) {
     const role = i === 0 ? 'little' : i === calPaths.length - 1 ? 'big' : `stage ${i}`;
-    if (basename(calPath) !== basename(stagePaths[i]!)) return `it was made for ${role} model ${basename(calPath)}, but this run's ${role} model is ${basename(stagePaths[i]!)}`;
+    if (basename(calPath) !== basename(stagePaths[i]!))
+      return `it was made for ${role} model ${basename(calPath)}, but this run's ${role} model is ${basename(stagePaths[i]!)}`;
   }
   return null;
 }

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { type AnyCalibrationFile, calibrationMismatch, readAnyCalibrationFile } from './calibration.js';
 import { CascadeConfig, ModelSpec, type CascadeConfigInput } from './schema.js';
 
@@ -65,7 +65,10 @@ function resolvePath(p: string, baseDir: string, env: NodeJS.ProcessEnv): string
 export function resolveSourceRoots(merged: Record<string, unknown>, baseDir: string, env: NodeJS.ProcessEnv): void {
   const sources = merged.sources as { localRoots?: unknown } | undefined;
   if (!sources || typeof sources !== 'object' || !Array.isArray(sources.localRoots)) return;
-  merged.sources = { ...sources, localRoots: sources.localRoots.map((r: unknown) => (typeof r === 'string' && r !== '' ? resolve(baseDir, expandEnv(r, env)) : r)) };
+  merged.sources = {
+    ...sources,
+    localRoots: sources.localRoots.map((r: unknown) => (typeof r === 'string' && r !== '' ? resolve(baseDir, expandEnv(r, env)) : r)),
+  };
 }
 
 /**
@@ -165,7 +168,8 @@ function applyCalibration(merged: Record<string, unknown>, cal: AnyCalibrationFi
   merged.metric = cal.metric;
   if (Array.isArray(merged.stages)) {
     const stages = merged.stages as unknown[];
-    if (stages.length !== thresholds.length + 1) throw new ConfigError(`calibration ${path} is for ${thresholds.length + 1} stages, but 'stages:' lists ${stages.length}`);
+    if (stages.length !== thresholds.length + 1)
+      throw new ConfigError(`calibration ${path} is for ${thresholds.length + 1} stages, but 'stages:' lists ${stages.length}`);
     merged.stages = stages.map((st, i) => (i < thresholds.length && st && typeof st === 'object' ? { ...st, threshold: thresholds[i] } : st));
   } else if (chain) {
     throw new ConfigError(`calibration ${path} is for a ${cal.stages.length}-stage chain; list the same models under 'stages:' in the config file`);
@@ -182,7 +186,12 @@ function applyCalibration(merged: Record<string, unknown>, cal: AnyCalibrationFi
  * with little/big/threshold (which one would win is not obvious), and fill little/big/threshold
  * from the first and last stage so code reading the two-stage fields keeps working.
  */
-async function expandStages(merged: Record<string, unknown>, overrides: NonNullable<LoadOptions['overrides']>, fileDir: string, env: NodeJS.ProcessEnv): Promise<void> {
+async function expandStages(
+  merged: Record<string, unknown>,
+  overrides: NonNullable<LoadOptions['overrides']>,
+  fileDir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
   const stages = merged.stages;
   if (!Array.isArray(stages)) throw new ConfigError(`stages: expected a list of { name?, model, threshold } (got ${JSON.stringify(stages)})`);
   const mixed = (['little', 'big', 'threshold'] as const).filter((k) => merged[k] !== undefined);
@@ -191,7 +200,11 @@ async function expandStages(merged: Record<string, unknown>, overrides: NonNulla
     throw new ConfigError(`stages: given together with ${how}; use either stages (thresholds per stage) or little/big/threshold`);
   }
   merged.stages = await Promise.all(
-    stages.map(async (stage: unknown) => (stage && typeof stage === 'object' && 'model' in stage ? { ...stage, model: await resolveModelRef((stage as { model: unknown }).model, fileDir, env) } : stage)),
+    stages.map(async (stage: unknown) =>
+      stage && typeof stage === 'object' && 'model' in stage
+        ? { ...stage, model: await resolveModelRef((stage as { model: unknown }).model, fileDir, env) }
+        : stage,
+    ),
   );
   const resolved = merged.stages as Array<{ model?: unknown; threshold?: unknown }>;
   merged.little = resolved[0]?.model;

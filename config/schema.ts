@@ -16,7 +16,10 @@ export const PreprocessSpec = z
     /** Channel order of the tensor. */
     colorOrder: z.enum(['RGB', 'BGR']).default('RGB'),
     /** Pixel values (0..255) are multiplied by this before mean/std. */
-    scale: z.number().positive().default(1 / 255),
+    scale: z
+      .number()
+      .positive()
+      .default(1 / 255),
     /** Per-channel mean subtracted after scaling, in the order of `colorOrder`. */
     mean: rgb.default([0.485, 0.456, 0.406]),
     /** Per-channel std divided after mean subtraction, in the order of `colorOrder`. */
@@ -110,7 +113,11 @@ export type ExecutionProvider = z.infer<typeof ExecutionProvider>;
 export const Limits = z
   .object({
     /** Largest accepted image file, bytes. */
-    maxBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    maxBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024),
     /** Largest accepted decoded image, width × height. */
     maxPixels: z.number().int().positive().default(100_000_000),
   })
@@ -193,7 +200,9 @@ export const StageList = z
       }
     });
   })
-  .transform((stages) => stages.map((s, i) => ({ ...s, name: s.name ?? defaultStageName(i, stages.length), threshold: i === stages.length - 1 ? null : s.threshold! })))
+  .transform((stages) =>
+    stages.map((s, i) => ({ ...s, name: s.name ?? defaultStageName(i, stages.length), threshold: i === stages.length - 1 ? null : s.threshold! })),
+  )
   .superRefine((stages, ctx) => {
     const seen = new Set<string>();
     stages.forEach((s, i) => {

@@ -10,9 +10,33 @@ import { resolveSourceRoots } from './load-config.js';
 import { CascadeConfig, SourceSettings } from './schema.js';
 
 /** Config fields that decide a run's rows: workers follow each run's values instead. */
-export const RUN_FIELDS = ['little', 'big', 'stages', 'threshold', 'metric', 'audit', 'limits', 'numerics', 'probeTolerance', 'batchSize', 'extensions'] as const;
+export const RUN_FIELDS = [
+  'little',
+  'big',
+  'stages',
+  'threshold',
+  'metric',
+  'audit',
+  'limits',
+  'numerics',
+  'probeTolerance',
+  'batchSize',
+  'extensions',
+] as const;
 
-export const WorkerConfig = CascadeConfig.omit({ little: true, big: true, stages: true, threshold: true, metric: true, audit: true, limits: true, numerics: true, probeTolerance: true, batchSize: true, extensions: true }).extend({
+export const WorkerConfig = CascadeConfig.omit({
+  little: true,
+  big: true,
+  stages: true,
+  threshold: true,
+  metric: true,
+  audit: true,
+  limits: true,
+  numerics: true,
+  probeTolerance: true,
+  batchSize: true,
+  extensions: true,
+}).extend({
   // A fleet worker reads no local file unless its own config names the folders it may read.
   sources: SourceSettings.extend({ localRoots: z.array(z.string().min(1)).default([]) }).default({ localRoots: [] }),
 });

@@ -84,7 +84,7 @@ export async function* listSource(source: string, opts: ListSourceOptions): Asyn
     throw new Error(`Unsupported source ${JSON.stringify(source)}: scheme "${ref.scheme}://" (expected a local path or s3://bucket/prefix)`);
   }
   const abs = path.resolve(ref.path);
-  let st;
+  let st: Awaited<ReturnType<typeof fs.stat>>;
   try {
     st = await fs.stat(abs);
   } catch (err) {

@@ -71,7 +71,8 @@ export function calibrationConformance(cal: AnyCalibrationFile, run: Pick<RunSpe
   for (const [i, ref] of refs.entries()) {
     const stage = run.stages[i];
     if (!ref.pin || !stage) continue;
-    if (ref.pin.sha256 !== stage.model.sha256) return `it measured ${ref.name} with sha256 ${shortHash(ref.pin.sha256)}, but this run's ${stage.name} model ${stage.model.path} has ${shortHash(stage.model.sha256)}`;
+    if (ref.pin.sha256 !== stage.model.sha256)
+      return `it measured ${ref.name} with sha256 ${shortHash(ref.pin.sha256)}, but this run's ${stage.name} model ${stage.model.path} has ${shortHash(stage.model.sha256)}`;
     const probe = Probe.safeParse(ref.pin.probe);
     if (!probe.success) return `its probe of ${ref.name} is unreadable`;
     const c = compareProbe(probe.data, stage.model.probe, run.probeTolerance);

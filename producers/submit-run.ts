@@ -32,7 +32,17 @@ export const RunMarker = z.object({ runId: z.string(), specHash: z.string(), cre
 export type RunMarker = z.infer<typeof RunMarker>;
 
 /** The keys a run writes under its output location: what --overwrite removes of an earlier run. */
-const RUN_OBJECT_PREFIXES = ['parts/', 'audit/', '_cascade/', 'manifest.jsonl', 'summary.json', 'confidence.svg', 'confidence.png', 'calibration.svg', RUN_CALIBRATION_KEY];
+const RUN_OBJECT_PREFIXES = [
+  'parts/',
+  'audit/',
+  '_cascade/',
+  'manifest.jsonl',
+  'summary.json',
+  'confidence.svg',
+  'confidence.png',
+  'calibration.svg',
+  RUN_CALIBRATION_KEY,
+];
 
 export interface SubmitOptions {
   spec: RunSpec;
@@ -75,7 +85,9 @@ export function runIdentity(spec: Omit<RunSpec, 'runId' | 'createdAt'> & Partial
 
 /** The hash of a run's identity, recorded in its output marker. */
 export function specHash(spec: RunSpec): string {
-  return createHash('sha256').update(JSON.stringify(runIdentity(spec))).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify(runIdentity(spec)))
+    .digest('hex');
 }
 
 /** Where two specs of one run id differ, as "field: old → new" lines (empty when they are the same run). */
@@ -102,7 +114,9 @@ async function checkRunId(tracker: RunTracker, spec: RunSpec): Promise<void> {
   if (!existing) return;
   const diff = specDifferences(existing, spec);
   if (diff.length > 0) {
-    throw new RunConflictError(`run ${spec.runId} already exists with another spec; submit with another --run-id (or none, to derive one):\n${diff.map((d) => `  ${d}`).join('\n')}`);
+    throw new RunConflictError(
+      `run ${spec.runId} already exists with another spec; submit with another --run-id (or none, to derive one):\n${diff.map((d) => `  ${d}`).join('\n')}`,
+    );
   }
 }
 

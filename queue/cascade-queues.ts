@@ -39,7 +39,11 @@ export class CascadeQueues {
 
   /** Queue the run's merge; safe to call more than once (one job id per run). */
   async queueMerge(runId: string, tracker: RunTracker): Promise<void> {
-    await this.merge.add('merge', { runId }, { jobId: mergeJobId(runId), attempts: 5, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: false, removeOnFail: false });
+    await this.merge.add(
+      'merge',
+      { runId },
+      { jobId: mergeJobId(runId), attempts: 5, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: false, removeOnFail: false },
+    );
     await tracker.markMergeQueued(runId);
   }
 

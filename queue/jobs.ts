@@ -58,7 +58,9 @@ export const AuditJob = z.object({
   runId: RunId,
   batch: z.number().int().nonnegative(),
   items: z
-    .array(z.object({ ref: z.string(), pos: z.number().int().nonnegative(), label: z.number().int(), labelName: z.string().nullable(), confidence: z.number() }))
+    .array(
+      z.object({ ref: z.string(), pos: z.number().int().nonnegative(), label: z.number().int(), labelName: z.string().nullable(), confidence: z.number() }),
+    )
     .min(1),
 });
 export type AuditJob = z.infer<typeof AuditJob>;

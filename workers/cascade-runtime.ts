@@ -94,7 +94,13 @@ export function allRoles(config: CascadeConfig): Role[] {
 }
 
 /** Connect and start the workers of `roles` (stage names, 'merge', 'scheduler'); models open as runs name them. */
-export async function startRuntime(config: RuntimeConfig, redisUrl: string, roles: Role[], log: (msg: string) => void, extras: RuntimeExtras = {}): Promise<Runtime> {
+export async function startRuntime(
+  config: RuntimeConfig,
+  redisUrl: string,
+  roles: Role[],
+  log: (msg: string) => void,
+  extras: RuntimeExtras = {},
+): Promise<Runtime> {
   let client: S3Client | undefined;
   const s3 = () => (client ??= makeS3Client(config.s3));
   const openOutput = (out: string) => openStore(parseLocation(out), s3);

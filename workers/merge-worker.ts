@@ -48,7 +48,12 @@ export class MergeWorker {
       out: spec.out,
       threshold: spec.stages[0]!.threshold ?? 0,
       metric: spec.metric,
-      stages: spec.stages.map((s) => ({ name: s.name, gmacsPerImage: s.gmacsPerImage, threshold: s.threshold, model: { name: s.model.name, path: s.model.path, sha256: s.model.sha256 } })),
+      stages: spec.stages.map((s) => ({
+        name: s.name,
+        gmacsPerImage: s.gmacsPerImage,
+        threshold: s.threshold,
+        model: { name: s.model.name, path: s.model.path, sha256: s.model.sha256 },
+      })),
       numerics: spec.numerics,
       probeTolerance: spec.probeTolerance,
       audit: spec.audit,
@@ -57,7 +62,9 @@ export class MergeWorker {
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
     });
     await this.o.tracker.markMerged(runId, JSON.stringify(summary));
-    this.o.log(`merge: run ${runId} merged: ${summary.images} images, ${(summary.fractionToBig * 100).toFixed(1)}% to big, ${(summary.macs.saved * 100).toFixed(1)}% MACs saved`);
+    this.o.log(
+      `merge: run ${runId} merged: ${summary.images} images, ${(summary.fractionToBig * 100).toFixed(1)}% to big, ${(summary.macs.saved * 100).toFixed(1)}% MACs saved`,
+    );
   }
 
   /** Stop taking merge jobs. */

@@ -31,9 +31,15 @@ export class CascadeMetrics {
   private readonly seen = new Map<string, { images: number; forwarded: number }>();
 
   constructor(o: MetricsOptions = {}) {
-    const registry = (this.registry = o.registry ?? new Registry());
+    const registry = o.registry ?? new Registry();
+    this.registry = registry;
     if (o.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'cascade_' });
-    this.images = new Counter({ name: 'cascade_images_total', help: 'Images processed, by stage and outcome (accepted, forwarded, error)', labelNames: ['stage', 'outcome'], registers: [registry] });
+    this.images = new Counter({
+      name: 'cascade_images_total',
+      help: 'Images processed, by stage and outcome (accepted, forwarded, error)',
+      labelNames: ['stage', 'outcome'],
+      registers: [registry],
+    });
     this.batchSeconds = new Histogram({
       name: 'cascade_batch_seconds',
       help: 'Wall time of one batch job (fetch, decode, inference), by stage',
@@ -41,8 +47,18 @@ export class CascadeMetrics {
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
     });
-    this.errors = new Counter({ name: 'cascade_errors_total', help: 'Images that became error rows, by stage and error kind', labelNames: ['stage', 'kind'], registers: [registry] });
-    this.routed = new Gauge({ name: 'cascade_routed_fraction', help: 'Fraction of the images a stage looked at that it forwarded to the next stage (this process, since start)', labelNames: ['stage'], registers: [registry] });
+    this.errors = new Counter({
+      name: 'cascade_errors_total',
+      help: 'Images that became error rows, by stage and error kind',
+      labelNames: ['stage', 'kind'],
+      registers: [registry],
+    });
+    this.routed = new Gauge({
+      name: 'cascade_routed_fraction',
+      help: 'Fraction of the images a stage looked at that it forwarded to the next stage (this process, since start)',
+      labelNames: ['stage'],
+      registers: [registry],
+    });
     const queues = o.queues;
     if (queues) {
       new Gauge({

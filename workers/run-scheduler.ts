@@ -5,7 +5,7 @@
  * turns it into a new run: `{date}`/`{datetime}` become the firing time (UTC), and the run id
  * is unique per firing, so a retried firing resumes its own run instead of starting another.
  */
-import { Queue, Worker, type Job } from 'bullmq';
+import { type Queue, Worker, type Job } from 'bullmq';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { Redis } from 'ioredis';
@@ -155,7 +155,9 @@ export class RunScheduler {
       output: this.o.openOutput(spec.out),
       overwrite: template.overwrite,
     });
-    this.o.log(`scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches`);
+    this.o.log(
+      `scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches`,
+    );
     return spec.runId;
   }
 

@@ -67,7 +67,13 @@ export class StageWorker {
     const stage = spec.stages[index]!;
     const { model, release, probe } = await this.o.models.acquire(stage.name, stage.model, spec.numerics, spec.probeTolerance, spec.runId);
     const { maxBytes, maxPixels } = spec.limits;
-    const deps: ClassifyDeps = { fetch: (ref) => this.o.fetch(ref, maxBytes), maxPixels, fetchConcurrency: this.o.fetchConcurrency, tensorCache: this.o.tensorCache, inferChunk: inferChunk(model) };
+    const deps: ClassifyDeps = {
+      fetch: (ref) => this.o.fetch(ref, maxBytes),
+      maxPixels,
+      fetchConcurrency: this.o.fetchConcurrency,
+      tensorCache: this.o.tensorCache,
+      inferChunk: inferChunk(model),
+    };
     return { lease: { model, release }, probe, deps };
   }
 
@@ -103,7 +109,12 @@ export class StageWorker {
       } catch (err) {
         if (!lastAttempt) throw err;
         const rows = data.items.map((item) => errorRow(item, 'inference', err));
-        result = { rows, forward: [], forwardedConfidence: [], stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } };
+        result = {
+          rows,
+          forward: [],
+          forwardedConfidence: [],
+          stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
+        };
       } finally {
         lease.release();
       }

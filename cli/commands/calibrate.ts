@@ -39,20 +39,30 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
   const big = await scoreModel('big', config.big, refs, ctx);
   const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
   const tables = buildTables(refs, o.images, little, big, truth, fraction);
-  if (tables.skipped.length) ctx.log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
+  if (tables.skipped.length)
+    ctx.log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
 
-  const outcome = calibrate(tables.calibration, tables.test, { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage }, {
-    rule: o.rule,
-    maxDrop: o.maxDrop,
-    targetAgreement: o.targetAgreement,
-    metrics: o.metric,
-  });
+  const outcome = calibrate(
+    tables.calibration,
+    tables.test,
+    { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage },
+    {
+      rule: o.rule,
+      maxDrop: o.maxDrop,
+      targetAgreement: o.targetAgreement,
+      metrics: o.metric,
+    },
+  );
   const files = outputFiles(o.out);
   const names = { little: config.little.name ?? basename(config.little.path), big: config.big.name ?? basename(config.big.path) };
   const file = calibrationFile(
     outcome,
     { little: { name: names.little, path: config.little.path, pin: little.pin }, big: { name: names.big, path: config.big.path, pin: big.pin } },
-    { calibrationFraction: fraction, skippedImages: tables.skipped.length, files: { curveJson: basename(files.curveJson), curveCsv: basename(files.curveCsv), plot: basename(files.plot) } },
+    {
+      calibrationFraction: fraction,
+      skippedImages: tables.skipped.length,
+      files: { curveJson: basename(files.curveJson), curveCsv: basename(files.curveCsv), plot: basename(files.plot) },
+    },
   );
   const rows = curveRows(outcome);
   await mkdir(dirname(files.calib), { recursive: true });
@@ -60,6 +70,10 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
   await writeFile(files.curveCsv, curveCsv(rows));
   await writeFile(files.plot, calibrationPlot(outcome, `${names.little} → ${names.big}: ${outcome.labeled ? 'accuracy' : 'agreement'} vs compute`));
   await writeFile(files.calib, `${JSON.stringify(file, null, 2)}\n`);
-  process.stdout.write(o.json ? `${JSON.stringify(file, null, 2)}\n` : `${formatCalibration(outcome, file)}\nwrote ${files.calib}, ${basename(files.curveCsv)}, ${basename(files.curveJson)}, ${basename(files.plot)}\n`);
+  process.stdout.write(
+    o.json
+      ? `${JSON.stringify(file, null, 2)}\n`
+      : `${formatCalibration(outcome, file)}\nwrote ${files.calib}, ${basename(files.curveCsv)}, ${basename(files.curveJson)}, ${basename(files.plot)}\n`,
+  );
   return { file, outcome };
 }

@@ -77,7 +77,9 @@ export async function dashboardCommand(o: { port: number; host?: string; config?
   const logger = createLogger();
   const { redisUrl, prefix } = await fleetSettings(o);
   const dashboard = await startDashboard({ redisUrl, prefix, port: o.port, host: o.host });
-  logger.info(`dashboard on http://${o.host ?? '0.0.0.0'}:${dashboard.port}/ for ${redactUrl(redisUrl)} (prefix ${prefix}): ${dashboard.queueNames().join(', ')}`);
+  logger.info(
+    `dashboard on http://${o.host ?? '0.0.0.0'}:${dashboard.port}/ for ${redactUrl(redisUrl)} (prefix ${prefix}): ${dashboard.queueNames().join(', ')}`,
+  );
   const signal = await new Promise<NodeJS.Signals>((resolve) => process.once('SIGTERM', resolve).once('SIGINT', resolve));
   logger.info(`${signal}: stopping the dashboard`);
   await dashboard.close();

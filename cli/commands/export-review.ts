@@ -7,7 +7,15 @@ import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
 import { S3Settings } from '../../config/schema.js';
 import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
 import type { AuditEntry } from '../../pipeline/audit/audit-part.js';
-import { labelStudioTasks, openManifest, parseReasons, readDisagreements, reviewCsv, RunOutputNotFoundError, selectForReview } from '../../pipeline/results/review-export.js';
+import {
+  labelStudioTasks,
+  openManifest,
+  parseReasons,
+  readDisagreements,
+  reviewCsv,
+  RunOutputNotFoundError,
+  selectForReview,
+} from '../../pipeline/results/review-export.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 
 export interface ExportReviewOptions {

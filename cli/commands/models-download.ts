@@ -9,7 +9,8 @@ import { downloadVerified } from '../../pipeline/models/model-download.js';
 /** Download (or confirm) each named model; resolves with one line per model. */
 export async function downloadModelsCommand(names: string[], o: { dir?: string }, fetchImpl: typeof fetch = fetch, sources = MODEL_SOURCES): Promise<string[]> {
   const unknown = names.filter((n) => !sources.some((s) => s.name === n));
-  if (unknown.length) throw Object.assign(new Error(`unknown model(s) ${unknown.join(', ')}; choose from ${sources.map((s) => s.name).join(', ')}`), { name: 'DownloadError' });
+  if (unknown.length)
+    throw Object.assign(new Error(`unknown model(s) ${unknown.join(', ')}; choose from ${sources.map((s) => s.name).join(', ')}`), { name: 'DownloadError' });
   const dir = resolve(o.dir ?? join(process.env.CASCADE_ASSETS ?? 'assets', 'models'));
   const lines: string[] = [];
   for (const source of sources.filter((s) => names.length === 0 || names.includes(s.name))) {

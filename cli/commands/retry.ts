@@ -18,10 +18,17 @@ export async function retryCommand(runId: string, o: { config?: string; prefix?:
   try {
     const spec = await new RunTracker(redis, prefix).spec(id);
     if (!spec) throw Object.assign(new Error(`run ${id} is unknown to this Redis (prefix ${prefix})`), { name: 'UnknownRunError' });
-    const counts = await queues.retryFailed(id, spec.stages.map((s) => s.name));
+    const counts = await queues.retryFailed(
+      id,
+      spec.stages.map((s) => s.name),
+    );
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
     process.stdout.write(
-      o.json ? `${JSON.stringify({ runId: id, retried: counts })}\n` : `run ${id}: ${total} failed job(s) back in their queues (${Object.entries(counts).map(([q, n]) => `${q} ${n}`).join(', ')})\n`,
+      o.json
+        ? `${JSON.stringify({ runId: id, retried: counts })}\n`
+        : `run ${id}: ${total} failed job(s) back in their queues (${Object.entries(counts)
+            .map(([q, n]) => `${q} ${n}`)
+            .join(', ')})\n`,
     );
     return counts;
   } finally {

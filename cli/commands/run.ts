@@ -42,7 +42,13 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     void runtime.close().finally(() => redis.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143)));
   };
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
-  const bar = o.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({ format: '{bar} {value}/{total} images | {percentage}% | ETA {eta_formatted} | little {little} big {big} errors {errors}', etaBuffer: 50 }, cliProgress.Presets.shades_classic) : null;
+  const bar =
+    o.progress !== false && process.stderr.isTTY
+      ? new cliProgress.SingleBar(
+          { format: '{bar} {value}/{total} images | {percentage}% | ETA {eta_formatted} | little {little} big {big} errors {errors}', etaBuffer: 50 },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
   try {
     // Planning opens the models in the runtime's cache: the workers then borrow those same sessions.
     const spec = await planRun(config, source, o.out, runtime.models, o.runId);
@@ -59,11 +65,25 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
     let duplicates = 0;
     const refs = listSource(src, { extensions: config.extensions, s3: runtime.s3, onDuplicate: () => void duplicates++ });
-    const submitted = await submitRun({ spec, refs, tracker: runtime.tracker, queues: runtime.queues, output, overwrite: o.overwrite, duplicates: () => duplicates });
-    log(submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`);
+    const submitted = await submitRun({
+      spec,
+      refs,
+      tracker: runtime.tracker,
+      queues: runtime.queues,
+      output,
+      overwrite: o.overwrite,
+      duplicates: () => duplicates,
+    });
+    log(
+      submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`,
+    );
     const summary = await waitForRun(runtime.tracker, runId, (p) => {
       bar?.setTotal(Math.max(p.total ?? p.listedImages, 1));
-      bar?.update(p.final, { little: p.stages[0]?.accepted ?? 0, big: p.stages[p.stages.length - 1]?.accepted ?? 0, errors: p.stages.reduce((n, s) => n + s.errors, 0) });
+      bar?.update(p.final, {
+        little: p.stages[0]?.accepted ?? 0,
+        big: p.stages[p.stages.length - 1]?.accepted ?? 0,
+        errors: p.stages.reduce((n, s) => n + s.errors, 0),
+      });
     });
     bar?.stop();
     process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`);

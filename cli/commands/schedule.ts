@@ -10,7 +10,16 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../pipeline/storage/open-store.js';
 import { absoluteRef, planningModels, planStages, runSettings } from '../../producers/plan-run.js';
 import { connectRedis } from '../../queue/redis-connection.js';
-import { ScheduleName, ScheduleTiming, SCHEDULES_QUEUE, listSchedules, removeSchedule, upsertSchedule, type ScheduleInfo, type ScheduleTemplate } from '../../workers/run-scheduler.js';
+import {
+  ScheduleName,
+  type ScheduleTiming,
+  SCHEDULES_QUEUE,
+  listSchedules,
+  removeSchedule,
+  upsertSchedule,
+  type ScheduleInfo,
+  type ScheduleTemplate,
+} from '../../workers/run-scheduler.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { requireRedisUrl } from './submit.js';
 
@@ -27,7 +36,8 @@ const stdout: Write = (t) => process.stdout.write(t);
 
 /** Exactly one of --cron and --every, as a ScheduleTiming. */
 export function parseTiming(o: { cron?: string; tz?: string; every?: number }): ScheduleTiming {
-  if ((o.cron === undefined) === (o.every === undefined)) throw new ConfigError('schedule add needs exactly one of --cron "<min hour day month weekday>" and --every <ms>');
+  if ((o.cron === undefined) === (o.every === undefined))
+    throw new ConfigError('schedule add needs exactly one of --cron "<min hour day month weekday>" and --every <ms>');
   if (o.every !== undefined && o.tz) throw new ConfigError('--tz applies to --cron only');
   return o.cron !== undefined ? { cron: o.cron, ...(o.tz ? { tz: o.tz } : {}) } : { every: o.every! };
 }

@@ -40,7 +40,21 @@ export interface SaverRow {
 export function saverRows(results: readonly SaverResult[], bigGmacs: number): SaverRow[] {
   return results.map((r) => {
     if (r.status !== 'ranked') {
-      return { rank: null, candidate: r.name, gmacsPerImage: r.gmacsPerImage, top1: null, metric: null, threshold: null, fractionToBig: null, cascadeAccuracy: null, bigAccuracy: null, agreement: null, saved: null, oracleSaved: null, note: `${r.status}: ${r.reason}` };
+      return {
+        rank: null,
+        candidate: r.name,
+        gmacsPerImage: r.gmacsPerImage,
+        top1: null,
+        metric: null,
+        threshold: null,
+        fractionToBig: null,
+        cascadeAccuracy: null,
+        bigAccuracy: null,
+        agreement: null,
+        saved: null,
+        oracleSaved: null,
+        note: `${r.status}: ${r.reason}`,
+      };
     }
     const o = r.outcome;
     const part = o.test ?? { ...o.calibration, point: o.chosen.point };
@@ -58,7 +72,9 @@ export function saverRows(results: readonly SaverResult[], bigGmacs: number): Sa
       agreement: p.agreement,
       saved: bigGmacs > 0 ? 1 - p.gmacsPerImage / bigGmacs : 0,
       oracleSaved: part.oracle?.saved ?? null,
-      note: o.test ? `${o.chosen.rule} on ${o.calibration.images} calibration images; figures on ${o.test.images} test images` : `${o.chosen.rule}; no test half, figures on the calibration images`,
+      note: o.test
+        ? `${o.chosen.rule} on ${o.calibration.images} calibration images; figures on ${o.test.images} test images`
+        : `${o.chosen.rule}; no test half, figures on the calibration images`,
     };
   });
 }
@@ -67,7 +83,19 @@ const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)}
 
 /** The rows as a Markdown table (for docs/results.md). */
 export function saverMarkdown(rows: readonly SaverRow[], bigName: string, bigGmacs: number): string {
-  const head = ['rank', 'little candidate', 'GMACs', 'top-1', 'threshold', 'to big', 'cascade top-1', `${bigName} top-1`, 'agreement', 'MACs saved', 'oracle saved'];
+  const head = [
+    'rank',
+    'little candidate',
+    'GMACs',
+    'top-1',
+    'threshold',
+    'to big',
+    'cascade top-1',
+    `${bigName} top-1`,
+    'agreement',
+    'MACs saved',
+    'oracle saved',
+  ];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const r of rows) {
     lines.push(
@@ -92,7 +120,14 @@ function textTable(rows: readonly SaverRow[]): string {
     pct(r.oracleSaved),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  return [head, ...body].map((cells) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return [head, ...body]
+    .map((cells) =>
+      cells
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Search the candidates and print the ranking; resolves with the rows. */

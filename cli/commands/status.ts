@@ -31,7 +31,8 @@ export interface StatusCommandOptions {
 export async function runBatchCounts(queue: Queue, runId: string): Promise<BatchCounts> {
   // Run ids are [A-Za-z0-9_-] only, so they need no escaping; '-b<n>-' stops 'a' matching run 'a-b5'.
   const ofRun = new RegExp(`^${runId}-b\\d+-`);
-  const ids = async (...types: Array<'waiting' | 'delayed' | 'prioritized' | 'active' | 'failed'>) => (await queue.getRanges(types, 0, -1)).filter((id) => ofRun.test(id));
+  const ids = async (...types: Array<'waiting' | 'delayed' | 'prioritized' | 'active' | 'failed'>) =>
+    (await queue.getRanges(types, 0, -1)).filter((id) => ofRun.test(id));
   const [queued, active, failed] = await Promise.all([ids('waiting', 'delayed', 'prioritized'), ids('active'), ids('failed')]);
   // One failure's reason tells an operator what to fix before `cascade retry` (a refused model, an unwritable output).
   const reason = failed.length > 0 ? ((await queue.getJob(failed[0]!))?.failedReason ?? null) : null;
@@ -58,7 +59,11 @@ export async function readRecentRuns(tracker: RunTracker, limit: number, now = n
 }
 
 /** Print the status of `runId` (or the recent runs); with `watch`, redraw until the run is done or failed. */
-export async function statusCommand(runId: string | undefined, o: StatusCommandOptions, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<RunStatus | RunStatus[]> {
+export async function statusCommand(
+  runId: string | undefined,
+  o: StatusCommandOptions,
+  write: (text: string) => void = (t) => process.stdout.write(t),
+): Promise<RunStatus | RunStatus[]> {
   const { redisUrl, prefix } = await fleetSettings(o);
   const redis = connectRedis(redisUrl, { maxRetriesPerRequest: 2 });
   const tracker = new RunTracker(redis, prefix);

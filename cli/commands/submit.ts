@@ -21,12 +21,17 @@ export interface SubmitCommandOptions extends CascadeFlags {
 
 /** The Redis URL a fleet command needs; a private redis-server would be invisible to the workers. */
 export function requireRedisUrl(config: Pick<CascadeConfig, 'redisUrl'>, command: string): string {
-  if (!config.redisUrl) throw new ConfigError(`cascade ${command} needs a shared Redis: set REDIS_URL (e.g. redis://redis:6379) or 'redisUrl:' in the config file`);
+  if (!config.redisUrl)
+    throw new ConfigError(`cascade ${command} needs a shared Redis: set REDIS_URL (e.g. redis://redis:6379) or 'redisUrl:' in the config file`);
   return config.redisUrl;
 }
 
 /** Enqueue a run of `source` and print its id (or JSON); resolves with what was submitted. */
-export async function submitCommand(source: string, o: SubmitCommandOptions, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<SubmitResult & { out: string }> {
+export async function submitCommand(
+  source: string,
+  o: SubmitCommandOptions,
+  write: (text: string) => void = (t) => process.stdout.write(t),
+): Promise<SubmitResult & { out: string }> {
   const logger = createLogger();
   const log = (msg: string) => logger.info(msg);
   const config = await loadCascadeConfig(o);
@@ -46,7 +51,11 @@ export async function submitCommand(source: string, o: SubmitCommandOptions, wri
       output: runtime.openOutput(spec.out),
       overwrite: o.overwrite,
     });
-    log(result.alreadySubmitted ? `run ${spec.runId} was already submitted; nothing added` : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}`);
+    log(
+      result.alreadySubmitted
+        ? `run ${spec.runId} was already submitted; nothing added`
+        : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}`,
+    );
     write(o.json ? `${JSON.stringify({ ...result, out: spec.out })}\n` : `${spec.runId}\n`);
     return { ...result, out: spec.out };
   } finally {

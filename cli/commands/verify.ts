@@ -34,9 +34,19 @@ async function runSettings(file: string | undefined): Promise<{ extensions: unkn
 
 /** The extension list of a run: the flag's, else the config file's, else the schema default. */
 function extensionsOf(flag: string | undefined, fromFile: unknown): string[] {
-  const raw = flag === undefined ? fromFile : flag.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean).map((e) => (e.startsWith('.') ? e : `.${e}`));
+  const raw =
+    flag === undefined
+      ? fromFile
+      : flag
+          .split(',')
+          .map((e) => e.trim().toLowerCase())
+          .filter(Boolean)
+          .map((e) => (e.startsWith('.') ? e : `.${e}`));
   const parsed = CascadeConfig.shape.extensions.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(`${flag === undefined ? 'extensions (config file)' : '--extensions'}: expected extensions like .jpg,.png, got ${JSON.stringify(flag ?? fromFile)}`);
+  if (!parsed.success)
+    throw new ConfigError(
+      `${flag === undefined ? 'extensions (config file)' : '--extensions'}: expected extensions like .jpg,.png, got ${JSON.stringify(flag ?? fromFile)}`,
+    );
   return parsed.data;
 }
 
@@ -55,7 +65,10 @@ export function runLocation(manifest: string): string | null {
 export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport & { provenance: ProvenanceReport | null }> {
   const settings = await runSettings(o.config);
   const s3Settings = S3Settings.safeParse(s3SettingsFromEnv(settings.s3, process.env) ?? settings.s3 ?? {});
-  if (!s3Settings.success) throw new ConfigError(`invalid s3 settings${o.config ? ` in ${o.config}` : ''}: ${s3Settings.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!s3Settings.success)
+    throw new ConfigError(
+      `invalid s3 settings${o.config ? ` in ${o.config}` : ''}: ${s3Settings.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   const extensions = extensionsOf(o.extensions, settings.extensions);
   let client: S3Client | undefined;
   const s3 = () => (client ??= makeS3Client(s3Settings.data));
@@ -71,7 +84,9 @@ export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport & { 
     const dir = runLocation(o.manifest);
     const provenance = dir ? await verifyProvenance(openStore(parseLocation(dir), s3)) : null;
     const report: VerifyReport & { provenance: ProvenanceReport | null } = { ...rows, ok: rows.ok && (provenance?.ok ?? true), provenance };
-    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(rows)}${provenance ? `\n${formatProvenanceReport(provenance)}` : ''}\n`);
+    process.stdout.write(
+      o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(rows)}${provenance ? `\n${formatProvenanceReport(provenance)}` : ''}\n`,
+    );
     if (!report.ok) process.exitCode = 1;
     return report;
   } finally {

@@ -9,7 +9,7 @@
 import { Queue } from 'bullmq';
 import { ConfigError } from '../../config/load-config.js';
 import { StageName } from '../../config/schema.js';
-import { loadWorkerConfig, RUN_FIELDS } from '../../config/worker-config.js';
+import { loadWorkerConfig } from '../../config/worker-config.js';
 import { SERVICE_ROLES, startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
@@ -48,7 +48,8 @@ export function validateRoles(roles: string[]): string[] {
   for (const role of roles) {
     if ((SERVICE_ROLES as readonly string[]).includes(role)) continue;
     const name = StageName.safeParse(role);
-    if (!name.success) throw new ConfigError(`unknown worker role '${role}': expected a stage name (${name.error.issues[0]!.message}) or ${SERVICE_ROLES.join(', ')}`);
+    if (!name.success)
+      throw new ConfigError(`unknown worker role '${role}': expected a stage name (${name.error.issues[0]!.message}) or ${SERVICE_ROLES.join(', ')}`);
   }
   return [...new Set(roles)];
 }
@@ -77,20 +78,28 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
   const wanted = validateRoles(roles);
   const { config, ignored } = await loadWorkerConfig({ file: o.config, overrides: { concurrency: o.concurrency } });
   const redisUrl = requireRedisUrl(config, 'worker');
-  if (ignored.length > 0) log(`config ${o.config}: ${ignored.join(', ')} not used by workers: each run brings its own (${RUN_FIELDS.length} run settings are pinned at submit)`);
+  if (ignored.length > 0) log(`config ${o.config}: ${ignored.join(', ')} not used by workers: each run brings its own, pinned at submit`);
   const stageNames = wanted.filter((r) => !(SERVICE_ROLES as readonly string[]).includes(r));
   const signal = firstSignal(log);
 
   let scheduleQueue: Queue | undefined;
+  // Opened on the first scrape: only a worker with metrics reports the schedules queue.
+  const schedulesQueue = () => {
+    scheduleQueue ??= new Queue(SCHEDULES_QUEUE, { connection: runtime.redis, prefix: config.prefix });
+    return scheduleQueue;
+  };
   const metrics = new CascadeMetrics({
     processMetrics: true,
     queues: () => [
       ...stageNames.map((name) => ({ name: stageQueueName(name), queue: runtime.queues.stage(name) })),
       { name: MERGE_QUEUE, queue: runtime.queues.merge },
-      { name: SCHEDULES_QUEUE, queue: (scheduleQueue ??= new Queue(SCHEDULES_QUEUE, { connection: runtime.redis, prefix: config.prefix })) },
+      { name: SCHEDULES_QUEUE, queue: schedulesQueue() },
     ],
   });
-  const runtime = await startRuntime(config, redisUrl, wanted, log, { maxBatch: o.maxBatch, onBatch: (stage, stats, errors) => metrics.onBatch(stage, stats, errors) });
+  const runtime = await startRuntime(config, redisUrl, wanted, log, {
+    maxBatch: o.maxBatch,
+    onBatch: (stage, stats, errors) => metrics.onBatch(stage, stats, errors),
+  });
   let server: MetricsServer | undefined;
   try {
     if (o.metricsPort !== undefined) server = await serveMetrics(metrics, o.metricsPort, o.metricsHost);

@@ -76,7 +76,8 @@ export function calibrate(
   if (calibration.length === 0) throw new Error('calibrate: no calibration images (all failed to decode, or the split left none)');
   const options = { maxDrop: o.maxDrop ?? 0, targetAgreement: o.targetAgreement ?? 0.99, metrics: o.metrics ?? ALL_METRICS, z: o.z ?? 1.96 };
   if (!(options.maxDrop >= 0 && options.maxDrop <= 1)) throw new RangeError(`max drop must be in [0, 1], got ${options.maxDrop}`);
-  if (!(options.targetAgreement > 0 && options.targetAgreement <= 1)) throw new RangeError(`target agreement must be in (0, 1], got ${options.targetAgreement}`);
+  if (!(options.targetAgreement > 0 && options.targetAgreement <= 1))
+    throw new RangeError(`target agreement must be in (0, 1], got ${options.targetAgreement}`);
   const all = [...calibration, ...test];
   const labeledCount = all.filter((e) => e.label !== undefined).length;
   const labeled = labeledCount === all.length;

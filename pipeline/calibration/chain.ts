@@ -63,9 +63,16 @@ export interface ChainOutcome {
 }
 
 /** Walk the images through the chain with fixed thresholds. */
-export function evaluateChain(stages: readonly ChainStage[], entries: readonly ChainEntry[], metric: ConfidenceMetric, thresholds: readonly number[], z = 1.96): ChainPoint {
+export function evaluateChain(
+  stages: readonly ChainStage[],
+  entries: readonly ChainEntry[],
+  metric: ConfidenceMetric,
+  thresholds: readonly number[],
+  z = 1.96,
+): ChainPoint {
   check(stages, entries);
-  if (thresholds.length !== stages.length - 1) throw new RangeError(`evaluateChain: ${stages.length} stages need ${stages.length - 1} thresholds, got ${thresholds.length}`);
+  if (thresholds.length !== stages.length - 1)
+    throw new RangeError(`evaluateChain: ${stages.length} stages need ${stages.length - 1} thresholds, got ${thresholds.length}`);
   const last = stages.length - 1;
   const reached = stages.map(() => 0);
   const kept = stages.map(() => 0);
@@ -131,7 +138,12 @@ function chainThresholds(stages: readonly ChainStage[], entries: readonly ChainE
       reasons.push(`no calibration image reaches ${stages[k]!.name}; threshold 1 keeps only fully certain answers`);
       continue;
     }
-    const table: CalibrationEntry[] = remaining.map((e) => ({ key: e.key, little: e.rows[k]!, big: e.rows[last]!, ...(e.label === undefined ? {} : { label: e.label }) }));
+    const table: CalibrationEntry[] = remaining.map((e) => ({
+      key: e.key,
+      little: e.rows[k]!,
+      big: e.rows[last]!,
+      ...(e.label === undefined ? {} : { label: e.label }),
+    }));
     const curve = sweepThresholds(table, metric, { littleGmacs: stages[k]!.gmacsPerImage, bigGmacs: stages[last]!.gmacsPerImage });
     const s = ruleSelector(o.rule, modelAccuracy(table, 'big'), o)(curve);
     // Config thresholds lie in [0, 1]; 1 is the strictest a stage can be given.

@@ -58,7 +58,8 @@ export function parseGroundTruth(text: string, source: string): Map<string, numb
     const raw = fields[labelCol]?.trim() ?? '';
     const label = Number(raw);
     if (key === '') throw new Error(`${source}:${i + 1}: empty image name`);
-    if (raw === '' || !Number.isInteger(label) || label < 0) throw new Error(`${source}:${i + 1}: class index must be a non-negative integer, got ${JSON.stringify(raw)}`);
+    if (raw === '' || !Number.isInteger(label) || label < 0)
+      throw new Error(`${source}:${i + 1}: class index must be a non-negative integer, got ${JSON.stringify(raw)}`);
     const known = labels.get(key);
     if (known !== undefined && known !== label) throw new Error(`${source}:${i + 1}: ${JSON.stringify(key)} is labeled both ${known} and ${label}`);
     labels.set(key, label);

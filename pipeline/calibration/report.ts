@@ -80,12 +80,21 @@ export function calibrationPlot(outcome: CalibrationOutcome, title: string): str
   }));
   const c = outcome.chosen;
   const markers: Marker[] = [
-    { x: c.point.gmacsPerImage, y: quality(c.point), label: `${c.rule}: ${c.metric} ≥ ${c.threshold.toFixed(3)}, ${pct(c.point.fractionToBig)} to big`, color: '#000' },
+    {
+      x: c.point.gmacsPerImage,
+      y: quality(c.point),
+      label: `${c.rule}: ${c.metric} ≥ ${c.threshold.toFixed(3)}, ${pct(c.point.fractionToBig)} to big`,
+      color: '#000',
+    },
   ];
-  if (outcome.test) markers.push({ x: outcome.test.point.gmacsPerImage, y: quality(outcome.test.point), label: 'same threshold on the test half', color: '#e377c2' });
+  if (outcome.test)
+    markers.push({ x: outcome.test.point.gmacsPerImage, y: quality(outcome.test.point), label: 'same threshold on the test half', color: '#e377c2' });
   const oracle = outcome.calibration.oracle;
   if (oracle) markers.push({ x: oracle.gmacsPerImage, y: oracle.accuracy, label: 'oracle router', color: '#7f7f7f' });
-  const hLines = outcome.labeled && outcome.calibration.bigAccuracy !== null ? [{ y: outcome.calibration.bigAccuracy, label: `big alone ${pct(outcome.calibration.bigAccuracy)}` }] : [];
+  const hLines =
+    outcome.labeled && outcome.calibration.bigAccuracy !== null
+      ? [{ y: outcome.calibration.bigAccuracy, label: `big alone ${pct(outcome.calibration.bigAccuracy)}` }]
+      : [];
   return lineChart({
     title,
     xLabel: 'GMACs per image (little + fraction to big × big)',
@@ -96,7 +105,12 @@ export function calibrationPlot(outcome: CalibrationOutcome, title: string): str
   });
 }
 
-function operatingPoint(p: CurvePoint, part: CalibrationOutcome['calibration'], interval: { low: number; high: number }, bigGmacs: number): CalibrationFile['expected'] {
+function operatingPoint(
+  p: CurvePoint,
+  part: CalibrationOutcome['calibration'],
+  interval: { low: number; high: number },
+  bigGmacs: number,
+): CalibrationFile['expected'] {
   return {
     images: p.total,
     fractionToBig: p.fractionToBig,
@@ -150,7 +164,9 @@ function ruleLine(r: RuleOutcome, labeled: boolean, bigGmacs: number): string {
 export function formatCalibration(outcome: CalibrationOutcome, file: CalibrationFile): string {
   const lines: string[] = [];
   const cal = outcome.calibration;
-  lines.push(`calibration: ${cal.images} images${file.skippedImages ? ` (${file.skippedImages} skipped: could not be decoded)` : ''}, test: ${outcome.test?.images ?? 0} images`);
+  lines.push(
+    `calibration: ${cal.images} images${file.skippedImages ? ` (${file.skippedImages} skipped: could not be decoded)` : ''}, test: ${outcome.test?.images ?? 0} images`,
+  );
   if (outcome.labeled) lines.push(`  little top-1 ${pct(cal.littleAccuracy)}, big top-1 ${pct(cal.bigAccuracy)}, oracle saving ${pct(cal.oracle?.saved)}`);
   lines.push('rules (calibration half):');
   for (const r of Object.values(outcome.rules)) {

@@ -24,7 +24,12 @@ export function searchSaver(candidates: readonly Candidate[], bigGmacs: number, 
   const rest: SaverResult[] = [];
   for (const c of candidates) {
     if (!(c.gmacsPerImage < bigGmacs)) {
-      rest.push({ name: c.name, gmacsPerImage: c.gmacsPerImage, status: 'not-cheaper', reason: `${c.gmacsPerImage.toFixed(3)} GMACs ≥ big ${bigGmacs.toFixed(3)}` });
+      rest.push({
+        name: c.name,
+        gmacsPerImage: c.gmacsPerImage,
+        status: 'not-cheaper',
+        reason: `${c.gmacsPerImage.toFixed(3)} GMACs ≥ big ${bigGmacs.toFixed(3)}`,
+      });
       continue;
     }
     try {

@@ -119,7 +119,11 @@ export function labelFreeRule(curve: Curve, targetAgreement: number, z = 1.96): 
  * Rule `name` as a function of a curve, for a table on which the big model's accuracy is
  * `bigAccuracy` (null without labels: the no-loss rule then reports the missing labels itself).
  */
-export function ruleSelector(name: RuleName, bigAccuracy: number | null, o: { maxDrop?: number; targetAgreement?: number; z?: number } = {}): (curve: Curve) => Selection {
+export function ruleSelector(
+  name: RuleName,
+  bigAccuracy: number | null,
+  o: { maxDrop?: number; targetAgreement?: number; z?: number } = {},
+): (curve: Curve) => Selection {
   if (name === 'tinysaver') return tinySaverRule;
   if (name === 'label-free') return (curve) => labelFreeRule(curve, o.targetAgreement ?? 0.99, o.z);
   return (curve) => noLossRule(curve, bigAccuracy ?? 0, o.maxDrop ?? 0);

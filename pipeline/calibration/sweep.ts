@@ -57,11 +57,7 @@ export type Curve = CurvePoint[] & { readonly missingLabels: MissingLabels };
 export const SEND_ALL_THRESHOLD = 2;
 
 /** Sweep every threshold that matters in O(n log n): one sort by confidence, then prefix counts. */
-export function sweepThresholds(
-  table: readonly CalibrationEntry[],
-  metric: ConfidenceMetric,
-  costs: CascadeCosts,
-): Curve {
+export function sweepThresholds(table: readonly CalibrationEntry[], metric: ConfidenceMetric, costs: CascadeCosts): Curve {
   const n = table.length;
   if (n === 0) throw new Error('sweepThresholds: the calibration table is empty');
   if (!(costs.littleGmacs >= 0) || !(costs.bigGmacs >= 0)) {
@@ -88,9 +84,7 @@ export function sweepThresholds(
     if (Number.isNaN(c)) throw new Error(`sweepThresholds: image ${JSON.stringify(e.key)} has a NaN ${metric} confidence`);
     // Above 1 means logits were passed, and the send-all threshold would no longer send all.
     if (c > 1 + 1e-3) {
-      throw new Error(
-        `sweepThresholds: image ${JSON.stringify(e.key)} has ${metric} confidence ${c} > 1; the table must hold probabilities, not logits`,
-      );
+      throw new Error(`sweepThresholds: image ${JSON.stringify(e.key)} has ${metric} confidence ${c} > 1; the table must hold probabilities, not logits`);
     }
     conf[i] = c;
     const lt = topK(e.little, 1)[0]!;

@@ -70,7 +70,9 @@ export function buildChainTables(
   const names = refs.map((r) => relativeName(r, source));
   const labels = truth ? matchLabels(names, truth) : names.map(() => undefined);
   if (truth && labels.every((l) => l === undefined)) {
-    throw new Error(`none of the ${refs.length} images matched a row of the labels file; its image column must hold paths relative to the source (e.g. ${JSON.stringify(names[0])}) or file names`);
+    throw new Error(
+      `none of the ${refs.length} images matched a row of the labels file; its image column must hold paths relative to the source (e.g. ${JSON.stringify(names[0])}) or file names`,
+    );
   }
   const entries: Array<ChainEntry & { name: string }> = [];
   const skipped: Tables['skipped'] = [];
@@ -82,9 +84,11 @@ export function buildChainTables(
     }
     const classes = rows[0]!.length;
     const odd = rows.findIndex((r) => r!.length !== classes);
-    if (odd >= 0) throw new Error(`${models[0]!.name} has ${classes} classes but ${models[odd]!.name} has ${rows[odd]!.length}; a cascade needs the same label space`);
+    if (odd >= 0)
+      throw new Error(`${models[0]!.name} has ${classes} classes but ${models[odd]!.name} has ${rows[odd]!.length}; a cascade needs the same label space`);
     const label = labels[i];
-    if (label !== undefined && label >= classes) throw new Error(`the labels file gives ${names[i]} class ${label}, but the models have ${classes} classes (0..${classes - 1})`);
+    if (label !== undefined && label >= classes)
+      throw new Error(`the labels file gives ${names[i]} class ${label}, but the models have ${classes} classes (0..${classes - 1})`);
     entries.push({ key, name: names[i]!, rows: rows as Float32Array[], ...(label === undefined ? {} : { label }) });
   });
   const { calibration, test } = splitForCalibration(entries, (e) => e.name, calibrationFraction);

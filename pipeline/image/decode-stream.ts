@@ -50,7 +50,13 @@ export type Decoded = Ready | Unreadable;
 export type DecodeOrder = 'ready' | 'input';
 
 /** Fetch and preprocess `items` for a model input, at most fetchConcurrency at once, yielding each as `order` says. */
-export function decodeStream(items: readonly BatchItem[], preprocess: PreprocessSpec, shape: ModelInputShape, deps: DecodeDeps, order: DecodeOrder = 'ready'): AsyncGenerator<Decoded> {
+export function decodeStream(
+  items: readonly BatchItem[],
+  preprocess: PreprocessSpec,
+  shape: ModelInputShape,
+  deps: DecodeDeps,
+  order: DecodeOrder = 'ready',
+): AsyncGenerator<Decoded> {
   const how = preprocessKey(preprocess, shape);
   return boundedMap(items, deps.fetchConcurrency, (item) => decodeOne(item, preprocess, shape, how, deps), order);
 }

@@ -29,13 +29,7 @@ import type { PreprocessSpec } from '../../config/schema.js';
 import { type Tensor, toFloat16Bits } from '../onnx/float16.js';
 
 /** Why an image could not be turned into a tensor. */
-export type ImageDecodeReason =
-  | 'empty'
-  | 'unsupported-format'
-  | 'too-many-pixels'
-  | 'bad-dimensions'
-  | 'truncated'
-  | 'corrupt';
+export type ImageDecodeReason = 'empty' | 'unsupported-format' | 'too-many-pixels' | 'bad-dimensions' | 'truncated' | 'corrupt';
 
 /** The image bytes are unusable; `reason` says why. Configuration mistakes throw plain errors instead. */
 export class ImageDecodeError extends Error {
@@ -112,7 +106,10 @@ export async function preprocessImage(
   }
   const geometry = centreCropGeometry(width, height, spec, input);
   if (geometry.resizeWidth > MAX_SIDE || geometry.resizeHeight > MAX_SIDE) {
-    throw new ImageDecodeError('bad-dimensions', `image is ${width}x${height}: resizing it to a shorter side of ${Math.min(geometry.resizeWidth, geometry.resizeHeight)} exceeds ${MAX_SIDE} pixels`);
+    throw new ImageDecodeError(
+      'bad-dimensions',
+      `image is ${width}x${height}: resizing it to a shorter side of ${Math.min(geometry.resizeWidth, geometry.resizeHeight)} exceeds ${MAX_SIDE} pixels`,
+    );
   }
 
   const oriented = meta.orientation !== undefined && meta.orientation !== 1;
@@ -208,7 +205,10 @@ const lutCache = new WeakMap<NormalizeSpec, { f32?: Float32Array; f16?: Uint16Ar
  */
 function lut(spec: NormalizeSpec, half: boolean): Tensor {
   let entry = lutCache.get(spec);
-  if (!entry) lutCache.set(spec, (entry = {}));
+  if (!entry) {
+    entry = {};
+    lutCache.set(spec, entry);
+  }
   const cached = half ? entry.f16 : entry.f32;
   if (cached) return cached;
   const table = half ? new Uint16Array(768) : new Float32Array(768);
@@ -228,13 +228,7 @@ function lut(spec: NormalizeSpec, half: boolean): Tensor {
 /** Normalises interleaved 8-bit RGB into planar CHW in spec.colorOrder; a Uint16Array `out` receives float16 bits. */
 export function normalizeToChw(raw: Uint8Array, width: number, height: number, spec: NormalizeSpec, out?: Float32Array): Float32Array;
 export function normalizeToChw(raw: Uint8Array, width: number, height: number, spec: NormalizeSpec, out: Uint16Array): Uint16Array;
-export function normalizeToChw(
-  raw: Uint8Array,
-  width: number,
-  height: number,
-  spec: NormalizeSpec,
-  out?: Tensor,
-): Tensor {
+export function normalizeToChw(raw: Uint8Array, width: number, height: number, spec: NormalizeSpec, out?: Tensor): Tensor {
   const plane = width * height;
   if (raw.length !== plane * 3) throw new RangeError(`raw has ${raw.length} bytes, expected ${width}x${height}x3 = ${plane * 3}`);
   const target = out ?? new Float32Array(plane * 3);
@@ -267,7 +261,10 @@ function toDecodeError(err: unknown): ImageDecodeError {
           ? 'truncated'
           : 'corrupt';
   // sharp ends some messages with ':' and libvips' detail lines, sometimes none: keep it one clean line.
-  let detail = message.trim().replace(/:$/, '').replace(/\s*\n\s*/g, '; ');
+  let detail = message
+    .trim()
+    .replace(/:$/, '')
+    .replace(/\s*\n\s*/g, '; ');
   // libvips' detail lines (e.g. "premature end of JPEG") share one error buffer across threads
   // and are sometimes missing under concurrency; say what the bare failOn message means.
   if (/^Warning treated as error due to failOn setting$/i.test(detail)) detail = 'corrupt or truncated image data (a libvips warning, treated as an error)';

@@ -33,6 +33,17 @@ export interface InferResult {
 /** How long a partial batch waits for more requests when accumulateMs is not given (GPU providers). */
 export const DEFAULT_ACCUMULATE_MS = 20;
 
+/**
+ * How long a partial batch waits for other requests (0: no accumulation). Only models with a
+ * dynamic batch dimension accumulate; the configured accumulateMs wins, else it is on
+ * (DEFAULT_ACCUMULATE_MS) for every provider the session actually opened on except the CPU, where
+ * a batch of 32 costs what four of 8 do, so waiting for one only adds latency.
+ */
+export function accumulationWaitMs(accumulateMs: number | undefined, provider: ExecutionProvider, fixedBatch: number | null): number {
+  if (fixedBatch !== null) return 0;
+  return accumulateMs ?? (provider === 'cpu' ? 0 : DEFAULT_ACCUMULATE_MS);
+}
+
 /** Inference for one model across worker threads. */
 export class InferencePool {
   /** Merges concurrent requests into full batches; null for fixed-batch models or no accumulation. */
@@ -45,9 +56,8 @@ export class InferencePool {
     readonly provider: ExecutionProvider,
     options: PoolOptions,
   ) {
-    // On CPU a batch of 32 costs what four of 8 do, so waiting for one only adds latency.
-    const waitMs = options.accumulateMs ?? (provider === 'cpu' ? 0 : DEFAULT_ACCUMULATE_MS);
-    this.accumulator = io.fixedBatch === null && waitMs > 0 ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: waitMs }) : null;
+    const waitMs = accumulationWaitMs(options.accumulateMs, provider, io.fixedBatch);
+    this.accumulator = waitMs > 0 ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: waitMs }) : null;
   }
 
   /** Start the threads and load the model once, failing fast with a clear error if it cannot load. */

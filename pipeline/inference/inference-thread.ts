@@ -12,9 +12,7 @@ export interface ThreadData {
   options: SessionOptions;
 }
 
-export type ThreadTask =
-  | { kind: 'describe' }
-  | { kind: 'infer'; data: Tensor; n: number };
+export type ThreadTask = { kind: 'describe' } | { kind: 'infer'; data: Tensor; n: number };
 
 // One session per thread, opened on first use so a load failure is reported as a task error.
 let session: Promise<ModelSession> | undefined;

@@ -65,7 +65,7 @@ export function sessionConfigEntries(numerics: Numerics, providers: readonly Exe
  * to replace the existing tensor". Re-encoding keeps what pipeline/onnx/onnx-proto.ts models.
  */
 export function unshareInt8Initializers(bytes: Uint8Array): Uint8Array | null {
-  let model;
+  let model: ReturnType<typeof decodeModel>;
   try {
     model = decodeModel(bytes);
   } catch {
@@ -116,7 +116,11 @@ export function describeSession(session: ort.InferenceSession, path: string): Mo
   const shape = input.shape;
   if (shape.length !== 4) throw new ModelLoadError(`${path}: input '${input.name}' has shape [${shape.join(',')}]; expected NCHW`);
   const [n, c, h, w] = shape;
-  for (const [dim, name] of [[c, 'channels'], [h, 'height'], [w, 'width']] as const) {
+  for (const [dim, name] of [
+    [c, 'channels'],
+    [h, 'height'],
+    [w, 'width'],
+  ] as const) {
     if (typeof dim !== 'number' || dim <= 0) throw new ModelLoadError(`${path}: input ${name} must be a fixed size, got '${dim}'`);
   }
   if (c !== 3) throw new ModelLoadError(`${path}: input has ${c} channels; expected 3 (RGB/BGR)`);
@@ -198,9 +202,19 @@ export class ModelSession {
   }
 }
 
-async function createSession(path: string, providers: readonly ExecutionProvider[], options: SessionOptions): Promise<ort.InferenceSession> {
+/**
+ * An ORT session for `path` on `providers` with the project's session settings (numerics, no
+ * spinning, the int8 unsharing retry); `more` adds ORT options that change no output (profiling).
+ */
+export async function createSession(
+  path: string,
+  providers: readonly ExecutionProvider[],
+  options: Pick<SessionOptions, 'graphOptimization' | 'intraOpThreads' | 'numerics'>,
+  more: Pick<ort.InferenceSession.SessionOptions, 'enableProfiling' | 'profileFilePrefix'> = {},
+): Promise<ort.InferenceSession> {
   const extra = sessionConfigEntries(options.numerics ?? 'exact', providers);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
+    ...more,
     executionProviders: [...providers],
     graphOptimizationLevel: options.graphOptimization,
     // ORT rejects an explicit undefined; 0 means "let ORT decide".

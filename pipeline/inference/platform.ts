@@ -19,7 +19,12 @@ export interface Platform {
 /** The kernel-relevant flags in cpuinfo text (x86 "flags", arm64 "Features"). */
 export function kernelFlags(cpuinfo: string): string[] {
   const line = cpuinfo.split('\n').find((l) => /^(flags|Features)\s*:/.test(l)) ?? '';
-  const have = new Set(line.slice(line.indexOf(':') + 1).trim().split(/\s+/));
+  const have = new Set(
+    line
+      .slice(line.indexOf(':') + 1)
+      .trim()
+      .split(/\s+/),
+  );
   return KERNEL_FLAGS.filter((f) => have.has(f));
 }
 

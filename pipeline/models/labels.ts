@@ -17,6 +17,7 @@ export function parseLabels(text: string, source: string): string[] {
       if (!Number.isInteger(index) || index < 0) throw new Error(`${source}: label key '${key}' is not a class index`);
       names[index] = Array.isArray(value) ? String(value[value.length - 1]) : String(value);
     }
+    // biome-ignore lint/complexity/useIndexOf: indexOf skips the holes of a sparse array, findIndex visits them
     const hole = names.findIndex((n) => n === undefined);
     if (hole >= 0 || names.length === 0) throw new Error(`${source}: no label for class ${Math.max(hole, 0)}`);
     return names;

@@ -148,7 +148,7 @@ export class ModelCache {
   }
 
   private entry(stage: string, pin: PinnedFile, key: string): Entry {
-    let entry = this.entries.get(key);
+    const entry = this.entries.get(key);
     if (entry) {
       // Most recently used last: eviction takes from the front.
       this.entries.delete(key);
@@ -170,7 +170,9 @@ export class ModelCache {
     });
     const actual = sha256Hex(bytes);
     if (actual !== pin.sha256) {
-      throw new ModelRefusedError(`stage ${stage}: model ${pin.path} has sha256 ${shortHash(actual)}, but the run pins ${shortHash(pin.sha256)}: the file changed since the run was planned`);
+      throw new ModelRefusedError(
+        `stage ${stage}: model ${pin.path} has sha256 ${shortHash(actual)}, but the run pins ${shortHash(pin.sha256)}: the file changed since the run was planned`,
+      );
     }
     let labels: string[] | null = null;
     if (pin.labels) {
@@ -178,7 +180,8 @@ export class ModelCache {
       const text = await this.o.read(path).catch((err: Error) => {
         throw new ModelLoadError(`stage ${stage}: cannot read labels ${path}: ${err.message}`);
       });
-      if (sha256Hex(text) !== sha256) throw new ModelRefusedError(`stage ${stage}: label file ${path} has sha256 ${shortHash(sha256Hex(text))}, but the run pins ${shortHash(sha256)}`);
+      if (sha256Hex(text) !== sha256)
+        throw new ModelRefusedError(`stage ${stage}: label file ${path} has sha256 ${shortHash(sha256Hex(text))}, but the run pins ${shortHash(sha256)}`);
       labels = parseLabels(text.toString('utf8'), path);
     }
     const file = isS3Url(pin.path) ? await this.materialise(pin.sha256, bytes) : pin.path;
@@ -205,7 +208,10 @@ export class ModelCache {
   private async materialise(sha256: string, bytes: Buffer): Promise<string> {
     await mkdir(this.o.downloadDir, { recursive: true });
     const file = join(this.o.downloadDir, `${sha256}.onnx`);
-    const present = await stat(file).then((s) => s.size === bytes.length, () => false);
+    const present = await stat(file).then(
+      (s) => s.size === bytes.length,
+      () => false,
+    );
     if (!present) {
       const tmp = `${file}.${process.pid}.${basename(file)}.part`;
       await writeFile(tmp, bytes);
@@ -220,7 +226,10 @@ export class ModelCache {
       if (this.entries.size <= this.o.capacity) return;
       if (entry.users > 0) continue;
       this.entries.delete(key);
-      await entry.model.then((m) => m.close(), () => {});
+      await entry.model.then(
+        (m) => m.close(),
+        () => {},
+      );
     }
   }
 }

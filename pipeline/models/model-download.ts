@@ -47,7 +47,9 @@ export async function downloadVerified(d: Download, dir: string, fetchImpl: type
   try {
     res = await fetchImpl(d.url, { redirect: 'follow' });
   } catch (err) {
-    throw new DownloadError(`cannot fetch ${d.url}: ${(err as Error).message}${(err as { cause?: Error }).cause ? ` (${(err as { cause: Error }).cause.message})` : ''}`);
+    throw new DownloadError(
+      `cannot fetch ${d.url}: ${(err as Error).message}${(err as { cause?: Error }).cause ? ` (${(err as { cause: Error }).cause.message})` : ''}`,
+    );
   }
   if (!res.ok || !res.body) throw new DownloadError(`cannot fetch ${d.url}: HTTP ${res.status} ${res.statusText}`);
   const tmp = `${target}.${process.pid}.part`;

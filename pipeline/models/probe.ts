@@ -75,7 +75,14 @@ export function probePixels(): Array<{ name: string; rgb: Uint8Array }> {
 
 /** The probe images as PNG files (lossless, so every decoder sees the same pixels). */
 export async function probeImages(): Promise<Array<{ name: string; bytes: Buffer }>> {
-  return Promise.all(probePixels().map(async (p) => ({ name: p.name, bytes: await sharp(p.rgb, { raw: { width: SIDE, height: SIDE, channels: 3 } }).png().toBuffer() })));
+  return Promise.all(
+    probePixels().map(async (p) => ({
+      name: p.name,
+      bytes: await sharp(p.rgb, { raw: { width: SIDE, height: SIDE, channels: 3 } })
+        .png()
+        .toBuffer(),
+    })),
+  );
 }
 
 /** Run the probe images through a loaded model, with its own preprocessing. */

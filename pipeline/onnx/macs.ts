@@ -20,11 +20,13 @@ type MacFormula = (node: NodeProto, shapeOf: Shapes) => number | undefined;
 const prod = (xs: number[]): number => xs.reduce((a, b) => a * b, 1);
 
 /** Each output element of a Conv sums (in_channels/group) * kernel products. */
-const conv = (wIndex: number): MacFormula => (node, shapeOf) => {
-  const w = shapeOf(node.input?.[wIndex]);
-  const y = shapeOf(node.output?.[0]);
-  return w && y ? prod(y) * prod(w.slice(1)) : undefined;
-};
+const conv =
+  (wIndex: number): MacFormula =>
+  (node, shapeOf) => {
+    const w = shapeOf(node.input?.[wIndex]);
+    const y = shapeOf(node.output?.[0]);
+    return w && y ? prod(y) * prod(w.slice(1)) : undefined;
+  };
 
 /** Each input element of a ConvTranspose scatters into (out_channels/group) * kernel outputs. */
 const convTranspose: MacFormula = (node, shapeOf) => {
@@ -34,14 +36,16 @@ const convTranspose: MacFormula = (node, shapeOf) => {
 };
 
 /** Each output element of a matrix product sums K products, K the inner dim of A. */
-const matmul = (aIndex: number, transAttr?: string): MacFormula => (node, shapeOf) => {
-  const a = shapeOf(node.input?.[aIndex]);
-  const y = shapeOf(node.output?.[0]);
-  if (!a || !y) return undefined;
-  const transA = transAttr !== undefined && node.attribute?.find((x) => x.name === transAttr)?.i === 1;
-  const k = transA ? a[a.length - 2] : a[a.length - 1];
-  return k === undefined ? undefined : prod(y) * k;
-};
+const matmul =
+  (aIndex: number, transAttr?: string): MacFormula =>
+  (node, shapeOf) => {
+    const a = shapeOf(node.input?.[aIndex]);
+    const y = shapeOf(node.output?.[0]);
+    if (!a || !y) return undefined;
+    const transA = transAttr !== undefined && node.attribute?.find((x) => x.name === transAttr)?.i === 1;
+    const k = transA ? a[a.length - 2] : a[a.length - 1];
+    return k === undefined ? undefined : prod(y) * k;
+  };
 
 const FORMULAS: Record<string, MacFormula> = {
   Conv: conv(1),

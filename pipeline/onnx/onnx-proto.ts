@@ -128,27 +128,65 @@ message OperatorSetIdProto {
 
 /** TensorProto.DataType values. */
 export const DataType = {
-  UNDEFINED: 0, FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7,
-  STRING: 8, BOOL: 9, FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13, BFLOAT16: 16,
+  UNDEFINED: 0,
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  UINT16: 4,
+  INT16: 5,
+  INT32: 6,
+  INT64: 7,
+  STRING: 8,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+  UINT32: 12,
+  UINT64: 13,
+  BFLOAT16: 16,
 } as const;
 
 /** AttributeProto.AttributeType values. */
 export const AttributeType = {
-  UNDEFINED: 0, FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5,
-  FLOATS: 6, INTS: 7, STRINGS: 8, TENSORS: 9, GRAPHS: 10,
+  UNDEFINED: 0,
+  FLOAT: 1,
+  INT: 2,
+  STRING: 3,
+  TENSOR: 4,
+  GRAPH: 5,
+  FLOATS: 6,
+  INTS: 7,
+  STRINGS: 8,
+  TENSORS: 9,
+  GRAPHS: 10,
 } as const;
 
 // Plain-object views of the messages. Field names keep onnx.proto's snake_case so they match
 // the ONNX docs; every field is optional because protobuf omits defaults on the wire.
-export interface StringStringEntryProto { key?: string; value?: string }
-export interface OperatorSetIdProto { domain?: string; version?: number }
-export interface Dimension { dim_value?: number; dim_param?: string; denotation?: string }
-export interface TensorShapeProto { dim?: Dimension[] }
+export interface StringStringEntryProto {
+  key?: string;
+  value?: string;
+}
+export interface OperatorSetIdProto {
+  domain?: string;
+  version?: number;
+}
+export interface Dimension {
+  dim_value?: number;
+  dim_param?: string;
+  denotation?: string;
+}
+export interface TensorShapeProto {
+  dim?: Dimension[];
+}
 export interface TypeProto {
   tensor_type?: { elem_type?: number; shape?: TensorShapeProto };
   denotation?: string;
 }
-export interface ValueInfoProto { name?: string; type?: TypeProto; doc_string?: string }
+export interface ValueInfoProto {
+  name?: string;
+  type?: TypeProto;
+  doc_string?: string;
+}
 export interface TensorProto {
   dims?: number[];
   data_type?: number;
@@ -240,14 +278,20 @@ export function tensorToNumbers(t: TensorProto): number[] {
   const raw = t.raw_data;
   if (raw && raw.byteLength > 0) return rawToNumbers(raw, type);
   switch (type) {
-    case DataType.FLOAT: return [...(t.float_data ?? [])];
-    case DataType.DOUBLE: return [...(t.double_data ?? [])];
-    case DataType.INT64: return [...(t.int64_data ?? [])];
+    case DataType.FLOAT:
+      return [...(t.float_data ?? [])];
+    case DataType.DOUBLE:
+      return [...(t.double_data ?? [])];
+    case DataType.INT64:
+      return [...(t.int64_data ?? [])];
     case DataType.UINT32:
-    case DataType.UINT64: return [...(t.uint64_data ?? [])];
+    case DataType.UINT64:
+      return [...(t.uint64_data ?? [])];
     // float16 travels in int32_data as its bit pattern, per onnx.proto.
-    case DataType.FLOAT16: return (t.int32_data ?? []).map(fromFloat16Bits);
-    default: return [...(t.int32_data ?? [])];
+    case DataType.FLOAT16:
+      return (t.int32_data ?? []).map(fromFloat16Bits);
+    default:
+      return [...(t.int32_data ?? [])];
   }
 }
 
@@ -260,19 +304,31 @@ function rawToNumbers(raw: Uint8Array, type: number): number[] {
     return out;
   };
   switch (type) {
-    case DataType.FLOAT: return read(4, (o) => view.getFloat32(o, true));
-    case DataType.DOUBLE: return read(8, (o) => view.getFloat64(o, true));
-    case DataType.FLOAT16: return read(2, (o) => fromFloat16Bits(view.getUint16(o, true)));
-    case DataType.INT64: return read(8, (o) => Number(view.getBigInt64(o, true)));
-    case DataType.UINT64: return read(8, (o) => Number(view.getBigUint64(o, true)));
-    case DataType.INT32: return read(4, (o) => view.getInt32(o, true));
-    case DataType.UINT32: return read(4, (o) => view.getUint32(o, true));
-    case DataType.INT16: return read(2, (o) => view.getInt16(o, true));
-    case DataType.UINT16: return read(2, (o) => view.getUint16(o, true));
-    case DataType.INT8: return read(1, (o) => view.getInt8(o));
+    case DataType.FLOAT:
+      return read(4, (o) => view.getFloat32(o, true));
+    case DataType.DOUBLE:
+      return read(8, (o) => view.getFloat64(o, true));
+    case DataType.FLOAT16:
+      return read(2, (o) => fromFloat16Bits(view.getUint16(o, true)));
+    case DataType.INT64:
+      return read(8, (o) => Number(view.getBigInt64(o, true)));
+    case DataType.UINT64:
+      return read(8, (o) => Number(view.getBigUint64(o, true)));
+    case DataType.INT32:
+      return read(4, (o) => view.getInt32(o, true));
+    case DataType.UINT32:
+      return read(4, (o) => view.getUint32(o, true));
+    case DataType.INT16:
+      return read(2, (o) => view.getInt16(o, true));
+    case DataType.UINT16:
+      return read(2, (o) => view.getUint16(o, true));
+    case DataType.INT8:
+      return read(1, (o) => view.getInt8(o));
     case DataType.UINT8:
-    case DataType.BOOL: return read(1, (o) => view.getUint8(o));
-    default: throw new Error(`raw_data of data_type ${type} is not supported`);
+    case DataType.BOOL:
+      return read(1, (o) => view.getUint8(o));
+    default:
+      throw new Error(`raw_data of data_type ${type} is not supported`);
   }
 }
 

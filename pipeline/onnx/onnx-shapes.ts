@@ -5,8 +5,17 @@
  * are how exporters spell "flatten keeping the batch"), so the ops consuming them resolve.
  */
 import {
-  attrInt, attrInts, attrString, DataType, getAttribute, tensorSize, tensorToNumbers,
-  type GraphProto, type NodeProto, type TensorProto, type ValueInfoProto,
+  attrInt,
+  attrInts,
+  attrString,
+  DataType,
+  getAttribute,
+  tensorSize,
+  tensorToNumbers,
+  type GraphProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
 } from './onnx-proto.js';
 
 export type Shape = number[];
@@ -137,11 +146,16 @@ function constantTensor(node: NodeProto): TensorProto | undefined {
   if (t) return t;
   const a = node.attribute?.[0];
   switch (a?.name) {
-    case 'value_float': return { dims: [], data_type: DataType.FLOAT, float_data: [a.f ?? 0] };
-    case 'value_floats': return { dims: [a.floats?.length ?? 0], data_type: DataType.FLOAT, float_data: a.floats ?? [] };
-    case 'value_int': return { dims: [], data_type: DataType.INT64, int64_data: [a.i ?? 0] };
-    case 'value_ints': return { dims: [a.ints?.length ?? 0], data_type: DataType.INT64, int64_data: a.ints ?? [] };
-    default: return undefined;
+    case 'value_float':
+      return { dims: [], data_type: DataType.FLOAT, float_data: [a.f ?? 0] };
+    case 'value_floats':
+      return { dims: [a.floats?.length ?? 0], data_type: DataType.FLOAT, float_data: a.floats ?? [] };
+    case 'value_int':
+      return { dims: [], data_type: DataType.INT64, int64_data: [a.i ?? 0] };
+    case 'value_ints':
+      return { dims: [a.ints?.length ?? 0], data_type: DataType.INT64, int64_data: a.ints ?? [] };
+    default:
+      return undefined;
   }
 }
 
@@ -175,8 +189,14 @@ function broadcast(...shapes: Shape[]): Shape {
 
 /** Output length of a sliding window (Conv, pools) along one spatial axis. */
 function windowOut(
-  size: number, kernel: number, stride: number, dilation: number,
-  padBegin: number, padEnd: number, autoPad: string, ceilMode: boolean,
+  size: number,
+  kernel: number,
+  stride: number,
+  dilation: number,
+  padBegin: number,
+  padEnd: number,
+  autoPad: string,
+  ceilMode: boolean,
 ): number {
   const span = (kernel - 1) * dilation + 1;
   if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return Math.ceil(size / stride);
@@ -194,8 +214,7 @@ function spatialOut(c: Ctx, x: Shape, kernel: number[], ceilMode: boolean): Shap
   const dilations = attrInts(c.node, 'dilations', Array(n).fill(1));
   const pads = attrInts(c.node, 'pads', Array(2 * n).fill(0));
   const autoPad = attrString(c.node, 'auto_pad', 'NOTSET');
-  return kernel.map((k, i) =>
-    windowOut(x[2 + i]!, k, strides[i] ?? 1, dilations[i] ?? 1, pads[i] ?? 0, pads[i + n] ?? 0, autoPad, ceilMode));
+  return kernel.map((k, i) => windowOut(x[2 + i]!, k, strides[i] ?? 1, dilations[i] ?? 1, pads[i] ?? 0, pads[i + n] ?? 0, autoPad, ceilMode));
 }
 
 function conv(xIndex: number, wIndex: number): Handler {
@@ -223,8 +242,7 @@ const convTranspose: Handler = (c) => {
   const spatial = kernel.map((k, i) => {
     const s = strides[i] ?? 1;
     if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return x[2 + i]! * s;
-    return s * (x[2 + i]! - 1) + (outPad[i] ?? 0) + (k - 1) * (dilations[i] ?? 1) + 1
-      - (pads[i] ?? 0) - (pads[i + n] ?? 0);
+    return s * (x[2 + i]! - 1) + (outPad[i] ?? 0) + (k - 1) * (dilations[i] ?? 1) + 1 - (pads[i] ?? 0) - (pads[i + n] ?? 0);
   });
   return [[x[0]!, channels, ...spatial]];
 };
@@ -264,7 +282,9 @@ export function matmulShape(a: Shape, b: Shape): Shape {
   return out;
 }
 
-const matmul = (aIndex: number, bIndex: number): Handler => (c) => [matmulShape(c.shape(aIndex), c.shape(bIndex))];
+const matmul =
+  (aIndex: number, bIndex: number): Handler =>
+  (c) => [matmulShape(c.shape(aIndex), c.shape(bIndex))];
 
 // ---------------------------------------------------------------------------------------------
 // Constant folding helpers (row-major flat arrays)
@@ -312,35 +332,51 @@ function broadcastValues(inputs: { v: number[]; s: Shape }[], f: (xs: number[]) 
 }
 
 const INT_TYPES = new Set<number>([
-  DataType.UINT8, DataType.INT8, DataType.UINT16, DataType.INT16, DataType.INT32, DataType.INT64,
-  DataType.UINT32, DataType.UINT64,
+  DataType.UINT8,
+  DataType.INT8,
+  DataType.UINT16,
+  DataType.INT16,
+  DataType.INT32,
+  DataType.INT64,
+  DataType.UINT32,
+  DataType.UINT64,
 ]);
 
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
 /** Every output has the shape of input `index`; values pass through for Identity-like ops. */
-const same = (index = 0, passValues = false): Handler => (c) => {
-  const s = c.shape(index);
-  if (passValues) {
-    const v = c.maybeValue(index);
-    if (v) c.fold(0, v);
-  }
-  return (c.node.output ?? []).map(() => s);
-};
-
-const elementwise = (fn?: (xs: number[]) => number, indices?: number[]): Handler => (c) => {
-  const idx = indices ?? (c.node.input ?? []).map((_, i) => i).filter((i) => c.has(i));
-  const shapes = idx.map((i) => c.shape(i));
-  const out = broadcast(...shapes);
-  if (fn && prod(out) <= MAX_FOLDED) {
-    const values = idx.map((i) => c.maybeValue(i));
-    if (values.every((v) => v !== undefined)) {
-      c.fold(0, broadcastValues(values.map((v, j) => ({ v: v!, s: shapes[j]! })), fn));
+const same =
+  (index = 0, passValues = false): Handler =>
+  (c) => {
+    const s = c.shape(index);
+    if (passValues) {
+      const v = c.maybeValue(index);
+      if (v) c.fold(0, v);
     }
-  }
-  return [out];
-};
+    return (c.node.output ?? []).map(() => s);
+  };
+
+const elementwise =
+  (fn?: (xs: number[]) => number, indices?: number[]): Handler =>
+  (c) => {
+    const idx = indices ?? (c.node.input ?? []).map((_, i) => i).filter((i) => c.has(i));
+    const shapes = idx.map((i) => c.shape(i));
+    const out = broadcast(...shapes);
+    if (fn && prod(out) <= MAX_FOLDED) {
+      const values = idx.map((i) => c.maybeValue(i));
+      if (values.every((v) => v !== undefined)) {
+        c.fold(
+          0,
+          broadcastValues(
+            values.map((v, j) => ({ v: v!, s: shapes[j]! })),
+            fn,
+          ),
+        );
+      }
+    }
+    return [out];
+  };
 
 const cast: Handler = (c) => {
   const v = c.maybeValue(0);
@@ -349,28 +385,30 @@ const cast: Handler = (c) => {
   return [c.shape(0)];
 };
 
-const concat = (inputIndices?: (c: Ctx) => number[]): Handler => (c) => {
-  const idx = inputIndices ? inputIndices(c) : (c.node.input ?? []).map((_, i) => i).filter((i) => c.has(i));
-  const shapes = idx.map((i) => c.shape(i));
-  const first = shapes[0];
-  if (!first) throw new ShapeError('Concat without inputs');
-  const axis = normAxis(attrInt(c.node, 'axis', 0), first.length);
-  const out = [...first];
-  out[axis] = shapes.reduce((sum, s) => sum + s[axis]!, 0);
-  const values = idx.map((i) => c.maybeValue(i));
-  if (values.every((v) => v !== undefined)) {
-    const outer = prod(first.slice(0, axis));
-    const result: number[] = [];
-    for (let o = 0; o < outer; o++) {
-      values.forEach((v, j) => {
-        const chunk = prod(shapes[j]!.slice(axis));
-        result.push(...v!.slice(o * chunk, (o + 1) * chunk));
-      });
+const concat =
+  (inputIndices?: (c: Ctx) => number[]): Handler =>
+  (c) => {
+    const idx = inputIndices ? inputIndices(c) : (c.node.input ?? []).map((_, i) => i).filter((i) => c.has(i));
+    const shapes = idx.map((i) => c.shape(i));
+    const first = shapes[0];
+    if (!first) throw new ShapeError('Concat without inputs');
+    const axis = normAxis(attrInt(c.node, 'axis', 0), first.length);
+    const out = [...first];
+    out[axis] = shapes.reduce((sum, s) => sum + s[axis]!, 0);
+    const values = idx.map((i) => c.maybeValue(i));
+    if (values.every((v) => v !== undefined)) {
+      const outer = prod(first.slice(0, axis));
+      const result: number[] = [];
+      for (let o = 0; o < outer; o++) {
+        values.forEach((v, j) => {
+          const chunk = prod(shapes[j]!.slice(axis));
+          result.push(...v!.slice(o * chunk, (o + 1) * chunk));
+        });
+      }
+      c.fold(0, result);
     }
-    c.fold(0, result);
-  }
-  return [out];
-};
+    return [out];
+  };
 
 const split: Handler = (c) => {
   const x = c.shape(0);
@@ -405,7 +443,14 @@ const slice: Handler = (c) => {
   const useInputs = c.opset >= 10;
   const starts = useInputs ? c.value(1) : attrInts(c.node, 'starts', []);
   const ends = useInputs ? c.value(2) : attrInts(c.node, 'ends', []);
-  const axesRaw = useInputs && c.has(3) ? c.value(3) : attrInts(c.node, 'axes', starts.map((_, i) => i));
+  const axesRaw =
+    useInputs && c.has(3)
+      ? c.value(3)
+      : attrInts(
+          c.node,
+          'axes',
+          starts.map((_, i) => i),
+        );
   const steps = useInputs && c.has(4) ? c.value(4) : starts.map(() => 1);
   const out = [...x];
   let values = c.maybeValue(0);
@@ -416,7 +461,12 @@ const slice: Handler = (c) => {
     const { start, len } = sliceRange(x[axis]!, starts[i]!, ends[i]!, step);
     out[axis] = len;
     if (values) {
-      values = take(values, current, axis, Array.from({ length: len }, (_, k) => start + k * step));
+      values = take(
+        values,
+        current,
+        axis,
+        Array.from({ length: len }, (_, k) => start + k * step),
+      );
       current = [...current];
       current[axis] = len;
     }
@@ -431,7 +481,16 @@ const gather: Handler = (c) => {
   const axis = normAxis(attrInt(c.node, 'axis', 0), data.length);
   const dv = c.maybeValue(0);
   const iv = c.maybeValue(1);
-  if (dv && iv) c.fold(0, take(dv, data, axis, iv.map((i) => (i < 0 ? i + data[axis]! : i))));
+  if (dv && iv)
+    c.fold(
+      0,
+      take(
+        dv,
+        data,
+        axis,
+        iv.map((i) => (i < 0 ? i + data[axis]! : i)),
+      ),
+    );
   return [[...data.slice(0, axis), ...indices, ...data.slice(axis + 1)]];
 };
 
@@ -462,7 +521,11 @@ const reshape: Handler = (c) => {
 
 const transpose: Handler = (c) => {
   const x = c.shape(0);
-  const perm = attrInts(c.node, 'perm', x.map((_, i) => x.length - 1 - i));
+  const perm = attrInts(
+    c.node,
+    'perm',
+    x.map((_, i) => x.length - 1 - i),
+  );
   return [perm.map((p) => x[p]!)];
 };
 
@@ -509,19 +572,21 @@ const size: Handler = (c) => {
   return [[]];
 };
 
-const reduce = (axesInputOpset: number): Handler => (c) => {
-  const x = c.shape(0);
-  const keep = attrInt(c.node, 'keepdims', 1) === 1;
-  const axes = axesOf(c, axesInputOpset) ?? [];
-  if (axes.length === 0 && attrInt(c.node, 'noop_with_empty_axes', 0) === 1) return [x];
-  const reduced = new Set(axes.length ? axes.map((a) => normAxis(a, x.length)) : x.map((_, i) => i));
-  const out: Shape = [];
-  x.forEach((d, i) => {
-    if (!reduced.has(i)) out.push(d);
-    else if (keep) out.push(1);
-  });
-  return [out];
-};
+const reduce =
+  (axesInputOpset: number): Handler =>
+  (c) => {
+    const x = c.shape(0);
+    const keep = attrInt(c.node, 'keepdims', 1) === 1;
+    const axes = axesOf(c, axesInputOpset) ?? [];
+    if (axes.length === 0 && attrInt(c.node, 'noop_with_empty_axes', 0) === 1) return [x];
+    const reduced = new Set(axes.length ? axes.map((a) => normAxis(a, x.length)) : x.map((_, i) => i));
+    const out: Shape = [];
+    x.forEach((d, i) => {
+      if (!reduced.has(i)) out.push(d);
+      else if (keep) out.push(1);
+    });
+    return [out];
+  };
 
 const argReduce: Handler = (c) => {
   const x = c.shape(0);
@@ -578,7 +643,11 @@ const tile: Handler = (c) => {
 const range: Handler = (c) => {
   const [start, limit, delta] = [c.value(0)[0]!, c.value(1)[0]!, c.value(2)[0]!];
   const n = Math.max(Math.ceil((limit - start) / delta), 0);
-  if (n <= MAX_FOLDED) c.fold(0, Array.from({ length: n }, (_, i) => start + i * delta));
+  if (n <= MAX_FOLDED)
+    c.fold(
+      0,
+      Array.from({ length: n }, (_, i) => start + i * delta),
+    );
   return [[n]];
 };
 
@@ -597,18 +666,75 @@ const layerNorm: Handler = (c) => {
 const dynamicQuantize: Handler = (c) => [c.shape(0), [], []];
 
 const UNARY = [
-  'Relu', 'Clip', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'QuantizeLinear', 'DequantizeLinear',
-  'Dropout', 'LeakyRelu', 'Softmax', 'LogSoftmax', 'Hardmax', 'Exp', 'Log', 'Sqrt', 'Neg', 'Abs',
-  'Erf', 'Floor', 'Ceil', 'Round', 'Reciprocal', 'InstanceNormalization', 'LRN', 'Elu', 'Selu',
-  'Celu', 'Softplus', 'Softsign', 'Gelu', 'Mish', 'Not', 'Sign', 'LpNormalization', 'Shrink',
-  'ThresholdedRelu', 'IsNaN', 'IsInf', 'Sin', 'Cos',
+  'Relu',
+  'Clip',
+  'Sigmoid',
+  'HardSigmoid',
+  'HardSwish',
+  'Tanh',
+  'QuantizeLinear',
+  'DequantizeLinear',
+  'Dropout',
+  'LeakyRelu',
+  'Softmax',
+  'LogSoftmax',
+  'Hardmax',
+  'Exp',
+  'Log',
+  'Sqrt',
+  'Neg',
+  'Abs',
+  'Erf',
+  'Floor',
+  'Ceil',
+  'Round',
+  'Reciprocal',
+  'InstanceNormalization',
+  'LRN',
+  'Elu',
+  'Selu',
+  'Celu',
+  'Softplus',
+  'Softsign',
+  'Gelu',
+  'Mish',
+  'Not',
+  'Sign',
+  'LpNormalization',
+  'Shrink',
+  'ThresholdedRelu',
+  'IsNaN',
+  'IsInf',
+  'Sin',
+  'Cos',
   // com.microsoft quantized unary ops: output follows input 0.
-  'QLinearLeakyRelu', 'QLinearSigmoid', 'QLinearSoftmax',
+  'QLinearLeakyRelu',
+  'QLinearSigmoid',
+  'QLinearSoftmax',
 ];
 
 const BROADCASTING = [
-  'Add', 'Sub', 'Mul', 'Div', 'Max', 'Min', 'Sum', 'Mean', 'Pow', 'Mod', 'Equal', 'Greater',
-  'GreaterOrEqual', 'Less', 'LessOrEqual', 'And', 'Or', 'Xor', 'Where', 'PRelu', 'BitShift',
+  'Add',
+  'Sub',
+  'Mul',
+  'Div',
+  'Max',
+  'Min',
+  'Sum',
+  'Mean',
+  'Pow',
+  'Mod',
+  'Equal',
+  'Greater',
+  'GreaterOrEqual',
+  'Less',
+  'LessOrEqual',
+  'And',
+  'Or',
+  'Xor',
+  'Where',
+  'PRelu',
+  'BitShift',
 ];
 
 /** Broadcasting ops whose constant results shape arithmetic may need. */

@@ -15,7 +15,10 @@ export interface ConfidenceHistogram {
 /** An empty histogram for the stages of a cascade. */
 export function emptyHistogram(stages: ReadonlyArray<{ name: string; threshold: number | null }>, bins = 20): ConfidenceHistogram {
   if (!Number.isInteger(bins) || bins < 1) throw new RangeError(`histogram bins must be a positive integer, got ${bins}`);
-  return { bins, stages: stages.map((s) => ({ name: s.name, threshold: s.threshold, counts: new Array<number>(bins).fill(0), forwarded: new Array<number>(bins).fill(0) })) };
+  return {
+    bins,
+    stages: stages.map((s) => ({ name: s.name, threshold: s.threshold, counts: new Array<number>(bins).fill(0), forwarded: new Array<number>(bins).fill(0) })),
+  };
 }
 
 /**
@@ -51,29 +54,41 @@ export function histogramSvg(h: ConfidenceHistogram, title: string, width = 640)
     const total = stage.counts.reduce((a, b) => a + b, 0);
     const passed = stage.forwarded.reduce((a, b) => a + b, 0);
     const color = COLORS[i % COLORS.length]!;
-    out.push(`<text x="${MARGIN.left}" y="${top - 6}" font-weight="bold">${escapeXml(stage.name)} (${total} final answers${passed ? `, ${passed} forwarded in grey` : ''})</text>`);
+    out.push(
+      `<text x="${MARGIN.left}" y="${top - 6}" font-weight="bold">${escapeXml(stage.name)} (${total} final answers${passed ? `, ${passed} forwarded in grey` : ''})</text>`,
+    );
     // Forwarded images stacked under the answers, in grey, so both sides of the threshold show.
     stage.forwarded.forEach((n, b) => {
       if (n === 0) return;
       const barH = (n / max) * PANEL_H;
-      out.push(`<rect class="forwarded" data-stage="${escapeXml(stage.name)}" data-bin="${b}" data-count="${n}" x="${(MARGIN.left + b * binW + 1).toFixed(2)}" y="${(top + PANEL_H - barH).toFixed(2)}" width="${(binW - 2).toFixed(2)}" height="${barH.toFixed(2)}" fill="#bbb"/>`);
+      out.push(
+        `<rect class="forwarded" data-stage="${escapeXml(stage.name)}" data-bin="${b}" data-count="${n}" x="${(MARGIN.left + b * binW + 1).toFixed(2)}" y="${(top + PANEL_H - barH).toFixed(2)}" width="${(binW - 2).toFixed(2)}" height="${barH.toFixed(2)}" fill="#bbb"/>`,
+      );
     });
     out.push(`<rect x="${MARGIN.left}" y="${top}" width="${plotW}" height="${PANEL_H}" fill="none" stroke="#333"/>`);
     stage.counts.forEach((n, b) => {
       if (n === 0) return;
       const barH = (n / max) * PANEL_H;
       const below = (stage.forwarded[b]! / max) * PANEL_H;
-      out.push(`<rect class="bar" data-stage="${escapeXml(stage.name)}" data-bin="${b}" data-count="${n}" x="${(MARGIN.left + b * binW + 1).toFixed(2)}" y="${(top + PANEL_H - below - barH).toFixed(2)}" width="${(binW - 2).toFixed(2)}" height="${barH.toFixed(2)}" fill="${color}"/>`);
+      out.push(
+        `<rect class="bar" data-stage="${escapeXml(stage.name)}" data-bin="${b}" data-count="${n}" x="${(MARGIN.left + b * binW + 1).toFixed(2)}" y="${(top + PANEL_H - below - barH).toFixed(2)}" width="${(binW - 2).toFixed(2)}" height="${barH.toFixed(2)}" fill="${color}"/>`,
+      );
     });
-    out.push(`<text x="${MARGIN.left - 6}" y="${top + 10}" text-anchor="end">${max}</text>`, `<text x="${MARGIN.left - 6}" y="${top + PANEL_H}" text-anchor="end">0</text>`);
+    out.push(
+      `<text x="${MARGIN.left - 6}" y="${top + 10}" text-anchor="end">${max}</text>`,
+      `<text x="${MARGIN.left - 6}" y="${top + PANEL_H}" text-anchor="end">0</text>`,
+    );
     if (stage.threshold !== null) {
       const x = MARGIN.left + Math.min(1, Math.max(0, stage.threshold)) * plotW;
       out.push(`<line x1="${x.toFixed(2)}" y1="${top}" x2="${x.toFixed(2)}" y2="${top + PANEL_H}" stroke="#000" stroke-dasharray="5 4"/>`);
       out.push(`<text x="${(x - 4).toFixed(2)}" y="${top + 14}" text-anchor="end">threshold ${stage.threshold}</text>`);
     }
-    for (let t = 0; t <= 10; t += 2) out.push(`<text x="${(MARGIN.left + (t / 10) * plotW).toFixed(2)}" y="${top + PANEL_H + 14}" text-anchor="middle">${t / 10}</text>`);
+    for (let t = 0; t <= 10; t += 2)
+      out.push(`<text x="${(MARGIN.left + (t / 10) * plotW).toFixed(2)}" y="${top + PANEL_H + 14}" text-anchor="middle">${t / 10}</text>`);
   });
-  out.push(`<text x="${MARGIN.left + plotW / 2}" y="${height - 8}" text-anchor="middle">confidence of each stage in the images it answered (colour) or forwarded (grey)</text>`);
+  out.push(
+    `<text x="${MARGIN.left + plotW / 2}" y="${height - 8}" text-anchor="middle">confidence of each stage in the images it answered (colour) or forwarded (grey)</text>`,
+  );
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }

@@ -85,7 +85,9 @@ export function lineChart(spec: LineChartSpec): string {
   const sx = (x: number) => MARGIN.left + ((x - x0) / (x1 - x0)) * plotW;
   const sy = (y: number) => MARGIN.top + plotH - ((y - y0) / (y1 - y0)) * plotH;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
   out.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(spec.title)}</text>`);
 
@@ -107,7 +109,9 @@ export function lineChart(spec: LineChartSpec): string {
   // Clip lines to the plot area so explicit domains can zoom in.
   out.push(`<clipPath id="plot"><rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}"/></clipPath>`);
   for (const line of spec.hLines ?? []) {
-    out.push(`<line clip-path="url(#plot)" x1="${MARGIN.left}" y1="${sy(line.y).toFixed(1)}" x2="${MARGIN.left + plotW}" y2="${sy(line.y).toFixed(1)}" stroke="#555" stroke-dasharray="5 4"/>`);
+    out.push(
+      `<line clip-path="url(#plot)" x1="${MARGIN.left}" y1="${sy(line.y).toFixed(1)}" x2="${MARGIN.left + plotW}" y2="${sy(line.y).toFixed(1)}" stroke="#555" stroke-dasharray="5 4"/>`,
+    );
     out.push(`<text x="${MARGIN.left + plotW - 4}" y="${(sy(line.y) - 4).toFixed(1)}" text-anchor="end" fill="#555">${escapeXml(line.label)}</text>`);
   }
   spec.series.forEach((s, i) => {
@@ -128,7 +132,9 @@ export function lineChart(spec: LineChartSpec): string {
     out.push(`<circle cx="${sx(m.x).toFixed(2)}" cy="${sy(m.y).toFixed(2)}" r="5" fill="${color}" stroke="white" stroke-width="1.5"/>`);
     // Keep the label inside the frame: put it left of the point in the right half.
     const right = sx(m.x) > MARGIN.left + plotW / 2;
-    out.push(`<text x="${(sx(m.x) + (right ? -9 : 9)).toFixed(2)}" y="${(sy(m.y) + 16).toFixed(2)}" text-anchor="${right ? 'end' : 'start'}" fill="${color}">${escapeXml(m.label)}</text>`);
+    out.push(
+      `<text x="${(sx(m.x) + (right ? -9 : 9)).toFixed(2)}" y="${(sy(m.y) + 16).toFixed(2)}" text-anchor="${right ? 'end' : 'start'}" fill="${color}">${escapeXml(m.label)}</text>`,
+    );
   }
   out.push('</svg>');
   return `${out.join('\n')}\n`;

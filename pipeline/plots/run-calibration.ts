@@ -37,16 +37,27 @@ export async function readRunCalibration(calibPath: string, maxPoints = 400): Pr
   } catch (err) {
     throw new Error(`calibration ${calibPath}: cannot read its curve ${curvePath}: ${(err as Error).message}`);
   }
-  const curve = z.array(Point.extend({ metric: z.string() }).passthrough()).parse(rows).filter((r) => r.metric === cal.metric);
+  const curve = z
+    .array(Point.extend({ metric: z.string() }).passthrough())
+    .parse(rows)
+    .filter((r) => r.metric === cal.metric);
   // A few hundred points draw the same line as thousands, at a fraction of the file size.
   const step = Math.max(1, Math.ceil(curve.length / maxPoints));
   const points = curve.filter((_, i) => i % step === 0 || i === curve.length - 1).map((r) => ({ gmacsPerImage: r.gmacsPerImage, agreement: r.agreement }));
-  return { metric: cal.metric, threshold: cal.threshold, rule: cal.rule, expected: { gmacsPerImage: cal.expected.gmacsPerImage, agreement: cal.expected.agreement, fractionToBig: cal.expected.fractionToBig }, points };
+  return {
+    metric: cal.metric,
+    threshold: cal.threshold,
+    rule: cal.rule,
+    expected: { gmacsPerImage: cal.expected.gmacsPerImage, agreement: cal.expected.agreement, fractionToBig: cal.expected.fractionToBig },
+    points,
+  };
 }
 
 /** The curve with the promised point and this run's point (its agreement is the audit's, when audited). */
 export function runCalibrationSvg(cal: RunCalibration, realised: { gmacsPerImage: number; agreement: number | null }, title: string): string {
-  const markers: Marker[] = [{ x: cal.expected.gmacsPerImage, y: cal.expected.agreement, label: `promised (${cal.rule}, ${cal.metric} ≥ ${cal.threshold.toFixed(3)})`, color: '#000' }];
+  const markers: Marker[] = [
+    { x: cal.expected.gmacsPerImage, y: cal.expected.agreement, label: `promised (${cal.rule}, ${cal.metric} ≥ ${cal.threshold.toFixed(3)})`, color: '#000' },
+  ];
   markers.push(
     realised.agreement === null
       ? { x: realised.gmacsPerImage, y: cal.expected.agreement, label: 'this run (compute; agreement unmeasured without audit)', color: '#d62728' }

@@ -192,18 +192,36 @@ export interface SummaryInput {
 }
 
 /** A stage's provenance from its parts' writers; nothing when no part recorded one. */
-function provenanceOf(w: { providers: Set<string>; onnxruntime: Set<string>; cpus: Set<string>; processes: Set<string>; probeMaxDiff: number }, numerics: string | undefined, probeTolerance: number | undefined) {
+function provenanceOf(
+  w: { providers: Set<string>; onnxruntime: Set<string>; cpus: Set<string>; processes: Set<string>; probeMaxDiff: number },
+  numerics: string | undefined,
+  probeTolerance: number | undefined,
+) {
   if (w.processes.size === 0 || numerics === undefined || probeTolerance === undefined) return {};
   const sorted = (set: Set<string>) => [...set].sort();
   return {
-    provenance: { numerics, executionProviders: sorted(w.providers), onnxruntime: sorted(w.onnxruntime), cpus: sorted(w.cpus), workers: w.processes.size, probeMaxDiff: w.probeMaxDiff, probeTolerance },
+    provenance: {
+      numerics,
+      executionProviders: sorted(w.providers),
+      onnxruntime: sorted(w.onnxruntime),
+      cpus: sorted(w.cpus),
+      workers: w.processes.size,
+      probeMaxDiff: w.probeMaxDiff,
+      probeTolerance,
+    },
   };
 }
 
 /** Compute the run summary from per-part statistics. */
 export function summarize(input: SummaryInput): RunSummary {
   const totals = input.stages.map(() => ({ images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0, jobs: 0 }));
-  const writers = input.stages.map(() => ({ providers: new Set<string>(), onnxruntime: new Set<string>(), cpus: new Set<string>(), processes: new Set<string>(), probeMaxDiff: 0 }));
+  const writers = input.stages.map(() => ({
+    providers: new Set<string>(),
+    onnxruntime: new Set<string>(),
+    cpus: new Set<string>(),
+    processes: new Set<string>(),
+    probeMaxDiff: 0,
+  }));
   for (const { stage, stats, writer } of input.parts) {
     const t = totals[stage];
     if (!t) throw new Error(`part of unknown stage ${stage}`);

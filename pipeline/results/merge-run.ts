@@ -25,7 +25,8 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   const readPart = async (batch: number, stage: number) => {
     const part = await readJson(store, partKey(batch, stage), ResultPart);
     // Another run's part at this location is never input: it would mix two runs' rows.
-    if (part.runId !== input.runId) throw new Error(`${partKey(batch, stage)} in ${store.describe()} belongs to run ${part.runId}, not ${input.runId}: two runs share this output location`);
+    if (part.runId !== input.runId)
+      throw new Error(`${partKey(batch, stage)} in ${store.describe()} belongs to run ${part.runId}, not ${input.runId}: two runs share this output location`);
     return part;
   };
   // A batch's parts form a chain: stage k wrote a part only if stage k-1 forwarded images.
@@ -91,7 +92,13 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     const { rule, metric, threshold, expected } = calibration;
     calibrationSummary = { rule, metric, threshold, expected, realised: { fractionToBig: base.fractionToBig, ...realised } };
   }
-  const summary: RunSummary = { ...base, duplicatesDropped: input.duplicates ?? 0, ...(audit ? { audit } : {}), ...(calibrationSummary ? { calibration: calibrationSummary } : {}), plots };
+  const summary: RunSummary = {
+    ...base,
+    duplicatesDropped: input.duplicates ?? 0,
+    ...(audit ? { audit } : {}),
+    ...(calibrationSummary ? { calibration: calibrationSummary } : {}),
+    plots,
+  };
   await store.put('summary.json', `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
 }

@@ -32,7 +32,10 @@ export interface ReviewItem {
 /** Parse `errors,disagreements` into reasons; throws naming the bad value. */
 export function parseReasons(list: string): Set<ReviewReason> {
   const reasons = new Set<ReviewReason>();
-  for (const raw of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const parsed = ReviewReason.safeParse(raw);
     if (!parsed.success) throw new Error(`--include: unknown reason "${raw}" (use ${ReviewReason.options.join(', ')})`);
     reasons.add(parsed.data);
@@ -134,7 +137,12 @@ export function labelStudioTasks(items: ReviewItem[], o: { localFilesRoot?: stri
     const predictions = row.error ? [] : [prediction(row.stage ?? 'cascade', row.labelName, row.label, row.confidence)];
     if (audit?.big) predictions.push(prediction(`${audit.big.stage} (audit)`, audit.big.labelName, audit.big.label, audit.big.confidence));
     return {
-      data: { image: imageRef(row.key, o.localFilesRoot), key: row.key, reason: reasons.join(';'), ...(row.error ? { error: `${row.error.kind}: ${row.error.message}` } : {}) },
+      data: {
+        image: imageRef(row.key, o.localFilesRoot),
+        key: row.key,
+        reason: reasons.join(';'),
+        ...(row.error ? { error: `${row.error.kind}: ${row.error.message}` } : {}),
+      },
       predictions,
     };
   });

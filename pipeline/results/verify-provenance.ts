@@ -47,7 +47,11 @@ export async function verifyProvenance(store: ObjectStore, sampleLimit = 20): Pr
         const reason = mismatch(w, stage);
         if (!reason) return;
         report.mismatchedCount += 1;
-        if (report.mismatched.length < sampleLimit) report.mismatched.push({ key, reason: `${reason} (${w.host} pid ${w.pid}, ${w.arch} [${w.cpuFlags.join(' ')}], onnxruntime ${w.onnxruntime}, ${w.provider})` });
+        if (report.mismatched.length < sampleLimit)
+          report.mismatched.push({
+            key,
+            reason: `${reason} (${w.host} pid ${w.pid}, ${w.arch} [${w.cpuFlags.join(' ')}], onnxruntime ${w.onnxruntime}, ${w.provider})`,
+          });
       }),
     ),
   );
@@ -62,7 +66,8 @@ function mismatch(w: NonNullable<ResultPart['writer']>, stage: RunSummary['stage
   if (!stage) return 'part of a stage the run does not have';
   if (stage.model && w.sha256 !== stage.model.sha256) return `model sha256 ${w.sha256.slice(0, 12)}, but the run pins ${stage.model.sha256.slice(0, 12)}`;
   const tolerance = stage.provenance?.probeTolerance;
-  if (tolerance !== undefined && !(w.probeMaxDiff <= tolerance)) return `probe differed by ${w.probeMaxDiff.toFixed(4)}, beyond the run's tolerance ${tolerance}`;
+  if (tolerance !== undefined && !(w.probeMaxDiff <= tolerance))
+    return `probe differed by ${w.probeMaxDiff.toFixed(4)}, beyond the run's tolerance ${tolerance}`;
   if (stage.provenance && w.numerics !== stage.provenance.numerics) return `numerics ${w.numerics}, but the run pins ${stage.provenance.numerics}`;
   return null;
 }

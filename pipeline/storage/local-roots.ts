@@ -64,7 +64,8 @@ export async function readConfinedFile(file: string, o: ConfinedReadOptions = {}
   const abs = path.resolve(file);
   const realRoots = o.roots === undefined ? undefined : await checkLexically(abs, o.roots, ref);
   const real = await realPath(abs, ref);
-  if (realRoots && !realRoots.some((r) => isWithin(real, r))) throw new ForbiddenPathError(ref, `resolves to ${real}, outside the configured local roots (sources.localRoots)`);
+  if (realRoots && !realRoots.some((r) => isWithin(real, r)))
+    throw new ForbiddenPathError(ref, `resolves to ${real}, outside the configured local roots (sources.localRoots)`);
   const tree = SPECIAL_TREES.find((t) => isWithin(real, t));
   if (tree) throw new ForbiddenPathError(ref, `resolves to ${real}, under ${tree}: not an image file`);
   const st = await fs.stat(real).catch((err: unknown) => {
@@ -99,7 +100,8 @@ async function checkLexically(abs: string, roots: readonly string[], ref: string
   const given = roots.map((r) => path.resolve(r));
   // A root that does not exist (yet) holds nothing to read; it simply matches nothing.
   const real = (await Promise.all(given.map((r) => fs.realpath(r).catch(() => undefined)))).filter((r): r is string => r !== undefined);
-  if (!given.some((r) => isWithin(abs, r)) && !real.some((r) => isWithin(abs, r))) throw new ForbiddenPathError(ref, 'is outside the configured local roots (sources.localRoots)');
+  if (!given.some((r) => isWithin(abs, r)) && !real.some((r) => isWithin(abs, r)))
+    throw new ForbiddenPathError(ref, 'is outside the configured local roots (sources.localRoots)');
   return real;
 }
 

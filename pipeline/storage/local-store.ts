@@ -7,14 +7,7 @@ import { type Dirent, type Stats, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import {
-  type GetOptions,
-  InvalidKeyError,
-  type ObjectInfo,
-  ObjectNotFoundError,
-  type ObjectStore,
-  ObjectTooLargeError,
-} from './object-store.js';
+import { type GetOptions, InvalidKeyError, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
 
 // Temp files from in-flight puts; list() hides them so readers never see partial objects.
 const TEMP_PREFIX = '.cascade-tmp-';
@@ -231,13 +224,7 @@ export async function* walkFiles(dir: string, opts: WalkOptions = {}): AsyncGene
   yield* walkDir(dir, '', new Set([inodeKey(rootStat)]), opts, opts.namePrefix ?? '');
 }
 
-async function* walkDir(
-  abs: string,
-  rel: string,
-  ancestors: Set<string>,
-  opts: WalkOptions,
-  namePrefix: string,
-): AsyncGenerator<WalkedFile> {
+async function* walkDir(abs: string, rel: string, ancestors: Set<string>, opts: WalkOptions, namePrefix: string): AsyncGenerator<WalkedFile> {
   const dirents = await fs.readdir(abs, { withFileTypes: true });
   const entries: { name: string; abs: string; stat: Stats; order: Buffer }[] = [];
   for (const d of dirents) {

@@ -7,6 +7,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -16,7 +17,16 @@ import { Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { S3Settings } from '../../config/schema.js';
 import { formatS3Url } from './location.js';
-import { type GetOptions, InvalidKeyError, isObjectNotFound, isObjectTooLarge, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
+import {
+  type GetOptions,
+  InvalidKeyError,
+  isObjectNotFound,
+  isObjectTooLarge,
+  type ObjectInfo,
+  ObjectNotFoundError,
+  type ObjectStore,
+  ObjectTooLargeError,
+} from './object-store.js';
 
 export type S3SettingsInput = z.input<typeof S3Settings>;
 
@@ -66,7 +76,11 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT
 
 /** True for failures worth retrying: network errors, timeouts, 5xx and 429 answers (checked along the cause chain). */
 export function isTransientS3Error(err: unknown): boolean {
-  for (let e = err as { name?: string; code?: string; cause?: unknown; $metadata?: { httpStatusCode?: number } } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (
+    let e = err as { name?: string; code?: string; cause?: unknown; $metadata?: { httpStatusCode?: number } } | undefined, depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
     if (isObjectNotFound(e) || isObjectTooLarge(e)) return false;
     const status = e.$metadata?.httpStatusCode;
     if (status !== undefined) return status >= 500 || status === 429;
@@ -159,11 +173,9 @@ export async function* listS3Objects(
 ): AsyncGenerator<{ key: string; size: number }> {
   let token: string | undefined;
   do {
-    let page;
+    let page: ListObjectsV2CommandOutput;
     try {
-      page = await client.send(
-        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token, MaxKeys: opts.pageSize }),
-      );
+      page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token, MaxKeys: opts.pageSize }));
     } catch (err) {
       if ((err as Error).name === 'NoSuchBucket') {
         throw new ObjectNotFoundError(formatS3Url(bucket, prefix), `bucket "${bucket}" does not exist`, { cause: err });
@@ -226,7 +238,10 @@ export class S3Store implements ObjectStore {
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     try {
       // Result parts are written here: a write lost to a short outage would fail the whole batch.
-      await retryTransient(() => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length })), this.retryForMs);
+      await retryTransient(
+        () => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length })),
+        this.retryForMs,
+      );
     } catch (err) {
       throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }
@@ -244,11 +259,15 @@ export class S3Store implements ObjectStore {
       await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: full }));
       return false;
     } catch (err) {
-      if (!isS3NotFound(err) || (err as { name?: string }).name === 'NoSuchBucket') throw new Error(`Failed to read ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+      if (!isS3NotFound(err) || (err as { name?: string }).name === 'NoSuchBucket')
+        throw new Error(`Failed to read ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     try {
-      await retryTransient(() => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length, IfNoneMatch: '*' })), this.retryForMs);
+      await retryTransient(
+        () => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length, IfNoneMatch: '*' })),
+        this.retryForMs,
+      );
       return true;
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -260,7 +279,12 @@ export class S3Store implements ObjectStore {
   async putStream(key: string, chunks: AsyncIterable<Buffer | string>): Promise<void> {
     const full = this.fullKey(key);
     // Multipart upload: parts of 8 MiB are sent as they fill, so memory stays bounded.
-    const upload = new Upload({ client: this.client, params: { Bucket: this.bucket, Key: full, Body: Readable.from(chunks) }, partSize: 8 * 1024 * 1024, queueSize: 2 });
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: full, Body: Readable.from(chunks) },
+      partSize: 8 * 1024 * 1024,
+      queueSize: 2,
+    });
     try {
       await upload.done();
     } catch (err) {

@@ -26,7 +26,12 @@ export async function writeColourImages(root: string): Promise<number> {
   await mkdir(root, { recursive: true });
   for (const img of [...COLOURS, ...GREYS]) {
     const [r, g, b] = img.rgb;
-    await writeFile(join(root, img.name), await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } }).png().toBuffer());
+    await writeFile(
+      join(root, img.name),
+      await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
+        .png()
+        .toBuffer(),
+    );
   }
   await writeFile(join(root, 'corrupt.jpg'), '<html>not an image</html>');
   await writeFile(join(root, 'empty.png'), Buffer.alloc(0));

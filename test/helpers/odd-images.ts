@@ -54,7 +54,12 @@ export function pixelBombPng(width: number, height: number): Buffer {
   ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit, truecolour, deflate, no filter, no interlace
   // zlib stream of a single empty stored block.
   const idat = Buffer.from([0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01]);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', idat),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 /** A square of pseudo-random RGB pixels with at least `pixels` pixels (incompressible). */
@@ -62,14 +67,19 @@ function noise(pixels: number) {
   const side = Math.ceil(Math.sqrt(pixels));
   const raw = Buffer.alloc(side * side * 3);
   let x = 12345;
-  for (let i = 0; i < raw.length; i++) raw[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  for (let i = 0; i < raw.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    raw[i] = x >>> 24;
+  }
   return sharp(raw, { raw: { width: side, height: side, channels: 3 } });
 }
 
 /** Files that must become error rows; `maxBytes` is the limit the run is configured with. */
 export async function invalidImages(maxBytes: number): Promise<OddImage[]> {
   // Noise makes the entropy-coded scan most of the file, so the cut lands inside it.
-  const jpeg = await noise(64 * 64).jpeg().toBuffer();
+  const jpeg = await noise(64 * 64)
+    .jpeg()
+    .toBuffer();
   const png = await solid(16, 16).png().toBuffer();
   const corruptHeader = Buffer.from(png);
   corruptHeader.writeUInt32BE(0xdeadbeef, 16); // IHDR width, CRC now wrong
@@ -81,7 +91,13 @@ export async function invalidImages(maxBytes: number): Promise<OddImage[]> {
     { name: 'truncated.jpg', bytes: jpeg.subarray(0, Math.floor(jpeg.length * 0.7)), error: decode(/premature end of JPEG|corrupt or truncated image data/) },
     { name: 'corrupt-header.png', bytes: corruptHeader, error: decode(/corrupt header/) },
     { name: 'pixel-bomb.png', bytes: pixelBombPng(20000, 20000), error: { kind: 'too-large', message: /20000x20000, over the \d+ pixel limit/ } },
-    { name: 'huge-file.png', bytes: await noise((maxBytes + 50_000) / 3).png({ compressionLevel: 0 }).toBuffer(), error: { kind: 'too-large', message: new RegExp(`${maxBytes}`) } },
+    {
+      name: 'huge-file.png',
+      bytes: await noise((maxBytes + 50_000) / 3)
+        .png({ compressionLevel: 0 })
+        .toBuffer(),
+      error: { kind: 'too-large', message: new RegExp(`${maxBytes}`) },
+    },
   ];
 }
 
@@ -92,7 +108,12 @@ export async function validOddImages(): Promise<OddImage[]> {
     { name: 'grey.jpg', bytes: await solid(32, 24, 3, { r: 128, g: 128, b: 128 }).toColourspace('b-w').jpeg().toBuffer(), label: 'other' },
     red('cmyk.jpg', await solid(32, 24).toColourspace('cmyk').jpeg().toBuffer()),
     red('sixteen-bit.png', await solid(32, 24).toColourspace('rgb16').png().toBuffer()),
-    red('alpha.png', await solid(32, 24, 4, { ...RED, alpha: 0.5 }).png().toBuffer()),
+    red(
+      'alpha.png',
+      await solid(32, 24, 4, { ...RED, alpha: 0.5 })
+        .png()
+        .toBuffer(),
+    ),
     red('exif-rotated.jpg', await solid(40, 20).jpeg().withMetadata({ orientation: 6 }).toBuffer()),
     red('one-pixel.png', await solid(1, 1).png().toBuffer()),
     red('panorama-wide.png', await solid(4000, 8).png().toBuffer()),

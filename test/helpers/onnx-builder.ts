@@ -14,8 +14,14 @@
  */
 import { toFloat16Bits } from '../../pipeline/onnx/float16.js';
 import {
-  AttributeType, DataType, encodeModel,
-  type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto,
+  AttributeType,
+  DataType,
+  encodeModel,
+  type AttributeProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
 } from '../../pipeline/onnx/onnx-proto.js';
 
 export type Dtype = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
@@ -23,8 +29,14 @@ export type Dtype = 'float32' | 'float16' | 'float64' | 'int64' | 'int32' | 'int
 export type Dim = number | string;
 
 const DTYPES: Record<Dtype, number> = {
-  float32: DataType.FLOAT, float16: DataType.FLOAT16, float64: DataType.DOUBLE, int64: DataType.INT64,
-  int32: DataType.INT32, int8: DataType.INT8, uint8: DataType.UINT8, bool: DataType.BOOL,
+  float32: DataType.FLOAT,
+  float16: DataType.FLOAT16,
+  float64: DataType.DOUBLE,
+  int64: DataType.INT64,
+  int32: DataType.INT32,
+  int8: DataType.INT8,
+  uint8: DataType.UINT8,
+  bool: DataType.BOOL,
 };
 
 type Tagged = { float: number } | { floats: number[] } | { tensor: TensorProto };
@@ -45,13 +57,26 @@ export function makeTensor(name: string, dtype: Dtype, dims: number[], values: A
     const v = values[i]!;
     const o = i * width;
     switch (dtype) {
-      case 'float32': view.setFloat32(o, v, true); break;
-      case 'float16': view.setUint16(o, toFloat16Bits(v), true); break;
-      case 'float64': view.setFloat64(o, v, true); break;
-      case 'int64': view.setBigInt64(o, BigInt(v), true); break;
-      case 'int32': view.setInt32(o, v, true); break;
-      case 'int8': view.setInt8(o, v); break;
-      default: view.setUint8(o, v);
+      case 'float32':
+        view.setFloat32(o, v, true);
+        break;
+      case 'float16':
+        view.setUint16(o, toFloat16Bits(v), true);
+        break;
+      case 'float64':
+        view.setFloat64(o, v, true);
+        break;
+      case 'int64':
+        view.setBigInt64(o, BigInt(v), true);
+        break;
+      case 'int32':
+        view.setInt32(o, v, true);
+        break;
+      case 'int8':
+        view.setInt8(o, v);
+        break;
+      default:
+        view.setUint8(o, v);
     }
   }
   return { name, data_type: DTYPES[dtype], dims, raw_data: new Uint8Array(view.buffer) };
@@ -69,9 +94,7 @@ function attribute(name: string, v: AttrValue): AttributeProto {
     return Number.isInteger(v) ? { name, type: AttributeType.INT, i: v } : { name, type: AttributeType.FLOAT, f: v };
   }
   if (Array.isArray(v)) {
-    return v.every(Number.isInteger)
-      ? { name, type: AttributeType.INTS, ints: v }
-      : { name, type: AttributeType.FLOATS, floats: v };
+    return v.every(Number.isInteger) ? { name, type: AttributeType.INTS, ints: v } : { name, type: AttributeType.FLOATS, floats: v };
   }
   if ('float' in v) return { name, type: AttributeType.FLOAT, f: v.float };
   if ('floats' in v) return { name, type: AttributeType.FLOATS, floats: v.floats };

@@ -60,7 +60,24 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
   try {
     const ports = [await freePort(), await freePort(), await freePort()];
     for (const port of ports) {
-      const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--appendonly', 'no', '--save', '', '--daemonize', 'no'];
+      const args = [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        `nodes-${port}.conf`,
+        '--appendonly',
+        'no',
+        '--save',
+        '',
+        '--daemonize',
+        'no',
+      ];
       children.push(spawn('redis-server', args, { stdio: 'ignore' }));
     }
     for (const port of ports) await waitFor(`node ${port}`, async () => (await cli(port, 'ping')).trim() === 'PONG');

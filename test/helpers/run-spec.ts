@@ -38,7 +38,12 @@ export function testModelCache(capacity = 4): ModelCache {
   return new ModelCache({
     runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 },
     capacity,
-    read: (ref) => fetchRef(ref, { s3: () => { throw new Error('no S3 here'); } }),
+    read: (ref) =>
+      fetchRef(ref, {
+        s3: () => {
+          throw new Error('no S3 here');
+        },
+      }),
     downloadDir: join(tmpdir(), 'cascade-test-models'),
   });
 }
@@ -51,5 +56,13 @@ export async function pinTestModel(stage: string, spec: ModelSpecInput, cache: M
 
 /** A stage worker's image reader for local files (tests have no S3 unless they start s3rver). */
 export function localFetch(ref: string, maxBytes: number): Promise<Buffer> {
-  return fetchRef(ref, { s3: () => { throw new Error('no S3 in this test'); } }, { maxBytes });
+  return fetchRef(
+    ref,
+    {
+      s3: () => {
+        throw new Error('no S3 in this test');
+      },
+    },
+    { maxBytes },
+  );
 }

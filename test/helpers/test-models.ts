@@ -91,18 +91,13 @@ function colourLittle(): Uint8Array {
 }
 
 function colourLittleFp16(): Uint8Array {
-  const b = new OnnxBuilder({ name: 'colour-little-fp16' })
-    .input('pixels', 'float16', [1, 3, 8, 8])
-    .node('Cast', ['pixels'], ['pixels32'], { to: 1 }); // 1 = FLOAT
+  const b = new OnnxBuilder({ name: 'colour-little-fp16' }).input('pixels', 'float16', [1, 3, 8, 8]).node('Cast', ['pixels'], ['pixels32'], { to: 1 }); // 1 = FLOAT
   return colourHead(b, 'pixels32', 'logits', LITTLE_W, LITTLE_B).output('logits', 'float32', [1, 4]).build();
 }
 
 function colourBig(): Uint8Array {
   const b = new OnnxBuilder({ name: 'colour-big' }).input('input', 'float32', ['N', 3, 8, 8]);
-  return colourHead(b, 'input', 'logits', BIG_W, BIG_B)
-    .node('Softmax', ['logits'], ['probs'], { axis: 1 })
-    .output('probs', 'float32', ['N', 4])
-    .build();
+  return colourHead(b, 'input', 'logits', BIG_W, BIG_B).node('Softmax', ['logits'], ['probs'], { axis: 1 }).output('probs', 'float32', ['N', 4]).build();
 }
 
 function convNet(): Uint8Array {
@@ -123,19 +118,21 @@ function convNet(): Uint8Array {
 }
 
 function convPoolNet(): Uint8Array {
-  return new OnnxBuilder({ name: 'conv-pool-net' })
-    .input('pixels', 'float32', ['N', 3, 8, 8])
-    .initializer('conv_w', 'float32', [8, 3, 3, 3], patternWeights(8 * 3 * 3 * 3, 5))
-    .initializer('dw_w', 'float32', [8, 1, 2, 2], patternWeights(8 * 2 * 2, 6))
-    .initializer('fc_w', 'float32', [4, 8], patternWeights(4 * 8, 7))
-    // [N,3,8,8] → [N,8,4,4] → [N,8,2,2] → [N,8,1,1] → [N,8] → [N,4]
-    .node('Conv', ['pixels', 'conv_w'], ['conv'], { strides: [2, 2], pads: [1, 1, 1, 1] })
-    .node('MaxPool', ['conv'], ['pool'], { kernel_shape: [2, 2], strides: [2, 2] })
-    .node('Conv', ['pool', 'dw_w'], ['dw'], { group: 8 })
-    .node('Flatten', ['dw'], ['flat'])
-    .node('Gemm', ['flat', 'fc_w'], ['logits'], { transB: 1 })
-    .output('logits', 'float32', ['N', 4])
-    .build();
+  return (
+    new OnnxBuilder({ name: 'conv-pool-net' })
+      .input('pixels', 'float32', ['N', 3, 8, 8])
+      .initializer('conv_w', 'float32', [8, 3, 3, 3], patternWeights(8 * 3 * 3 * 3, 5))
+      .initializer('dw_w', 'float32', [8, 1, 2, 2], patternWeights(8 * 2 * 2, 6))
+      .initializer('fc_w', 'float32', [4, 8], patternWeights(4 * 8, 7))
+      // [N,3,8,8] → [N,8,4,4] → [N,8,2,2] → [N,8,1,1] → [N,8] → [N,4]
+      .node('Conv', ['pixels', 'conv_w'], ['conv'], { strides: [2, 2], pads: [1, 1, 1, 1] })
+      .node('MaxPool', ['conv'], ['pool'], { kernel_shape: [2, 2], strides: [2, 2] })
+      .node('Conv', ['pool', 'dw_w'], ['dw'], { group: 8 })
+      .node('Flatten', ['dw'], ['flat'])
+      .node('Gemm', ['flat', 'fc_w'], ['logits'], { transB: 1 })
+      .output('logits', 'float32', ['N', 4])
+      .build()
+  );
 }
 
 /** Writes every test model and labels.txt into `dir` (created if missing). */

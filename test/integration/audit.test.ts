@@ -103,9 +103,24 @@ describe('audit jobs under redelivery', () => {
     const queues = new CascadeQueues(connection, prefix);
     const out = join(dir, 'out-redeliver');
     const cache = testModelCache();
-    const [little, big] = await Promise.all([pinTestModel('little', colourSpec(models.colourLittle, models.labels), cache), pinTestModel('big', colourSpec(models.colourBig, models.labels), cache)]);
+    const [little, big] = await Promise.all([
+      pinTestModel('little', colourSpec(models.colourLittle, models.labels), cache),
+      pinTestModel('big', colourSpec(models.colourBig, models.labels), cache),
+    ]);
     const worker = (stage: string) =>
-      new StageWorker({ connection, prefix, stage, models: cache, concurrency: 1, fetch: localFetch, fetchConcurrency: 2, openOutput: (o) => new LocalStore(o), tracker, queues, log: () => {} });
+      new StageWorker({
+        connection,
+        prefix,
+        stage,
+        models: cache,
+        concurrency: 1,
+        fetch: localFetch,
+        fetchConcurrency: 2,
+        openOutput: (o) => new LocalStore(o),
+        tracker,
+        queues,
+        log: () => {},
+      });
     const [w0, w1] = [worker('little'), worker('big')];
     // Only `process` is exercised (the call BullMQ makes): stop the consumers taking jobs themselves.
     await Promise.all([w0.worker.close(), w1.worker.close()]);
@@ -129,7 +144,12 @@ describe('audit jobs under redelivery', () => {
       await tracker.finishListing(spec.runId, 4, 1);
       // red (agree), black (agree: "other"), light grey 160 (little says a colour, big "other"), grey 64 (forwarded).
       const names = ['red-0.png', 'grey-0.png', 'grey-160.png', 'grey-64.png'];
-      const stageJob = { name: 'batch', data: { runId: spec.runId, batch: 0, stage: 0, items: names.map((n, pos) => ({ ref: join(images, n), pos })) }, attemptsMade: 0, opts: { ...JOB_OPTIONS } } as unknown as Job;
+      const stageJob = {
+        name: 'batch',
+        data: { runId: spec.runId, batch: 0, stage: 0, items: names.map((n, pos) => ({ ref: join(images, n), pos })) },
+        attemptsMade: 0,
+        opts: { ...JOB_OPTIONS },
+      } as unknown as Job;
       await w0.process(stageJob);
       await w0.process(stageJob);
       expect(await tracker.auditProgress(spec.runId)).toEqual({ expected: 3, done: 0, agreeing: 0 });
@@ -181,7 +201,11 @@ describe('audited runs', () => {
     return parts.flatMap((p) => p.entries);
   }
 
-  const readManifest = async (out: string) => (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+  const readManifest = async (out: string) =>
+    (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => ManifestRow.parse(JSON.parse(l)));
 
   it('audits every accepted image at fraction 1, reports agreement and drift, and leaves the manifest alone', async () => {
     const { file, prefix } = await writeConfig({ fraction: 1, expectAgreement: 0.99 });
@@ -195,12 +219,26 @@ describe('audited runs', () => {
     ]);
     const w = wilsonInterval(13, 16);
     const gmacs = 16 * summary.stages[1]!.gmacsPerImage;
-    expect(summary.audit).toEqual({ fraction: 1, sampled: 16, agreeing: 13, agreement: 13 / 16, wilson: { low: w.low, high: w.high }, promised: 0.99, drift: true, gmacs });
-    expect(formatSummary(summary)).toContain(`audit: 13/16 agree (81.3%, 95% CI ${(w.low * 100).toFixed(1)}%–${(w.high * 100).toFixed(1)}%), below the promised 99.0%: DRIFT`);
+    expect(summary.audit).toEqual({
+      fraction: 1,
+      sampled: 16,
+      agreeing: 13,
+      agreement: 13 / 16,
+      wilson: { low: w.low, high: w.high },
+      promised: 0.99,
+      drift: true,
+      gmacs,
+    });
+    expect(formatSummary(summary)).toContain(
+      `audit: 13/16 agree (81.3%, 95% CI ${(w.low * 100).toFixed(1)}%–${(w.high * 100).toFixed(1)}%), below the promised 99.0%: DRIFT`,
+    );
 
     const entries = await auditEntries(out);
     expect(entries).toHaveLength(16);
-    const disagreeing = entries.filter((e) => !e.agree).map((e) => e.key.slice(images.length + 1)).sort();
+    const disagreeing = entries
+      .filter((e) => !e.agree)
+      .map((e) => e.key.slice(images.length + 1))
+      .sort();
     expect(disagreeing).toEqual(['grey-128.png', 'grey-160.png', 'grey-192.png']);
     for (const e of entries.filter((x) => !x.agree)) expect(e.big?.labelName).toBe('other');
 
@@ -218,7 +256,10 @@ describe('audited runs', () => {
     const out = join(dir, 'out-half');
     const summary = await runCommand(images, { out, config: file, progress: false, json: true, runId: 'audit-half' });
     const rows = await readManifest(out);
-    const expected = rows.filter((r) => r.stage === 'little' && isAudited('audit-half', 's1', r.key, 0.5)).map((r) => r.key).sort();
+    const expected = rows
+      .filter((r) => r.stage === 'little' && isAudited('audit-half', 's1', r.key, 0.5))
+      .map((r) => r.key)
+      .sort();
     const entries = await auditEntries(out);
     expect(entries.map((e) => e.key).sort()).toEqual(expected);
     expect(expected.length).toBeGreaterThan(0);
@@ -228,7 +269,18 @@ describe('audited runs', () => {
   });
 
   it('takes the promise from --calibration (calib.json expected.agreement) and plots the audited point on its curve', async () => {
-    const point = { images: 50, fractionToBig: 0.1, gmacsPerImage: 1e-8, saved: 0.2, agreement: 0.99, agreementInterval: { low: 0.95, high: 1 }, accuracy: null, littleAccuracy: null, bigAccuracy: null, oracleSaved: null };
+    const point = {
+      images: 50,
+      fractionToBig: 0.1,
+      gmacsPerImage: 1e-8,
+      saved: 0.2,
+      agreement: 0.99,
+      agreementInterval: { low: 0.95, high: 1 },
+      accuracy: null,
+      littleAccuracy: null,
+      bigAccuracy: null,
+      oracleSaved: null,
+    };
     const calib = {
       version: 1,
       createdAt: new Date(0).toISOString(),
@@ -245,13 +297,34 @@ describe('audited runs', () => {
       files: { curveJson: 'calib.curve.json', curveCsv: 'calib.curve.csv', plot: 'calib.svg' },
     };
     await writeFile(join(dir, 'calib.json'), JSON.stringify(calib));
-    await writeFile(join(dir, 'calib.curve.json'), JSON.stringify([0.2, 0.3, 0.5].map((t) => ({ metric: 'maxprob', threshold: t, fractionToBig: t, gmacsPerImage: 1e-8 * (1 + t), saved: 0, accepted: 10, agreement: 1 - t / 10, cascadeAccuracy: null }))));
+    await writeFile(
+      join(dir, 'calib.curve.json'),
+      JSON.stringify(
+        [0.2, 0.3, 0.5].map((t) => ({
+          metric: 'maxprob',
+          threshold: t,
+          fractionToBig: t,
+          gmacsPerImage: 1e-8 * (1 + t),
+          saved: 0,
+          accepted: 10,
+          agreement: 1 - t / 10,
+          cascadeAccuracy: null,
+        })),
+      ),
+    );
     const { file } = await writeConfig({ fraction: 1 });
     const config = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
     delete config.threshold;
     await writeFile(file, JSON.stringify(config));
     const out = join(dir, 'out-calibrated');
-    const summary = await runCommand(images, { out, config: file, calibration: join(dir, 'calib.json'), progress: false, json: true, runId: 'audit-calibrated' });
+    const summary = await runCommand(images, {
+      out,
+      config: file,
+      calibration: join(dir, 'calib.json'),
+      progress: false,
+      json: true,
+      runId: 'audit-calibrated',
+    });
     expect(summary.threshold).toBe(0.3);
     expect(summary.audit).toMatchObject({ sampled: 16, agreeing: 13, promised: 0.99, drift: true });
     expect(summary.plots?.calibrationSvg).toBe('calibration.svg');
@@ -260,7 +333,17 @@ describe('audited runs', () => {
 
   it('a run without audit config writes no audit parts and no audit summary', async () => {
     const file = join(dir, 'config-plain.json');
-    await writeFile(file, JSON.stringify({ little: colourSpec(models.colourLittle, models.labels), big: colourSpec(models.colourBig, models.labels), threshold: 0.3, batchSize: 4, redisUrl: redis.url, prefix: uniquePrefix('plain') }));
+    await writeFile(
+      file,
+      JSON.stringify({
+        little: colourSpec(models.colourLittle, models.labels),
+        big: colourSpec(models.colourBig, models.labels),
+        threshold: 0.3,
+        batchSize: 4,
+        redisUrl: redis.url,
+        prefix: uniquePrefix('plain'),
+      }),
+    );
     const out = join(dir, 'out-plain');
     const summary = await runCommand(images, { out, config: file, progress: false, json: true });
     expect(summary).not.toHaveProperty('audit');

@@ -39,28 +39,61 @@ describe('batch accumulation in the pipeline', () => {
     const greys = [16, 48, 80, 112, 144, 176, 208, 240];
     const names: Array<{ name: string; grey: number | null }> = [];
     for (let b = 0; b < 4; b++) {
-      names.push({ name: `b${b}-0-grey.png`, grey: greys[2 * b]! }, { name: `b${b}-1-grey.png`, grey: greys[2 * b + 1]! }, { name: `b${b}-2-red.png`, grey: null });
+      names.push(
+        { name: `b${b}-0-grey.png`, grey: greys[2 * b]! },
+        { name: `b${b}-1-grey.png`, grey: greys[2 * b + 1]! },
+        { name: `b${b}-2-red.png`, grey: null },
+      );
     }
     await mkdir(images, { recursive: true });
     for (const { name, grey } of names) {
       const background = grey === null ? { r: 255, g: 0, b: 0 } : { r: grey, g: grey, b: grey };
-      await writeFile(join(images, name), await sharp({ create: { width: 8, height: 8, channels: 3, background } }).png().toBuffer());
+      await writeFile(
+        join(images, name),
+        await sharp({ create: { width: 8, height: 8, channels: 3, background } })
+          .png()
+          .toBuffer(),
+      );
     }
-    const spec = (path: string, maxBatch?: number) => ({ path, labels: models.labels, maxBatch, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const spec = (path: string, maxBatch?: number) => ({
+      path,
+      labels: models.labels,
+      maxBatch,
+      preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' },
+    });
     // maxBatch = all eight routed images and a wait longer than the test: one call, once all four jobs are in.
-    const config = await loadConfig({ overrides: { little: spec(models.colourLittle), big: spec(models.colourBig, 8), threshold: 0.9, batchSize: 3, accumulateMs: 60_000, accumulateJobs: 4, prefix: uniquePrefix('acc') } });
+    const config = await loadConfig({
+      overrides: {
+        little: spec(models.colourLittle),
+        big: spec(models.colourBig, 8),
+        threshold: 0.9,
+        batchSize: 3,
+        accumulateMs: 60_000,
+        accumulateJobs: 4,
+        prefix: uniquePrefix('acc'),
+      },
+    });
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
       const out = join(dir, 'out');
       const run = await planRun(config, images, out, runtime.models, 'acc-1');
-      await submitRun({ spec: run, refs: listSource(images, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(run.out) });
+      await submitRun({
+        spec: run,
+        refs: listSource(images, { extensions: config.extensions }),
+        tracker: runtime.tracker,
+        queues: runtime.queues,
+        output: runtime.openOutput(run.out),
+      });
       const summary = await waitForRun(runtime.tracker, 'acc-1', () => {});
       expect(summary.stages[0]).toMatchObject({ images: 12, accepted: 4, forwarded: 8, errors: 0 });
       expect(summary.stages[1]).toMatchObject({ images: 8, accepted: 8, errors: 0 });
       const big = await runtime.models.acquireUnverified('big', run.stages[1]!.model, run.numerics);
       expect(big.model.pool.accumulator!.calls).toEqual([8]);
       big.release();
-      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => ManifestRow.parse(JSON.parse(l)));
       for (const { name, grey } of names) {
         const row = rows.find((r) => r.key.endsWith(`/${name}`))!;
         if (grey === null) {

@@ -56,7 +56,10 @@ let redis: TestRedis;
 
 async function spec(name: string, path: string, gmacs: number): Promise<string> {
   const file = join(dir, `${name}.json`);
-  await writeFile(file, JSON.stringify({ path, gmacs, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }));
+  await writeFile(
+    file,
+    JSON.stringify({ path, gmacs, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }),
+  );
   return file;
 }
 
@@ -67,7 +70,12 @@ beforeAll(async () => {
   for (const img of IMAGES) {
     const [r, g, b] = img.rgb;
     await mkdir(join(images, img.name, '..'), { recursive: true });
-    await writeFile(join(images, img.name), await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer());
+    await writeFile(
+      join(images, img.name),
+      await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } })
+        .png()
+        .toBuffer(),
+    );
   }
   labels = join(dir, 'groundtruth.csv');
   await writeFile(labels, `file,class_index,name\n${IMAGES.map((i) => `${i.name},${CLASS[i.truth]},${i.truth}`).join('\n')}\n`);
@@ -85,7 +93,16 @@ afterAll(async () => {
 describe('cascade calibrate', () => {
   it('labeled: no-loss and TinySaver pick the cheapest point at big accuracy; the curve shows the cascade beating big', async () => {
     const out = join(dir, 'cal-labeled', 'calib.json');
-    const { file, outcome } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    const { file, outcome } = await calibrateCommand({
+      little: littleSpec,
+      big: bigSpec,
+      images,
+      labels,
+      out,
+      calibrationFraction: 1,
+      cache: join(dir, 'cache'),
+      progress: false,
+    });
     expect(file.rule).toBe('no-loss');
     expect(file.metric).toBe('maxprob'); // all metrics order these images alike; ties go to the first
     expect(file.threshold).toBeCloseTo(0.319, 3);
@@ -113,7 +130,15 @@ describe('cascade calibrate', () => {
   });
 
   it('label-free at 99% agreement keeps only the saturated colours (little and big disagree on dark red)', async () => {
-    const { file } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, out: join(dir, 'cal-free', 'calib.json'), calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    const { file } = await calibrateCommand({
+      little: littleSpec,
+      big: bigSpec,
+      images,
+      out: join(dir, 'cal-free', 'calib.json'),
+      calibrationFraction: 1,
+      cache: join(dir, 'cache'),
+      progress: false,
+    });
     expect(file.rule).toBe('label-free');
     expect(file.expected).toMatchObject({ fractionToBig: 6 / 12, agreement: 1, accuracy: null, oracleSaved: null });
     expect(file.expected.agreementInterval.high).toBeCloseTo(1, 12);
@@ -122,15 +147,47 @@ describe('cascade calibrate', () => {
 
   it('reuses cached probabilities: a changed image file is not read again', async () => {
     const cache = join(dir, 'cache-reuse');
-    const first = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c1', 'calib.json'), calibrationFraction: 1, cache, progress: false });
+    const first = await calibrateCommand({
+      little: littleSpec,
+      big: bigSpec,
+      images,
+      labels,
+      out: join(dir, 'cal-c1', 'calib.json'),
+      calibrationFraction: 1,
+      cache,
+      progress: false,
+    });
     // Overwrite a grey with saturated red: scoring it again would change the curve.
     const grey = join(images, 'grey-64.png');
     const original = await readFile(grey);
-    await writeFile(grey, await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer());
+    await writeFile(
+      grey,
+      await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+        .png()
+        .toBuffer(),
+    );
     try {
-      const cached = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c2', 'calib.json'), calibrationFraction: 1, cache, progress: false });
+      const cached = await calibrateCommand({
+        little: littleSpec,
+        big: bigSpec,
+        images,
+        labels,
+        out: join(dir, 'cal-c2', 'calib.json'),
+        calibrationFraction: 1,
+        cache,
+        progress: false,
+      });
       expect(cached.file.expected).toEqual(first.file.expected);
-      const fresh = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-c3', 'calib.json'), calibrationFraction: 1, cache: false, progress: false });
+      const fresh = await calibrateCommand({
+        little: littleSpec,
+        big: bigSpec,
+        images,
+        labels,
+        out: join(dir, 'cal-c3', 'calib.json'),
+        calibrationFraction: 1,
+        cache: false,
+        progress: false,
+      });
       expect(fresh.file.expected).not.toEqual(first.file.expected);
     } finally {
       await writeFile(grey, original);
@@ -138,7 +195,15 @@ describe('cascade calibrate', () => {
   });
 
   it('splits into calibration and test halves and reports the test half', async () => {
-    const { file } = await calibrateCommand({ little: littleSpec, big: bigSpec, images, labels, out: join(dir, 'cal-split', 'calib.json'), cache: join(dir, 'cache'), progress: false });
+    const { file } = await calibrateCommand({
+      little: littleSpec,
+      big: bigSpec,
+      images,
+      labels,
+      out: join(dir, 'cal-split', 'calib.json'),
+      cache: join(dir, 'cache'),
+      progress: false,
+    });
     expect(file.settings.calibrationFraction).toBe(0.5);
     expect(file.expected.images + file.test!.images).toBe(12);
     expect(file.expected.images).toBe(6);
@@ -150,11 +215,20 @@ describe('cascade calibrate', () => {
     process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
     process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
     try {
-      for (const img of IMAGES) await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: `photos/${img.name}`, Body: await readFile(join(images, img.name)) }));
+      for (const img of IMAGES)
+        await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: `photos/${img.name}`, Body: await readFile(join(images, img.name)) }));
       await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: 'gt.csv', Body: await readFile(labels) }));
       const config = join(dir, 's3-config.json');
       await writeFile(config, JSON.stringify({ little: littleSpec, big: bigSpec, s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
-      const { file } = await calibrateCommand({ config, images: 's3://calib/photos/', labels: 's3://calib/gt.csv', out: join(dir, 'cal-s3', 'calib.json'), calibrationFraction: 1, cache: false, progress: false });
+      const { file } = await calibrateCommand({
+        config,
+        images: 's3://calib/photos/',
+        labels: 's3://calib/gt.csv',
+        out: join(dir, 'cal-s3', 'calib.json'),
+        calibrationFraction: 1,
+        cache: false,
+        progress: false,
+      });
       expect(file.expected).toMatchObject({ images: 12, fractionToBig: 2 / 12, accuracy: 10 / 12 });
     } finally {
       await s3.stop();
@@ -163,18 +237,55 @@ describe('cascade calibrate', () => {
 
   it('labels missing for some images: one clear line from the CLI, exit code 2', async () => {
     const partial = join(dir, 'partial.csv');
-    await writeFile(partial, `file,class_index\n${IMAGES.filter((i) => !i.name.startsWith('grey')).map((i) => `${i.name},${CLASS[i.truth]}`).join('\n')}\n`);
-    const err = await exec(process.execPath, ['bin/cascade.js', 'calibrate', '--little', littleSpec, '--big', bigSpec, '--images', images, '--labels', partial, '--out', join(dir, 'x.json'), '--cache', join(dir, 'cache'), '--calibration-fraction', '1'], {
-      env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
-    }).catch((e: { code: number; stderr: string }) => e);
+    await writeFile(
+      partial,
+      `file,class_index\n${IMAGES.filter((i) => !i.name.startsWith('grey'))
+        .map((i) => `${i.name},${CLASS[i.truth]}`)
+        .join('\n')}\n`,
+    );
+    const err = await exec(
+      process.execPath,
+      [
+        'bin/cascade.js',
+        'calibrate',
+        '--little',
+        littleSpec,
+        '--big',
+        bigSpec,
+        '--images',
+        images,
+        '--labels',
+        partial,
+        '--out',
+        join(dir, 'x.json'),
+        '--cache',
+        join(dir, 'cache'),
+        '--calibration-fraction',
+        '1',
+      ],
+      {
+        env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
+      },
+    ).catch((e: { code: number; stderr: string }) => e);
     expect('code' in err && err.code).toBe(2);
-    expect((err as { stderr: string }).stderr.trim()).toMatch(/^cascade: no-loss rule needs a ground-truth label for every image, but 4 of 12 lack one \(e.g. "[^"]*grey-\d+.png"/);
+    expect((err as { stderr: string }).stderr.trim()).toMatch(
+      /^cascade: no-loss rule needs a ground-truth label for every image, but 4 of 12 lack one \(e.g. "[^"]*grey-\d+.png"/,
+    );
   });
 });
 
 describe('cascade search-saver', () => {
   it('ranks the colour model first, reports the conv net, and skips a candidate as costly as big', async () => {
-    const rows = await searchSaverCommand({ big: bigSpec, candidates: [convSpec, littleSpec, bigSpec], images, labels, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false, json: true });
+    const rows = await searchSaverCommand({
+      big: bigSpec,
+      candidates: [convSpec, littleSpec, bigSpec],
+      images,
+      labels,
+      calibrationFraction: 1,
+      cache: join(dir, 'cache'),
+      progress: false,
+      json: true,
+    });
     expect(rows.map((r) => [r.candidate, r.rank])).toEqual([
       ['colour-little.onnx', 1],
       ['conv-net.onnx', 2],
@@ -191,7 +302,15 @@ describe('cascade calibrate --stages (a chain)', () => {
   it('tiny → same-model middle → big: the middle stage cannot help and is capped at 1; run applies both thresholds', async () => {
     const middle = await spec('middle', models.colourLittleFp16, 0.2);
     const out = join(dir, 'cal-chain', 'calib.json');
-    const file = await calibrateChainCommand({ stages: [littleSpec, middle, bigSpec], images, labels, out, calibrationFraction: 1, cache: join(dir, 'cache'), progress: false });
+    const file = await calibrateChainCommand({
+      stages: [littleSpec, middle, bigSpec],
+      images,
+      labels,
+      out,
+      calibrationFraction: 1,
+      cache: join(dir, 'cache'),
+      progress: false,
+    });
     expect(file.kind).toBe('chain');
     expect(file.metric).toBe('maxprob');
     expect(file.stages.map((s) => s.threshold)).toEqual([expect.closeTo(0.319, 3), 1, null]);
@@ -200,7 +319,15 @@ describe('cascade calibrate --stages (a chain)', () => {
     expect(file.expected.gmacsPerImage).toBeCloseTo(0.1 + (2 / 12) * 0.2 + (2 / 12) * 1);
 
     const config = join(dir, 'chain-config.json');
-    await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `ch${Math.random().toString(36).slice(2, 7)}`, batchSize: 4, stages: [{ model: littleSpec, threshold: 0.5 }, { model: middle, threshold: 0.5 }, { model: bigSpec }] }));
+    await writeFile(
+      config,
+      JSON.stringify({
+        redisUrl: redis.url,
+        prefix: `ch${Math.random().toString(36).slice(2, 7)}`,
+        batchSize: 4,
+        stages: [{ model: littleSpec, threshold: 0.5 }, { model: middle, threshold: 0.5 }, { model: bigSpec }],
+      }),
+    );
     const summary = await runCommand(images, { out: join(dir, 'chain-out'), config, calibration: out, progress: false, json: true });
     expect(summary.stages.map((s) => [s.name, s.images, s.accepted])).toEqual([
       ['little', 12, 10],
@@ -208,7 +335,9 @@ describe('cascade calibrate --stages (a chain)', () => {
       ['big', 2, 2],
     ]);
     // A chain calibration needs the config's stages; a two-stage run is refused clearly.
-    await expect(runCommand(images, { out: join(dir, 'chain-out2'), little: littleSpec, big: bigSpec, calibration: out, progress: false })).rejects.toThrow(/is for a 3-stage chain; list the same models under 'stages:'/);
+    await expect(runCommand(images, { out: join(dir, 'chain-out2'), little: littleSpec, big: bigSpec, calibration: out, progress: false })).rejects.toThrow(
+      /is for a 3-stage chain; list the same models under 'stages:'/,
+    );
   });
 });
 
@@ -217,20 +346,36 @@ describe('cascade run --calibration', () => {
     const calib = join(dir, 'cal-labeled', 'calib.json');
     const config = join(dir, 'run-config.json');
     await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `cal${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
-    const summary = await runCommand(images, { out: join(dir, 'run-out'), little: littleSpec, big: bigSpec, config, calibration: calib, progress: false, json: true });
+    const summary = await runCommand(images, {
+      out: join(dir, 'run-out'),
+      little: littleSpec,
+      big: bigSpec,
+      config,
+      calibration: calib,
+      progress: false,
+      json: true,
+    });
     expect(summary.threshold).toBeCloseTo(0.319, 3);
     expect(summary.stages.map((s) => [s.name, s.images, s.accepted])).toEqual([
       ['little', 12, 10],
       ['big', 2, 2],
     ]);
     // The summary holds the calibration's promise beside what the run did: here the same images.
-    expect(summary.calibration).toMatchObject({ rule: 'no-loss', metric: 'maxprob', expected: { fractionToBig: 2 / 12 }, realised: { fractionToBig: 2 / 12, agreement: null } });
+    expect(summary.calibration).toMatchObject({
+      rule: 'no-loss',
+      metric: 'maxprob',
+      expected: { fractionToBig: 2 / 12 },
+      realised: { fractionToBig: 2 / 12, agreement: null },
+    });
     expect(summary.calibration!.realised.gmacsPerImage).toBeCloseTo(summary.calibration!.expected.gmacsPerImage);
   });
 
   it('calib.json pins each model by content with its probe; a run whose machine answers differently is refused', async () => {
     const calib = JSON.parse(await readFile(join(dir, 'cal-labeled', 'calib.json'), 'utf8'));
-    const sha = async (spec: string) => createHash('sha256').update(await readFile(JSON.parse(await readFile(spec, 'utf8')).path)).digest('hex');
+    const sha = async (spec: string) =>
+      createHash('sha256')
+        .update(await readFile(JSON.parse(await readFile(spec, 'utf8')).path))
+        .digest('hex');
     expect(calib.little.pin).toMatchObject({ sha256: await sha(littleSpec), numerics: 'exact', probe: { provider: 'cpu', outputs: expect.any(Array) } });
     expect(calib.big.pin.sha256).toBe(await sha(bigSpec));
     const config = join(dir, 'run-config-refused.json');
@@ -240,12 +385,16 @@ describe('cascade run --calibration', () => {
     calib.little.pin.probe.platform = { arch: 'x64', cpuFlags: ['avx2', 'fma'], onnxruntime: '1.30.0' };
     const elsewhere = join(dir, 'cal-labeled', 'calib-elsewhere.json');
     await writeFile(elsewhere, JSON.stringify(calib));
-    await expect(runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false })).rejects.toThrow(
+    await expect(
+      runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false }),
+    ).rejects.toThrow(
       /^calibration .*calib-elsewhere\.json does not hold here: .* answers differently here: its probe differs by up to 0\.05\d* \(tolerance 0\.002\) between the calibrating machine \(x64 \[avx2 fma\], onnxruntime 1\.30\.0, numerics exact\) and this one/,
     );
     // A different file under the same name is refused by content.
     calib.little.pin.sha256 = '0'.repeat(64);
     await writeFile(elsewhere, JSON.stringify(calib));
-    await expect(runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false })).rejects.toThrow(/it measured .* with sha256 000000000000, but this run's little model/);
+    await expect(
+      runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false }),
+    ).rejects.toThrow(/it measured .* with sha256 000000000000, but this run's little model/);
   });
 });

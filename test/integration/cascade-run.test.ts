@@ -43,7 +43,12 @@ async function writeImages(root: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
   for (const img of IMAGES) {
     const [r, g, b] = img.rgb;
-    files.set(img.name, await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } }).png().toBuffer());
+    files.set(
+      img.name,
+      await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
+        .png()
+        .toBuffer(),
+    );
   }
   files.set('corrupt.jpg', Buffer.from('<html><body>not an image</body></html>'));
   files.set('empty.png', Buffer.alloc(0));
@@ -126,7 +131,10 @@ describe('cascade run', () => {
     const out = join(dir, 'out-local');
     const summary = await runCommand(images, { out, config: await writeConfig(), progress: false, json: true });
     checkSummary(summary);
-    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => ManifestRow.parse(JSON.parse(l)));
     checkRows(rows, (name) => join(images, name));
     // Local listings are sorted, and the manifest keeps listing order.
     expect(rows.map((r) => r.key)).toEqual([...rows.map((r) => r.key)].sort());
@@ -137,7 +145,10 @@ describe('cascade run', () => {
     const summary = await runCommand('s3://images-in/imgs/', { out: 's3://results/run-1/', config: await writeConfig(), progress: false, json: true });
     checkSummary(summary);
     const get = async (key: string) => (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: key }))).Body!.transformToString();
-    const rows = (await get('run-1/manifest.jsonl')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+    const rows = (await get('run-1/manifest.jsonl'))
+      .trim()
+      .split('\n')
+      .map((l) => ManifestRow.parse(JSON.parse(l)));
     checkRows(rows, (name) => `s3://images-in/imgs/${name}`);
     expect(JSON.parse(await get('run-1/summary.json')).images).toBe(TOTAL);
   });
@@ -182,7 +193,22 @@ describe('cascade run', () => {
     const env = { ...process.env, REDIS_URL: '' };
     const { stdout, stderr } = await run(
       process.execPath,
-      ['bin/cascade.js', 'run', images, '--out', out, '--little', await specFile('little', models.colourLittle), '--big', await specFile('big', models.colourBig), '--threshold', '0.9', '--batch-size', '4', '--json'],
+      [
+        'bin/cascade.js',
+        'run',
+        images,
+        '--out',
+        out,
+        '--little',
+        await specFile('little', models.colourLittle),
+        '--big',
+        await specFile('big', models.colourBig),
+        '--threshold',
+        '0.9',
+        '--batch-size',
+        '4',
+        '--json',
+      ],
       { env, timeout: 60_000 },
     );
     expect(stderr).toMatch(/started a private redis-server/);
@@ -190,12 +216,16 @@ describe('cascade run', () => {
   });
 
   it('a wrong config value is a clear error naming the field', async () => {
-    await expect(runCommand(images, { out: join(dir, 'x'), config: await writeConfig({ threshold: 3 }), progress: false })).rejects.toThrow(/threshold: Too big/);
+    await expect(runCommand(images, { out: join(dir, 'x'), config: await writeConfig({ threshold: 3 }), progress: false })).rejects.toThrow(
+      /threshold: Too big/,
+    );
   });
 
   it('an unreadable model is a clear error at start-up', async () => {
     const broken = join(dir, 'broken.onnx');
     await writeFile(broken, 'not a model');
-    await expect(runCommand(images, { out: join(dir, 'y'), config: await writeConfig({ little: modelSpec(broken) }), progress: false })).rejects.toThrow(/broken\.onnx/);
+    await expect(runCommand(images, { out: join(dir, 'y'), config: await writeConfig({ little: modelSpec(broken) }), progress: false })).rejects.toThrow(
+      /broken\.onnx/,
+    );
   });
 });

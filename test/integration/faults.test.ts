@@ -52,7 +52,12 @@ async function imageFiles(): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
   for (let i = 0; i < N; i++) {
     const c = i % 2 === 0 ? { r: 250, g: 0, b: 0 } : { r: 120, g: 120, b: 120 };
-    files.set(`img-${i}.png`, await sharp({ create: { width: 10, height: 10, channels: 3, background: c } }).png().toBuffer());
+    files.set(
+      `img-${i}.png`,
+      await sharp({ create: { width: 10, height: 10, channels: 3, background: c } })
+        .png()
+        .toBuffer(),
+    );
   }
   return files;
 }
@@ -177,10 +182,18 @@ async function freePort(): Promise<number> {
 
 /** A redis-server with `--appendonly yes --appendfsync always` in `dataDir`, restartable on the same port. */
 async function startAofRedis(port: number, dataDir: string): Promise<{ kill9(): Promise<void> }> {
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: 'ignore' });
+  const child: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
+    { stdio: 'ignore' },
+  );
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const ping = promisify(execFile);
-  await until(async () => (await ping('redis-cli', ['-p', String(port), 'ping']).catch(() => ({ stdout: '' }))).stdout.trim() === 'PONG', `redis on ${port}`, 10_000);
+  await until(
+    async () => (await ping('redis-cli', ['-p', String(port), 'ping']).catch(() => ({ stdout: '' }))).stdout.trim() === 'PONG',
+    `redis on ${port}`,
+    10_000,
+  );
   return {
     kill9: async () => {
       child.kill('SIGKILL');
@@ -386,7 +399,10 @@ describe('faults: nothing lost, nothing doubled', () => {
       }
       const failed = await queue.getFailed();
       expect(failed).toHaveLength(batches);
-      const reason = damage === 'missing' ? /^stage little: cannot read model .*little-missing\.onnx/ : /^stage little: model .*little-changed\.onnx has sha256 [0-9a-f]{12}, but the run pins [0-9a-f]{12}/;
+      const reason =
+        damage === 'missing'
+          ? /^stage little: cannot read model .*little-missing\.onnx/
+          : /^stage little: model .*little-changed\.onnx has sha256 [0-9a-f]{12}, but the run pins [0-9a-f]{12}/;
       for (const job of failed) expect(job.failedReason).toMatch(reason);
       expect((await s.progress())!.final).toBe(0);
       await w.stop();

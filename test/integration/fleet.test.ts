@@ -72,7 +72,9 @@ function spawnCli(args: string[]): CliProcess {
       }
     }
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   return {
     child,
     stderr: () => err,
@@ -106,7 +108,9 @@ beforeAll(async () => {
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['images-in', 'results'] })]);
   for (const img of IMAGES) {
     const [r, g, b] = img.rgb;
-    const body = await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } }).png().toBuffer();
+    const body = await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
+      .png()
+      .toBuffer();
     await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `imgs/${img.name}`, Body: body }));
   }
   const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
@@ -141,10 +145,22 @@ describe('a fleet of worker processes', () => {
     };
     const connection = connectRedis(redis.url);
     try {
-      const ports = Object.fromEntries(await Promise.all(Object.entries(workers).map(async ([k, w]) => [k, Number((await w.waitFor(/metrics on port (\d+)/))[1])] as const)));
+      const ports = Object.fromEntries(
+        await Promise.all(Object.entries(workers).map(async ([k, w]) => [k, Number((await w.waitFor(/metrics on port (\d+)/))[1])] as const)),
+      );
 
-      const submitted = await execFileP(process.execPath, ['bin/cascade.js', 'submit', 's3://images-in/imgs/', '--out', 's3://results/fleet/', '--config', config, '--run-id', 'fleet-1', '--json'], { env, timeout: 30_000 });
-      expect(JSON.parse(submitted.stdout)).toMatchObject({ runId: 'fleet-1', images: N, batches: N / BATCH, alreadySubmitted: false, out: 's3://results/fleet/' });
+      const submitted = await execFileP(
+        process.execPath,
+        ['bin/cascade.js', 'submit', 's3://images-in/imgs/', '--out', 's3://results/fleet/', '--config', config, '--run-id', 'fleet-1', '--json'],
+        { env, timeout: 30_000 },
+      );
+      expect(JSON.parse(submitted.stdout)).toMatchObject({
+        runId: 'fleet-1',
+        images: N,
+        batches: N / BATCH,
+        alreadySubmitted: false,
+        out: 's3://results/fleet/',
+      });
 
       // Stop one little worker as soon as the run is under way: it finishes what it holds and
       // exits 0; the other worker takes the rest.
@@ -164,7 +180,10 @@ describe('a fleet of worker processes', () => {
       expect(summary.stages[0]).toMatchObject({ name: 'little', images: N, accepted: N - TO_BIG, forwarded: TO_BIG, errors: 0 });
       expect(summary.stages[1]).toMatchObject({ name: 'big', images: TO_BIG, accepted: TO_BIG });
       const get = async (key: string) => (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: key }))).Body!.transformToString();
-      const rows = (await get('fleet/manifest.jsonl')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+      const rows = (await get('fleet/manifest.jsonl'))
+        .trim()
+        .split('\n')
+        .map((l) => ManifestRow.parse(JSON.parse(l)));
       expect(rows.map((r) => r.key)).toEqual(IMAGES.map((i) => `s3://images-in/imgs/${i.name}`));
       for (const [i, row] of rows.entries()) expect([row.stage, row.labelName], IMAGES[i]!.name).toEqual([IMAGES[i]!.stage, IMAGES[i]!.label]);
       const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: 'results', Prefix: 'fleet/parts/' }));
@@ -180,7 +199,10 @@ describe('a fleet of worker processes', () => {
       expect(sample(bigMetrics, 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(0);
       expect(bigMetrics).toMatch(/cascade_batch_seconds_count\{stage="big"\} \d+/);
       const littleB = await metricsText(ports.littleB!);
-      const littleBImages = ['accepted', 'forwarded', 'error'].reduce((n, outcome) => n + sample(littleB, 'cascade_images_total', { stage: 'little', outcome }), 0);
+      const littleBImages = ['accepted', 'forwarded', 'error'].reduce(
+        (n, outcome) => n + sample(littleB, 'cascade_images_total', { stage: 'little', outcome }),
+        0,
+      );
       expect(littleBImages).toBeLessThanOrEqual(N);
       console.log(`fleet: little worker B labelled ${littleBImages} of ${N} images, worker A (stopped early) the rest`);
 
@@ -196,7 +218,10 @@ describe('a fleet of worker processes', () => {
       for (const w of Object.values(workers)) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
       const exits = await Promise.all(Object.values(workers).map((w) => w.exited));
       connection.disconnect();
-      expect(exits.every((e) => e.code === 0), JSON.stringify(exits)).toBe(true);
+      expect(
+        exits.every((e) => e.code === 0),
+        JSON.stringify(exits),
+      ).toBe(true);
     }
   });
 
@@ -222,8 +247,13 @@ describe('a fleet of worker processes', () => {
     const proxied = join(dir, 'proxied.json');
     const base = JSON.parse(await readFile(config, 'utf8'));
     const drainPrefix = `${prefix}d`;
-    await writeFile(proxied, JSON.stringify({ ...base, prefix: drainPrefix, s3: { ...base.s3, endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` } }));
-    const red = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
+    await writeFile(
+      proxied,
+      JSON.stringify({ ...base, prefix: drainPrefix, s3: { ...base.s3, endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` } }),
+    );
+    const red = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+      .png()
+      .toBuffer();
     for (const key of ['drain/hold-0.png', 'force/hold-1.png']) await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: key, Body: red }));
     const untilHeld = async (n: number) => {
       while (held.length < n) await sleep(20);
@@ -233,7 +263,11 @@ describe('a fleet of worker processes', () => {
     try {
       const drained = spawnCli(['worker', 'little', 'big', '--config', proxied]);
       await drained.waitFor(/worker ready/);
-      await execFileP(process.execPath, ['bin/cascade.js', 'submit', 's3://images-in/drain/', '--out', 's3://results/drain/', '--config', proxied, '--run-id', 'drain-1'], { env, timeout: 30_000 });
+      await execFileP(
+        process.execPath,
+        ['bin/cascade.js', 'submit', 's3://images-in/drain/', '--out', 's3://results/drain/', '--config', proxied, '--run-id', 'drain-1'],
+        { env, timeout: 30_000 },
+      );
       await untilHeld(1);
       drained.child.kill('SIGTERM');
       await drained.waitFor(/finishing the batches in flight/);
@@ -246,7 +280,11 @@ describe('a fleet of worker processes', () => {
 
       const forced = spawnCli(['worker', 'little', '--config', proxied]);
       await forced.waitFor(/worker ready/);
-      await execFileP(process.execPath, ['bin/cascade.js', 'submit', 's3://images-in/force/', '--out', 's3://results/force/', '--config', proxied, '--run-id', 'force-1'], { env, timeout: 30_000 });
+      await execFileP(
+        process.execPath,
+        ['bin/cascade.js', 'submit', 's3://images-in/force/', '--out', 's3://results/force/', '--config', proxied, '--run-id', 'force-1'],
+        { env, timeout: 30_000 },
+      );
       await untilHeld(1);
       forced.child.kill('SIGTERM');
       await forced.waitFor(/finishing the batches in flight/);
@@ -275,7 +313,10 @@ describe('a fleet of worker processes', () => {
     try {
       const url = `redis://:pw-Zq81x@127.0.0.1:${secured.port}`;
       // REDIS_URL wins over the config's redisUrl: this worker talks to the password-protected server.
-      const child = spawn(process.execPath, ['bin/cascade.js', 'worker', 'merge', 'scheduler', '--config', config], { env: { ...env, REDIS_URL: url, AWS_SECRET_ACCESS_KEY: 'aws-Secret-77' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, ['bin/cascade.js', 'worker', 'merge', 'scheduler', '--config', config], {
+        env: { ...env, REDIS_URL: url, AWS_SECRET_ACCESS_KEY: 'aws-Secret-77' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let err = '';
       child.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
@@ -303,7 +344,8 @@ describe('a fleet of worker processes', () => {
   });
 
   it('workers with no model settings serve two concurrent runs with different models; each manifest equals a one-process `cascade run`', async () => {
-    const spec = (path: string) => JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const spec = (path: string) =>
+      JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
     const specFile = async (name: string, path: string) => {
       const file = join(dir, `${name}.json`);
       await writeFile(file, spec(path));
@@ -317,7 +359,10 @@ describe('a fleet of worker processes', () => {
     const mixPrefix = `${prefix}m`;
     // The fleet's own config: infrastructure only.
     const fleetConfig = join(dir, 'fleet-only.json');
-    await writeFile(fleetConfig, JSON.stringify({ redisUrl: redis.url, prefix: mixPrefix, concurrency: 1, s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
+    await writeFile(
+      fleetConfig,
+      JSON.stringify({ redisUrl: redis.url, prefix: mixPrefix, concurrency: 1, s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }),
+    );
     const workers = [spawnCli(['worker', 'little', '--config', fleetConfig]), spawnCli(['worker', 'big', 'merge', '--config', fleetConfig])];
     const connection = connectRedis(redis.url);
     try {
@@ -326,7 +371,22 @@ describe('a fleet of worker processes', () => {
       // Submitted at the same moment, so both runs are in the queues together.
       await Promise.all(
         (['a', 'b'] as const).map((k) =>
-          execFileP(process.execPath, ['bin/cascade.js', 'submit', 's3://images-in/imgs/', '--out', `s3://results/mix-${k}/`, '--config', fleetConfig, '--run-id', `mix-${k}`, ...flags(runs[k])], { env, timeout: 60_000 }),
+          execFileP(
+            process.execPath,
+            [
+              'bin/cascade.js',
+              'submit',
+              's3://images-in/imgs/',
+              '--out',
+              `s3://results/mix-${k}/`,
+              '--config',
+              fleetConfig,
+              '--run-id',
+              `mix-${k}`,
+              ...flags(runs[k]),
+            ],
+            { env, timeout: 60_000 },
+          ),
         ),
       );
       const tracker = new RunTracker(connection, mixPrefix);
@@ -337,14 +397,20 @@ describe('a fleet of worker processes', () => {
         const local = join(dir, `mix-${k}-local`);
         const s3Only = join(dir, 's3-only.json');
         await writeFile(s3Only, JSON.stringify({ s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
-        await execFileP(process.execPath, ['bin/cascade.js', 'run', 's3://images-in/imgs/', '--out', local, '--config', s3Only, ...flags(runs[k])], { env, timeout: 120_000 });
+        await execFileP(process.execPath, ['bin/cascade.js', 'run', 's3://images-in/imgs/', '--out', local, '--config', s3Only, ...flags(runs[k])], {
+          env,
+          timeout: 120_000,
+        });
         const fleetRows = (await get(`mix-${k}/manifest.jsonl`)).trim().split('\n');
         const localRows = (await readFile(join(local, 'manifest.jsonl'), 'utf8')).trim().split('\n');
         expect(fleetRows).toHaveLength(N);
         expect(fleetRows, `run ${k}`).toEqual(localRows);
         // Provenance: each stage names the model it pinned, by content.
         const summary = summaries[k];
-        const sha = async (file: string) => createHash('sha256').update(await readFile(JSON.parse(await readFile(file, 'utf8')).path)).digest('hex');
+        const sha = async (file: string) =>
+          createHash('sha256')
+            .update(await readFile(JSON.parse(await readFile(file, 'utf8')).path))
+            .digest('hex');
         expect(summary.stages.map((s) => s.model?.sha256)).toEqual([await sha(runs[k].little), await sha(runs[k].big)]);
         expect(summary.stages[0]!.provenance).toMatchObject({ numerics: 'exact', executionProviders: ['cpu'], workers: 1, probeMaxDiff: 0 });
       }

@@ -46,17 +46,34 @@ describe('hostile and odd inputs', () => {
   it('every input gets exactly one row: invalid ones an error with a reason, valid ones a label', async () => {
     const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
     const config = join(dir, 'config.json');
-    await writeFile(config, JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 5, redisUrl: redis.url, prefix: uniquePrefix('hostile'), limits: { maxBytes: MAX_BYTES } }));
+    await writeFile(
+      config,
+      JSON.stringify({
+        little: spec(models.colourLittle),
+        big: spec(models.colourBig),
+        threshold: 0.9,
+        batchSize: 5,
+        redisUrl: redis.url,
+        prefix: uniquePrefix('hostile'),
+        limits: { maxBytes: MAX_BYTES },
+      }),
+    );
     const out = join(dir, 'out');
     const summary = await runCommand(images, { out, config, progress: false, json: true });
 
     const all = [...invalid, ...valid];
     expect(summary.images).toBe(all.length);
     expect(summary.errors).toBe(invalid.length);
-    const report = await verifyManifest(listSource(images, { extensions: EXTENSIONS }), readManifestLines(out, () => undefined as never));
+    const report = await verifyManifest(
+      listSource(images, { extensions: EXTENSIONS }),
+      readManifestLines(out, () => undefined as never),
+    );
     expect(report).toMatchObject({ ok: true, sourceKeys: all.length, manifestRows: all.length, errorRows: invalid.length });
 
-    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => ManifestRow.parse(JSON.parse(l)));
     const byKey = new Map(rows.map((r) => [r.key, r]));
     for (const img of invalid) {
       const row = byKey.get(join(images, img.name))!;
@@ -80,17 +97,33 @@ describe('hostile and odd inputs', () => {
       for (const Key of keys) await s3.client.send(new PutObjectCommand({ Bucket: 'hostile', Key, Body: red }));
       const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
       const config = join(dir, 'config-s3.json');
-      await writeFile(config, JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix: uniquePrefix('hostile-s3'), s3: { endpoint: s3.endpoint, forcePathStyle: true } }));
+      await writeFile(
+        config,
+        JSON.stringify({
+          little: spec(models.colourLittle),
+          big: spec(models.colourBig),
+          threshold: 0.9,
+          batchSize: 2,
+          redisUrl: redis.url,
+          prefix: uniquePrefix('hostile-s3'),
+          s3: { endpoint: s3.endpoint, forcePathStyle: true },
+        }),
+      );
       process.env.AWS_ACCESS_KEY_ID ??= 'S3RVER';
       process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
       const out = join(dir, 'out-s3', 'run');
       const summary = await runCommand('s3://hostile/in/', { out, config, progress: false, json: true });
       expect(summary).toMatchObject({ images: keys.length, errors: 0 });
-      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => ManifestRow.parse(JSON.parse(l)));
       expect(rows.map((r) => r.key).sort()).toEqual(keys.map((k) => `s3://hostile/${k}`).sort());
       expect(rows.every((r) => r.labelName === 'red')).toBe(true);
       // Everything written stays below the output directory, and no file is named after an input key.
-      const files = (await readdir(join(dir, 'out-s3'), { recursive: true, withFileTypes: true })).filter((d) => d.isFile()).map((d) => relative(join(dir, 'out-s3'), join(d.parentPath, d.name)));
+      const files = (await readdir(join(dir, 'out-s3'), { recursive: true, withFileTypes: true }))
+        .filter((d) => d.isFile())
+        .map((d) => relative(join(dir, 'out-s3'), join(d.parentPath, d.name)));
       expect(files).toContain('run/manifest.jsonl');
       expect(files.filter((f) => !f.startsWith('run/'))).toEqual([]);
       expect(files.filter((f) => /escape|etc|sp\.png|break/.test(f))).toEqual([]);
@@ -116,7 +149,10 @@ describe('hostile and odd inputs', () => {
 
   it('the byte limit is checked before reading the file', async () => {
     const huge = join(images, 'huge-file.png');
-    await expect(fetchRef(huge, { s3: () => undefined as never }, { maxBytes: MAX_BYTES })).rejects.toMatchObject({ name: 'ObjectTooLargeError', message: expect.stringMatching(new RegExp(`${MAX_BYTES}`)) });
+    await expect(fetchRef(huge, { s3: () => undefined as never }, { maxBytes: MAX_BYTES })).rejects.toMatchObject({
+      name: 'ObjectTooLargeError',
+      message: expect.stringMatching(new RegExp(`${MAX_BYTES}`)),
+    });
     await expect(fetchRef(huge, { s3: () => undefined as never }, { maxBytes: 10 * MAX_BYTES })).resolves.toBeInstanceOf(Buffer);
   });
 });

@@ -46,7 +46,10 @@ async function quietly<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const png = (r: number, g: number, b: number) => sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } }).png().toBuffer();
+const png = (r: number, g: number, b: number) =>
+  sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
+    .png()
+    .toBuffer();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-keylist-'));
@@ -62,7 +65,11 @@ beforeAll(async () => {
   await symlink(join(dir, 'outside', 'secret.png'), join(root, 'escape.png'));
   await symlink('red.png', join(root, 'alias.png'));
   execFileSync('mkfifo', [join(root, 'fifo.png')]);
-  const objects: Array<[string, number, number, number]> = [['imgs/s-red.png', 255, 0, 0], ['imgs/s-grey.png', 96, 96, 96], ['secret.png', 0, 255, 0]];
+  const objects: Array<[string, number, number, number]> = [
+    ['imgs/s-red.png', 255, 0, 0],
+    ['imgs/s-grey.png', 96, 96, 96],
+    ['secret.png', 0, 255, 0],
+  ];
   for (const [Key, r, g, b] of objects) await s3.client.send(new PutObjectCommand({ Bucket: 'klist', Key, Body: await png(r, g, b) }));
   keys = join(root, 'keys.txt');
   const lines = [
@@ -136,17 +143,21 @@ describe('a hostile key list', () => {
   it('fetchRef reads only what the roots allow, and sends no S3 request for a .. key', async () => {
     const sent: string[] = [];
     const client = s3.makeClient();
-    client.middlewareStack.add((next) => async (args) => {
-      sent.push(String((args.input as { Key?: string }).Key));
-      return next(args);
-    }, { step: 'initialize' });
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        sent.push(String((args.input as { Key?: string }).Key));
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
     const outcomes: Record<string, string[]> = { ok: [], 'not-found': [], forbidden: [] };
     for await (const ref of listSource(keys, { extensions: EXTENSIONS, s3: s3.client })) {
       const kind = await fetchRef(ref, { s3: () => client }, { localRoots: [root], maxBytes: 1 << 20, retryForMs: 0 }).then(
         () => 'ok',
         (err: unknown) => (isForbiddenPath(err) ? 'forbidden' : isObjectNotFound(err) ? 'not-found' : `unexpected: ${(err as Error).message}`),
       );
-      (outcomes[kind] ??= []).push(ref);
+      outcomes[kind] ??= [];
+      outcomes[kind].push(ref);
     }
     expect(outcomes.ok!.sort()).toEqual(OK().sort());
     expect(outcomes['not-found']!.sort()).toEqual(NOT_FOUND().sort());
@@ -175,10 +186,17 @@ describe('a hostile key list', () => {
     );
     const out = join(dir, 'out');
     const summary = await quietly(() => runCommand(keys, { out, config, progress: false, json: true }));
-    expect(summary).toMatchObject({ images: DISTINCT, errors: NOT_FOUND().length + FORBIDDEN().length, errorsByKind: { 'not-found': NOT_FOUND().length, forbidden: FORBIDDEN().length } });
+    expect(summary).toMatchObject({
+      images: DISTINCT,
+      errors: NOT_FOUND().length + FORBIDDEN().length,
+      errorsByKind: { 'not-found': NOT_FOUND().length, forbidden: FORBIDDEN().length },
+    });
     expect(summary.duplicatesDropped).toBe(REPEATS);
 
-    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => ManifestRow.parse(JSON.parse(l)));
     expect(rows).toHaveLength(DISTINCT);
     const byKey = new Map(rows.map((r) => [r.key, r]));
     expect(byKey.size).toBe(DISTINCT);
@@ -192,11 +210,26 @@ describe('a hostile key list', () => {
     // Nothing of a refused file reached a row.
     expect(JSON.stringify(rows)).not.toMatch(/root:|PATH=|HOME=/);
 
-    const report = await verifyManifest(listSource(keys, { extensions: EXTENSIONS, s3: s3.client }), readManifestLines(out, () => s3.client));
-    expect(report).toMatchObject({ ok: true, sourceKeys: DISTINCT, manifestRows: DISTINCT, errorRows: NOT_FOUND().length + FORBIDDEN().length, counts: { missing: 0, duplicate: 0, unknown: 0, invalid: 0 } });
+    const report = await verifyManifest(
+      listSource(keys, { extensions: EXTENSIONS, s3: s3.client }),
+      readManifestLines(out, () => s3.client),
+    );
+    expect(report).toMatchObject({
+      ok: true,
+      sourceKeys: DISTINCT,
+      manifestRows: DISTINCT,
+      errorRows: NOT_FOUND().length + FORBIDDEN().length,
+      counts: { missing: 0, duplicate: 0, unknown: 0, invalid: 0 },
+    });
 
     const cli = await quietly(() => verifyCommand({ manifest: out, source: keys, config, json: true }));
     expect(process.exitCode ?? 0).toBe(0);
-    expect(cli).toMatchObject({ ok: true, sourceKeys: DISTINCT, sourceDuplicates: REPEATS, manifestRows: DISTINCT, counts: { missing: 0, duplicate: 0, unknown: 0, invalid: 0 } });
+    expect(cli).toMatchObject({
+      ok: true,
+      sourceKeys: DISTINCT,
+      sourceDuplicates: REPEATS,
+      manifestRows: DISTINCT,
+      counts: { missing: 0, duplicate: 0, unknown: 0, invalid: 0 },
+    });
   });
 });

@@ -33,7 +33,7 @@ async function connectionsReceived(): Promise<number> {
 beforeAll(async () => {
   decoyRedis = await startRedis();
   watcher = connectRedis(decoyRedis.url);
-  decoyS3 = createServer((req, res) => {
+  decoyS3 = createServer((_req, res) => {
     s3Requests++;
     res.writeHead(500).end();
   });
@@ -58,9 +58,12 @@ describe('test environment isolation, end to end', () => {
       NO_COLOR: '1',
     });
     const vitest = resolve(REPO, 'node_modules/vitest/vitest.mjs');
-    const child = await promisify(execFile)(process.execPath, [vitest, 'run', REPRESENTATIVE, '--reporter=dot'], { cwd: REPO, env, timeout: 170_000, maxBuffer: 16 * 1024 * 1024 }).catch(
-      (err: { code?: number; stdout?: string; stderr?: string }) => err,
-    );
+    const child = await promisify(execFile)(process.execPath, [vitest, 'run', REPRESENTATIVE, '--reporter=dot'], {
+      cwd: REPO,
+      env,
+      timeout: 170_000,
+      maxBuffer: 16 * 1024 * 1024,
+    }).catch((err: { code?: number; stdout?: string; stderr?: string }) => err);
     const output = `${child.stdout ?? ''}${child.stderr ?? ''}`;
     expect('code' in child ? child.code : 0, output).toBe(0);
     expect(output).toMatch(/Tests\s+\d+ passed/);

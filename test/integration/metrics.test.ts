@@ -123,19 +123,37 @@ describe('CascadeMetrics', () => {
       [64, 64, 64],
     ];
     for (const [i, [r, g, b]] of colours.entries()) {
-      const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer();
+      const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } })
+        .png()
+        .toBuffer();
       await s3.client.send(new PutObjectCommand({ Bucket: 'metrics-in', Key: `m/${i}.png`, Body: body }));
     }
     await s3.client.send(new PutObjectCommand({ Bucket: 'metrics-in', Key: 'm/broken.png', Body: Buffer.from('not a png') }));
     const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
     const config = await loadConfig({
-      overrides: { little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, prefix: uniquePrefix('hook'), redisUrl: redis.url, s3: { endpoint: s3.endpoint, forcePathStyle: true } },
+      overrides: {
+        little: spec(models.colourLittle),
+        big: spec(models.colourBig),
+        threshold: 0.9,
+        batchSize: 2,
+        prefix: uniquePrefix('hook'),
+        redisUrl: redis.url,
+        s3: { endpoint: s3.endpoint, forcePathStyle: true },
+      },
     });
     const metrics = new CascadeMetrics();
-    const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => undefined, { onBatch: (stage, st, errors) => metrics.onBatch(stage, st, errors) });
+    const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => undefined, {
+      onBatch: (stage, st, errors) => metrics.onBatch(stage, st, errors),
+    });
     try {
       const run = await planRun(config, 's3://metrics-in/m/', 's3://metrics-out/m/', runtime.models, 'hook-1');
-      await submitRun({ spec: run, refs: listSource(run.source, { extensions: config.extensions, s3: runtime.s3 }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(run.out) });
+      await submitRun({
+        spec: run,
+        refs: listSource(run.source, { extensions: config.extensions, s3: runtime.s3 }),
+        tracker: runtime.tracker,
+        queues: runtime.queues,
+        output: runtime.openOutput(run.out),
+      });
       await waitForRun(runtime.tracker, 'hook-1', () => undefined);
       const text = await metrics.text();
       expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBe(3);

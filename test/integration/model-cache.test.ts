@@ -21,13 +21,22 @@ let s3: TestS3;
 let models: TestModels;
 
 const cache = (capacity: number, downloadDir = join(dir, 'downloads')) =>
-  new ModelCache({ runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 }, capacity, read: (ref) => fetchRef(ref, { s3: () => s3.client }), downloadDir });
+  new ModelCache({
+    runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 },
+    capacity,
+    read: (ref) => fetchRef(ref, { s3: () => s3.client }),
+    downloadDir,
+  });
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-model-cache-'));
   models = await writeTestModels(join(dir, 'models'));
   s3 = await startS3({ buckets: ['models'] });
-  for (const [key, file] of [['colour-little.onnx', models.colourLittle], ['colour-big.onnx', models.colourBig], ['labels.txt', models.labels]] as const) {
+  for (const [key, file] of [
+    ['colour-little.onnx', models.colourLittle],
+    ['colour-big.onnx', models.colourBig],
+    ['labels.txt', models.labels],
+  ] as const) {
     await s3.client.send(new PutObjectCommand({ Bucket: 'models', Key: key, Body: await readFile(file) }));
   }
 });
@@ -40,14 +49,23 @@ afterAll(async () => {
 describe('ModelCache', () => {
   it('pins and opens a model named by s3:// URL, keeping it as a file named by its sha256', async () => {
     const file = join(dir, 'little.json');
-    await writeFile(file, JSON.stringify({ path: 's3://models/colour-little.onnx', labels: 's3://models/labels.txt', preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } }));
+    await writeFile(
+      file,
+      JSON.stringify({
+        path: 's3://models/colour-little.onnx',
+        labels: 's3://models/labels.txt',
+        preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] },
+      }),
+    );
     const inline = await loadModelSpec(file, {});
     // s3:// paths are kept as written, not resolved against the spec's folder.
     expect([inline.path, inline.labels]).toEqual(['s3://models/colour-little.onnx', 's3://models/labels.txt']);
     const planner = cache(2, join(dir, 'planner'));
     const { pin } = await pinModel('little', inline, 'exact', planner);
     await planner.close();
-    const sha = createHash('sha256').update(await readFile(models.colourLittle)).digest('hex');
+    const sha = createHash('sha256')
+      .update(await readFile(models.colourLittle))
+      .digest('hex');
     expect(pin).toMatchObject({ path: 's3://models/colour-little.onnx', sha256: sha, labels: { path: 's3://models/labels.txt' } });
 
     const worker = cache(2);
@@ -64,8 +82,22 @@ describe('ModelCache', () => {
 
   it('shares a session between stages by content but keeps each stage name and preprocessing; closes idle models beyond capacity, never one in use', async () => {
     const planner = cache(4, join(dir, 'planner2'));
-    const little = (await pinModel('little', await loadModelSpecFrom({ path: models.colourLittle, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } }), 'exact', planner)).pin;
-    const big = (await pinModel('big', await loadModelSpecFrom({ path: models.colourBig, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } }), 'exact', planner)).pin;
+    const little = (
+      await pinModel(
+        'little',
+        await loadModelSpecFrom({ path: models.colourLittle, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } }),
+        'exact',
+        planner,
+      )
+    ).pin;
+    const big = (
+      await pinModel(
+        'big',
+        await loadModelSpecFrom({ path: models.colourBig, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } }),
+        'exact',
+        planner,
+      )
+    ).pin;
     await planner.close();
     const worker = cache(1);
     try {

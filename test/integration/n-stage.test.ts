@@ -66,7 +66,10 @@ describe('3-stage cascade run', () => {
     expect(summary.macs.cascadeG).toBeCloseTo(inferred * g0 + 6 * g1 + 4 * g2, 12);
     expect(summary.macs.bigOnlyG).toBeCloseTo(inferred * g2, 12);
 
-    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => ManifestRow.parse(JSON.parse(l)));
     const stageOf = new Map(rows.map((r) => [r.key.slice(images.length + 1), r.stage]));
     for (const c of COLOURS) expect(stageOf.get(c.name), c.name).toBe('little');
     expect(GREYS.map((g) => stageOf.get(g.name))).toEqual(['mid', 'mid', 'big', 'big', 'big', 'big']);
@@ -77,7 +80,8 @@ describe('3-stage cascade run', () => {
     const connection = connectRedis(redis.url);
     const queues = new CascadeQueues(connection, prefix);
     try {
-      for (const name of ['little', 'mid', 'big']) expect(await queues.stage(name).getJobCounts('waiting', 'active', 'failed'), name).toEqual({ waiting: 0, active: 0, failed: 0 });
+      for (const name of ['little', 'mid', 'big'])
+        expect(await queues.stage(name).getJobCounts('waiting', 'active', 'failed'), name).toEqual({ waiting: 0, active: 0, failed: 0 });
       expect((await connection.keys(`${prefix}:stage-mid:*`)).length).toBeGreaterThan(0);
     } finally {
       await queues.close();

@@ -67,7 +67,7 @@ describe.each(Object.keys(stores))('%s store contract', (kind) => {
   });
 
   it('streams a body larger than one multipart part without holding it whole', async () => {
-    const chunk = 'x'.repeat(1024 * 1024 - 1) + '\n';
+    const chunk = `${'x'.repeat(1024 * 1024 - 1)}\n`;
     async function* body() {
       for (let i = 0; i < 9; i++) yield i % 2 ? Buffer.from(chunk) : chunk;
     }
@@ -113,7 +113,7 @@ describe.each(Object.keys(stores))('%s store contract', (kind) => {
   });
 
   it('getStream streams an object, and a missing one is an ObjectNotFoundError before any byte', async () => {
-    const chunk = 'y'.repeat(300_000) + '\n';
+    const chunk = `${'y'.repeat(300_000)}\n`;
     await store.put('s/lines.txt', chunk.repeat(4));
     const chunks: Buffer[] = [];
     for await (const c of await store.getStream('s/lines.txt')) chunks.push(c as Buffer);

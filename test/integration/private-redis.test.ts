@@ -71,7 +71,9 @@ describe('startPrivateRedis', () => {
   it('reports a taken port when one was asked for explicitly', async () => {
     const first = await startPrivateRedis();
     try {
-      await expect(startPrivateRedis({ port: first.port })).rejects.toThrow(/exited with code 1 while starting on 127\.0\.0\.1:\d+:[\s\S]*Address already in use/);
+      await expect(startPrivateRedis({ port: first.port })).rejects.toThrow(
+        /exited with code 1 while starting on 127\.0\.0\.1:\d+:[\s\S]*Address already in use/,
+      );
     } finally {
       await first.stop();
     }
@@ -79,9 +81,10 @@ describe('startPrivateRedis', () => {
 
   it('kills a server that never answers within the start timeout', async () => {
     // A redis-server told to bind elsewhere never answers on the port we poll.
-    const err = await startPrivateRedis({ startTimeoutMs: 300, extraArgs: ['--port', '0', '--unixsocket', `/tmp/cascade-redis-test-${process.pid}.sock`] }).catch(
-      (e: unknown) => e,
-    );
+    const err = await startPrivateRedis({
+      startTimeoutMs: 300,
+      extraArgs: ['--port', '0', '--unixsocket', `/tmp/cascade-redis-test-${process.pid}.sock`],
+    }).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/did not answer on 127\.0\.0\.1:\d+ in time/);
     // pgrep exits 1 when no process matches: the unanswering server is gone.
     expect(spawnSync('pgrep', ['-f', `cascade-redis-test-${process.pid}.sock`]).status).toBe(1);

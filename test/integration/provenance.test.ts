@@ -25,7 +25,10 @@ let summary: RunSummary;
 
 const spec = async (name: string, path: string) => {
   const file = join(dir, `${name}.json`);
-  await writeFile(file, JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }));
+  await writeFile(
+    file,
+    JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }),
+  );
   return file;
 };
 
@@ -34,15 +37,33 @@ beforeAll(async () => {
   models = await writeTestModels(join(dir, 'models'));
   images = join(dir, 'images');
   await mkdir(images);
-  for (const [i, rgb] of [[255, 0, 0], [0, 255, 0], [128, 128, 128], [64, 64, 64]].entries()) {
+  for (const [i, rgb] of [
+    [255, 0, 0],
+    [0, 255, 0],
+    [128, 128, 128],
+    [64, 64, 64],
+  ].entries()) {
     const [r, g, b] = rgb as [number, number, number];
-    await writeFile(join(images, `img-${i}.png`), await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer());
+    await writeFile(
+      join(images, `img-${i}.png`),
+      await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } })
+        .png()
+        .toBuffer(),
+    );
   }
   redis = await startRedis();
   const config = join(dir, 'config.json');
   await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `prov${Math.random().toString(36).slice(2, 8)}`, batchSize: 2 }));
   out = join(dir, 'out');
-  summary = await runCommand(images, { out, config, little: await spec('little', models.colourLittle), big: await spec('big', models.colourBig), threshold: 0.9, progress: false, json: true });
+  summary = await runCommand(images, {
+    out,
+    config,
+    little: await spec('little', models.colourLittle),
+    big: await spec('big', models.colourBig),
+    threshold: 0.9,
+    progress: false,
+    json: true,
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -52,7 +73,10 @@ afterAll(async () => {
 
 describe('provenance', () => {
   it('summary.json names each stage pinned model by content and how its parts were computed', async () => {
-    const sha = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+    const sha = async (path: string) =>
+      createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex');
     expect(summary.stages.map((s) => s.model)).toEqual([
       { name: 'colour-little.onnx', path: models.colourLittle, sha256: await sha(models.colourLittle) },
       { name: 'colour-big.onnx', path: models.colourBig, sha256: await sha(models.colourBig) },
@@ -69,7 +93,14 @@ describe('provenance', () => {
       });
     }
     const part = ResultPart.parse(JSON.parse(await readFile(join(out, 'parts', '00000000.stage0.json'), 'utf8')));
-    expect(part.writer).toMatchObject({ host: hostname(), pid: process.pid, provider: 'cpu', numerics: 'exact', sha256: summary.stages[0]!.model!.sha256, probeMaxDiff: 0 });
+    expect(part.writer).toMatchObject({
+      host: hostname(),
+      pid: process.pid,
+      provider: 'cpu',
+      numerics: 'exact',
+      sha256: summary.stages[0]!.model!.sha256,
+      probeMaxDiff: 0,
+    });
   });
 
   it('cascade verify passes a clean run and flags parts whose writer used another model or drifted beyond the tolerance', async () => {
@@ -87,8 +118,12 @@ describe('provenance', () => {
       change(part);
       await writeFile(path, JSON.stringify(part));
     };
-    await tamper('00000000.stage0.json', (p) => void (p.writer!.probeMaxDiff = 0.15));
-    await tamper('00000001.stage0.json', (p) => void (p.writer!.sha256 = 'f'.repeat(64)));
+    await tamper('00000000.stage0.json', (p) => {
+      p.writer!.probeMaxDiff = 0.15;
+    });
+    await tamper('00000001.stage0.json', (p) => {
+      p.writer!.sha256 = 'f'.repeat(64);
+    });
     process.exitCode = undefined;
     const report = await verifyCommand({ manifest, source: images, json: true });
     expect(process.exitCode).toBe(1);

@@ -29,8 +29,19 @@ describe('pipeline on a 3-master Redis Cluster', () => {
     dir = await mkdtemp(join(tmpdir(), 'cascade-cluster-run-'));
     images = join(dir, 'images');
     await mkdir(images, { recursive: true });
-    const colours = [{ r: 255, g: 0, b: 0 }, { r: 0, g: 255, b: 0 }, { r: 0, g: 0, b: 255 }, { r: 128, g: 128, b: 128 }];
-    for (let i = 0; i < 10; i++) await writeFile(join(images, `img-${i}.png`), await sharp({ create: { width: 9, height: 9, channels: 3, background: colours[i % 4]! } }).png().toBuffer());
+    const colours = [
+      { r: 255, g: 0, b: 0 },
+      { r: 0, g: 255, b: 0 },
+      { r: 0, g: 0, b: 255 },
+      { r: 128, g: 128, b: 128 },
+    ];
+    for (let i = 0; i < 10; i++)
+      await writeFile(
+        join(images, `img-${i}.png`),
+        await sharp({ create: { width: 9, height: 9, channels: 3, background: colours[i % 4]! } })
+          .png()
+          .toBuffer(),
+      );
     await writeFile(join(images, 'broken.png'), 'not a png');
     [models, cluster] = await Promise.all([writeTestModels(join(dir, 'models')), startRedisCluster()]);
   }, 60_000);
@@ -43,7 +54,10 @@ describe('pipeline on a 3-master Redis Cluster', () => {
   async function config(prefix: string): Promise<string> {
     const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
     const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
-    await writeFile(file, JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 3, redisUrl: cluster.url, prefix }));
+    await writeFile(
+      file,
+      JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 3, redisUrl: cluster.url, prefix }),
+    );
     return file;
   }
 
@@ -53,12 +67,17 @@ describe('pipeline on a 3-master Redis Cluster', () => {
     expect(summary).toMatchObject({ images: 11, errors: 1 });
     expect(summary.stages[0]).toMatchObject({ images: 11, accepted: 8, forwarded: 2, errors: 1 });
     expect(summary.stages[1]).toMatchObject({ images: 2, accepted: 2 });
-    const report = await verifyManifest(listSource(images, { extensions: ['.png'] }), readManifestLines(out, () => undefined as never));
+    const report = await verifyManifest(
+      listSource(images, { extensions: ['.png'] }),
+      readManifestLines(out, () => undefined as never),
+    );
     expect(report).toMatchObject({ ok: true, sourceKeys: 11, manifestRows: 11, errorRows: 1 });
   }, 60_000);
 
   it('refuses a prefix without a hash tag with a clear error', async () => {
-    await expect(runCommand(images, { out: join(dir, 'out-bad'), config: await config('cascade'), progress: false })).rejects.toThrow(/prefix "cascade" has no hash tag/);
+    await expect(runCommand(images, { out: join(dir, 'out-bad'), config: await config('cascade'), progress: false })).rejects.toThrow(
+      /prefix "cascade" has no hash tag/,
+    );
     // Commands that only track runs (submit, status) meet the same check through the tracker.
     const connection = connectRedis(cluster.url);
     try {
@@ -79,14 +98,65 @@ describe('TLS Redis (rediss://)', () => {
     work = await mkdtemp(join(tmpdir(), 'cascade-tls-'));
     const run = promisify(execFile);
     // A self-signed certificate for 127.0.0.1, trusted by the client through NODE_EXTRA_CA_CERTS.
-    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(work, 'key.pem'), '-out', join(work, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(work, 'key.pem'),
+      '-out',
+      join(work, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
     const probe = net.createServer();
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     port = (probe.address() as net.AddressInfo).port;
     await new Promise((resolve) => probe.close(resolve));
-    server = spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', join(work, 'cert.pem'), '--tls-key-file', join(work, 'key.pem'), '--tls-ca-cert-file', join(work, 'cert.pem'), '--tls-auth-clients', 'no', '--requirepass', 'tls-pw', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    server = spawn(
+      'redis-server',
+      [
+        '--port',
+        '0',
+        '--tls-port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--tls-cert-file',
+        join(work, 'cert.pem'),
+        '--tls-key-file',
+        join(work, 'key.pem'),
+        '--tls-ca-cert-file',
+        join(work, 'cert.pem'),
+        '--tls-auth-clients',
+        'no',
+        '--requirepass',
+        'tls-pw',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+      ],
+      { stdio: 'ignore' },
+    );
     const deadline = Date.now() + 10_000;
-    while (!(await new Promise<boolean>((resolve) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); resolve(true); }).once('error', () => resolve(false))))) {
+    while (
+      !(await new Promise<boolean>((resolve) =>
+        net
+          .connect(port, '127.0.0.1')
+          .once('connect', function (this: net.Socket) {
+            this.destroy();
+            resolve(true);
+          })
+          .once('error', () => resolve(false)),
+      ))
+    ) {
       if (Date.now() > deadline) throw new Error('redis-server with TLS did not start');
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -101,7 +171,11 @@ describe('TLS Redis (rediss://)', () => {
     // A child process, because NODE_EXTRA_CA_CERTS is read once at start-up.
     const script = `import { connectRedis } from ${JSON.stringify(join(process.cwd(), 'queue/redis-connection.ts'))};
       const r = connectRedis(process.argv[1]); console.log(await r.ping()); r.disconnect();`;
-    const run = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, url], { env: { ...process.env, NODE_EXTRA_CA_CERTS: join(work, 'cert.pem') }, timeout: 20_000 });
+    const run = (url: string) =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, url], {
+        env: { ...process.env, NODE_EXTRA_CA_CERTS: join(work, 'cert.pem') },
+        timeout: 20_000,
+      });
     expect((await run(`rediss://:tls-pw@127.0.0.1:${port}`)).stdout.trim()).toBe('PONG');
   }, 30_000);
 });
@@ -115,9 +189,21 @@ describe('password-protected Redis', () => {
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     port = (probe.address() as net.AddressInfo).port;
     await new Promise((resolve) => probe.close(resolve));
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--requirepass', 's3cr3t pass', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--requirepass', 's3cr3t pass', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
     const deadline = Date.now() + 10_000;
-    while (!(await new Promise<boolean>((resolve) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); resolve(true); }).once('error', () => resolve(false))))) {
+    while (
+      !(await new Promise<boolean>((resolve) =>
+        net
+          .connect(port, '127.0.0.1')
+          .once('connect', function (this: net.Socket) {
+            this.destroy();
+            resolve(true);
+          })
+          .once('error', () => resolve(false)),
+      ))
+    ) {
       if (Date.now() > deadline) throw new Error('redis-server with a password did not start');
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -132,14 +218,29 @@ describe('password-protected Redis', () => {
     try {
       const models = await writeTestModels(join(work, 'models'));
       await mkdir(join(work, 'images'));
-      for (const i of [0, 1, 2]) await writeFile(join(work, 'images', `i${i}.png`), await sharp({ create: { width: 9, height: 9, channels: 3, background: { r: 250, g: 0, b: 0 } } }).png().toBuffer());
+      for (const i of [0, 1, 2])
+        await writeFile(
+          join(work, 'images', `i${i}.png`),
+          await sharp({ create: { width: 9, height: 9, channels: 3, background: { r: 250, g: 0, b: 0 } } })
+            .png()
+            .toBuffer(),
+        );
       const spec = join(work, 'spec.json');
       await writeFile(spec, JSON.stringify({ path: models.colourLittle, labels: models.labels, preprocess: { resize: 8, crop: 8 } }));
       const big = join(work, 'big.json');
       await writeFile(big, JSON.stringify({ path: models.colourBig, labels: models.labels, preprocess: { resize: 8, crop: 8 } }));
       const out = join(work, 'out');
-      const env = { ...process.env, REDIS_URL: `redis://:${encodeURIComponent('s3cr3t pass')}@127.0.0.1:${port}`, AWS_SECRET_ACCESS_KEY: 'aws-very-secret-key', CASCADE_LOG_LEVEL: 'debug' };
-      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'run', join(work, 'images'), '--out', out, '--little', spec, '--big', big, '--json'], { env, timeout: 60_000 });
+      const env = {
+        ...process.env,
+        REDIS_URL: `redis://:${encodeURIComponent('s3cr3t pass')}@127.0.0.1:${port}`,
+        AWS_SECRET_ACCESS_KEY: 'aws-very-secret-key',
+        CASCADE_LOG_LEVEL: 'debug',
+      };
+      const { stdout, stderr } = await promisify(execFile)(
+        process.execPath,
+        ['bin/cascade.js', 'run', join(work, 'images'), '--out', out, '--little', spec, '--big', big, '--json'],
+        { env, timeout: 60_000 },
+      );
       expect(JSON.parse(stdout).images).toBe(3);
       const written = [stdout, stderr, await readFile(join(out, 'manifest.jsonl'), 'utf8'), await readFile(join(out, 'summary.json'), 'utf8')].join('\n');
       for (const secret of ['s3cr3t', encodeURIComponent('s3cr3t pass'), 'aws-very-secret-key']) expect(written).not.toContain(secret);

@@ -29,9 +29,21 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-retry-'));
   models = await writeTestModels(join(dir, 'models'));
   await mkdir(join(dir, 'images'));
-  const colours: Array<[number, number, number]> = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [64, 64, 64], [255, 0, 0]];
+  const colours: Array<[number, number, number]> = [
+    [255, 0, 0],
+    [0, 255, 0],
+    [0, 0, 255],
+    [128, 128, 128],
+    [64, 64, 64],
+    [255, 0, 0],
+  ];
   for (const [i, [r, g, b]] of colours.entries()) {
-    await writeFile(join(dir, 'images', `img-${i}.png`), await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } }).png().toBuffer());
+    await writeFile(
+      join(dir, 'images', `img-${i}.png`),
+      await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } })
+        .png()
+        .toBuffer(),
+    );
   }
   redis = await startRedis();
 });
@@ -45,7 +57,10 @@ describe('cascade retry', () => {
   it('completes a run whose jobs failed for good, once the output is writable', async () => {
     const model = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
     const prefix = uniquePrefix('rt');
-    const config = await loadConfig({ overrides: { little: model(models.colourLittle), big: model(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix }, env: {} });
+    const config = await loadConfig({
+      overrides: { little: model(models.colourLittle), big: model(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix },
+      env: {},
+    });
     const configFile = join(dir, 'config.json');
     await writeFile(configFile, JSON.stringify({ redisUrl: redis.url, prefix }));
     // A file where the parts directory should be: the run claims its location, then every part write fails.
@@ -56,7 +71,13 @@ describe('cascade retry', () => {
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
       const spec = await planRun(config, join(dir, 'images'), out, runtime.models, 'retry-1');
-      await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(spec.out) });
+      await submitRun({
+        spec,
+        refs: listSource(spec.source, { extensions: config.extensions }),
+        tracker: runtime.tracker,
+        queues: runtime.queues,
+        output: runtime.openOutput(spec.out),
+      });
       // 3 batches × 3 attempts. Jobs waiting out their backoff (1 s, 2 s) are promoted at once:
       // that they fail for good is tested here, not the backoff.
       const little = runtime.queues.stage('little');
@@ -78,7 +99,10 @@ describe('cascade retry', () => {
       const summary = await waitForRun(runtime.tracker, 'retry-1', () => {});
       expect(summary.images).toBe(6);
       expect(summary.errors).toBe(0);
-      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { key: string });
+      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { key: string });
       expect(new Set(rows.map((r) => r.key)).size).toBe(6);
       expect(rows).toHaveLength(6);
       // Nothing failed is left, and retrying again finds nothing.

@@ -35,14 +35,24 @@ beforeAll(async () => {
   // at little as "other" with p 0.71; greys 64 and 96 go to big (p 0.92, 0.90).
   await writeFile(
     config,
-    JSON.stringify({ little: colourSpec(models.colourLittle, models.labels), big: colourSpec(models.colourBig, models.labels), threshold: 0.3, batchSize: 4, redisUrl: redis.url, prefix: uniquePrefix('review'), audit: { fraction: 1 } }),
+    JSON.stringify({
+      little: colourSpec(models.colourLittle, models.labels),
+      big: colourSpec(models.colourBig, models.labels),
+      threshold: 0.3,
+      batchSize: 4,
+      redisUrl: redis.url,
+      prefix: uniquePrefix('review'),
+      audit: { fraction: 1 },
+    }),
   );
   await runCommand(images, { out, config, progress: false, json: true, runId: 'review-1' });
   // The same run results in S3, to export from there too.
   for (const sub of ['', 'audit']) {
     for (const name of await readdir(join(out, sub), { withFileTypes: true })) {
       if (!name.isFile()) continue;
-      await s3.client.send(new PutObjectCommand({ Bucket: 'runs', Key: `r1/${sub ? `${sub}/` : ''}${name.name}`, Body: await readFile(join(out, sub, name.name)) }));
+      await s3.client.send(
+        new PutObjectCommand({ Bucket: 'runs', Key: `r1/${sub ? `${sub}/` : ''}${name.name}`, Body: await readFile(join(out, sub, name.name)) }),
+      );
     }
   }
   process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
@@ -63,7 +73,9 @@ function parseCsv(text: string): string[][] {
   return text
     .trim()
     .split('\n')
-    .map((line) => [...line.matchAll(/("(?:[^"]|"")*"|[^,]*)(,|$)/g)].slice(0, -1).map((m) => (m[1]!.startsWith('"') ? m[1]!.slice(1, -1).replace(/""/g, '"') : m[1]!)));
+    .map((line) =>
+      [...line.matchAll(/("(?:[^"]|"")*"|[^,]*)(,|$)/g)].slice(0, -1).map((m) => (m[1]!.startsWith('"') ? m[1]!.slice(1, -1).replace(/""/g, '"') : m[1]!)),
+    );
 }
 
 describe('cascade export review', () => {
@@ -85,7 +97,11 @@ describe('cascade export review', () => {
     expect(corrupt.data.error).toMatch(/^decode: /);
     expect(black.data.image).toBe(join(images, 'grey-0.png'));
     expect(black.predictions).toEqual([
-      { model_version: 'little', score: expect.closeTo(Math.exp(2) / (3 + Math.exp(2)), 5), result: [{ from_name: 'choice', to_name: 'image', type: 'choices', value: { choices: ['other'] } }] },
+      {
+        model_version: 'little',
+        score: expect.closeTo(Math.exp(2) / (3 + Math.exp(2)), 5),
+        result: [{ from_name: 'choice', to_name: 'image', type: 'choices', value: { choices: ['other'] } }],
+      },
     ]);
     // A disagreement carries both answers: the cascade's (little) and the audit's (big).
     expect(grey128.predictions.map((p) => [p.model_version, (p.result as Array<{ value: { choices: string[] } }>)[0]!.value.choices])).toEqual([
@@ -130,7 +146,22 @@ describe('cascade export review', () => {
     const file = join(dir, 'cli.json');
     const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
-      await buildProgram().parseAsync(['node', 'cascade', 'export', 'review', '--run', out, '--out', file, '--include', 'low-confidence', '--max-confidence', '0.75', '--local-files-root', dir]);
+      await buildProgram().parseAsync([
+        'node',
+        'cascade',
+        'export',
+        'review',
+        '--run',
+        out,
+        '--out',
+        file,
+        '--include',
+        'low-confidence',
+        '--max-confidence',
+        '0.75',
+        '--local-files-root',
+        dir,
+      ]);
     } finally {
       stderr.mockRestore();
     }
@@ -140,12 +171,16 @@ describe('cascade export review', () => {
 
   it('names a bad reason and a missing run clearly', async () => {
     expect(() => parseReasons('errors,typos')).toThrow('--include: unknown reason "typos" (use errors, disagreements, low-confidence)');
-    await expect(exportReviewCommand({ run: join(dir, 'nowhere'), format: 'csv', maxConfidence: 0.5, include: 'errors' })).rejects.toThrow(/no manifest\.jsonl in .*nowhere.*is the run finished/);
+    await expect(exportReviewCommand({ run: join(dir, 'nowhere'), format: 'csv', maxConfidence: 0.5, include: 'errors' })).rejects.toThrow(
+      /no manifest\.jsonl in .*nowhere.*is the run finished/,
+    );
   });
 
   it('a missing run on S3 (no bucket) is the same clear error, disagreements asked for or not', async () => {
     for (const include of ['errors', 'disagreements']) {
-      await expect(exportReviewCommand({ run: 's3://no-such-bucket/r1/', format: 'csv', maxConfidence: 0.5, include })).rejects.toThrow(/no manifest\.jsonl in s3:\/\/no-such-bucket\/r1\/.*is the run finished/);
+      await expect(exportReviewCommand({ run: 's3://no-such-bucket/r1/', format: 'csv', maxConfidence: 0.5, include })).rejects.toThrow(
+        /no manifest\.jsonl in s3:\/\/no-such-bucket\/r1\/.*is the run finished/,
+      );
     }
   });
 

@@ -37,7 +37,15 @@ const modelSpec = (path: string) => ({ path, labels: models.labels, preprocess: 
 
 async function cascadeConfig(prefix: string, threshold = 0.9): Promise<CascadeConfig> {
   return loadConfig({
-    overrides: { little: modelSpec(models.colourLittle), big: modelSpec(models.colourBig), threshold, batchSize: 2, redisUrl: redis.url, prefix, s3: { endpoint: s3.endpoint, forcePathStyle: true } },
+    overrides: {
+      little: modelSpec(models.colourLittle),
+      big: modelSpec(models.colourBig),
+      threshold,
+      batchSize: 2,
+      redisUrl: redis.url,
+      prefix,
+      s3: { endpoint: s3.endpoint, forcePathStyle: true },
+    },
     env: {},
   });
 }
@@ -55,9 +63,19 @@ async function withRuntime<T>(config: CascadeConfig, fn: (rt: Runtime) => Promis
 /** Plan and submit a run of `images` into `out`, wait for it, and check its rows exactly. */
 async function runTo(rt: Runtime, config: CascadeConfig, out: string, runId: string, overwrite = false) {
   const spec = await planRun(config, images, out, rt.models, runId);
-  const result = await submitRun({ spec, refs: listSource(spec.source, { extensions: config.extensions }), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(spec.out), overwrite });
+  const result = await submitRun({
+    spec,
+    refs: listSource(spec.source, { extensions: config.extensions }),
+    tracker: rt.tracker,
+    queues: rt.queues,
+    output: rt.openOutput(spec.out),
+    overwrite,
+  });
   const summary = await waitForRun(rt.tracker, runId, () => {});
-  const report = await verifyManifest(listSource(spec.source, { extensions: config.extensions }), readManifestLines(out, () => s3.client));
+  const report = await verifyManifest(
+    listSource(spec.source, { extensions: config.extensions }),
+    readManifestLines(out, () => s3.client),
+  );
   return { spec, result, summary, report };
 }
 
@@ -68,7 +86,12 @@ beforeAll(async () => {
   await mkdir(images);
   for (let i = 0; i < N; i++) {
     const background = i % 2 ? { r: 255, g: 0, b: 0 } : { r: 100, g: 100, b: 100 };
-    await writeFile(join(images, `img-${i}.png`), await sharp({ create: { width: 8, height: 8, channels: 3, background } }).png().toBuffer());
+    await writeFile(
+      join(images, `img-${i}.png`),
+      await sharp({ create: { width: 8, height: 8, channels: 3, background } })
+        .png()
+        .toBuffer(),
+    );
   }
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['shared'] })]);
   // The runtime's S3 client takes credentials from the SDK's default chain: s3rver's.
@@ -91,11 +114,19 @@ describe('a run id names one spec', () => {
       expect(first.result.alreadySubmitted).toBe(false);
       expect(first.report.ok).toBe(true);
       expect(first.report.manifestRows).toBe(N);
-      const again = await submitRun({ spec: await planRun(config, images, out, rt.models, 'same-id'), refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(out) });
+      const again = await submitRun({
+        spec: await planRun(config, images, out, rt.models, 'same-id'),
+        refs: refsOf(images),
+        tracker: rt.tracker,
+        queues: rt.queues,
+        output: rt.openOutput(out),
+      });
       expect(again).toMatchObject({ alreadySubmitted: true, images: N, batches: N / 2 });
 
       const other = await planRun(await cascadeConfig(prefix, 0.5), images, join(dir, 'out-elsewhere'), rt.models, 'same-id');
-      const err = await submitRun({ spec: other, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(other.out) }).catch((e: Error) => e);
+      const err = await submitRun({ spec: other, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(other.out) }).catch(
+        (e: Error) => e,
+      );
       expect(err).toBeInstanceOf(RunConflictError);
       expect(err).toBeInstanceOf(ConfigError); // exit 2 from the CLI
       expect((err as Error).message).toBe(
@@ -121,16 +152,23 @@ describe('a run id names one spec', () => {
           yield ref;
         }
       }
-      await expect(submitRun({ spec, refs: dying(), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(out), jobsPerBulk: 1 })).rejects.toThrow(/maxmemory/);
+      await expect(submitRun({ spec, refs: dying(), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(out), jobsPerBulk: 1 })).rejects.toThrow(
+        /maxmemory/,
+      );
       const otherList = join(dir, 'other.txt');
       await writeFile(otherList, `${join(images, 'img-0.png')}\n`);
       const hybrid = await planRun(config, otherList, join(dir, 'out-hybrid'), rt.models, 'resume-1');
-      await expect(submitRun({ spec: hybrid, refs: refsOf(otherList), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(hybrid.out) })).rejects.toThrow(/^run resume-1 already exists with another spec.*\n  out: .*\n  source: /s);
+      await expect(
+        submitRun({ spec: hybrid, refs: refsOf(otherList), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(hybrid.out) }),
+      ).rejects.toThrow(/^run resume-1 already exists with another spec.*\n {2}out: .*\n {2}source: /s);
       const resumed = await submitRun({ spec, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(out) });
       expect(resumed).toMatchObject({ alreadySubmitted: true, images: N });
       const summary = await waitForRun(rt.tracker, 'resume-1', () => {});
       expect(summary.images).toBe(N);
-      const report = await verifyManifest(refsOf(images), readManifestLines(out, () => s3.client));
+      const report = await verifyManifest(
+        refsOf(images),
+        readManifestLines(out, () => s3.client),
+      );
       expect([report.ok, report.manifestRows]).toEqual([true, N]);
     });
   });
@@ -146,7 +184,10 @@ describe('a run id names one spec', () => {
       expect(results.map((r) => r.alreadySubmitted).sort()).toEqual([false, true]);
       const summary = await waitForRun(rt.tracker, 'race-1', () => {});
       expect(summary.images).toBe(N);
-      const report = await verifyManifest(refsOf(images), readManifestLines(out, () => s3.client));
+      const report = await verifyManifest(
+        refsOf(images),
+        readManifestLines(out, () => s3.client),
+      );
       expect([report.ok, report.manifestRows, report.counts.duplicate]).toEqual([true, N, 0]);
     });
   });
@@ -165,9 +206,13 @@ describe('an output location holds one run', () => {
         expect(marker).toMatchObject({ runId: 'first', specHash: expect.stringMatching(/^[0-9a-f]{64}$/) });
 
         const second = await planRun(await cascadeConfig(prefix, 0.5), images, out, rt.models, 'second');
-        const err = await submitRun({ spec: second, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(out) }).catch((e: Error) => e);
+        const err = await submitRun({ spec: second, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(out) }).catch(
+          (e: Error) => e,
+        );
         expect(err).toBeInstanceOf(OutputClaimedError);
-        expect((err as Error).message).toMatch(/ holds run first \(created .*\); choose another --out, or pass --overwrite to delete that run's objects there first$/);
+        expect((err as Error).message).toMatch(
+          / holds run first \(created .*\); choose another --out, or pass --overwrite to delete that run's objects there first$/,
+        );
         expect(await rt.tracker.spec('second')).toBeNull();
 
         // A user's own file next to the run's objects survives the overwrite.
@@ -192,7 +237,14 @@ describe('an output location holds one run', () => {
     const store = new LocalStore(out);
     await withRuntime(config, async (rt) => {
       const spec = await planRun(config, images, out, rt.models, 'own');
-      const foreign = ResultPart.parse({ runId: 'someone-else', batch: 2, stage: 0, stageName: 'little', rows: [], stats: { images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 } });
+      const foreign = ResultPart.parse({
+        runId: 'someone-else',
+        batch: 2,
+        stage: 0,
+        stageName: 'little',
+        rows: [],
+        stats: { images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
+      });
       // Stop the merge worker from taking the run until the foreign part is in place.
       await rt.queues.merge.pause();
       await submitRun({ spec, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: store });
@@ -203,7 +255,9 @@ describe('an output location holds one run', () => {
       const merge = async () => rt.queues.merge.getJob(mergeJobId('own'));
       for (let i = 0; i < 200 && !(await merge())?.failedReason; i++) await new Promise((r) => setTimeout(r, 50));
       expect((await rt.tracker.progress('own'))!.mergedAt).toBeNull();
-      expect((await merge())!.failedReason).toMatch(/parts\/00000002\.stage0\.json in .* belongs to run someone-else, not own: two runs share this output location/);
+      expect((await merge())!.failedReason).toMatch(
+        /parts\/00000002\.stage0\.json in .* belongs to run someone-else, not own: two runs share this output location/,
+      );
     });
   });
 
@@ -214,7 +268,9 @@ describe('an output location holds one run', () => {
     await writeFile(file, 'not a directory');
     await withRuntime(config, async (rt) => {
       const spec = await planRun(config, images, join(file, 'out'), rt.models, 'ro-1');
-      await expect(submitRun({ spec, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(spec.out) })).rejects.toThrow(/^cannot write to the output location .*a-file\/out: /);
+      await expect(submitRun({ spec, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(spec.out) })).rejects.toThrow(
+        /^cannot write to the output location .*a-file\/out: /,
+      );
       expect(await rt.queues.stage('little').getJobCounts('waiting')).toEqual({ waiting: 0 });
     });
   });
@@ -226,7 +282,11 @@ describe('specDifferences', () => {
     const config = await cascadeConfig(prefix);
     await withRuntime(config, async (rt) => {
       const a = await planRun(config, images, join(dir, 'o'), rt.models, 'd');
-      const b = { ...a, createdAt: '2020-01-01T00:00:00.000Z', stages: a.stages.map((s) => ({ ...s, model: { ...s.model, probe: { ...s.model.probe, provider: 'webgpu' } } })) };
+      const b = {
+        ...a,
+        createdAt: '2020-01-01T00:00:00.000Z',
+        stages: a.stages.map((s) => ({ ...s, model: { ...s.model, probe: { ...s.model.probe, provider: 'webgpu' } } })),
+      };
       expect(specDifferences(a, b)).toEqual([]);
     });
   });

@@ -33,7 +33,9 @@ beforeAll(async () => {
   process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
   for (let i = 0; i < N; i++) {
     const v = i % 2 ? 255 : 128;
-    const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: i % 2 ? 0 : v, b: i % 2 ? 0 : v } } }).png().toBuffer();
+    const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: i % 2 ? 0 : v, b: i % 2 ? 0 : v } } })
+      .png()
+      .toBuffer();
     await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `nightly/img-${i}.png`, Body: body }));
   }
   const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
@@ -70,8 +72,12 @@ describe('cascade schedule', () => {
     await scheduleRemoveCommand('daily', { config }, write);
     expect(await scheduleListCommand({ config }, write)).toEqual([]);
     await expect(scheduleRemoveCommand('daily', { config }, write)).rejects.toThrow(/no schedule named 'daily'/);
-    await expect(scheduleAddCommand('bad name!', { every: 1000, source: 'x', out: 'y', config }, write)).rejects.toThrow(/schedule name 'bad name!': schedule names use letters/);
-    await expect(scheduleAddCommand('broken', { cron: 'not a cron', source: 's3://images-in/nightly/', out: 's3://results/x/', config }, write)).rejects.toThrow(/schedule broken: BullMQ refused --cron 'not a cron'/);
+    await expect(scheduleAddCommand('bad name!', { every: 1000, source: 'x', out: 'y', config }, write)).rejects.toThrow(
+      /schedule name 'bad name!': schedule names use letters/,
+    );
+    await expect(
+      scheduleAddCommand('broken', { cron: 'not a cron', source: 's3://images-in/nightly/', out: 's3://results/x/', config }, write),
+    ).rejects.toThrow(/schedule broken: BullMQ refused --cron 'not a cron'/);
   });
 
   it('a firing (--every) starts a run that the workers complete, with the date in its output path', async () => {
@@ -94,7 +100,10 @@ describe('cascade schedule', () => {
       const spec = (await runtime.tracker.spec(merged!))!;
       expect(spec.out).toBe(`s3://results/nightly/${date}/`);
       const body = await (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: `nightly/${date}/manifest.jsonl` }))).Body!.transformToString();
-      const rows = body.trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+      const rows = body
+        .trim()
+        .split('\n')
+        .map((l) => ManifestRow.parse(JSON.parse(l)));
       expect(rows).toHaveLength(N);
       expect(new Set(rows.map((r) => r.key)).size).toBe(N);
       expect(logs.some((l) => l.includes(`scheduler: nightly fired for ${new Date(firedAt).toISOString()}: run ${merged}`))).toBe(true);

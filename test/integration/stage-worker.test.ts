@@ -88,7 +88,12 @@ async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => 
  * time), then fails at run time on a job's batch of two.
  */
 function failingModel(): Uint8Array {
-  return new OnnxBuilder({ name: 'failing' }).input('input', 'float32', ['N', 3, 8, 8]).initializer('shape', 'int64', [2], [1, 192]).node('Reshape', ['input', 'shape'], ['out']).output('out', 'float32').build();
+  return new OnnxBuilder({ name: 'failing' })
+    .input('input', 'float32', ['N', 3, 8, 8])
+    .initializer('shape', 'int64', [2], [1, 192])
+    .node('Reshape', ['input', 'shape'], ['out'])
+    .output('out', 'float32')
+    .build();
 }
 
 function fakeJob(data: StageJob, attemptsMade: number): Job {
@@ -101,8 +106,12 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-stage-'));
   redis = await startRedis();
   models = await writeTestModels(join(dir, 'models'));
-  const red = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
-  const grey = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toBuffer();
+  const red = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+    .png()
+    .toBuffer();
+  const grey = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 128, g: 128, b: 128 } } })
+    .png()
+    .toBuffer();
   await writeFile(join(dir, 'red.png'), red);
   await writeFile(join(dir, 'grey.png'), grey);
   items = [
@@ -175,7 +184,9 @@ describe('StageWorker.process', () => {
     // Someone replaces the file after the run was planned.
     await writeFile(moved, await readFile(models.colourBig));
     const job: StageJob = { runId: 'run1', batch: 0, stage: 0, items };
-    await expect(worker.process(fakeJob(job, 2))).rejects.toThrow(/stage little: model .*moved-model\.onnx has sha256 [0-9a-f]{12}, but the run pins [0-9a-f]{12}: the file changed since the run was planned/);
+    await expect(worker.process(fakeJob(job, 2))).rejects.toThrow(
+      /stage little: model .*moved-model\.onnx has sha256 [0-9a-f]{12}, but the run pins [0-9a-f]{12}: the file changed since the run was planned/,
+    );
     await expect(readFile(join(out, partKey(0, 0)))).rejects.toThrow(/ENOENT/);
   });
 
@@ -203,6 +214,12 @@ describe('StageWorker.process', () => {
     });
     expect(await loose.worker.process(fakeJob(job, 0))).toEqual({ accepted: 1, forwarded: 1, errors: 1 });
     const part = ResultPart.parse(JSON.parse(await readFile(join(loose.out, partKey(0, 0)), 'utf8')));
-    expect(part.writer).toMatchObject({ pid: process.pid, provider: 'cpu', numerics: 'exact', sha256: run.stages[0]!.model.sha256, probeMaxDiff: expect.closeTo(0.05, 5) });
+    expect(part.writer).toMatchObject({
+      pid: process.pid,
+      provider: 'cpu',
+      numerics: 'exact',
+      sha256: run.stages[0]!.model.sha256,
+      probeMaxDiff: expect.closeTo(0.05, 5),
+    });
   });
 });

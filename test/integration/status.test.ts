@@ -48,12 +48,18 @@ describe('cascade status against Redis', () => {
       // starts with "st-") has 2 queued batches that must not count for "st".
       await tracker.create(spec('st'));
       await tracker.finishListing('st', 25, 3);
-      await queues.addStageJobs('little', [0, 1, 2].map((batch) => ({ runId: 'st', batch, stage: 0, items: [{ ref: 'a.png', pos: 0 }] })));
+      await queues.addStageJobs(
+        'little',
+        [0, 1, 2].map((batch) => ({ runId: 'st', batch, stage: 0, items: [{ ref: 'a.png', pos: 0 }] })),
+      );
       await queues.addStageJobs('big', [{ runId: 'st', batch: 7, stage: 1, items: [{ ref: 'b.png', pos: 3 }] }]);
       await tracker.finishPart('st', { id: 'b7s0', stage: 0, final: 9, counts: { images: 10, accepted: 9, forwarded: 1, errors: 0 } });
       await tracker.create({ ...spec('st-1'), out: 's3://out/st-1/' });
       await tracker.finishListing('st-1', 20, 2);
-      await queues.addStageJobs('little', [0, 1].map((batch) => ({ runId: 'st-1', batch, stage: 0, items: [{ ref: 'c.png', pos: 0 }] })));
+      await queues.addStageJobs(
+        'little',
+        [0, 1].map((batch) => ({ runId: 'st-1', batch, stage: 0, items: [{ ref: 'c.png', pos: 0 }] })),
+      );
       await tracker.markMerged('st-1', '{}');
     } finally {
       await queues.close();

@@ -26,7 +26,18 @@ const N = 5;
 
 /** A calib.json as `cascade calibrate` writes it, for the generated models. */
 function calibration(threshold: number, metric: string) {
-  const point = { images: 10, fractionToBig: 0.4, gmacsPerImage: 0.001, saved: 0.5, agreement: 0.99, agreementInterval: { low: 0.95, high: 1 }, accuracy: null, littleAccuracy: null, bigAccuracy: null, oracleSaved: null };
+  const point = {
+    images: 10,
+    fractionToBig: 0.4,
+    gmacsPerImage: 0.001,
+    saved: 0.5,
+    agreement: 0.99,
+    agreementInterval: { low: 0.95, high: 1 },
+    accuracy: null,
+    littleAccuracy: null,
+    bigAccuracy: null,
+    oracleSaved: null,
+  };
   return {
     version: 1,
     createdAt: '2026-01-01T00:00:00.000Z',
@@ -51,11 +62,16 @@ beforeAll(async () => {
   models = await writeTestModels(join(dir, 'models'));
   redis = await startRedis();
   for (let i = 0; i < N; i++) {
-    await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: i * 40, b: 0 } } }).png().toFile(join(images, `${i}.png`));
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: i * 40, b: 0 } } })
+      .png()
+      .toFile(join(images, `${i}.png`));
   }
   const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
   config = join(dir, 'cascade.json');
-  await writeFile(config, JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix }));
+  await writeFile(
+    config,
+    JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix }),
+  );
 });
 
 afterAll(async () => {
@@ -117,6 +133,8 @@ describe('cascade submit', () => {
     const noRedis = join(dir, 'no-redis.json');
     const { redisUrl: _, ...rest } = JSON.parse(await readFile(config, 'utf8')) as Record<string, unknown>;
     await writeFile(noRedis, JSON.stringify(rest));
-    await expect(submitCommand(images, { out: join(dir, 'x'), config: noRedis }, () => undefined)).rejects.toThrow(/cascade submit needs a shared Redis: set REDIS_URL/);
+    await expect(submitCommand(images, { out: join(dir, 'x'), config: noRedis }, () => undefined)).rejects.toThrow(
+      /cascade submit needs a shared Redis: set REDIS_URL/,
+    );
   });
 });

@@ -30,8 +30,20 @@ describe('tensor cache in a run', () => {
     models = await writeTestModels(join(dir, 'models'));
     redis = await startRedis();
     await mkdir(join(dir, 'images'));
-    for (const v of GREYS) await writeFile(join(dir, 'images', `grey-${v}.png`), await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: v, g: v, b: v } } }).png().toBuffer());
-    for (let i = 0; i < REDS; i++) await writeFile(join(dir, 'images', `red-${i}.png`), await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer());
+    for (const v of GREYS)
+      await writeFile(
+        join(dir, 'images', `grey-${v}.png`),
+        await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: v, g: v, b: v } } })
+          .png()
+          .toBuffer(),
+      );
+    for (let i = 0; i < REDS; i++)
+      await writeFile(
+        join(dir, 'images', `red-${i}.png`),
+        await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+          .png()
+          .toBuffer(),
+      );
   });
 
   afterAll(async () => {
@@ -40,16 +52,38 @@ describe('tensor cache in a run', () => {
   });
 
   async function run(runId: string, bigKernel: 'nearest' | 'linear', tensorCacheMb: number): Promise<{ summary: RunSummary; rows: ManifestRow[] }> {
-    const spec = (path: string, kernel: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel } });
-    const config = await loadConfig({ overrides: { little: spec(models.colourLittle, 'nearest'), big: spec(models.colourBig, bigKernel), threshold: 0.9, batchSize: 4, tensorCacheMb, prefix: uniquePrefix(runId) } });
+    const spec = (path: string, kernel: string) => ({
+      path,
+      labels: models.labels,
+      preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel },
+    });
+    const config = await loadConfig({
+      overrides: {
+        little: spec(models.colourLittle, 'nearest'),
+        big: spec(models.colourBig, bigKernel),
+        threshold: 0.9,
+        batchSize: 4,
+        tensorCacheMb,
+        prefix: uniquePrefix(runId),
+      },
+    });
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
       const out = join(dir, runId);
       const images = join(dir, 'images');
       const spec_ = await planRun(config, images, out, runtime.models, runId);
-      await submitRun({ spec: spec_, refs: listSource(images, { extensions: config.extensions }), tracker: runtime.tracker, queues: runtime.queues, output: runtime.openOutput(spec_.out) });
+      await submitRun({
+        spec: spec_,
+        refs: listSource(images, { extensions: config.extensions }),
+        tracker: runtime.tracker,
+        queues: runtime.queues,
+        output: runtime.openOutput(spec_.out),
+      });
       const summary = await waitForRun(runtime.tracker, runId, () => {});
-      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => ManifestRow.parse(JSON.parse(l)));
+      const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => ManifestRow.parse(JSON.parse(l)));
       return { summary, rows };
     } finally {
       await runtime.close();

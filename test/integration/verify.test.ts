@@ -46,14 +46,24 @@ describe('cascade verify on a real run', () => {
     await mkdir(join(images, 'sub'), { recursive: true });
     const names = ['a.png', 'b c.png', 'sub/é.png', 'broken.jpg', 'notes.md'];
     for (const [i, name] of names.entries()) {
-      const body = name === 'broken.jpg' ? Buffer.from('nope') : name.endsWith('.md') ? Buffer.from('# not listed') : await sharp({ create: { width: 9, height: 9, channels: 3, background: { r: 40 * i, g: 0, b: 200 } } }).png().toBuffer();
+      const body =
+        name === 'broken.jpg'
+          ? Buffer.from('nope')
+          : name.endsWith('.md')
+            ? Buffer.from('# not listed')
+            : await sharp({ create: { width: 9, height: 9, channels: 3, background: { r: 40 * i, g: 0, b: 200 } } })
+                .png()
+                .toBuffer();
       await writeFile(join(images, name), body);
     }
     const models = await writeTestModels(join(dir, 'models'));
     [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['verify'] })]);
     const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
     const config = join(dir, 'config.json');
-    await writeFile(config, JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), batchSize: 2, redisUrl: redis.url, prefix: uniquePrefix('verify') }));
+    await writeFile(
+      config,
+      JSON.stringify({ little: spec(models.colourLittle), big: spec(models.colourBig), batchSize: 2, redisUrl: redis.url, prefix: uniquePrefix('verify') }),
+    );
     await runCommand(images, { out, config, progress: false, json: true });
   });
 
@@ -83,7 +93,7 @@ describe('cascade verify on a real run', () => {
     expect(report.unknown).toEqual([join(images, 'ghost.png')]);
   });
 
-  it('lists the source with the config file\'s extensions; --extensions wins', async () => {
+  it("lists the source with the config file's extensions; --extensions wins", async () => {
     const cfg = join(dir, 'png-only.yaml');
     await writeFile(cfg, 'extensions: [".png"]\nlittle: ignored.onnx\n');
     const r = await verify('--manifest', out, '--source', images, '--config', cfg, '--json');
@@ -97,7 +107,10 @@ describe('cascade verify on a real run', () => {
   });
 
   it('checks a manifest on S3 against an S3 source', async () => {
-    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as ManifestRow);
+    const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ManifestRow);
     const rel = (key: string) => key.slice(images.length + 1);
     for (const r of rows) await s3.client.send(new PutObjectCommand({ Bucket: 'verify', Key: `in/${rel(r.key)}`, Body: 'x' }));
     const s3Manifest = rows.map((r) => JSON.stringify({ ...r, key: `s3://verify/in/${rel(r.key)}` })).join('\n');

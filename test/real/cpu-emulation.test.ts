@@ -26,10 +26,13 @@ const QEMU = (process.env.PATH ?? '')
   .find((p) => existsSync(p));
 const assetsPresent = existsSync(join(ASSETS, 'images')) && existsSync(join(ASSETS, 'models'));
 const skipReason =
-  process.arch !== 'x64' ? `not an x86-64 machine (${process.arch})`
-  : !QEMU ? 'qemu-x86_64 is not on PATH (apt-get install qemu-user)'
-  : !assetsPresent ? `no assets at ${ASSETS} (set CASCADE_ASSETS to the folder holding images/, labels/ and models/)`
-  : null;
+  process.arch !== 'x64'
+    ? `not an x86-64 machine (${process.arch})`
+    : !QEMU
+      ? 'qemu-x86_64 is not on PATH (apt-get install qemu-user)'
+      : !assetsPresent
+        ? `no assets at ${ASSETS} (set CASCADE_ASSETS to the folder holding images/, labels/ and models/)`
+        : null;
 if (skipReason) console.warn(`cpu-emulation suite skipped: ${skipReason}`);
 
 /** Photos compared: under emulation one model takes ~0.4–1 s a photo. */
@@ -62,7 +65,9 @@ describe.skipIf(skipReason !== null)(`int8 models under CPU emulation (first ${P
         const theirs = report.models[model]!.exact!;
         const inputsDiffer = report.inputs[model]!.filter((h, k) => h !== native.inputs[model]![k]).length;
         const differing = countDifferences(theirs.answers, ours.answers);
-        console.log(`${model} on ${cpu}: ${differing}/${PHOTOS} top-1 answers differ from native (top-1 ${theirs.top1.toFixed(1)}% vs ${ours.top1.toFixed(1)}%), ${inputsDiffer} input tensors differ`);
+        console.log(
+          `${model} on ${cpu}: ${differing}/${PHOTOS} top-1 answers differ from native (top-1 ${theirs.top1.toFixed(1)}% vs ${ours.top1.toFixed(1)}%), ${inputsDiffer} input tensors differ`,
+        );
         expect(theirs.answers, `${model} on ${cpu}${inputsDiffer ? ` (${inputsDiffer} input tensors differ too: preprocessing)` : ''}`).toEqual(ours.answers);
       }
     }
@@ -71,12 +76,39 @@ describe.skipIf(skipReason !== null)(`int8 models under CPU emulation (first ${P
 
 /** bench/numerics.ts under `qemu-x86_64 -cpu <cpu>`, 'exact' mode; resolves with its JSON report. */
 async function runEmulated(cpu: string, jsonPath: string): Promise<NumericsReport> {
-  const args = ['-cpu', cpu, process.execPath, '--import', 'tsx', join(REPO, 'bench', 'numerics.ts'), '--photos', String(PHOTOS), '--models', MODELS.join(','), '--modes', 'exact', '--threads', '1', '--cpu-label', cpu, '--json', jsonPath];
+  const args = [
+    '-cpu',
+    cpu,
+    process.execPath,
+    '--import',
+    'tsx',
+    join(REPO, 'bench', 'numerics.ts'),
+    '--photos',
+    String(PHOTOS),
+    '--models',
+    MODELS.join(','),
+    '--modes',
+    'exact',
+    '--threads',
+    '1',
+    '--cpu-label',
+    cpu,
+    '--json',
+    jsonPath,
+  ];
   const child = spawn(QEMU!, args, { cwd: REPO, env: { ...process.env, CASCADE_ASSETS: ASSETS }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   // qemu warns about every CPUID feature TCG lacks; keep the rest.
-  child.stderr.on('data', (d: Buffer) => (output += d.toString().split('\n').filter((l) => !l.includes("TCG doesn't support requested feature")).join('\n')));
+  child.stderr.on(
+    'data',
+    (d: Buffer) =>
+      (output += d
+        .toString()
+        .split('\n')
+        .filter((l) => !l.includes("TCG doesn't support requested feature"))
+        .join('\n')),
+  );
   const code = await new Promise<number | null>((done, fail) => child.on('error', fail).on('exit', done));
   if (code !== 0) throw new Error(`bench/numerics.ts under qemu -cpu ${cpu} exited with ${code}:\n${output.slice(-3000)}`);
   return JSON.parse(await readFile(jsonPath, 'utf8')) as NumericsReport;

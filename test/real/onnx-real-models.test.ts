@@ -44,7 +44,7 @@ describe.skipIf(!existsSync(squeezenet))('onnx-proto on a real model', () => {
       const session = await ort.InferenceSession.create(bytes);
       const out = await session.run({ data_0: new ort.Tensor('float32', input, [1, 3, 224, 224]) });
       await session.release();
-      return out['softmaxout_1']!.data as Float32Array;
+      return out.softmaxout_1!.data as Float32Array;
     };
     expect(Array.from(await run(reencoded))).toEqual(Array.from(await run(original)));
   });

@@ -46,7 +46,13 @@ describe.skipIf(!present)('real models on the labeled photos', () => {
   beforeAll(async () => {
     files = (await readdir(join(ASSETS, 'images'))).sort();
     const csv = await readFile(join(ASSETS, 'labels', 'groundtruth.csv'), 'utf8');
-    truth = new Map(csv.trim().split('\n').slice(1).map((line) => [line.split(',')[0]!, Number(line.split(',')[1])]));
+    truth = new Map(
+      csv
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((line) => [line.split(',')[0]!, Number(line.split(',')[1])]),
+    );
   });
   afterAll(() => tensors.clear());
 
@@ -55,7 +61,8 @@ describe.skipIf(!present)('real models on the labeled photos', () => {
     const key = JSON.stringify([pre, dtype]);
     if (!tensors.has(key)) {
       const list = [];
-      for (const f of files) list.push(await preprocessImage(await readFile(join(ASSETS, 'images', f)), pre, { height: 224, width: 224, dtype }, { maxPixels: 1e8 }));
+      for (const f of files)
+        list.push(await preprocessImage(await readFile(join(ASSETS, 'images', f)), pre, { height: 224, width: 224, dtype }, { maxPixels: 1e8 }));
       tensors.set(key, list);
     }
     return tensors.get(key)!;
@@ -67,7 +74,15 @@ describe.skipIf(!present)('real models on the labeled photos', () => {
     it(`${m.spec}: top-1 ${m.top1}% ± 1 pp, ~${m.gmacs} GMACs`, { timeout: 300_000 }, async () => {
       const spec = await loadModelSpec(join(import.meta.dirname, '..', '..', 'config', 'models', `${m.spec}.yaml`), env);
       expect(countMacs(await readFile(spec.path)).macs / 1e9).toBeCloseTo(m.gmacs, 1);
-      const pool = await InferencePool.open(spec.path, { executionProviders: ['cpu'], intraOpThreads: 2, threads: 1, output: spec.output, maxBatch: 32, graphOptimization: (process.env.GRAPH_OPT as 'all') ?? spec.graphOptimization, numerics: 'exact' });
+      const pool = await InferencePool.open(spec.path, {
+        executionProviders: ['cpu'],
+        intraOpThreads: 2,
+        threads: 1,
+        output: spec.output,
+        maxBatch: 32,
+        graphOptimization: (process.env.GRAPH_OPT as 'all') ?? spec.graphOptimization,
+        numerics: 'exact',
+      });
       try {
         const xs = await inputs(spec.preprocess, pool.io.inputDtype);
         let correct = 0;

@@ -47,10 +47,22 @@ describe('batch accumulator in the inference pool', () => {
     const pool = await InferencePool.open(models.colourBig, { ...POOL, maxBatch: 8, accumulateMs: 60_000 });
     try {
       const requests: Array<Array<[number, number, number]>> = [
-        [[1, 0, 0], [0, 1, 0]],
-        [[0, 0, 1], [0.5, 0.5, 0.5]],
-        [[0.2, 0.4, 0.6], [0, 0, 0]],
-        [[1, 1, 1], [0.9, 0.1, 0.3]],
+        [
+          [1, 0, 0],
+          [0, 1, 0],
+        ],
+        [
+          [0, 0, 1],
+          [0.5, 0.5, 0.5],
+        ],
+        [
+          [0.2, 0.4, 0.6],
+          [0, 0, 0],
+        ],
+        [
+          [1, 1, 1],
+          [0.9, 0.1, 0.3],
+        ],
       ];
       const results = await Promise.all(requests.map((colours) => pool.infer(uniform(colours), colours.length)));
       expect(pool.accumulator!.calls).toEqual([8]);
@@ -64,9 +76,21 @@ describe('batch accumulator in the inference pool', () => {
     const pool = await InferencePool.open(models.colourBig, { ...POOL, maxBatch: 8, accumulateMs: 5 });
     try {
       const requests: Array<Array<[number, number, number]>> = [
-        [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
-        [[0.3, 0.3, 0.3], [0.7, 0.2, 0.1], [0, 0.5, 1]],
-        [[0.1, 0.9, 0.1], [1, 0, 1], [0.25, 0.5, 0.75]],
+        [
+          [1, 0, 0],
+          [0, 1, 0],
+          [0, 0, 1],
+        ],
+        [
+          [0.3, 0.3, 0.3],
+          [0.7, 0.2, 0.1],
+          [0, 0.5, 1],
+        ],
+        [
+          [0.1, 0.9, 0.1],
+          [1, 0, 1],
+          [0.25, 0.5, 0.75],
+        ],
       ];
       const results = await Promise.all(requests.map((colours) => pool.infer(uniform(colours), colours.length)));
       expect(pool.accumulator!.calls).toEqual([6, 3]);
@@ -79,7 +103,13 @@ describe('batch accumulator in the inference pool', () => {
   it('a failing call fails every request stacked into it', async () => {
     const pool = await InferencePool.open(models.colourBig, { ...POOL, maxBatch: 4, accumulateMs: 60_000 });
     try {
-      const good = pool.infer(uniform([[1, 0, 0], [0, 1, 0]]), 2);
+      const good = pool.infer(
+        uniform([
+          [1, 0, 0],
+          [0, 1, 0],
+        ]),
+        2,
+      );
       // Claims two images but holds one: the stacked batch no longer matches its count.
       const bad = pool.infer(uniform([[0, 0, 1]]), 2);
       await expect(good).rejects.toThrow(/expected 4×192/);

@@ -39,7 +39,10 @@ const table: CalibrationEntry[] = [
 describe('ground truth CSV', () => {
   it('parses the assets format, quoted fields and a BOM', () => {
     const truth = parseGroundTruth('\uFEFFfile,class_index,synset,name\nn1_a.JPEG,2,n1,"a, the shark"\n"sub/b ""x"".jpg",7,n2,b\n\n', 'gt.csv');
-    expect([...truth]).toEqual([['n1_a.JPEG', 2], ['sub/b "x".jpg', 7]]);
+    expect([...truth]).toEqual([
+      ['n1_a.JPEG', 2],
+      ['sub/b "x".jpg', 7],
+    ]);
     expect(splitCsvLine('a,"b,c",d')).toEqual(['a', 'b,c', 'd']);
   });
 
@@ -52,7 +55,12 @@ describe('ground truth CSV', () => {
   });
 
   it('matches by relative path, then by an unambiguous file name', () => {
-    const truth = new Map([['dir/x.jpg', 1], ['y.jpg', 2], ['a/z.jpg', 3], ['b/z.jpg', 4]]);
+    const truth = new Map([
+      ['dir/x.jpg', 1],
+      ['y.jpg', 2],
+      ['a/z.jpg', 3],
+      ['b/z.jpg', 4],
+    ]);
     expect(matchLabels(['dir/x.jpg', 'other/y.jpg', 'a/z.jpg', 'c/z.jpg', 'w.jpg'], truth)).toEqual([1, 2, 3, undefined, undefined]);
   });
 });
@@ -92,7 +100,15 @@ describe('curve export and plot', () => {
     const csv = curveCsv(rows).trim().split('\n');
     expect(csv[0]).toBe('metric,threshold,fractionToBig,gmacsPerImage,saved,accepted,agreement,cascadeAccuracy');
     expect(csv).toHaveLength(rows.length + 1);
-    const unlabeled = curveCsv(curveRows(calibrate(table.map(({ label: _l, ...e }) => e), [], costs)));
+    const unlabeled = curveCsv(
+      curveRows(
+        calibrate(
+          table.map(({ label: _l, ...e }) => e),
+          [],
+          costs,
+        ),
+      ),
+    );
     expect(unlabeled.split('\n')[1]!.endsWith(',')).toBe(true);
   });
 
@@ -126,7 +142,11 @@ describe('curve export and plot', () => {
   });
 
   it('calib.json validates against its schema', () => {
-    const file = calibrationFile(out, { little: { name: 'l', path: '/m/l.onnx' }, big: { name: 'b', path: '/m/b.onnx' } }, { calibrationFraction: 1, skippedImages: 0, files: { curveJson: 'c.curve.json', curveCsv: 'c.curve.csv', plot: 'c.svg' } });
+    const file = calibrationFile(
+      out,
+      { little: { name: 'l', path: '/m/l.onnx' }, big: { name: 'b', path: '/m/b.onnx' } },
+      { calibrationFraction: 1, skippedImages: 0, files: { curveJson: 'c.curve.json', curveCsv: 'c.curve.csv', plot: 'c.svg' } },
+    );
     expect(CalibrationFile.parse(file)).toEqual(file);
     expect(file.expected.accuracy).toBeCloseTo(0.6);
     expect(file.test).toBeNull();
@@ -145,7 +165,14 @@ describe('probability cache and calib.json in the config', () => {
   it('round-trips rows and errors; damaged entries read as absent', async () => {
     const cache = new ProbabilityCache(join(dir, 'cache'));
     expect(await cache.read('nothing')).toBeNull();
-    const scored = { classes: 3, probs: new Map([['x', row(0.1, 0.2, 0.7)], ['y', row(1, 0, 0)]]), errors: new Map([['z', 'decode failed']]) };
+    const scored = {
+      classes: 3,
+      probs: new Map([
+        ['x', row(0.1, 0.2, 0.7)],
+        ['y', row(1, 0, 0)],
+      ]),
+      errors: new Map([['z', 'decode failed']]),
+    };
     await cache.write('fp1', 'm.onnx', scored);
     const back = await cache.read('fp1');
     expect(back?.classes).toBe(3);
@@ -172,7 +199,11 @@ describe('probability cache and calib.json in the config', () => {
     const little = join(dir, 'little.onnx');
     const big = join(dir, 'big.onnx');
     const out = calibrate(table, [], costs);
-    const file = calibrationFile(out, { little: { name: 'l', path: '/elsewhere/little.onnx' }, big: { name: 'b', path: '/elsewhere/big.onnx' } }, { calibrationFraction: 1, skippedImages: 0, files: { curveJson: 'a', curveCsv: 'b', plot: 'c' } });
+    const file = calibrationFile(
+      out,
+      { little: { name: 'l', path: '/elsewhere/little.onnx' }, big: { name: 'b', path: '/elsewhere/big.onnx' } },
+      { calibrationFraction: 1, skippedImages: 0, files: { curveJson: 'a', curveCsv: 'b', plot: 'c' } },
+    );
     const calib = join(dir, 'calib.json');
     await writeFile(calib, JSON.stringify(file));
     const env = {};

@@ -48,8 +48,14 @@ describe('sweepThresholds', () => {
   it('matches a hand computation, with a tie in confidence (b, c at 0.8)', () => {
     const curve = sweepThresholds(handTable, 'maxprob', costs);
     const pick = (p: CurvePoint) => [
-      p.threshold, p.accepted, p.agreeing, p.fractionToBig, p.littleCorrectOnAccepted, p.bigCorrectOnAccepted,
-      p.cascadeAccuracy, p.gmacsPerImage,
+      p.threshold,
+      p.accepted,
+      p.agreeing,
+      p.fractionToBig,
+      p.littleCorrectOnAccepted,
+      p.bigCorrectOnAccepted,
+      p.cascadeAccuracy,
+      p.gmacsPerImage,
     ];
     // Σ big correct = 4 (a, c, d, e); cascade = (littleCorrect + 4 − bigCorrect) / 5.
     expect(curve.map(pick)).toEqual([
@@ -72,12 +78,8 @@ describe('sweepThresholds', () => {
 
   it('rejects empty tables, logits and mismatched class counts', () => {
     expect(() => sweepThresholds([], 'maxprob', costs)).toThrow(/empty/);
-    expect(() => sweepThresholds([{ key: 'x', little: row(3, 1), big: row(0.5, 0.5) }], 'maxprob', costs)).toThrow(
-      /"x".*logits/,
-    );
-    expect(() => sweepThresholds([{ key: 'y', little: row(0.5, 0.5), big: row(1, 0, 0) }], 'maxprob', costs)).toThrow(
-      /"y" has 2 little and 3 big/,
-    );
+    expect(() => sweepThresholds([{ key: 'x', little: row(3, 1), big: row(0.5, 0.5) }], 'maxprob', costs)).toThrow(/"x".*logits/);
+    expect(() => sweepThresholds([{ key: 'y', little: row(0.5, 0.5), big: row(1, 0, 0) }], 'maxprob', costs)).toThrow(/"y" has 2 little and 3 big/);
   });
 
   it('agrees with a brute-force O(n²) reference on a random table with many ties, for every metric', () => {
@@ -95,9 +97,7 @@ describe('sweepThresholds', () => {
     }
     for (const metric of ['maxprob', 'margin', 'entropy'] as ConfidenceMetric[]) {
       const curve = sweepThresholds(table, metric, costs);
-      const expectedThresholds = [...new Set([0, SEND_ALL_THRESHOLD, ...table.map((e) => confidence(e.little, metric))])].sort(
-        (a, b) => a - b,
-      );
+      const expectedThresholds = [...new Set([0, SEND_ALL_THRESHOLD, ...table.map((e) => confidence(e.little, metric))])].sort((a, b) => a - b);
       expect(curve.map((p) => p.threshold)).toEqual(expectedThresholds);
       expect(curve.length).toBeLessThan(table.length); // ties really happened
       for (const p of curve) expect(p).toEqual(bruteForce(table, metric, p.threshold));
@@ -290,9 +290,14 @@ describe('bestMetric', () => {
 
 function bruteForce(table: CalibrationEntry[], metric: ConfidenceMetric, t: number): CurvePoint {
   const n = table.length;
-  let accepted = 0, agreeing = 0, lc = 0, bc = 0, cascade = 0;
+  let accepted = 0,
+    agreeing = 0,
+    lc = 0,
+    bc = 0,
+    cascade = 0;
   for (const e of table) {
-    const lt = topK(e.little, 1)[0], bt = topK(e.big, 1)[0];
+    const lt = topK(e.little, 1)[0],
+      bt = topK(e.big, 1)[0];
     if (accepts(confidence(e.little, metric), t)) {
       accepted++;
       if (lt === bt) agreeing++;
@@ -303,9 +308,14 @@ function bruteForce(table: CalibrationEntry[], metric: ConfidenceMetric, t: numb
   }
   const fractionToBig = (n - accepted) / n;
   return {
-    threshold: t, total: n, accepted, agreeing, fractionToBig,
+    threshold: t,
+    total: n,
+    accepted,
+    agreeing,
+    fractionToBig,
     agreement: accepted === 0 ? 1 : agreeing / accepted,
-    littleCorrectOnAccepted: lc, bigCorrectOnAccepted: bc,
+    littleCorrectOnAccepted: lc,
+    bigCorrectOnAccepted: bc,
     littleAccuracyOnAccepted: accepted === 0 ? null : lc / accepted,
     bigAccuracyOnAccepted: accepted === 0 ? null : bc / accepted,
     cascadeAccuracy: cascade / n,

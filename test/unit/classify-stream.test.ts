@@ -19,15 +19,37 @@ let pool: InferencePool;
 const items: BatchItem[] = [];
 const preprocess = PreprocessSpec.parse({ resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' });
 // Saturated colours are accepted at 0.9, greys forwarded, two files are not images.
-const COLOURS: Array<[number, number, number] | null> = [[255, 0, 0], [128, 128, 128], null, [0, 255, 0], [0, 0, 255], [64, 64, 64], null, [255, 0, 0], [200, 200, 200], [0, 0, 255]];
+const COLOURS: Array<[number, number, number] | null> = [
+  [255, 0, 0],
+  [128, 128, 128],
+  null,
+  [0, 255, 0],
+  [0, 0, 255],
+  [64, 64, 64],
+  null,
+  [255, 0, 0],
+  [200, 200, 200],
+  [0, 0, 255],
+];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-stream-'));
   const models = await writeTestModels(join(dir, 'models'));
-  pool = await InferencePool.open(models.colourLittle, { executionProviders: ['cpu'], intraOpThreads: 1, threads: 1, output: 'logits', maxBatch: 32, graphOptimization: 'all' });
+  pool = await InferencePool.open(models.colourLittle, {
+    executionProviders: ['cpu'],
+    intraOpThreads: 1,
+    threads: 1,
+    output: 'logits',
+    maxBatch: 32,
+    graphOptimization: 'all',
+  });
   for (const [pos, rgb] of COLOURS.entries()) {
     const ref = join(dir, `img-${pos}.png`);
-    const bytes = rgb ? await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toBuffer() : Buffer.from('not an image');
+    const bytes = rgb
+      ? await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+          .png()
+          .toBuffer()
+      : Buffer.from('not an image');
     await writeFile(ref, bytes);
     items.push({ ref, pos });
   }

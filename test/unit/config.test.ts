@@ -70,6 +70,9 @@ describe('readStructured (every config reader)', () => {
     // The run and the Redis-only commands read the same file the same way.
     await expect(loadConfig({ file: join(dir, 'bad.json'), env: {} })).rejects.toThrow(/bad\.json is not valid JSON/);
     await expect(fleetSettings({ config: join(dir, 'bad.json') }, {})).rejects.toThrow(/bad\.json is not valid JSON/);
-    expect(await fleetSettings({ config: join(dir, 'empty.yaml') }, { REDIS_URL: 'redis://r:1' })).toEqual({ redisUrl: 'redis://r:1', prefix: expect.any(String) });
+    expect(await fleetSettings({ config: join(dir, 'empty.yaml') }, { REDIS_URL: 'redis://r:1' })).toEqual({
+      redisUrl: 'redis://r:1',
+      prefix: expect.any(String),
+    });
   });
 });

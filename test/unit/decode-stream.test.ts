@@ -16,8 +16,18 @@ const shape = { height: 8, width: 8, dtype: 'float32' as const };
 const files = new Map<string, Buffer>();
 
 beforeAll(async () => {
-  files.set('red.png', await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer());
-  files.set('grey.png', await sharp({ create: { width: 10, height: 10, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toBuffer());
+  files.set(
+    'red.png',
+    await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+      .png()
+      .toBuffer(),
+  );
+  files.set(
+    'grey.png',
+    await sharp({ create: { width: 10, height: 10, channels: 3, background: { r: 128, g: 128, b: 128 } } })
+      .png()
+      .toBuffer(),
+  );
   files.set('junk.png', Buffer.from('not an image'));
 });
 
@@ -38,7 +48,11 @@ const byPos = (ds: Decoded[]) => [...ds].sort((a, b) => a.item.pos - b.item.pos)
 
 describe('decodeStream', () => {
   it('yields tensors for good images and a failure for a missing or undecodable one', async () => {
-    const out = byPos(await collect(decodeStream(items('red.png', 'missing.png', 'junk.png', 'grey.png'), preprocess, shape, { fetch: fetchFile, maxPixels: 1e6, fetchConcurrency: 2 })));
+    const out = byPos(
+      await collect(
+        decodeStream(items('red.png', 'missing.png', 'junk.png', 'grey.png'), preprocess, shape, { fetch: fetchFile, maxPixels: 1e6, fetchConcurrency: 2 }),
+      ),
+    );
     expect(out.map((d) => d.ok)).toEqual([true, false, false, true]);
     const [red, missing, junk] = out as [Ready, Unreadable, Unreadable];
     expect(red.tensor.length).toBe(3 * 8 * 8);
@@ -52,7 +66,10 @@ describe('decodeStream', () => {
     const kept = new Float32Array(3 * 8 * 8).fill(0.5);
     cache.put('gone.png', preprocessKey(preprocess, shape), kept);
     const fetched: string[] = [];
-    const fetch = (ref: string) => (fetched.push(ref), fetchFile(ref));
+    const fetch = (ref: string) => {
+      fetched.push(ref);
+      return fetchFile(ref);
+    };
     const [d] = await collect(decodeStream(items('gone.png'), preprocess, shape, { fetch, maxPixels: 1e6, fetchConcurrency: 1, tensorCache: cache }));
     expect(d).toMatchObject({ ok: true, tensor: kept, fetchMs: 0, decodeMs: 0 });
     expect(fetched).toEqual([]);
@@ -84,7 +101,15 @@ describe('boundedMap', () => {
 
   it('stops reading ahead while the consumer pauses', async () => {
     const started: number[] = [];
-    const gen = boundedMap([0, 1, 2, 3, 4, 5, 6, 7], 2, async (n) => (started.push(n), n), 'input');
+    const gen = boundedMap(
+      [0, 1, 2, 3, 4, 5, 6, 7],
+      2,
+      async (n) => {
+        started.push(n);
+        return n;
+      },
+      'input',
+    );
     expect((await gen.next()).value).toBe(0);
     await new Promise((r) => setTimeout(r, 20));
     // Two slots: one result waiting to be taken, one running or waiting too.

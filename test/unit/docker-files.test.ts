@@ -14,14 +14,20 @@ import { validateRoles } from '../../cli/commands/worker.js';
 import { buildProgram } from '../../cli/main.js';
 import { loadConfig } from '../../config/load-config.js';
 import { loadWorkerConfig } from '../../config/worker-config.js';
-import { configuredStages } from '../../config/stages.js';
 import { stageQueueName } from '../../queue/jobs.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const DOCKER = join(ROOT, 'docker');
 const read = (p: string) => readFile(join(ROOT, p), 'utf8');
 
-type Service = { command?: string[]; entrypoint?: string[]; build?: { context: string; dockerfile: string }; environment?: Record<string, string>; image?: string; deploy?: { replicas?: number } };
+type Service = {
+  command?: string[];
+  entrypoint?: string[];
+  build?: { context: string; dockerfile: string };
+  environment?: Record<string, string>;
+  image?: string;
+  deploy?: { replicas?: number };
+};
 
 /** Dockerfile instructions as [keyword, rest], continuation lines joined. */
 function instructions(text: string): Array<[string, string]> {
@@ -41,7 +47,10 @@ function checkCascadeArgs(args: string[]): void {
   const commands = buildProgram().commands.map((c) => c.name());
   expect(commands, args.join(' ')).toContain(args[0]);
   if (args[0] === 'worker') {
-    const roles = args.slice(1, args.findIndex((a) => a.startsWith('--')));
+    const roles = args.slice(
+      1,
+      args.findIndex((a) => a.startsWith('--')),
+    );
     expect(validateRoles(roles)).toEqual(roles);
   }
   const config = args[args.indexOf('--config') + 1];
@@ -59,7 +68,10 @@ describe('docker/', () => {
       expect(froms.length, file).toBeGreaterThanOrEqual(2);
       if (gpu) expect(froms.at(-1)).toMatch(/^nvidia\/cuda:12\.[\d.]+-cudnn-runtime-/);
       else expect(froms.at(-1)).toMatch(/^node:20/);
-      const runs = ins.filter(([k]) => k === 'RUN').map(([, v]) => v).join('\n');
+      const runs = ins
+        .filter(([k]) => k === 'RUN')
+        .map(([, v]) => v)
+        .join('\n');
       expect(runs).toMatch(/npm ci\b/);
       if (gpu) expect(runs).toMatch(/npm ci [^\n]*--onnxruntime-node-install=cuda12/);
       else expect(ins.some(([k, v]) => k === 'ENV' && /ONNXRUNTIME_NODE_INSTALL=skip/.test(v))).toBe(true);
@@ -138,7 +150,9 @@ describe('docker/', () => {
       const container = d.spec.template.spec.containers[0];
       expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
       expect(container.args).toContain('--metrics-port');
-      expect(container.ports.find((p: { name: string }) => p.name === 'metrics').containerPort).toBe(Number(container.args[container.args.indexOf('--metrics-port') + 1]));
+      expect(container.ports.find((p: { name: string }) => p.name === 'metrics').containerPort).toBe(
+        Number(container.args[container.args.indexOf('--metrics-port') + 1]),
+      );
     }
     const prefix = (await loadConfig({ file: join(DOCKER, 'cascade.yaml'), env: { CASCADE_ASSETS: '/assets' } })).prefix;
     const scaled = docs.filter((d) => d.kind === 'ScaledObject');

@@ -53,7 +53,9 @@ describe('fleet settings', () => {
   it('workers accept any stage name (runs name their stages), merge and scheduler, and say what a role must look like', () => {
     expect(validateRoles(['little', 'merge', 'little'])).toEqual(['little', 'merge']);
     expect(validateRoles(['tiny', 'scheduler'])).toEqual(['tiny', 'scheduler']);
-    expect(() => validateRoles(['huge model'])).toThrow("unknown worker role 'huge model': expected a stage name (stage names use letters, digits, _ and - (at most 32)) or merge, scheduler");
+    expect(() => validateRoles(['huge model'])).toThrow(
+      "unknown worker role 'huge model': expected a stage name (stage names use letters, digits, _ and - (at most 32)) or merge, scheduler",
+    );
     expect(() => validateRoles([])).toThrow(/at least one role/);
   });
 

@@ -84,7 +84,10 @@ describe('ChunkCalls', () => {
 
 describe('classifyBatch over a failing call', () => {
   const preprocess = PreprocessSpec.parse({ resize: 1, crop: 1, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' });
-  const grey = (v: number) => sharp({ create: { width: 1, height: 1, channels: 3, background: { r: v, g: v, b: v } } }).png().toBuffer();
+  const grey = (v: number) =>
+    sharp({ create: { width: 1, height: 1, channels: 3, background: { r: v, g: v, b: v } } })
+      .png()
+      .toBuffer();
 
   it("turns only that call's images into inference rows when asked, and fails the batch otherwise", async () => {
     const bytes = new Map<string, Buffer>([
@@ -93,7 +96,10 @@ describe('classifyBatch over a failing call', () => {
     ]);
     // The stand-in reads an image's first value: 1 for white (accepted), 128/255 for grey (forwarded).
     const pool = fakePool();
-    const failing: ChunkPool = { io: pool.io, infer: (data, n) => (n === 2 && data[0]! > 0.99 && data[PER]! > 0.99 ? Promise.reject(new Error('model exploded')) : pool.infer(data, n)) };
+    const failing: ChunkPool = {
+      io: pool.io,
+      infer: (data, n) => (n === 2 && data[0]! > 0.99 && data[PER]! > 0.99 ? Promise.reject(new Error('model exploded')) : pool.infer(data, n)),
+    };
     const refs = ['unsure.png', 'unsure.png', 'sure.png', 'sure.png', 'unsure.png', 'missing.png'];
     const items = refs.map((ref, pos) => ({ ref, pos }));
     const model: StageModel = { name: 'little', pool: failing as unknown as InferencePool, preprocess, labels: null };

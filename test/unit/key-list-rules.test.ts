@@ -37,7 +37,7 @@ describe('key lists: normalised and unique', () => {
   it('one ref per key, whatever the spelling; repeats reported with their line', async () => {
     const file = await list(
       'k/keys.txt',
-      [
+      `${[
         '# the same image, six ways',
         'a.jpg',
         'a.jpg',
@@ -54,7 +54,7 @@ describe('key lists: normalised and unique', () => {
         's3://bucket/X.jpg',
         's3://bucket//x.jpg',
         'b.jpg',
-      ].join('\r\n') + '\r\n',
+      ].join('\r\n')}\r\n`,
     );
     const { refs, repeats } = await listWithRepeats(file);
     const a = path.join(tmp, 'k', 'a.jpg');
@@ -73,7 +73,10 @@ describe('key lists: normalised and unique', () => {
   });
 
   it('paths that leave the folder are listed normalised (reading them is refused later), S3 .. keys too', async () => {
-    const file = await list('k2/keys.lst', ['../../etc/passwd', '/etc/../etc/shadow', '/etc/shadow', 's3://bucket/../x.jpg', 's3://bucket/../x.jpg'].join('\n'));
+    const file = await list(
+      'k2/keys.lst',
+      ['../../etc/passwd', '/etc/../etc/shadow', '/etc/shadow', 's3://bucket/../x.jpg', 's3://bucket/../x.jpg'].join('\n'),
+    );
     const { refs, repeats } = await listWithRepeats(file);
     expect(refs).toEqual([path.resolve(tmp, '..', 'etc', 'passwd'), '/etc/shadow', 's3://bucket/../x.jpg']);
     expect(repeats.map(([, where]) => where)).toEqual([`${file}:3`, `${file}:5`]);

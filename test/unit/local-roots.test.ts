@@ -16,7 +16,11 @@ import { ObjectNotFoundError, ObjectTooLargeError } from '../../pipeline/storage
 
 let dir: string;
 let root: string;
-const noS3 = { s3: () => { throw new Error('no S3 client may be built for this ref'); } };
+const noS3 = {
+  s3: () => {
+    throw new Error('no S3 client may be built for this ref');
+  },
+};
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-roots-'));

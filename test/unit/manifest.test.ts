@@ -11,8 +11,25 @@ const row = (pos: number, stage: string | null): PartRow => ({
   top5: [],
   error: stage ? null : { kind: 'decode', message: 'bad' },
 });
-const stats = (o: Partial<ResultPart['stats']>): ResultPart['stats'] => ({ images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0, ...o });
-const part = (stage: number, rows: PartRow[], s: Partial<ResultPart['stats']>): ResultPart => ({ runId: 'r', batch: 0, stage, stageName: stage ? 'big' : 'little', rows, stats: stats(s) });
+const stats = (o: Partial<ResultPart['stats']>): ResultPart['stats'] => ({
+  images: 0,
+  accepted: 0,
+  forwarded: 0,
+  errors: 0,
+  fetchMs: 0,
+  decodeMs: 0,
+  inferMs: 0,
+  jobMs: 0,
+  ...o,
+});
+const part = (stage: number, rows: PartRow[], s: Partial<ResultPart['stats']>): ResultPart => ({
+  runId: 'r',
+  batch: 0,
+  stage,
+  stageName: stage ? 'big' : 'little',
+  rows,
+  stats: stats(s),
+});
 
 describe('mergeBatchRows', () => {
   it('interleaves stage rows back into input order', () => {

@@ -64,7 +64,9 @@ describe('models download', () => {
   it('a checksum mismatch keeps nothing; HTTP errors, unreachable hosts and unknown names are clear', async () => {
     const out = join(dir, 'bad');
     const wrong = { url: `${base}/conv-net.onnx`, file: 'conv.onnx', sha256: '0'.repeat(64) };
-    await expect(downloadVerified(wrong, out)).rejects.toThrow(new RegExp(`checksum mismatch \\(got sha256 ${sha(model)}, expected 0{64}\\); the file was not kept`));
+    await expect(downloadVerified(wrong, out)).rejects.toThrow(
+      new RegExp(`checksum mismatch \\(got sha256 ${sha(model)}, expected 0{64}\\); the file was not kept`),
+    );
     expect(await readdir(out)).toEqual([]);
     await expect(downloadVerified({ ...wrong, url: `${base}/nope.onnx` }, out)).rejects.toThrow(/HTTP 404/);
     // A port nothing listens on: open one, note it, close it.

@@ -48,7 +48,14 @@ describe('numerics option', () => {
       const x = Float32Array.from({ length: 3 * 4 * 4 }, (_, i) => ((i * 37) % 11) / 10);
       const rows: Float32Array[] = [];
       for (const numerics of ['exact', 'native'] as const) {
-        const s = await ModelSession.open(path, { executionProviders: ['cpu'], intraOpThreads: 1, output: 'logits', maxBatch: 1, graphOptimization: 'all', numerics });
+        const s = await ModelSession.open(path, {
+          executionProviders: ['cpu'],
+          intraOpThreads: 1,
+          output: 'logits',
+          maxBatch: 1,
+          graphOptimization: 'all',
+          numerics,
+        });
         rows.push((await s.run(x, 1)).probs);
         await s.close();
       }

@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  attrInt, attrInts, attrString, DataType, decodeModel, encodeModel, tensorToNumbers, type TensorProto,
-} from '../../pipeline/onnx/onnx-proto.js';
+import { attrInt, attrInts, attrString, DataType, decodeModel, encodeModel, tensorToNumbers, type TensorProto } from '../../pipeline/onnx/onnx-proto.js';
 import { float, makeTensor, OnnxBuilder, tensor } from '../helpers/onnx-builder.js';
 
 function sampleModel(): Uint8Array {
@@ -25,9 +23,7 @@ describe('onnx-proto', () => {
     expect(model.ir_version).toBe(8);
     expect(model.opset_import).toEqual([{ version: 13 }]); // proto3 drops the empty default domain
     const g = model.graph!;
-    expect(g.input?.[0]?.type?.tensor_type?.shape?.dim).toEqual([
-      { dim_param: 'N' }, { dim_value: 3 }, { dim_value: 4 }, { dim_value: 4 },
-    ]);
+    expect(g.input?.[0]?.type?.tensor_type?.shape?.dim).toEqual([{ dim_param: 'N' }, { dim_value: 3 }, { dim_value: 4 }, { dim_value: 4 }]);
     expect(g.node?.map((n) => n.op_type)).toEqual(['Conv', 'LeakyRelu', 'Gemm', 'Constant', 'Reshape']);
     const [conv, leaky, gemm, constant] = g.node!;
     expect(attrInts(conv!, 'pads', [9])).toEqual([0, 0, 0, 0]);

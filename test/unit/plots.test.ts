@@ -31,7 +31,13 @@ function bars(svg: string): Array<[string, number, number]> {
 
 describe('confidence histogram', () => {
   it('bins confidences per stage; 1.0 and out-of-range values go to the end bins, NaN nowhere', () => {
-    const h = emptyHistogram([{ name: 'little', threshold: 0.5 }, { name: 'big', threshold: null }], 10);
+    const h = emptyHistogram(
+      [
+        { name: 'little', threshold: 0.5 },
+        { name: 'big', threshold: null },
+      ],
+      10,
+    );
     for (const c of [0, 0.04, 0.55, 0.999, 1, 1.5, -0.2]) addConfidence(h, 'little', c);
     addConfidence(h, 'big', Number.NaN);
     addConfidence(h, 'big', 0.35);
@@ -42,7 +48,13 @@ describe('confidence histogram', () => {
   });
 
   it('draws one bar per non-empty bin, the threshold, and escapes names', () => {
-    const h = emptyHistogram([{ name: 'a<b', threshold: 0.7 }, { name: 'big', threshold: null }], 20);
+    const h = emptyHistogram(
+      [
+        { name: 'a<b', threshold: 0.7 },
+        { name: 'big', threshold: null },
+      ],
+      20,
+    );
     addConfidence(h, 'a<b', 0.72);
     addConfidence(h, 'a<b', 0.73);
     addConfidence(h, 'big', 0.1);
@@ -76,12 +88,37 @@ const row = (pos: number, stage: string | null, confidence: number | null): Part
   top5: [],
   error: stage ? null : { kind: 'decode', message: 'bad' },
 });
-const stats = (o: Partial<ResultPart['stats']>): ResultPart['stats'] => ({ images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0, ...o });
+const stats = (o: Partial<ResultPart['stats']>): ResultPart['stats'] => ({
+  images: 0,
+  accepted: 0,
+  forwarded: 0,
+  errors: 0,
+  fetchMs: 0,
+  decodeMs: 0,
+  inferMs: 0,
+  jobMs: 0,
+  ...o,
+});
 
 async function writeRun(root: string): Promise<LocalStore> {
   const store = new LocalStore(root);
-  const little: ResultPart = { runId: 'p', batch: 0, stage: 0, stageName: 'little', rows: [row(0, 'little', 0.95), row(1, 'little', 0.91), row(4, null, null)], stats: stats({ images: 5, accepted: 2, forwarded: 2, errors: 1 }), forwardedConfidence: [0.33, 0.36] };
-  const big: ResultPart = { runId: 'p', batch: 0, stage: 1, stageName: 'big', rows: [row(2, 'big', 0.42), row(3, 'big', 0.99)], stats: stats({ images: 2, accepted: 2 }) };
+  const little: ResultPart = {
+    runId: 'p',
+    batch: 0,
+    stage: 0,
+    stageName: 'little',
+    rows: [row(0, 'little', 0.95), row(1, 'little', 0.91), row(4, null, null)],
+    stats: stats({ images: 5, accepted: 2, forwarded: 2, errors: 1 }),
+    forwardedConfidence: [0.33, 0.36],
+  };
+  const big: ResultPart = {
+    runId: 'p',
+    batch: 0,
+    stage: 1,
+    stageName: 'big',
+    rows: [row(2, 'big', 0.42), row(3, 'big', 0.99)],
+    stats: stats({ images: 2, accepted: 2 }),
+  };
   await store.put(partKey(0, 0), JSON.stringify(little));
   await store.put(partKey(0, 1), JSON.stringify(big));
   return store;
@@ -116,7 +153,9 @@ describe('plots written by the merge', () => {
       ['big', 19, 1],
     ]);
     // The little stage's forwarded images (0.33, 0.36 → bin 6, 7) are drawn in grey below the threshold.
-    expect([...svg.matchAll(/class="forwarded" data-stage="([^"]*)" data-bin="(\d+)" data-count="(\d+)"/g)].map((m) => [m[1], Number(m[2]), Number(m[3])])).toEqual([
+    expect(
+      [...svg.matchAll(/class="forwarded" data-stage="([^"]*)" data-bin="(\d+)" data-count="(\d+)"/g)].map((m) => [m[1], Number(m[2]), Number(m[3])]),
+    ).toEqual([
       ['little', 6, 1],
       ['little', 7, 1],
     ]);
@@ -126,7 +165,18 @@ describe('plots written by the merge', () => {
 
   it('draws the calibration curve with the promised and realised points when the run kept a calibration', async () => {
     // A calib.json as `cascade calibrate` writes it, and its curve file.
-    const point = { images: 100, fractionToBig: 0.3, gmacsPerImage: 0.4, saved: 0.6, agreement: 0.97, agreementInterval: { low: 0.93, high: 0.99 }, accuracy: null, littleAccuracy: null, bigAccuracy: null, oracleSaved: null };
+    const point = {
+      images: 100,
+      fractionToBig: 0.3,
+      gmacsPerImage: 0.4,
+      saved: 0.6,
+      agreement: 0.97,
+      agreementInterval: { low: 0.93, high: 0.99 },
+      accuracy: null,
+      littleAccuracy: null,
+      bigAccuracy: null,
+      oracleSaved: null,
+    };
     const calib = CalibrationFile.parse({
       version: 1,
       createdAt: new Date(0).toISOString(),
@@ -143,7 +193,16 @@ describe('plots written by the merge', () => {
       files: { curveJson: 'calib.curve.json', curveCsv: 'calib.curve.csv', plot: 'calib.svg' },
     });
     await writeFile(join(dir, 'calib.json'), JSON.stringify(calib));
-    const curve = Array.from({ length: 1000 }, (_, i) => ({ metric: i % 2 ? 'margin' : 'maxprob', threshold: i / 1000, fractionToBig: i / 1000, gmacsPerImage: 0.1 + i / 1000, saved: 0, accepted: 0, agreement: 1 - i / 5000, cascadeAccuracy: null }));
+    const curve = Array.from({ length: 1000 }, (_, i) => ({
+      metric: i % 2 ? 'margin' : 'maxprob',
+      threshold: i / 1000,
+      fractionToBig: i / 1000,
+      gmacsPerImage: 0.1 + i / 1000,
+      saved: 0,
+      accepted: 0,
+      agreement: 1 - i / 5000,
+      cascadeAccuracy: null,
+    }));
     await writeFile(join(dir, 'calib.curve.json'), JSON.stringify(curve));
     const cal = (await readRunCalibration(join(dir, 'calib.json'), 100))!;
     // Only the chosen metric's 500 points, thinned to at most 100 (plus the last).

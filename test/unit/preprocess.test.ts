@@ -149,7 +149,8 @@ describe('float16', () => {
       const bits = ((next() & 1) << 31) | (exponent << 23) | (next() & 0x7fffff);
       probeBits[0] = bits >>> 0;
       const want = reference(bits >>> 0);
-      if (toFloat16Bits(probe[0]!) !== want) expect.fail(`float32 bits ${(bits >>> 0).toString(16)}: got ${toFloat16Bits(probe[0]!).toString(16)} want ${want.toString(16)}`);
+      if (toFloat16Bits(probe[0]!) !== want)
+        expect.fail(`float32 bits ${(bits >>> 0).toString(16)}: got ${toFloat16Bits(probe[0]!).toString(16)} want ${want.toString(16)}`);
     }
   });
 
@@ -207,9 +208,19 @@ describe('centreCropGeometry', () => {
 
   it('resizes the shorter side and truncates the longer like torchvision', () => {
     // 500x375: long = int(256 * 500 / 375) = int(341.33) = 341; left = round(117 / 2 = 58.5) = 58 (half to even).
-    expect(centreCropGeometry(500, 375, {}, input)).toEqual({ resizeWidth: 341, resizeHeight: 256, extract: { left: 58, top: 16, width: 224, height: 224 }, pad: null });
+    expect(centreCropGeometry(500, 375, {}, input)).toEqual({
+      resizeWidth: 341,
+      resizeHeight: 256,
+      extract: { left: 58, top: 16, width: 224, height: 224 },
+      pad: null,
+    });
     // 333x500: long = int(256 * 500 / 333) = int(384.38) = 384; top = round(160 / 2) = 80.
-    expect(centreCropGeometry(333, 500, {}, input)).toEqual({ resizeWidth: 256, resizeHeight: 384, extract: { left: 16, top: 80, width: 224, height: 224 }, pad: null });
+    expect(centreCropGeometry(333, 500, {}, input)).toEqual({
+      resizeWidth: 256,
+      resizeHeight: 384,
+      extract: { left: 16, top: 80, width: 224, height: 224 },
+      pad: null,
+    });
     // 640x427: 256 * 640 / 427 = 383.70 truncates to 383 (rounding would give 384).
     expect(centreCropGeometry(640, 427, {}, input)).toMatchObject({ resizeWidth: 383, resizeHeight: 256, extract: { left: 80 } });
     expect(centreCropGeometry(300, 300, { resize: 232 }, input).resizeWidth).toBe(232);
@@ -266,7 +277,12 @@ describe('preprocessImage: pixel-exact', () => {
 
   it('is exact for an exact 2x nearest downsample of constant 2x2 blocks', async () => {
     const s = identity();
-    const image = await png(raw(2 * W, 2 * H, 3, (x, y) => distinct(x >> 1, y >> 1)), 2 * W, 2 * H, 3);
+    const image = await png(
+      raw(2 * W, 2 * H, 3, (x, y) => distinct(x >> 1, y >> 1)),
+      2 * W,
+      2 * H,
+      3,
+    );
     expect(await preprocessImage(image, s, input, LIMITS)).toEqual(expectedTensor(s, W, H, distinct));
   });
 
@@ -278,18 +294,30 @@ describe('preprocessImage: pixel-exact', () => {
       [9, 2],
       [11, 4],
     ] as const) {
-      const image = await png(raw(width, 4, 3, (x) => column(x)), width, 4, 3);
+      const image = await png(
+        raw(width, 4, 3, (x) => column(x)),
+        width,
+        4,
+        3,
+      );
       const t = await preprocessImage(image, s, { height: 4, width: 4, dtype: 'float32' }, LIMITS);
       expect(t, `width ${width}`).toEqual(expectedTensor(s, 4, 4, (x) => column(x + left)));
     }
     // Vertical: 4x9 keeps rows 2..5.
     const row = (y: number): Pixel => [y * 25, y, 200 - y * 20];
-    const tall = await png(raw(4, 9, 3, (_x, y) => row(y)), 4, 9, 3);
+    const tall = await png(
+      raw(4, 9, 3, (_x, y) => row(y)),
+      4,
+      9,
+      3,
+    );
     expect(await preprocessImage(tall, s, { height: 4, width: 4, dtype: 'float32' }, LIMITS)).toEqual(expectedTensor(s, 4, 4, (_x, y) => row(y + 2)));
     // Non-square crop [2, 3] of a 7x4 image (resize 4): left = round(4/2) = 2, top = round(2/2) = 1.
     const crop = spec({ resize: 4, crop: [2, 3] });
     const image = await png(raw(7, 4, 3, distinct), 7, 4, 3);
-    expect(await preprocessImage(image, crop, { height: 2, width: 3, dtype: 'float32' }, LIMITS)).toEqual(expectedTensor(crop, 3, 2, (x, y) => distinct(x + 2, y + 1)));
+    expect(await preprocessImage(image, crop, { height: 2, width: 3, dtype: 'float32' }, LIMITS)).toEqual(
+      expectedTensor(crop, 3, 2, (x, y) => distinct(x + 2, y + 1)),
+    );
   });
 
   it('zero-pads (before normalisation) when the resized image is smaller than the crop', async () => {
@@ -355,7 +383,12 @@ describe('preprocessImage: pixel-exact', () => {
     const image = await png(raw(W, H, 4, rgba), W, H, 4);
     expect(await preprocessImage(image, s, input, LIMITS)).toEqual(expectedTensor(s, W, H, distinct));
     // With a 2x resize sharp would unpremultiply (fully transparent -> black); we must still see the stored colour.
-    const big = await png(raw(2 * W, 2 * H, 4, (x, y) => rgba(x >> 1, y >> 1)), 2 * W, 2 * H, 4);
+    const big = await png(
+      raw(2 * W, 2 * H, 4, (x, y) => rgba(x >> 1, y >> 1)),
+      2 * W,
+      2 * H,
+      4,
+    );
     expect(await preprocessImage(big, s, input, LIMITS)).toEqual(expectedTensor(s, W, H, distinct));
   });
 
@@ -364,7 +397,10 @@ describe('preprocessImage: pixel-exact', () => {
     const grey = (x: number, y: number): Pixel => [x * 50 + y * 7];
     const rgbOf = (x: number, y: number): Pixel => [grey(x, y)[0]!, grey(x, y)[0]!, grey(x, y)[0]!];
     expect(await preprocessImage(await png(raw(W, H, 1, grey), W, H, 1), s, input, LIMITS)).toEqual(expectedTensor(s, W, H, rgbOf));
-    const ga = await sharp(raw(W, H, 2, (x, y) => [grey(x, y)[0]!, x * 60]), { raw: { width: W, height: H, channels: 2 } })
+    const ga = await sharp(
+      raw(W, H, 2, (x, y) => [grey(x, y)[0]!, x * 60]),
+      { raw: { width: W, height: H, channels: 2 } },
+    )
       .toColourspace('b-w')
       .png()
       .toBuffer();
@@ -378,12 +414,18 @@ describe('preprocessImage: pixel-exact', () => {
     const to16 = (p: Pixel) => p.map((v) => (v << 8) | 0xff);
     const pixels16 = new Uint16Array(W * H * 3);
     for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) pixels16.set(to16(distinct(x, y)), (y * W + x) * 3);
-    const rgb16 = await sharp(pixels16, { raw: { width: W, height: H, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
+    const rgb16 = await sharp(pixels16, { raw: { width: W, height: H, channels: 3 } })
+      .toColourspace('rgb16')
+      .png()
+      .toBuffer();
     const meta = await sharp(rgb16).metadata();
     expect([meta.depth, meta.space]).toEqual(['ushort', 'rgb16']);
     expect(await preprocessImage(rgb16, s, input, LIMITS)).toEqual(expectedTensor(s, W, H, distinct));
 
-    const grey16 = await sharp(new Uint16Array(W * H).map((_, i) => (i * 20) << 8), { raw: { width: W, height: H, channels: 1 } })
+    const grey16 = await sharp(
+      new Uint16Array(W * H).map((_, i) => (i * 20) << 8),
+      { raw: { width: W, height: H, channels: 1 } },
+    )
       .toColourspace('grey16')
       .png()
       .toBuffer();
@@ -425,7 +467,9 @@ describe('preprocessImage: pixel-exact', () => {
     const t = await preprocessImage(image, s, { ...input, dtype: 'float16' }, LIMITS);
     expect(t).toBeInstanceOf(Uint16Array);
     const want = new Uint16Array(3 * W * H);
-    for (let c = 0; c < 3; c++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) want[c * W * H + y * W + x] = toFloat16Bits((distinct(x, y)[c]! * s.scale - s.mean[c]!) / s.std[c]!);
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W; x++) want[c * W * H + y * W + x] = toFloat16Bits((distinct(x, y)[c]! * s.scale - s.mean[c]!) / s.std[c]!);
     expect(t).toEqual(want);
   });
 
@@ -512,7 +556,9 @@ describe('preprocessImage: errors', () => {
   });
 
   it('refuses an aspect ratio whose resize would exceed libvips limits', async () => {
-    const strip = await sharp({ create: { width: 40_000, height: 1, channels: 3, background: '#808080' } }).png().toBuffer();
+    const strip = await sharp({ create: { width: 40_000, height: 1, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
     // Shorter side 1 -> 256 makes the longer side 10,240,000 pixels.
     expect((await decodeError(preprocessImage(strip, s, input, LIMITS))).reason).toBe('bad-dimensions');
   });

@@ -4,8 +4,21 @@ import { assertClusterPrefix, hasHashTag, parseClusterUrl } from '../../queue/re
 
 describe('cluster URLs and prefixes', () => {
   it('parses seed nodes, credentials and TLS', () => {
-    expect(parseClusterUrl('redis-cluster://127.0.0.1:7000,10.0.0.2:7001')).toEqual({ nodes: [{ host: '127.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7001 }], username: undefined, password: undefined, tls: false });
-    expect(parseClusterUrl('rediss-cluster://app:p%40ss@node-a:6380/')).toEqual({ nodes: [{ host: 'node-a', port: 6380 }], username: 'app', password: 'p@ss', tls: true });
+    expect(parseClusterUrl('redis-cluster://127.0.0.1:7000,10.0.0.2:7001')).toEqual({
+      nodes: [
+        { host: '127.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+      ],
+      username: undefined,
+      password: undefined,
+      tls: false,
+    });
+    expect(parseClusterUrl('rediss-cluster://app:p%40ss@node-a:6380/')).toEqual({
+      nodes: [{ host: 'node-a', port: 6380 }],
+      username: 'app',
+      password: 'p@ss',
+      tls: true,
+    });
     expect(() => parseClusterUrl('redis-cluster://:secret@node-a')).toThrow(/bad node "node-a" \(expected host:port\)/);
     expect(() => parseClusterUrl('redis-cluster://:secret@node-a')).not.toThrow(/secret/);
   });

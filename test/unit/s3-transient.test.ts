@@ -4,7 +4,8 @@ import { ObjectNotFoundError } from '../../pipeline/storage/object-store.js';
 import { isTransientS3Error, retryTransient } from '../../pipeline/storage/s3-store.js';
 
 describe('transient S3 failures', () => {
-  const refused = () => new Error('Failed to read s3://b/k: connect ECONNREFUSED', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
+  const refused = () =>
+    new Error('Failed to read s3://b/k: connect ECONNREFUSED', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
 
   it('classifies network errors, timeouts, 5xx and 429 as transient; 4xx and missing objects not', () => {
     expect(isTransientS3Error(refused())).toBe(true);
@@ -27,7 +28,12 @@ describe('transient S3 failures', () => {
         throw err();
       };
     };
-    await expect(retryTransient(failing(() => Object.assign(new Error('denied'), { $metadata: { httpStatusCode: 403 } })), 10_000)).rejects.toThrow('denied');
+    await expect(
+      retryTransient(
+        failing(() => Object.assign(new Error('denied'), { $metadata: { httpStatusCode: 403 } })),
+        10_000,
+      ),
+    ).rejects.toThrow('denied');
     expect(calls).toBe(1);
     // Out of budget: the transient error surfaces instead of another wait.
     await expect(retryTransient(failing(refused), 0)).rejects.toThrow(/ECONNREFUSED/);

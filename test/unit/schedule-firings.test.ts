@@ -18,15 +18,29 @@ describe('date patterns and firings', () => {
       source: 's3://in/{date}/',
       out: 's3://out/{date}/',
       extensions: ['.png'],
-      run: { metric: 'maxprob', batchSize: 8, ...RUN_DEFAULTS, stages: [{ name: 'little', model: fakePin('/m/l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 }, { name: 'big', model: fakePin('/m/b.onnx'), gmacsPerImage: 4, threshold: null }] },
+      run: {
+        metric: 'maxprob',
+        batchSize: 8,
+        ...RUN_DEFAULTS,
+        stages: [
+          { name: 'little', model: fakePin('/m/l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
+          { name: 'big', model: fakePin('/m/b.onnx'), gmacsPerImage: 4, threshold: null },
+        ],
+      },
     };
     const a = runForFiring(t, Date.UTC(2026, 0, 2, 2));
     const b = runForFiring(t, Date.UTC(2026, 0, 3, 2));
-    expect(a).toMatchObject({ runId: `nightly-${Date.UTC(2026, 0, 2, 2)}`, source: 's3://in/2026-01-02/', out: 's3://out/2026-01-02/', batchSize: 8, createdAt: '2026-01-02T02:00:00.000Z' });
+    expect(a).toMatchObject({
+      runId: `nightly-${Date.UTC(2026, 0, 2, 2)}`,
+      source: 's3://in/2026-01-02/',
+      out: 's3://out/2026-01-02/',
+      batchSize: 8,
+      createdAt: '2026-01-02T02:00:00.000Z',
+    });
     expect(b.runId).not.toBe(a.runId);
   });
 
-  it('the firing time comes from BullMQ\'s slot, not from when the job was queued', () => {
+  it("the firing time comes from BullMQ's slot, not from when the job was queued", () => {
     expect(firingTime({ id: 'repeat:nightly:1767319200000', opts: { prevMillis: 1767319200000 }, timestamp: 5 })).toBe(1767319200000);
     expect(firingTime({ id: 'repeat:nightly:1767319200000', opts: {}, timestamp: 5 })).toBe(1767319200000);
     expect(firingTime({ id: 'other', opts: {}, timestamp: 5 })).toBe(5);

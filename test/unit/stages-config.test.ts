@@ -51,7 +51,10 @@ describe('stages config', () => {
 
   it('a two-entry stages list is the same cascade as little/big/threshold', async () => {
     const viaStages = await loadConfig({ file: await writeConfig({ stages: [threeStages()[0], threeStages()[2]] }), env: {} });
-    const classic = await loadConfig({ file: await writeConfig({ little: colourSpec(models.colourLittle, models.labels), big: colourSpec(models.colourBig, models.labels), threshold: 0.9 }), env: {} });
+    const classic = await loadConfig({
+      file: await writeConfig({ little: colourSpec(models.colourLittle, models.labels), big: colourSpec(models.colourBig, models.labels), threshold: 0.9 }),
+      env: {},
+    });
     expect(configuredStages(viaStages)).toEqual(configuredStages(classic));
   });
 
@@ -65,12 +68,24 @@ describe('stages config', () => {
   });
 
   const bad: Array<[string, (s: ReturnType<typeof threeStages>) => unknown, RegExp]> = [
-    ['a threshold on the last stage', (s) => [s[0], s[1], { ...s[2], threshold: 0.5 }], /stages\.2\.threshold: the last stage accepts every image, so it takes no threshold \(got 0\.5\)/],
-    ['a middle stage without threshold', (s) => [s[0], { ...s[1], threshold: undefined }, s[2]], /stages\.1\.threshold: every stage but the last needs a threshold/],
+    [
+      'a threshold on the last stage',
+      (s) => [s[0], s[1], { ...s[2], threshold: 0.5 }],
+      /stages\.2\.threshold: the last stage accepts every image, so it takes no threshold \(got 0\.5\)/,
+    ],
+    [
+      'a middle stage without threshold',
+      (s) => [s[0], { ...s[1], threshold: undefined }, s[2]],
+      /stages\.1\.threshold: every stage but the last needs a threshold/,
+    ],
     ['a repeated name', (s) => [s[0], { ...s[1], name: 'big' }, s[2]], /stages\.2\.name: stage name "big" is used twice/],
     ['an unsafe name', (s) => [s[0], { ...s[1], name: 'a:b' }, s[2]], /stages\.1\.name: stage names use letters, digits/],
     ['the reserved name merge', (s) => [s[0], { ...s[1], name: 'merge' }, s[2]], /stages\.1\.name: the stage names "merge" and "scheduler" are reserved/],
-    ['the reserved name scheduler', (s) => [s[0], { ...s[1], name: 'scheduler' }, s[2]], /stages\.1\.name: the stage names "merge" and "scheduler" are reserved/],
+    [
+      'the reserved name scheduler',
+      (s) => [s[0], { ...s[1], name: 'scheduler' }, s[2]],
+      /stages\.1\.name: the stage names "merge" and "scheduler" are reserved/,
+    ],
     ['a single stage', (s) => [s[2]], /stages: a cascade needs at least 2 stages/],
   ];
   for (const [what, make, message] of bad) {
@@ -85,6 +100,8 @@ describe('stages config', () => {
     const err = await loadConfig({ file, env: {}, overrides: { threshold: 0.4 } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toMatch(/stages: given together with --threshold/);
-    await expect(loadConfig({ file: await writeConfig({ stages: threeStages(), big: models.colourBig }), env: {} })).rejects.toThrow(/stages: given together with 'big:'/);
+    await expect(loadConfig({ file: await writeConfig({ stages: threeStages(), big: models.colourBig }), env: {} })).rejects.toThrow(
+      /stages: given together with 'big:'/,
+    );
   });
 });

@@ -44,7 +44,14 @@ function progress(o: Partial<RunProgress> = {}): RunProgress {
 
 describe('status maths and text', () => {
   it('derives pending images per stage, images/s and ETA from the tracker counters', () => {
-    const s = buildRunStatus(progress(), [{ queued: 4, active: 1, failed: 0 }, { queued: 1, active: 1, failed: 1 }], NOW);
+    const s = buildRunStatus(
+      progress(),
+      [
+        { queued: 4, active: 1, failed: 0 },
+        { queued: 1, active: 1, failed: 1 },
+      ],
+      NOW,
+    );
     expect(RunStatus.parse(s)).toEqual(s);
     expect(s).toMatchObject({ state: 'running', total: 100, done: 40, fraction: 0.4, imagesPerSecond: 4, etaSeconds: 15 });
     expect(s.stages).toEqual([
@@ -59,12 +66,19 @@ describe('status maths and text', () => {
   });
 
   it('shows live audit agreement with its Wilson interval and flags drift against the promise', () => {
-    const audited = progress({ spec: { ...spec('r1'), audit: { fraction: 0.1, seed: '', expectAgreement: 0.99 } }, audit: { expected: 60, done: 50, agreeing: 40 } });
+    const audited = progress({
+      spec: { ...spec('r1'), audit: { fraction: 0.1, seed: '', expectAgreement: 0.99 } },
+      audit: { expected: 60, done: 50, agreeing: 40 },
+    });
     const s = buildRunStatus(audited, [], NOW);
     expect(RunStatus.parse(s)).toEqual(s);
     expect(s.audit).toMatchObject({ fraction: 0.1, sampled: 50, agreeing: 40, agreement: 0.8, expected: 60, promised: 0.99, drift: true });
     expect(formatRunStatus(s)).toMatch(/audit: 40\/50 agree = 80\.0% \(95% Wilson 67\.0%–88\.8%\), 50\/60 audits in; promised 99\.0% — DRIFT/);
-    const none = buildRunStatus(progress({ spec: { ...spec('r1'), audit: { fraction: 0.02, seed: '' } }, audit: { expected: 3, done: 0, agreeing: 0 } }), [], NOW);
+    const none = buildRunStatus(
+      progress({ spec: { ...spec('r1'), audit: { fraction: 0.02, seed: '' } }, audit: { expected: 3, done: 0, agreeing: 0 } }),
+      [],
+      NOW,
+    );
     expect(formatRunStatus(none)).toContain('audit: 0/3 audits in so far (fraction 0.02 of accepted images)');
     expect(buildRunStatus(progress(), [], NOW).audit).toBeUndefined();
   });
@@ -75,7 +89,7 @@ describe('status maths and text', () => {
     expect(formatRunStatus(listing)).toContain('40/60+ (listing) images');
     const done = buildRunStatus(progress({ final: 100, completedAt: '2026-01-01T00:00:05.000Z', mergedAt: '2026-01-01T00:00:06.000Z' }), [], NOW);
     expect(done).toMatchObject({ state: 'done', etaSeconds: 0, fraction: 1, imagesPerSecond: 20 });
-    expect(formatRunStatus(done)).toMatch(/100\.0%  100\/100 images  20\.0 images\/s  done/);
+    expect(formatRunStatus(done)).toMatch(/100\.0% {2}100\/100 images {2}20\.0 images\/s {2}done/);
   });
 
   it('names each state', () => {

@@ -13,7 +13,12 @@ describe('verifyManifest (synthetic manifests)', () => {
   const source = ['/d/a.jpg', '/d/b.jpg', '/d/c.jpg'];
 
   it('a clean manifest passes, error rows included', async () => {
-    const lines = [row('/d/a.jpg'), row('/d/b.jpg', { label: null, labelName: null, confidence: null, stage: null, top5: [], error: { kind: 'decode', message: 'bad' } }), row('/d/c.jpg'), ''];
+    const lines = [
+      row('/d/a.jpg'),
+      row('/d/b.jpg', { label: null, labelName: null, confidence: null, stage: null, top5: [], error: { kind: 'decode', message: 'bad' } }),
+      row('/d/c.jpg'),
+      '',
+    ];
     const r = await verifyManifest(source, lines);
     expect(r).toMatchObject({ ok: true, sourceKeys: 3, manifestRows: 3, errorRows: 1, counts: { missing: 0, duplicate: 0, unknown: 0, invalid: 0 } });
   });
@@ -23,15 +28,27 @@ describe('verifyManifest (synthetic manifests)', () => {
     expect(r.ok).toBe(false);
     expect(r.counts).toEqual({ missing: 2, duplicate: 2, unknown: 1, invalid: 0 });
     expect(r.missing).toEqual(['/d/b.jpg', '/d/c.jpg']);
-    expect(r.duplicate).toEqual([{ key: '/d/a.jpg', rows: 2 }, { key: '/d/z.jpg', rows: 2 }]);
+    expect(r.duplicate).toEqual([
+      { key: '/d/a.jpg', rows: 2 },
+      { key: '/d/z.jpg', rows: 2 },
+    ]);
     expect(r.unknown).toEqual(['/d/z.jpg']);
     expect(formatVerifyReport(r)).toMatch(/^FAILED: 3 inputs, 4 manifest rows .*missing 2, duplicate 2, unknown 1, invalid 0\n {2}missing: {3}\/d\/b\.jpg/);
   });
 
   it('reports rows that fail the schema with their line, and still counts their key', async () => {
-    const r = await verifyManifest(source, [row('/d/a.jpg'), '{not json', row('/d/b.jpg', { error: { kind: 'meteor', message: 'x' } as never }), row('/d/c.jpg', { confidence: 'high' as never })]);
+    const r = await verifyManifest(source, [
+      row('/d/a.jpg'),
+      '{not json',
+      row('/d/b.jpg', { error: { kind: 'meteor', message: 'x' } as never }),
+      row('/d/c.jpg', { confidence: 'high' as never }),
+    ]);
     expect(r.counts).toEqual({ missing: 0, duplicate: 0, unknown: 0, invalid: 3 });
-    expect(r.invalid.map((i) => [i.line, i.key])).toEqual([[2, null], [3, '/d/b.jpg'], [4, '/d/c.jpg']]);
+    expect(r.invalid.map((i) => [i.line, i.key])).toEqual([
+      [2, null],
+      [3, '/d/b.jpg'],
+      [4, '/d/c.jpg'],
+    ]);
     expect(r.invalid[0]!.message).toMatch(/not JSON/);
     expect(r.invalid[1]!.message).toMatch(/^error\.kind: /);
     expect(r.invalid[2]!.message).toMatch(/^confidence: /);
