@@ -221,12 +221,15 @@ export async function createSession(
     ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
     extra,
   };
+  const retryable = extra['session.x64quantprecision'] === '1';
   try {
-    return await ort.InferenceSession.create(path, sessionOptions);
+    // Where a failure is retried below, ORT's own log line for it would only alarm (severity 4:
+    // fatal only); the error itself still comes back as an exception.
+    return await ort.InferenceSession.create(path, retryable ? { ...sessionOptions, logSeverityLevel: 4 } : sessionOptions);
   } catch (err) {
     // A model whose int8 weights are shared between nodes fails to load with x64quantprecision
     // (unshareInt8Initializers); load it again from a copy in which each node has its own.
-    if (extra['session.x64quantprecision'] !== '1') throw err;
+    if (!retryable) throw err;
     const unshared = unshareInt8Initializers(await readFile(path).catch(() => new Uint8Array()));
     if (!unshared) throw err;
     return await ort.InferenceSession.create(unshared, sessionOptions);
