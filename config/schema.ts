@@ -165,12 +165,20 @@ export const SourceSettings = z
   .strict();
 export type SourceSettings = z.infer<typeof SourceSettings>;
 
+/** Worker roles that are not stages; stage names may not take them. */
+export const SERVICE_ROLES = ['merge', 'scheduler'] as const;
+
+/** Whether a worker role is a service role (merge, scheduler) rather than a stage name. */
+export function isServiceRole(role: string): boolean {
+  return (SERVICE_ROLES as readonly string[]).includes(role);
+}
+
 /** Stage names become queue names and Redis keys: keep them to a safe alphabet. */
 export const StageName = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,32}$/, 'stage names use letters, digits, _ and - (at most 32)')
   // Stage names double as `cascade worker` roles, so they must not shadow the other roles.
-  .refine((n) => n !== 'merge' && n !== 'scheduler', 'the stage names "merge" and "scheduler" are reserved for those worker roles');
+  .refine((n) => !isServiceRole(n), `the stage names ${SERVICE_ROLES.map((r) => `"${r}"`).join(' and ')} are reserved for those worker roles`);
 
 /** One stage of an N-stage cascade (`stages:`); the last stage has no threshold. */
 export const StageConfig = z

@@ -7,7 +7,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CascadeConfig } from '../config/schema.js';
+import { type CascadeConfig, isServiceRole } from '../config/schema.js';
 import { TensorCache } from '../pipeline/image/tensor-cache.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
 import { configuredStages } from '../config/stages.js';
@@ -25,9 +25,6 @@ import { StageWorker, type StageWorkerOptions } from './stage-worker.js';
 
 /** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' or 'scheduler'. */
 export type Role = string;
-
-/** The roles that are not stages. */
-export const SERVICE_ROLES = ['merge', 'scheduler'] as const;
 
 /**
  * What a process needs to serve runs: infrastructure and throughput settings only. Models,
@@ -109,7 +106,7 @@ export async function startRuntime(
   const lockOptions = bullLockOptions(config.jobLocks);
   const tracker = new RunTracker(redis, config.prefix);
   const queues = new CascadeQueues(redis, config.prefix);
-  const stageRoles = roles.filter((r) => !(SERVICE_ROLES as readonly string[]).includes(r));
+  const stageRoles = roles.filter((r) => !isServiceRole(r));
   const models = new ModelCache({
     runtime: {
       executionProviders: config.executionProviders,

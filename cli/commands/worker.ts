@@ -8,9 +8,9 @@
  */
 import { Queue } from 'bullmq';
 import { ConfigError } from '../../config/load-config.js';
-import { StageName } from '../../config/schema.js';
+import { isServiceRole, SERVICE_ROLES, StageName } from '../../config/schema.js';
 import { loadWorkerConfig } from '../../config/worker-config.js';
-import { SERVICE_ROLES, startRuntime } from '../../workers/cascade-runtime.js';
+import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
 import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
@@ -46,7 +46,7 @@ export function refuseRunFlags(o: WorkerCommandOptions): void {
 export function validateRoles(roles: string[]): string[] {
   if (roles.length === 0) throw new ConfigError(`cascade worker needs at least one role: a stage name (little, big, …), ${SERVICE_ROLES.join(', ')}`);
   for (const role of roles) {
-    if ((SERVICE_ROLES as readonly string[]).includes(role)) continue;
+    if (isServiceRole(role)) continue;
     const name = StageName.safeParse(role);
     if (!name.success)
       throw new ConfigError(`unknown worker role '${role}': expected a stage name (${name.error.issues[0]!.message}) or ${SERVICE_ROLES.join(', ')}`);
@@ -79,7 +79,7 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
   const { config, ignored } = await loadWorkerConfig({ file: o.config, overrides: { concurrency: o.concurrency } });
   const redisUrl = requireRedisUrl(config, 'worker');
   if (ignored.length > 0) log(`config ${o.config}: ${ignored.join(', ')} not used by workers: each run brings its own, pinned at submit`);
-  const stageNames = wanted.filter((r) => !(SERVICE_ROLES as readonly string[]).includes(r));
+  const stageNames = wanted.filter((r) => !isServiceRole(r));
   const signal = firstSignal(log);
 
   let scheduleQueue: Queue | undefined;
