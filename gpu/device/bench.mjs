@@ -112,6 +112,11 @@ function stack(tensors, from, n) {
   return batch;
 }
 
+// The CPU rows of each model, so that a float16 model the CPU cannot run (no float16 kernels) is
+// compared with its float32 twin (same weights: export_models.py exports both from one instance).
+const cpuRows = new Map();
+const twin = (name) => (name.endsWith('-fp16') ? `${name.slice(0, -5)}-fp32` : null);
+
 for (const model of models) {
   if (timeLeft() < 15) {
     log(`${model.name}: skipped, out of time`);
@@ -165,8 +170,9 @@ for (const model of models) {
       const fixed = pool.io.fixedBatch;
       // Every photo once, in calls of the largest batch: throughput on photos and the rows to compare.
       const step = fixed ?? Math.max(...batches);
+      if (!reference && ep !== 'cpu' && cpuRows.has(twin(model.name))) reference = { ep: `cpu (${twin(model.name)})`, rows: cpuRows.get(twin(model.name)) };
       const rows = [];
-      const count = reference ? reference.rows.length : tensors.length;
+      const count = reference ? Math.min(reference.rows.length, tensors.length) : tensors.length;
       let t = performance.now();
       let inside = 0;
       for (let i = 0; i < count; i += step) {
@@ -177,6 +183,7 @@ for (const model of models) {
         if (!reference && performance.now() - t > photoSeconds * 1000) break;
       }
       res.photos = { images: rows.length, batch: step, imgPerS: r2((rows.length * 1000) / (performance.now() - t)), sessionImgPerS: r2((rows.length * 1000) / inside) };
+      if (ep === 'cpu') cpuRows.set(model.name, rows);
       if (!reference) reference = { ep, rows };
       else entry.agreement[ep] = compare(reference.rows, rows, reference.ep);
       save();
@@ -242,7 +249,8 @@ function compare(ref, rows, vs) {
   let sumAbsDiff = 0;
   let values = 0;
   const margins = [];
-  for (let i = 0; i < ref.length; i++) {
+  const n = Math.min(ref.length, rows.length);
+  for (let i = 0; i < n; i++) {
     const a = ref[i];
     const b = rows[i];
     let imageMax = 0;
@@ -267,9 +275,9 @@ function compare(ref, rows, vs) {
   margins.sort((x, y) => x - y);
   return {
     vs,
-    images: ref.length,
+    images: n,
     top1Agree: agree,
-    top1AgreeRate: r4(agree / ref.length),
+    top1AgreeRate: r4(agree / n),
     decisive,
     decisiveAgree,
     maxAbsDiff: +maxAbsDiff.toPrecision(3),

@@ -51,6 +51,8 @@ writeFileSync(join(conf, 'worker-cpu.yaml'), yaml({ executionProviders: ['cpu'],
 writeFileSync(join(conf, 'worker-webgpu.yaml'), yaml({ executionProviders: ['webgpu', 'cpu'], sources: { localRoots: [images] } }));
 
 const results = [];
+// Processes that wrote their results and then failed to exit cleanly (a GPU runtime crashing at teardown, say).
+const exitNotes = [];
 const save = () => writeFileSync(join(out, 'runs.json'), `${JSON.stringify(results, null, 2)}\n`);
 const log = (msg) => console.error(`cascade-runs: ${msg}`);
 const left = () => deadline - Date.now() / 1000;
@@ -72,6 +74,7 @@ for (const run of plan) {
   }
   const dir = join(out, run.id);
   const t0 = Date.now();
+  exitNotes.length = 0;
   log(`${run.id}: ${run.mode}, big ${run.big} (limit ${Math.round(limit)} s)`);
   try {
     if (run.mode === 'cpu' || run.mode === 'webgpu-one-process') {
@@ -84,6 +87,7 @@ for (const run of plan) {
     }
     const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
     record.ok = true;
+    if (exitNotes.length) record.note = exitNotes.join('; ');
     record.summary = brief(summary);
     log(`${run.id}: ${summary.images} images in ${summary.wallSeconds.toFixed(1)} s, ${summary.imagesPerSecond.toFixed(1)} images/s; big on ${record.summary.stages.at(-1)?.providers?.join('+')}`);
   } catch (err) {
@@ -128,7 +132,11 @@ async function cascade(name, args, ms, env = baseEnv) {
     await stop(p);
     throw new Error(`cascade ${args[0]} timed out after ${Math.round(ms / 1000)} s (log: ${p.logFile}): ${tail(p.logFile)}`);
   }
-  if (result.code !== 0) throw new Error(`cascade ${args[0]} exited with ${result.code ?? result.signal}: ${tail(p.logFile)}`);
+  if (result.code !== 0) {
+    const wrote = args[0] === 'run' && existsSync(join(args[args.indexOf('--out') + 1], 'summary.json'));
+    if (!wrote) throw new Error(`cascade ${args[0]} exited with ${result.code ?? result.signal}: ${tail(p.logFile)}`);
+    exitNotes.push(`cascade ${args[0]} wrote its summary, then exited with ${result.code ?? result.signal}: ${tail(p.logFile, 1)}`);
+  }
 }
 
 /** Little on the CPU and big on WebGPU, in separate worker processes sharing a private redis-server. */

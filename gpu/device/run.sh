@@ -89,28 +89,31 @@ unpack() {
     untar_xz "$here/assets.tar.xz" "$work/assets"
 }
 s=$(date +%s)
-if ! unpack > "$OUT/logs/unpack.log" 2>&1; then
-  record unpack failed $(($(date +%s) - s)) "$(tail -n 3 "$OUT/logs/unpack.log")"
-  say "unpack failed: $(tail -n 3 "$OUT/logs/unpack.log")"
-  exit 1
-fi
+broken=""
 export PATH="$work/redis/bin:$work/bin:$PATH"
 export CASCADE_ASSETS="$work/assets"
 unset REDIS_URL NODE_PATH NODE_OPTIONS
-# Debian's node needs glibc 2.28; on an older host run it through the bundled loader and libraries.
-if ! node --version > /dev/null 2>&1; then
-  mv "$work/bin/node" "$work/bin/node.real"
-  printf '#!/bin/sh\nexec "%s/redis/lib/ld-linux-x86-64.so.2" --library-path "%s/redis/lib" "%s/bin/node.real" "$@"\n' "$work" "$work" "$work" > "$work/bin/node"
-  chmod +x "$work/bin/node"
-  say "node did not start with the host's libraries; using the bundled glibc loader"
+if ! unpack > "$OUT/logs/unpack.log" 2>&1; then
+  broken="unpacking failed: $(tail -n 3 "$OUT/logs/unpack.log" | tr '\n' ' ')"
+else
+  # Debian's node needs glibc 2.28; on an older host run it through the bundled loader and libraries.
+  if ! node --version > /dev/null 2>&1; then
+    mv "$work/bin/node" "$work/bin/node.real"
+    printf '#!/bin/sh\nexec "%s/redis/lib/ld-linux-x86-64.so.2" --library-path "%s/redis/lib" "%s/bin/node.real" "$@"\n' "$work" "$work" "$work" > "$work/bin/node"
+    chmod +x "$work/bin/node"
+    say "node did not start with the host's libraries; using the bundled glibc loader"
+  fi
+  if ! node --version > /dev/null 2>&1 || ! redis-server --version > /dev/null 2>&1; then
+    broken="node or redis-server does not run here: $(node --version 2>&1 | head -n 1) / $(redis-server --version 2>&1 | head -n 1)"
+  fi
 fi
-if ! node --version > /dev/null 2>&1 || ! redis-server --version > /dev/null 2>&1; then
-  record unpack failed $(($(date +%s) - s)) "node: $(node --version 2>&1 | head -1); redis-server: $(redis-server --version 2>&1 | head -1)"
-  say "node or redis-server does not run here: $(node --version 2>&1 | head -1) / $(redis-server --version 2>&1 | head -1)"
-  exit 1
+if [ -n "$broken" ]; then
+  record unpack failed $(($(date +%s) - s)) "$broken"
+  say "$broken"
+else
+  record unpack ok $(($(date +%s) - s)) "node $(node --version), $(redis-server --version | cut -d' ' -f1-3)"
+  say "unpacked in $(($(date +%s) - s))s: node $(node --version), $(command -v redis-server)"
 fi
-record unpack ok $(($(date +%s) - s)) "node $(node --version), $(redis-server --version | cut -d' ' -f1-3)"
-say "unpacked in $(($(date +%s) - s))s: node $(node --version), $(command -v redis-server)"
 
 # 2. Vulkan for WebGPU (Dawn): the loader if the host lacks one (from the bundle's .debs, only the
 # libraries the host does not have), and the NVIDIA ICD: the driver's JSON, or one written for
@@ -178,10 +181,15 @@ say "Vulkan: ICD ${icd:-none found}; loader: $GPU_VULKAN_LOADER"
   echo "== Vulkan"; echo "ICD: ${icd:-none found}"; [ -n "$icd" ] && cat "$icd"; echo; echo "loader: $GPU_VULKAN_LOADER"
   ls -l /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1 | head -n 12
   echo "driver libraries:"; ls /usr/lib/x86_64-linux-gnu/libGLX_nvidia* /usr/lib/x86_64-linux-gnu/libnvidia-gl* /usr/lib/x86_64-linux-gnu/libEGL_nvidia* /usr/local/nvidia/lib64/libGLX_nvidia* 2> /dev/null | head -n 8 || true
-  echo "== runtime"; echo "node $(node --version), onnxruntime-node $(node -p "require('$work/app/node_modules/onnxruntime-node/package.json').version")"; redis-server --version
+  echo "== runtime"; echo "node $(node --version 2>&1 | head -n 1), onnxruntime-node $(node -p "require('$work/app/node_modules/onnxruntime-node/package.json').version" 2>&1 | head -n 1)"; redis-server --version 2>&1 | head -n 1
   echo "python: $(python3 --version 2>&1)"
 } > "$OUT/env.txt" 2>&1
 say "environment: $(grep -m1 -A1 'name, driver' "$OUT/env.txt" | tail -n 1)"
+if [ -n "$broken" ]; then
+  printf '# Cascade GPU run\n\nFAILED before any measurement: %s\n\nSee env.txt and logs/unpack.log.\n' "$broken" > "$OUT/results.md"
+  cat "$OUT/results.md"
+  exit 1
+fi
 
 # 4. Does WebGPU find an adapter? (Dawn's warnings go to logs/webgpu-probe.log.)
 step webgpu-probe 90 10 bash -c "cd '$work/app' && node gpu/bench.mjs --probe --ep webgpu > '$OUT/webgpu-probe.json'"
@@ -198,7 +206,7 @@ else
   say "export: skipped, python3 with torch and torchvision not found (MobileNetV2 int8 only)"
 fi
 big_models=()
-for m in resnet50-fp32 resnet50-fp16 vit_b_16-fp16 vit_b_16-fp32; do
+for m in resnet50-fp32 resnet50-fp16 vit_b_16-fp32 vit_b_16-fp16; do
   [ -s "$work/models/$m.onnx" ] && big_models+=("$m=$work/models/$m.onnx")
 done
 mbv2="$work/assets/models/mobilenetv2-12-int8.onnx"
@@ -212,7 +220,7 @@ done
 # It leaves GPU_RUNS_RESERVE_S (150 s) for the cascade runs.
 bench_deadline=$((deadline - ${GPU_RUNS_RESERVE_S:-150}))
 eps=cpu,webgpu
-(IFS=,; step bench $((bench_deadline - $(date +%s))) 20 bash -c "cd '$work/app' && node gpu/bench.mjs --models '${big_models[*]}' --images '$here/images' --out '$OUT/big-bench.json' --eps $eps --batches ${GPU_BATCHES:-1,8,32} --seconds ${GPU_CELL_S:-2} --deadline $bench_deadline")
+(IFS=,; step bench $((bench_deadline - $(date +%s))) 20 bash -c "cd '$work/app' && node gpu/bench.mjs --models '${big_models[*]}' --images '$here/images' --out '$OUT/big-bench.json' --eps $eps --batches ${GPU_BATCHES:-1,8,32} --seconds ${GPU_CELL_S:-1.5} --photo-seconds ${GPU_PHOTO_S:-8} --deadline $bench_deadline")
 
 # 7. Cascade runs (little: ShuffleNet int8 on the CPU), most important first.
 plan=()
