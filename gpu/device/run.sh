@@ -198,7 +198,7 @@ grep -q '"available":true' "$OUT/webgpu-probe.json" 2> /dev/null && webgpu=1 || 
 [ "$webgpu" -eq 1 ] || say "WebGPU finds no adapter here: the WebGPU runs below fall back to the CPU and the report says so"
 
 # 5. Random-weight ResNet-50 and ViT-B/16 in float32 and float16, exported by the device's torch.
-if command -v python3 > /dev/null && python3 -c 'import torch, torchvision' > /dev/null 2>&1; then
+if command -v python3 > /dev/null && timeout 90 python3 -c 'import torch, torchvision' > /dev/null 2>&1; then
   step export "${GPU_EXPORT_S:-180}" 40 bash -c "python3 '$here/export_models.py' '$work/models' ${GPU_EXPORT_MODELS:-resnet50 vit_b_16} | tee '$OUT/export.jsonl'"
 else
   echo '{"error": "python3 with torch and torchvision not found: no random-weight models (the bundle'"'"'s MobileNetV2 int8 is the only big candidate)"}' > "$OUT/export.jsonl"
