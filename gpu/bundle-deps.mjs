@@ -57,7 +57,8 @@ function reason(rel, isDir) {
   if (/^libonnxruntime_providers_(cuda|tensorrt|rocm|migraphx|openvino|dnnl)\b/.test(base)) return 'onnxruntime CUDA/TensorRT providers';
   if (isDir) {
     // At a package's root only: deeper folders of these names can be code (yaml's dist/doc).
-    if (parts.length === 1 && /^(docs|test|tests|__tests__|example|examples|benchmark|benchmarks|\.github|coverage)$/.test(base)) return 'docs, tests, examples';
+    if (parts.length === 1 && /^(docs|test|tests|__tests__|example|examples|benchmark|benchmarks|\.github|coverage)$/.test(base))
+      return 'docs, tests, examples';
     return null;
   }
   if (/\.d\.[cm]?ts$/.test(base)) return 'type declarations';

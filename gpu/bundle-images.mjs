@@ -39,4 +39,6 @@ for (const name of picked) {
   }
   bytes += statSync(to).size;
 }
-console.log(`images: ${picked.length} of ${names.length} photos, ${resized} resized to a shorter side of ${side} px (JPEG q${quality}), ${(bytes / 1e6).toFixed(1)} MB`);
+console.log(
+  `images: ${picked.length} of ${names.length} photos, ${resized} resized to a shorter side of ${side} px (JPEG q${quality}), ${(bytes / 1e6).toFixed(1)} MB`,
+);

@@ -12,11 +12,16 @@ const check = (ok, what) => {
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
 };
 const json = (f) => JSON.parse(readFileSync(join(out, f), 'utf8'));
-const jsonl = (f) => readFileSync(join(out, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const jsonl = (f) =>
+  readFileSync(join(out, f), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 const photos = readdirSync(join(bundle, 'images')).length;
 const steps = Object.fromEntries(jsonl('steps.jsonl').map((s) => [s.step, s]));
-for (const name of ['unpack', 'webgpu-probe', 'bench', 'cascade-runs', 'report']) check(steps[name]?.status === 'ok', `step ${name} ok (${JSON.stringify(steps[name] ?? null)})`);
+for (const name of ['unpack', 'webgpu-probe', 'bench', 'cascade-runs', 'report'])
+  check(steps[name]?.status === 'ok', `step ${name} ok (${JSON.stringify(steps[name] ?? null)})`);
 check(['ok', 'skipped'].includes(steps.export?.status), `step export ok or skipped with a reason (${steps.export?.note ?? steps.export?.status})`);
 check(existsSync(join(out, 'env.txt')) && /== nvidia-smi/.test(readFileSync(join(out, 'env.txt'), 'utf8')), 'env.txt names the GPU section');
 
@@ -29,10 +34,16 @@ const bench = json('big-bench.json');
 const mbv2 = bench.models.find((m) => m.name === 'mobilenetv2-int8');
 check(!!mbv2, 'the bench measured the bundled big candidate (mobilenetv2-int8)');
 const cpuCells = mbv2?.providers?.cpu?.batches ?? [];
-check(cpuCells.length >= 1 && cpuCells.every((c) => c.imgPerS > 0), `big-stage CPU images/s per batch size: ${cpuCells.map((c) => `b${c.batch} ${c.imgPerS}`).join(', ')}`);
+check(
+  cpuCells.length >= 1 && cpuCells.every((c) => c.imgPerS > 0),
+  `big-stage CPU images/s per batch size: ${cpuCells.map((c) => `b${c.batch} ${c.imgPerS}`).join(', ')}`,
+);
 check(mbv2?.providers?.cpu?.photos?.images > 0, `the CPU went through the photos (${mbv2?.providers?.cpu?.photos?.images})`);
 const gpu = mbv2?.providers?.webgpu;
-check(probe.available ? (gpu?.batches ?? []).length > 0 : /fell back|could not/.test(gpu?.error ?? ''), `WebGPU in the bench: ${gpu?.error ?? `${gpu?.batches?.length} cells`}`);
+check(
+  probe.available ? (gpu?.batches ?? []).length > 0 : /fell back|could not/.test(gpu?.error ?? ''),
+  `WebGPU in the bench: ${gpu?.error ?? `${gpu?.batches?.length} cells`}`,
+);
 
 const runs = json('runs/runs.json');
 const byId = Object.fromEntries(runs.map((r) => [r.id, r]));
@@ -40,13 +51,19 @@ for (const id of ['mobilenetv2-cpu', 'mobilenetv2-webgpu-split', 'mobilenetv2-we
   const r = byId[id];
   check(r?.ok === true, `run ${id} completed${r?.error ? `: ${r.error}` : ''}`);
   if (!r?.ok) continue;
-  check(r.summary.images === photos && r.summary.labeled === photos && r.summary.errors === 0, `run ${id} labelled all ${photos} photos (${r.summary.labeled} labelled, ${r.summary.errors} errors)`);
+  check(
+    r.summary.images === photos && r.summary.labeled === photos && r.summary.errors === 0,
+    `run ${id} labelled all ${photos} photos (${r.summary.labeled} labelled, ${r.summary.errors} errors)`,
+  );
   check(existsSync(join(r.out, 'summary.json')) && existsSync(join(r.out, 'manifest.jsonl')), `run ${id} wrote summary.json and manifest.jsonl`);
   const big = r.summary.stages.at(-1);
   const little = r.summary.stages[0];
   if (id.endsWith('split')) {
     check(JSON.stringify(little.providers) === '["cpu"]', `split run: little stage on the CPU (${little.providers})`);
-    check(big.probeTolerance === 1 && typeof big.probeMaxDiff === 'number', `split run: big probe difference recorded (${big.probeMaxDiff}, tolerance ${big.probeTolerance})`);
+    check(
+      big.probeTolerance === 1 && typeof big.probeMaxDiff === 'number',
+      `split run: big probe difference recorded (${big.probeMaxDiff}, tolerance ${big.probeTolerance})`,
+    );
     check(big.workers === 1 && little.workers === 1, 'split run: one worker process per stage');
   }
   if (!probe.available) check(JSON.stringify(big.providers) === '["cpu"]', `${id}: without an adapter the big stage ran on the CPU (${big.providers})`);

@@ -51,10 +51,13 @@ const { topK } = await import('../dist/pipeline/routing.js');
 // Absent in builds older than the node-placement module: the bench then reports no placement.
 const { nodePlacement } = await import('../dist/pipeline/inference/node-placement.js').catch(() => ({}));
 
-const models = (opt('--models', '') || '').split(',').filter(Boolean).map((m) => {
-  const i = m.indexOf('=');
-  return { name: m.slice(0, i), path: m.slice(i + 1) };
-});
+const models = (opt('--models', '') || '')
+  .split(',')
+  .filter(Boolean)
+  .map((m) => {
+    const i = m.indexOf('=');
+    return { name: m.slice(0, i), path: m.slice(i + 1) };
+  });
 const eps = opt('--eps', 'cpu,webgpu').split(',');
 const batches = opt('--batches', '1,8,32').split(',').map(Number);
 const seconds = Number(opt('--seconds', '2'));
@@ -70,7 +73,10 @@ if (!imageDir || models.length === 0) {
 }
 
 const torch = PreprocessInput.parse('torch');
-const files = readdirSync(imageDir).filter((f) => /\.(jpe?g|png|webp)$/i.test(f)).sort().slice(0, limit);
+const files = readdirSync(imageDir)
+  .filter((f) => /\.(jpe?g|png|webp)$/i.test(f))
+  .sort()
+  .slice(0, limit);
 const report = {
   startedAt: new Date().toISOString(),
   host: hostname(),
@@ -79,7 +85,7 @@ const report = {
   batches,
   secondsPerCell: seconds,
   photos: files.length,
-  note: 'imgPerS: through Cascade\'s InferencePool (thread hop, input transfer, logits→probabilities); sessionImgPerS: time inside session.run only',
+  note: "imgPerS: through Cascade's InferencePool (thread hop, input transfer, logits→probabilities); sessionImgPerS: time inside session.run only",
   models: [],
   rows: [],
 };
@@ -182,7 +188,12 @@ for (const model of models) {
         for (let k = 0; k < n; k++) rows.push(probs.slice(k * classes, (k + 1) * classes));
         if (!reference && performance.now() - t > photoSeconds * 1000) break;
       }
-      res.photos = { images: rows.length, batch: step, imgPerS: r2((rows.length * 1000) / (performance.now() - t)), sessionImgPerS: r2((rows.length * 1000) / inside) };
+      res.photos = {
+        images: rows.length,
+        batch: step,
+        imgPerS: r2((rows.length * 1000) / (performance.now() - t)),
+        sessionImgPerS: r2((rows.length * 1000) / inside),
+      };
       if (ep === 'cpu') cpuRows.set(model.name, rows);
       if (!reference) reference = { ep, rows };
       else entry.agreement[ep] = compare(reference.rows, rows, reference.ep);

@@ -79,7 +79,11 @@ for (const run of plan) {
   try {
     if (run.mode === 'cpu' || run.mode === 'webgpu-one-process') {
       const config = join(conf, run.mode === 'cpu' ? 'cpu.yaml' : 'webgpu.yaml');
-      await cascade(`${run.id}`, ['run', images, '--out', dir, '--little', little, '--big', run.big, '--config', config, '--json', '--no-progress'], limit * 1000);
+      await cascade(
+        `${run.id}`,
+        ['run', images, '--out', dir, '--little', little, '--big', run.big, '--config', config, '--json', '--no-progress'],
+        limit * 1000,
+      );
     } else if (run.mode === 'webgpu-split') {
       await splitRun(run, dir, limit * 1000);
     } else {
@@ -89,10 +93,15 @@ for (const run of plan) {
     record.ok = true;
     if (exitNotes.length) record.note = exitNotes.join('; ');
     record.summary = brief(summary);
-    log(`${run.id}: ${summary.images} images in ${summary.wallSeconds.toFixed(1)} s, ${summary.imagesPerSecond.toFixed(1)} images/s; big on ${record.summary.stages.at(-1)?.providers?.join('+')}`);
+    log(
+      `${run.id}: ${summary.images} images in ${summary.wallSeconds.toFixed(1)} s, ${summary.imagesPerSecond.toFixed(1)} images/s; big on ${record.summary.stages.at(-1)?.providers?.join('+')}`,
+    );
   } catch (err) {
     record.ok = false;
-    record.error = String(err?.message ?? err).split('\n').slice(0, 3).join(' | ');
+    record.error = String(err?.message ?? err)
+      .split('\n')
+      .slice(0, 3)
+      .join(' | ');
     log(`${run.id}: FAILED: ${record.error}`);
   }
   record.seconds = Math.round((Date.now() - t0) / 100) / 10;
@@ -147,18 +156,31 @@ async function splitRun(run, dir, ms) {
   mkdirSync(redisDir, { recursive: true });
   const procs = [];
   try {
-    const redis = start(`${run.id}-redis`, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', redisDir], baseEnv, 'redis-server');
+    const redis = start(
+      `${run.id}-redis`,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', redisDir],
+      baseEnv,
+      'redis-server',
+    );
     procs.push(redis);
     await waitForPort(port, Math.min(15_000, end - Date.now()));
     const env = { ...baseEnv, REDIS_URL: `redis://127.0.0.1:${port}` };
     procs.push(start(`${run.id}-worker-big`, [cli, 'worker', 'big', '--config', join(conf, 'worker-webgpu.yaml')], env));
     procs.push(start(`${run.id}-worker-little`, [cli, 'worker', 'little', 'merge', '--config', join(conf, 'worker-cpu.yaml')], env));
     const submit = (source, to, extra = []) =>
-      cascade(`${run.id}-submit-${to === dir ? 'run' : 'warmup'}`, ['submit', source, '--out', to, '--little', little, '--big', run.big, '--config', join(conf, 'submit.yaml'), '--json', ...extra], Math.max(1000, end - Date.now()), env);
+      cascade(
+        `${run.id}-submit-${to === dir ? 'run' : 'warmup'}`,
+        ['submit', source, '--out', to, '--little', little, '--big', run.big, '--config', join(conf, 'submit.yaml'), '--json', ...extra],
+        Math.max(1000, end - Date.now()),
+        env,
+      );
     // Warm-up: 16 photos, all sent to the big stage (threshold 1), so both workers have loaded and
     // probed their models before the measured run.
     const keys = join(out, `${run.id}-warmup.txt`);
-    const photos = readdirSync(images).filter((f) => /\.(jpe?g|png|webp)$/i.test(f)).sort().slice(0, 16);
+    const photos = readdirSync(images)
+      .filter((f) => /\.(jpe?g|png|webp)$/i.test(f))
+      .sort()
+      .slice(0, 16);
     writeFileSync(keys, `${photos.map((f) => join(images, f)).join('\n')}\n`);
     const warm = join(out, 'warmup', run.id);
     await submit(keys, warm, ['--threshold', '1']);
@@ -198,7 +220,13 @@ async function waitForFile(file, end, procs) {
   while (!existsSync(file)) {
     const dead = procs.find((p) => p.child.exitCode !== null || p.child.signalCode !== null);
     if (dead) throw new Error(`${dead.name} exited (${dead.child.exitCode ?? dead.child.signalCode}) before ${file} was written: ${tail(dead.logFile)}`);
-    if (Date.now() > end) throw new Error(`no ${file} in time; worker logs: ${procs.slice(1).map((p) => `${p.name}: ${tail(p.logFile)}`).join(' || ')}`);
+    if (Date.now() > end)
+      throw new Error(
+        `no ${file} in time; worker logs: ${procs
+          .slice(1)
+          .map((p) => `${p.name}: ${tail(p.logFile)}`)
+          .join(' || ')}`,
+      );
     await sleep(250);
   }
 }

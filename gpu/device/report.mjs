@@ -24,7 +24,11 @@ const json = (f) => {
     return null;
   }
 };
-const jsonl = (f) => (read(f) ?? '').split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l));
+const jsonl = (f) =>
+  (read(f) ?? '')
+    .split('\n')
+    .filter((l) => l.trim().startsWith('{'))
+    .map((l) => JSON.parse(l));
 const sh = (cmd, args) => {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 15_000 }).trim();
@@ -78,7 +82,15 @@ for (const m of bench?.models ?? []) {
     if (ep === 'cpu') continue;
     for (const cell of r.batches ?? []) {
       const ref = cpu.find((c) => c.batch === cell.batch && c.imgPerS);
-      if (ref && cell.imgPerS) bigStage.speedup.push({ model: m.name, provider: ep, batch: cell.batch, imgPerS: cell.imgPerS, cpuImgPerS: ref.imgPerS, speedup: round(cell.imgPerS / ref.imgPerS, 2) });
+      if (ref && cell.imgPerS)
+        bigStage.speedup.push({
+          model: m.name,
+          provider: ep,
+          batch: cell.batch,
+          imgPerS: cell.imgPerS,
+          cpuImgPerS: ref.imgPerS,
+          speedup: round(cell.imgPerS / ref.imgPerS, 2),
+        });
     }
   }
 }
@@ -132,8 +144,10 @@ function markdown(r) {
   L.push(`- GPU: ${g ? `${r.environment.gpus.length} × ${g.name}, driver ${g.driver}, ${g.memory}` : r.environment.nvidiaSmi}`);
   L.push(`- Vulkan ICD: ${r.environment.vulkan.icd ?? 'none found'}; loader: ${r.environment.vulkan.loader ?? '?'}`);
   L.push(`- WebGPU: ${r.webgpu.available ? `adapter found (tiny session in ${r.webgpu.openS} s)` : `NO ADAPTER: ${r.webgpu.reason}`}`);
-  L.push(`- node ${r.environment.node}, onnxruntime ${r.environment.onnxruntime ?? '?'}, ${r.environment.cpus ?? '?'} CPUs${r.environment.torch ? `, torch ${r.environment.torch.torch} (CUDA ${r.environment.torch.cuda})` : ', no torch'}`);
-  L.push('', '## Big stage (Cascade\'s InferencePool on photos), images/s', '');
+  L.push(
+    `- node ${r.environment.node}, onnxruntime ${r.environment.onnxruntime ?? '?'}, ${r.environment.cpus ?? '?'} CPUs${r.environment.torch ? `, torch ${r.environment.torch.torch} (CUDA ${r.environment.torch.cuda})` : ', no torch'}`,
+  );
+  L.push('', "## Big stage (Cascade's InferencePool on photos), images/s", '');
   if (r.bigStage.rows.length) {
     L.push('| model | provider | batch | img/s | img/s in session.run | ms/call |', '|---|---|---|---|---|---|');
     for (const x of r.bigStage.rows) L.push(`| ${x.model} | ${x.provider} | ${x.batch} | ${x.imgPerS} | ${x.sessionImgPerS} | ${x.msPerCall} |`);
@@ -144,8 +158,15 @@ function markdown(r) {
   }
   const agreements = Object.entries(r.bigStage.agreement);
   if (agreements.length) {
-    L.push('', '| model vs cpu | photos | top-1 agree | decisive photos agreeing | max abs Δp | mean abs Δp | median top-1 margin |', '|---|---|---|---|---|---|---|');
-    for (const [k, a] of agreements) L.push(`| ${k} | ${a.images} | ${a.top1Agree} (${pct(a.top1AgreeRate)}) | ${a.decisiveAgree}/${a.decisive} | ${a.maxAbsDiff} | ${a.meanAbsDiff} | ${a.medianTop1Margin} |`);
+    L.push(
+      '',
+      '| model vs cpu | photos | top-1 agree | decisive photos agreeing | max abs Δp | mean abs Δp | median top-1 margin |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const [k, a] of agreements)
+      L.push(
+        `| ${k} | ${a.images} | ${a.top1Agree} (${pct(a.top1AgreeRate)}) | ${a.decisiveAgree}/${a.decisive} | ${a.maxAbsDiff} | ${a.meanAbsDiff} | ${a.medianTop1Margin} |`,
+      );
   }
   for (const [k, line] of Object.entries(r.bigStage.placement)) L.push(`- placement ${k}: ${line}`);
   for (const [k, e] of Object.entries(r.bigStage.errors)) L.push(`- ${k}: ${e}`);
@@ -157,8 +178,12 @@ function markdown(r) {
         L.push(`| ${x.id} | ${x.mode} | ${x.skipped ? `skipped: ${x.skipped}` : `FAILED: ${x.error}`} | | | | | | |`);
         continue;
       }
-      const prov = Object.entries(x.providers ?? {}).map(([s, p]) => `${s}: ${p?.join('+') ?? '?'}`).join(', ');
-      L.push(`| ${x.id} | ${x.mode} | ${x.images} | ${x.imagesPerSecond} | ${x.wallSeconds} | ${pct(x.fractionToBig)} | ${prov} | ${x.bigProbeMaxDiff ?? '?'} (${x.bigProbeTolerance ?? '?'}) | ${x.top1VsGroundTruth ? pct(x.top1VsGroundTruth.rate) : ''} |`);
+      const prov = Object.entries(x.providers ?? {})
+        .map(([s, p]) => `${s}: ${p?.join('+') ?? '?'}`)
+        .join(', ');
+      L.push(
+        `| ${x.id} | ${x.mode} | ${x.images} | ${x.imagesPerSecond} | ${x.wallSeconds} | ${pct(x.fractionToBig)} | ${prov} | ${x.bigProbeMaxDiff ?? '?'} (${x.bigProbeTolerance ?? '?'}) | ${x.top1VsGroundTruth ? pct(x.top1VsGroundTruth.rate) : ''} |`,
+      );
     }
   }
   if (r.cascade.agreement.length) {
@@ -172,7 +197,10 @@ function markdown(r) {
 
 function placementLine(p) {
   const shares = (p.providers ?? []).map((s) => {
-    const ops = Object.entries(s.ops).sort((a, b) => b[1] - a[1]).slice(0, 4).map(([o, n]) => `${o} ${n}`);
+    const ops = Object.entries(s.ops)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 4)
+      .map(([o, n]) => `${o} ${n}`);
     return `${s.provider} ${s.nodes} nodes (${ops.join(', ')})`;
   });
   return `${shares.join('; ')}; ${p.segments} segments, ${p.copies} copies`;
