@@ -109,6 +109,7 @@ export function buildProgram(): Command {
     .command('inspect')
     .description('show a model’s inputs, outputs, execution provider and MACs per image')
     .argument('<model>', '.onnx file or model spec (.yaml/.json)')
+    .option('--providers <list>', 'execution providers to open it on, tried in order (e.g. webgpu,cpu)', 'cpu')
     .option('--json', 'print as JSON')
     .action(async (model: string, opts) => {
       await inspectModelCommand(model, opts);

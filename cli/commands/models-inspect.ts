@@ -1,17 +1,34 @@
 /**
- * `cascade models inspect`: what a model expects and costs, read from the model itself.
+ * `cascade models inspect`: what a model expects and costs, and where its nodes run on the
+ * chosen execution providers, read from the model and one profiled call.
  */
 import { readFile } from 'node:fs/promises';
 import { loadModelSpec } from '../../config/load-config.js';
+import { ConfigError } from '../../config/load-config.js';
+import { ExecutionProvider } from '../../config/schema.js';
 import { InferencePool } from '../../pipeline/inference/inference-pool.js';
+import { formatPlacement, nodePlacement } from '../../pipeline/inference/node-placement.js';
 import { countMacs } from '../../pipeline/onnx/macs.js';
 
-/** Print a model's I/O contract, provider and MAC count. */
-export async function inspectModelCommand(ref: string, o: { json?: boolean }): Promise<void> {
+/** The --providers list, validated. */
+function providerList(flag: string | undefined): ExecutionProvider[] {
+  const names = (flag ?? 'cpu')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const parsed = ExecutionProvider.array().min(1).safeParse(names);
+  if (!parsed.success)
+    throw new ConfigError(`--providers: expected a comma-separated list of ${ExecutionProvider.options.join(', ')} (got ${JSON.stringify(flag)})`);
+  return parsed.data;
+}
+
+/** Print a model's I/O contract, provider, node placement and MAC count. */
+export async function inspectModelCommand(ref: string, o: { json?: boolean; providers?: string }): Promise<void> {
   const spec = await loadModelSpec(ref);
+  const executionProviders = providerList(o.providers);
   const macs = countMacs(await readFile(spec.path));
   const pool = await InferencePool.open(spec.path, {
-    executionProviders: ['cpu'],
+    executionProviders,
     intraOpThreads: 1,
     threads: 1,
     output: spec.output,
@@ -19,10 +36,17 @@ export async function inspectModelCommand(ref: string, o: { json?: boolean }): P
     graphOptimization: spec.graphOptimization,
   });
   await pool.close();
+  // The providers the session opened on, from the first that loaded: where each node then runs.
+  const placement = await nodePlacement(spec.path, {
+    executionProviders: executionProviders.slice(executionProviders.indexOf(pool.provider)),
+    graphOptimization: spec.graphOptimization,
+    intraOpThreads: 1,
+  });
   const report = {
     path: spec.path,
     io: pool.io,
     provider: pool.provider,
+    placement,
     gmacs: macs.macs / 1e9,
     gmacsByOp: Object.fromEntries(Object.entries(macs.byOp).map(([k, v]) => [k, v / 1e9])),
     unresolved: macs.unresolved,
@@ -37,6 +61,7 @@ export async function inspectModelCommand(ref: string, o: { json?: boolean }): P
     `model    ${spec.path}`,
     `input    ${io.inputName} ${io.inputDtype} [${io.fixedBatch ?? 'N'}, ${io.channels}, ${io.height}, ${io.width}]${io.fixedBatch === null ? ' (batched)' : ''}`,
     `output   ${io.outputName}`,
+    `nodes    ${formatPlacement(placement)}`,
     `compute  ${report.gmacs.toFixed(3)} GMACs per image${spec.gmacs !== undefined ? ` (spec says ${spec.gmacs})` : ''}`,
     ...Object.entries(report.gmacsByOp)
       .sort((a, b) => b[1] - a[1])

@@ -26,5 +26,14 @@ describe('cascade models inspect', () => {
     expect(report.io).toMatchObject({ inputDtype: 'float32', height: 8, width: 8 });
     expect(report.gmacs * 1e9).toBeCloseTo(13856, 3);
     expect(report.unresolved).toEqual([]);
+    // Where the nodes ran: all on the CPU provider here, in one segment, with no host/device copy.
+    expect(report.placement).toMatchObject({ segments: 1, copies: 0 });
+    expect(report.placement.providers.map((p: { provider: string }) => p.provider)).toEqual(['cpu']);
+  });
+
+  it('refuses an unknown provider with one line, exit 2', async () => {
+    const err = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'models', 'inspect', models.convNet, '--providers', 'gpu9']).catch((e) => e);
+    expect(err.code).toBe(2);
+    expect(err.stderr).toMatch(/^cascade: --providers: expected a comma-separated list of cpu, cuda, webgpu/);
   });
 });
