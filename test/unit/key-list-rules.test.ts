@@ -99,8 +99,8 @@ describe('defaultLocalRoots', () => {
     expect(defaultLocalRoots('/data/lists/keys.LST')).toEqual(['/data/lists']);
     expect(defaultLocalRoots('/data/lists/keys.dat', { asList: true })).toEqual(['/data/lists']);
     expect(defaultLocalRoots('/data/one.jpg')).toEqual(['/data/one.jpg']);
-    expect(defaultLocalRoots('imgs', { cwd: '/work' })).toEqual(['/work/imgs']);
-    expect(defaultLocalRoots('../shared/assets/images', { cwd: '/work/main' })).toEqual(['/work/shared/assets/images']);
+    expect(defaultLocalRoots('imgs', { cwd: '/srv' })).toEqual(['/srv/imgs']);
+    expect(defaultLocalRoots('../shared/assets/images', { cwd: '/srv/cascade' })).toEqual(['/srv/shared/assets/images']);
     expect(defaultLocalRoots('file:///data/keys.txt')).toEqual(['/data']);
     expect(defaultLocalRoots('s3://bucket/prefix/')).toEqual([]);
     expect(defaultLocalRoots('s3://bucket/lists/keys.txt')).toEqual([]);
