@@ -31,17 +31,21 @@ export const RUN_MARKER_KEY = '_cascade/run.json';
 export const RunMarker = z.object({ runId: z.string(), specHash: z.string(), createdAt: z.string() });
 export type RunMarker = z.infer<typeof RunMarker>;
 
-/** The keys a run writes under its output location: what --overwrite removes of an earlier run. */
+/**
+ * The keys a run writes under its output location: what --overwrite removes of an earlier run.
+ * The marker's folder comes last: while the marker stands, no other run can take the location
+ * half-cleared.
+ */
 const RUN_OBJECT_PREFIXES = [
   'parts/',
   'audit/',
-  '_cascade/',
   'manifest.jsonl',
   'summary.json',
   'confidence.svg',
   'confidence.png',
   'calibration.svg',
   RUN_CALIBRATION_KEY,
+  '_cascade/',
 ];
 
 export interface SubmitOptions {
@@ -154,8 +158,7 @@ async function clearRunObjects(output: ObjectStore): Promise<void> {
   for (const prefix of RUN_OBJECT_PREFIXES) {
     const keys: string[] = [];
     for await (const o of output.list(prefix)) if (o.key === prefix || prefix.endsWith('/')) keys.push(o.key);
-    // The marker last: while it stands, no other run can take the location half-cleared.
-    for (const key of keys.sort((x, y) => Number(x === RUN_MARKER_KEY) - Number(y === RUN_MARKER_KEY))) await output.delete(key);
+    for (const key of keys) await output.delete(key);
   }
 }
 
