@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
+import { CascadeError } from '../config/errors.js';
 import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
 import { parseGroundTruth } from '../pipeline/calibration/ground-truth.js';
 import { defaultCacheDir, modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
@@ -146,7 +147,7 @@ export async function readGroundTruth(file: string, ctx: DataContext): Promise<M
 }
 
 /** A problem with calibration inputs or results, reported as one line (no stack) by the CLI. */
-export class CalibrationError extends Error {
+export class CalibrationError extends CascadeError {
   override name = 'CalibrationError';
 }
 

@@ -1,8 +1,9 @@
 /**
  * The `cascade` command line.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { ConfigError } from '../config/load-config.js';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { CascadeError, EXIT_USAGE } from '../config/errors.js';
 import { runCommand } from './commands/run.js';
 import { inspectModelCommand } from './commands/models-inspect.js';
 import { downloadModelsCommand } from './commands/models-download.js';
@@ -25,7 +26,14 @@ function number(name: string, min: number, max: number) {
 
 /** Build the CLI program (exported for tests). */
 export function buildProgram(): Command {
-  const program = new Command('cascade').description('Label image collections with a little-big model cascade on BullMQ.').showHelpAfterError();
+  const program = new Command('cascade')
+    .description('Label image collections with a little-big model cascade on BullMQ.')
+    .version(packageVersion(), '-V, --version', "print Cascade's version")
+    .option('--debug', 'print stack traces with errors (also CASCADE_DEBUG=1)')
+    .showHelpAfterError()
+    // Commander's own usage errors (unknown option, missing argument) are thrown to main(),
+    // which exits 2 for them; help and --version exit 0.
+    .exitOverride();
 
   cascadeOptions(
     program
@@ -146,25 +154,38 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Entry point: run the CLI, turning known errors into one clear line and exit code 2. */
+/** The version in Cascade's package.json. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** True when stack traces were asked for: `--debug` anywhere on the line, or CASCADE_DEBUG=1. */
+function debugWanted(argv: readonly string[]): boolean {
+  const env = process.env.CASCADE_DEBUG;
+  return argv.includes('--debug') || (env !== undefined && env !== '' && env !== '0' && env !== 'false');
+}
+
+/**
+ * Entry point: run the CLI. Exit codes: 0 success, 1 the run or check failed, 2 usage or
+ * configuration error. Known errors (CascadeError) print one line `cascade: <message>`;
+ * anything else prints one line too, with its stack only under `--debug` or CASCADE_DEBUG=1.
+ */
 export async function main(argv = process.argv): Promise<void> {
+  const debug = debugWanted(argv);
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const known =
-      err instanceof ConfigError ||
-      (err instanceof Error &&
-        [
-          'ModelLoadError',
-          'SourceError',
-          'SourceNotFoundError',
-          'ObjectNotFoundError',
-          'UnknownRunError',
-          'CalibrationError',
-          'DownloadError',
-          'ModelRefusedError',
-        ].includes(err.name));
-    process.stderr.write(`cascade: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
-    process.exitCode = known ? 2 : 1;
+    if (err instanceof CommanderError) {
+      // Commander already printed its message (and the help hint); help and --version are exit 0.
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    const oneLine = message.split('\n')[0];
+    const stack = debug && err instanceof Error && err.stack ? `\n${err.stack}` : '';
+    // A known error's message is written for the user in full; an unexpected one shows its first line.
+    process.stderr.write(`cascade: ${debug || err instanceof CascadeError ? message : oneLine}${stack}\n`);
+    process.exitCode = err instanceof CascadeError ? err.exitCode : 1;
   }
 }

@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { CascadeError } from '../config/errors.js';
 
 export interface PrivateRedisOptions {
   /** redis-server binary; default `redis-server` from PATH. */
@@ -31,7 +32,7 @@ export interface PrivateRedis {
 }
 
 /** redis-server is not installed (or not at the given path). */
-export class RedisServerNotFoundError extends Error {
+export class RedisServerNotFoundError extends CascadeError {
   override name = 'RedisServerNotFoundError';
   /** `bin` is the command that could not be run. */
   constructor(

@@ -9,9 +9,10 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { type AnyCalibrationFile, calibrationMismatch, readAnyCalibrationFile } from './calibration.js';
 import { CascadeConfig, ModelSpec, type CascadeConfigInput } from './schema.js';
+import { CascadeError } from './errors.js';
 
 /** A configuration problem, phrased for the person who wrote the config. */
-export class ConfigError extends Error {
+export class ConfigError extends CascadeError {
   override name = 'ConfigError';
 }
 

@@ -19,6 +19,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { CascadeError } from '../config/errors.js';
 import { walkFiles } from '../pipeline/storage/local-store.js';
 import { isForbiddenPath } from '../pipeline/storage/local-roots.js';
 import { formatS3Url, parseRef, type Ref } from '../pipeline/storage/location.js';
@@ -58,7 +59,7 @@ export function defaultLocalRoots(source: string, opts: { asList?: boolean; cwd?
 }
 
 /** The source (folder, list file, prefix or bucket) does not exist. */
-export class SourceNotFoundError extends Error {
+export class SourceNotFoundError extends CascadeError {
   readonly code = 'SOURCE_NOT_FOUND';
   override name = 'SourceNotFoundError';
   /** `detail` says what was missing, when more precise than "not found". */

@@ -5,6 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
+import { CascadeError } from '../../config/errors.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { RunTracker } from '../../queue/run-tracker.js';
@@ -12,7 +13,7 @@ import { fleetSettings } from '../fleet-settings.js';
 import { buildRunStatus, formatRunList, formatRunStatus, type BatchCounts, type RunStatus } from '../format-status.js';
 
 /** The run id names no run under this prefix. */
-export class UnknownRunError extends Error {
+export class UnknownRunError extends CascadeError {
   override name = 'UnknownRunError';
 }
 

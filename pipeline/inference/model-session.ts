@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
+import { CascadeError } from '../../config/errors.js';
 import type { ExecutionProvider, Numerics } from '../../config/schema.js';
 import { fromFloat16Bits, type Tensor } from '../onnx/float16.js';
 import { DataType, decodeModel, encodeModel, type TensorProto } from '../onnx/onnx-proto.js';
@@ -101,7 +102,7 @@ export function unshareInt8Initializers(bytes: Uint8Array): Uint8Array | null {
 }
 
 /** Raised when a model cannot be opened or does not fit the image-classifier contract. */
-export class ModelLoadError extends Error {
+export class ModelLoadError extends CascadeError {
   override name = 'ModelLoadError';
 }
 

@@ -3,6 +3,7 @@
  * or tampered download never looks like a model. Already-present files with the right
  * checksum are left alone.
  */
+import { CascadeError } from '../../config/errors.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
@@ -21,7 +22,7 @@ export interface Download {
 export type DownloadOutcome = { file: string; status: 'present' | 'downloaded' | 'replaced'; bytes: number };
 
 /** A download whose bytes did not match, or that could not be fetched. */
-export class DownloadError extends Error {
+export class DownloadError extends CascadeError {
   override name = 'DownloadError';
 }
 

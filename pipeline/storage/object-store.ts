@@ -6,6 +6,7 @@
  */
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { CascadeError } from '../../config/errors.js';
 import type { z } from 'zod';
 
 /** One listed object; `key` is relative to the store's root/prefix. */
@@ -50,7 +51,7 @@ export interface ObjectStore {
 export type StoreErrorCode = 'OBJECT_NOT_FOUND' | 'OBJECT_TOO_LARGE' | 'INVALID_KEY';
 
 /** The object (file or S3 key) does not exist. */
-export class ObjectNotFoundError extends Error {
+export class ObjectNotFoundError extends CascadeError {
   readonly code = 'OBJECT_NOT_FOUND' satisfies StoreErrorCode;
   override name = 'ObjectNotFoundError';
   /** `ref` is the full reference (path or s3:// URL); `detail` says why, when known. */
