@@ -3,6 +3,7 @@
  * integration tests): loopback only, no persistence, its own temp dir, killed with the process.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -27,6 +28,8 @@ export interface PrivateRedis {
   host: string;
   port: number;
   pid: number;
+  /** Its temporary folder (`cascade-redis-*` under the OS temp dir), removed by stop(). */
+  dir: string;
   /** Shuts the server down (SIGTERM, then SIGKILL) and removes its temp dir; idempotent. */
   stop(): Promise<void>;
 }
@@ -89,7 +92,11 @@ async function launch(bin: string, host: string, port: number, dir: string, opts
     'warning',
     ...(opts.extraArgs ?? []),
   ];
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the server last,
+  // after the workers have drained. It then dies in every exit path of ours (stop(), or the 'exit'
+  // hook below, which also covers process.exit and uncaught errors); only a SIGKILL of this
+  // process leaves it running (redis-server cannot watch its parent), until killed by its pid.
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   // The pipes must be drained or a chatty server blocks on write; keep the tail for error messages.
   let output = '';
   const collect = (chunk: Buffer) => {
@@ -130,8 +137,11 @@ async function launch(bin: string, host: string, port: number, dir: string, opts
 }
 
 function supervise(child: ChildProcess, exited: Promise<unknown>, host: string, port: number, dir: string): PrivateRedis {
-  // A crashed or killed parent must not leave an orphan server behind.
-  const killOnExit = () => child.kill('SIGKILL');
+  // A crashed or exiting parent must not leave an orphan server or its folder behind.
+  const killOnExit = () => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
   process.once('exit', killOnExit);
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -145,7 +155,7 @@ function supervise(child: ChildProcess, exited: Promise<unknown>, host: string, 
       process.removeListener('exit', killOnExit);
       await fs.rm(dir, { recursive: true, force: true });
     })());
-  return { url: `redis://${host.includes(':') ? `[${host}]` : host}:${port}`, host, port, pid: child.pid!, stop };
+  return { url: `redis://${host.includes(':') ? `[${host}]` : host}:${port}`, host, port, pid: child.pid!, dir, stop };
 }
 
 /** Polls until the server on host:port answers and is our child (not another process on a reused port). */

@@ -21,7 +21,7 @@ import { assertClusterPrefix, connectRedis } from '../queue/redis-connection.js'
 import { RunTracker } from '../queue/run-tracker.js';
 import { MergeWorker } from './merge-worker.js';
 import { RunScheduler } from './run-scheduler.js';
-import { StageWorker, type StageWorkerOptions } from './stage-worker.js';
+import { StageWorker, type StageWorkerOptions, type WorkerLog } from './stage-worker.js';
 
 /** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' or 'scheduler'. */
 export type Role = string;
@@ -91,13 +91,7 @@ export function allRoles(config: CascadeConfig): Role[] {
 }
 
 /** Connect and start the workers of `roles` (stage names, 'merge', 'scheduler'); models open as runs name them. */
-export async function startRuntime(
-  config: RuntimeConfig,
-  redisUrl: string,
-  roles: Role[],
-  log: (msg: string) => void,
-  extras: RuntimeExtras = {},
-): Promise<Runtime> {
+export async function startRuntime(config: RuntimeConfig, redisUrl: string, roles: Role[], log: WorkerLog, extras: RuntimeExtras = {}): Promise<Runtime> {
   let client: S3Client | undefined;
   const s3 = () => (client ??= makeS3Client(config.s3));
   const openOutput = (out: string) => openStore(parseLocation(out), s3);

@@ -9,13 +9,14 @@ import { mergeRun } from '../pipeline/results/merge-run.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { MERGE_QUEUE, MergeJob } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
+import { errorKind, failureFields, type WorkerLog } from './stage-worker.js';
 
 export interface MergeWorkerOptions {
   connection: Redis;
   prefix: string;
   openOutput: (out: string) => ObjectStore;
   tracker: RunTracker;
-  log: (msg: string) => void;
+  log: WorkerLog;
   /** Job lock and stalled-job settings; BullMQ defaults when absent. */
   lockOptions?: LockOptions;
 }
@@ -30,10 +31,10 @@ export class MergeWorker {
     this.connection = o.connection.duplicate();
     this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1, ...o.lockOptions });
     this.worker.on('failed', (job, err) => {
-      o.log(`merge: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`);
+      o.log(`merge: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, 'merge'));
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) void o.tracker.markMergeFailed(MergeJob.parse(job.data).runId, err.message);
     });
-    this.worker.on('error', (err) => o.log(`merge: worker error: ${err.message}`));
+    this.worker.on('error', (err) => o.log(`merge: worker error: ${err.message}`, { level: 'warn', stage: 'merge', errorKind: errorKind(err), err }));
   }
 
   /** Merge one run (exposed for tests). */

@@ -36,11 +36,38 @@ export interface StageWorkerOptions {
   openOutput: (out: string) => ObjectStore;
   tracker: RunTracker;
   queues: CascadeQueues;
-  log: (msg: string) => void;
+  /** Log a line; `fields.level` is warn/error for retries/final failures, the other fields are structured. */
+  log: WorkerLog;
   /** Job lock and stalled-job settings (see JobLocks in config/schema.ts); BullMQ defaults when absent. */
   lockOptions?: LockOptions;
   /** Called after each batch is counted (metrics); errorsByKind counts the batch's error rows. */
   onBatch?: (stage: string, stats: StageStats, errorsByKind: Record<string, number>) => void;
+}
+
+/** A log function taking structured fields; `level` defaults to info. */
+export type WorkerLog = (msg: string, fields?: { level?: 'debug' | 'info' | 'warn' | 'error'; [field: string]: unknown }) => void;
+
+/** The kind of an error for logs and summaries: its code (ECONNREFUSED, ENOSPC …), else its name. */
+export function errorKind(err: unknown): string {
+  const e = err as { code?: unknown; name?: unknown } | null;
+  return typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'Error';
+}
+
+/** Fields of a failed-job line: warn while BullMQ will retry it, error once its attempts are spent. */
+export function failureFields(job: Job | undefined, err: Error, stage: string): Parameters<WorkerLog>[1] {
+  const data = (job?.data ?? {}) as { runId?: unknown; batch?: unknown };
+  const attempts = job?.opts.attempts ?? 1;
+  const attempt = job?.attemptsMade ?? 0;
+  return {
+    level: attempt >= attempts ? 'error' : 'warn',
+    runId: data.runId,
+    stage,
+    batch: data.batch,
+    attempt,
+    attempts,
+    errorKind: errorKind(err),
+    final: attempt >= attempts,
+  };
 }
 
 /** Consumes one stage's queue until closed. */
@@ -58,8 +85,10 @@ export class StageWorker {
       autorun: true,
       ...o.lockOptions,
     });
-    this.worker.on('failed', (job, err) => o.log(`${o.stage}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
-    this.worker.on('error', (err) => o.log(`${o.stage}: worker error: ${err.message}`));
+    this.worker.on('failed', (job, err) =>
+      o.log(`${o.stage}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, o.stage)),
+    );
+    this.worker.on('error', (err) => o.log(`${o.stage}: worker error: ${err.message}`, { level: 'warn', stage: o.stage, errorKind: errorKind(err), err }));
   }
 
   /** Borrow the model `spec` pins for stage `index`, verified; and the classify dependencies under the run's limits. */

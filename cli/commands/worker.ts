@@ -14,7 +14,8 @@ import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
 import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
-import { createLogger } from '../logger.js';
+import { exitNow } from '../exit-now.js';
+import { createLogger, logFn } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
 import { requireRedisUrl } from './submit.js';
 
@@ -61,7 +62,8 @@ function firstSignal(log: (msg: string) => void): Promise<NodeJS.Signals> {
     const handler = (signal: NodeJS.Signals) => {
       if (received) {
         log(`${signal} again: exiting without waiting for jobs in flight (BullMQ will re-run them as stalled)`);
-        process.exit(1);
+        void exitNow(1);
+        return;
       }
       received = true;
       resolve(signal);
@@ -73,7 +75,7 @@ function firstSignal(log: (msg: string) => void): Promise<NodeJS.Signals> {
 /** Run the worker roles until a signal, then shut down gracefully. */
 export async function workerCommand(roles: string[], o: WorkerCommandOptions): Promise<void> {
   const logger = createLogger();
-  const log = (msg: string) => logger.info(msg);
+  const log = logFn(logger);
   refuseRunFlags(o);
   const wanted = validateRoles(roles);
   const { config, ignored } = await loadWorkerConfig({ file: o.config, overrides: { concurrency: o.concurrency } });

@@ -46,6 +46,14 @@ export function accumulationWaitMs(accumulateMs: number | undefined, provider: E
 
 /** Inference for one model across worker threads. */
 export class InferencePool {
+  /** Every open pool in this process, for stopAll. */
+  private static readonly live = new Set<InferencePool>();
+
+  /** Stop the threads of every open pool: a process exiting at once does this first (see cli/exit-now.ts). */
+  static async stopAll(): Promise<void> {
+    await Promise.allSettled([...InferencePool.live].map((p) => p.close()));
+  }
+
   /** Merges concurrent requests into full batches; null for fixed-batch models or no accumulation. */
   readonly accumulator: BatchAccumulator | null;
 
@@ -58,6 +66,7 @@ export class InferencePool {
   ) {
     const waitMs = accumulationWaitMs(options.accumulateMs, provider, io.fixedBatch);
     this.accumulator = waitMs > 0 ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: waitMs }) : null;
+    InferencePool.live.add(this);
   }
 
   /** Start the threads and load the model once, failing fast with a clear error if it cannot load. */
@@ -100,6 +109,7 @@ export class InferencePool {
 
   /** Stop the threads. */
   async close(): Promise<void> {
+    InferencePool.live.delete(this);
     await this.pool.destroy();
   }
 }

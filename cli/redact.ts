@@ -1,0 +1,54 @@
+/**
+ * Secrets must never reach a log line or a printed error: Redis AUTH/HELLO arguments (ioredis
+ * puts them on its error objects), passwords in URLs in any form, AWS keys.
+ */
+
+const MASK = '***';
+// Object keys whose values are secrets wherever they appear.
+const SECRET_KEY = /pass(word)?|secret|token|authorization|credential|session_?key|^auth$/i;
+
+/** `text` with URL passwords, `password=`-style parameters, AUTH arguments and AWS keys masked. */
+export function redactSecrets(text: string): string {
+  return (
+    text
+      // scheme://user:password@host (also redis-cluster://, rediss://, s3 endpoints …)
+      .replace(/([a-z][a-z0-9+.-]*:\/\/[^:@/\s'"]*):([^@/\s'"]+)@/gi, `$1:${MASK}@`)
+      // ?password=… &pass=… token=…, and "password": "…" / password: '…'
+      .replace(/\b((?:password|passwd|pass|pwd|secret|token|aws_secret_access_key|secretAccessKey|sessionToken)["']?\s*[=:]\s*["']?)[^\s&"',}]+/gi, `$1${MASK}`)
+      // AUTH [user] password / HELLO 3 AUTH user password, as text or as a printed array
+      .replace(/\b(AUTH)((?:["',\s[\]]+)(?:[^\s"',[\]]+["',\s[\]]+)?)([^\s"',[\]]+)/g, `$1$2${MASK}`)
+      // AWS access key ids
+      .replace(/\b(AKIA|ASIA)[A-Z0-9]{16}\b/g, `$1${MASK}`)
+  );
+}
+
+/** Redis command arguments with everything after AUTH masked (HELLO 3 AUTH user pw, AUTH pw, AUTH user pw). */
+function redactArgs(args: unknown[], commandName?: string): unknown[] {
+  if (commandName && /^auth$/i.test(commandName)) return args.map(() => MASK);
+  const at = args.findIndex((a) => typeof a === 'string' && a.toUpperCase() === 'AUTH');
+  if (at < 0) return args.map((a) => redactValue(a));
+  return args.map((a, i) => (i > at ? MASK : a));
+}
+
+/** A copy of `value` (any depth, errors included) with every secret masked; safe to log or print. */
+export function redactValue(value: unknown, seen = new WeakSet<object>()): unknown {
+  if (typeof value === 'string') return redactSecrets(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (seen.has(value)) return '[Circular]';
+  seen.add(value);
+  if (Array.isArray(value)) return redactArgs(value);
+  if (Buffer.isBuffer(value)) return value;
+  const out: Record<string, unknown> = {};
+  const src = value as Record<string, unknown>;
+  // Errors keep name/message/stack, which are not enumerable.
+  const keys = value instanceof Error ? ['name', 'message', 'stack', ...Object.keys(value)] : Object.keys(value);
+  const commandName = typeof src.name === 'string' ? src.name : undefined;
+  for (const key of keys) {
+    const v = src[key];
+    if (v === undefined) continue;
+    if (SECRET_KEY.test(key) && (typeof v === 'string' || typeof v === 'number')) out[key] = MASK;
+    else if (key === 'args' && Array.isArray(v)) out[key] = redactArgs(v, commandName);
+    else out[key] = redactValue(v, seen);
+  }
+  return out;
+}
