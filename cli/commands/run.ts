@@ -11,7 +11,8 @@ import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
 import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import { formatSummary } from '../format-summary.js';
-import { createLogger } from '../logger.js';
+import { cliProgressBar, createLogger, logFn, registerBar } from '../logger.js';
+import { exitNow } from '../exit-now.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { resolve } from 'node:path';
@@ -26,22 +27,40 @@ export interface RunOptions extends CascadeFlags {
 /** Run the cascade end to end over `source`; resolves with the summary. */
 export async function runCommand(source: string, o: RunOptions): Promise<RunSummary> {
   const logger = createLogger();
-  const log = (msg: string) => logger.info(msg);
+  const log = logFn(logger);
   const config = await loadCascadeConfig(o);
   // One process reads the images it was pointed at, and nothing else on this machine.
   config.sources.localRoots ??= defaultLocalRoots(source);
-  const redis = config.redisUrl ? { url: config.redisUrl, stop: async () => {} } : await startPrivateRedis();
-  if (!config.redisUrl) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`);
+  const privateRedis = config.redisUrl ? undefined : await startPrivateRedis();
+  const redis = privateRedis ?? { url: config.redisUrl!, stop: async () => {} };
+  if (privateRedis) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`, { redisPid: privateRedis.pid, redisDir: privateRedis.dir });
   const runtime = await startRuntime(config, redis.url, allRoles(config), log).catch(async (err) => {
     await redis.stop();
     throw err;
   });
-  // A private redis-server is our child: never leave it behind on Ctrl-C or SIGTERM.
+  // One signal drains the batches in flight, then stops the private redis-server (its own process
+  // group, so the terminal's Ctrl-C did not reach it) and exits 130/143; a second exits 1 at once.
+  let stopping: Promise<never> | undefined;
+  let unregisterBar = () => {};
   const onSignal = (signal: NodeJS.Signals) => {
-    log(`${signal}: stopping workers and the private redis-server`);
-    void runtime.close().finally(() => redis.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143)));
+    if (stopping) {
+      log(`${signal} again: exiting now without waiting for the batches in flight`, { level: 'warn' });
+      void exitNow(1);
+      return;
+    }
+    unregisterBar();
+    bar?.stop();
+    log(`${signal}: finishing the batches in flight, then stopping${privateRedis ? ' the private redis-server' : ''} (send it again to exit now)`, {
+      level: 'warn',
+    });
+    stopping = (async () => {
+      await runtime.close().catch(() => undefined);
+      await redis.stop().catch(() => undefined);
+      log('stopped cleanly');
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    })();
   };
-  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
   const bar =
     o.progress !== false && process.stderr.isTTY
       ? new cliProgress.SingleBar(
@@ -63,6 +82,8 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     await claimOutput(output, spec, o.overwrite);
     if (curve) await output.put(RUN_CALIBRATION_KEY, JSON.stringify(curve));
     bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
+    // Log lines go above the bar, never through it.
+    if (bar) unregisterBar = registerBar(cliProgressBar(bar as unknown as Parameters<typeof cliProgressBar>[0]));
     let duplicates = 0;
     const refs = listSource(src, { extensions: config.extensions, s3: runtime.s3, onDuplicate: () => void duplicates++ });
     const submitted = await submitRun({
@@ -85,11 +106,19 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
         errors: p.stages.reduce((n, s) => n + s.errors, 0),
       });
     });
+    unregisterBar();
     bar?.stop();
     process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`);
     return summary;
+  } catch (err) {
+    // Stopping on a signal: whatever failed as the workers closed is not the run's error; the
+    // signal handler exits with 130/143 once the shutdown is done.
+    if (stopping) await stopping;
+    throw err;
   } finally {
+    if (stopping) await stopping;
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    unregisterBar();
     bar?.stop();
     await runtime.close();
     await redis.stop();
