@@ -3,19 +3,111 @@
  * one-process `cascade run` and `cascade status` share one notion of "done".
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Queue } from 'bullmq';
+import { CascadeFailure } from '../config/errors.js';
 import { RunSummary } from '../pipeline/results/manifest.js';
+import type { CascadeQueues } from './cascade-queues.js';
 import type { RunProgress, RunTracker } from './run-tracker.js';
 
-/** Poll until the run is merged; returns its summary, or throws if the merge failed for good. */
-export async function waitForRun(tracker: RunTracker, runId: string, onProgress: (p: RunProgress) => void, intervalMs = 200): Promise<RunSummary> {
+/** A batch (or the merge) that failed for good: its job id, stage and last error. */
+export interface FailedBatch {
+  stage: string;
+  jobId: string;
+  reason: string;
+}
+
+/** The run cannot complete: batches failed for good, or its merge did. Exit code 1. */
+export class RunFailedError extends CascadeFailure {
+  override name = 'RunFailedError';
+  constructor(
+    readonly runId: string,
+    readonly failed: readonly FailedBatch[],
+    readonly mergeError?: string,
+  ) {
+    super(describeRunFailure(runId, failed, mergeError));
+  }
+}
+
+/** The first word-ish part of an error, so "ENOTDIR: … parts/3.jsonl" and "ENOTDIR: … parts/4.jsonl" are one kind. */
+function errorKind(reason: string): string {
+  const m = /^([A-Za-z][\w.]*)(?=[:\s])/.exec(reason);
+  return m ? m[1]! : reason.slice(0, 60);
+}
+
+/** Which batches failed, the first error of each kind, and the `cascade retry` line. */
+export function describeRunFailure(runId: string, failed: readonly FailedBatch[], mergeError?: string): string {
+  const lines = [
+    mergeError
+      ? `run ${runId} failed: its merge failed for good: ${mergeError}`
+      : `run ${runId} failed: ${failed.length} batch(es) failed for good after their retries`,
+  ];
+  if (failed.length > 0) {
+    const shown = failed.slice(0, 10).map((f) => `${f.stage}:${f.jobId}`);
+    lines.push(`  failed: ${shown.join(', ')}${failed.length > shown.length ? `, … (${failed.length - shown.length} more)` : ''}`);
+    const kinds = new Map<string, FailedBatch>();
+    for (const f of failed) if (!kinds.has(errorKind(f.reason))) kinds.set(errorKind(f.reason), f);
+    for (const f of kinds.values()) lines.push(`  first error (${f.jobId}): ${f.reason.split('\n')[0]}`);
+  }
+  lines.push(`  once the cause is fixed: cascade retry ${runId}`);
+  return lines.join('\n');
+}
+
+/** The run's job ids (`<runId>-b<n>-…`, or its merge) in `types` of `queue`. */
+async function runJobIds(queue: Queue, runId: string, types: Array<'waiting' | 'delayed' | 'prioritized' | 'active' | 'failed' | 'waiting-children'>) {
+  // Run ids are [A-Za-z0-9_-] only, so they need no escaping; '-b<n>-' stops 'a' matching run 'a-b5'.
+  const ofRun = new RegExp(`^${runId}-(b\\d+-|merge$)`);
+  return (await queue.getRanges(types, 0, -1)).filter((id) => ofRun.test(id));
+}
+
+/**
+ * The batches of `runId` that failed for good, when nothing of the run is left queued, delayed
+ * or active (so the run can no longer complete); null while the run can still make progress.
+ */
+export async function stuckRunFailures(queues: CascadeQueues, runId: string, stageNames: readonly string[]): Promise<FailedBatch[] | null> {
+  const all = [...stageNames.map((n) => [n, queues.stage(n)] as const), ['merge', queues.merge] as const];
+  const failed: FailedBatch[] = [];
+  for (const [stage, queue] of all) {
+    const pending = await runJobIds(queue, runId, ['waiting', 'delayed', 'prioritized', 'active', 'waiting-children']);
+    if (pending.length > 0) return null;
+    for (const jobId of await runJobIds(queue, runId, ['failed'])) {
+      const job = await queue.getJob(jobId);
+      failed.push({ stage, jobId, reason: job?.failedReason ?? 'unknown error' });
+    }
+  }
+  return failed.length > 0 ? failed : null;
+}
+
+/**
+ * Poll until the run is merged; returns its summary. Throws RunFailedError when the merge failed
+ * for good, or (given `queues`) when batches failed for good and nothing of the run is left to
+ * run, so the caller ends instead of waiting forever.
+ */
+export async function waitForRun(
+  tracker: RunTracker,
+  runId: string,
+  onProgress: (p: RunProgress) => void,
+  intervalMs = 200,
+  queues?: CascadeQueues,
+): Promise<RunSummary> {
+  // Seen stuck on two polls in a row: a batch between its stages or a merge being queued is not.
+  let stuckPolls = 0;
   for (;;) {
     const progress = await tracker.progress(runId);
     if (!progress) throw new Error(`run ${runId} is unknown`);
     onProgress(progress);
-    if (progress.mergeError) throw new Error(`run ${runId}: merge failed: ${progress.mergeError}`);
+    if (progress.mergeError) throw new RunFailedError(runId, [], progress.mergeError);
     if (progress.mergedAt) {
       const raw = await tracker.summary(runId);
       return RunSummary.parse(JSON.parse(raw!));
+    }
+    if (queues) {
+      const failed = await stuckRunFailures(
+        queues,
+        runId,
+        progress.spec.stages.map((s) => s.name),
+      );
+      stuckPolls = failed ? stuckPolls + 1 : 0;
+      if (failed && stuckPolls >= 2) throw new RunFailedError(runId, failed);
     }
     await sleep(intervalMs);
   }

@@ -98,14 +98,21 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     log(
       submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`,
     );
-    const summary = await waitForRun(runtime.tracker, runId, (p) => {
-      bar?.setTotal(Math.max(p.total ?? p.listedImages, 1));
-      bar?.update(p.final, {
-        little: p.stages[0]?.accepted ?? 0,
-        big: p.stages[p.stages.length - 1]?.accepted ?? 0,
-        errors: p.stages.reduce((n, s) => n + s.errors, 0),
-      });
-    });
+    const summary = await waitForRun(
+      runtime.tracker,
+      runId,
+      (p) => {
+        bar?.setTotal(Math.max(p.total ?? p.listedImages, 1));
+        bar?.update(p.final, {
+          little: p.stages[0]?.accepted ?? 0,
+          big: p.stages[p.stages.length - 1]?.accepted ?? 0,
+          errors: p.stages.reduce((n, s) => n + s.errors, 0),
+        });
+      },
+      200,
+      // Ends the wait (exit 1, with the `cascade retry` line) once batches failed for good.
+      runtime.queues,
+    );
     unregisterBar();
     bar?.stop();
     process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`);

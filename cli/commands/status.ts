@@ -5,10 +5,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
-import { CascadeError } from '../../config/errors.js';
+import { CascadeError, EXIT_FAILED } from '../../config/errors.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { RunTracker } from '../../queue/run-tracker.js';
+import { describeRunFailure, stuckRunFailures } from '../../queue/wait-for-run.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { buildRunStatus, formatRunList, formatRunStatus, type BatchCounts, type RunStatus } from '../format-status.js';
 
@@ -70,6 +71,8 @@ export async function statusCommand(
   const tracker = new RunTracker(redis, prefix);
   const queues = new CascadeQueues(redis, prefix);
   const clear = o.watch && process.stdout.isTTY ? '\x1b[2J\x1b[H' : '';
+  // Seen stuck on two polls in a row: a batch between its stages is not.
+  let stuckPolls = 0;
   try {
     for (;;) {
       if (runId === undefined) {
@@ -80,7 +83,24 @@ export async function statusCommand(
         const status = await readRunStatus(tracker, queues, runId);
         if (!status) throw new UnknownRunError(`run ${runId} is unknown to prefix ${prefix} on this Redis (\`cascade status\` lists the runs it knows)`);
         write(o.json ? `${JSON.stringify(status)}\n` : `${clear}${formatRunStatus(status)}\n`);
-        if (!o.watch || status.state === 'done' || status.state === 'failed') return status;
+        if (!o.watch || status.state === 'done') return status;
+        // Watching a run that cannot complete ends with exit 1: its merge failed, or batches
+        // failed for good and nothing of the run is left to run (the status above says which).
+        if (status.state === 'failed') {
+          process.exitCode = EXIT_FAILED;
+          return status;
+        }
+        const stuck = await stuckRunFailures(
+          queues,
+          runId,
+          status.stages.map((s) => s.name),
+        );
+        stuckPolls = stuck ? stuckPolls + 1 : 0;
+        if (stuck && stuckPolls >= 2) {
+          process.stderr.write(`cascade: ${describeRunFailure(runId, stuck)}\n`);
+          process.exitCode = EXIT_FAILED;
+          return status;
+        }
       }
       await sleep((o.interval ?? 1) * 1000);
     }
