@@ -148,6 +148,49 @@ describe('signals', () => {
   }, 60_000);
 });
 
+describe('log levels', () => {
+  it('a retried batch logs at warn and a batch that failed for good at error, with runId, stage, batch, attempt and error kind', async () => {
+    const prefix = uniquePrefix('lvl');
+    const config = await writeConfig({ redisUrl: redis.url, prefix });
+    const few = join(dir, 'few');
+    await mkdir(few);
+    for (const name of ['a.png', 'b.png'])
+      await writeFile(
+        join(few, name),
+        await sharp({ create: { width: 8, height: 8, channels: 3, background: '#f00' } })
+          .png()
+          .toBuffer(),
+      );
+    const out = join(dir, 'out-levels');
+    await execFileP(process.execPath, ['bin/cascade.js', 'submit', few, '--out', out, '--config', config, '--run-id', 'lvl-1'], {
+      env: { ...process.env, REDIS_URL: '' },
+      timeout: 30_000,
+    });
+    // A file where the parts folder goes: every write of the batch's part fails (ENOTDIR/EEXIST), even as root.
+    await rm(join(out, 'parts'), { recursive: true, force: true });
+    await writeFile(join(out, 'parts'), 'not a folder');
+    const worker = spawnCli(['worker', 'little', '--config', config], { CASCADE_LOG_FORMAT: 'json' });
+    try {
+      await worker.waitFor(/"final":true/, 30_000);
+      const lines = worker
+        .stderr()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => String(l.msg).includes('failed (attempt'));
+      expect(lines.map((l) => [l.level, l.final, l.attempt])).toEqual([
+        [40, false, 1],
+        [40, false, 2],
+        [50, true, 3],
+      ]);
+      for (const l of lines) expect(l).toMatchObject({ runId: 'lvl-1', stage: 'little', batch: 0, attempts: 3, errorKind: expect.stringMatching(/^E[A-Z]+$/) });
+    } finally {
+      worker.child.kill('SIGTERM');
+      expect((await worker.exited).code).toBe(0);
+    }
+  }, 60_000);
+});
+
 describe('logs on a terminal', () => {
   const script = spawnSync('script', ['--version']).status === 0;
   it.skipIf(!script)(
