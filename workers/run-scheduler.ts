@@ -15,6 +15,7 @@ import { submitRun } from '../producers/submit-run.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import { RunSpec } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
+import { errorKind, failureFields, type WorkerLog } from './stage-worker.js';
 
 export const SCHEDULES_QUEUE = 'schedules';
 
@@ -124,7 +125,7 @@ export interface RunSchedulerOptions {
   s3: () => S3Client;
   /** The object store of a run's output location (claimed before its jobs are queued). */
   openOutput: (out: string) => ObjectStore;
-  log: (msg: string) => void;
+  log: WorkerLog;
 }
 
 /** The `scheduler` role: consumes firings and submits their runs. */
@@ -136,8 +137,10 @@ export class RunScheduler {
   constructor(private readonly o: RunSchedulerOptions) {
     this.connection = o.connection.duplicate();
     this.worker = new Worker(SCHEDULES_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1 });
-    this.worker.on('failed', (job, err) => o.log(`scheduler: firing ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
-    this.worker.on('error', (err) => o.log(`scheduler: worker error: ${err.message}`));
+    this.worker.on('failed', (job, err) =>
+      o.log(`scheduler: firing ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, 'scheduler')),
+    );
+    this.worker.on('error', (err) => o.log(`scheduler: worker error: ${err.message}`, { level: 'warn', stage: 'scheduler', errorKind: errorKind(err), err }));
   }
 
   /** Submit the run of one firing (exposed for tests); resolves with its run id. */
