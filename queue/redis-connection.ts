@@ -8,6 +8,7 @@
  * the key prefix must carry a hash tag, e.g. `{cascade}`.
  */
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { CascadeError, CascadeFailure } from '../config/errors.js';
 
 const CLUSTER_SCHEME = /^(rediss?)-cluster:\/\/(.*)$/i;
 
@@ -80,4 +81,88 @@ export function connectRedis(url: string, extra: RedisOptions = {}): Redis {
   };
   const cluster = new Cluster(c.nodes, { redisOptions, enableReadyCheck: true, maxRedirections: 32 });
   return cluster as unknown as Redis;
+}
+
+/** Redis did not answer within the start-up timeout (exit 1). */
+export class RedisUnreachableError extends CascadeFailure {
+  override name = 'RedisUnreachableError';
+}
+
+/** Redis rejected the credentials (NOAUTH, WRONGPASS): a configuration error (exit 2). */
+export class RedisAuthError extends CascadeError {
+  override name = 'RedisAuthError';
+}
+
+/** Default of CASCADE_REDIS_TIMEOUT_MS: how long a command waits for Redis at its start. */
+export const DEFAULT_REDIS_TIMEOUT_MS = 10_000;
+
+/** The start-up wait for Redis: CASCADE_REDIS_TIMEOUT_MS (milliseconds), else 10 s. */
+export function redisTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.CASCADE_REDIS_TIMEOUT_MS);
+  return env.CASCADE_REDIS_TIMEOUT_MS && Number.isFinite(v) && v > 0 ? v : DEFAULT_REDIS_TIMEOUT_MS;
+}
+
+/** `url` with any password hidden (`user:***@`, `password=***`), for messages; cluster URLs too. */
+export function hideRedisPassword(url: string): string {
+  return url.replace(/\/\/([^/@]*?):[^/@]*@/, '//$1:***@').replace(/([?&]password=)[^&]*/gi, '$1***');
+}
+
+/** True for Redis' answers to missing or wrong credentials. */
+export function isRedisAuthError(err: unknown): boolean {
+  const m = err instanceof Error ? err.message : String(err);
+  return /\b(NOAUTH|WRONGPASS)\b|invalid password|invalid username-password/i.test(m);
+}
+
+/**
+ * Wait until `client` is ready, for at most `timeoutMs`: a one-shot command calls it at its
+ * start so an unreachable Redis (RedisUnreachableError, exit 1) or rejected credentials
+ * (RedisAuthError, exit 2) end it with one line naming `url` without its password, instead of
+ * a hang. The caller disconnects the client when it throws. Running workers do not use this:
+ * they keep reconnecting.
+ */
+export async function waitForRedis(client: Redis, url: string, timeoutMs = redisTimeoutMs()): Promise<void> {
+  if (client.status === 'ready') return;
+  const where = hideRedisPassword(url);
+  await new Promise<void>((resolve, reject) => {
+    let last: Error | undefined;
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+      client.off('error', onError);
+      // Errors still in flight as the caller disconnects must not print as unhandled.
+      if (err) client.on('error', () => {});
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = () => done();
+    const onError = (err: Error) => {
+      last = err;
+      if (isRedisAuthError(err)) done(new RedisAuthError(`Redis at ${where} rejected the credentials: ${oneLine(err)}`));
+    };
+    const timer = setTimeout(
+      () => done(new RedisUnreachableError(`Redis at ${where} is unreachable after ${timeoutMs / 1000} s${last ? `: ${oneLine(last)}` : ''}`)),
+      timeoutMs,
+    );
+    client.on('ready', onReady);
+    client.on('error', onError);
+  });
+}
+
+/** An error's message on one line, with any password-like argument left out. */
+function oneLine(err: Error): string {
+  return (err.message.split('\n')[0] ?? '').slice(0, 200);
+}
+
+/** connectRedis, then waitForRedis: a ready client, or one line (and no client left open) within `timeoutMs`. */
+export async function connectRedisChecked(url: string, extra: RedisOptions = {}, timeoutMs = redisTimeoutMs()): Promise<Redis> {
+  // A refused socket never emits 'close' again: ioredis would hold the process its full
+  // disconnectTimeout (2 s) after the failure.
+  const client = connectRedis(url, { disconnectTimeout: 200, ...extra });
+  try {
+    await waitForRedis(client, url, timeoutMs);
+  } catch (err) {
+    client.disconnect();
+    throw err;
+  }
+  return client;
 }

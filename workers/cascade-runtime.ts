@@ -17,7 +17,7 @@ import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { makeS3Client, openStore } from '../pipeline/storage/open-store.js';
 import { CascadeQueues } from '../queue/cascade-queues.js';
 import { bullLockOptions } from '../queue/job-locks.js';
-import { assertClusterPrefix, connectRedis } from '../queue/redis-connection.js';
+import { assertClusterPrefix, connectRedis, connectRedisChecked } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
 import { MergeWorker } from './merge-worker.js';
 import { RunScheduler } from './run-scheduler.js';
@@ -65,6 +65,11 @@ export interface RuntimeExtras {
   maxBatch?: number;
   /** Called after each stage batch (metrics). */
   onBatch?: StageWorkerOptions['onBatch'];
+  /**
+   * One-shot commands (run, submit): fail within this many ms when Redis is unreachable or
+   * rejects the credentials, instead of waiting. Unset (`cascade worker`): keep reconnecting.
+   */
+  redisTimeoutMs?: number;
 }
 
 /**
@@ -96,7 +101,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
   const s3 = () => (client ??= makeS3Client(config.s3));
   const openOutput = (out: string) => openStore(parseLocation(out), s3);
   assertClusterPrefix(redisUrl, config.prefix);
-  const redis = connectRedis(redisUrl);
+  const redis = extras.redisTimeoutMs === undefined ? connectRedis(redisUrl) : await connectRedisChecked(redisUrl, {}, extras.redisTimeoutMs);
   const lockOptions = bullLockOptions(config.jobLocks);
   const tracker = new RunTracker(redis, config.prefix);
   const queues = new CascadeQueues(redis, config.prefix);

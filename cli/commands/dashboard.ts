@@ -12,7 +12,7 @@ import { Queue } from 'bullmq';
 import express from 'express';
 import type { Redis } from 'ioredis';
 import { MERGE_QUEUE } from '../../queue/jobs.js';
-import { connectRedis } from '../../queue/redis-connection.js';
+import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { createLogger } from '../logger.js';
@@ -41,7 +41,7 @@ export async function discoverQueues(redis: Redis, prefix: string): Promise<stri
 
 /** Serve bull-board for the queues under `prefix` on `port` (0 = any free port). */
 export async function startDashboard(o: { redisUrl: string; prefix: string; port: number; host?: string; refreshMs?: number }): Promise<Dashboard> {
-  const redis = connectRedis(o.redisUrl);
+  const redis = await connectRedisChecked(o.redisUrl);
   const queues = new Map<string, Queue>();
   const serverAdapter = new ExpressAdapter().setBasePath('/');
   const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: `Cascade (${o.prefix})` } } });

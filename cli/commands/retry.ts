@@ -5,7 +5,7 @@
  */
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { RunId } from '../../queue/jobs.js';
-import { connectRedis } from '../../queue/redis-connection.js';
+import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { fleetSettings } from '../fleet-settings.js';
 
@@ -13,7 +13,7 @@ import { fleetSettings } from '../fleet-settings.js';
 export async function retryCommand(runId: string, o: { config?: string; prefix?: string; json?: boolean }): Promise<Record<string, number>> {
   const id = RunId.parse(runId);
   const { redisUrl, prefix } = await fleetSettings(o);
-  const redis = connectRedis(redisUrl);
+  const redis = await connectRedisChecked(redisUrl);
   const queues = new CascadeQueues(redis, prefix);
   try {
     const spec = await new RunTracker(redis, prefix).spec(id);

@@ -15,6 +15,7 @@ import { cliProgressBar, createLogger, logFn, registerBar } from '../logger.js';
 import { exitNow } from '../exit-now.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
+import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { resolve } from 'node:path';
 
 export interface RunOptions extends CascadeFlags {
@@ -34,10 +35,13 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   const privateRedis = config.redisUrl ? undefined : await startPrivateRedis();
   const redis = privateRedis ?? { url: config.redisUrl!, stop: async () => {} };
   if (privateRedis) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`, { redisPid: privateRedis.pid, redisDir: privateRedis.dir });
-  const runtime = await startRuntime(config, redis.url, allRoles(config), log).catch(async (err) => {
-    await redis.stop();
-    throw err;
-  });
+  // A shared Redis that cannot be reached fails within CASCADE_REDIS_TIMEOUT_MS, before models load.
+  const runtime = await startRuntime(config, redis.url, allRoles(config), log, config.redisUrl ? { redisTimeoutMs: redisTimeoutMs() } : {}).catch(
+    async (err) => {
+      await redis.stop();
+      throw err;
+    },
+  );
   // One signal drains the batches in flight, then stops the private redis-server (its own process
   // group, so the terminal's Ctrl-C did not reach it) and exits 130/143; a second exits 1 at once.
   let stopping: Promise<never> | undefined;

@@ -9,7 +9,7 @@ import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../casca
 import type { S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../pipeline/storage/open-store.js';
 import { absoluteRef, planningModels, planStages, runSettings } from '../../producers/plan-run.js';
-import { connectRedis } from '../../queue/redis-connection.js';
+import { connectRedisChecked } from '../../queue/redis-connection.js';
 import {
   ScheduleName,
   type ScheduleTiming,
@@ -43,7 +43,7 @@ export function parseTiming(o: { cron?: string; tz?: string; every?: number }): 
 }
 
 async function withQueue<T>(redisUrl: string, prefix: string, fn: (queue: Queue) => Promise<T>): Promise<T> {
-  const connection = connectRedis(redisUrl, { maxRetriesPerRequest: 2 });
+  const connection = await connectRedisChecked(redisUrl, { maxRetriesPerRequest: 2 });
   const queue = new Queue(SCHEDULES_QUEUE, { connection, prefix });
   try {
     return await fn(queue);

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
 import { CascadeError, EXIT_FAILED } from '../../config/errors.js';
-import { connectRedis } from '../../queue/redis-connection.js';
+import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { describeRunFailure, stuckRunFailures } from '../../queue/wait-for-run.js';
@@ -67,7 +67,7 @@ export async function statusCommand(
   write: (text: string) => void = (t) => process.stdout.write(t),
 ): Promise<RunStatus | RunStatus[]> {
   const { redisUrl, prefix } = await fleetSettings(o);
-  const redis = connectRedis(redisUrl, { maxRetriesPerRequest: 2 });
+  const redis = await connectRedisChecked(redisUrl, { maxRetriesPerRequest: 2 });
   const tracker = new RunTracker(redis, prefix);
   const queues = new CascadeQueues(redis, prefix);
   const clear = o.watch && process.stdout.isTTY ? '\x1b[2J\x1b[H' : '';

@@ -10,6 +10,7 @@ import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
 import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
+import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { createLogger } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
 
@@ -36,7 +37,7 @@ export async function submitCommand(
   const log = (msg: string) => logger.info(msg);
   const config = await loadCascadeConfig(o);
   const redisUrl = requireRedisUrl(config, 'submit');
-  const runtime = await startRuntime(config, redisUrl, [], log);
+  const runtime = await startRuntime(config, redisUrl, [], log, { redisTimeoutMs: redisTimeoutMs() });
   try {
     const spec = await planRun(config, source, o.out, runtime.models, o.runId);
     await checkCalibration(o, spec);

@@ -4,9 +4,11 @@
  * code of the convention: 0 success, 1 the run or check failed, 2 usage or configuration.
  */
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
@@ -139,4 +141,72 @@ describe('a run that cannot complete ends', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.seconds).toBeLessThan(60);
   });
+});
+
+/** A loopback port that was bound and closed again: nothing listens there. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('Redis unreachable or rejecting the credentials fails fast', () => {
+  const password = 'pw-must-not-leak-7f3a';
+  const commands = async (): Promise<Array<[string, string[]]>> => {
+    const little = await specFile('little', models.colourLittle);
+    const big = await specFile('big', models.colourBig);
+    const cascadeArgs = ['--little', little, '--big', big, '--threshold', '0.9'];
+    return [
+      ['status', ['status']],
+      ['retry', ['retry', 'some-run']],
+      ['schedule list', ['schedule', 'list']],
+      ['submit', ['submit', join(dir, 'images'), '--out', join(dir, 'out-submit'), ...cascadeArgs]],
+      ['run', ['run', join(dir, 'images'), '--out', join(dir, 'out-run'), '--no-progress', ...cascadeArgs]],
+    ];
+  };
+
+  /** Every command against `url`: exit `code` within 15 s, one line naming the redacted URL, no password. */
+  async function expectFastFailures(url: string, code: number, line: RegExp, env: NodeJS.ProcessEnv = {}) {
+    const results = await Promise.all((await commands()).map(async ([name, args]) => [name, await cli(args, { REDIS_URL: url, ...env }, 30_000)] as const));
+    for (const [name, r] of results) {
+      expect(r.code, `${name}: ${r.stderr}`).toBe(code);
+      expect(r.seconds, name).toBeLessThan(15);
+      expect(r.stderr.trim().split('\n'), `${name}: ${r.stderr}`).toHaveLength(1);
+      expect(r.stderr, name).toMatch(line);
+      expect(`${r.stdout}${r.stderr}`, name).not.toContain(password);
+    }
+  }
+
+  it('a closed port: exit 1 within 15 s with the default 10 s timeout, one line', async () => {
+    const port = await closedPort();
+    const r = await cli(['status'], { REDIS_URL: `redis://:${password}@127.0.0.1:${port}` }, 30_000);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.seconds).toBeLessThan(15);
+    expect(r.stderr).toBe(`cascade: Redis at redis://:***@127.0.0.1:${port} is unreachable after 10 s: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+  }, 60_000);
+
+  it('a closed port, every command (CASCADE_REDIS_TIMEOUT_MS=4000): exit 1, one line, no password', async () => {
+    const port = await closedPort();
+    await expectFastFailures(
+      `redis://:${password}@127.0.0.1:${port}`,
+      1,
+      new RegExp(`^cascade: Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port} is unreachable after 4 s: connect ECONNREFUSED`),
+      { CASCADE_REDIS_TIMEOUT_MS: '4000' },
+    );
+  }, 60_000);
+
+  it('a wrong password (CONFIG SET requirepass): exit 2 at once, one line, no password', async () => {
+    const locked = await startRedis();
+    const admin = new Redis(locked.url);
+    try {
+      await admin.config('SET', 'requirepass', 'the-right-one');
+      const url = `redis://:${password}@127.0.0.1:${locked.port}`;
+      await expectFastFailures(url, 2, /^cascade: Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ rejected the credentials: WRONGPASS/);
+    } finally {
+      admin.disconnect();
+      await locked.stop();
+    }
+  }, 60_000);
 });
