@@ -152,8 +152,9 @@ function supervise(child: ChildProcess, exited: Promise<unknown>, host: string, 
         await exited;
         clearTimeout(timer);
       }
-      process.removeListener('exit', killOnExit);
       await fs.rm(dir, { recursive: true, force: true });
+      // Only now: a process.exit during the removal still removes the folder in the hook.
+      process.removeListener('exit', killOnExit);
     })());
   return { url: `redis://${host.includes(':') ? `[${host}]` : host}:${port}`, host, port, pid: child.pid!, dir, stop };
 }

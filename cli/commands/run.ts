@@ -35,6 +35,10 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   const privateRedis = config.redisUrl ? undefined : await startPrivateRedis();
   const redis = privateRedis ?? { url: config.redisUrl!, stop: async () => {} };
   if (privateRedis) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`, { redisPid: privateRedis.pid, redisDir: privateRedis.dir });
+  // While the workers start (models load), a signal just stops the private redis-server: in its
+  // own process group, the terminal's Ctrl-C no longer reaches it.
+  const onEarlySignal = (signal: NodeJS.Signals) => void redis.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  process.once('SIGINT', onEarlySignal).once('SIGTERM', onEarlySignal);
   // A shared Redis that cannot be reached fails within CASCADE_REDIS_TIMEOUT_MS, before models load.
   const runtime = await startRuntime(config, redis.url, allRoles(config), log, config.redisUrl ? { redisTimeoutMs: redisTimeoutMs() } : {}).catch(
     async (err) => {
@@ -44,6 +48,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   );
   // One signal drains the batches in flight, then stops the private redis-server (its own process
   // group, so the terminal's Ctrl-C did not reach it) and exits 130/143; a second exits 1 at once.
+  process.off('SIGINT', onEarlySignal).off('SIGTERM', onEarlySignal);
   let stopping: Promise<never> | undefined;
   let unregisterBar = () => {};
   const onSignal = (signal: NodeJS.Signals) => {

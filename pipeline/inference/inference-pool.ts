@@ -46,12 +46,25 @@ export function accumulationWaitMs(accumulateMs: number | undefined, provider: E
 
 /** Inference for one model across worker threads. */
 export class InferencePool {
-  /** Every open pool in this process, for stopAll. */
+  /** Every open pool in this process, for quiesceAll. */
   private static readonly live = new Set<InferencePool>();
+  /** Set by quiesceAll: no new session run starts in this process. */
+  private static quiescing = false;
+  /** Session runs in flight on the threads (at most one a thread: the rest wait in `waiting`). */
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+  private readonly threads: number;
 
-  /** Stop the threads of every open pool: a process exiting at once does this first (see cli/exit-now.ts). */
-  static async stopAll(): Promise<void> {
-    await Promise.allSettled([...InferencePool.live].map((p) => p.close()));
+  /**
+   * Start no new session run in any pool, and resolve once none is in flight (or after `timeoutMs`).
+   * A thread must not be terminated inside a session run: onnxruntime-node then throws a C++
+   * Napi::Error nobody catches and the process aborts (exit 134). A process exiting at once does
+   * this first (cli/exit-now.ts); the requests left waiting never settle.
+   */
+  static async quiesceAll(timeoutMs: number): Promise<void> {
+    InferencePool.quiescing = true;
+    const end = Date.now() + timeoutMs;
+    while ([...InferencePool.live].some((p) => p.running > 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
   }
 
   /** Merges concurrent requests into full batches; null for fixed-batch models or no accumulation. */
@@ -66,6 +79,7 @@ export class InferencePool {
   ) {
     const waitMs = accumulationWaitMs(options.accumulateMs, provider, io.fixedBatch);
     this.accumulator = waitMs > 0 ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: waitMs }) : null;
+    this.threads = Math.max(1, options.threads);
     InferencePool.live.add(this);
   }
 
@@ -103,6 +117,32 @@ export class InferencePool {
   }
 
   private async send(data: Tensor, n: number): Promise<InferResult> {
+    await this.acquire();
+    try {
+      return await this.dispatch(data, n);
+    } finally {
+      this.release();
+    }
+  }
+
+  /** A thread slot: the run starts on a free thread at once, never queued inside piscina (see quiesceAll). */
+  private acquire(): Promise<void> {
+    if (InferencePool.quiescing) return new Promise<void>(() => {});
+    if (this.running < this.threads) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Hand the slot to the next waiting request, if any (none once quiescing). */
+  private release(): void {
+    const next = InferencePool.quiescing ? undefined : this.waiting.shift();
+    if (next) next();
+    else this.running--;
+  }
+
+  private async dispatch(data: Tensor, n: number): Promise<InferResult> {
     const task: ThreadTask = { kind: 'infer', data, n };
     return (await this.pool.run(task, { transferList: [data.buffer as ArrayBuffer] })) as InferResult;
   }

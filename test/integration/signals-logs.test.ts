@@ -5,7 +5,7 @@
  * shows the bar and readable lines, not JSON.
  */
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,12 +75,17 @@ function spawnCli(args: string[], env: Record<string, string> = {}): Cli {
   };
 }
 
+/** Whether `pid` runs: a zombie (killed, not yet reaped by an init that may never reap it) does not. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
   }
 }
 
@@ -126,9 +131,27 @@ describe('signals', () => {
     }, 60_000);
   }
 
+  it('a second signal to cascade run exits 1 at once; the private redis-server and its folder are still gone', async () => {
+    const cli = spawnCli(['run', images, '--out', join(dir, 'out-twice'), '--config', await writeConfig()], { CASCADE_LOG_FORMAT: 'json' });
+    const started = await cli.waitFor(/"redisPid":(\d+),"redisDir":"([^"]+)"/);
+    const [pid, redisDir] = [Number(started[1]), started[2]!];
+    await cli.waitFor(/listed \d+ images/);
+    cli.child.kill('SIGINT');
+    await cli.waitFor(/finishing the batches in flight/);
+    cli.child.kill('SIGINT');
+    const exit = await cli.exited;
+    console.log(`second SIGINT on run: exit ${exit.code} signal ${exit.signal} after ${exit.ms} ms`);
+    expect(exit.code, cli.stderr()).toBe(1);
+    expect(cli.stderr()).not.toMatch(/terminate called|Napi::Error/);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(alive(pid)).toBe(false);
+    expect(existsSync(redisDir)).toBe(false);
+  }, 60_000);
+
   it('a second SIGTERM to cascade worker exits 1 at once, without a native abort', async () => {
     const prefix = uniquePrefix('sig');
-    const config = await writeConfig({ redisUrl: redis.url, prefix, concurrency: 4 });
+    // Batches of 16 on slow models: the drain lasts well past the second signal.
+    const config = await writeConfig({ redisUrl: redis.url, prefix, concurrency: 4, batchSize: 16 });
     const worker = spawnCli(['worker', 'little', 'big', '--config', config], { CASCADE_LOG_FORMAT: 'json' });
     await worker.waitFor(/worker ready/);
     await execFileP(process.execPath, ['bin/cascade.js', 'submit', images, '--out', join(dir, 'out-worker'), '--config', config, '--run-id', 'sig-1'], {
