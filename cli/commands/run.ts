@@ -6,6 +6,7 @@ import cliProgress from 'cli-progress';
 import type { RunSummary } from '../../pipeline/results/manifest.js';
 import { defaultLocalRoots, listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
+import { preflightRun } from '../../producers/preflight.js';
 import { claimOutput, submitRun } from '../../producers/submit-run.js';
 import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
 import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
@@ -78,6 +79,8 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
         )
       : null;
   try {
+    // Before any model loads: URLs well formed, source listable, --out writable.
+    await preflightRun(source, o.out, { extensions: config.extensions, s3: runtime.s3, openOutput: runtime.openOutput });
     // Planning opens the models in the runtime's cache: the workers then borrow those same sessions.
     const spec = await planRun(config, source, o.out, runtime.models, o.runId);
     await checkCalibration(o, spec);

@@ -8,6 +8,7 @@ import type { CascadeConfig } from '../../config/schema.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
+import { preflightRun } from '../../producers/preflight.js';
 import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { redisTimeoutMs } from '../../queue/redis-connection.js';
@@ -39,6 +40,8 @@ export async function submitCommand(
   const redisUrl = requireRedisUrl(config, 'submit');
   const runtime = await startRuntime(config, redisUrl, [], log, { redisTimeoutMs: redisTimeoutMs() });
   try {
+    // Before any model loads: URLs well formed, source listable, --out writable.
+    await preflightRun(source, o.out, { extensions: config.extensions, s3: runtime.s3, openOutput: runtime.openOutput });
     const spec = await planRun(config, source, o.out, runtime.models, o.runId);
     await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);

@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CascadeError } from '../../config/errors.js';
 import { ForbiddenPathError } from './local-roots.js';
 
 export type Location = { kind: 's3'; bucket: string; prefix: string } | { kind: 'local'; path: string };
@@ -32,17 +33,17 @@ export function isS3Url(s: string): boolean {
  */
 export function parseS3Url(s: string): S3Url {
   const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/is.exec(s);
-  if (!m) throw new Error(`Malformed S3 URL ${JSON.stringify(s)}: expected s3://bucket/key`);
+  if (!m) throw new CascadeError(`Malformed S3 URL ${JSON.stringify(s)}: expected s3://bucket/key`);
   const bucket = m[1] ?? '';
   const key = m[2] ?? '';
-  if (bucket === '') throw new Error(`Malformed S3 URL ${JSON.stringify(s)}: the bucket name is empty`);
+  if (bucket === '') throw new CascadeError(`Malformed S3 URL ${JSON.stringify(s)}: the bucket name is empty`);
   if (!BUCKET.test(bucket) || bucket.includes('..')) {
-    throw new Error(
+    throw new CascadeError(
       `Malformed S3 URL ${JSON.stringify(s)}: invalid bucket name ${JSON.stringify(bucket)} ` +
         '(3-255 characters: letters, digits, ".", "-", "_"; starting and ending with a letter or digit)',
     );
   }
-  if (key.includes('\0')) throw new Error(`Malformed S3 URL ${JSON.stringify(s)}: the key contains a NUL character`);
+  if (key.includes('\0')) throw new CascadeError(`Malformed S3 URL ${JSON.stringify(s)}: the key contains a NUL character`);
   const dots = key.split('/').find((seg) => seg === '.' || seg === '..');
   if (dots !== undefined) throw new ForbiddenPathError(s, `is a malformed S3 URL: the key has a '${dots}' segment`);
   return { bucket, key };
@@ -72,7 +73,7 @@ export function parseRef(s: string): Ref {
   try {
     return { kind: 'local', path: fileURLToPath(s) };
   } catch (err) {
-    throw new Error(`Malformed file URL ${JSON.stringify(s)}: ${(err as Error).message}`);
+    throw new CascadeError(`Malformed file URL ${JSON.stringify(s)}: ${(err as Error).message}`);
   }
 }
 
@@ -81,15 +82,15 @@ export function parseRef(s: string): Ref {
  * so `s3://b/photos` never matches `photos2/...`. Local paths are resolved against `cwd`.
  */
 export function parseLocation(s: string, cwd: string = process.cwd()): Location {
-  if (typeof s !== 'string' || s.trim() === '') throw new Error('Empty location: expected s3://bucket/prefix or a local path');
+  if (typeof s !== 'string' || s.trim() === '') throw new CascadeError('Empty location: expected s3://bucket/prefix or a local path');
   const ref = parseRef(s);
   switch (ref.kind) {
     case 's3':
       return { kind: 's3', bucket: ref.bucket, prefix: ref.key === '' || ref.key.endsWith('/') ? ref.key : `${ref.key}/` };
     case 'unsupported':
-      throw new Error(`Unsupported location ${JSON.stringify(s)}: scheme "${ref.scheme}://" (expected s3://bucket/prefix or a local path)`);
+      throw new CascadeError(`Unsupported location ${JSON.stringify(s)}: scheme "${ref.scheme}://" (expected s3://bucket/prefix or a local path)`);
     case 'local':
-      if (ref.path.includes('\0')) throw new Error(`Invalid local path ${JSON.stringify(s)}: contains a NUL character`);
+      if (ref.path.includes('\0')) throw new CascadeError(`Invalid local path ${JSON.stringify(s)}: contains a NUL character`);
       return { kind: 'local', path: path.resolve(cwd, ref.path) };
   }
 }

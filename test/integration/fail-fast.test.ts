@@ -3,7 +3,7 @@
  * against real redis-servers. Every failure ends bounded, with one precise line and the exit
  * code of the convention: 0 success, 1 the run or check failed, 2 usage or configuration.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -207,6 +207,52 @@ describe('Redis unreachable or rejecting the credentials fails fast', () => {
     } finally {
       admin.disconnect();
       await locked.stop();
+    }
+  }, 60_000);
+});
+
+describe('pre-flight: before models load', () => {
+  const runArgs = async (out: string) => [
+    'run',
+    join(dir, 'images'),
+    '--out',
+    out,
+    '--no-progress',
+    '--little',
+    await specFile('little', models.colourLittle),
+    '--big',
+    await specFile('big', models.colourBig),
+  ];
+
+  it('an --out under a regular file: exit 2, ENOTDIR naming the file (root ignores chmod, so no chmod here)', async () => {
+    await writeFile(join(dir, 'a-file'), 'x');
+    const r = await cli(await runArgs(join(dir, 'a-file', 'out')), { REDIS_URL: '' });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`cascade: --out ${join(dir, 'a-file', 'out')} is not writable: ENOTDIR: ${join(dir, 'a-file')} is a file, not a directory\n`);
+  }, 60_000);
+
+  it('a malformed s3:/ URL: exit 2 before any model loads', async () => {
+    const r = await cli(['run', 's3:/bad', '--out', join(dir, 'o'), '--no-progress', '--little', 'missing-little.onnx', '--big', 'missing-big.onnx'], {
+      REDIS_URL: '',
+    });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/^cascade: (source: )?Malformed S3 URL "s3:\/bad"/);
+  }, 60_000);
+
+  it('a read-only mount (tmpfs -o ro): exit 2 with EROFS, not ENOENT', async (ctx) => {
+    const ro = join(dir, 'ro');
+    await mkdir(ro);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro], { stdio: 'ignore' });
+    } catch {
+      ctx.skip(); // no permission to mount here: the ENOTDIR case above covers the pre-flight
+    }
+    try {
+      const r = await cli(await runArgs(join(ro, 'out')), { REDIS_URL: '' });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`is not writable: EROFS: ${ro} is not writable (read-only file system)`);
+    } finally {
+      execFileSync('umount', [ro]);
     }
   }, 60_000);
 });
