@@ -156,8 +156,16 @@ export function buildProgram(): Command {
 
 /** The version in Cascade's package.json. */
 function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+  // dist/cli/main.js when built, cli/main.ts when the tests import the source.
+  for (const rel of ['../../package.json', '../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'cascade' && pkg.version) return pkg.version;
+    } catch {
+      // not at this level
+    }
+  }
+  return 'unknown';
 }
 
 /** True when stack traces were asked for: `--debug` anywhere on the line, or CASCADE_DEBUG=1. */
