@@ -15,6 +15,7 @@ import { searchSaverCommand } from './commands/search-saver.js';
 import { reportingCalibrationErrors } from './calibration-data.js';
 import { verifyCommand } from './commands/verify.js';
 import { exportReviewCommand } from './commands/export-review.js';
+import { addLogOptions } from './logger.js';
 
 function number(name: string, min: number, max: number) {
   return (value: string) => {
@@ -150,6 +151,7 @@ export function buildProgram(): Command {
     });
 
   registerFleetCommands(program, number);
+  addLogOptions(program);
 
   return program;
 }
