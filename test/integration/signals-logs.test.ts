@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { type SlowModels, writeSlowModels } from '../helpers/slow-models.js';
 
@@ -158,8 +160,15 @@ describe('signals', () => {
       env: { ...process.env, REDIS_URL: '' },
       timeout: 30_000,
     });
-    // Let inference get going on every thread.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Signal as soon as the first batch is counted: the others are then in flight (a fixed wait
+    // let a fast CPU finish every batch first, leaving nothing to drain).
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    try {
+      for (let i = 0; i < 600 && ((await tracker.progress('sig-1'))?.final ?? 0) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      connection.disconnect();
+    }
     worker.child.kill('SIGTERM');
     await worker.waitFor(/finishing the batches in flight/);
     worker.child.kill('SIGTERM');
