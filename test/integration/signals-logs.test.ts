@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
+import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectRedis } from '../../queue/redis-connection.js';
-import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { type SlowModels, writeSlowModels } from '../helpers/slow-models.js';
 
@@ -160,13 +160,14 @@ describe('signals', () => {
       env: { ...process.env, REDIS_URL: '' },
       timeout: 30_000,
     });
-    // Signal as soon as the first batch is counted: the others are then in flight (a fixed wait
-    // let a fast CPU finish every batch first, leaving nothing to drain).
+    // Signal while batches are in flight: the jobs the worker took share one inference thread
+    // and finish together, so neither a fixed wait nor the first counted batch leaves any to drain.
     const connection = connectRedis(redis.url);
-    const tracker = new RunTracker(connection, prefix);
+    const queue = new Queue('stage-little', { connection, prefix });
     try {
-      for (let i = 0; i < 600 && ((await tracker.progress('sig-1'))?.final ?? 0) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 1000 && (await queue.getActiveCount()) === 0; i++) await new Promise((r) => setTimeout(r, 5));
     } finally {
+      await queue.close();
       connection.disconnect();
     }
     worker.child.kill('SIGTERM');
