@@ -4,8 +4,7 @@
  * ground truth that pipeline/calibration/tables.ts pairs into calibration/test tables.
  */
 import { readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { CascadeError } from '../config/errors.js';
 import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
@@ -93,7 +92,7 @@ export async function scoreModel(name: string, spec: ModelSpec, refs: readonly s
     runtime: { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads },
     capacity: 1,
     read: (ref) => fetchRef(ref, { s3: ctx.s3 }),
-    downloadDir: config.modelDir ?? join(tmpdir(), 'cascade-models'),
+    downloadDir: config.modelDir,
     log: ctx.log,
   });
   const { pin, gmacsPerImage } = await pinModel(name, spec, config.numerics, models);

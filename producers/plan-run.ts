@@ -5,8 +5,7 @@
  * run started any of these ways is the same run.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { CascadeConfig } from '../config/schema.js';
 import { configuredStages } from '../config/stages.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
@@ -26,7 +25,7 @@ export function planningModels(config: CascadeConfig, s3: () => S3Client): Model
     runtime: { executionProviders: config.executionProviders, threads: 1, intraOpThreads: config.intraOpThreads },
     capacity: 1,
     read: (ref) => fetchRef(ref, { s3 }),
-    downloadDir: config.modelDir ?? join(tmpdir(), 'cascade-models'),
+    downloadDir: config.modelDir,
   });
 }
 

@@ -5,8 +5,7 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { type CascadeConfig, isServiceRole } from '../config/schema.js';
 import { TensorCache } from '../pipeline/image/tensor-cache.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
@@ -117,7 +116,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
     // Each stage may hold a model of every run in flight; keep at least one per stage.
     capacity: Math.max(config.maxModels, stageRoles.length),
     read: (ref) => fetchRef(ref, { s3 }),
-    downloadDir: config.modelDir ?? join(tmpdir(), 'cascade-models'),
+    downloadDir: config.modelDir,
     log,
   });
   const workers: Array<{ close(): Promise<void> }> = [];

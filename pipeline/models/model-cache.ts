@@ -6,6 +6,7 @@
  * a worker can never label with a model other than the one its run names.
  */
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { ExecutionProvider, Numerics } from '../../config/schema.js';
 import { InferencePool } from '../inference/inference-pool.js';
@@ -40,8 +41,8 @@ export interface ModelCacheOptions {
   capacity: number;
   /** Reads a model or label file: a local path or an s3:// URL. */
   read: (ref: string) => Promise<Buffer>;
-  /** Where models read from S3 are kept as files (onnxruntime opens files), by sha256. */
-  downloadDir: string;
+  /** Where models read from S3 are kept as files (onnxruntime opens files), by sha256; default: cascade-models in the OS temp dir. */
+  downloadDir?: string;
   log?: (msg: string) => void;
 }
 
@@ -206,8 +207,9 @@ export class ModelCache {
 
   /** Write S3 model bytes to a file named by their hash (atomically), so onnxruntime can open it. */
   private async materialise(sha256: string, bytes: Buffer): Promise<string> {
-    await mkdir(this.o.downloadDir, { recursive: true });
-    const file = join(this.o.downloadDir, `${sha256}.onnx`);
+    const dir = this.o.downloadDir ?? join(tmpdir(), 'cascade-models');
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `${sha256}.onnx`);
     const present = await stat(file).then(
       (s) => s.size === bytes.length,
       () => false,
