@@ -49,6 +49,9 @@ function softmax(xs: number[]): number[] {
   return e.map((x) => x / sum);
 }
 
+/** MACs of the colour models (little, fp16 little, big) per image: their one Gemm, [1,3] × [3,4]. */
+export const COLOUR_MODEL_MACS = 3 * 4;
+
 /** MACs of conv-net.onnx: Conv 8*8*8 outputs * 3*3*3, Gemm 8*4. */
 export const CONV_NET_MACS = 8 * 8 * 8 * 3 * 3 * 3 + 8 * 4; // 13856
 
