@@ -8,6 +8,11 @@
  *   per line in file order, no extension filter — the user chose each line. Lines are trimmed
  *   (CRLF or LF), blank lines and `#` comment lines skipped, and a ref that appears again
  *   (after normalising) is dropped and reported to `onDuplicate`, so each key yields one row;
+ * - a SageMaker Ground Truth manifest (`.manifest`, local or on S3): JSON Lines, one object a
+ *   line whose `source-ref` is the ref (other fields, such as an output manifest's labels, are
+ *   ignored); blank lines are skipped, and a line that is not a JSON object with a string
+ *   `source-ref` stops the listing with an error naming `<file>:<line>`. Refs and repeats are
+ *   handled as in a key list;
  * - a single local image file: just that ref.
  *
  * Refs are normalised the same way whatever the source: local refs are absolute, normalised
@@ -28,6 +33,9 @@ import { S3Store, listS3Objects } from '../pipeline/storage/s3-store.js';
 
 /** File name extensions that mark a key-list file. */
 export const LIST_FILE_EXTENSIONS: readonly string[] = ['.txt', '.lst', '.list'];
+
+/** File name extension of a SageMaker Ground Truth manifest (JSON Lines with `source-ref`). */
+export const GROUND_TRUTH_MANIFEST_EXTENSION = '.manifest';
 
 export interface ListSourceOptions {
   /** Image extensions to keep (case-insensitive, with or without the dot); empty keeps every file. */
@@ -99,7 +107,7 @@ export async function* listSource(source: string, opts: ListSourceOptions): Asyn
   }
   if (!st.isFile()) throw new Error(`Source ${source} is neither a folder nor a regular file`);
   if (opts.asList || isListFile(abs)) {
-    yield* readListLines(createReadStream(abs), abs, (line) => path.resolve(path.dirname(abs), line), opts.onDuplicate);
+    yield* readListLines(createReadStream(abs), abs, lineReader(abs), (line) => path.resolve(path.dirname(abs), line), opts.onDuplicate);
     return;
   }
   if (keep(abs)) {
@@ -107,7 +115,7 @@ export async function* listSource(source: string, opts: ListSourceOptions): Asyn
     return;
   }
   throw new Error(
-    `Source ${source} is a file but neither a key-list file (${LIST_FILE_EXTENSIONS.join(', ')}) nor an image ` +
+    `Source ${source} is a file but neither a key-list file (${LIST_FILE_EXTENSIONS.join(', ')}), a Ground Truth manifest (${GROUND_TRUTH_MANIFEST_EXTENSION}) nor an image ` +
       `(${opts.extensions.join(', ')}); use a folder, a key-list file or s3://bucket/prefix`,
   );
 }
@@ -123,7 +131,7 @@ async function* listS3Source(source: string, bucket: string, key: string, opts: 
     });
     const dir = key.slice(0, key.lastIndexOf('/') + 1);
     // Relative lines of a list stored on S3 are keys next to it: S3 keys are data, no '..' folding.
-    yield* readListLines(body, source, (line) => formatS3Url(bucket, dir + line), opts.onDuplicate);
+    yield* readListLines(body, source, lineReader(key), (line) => formatS3Url(bucket, dir + line), opts.onDuplicate);
     return;
   }
   // Folder semantics, as for local sources: s3://b/photos must not pick up photos2/...
@@ -142,14 +150,44 @@ async function* listS3Source(source: string, bucket: string, key: string, opts: 
   if (objects === 0) throw new SourceNotFoundError(source, `no objects under ${formatS3Url(bucket, prefix)}`);
 }
 
+/** The written ref of one trimmed, non-blank line, or null for a line that holds none (a comment); throws naming `where`. */
+type LineReader = (line: string, where: string) => string | null;
+
+/** A key-list line is the ref itself; `#` starts a comment line. */
+const keyListLine: LineReader = (line) => (line.startsWith('#') ? null : line);
+
 /**
- * Parses a key-list stream: trimmed lines, blank and '#' lines skipped, refs resolved by
- * `relative`, and each ref yielded once (later repeats go to `onDuplicate`). The set of refs
- * seen is held in memory: about 100 bytes a line plus the key.
+ * A Ground Truth manifest line is a JSON object whose `source-ref` is the ref. Anything else
+ * (not JSON, not an object, no `source-ref`, a text `source` object) is an error, never a skipped line.
+ */
+const groundTruthLine: LineReader = (line, where) => {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch (err) {
+    throw new Error(`${where}: not a JSON object (${(err as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${where}: not a JSON object`);
+  const ref = (parsed as Record<string, unknown>)['source-ref'];
+  if (typeof ref === 'string' && ref.trim() !== '') return ref.trim();
+  if (ref !== undefined) throw new Error(`${where}: "source-ref" is not a non-empty string`);
+  if ('source' in parsed) throw new Error(`${where}: a text object ("source"), not an image ("source-ref")`);
+  throw new Error(`${where}: no "source-ref"`);
+};
+
+function lineReader(name: string): LineReader {
+  return path.posix.extname(name).toLowerCase() === GROUND_TRUTH_MANIFEST_EXTENSION ? groundTruthLine : keyListLine;
+}
+
+/**
+ * Parses a key-list or manifest stream: trimmed lines, blank lines skipped, each line's ref
+ * taken by `readLine`, resolved by `relative`, and yielded once (later repeats go to
+ * `onDuplicate`). The set of refs seen is held in memory: about 100 bytes a line plus the key.
  */
 async function* readListLines(
   input: Readable,
   name: string,
+  readLine: LineReader,
   relative: (line: string) => string,
   onDuplicate?: (ref: string, where: string) => void,
 ): AsyncGenerator<string> {
@@ -157,9 +195,11 @@ async function* readListLines(
   let n = 0;
   for await (const raw of readLines(input)) {
     n++;
-    const line = (n === 1 ? raw.replace(/^\uFEFF/, '') : raw).trim();
-    if (line === '' || line.startsWith('#')) continue;
+    const trimmed = (n === 1 ? raw.replace(/^\uFEFF/, '') : raw).trim();
+    if (trimmed === '') continue;
     const where = `${name}:${n}`;
+    const line = readLine(trimmed, where);
+    if (line === null) continue;
     const ref = parseListLine(line, where, relative);
     if (seen.has(ref)) {
       onDuplicate?.(ref, where);
@@ -195,7 +235,8 @@ function parseListLine(line: string, where: string, relative: (line: string) => 
 }
 
 function isListFile(name: string): boolean {
-  return LIST_FILE_EXTENSIONS.includes(path.extname(name).toLowerCase());
+  const ext = path.extname(name).toLowerCase();
+  return LIST_FILE_EXTENSIONS.includes(ext) || ext === GROUND_TRUTH_MANIFEST_EXTENSION;
 }
 
 function extensionFilter(extensions: readonly string[]): (name: string) => boolean {

@@ -30,12 +30,16 @@ describe('S3 sources', () => {
 
   beforeAll(async () => {
     await s3.createBucket(bucket);
-    const extra = ['many/readme.txt', 'many/IMG99999.JPEG', 'many/folder/', 'many2/not-me.jpg', 'lists/keys.txt', 'lists/sub/a.jpg'];
+    const extra = ['many/readme.txt', 'many/IMG99999.JPEG', 'many/folder/', 'many2/not-me.jpg', 'lists/keys.txt', 'lists/sub/a.jpg', 'lists/input.manifest'];
+    const bodies: Record<string, string> = {
+      'lists/keys.txt': '# list on S3\nsub/a.jpg\ns3://other-bucket/x.jpg\n/local/abs.jpg\n',
+      'lists/input.manifest': '{"source-ref": "s3://other-bucket/x.jpg"}\n{"source-ref": "sub/a.jpg", "label": 3}\n{"source": "text"}\n',
+    };
     const keys = [...many, ...extra];
     for (let i = 0; i < keys.length; i += 32) {
       await Promise.all(
         keys.slice(i, i + 32).map((Key) => {
-          const Body = Key === 'lists/keys.txt' ? Buffer.from('# list on S3\nsub/a.jpg\ns3://other-bucket/x.jpg\n/local/abs.jpg\n') : Buffer.from(Key);
+          const Body = Buffer.from(bodies[Key] ?? Key);
           return s3.client.send(new PutObjectCommand({ Bucket: bucket, Key, Body }));
         }),
       );
@@ -70,6 +74,15 @@ describe('S3 sources', () => {
   it('reads a key-list file stored on S3, resolving relative lines next to it', async () => {
     const refs = await all(listSource(`s3://${bucket}/lists/keys.txt`, { extensions: EXT, s3: s3.client }));
     expect(refs).toEqual([`s3://${bucket}/lists/sub/a.jpg`, 's3://other-bucket/x.jpg', '/local/abs.jpg']);
+  });
+
+  it('reads a Ground Truth manifest stored on S3; its bad line is an error naming the line', async () => {
+    const refs: string[] = [];
+    const read = async () => {
+      for await (const ref of listSource(`s3://${bucket}/lists/input.manifest`, { extensions: EXT, s3: s3.client })) refs.push(ref);
+    };
+    await expect(read()).rejects.toThrow(`s3://${bucket}/lists/input.manifest:3: a text object ("source"), not an image ("source-ref")`);
+    expect(refs).toEqual(['s3://other-bucket/x.jpg', `s3://${bucket}/lists/sub/a.jpg`]);
   });
 
   it('names missing buckets, empty prefixes and missing list files', async () => {

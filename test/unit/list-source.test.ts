@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareKeys } from '../../pipeline/storage/object-store.js';
-import { SourceNotFoundError, listSource } from '../../producers/list-source.js';
+import { SourceNotFoundError, defaultLocalRoots, listSource } from '../../producers/list-source.js';
 
 const EXT = ['.jpg', '.jpeg', '.png'];
 let tmp: string;
@@ -126,5 +126,57 @@ describe('key-list files', () => {
   it('names a missing list file', async () => {
     const missing = path.join(tmp, 'nope.txt');
     await expect(all(listSource(missing, { extensions: EXT }))).rejects.toThrow(`Source not found: ${missing}`);
+  });
+});
+
+describe('Ground Truth manifests (.manifest)', () => {
+  it('lists each line’s source-ref in file order: other fields ignored, blank lines skipped, repeats dropped and reported', async () => {
+    const dir = path.join(tmp, 'gt');
+    const manifest = await touch(
+      dir,
+      'input.manifest',
+      [
+        '\uFEFF{"source-ref": "s3://bucket/a.jpg"}',
+        '',
+        '{"source-ref":"s3://bucket/b c.jpg","sport":0,"sport-metadata":{"class-name":"football","human-annotated":"yes"}}',
+        '  {"source-ref": "local/x.png"}  ',
+        '{"source-ref": "s3://bucket/a.jpg", "note": "again"}',
+      ].join('\r\n'),
+    );
+    const repeats: string[] = [];
+    const refs = await all(listSource(manifest, { extensions: EXT, onDuplicate: (ref, where) => repeats.push(`${where} ${ref}`) }));
+    expect(refs).toEqual(['s3://bucket/a.jpg', 's3://bucket/b c.jpg', path.join(dir, 'local/x.png')]);
+    expect(repeats).toEqual([`${manifest}:5 s3://bucket/a.jpg`]);
+  });
+
+  it('a line that is not a JSON object with a string source-ref is an error naming file and line, never a dropped line', async () => {
+    const cases: Array<[string, string]> = [
+      ['# a comment', 'not a JSON object (Unexpected token'],
+      ['s3://bucket/a.jpg', 'not a JSON object (Unexpected token'],
+      ['{"source-ref": "s3://bucket/a.jpg"', 'not a JSON object ('],
+      ['["s3://bucket/a.jpg"]', 'not a JSON object'],
+      ['null', 'not a JSON object'],
+      ['{"source-ref": 7}', '"source-ref" is not a non-empty string'],
+      ['{"source-ref": "  "}', '"source-ref" is not a non-empty string'],
+      ['{"source": "a sentence to label"}', 'a text object ("source"), not an image ("source-ref")'],
+      ['{"image": "s3://bucket/a.jpg"}', 'no "source-ref"'],
+      ['{"source-ref": "https://example.com/a.jpg"}', 'unsupported ref "https://example.com/a.jpg"'],
+      ['{"source-ref": "s3://bucket/prefix/"}', '"s3://bucket/prefix/" is an S3 prefix, not an object'],
+    ];
+    for (const [i, [line, message]] of cases.entries()) {
+      const manifest = await touch(tmp, `gt-bad/${i}.manifest`, `{"source-ref": "s3://bucket/ok.jpg"}\n${line}\n`);
+      const seen: string[] = [];
+      const read = async () => {
+        for await (const ref of listSource(manifest, { extensions: EXT })) seen.push(ref);
+      };
+      await expect(read(), line).rejects.toThrow(`${manifest}:2: ${message}`);
+      expect(seen).toEqual(['s3://bucket/ok.jpg']);
+    }
+  });
+
+  it('is recognised by its extension in any case; its folder is the default local root', async () => {
+    const manifest = await touch(tmp, 'gt-case/Data.MANIFEST', '{"source-ref": "one.jpg"}\n');
+    expect(await all(listSource(manifest, { extensions: EXT }))).toEqual([path.join(tmp, 'gt-case/one.jpg')]);
+    expect(defaultLocalRoots(manifest)).toEqual([path.join(tmp, 'gt-case')]);
   });
 });
