@@ -16,23 +16,26 @@ describe('TensorCache', () => {
 
   it('refuses new entries when full instead of evicting the oldest, which are used first', () => {
     const cache = new TensorCache(2 * 4 * 4);
-    expect(cache.put('a', 'k', new Float32Array(4))).toBe(true);
-    expect(cache.put('b', 'k', new Float32Array(4))).toBe(true);
-    expect(cache.put('c', 'k', new Float32Array(4))).toBe(false);
-    expect(cache.take('a', 'k')).toBeDefined();
-    expect(cache.put('c', 'k', new Float32Array(4))).toBe(true);
+    const [a, b, c] = [1, 2, 3].map((v) => new Float32Array(4).fill(v)) as [Float32Array, Float32Array, Float32Array];
+    expect(cache.put('a', 'k', a)).toBe(true);
+    expect(cache.put('b', 'k', b)).toBe(true);
+    expect(cache.put('c', 'k', c)).toBe(false);
+    expect(cache.take('a', 'k')).toBe(a);
+    expect(cache.put('c', 'k', c)).toBe(true);
+    expect([cache.take('b', 'k'), cache.take('c', 'k')]).toEqual([b, c]);
   });
 
   it('drops entries older than maxAgeMs to make room', () => {
     let now = 0;
     const cache = new TensorCache(2 * 4 * 4, 1000, () => now);
-    cache.put('a', 'k', new Float32Array(4));
+    const [a, b, c] = [1, 2, 3].map((v) => new Float32Array(4).fill(v)) as [Float32Array, Float32Array, Float32Array];
+    cache.put('a', 'k', a);
     now = 500;
-    cache.put('b', 'k', new Float32Array(4));
+    cache.put('b', 'k', b);
     now = 1200;
-    expect(cache.put('c', 'k', new Float32Array(4))).toBe(true);
+    expect(cache.put('c', 'k', c)).toBe(true);
     expect(cache.take('a', 'k')).toBeUndefined();
-    expect(cache.take('b', 'k')).toBeDefined();
-    expect(cache.take('c', 'k')).toBeDefined();
+    expect(cache.take('b', 'k')).toBe(b);
+    expect(cache.take('c', 'k')).toBe(c);
   });
 });
