@@ -1,6 +1,8 @@
 /** N-stage calibration on synthetic probability tables with known answers. */
 import { describe, expect, it } from 'vitest';
 import { calibrateChain, type ChainEntry, evaluateChain } from '../../pipeline/calibration/chain.js';
+import { confidence } from '../../pipeline/routing.js';
+import type { ConfidenceMetric } from '../../config/schema.js';
 
 function peaked(cls: number, p: number): Float32Array {
   const r = new Float32Array(3).fill((1 - p) / 2);
@@ -32,9 +34,19 @@ describe('calibrateChain', () => {
   });
 
   it('no-loss and TinySaver give the same chain here; metrics are compared and the cheapest kept', () => {
+    // Under every metric, each stage's threshold is its kept images' confidence (those of a sure
+    // row, peaked(c, 0.9)), which the images it passes on (0.4, 0.5 and 0.6 rows) stay below.
+    const sure = (metric: ConfidenceMetric) => confidence(peaked(0, 0.9), metric);
     for (const rule of ['no-loss', 'tinysaver'] as const) {
       const out = calibrateChain(stages, entries, { rule });
       expect(out.point.kept).toEqual([4, 3, 2]);
+      expect(out.metric).toBe('maxprob');
+      expect(out.thresholds).toEqual([sure('maxprob'), sure('maxprob')]);
+      expect(Object.fromEntries(Object.entries(out.perMetric).map(([m, p]) => [m, p.thresholds]))).toEqual({
+        maxprob: [sure('maxprob'), sure('maxprob')],
+        margin: [sure('margin'), sure('margin')],
+        entropy: [sure('entropy'), sure('entropy')],
+      });
       expect(Object.keys(out.perMetric).sort()).toEqual(['entropy', 'margin', 'maxprob']);
       for (const m of Object.values(out.perMetric)) expect(out.point.gmacsPerImage).toBeLessThanOrEqual(m.gmacsPerImage);
     }
