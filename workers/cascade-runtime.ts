@@ -19,7 +19,7 @@ import { bullLockOptions } from '../queue/job-locks.js';
 import { assertClusterPrefix, connectRedis, connectRedisChecked } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
 import { MergeWorker } from './merge-worker.js';
-import { RunScheduler } from './run-scheduler.js';
+import { RunScheduler, type RunSchedulerOptions } from './run-scheduler.js';
 import { StageWorker, type StageWorkerOptions, type WorkerLog } from './stage-worker.js';
 
 /** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' or 'scheduler'. */
@@ -64,6 +64,8 @@ export interface RuntimeExtras {
   maxBatch?: number;
   /** Called after each stage batch (metrics). */
   onBatch?: StageWorkerOptions['onBatch'];
+  /** Called when a scheduled firing is submitted or fails for good (metrics). */
+  onFiring?: RunSchedulerOptions['onFiring'];
   /**
    * One-shot commands (run, submit): fail within this many ms when Redis is unreachable or
    * rejects the credentials, instead of waiting. Unset (`cascade worker`): keep reconnecting.
@@ -151,7 +153,8 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
       );
     }
     if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions }));
-    if (roles.includes('scheduler')) workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, openOutput, log }));
+    if (roles.includes('scheduler'))
+      workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, openOutput, log, onFiring: extras.onFiring }));
   } catch (err) {
     await close();
     throw err;

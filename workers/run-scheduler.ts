@@ -126,6 +126,45 @@ export interface RunSchedulerOptions {
   /** The object store of a run's output location (claimed before its jobs are queued). */
   openOutput: (out: string) => ObjectStore;
   log: WorkerLog;
+  /** Called when a firing's run is submitted, or when the firing failed for good (metrics). */
+  onFiring?: (schedule: string, outcome: 'submitted' | 'failed') => void;
+}
+
+/** The schedule a run id `<name>-<firing ms>` was fired by, or undefined for other run ids. */
+export function scheduleOfRun(runId: string): string | undefined {
+  const m = /^(.+)-\d+$/.exec(runId);
+  return m && ScheduleName.safeParse(m[1]).success ? m[1] : undefined;
+}
+
+/**
+ * Per schedule on `queue`, when its newest finished run was merged (ms since epoch), read from
+ * Redis: the fleet's truth, which survives restarts of the scheduler process. Schedules none of
+ * whose runs has finished are left out.
+ */
+export async function lastScheduleSuccesses(queue: Queue, tracker: RunTracker): Promise<Record<string, number>> {
+  const names = new Set((await listSchedules(queue)).map((s) => s.name));
+  const newest = new Map<string, string[]>();
+  for (const runId of await tracker.runIds()) {
+    const schedule = scheduleOfRun(runId);
+    if (schedule && names.has(schedule)) newest.set(schedule, [...(newest.get(schedule) ?? []), runId]);
+  }
+  const out: Record<string, number> = {};
+  for (const [schedule, runIds] of newest) {
+    // Newest firing first: the first merged one is the last success.
+    for (const runId of runIds.sort((a, b) => firingOf(b) - firingOf(a))) {
+      const mergedAt = (await tracker.progress(runId))?.mergedAt;
+      if (mergedAt) {
+        out[schedule] = Date.parse(mergedAt);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** The firing time (ms) at the end of a scheduled run's id. */
+function firingOf(runId: string): number {
+  return Number(runId.slice(runId.lastIndexOf('-') + 1));
 }
 
 /** The `scheduler` role: consumes firings and submits their runs. */
@@ -137,9 +176,12 @@ export class RunScheduler {
   constructor(private readonly o: RunSchedulerOptions) {
     this.connection = o.connection.duplicate();
     this.worker = new Worker(SCHEDULES_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1 });
-    this.worker.on('failed', (job, err) =>
-      o.log(`scheduler: firing ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, 'scheduler')),
-    );
+    this.worker.on('failed', (job, err) => {
+      const fields = failureFields(job, err, 'scheduler');
+      o.log(`scheduler: firing ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, fields);
+      const schedule = ScheduleTemplate.safeParse(job?.data);
+      if (fields?.final && schedule.success) o.onFiring?.(schedule.data.schedule, 'failed');
+    });
     this.worker.on('error', (err) => o.log(`scheduler: worker error: ${err.message}`, { level: 'warn', stage: 'scheduler', errorKind: errorKind(err), err }));
   }
 
@@ -158,6 +200,7 @@ export class RunScheduler {
       output: this.o.openOutput(spec.out),
       overwrite: template.overwrite,
     });
+    this.o.onFiring?.(template.schedule, 'submitted');
     this.o.log(
       `scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches`,
     );

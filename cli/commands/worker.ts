@@ -12,7 +12,8 @@ import { isServiceRole, SERVICE_ROLES, StageName } from '../../config/schema.js'
 import { loadWorkerConfig } from '../../config/worker-config.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
-import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
+import { lastScheduleSuccesses, SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
+import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
 import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
 import { exitNow } from '../exit-now.js';
 import { createLogger, logFn } from '../logger.js';
@@ -97,14 +98,20 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
       { name: MERGE_QUEUE, queue: runtime.queues.merge },
       { name: SCHEDULES_QUEUE, queue: schedulesQueue() },
     ],
+    scheduleSuccesses: wanted.includes('scheduler') ? () => lastScheduleSuccesses(schedulesQueue(), runtime.tracker) : undefined,
   });
   const runtime = await startRuntime(config, redisUrl, wanted, log, {
     maxBatch: o.maxBatch,
     onBatch: (stage, stats, errors) => metrics.onBatch(stage, stats, errors),
+    onFiring: (schedule, outcome) => metrics.onFiring(schedule, outcome),
   });
+  const health = new WorkerHealth(runtime.redis);
+  void openRunModels({ tracker: runtime.tracker, models: runtime.models, stages: stageNames, limit: config.maxModels, log })
+    .catch((err: Error) => log(`cannot list the runs in flight: ${err.message}`, { level: 'warn' }))
+    .finally(() => health.modelsReady());
   let server: MetricsServer | undefined;
   try {
-    if (o.metricsPort !== undefined) server = await serveMetrics(metrics, o.metricsPort, o.metricsHost);
+    if (o.metricsPort !== undefined) server = await serveMetrics(metrics, o.metricsPort, o.metricsHost, { readiness: () => health.check() });
   } catch (err) {
     await runtime.close();
     throw new ConfigError(`cannot serve metrics on port ${o.metricsPort}: ${(err as Error).message}`);
@@ -115,6 +122,7 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
   );
 
   const received = await signal;
+  health.stop();
   log(`${received}: no new jobs; finishing the batches in flight (send it again to exit now)`);
   await runtime.close();
   await scheduleQueue?.close();

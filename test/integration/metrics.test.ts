@@ -1,7 +1,7 @@
 /**
  * Worker metrics: counters fed by the StageWorker hook during a real run (real redis-server,
- * s3rver output, generated models), queue depth read from Redis at scrape time, and the
- * HTTP endpoint.
+ * s3rver output, generated models), queue depth read from Redis at scrape time, the HTTP
+ * endpoints, and what /metrics and /readyz say once a real redis-server is stopped.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Queue } from 'bullmq';
@@ -19,6 +19,9 @@ import { submitRun } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics } from '../../workers/metrics.js';
 import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
+import { lastScheduleSuccesses, SCHEDULES_QUEUE, upsertSchedule } from '../../workers/run-scheduler.js';
+import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
@@ -73,8 +76,8 @@ describe('CascadeMetrics', () => {
     expect(sample(text, 'cascade_images_total', { stage: 'big', outcome: 'accepted' })).toBe(4);
     expect(sample(text, 'cascade_errors_total', { stage: 'little', kind: 'decode' })).toBe(1);
     expect(sample(text, 'cascade_errors_total', { stage: 'little', kind: 'too-large' })).toBe(1);
-    expect(sample(text, 'cascade_routed_fraction', { stage: 'little' })).toBeCloseTo(4 / 20, 12);
-    expect(sample(text, 'cascade_routed_fraction', { stage: 'big' })).toBe(0);
+    expect(sample(text, 'cascade_routed_ratio', { stage: 'little' })).toBeCloseTo(4 / 20, 12);
+    expect(sample(text, 'cascade_routed_ratio', { stage: 'big' })).toBe(0);
     expect(sample(text, 'cascade_batch_seconds_count', { stage: 'little' })).toBe(2);
     expect(sample(text, 'cascade_batch_seconds_sum', { stage: 'little' })).toBeCloseTo(3.2, 12);
     expect(sample(text, 'cascade_batch_seconds_bucket', { stage: 'little', le: '0.25' })).toBe(1);
@@ -107,6 +110,8 @@ describe('CascadeMetrics', () => {
       expect(sample(await m.text(), 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(0);
       expect((await fetch(`http://127.0.0.1:${server.port}/other`)).status).toBe(404);
       expect(await (await fetch(`http://127.0.0.1:${server.port}/healthz`)).text()).toBe('ok\n');
+      // No readiness check given: /readyz is not served.
+      expect((await fetch(`http://127.0.0.1:${server.port}/readyz`)).status).toBe(404);
     } finally {
       await server.close();
       await queue.close();
@@ -162,9 +167,135 @@ describe('CascadeMetrics', () => {
       expect(sample(text, 'cascade_images_total', { stage: 'big', outcome: 'accepted' })).toBe(2);
       expect(sample(text, 'cascade_errors_total', { stage: 'little', kind: 'decode' })).toBe(1);
       expect(sample(text, 'cascade_batch_seconds_count', { stage: 'little' })).toBe(3);
-      expect(sample(text, 'cascade_routed_fraction', { stage: 'little' })).toBeCloseTo(2 / 6, 12);
+      expect(sample(text, 'cascade_routed_ratio', { stage: 'little' })).toBeCloseTo(2 / 6, 12);
     } finally {
       await runtime.close();
+    }
+  });
+
+  it('exports prom-client’s default process_* and nodejs_* metrics under their own names', async () => {
+    const text = await new CascadeMetrics({ processMetrics: true }).text();
+    expect(text).toMatch(/^process_cpu_seconds_total \d/m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
+    expect(text).not.toMatch(/cascade_process_|cascade_nodejs_/);
+  });
+
+  it('with Redis stopped: /metrics answers with the last queue depths and their age, /readyz says 503 and why, /healthz 200', async () => {
+    const own = await startRedis();
+    const connection = connectRedis(own.url);
+    connection.on('error', () => undefined);
+    const queue = new Queue('stage-little', { connection, prefix: uniquePrefix('down') });
+    // Redis is stopped on purpose: its reconnection errors are expected.
+    queue.on('error', () => undefined);
+    let clock = 1_700_000_000_000;
+    const m = new CascadeMetrics({ queues: () => [{ name: 'stage-little', queue }], now: () => clock, processMetrics: true });
+    const health = new WorkerHealth(connection);
+    const server = await serveMetrics(m, 0, '127.0.0.1', { readiness: () => health.check() });
+    const get = (path: string) => fetch(`http://127.0.0.1:${server.port}${path}`, { signal: AbortSignal.timeout(10_000) });
+    try {
+      await queue.addBulk([1, 2, 3].map((i) => ({ name: 'batch', data: { i } })));
+      let text = await (await get('/metrics')).text();
+      expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(3);
+      expect(text).toMatch(/^cascade_redis_up 1$/m);
+      expect(text).toMatch(/^cascade_redis_read_age_seconds 0$/m);
+      // Models not opened yet: not ready, though Redis answers.
+      let ready = await get('/readyz');
+      expect([ready.status, await ready.text()]).toEqual([503, 'not ready: loading the models of the runs in flight\n']);
+      health.modelsReady();
+      ready = await get('/readyz');
+      expect([ready.status, await ready.text()]).toEqual([200, 'ready\n']);
+
+      await own.stop();
+      clock += 42_000;
+      // Before the deadline on Redis reads this request hung for as long as Redis was down (the
+      // abort above fails the test then); now it is served from the last values read.
+      const res = await get('/metrics');
+      expect(res.status).toBe(200);
+      text = await res.text();
+      expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(3);
+      expect(text).toMatch(/^cascade_redis_up 0$/m);
+      expect(text).toMatch(/^cascade_redis_read_age_seconds 42$/m);
+      expect(text).toMatch(/^process_cpu_seconds_total \d/m);
+      // A second scrape while the first read is still pending starts no other read and ages on.
+      clock += 8_000;
+      expect(await (await get('/metrics')).text()).toMatch(/^cascade_redis_read_age_seconds 50$/m);
+      ready = await get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(await ready.text()).toMatch(/^not ready: redis (connecting|reconnecting|close|end)\n$/);
+      expect([(await get('/healthz')).status]).toEqual([200]);
+      health.stop();
+      expect(await (await get('/readyz')).text()).toMatch(/^not ready: stopping; redis /);
+    } finally {
+      await server.close();
+      connection.disconnect();
+    }
+  });
+
+  it('ages from the start when Redis was never read', async () => {
+    const own = await startRedis();
+    const connection = connectRedis(own.url);
+    connection.on('error', () => undefined);
+    await own.stop();
+    let clock = 5_000;
+    const queue = new Queue('stage-big', { connection, prefix: uniquePrefix('never') });
+    queue.on('error', () => undefined);
+    const m = new CascadeMetrics({ queues: () => [{ name: 'stage-big', queue }], now: () => clock, redisDeadlineMs: 50 });
+    clock += 7_000;
+    const text = await m.text();
+    expect(text).toMatch(/^cascade_redis_read_age_seconds 7$/m);
+    expect(text).toMatch(/^cascade_redis_up 0$/m);
+    expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-big', state: 'waiting' })).toBeUndefined();
+    connection.disconnect();
+  });
+
+  it('readiness waits for the models of the runs in flight; schedules report their last merged run and firing outcomes', async () => {
+    const prefix = uniquePrefix('ready');
+    const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const config = await loadConfig({
+      overrides: { little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, prefix, redisUrl: redis.url },
+    });
+    // No stage roles: the run stays in flight, as for a worker starting while batches wait.
+    const planner = await startRuntime(config, redis.url, [], () => undefined);
+    const runtime = await startRuntime(config, redis.url, [], () => undefined);
+    const schedules = new Queue(SCHEDULES_QUEUE, { connection: runtime.redis, prefix });
+    try {
+      const run = await planRun(config, `${dir}/none/`, `${dir}/out-ready/`, planner.models, 'ready-1');
+      expect(await planner.tracker.create(run)).toBe(true);
+      const warnings: string[] = [];
+      const opened = await openRunModels({ tracker: runtime.tracker, models: runtime.models, stages: ['big'], limit: 4, log: (msg) => warnings.push(msg) });
+      expect([opened, warnings]).toEqual([1, []]);
+      // The run's big model is open now: borrowing it for the run loads nothing.
+      const lease = await runtime.models.acquire('big', run.stages[1]!.model, run.numerics, run.probeTolerance, run.runId);
+      lease.release();
+
+      // Two firings of `nightly`: the newest merged one is the last success; another schedule's run is not counted.
+      const tracker = new RunTracker(runtime.redis, prefix);
+      const { runId: _r, source: _s, out: _o, createdAt: _c, ...template } = run;
+      await upsertSchedule(schedules, { every: 3_600_000 }, { schedule: 'nightly', source: 'x', out: 'y', extensions: ['.png'], run: template });
+      for (const [id, mergedAt] of [
+        ['nightly-1000', '2026-01-01T00:00:00.000Z'],
+        ['nightly-2000', '2026-01-02T00:00:00.000Z'],
+        ['nightly-3000', null],
+        ['other-4000', '2026-01-03T00:00:00.000Z'],
+      ] as const) {
+        await tracker.create({ ...run, runId: id });
+        if (mergedAt) {
+          await tracker.markMerged(id, '{}');
+          await runtime.redis.hset(`${prefix}:run:${id}`, 'mergedAt', mergedAt);
+        }
+      }
+      expect(await lastScheduleSuccesses(schedules, tracker)).toEqual({ nightly: Date.parse('2026-01-02T00:00:00.000Z') });
+      const m = new CascadeMetrics({ scheduleSuccesses: () => lastScheduleSuccesses(schedules, tracker) });
+      m.onFiring('nightly', 'submitted');
+      m.onFiring('nightly', 'submitted');
+      m.onFiring('nightly', 'failed');
+      const text = await m.text();
+      expect(sample(text, 'cascade_schedule_last_success_timestamp_seconds', { schedule: 'nightly' })).toBe(Date.parse('2026-01-02T00:00:00.000Z') / 1000);
+      expect(sample(text, 'cascade_schedule_runs_total', { schedule: 'nightly', outcome: 'submitted' })).toBe(2);
+      expect(sample(text, 'cascade_schedule_runs_total', { schedule: 'nightly', outcome: 'failed' })).toBe(1);
+    } finally {
+      await schedules.close();
+      await Promise.all([planner.close(), runtime.close()]);
     }
   });
 });
