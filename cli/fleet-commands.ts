@@ -4,6 +4,7 @@
  */
 import { type Command, Option } from 'commander';
 import { cascadeOptions, type NumberParser } from './cascade-flags.js';
+import { selfCalibrationOptions } from './self-calibration-flags.js';
 import { dashboardCommand } from './commands/dashboard.js';
 import { scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from './commands/schedule.js';
 import { statusCommand } from './commands/status.js';
@@ -13,13 +14,15 @@ import { retryCommand } from './commands/retry.js';
 
 /** Add the fleet commands to `program`. */
 export function registerFleetCommands(program: Command, number: NumberParser): void {
-  cascadeOptions(
-    program
-      .command('submit')
-      .description('enqueue a run on the shared Redis (REDIS_URL) and print its id; `cascade worker` processes label it')
-      .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
-      .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
-    number,
+  selfCalibrationOptions(
+    cascadeOptions(
+      program
+        .command('submit')
+        .description('enqueue a run on the shared Redis (REDIS_URL) and print its id; `cascade worker` processes label it')
+        .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
+        .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
+      number,
+    ),
   )
     .option('--run-id <id>', 'run id (default: derived from source, output and models, as `cascade run` does)')
     .option('--json', 'print {runId, images, batches, alreadySubmitted, out} as JSON')
@@ -114,7 +117,8 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
     .command('dashboard')
     .description('serve bull-board over every cascade queue under the prefix')
     .option('--port <port>', 'HTTP port', number('port', 0, 65535), 3000)
-    .option('--host <host>', 'interface to listen on', '0.0.0.0')
+    .option('--host <host>', 'interface to listen on (0.0.0.0: every interface; set CASCADE_DASHBOARD_TOKEN then)', '127.0.0.1')
+    .option('--allow-writes', 'allow retry, clean, delete and pause; needs CASCADE_DASHBOARD_TOKEN (bearer token or basic-auth password)')
     .option('--config <file>', 'config file (for redisUrl and prefix)')
     .option('--prefix <prefix>', 'BullMQ key prefix')
     .action(async (opts) => {

@@ -2,6 +2,7 @@
  * `cascade dashboard`: bull-board over every cascade queue under the prefix. Queues are found
  * in Redis (BullMQ keeps a `<prefix>:<queue>:meta` hash per queue), so stages named in any
  * config appear without this process loading one; the list is refreshed while it runs.
+ * Safe by default: it listens on 127.0.0.1 and is read-only (cli/dashboard-access.ts).
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,11 +15,14 @@ import type { Redis } from 'ioredis';
 import { MERGE_QUEUE } from '../../queue/jobs.js';
 import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
+import { type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { createLogger } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
 
 export interface Dashboard {
+  /** The interface it listens on. */
+  address: string;
   port: number;
   /** Names of the queues shown. */
   queueNames(): string[];
@@ -39,8 +43,19 @@ export async function discoverQueues(redis: Redis, prefix: string): Promise<stri
   return [...names].sort();
 }
 
-/** Serve bull-board for the queues under `prefix` on `port` (0 = any free port). */
-export async function startDashboard(o: { redisUrl: string; prefix: string; port: number; host?: string; refreshMs?: number }): Promise<Dashboard> {
+/** The interface the dashboard listens on unless told otherwise: this machine only. */
+export const DEFAULT_DASHBOARD_HOST = '127.0.0.1';
+
+/** Serve bull-board for the queues under `prefix` on `port` (0 = any free port); read-only unless `access` allows writes. */
+export async function startDashboard(o: {
+  redisUrl: string;
+  prefix: string;
+  port: number;
+  host?: string;
+  refreshMs?: number;
+  access?: DashboardAccess;
+}): Promise<Dashboard> {
+  const access = o.access ?? { allowWrites: false };
   const redis = await connectRedisChecked(o.redisUrl);
   const queues = new Map<string, Queue>();
   const serverAdapter = new ExpressAdapter().setBasePath('/');
@@ -49,17 +64,21 @@ export async function startDashboard(o: { redisUrl: string; prefix: string; port
     const names = await discoverQueues(redis, o.prefix);
     const added = names.filter((n) => !queues.has(n));
     for (const name of added) queues.set(name, new Queue(name, { connection: redis, prefix: o.prefix }));
-    if (added.length > 0) board.replaceQueues([...queues.values()].map((q) => new BullMQAdapter(q)));
+    // bull-board hides its action buttons on read-only queues; the guard refuses the requests.
+    if (added.length > 0) board.replaceQueues([...queues.values()].map((q) => new BullMQAdapter(q, { readOnlyMode: !access.allowWrites })));
   };
   await refresh();
   const timer = setInterval(() => void refresh().catch(() => undefined), o.refreshMs ?? 10_000);
   const app = express();
+  app.use(dashboardGuard(access));
   app.use('/', serverAdapter.getRouter());
   const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(o.port, o.host ?? '0.0.0.0', (err?: Error) => (err ? reject(err) : resolve(s)));
+    const s = app.listen(o.port, o.host ?? DEFAULT_DASHBOARD_HOST, (err?: Error) => (err ? reject(err) : resolve(s)));
   });
+  const { address, port } = server.address() as AddressInfo;
   return {
-    port: (server.address() as AddressInfo).port,
+    address,
+    port,
     queueNames: () => [...queues.keys()].sort(),
     refresh,
     close: async () => {
@@ -73,13 +92,14 @@ export async function startDashboard(o: { redisUrl: string; prefix: string; port
 }
 
 /** Run the dashboard until SIGTERM/SIGINT. */
-export async function dashboardCommand(o: { port: number; host?: string; config?: string; prefix?: string }): Promise<void> {
+export async function dashboardCommand(o: { port: number; host?: string; config?: string; prefix?: string; allowWrites?: boolean }): Promise<void> {
   const logger = createLogger();
+  const access = dashboardAccess(o.allowWrites === true);
   const { redisUrl, prefix } = await fleetSettings(o);
-  const dashboard = await startDashboard({ redisUrl, prefix, port: o.port, host: o.host });
-  logger.info(
-    `dashboard on http://${o.host ?? '0.0.0.0'}:${dashboard.port}/ for ${redactUrl(redisUrl)} (prefix ${prefix}): ${dashboard.queueNames().join(', ')}`,
-  );
+  const host = o.host ?? DEFAULT_DASHBOARD_HOST;
+  const dashboard = await startDashboard({ redisUrl, prefix, port: o.port, host, access });
+  const mode = access.allowWrites ? 'writes allowed with the token' : access.token ? 'read-only, token required' : 'read-only';
+  logger.info(`dashboard on http://${host}:${dashboard.port}/ (${mode}) for ${redactUrl(redisUrl)} (prefix ${prefix}): ${dashboard.queueNames().join(', ')}`);
   const signal = await new Promise<NodeJS.Signals>((resolve) => process.once('SIGTERM', resolve).once('SIGINT', resolve));
   logger.info(`${signal}: stopping the dashboard`);
   await dashboard.close();

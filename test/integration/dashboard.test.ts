@@ -1,10 +1,14 @@
 /**
  * `cascade dashboard`: bull-board served over the queues BullMQ has created under a prefix
- * on a real redis-server, found without any cascade config.
+ * on a real redis-server, found without any cascade config; safe by default (loopback,
+ * read-only), writes only with --allow-writes and the token.
  */
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { discoverQueues, startDashboard } from '../../cli/commands/dashboard.js';
+import { DEFAULT_DASHBOARD_HOST, discoverQueues, startDashboard } from '../../cli/commands/dashboard.js';
+import { dashboardAccess, presentedToken } from '../../cli/dashboard-access.js';
+import { buildProgram } from '../../cli/main.js';
+import { CascadeError } from '../../config/errors.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 
@@ -25,8 +29,10 @@ describe('cascade dashboard', () => {
     await Promise.all([...queues, other].map((q) => q.add('batch', { x: 1 })));
     expect(await discoverQueues(connection, prefix)).toEqual(['merge', 'schedules', 'stage-big', 'stage-tiny']);
 
-    const dashboard = await startDashboard({ redisUrl: redis.url, prefix, port: 0, host: '127.0.0.1' });
+    const dashboard = await startDashboard({ redisUrl: redis.url, prefix, port: 0 });
     try {
+      // Loopback unless told otherwise, in the function and in the CLI.
+      expect(dashboard.address).toBe('127.0.0.1');
       expect(dashboard.queueNames()).toEqual(['merge', 'schedules', 'stage-big', 'stage-tiny']);
       const page = await fetch(`http://127.0.0.1:${dashboard.port}/`);
       expect(page.status).toBe(200);
@@ -47,5 +53,95 @@ describe('cascade dashboard', () => {
       await Promise.all([...queues, other].map((q) => q.close()));
       connection.disconnect();
     }
+  });
+
+  it('the CLI listens on 127.0.0.1 unless --host is given, and is read-only unless --allow-writes', () => {
+    const dashboard = buildProgram().commands.find((c) => c.name() === 'dashboard')!;
+    expect(DEFAULT_DASHBOARD_HOST).toBe('127.0.0.1');
+    expect(dashboard.options.find((o) => o.long === '--host')?.defaultValue).toBe('127.0.0.1');
+    expect(dashboard.options.find((o) => o.long === '--allow-writes')?.defaultValue).toBeUndefined();
+  });
+
+  it('read-only by default: every action is refused and changes nothing, bull-board marks the queues read-only', async () => {
+    const connection = connectRedis(redis.url);
+    const prefix = uniquePrefix('ro');
+    const queue = new Queue('stage-little', { connection, prefix });
+    await queue.add('batch', { x: 1 });
+    const dashboard = await startDashboard({ redisUrl: redis.url, prefix, port: 0 });
+    const url = `http://127.0.0.1:${dashboard.port}`;
+    try {
+      for (const [method, path] of [
+        ['PUT', '/api/queues/stage-little/clean/waiting'],
+        ['PUT', '/api/queues/stage-little/pause'],
+        ['PUT', '/api/queues/stage-little/obliterate'],
+        ['PUT', '/api/queues/pause'],
+        ['POST', '/api/queues/stage-little/add'],
+        ['DELETE', '/api/queues/stage-little/1'],
+      ]) {
+        const res = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: '{}' });
+        expect([method, path, res.status]).toEqual([method, path, 403]);
+      }
+      expect(await queue.getWaitingCount()).toBe(1);
+      expect(await queue.isPaused()).toBe(false);
+      const api = (await (await fetch(`${url}/api/queues`)).json()) as { queues: Array<{ name: string; readOnlyMode: boolean }> };
+      expect(api.queues.find((q) => q.name === 'stage-little')?.readOnlyMode).toBe(true);
+    } finally {
+      await dashboard.close();
+      await queue.close();
+      connection.disconnect();
+    }
+  });
+
+  it('--allow-writes: every request needs the token (bearer or basic-auth password); same-origin writes then act', async () => {
+    const connection = connectRedis(redis.url);
+    const prefix = uniquePrefix('rw');
+    const queue = new Queue('stage-little', { connection, prefix });
+    await queue.add('batch', { x: 1 });
+    const token = 'tok-0123456789abcdef';
+    const access = dashboardAccess(true, { CASCADE_DASHBOARD_TOKEN: token });
+    const dashboard = await startDashboard({ redisUrl: redis.url, prefix, port: 0, access });
+    const url = `http://127.0.0.1:${dashboard.port}`;
+    const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+    try {
+      const anonymous = await fetch(`${url}/api/queues`);
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+      expect((await fetch(`${url}/api/queues/stage-little/pause`, { method: 'PUT' })).status).toBe(401);
+      expect((await fetch(`${url}/api/queues/stage-little/pause`, { method: 'PUT', headers: { authorization: `Bearer ${token}x` } })).status).toBe(401);
+      expect((await fetch(`${url}/api/queues/stage-little/pause`, { method: 'PUT', headers: { authorization: basic('ops', 'wrong') } })).status).toBe(401);
+      expect(await queue.isPaused()).toBe(false);
+      // A page on another site cannot borrow a browser's saved credentials.
+      const cross = await fetch(`${url}/api/queues/stage-little/pause`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, origin: 'https://evil.example' },
+      });
+      expect(cross.status).toBe(403);
+      expect(await queue.isPaused()).toBe(false);
+
+      expect((await fetch(`${url}/api/queues`, { headers: { authorization: basic('ops', token) } })).status).toBe(200);
+      const pause = await fetch(`${url}/api/queues/stage-little/pause`, { method: 'PUT', headers: { authorization: `Bearer ${token}` } });
+      expect(pause.status).toBe(200);
+      expect(await queue.isPaused()).toBe(true);
+      const resume = await fetch(`${url}/api/queues/stage-little/resume`, {
+        method: 'PUT',
+        headers: { authorization: basic('ops', token), origin: url },
+      });
+      expect(resume.status).toBe(200);
+      expect(await queue.isPaused()).toBe(false);
+    } finally {
+      await dashboard.close();
+      await queue.close();
+      connection.disconnect();
+    }
+  });
+
+  it('refuses --allow-writes without a token in the environment, and a short token', () => {
+    expect(() => dashboardAccess(true, {})).toThrow(CascadeError);
+    expect(() => dashboardAccess(true, {})).toThrow(/--allow-writes needs a token: set CASCADE_DASHBOARD_TOKEN/);
+    expect(() => dashboardAccess(false, { CASCADE_DASHBOARD_TOKEN: 'short' })).toThrow(/too short/);
+    expect(dashboardAccess(false, {})).toEqual({ allowWrites: false, token: undefined });
+    expect(presentedToken(`Basic ${Buffer.from('a:b:c').toString('base64')}`)).toBe('b:c');
+    expect(presentedToken('Bearer abc')).toBe('abc');
+    expect(presentedToken('Digest abc')).toBeUndefined();
   });
 });
