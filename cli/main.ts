@@ -9,12 +9,14 @@ import { inspectModelCommand } from './commands/models-inspect.js';
 import { downloadModelsCommand } from './commands/models-download.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import { cascadeOptions } from './cascade-flags.js';
+import { selfCalibrationOptions } from './self-calibration-flags.js';
 import { calibrateCommand } from './commands/calibrate.js';
 import { calibrateChainCommand, configHasStages } from './commands/calibrate-chain.js';
 import { searchSaverCommand } from './commands/search-saver.js';
 import { reportingCalibrationErrors } from './calibration-data.js';
 import { verifyCommand } from './commands/verify.js';
 import { exportReviewCommand } from './commands/export-review.js';
+import { exportGroundTruthCommand, exportImagefolderCommand, exportLabelStudioConfigCommand } from './commands/export-formats.js';
 import { addLogOptions } from './logger.js';
 
 function number(name: string, min: number, max: number) {
@@ -36,13 +38,15 @@ export function buildProgram(): Command {
     // which exits 2 for them; help and --version exit 0.
     .exitOverride();
 
-  cascadeOptions(
-    program
-      .command('run')
-      .description('run the whole cascade in one process: list, label, merge (starts a private redis-server when REDIS_URL is unset)')
-      .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
-      .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
-    number,
+  selfCalibrationOptions(
+    cascadeOptions(
+      program
+        .command('run')
+        .description('run the whole cascade in one process: list, label, merge (starts a private redis-server when REDIS_URL is unset)')
+        .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
+        .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
+      number,
+    ),
   )
     .option('--run-id <id>', 'run id (default: derived from source, output and models)')
     .option('--no-progress', 'no progress bar')
@@ -132,9 +136,8 @@ export function buildProgram(): Command {
       await downloadModelsCommand(names, opts);
     });
 
-  program
-    .command('export')
-    .description('export results of a finished run')
+  const exports = program.command('export').description('export results of a finished run');
+  exports
     .command('review')
     .description('the images worth a human look (errors, audit disagreements, low confidence) as Label Studio tasks or CSV')
     .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
@@ -148,6 +151,36 @@ export function buildProgram(): Command {
     )
     .action(async (opts) => {
       await exportReviewCommand(opts);
+    });
+  exports
+    .command('ground-truth')
+    .description('every labelled image as a SageMaker Ground Truth output manifest (source-ref, label attribute, <attribute>-metadata); error rows left out')
+    .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
+    .option('--out <file>', 'write here instead of stdout (e.g. output.manifest)')
+    .option('--label-attribute <name>', 'the label attribute name', 'label')
+    .option('--job-name <name>', "the job name in each row's metadata (default: cascade-<run id>)")
+    .action(async (opts) => {
+      await exportGroundTruthCommand(opts);
+    });
+  exports
+    .command('imagefolder')
+    .description('every labelled image as a Hugging Face imagefolder metadata.jsonl, file_name relative to --root; error rows left out')
+    .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
+    .requiredOption('--root <dir>', 'the dataset root (folder or s3://bucket/prefix) metadata.jsonl belongs in')
+    .option('--out <file>', 'write here instead of stdout (e.g. <root>/metadata.jsonl)')
+    .option('--skip-outside', 'leave out (and count) images outside --root instead of failing')
+    .action(async (opts) => {
+      await exportImagefolderCommand(opts);
+    });
+  exports
+    .command('label-studio-config')
+    .description("the Label Studio labeling config (one <Choice> per class) for the run's label file, matching `export review` tasks")
+    .option('--labels <file>', "the run's label file (imagenet_class_index.json, one name a line, …)")
+    .option('--model <spec>', 'or the model spec whose labels: the run used')
+    .option('--run <location>', "check that every class name in this run's manifest is a choice")
+    .option('--out <file>', 'write here instead of stdout')
+    .action(async (opts) => {
+      await exportLabelStudioConfigCommand(opts);
     });
 
   registerFleetCommands(program, number);

@@ -1,4 +1,9 @@
 /**
+ * Exports of a real audited run (real redis-server, generated models with known
+ * disagreements) from a directory and from S3 (s3rver): the review set as Label Studio tasks and
+ * CSV, every labelled image as a Ground Truth output manifest and as imagefolder metadata, and the
+ * Label Studio labeling config, each parsed back.
+ *
  * Human review export: a real audited run (real redis-server, generated models with known
  * disagreements), exported as Label Studio tasks and CSV from a directory and from S3 (s3rver).
  */
@@ -10,7 +15,13 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportReviewCommand } from '../../cli/commands/export-review.js';
 import { runCommand } from '../../cli/commands/run.js';
 import { buildProgram } from '../../cli/main.js';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { exportGroundTruthCommand, exportImagefolderCommand, exportLabelStudioConfigCommand } from '../../cli/commands/export-formats.js';
+import { GroundTruthMetadata, groundTruthRowSchema } from '../../pipeline/results/ground-truth-export.js';
+import { ImagefolderRow } from '../../pipeline/results/imagefolder-export.js';
+import { type ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { imageRef, openManifest, parseReasons } from '../../pipeline/results/review-export.js';
+import { listSource } from '../../producers/list-source.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 import { colourSpec, writeColourImages } from '../helpers/colour-fixture.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
@@ -22,12 +33,17 @@ let images: string;
 let out: string;
 let redis: TestRedis;
 let s3: TestS3;
+let labelsFile: string;
+let specFile: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-review-'));
   images = join(dir, 'images');
   out = join(dir, 'out');
   const models = await writeTestModels(join(dir, 'models'));
+  labelsFile = models.labels;
+  specFile = join(dir, 'big-spec.json');
+  await writeFile(specFile, JSON.stringify(colourSpec(models.colourBig, models.labels)));
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['runs'] }), writeColourImages(images)]);
   const config = join(dir, 'config.json');
   // Threshold 0.3: the little model keeps the light greys as a colour (p ≈ 0.32-0.33) where the
@@ -201,5 +217,153 @@ describe('cascade export review', () => {
     expect(imageRef('/data/a b/c#1.jpg', '/data/')).toBe('/data/local-files/?d=a%20b/c%231.jpg');
     expect(imageRef('/elsewhere/x.jpg', '/data')).toBe('/elsewhere/x.jpg');
     expect(imageRef('/data/x.jpg')).toBe('/data/x.jpg');
+  });
+});
+
+/** The run's manifest rows, as merged. */
+async function manifestRows(): Promise<ManifestRow[]> {
+  const rows: ManifestRow[] = [];
+  for await (const row of await openManifest(new LocalStore(out))) rows.push(row);
+  return rows;
+}
+
+/** Parse a JSON Lines file strictly: every line, none blank, each through `schema`. */
+async function parseJsonl<T>(file: string, schema: { parse(v: unknown): T }): Promise<T[]> {
+  const text = await readFile(file, 'utf8');
+  expect(text.endsWith('\n')).toBe(true);
+  return text
+    .slice(0, -1)
+    .split('\n')
+    .map((line) => schema.parse(JSON.parse(line)));
+}
+
+describe('cascade export ground-truth', () => {
+  it('writes one strict output-manifest row per labelled image, error rows left out, and reads back to the manifest', async () => {
+    const file = join(dir, 'output.manifest');
+    const counts = await exportGroundTruthCommand({ run: out, out: file, labelAttribute: 'colour' });
+    const rows = await manifestRows();
+    const labelled = rows.filter((r) => r.error === null);
+    expect(counts).toEqual({ rows: labelled.length, errors: 2 });
+    expect(labelled.length).toBe(rows.length - 2);
+    const summary = RunSummary.parse(JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')));
+    const parsed = await parseJsonl(file, groundTruthRowSchema('colour'));
+    expect(parsed).toEqual(
+      labelled.map((r) => ({
+        'source-ref': r.key,
+        colour: r.label,
+        'colour-metadata': {
+          'class-name': r.labelName,
+          confidence: r.confidence,
+          type: 'groundtruth/image-classification',
+          'job-name': 'cascade-review-1',
+          'human-annotated': 'no',
+          'creation-date': `${summary.finishedAt.slice(0, 23)}000`,
+        },
+      })),
+    );
+    // The output manifest is also a source: its source-refs are the labelled images, in order.
+    const listed: string[] = [];
+    for await (const ref of listSource(file, { extensions: [] })) listed.push(ref);
+    expect(listed).toEqual(labelled.map((r) => r.key));
+  });
+
+  it('reads the run from S3, takes --job-name, and refuses attribute names Ground Truth refuses', async () => {
+    const file = join(dir, 's3-output.manifest');
+    await exportGroundTruthCommand({ run: 's3://runs/r1/', out: file, labelAttribute: 'label', jobName: 'colours-2026' });
+    const parsed = await parseJsonl(file, groundTruthRowSchema('label'));
+    expect(parsed).toHaveLength((await manifestRows()).length - 2);
+    expect(new Set(parsed.map((p) => GroundTruthMetadata.parse(p['label-metadata'])['job-name']))).toEqual(new Set(['colours-2026']));
+    await expect(exportGroundTruthCommand({ run: out, labelAttribute: 'class-metadata' })).rejects.toThrow(
+      '--label-attribute "class-metadata": must not contain "-metadata"',
+    );
+    await expect(exportGroundTruthCommand({ run: out, labelAttribute: 'label', jobName: 'no_underscores' })).rejects.toThrow(
+      /^--job-name "no_underscores": letters/,
+    );
+    await expect(exportGroundTruthCommand({ run: join(dir, 'nowhere'), labelAttribute: 'label' })).rejects.toThrow(/no summary\.json in .*nowhere/);
+  });
+});
+
+describe('cascade export imagefolder', () => {
+  it('file_name is relative to --root and names the image; error rows are left out', async () => {
+    const file = join(dir, 'metadata.jsonl');
+    const counts = await exportImagefolderCommand({ run: out, root: images, out: file });
+    const labelled = (await manifestRows()).filter((r) => r.error === null);
+    expect(counts).toEqual({ rows: labelled.length, errors: 2, outside: 0 });
+    const parsed = await parseJsonl(file, ImagefolderRow);
+    expect(parsed).toEqual(
+      labelled.map((r) => ({ file_name: name(r.key), label: r.label, label_name: r.labelName, confidence: r.confidence, stage: r.stage })),
+    );
+    for (const p of parsed) expect(join(images, p.file_name)).toBe(labelled[parsed.indexOf(p)]!.key);
+    // A root above the images keeps their folder in file_name.
+    await exportImagefolderCommand({ run: out, root: dir, out: file });
+    expect((await parseJsonl(file, ImagefolderRow)).map((p) => p.file_name)).toEqual(labelled.map((r) => `images/${name(r.key)}`));
+  });
+
+  it('an image outside --root fails the export and writes nothing, unless --skip-outside leaves it out', async () => {
+    const file = join(dir, 'outside.jsonl');
+    const elsewhere = join(dir, 'models');
+    await expect(exportImagefolderCommand({ run: out, root: elsewhere, out: file })).rejects.toThrow(
+      new RegExp(`^${join(images, 'blue-0.png')} is not under --root ${elsewhere}/, so it has no file_name relative to it; .*--skip-outside`),
+    );
+    await expect(readFile(file)).rejects.toThrow(/ENOENT/);
+    expect((await readdir(dir)).filter((f) => f.includes('.part'))).toEqual([]);
+    const counts = await exportImagefolderCommand({ run: out, root: elsewhere, out: file, skipOutside: true });
+    expect(counts).toEqual({ rows: 0, errors: 2, outside: (await manifestRows()).length - 2 });
+    expect(await readFile(file, 'utf8')).toBe('');
+  });
+});
+
+describe('cascade export label-studio-config', () => {
+  it('one Choice per class of the run’s label file, which every review prediction names', async () => {
+    const file = join(dir, 'config.xml');
+    expect(await exportLabelStudioConfigCommand({ labels: labelsFile, run: out, out: file })).toBe(4);
+    const xml = await readFile(file, 'utf8');
+    expect(XMLValidator.validate(xml)).toBe(true);
+    const view = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (n) => n === 'Choice' }).parse(xml).View;
+    const values = (view.Choices.Choice as Array<{ value: string }>).map((c) => c.value);
+    expect(values).toEqual(['red', 'green', 'blue', 'other']);
+    // The names the review tasks use are the control's: from_name/to_name and every predicted choice.
+    expect([view.Image.name, view.Image.value, view.Choices.name, view.Choices.toName]).toEqual(['image', '$image', 'choice', 'image']);
+    const tasks = JSON.parse(await readFile(join(dir, 'tasks.json'), 'utf8')) as Array<{
+      predictions: Array<{ result: Array<{ from_name: string; to_name: string; value: { choices: string[] } }> }>;
+    }>;
+    const predicted = tasks.flatMap((t) => t.predictions.flatMap((p) => p.result));
+    expect(predicted.length).toBeGreaterThan(0);
+    for (const r of predicted) {
+      expect([r.from_name, r.to_name]).toEqual([view.Choices.name, view.Image.name]);
+      expect(values).toEqual(expect.arrayContaining(r.value.choices));
+    }
+    // The same from the model spec's labels:.
+    await exportLabelStudioConfigCommand({ model: specFile, out: join(dir, 'config2.xml') });
+    expect(await readFile(join(dir, 'config2.xml'), 'utf8')).toBe(xml);
+  });
+
+  it('a label file that is not the run’s, or no label file at all, is a clear error', async () => {
+    const other = join(dir, 'other-labels.txt');
+    await writeFile(other, 'cyan\nmagenta\nyellow\nblack\n');
+    await expect(exportLabelStudioConfigCommand({ labels: other, run: out, out: join(dir, 'x.xml') })).rejects.toThrow(
+      new RegExp(`is labelled "(red|green|blue|other)", which ${other} does not name: is it the run's label file\\?`),
+    );
+    await expect(exportLabelStudioConfigCommand({ out: join(dir, 'x.xml') })).rejects.toThrow(
+      'give the label file with --labels or the model spec with --model',
+    );
+    await expect(exportLabelStudioConfigCommand({ labels: join(dir, 'none.txt') })).rejects.toThrow(`label file not found: ${join(dir, 'none.txt')}`);
+  });
+
+  it('is registered as `cascade export label-studio-config`, beside ground-truth and imagefolder', async () => {
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      for (const args of [
+        ['label-studio-config', '--labels', labelsFile, '--out', join(dir, 'cli.xml')],
+        ['ground-truth', '--run', out, '--out', join(dir, 'cli.manifest')],
+        ['imagefolder', '--run', out, '--root', images, '--out', join(dir, 'cli.jsonl')],
+      ])
+        await buildProgram().parseAsync(['node', 'cascade', 'export', ...args]);
+    } finally {
+      stderr.mockRestore();
+    }
+    expect(await readFile(join(dir, 'cli.xml'), 'utf8')).toContain('<Choice value="other"/>');
+    expect((await parseJsonl(join(dir, 'cli.manifest'), groundTruthRowSchema('label'))).length).toBe((await manifestRows()).length - 2);
+    expect((await parseJsonl(join(dir, 'cli.jsonl'), ImagefolderRow))[0]!.file_name).toBe('blue-0.png');
   });
 });
