@@ -155,6 +155,12 @@ export class ModelSession {
     for (let i = 0; i < options.executionProviders.length; i++) {
       // Keep the later providers in the list so ORT can place nodes the first one lacks.
       const providers = options.executionProviders.slice(i);
+      // onnxruntime drops a provider its build lacks (DirectML off Windows, CoreML off Apple) with
+      // a warning and runs on the CPU: the session would then claim a provider it does not use.
+      if (!availableProviders().has(providers[0]!)) {
+        failures.push(`${providers[0]}: not in this onnxruntime build`);
+        continue;
+      }
       try {
         const session = await createSession(path, providers, options);
         return new ModelSession(session, describeSession(session, path), providers[0]!, options);
@@ -201,6 +207,11 @@ export class ModelSession {
     this.outputIsProbabilities ??= looksLikeProbabilities(row);
     return this.outputIsProbabilities ? row : softmax(row);
   }
+}
+
+/** Execution providers this onnxruntime-node build has (bundled, or loadable from a library). */
+function availableProviders(): Set<string> {
+  return new Set(ort.listSupportedBackends().map((b) => b.name));
 }
 
 /**
