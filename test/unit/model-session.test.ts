@@ -60,7 +60,10 @@ describe('ModelSession', () => {
 
   it('puts CUDA first where it loads, and falls back to the CPU where it does not', async () => {
     const cudaAlone = await ModelSession.open(models.colourBig, { ...base, executionProviders: ['cuda'] }).then(
-      async (s) => (await s.close(), true),
+      async (s) => {
+        await s.close();
+        return true;
+      },
       () => false,
     );
     const s = await ModelSession.open(models.colourBig, { ...base, executionProviders: ['cuda', 'cpu'] });
