@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { AuditSummary, summarizeAudit } from '../pipeline/audit/audit-summary.js';
 import type { RunProgress } from '../queue/run-tracker.js';
+import { refusalLine, ThresholdDecision } from '../pipeline/self-calibration.js';
 
 /** One stage of a run: batches in its queue, images it has finished. */
 export const StageStatus = z.object({
@@ -55,6 +56,18 @@ export const RunStatus = z.object({
   stages: z.array(StageStatus),
   /** Live audit agreement (runs with audit sampling only); `expected` audits promised so far. */
   audit: AuditSummary.extend({ expected: z.number().int().nonnegative() }).optional(),
+  /** Self-calibrating runs: the warm-up's progress and the threshold decision (null until made). */
+  selfCalibration: z
+    .object({
+      targetAgreement: z.number(),
+      delta: z.number(),
+      /** Warm-up images (null until the listing chose them). */
+      warmupImages: z.number().int().nullable(),
+      /** Warm-up images with their final row. */
+      warmupDone: z.number().int(),
+      decision: ThresholdDecision.nullable(),
+    })
+    .optional(),
 });
 export type RunStatus = z.infer<typeof RunStatus>;
 
@@ -90,6 +103,8 @@ export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCount
   const of = p.total ?? p.listedImages;
   const left = Math.max(0, of - p.final);
   const state = runState(p);
+  const raw = p.selfCalibration?.decision;
+  const decision = raw ? ThresholdDecision.parse(JSON.parse(raw)) : null;
   const eta = state === 'done' || state === 'merging' ? 0 : p.total !== null && rate > 0 ? left / rate : null;
   return {
     runId: p.spec.runId,
@@ -110,8 +125,24 @@ export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCount
     ...(p.spec.audit
       ? {
           audit: {
-            ...summarizeAudit({ sampled: p.audit.done, agreeing: p.audit.agreeing }, p.spec.audit.fraction, p.spec.audit.expectAgreement),
+            // A certified self-calibrating run's audits watch for drift below its certified bound.
+            ...summarizeAudit(
+              { sampled: p.audit.done, agreeing: p.audit.agreeing },
+              p.spec.audit.fraction,
+              decision?.certified ? decision.bound : p.spec.audit.expectAgreement,
+            ),
             expected: p.audit.expected,
+          },
+        }
+      : {}),
+    ...(p.spec.selfCalibration
+      ? {
+          selfCalibration: {
+            targetAgreement: p.spec.selfCalibration.targetAgreement,
+            delta: p.spec.selfCalibration.delta,
+            warmupImages: p.selfCalibration?.warmupTotal ?? p.selfCalibration?.warmup?.images ?? null,
+            warmupDone: p.selfCalibration?.warmupDone ?? 0,
+            decision,
           },
         }
       : {}),
@@ -154,6 +185,7 @@ export function formatRunStatus(r: RunStatus): string {
       `    fix the cause, then \`cascade retry ${r.runId}\``,
     );
   }
+  if (r.selfCalibration) lines.push(formatSelfCalibrationStatus(r.selfCalibration));
   const a = r.audit;
   if (a) {
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -165,6 +197,16 @@ export function formatRunStatus(r: RunStatus): string {
     );
   }
   return lines.join('\n');
+}
+
+/** One line on a self-calibrating run: its warm-up while it runs, then the decision (a refusal loudly). */
+export function formatSelfCalibrationStatus(c: NonNullable<RunStatus['selfCalibration']>): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const head = `  self-calibration: target ${pct(c.targetAgreement)} at δ ${c.delta}, warm-up ${c.warmupDone}/${c.warmupImages ?? '?'} images`;
+  const d = c.decision;
+  if (!d) return `${head}; threshold not decided yet (ordinary batches wait for it)`;
+  if (d.certified) return `${head}; threshold ${Number(d.threshold.toPrecision(4))}, agreement on kept images ≥ ${pct(d.bound)} w.p. ≥ ${1 - d.delta}`;
+  return `${head}; REFUSED: ${refusalLine(d)}`;
 }
 
 /** One line per run, newest first, for `cascade status` without a run id. */

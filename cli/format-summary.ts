@@ -11,7 +11,9 @@ export function formatSummary(s: RunSummary): string {
     `run ${s.runId}: ${s.images} images (${s.labeled} labeled, ${s.errors} errors) in ${s.wallSeconds.toFixed(1)} s, ${s.imagesPerSecond.toFixed(1)} images/s`,
     s.stages.length > 2
       ? `  reached: ${s.stages.map((st) => `${st.name} ${pct(st.reach ?? 0)}`).join(', ')} (${s.metric})`
-      : `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${Number(s.threshold.toPrecision(4))}`,
+      : s.selfCalibration && !s.selfCalibration.decision?.certified
+        ? `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} (no certified threshold: nothing kept by ${s.stages[0]!.name})`
+        : `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${Number(s.threshold.toPrecision(4))}`,
     `  compute: ${s.macs.cascadeG.toFixed(1)} GMACs vs ${s.macs.bigOnlyG.toFixed(1)} big-only, ${pct(s.macs.saved)} saved`,
   ];
   for (const st of s.stages) {
@@ -30,6 +32,7 @@ export function formatSummary(s: RunSummary): string {
         `realised ${pct(c.realised.fractionToBig)} at ${c.realised.gmacsPerImage.toFixed(3)}`,
     );
   }
+  if (s.selfCalibration) lines.push(...formatSelfCalibration(s.selfCalibration, s.macs.bigOnlyG));
   if (s.audit) lines.push(formatAudit(s.audit));
   if (s.errors)
     lines.push(
@@ -63,4 +66,24 @@ function formatAudit(a: NonNullable<RunSummary['audit']>): string {
   const ci = `95% CI ${pct(a.wilson.low)}–${pct(a.wilson.high)}`;
   const promise = a.promised === undefined ? '' : a.drift ? `, below the promised ${pct(a.promised)}: DRIFT` : `, promised ${pct(a.promised)}: ok`;
   return `  audit: ${a.agreeing}/${a.sampled} agree (${pct(a.agreement)}, ${ci})${promise}`;
+}
+
+/**
+ * A self-calibrating run's lines, e.g. "self-calibration: target 95.0% agreement at δ 0.05, warm-up
+ * 400 images (612.3 GMACs, 53.7% of big-only, counted above)" and its decision, or the refusal.
+ */
+export function formatSelfCalibration(c: NonNullable<RunSummary['selfCalibration']>, bigOnlyG: number): string[] {
+  const share = bigOnlyG > 0 ? `, ${pct(c.warmupGmacs / bigOnlyG)} of big-only` : '';
+  const head = `  self-calibration: target ${pct(c.targetAgreement)} agreement at δ ${c.delta}; warm-up ${c.warmupImages} images (${c.warmupGmacs.toFixed(1)} GMACs${share}, counted above)`;
+  const d = c.decision;
+  if (!d) return [head, '    no decision: the run had no warm-up images'];
+  if (d.certified)
+    return [
+      head,
+      `    threshold ${Number(d.threshold.toPrecision(4))}: with probability ≥ ${1 - d.delta}, agreement on kept images ≥ ${pct(d.bound)} ` +
+        `(warm-up: ${d.accepted} of ${d.sample} kept, ${pct(d.empiricalAgreement)} agreeing)`,
+    ];
+  const strongest = d.strongestCertifiable === null ? 'none' : pct(d.strongestCertifiable);
+  const needed = d.imagesNeeded === null ? '' : `; about ${d.imagesNeeded} warm-up images needed`;
+  return [head, `    REFUSED, every image went to the last stage: ${d.reason} (strongest certifiable: ${strongest}${needed})`];
 }

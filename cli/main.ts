@@ -9,6 +9,7 @@ import { inspectModelCommand } from './commands/models-inspect.js';
 import { downloadModelsCommand } from './commands/models-download.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import { cascadeOptions } from './cascade-flags.js';
+import { selfCalibrationOptions } from './self-calibration-flags.js';
 import { calibrateCommand } from './commands/calibrate.js';
 import { calibrateChainCommand, configHasStages } from './commands/calibrate-chain.js';
 import { searchSaverCommand } from './commands/search-saver.js';
@@ -37,13 +38,15 @@ export function buildProgram(): Command {
     // which exits 2 for them; help and --version exit 0.
     .exitOverride();
 
-  cascadeOptions(
-    program
-      .command('run')
-      .description('run the whole cascade in one process: list, label, merge (starts a private redis-server when REDIS_URL is unset)')
-      .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
-      .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
-    number,
+  selfCalibrationOptions(
+    cascadeOptions(
+      program
+        .command('run')
+        .description('run the whole cascade in one process: list, label, merge (starts a private redis-server when REDIS_URL is unset)')
+        .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
+        .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
+      number,
+    ),
   )
     .option('--run-id <id>', 'run id (default: derived from source, output and models)')
     .option('--no-progress', 'no progress bar')

@@ -16,7 +16,8 @@ import { pinModel } from '../pipeline/models/pin-model.js';
 import { compareProbe, Probe } from '../pipeline/models/probe.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isS3Url } from '../pipeline/storage/location.js';
-import { RunId, RunSpec } from '../queue/jobs.js';
+import { DECIDED_AT_WARMUP, RunId, RunSpec } from '../queue/jobs.js';
+import { ConfigError } from '../config/load-config.js';
 import { deriveRunId, runIdentity } from './submit-run.js';
 
 /** A model cache for a process that only plans (submit, schedule add): one thread per model, on the configured providers. */
@@ -51,10 +52,25 @@ export async function planStages(config: CascadeConfig, models: ModelCache): Pro
   return stages;
 }
 
-/** A complete run spec for `source` → `out`, so every way of starting a run derives the same id for the same run. */
-export async function planRun(config: CascadeConfig, source: string, out: string, models: ModelCache, runId?: string): Promise<RunSpec> {
-  const stages = await planStages(config, models);
-  const body = { source: absoluteRef(source), out: absoluteRef(out), stages, ...runSettings(config) };
+/**
+ * A complete run spec for `source` → `out`, so every way of starting a run derives the same id for
+ * the same run. With `selfCalibration`, the first stage's threshold is decided from a warm-up
+ * sample at run time (two-stage cascades only: the guarantee is on the first stage's kept images
+ * against the last stage), and the target, δ and warm-up size are part of the run's identity.
+ */
+export async function planRun(
+  config: CascadeConfig,
+  source: string,
+  out: string,
+  models: ModelCache,
+  runId?: string,
+  selfCalibration?: NonNullable<RunSpec['selfCalibration']>,
+): Promise<RunSpec> {
+  if (selfCalibration && configuredStages(config).length !== 2)
+    throw new ConfigError(`--target-agreement decides the threshold of a two-stage cascade; this config has ${configuredStages(config).length} stages`);
+  const planned = await planStages(config, models);
+  const stages = selfCalibration ? planned.map((s, i) => (i === 0 ? { ...s, threshold: DECIDED_AT_WARMUP } : s)) : planned;
+  const body = { source: absoluteRef(source), out: absoluteRef(out), stages, ...runSettings(config), ...(selfCalibration ? { selfCalibration } : {}) };
   const id = RunId.parse(runId ?? deriveRunId(runIdentity(body)));
   return RunSpec.parse({ runId: id, ...body, createdAt: new Date().toISOString() });
 }

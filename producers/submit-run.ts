@@ -12,8 +12,10 @@ import { ConfigError } from '../config/load-config.js';
 import { RUN_CALIBRATION_KEY } from '../pipeline/plots/run-calibration.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { partId, type RunSpec, type StageJob } from '../queue/jobs.js';
-import type { RunTracker } from '../queue/run-tracker.js';
+import { partId, type RunSpec, type StageJob, warmupPartId } from '../queue/jobs.js';
+import type { RunTracker, WarmupState } from '../queue/run-tracker.js';
+import { queueDecision } from '../queue/threshold-decision.js';
+import { chooseWarmup, inWarmup } from '../pipeline/warmup-sample.js';
 
 /** A run id that is taken by a run with another spec. */
 export class RunConflictError extends ConfigError {
@@ -59,6 +61,11 @@ export interface SubmitOptions {
   overwrite?: boolean;
   /** How many repeated keys the listing dropped (listSource's onDuplicate), read once listing ends. */
   duplicates?: () => number;
+  /**
+   * A second listing of the same source, for a self-calibrating run: read once before `refs` to
+   * choose the warm-up (its size depends on the source's), without the duplicate counting.
+   */
+  relist?: () => AsyncIterable<string>;
   /** Batches per addBulk call. */
   jobsPerBulk?: number;
   onListed?: (images: number) => void;
@@ -172,25 +179,51 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     // Another submission may have created it between the check and now: same spec or refused.
     await checkRunId(tracker, spec);
     const existing = await tracker.progress(spec.runId);
-    if (existing?.listed) return { runId: spec.runId, images: existing.total ?? 0, batches: existing.batches, alreadySubmitted: true };
+    if (existing?.listed) {
+      // A submitter that died between finishing the listing and queueing the decision: queue it now.
+      if (spec.selfCalibration && (await tracker.needsDecision(spec.runId))) await queueDecision(queues, spec);
+      return { runId: spec.runId, images: existing.total ?? 0, batches: existing.batches, alreadySubmitted: true };
+    }
   }
+  const warmup = spec.selfCalibration ? await chooseRunWarmup(o) : null;
   const first = spec.stages[0]!.name;
   const jobsPerBulk = o.jobsPerBulk ?? 100;
   let pending: StageJob[] = [];
+  let warmupJobs: StageJob[] = [];
   let batchRefs: string[] = [];
   let images = 0;
   let batches = 0;
+  let warmupImages = 0;
 
   const flush = async () => {
-    // On a resumed submission, batches whose first stage already finished must not run again.
-    const todo = created ? pending : await filterNotDone(pending, tracker);
-    await queues.addStageJobs(first, todo);
+    if (warmup) {
+      // Warm-up images go through every stage now; the ordinary jobs wait in Redis until the
+      // threshold is decided from them (queue/threshold-decision.ts releases them).
+      const todo = created ? warmupJobs : await filterNotDone(warmupJobs, tracker);
+      await tracker.addWarmupBatches(
+        spec.runId,
+        warmupJobs.map((j) => j.batch),
+      );
+      await queues.addStageJobs(first, todo);
+      await tracker.hold(spec.runId, pending);
+    } else {
+      // On a resumed submission, batches whose first stage already finished must not run again.
+      const todo = created ? pending : await filterNotDone(pending, tracker);
+      await queues.addStageJobs(first, todo);
+    }
     await tracker.setListing(spec.runId, images, batches);
     o.onListed?.(images);
     pending = [];
+    warmupJobs = [];
   };
   const closeBatch = () => {
-    pending.push({ runId: spec.runId, batch: batches, stage: 0, items: batchRefs.map((ref, pos) => ({ ref, pos })) });
+    const items: StageJob['items'] = batchRefs.map((ref, pos) =>
+      warmup && inWarmup(spec.runId, ref, warmup.cutoff) ? { ref, pos, warmup: true as const } : { ref, pos },
+    );
+    pending.push({ runId: spec.runId, batch: batches, stage: 0, items });
+    const lane = items.filter((i) => i.warmup).map(({ ref, pos }) => ({ ref, pos }));
+    if (lane.length) warmupJobs.push({ runId: spec.runId, batch: batches, stage: 0, lane: 'warmup', items: lane });
+    warmupImages += lane.length;
     batches += 1;
     batchRefs = [];
   };
@@ -204,11 +237,24 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   if (batchRefs.length > 0) closeBatch();
   await flush();
 
-  if (await tracker.finishListing(spec.runId, images, batches, o.duplicates?.() ?? 0)) await queues.queueMerge(spec.runId, tracker);
+  if (await tracker.finishListing(spec.runId, images, batches, o.duplicates?.() ?? 0, warmup ? warmupImages : undefined))
+    await queues.queueMerge(spec.runId, tracker);
+  // The warm-up may have finished while the listing went on (or be empty): then decide now.
+  if (warmup && (await tracker.needsDecision(spec.runId))) await queueDecision(queues, spec);
   return { runId: spec.runId, images, batches, alreadySubmitted: !created };
+
+  /** The run's warm-up, chosen by the first listing and kept in Redis, so a resumed listing splits the batches alike. */
+  async function chooseRunWarmup(opts: SubmitOptions): Promise<WarmupState> {
+    const held = await tracker.warmup(spec.runId);
+    if (held) return held;
+    if (!opts.relist) throw new Error(`run ${spec.runId} is self-calibrating: submitRun needs relist() to choose its warm-up`);
+    const settings = spec.selfCalibration!;
+    const choice = await chooseWarmup(opts.relist(), spec.runId, settings.warmup, settings.targetAgreement);
+    return tracker.setWarmup(spec.runId, { images: choice.images, cutoff: choice.cutoff });
+  }
 }
 
 async function filterNotDone(jobs: StageJob[], tracker: RunTracker): Promise<StageJob[]> {
-  const done = await Promise.all(jobs.map((j) => tracker.isPartDone(j.runId, partId(j.batch, 0))));
+  const done = await Promise.all(jobs.map((j) => tracker.isPartDone(j.runId, j.lane === 'warmup' ? warmupPartId(j.batch, 0) : partId(j.batch, 0))));
   return jobs.filter((_, i) => !done[i]);
 }

@@ -4,7 +4,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JOB_OPTIONS, MERGE_QUEUE, mergeJobId, stageJobId, stageQueueName, type StageJob } from './jobs.js';
+import { JOB_OPTIONS, MERGE_QUEUE, laneJobId, mergeJobId, stageQueueName, type StageJob } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
 
 /** Producers' and workers' handle on a cascade's queues. */
@@ -32,9 +32,7 @@ export class CascadeQueues {
   /** Add stage jobs with deterministic ids; BullMQ ignores ids it already holds. */
   async addStageJobs(stageName: string, jobs: StageJob[]): Promise<void> {
     if (jobs.length === 0) return;
-    await this.stage(stageName).addBulk(
-      jobs.map((data) => ({ name: 'batch', data, opts: { ...JOB_OPTIONS, jobId: stageJobId(data.runId, data.batch, data.stage) } })),
-    );
+    await this.stage(stageName).addBulk(jobs.map((data) => ({ name: 'batch', data, opts: { ...JOB_OPTIONS, jobId: laneJobId(data) } })));
   }
 
   /** Queue the run's merge; safe to call more than once (one job id per run). */

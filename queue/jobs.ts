@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { ConfidenceMetric, Limits, Numerics } from '../config/schema.js';
 import { ModelPin } from '../pipeline/models/model-pin.js';
+import { WarmupSize } from '../pipeline/warmup-sample.js';
 
 /** Ids become Redis keys and BullMQ job ids: keep them to a safe alphabet (no ':'). */
 export const RunId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'run ids use letters, digits, _ and - (at most 64)');
@@ -24,8 +25,12 @@ export const RunSpec = z.object({
         /** The model every worker of this stage must use for this run, by content. */
         model: ModelPin,
         gmacsPerImage: z.number().nonnegative(),
-        /** null on the last stage. */
-        threshold: z.number().min(0).max(1).nullable(),
+        /**
+         * null on the last stage; DECIDED_AT_WARMUP on the first stage of a self-calibrating run,
+         * whose threshold is certified from its warm-up sample and stored with the run (a worker
+         * of an older version refuses such a spec instead of routing without the threshold).
+         */
+        threshold: z.union([z.number().min(0).max(1), z.literal('decided-at-warmup')]).nullable(),
       }),
     )
     .min(2),
@@ -37,18 +42,65 @@ export const RunSpec = z.object({
   probeTolerance: z.number().min(0),
   /** Audit sampling of first-stage accepted images (absent on runs without audits). */
   audit: z.object({ fraction: z.number().min(0).max(1), seed: z.string(), expectAgreement: z.number().min(0).max(1).optional() }).optional(),
+  /** A self-calibrating run (`--target-agreement`): its first stage's threshold is decided from a warm-up sample. */
+  selfCalibration: z
+    .object({
+      /** Agreement with the last stage the accepted images must reach, with probability ≥ 1 − delta. */
+      targetAgreement: z.number().gt(0).lt(1),
+      delta: z.number().gt(0).lt(1),
+      /** The requested warm-up size; absent: the default for the target (pipeline/warmup-sample.ts). */
+      warmup: WarmupSize.optional(),
+    })
+    .strict()
+    .optional(),
   createdAt: z.string(),
 });
 export type RunSpec = z.infer<typeof RunSpec>;
+
+/** The first-stage threshold of a self-calibrating run's spec: decided from the warm-up, at run time. */
+export const DECIDED_AT_WARMUP = 'decided-at-warmup' as const;
 
 /** One batch of images for one stage. `pos` is each image's position in its original batch. */
 export const StageJob = z.object({
   runId: RunId,
   batch: z.number().int().nonnegative(),
   stage: z.number().int().nonnegative(),
-  items: z.array(z.object({ ref: z.string(), pos: z.number().int().nonnegative() })).min(1),
+  /**
+   * Self-calibrating runs only. `warmup` on the lane of warm-up images (they go through every
+   * stage, parts `parts/<batch>.warmup.stage<k>.json`); on the first stage's ordinary job, the
+   * items flagged `warmup` are the batch's warm-up images, skipped there (their rows come from
+   * the warm-up lane) and counted in its part, so the merge knows to read that lane.
+   */
+  lane: z.literal('warmup').optional(),
+  items: z.array(z.object({ ref: z.string(), pos: z.number().int().nonnegative(), warmup: z.literal(true).optional() })).min(1),
 });
 export type StageJob = z.infer<typeof StageJob>;
+
+/** Deterministic BullMQ job id of a batch's warm-up lane at a stage. */
+export function warmupJobId(runId: string, batch: number, stage: number): string {
+  return `${runId}-b${batch}-w${stage}`;
+}
+
+/** Id of a batch's warm-up part at a stage in the run tracker's set of counted parts. */
+export function warmupPartId(batch: number, stage: number): string {
+  return `b${batch}w${stage}`;
+}
+
+/** The job id of a stage job, in its lane. */
+export function laneJobId(job: Pick<StageJob, 'runId' | 'batch' | 'stage' | 'lane'>): string {
+  return job.lane === 'warmup' ? warmupJobId(job.runId, job.batch, job.stage) : stageJobId(job.runId, job.batch, job.stage);
+}
+
+/** BullMQ job name of a self-calibrating run's threshold decision, on the first stage's queue. */
+export const DECIDE_JOB_NAME = 'decide';
+
+export const DecideJob = z.object({ runId: RunId });
+export type DecideJob = z.infer<typeof DecideJob>;
+
+/** Deterministic BullMQ job id of a run's threshold decision. */
+export function decideJobId(runId: string): string {
+  return `${runId}-decide`;
+}
 
 /**
  * Images the first stage accepted that the last stage must also label, with the first stage's

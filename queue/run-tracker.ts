@@ -11,8 +11,11 @@ import { assertClusterPrefix } from './redis-connection.js';
 // a final row and every audit the parts promised has been recorded. Returns 1 at most until the
 // merge is queued. Each script sets NOW (the current time, ISO) before it.
 const COMPLETION_CHECK = `
-local state = redis.call('HMGET', KEYS[1], 'listed', 'total', 'final', 'mergeQueued', 'auditsExpected', 'auditsDone')
-if state[1] == '1' and tonumber(state[2]) == tonumber(state[3] or '0') and tonumber(state[6] or '0') >= tonumber(state[5] or '0') then
+local state = redis.call('HMGET', KEYS[1], 'listed', 'total', 'final', 'mergeQueued', 'auditsExpected', 'auditsDone', 'selfCalibrating', 's0:parts', 'batches')
+-- A self-calibrating run's warm-up rows can complete every image before the first stage's ordinary
+-- part of a batch holding only warm-up images is written: the merge reads that part, so wait for all.
+local partsIn = state[7] ~= '1' or tonumber(state[8] or '0') >= tonumber(state[9] or '0')
+if state[1] == '1' and partsIn and tonumber(state[2]) == tonumber(state[3] or '0') and tonumber(state[6] or '0') >= tonumber(state[5] or '0') then
   redis.call('HSETNX', KEYS[1], 'completedAt', NOW)
   if state[4] ~= '1' then return 1 end
 end
@@ -20,12 +23,15 @@ return 0
 `;
 
 // KEYS: run hash, done set. ARGV: part id ('' = only check), final images, stage,
-// images, accepted, forwarded, errors, now (ISO), audits the part sends to the last stage.
-// Returns 1 when the run is complete and its merge has not been queued yet.
+// images, accepted, forwarded, errors, now (ISO), audits the part sends to the last stage,
+// '1' for a warm-up part (its final rows also count as warm-up rows), '1' for a first-stage
+// ordinary part. Returns 1 when the run is complete and its merge has not been queued yet.
 const FINISH_PART = `
 local NOW = ARGV[8]
 if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'final', ARGV[2])
+  if ARGV[10] == '1' then redis.call('HINCRBY', KEYS[1], 'warmupFinal', ARGV[2]) end
+  if ARGV[11] == '1' then redis.call('HINCRBY', KEYS[1], 's0:parts', 1) end
   local s = 's' .. ARGV[3] .. ':'
   redis.call('HINCRBY', KEYS[1], s .. 'images', ARGV[4])
   redis.call('HINCRBY', KEYS[1], s .. 'accepted', ARGV[5])
@@ -59,6 +65,26 @@ export interface PartCounts {
   errors: number;
 }
 
+/** A self-calibrating run's warm-up: its size and the cutoff that selects it (pipeline/warmup-sample.ts). */
+export interface WarmupState {
+  images: number;
+  cutoff: number;
+}
+
+/** Live state of a self-calibrating run's warm-up and decision. */
+export interface SelfCalibrationProgress {
+  /** The warm-up the listing chose; null until then. */
+  warmup: WarmupState | null;
+  /** Warm-up images the listing queued (null until it finished). */
+  warmupTotal: number | null;
+  /** Warm-up images with their final row. */
+  warmupDone: number;
+  /** The stored decision (JSON, see pipeline/self-calibration.ts), null until made. */
+  decision: string | null;
+  /** Whether the held ordinary batches were released to the first stage. */
+  released: boolean;
+}
+
 /** A snapshot of a run's progress. */
 export interface RunProgress {
   spec: RunSpec;
@@ -73,6 +99,8 @@ export interface RunProgress {
   stages: PartCounts[];
   /** Audit sampling counters (all zero on runs without audits). */
   audit: AuditProgress;
+  /** Self-calibrating runs only. */
+  selfCalibration?: SelfCalibrationProgress;
   startedAt: string | null;
   completedAt: string | null;
   mergedAt: string | null;
@@ -98,10 +126,17 @@ export class RunTracker {
     return `${this.prefix}:run:${runId}:done`;
   }
 
+  private heldKey(runId: string): string {
+    return `${this.prefix}:run:${runId}:held`;
+  }
+  private warmupBatchesKey(runId: string): string {
+    return `${this.prefix}:run:${runId}:warmupBatches`;
+  }
+
   /** Record a new run; returns false (and changes nothing) if the run id already exists. */
   async create(spec: RunSpec): Promise<boolean> {
     const created = await this.redis.hsetnx(this.runKey(spec.runId), 'spec', JSON.stringify(spec));
-    if (created) await this.redis.hset(this.runKey(spec.runId), 'startedAt', new Date().toISOString());
+    if (created) await this.redis.hset(this.runKey(spec.runId), 'startedAt', new Date().toISOString(), ...(spec.selfCalibration ? ['selfCalibrating', 1] : []));
     await this.redis.sadd(`${this.prefix}:runs`, spec.runId);
     return created === 1;
   }
@@ -122,16 +157,38 @@ export class RunTracker {
     await this.redis.hset(this.runKey(runId), 'listedImages', images, 'batches', batches);
   }
 
-  /** Mark listing complete with its totals; returns true if that completed the run. */
-  async finishListing(runId: string, total: number, batches: number, duplicates = 0): Promise<boolean> {
-    await this.redis.hset(this.runKey(runId), 'total', total, 'batches', batches, 'listedImages', total, 'duplicates', duplicates, 'listed', 1);
+  /**
+   * Mark listing complete with its totals; returns true if that completed the run. A self-calibrating
+   * run's listing also gives the warm-up images it queued: the warm-up is complete when all have rows.
+   */
+  async finishListing(runId: string, total: number, batches: number, duplicates = 0, warmupImages?: number): Promise<boolean> {
+    const warmup = warmupImages === undefined ? [] : ['warmupTotal', warmupImages];
+    await this.redis.hset(this.runKey(runId), 'total', total, 'batches', batches, 'listedImages', total, 'duplicates', duplicates, ...warmup, 'listed', 1);
     return this.finishPart(runId, null);
   }
 
-  /** Count a finished part once; returns true when the caller must queue the run's merge. */
-  async finishPart(runId: string, part: { id: string; stage: number; final: number; counts: PartCounts; audits?: number } | null): Promise<boolean> {
+  /**
+   * Count a finished part once; returns true when the caller must queue the run's merge. `lane`
+   * (self-calibrating runs): a warm-up part, or the first stage's ordinary part of a batch.
+   */
+  async finishPart(
+    runId: string,
+    part: { id: string; stage: number; final: number; counts: PartCounts; audits?: number; lane?: 'warmup' | 'first' } | null,
+  ): Promise<boolean> {
     const c = part?.counts ?? { images: 0, accepted: 0, forwarded: 0, errors: 0 };
-    const args = [part?.id ?? '', part?.final ?? 0, part?.stage ?? 0, c.images, c.accepted, c.forwarded, c.errors, new Date().toISOString(), part?.audits ?? 0];
+    const args = [
+      part?.id ?? '',
+      part?.final ?? 0,
+      part?.stage ?? 0,
+      c.images,
+      c.accepted,
+      c.forwarded,
+      c.errors,
+      new Date().toISOString(),
+      part?.audits ?? 0,
+      part?.lane === 'warmup' ? 1 : 0,
+      part?.lane === 'first' ? 1 : 0,
+    ];
     const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
     return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), ...args)) === 1;
   }
@@ -150,6 +207,74 @@ export class RunTracker {
     const [spec, expected, done, agreeing] = await this.redis.hmget(this.runKey(runId), 'spec', 'auditsExpected', 'auditsDone', 'auditsAgreeing');
     if (!spec) return null;
     return { expected: Number(expected ?? 0), done: Number(done ?? 0), agreeing: Number(agreeing ?? 0) };
+  }
+
+  /**
+   * Record the warm-up a listing chose, once: the first listing's choice stands (a resumed or
+   * concurrent listing gets it back), so every submitter splits the batches alike.
+   */
+  async setWarmup(runId: string, warmup: WarmupState): Promise<WarmupState> {
+    await this.redis.hsetnx(this.runKey(runId), 'warmup', JSON.stringify(warmup));
+    return (await this.warmup(runId))!;
+  }
+
+  /** The warm-up a listing chose, or null. */
+  async warmup(runId: string): Promise<WarmupState | null> {
+    const raw = await this.redis.hget(this.runKey(runId), 'warmup');
+    return raw ? (JSON.parse(raw) as WarmupState) : null;
+  }
+
+  /** Note batches that hold warm-up images (the decision reads their warm-up parts). */
+  async addWarmupBatches(runId: string, batches: number[]): Promise<void> {
+    if (batches.length) await this.redis.sadd(this.warmupBatchesKey(runId), ...batches);
+  }
+
+  /** The batches that hold warm-up images, in order. */
+  async warmupBatches(runId: string): Promise<number[]> {
+    return (await this.redis.smembers(this.warmupBatchesKey(runId))).map(Number).sort((a, b) => a - b);
+  }
+
+  /** Keep the first stage's ordinary jobs of a self-calibrating run until its threshold is decided. */
+  async hold(runId: string, jobs: ReadonlyArray<{ batch: number }>): Promise<void> {
+    if (jobs.length) await this.redis.hset(this.heldKey(runId), ...jobs.flatMap((j) => [String(j.batch), JSON.stringify(j)]));
+  }
+
+  /** The held jobs (raw JSON), a page at a time. */
+  async *heldJobs(runId: string): AsyncGenerator<string[]> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscan(this.heldKey(runId), cursor, 'COUNT', 500);
+      cursor = next;
+      const values = flat.filter((_, i) => i % 2 === 1);
+      if (values.length) yield values;
+    } while (cursor !== '0');
+  }
+
+  /**
+   * Whether the warm-up is complete (listing done, every warm-up image has its final row) and the
+   * held jobs are not released yet: then a threshold decision must run (again, after a crash).
+   */
+  async needsDecision(runId: string): Promise<boolean> {
+    const [listed, total, done, released] = await this.redis.hmget(this.runKey(runId), 'listed', 'warmupTotal', 'warmupFinal', 'released');
+    if (listed !== '1' || total === null || released === '1') return false;
+    return Number(done ?? 0) >= Number(total);
+  }
+
+  /** Store a run's threshold decision unless one is stored; returns the stored one (the first decision wins). */
+  async decide(runId: string, decision: string): Promise<string> {
+    await this.redis.hsetnx(this.runKey(runId), 'decision', decision);
+    return (await this.decision(runId))!;
+  }
+
+  /** The stored threshold decision (JSON), or null before it is made. */
+  async decision(runId: string): Promise<string | null> {
+    return this.redis.hget(this.runKey(runId), 'decision');
+  }
+
+  /** Note that the held jobs were queued, and drop them. */
+  async markReleased(runId: string): Promise<void> {
+    await this.redis.hset(this.runKey(runId), 'released', 1);
+    await this.redis.del(this.heldKey(runId));
   }
 
   /** Note that the merge job has been queued, so later completions do not queue it again. */
@@ -199,6 +324,17 @@ export class RunTracker {
         errors: num(`s${i}:errors`),
       })),
       audit: { expected: num('auditsExpected'), done: num('auditsDone'), agreeing: num('auditsAgreeing') },
+      ...(spec.selfCalibration
+        ? {
+            selfCalibration: {
+              warmup: h.warmup ? (JSON.parse(h.warmup) as WarmupState) : null,
+              warmupTotal: h.warmupTotal === undefined ? null : Number(h.warmupTotal),
+              warmupDone: num('warmupFinal'),
+              decision: h.decision ?? null,
+              released: h.released === '1',
+            },
+          }
+        : {}),
       startedAt: h.startedAt ?? null,
       completedAt: h.completedAt ?? null,
       mergedAt: h.mergedAt ?? null,

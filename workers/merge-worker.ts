@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import { mergeRun } from '../pipeline/results/merge-run.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { MERGE_QUEUE, MergeJob } from '../queue/jobs.js';
+import { storedDecision } from '../queue/threshold-decision.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { errorKind, failureFields, type WorkerLog } from './stage-worker.js';
 
@@ -43,21 +44,28 @@ export class MergeWorker {
     const progress = await this.o.tracker.progress(runId);
     if (!progress) throw new Error(`run ${runId} is unknown`);
     const { spec } = progress;
+    // A self-calibrating run's threshold is its stored decision (1 when refused: nothing kept).
+    const decision = spec.selfCalibration ? await storedDecision(this.o.tracker, runId) : null;
+    const decided = (t: number | string | null) => (typeof t === 'string' ? (decision?.certified ? decision.threshold : 1) : t);
     const summary = await mergeRun(this.o.openOutput(spec.out), {
       runId,
       source: spec.source,
       out: spec.out,
-      threshold: spec.stages[0]!.threshold ?? 0,
+      threshold: decided(spec.stages[0]!.threshold) ?? 0,
       metric: spec.metric,
+      ...(spec.selfCalibration
+        ? { selfCalibration: { targetAgreement: spec.selfCalibration.targetAgreement, delta: spec.selfCalibration.delta, decision } }
+        : {}),
       stages: spec.stages.map((s) => ({
         name: s.name,
         gmacsPerImage: s.gmacsPerImage,
-        threshold: s.threshold,
+        threshold: decided(s.threshold),
         model: { name: s.model.name, path: s.model.path, sha256: s.model.sha256 },
       })),
       numerics: spec.numerics,
       probeTolerance: spec.probeTolerance,
-      audit: spec.audit,
+      // Audits of a certified self-calibrating run watch for drift below the certified bound.
+      audit: spec.audit && decision?.certified ? { ...spec.audit, expectAgreement: decision.bound } : spec.audit,
       batches: progress.batches,
       duplicates: progress.duplicates,
       startedAt: new Date(progress.startedAt ?? spec.createdAt),

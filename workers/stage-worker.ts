@@ -17,8 +17,12 @@ import type { LoadedModel } from '../pipeline/models/loaded-model.js';
 import type { ProbeComparison } from '../pipeline/models/probe.js';
 import { processAuditJob, queueAudit, selectAudits } from './audit-job.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { AUDIT_JOB_NAME, partId as stagePartId, type RunSpec, StageJob, stageQueueName } from '../queue/jobs.js';
+import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, partId as stagePartId, type RunSpec, StageJob, stageQueueName, warmupPartId } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
+import { type WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
+import type { WarmupAnswer } from '../pipeline/self-calibration.js';
+import { queueDecision, runDecision, storedDecision } from '../queue/threshold-decision.js';
+import { routingThreshold } from '../pipeline/self-calibration.js';
 
 export interface StageWorkerOptions {
   connection: Redis;
@@ -109,23 +113,54 @@ export class StageWorker {
   /** Process one batch job (exposed for tests). */
   async process(job: Job): Promise<{ accepted: number; forwarded: number; errors: number }> {
     if (job.name === AUDIT_JOB_NAME) return processAuditJob(job, { ...this.o, borrow: (spec, index) => this.borrow(spec, index) });
+    if (job.name === DECIDE_JOB_NAME) {
+      await runDecision(DecideJob.parse(job.data).runId, this.o);
+      return { accepted: 0, forwarded: 0, errors: 0 };
+    }
     const data = StageJob.parse(job.data);
     const spec = await this.o.tracker.spec(data.runId);
     if (!spec) throw new Error(`run ${data.runId} is unknown to this Redis (prefix ${this.o.prefix})`);
     const stage = spec.stages[data.stage];
     if (!stage || stage.name !== this.o.stage) throw new Error(`job for stage ${data.stage} (${stage?.name}) reached the ${this.o.stage} worker`);
-    const decision = { threshold: stage.threshold, metric: spec.metric };
+    const warmupLane = data.lane === 'warmup';
+    if (warmupLane && !spec.selfCalibration) throw new Error(`warm-up job of run ${data.runId}, which is not self-calibrating`);
+    const isLast = data.stage === spec.stages.length - 1;
+    // The warm-up lane answers every image at every stage; its first stage then forwards them all.
+    const decision = { threshold: warmupLane ? null : await this.thresholdOf(spec, data.stage), metric: spec.metric };
+    // Warm-up images of a batch are labelled in their own lane, never here as well.
+    const items = warmupLane ? data.items : data.items.filter((i) => !i.warmup);
+    const skipped = data.items.length - items.length;
 
-    const partId = stagePartId(data.batch, data.stage);
+    const partId = warmupLane ? warmupPartId(data.batch, data.stage) : stagePartId(data.batch, data.stage);
+    const key = warmupLane ? warmupPartKey(data.batch, data.stage) : partKey(data.batch, data.stage);
     const store = this.o.openOutput(spec.out);
     // A retry of a batch whose part was already counted (the job died after counting) reuses that
     // part: classifying again could give other rows (a model failing now that worked then) that
     // contradict the counters and the images already forwarded.
-    let result = (await this.o.tracker.isPartDone(data.runId, partId)) ? await readCountedPart(store, data) : null;
+    let result = (await this.o.tracker.isPartDone(data.runId, partId)) ? await readCountedPart(store, key, items) : null;
     const replay = result !== null;
     let audits: ReturnType<typeof selectAudits>;
     if (result) {
-      audits = data.stage === 0 ? selectAudits(spec, result.rows) : [];
+      audits = data.stage === 0 && !warmupLane ? selectAudits(spec, result.rows) : [];
+    } else if (items.length === 0) {
+      // A batch of warm-up images only: its ordinary part records them, so the merge reads their lane.
+      audits = [];
+      result = {
+        rows: [],
+        forward: [],
+        forwardedConfidence: [],
+        stats: { images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
+      };
+      const part: ResultPart = {
+        runId: data.runId,
+        batch: data.batch,
+        stage: data.stage,
+        stageName: stage.name,
+        rows: [],
+        stats: result.stats,
+        warmup: skipped,
+      };
+      await store.put(key, JSON.stringify(part));
     } else {
       // A model failure fails the job so BullMQ retries it; on the last attempt the images of
       // the failed call become error rows instead (other rows kept), so the run completes.
@@ -134,10 +169,10 @@ export class StageWorker {
       // it never turns into rows.
       const { lease, probe, deps } = await this.borrow(spec, data.stage);
       try {
-        result = await classifyBatch(data.items, lease.model, decision, { ...deps, inferenceErrorsAsRows: lastAttempt });
+        result = await classifyBatch(items, lease.model, decision, { ...deps, inferenceErrorsAsRows: lastAttempt });
       } catch (err) {
         if (!lastAttempt) throw err;
-        const rows = data.items.map((item) => errorRow(item, 'inference', err));
+        const rows = items.map((item) => errorRow(item, 'inference', err));
         result = {
           rows,
           forward: [],
@@ -147,8 +182,10 @@ export class StageWorker {
       } finally {
         lease.release();
       }
-      audits = data.stage === 0 ? selectAudits(spec, result.rows) : [];
-      const part: ResultPart = {
+      let warmupAnswers: WarmupAnswer[] | undefined;
+      if (warmupLane && !isLast) ({ result, answers: warmupAnswers } = forwardAnswered(result));
+      audits = data.stage === 0 && !warmupLane ? selectAudits(spec, result.rows) : [];
+      const part: WarmupPart = {
         runId: data.runId,
         batch: data.batch,
         stage: data.stage,
@@ -157,15 +194,21 @@ export class StageWorker {
         stats: result.stats,
         writer: { ...workerIdentity(), provider: lease.model.pool.provider, numerics: spec.numerics, sha256: stage.model.sha256, probeMaxDiff: probe.maxDiff },
         ...(audits.length ? { audits: audits.length } : {}),
+        ...(skipped ? { warmup: skipped } : {}),
+        ...(warmupAnswers ? { warmupAnswers } : {}),
         ...(result.forwardedConfidence.length ? { forwardedConfidence: result.forwardedConfidence } : {}),
       };
-      await store.put(partKey(data.batch, data.stage), JSON.stringify(part));
+      await store.put(key, JSON.stringify(part));
     }
 
+    const done: StageResult = result;
     const next = spec.stages[data.stage + 1];
     if (result.forward.length > 0) {
       if (!next) throw new Error(`stage ${stage.name} forwarded images but is the last stage`);
-      await this.o.queues.addStageJobs(next.name, [{ runId: data.runId, batch: data.batch, stage: data.stage + 1, items: result.forward }]);
+      const forward = result.forward.map(({ ref, pos }) => ({ ref, pos }));
+      await this.o.queues.addStageJobs(next.name, [
+        { runId: data.runId, batch: data.batch, stage: data.stage + 1, items: forward, ...(warmupLane ? { lane: 'warmup' as const } : {}) },
+      ]);
     }
     const { images, accepted, forwarded, errors } = result.stats;
     const mustMerge = await this.o.tracker.finishPart(data.runId, {
@@ -174,14 +217,31 @@ export class StageWorker {
       final: result.rows.length,
       counts: { images, accepted, forwarded, errors },
       audits: audits.length,
+      ...(warmupLane ? { lane: 'warmup' as const } : spec.selfCalibration && data.stage === 0 ? { lane: 'first' as const } : {}),
     });
+    // The last warm-up row completes the warm-up: the run's threshold can be decided.
+    if (warmupLane && (await this.o.tracker.needsDecision(data.runId))) await queueDecision(this.o.queues, spec);
     // Queued only after the part promised its audits to the tracker, so an audit can never be
     // counted without its promise (which would let the run complete early).
     await queueAudit(this.o.queues, spec, data.batch, audits);
     if (mustMerge) await this.o.queues.queueMerge(data.runId, this.o.tracker);
     // A replay processed no images: metrics already counted them.
-    if (this.o.onBatch && !replay) this.o.onBatch(stage.name, result.stats, countErrorKinds(result.rows));
+    const onBatch = this.o.onBatch;
+    if (onBatch && !replay) onBatch(this.o.stage, done.stats, countErrorKinds(done.rows));
     return { accepted, forwarded, errors };
+  }
+
+  /**
+   * The threshold stage `index` routes ordinary images with. A self-calibrating run's first stage
+   * uses the decision stored with the run; its jobs are queued only after it is stored, so a
+   * missing one is a bug and fails the job rather than route without it.
+   */
+  private async thresholdOf(spec: RunSpec, index: number): Promise<number | null> {
+    const t = spec.stages[index]!.threshold;
+    if (typeof t !== 'string') return t;
+    const decision = await storedDecision(this.o.tracker, spec.runId);
+    if (!decision) throw new Error(`run ${spec.runId}: an ordinary batch reached stage ${spec.stages[index]!.name} before the threshold was decided`);
+    return routingThreshold(decision);
   }
 
   /** Stop taking jobs and wait for the active ones to finish. */
@@ -191,17 +251,35 @@ export class StageWorker {
   }
 }
 
-/** The part a counted batch wrote, as a stage result (forwarded = the batch's images without a row); null if absent. */
-async function readCountedPart(store: ObjectStore, data: StageJob): Promise<StageResult | null> {
+/** The part a counted batch wrote at `key`, as a stage result (forwarded = the job's `items` without a row); null if absent. */
+async function readCountedPart(store: ObjectStore, key: string, items: StageJob['items']): Promise<StageResult | null> {
   let part: ResultPart;
   try {
-    part = await readJson(store, partKey(data.batch, data.stage), ResultPart);
+    part = await readJson(store, key, ResultPart);
   } catch (err) {
     if (isObjectNotFound(err)) return null;
     throw err;
   }
   const answered = new Set(part.rows.map((r) => r.pos));
-  return { rows: part.rows, forward: data.items.filter((i) => !answered.has(i.pos)), forwardedConfidence: part.forwardedConfidence ?? [], stats: part.stats };
+  return { rows: part.rows, forward: items.filter((i) => !answered.has(i.pos)), forwardedConfidence: part.forwardedConfidence ?? [], stats: part.stats };
+}
+
+/**
+ * A warm-up batch at a stage before the last: every answered image goes on (its final row is the
+ * last stage's), with this stage's answer kept for the certification; error rows stay final here.
+ */
+export function forwardAnswered(r: StageResult): { result: StageResult; answers: WarmupAnswer[] } {
+  const errors = r.rows.filter((row) => row.error);
+  const answered = r.rows.filter((row) => !row.error && row.label !== null && row.confidence !== null);
+  return {
+    result: {
+      rows: errors,
+      forward: answered.map((row) => ({ ref: row.key, pos: row.pos })),
+      forwardedConfidence: answered.map((row) => row.confidence!),
+      stats: { ...r.stats, accepted: 0, forwarded: answered.length },
+    },
+    answers: answered.map((row) => ({ pos: row.pos, label: row.label!, confidence: row.confidence! })),
+  };
 }
 
 /** Error rows of a batch by kind. */

@@ -12,6 +12,7 @@ import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
 import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import { formatSummary } from '../format-summary.js';
+import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
 import { cliProgressBar, createLogger, logFn, registerBar } from '../logger.js';
 import { exitNow } from '../exit-now.js';
 import { startPrivateRedis } from '../private-redis.js';
@@ -19,7 +20,7 @@ import { waitForRun } from '../../queue/wait-for-run.js';
 import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { resolve } from 'node:path';
 
-export interface RunOptions extends CascadeFlags {
+export interface RunOptions extends CascadeFlags, SelfCalibrationFlags {
   out: string;
   runId?: string;
   progress?: boolean;
@@ -30,6 +31,7 @@ export interface RunOptions extends CascadeFlags {
 export async function runCommand(source: string, o: RunOptions): Promise<RunSummary> {
   const logger = createLogger();
   const log = logFn(logger);
+  const selfCalibration = parseSelfCalibration(o);
   const config = await loadCascadeConfig(o);
   // One process reads the images it was pointed at, and nothing else on this machine.
   config.sources.localRoots ??= defaultLocalRoots(source);
@@ -82,7 +84,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     // Before any model loads: URLs well formed, source listable, --out writable.
     await preflightRun(source, o.out, { extensions: config.extensions, s3: runtime.s3, openOutput: runtime.openOutput });
     // Planning opens the models in the runtime's cache: the workers then borrow those same sessions.
-    const spec = await planRun(config, source, o.out, runtime.models, o.runId);
+    const spec = await planRun(config, source, o.out, runtime.models, o.runId, selfCalibration);
     await checkCalibration(o, spec);
     const { runId, source: src, out } = spec;
     log(`run ${runId}: ${src} → ${out}`);
@@ -106,6 +108,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
       output,
       overwrite: o.overwrite,
       duplicates: () => duplicates,
+      relist: () => listSource(src, { extensions: config.extensions, s3: runtime.s3 }),
     });
     log(
       submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`,

@@ -13,9 +13,10 @@ import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { createLogger } from '../logger.js';
+import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
 import { redactUrl } from '../redact-url.js';
 
-export interface SubmitCommandOptions extends CascadeFlags {
+export interface SubmitCommandOptions extends CascadeFlags, SelfCalibrationFlags {
   out: string;
   runId?: string;
   json?: boolean;
@@ -36,13 +37,14 @@ export async function submitCommand(
 ): Promise<SubmitResult & { out: string }> {
   const logger = createLogger();
   const log = (msg: string) => logger.info(msg);
+  const selfCalibration = parseSelfCalibration(o);
   const config = await loadCascadeConfig(o);
   const redisUrl = requireRedisUrl(config, 'submit');
   const runtime = await startRuntime(config, redisUrl, [], log, { redisTimeoutMs: redisTimeoutMs() });
   try {
     // Before any model loads: URLs well formed, source listable, --out writable.
     await preflightRun(source, o.out, { extensions: config.extensions, s3: runtime.s3, openOutput: runtime.openOutput });
-    const spec = await planRun(config, source, o.out, runtime.models, o.runId);
+    const spec = await planRun(config, source, o.out, runtime.models, o.runId, selfCalibration);
     await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
     let duplicates = 0;
@@ -50,6 +52,7 @@ export async function submitCommand(
       spec,
       refs: listSource(spec.source, { extensions: config.extensions, s3: runtime.s3, onDuplicate: () => void duplicates++ }),
       duplicates: () => duplicates,
+      relist: () => listSource(spec.source, { extensions: config.extensions, s3: runtime.s3 }),
       tracker: runtime.tracker,
       queues: runtime.queues,
       output: runtime.openOutput(spec.out),

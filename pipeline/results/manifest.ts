@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { AuditSummary } from '../audit/audit-summary.js';
+import { SelfCalibrationSummary } from '../self-calibration.js';
 
 /**
  * Why an input has no label. `forbidden`: its ref names something the worker may not read (a
@@ -70,6 +71,8 @@ export const ResultPart = z.object({
   stats: StageStats,
   /** First stage only: accepted images also sent to the last stage as an audit (audit/<batch>.json). */
   audits: z.number().int().nonnegative().optional(),
+  /** First stage of a self-calibrating run: the batch's warm-up images, skipped here (their rows are in the warm-up parts). */
+  warmup: z.number().int().nonnegative().optional(),
   /** This stage's confidence in each image it forwarded (for the run's confidence histogram). */
   forwardedConfidence: z.array(z.number()).optional(),
   /** Who wrote the part, with what (absent in parts of older versions). */
@@ -168,6 +171,8 @@ export const RunSummary = z.object({
       realised: z.object({ fractionToBig: z.number(), gmacsPerImage: z.number(), agreement: z.number().nullable() }),
     })
     .optional(),
+  /** A self-calibrating run's warm-up, decision and the compute the warm-up spent (counted in `macs` too). */
+  selfCalibration: SelfCalibrationSummary.optional(),
   /** Plot files written next to the summary (keys under the output location). */
   plots: z.object({ confidenceSvg: z.string(), confidencePng: z.string(), calibrationSvg: z.string().optional() }).optional(),
 });

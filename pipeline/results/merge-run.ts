@@ -10,6 +10,8 @@ import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-
 import { addConfidence, emptyHistogram, histogramSvg } from '../plots/histogram.js';
 import { RUN_CALIBRATION_KEY, RunCalibration, runCalibrationSvg } from '../plots/run-calibration.js';
 import { svgToPng } from '../plots/svg-to-png.js';
+import type { ThresholdDecision } from '../self-calibration.js';
+import { warmupPartKey } from './warmup-part.js';
 
 /** What the merge needs besides the parts: the run's description and its batch count. */
 export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' | 'images' | 'finishedAt'> {
@@ -18,22 +20,30 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
   duplicates?: number;
   /** The run's audit settings, when it audits: the summary then reports agreement and drift. */
   audit?: { fraction: number; expectAgreement?: number };
+  /** A self-calibrating run's settings and stored decision: the summary reports them with the warm-up. */
+  selfCalibration?: { targetAgreement: number; delta: number; decision: ThresholdDecision | null };
 }
 
 /** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
 export async function mergeRun(store: ObjectStore, input: MergeInput, now: () => Date = () => new Date()): Promise<RunSummary> {
-  const readPart = async (batch: number, stage: number) => {
-    const part = await readJson(store, partKey(batch, stage), ResultPart);
+  const readPart = async (batch: number, stage: number, keyOf = partKey) => {
+    const part = await readJson(store, keyOf(batch, stage), ResultPart);
     // Another run's part at this location is never input: it would mix two runs' rows.
     if (part.runId !== input.runId)
-      throw new Error(`${partKey(batch, stage)} in ${store.describe()} belongs to run ${part.runId}, not ${input.runId}: two runs share this output location`);
+      throw new Error(`${keyOf(batch, stage)} in ${store.describe()} belongs to run ${part.runId}, not ${input.runId}: two runs share this output location`);
     return part;
   };
-  // A batch's parts form a chain: stage k wrote a part only if stage k-1 forwarded images.
+  // A batch's parts form a chain: stage k wrote a part only if stage k-1 forwarded images. A
+  // self-calibrating run's batch with warm-up images has a second chain, the warm-up lane's.
   const readBatch = async (batch: number) => {
     const parts = [await readPart(batch, 0)];
     while (parts[parts.length - 1]!.stats.forwarded > 0) parts.push(await readPart(batch, parts.length));
-    return parts;
+    const warmup: ResultPart[] = [];
+    if (parts[0]!.warmup) {
+      warmup.push(await readPart(batch, 0, warmupPartKey));
+      while (warmup[warmup.length - 1]!.stats.forwarded > 0) warmup.push(await readPart(batch, warmup.length, warmupPartKey));
+    }
+    return { parts, warmup };
   };
 
   const stats: Array<Pick<ResultPart, 'stage' | 'stats' | 'writer'>> = [];
@@ -41,11 +51,14 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   let images = 0;
   const histogram = emptyHistogram(input.stages.map((s) => ({ name: s.name, threshold: s.threshold ?? null })));
   const auditedBatches: number[] = [];
+  // What the warm-up lane cost: images each stage inferred there.
+  const warmupInferred = input.stages.map(() => 0);
+  let warmupImages = 0;
   // Batches are read a window ahead but written strictly in order, so memory is bounded by the
   // window, not by the run: a run of millions of images streams through.
   async function* manifestChunks(): AsyncGenerator<string> {
     const window = 16;
-    const pending: Array<Promise<ResultPart[]>> = [];
+    const pending: Array<Promise<{ parts: ResultPart[]; warmup: ResultPart[] }>> = [];
     // A read that fails while an earlier batch is awaited is reported when its turn comes; until
     // then it must not count as an unhandled rejection (nor outlive a merge that failed first).
     const readAhead = (batch: number) => {
@@ -55,9 +68,12 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     };
     for (let next = 0; next < Math.min(window, input.batches); next++) readAhead(next);
     for (let batch = 0; batch < input.batches; batch++) {
-      const parts = await pending.shift()!;
+      const { parts: ordinary, warmup } = await pending.shift()!;
       if (batch + window < input.batches) readAhead(batch + window);
-      const rows = mergeBatchRows(parts, parts[0]!.stats.images);
+      const parts = [...ordinary, ...warmup];
+      const rows = mergeBatchRows(parts, ordinary[0]!.stats.images + (ordinary[0]!.warmup ?? 0));
+      for (const w of warmup) warmupInferred[w.stage]! += w.stats.images - w.stats.errors;
+      warmupImages += warmup[0]?.stats.images ?? 0;
       images += rows.length;
       let chunk = '';
       for (const row of rows) {
@@ -69,7 +85,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
         stats.push({ stage, stats: s, writer });
         for (const c of forwardedConfidence ?? []) addConfidence(histogram, stageName, c, true);
       }
-      if (parts[0]!.audits) auditedBatches.push(batch);
+      if (ordinary[0]!.audits) auditedBatches.push(batch);
       yield chunk;
     }
   }
@@ -92,10 +108,18 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     const { rule, metric, threshold, expected } = calibration;
     calibrationSummary = { rule, metric, threshold, expected, realised: { fractionToBig: base.fractionToBig, ...realised } };
   }
+  const selfCalibration: RunSummary['selfCalibration'] = input.selfCalibration && {
+    targetAgreement: input.selfCalibration.targetAgreement,
+    delta: input.selfCalibration.delta,
+    warmupImages,
+    warmupGmacs: warmupInferred.reduce((sum, n, i) => sum + n * input.stages[i]!.gmacsPerImage, 0),
+    decision: input.selfCalibration.decision,
+  };
   const summary: RunSummary = {
     ...base,
     duplicatesDropped: input.duplicates ?? 0,
     ...(audit ? { audit } : {}),
+    ...(selfCalibration ? { selfCalibration } : {}),
     ...(calibrationSummary ? { calibration: calibrationSummary } : {}),
     plots,
   };

@@ -1,0 +1,102 @@
+/**
+ * The threshold decision of a self-calibrating run, on BullMQ: once every warm-up image has its
+ * final row, one `decide` job (fixed id, on the first stage's queue) reads the warm-up parts,
+ * certifies the target on them, stores the decision once (HSETNX: the first decision wins, a
+ * second decider reads it back), and only then releases the first stage's ordinary jobs, which
+ * were held in Redis since the listing. So no worker ever routes an ordinary image without the
+ * stored threshold; a crash anywhere is healed by the job's retry (storing and releasing are
+ * idempotent: job ids are fixed and counted parts are skipped).
+ */
+import { readJson, type ObjectStore } from '../pipeline/storage/object-store.js';
+import { ResultPart } from '../pipeline/results/manifest.js';
+import { WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
+import { decideThreshold, refusalLine, ThresholdDecision, warmupSample } from '../pipeline/self-calibration.js';
+import type { CascadeQueues } from './cascade-queues.js';
+import { DECIDE_JOB_NAME, type DecideJob, JOB_OPTIONS, partId, type RunSpec, StageJob, decideJobId } from './jobs.js';
+import type { RunTracker } from './run-tracker.js';
+
+/** What a decision needs: the run's state, its queues, its output location and a log. */
+export interface DecisionContext {
+  tracker: RunTracker;
+  queues: CascadeQueues;
+  openOutput: (out: string) => ObjectStore;
+  log: (msg: string, fields?: { level?: 'debug' | 'info' | 'warn' | 'error'; [field: string]: unknown }) => void;
+}
+
+/** Queue a run's decision (fixed id: queued twice, it runs once; run again, it finds the work done). */
+export async function queueDecision(queues: CascadeQueues, spec: RunSpec): Promise<void> {
+  const data: DecideJob = { runId: spec.runId };
+  await queues.stage(spec.stages[0]!.name).add(DECIDE_JOB_NAME, data, { ...JOB_OPTIONS, jobId: decideJobId(spec.runId) });
+}
+
+/** The stored decision of a run, parsed; null before it is made. */
+export async function storedDecision(tracker: RunTracker, runId: string): Promise<ThresholdDecision | null> {
+  const raw = await tracker.decision(runId);
+  return raw ? ThresholdDecision.parse(JSON.parse(raw)) : null;
+}
+
+/**
+ * Decide a run's threshold from its warm-up and release its held jobs, unless already done.
+ * Returns the stored decision (null when the warm-up is not complete yet).
+ */
+export async function runDecision(runId: string, ctx: DecisionContext): Promise<ThresholdDecision | null> {
+  const spec = await ctx.tracker.spec(runId);
+  if (!spec) throw new Error(`run ${runId} is unknown to this Redis`);
+  const settings = spec.selfCalibration;
+  if (!settings) throw new Error(`run ${runId} is not self-calibrating: it has no threshold to decide`);
+  if (!(await ctx.tracker.needsDecision(runId))) return storedDecision(ctx.tracker, runId);
+
+  let decision = await storedDecision(ctx.tracker, runId);
+  if (!decision) {
+    const sample = await readWarmupSample(ctx.openOutput(spec.out), await ctx.tracker.warmupBatches(runId), spec.stages.length - 1);
+    const mine = JSON.stringify(decideThreshold(sample, settings.targetAgreement, settings.delta, new Date()));
+    const stored = await ctx.tracker.decide(runId, mine);
+    decision = ThresholdDecision.parse(JSON.parse(stored));
+    // Only the decider whose decision was stored says so: the log has one decision per run.
+    if (stored === mine) logDecision(ctx, spec, decision);
+  }
+  await releaseHeld(ctx, spec);
+  return decision;
+}
+
+function logDecision(ctx: DecisionContext, spec: RunSpec, d: ThresholdDecision): void {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const fields = { runId: spec.runId, certified: d.certified, warmupSample: d.sample };
+  if (d.certified) {
+    ctx.log(
+      `run ${spec.runId}: threshold decided from the warm-up: ${spec.metric} ≥ ${d.threshold} keeps ${pct(d.fractionAccepted)} of ${d.sample} warm-up images, ` +
+        `agreement ${pct(d.empiricalAgreement)} there; with probability ≥ ${1 - d.delta}, agreement on new accepted images ≥ ${pct(d.bound)} (target ${pct(d.target)})`,
+      { ...fields, threshold: d.threshold, bound: d.bound },
+    );
+  } else {
+    ctx.log(`run ${spec.runId}: SELF-CALIBRATION REFUSED: ${refusalLine(d)}`, { ...fields, level: 'warn' });
+  }
+}
+
+/** The warm-up sample from the warm-up parts of `batches` (first stage, and the last stage where it forwarded). */
+async function readWarmupSample(store: ObjectStore, batches: number[], last: number) {
+  const first: WarmupPart[] = [];
+  const lastParts: ResultPart[] = [];
+  for (let i = 0; i < batches.length; i += 16) {
+    const parts = await Promise.all(batches.slice(i, i + 16).map((b) => readJson(store, warmupPartKey(b, 0), WarmupPart)));
+    first.push(...parts);
+    // A batch whose warm-up images all failed to decode forwarded none: it has no last-stage part.
+    const next = await Promise.all(parts.filter((p) => p.stats.forwarded > 0).map((p) => readJson(store, warmupPartKey(p.batch, last), ResultPart)));
+    lastParts.push(...next);
+  }
+  return warmupSample(first, lastParts);
+}
+
+/** Queue the held first-stage jobs (skipping batches already counted), then mark the run released. */
+async function releaseHeld(ctx: DecisionContext, spec: RunSpec): Promise<void> {
+  const first = spec.stages[0]!.name;
+  for await (const page of ctx.tracker.heldJobs(spec.runId)) {
+    const jobs = page.map((raw) => StageJob.parse(JSON.parse(raw)));
+    const done = await Promise.all(jobs.map((j) => ctx.tracker.isPartDone(j.runId, partId(j.batch, 0))));
+    await ctx.queues.addStageJobs(
+      first,
+      jobs.filter((_, i) => !done[i]),
+    );
+  }
+  await ctx.tracker.markReleased(spec.runId);
+}

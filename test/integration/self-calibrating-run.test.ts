@@ -1,0 +1,335 @@
+/**
+ * Self-calibrating runs (`--target-agreement`) on a real redis-server with the generated colour
+ * models, whose every answer is known: saturated colours are ~0.997 sure and agree with big,
+ * greys are ≤ 0.34 sure and never agree. A warm-up goes through both stages, the threshold is
+ * decided once from it, only then do the ordinary batches run; refusals are loud.
+ */
+import type { Job } from 'bullmq';
+import { Queue } from 'bullmq';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildRunStatus, formatRunStatus } from '../../cli/format-status.js';
+import { formatSummary } from '../../cli/format-summary.js';
+import { loadConfig } from '../../config/load-config.js';
+import { ManifestRow, type ResultPart } from '../../pipeline/results/manifest.js';
+import { type WarmupPart, warmupPartKey } from '../../pipeline/results/warmup-part.js';
+import { ThresholdDecision } from '../../pipeline/self-calibration.js';
+import { LocalStore } from '../../pipeline/storage/local-store.js';
+import { chooseWarmup, inWarmup } from '../../pipeline/warmup-sample.js';
+import { listSource } from '../../producers/list-source.js';
+import { planRun } from '../../producers/plan-run.js';
+import { submitRun } from '../../producers/submit-run.js';
+import { CascadeQueues } from '../../queue/cascade-queues.js';
+import { DECIDED_AT_WARMUP, JOB_OPTIONS, type RunSpec, type StageJob, stageQueueName } from '../../queue/jobs.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
+import { runDecision } from '../../queue/threshold-decision.js';
+import { waitForRun } from '../../queue/wait-for-run.js';
+import { StageWorker } from '../../workers/stage-worker.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
+import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+import { fakePin, localFetch, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
+import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
+
+const N = 120;
+const BATCH = 4;
+const GREYS = [64, 96, 128, 160, 192, 224];
+/** Every sixth image is a grey (20), the rest saturated red, green or blue (100). */
+const IMAGES = Array.from({ length: N }, (_, i) => {
+  const name = `img-${String(i).padStart(3, '0')}.png`;
+  if (i % 6 === 5) {
+    const v = GREYS[i % GREYS.length]!;
+    return { name, rgb: [v, v, v] as const, grey: true };
+  }
+  const rgb = [
+    [255, 0, 0],
+    [0, 255, 0],
+    [0, 0, 255],
+  ][i % 3]! as [number, number, number];
+  return { name, rgb, grey: false };
+});
+/** The little model's maxprob on a saturated colour: softmax([8, 0, 0, 2]). */
+const COLOUR_CONFIDENCE = Math.exp(8) / (Math.exp(8) + 2 + Math.exp(2));
+
+let dir: string;
+let images: string;
+let models: TestModels;
+let redis: TestRedis;
+const filePrefix = uniquePrefix('selfcal');
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cascade-selfcal-'));
+  images = join(dir, 'images');
+  await mkdir(images, { recursive: true });
+  [models, redis] = await Promise.all([writeTestModels(join(dir, 'models')), startRedis()]);
+  for (const img of IMAGES) {
+    const [r, g, b] = img.rgb;
+    const png = await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
+      .png()
+      .toBuffer();
+    await writeFile(join(images, img.name), png);
+  }
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A config file for one scenario: the colour cascade, this Redis, its own prefix, local reads under dir. */
+async function writeConfig(name: string): Promise<{ file: string; prefix: string }> {
+  const prefix = `${filePrefix}-${name}`;
+  const file = join(dir, `${name}.json`);
+  await writeFile(
+    file,
+    JSON.stringify({
+      little: colourSpec(models.colourLittle, models.labels),
+      big: colourSpec(models.colourBig, models.labels),
+      batchSize: BATCH,
+      concurrency: 1,
+      redisUrl: redis.url,
+      prefix,
+      sources: { localRoots: [dir] },
+    }),
+  );
+  return { file, prefix };
+}
+
+/** Plan and submit a self-calibrating run in this process, as `cascade submit` does. */
+async function submit(name: string, selfCalibration: NonNullable<RunSpec['selfCalibration']>) {
+  const { file, prefix } = await writeConfig(name);
+  const config = await loadConfig({ file, env: {} });
+  const connection = connectRedis(redis.url);
+  const tracker = new RunTracker(connection, prefix);
+  const queues = new CascadeQueues(connection, prefix);
+  const planner = testModelCache();
+  const out = join(dir, `out-${name}`);
+  const spec = await planRun(config, images, out, planner, `${name}-run`, selfCalibration);
+  await planner.close();
+  const list = () => listSource(images, { extensions: config.extensions });
+  const submitted = await submitRun({ spec, refs: list(), relist: list, tracker, queues, output: new LocalStore(out) });
+  const close = async () => {
+    await queues.close();
+    connection.disconnect();
+  };
+  return { file, prefix, spec, tracker, queues, connection, out, submitted, close };
+}
+
+async function manifest(out: string): Promise<ManifestRow[]> {
+  return (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => ManifestRow.parse(JSON.parse(l)));
+}
+
+/** The keys of the run's warm-up, recomputed from the listing (the same rule as the submitter's). */
+async function warmupKeys(runId: string, size: number): Promise<Set<string>> {
+  const keys: string[] = [];
+  for await (const k of listSource(images, { extensions: ['.png'] })) keys.push(k);
+  const { cutoff } = await chooseWarmup(keys, runId, { images: size }, 0.95);
+  return new Set(keys.filter((k) => inWarmup(runId, k, cutoff)));
+}
+
+const nameOf = (key: string) => key.slice(key.lastIndexOf('/') + 1);
+const imageOf = (key: string) => IMAGES.find((i) => i.name === nameOf(key))!;
+
+describe('a self-calibrating run', () => {
+  it('two worker processes: ordinary batches wait for the warm-up, the threshold is decided once, every image has one row, warm-up rows are big', async () => {
+    const WARMUP = 80;
+    const run = await submit('fleet', { targetAgreement: 0.95, delta: 0.05, warmup: { images: WARMUP } });
+    const workers: WorkerProcess[] = [];
+    try {
+      const { spec, tracker } = run;
+      expect(spec.stages[0]!.threshold).toBe(DECIDED_AT_WARMUP);
+      const warm = await warmupKeys(spec.runId, WARMUP);
+      expect(warm.size).toBe(WARMUP);
+
+      // Before any worker runs: only warm-up lane jobs are queued, one per batch holding warm-up images.
+      const keys = IMAGES.map((i) => join(images, i.name));
+      const warmBatches = new Set(keys.flatMap((k, i) => (warm.has(k) ? [Math.floor(i / BATCH)] : [])));
+      const queue = new Queue(stageQueueName('little'), { connection: run.connection, prefix: run.prefix });
+      const queued = (await queue.getJobs(['waiting'])).map((j) => j.id!).sort();
+      await queue.close();
+      expect(queued).toEqual([...warmBatches].map((b) => `${spec.runId}-b${b}-w0`).sort());
+      expect(await tracker.decision(spec.runId)).toBeNull();
+      expect((await tracker.progress(spec.runId))!.selfCalibration).toMatchObject({ warmupTotal: WARMUP, warmupDone: 0, decision: null, released: false });
+
+      workers.push(spawnWorker(run.file, ['little', 'big', 'merge']), spawnWorker(run.file, ['little', 'big', 'merge']));
+      await Promise.all(workers.map((w) => w.waitFor(/worker ready/)));
+      const summary = await waitForRun(tracker, spec.runId, () => {}, 200, run.queues);
+
+      // The decision: the warm-up's colours are kept (none disagrees), its greys are not.
+      const decision = ThresholdDecision.parse(JSON.parse((await tracker.decision(spec.runId))!));
+      const warmColours = [...warm].filter((k) => !imageOf(k).grey).length;
+      expect(decision).toMatchObject({ certified: true, target: 0.95, delta: 0.05, sample: WARMUP, accepted: warmColours, empiricalAgreement: 1 });
+      if (!decision.certified) throw new Error('not certified');
+      expect(decision.threshold).toBeCloseTo(COLOUR_CONFIDENCE, 5);
+      expect(decision.bound).toBeGreaterThanOrEqual(0.95);
+      // Decided once: one decision line across both processes.
+      const lines = workers.flatMap((w) => w.output().match(/threshold decided from the warm-up/g) ?? []);
+      expect(lines).toHaveLength(1);
+
+      // Every image exactly one row, in listing order; warm-up rows are big's, the rest routed by the decision.
+      const rows = await manifest(run.out);
+      expect(rows.map((r) => r.key)).toEqual(keys);
+      for (const row of rows) {
+        const img = imageOf(row.key);
+        const stage = warm.has(row.key) || img.grey ? 'big' : 'little';
+        expect([nameOf(row.key), row.stage, row.labelName], `${img.name} warm-up ${warm.has(row.key)}`).toEqual([
+          img.name,
+          stage,
+          img.grey ? 'other' : ['red', 'green', 'blue'][img.rgb.indexOf(255)],
+        ]);
+      }
+
+      // No ordinary batch ran before the decision was stored.
+      const decidedAt = Date.parse(decision.decidedAt);
+      const partFiles = (await readdir(join(run.out, 'parts'))).filter((f) => /^\d+\.stage0\.json$/.test(f));
+      expect(partFiles).toHaveLength(N / BATCH);
+      for (const f of partFiles) expect((await stat(join(run.out, 'parts', f))).mtimeMs, f).toBeGreaterThanOrEqual(decidedAt);
+
+      // The summary: warm-up, decision, and its compute counted in the MACs.
+      const [g0, g1] = spec.stages.map((s) => s.gmacsPerImage) as [number, number];
+      const greysOutside = IMAGES.filter((i) => i.grey && !warm.has(join(images, i.name))).length;
+      expect(summary.selfCalibration).toEqual({ targetAgreement: 0.95, delta: 0.05, warmupImages: WARMUP, warmupGmacs: WARMUP * (g0 + g1), decision });
+      expect(summary.threshold).toBe(decision.threshold);
+      expect(summary.stages.map((s) => [s.name, s.images, s.accepted, s.forwarded])).toEqual([
+        ['little', N, N - WARMUP - greysOutside, WARMUP + greysOutside],
+        ['big', WARMUP + greysOutside, WARMUP + greysOutside, 0],
+      ]);
+      expect(summary.macs.cascadeG).toBeCloseTo(N * g0 + (WARMUP + greysOutside) * g1, 9);
+      expect(formatSummary(summary)).toContain(`self-calibration: target 95.0% agreement at δ 0.05; warm-up ${WARMUP} images`);
+
+      // `cascade status` shows the warm-up and the decision.
+      const status = buildRunStatus((await tracker.progress(spec.runId))!, [], new Date());
+      expect(status.selfCalibration).toEqual({ targetAgreement: 0.95, delta: 0.05, warmupImages: WARMUP, warmupDone: WARMUP, decision });
+      expect(formatRunStatus(status)).toContain(`self-calibration: target 95.0% at δ 0.05, warm-up ${WARMUP}/${WARMUP} images; threshold 0.9969`);
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()));
+      await run.close();
+    }
+  });
+
+  it('a target the warm-up cannot certify sends every image to big and says so: warning, summary, status', async () => {
+    const run = await submit('refused', { targetAgreement: 0.99, delta: 0.05, warmup: { images: 10 } });
+    const worker = spawnWorker(run.file, ['little', 'big', 'merge']);
+    try {
+      const summary = await waitForRun(run.tracker, run.spec.runId, () => {}, 200, run.queues);
+      const rows = await manifest(run.out);
+      expect(rows).toHaveLength(N);
+      expect(rows.filter((r) => r.stage !== 'big')).toEqual([]);
+      expect(worker.output()).toMatch(/SELF-CALIBRATION REFUSED: the warm-up sample \(10 images\) cannot certify 99\.0% agreement/);
+      expect(summary.selfCalibration?.decision).toMatchObject({ certified: false, target: 0.99, sample: 10 });
+      expect(summary.stages[0]).toMatchObject({ images: N, accepted: 0, forwarded: N });
+      const [g0, g1] = run.spec.stages.map((s) => s.gmacsPerImage) as [number, number];
+      expect(summary.macs.saved).toBeCloseTo(-g0 / g1, 9);
+      expect(formatSummary(summary)).toMatch(/REFUSED, every image went to the last stage/);
+      const status = formatRunStatus(buildRunStatus((await run.tracker.progress(run.spec.runId))!, [], new Date()));
+      expect(status).toMatch(/self-calibration: target 99\.0% at δ 0\.05, warm-up 10\/10 images; REFUSED: /);
+    } finally {
+      await worker.stop();
+      await run.close();
+    }
+  });
+
+  it('several deciders at once store one decision and release the held batches once; an ordinary batch before it fails', async () => {
+    const prefix = `${filePrefix}-deciders`;
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    const out = join(dir, 'out-deciders');
+    const store = new LocalStore(out);
+    const spec: RunSpec = {
+      runId: 'dec-1',
+      source: images,
+      out,
+      metric: 'maxprob',
+      batchSize: BATCH,
+      ...RUN_DEFAULTS,
+      stages: [
+        { name: 'little', model: fakePin('little.onnx'), gmacsPerImage: 1, threshold: DECIDED_AT_WARMUP },
+        { name: 'big', model: fakePin('big.onnx'), gmacsPerImage: 10, threshold: null },
+      ],
+      selfCalibration: { targetAgreement: 0.9, delta: 0.05, warmup: { images: 40 } },
+      createdAt: new Date().toISOString(),
+    };
+    const cache = testModelCache();
+    try {
+      await tracker.create(spec);
+      // A warm-up of 40 images in two batches: 38 sure and agreeing, 2 unsure and disagreeing.
+      for (const batch of [0, 1]) {
+        const answers = Array.from({ length: 20 }, (_, pos) => ({ pos, label: 0, confidence: pos === 19 ? 0.3 : 0.95 }));
+        const stats = { images: 20, accepted: 0, forwarded: 20, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 };
+        const first: WarmupPart = { runId: spec.runId, batch, stage: 0, stageName: 'little', rows: [], stats, warmupAnswers: answers };
+        const rows = answers.map(({ pos }) => ({
+          pos,
+          key: `k${batch}-${pos}`,
+          label: pos === 19 ? 3 : 0,
+          labelName: null,
+          confidence: 0.9,
+          stage: 'big',
+          top5: [],
+          error: null,
+        }));
+        const last: ResultPart = { runId: spec.runId, batch, stage: 1, stageName: 'big', rows, stats: { ...stats, accepted: 20, forwarded: 0 } };
+        await store.put(warmupPartKey(batch, 0), JSON.stringify(first));
+        await store.put(warmupPartKey(batch, 1), JSON.stringify(last));
+        await tracker.finishPart(spec.runId, {
+          id: `b${batch}w1`,
+          stage: 1,
+          final: 20,
+          counts: { images: 20, accepted: 20, forwarded: 0, errors: 0 },
+          lane: 'warmup',
+        });
+      }
+      await tracker.addWarmupBatches(spec.runId, [0, 1]);
+      const held: StageJob[] = [2, 3, 4].map((batch) => ({ runId: spec.runId, batch, stage: 0, items: [{ ref: join(images, IMAGES[batch]!.name), pos: 0 }] }));
+      await tracker.hold(spec.runId, held);
+      expect(await tracker.needsDecision(spec.runId)).toBe(false); // the listing is not finished
+      await tracker.finishListing(spec.runId, 43, 5, 0, 40);
+      expect(await tracker.needsDecision(spec.runId)).toBe(true);
+
+      // A worker handed an ordinary batch now (a bug elsewhere) refuses it instead of routing without the threshold.
+      const worker = new StageWorker({
+        connection,
+        prefix,
+        stage: 'little',
+        models: cache,
+        concurrency: 1,
+        fetch: localFetch,
+        fetchConcurrency: 1,
+        openOutput: (o) => new LocalStore(o),
+        tracker,
+        queues,
+        log: () => {},
+      });
+      await worker.worker.close();
+      const job = { id: 'x', name: 'batch', data: held[0], attemptsMade: 0, opts: { ...JOB_OPTIONS } } as unknown as Job;
+      await expect(worker.process(job)).rejects.toThrow(/before the threshold was decided/);
+      await worker.close();
+
+      const logs: string[] = [];
+      const ctx = { tracker, queues, openOutput: (o: string) => new LocalStore(o), log: (m: string) => void logs.push(m) };
+      const decisions = await Promise.all(Array.from({ length: 5 }, () => runDecision(spec.runId, ctx)));
+      const stored = ThresholdDecision.parse(JSON.parse((await tracker.decision(spec.runId))!));
+      for (const d of decisions) expect(d).toEqual(stored);
+      expect(stored).toMatchObject({ certified: true, threshold: 0.95, accepted: 38, sample: 40, empiricalAgreement: 1 });
+      expect(logs.filter((l) => /threshold decided/.test(l))).toHaveLength(1);
+      // Released once: each held batch queued once, then the hold is gone.
+      const queue = new Queue(stageQueueName('little'), { connection, prefix });
+      expect((await queue.getJobs(['waiting'])).map((j) => j.id).sort()).toEqual(['dec-1-b2-s0', 'dec-1-b3-s0', 'dec-1-b4-s0']);
+      await queue.close();
+      expect((await tracker.progress(spec.runId))!.selfCalibration).toMatchObject({ released: true, warmupDone: 40, warmupTotal: 40 });
+      expect(await runDecision(spec.runId, ctx)).toEqual(stored);
+      expect(logs).toHaveLength(1);
+    } finally {
+      await cache.close();
+      await queues.close();
+      connection.disconnect();
+    }
+  });
+});

@@ -1,0 +1,155 @@
+/**
+ * Self-calibrating runs, pure parts: the warm-up sample is a fixed function of the run id and the
+ * keys, spread over the whole listing; the flags refuse nonsense with one usage line (exit 2);
+ * the warm-up parts give the certification its sample; the summary says what was decided.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { main } from '../../cli/main.js';
+import { formatSelfCalibration } from '../../cli/format-summary.js';
+import { parseSelfCalibration } from '../../cli/self-calibration-flags.js';
+import { ConfigError } from '../../config/load-config.js';
+import { decideThreshold, warmupSample } from '../../pipeline/self-calibration.js';
+import { chooseWarmup, defaultWarmupImages, inWarmup, parseWarmupSize, resolveWarmupImages } from '../../pipeline/warmup-sample.js';
+
+const keys = Array.from({ length: 10_000 }, (_, i) => `s3://bucket/photos/${String(i).padStart(5, '0')}.jpg`);
+
+describe('warm-up sample', () => {
+  it('is exactly N keys, the same for the same run id, another for another run id', async () => {
+    const a = await chooseWarmup(keys, 'run-a', { images: 400 }, 0.95);
+    expect(a).toMatchObject({ total: 10_000, images: 400 });
+    const picked = keys.filter((k) => inWarmup('run-a', k, a.cutoff));
+    expect(picked).toHaveLength(400);
+    // Listed in another order (a second listing, another machine): the same keys.
+    const again = await chooseWarmup([...keys].reverse(), 'run-a', { images: 400 }, 0.95);
+    expect(again.cutoff).toBe(a.cutoff);
+    const b = await chooseWarmup(keys, 'run-b', { images: 400 }, 0.95);
+    const pickedB = keys.filter((k) => inWarmup('run-b', k, b.cutoff));
+    expect(pickedB).toHaveLength(400);
+    expect(pickedB).not.toEqual(picked);
+  });
+
+  it('is spread over the whole listing, not its first N', async () => {
+    const { cutoff } = await chooseWarmup(keys, 'run-a', { images: 400 }, 0.95);
+    const positions = keys.flatMap((k, i) => (inWarmup('run-a', k, cutoff) ? [i] : []));
+    // Each tenth of the listing holds about 40 (binomial sd ≈ 6); the first N alone would put all 400 in the first tenth.
+    const perTenth = Array.from({ length: 10 }, (_, t) => positions.filter((p) => Math.floor(p / 1000) === t).length);
+    for (const n of perTenth) {
+      expect(n).toBeGreaterThan(15);
+      expect(n).toBeLessThan(65);
+    }
+    expect(Math.min(...positions)).toBeLessThan(100);
+    expect(Math.max(...positions)).toBeGreaterThan(9_900);
+  });
+
+  it('a percentage and the default resolve against the source; never more than the source', async () => {
+    expect(resolveWarmupImages({ fraction: 0.05 }, 0.95, 10_000)).toBe(500);
+    expect(resolveWarmupImages({ fraction: 0.05 }, 0.95, 717)).toBe(36);
+    expect(resolveWarmupImages({ images: 900 }, 0.95, 717)).toBe(717);
+    expect(defaultWarmupImages(0.95, 717)).toBe(400);
+    expect(defaultWarmupImages(0.99, 717)).toBe(2000);
+    expect(defaultWarmupImages(0.95, 1_000_000)).toBe(10_000);
+    expect(resolveWarmupImages(undefined, 0.95, 717)).toBe(400);
+    expect(resolveWarmupImages(undefined, 0.99, 717)).toBe(717);
+    expect(await chooseWarmup([], 'r', undefined, 0.95)).toEqual({ total: 0, images: 0, cutoff: -1 });
+  });
+
+  it('--warmup takes N or p%, and names what is wrong with anything else', () => {
+    expect(parseWarmupSize('400')).toEqual({ size: { images: 400 } });
+    expect(parseWarmupSize('12.5%')).toEqual({ size: { fraction: 0.125 } });
+    expect(parseWarmupSize('100%')).toEqual({ size: { fraction: 1 } });
+    for (const bad of ['0', '-5', '1.5', 'abc', '', '0%', '101%', '5%%', '1e3']) expect(parseWarmupSize(bad), bad).toHaveProperty('error');
+  });
+});
+
+describe('self-calibration flags', () => {
+  it('checked values, δ defaulting to 0.05', () => {
+    expect(parseSelfCalibration({})).toBeUndefined();
+    expect(parseSelfCalibration({ targetAgreement: '0.95' })).toEqual({ targetAgreement: 0.95, delta: 0.05 });
+    expect(parseSelfCalibration({ targetAgreement: '0.99', delta: '0.1', warmup: '5%' })).toEqual({
+      targetAgreement: 0.99,
+      delta: 0.1,
+      warmup: { fraction: 0.05 },
+    });
+  });
+
+  it('nonsense and conflicting flags are usage errors', () => {
+    const cases: Array<[Parameters<typeof parseSelfCalibration>[0], RegExp]> = [
+      [{ targetAgreement: '1.5' }, /--target-agreement 1.5: expected a fraction between 0 and 1/],
+      [{ targetAgreement: '1' }, /--target-agreement 1: /],
+      [{ targetAgreement: 'high' }, /--target-agreement high: /],
+      [{ targetAgreement: '0.95', delta: '0' }, /--delta 0: /],
+      [{ targetAgreement: '0.95', warmup: '0' }, /--warmup 0: expected a number of images/],
+      [{ targetAgreement: '0.95', threshold: 0.5 }, /drop --threshold/],
+      [{ targetAgreement: '0.95', calibration: 'calib.json' }, /drop --calibration/],
+      [{ warmup: '400' }, /--delta and --warmup go with --target-agreement/],
+    ];
+    for (const [flags, message] of cases) {
+      const call = () => parseSelfCalibration(flags);
+      expect(call).toThrow(ConfigError);
+      expect(call).toThrow(message);
+    }
+  });
+
+  describe('on the command line', () => {
+    afterEach(() => {
+      vi.restoreAllMocks();
+      process.exitCode = undefined;
+    });
+    it('cascade run --warmup 0 exits 2 with one line, before anything starts', async () => {
+      const err: string[] = [];
+      vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+        err.push(String(chunk));
+        return true;
+      });
+      await main(['node', 'cascade', 'run', 'nowhere', '--out', 'nowhere-out', '--target-agreement', '0.95', '--warmup', '0']);
+      expect(process.exitCode).toBe(2);
+      expect(err.join('')).toBe('cascade: --warmup 0: expected a number of images (e.g. 400) or a percentage of the source (e.g. 5%)\n');
+    });
+  });
+});
+
+describe('the warm-up sample the certification sees', () => {
+  it('pairs the first stage answer with the last stage row of the same image; error rows have no answer', () => {
+    const first = [
+      {
+        batch: 0,
+        warmupAnswers: [
+          { pos: 0, label: 1, confidence: 0.9 },
+          { pos: 2, label: 3, confidence: 0.4 },
+          { pos: 3, label: 2, confidence: 0.7 },
+        ],
+      },
+      { batch: 1, warmupAnswers: [{ pos: 0, label: 1, confidence: 0.8 }] },
+    ];
+    const last = [
+      {
+        batch: 0,
+        rows: [
+          { pos: 0, label: 1, error: null },
+          { pos: 2, label: 0, error: null },
+          { pos: 3, label: null, error: { kind: 'decode' } },
+        ],
+      },
+      { batch: 1, rows: [{ pos: 0, label: 2, error: null }] },
+    ];
+    expect(warmupSample(first, last)).toEqual([
+      { confidence: 0.9, agrees: true },
+      { confidence: 0.4, agrees: false },
+      { confidence: 0.8, agrees: false },
+    ]);
+  });
+
+  it('the summary lines state the decision, or the refusal loudly', () => {
+    const now = new Date('2026-11-30T12:00:00Z');
+    const agreeing = Array.from({ length: 200 }, (_, i) => ({ confidence: 0.5 + i / 400, agrees: true }));
+    const certified = decideThreshold(agreeing, 0.95, 0.05, now);
+    expect(certified.certified).toBe(true);
+    const lines = formatSelfCalibration({ targetAgreement: 0.95, delta: 0.05, warmupImages: 200, warmupGmacs: 50, decision: certified }, 500);
+    expect(lines[0]).toBe('  self-calibration: target 95.0% agreement at δ 0.05; warm-up 200 images (50.0 GMACs, 10.0% of big-only, counted above)');
+    expect(lines[1]).toMatch(/^ {4}threshold 0\.\d+: with probability ≥ 0\.95, agreement on kept images ≥ \d+\.\d%/);
+    const refused = decideThreshold(agreeing.slice(0, 10), 0.99, 0.05, now);
+    expect(refused.certified).toBe(false);
+    const no = formatSelfCalibration({ targetAgreement: 0.99, delta: 0.05, warmupImages: 10, warmupGmacs: 5, decision: refused }, 50);
+    expect(no[1]).toMatch(/^ {4}REFUSED, every image went to the last stage: /);
+  });
+});
