@@ -2,12 +2,14 @@
  * The stage worker's job handling against a real redis-server: retries and duplicate
  * deliveries write the same part and count once; a model that fails on the last attempt turns
  * the batch into error rows instead of losing it. Jobs are handed to `process` directly (the
- * same call BullMQ makes) so the attempt number can be set.
+ * same call BullMQ makes) so the attempt number can be set; one test lets BullMQ itself deliver
+ * and retry a job, to check the last-attempt logic against the attempt counts BullMQ really sets.
  */
 import type { Job } from 'bullmq';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelSpecInput } from '../../config/schema.js';
@@ -31,7 +33,7 @@ const closers: Array<() => Promise<void>> = [];
 /** Each scenario's key prefix: its name under this file's own random prefix, so a shared redis-server is safe. */
 const filePrefix = uniquePrefix('stage-worker');
 
-async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => void = () => {}) {
+async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => void = () => {}, o: { consume?: boolean } = {}) {
   const prefix = `${filePrefix}-${name}`;
   const connection = connectRedis(redis.url);
   const tracker = new RunTracker(connection, prefix);
@@ -43,6 +45,7 @@ async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => 
   await planner.close();
   const cache = testModelCache();
   const out = join(dir, prefix);
+  const logs: Array<{ msg: string; level?: string; [field: string]: unknown }> = [];
   const worker = new StageWorker({
     connection,
     prefix,
@@ -54,10 +57,10 @@ async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => 
     openOutput: (o) => new LocalStore(o),
     tracker,
     queues,
-    log: () => {},
+    log: (msg, fields) => logs.push({ msg, ...fields }),
   });
-  // Only `process` is exercised: stop the BullMQ consumer so it cannot take jobs itself.
-  await worker.worker.close();
+  // Only `process` is exercised, unless the test wants BullMQ itself to deliver the jobs.
+  if (!o.consume) await worker.worker.close();
   closers.push(async () => {
     await worker.close();
     await cache.close();
@@ -80,7 +83,7 @@ async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => 
   };
   tamper(run);
   await tracker.create(run);
-  return { worker, tracker, queues, out, cache, run };
+  return { worker, tracker, queues, out, cache, run, logs };
 }
 
 /**
@@ -175,6 +178,25 @@ describe('StageWorker.process', () => {
     expect(part.rows.map((r) => r.error?.kind)).toEqual(['inference', 'inference', 'not-found']);
     expect(part.rows[2]!.error?.message).toMatch(/missing\.png/);
     expect((await tracker.progress('run1'))!.final).toBe(3);
+  });
+
+  it("BullMQ's own retry: with attempts 2, the first delivery fails and is retried, the second (last) turns the failure into error rows", async () => {
+    const failing = join(dir, 'failing.onnx');
+    await writeFile(failing, failingModel());
+    const { tracker, queues, out, logs } = await setup('bullmq-retry', failing, undefined, { consume: true });
+    const job: StageJob = { runId: 'run1', batch: 0, stage: 0, items };
+    await queues.stage('little').add('batch', job, { ...JOB_OPTIONS, attempts: 2, backoff: { type: 'fixed', delay: 10 }, jobId: 'retried' });
+    const deadline = Date.now() + 30_000;
+    const settled = async () => (await tracker.progress('run1'))!.final === 3 || (await queues.stage('little').getFailedCount()) > 0;
+    while (!(await settled()) && Date.now() < deadline) await sleep(50);
+    const part = ResultPart.parse(JSON.parse(await readFile(join(out, partKey(0, 0)), 'utf8')));
+    expect(part.rows.map((r) => r.error?.kind)).toEqual(['inference', 'inference', 'not-found']);
+    expect((await tracker.progress('run1'))!.final).toBe(3);
+    // One failed delivery, logged as retried (warn, attempt 1 of 2); the second completed.
+    expect(logs.filter((l) => l.level === 'warn' || l.level === 'error').map((l) => [l.level, l.attempt, l.attempts, l.final])).toEqual([
+      ['warn', 1, 2, false],
+    ]);
+    expect(await queues.stage('little').getJobCounts('failed', 'waiting', 'delayed', 'active')).toEqual({ failed: 0, waiting: 0, delayed: 0, active: 0 });
   });
 
   it('refuses a model whose file no longer matches the run: the job fails with the reason, and no part is written', async () => {
