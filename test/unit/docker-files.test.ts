@@ -2,19 +2,19 @@
  * The container files cannot be built or run here (no Docker): check what can be checked —
  * they parse, every file they copy exists, their commands are real `cascade` commands with
  * valid roles, the configs they bake in load, the environment names are the ones the config
- * loader reads, and KEDA watches the queue's wait list (that BullMQ keeps waiting jobs there is
- * checked against a real redis-server in integration/keda-wait-list.test.ts).
+ * loader reads, health checks hit the endpoints the workers serve, images are pinned, and the
+ * Grafana dashboard queries metrics that exist. The Kubernetes manifests: k8s-manifests.test.ts.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { validateRoles } from '../../cli/commands/worker.js';
 import { buildProgram } from '../../cli/main.js';
 import { loadConfig } from '../../config/load-config.js';
 import { loadWorkerConfig } from '../../config/worker-config.js';
-import { stageQueueName } from '../../queue/jobs.js';
+import { CascadeMetrics } from '../../workers/metrics.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const DOCKER = join(ROOT, 'docker');
@@ -132,39 +132,64 @@ describe('docker/', () => {
     }
   });
 
-  it('k8s: a Deployment per stage plus ops, each scaled stage has a KEDA redis ScaledObject on its queue’s wait list', async () => {
-    const docs = [...parseAllDocuments(await read('docker/k8s/workers.yaml')), ...parseAllDocuments(await read('docker/k8s/keda.yaml'))].map((d) => {
-      expect(d.errors).toEqual([]);
-      return d.toJS() as { kind: string; metadata: { name: string }; spec: Record<string, any> };
-    });
-    const deployments = new Map(docs.filter((d) => d.kind === 'Deployment').map((d) => [d.metadata.name, d]));
-    const args = (name: string) => deployments.get(name)!.spec.template.spec.containers[0].args as string[];
-    expect(args('cascade-little').slice(0, 2)).toEqual(['worker', 'little']);
-    expect(args('cascade-big').slice(0, 2)).toEqual(['worker', 'big']);
-    expect(args('cascade-ops').slice(0, 3)).toEqual(['worker', 'merge', 'scheduler']);
-    for (const d of deployments.values()) {
-      checkCascadeArgs(d.spec.template.spec.containers[0].args);
-      expect(d.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(60);
-      expect(d.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
-      // The liveness probe hits the endpoint `--metrics-port` serves (workers/metrics.ts).
-      const container = d.spec.template.spec.containers[0];
-      expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
-      expect(container.args).toContain('--metrics-port');
-      expect(container.ports.find((p: { name: string }) => p.name === 'metrics').containerPort).toBe(
-        Number(container.args[container.args.indexOf('--metrics-port') + 1]),
-      );
+  it('health checks: the images check /healthz, the compose workers /readyz, on the port --metrics-port serves', async () => {
+    for (const file of ['docker/Dockerfile', 'docker/Dockerfile.gpu']) {
+      const ins = instructions(await read(file));
+      const check = ins.find(([k]) => k === 'HEALTHCHECK')?.[1];
+      expect(check, file).toBeDefined();
+      const cmd = JSON.parse(check!.slice(check!.indexOf('CMD ') + 4)) as string[];
+      const defaults = JSON.parse(ins.find(([k]) => k === 'CMD')![1]) as string[];
+      expect(cmd).toEqual(['node', 'docker/healthcheck.mjs', `http://127.0.0.1:${defaults[defaults.indexOf('--metrics-port') + 1]}/healthz`]);
+      // The script is in the image: copied, and let through the ignore file.
+      expect(ins.some(([k, v]) => k === 'COPY' && v.split(/\s+/).includes('docker/healthcheck.mjs'))).toBe(true);
+      expect(await read(`${file}.dockerignore`)).toMatch(/^!docker\/healthcheck\.mjs$/m);
     }
-    const prefix = (await loadConfig({ file: join(DOCKER, 'cascade.yaml'), env: { CASCADE_ASSETS: '/assets' } })).prefix;
-    const scaled = docs.filter((d) => d.kind === 'ScaledObject');
-    expect(scaled.map((d) => d.spec.scaleTargetRef.name).sort()).toEqual(['cascade-big', 'cascade-little']);
-    for (const so of scaled) {
-      expect(deployments.has(so.spec.scaleTargetRef.name)).toBe(true);
-      const stage = so.spec.scaleTargetRef.name.replace('cascade-', '');
-      const [trigger] = so.spec.triggers;
-      expect(trigger.type).toBe('redis');
-      expect(trigger.metadata.listName).toBe(`${prefix}:${stageQueueName(stage)}:wait`);
-      expect(Number(trigger.metadata.listLength)).toBeGreaterThan(0);
-      expect(docs.some((d) => d.kind === 'TriggerAuthentication' && d.metadata.name === trigger.authenticationRef.name)).toBe(true);
+    const compose = parse(await read('docker/compose.yaml'), { merge: true }) as {
+      services: Record<string, Service & { healthcheck?: { test?: string[]; disable?: boolean }; ports?: string[] }>;
+    };
+    for (const name of ['little', 'big', 'big-gpu', 'ops']) {
+      const svc = compose.services[name]!;
+      const port = svc.command![svc.command!.indexOf('--metrics-port') + 1];
+      expect(svc.healthcheck!.test, name).toEqual(['CMD', 'node', 'docker/healthcheck.mjs', `http://127.0.0.1:${port}/readyz`]);
     }
+    // Commands that serve no /readyz do not inherit the check.
+    expect(compose.services.dashboard!.healthcheck).toEqual({ disable: true });
+    expect(compose.services.submit!.healthcheck).toEqual({ disable: true });
+  });
+
+  it('compose: every image pinned (no :latest), the dashboard published on the host loopback only and read-only', async () => {
+    const compose = parse(await read('docker/compose.yaml'), { merge: true }) as { services: Record<string, Service & { ports?: string[] }> };
+    for (const [name, svc] of Object.entries(compose.services)) {
+      const tag = svc.image!.includes(':') ? svc.image!.slice(svc.image!.lastIndexOf(':') + 1) : undefined;
+      expect(tag, `${name}: ${svc.image}`).toBeDefined();
+      expect(tag).not.toBe('latest');
+    }
+    expect(compose.services.minio!.image).toMatch(/^minio\/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/);
+    expect(compose.services['minio-init']!.image).toMatch(/^minio\/mc:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/);
+    const dashboard = compose.services.dashboard!;
+    expect(dashboard.ports).toEqual(['127.0.0.1:3000:3000']);
+    expect(dashboard.command!.slice(0, 5)).toEqual(['dashboard', '--host', '0.0.0.0', '--port', '3000']);
+    expect(dashboard.command).not.toContain('--allow-writes');
+    expect(dashboard.environment!.REDIS_URL).toBe('redis://redis:6379');
+  });
+
+  it('grafana-dashboard.json: every series it queries is one Cascade exports, under that name', async () => {
+    const board = JSON.parse(await read('docker/grafana-dashboard.json')) as {
+      uid: string;
+      panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
+    };
+    const m = new CascadeMetrics({ processMetrics: true, queues: () => [], scheduleSuccesses: async () => ({}) });
+    m.onBatch('little', { images: 1, accepted: 1, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 1 }, { decode: 1 });
+    m.onFiring('nightly', 'submitted');
+    const exported = new Set<string>();
+    for (const metric of await m.registry.getMetricsAsJSON()) {
+      exported.add(metric.name);
+      if (String(metric.type) === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(`${metric.name}${suffix}`);
+    }
+    const queried = board.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/\b(cascade|process|nodejs)_[a-z0-9_]+/g) ?? []));
+    expect(queried.length).toBeGreaterThan(10);
+    for (const name of new Set(queried)) expect(exported.has(name), name).toBe(true);
+    expect(await read('docker/grafana-dashboard.json')).not.toMatch(/cascade_routed_fraction|cascade_process_|cascade_nodejs_/);
+    expect(queried).toContain('cascade_schedule_last_success_timestamp_seconds');
   });
 });
