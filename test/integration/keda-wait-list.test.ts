@@ -1,5 +1,5 @@
 /**
- * KEDA scales a stage on the length of `<prefix>:<queue>:wait` (unit/docker-files.test.ts checks
+ * KEDA scales a stage on the length of `<prefix>:<queue>:wait` (unit/k8s-manifests.test.ts checks
  * that the k8s manifests name that key): check against a real redis-server that BullMQ really
  * keeps a queue's waiting jobs there, as a LIST.
  */
