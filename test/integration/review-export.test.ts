@@ -299,13 +299,14 @@ describe('cascade export imagefolder', () => {
     expect((await parseJsonl(file, ImagefolderRow)).map((p) => p.file_name)).toEqual(labelled.map((r) => `images/${name(r.key)}`));
   });
 
-  it('an image outside --root fails the export and writes nothing, unless --skip-outside leaves it out', async () => {
+  it('an image outside --root fails the export and leaves --out as it was, unless --skip-outside leaves it out', async () => {
     const file = join(dir, 'outside.jsonl');
+    await writeFile(file, 'an earlier export\n');
     const elsewhere = join(dir, 'models');
     await expect(exportImagefolderCommand({ run: out, root: elsewhere, out: file })).rejects.toThrow(
       new RegExp(`^${join(images, 'blue-0.png')} is not under --root ${elsewhere}/, so it has no file_name relative to it; .*--skip-outside`),
     );
-    await expect(readFile(file)).rejects.toThrow(/ENOENT/);
+    expect(await readFile(file, 'utf8')).toBe('an earlier export\n');
     expect((await readdir(dir)).filter((f) => f.includes('.part'))).toEqual([]);
     const counts = await exportImagefolderCommand({ run: out, root: elsewhere, out: file, skipOutside: true });
     expect(counts).toEqual({ rows: 0, errors: 2, outside: (await manifestRows()).length - 2 });
