@@ -131,7 +131,7 @@ export function buildProgram(): Command {
     .command('download')
     .description('download the public sample models (ONNX zoo) and their label file and verify their SHA-256; a file that does not match is not kept')
     .argument('[names...]', 'files to fetch (default: all): shufflenet, mobilenetv2, imagenet-labels (a model brings its label file)')
-    .option('--dir <dir>', 'put every file in this folder (default: models/ and labels/ under $CASCADE_ASSETS, else ./assets, as config/models/*.yaml read them)')
+    .option('--dir <dir>', 'put every file in this folder (default: models/ and labels/ under $CASCADE_ASSETS, else ./assets, where the specs read them)')
     .action(async (names: string[], opts) => {
       await downloadModelsCommand(names, opts);
     });
