@@ -81,7 +81,7 @@ afterAll(async () => {
 });
 
 /** A config file for one scenario: the colour cascade, this Redis, its own prefix, local reads under dir. */
-async function writeConfig(name: string): Promise<{ file: string; prefix: string }> {
+async function writeConfig(name: string, extra: Record<string, unknown> = {}): Promise<{ file: string; prefix: string }> {
   const prefix = `${filePrefix}-${name}`;
   const file = join(dir, `${name}.json`);
   await writeFile(
@@ -94,14 +94,15 @@ async function writeConfig(name: string): Promise<{ file: string; prefix: string
       redisUrl: redis.url,
       prefix,
       sources: { localRoots: [dir] },
+      ...extra,
     }),
   );
   return { file, prefix };
 }
 
 /** Plan and submit a self-calibrating run in this process, as `cascade submit` does. */
-async function submit(name: string, selfCalibration: NonNullable<RunSpec['selfCalibration']>) {
-  const { file, prefix } = await writeConfig(name);
+async function submit(name: string, selfCalibration: NonNullable<RunSpec['selfCalibration']>, extra: Record<string, unknown> = {}) {
+  const { file, prefix } = await writeConfig(name, extra);
   const config = await loadConfig({ file, env: {} });
   const connection = connectRedis(redis.url);
   const tracker = new RunTracker(connection, prefix);
@@ -140,7 +141,8 @@ const imageOf = (key: string) => IMAGES.find((i) => i.name === nameOf(key))!;
 describe('a self-calibrating run', () => {
   it('two worker processes: ordinary batches wait for the warm-up, the threshold is decided once, every image has one row, warm-up rows are big', async () => {
     const WARMUP = 80;
-    const run = await submit('fleet', { targetAgreement: 0.95, delta: 0.05, warmup: { images: WARMUP } });
+    // Half of the images little keeps are audited: the audit watches drift against the certified bound.
+    const run = await submit('fleet', { targetAgreement: 0.95, delta: 0.05, warmup: { images: WARMUP } }, { audit: { fraction: 0.5 } });
     const workers: WorkerProcess[] = [];
     try {
       const { spec, tracker } = run;
@@ -203,10 +205,14 @@ describe('a self-calibrating run', () => {
       ]);
       expect(summary.macs.cascadeG).toBeCloseTo(N * g0 + (WARMUP + greysOutside) * g1, 9);
       expect(formatSummary(summary)).toContain(`self-calibration: target 95.0% agreement at δ 0.05; warm-up ${WARMUP} images`);
+      expect(summary.audit).toMatchObject({ promised: decision.bound, drift: false });
+      expect(summary.audit!.sampled).toBeGreaterThan(0);
+      expect(summary.audit!.agreeing).toBe(summary.audit!.sampled);
 
       // `cascade status` shows the warm-up and the decision.
       const status = buildRunStatus((await tracker.progress(spec.runId))!, [], new Date());
       expect(status.selfCalibration).toEqual({ targetAgreement: 0.95, delta: 0.05, warmupImages: WARMUP, warmupDone: WARMUP, decision });
+      expect(status.audit).toMatchObject({ promised: decision.bound, sampled: summary.audit!.sampled });
       expect(formatRunStatus(status)).toContain(`self-calibration: target 95.0% at δ 0.05, warm-up ${WARMUP}/${WARMUP} images; threshold 0.9969`);
     } finally {
       await Promise.all(workers.map((w) => w.stop()));
