@@ -1,16 +1,17 @@
 /**
- * Exit at once (a second SIGINT/SIGTERM) without a native abort. process.exit while onnxruntime
- * is inside a session run on an inference thread tears the thread's environment down under it,
- * and onnxruntime-node then throws a C++ Napi::Error nobody catches: `terminate called …`, exit
- * 134 (so does terminating the threads). So no new run starts and the runs in flight (one batch
- * each) finish first, bounded by `graceMs`; then the process exits.
+ * Exit at once (a second SIGINT/SIGTERM) without a native abort. process.exit stops the
+ * inference threads; one stopped inside native onnxruntime work (a session run, or the model
+ * load of a pool's first task) returns into a torn-down environment, where onnxruntime-node
+ * throws a C++ Napi::Error nobody catches: `terminate called …`, exit 134. So no new task starts
+ * on a thread and the ones in flight (one batch or one model load each) return first, bounded by
+ * `graceMs`; then the process exits. The jobs left unfinished are BullMQ's stalled jobs.
  */
 import { InferencePool } from '../pipeline/inference/inference-pool.js';
 
 let exiting = false;
 
-/** Let the session runs in flight finish, starting no new one (at most `graceMs`), then exit with `code`. */
-export async function exitNow(code: number, graceMs = 5000): Promise<never> {
+/** Let the thread tasks in flight return, starting no new one (at most `graceMs`), then exit with `code`. */
+export async function exitNow(code: number, graceMs = 30_000): Promise<never> {
   if (!exiting) {
     exiting = true;
     await InferencePool.quiesceAll(graceMs);

@@ -46,25 +46,44 @@ export function accumulationWaitMs(accumulateMs: number | undefined, provider: E
 
 /** Inference for one model across worker threads. */
 export class InferencePool {
-  /** Every open pool in this process, for quiesceAll. */
-  private static readonly live = new Set<InferencePool>();
-  /** Set by quiesceAll: no new session run starts in this process. */
+  /** Set by quiesceAll: no new task (model load or session run) starts on a thread in this process. */
   private static quiescing = false;
-  /** Session runs in flight on the threads (at most one a thread: the rest wait in `waiting`). */
+  /**
+   * Tasks on the threads of every pool in this process: model loads (the first `describe` opens
+   * the session) as well as session runs. Either is native work a thread cannot be stopped in.
+   */
+  private static inFlight = 0;
+  /** Session runs this pool has started (at most one a thread: the rest wait in `waiting`). */
   private running = 0;
   private readonly waiting: Array<() => void> = [];
   private readonly threads: number;
 
   /**
-   * Start no new session run in any pool, and resolve once none is in flight (or after `timeoutMs`).
-   * A thread must not be terminated inside a session run: onnxruntime-node then throws a C++
-   * Napi::Error nobody catches and the process aborts (exit 134). A process exiting at once does
-   * this first (cli/exit-now.ts); the requests left waiting never settle.
+   * Start no new task on any thread, and resolve once none is in flight (or after `timeoutMs`).
+   * A thread must not be terminated inside native onnxruntime work (a session run or a model
+   * load): onnxruntime-node then throws a C++ Napi::Error nobody catches and the process aborts
+   * (exit 134). A process exiting at once does this first (cli/exit-now.ts); the requests left
+   * waiting never settle.
    */
   static async quiesceAll(timeoutMs: number): Promise<void> {
     InferencePool.quiescing = true;
     const end = Date.now() + timeoutMs;
-    while ([...InferencePool.live].some((p) => p.running > 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    while (InferencePool.inFlight > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  /** Tasks on the threads right now, across every pool of this process (for tests). */
+  static tasksInFlight(): number {
+    return InferencePool.inFlight;
+  }
+
+  /** Run `task` on a thread of `pool`, counted in `inFlight` until the thread has answered. */
+  private static async onThread<T>(pool: Piscina, task: ThreadTask, transferList?: ArrayBuffer[]): Promise<T> {
+    InferencePool.inFlight++;
+    try {
+      return (await pool.run(task, transferList ? { transferList } : {})) as T;
+    } finally {
+      InferencePool.inFlight--;
+    }
   }
 
   /** Merges concurrent requests into full batches; null for fixed-batch models or no accumulation. */
@@ -80,11 +99,12 @@ export class InferencePool {
     const waitMs = accumulationWaitMs(options.accumulateMs, provider, io.fixedBatch);
     this.accumulator = waitMs > 0 ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: waitMs }) : null;
     this.threads = Math.max(1, options.threads);
-    InferencePool.live.add(this);
   }
 
   /** Start the threads and load the model once, failing fast with a clear error if it cannot load. */
   static async open(modelPath: string, options: PoolOptions): Promise<InferencePool> {
+    // Exiting: no thread starts loading a model it could then be stopped in.
+    if (InferencePool.quiescing) return new Promise<InferencePool>(() => {});
     const { filename, workerData } = threadEntry('./inference-thread', import.meta.url);
     const data: ThreadData = { modelPath, options: sessionOptions(options) };
     const pool = new Piscina({
@@ -97,7 +117,7 @@ export class InferencePool {
       concurrentTasksPerWorker: 1,
     });
     try {
-      const described = (await pool.run({ kind: 'describe' } satisfies ThreadTask)) as { io: ModelIO; provider: ExecutionProvider };
+      const described = await InferencePool.onThread<{ io: ModelIO; provider: ExecutionProvider }>(pool, { kind: 'describe' });
       return new InferencePool(pool, modelPath, described.io, described.provider, options);
     } catch (err) {
       await pool.destroy();
@@ -143,13 +163,11 @@ export class InferencePool {
   }
 
   private async dispatch(data: Tensor, n: number): Promise<InferResult> {
-    const task: ThreadTask = { kind: 'infer', data, n };
-    return (await this.pool.run(task, { transferList: [data.buffer as ArrayBuffer] })) as InferResult;
+    return InferencePool.onThread<InferResult>(this.pool, { kind: 'infer', data, n }, [data.buffer as ArrayBuffer]);
   }
 
   /** Stop the threads. */
   async close(): Promise<void> {
-    InferencePool.live.delete(this);
     await this.pool.destroy();
   }
 }

@@ -150,12 +150,10 @@ describe('signals', () => {
     expect(existsSync(redisDir)).toBe(false);
   }, 60_000);
 
-  // Known bug, left open in issue 11: a second SIGTERM that lands while a session run is in
-  // flight still aborts natively (SIGABRT, 'terminate called … Napi::Error'); the quiesce in
-  // cli/exit-now.ts does not cover it. Skipped so CI stays honest about what passes; it fails
-  // on every machine once a batch is active (see the polling below), and must pass before
-  // issue 11 is resolved.
-  it.skip('a second SIGTERM to cascade worker exits 1 at once, without a native abort', async () => {
+  // The second signal lands while the worker loads its models and runs its first batches: a
+  // thread stopped inside either aborted natively (134, 'terminate called … Napi::Error') until
+  // exitNow waited for model loads too (test/integration/exit-now.test.ts pins the run case).
+  it('a second SIGTERM to cascade worker exits 1 at once, without a native abort', async () => {
     const prefix = uniquePrefix('sig');
     // Batches of 16 on slow models: the drain lasts well past the second signal.
     const config = await writeConfig({ redisUrl: redis.url, prefix, concurrency: 4, batchSize: 16 });
