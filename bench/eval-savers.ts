@@ -1,7 +1,11 @@
 /**
- * `npm run eval:savers [-- --markdown]`: reproduces the calibration table of docs/results.md.
- * Every little candidate of ../shared/assets against the ensemble, each selection rule,
- * calibrated on the hash-chosen half of the 717 photos and reported on the other half.
+ * `npm run eval:savers [-- --cache DIR] [--splits N] [--only risk|savers]`: reproduces the
+ * calibration tables of docs/results.md.
+ * - savers: every little candidate of ../shared/assets against the ensemble, each selection
+ *   rule, calibrated on the hash-chosen half of the 717 photos and reported on the other half;
+ * - risk (issue 18): for the pairs mobilenetv2-int8 → ensemble and shufflenet → ensemble, over
+ *   N (default 200) random calibration/test splits, how often each rule's promise held on the
+ *   test half and what it saved, next to the best threshold in hindsight and the oracle.
  * Probabilities are cached (see `cascade calibrate --cache`), so reruns take seconds.
  */
 import { join } from 'node:path';
@@ -13,8 +17,16 @@ import { saverMarkdown, searchSaverCommand } from '../cli/commands/search-saver.
 import { modelGmacs } from '../pipeline/models/loaded-model.js';
 import { loadModelSpec } from '../config/load-config.js';
 import { BIG_SPEC, findAssets, REPO_ROOT } from './assets.js';
+import { riskMarkdown } from './risk-report.js';
 
-const { values } = parseArgs({ options: { cache: { type: 'string' }, fraction: { type: 'string', default: '0.5' } } });
+const { values } = parseArgs({
+  options: {
+    cache: { type: 'string' },
+    fraction: { type: 'string', default: '0.5' },
+    splits: { type: 'string', default: '200' },
+    only: { type: 'string' },
+  },
+});
 
 const assets = findAssets();
 if ('missing' in assets) {
@@ -38,7 +50,7 @@ const runs = [
     targetAgreement: 0.99,
   },
 ];
-for (const r of runs) {
+for (const r of values.only === 'risk' ? [] : runs) {
   const rows = await searchSaverCommand({
     big: BIG_SPEC,
     candidates,
@@ -58,4 +70,19 @@ for (const r of runs) {
   if (!rows) continue;
   console.log(`\n### ${r.title}\n`);
   console.log(saverMarkdown(rows, bigName, bigGmacs));
+}
+
+if (values.only !== 'savers') {
+  for (const little of ['mobilenetv2', 'shufflenet']) {
+    console.log(
+      await riskMarkdown({
+        little: join(REPO_ROOT, 'config/models', `${little}.yaml`),
+        big: BIG_SPEC,
+        images,
+        labels,
+        cache: values.cache,
+        splits: Number(values.splits),
+      }),
+    );
+  }
 }

@@ -10,7 +10,8 @@ import { CascadeError } from '../config/errors.js';
 import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
 import { parseGroundTruth } from '../pipeline/calibration/ground-truth.js';
 import { defaultCacheDir, modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
-import type { RuleName } from '../pipeline/calibration/select.js';
+import type { CalibrationRule } from '../pipeline/calibration/calibrate.js';
+import type { RiskMethod } from '../pipeline/calibration/risk-control.js';
 import { createLogger } from './logger.js';
 import { scoreImages } from '../pipeline/calibration/score-images.js';
 import type { ScoredModel } from '../pipeline/calibration/tables.js';
@@ -27,7 +28,10 @@ import type { S3Client } from '@aws-sdk/client-s3';
 export interface CalibrationCliOptions {
   images: string;
   labels?: string;
-  rule?: RuleName;
+  rule?: CalibrationRule;
+  /** Guaranteed rules: the promise may fail with probability at most delta. */
+  delta?: number;
+  method?: RiskMethod;
   maxDrop?: number;
   targetAgreement?: number;
   metric?: ConfidenceMetric[];

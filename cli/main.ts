@@ -72,11 +72,23 @@ export function buildProgram(): Command {
       .requiredOption('--images <source>', 'calibration images: a folder, s3://bucket/prefix, or a key-list file')
       .option('--labels <csv>', 'ground truth CSV (columns file,class_index,…); without it only the label-free rule applies')
       .addOption(
-        new Option('--rule <rule>', 'selection rule (default: no-loss with labels, label-free without)').choices(['tinysaver', 'no-loss', 'label-free']),
+        new Option(
+          '--rule <rule>',
+          'selection rule: guaranteed (default; agreement with big ≥ target with probability ≥ 1 − delta), guaranteed-drop (labels; accuracy ≥ big − max-drop, same guarantee), or the point estimates tinysaver, no-loss, label-free',
+        ).choices(['guaranteed', 'guaranteed-drop', 'tinysaver', 'no-loss', 'label-free']),
       )
-      .option('--max-drop <d>', 'no-loss rule: accept cascade accuracy down to big − d', number('max drop', 0, 1))
-      .option('--target-agreement <a>', 'label-free rule: little/big agreement required on kept images', number('target agreement', 0, 1), 0.99)
-      .addOption(new Option('--metric <m...>', 'confidence metrics to compare (default: all)').choices(['maxprob', 'margin', 'entropy']))
+      .option('--max-drop <d>', 'no-loss and guaranteed-drop rules: accept cascade accuracy down to big − d', number('max drop', 0, 1))
+      .option('--target-agreement <a>', 'guaranteed and label-free rules: little/big agreement required on kept images', number('target agreement', 0, 1), 0.99)
+      .option('--delta <d>', 'guaranteed rules: the promise may fail with probability at most d', number('delta', 0.0001, 0.5), 0.05)
+      .addOption(new Option('--method <m>', 'guaranteed rules: ltt (Learn-then-Test fixed sequence, default) or sgr').choices(['ltt', 'sgr']))
+      .addOption(
+        new Option('--metric <m...>', 'confidence metrics to compare (default: margin and pnorm for guaranteed rules, else maxprob, margin, entropy)').choices([
+          'maxprob',
+          'margin',
+          'entropy',
+          'pnorm',
+        ]),
+      )
       .option(
         '--calibration-fraction <f>',
         'fraction of images calibrated on (deterministic hash split); the rest is the test half',

@@ -37,12 +37,28 @@ export type CalibrationPin = z.infer<typeof CalibrationPin>;
 /** Absent in calib.json files written before pins. */
 const ModelRef = z.object({ name: z.string(), path: z.string(), gmacsPerImage: z.number().nonnegative(), pin: CalibrationPin.optional() });
 
+/**
+ * What a guaranteed rule promises (pipeline/calibration/calibrate.ts): with probability ≥ 1 − δ,
+ * on new images from the same distribution, agreement on kept images ≥ bound (kind agreement)
+ * or cascade accuracy ≥ big's − level (kind accuracy-drop). Absent for point-estimate rules.
+ */
+const Guarantee = z.object({
+  method: z.enum(['ltt', 'sgr']),
+  delta: z.number().gt(0).lt(1),
+  kind: z.enum(['agreement', 'accuracy-drop']),
+  level: Fraction,
+  bound: Fraction,
+  images: z.number().int().nonnegative(),
+  promise: z.string(),
+});
+
 export const CalibrationFile = z.object({
   version: z.literal(1),
   createdAt: z.string(),
   little: ModelRef,
   big: ModelRef,
-  rule: z.enum(['tinysaver', 'no-loss', 'label-free']),
+  /** guaranteed and guaranteed-drop carry `guarantee`; the others are point estimates. */
+  rule: z.enum(['guaranteed', 'guaranteed-drop', 'tinysaver', 'no-loss', 'label-free']),
   reason: z.string(),
   metric: ConfidenceMetric,
   /** Accept little answers with confidence ≥ threshold; above 1 means never (send all to big). */
@@ -53,8 +69,13 @@ export const CalibrationFile = z.object({
     metrics: z.array(ConfidenceMetric),
     z: z.number().positive(),
     calibrationFraction: Fraction,
+    /** Absent in files written before guaranteed rules. */
+    delta: z.number().gt(0).lt(1).optional(),
+    method: z.enum(['ltt', 'sgr']).optional(),
   }),
-  /** What the calibration part showed: the promise a run is held to. */
+  /** The finite-sample promise of a guaranteed rule; absent for point-estimate rules and older files. */
+  guarantee: Guarantee.optional(),
+  /** What the calibration part showed (a point estimate; the promise of a guaranteed rule is `guarantee`). */
   expected: OperatingPoint,
   /** The same threshold judged on the held-out test part; null when everything calibrated. */
   test: OperatingPoint.nullable(),

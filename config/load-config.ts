@@ -178,7 +178,9 @@ function applyCalibration(merged: Record<string, unknown>, cal: AnyCalibrationFi
     merged.threshold = cal.threshold;
     // Audits hold the run to the agreement this calibration promised, unless the config names its own.
     const audit = merged.audit as Record<string, unknown> | undefined;
-    if (audit && typeof audit === 'object' && audit.expectAgreement === undefined) merged.audit = { ...audit, expectAgreement: cal.expected.agreement };
+    // A guaranteed agreement promises its bound; a point-estimate rule only its calibration figure.
+    const promised = cal.guarantee?.kind === 'agreement' ? cal.guarantee.bound : cal.expected.agreement;
+    if (audit && typeof audit === 'object' && audit.expectAgreement === undefined) merged.audit = { ...audit, expectAgreement: promised };
   }
 }
 

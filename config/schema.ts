@@ -95,7 +95,8 @@ export type ModelSpec = z.infer<typeof ModelSpec>;
 export type ModelSpecInput = z.input<typeof ModelSpec>;
 
 /** How routing measures confidence from a probability row. */
-export const ConfidenceMetric = z.enum(['maxprob', 'margin', 'entropy']);
+/** pnorm: p-norm-normalised max-logit (Cattelan & Silva 2023), see pipeline/routing.ts; added by issue 18. */
+export const ConfidenceMetric = z.enum(['maxprob', 'margin', 'entropy', 'pnorm']);
 export type ConfidenceMetric = z.infer<typeof ConfidenceMetric>;
 
 /**

@@ -44,9 +44,43 @@ export function topK(row: ArrayLike<number>, k: number): number[] {
   return best;
 }
 
+/** The p of the pnorm metric: chosen among 2, 4, 8 on the 717 photos of ../shared (docs/results.md, issue 18). */
+export const PNORM_P = 8;
+
+// Float32 softmax underflows to exactly 0 for very unlikely classes; their log is clamped here,
+// which only shortens the tail of the centred logits.
+const LOG_FLOOR = Math.log(1e-30);
+
+/**
+ * p-norm-normalised max-logit (Cattelan & Silva 2023), from probabilities: the centred logits
+ * z − mean(z) equal log p − mean(log p), so no logits are needed. max(z_c)/‖z_c‖_p is in [0, 1].
+ */
+export function pNormMaxLogit(probs: ArrayLike<number>, p: number): number {
+  const n = probs.length;
+  if (n < 2) return 1;
+  const z = new Float64Array(n);
+  let mean = 0;
+  for (let i = 0; i < n; i++) {
+    z[i] = Math.max(LOG_FLOOR, Math.log(probs[i]!));
+    mean += z[i]!;
+  }
+  mean /= n;
+  let max = -Infinity;
+  let norm = 0;
+  for (let i = 0; i < n; i++) {
+    const c = z[i]! - mean;
+    if (c > max) max = c;
+    norm += Math.abs(c) ** p;
+  }
+  norm **= 1 / p;
+  // A flat row (all centred logits 0) is the least confident there is.
+  return norm > 0 ? Math.min(1, Math.max(0, max / norm)) : 0;
+}
+
 /**
  * Confidence of a probability row under a metric, always in [0, 1] and larger = surer:
- * maxprob = top-1 probability; margin = top1 − top2; entropy = 1 − H(p)/ln(C).
+ * maxprob = top-1 probability; margin = top1 − top2; entropy = 1 − H(p)/ln(C);
+ * pnorm = p-norm-normalised max-logit with p = PNORM_P.
  */
 export function confidence(probs: ArrayLike<number>, metric: ConfidenceMetric): number {
   switch (metric) {
@@ -65,6 +99,8 @@ export function confidence(probs: ArrayLike<number>, metric: ConfidenceMetric): 
       }
       return Math.min(1, Math.max(0, 1 - h / Math.log(probs.length)));
     }
+    case 'pnorm':
+      return pNormMaxLogit(probs, PNORM_P);
   }
 }
 

@@ -48,11 +48,14 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
     { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage },
     {
       rule: o.rule,
+      delta: o.delta,
+      method: o.method,
       maxDrop: o.maxDrop,
       targetAgreement: o.targetAgreement,
       metrics: o.metric,
     },
   );
+  for (const w of outcome.warnings) process.stderr.write(`cascade: warning: ${w}\n`);
   const files = outputFiles(o.out);
   const names = { little: config.little.name ?? basename(config.little.path), big: config.big.name ?? basename(config.big.path) };
   const file = calibrationFile(

@@ -150,7 +150,14 @@ export async function searchSaverCommand(o: SearchSaverOptions): Promise<SaverRo
     const tables = buildTables(refs, o.images, scored, big, truth, fraction);
     candidates.push({ name, gmacsPerImage: scored.gmacsPerImage, calibration: tables.calibration, test: tables.test });
   }
-  const results = searchSaver(candidates, big.gmacsPerImage, { rule: o.rule, maxDrop: o.maxDrop, targetAgreement: o.targetAgreement, metrics: o.metric });
+  const results = searchSaver(candidates, big.gmacsPerImage, {
+    rule: o.rule,
+    delta: o.delta,
+    method: o.method,
+    maxDrop: o.maxDrop,
+    targetAgreement: o.targetAgreement,
+    metrics: o.metric,
+  });
   const rows = saverRows(results, big.gmacsPerImage);
   if (o.print === false) return rows;
   if (o.json) process.stdout.write(`${JSON.stringify({ big: { name: bigName, gmacsPerImage: big.gmacsPerImage }, rows }, null, 2)}\n`);

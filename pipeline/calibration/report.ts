@@ -148,6 +148,7 @@ export function calibrationFile(
     metric: c.metric,
     threshold: c.threshold,
     settings: { ...outcome.options, metrics: [...outcome.options.metrics], calibrationFraction: extra.calibrationFraction },
+    ...(c.guarantee ? { guarantee: c.guarantee } : {}),
     expected: operatingPoint(c.point, outcome.calibration, c.agreementInterval, bigGmacs),
     test: outcome.test ? operatingPoint(outcome.test.point, outcome.test, outcome.test.agreementInterval, bigGmacs) : null,
     skippedImages: extra.skippedImages,
@@ -157,7 +158,7 @@ export function calibrationFile(
 
 function ruleLine(r: RuleOutcome, labeled: boolean, bigGmacs: number): string {
   const quality = labeled ? `accuracy ${pct(r.point.cascadeAccuracy, 2)}` : `agreement ${pct(r.point.agreement, 2)}`;
-  return `${r.rule.padEnd(10)} ${r.metric.padEnd(8)} ≥ ${r.threshold.toFixed(4)}  to big ${pct(r.point.fractionToBig).padStart(6)}  ${quality}  saved ${pct(saved(r.point, bigGmacs))}`;
+  return `${r.rule.padEnd(15)} ${r.metric.padEnd(8)} ≥ ${r.threshold.toFixed(4)}  to big ${pct(r.point.fractionToBig).padStart(6)}  ${quality}  saved ${pct(saved(r.point, bigGmacs))}`;
 }
 
 /** A human-readable report of the outcome. */
@@ -173,6 +174,8 @@ export function formatCalibration(outcome: CalibrationOutcome, file: Calibration
     lines.push(`  ${'rule' in r ? ruleLine(r, outcome.labeled, outcome.costs.bigGmacs) : `error: ${r.error}`}`);
   }
   lines.push(`chosen: ${file.rule}, ${file.metric} ≥ ${file.threshold} — ${file.reason}`);
+  if (file.guarantee) lines.push(`  promise: ${file.guarantee.promise}`);
+  else lines.push('  promise: none beyond a point estimate (about half of new samples fall below it); --rule guaranteed gives one');
   const e = file.expected;
   lines.push(
     `  expected: ${pct(e.fractionToBig)} to big, ${e.gmacsPerImage.toFixed(3)} GMACs/image (${pct(e.saved)} saved), agreement ${pct(e.agreement, 2)} ` +

@@ -42,7 +42,7 @@ export type Certification =
       certified: false;
       target: number;
       delta: number;
-      /** Strongest agreement target this sample certifies at delta, null if none. */
+      /** Strongest agreement target this sample certifies at delta, null if none (of 50% or more). */
       strongestCertifiable: number | null;
       /** Rough number of images the requested target would need (Infinity when nothing in the sample points to a number). */
       imagesNeeded: number;
@@ -166,15 +166,11 @@ function normalQuantile(p: number): number {
   return (lo + hi) / 2;
 }
 
-/** Largest target in (0, upTo) that `certifies` accepts, to 0.1 pp; null if none. Bisection. */
+/** Largest target in [0.5, upTo) that `certifies` accepts, to 0.1 pp; null if none (lower targets are no use to anyone). Bisection. */
 function strongest(upTo: number, certifies: (target: number) => boolean): number | null {
-  let lo = 0;
+  if (upTo <= 0.5 || !certifies(0.5)) return null;
+  let lo = 0.5;
   let hi = upTo;
-  if (!certifies(0.5)) {
-    hi = 0.5;
-    if (!certifies(1e-3)) return null;
-    lo = 1e-3;
-  } else lo = 0.5;
   while (hi - lo > 1e-4) {
     const mid = (lo + hi) / 2;
     if (certifies(mid)) lo = mid;
@@ -215,7 +211,7 @@ export function certifyAgreement(sample: readonly ScoredImage[], target: number,
   const strongestCertifiable = o.explain === false || total === 0 ? null : strongest(target, (t) => searchConditional(all, 1 - t, delta, method) !== null);
   const imagesNeeded = imagesNeededFor(all, total, 1 - target, delta);
   const needs = Number.isFinite(imagesNeeded) ? `roughly ${imagesNeeded} images` : 'more images than this sample can estimate';
-  const can = strongestCertifiable === null ? 'it certifies no target' : `the strongest it certifies is ${pct(strongestCertifiable)}`;
+  const can = strongestCertifiable === null ? 'it certifies no target of 50% or more' : `the strongest it certifies is ${pct(strongestCertifiable)}`;
   return {
     certified: false,
     target,
@@ -313,6 +309,6 @@ export function certifyAccuracyDrop(sample: readonly LabeledImage[], maxDrop: nu
     delta,
     smallestCertifiable,
     imagesNeeded,
-    reason: `${total} calibration images cannot certify an accuracy drop ≤ ${pct(maxDrop)} at δ = ${delta}; ${can}; ${pct(maxDrop)} needs ${needs}`,
+    reason: `${total} calibration images cannot certify an accuracy drop ≤ ${pct(maxDrop)} at δ = ${+delta.toPrecision(3)}; ${can}; ${pct(maxDrop)} needs ${needs}`,
   };
 }

@@ -21,6 +21,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CalibrationFile } from '../../config/calibration.js';
+import { loadConfig } from '../../config/load-config.js';
 import { calibrateCommand } from '../../cli/commands/calibrate.js';
 import { calibrateChainCommand } from '../../cli/commands/calibrate-chain.js';
 import { runCommand } from '../../cli/commands/run.js';
@@ -85,6 +86,23 @@ beforeAll(async () => {
   redis = await startRedis();
 });
 
+/** The labeled no-loss calibration several tests read, made once by whichever test needs it first (each test runs alone too). */
+let labeled: ReturnType<typeof calibrateCommand> | undefined;
+function labeledCalibration(): ReturnType<typeof calibrateCommand> {
+  labeled ??= calibrateCommand({
+    little: littleSpec,
+    big: bigSpec,
+    images,
+    labels,
+    rule: 'no-loss',
+    out: join(dir, 'cal-labeled', 'calib.json'),
+    calibrationFraction: 1,
+    cache: join(dir, 'cache'),
+    progress: false,
+  });
+  return labeled;
+}
+
 afterAll(async () => {
   await redis?.stop();
   await rm(dir, { recursive: true, force: true });
@@ -93,16 +111,7 @@ afterAll(async () => {
 describe('cascade calibrate', () => {
   it('labeled: no-loss and TinySaver pick the cheapest point at big accuracy; the curve shows the cascade beating big', async () => {
     const out = join(dir, 'cal-labeled', 'calib.json');
-    const { file, outcome } = await calibrateCommand({
-      little: littleSpec,
-      big: bigSpec,
-      images,
-      labels,
-      out,
-      calibrationFraction: 1,
-      cache: join(dir, 'cache'),
-      progress: false,
-    });
+    const { file, outcome } = await labeledCalibration();
     expect(file.rule).toBe('no-loss');
     expect(file.metric).toBe('maxprob'); // all metrics order these images alike; ties go to the first
     expect(file.threshold).toBeCloseTo(0.319, 3);
@@ -134,6 +143,7 @@ describe('cascade calibrate', () => {
       little: littleSpec,
       big: bigSpec,
       images,
+      rule: 'label-free',
       out: join(dir, 'cal-free', 'calib.json'),
       calibrationFraction: 1,
       cache: join(dir, 'cache'),
@@ -152,6 +162,7 @@ describe('cascade calibrate', () => {
       big: bigSpec,
       images,
       labels,
+      rule: 'no-loss',
       out: join(dir, 'cal-c1', 'calib.json'),
       calibrationFraction: 1,
       cache,
@@ -172,6 +183,7 @@ describe('cascade calibrate', () => {
         big: bigSpec,
         images,
         labels,
+        rule: 'no-loss',
         out: join(dir, 'cal-c2', 'calib.json'),
         calibrationFraction: 1,
         cache,
@@ -183,6 +195,7 @@ describe('cascade calibrate', () => {
         big: bigSpec,
         images,
         labels,
+        rule: 'no-loss',
         out: join(dir, 'cal-c3', 'calib.json'),
         calibrationFraction: 1,
         cache: false,
@@ -200,6 +213,7 @@ describe('cascade calibrate', () => {
       big: bigSpec,
       images,
       labels,
+      rule: 'no-loss',
       out: join(dir, 'cal-split', 'calib.json'),
       cache: join(dir, 'cache'),
       progress: false,
@@ -224,6 +238,7 @@ describe('cascade calibrate', () => {
         config,
         images: 's3://calib/photos/',
         labels: 's3://calib/gt.csv',
+        rule: 'no-loss',
         out: join(dir, 'cal-s3', 'calib.json'),
         calibrationFraction: 1,
         cache: false,
@@ -262,6 +277,8 @@ describe('cascade calibrate', () => {
         join(dir, 'cache'),
         '--calibration-fraction',
         '1',
+        '--rule',
+        'no-loss',
       ],
       {
         env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
@@ -274,6 +291,54 @@ describe('cascade calibrate', () => {
   });
 });
 
+describe('cascade calibrate, guaranteed rules (the default)', () => {
+  const cli = (args: string[]) =>
+    exec(
+      process.execPath,
+      ['bin/cascade.js', 'calibrate', '--little', littleSpec, '--big', bigSpec, '--images', images, '--cache', join(dir, 'cache'), ...args],
+      {
+        env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
+      },
+    ).catch((e: { code: number; stdout: string; stderr: string }) => e);
+
+  it('refuses a target 12 images cannot certify: one line naming the strongest certifiable target, exit 1, no calib.json', async () => {
+    const out = join(dir, 'cal-refused', 'calib.json');
+    const r = await cli(['--out', out, '--calibration-fraction', '1']);
+    expect('code' in r && r.code).toBe(1);
+    // The 6 saturated images agree at the top: 0 of 6 passes at δ/2 = 0.025 for α ≥ 1 − 0.025^(1/6) = 45.9%, i.e. target ≤ 54.1%.
+    expect(r.stderr.trim()).toBe(
+      'cascade: guaranteed rule refused: 12 calibration images cannot certify agreement ≥ 99.0% at δ = 0.025 (ltt); ' +
+        'the strongest it certifies is 54.0%; 99.0% needs more images than this sample can estimate (δ split over 2 metrics: margin, pnorm). ' +
+        'Lower --target-agreement, add calibration images, or choose a point-estimate rule (--rule label-free) knowing it holds about half the time',
+    );
+    await expect(readFile(out)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('certifies a target the sample supports; calib.json and the report state the promise; audits are held to the bound', async () => {
+    const out = join(dir, 'cal-guaranteed', 'calib.json');
+    const r = await cli(['--out', out, '--calibration-fraction', '1', '--target-agreement', '0.5', '--metric', 'maxprob']);
+    expect('code' in r ? r.stderr : '').toBe('');
+    const stdout = (r as { stdout: string }).stdout;
+    // 6 saturated images agree at the top: P(Bin(6, 0.5) = 0) = 1/64 ≤ 0.05; adding the 2 dark reds (2 of 8 disagree) fails (37/256).
+    expect(stdout).toContain(
+      'promise: with probability ≥ 0.95, agreement with big on new images from the same distribution that the little model keeps is ≥ 50.00%',
+    );
+    const file = CalibrationFile.parse(JSON.parse(await readFile(out, 'utf8')));
+    expect(file.rule).toBe('guaranteed');
+    expect(file.guarantee).toMatchObject({ method: 'ltt', delta: 0.05, kind: 'agreement', level: 0.5, bound: 0.5, images: 12 });
+    expect(file.threshold).toBeCloseTo(0.9969, 4);
+    expect(file.expected).toMatchObject({ fractionToBig: 6 / 12, agreement: 1 });
+    // Few images: the report warns with the interval's width (Wilson 95% for 6 of 6 is 61%–100%).
+    expect((r as { stderr: string }).stderr).toMatch(
+      /^cascade: warning: few images: the agreement on the 6 kept calibration images is 100\.0%, but its 95% interval is 61\.0%–100\.0% \(39\.0% wide\)/,
+    );
+    const config = join(dir, 'audit-config.json');
+    await writeFile(config, JSON.stringify({ little: littleSpec, big: bigSpec, audit: { fraction: 0.5 } }));
+    const loaded = await loadConfig({ file: config, calibration: out });
+    expect(loaded.audit?.expectAgreement).toBe(0.5);
+  });
+});
+
 describe('cascade search-saver', () => {
   it('ranks the colour model first, reports the conv net, and skips a candidate as costly as big', async () => {
     const rows = await searchSaverCommand({
@@ -281,6 +346,7 @@ describe('cascade search-saver', () => {
       candidates: [convSpec, littleSpec, bigSpec],
       images,
       labels,
+      rule: 'no-loss',
       calibrationFraction: 1,
       cache: join(dir, 'cache'),
       progress: false,
@@ -343,6 +409,7 @@ describe('cascade calibrate --stages (a chain)', () => {
 
 describe('cascade run --calibration', () => {
   it('routes with the calibrated threshold: 10 little, 2 big', async () => {
+    await labeledCalibration();
     const calib = join(dir, 'cal-labeled', 'calib.json');
     const config = join(dir, 'run-config.json');
     await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `cal${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
@@ -371,6 +438,7 @@ describe('cascade run --calibration', () => {
   });
 
   it('calib.json pins each model by content with its probe; a run whose machine answers differently is refused', async () => {
+    await labeledCalibration();
     const calib = JSON.parse(await readFile(join(dir, 'cal-labeled', 'calib.json'), 'utf8'));
     const sha = async (spec: string) =>
       createHash('sha256')

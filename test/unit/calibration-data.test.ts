@@ -92,7 +92,7 @@ describe('splitForCalibration', () => {
 });
 
 describe('curve export and plot', () => {
-  const out = calibrate(table, [], costs);
+  const out = calibrate(table, [], costs, { rule: 'no-loss' });
 
   it('exports every metric, CSV with a header and empty cells for missing accuracy', () => {
     const rows = curveRows(out);
@@ -106,6 +106,7 @@ describe('curve export and plot', () => {
           table.map(({ label: _l, ...e }) => e),
           [],
           costs,
+          { rule: 'label-free' },
         ),
       ),
     );
@@ -198,7 +199,7 @@ describe('probability cache and calib.json in the config', () => {
   it('--calibration sets threshold and metric, flags win, mismatched models and send-all are refused', async () => {
     const little = join(dir, 'little.onnx');
     const big = join(dir, 'big.onnx');
-    const out = calibrate(table, [], costs);
+    const out = calibrate(table, [], costs, { rule: 'no-loss' });
     const file = calibrationFile(
       out,
       { little: { name: 'l', path: '/elsewhere/little.onnx' }, big: { name: 'b', path: '/elsewhere/big.onnx' } },

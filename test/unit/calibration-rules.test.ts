@@ -9,7 +9,7 @@ import { accepts, confidence, topK } from '../../pipeline/routing.js';
 import { type CalibrationEntry, type CurvePoint, SEND_ALL_THRESHOLD, sweepThresholds } from '../../pipeline/calibration/sweep.js';
 import { bestMetric, labelFreeRule, noLossRule, tinySaverRule } from '../../pipeline/calibration/select.js';
 import { wilsonInterval } from '../../pipeline/calibration/wilson.js';
-import { calibrate } from '../../pipeline/calibration/calibrate.js';
+import { CalibrationRefused, calibrate } from '../../pipeline/calibration/calibrate.js';
 import { modelAccuracy, oracleBound, pointAt } from '../../pipeline/calibration/evaluate.js';
 import { searchSaver } from '../../pipeline/calibration/saver-search.js';
 
@@ -354,15 +354,17 @@ describe('evaluation', () => {
 });
 
 describe('calibrate', () => {
-  it('defaults to no-loss with labels and judges the pick on the test part', () => {
-    const out = calibrate(table, table.slice(0, 2), costs, { metrics: ['maxprob'] });
+  it('no-loss with labels judges the pick on the test part; every rule is reported', () => {
+    const out = calibrate(table, table.slice(0, 2), costs, { rule: 'no-loss', metrics: ['maxprob'] });
     expect(out.labeled).toBe(true);
     expect(out.chosen.rule).toBe('no-loss');
     // Big alone: 0.6. Keeping a, b, c leaves d (big right) and e (big wrong) to big: (2 + 1) / 5 = 0.6
     // at 40% to big — the cheapest point at 0.6 (keeping a..d or all gives 0.4).
     expect(out.chosen.point.fractionToBig).toBeCloseTo(0.4);
     expect(out.chosen.point.cascadeAccuracy).toBeCloseTo(0.6);
-    expect(Object.keys(out.rules).sort()).toEqual(['label-free', 'no-loss', 'tinysaver']);
+    expect(Object.keys(out.rules).sort()).toEqual(['guaranteed', 'guaranteed-drop', 'label-free', 'no-loss', 'tinysaver']);
+    // Five images certify nothing: the guaranteed rules report why instead of a pick.
+    expect(out.rules.guaranteed).toMatchObject({ error: expect.stringMatching(/^guaranteed rule refused: 5 calibration images cannot certify/) });
     expect(out.test?.images).toBe(2);
     expect(out.test?.point.threshold).toBe(out.chosen.threshold);
     expect(out.calibration.oracle?.saved).toBe(0.5);
@@ -370,9 +372,9 @@ describe('calibrate', () => {
 
   it('without labels only the label-free rule applies', () => {
     const unlabeled = table.map(({ label: _l, ...e }) => e);
-    const out = calibrate(unlabeled, [], costs, { targetAgreement: 1 });
+    const out = calibrate(unlabeled, [], costs, { rule: 'label-free', targetAgreement: 1 });
     expect(out.labeled).toBe(false);
-    expect(Object.keys(out.rules)).toEqual(['label-free']);
+    expect(Object.keys(out.rules)).toEqual(['guaranteed', 'label-free']);
     expect(out.chosen.rule).toBe('label-free');
     expect(out.chosen.point.accepted).toBe(1); // only a agrees
     expect(out.test).toBeNull();
@@ -380,8 +382,33 @@ describe('calibrate', () => {
 
   it('labels missing for some images: a clear error unless the label-free rule is asked for', () => {
     const partial = table.map((e, i) => (i === 3 ? { key: e.key, little: e.little, big: e.big } : e));
-    expect(() => calibrate(partial, [], costs)).toThrow(/no-loss rule needs a ground-truth label for every image, but 1 of 5 lack one \(e.g. "d"\)/);
+    expect(() => calibrate(partial, [], costs, { rule: 'no-loss' })).toThrow(
+      /no-loss rule needs a ground-truth label for every image, but 1 of 5 lack one \(e.g. "d"\)/,
+    );
     expect(calibrate(partial, [], costs, { rule: 'label-free' }).chosen.rule).toBe('label-free');
+  });
+
+  it('defaults to the guaranteed rule: refuses what 5 images cannot certify (exit 1), certifies what they can', () => {
+    expect(() => calibrate(table, [], costs)).toThrow(CalibrationRefused);
+    expect(() => calibrate(table, [], costs)).toThrow(
+      'guaranteed rule refused: 5 calibration images cannot certify agreement ≥ 99.0% at δ = 0.025 (ltt); it certifies no target of 50% or more; ' +
+        '99.0% needs more images than this sample can estimate (δ split over 2 metrics: margin, pnorm)',
+    );
+    expect(new CalibrationRefused('x').exitCode).toBe(1);
+    // 20 images that all agree: 0 of 20 passes P(Bin(20, α) = 0) ≤ 0.05 for α ≥ 1 − 0.05^(1/20) = 13.9%.
+    const agreeing = Array.from({ length: 20 }, (_, i) => ({ key: `k${i}`, little: peaked(0, 0.5 + i / 50), big: peaked(0, 0.9) }));
+    const out = calibrate(agreeing, [], costs, { targetAgreement: 0.85, metrics: ['maxprob'] });
+    expect(out.chosen.rule).toBe('guaranteed');
+    expect(out.chosen.guarantee).toMatchObject({ method: 'ltt', delta: 0.05, kind: 'agreement', level: 0.85, bound: 0.85, images: 20 });
+    expect(out.chosen.point.accepted).toBe(20);
+    expect(out.chosen.guarantee!.promise).toBe(
+      'with probability ≥ 0.95, agreement with big on new images from the same distribution that the little model keeps is ≥ 85.00%',
+    );
+    // 20 of 20 agreeing: Wilson 95% is 83.9%–100%, 16 pp wide.
+    expect(out.warnings).toEqual([
+      'few images: the agreement on the 20 kept calibration images is 100.0%, but its 95% interval is 83.9%–100.0% (16.1% wide); expect new images to land anywhere in it',
+    ]);
+    expect(() => calibrate(agreeing, [], costs, { targetAgreement: 0.87, metrics: ['maxprob'] })).toThrow(/the strongest it certifies is 86\.\d%/);
   });
 
   it('rejects empty calibration parts and out-of-range settings', () => {
@@ -402,6 +429,7 @@ describe('searchSaver', () => {
         { name: 'empty', gmacsPerImage: 1, calibration: [], test: [] },
       ],
       10,
+      { rule: 'no-loss' },
     );
     expect(results.map((r) => [r.name, r.status, r.status === 'ranked' ? r.rank : null])).toEqual([
       ['strong', 'ranked', 1], // keeps everything: 2 GMACs

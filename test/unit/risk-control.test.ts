@@ -117,7 +117,7 @@ describe('certifyAgreement', () => {
     );
     expect(c).toMatchObject({ certified: false, strongestCertifiable: null, imagesNeeded: Number.POSITIVE_INFINITY });
     if (c.certified) return;
-    expect(c.reason).toContain('it certifies no target');
+    expect(c.reason).toContain('it certifies no target of 50% or more');
   });
 });
 
