@@ -1,8 +1,10 @@
 /**
  * Fault injection: workers in their own processes (test/helpers/worker-process.ts) killed with
  * SIGKILL mid-batch, Redis killed and restarted from its AOF, the S3 endpoint unreachable for
- * 10 s, duplicate submissions, a worker started before Redis, broken model files. Every run
- * must end with the manifest invariant holding (exactly one row per input) and exact counts.
+ * 10 s, duplicate submissions, the real `cascade worker` started before Redis, broken model
+ * files. Every run must end with the manifest invariant holding (exactly one row per input) and
+ * exact counts. Redis and S3 outages go through a counting proxy (helpers/outage-proxy.ts): each
+ * test checks that the fault landed on a run with work left and that clients tried during it.
  * (Which S3 errors count as transient, and their retry: unit/s3-transient.test.ts.)
  *
  * The models are the colour test models plus a dead, slow branch (helpers/slow-models.ts), so a
@@ -11,13 +13,10 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { QueueEvents } from 'bullmq';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitForRun } from '../../queue/wait-for-run.js';
@@ -30,6 +29,10 @@ import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { stageQueueName, type RunSpec } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
+import { startPrivateRedis } from '../../cli/private-redis.js';
+import { type CliProcess, spawnCascade } from '../helpers/cli-process.js';
+import { S3RVER_ENV } from '../helpers/fixtures.js';
+import { startOutageProxy } from '../helpers/outage-proxy.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeSlowModels, type SlowModels } from '../helpers/slow-models.js';
@@ -39,7 +42,6 @@ import { openStore } from '../../pipeline/storage/open-store.js';
 
 const N = 8;
 const EXTENSIONS = ['.png'];
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
 
 let dir: string;
 let images: string;
@@ -69,7 +71,7 @@ function worker(configFile: string, roles: string[], env: Record<string, string>
 }
 
 /** A run against `redisUrl`: its config file for workers, and the test side's submit/wait/verify. */
-async function scenario(redisUrl: string, o: { out?: string; source?: string; s3Endpoint?: string; littleModel?: string } = {}) {
+async function scenario(redisUrl: string, o: { out?: string; source?: string; s3Endpoint?: string; littleModel?: string; workerRedisUrl?: string } = {}) {
   const id = `f${++counter}`;
   const prefix = uniquePrefix(`faults-${id}`);
   const out = o.out ?? join(dir, `out-${id}`);
@@ -82,7 +84,8 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
     batchSize: 2,
     concurrency: 1,
     intraOpThreads: 1,
-    redisUrl,
+    // The workers' way to Redis; the test side below connects to `redisUrl` directly.
+    redisUrl: o.workerRedisUrl ?? redisUrl,
     prefix,
     jobLocks: { lockDurationMs: 1500, stalledIntervalMs: 1000, maxStalledCount: 3 },
     // A fleet worker reads nothing local unless its config names the folders it may read.
@@ -172,70 +175,6 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** A redis-server with `--appendonly yes --appendfsync always` in `dataDir`, restartable on the same port. */
-async function startAofRedis(port: number, dataDir: string): Promise<{ kill9(): Promise<void> }> {
-  const child: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
-    { stdio: 'ignore' },
-  );
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const ping = promisify(execFile);
-  await until(
-    async () => (await ping('redis-cli', ['-p', String(port), 'ping']).catch(() => ({ stdout: '' }))).stdout.trim() === 'PONG',
-    `redis on ${port}`,
-    10_000,
-  );
-  return {
-    kill9: async () => {
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
-
-/** A TCP proxy to `target` that can refuse and cut every connection, as an endpoint outage does. */
-async function startOutageProxy(targetPort: number): Promise<{ port: number; down(): Promise<void>; up(): Promise<void>; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const make = () =>
-    net.createServer((client) => {
-      const upstream = net.connect(targetPort, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.once('close', () => sockets.delete(s));
-        s.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-  let server = make();
-  const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
-  const down = async () => {
-    const closed = new Promise((resolve) => server.close(resolve));
-    for (const s of sockets) s.destroy();
-    await closed;
-  };
-  return {
-    port,
-    down,
-    up: async () => {
-      server = make();
-      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    },
-    close: () => down().catch(() => undefined),
-  };
-}
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-faults-'));
   images = join(dir, 'images');
@@ -295,41 +234,57 @@ describe('faults: nothing lost, nothing doubled', () => {
   }, 90_000);
 
   it('Redis killed and restarted from its AOF mid-run', async () => {
-    const port = await freePort();
+    // Behind a proxy that keeps one port for its whole life, so the restarted server may take
+    // any free port (no port race), and the connections refused while it is down are counted.
     const dataDir = await mkdtemp(join(dir, 'aof-'));
-    let server = await startAofRedis(port, dataDir);
-    const s = await scenario(`redis://127.0.0.1:${port}`);
+    const aof = ['--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'always'];
+    let server = await startPrivateRedis({ extraArgs: aof });
+    const proxy = await startOutageProxy(server.port);
+    const s = await scenario(`redis://${proxy.address}`);
     try {
       const w = worker(s.configFile, ['little', 'big', 'merge']);
       await w.waitFor(/worker ready/);
       await s.submit();
       await until(async () => ((await s.progress())?.final ?? 0) > 0, 'a first counted part');
-      await server.kill9();
+      // The fault lands on a run with work left (else nothing below is recovered from the AOF).
+      expect((await s.progress())!.final).toBeLessThan(N);
+      proxy.down();
+      process.kill(server.pid, 'SIGKILL');
+      await server.stop();
       await sleep(1000);
-      server = await startAofRedis(port, dataDir);
+      server = await startPrivateRedis({ extraArgs: aof });
+      const refused = proxy.refused;
+      proxy.up(server.port);
+      // The worker and the test's own connection kept trying while Redis was gone.
+      expect(refused).toBeGreaterThan(0);
       const summary = await s.done();
       expectExactCounts(summary);
       await expectInvariant(await s.verify());
     } finally {
       await s.close();
-      await server.kill9();
+      await proxy.close();
+      await server.stop();
     }
   }, 90_000);
 
   it('the S3 endpoint unreachable for 10 s mid-run: retried, no image errors', async () => {
     const s3: TestS3 = await startS3({ buckets: ['faults-in', 'faults-out'] });
     const proxy = await startOutageProxy(s3.port);
-    const endpoint = `http://127.0.0.1:${proxy.port}`;
+    const endpoint = `http://${proxy.address}`;
     for (const [name, body] of await imageFiles()) await s3.client.send(new PutObjectCommand({ Bucket: 'faults-in', Key: `imgs/${name}`, Body: body }));
     const s = await scenario(redis.url, { source: 's3://faults-in/imgs/', out: 's3://faults-out/run/', s3Endpoint: endpoint });
     try {
-      const w = worker(s.configFile, ['little', 'big', 'merge'], S3_ENV);
+      const w = worker(s.configFile, ['little', 'big', 'merge'], S3RVER_ENV);
       await w.waitFor(/worker ready/);
       await s.submit();
       await until(async () => ((await s.progress())?.final ?? 0) > 0, 'a first counted part');
-      await proxy.down();
+      // The outage lands on a run with work left, and the worker tries S3 during it.
+      expect((await s.progress())!.final).toBeLessThan(N);
+      proxy.down();
       await sleep(10_000);
-      await proxy.up();
+      const refused = proxy.refused;
+      proxy.up();
+      expect(refused).toBeGreaterThan(0);
       const summary = await s.done();
       expectExactCounts(summary);
       await expectInvariant(await s.verify());
@@ -358,25 +313,37 @@ describe('faults: nothing lost, nothing doubled', () => {
     }
   }, 90_000);
 
-  it('a worker started before Redis is reachable waits, then works', async () => {
-    const port = await freePort();
-    const dataDir = await mkdtemp(join(dir, 'late-'));
-    const s = await scenario(`redis://127.0.0.1:${port}`);
-    const w = worker(s.configFile, ['little', 'big', 'merge']);
-    await sleep(1500);
-    expect(w.output()).not.toMatch(/worker failed to start/);
-    const server = await startAofRedis(port, dataDir);
+  it('`cascade worker` started before Redis is reachable keeps trying, then works, and exits 0 on SIGTERM', async () => {
+    // The worker reaches Redis through a proxy that refuses every connection until up(); the
+    // test side connects directly, so the proxy counts the worker's attempts only.
+    const proxy = await startOutageProxy(redis.port, { down: true });
+    const s = await scenario(redis.url, { workerRedisUrl: `redis://${proxy.address}` });
+    // CASCADE_REDIS_TIMEOUT_MS is how long the one-shot commands wait for Redis before failing;
+    // a worker must not give up after it.
+    const w = spawnCascade(['worker', 'little', 'big', 'merge', '--config', s.configFile], {
+      ...S3RVER_ENV,
+      CASCADE_LOG_LEVEL: 'info',
+      CASCADE_REDIS_TIMEOUT_MS: '500',
+    });
+    let exit: Awaited<CliProcess['exited']>;
     try {
-      await w.waitFor(/worker ready/);
+      await until(async () => proxy.refused >= 3, 'three refused connections from the worker');
+      await sleep(1500);
+      // Refused again and again, and still running: no error line, no exit.
+      expect(w.child.exitCode).toBeNull();
+      expect(w.output()).not.toMatch(/^cascade: /m);
+      proxy.up();
       await s.submit();
       const summary = await s.done();
       expectExactCounts(summary);
       await expectInvariant(await s.verify());
     } finally {
       await s.close();
-      await w.stop();
-      await server.kill9();
+      exit = await w.stop();
+      await proxy.close();
     }
+    expect(exit, w.output()).toEqual({ code: 0, signal: null });
+    expect(w.output()).toMatch(/worker stopped cleanly/);
   }, 90_000);
 
   it('a run whose model file went missing or changed after planning fails its jobs with one clear reason and writes no row', async () => {
