@@ -18,7 +18,7 @@ import { CascadeQueues } from '../queue/cascade-queues.js';
 import { bullLockOptions } from '../queue/job-locks.js';
 import { assertClusterPrefix, connectRedis, connectRedisChecked } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
-import { MergeWorker } from './merge-worker.js';
+import { MergeWorker, type MergeWorkerOptions } from './merge-worker.js';
 import { RunScheduler, type RunSchedulerOptions } from './run-scheduler.js';
 import { StageWorker, type StageWorkerOptions, type WorkerLog } from './stage-worker.js';
 
@@ -66,6 +66,8 @@ export interface RuntimeExtras {
   onBatch?: StageWorkerOptions['onBatch'];
   /** Called when a scheduled firing is submitted or fails for good (metrics). */
   onFiring?: RunSchedulerOptions['onFiring'];
+  /** Called when this process merged a run or its merge failed for good (metrics). */
+  onRunFinished?: MergeWorkerOptions['onRunFinished'];
   /**
    * One-shot commands (run, submit): fail within this many ms when Redis is unreachable or
    * rejects the credentials, instead of waiting. Unset (`cascade worker`): keep reconnecting.
@@ -152,7 +154,8 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
         }),
       );
     }
-    if (roles.includes('merge')) workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions }));
+    if (roles.includes('merge'))
+      workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions, onRunFinished: extras.onRunFinished }));
     if (roles.includes('scheduler'))
       workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, openOutput, log, onFiring: extras.onFiring }));
   } catch (err) {

@@ -20,6 +20,8 @@ export interface MergeWorkerOptions {
   log: WorkerLog;
   /** Job lock and stalled-job settings; BullMQ defaults when absent. */
   lockOptions?: LockOptions;
+  /** Called once per run this worker merged, or whose merge failed for good (metrics). */
+  onRunFinished?: (runId: string, outcome: 'merged' | 'failed') => void;
 }
 
 /** Consumes the merge queue. */
@@ -33,8 +35,13 @@ export class MergeWorker {
     this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1, ...o.lockOptions });
     this.worker.on('failed', (job, err) => {
       o.log(`merge: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, 'merge'));
-      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) void o.tracker.markMergeFailed(MergeJob.parse(job.data).runId, err.message);
+      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        const { runId } = MergeJob.parse(job.data);
+        void o.tracker.markMergeFailed(runId, err.message);
+        o.onRunFinished?.(runId, 'failed');
+      }
     });
+    this.worker.on('completed', (job) => o.onRunFinished?.(MergeJob.parse(job.data).runId, 'merged'));
     this.worker.on('error', (err) => o.log(`merge: worker error: ${err.message}`, { level: 'warn', stage: 'merge', errorKind: errorKind(err), err }));
   }
 

@@ -87,6 +87,7 @@ export class CascadeMetrics {
   private readonly errors: Counter<'stage' | 'kind'>;
   private readonly routed: Gauge<'stage'>;
   private readonly firings: Counter<'schedule' | 'outcome'>;
+  private readonly runs: Counter<'schedule' | 'outcome'>;
   // Cumulative per-stage totals behind the routed-ratio gauge.
   private readonly seen = new Map<string, { images: number; forwarded: number }>();
 
@@ -125,6 +126,12 @@ export class CascadeMetrics {
     this.firings = new Counter({
       name: 'cascade_schedule_runs_total',
       help: 'Scheduled firings handled by this process, by schedule and outcome (submitted: its run was queued; failed: for good, after every attempt)',
+      labelNames: ['schedule', 'outcome'],
+      registers: [registry],
+    });
+    this.runs = new Counter({
+      name: 'cascade_runs_total',
+      help: 'Runs this process merged (outcome merged) or whose merge failed for good (failed), by schedule ("" for runs not fired by a schedule)',
       labelNames: ['schedule', 'outcome'],
       registers: [registry],
     });
@@ -208,6 +215,11 @@ export class CascadeMetrics {
   /** Record how one scheduled firing ended (the RunScheduler `onFiring` hook). */
   onFiring(schedule: string, outcome: FiringOutcome): void {
     this.firings.inc({ schedule, outcome });
+  }
+
+  /** Record how one run ended in this process's merge role (the MergeWorker `onRunFinished` hook); `schedule` is '' for unscheduled runs. */
+  onRunFinished(schedule: string, outcome: 'merged' | 'failed'): void {
+    this.runs.inc({ schedule, outcome });
   }
 
   /** The Prometheus text exposition of every metric. */

@@ -130,9 +130,12 @@ export interface RunSchedulerOptions {
   onFiring?: (schedule: string, outcome: 'submitted' | 'failed') => void;
 }
 
-/** The schedule a run id `<name>-<firing ms>` was fired by, or undefined for other run ids. */
+/**
+ * The schedule a run id `<name>-<firing ms>` was fired by, or undefined for other run ids. A
+ * firing time has at least 12 digits (ms since 1970, after 2001), so `--run-id batch-7` is no firing.
+ */
 export function scheduleOfRun(runId: string): string | undefined {
-  const m = /^(.+)-\d+$/.exec(runId);
+  const m = /^(.+)-\d{12,}$/.exec(runId);
   return m && ScheduleName.safeParse(m[1]).success ? m[1] : undefined;
 }
 

@@ -12,7 +12,7 @@ import { isServiceRole, SERVICE_ROLES, StageName } from '../../config/schema.js'
 import { loadWorkerConfig } from '../../config/worker-config.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
-import { lastScheduleSuccesses, SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
+import { lastScheduleSuccesses, SCHEDULES_QUEUE, scheduleOfRun } from '../../workers/run-scheduler.js';
 import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
 import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
 import { exitNow } from '../exit-now.js';
@@ -104,6 +104,7 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
     maxBatch: o.maxBatch,
     onBatch: (stage, stats, errors) => metrics.onBatch(stage, stats, errors),
     onFiring: (schedule, outcome) => metrics.onFiring(schedule, outcome),
+    onRunFinished: (runId, outcome) => metrics.onRunFinished(scheduleOfRun(runId) ?? '', outcome),
   });
   const health = new WorkerHealth(runtime.redis);
   void openRunModels({ tracker: runtime.tracker, models: runtime.models, stages: stageNames, limit: config.maxModels, log })

@@ -20,7 +20,7 @@ import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics } from '../../workers/metrics.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
-import { lastScheduleSuccesses, SCHEDULES_QUEUE, upsertSchedule } from '../../workers/run-scheduler.js';
+import { lastScheduleSuccesses, SCHEDULES_QUEUE, scheduleOfRun, upsertSchedule } from '../../workers/run-scheduler.js';
 import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
@@ -149,6 +149,7 @@ describe('CascadeMetrics', () => {
     const metrics = new CascadeMetrics();
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => undefined, {
       onBatch: (stage, st, errors) => metrics.onBatch(stage, st, errors),
+      onRunFinished: (runId, outcome) => metrics.onRunFinished(scheduleOfRun(runId) ?? '', outcome),
     });
     try {
       const run = await planRun(config, 's3://metrics-in/m/', 's3://metrics-out/m/', runtime.models, 'hook-1');
@@ -168,6 +169,9 @@ describe('CascadeMetrics', () => {
       expect(sample(text, 'cascade_errors_total', { stage: 'little', kind: 'decode' })).toBe(1);
       expect(sample(text, 'cascade_batch_seconds_count', { stage: 'little' })).toBe(3);
       expect(sample(text, 'cascade_routed_ratio', { stage: 'little' })).toBeCloseTo(2 / 6, 12);
+      // The merge completes after waitForRun sees the run merged: wait for the counter itself.
+      while (sample(await metrics.text(), 'cascade_runs_total', { schedule: '', outcome: 'merged' }) === undefined) await new Promise((r) => setTimeout(r, 20));
+      expect(sample(await metrics.text(), 'cascade_runs_total', { schedule: '', outcome: 'merged' })).toBe(1);
     } finally {
       await runtime.close();
     }
@@ -273,10 +277,10 @@ describe('CascadeMetrics', () => {
       const { runId: _r, source: _s, out: _o, createdAt: _c, ...template } = run;
       await upsertSchedule(schedules, { every: 3_600_000 }, { schedule: 'nightly', source: 'x', out: 'y', extensions: ['.png'], run: template });
       for (const [id, mergedAt] of [
-        ['nightly-1000', '2026-01-01T00:00:00.000Z'],
-        ['nightly-2000', '2026-01-02T00:00:00.000Z'],
-        ['nightly-3000', null],
-        ['other-4000', '2026-01-03T00:00:00.000Z'],
+        ['nightly-1767225600000', '2026-01-01T00:00:00.000Z'],
+        ['nightly-1767312000000', '2026-01-02T00:00:00.000Z'],
+        ['nightly-1767398400000', null],
+        ['other-1767484800000', '2026-01-03T00:00:00.000Z'],
       ] as const) {
         await tracker.create({ ...run, runId: id });
         if (mergedAt) {
@@ -285,6 +289,9 @@ describe('CascadeMetrics', () => {
         }
       }
       expect(await lastScheduleSuccesses(schedules, tracker)).toEqual({ nightly: Date.parse('2026-01-02T00:00:00.000Z') });
+      expect([scheduleOfRun('nightly-1767225600000'), scheduleOfRun('a-b-1767225600000'), scheduleOfRun('batch-7'), scheduleOfRun('7c536d02e2f61a2b')]).toEqual(
+        ['nightly', 'a-b', undefined, undefined],
+      );
       const m = new CascadeMetrics({ scheduleSuccesses: () => lastScheduleSuccesses(schedules, tracker) });
       m.onFiring('nightly', 'submitted');
       m.onFiring('nightly', 'submitted');
