@@ -1,6 +1,5 @@
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +20,7 @@ import {
 } from '../../pipeline/storage/object-store.js';
 import { openStore } from '../../pipeline/storage/open-store.js';
 import { S3Store, makeS3Client } from '../../pipeline/storage/s3-store.js';
+import { startOutageProxy } from '../helpers/outage-proxy.js';
 import { type TestS3, startS3 } from '../helpers/s3.js';
 
 let s3: TestS3;
@@ -233,22 +233,23 @@ describe('S3Store', () => {
   });
 
   it('survives an endpoint that comes up a little late (SDK retries)', async () => {
-    const port = await freePort();
+    // The endpoint is a proxy that refuses connections until it is up: its port is its own from
+    // the start, so nothing else can take it while the client waits.
+    const proxy = await startOutageProxy(s3.port, { down: true });
     const client = makeS3Client(
-      { endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true },
+      { endpoint: `http://${proxy.address}`, forcePathStyle: true },
       { credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }, maxAttempts: 10 },
     );
-    const store = new S3Store({ client, bucket: 'late-bucket' });
-    const pending = store.put('x', 'hello');
-    await new Promise((r) => setTimeout(r, 400));
-    // The bucket exists before the server listens, so the first attempt that connects succeeds.
-    const late = await startS3({ port, buckets: ['late-bucket'] });
     try {
+      await s3.createBucket('late-bucket');
+      const pending = new S3Store({ client, bucket: 'late-bucket' }).put('x', 'hello');
+      await until(() => proxy.refused > 0);
+      proxy.up();
       await pending;
-      expect((await new S3Store({ client: late.client, bucket: 'late-bucket' }).get('x')).toString()).toBe('hello');
+      expect((await new S3Store({ client: s3.client, bucket: 'late-bucket' }).get('x')).toString()).toBe('hello');
     } finally {
       client.destroy();
-      await late.stop();
+      await proxy.close();
     }
   });
 });
@@ -321,13 +322,7 @@ describe('fetchRef', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
+/** Polls `check` every 20 ms until it holds. */
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((r) => setTimeout(r, 20));
 }
