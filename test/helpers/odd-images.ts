@@ -4,6 +4,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 
 /** One generated file: where it goes, its bytes, and what the manifest row must say. */
@@ -44,20 +45,21 @@ function pngChunk(type: string, data: Buffer): Buffer {
 }
 
 /**
- * A PNG whose IHDR claims `width`×`height` RGB pixels but whose IDAT holds only a few bytes:
- * a decompression bomb's header without its payload, so the test stays small and fast.
+ * A valid PNG of `width`×`height` 1-bit greyscale pixels whose all-zero rows deflate to almost
+ * nothing (20000×20000, 400 Mpx or 1.2 GB as RGB, is ~50 KB): a real decompression bomb, which
+ * a decoder would expand in full, so it must be refused from its header.
  */
 export function pixelBombPng(width: number, height: number): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit, truecolour, deflate, no filter, no interlace
-  // zlib stream of a single empty stored block.
-  const idat = Buffer.from([0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01]);
+  ihdr.set([1, 0, 0, 0, 0], 8); // 1-bit, greyscale, deflate, no filter, no interlace
+  // Each row: filter byte 0, then ceil(width / 8) bytes of zero pixels.
+  const rows = Buffer.alloc((1 + Math.ceil(width / 8)) * height);
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', idat),
+    pngChunk('IDAT', deflateSync(rows, { level: 9 })),
     pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
