@@ -148,9 +148,11 @@ function guaranteedRule(
   const best = picks.reduce<(typeof picks)[number] | undefined>((a, p) => (a === undefined || p.accepted > a.accepted ? p : a), undefined);
   if (best === undefined) {
     // One line: the first metric's explanation speaks for all (they share the sample size).
+    const loosen = name === 'guaranteed' ? 'Lower --target-agreement' : 'Raise --max-drop';
+    const point = name === 'guaranteed' ? 'label-free' : 'no-loss';
     throw new CalibrationRefused(
-      `${name} rule refused: ${refusals[0]}${split}. Lower --target-agreement${name === 'guaranteed-drop' ? ' (or raise --max-drop)' : ''}, ` +
-        'add calibration images, or choose a point-estimate rule (--rule label-free) knowing it holds about half the time',
+      `${name} rule refused: ${refusals[0]}${split}. ${loosen}, add calibration images, ` +
+        `or choose a point-estimate rule (--rule ${point}) knowing it holds about half the time`,
     );
   }
   const point = pointAt(calibration, best.metric, best.threshold, costs);
@@ -173,7 +175,7 @@ function guaranteedRule(
     metric: best.metric,
     threshold: best.threshold,
     point,
-    reason: `${promise} (${o.method}${split}); keeps ${point.accepted} of ${point.total} calibration images`,
+    reason: `${promise} (${o.method}${split.replace(' (', ', ').replace(/\)$/, '')}); keeps ${point.accepted} of ${point.total} calibration images`,
     agreementInterval: wilsonInterval(point.agreeing, point.accepted, o.z),
     perMetric,
     guarantee,
