@@ -22,11 +22,32 @@ function providerList(flag: string | undefined): ExecutionProvider[] {
   return parsed.data;
 }
 
+/** Why a model file could not be read, in words (the errno code stays for searching). */
+const READ_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EISDIR: 'a directory, not a model file',
+  ENOTDIR: 'a folder on its path is a file',
+};
+
+/** The model file's MAC count; a file that cannot be read, or is no ONNX model, is one ConfigError line (exit 2). */
+async function modelMacs(path: string): Promise<ReturnType<typeof countMacs>> {
+  const bytes = await readFile(path).catch((err: NodeJS.ErrnoException) => {
+    const why = err.code && READ_ERRORS[err.code] ? `${READ_ERRORS[err.code]} (${err.code})` : err.message;
+    throw new ConfigError(`cannot read model ${path}: ${why}`);
+  });
+  try {
+    return countMacs(bytes);
+  } catch (err) {
+    throw new ConfigError(`${path} is not an ONNX model: ${(err as Error).message}`);
+  }
+}
+
 /** Print a model's I/O contract, provider, node placement and MAC count. */
 export async function inspectModelCommand(ref: string, o: { json?: boolean; providers?: string }): Promise<void> {
   const spec = await loadModelSpec(ref);
   const executionProviders = providerList(o.providers);
-  const macs = countMacs(await readFile(spec.path));
+  const macs = await modelMacs(spec.path);
   const pool = await InferencePool.open(spec.path, {
     executionProviders,
     intraOpThreads: 1,

@@ -1,6 +1,6 @@
 /** `cascade models inspect` through the built CLI (bin/cascade.js, a child process) on a generated model. */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -35,5 +35,21 @@ describe('cascade models inspect', () => {
     const err = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'models', 'inspect', models.convNet, '--providers', 'gpu9']).catch((e) => e);
     expect(err.code).toBe(2);
     expect(err.stderr).toMatch(/^cascade: --providers: expected a comma-separated list of cpu, cuda, webgpu/);
+  });
+
+  it('a missing model file is one precise line, exit 2', async () => {
+    const missing = join(dir, 'no-such-model.onnx');
+    const err = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'models', 'inspect', missing]).catch((e) => e);
+    expect(err.code).toBe(2);
+    expect(err.stderr).toBe(`cascade: cannot read model ${missing}: no such file (ENOENT)\n`);
+  });
+
+  it('a file that is not an ONNX model is one line naming it, exit 2', async () => {
+    const notOnnx = join(dir, 'notes.onnx');
+    await writeFile(notOnnx, 'these are notes, not a model\n');
+    const err = await promisify(execFile)(process.execPath, ['bin/cascade.js', 'models', 'inspect', notOnnx]).catch((e) => e);
+    expect(err.code).toBe(2);
+    expect(err.stderr.startsWith(`cascade: ${notOnnx} is not an ONNX model: `), err.stderr).toBe(true);
+    expect(err.stderr.split('\n')).toHaveLength(2);
   });
 });
