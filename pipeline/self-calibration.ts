@@ -92,7 +92,8 @@ export function routingThreshold(d: ThresholdDecision): number {
 
 /** One line on a refused decision, for the warning log and the status. */
 export function refusalLine(d: Extract<ThresholdDecision, { certified: false }>): string {
-  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  // One decimal, unless it would round the target (99.99% is not 100.0%).
+  const pct = (x: number) => `${(x * 100).toFixed(Number((x * 100).toFixed(1)) === Number((x * 100).toFixed(4)) ? 1 : 2)}%`;
   const strongest = d.strongestCertifiable === null ? 'no target at all' : `at most ${pct(d.strongestCertifiable)}`;
   const needed = d.imagesNeeded === null ? '' : `; about ${d.imagesNeeded} warm-up images would be needed`;
   return (

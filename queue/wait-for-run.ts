@@ -52,10 +52,11 @@ export function describeRunFailure(runId: string, failed: readonly FailedBatch[]
   return lines.join('\n');
 }
 
-/** The run's job ids (`<runId>-b<n>-…`, or its merge) in `types` of `queue`. */
+/** The run's job ids (`<runId>-b<n>-…`, its merge or its threshold decision) in `types` of `queue`. */
 async function runJobIds(queue: Queue, runId: string, types: Array<'waiting' | 'delayed' | 'prioritized' | 'active' | 'failed' | 'waiting-children'>) {
   // Run ids are [A-Za-z0-9_-] only, so they need no escaping; '-b<n>-' stops 'a' matching run 'a-b5'.
-  const ofRun = new RegExp(`^${runId}-(b\\d+-|merge$)`);
+  // A self-calibrating run's threshold decision (`<runId>-decide`) holds its ordinary batches back: it counts too.
+  const ofRun = new RegExp(`^${runId}-(b\\d+-|merge$|decide$)`);
   return (await queue.getRanges(types, 0, -1)).filter((id) => ofRun.test(id));
 }
 

@@ -26,7 +26,7 @@ import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { DECIDED_AT_WARMUP, JOB_OPTIONS, type RunSpec, type StageJob, stageQueueName } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
-import { runDecision } from '../../queue/threshold-decision.js';
+import { queueDecision, runDecision } from '../../queue/threshold-decision.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { StageWorker } from '../../workers/stage-worker.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
@@ -333,6 +333,55 @@ describe('a self-calibrating run', () => {
       expect(await runDecision(spec.runId, ctx)).toEqual(stored);
       expect(logs).toHaveLength(1);
     } finally {
+      await cache.close();
+      await queues.close();
+      connection.disconnect();
+    }
+  });
+
+  it('a decision that fails for good ends the wait with the retry line instead of hanging', async () => {
+    const prefix = `${filePrefix}-stuck`;
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    const cache = testModelCache();
+    const spec: RunSpec = {
+      runId: 'stuck-1',
+      source: images,
+      // Its warm-up parts are missing there: every attempt of the decision fails.
+      out: join(dir, 'out-stuck'),
+      metric: 'maxprob',
+      batchSize: BATCH,
+      ...RUN_DEFAULTS,
+      stages: [
+        { name: 'little', model: fakePin('little.onnx'), gmacsPerImage: 1, threshold: DECIDED_AT_WARMUP },
+        { name: 'big', model: fakePin('big.onnx'), gmacsPerImage: 10, threshold: null },
+      ],
+      selfCalibration: { targetAgreement: 0.9, delta: 0.05 },
+      createdAt: new Date().toISOString(),
+    };
+    const worker = new StageWorker({
+      connection,
+      prefix,
+      stage: 'little',
+      models: cache,
+      concurrency: 1,
+      fetch: localFetch,
+      fetchConcurrency: 1,
+      openOutput: (o) => new LocalStore(o),
+      tracker,
+      queues,
+      log: () => {},
+    });
+    try {
+      await tracker.create(spec);
+      await tracker.addWarmupBatches(spec.runId, [0]);
+      await tracker.finishPart(spec.runId, { id: 'b0w1', stage: 1, final: 4, counts: { images: 4, accepted: 4, forwarded: 0, errors: 0 }, lane: 'warmup' });
+      await tracker.finishListing(spec.runId, 4, 1, 0, 4);
+      await queueDecision(queues, spec);
+      await expect(waitForRun(tracker, spec.runId, () => {}, 100, queues)).rejects.toThrow(/little:stuck-1-decide[\s\S]*cascade retry stuck-1/);
+    } finally {
+      await worker.close();
       await cache.close();
       await queues.close();
       connection.disconnect();
