@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { startRedis, type TestRedis } from './redis.js';
-import { startS3, type TestS3 } from './s3.js';
+import { S3RVER_ENV, startS3, type TestS3 } from './s3.js';
 import { writeTestModels, type TestModels } from './test-models.js';
 
 /**
@@ -60,5 +60,15 @@ export function withModels(dir: { readonly path: string }): TestModels {
   return fixture('test models', () => writeTestModels(join(dir.path, 'models')));
 }
 
-/** s3rver's dummy credentials, as the AWS SDK's default chain reads them from a child's environment. */
-export const S3RVER_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' } as const;
+/**
+ * s3rver's credentials in this process's environment for the file (commands run in-process read
+ * them through the AWS SDK's default chain); removed after it, as isolate-env.ts left it.
+ */
+export function withS3rverCredentials(): void {
+  beforeAll(() => {
+    Object.assign(process.env, S3RVER_ENV);
+  });
+  afterAll(() => {
+    for (const name of Object.keys(S3RVER_ENV)) delete process.env[name];
+  });
+}

@@ -23,6 +23,9 @@ export interface TestS3 {
 // s3rver's DUMMY credentials.
 const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
+/** The same credentials as the AWS SDK's default chain reads them from the environment (a child process's, or this one's). */
+export const S3RVER_ENV = { AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey } as const;
+
 /** Starts s3rver on 127.0.0.1 (any free port, or `port`) in a fresh temp dir; `buckets` exist before it listens. */
 export async function startS3(opts: { port?: number; buckets?: string[] } = {}): Promise<TestS3> {
   allowSingleDes();

@@ -4,10 +4,9 @@
  * files an error kind and a clear message, odd-but-valid files a label.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import { PreprocessSpec } from '../../config/schema.js';
 import { fetchRef } from '../../pipeline/storage/fetch-image.js';
@@ -16,41 +15,36 @@ import { ImageDecodeError, preprocessImage } from '../../pipeline/image/preproce
 import { readManifestLines, verifyManifest } from '../../pipeline/results/verify-manifest.js';
 import { listSource } from '../../producers/list-source.js';
 import { invalidImages, pixelBombPng, validOddImages, writeOddImages, type OddImage } from '../helpers/odd-images.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
+import { withModels, withRedis, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { startS3 } from '../helpers/s3.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 
 const MAX_BYTES = 300_000;
 const EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.avif', '.gif', '.tif', '.tiff', '.bmp'];
 
-let dir: string;
+const work = withTempDir('hostile');
+const redis = withRedis();
+const models = withModels(work);
+withS3rverCredentials();
 let images: string;
-let models: TestModels;
-let redis: TestRedis;
 let invalid: OddImage[];
 let valid: OddImage[];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-hostile-'));
-  images = join(dir, 'images');
-  [models, redis, invalid, valid] = await Promise.all([writeTestModels(join(dir, 'models')), startRedis(), invalidImages(MAX_BYTES), validOddImages()]);
+  images = join(work.path, 'images');
+  [invalid, valid] = await Promise.all([invalidImages(MAX_BYTES), validOddImages()]);
   await writeOddImages(images, [...invalid, ...valid]);
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe('hostile and odd inputs', () => {
   it('every input gets exactly one row: invalid ones an error with a reason, valid ones a label', async () => {
-    const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
-    const config = join(dir, 'config.json');
+    const config = join(work.path, 'config.json');
     await writeFile(
       config,
       JSON.stringify({
-        little: spec(models.colourLittle),
-        big: spec(models.colourBig),
+        little: colourSpec(models.colourLittle, models.labels),
+        big: colourSpec(models.colourBig, models.labels),
         threshold: 0.9,
         batchSize: 5,
         redisUrl: redis.url,
@@ -58,7 +52,7 @@ describe('hostile and odd inputs', () => {
         limits: { maxBytes: MAX_BYTES },
       }),
     );
-    const out = join(dir, 'out');
+    const out = join(work.path, 'out');
     const summary = await runCommand(images, { out, config, progress: false, json: true });
 
     const all = [...invalid, ...valid];
@@ -95,13 +89,14 @@ describe('hostile and odd inputs', () => {
       // s3rver folds literal '..' segments itself, so the keys that reach us are the ones it keeps.
       const keys = ['in/%2e%2e/%2e%2e/escape.png', 'in/line\nbreak.png', 'in/..%2f..%2fetc%2fx.png', 'in/ ../sp.png', 'in/日本/..png'];
       for (const Key of keys) await s3.client.send(new PutObjectCommand({ Bucket: 'hostile', Key, Body: red }));
-      const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
-      const config = join(dir, 'config-s3.json');
+      // A folder of its own: what it holds afterwards is exactly what this run wrote.
+      const own = await mkdtemp(join(work.path, 's3-case-'));
+      const config = join(own, 'config-s3.json');
       await writeFile(
         config,
         JSON.stringify({
-          little: spec(models.colourLittle),
-          big: spec(models.colourBig),
+          little: colourSpec(models.colourLittle, models.labels),
+          big: colourSpec(models.colourBig, models.labels),
           threshold: 0.9,
           batchSize: 2,
           redisUrl: redis.url,
@@ -109,9 +104,7 @@ describe('hostile and odd inputs', () => {
           s3: { endpoint: s3.endpoint, forcePathStyle: true },
         }),
       );
-      process.env.AWS_ACCESS_KEY_ID ??= 'S3RVER';
-      process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
-      const out = join(dir, 'out-s3', 'run');
+      const out = join(own, 'out-s3', 'run');
       const summary = await runCommand('s3://hostile/in/', { out, config, progress: false, json: true });
       expect(summary).toMatchObject({ images: keys.length, errors: 0 });
       const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
@@ -121,13 +114,13 @@ describe('hostile and odd inputs', () => {
       expect(rows.map((r) => r.key).sort()).toEqual(keys.map((k) => `s3://hostile/${k}`).sort());
       expect(rows.every((r) => r.labelName === 'red')).toBe(true);
       // Everything written stays below the output directory, and no file is named after an input key.
-      const files = (await readdir(join(dir, 'out-s3'), { recursive: true, withFileTypes: true }))
+      const files = (await readdir(join(own, 'out-s3'), { recursive: true, withFileTypes: true }))
         .filter((d) => d.isFile())
-        .map((d) => relative(join(dir, 'out-s3'), join(d.parentPath, d.name)));
+        .map((d) => relative(join(own, 'out-s3'), join(d.parentPath, d.name)));
       expect(files).toContain('run/manifest.jsonl');
       expect(files.filter((f) => !f.startsWith('run/'))).toEqual([]);
       expect(files.filter((f) => /escape|etc|sp\.png|break/.test(f))).toEqual([]);
-      expect((await readdir(dir)).sort()).toEqual(['config-s3.json', 'config.json', 'images', 'models', 'out', 'out-s3']);
+      expect((await readdir(own)).sort()).toEqual(['config-s3.json', 'out-s3']);
     } finally {
       await s3.stop();
     }
@@ -136,8 +129,8 @@ describe('hostile and odd inputs', () => {
   it('the pixel limit is checked from the header, before any decode', async () => {
     const spec = PreprocessSpec.parse({ resize: 8, crop: 8 });
     const input = { height: 8, width: 8, dtype: 'float32' as const };
-    // The bomb's IDAT is empty: a full decode would fail as corrupt/truncated, so only a
-    // header check can name its size.
+    // A real bomb (all-zero rows, ~50 KB for 400 Mpx): the exact message is the header check's,
+    // made before the decoder expands a single row.
     const err = await preprocessImage(pixelBombPng(20000, 20000), spec, input, { maxPixels: 100_000_000 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ImageDecodeError);
     expect(err).toMatchObject({ reason: 'too-many-pixels', message: 'image is 20000x20000, over the 100000000 pixel limit' });

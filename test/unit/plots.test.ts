@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CalibrationFile } from '../../config/calibration.js';
+import { calibFile } from '../helpers/calib-file.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 import { partKey, type PartRow, type ResultPart } from '../../pipeline/results/manifest.js';
 import { mergeRun } from '../../pipeline/results/merge-run.js';
@@ -165,32 +165,11 @@ describe('plots written by the merge', () => {
 
   it('draws the calibration curve with the promised and realised points when the run kept a calibration', async () => {
     // A calib.json as `cascade calibrate` writes it, and its curve file.
-    const point = {
-      images: 100,
-      fractionToBig: 0.3,
-      gmacsPerImage: 0.4,
-      saved: 0.6,
-      agreement: 0.97,
-      agreementInterval: { low: 0.93, high: 0.99 },
-      accuracy: null,
-      littleAccuracy: null,
-      bigAccuracy: null,
-      oracleSaved: null,
-    };
-    const calib = CalibrationFile.parse({
-      version: 1,
-      createdAt: new Date(0).toISOString(),
+    const calib = calibFile({
       little: { name: 'l', path: '/m/l.onnx', gmacsPerImage: 0.1 },
       big: { name: 'b', path: '/m/b.onnx', gmacsPerImage: 1 },
-      rule: 'label-free',
-      reason: 'test',
-      metric: 'maxprob',
       threshold: 0.9,
-      settings: { maxDrop: 0.01, targetAgreement: 0.97, metrics: ['maxprob'], z: 1.96, calibrationFraction: 0.5 },
-      expected: point,
-      test: null,
-      skippedImages: 0,
-      files: { curveJson: 'calib.curve.json', curveCsv: 'calib.curve.csv', plot: 'calib.svg' },
+      expected: { gmacsPerImage: 0.4, fractionToBig: 0.3, agreement: 0.97 },
     });
     await writeFile(join(dir, 'calib.json'), JSON.stringify(calib));
     const curve = Array.from({ length: 1000 }, (_, i) => ({
@@ -222,8 +201,14 @@ describe('plots written by the merge', () => {
   });
 
   it('refuses a calibration whose curve file is missing, naming it', async () => {
-    const lonely = join(dir, 'lonely');
-    await writeFile(join(dir, 'lonely.json'), await readFile(join(dir, 'calib.json'), 'utf8').then((t) => t.replace('calib.curve.json', 'lonely.curve.json')));
-    await expect(readRunCalibration(`${lonely}.json`)).rejects.toThrow(/cannot read its curve .*lonely\.curve\.json/);
+    const lonely = join(dir, 'lonely.json');
+    const calib = calibFile({
+      little: { name: 'l', path: '/m/l.onnx', gmacsPerImage: 0.1 },
+      big: { name: 'b', path: '/m/b.onnx', gmacsPerImage: 1 },
+      threshold: 0.9,
+      curveJson: 'lonely.curve.json',
+    });
+    await writeFile(lonely, JSON.stringify(calib));
+    await expect(readRunCalibration(lonely)).rejects.toThrow(/cannot read its curve .*lonely\.curve\.json/);
   });
 });
