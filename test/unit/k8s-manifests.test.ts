@@ -346,6 +346,9 @@ describe('docker/k8s kustomize overlays', () => {
             // Merged, not replaced: the base's memory limit and mounts stay.
             expect(containers(d)[0]!.resources.limits.memory).toBe('8Gi');
             expect(containers(d)[0]!.volumeMounts).toHaveLength(3);
+            // env merged by name: the base's REDIS_URL stays, CUDA's cache moves off the read-only root.
+            expect(containers(d)[0]!.env.map((e: { name: string }) => e.name)).toEqual(['REDIS_URL', 'AWS_REGION', 'CUDA_CACHE_PATH']);
+            expect(containers(d)[0]!.env.at(-1).value).toMatch(/^\/cache\//);
           } else {
             expect(gpu).toBeUndefined();
             expect(pod.tolerations).toBeUndefined();
