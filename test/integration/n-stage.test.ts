@@ -2,10 +2,9 @@
  * N-stage cascades: a 3-stage run end to end on real redis-server and generated models, with
  * exact per-stage counts (the `stages:` config form: unit/stages-config.test.ts).
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
@@ -13,29 +12,22 @@ import { stageJobId, stageQueueName } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { colourSpec, COLOURS, GREYS, writeColourImages } from '../helpers/colour-fixture.js';
 import { completedJobIds } from '../helpers/queue-events.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
+import { uniquePrefix } from '../helpers/redis.js';
 
-let dir: string;
+const work = withTempDir('nstage');
+const redis = withRedis();
+const models = withModels(work);
 let images: string;
 let total: number;
-let models: TestModels;
-let redis: TestRedis;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-nstage-'));
-  images = join(dir, 'images');
-  models = await writeTestModels(join(dir, 'models'));
-  [redis, total] = await Promise.all([startRedis(), writeColourImages(images)]);
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
+  images = join(work.path, 'images');
+  total = await writeColourImages(images);
 });
 
 async function writeConfig(config: Record<string, unknown>): Promise<string> {
-  const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  const file = join(work.path, `config-${Math.random().toString(36).slice(2)}.json`);
   await writeFile(file, JSON.stringify({ batchSize: 4, redisUrl: redis.url, prefix: uniquePrefix('n'), ...config }));
   return file;
 }
@@ -50,7 +42,7 @@ describe('3-stage cascade run', () => {
   it('routes little → mid → big with exact per-stage counts, MACs and reach', async () => {
     const config = await writeConfig({ stages: threeStages() });
     const prefix = JSON.parse(await readFile(config, 'utf8')).prefix as string;
-    const out = join(dir, 'out-3');
+    const out = join(work.path, 'out-3');
     const summary = await runCommand(images, { out, config, progress: false, json: true });
 
     // Little (logits [8r,8g,8b,2]) is ≥ 0.996 sure of saturated colours, ≤ 0.72 of greys.
@@ -99,7 +91,7 @@ describe('3-stage cascade run', () => {
 
   it('audits go from the first stage straight to the last, skipping the middle one', async () => {
     const config = await writeConfig({ stages: threeStages(), audit: { fraction: 1 } });
-    const out = join(dir, 'out-3-audit');
+    const out = join(work.path, 'out-3-audit');
     const summary = await runCommand(images, { out, config, progress: false, json: true });
     // The 12 saturated colours little kept are audited by big (which agrees on all); the mid
     // stage sees only the 6 forwarded greys, exactly as without audits.
