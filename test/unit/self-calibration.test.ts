@@ -9,6 +9,9 @@ import { formatSelfCalibration } from '../../cli/format-summary.js';
 import { parseSelfCalibration } from '../../cli/self-calibration-flags.js';
 import { ConfigError } from '../../config/load-config.js';
 import { decideThreshold, warmupSample } from '../../pipeline/self-calibration.js';
+import { deriveRunId, runIdentity, specDifferences } from '../../producers/submit-run.js';
+import { DECIDED_AT_WARMUP, type RunSpec } from '../../queue/jobs.js';
+import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
 import { chooseWarmup, defaultWarmupImages, inWarmup, parseWarmupSize, resolveWarmupImages } from '../../pipeline/warmup-sample.js';
 
 const keys = Array.from({ length: 10_000 }, (_, i) => `s3://bucket/photos/${String(i).padStart(5, '0')}.jpg`);
@@ -151,5 +154,35 @@ describe('the warm-up sample the certification sees', () => {
     expect(refused.certified).toBe(false);
     const no = formatSelfCalibration({ targetAgreement: 0.99, delta: 0.05, warmupImages: 10, warmupGmacs: 5, decision: refused }, 50);
     expect(no[1]).toMatch(/^ {4}REFUSED, every image went to the last stage: /);
+  });
+});
+
+describe('run identity', () => {
+  it('target, δ and warm-up size are part of it: another of any is another run', () => {
+    const spec = (selfCalibration: RunSpec['selfCalibration']): RunSpec => ({
+      runId: 'r',
+      source: '/images',
+      out: '/out',
+      metric: 'maxprob',
+      batchSize: 32,
+      ...RUN_DEFAULTS,
+      stages: [
+        { name: 'little', model: fakePin('little.onnx'), gmacsPerImage: 0.3, threshold: DECIDED_AT_WARMUP },
+        { name: 'big', model: fakePin('big.onnx'), gmacsPerImage: 1.6, threshold: null },
+      ],
+      selfCalibration,
+      createdAt: '2026-11-30T00:00:00Z',
+    });
+    const base = spec({ targetAgreement: 0.95, delta: 0.05 });
+    const others = [
+      spec({ targetAgreement: 0.96, delta: 0.05 }),
+      spec({ targetAgreement: 0.95, delta: 0.1 }),
+      spec({ targetAgreement: 0.95, delta: 0.05, warmup: { images: 400 } }),
+      spec({ targetAgreement: 0.95, delta: 0.05, warmup: { fraction: 0.05 } }),
+    ];
+    const id = (s: RunSpec) => deriveRunId(runIdentity(s));
+    expect(new Set([base, ...others].map(id)).size).toBe(5);
+    expect(id(spec({ targetAgreement: 0.95, delta: 0.05 }))).toBe(id(base));
+    expect(specDifferences(base, others[0]!)).toEqual(['selfCalibration.targetAgreement: 0.95 → 0.96']);
   });
 });
