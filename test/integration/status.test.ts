@@ -1,7 +1,12 @@
 /**
  * `cascade status` against a real redis-server holding tracker state and queued batches of two
- * runs whose ids share a prefix (the maths and text: unit/status-format.test.ts).
+ * runs whose ids share a prefix (the maths and text: unit/status-format.test.ts), and the exit
+ * codes of `cascade status --watch` (the built CLI, a child process) for a run that is done or
+ * has failed.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { UnrecoverableError, Worker } from 'bullmq';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statusCommand } from '../../cli/commands/status.js';
 import { RunStatus } from '../../cli/format-status.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
-import type { RunSpec } from '../../queue/jobs.js';
+import { type RunSpec, stageQueueName } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
@@ -99,5 +104,82 @@ describe('cascade status against Redis', () => {
     await statusCommand('st-1', { config, watch: true, interval: 0.1 }, write);
     expect(out).toHaveLength(1);
     await expect(statusCommand('nope', { config }, write)).rejects.toThrow(`run nope is unknown to prefix ${prefix}`);
+  });
+});
+
+describe('cascade status --watch exit codes', () => {
+  let redis: TestRedis;
+  let dir: string;
+  let config: string;
+  const prefix = uniquePrefix('watch');
+
+  /** `cascade status <runId> --watch` as a child process: its exit code and output. */
+  async function watch(runId: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    const args = ['bin/cascade.js', 'status', runId, '--watch', '--interval', '0.1', '--config', config];
+    return promisify(execFile)(process.execPath, args, { timeout: 30_000 }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+    );
+  }
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    dir = await mkdtemp(join(tmpdir(), 'cascade-watch-'));
+    config = join(dir, 'cascade.yaml');
+    await writeFile(config, `redisUrl: ${redis.url}\nprefix: ${prefix}\n`);
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    // A worker whose every job fails for good at once: run w-stuck's only batch ends in 'failed'.
+    const failing = new Worker(
+      stageQueueName('little'),
+      async () => {
+        throw new UnrecoverableError('EACCES: permission denied, open /out/parts/b0s0.jsonl');
+      },
+      { connection: connectRedis(redis.url, { maxRetriesPerRequest: null }), prefix },
+    );
+    try {
+      await tracker.create(spec('w-done'));
+      await tracker.finishListing('w-done', 10, 1);
+      await tracker.markMerged('w-done', '{}');
+      await tracker.create(spec('w-merge'));
+      await tracker.finishListing('w-merge', 10, 1);
+      await tracker.markMergeFailed('w-merge', 'ENOSPC: no space left on device, write');
+      await tracker.create(spec('w-stuck'));
+      await tracker.finishListing('w-stuck', 10, 1);
+      const failed = new Promise<void>((resolve) => failing.once('failed', () => resolve()));
+      await queues.addStageJobs('little', [{ runId: 'w-stuck', batch: 0, stage: 0, items: [{ ref: 'a.png', pos: 0 }] }]);
+      await failed;
+    } finally {
+      await failing.close();
+      await queues.close();
+      connection.disconnect();
+    }
+  });
+
+  afterAll(async () => {
+    await redis?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('exits 0 once the run is done', async () => {
+    const r = await watch('w-done');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/run w-done {2}done/);
+    expect(r.stderr).toBe('');
+  });
+
+  it('exits 1 when its merge failed for good', async () => {
+    const r = await watch('w-merge');
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/run w-merge {2}failed .*merge failed: ENOSPC/s);
+  });
+
+  it('exits 1 when its batches failed for good and nothing else is left, naming them and the retry line', async () => {
+    const r = await watch('w-stuck');
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^cascade: run w-stuck failed: 1 batch\(es\) failed for good after their retries\n/);
+    expect(r.stderr).toMatch(/first error \(w-stuck-b0-\S+\): EACCES: permission denied/);
+    expect(r.stderr).toMatch(/once the cause is fixed: cascade retry w-stuck\n$/);
   });
 });
