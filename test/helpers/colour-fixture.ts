@@ -40,5 +40,5 @@ export async function writeColourImages(root: string): Promise<number> {
 
 /** A model spec for an 8×8 colour model: no resize blur, no normalisation, so channel means are exact. */
 export function colourSpec(path: string, labels: string) {
-  return { path, labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } };
+  return { path, labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' as const } };
 }

@@ -3,11 +3,10 @@
  * jobs fill one big-model call and every image still gets exactly its own answer (the pool's
  * accumulator alone: unit/batch-accumulator.test.ts).
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load-config.js';
 import { ManifestRow } from '../../pipeline/results/manifest.js';
 import { listSource } from '../../producers/list-source.js';
@@ -15,27 +14,19 @@ import { planRun } from '../../producers/plan-run.js';
 import { submitRun } from '../../producers/submit-run.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { expectedBigProbs, writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { uniquePrefix } from '../helpers/redis.js';
+import { expectedBigProbs } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
+import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 
-let dir: string;
-let models: TestModels;
-let redis: TestRedis;
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-accumulate-run-'));
-  [models, redis] = await Promise.all([writeTestModels(join(dir, 'models')), startRedis()]);
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const work = withTempDir('accumulate-run');
+const redis = withRedis();
+const models = withModels(work);
 
 describe('batch accumulation in the pipeline', () => {
   it('small forwarded jobs share one big-model call; routing and answers stay exact', async () => {
     // Batches of 3 (listing order): two greys for big and one red the little model accepts.
-    const images = join(dir, 'images');
+    const images = join(work.path, 'images');
     const greys = [16, 48, 80, 112, 144, 176, 208, 240];
     const names: Array<{ name: string; grey: number | null }> = [];
     for (let b = 0; b < 4; b++) {
@@ -55,12 +46,7 @@ describe('batch accumulation in the pipeline', () => {
           .toBuffer(),
       );
     }
-    const spec = (path: string, maxBatch?: number) => ({
-      path,
-      labels: models.labels,
-      maxBatch,
-      preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' },
-    });
+    const spec = (path: string, maxBatch?: number) => ({ ...colourSpec(path, models.labels), maxBatch });
     // maxBatch = all eight routed images and a wait longer than the test: one call, once all four jobs are in.
     const config = await loadConfig({
       overrides: {
@@ -75,7 +61,7 @@ describe('batch accumulation in the pipeline', () => {
     });
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
-      const out = join(dir, 'out');
+      const out = join(work.path, 'out');
       const run = await planRun(config, images, out, runtime.models, 'acc-1');
       await submitRun({
         spec: run,

@@ -19,6 +19,7 @@ import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 
 const run = promisify(execFile);
@@ -60,7 +61,7 @@ async function writeImages(root: string): Promise<Map<string, Buffer>> {
 }
 
 function modelSpec(path: string) {
-  return { path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } };
+  return colourSpec(path, models.labels);
 }
 
 async function writeConfig(extra: Record<string, unknown> = {}, little = models.colourLittle): Promise<string> {

@@ -37,6 +37,7 @@ import { S3RVER_ENV, startS3, type TestS3 } from '../helpers/s3.js';
 import { writeSlowModels, type SlowModels } from '../helpers/slow-models.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
 import { pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 import { openStore } from '../../pipeline/storage/open-store.js';
 
 const N = 8;
@@ -75,7 +76,7 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
   const prefix = uniquePrefix(`faults-${id}`);
   const out = o.out ?? join(dir, `out-${id}`);
   const source = o.source ?? images;
-  const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
+  const spec = (path: string) => colourSpec(path, models.labels);
   const config = {
     little: spec(models.little),
     big: spec(models.big),

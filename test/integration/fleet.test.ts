@@ -24,6 +24,7 @@ import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 
 const execFileP = promisify(execFile);
 
@@ -113,7 +114,7 @@ beforeAll(async () => {
       .toBuffer();
     await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `imgs/${img.name}`, Body: body }));
   }
-  const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+  const spec = (path: string) => colourSpec(path, models.labels);
   prefix = `fleet${Math.random().toString(36).slice(2, 8)}`;
   config = join(dir, 'cascade.json');
   await writeFile(
@@ -346,8 +347,7 @@ describe('a fleet of worker processes', () => {
   });
 
   it('workers with no model settings serve two concurrent runs with different models; each manifest equals a one-process `cascade run`', async () => {
-    const spec = (path: string) =>
-      JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const spec = (path: string) => JSON.stringify(colourSpec(path, models.labels));
     const specFile = async (name: string, path: string) => {
       const file = join(dir, `${name}.json`);
       await writeFile(file, spec(path));

@@ -15,6 +15,7 @@ import { verifyCommand } from '../../cli/commands/verify.js';
 import { ResultPart, type RunSummary } from '../../pipeline/results/manifest.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 
 let dir: string;
 let images: string;
@@ -25,10 +26,7 @@ let summary: RunSummary;
 
 const spec = async (name: string, path: string) => {
   const file = join(dir, `${name}.json`);
-  await writeFile(
-    file,
-    JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }),
-  );
+  await writeFile(file, JSON.stringify(colourSpec(path, models.labels)));
   return file;
 };
 

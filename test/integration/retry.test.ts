@@ -18,6 +18,7 @@ import { submitRun } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 import { readRunStatus } from '../../cli/commands/status.js';
 import { formatRunStatus } from '../../cli/format-status.js';
 
@@ -55,7 +56,7 @@ afterAll(async () => {
 
 describe('cascade retry', () => {
   it('completes a run whose jobs failed for good, once the output is writable', async () => {
-    const model = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const model = (path: string) => colourSpec(path, models.labels);
     const prefix = uniquePrefix('rt');
     const config = await loadConfig({
       overrides: { little: model(models.colourLittle), big: model(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix },

@@ -22,6 +22,7 @@ import { type Runtime, startRuntime } from '../../workers/cascade-runtime.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 
 let dir: string;
 let images: string;
@@ -33,7 +34,7 @@ const N = 6;
 /** The refs of a folder or key list, listed as runs list them. */
 const refsOf = (source: string) => listSource(source, { extensions: ['.png'] });
 
-const modelSpec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+const modelSpec = (path: string) => colourSpec(path, models.labels);
 
 async function cascadeConfig(prefix: string, threshold = 0.9): Promise<CascadeConfig> {
   return loadConfig({

@@ -17,6 +17,7 @@ import { startRuntime, type Runtime } from '../../workers/cascade-runtime.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 
 let dir: string;
 let models: TestModels;
@@ -38,7 +39,7 @@ beforeAll(async () => {
       .toBuffer();
     await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `nightly/img-${i}.png`, Body: body }));
   }
-  const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+  const spec = (path: string) => colourSpec(path, models.labels);
   config = join(dir, 'cascade.json');
   await writeFile(
     config,

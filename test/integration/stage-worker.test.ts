@@ -24,6 +24,7 @@ import { OnnxBuilder } from '../helpers/onnx-builder.js';
 import { fakePin, localFetch, pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 
 let dir: string;
 let redis: TestRedis;
@@ -38,7 +39,7 @@ async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => 
   const connection = connectRedis(redis.url);
   const tracker = new RunTracker(connection, prefix);
   const queues = new CascadeQueues(connection, prefix);
-  const spec: ModelSpecInput = { path: modelPath, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } };
+  const spec: ModelSpecInput = colourSpec(modelPath, models.labels);
   // Planned in one cache, labelled with another: a worker is another process than the planner.
   const planner = testModelCache();
   const little = await pinTestModel('little', spec, planner);

@@ -15,6 +15,7 @@ import type { ManifestRow } from '../../pipeline/results/manifest.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 
 const execFileP = promisify(execFile);
 
@@ -58,7 +59,7 @@ describe('cascade verify on a real run', () => {
     }
     const models = await writeTestModels(join(dir, 'models'));
     [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['verify'] })]);
-    const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } });
+    const spec = (path: string) => colourSpec(path, models.labels);
     const config = join(dir, 'config.json');
     await writeFile(
       config,
