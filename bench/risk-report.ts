@@ -19,6 +19,8 @@ export const RULES: readonly RuleSpec[] = [
   ...[...FIXED_SIGNALS, LEARNED_SIGNAL].map((signal) => ({ name: `LTT (${signal})`, kind: 'ltt' as const, signal })),
   { name: 'LTT (best of maxprob, margin, entropy at δ/3: calibrate today)', kind: 'ltt', signal: 'maxprob', signals: ['maxprob', 'margin', 'entropy'] },
   { name: 'LTT (best of margin, pnorm8 at δ/2: calibrate default)', kind: 'ltt', signal: 'margin', signals: ['margin', 'pnorm8'] },
+  { name: 'LTT-batch (maxprob)', kind: 'ltt-batch', signal: 'maxprob' },
+  { name: 'LTT-batch (best of margin, pnorm8 at δ/2)', kind: 'ltt-batch', signal: 'margin', signals: ['margin', 'pnorm8'] },
 ];
 
 const pct = (x: number): string => (Number.isNaN(x) ? '—' : `${(100 * x).toFixed(1)}%`);

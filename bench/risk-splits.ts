@@ -6,7 +6,7 @@
 import type { CalibrationEntry, CascadeCosts } from '../pipeline/calibration/sweep.js';
 import { confidence, topK } from '../pipeline/routing.js';
 import { deferralFeatures, fitLogistic, logisticConfidence, pNormMaxLogit } from '../pipeline/calibration/deferral-signals.js';
-import { certifyAccuracyDrop, certifyAgreement, type ScoredImage } from '../pipeline/calibration/risk-control.js';
+import { certifyAccuracyDrop, certifyAgreement, type RiskMethod, type ScoredImage } from '../pipeline/calibration/risk-control.js';
 
 /** One image with everything the rules look at. */
 interface Row {
@@ -24,7 +24,7 @@ export const LEARNED_SIGNAL = 'logistic';
 /** A rule as evaluated: which procedure, on which signal. */
 export interface RuleSpec {
   name: string;
-  kind: 'point' | 'ltt' | 'sgr';
+  kind: 'point' | RiskMethod;
   signal: string;
   /** Several signals, each certified at δ / count (Bonferroni); the one keeping the most images wins. Overrides `signal`. */
   signals?: readonly string[];

@@ -80,7 +80,12 @@ export function buildProgram(): Command {
       .option('--max-drop <d>', 'no-loss and guaranteed-drop rules: accept cascade accuracy down to big − d', number('max drop', 0, 1))
       .option('--target-agreement <a>', 'guaranteed and label-free rules: little/big agreement required on kept images', number('target agreement', 0, 1), 0.99)
       .option('--delta <d>', 'guaranteed rules: the promise may fail with probability at most d', number('delta', 0.0001, 0.5), 0.05)
-      .addOption(new Option('--method <m>', 'guaranteed rules: ltt (Learn-then-Test fixed sequence, default) or sgr').choices(['ltt', 'sgr']))
+      .addOption(
+        new Option(
+          '--method <m>',
+          'guaranteed rules: ltt (Learn-then-Test fixed sequence, default), sgr, or ltt-batch (the promise covers the realised agreement of a batch as large as the sample)',
+        ).choices(['ltt', 'sgr', 'ltt-batch']),
+      )
       .addOption(
         new Option('--metric <m...>', 'confidence metrics to compare (default: margin and pnorm for guaranteed rules, else maxprob, margin, entropy)').choices([
           'maxprob',

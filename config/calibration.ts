@@ -43,7 +43,7 @@ const ModelRef = z.object({ name: z.string(), path: z.string(), gmacsPerImage: z
  * or cascade accuracy ≥ big's − level (kind accuracy-drop). Absent for point-estimate rules.
  */
 const Guarantee = z.object({
-  method: z.enum(['ltt', 'sgr']),
+  method: z.enum(['ltt', 'sgr', 'ltt-batch']),
   delta: z.number().gt(0).lt(1),
   kind: z.enum(['agreement', 'accuracy-drop']),
   level: Fraction,
@@ -71,7 +71,7 @@ export const CalibrationFile = z.object({
     calibrationFraction: Fraction,
     /** Absent in files written before guaranteed rules. */
     delta: z.number().gt(0).lt(1).optional(),
-    method: z.enum(['ltt', 'sgr']).optional(),
+    method: z.enum(['ltt', 'sgr', 'ltt-batch']).optional(),
   }),
   /** The finite-sample promise of a guaranteed rule; absent for point-estimate rules and older files. */
   guarantee: Guarantee.optional(),

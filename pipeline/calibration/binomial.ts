@@ -92,3 +92,30 @@ export function clopperPearsonLower(k: number, n: number, delta: number): number
   if (k < 0 || k > n) throw new RangeError(`clopperPearsonLower: k must be in [0, ${n}], got ${k}`);
   return 1 - clopperPearsonUpper(n - k, n, delta);
 }
+
+function logChoose(n: number, k: number): number {
+  return logGamma(n + 1) - logGamma(k + 1) - logGamma(n - k + 1);
+}
+
+/**
+ * P(X ≤ x) for X ~ Hypergeometric(population N, K marked, n drawn): how many marked items a
+ * random n of N holds. Summed term by term in log space.
+ */
+export function hypergeometricCdf(x: number, N: number, K: number, n: number): number {
+  for (const [name, v] of [
+    ['N', N],
+    ['K', K],
+    ['n', n],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0) throw new RangeError(`hypergeometricCdf: ${name} must be a non-negative integer, got ${v}`);
+  }
+  if (K > N || n > N) throw new RangeError(`hypergeometricCdf: K (${K}) and n (${n}) must not exceed N (${N})`);
+  const lo = Math.max(0, n - (N - K));
+  const hi = Math.min(n, K);
+  if (x < lo) return 0;
+  if (x >= hi) return 1;
+  const denom = logChoose(N, n);
+  let sum = 0;
+  for (let i = lo; i <= x; i++) sum += Math.exp(logChoose(K, i) + logChoose(N - K, n - i) - denom);
+  return Math.min(1, sum);
+}

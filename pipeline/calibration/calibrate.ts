@@ -159,7 +159,10 @@ function guaranteedRule(
   const kind = name === 'guaranteed' ? 'agreement' : 'accuracy-drop';
   const promise =
     kind === 'agreement'
-      ? `with probability ≥ ${1 - o.delta}, agreement with big on new images from the same distribution that the little model keeps is ≥ ${pct(best.bound, 2)}`
+      ? o.method === 'ltt-batch'
+        ? `with probability ≥ ${1 - o.delta}, on a batch of new images from the same distribution in which the little model keeps about ${best.accepted} or more, ` +
+          `its agreement with big on the kept images is ≥ ${pct(best.bound, 2)}`
+        : `with probability ≥ ${1 - o.delta}, agreement with big on new images from the same distribution that the little model keeps is ≥ ${pct(best.bound, 2)}`
       : `with probability ≥ ${1 - o.delta}, cascade accuracy on new images from the same distribution is ≥ big's accuracy − ${pct(o.maxDrop, 2)}`;
   const guarantee: Guarantee = {
     method: o.method,

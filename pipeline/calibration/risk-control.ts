@@ -16,7 +16,7 @@
  * `npm run eval:savers` (docs/results.md) rather than assumed.
  */
 import { accepts } from '../routing.js';
-import { binomialCdf, clopperPearsonUpper } from './binomial.js';
+import { binomialCdf, clopperPearsonUpper, hypergeometricCdf } from './binomial.js';
 
 /** One calibration image: the little stage's confidence (under the run's metric) and whether its top-1 equals the last stage's top-1. */
 export interface ScoredImage {
@@ -49,8 +49,13 @@ export type Certification =
       reason: string;
     };
 
-export type RiskMethod = 'ltt' | 'sgr';
-export const RISK_METHODS: readonly RiskMethod[] = ['ltt', 'sgr'];
+/**
+ * ltt and sgr promise agreement on the population of new images; ltt-batch promises the realised
+ * agreement on a batch of new images that keeps as many images as the calibration sample did
+ * (exact hypergeometric test over calibration + batch), so a batch's own noise is covered too.
+ */
+export type RiskMethod = 'ltt' | 'sgr' | 'ltt-batch';
+export const RISK_METHODS: readonly RiskMethod[] = ['ltt', 'sgr', 'ltt-batch'];
 
 export interface CertifyOptions {
   /** Default 'ltt'. */
@@ -98,7 +103,45 @@ function checkArgs(target: number, delta: number, who: string): void {
 }
 
 /** The certified step and its valid risk bound, or null; `alpha` is the allowed risk (1 − target). */
+/**
+ * p-value of H0 "a batch of m new kept images has more than alpha·m losses" after k losses in m
+ * calibration images: under exchangeability the calibration's share of the K = k + j losses of
+ * both (j = ⌊alpha·m⌋ + 1, the fewest that break the promise) is hypergeometric.
+ */
+function batchPValue(k: number, m: number, alpha: number): number {
+  const j = Math.floor(alpha * m + 1e-9) + 1;
+  if (j > m) return 1;
+  return hypergeometricCdf(k, 2 * m, k + j, m);
+}
+
+/** Smallest kept count at which a loss-free calibration sample can pass the batch test. */
+function minimumBatchImages(alpha: number, delta: number): number {
+  for (let m = 1; m <= 1_000_000; m *= 2) {
+    if (batchPValue(0, m, alpha) <= delta) {
+      let lo = Math.max(1, m / 2);
+      let hi = m;
+      while (lo < hi) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (batchPValue(0, mid, alpha) <= delta) hi = mid;
+        else lo = mid + 1;
+      }
+      return lo;
+    }
+  }
+  return Number.POSITIVE_INFINITY;
+}
+
 function searchConditional(all: readonly Step[], alpha: number, delta: number, method: RiskMethod): { step: Step; riskBound: number } | null {
+  if (method === 'ltt-batch') {
+    const start = minimumBatchImages(alpha, delta);
+    let best: Step | null = null;
+    for (const s of all) {
+      if (s.accepted < start) continue;
+      if (batchPValue(s.losses, s.accepted, alpha) > delta) break;
+      best = s;
+    }
+    return best ? { step: best, riskBound: alpha } : null;
+  }
   if (method === 'ltt') {
     const start = minimumImages(alpha, delta);
     let best: Step | null = null;

@@ -5,7 +5,7 @@
  * fails in far more.
  */
 import { describe, expect, it } from 'vitest';
-import { binomialCdf, clopperPearsonLower, clopperPearsonUpper, logGamma } from '../../pipeline/calibration/binomial.js';
+import { binomialCdf, clopperPearsonLower, clopperPearsonUpper, hypergeometricCdf, logGamma } from '../../pipeline/calibration/binomial.js';
 import { certifyAccuracyDrop, certifyAgreement, minimumImages, type ScoredImage } from '../../pipeline/calibration/risk-control.js';
 import { accepts } from '../../pipeline/routing.js';
 
@@ -40,6 +40,14 @@ describe('binomial tails and Clopper-Pearson (values from scipy 1.17)', () => {
     expect(clopperPearsonLower(9, 10, 0.05)).toBeCloseTo(0.6058366975634952, 10);
     expect(clopperPearsonLower(340, 358, 0.05)).toBeCloseTo(0.9263503975183709, 10);
     expect(clopperPearsonLower(0, 5, 0.05)).toBe(0);
+  });
+
+  it('hypergeometricCdf matches scipy.stats.hypergeom.cdf(x, N, K, n)', () => {
+    expect(hypergeometricCdf(6, 600, 22, 300)).toBeCloseTo(0.02411986794496296, 12);
+    expect(hypergeometricCdf(8, 600, 24, 300)).toBeCloseTo(0.07166614539876924, 12);
+    expect(hypergeometricCdf(0, 20, 5, 10)).toBeCloseTo(0.016253869969040248, 12);
+    expect(hypergeometricCdf(3, 50, 10, 12)).toBeCloseTo(0.8209435227940288, 12);
+    expect(hypergeometricCdf(5, 20, 5, 10)).toBe(1);
   });
 
   it('minimumImages is the smallest n with (1-α)^n ≤ δ', () => {
@@ -200,5 +208,34 @@ describe('coverage over simulated samples (seeded)', () => {
     expect(g.fails / g.certified).toBeLessThanOrEqual(delta + 0.02);
     const p = simulate(pointRule);
     expect(p.fails / p.certified).toBeGreaterThan(0.3);
+  });
+
+  it('ltt-batch: on random halves of a finite pool (the eval:savers protocol) the test half misses the target in ≤ δ + 2 pp of splits', () => {
+    // The pool is drawn once; each split halves it at random. ltt promises the population and
+    // can miss more often here (the halves are anti-correlated); ltt-batch's hypergeometric test
+    // covers exactly this.
+    const r = rng(7);
+    const pool: ScoredImage[] = Array.from({ length: 1600 }, () => {
+      const c = r();
+      return { confidence: c, agrees: r() >= 0.3 * (1 - c) ** 2 };
+    });
+    let fails = 0;
+    let certified = 0;
+    for (let k = 0; k < samples; k++) {
+      const idx = pool.map((_, i) => i);
+      for (let i = idx.length - 1; i > 0; i--) {
+        const j = Math.floor(r() * (i + 1));
+        [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+      }
+      const cal = idx.slice(0, 800).map((i) => pool[i]!);
+      const test = idx.slice(800).map((i) => pool[i]!);
+      const c = certifyAgreement(cal, target, delta, { method: 'ltt-batch', explain: false });
+      if (!c.certified) continue;
+      certified++;
+      const kept = test.filter((s) => accepts(s.confidence, c.threshold));
+      if (kept.filter((s) => s.agrees).length < target * kept.length) fails++;
+    }
+    expect(certified).toBeGreaterThan(samples * 0.9);
+    expect(fails / samples).toBeLessThanOrEqual(delta + 0.02);
   });
 });
