@@ -14,6 +14,7 @@ import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../casca
 import { formatSummary } from '../format-summary.js';
 import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
 import { cliProgressBar, createLogger, logFn, registerBar } from '../logger.js';
+import { emptySourceWarning } from '../empty-source.js';
 import { exitNow } from '../exit-now.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
@@ -113,6 +114,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     log(
       submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`,
     );
+    if (!submitted.alreadySubmitted && submitted.images === 0) log(emptySourceWarning(src, config.extensions), { level: 'warn', source: src });
     const summary = await waitForRun(
       runtime.tracker,
       runId,

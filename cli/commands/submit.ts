@@ -12,6 +12,7 @@ import { preflightRun } from '../../producers/preflight.js';
 import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { redisTimeoutMs } from '../../queue/redis-connection.js';
+import { emptySourceWarning } from '../empty-source.js';
 import { createLogger } from '../logger.js';
 import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
 import { redactUrl } from '../redact-url.js';
@@ -63,6 +64,7 @@ export async function submitCommand(
         ? `run ${spec.runId} was already submitted; nothing added`
         : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}`,
     );
+    if (!result.alreadySubmitted && result.images === 0) logger.warn({ source: spec.source }, emptySourceWarning(spec.source, config.extensions));
     write(o.json ? `${JSON.stringify({ ...result, out: spec.out })}\n` : `${spec.runId}\n`);
     return { ...result, out: spec.out };
   } finally {
