@@ -20,6 +20,7 @@ import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { withS3rverCredentials } from '../helpers/fixtures.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 
 const run = promisify(execFile);
@@ -111,6 +112,8 @@ function checkSummary(s: RunSummary) {
   expect(s.macs.bigOnlyG).toBeCloseTo(18 * big, 12);
 }
 
+withS3rverCredentials();
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-e2e-'));
   images = join(dir, 'images');
@@ -118,8 +121,6 @@ beforeAll(async () => {
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['images-in', 'results'] })]);
   const files = await writeImages(images);
   for (const [name, body] of files) await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `imgs/${name}`, Body: body }));
-  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
 });
 
 afterAll(async () => {

@@ -22,7 +22,7 @@ import { ManifestRow, ResultPart, type RunSummary } from '../../pipeline/results
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
+import { S3RVER_ENV, startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
 
@@ -47,7 +47,7 @@ let redis: TestRedis;
 let s3: TestS3;
 let config: string;
 let prefix: string;
-const env = { ...process.env, REDIS_URL: '', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', CASCADE_LOG_LEVEL: 'info' };
+const env = { ...process.env, REDIS_URL: '', ...S3RVER_ENV, CASCADE_LOG_LEVEL: 'info' };
 
 interface CliProcess {
   child: ChildProcess;

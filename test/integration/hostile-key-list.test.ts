@@ -25,6 +25,7 @@ import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { withS3rverCredentials } from '../helpers/fixtures.js';
 
 const EXTENSIONS = ['.png', '.jpg'];
 
@@ -50,6 +51,8 @@ const png = (r: number, g: number, b: number) =>
   sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
     .png()
     .toBuffer();
+
+withS3rverCredentials();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-keylist-'));
@@ -103,8 +106,6 @@ beforeAll(async () => {
     's3://klist/imgs/missing.png',
   ];
   await writeFile(keys, `${lines.join('\r\n')}\r\n`);
-  process.env.AWS_ACCESS_KEY_ID ??= 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
 });
 
 afterAll(async () => {

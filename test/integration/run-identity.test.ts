@@ -23,6 +23,7 @@ import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { withS3rverCredentials } from '../helpers/fixtures.js';
 
 let dir: string;
 let images: string;
@@ -80,6 +81,8 @@ async function runTo(rt: Runtime, config: CascadeConfig, out: string, runId: str
   return { spec, result, summary, report };
 }
 
+withS3rverCredentials();
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-identity-'));
   models = await writeTestModels(join(dir, 'models'));
@@ -96,8 +99,6 @@ beforeAll(async () => {
   }
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['shared'] })]);
   // The runtime's S3 client takes credentials from the SDK's default chain: s3rver's.
-  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
 });
 
 afterAll(async () => {

@@ -18,6 +18,7 @@ import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { withS3rverCredentials } from '../helpers/fixtures.js';
 
 let dir: string;
 let models: TestModels;
@@ -26,12 +27,12 @@ let s3: TestS3;
 let config: string;
 const N = 6;
 
+withS3rverCredentials();
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-schedule-'));
   models = await writeTestModels(join(dir, 'models'));
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['images-in', 'results'] })]);
-  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
   for (let i = 0; i < N; i++) {
     const v = i % 2 ? 255 : 128;
     const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: i % 2 ? 0 : v, b: i % 2 ? 0 : v } } })

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import type { ManifestRow } from '../../pipeline/results/manifest.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
+import { S3RVER_ENV, startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
 
@@ -29,7 +29,7 @@ describe('cascade verify on a real run', () => {
   let out: string;
   let redis: TestRedis;
   let s3: TestS3;
-  const env = () => ({ ...process.env, CASCADE_S3_ENDPOINT: s3.endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
+  const env = () => ({ ...process.env, CASCADE_S3_ENDPOINT: s3.endpoint, ...S3RVER_ENV });
   const verify = async (...args: string[]) => {
     try {
       const { stdout } = await execFileP(process.execPath, ['bin/cascade.js', 'verify', ...args], { env: env(), timeout: 30_000 });
