@@ -16,7 +16,7 @@ import { submitRun } from '../../producers/submit-run.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
@@ -73,7 +73,7 @@ async function writeConfig(extra: Record<string, unknown> = {}, little = models.
     threshold: 0.9,
     batchSize: 4,
     redisUrl: redis.url,
-    prefix: `t${Math.random().toString(36).slice(2, 8)}`,
+    prefix: uniquePrefix('cascade-run'),
     s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
     ...extra,
   };

@@ -21,7 +21,7 @@ import { waitForRun } from '../../queue/wait-for-run.js';
 import { ManifestRow, ResultPart, type RunSummary } from '../../pipeline/results/manifest.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { S3RVER_ENV, startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
@@ -115,7 +115,7 @@ beforeAll(async () => {
     await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `imgs/${img.name}`, Body: body }));
   }
   const spec = (path: string) => colourSpec(path, models.labels);
-  prefix = `fleet${Math.random().toString(36).slice(2, 8)}`;
+  prefix = uniquePrefix('fleet');
   config = join(dir, 'cascade.json');
   await writeFile(
     config,

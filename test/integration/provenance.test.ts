@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import { verifyCommand } from '../../cli/commands/verify.js';
 import { ResultPart, type RunSummary } from '../../pipeline/results/manifest.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
 
@@ -51,7 +51,7 @@ beforeAll(async () => {
   }
   redis = await startRedis();
   const config = join(dir, 'config.json');
-  await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `prov${Math.random().toString(36).slice(2, 8)}`, batchSize: 2 }));
+  await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: uniquePrefix('provenance'), batchSize: 2 }));
   out = join(dir, 'out');
   summary = await runCommand(images, {
     out,
