@@ -2,13 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { calibrateChain, type ChainEntry, evaluateChain } from '../../pipeline/calibration/chain.js';
 import { confidence } from '../../pipeline/routing.js';
+import { peaked } from '../helpers/probabilities.js';
 import type { ConfidenceMetric } from '../../config/schema.js';
 
-function peaked(cls: number, p: number): Float32Array {
-  const r = new Float32Array(3).fill((1 - p) / 2);
-  r[cls] = p;
-  return r;
-}
 const stages = [
   { name: 'tiny', gmacsPerImage: 1 },
   { name: 'small', gmacsPerImage: 3 },
