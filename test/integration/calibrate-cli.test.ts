@@ -365,6 +365,20 @@ describe('cascade search-saver', () => {
 });
 
 describe('cascade calibrate --stages (a chain)', () => {
+  it('refuses a guaranteed rule, which covers a little/big pair only', async () => {
+    await expect(
+      calibrateChainCommand({
+        stages: [littleSpec, littleSpec, bigSpec],
+        images,
+        rule: 'guaranteed',
+        out: join(dir, 'cal-chain-guaranteed', 'calib.json'),
+        calibrationFraction: 1,
+        cache: join(dir, 'cache'),
+        progress: false,
+      }),
+    ).rejects.toThrow('--rule guaranteed is for a little/big pair; a chain of 3 stages takes tinysaver, no-loss or label-free');
+  });
+
   it('tiny → same-model middle → big: the middle stage cannot help and is capped at 1; run applies both thresholds', async () => {
     const middle = await spec('middle', models.colourLittleFp16, 0.2);
     const out = join(dir, 'cal-chain', 'calib.json');

@@ -224,4 +224,37 @@ describe('probability cache and calib.json in the config', () => {
     expect((err as Error).message).toMatch(/is not a calib.json written by `cascade calibrate`:\n {2}version:/);
     expect(JSON.parse(await readFile(calib, 'utf8'))).toEqual({ threshold: 0.5 });
   });
+
+  it('a guaranteed calib.json holds audits to its bound; a file from before guarantees still loads, with its point estimate', async () => {
+    const little = join(dir, 'little.onnx');
+    const big = join(dir, 'big.onnx');
+    // 20 agreeing images certify 85% (0 of 20: P(Bin(20, 0.15) = 0) = 0.039 ≤ 0.05).
+    const agreeing: CalibrationEntry[] = Array.from({ length: 20 }, (_, i) => ({
+      key: `k${i}`,
+      little: Float32Array.from([0.5 + i / 50, (0.5 - i / 50) / 2, (0.5 - i / 50) / 2]),
+      big: Float32Array.from([0.9, 0.05, 0.05]),
+    }));
+    const out = calibrate(agreeing, [], costs, { targetAgreement: 0.85, metrics: ['maxprob'] });
+    const file = calibrationFile(
+      out,
+      { little: { name: 'l', path: '/elsewhere/little.onnx' }, big: { name: 'b', path: '/elsewhere/big.onnx' } },
+      { calibrationFraction: 1, skippedImages: 0, files: { curveJson: 'a', curveCsv: 'b', plot: 'c' } },
+    );
+    expect(file.guarantee).toMatchObject({ kind: 'agreement', bound: 0.85, delta: 0.05, method: 'ltt' });
+    expect(file.settings).toMatchObject({ delta: 0.05, method: 'ltt' });
+    expect(file.expected.agreement).toBe(1);
+    const calib = join(dir, 'calib-guaranteed.json');
+    await writeFile(calib, JSON.stringify(file));
+    const config = join(dir, 'audit.json');
+    await writeFile(config, JSON.stringify({ audit: { fraction: 0.1 } }));
+    const env = {};
+    expect((await loadConfig({ file: config, calibration: calib, overrides: { little, big }, env, cwd: dir })).audit?.expectAgreement).toBe(0.85);
+
+    // The same file as written before issue 18: no guarantee, no delta or method, a point-estimate rule.
+    const { guarantee: _g, ...old } = file;
+    const { delta: _d, method: _m, ...oldSettings } = file.settings;
+    await writeFile(calib, JSON.stringify({ ...old, rule: 'label-free', settings: oldSettings }));
+    expect(CalibrationFile.safeParse(JSON.parse(await readFile(calib, 'utf8'))).success).toBe(true);
+    expect((await loadConfig({ file: config, calibration: calib, overrides: { little, big }, env, cwd: dir })).audit?.expectAgreement).toBe(1);
+  });
 });
