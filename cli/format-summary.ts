@@ -83,7 +83,6 @@ export function formatSelfCalibration(c: NonNullable<RunSummary['selfCalibration
       `    threshold ${Number(d.threshold.toPrecision(4))}: with probability ≥ ${1 - d.delta}, agreement on kept images ≥ ${pct(d.bound)} ` +
         `(warm-up: ${d.accepted} of ${d.sample} kept, ${pct(d.empiricalAgreement)} agreeing)`,
     ];
-  const strongest = d.strongestCertifiable === null ? 'none' : pct(d.strongestCertifiable);
-  const needed = d.imagesNeeded === null ? '' : `; about ${d.imagesNeeded} warm-up images needed`;
-  return [head, `    REFUSED, every image went to the last stage: ${d.reason} (strongest certifiable: ${strongest}${needed})`];
+  // The reason names the strongest target this sample certifies and roughly how many images the requested one needs.
+  return [head, `    REFUSED, every image went to the last stage: ${d.reason}`];
 }

@@ -90,16 +90,11 @@ export function routingThreshold(d: ThresholdDecision): number {
   return d.certified ? d.threshold : Number.POSITIVE_INFINITY;
 }
 
-/** One line on a refused decision, for the warning log and the status. */
+/** One line on a refused decision, for the warning log and the status (the reason names the strongest target and the images needed). */
 export function refusalLine(d: Extract<ThresholdDecision, { certified: false }>): string {
   // One decimal, unless it would round the target (99.99% is not 100.0%).
   const pct = (x: number) => `${(x * 100).toFixed(Number((x * 100).toFixed(1)) === Number((x * 100).toFixed(4)) ? 1 : 2)}%`;
-  const strongest = d.strongestCertifiable === null ? 'no target at all' : `at most ${pct(d.strongestCertifiable)}`;
-  const needed = d.imagesNeeded === null ? '' : `; about ${d.imagesNeeded} warm-up images would be needed`;
-  return (
-    `the warm-up sample (${d.sample} images) cannot certify ${pct(d.target)} agreement at δ = ${d.delta} (${d.reason}): ` +
-    `every image goes to the last stage. This sample certifies ${strongest}${needed}`
-  );
+  return `the warm-up sample (${d.sample} images) cannot certify ${pct(d.target)} agreement at δ = ${d.delta}, so every image goes to the last stage: ${d.reason}`;
 }
 
 /** What summary.json records of a self-calibrating run. */

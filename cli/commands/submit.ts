@@ -62,7 +62,8 @@ export async function submitCommand(
     log(
       result.alreadySubmitted
         ? `run ${spec.runId} was already submitted; nothing added`
-        : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}`,
+        : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}` +
+            (spec.selfCalibration ? ' (self-calibrating: the warm-up runs first; the other batches wait in Redis for its threshold)' : ''),
     );
     if (!result.alreadySubmitted && result.images === 0) logger.warn({ source: spec.source }, emptySourceWarning(spec.source, config.extensions));
     write(o.json ? `${JSON.stringify({ ...result, out: spec.out })}\n` : `${spec.runId}\n`);
