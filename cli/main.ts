@@ -51,6 +51,7 @@ export function buildProgram(): Command {
     .option('--run-id <id>', 'run id (default: derived from source, output and models)')
     .option('--no-progress', 'no progress bar')
     .option('--json', 'print the summary as JSON')
+    .option('--fail-on-drift', 'exit 1 when the audit says DRIFT: agreement below what the calibration promised (audit.expectAgreement)')
     .action(async (source: string, opts) => {
       await runCommand(source, opts);
     });

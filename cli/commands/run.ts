@@ -15,6 +15,7 @@ import { formatSummary } from '../format-summary.js';
 import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
 import { cliProgressBar, createLogger, logFn, registerBar } from '../logger.js';
 import { emptySourceWarning } from '../empty-source.js';
+import { checkFailOnDrift, failOnDrift } from '../fail-on-drift.js';
 import { exitNow } from '../exit-now.js';
 import { startPrivateRedis } from '../private-redis.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
@@ -26,6 +27,8 @@ export interface RunOptions extends CascadeFlags, SelfCalibrationFlags {
   runId?: string;
   progress?: boolean;
   json?: boolean;
+  /** Exit 1 when the run's audit says DRIFT. */
+  failOnDrift?: boolean;
 }
 
 /** Run the cascade end to end over `source`; resolves with the summary. */
@@ -34,6 +37,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   const log = logFn(logger);
   const selfCalibration = parseSelfCalibration(o);
   const config = await loadCascadeConfig(o);
+  checkFailOnDrift(o.failOnDrift, config);
   // One process reads the images it was pointed at, and nothing else on this machine.
   config.sources.localRoots ??= defaultLocalRoots(source);
   const privateRedis = config.redisUrl ? undefined : await startPrivateRedis();
@@ -133,6 +137,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     unregisterBar();
     bar?.stop();
     process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`);
+    if (o.failOnDrift) failOnDrift(runId, summary.audit);
     return summary;
   } catch (err) {
     // Stopping on a signal: whatever failed as the workers closed is not the run's error; the

@@ -10,6 +10,7 @@ import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { describeRunFailure, stuckRunFailures } from '../../queue/wait-for-run.js';
+import { failOnDrift } from '../fail-on-drift.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { buildRunStatus, formatRunList, formatRunStatus, type BatchCounts, type RunStatus } from '../format-status.js';
 
@@ -27,6 +28,8 @@ export interface StatusCommandOptions {
   interval?: number;
   /** Runs listed without a run id. */
   limit?: number;
+  /** Exit 1 (one line) when the run is done and its audit says DRIFT. */
+  failOnDrift?: boolean;
 }
 
 /** Batches of `runId` in `queue` that are queued, active and failed (job ids are `<runId>-b<n>-…`). */
@@ -83,6 +86,7 @@ export async function statusCommand(
         const status = await readRunStatus(tracker, queues, runId);
         if (!status) throw new UnknownRunError(`run ${runId} is unknown to prefix ${prefix} on this Redis (\`cascade status\` lists the runs it knows)`);
         write(o.json ? `${JSON.stringify(status)}\n` : `${clear}${formatRunStatus(status)}\n`);
+        if (status.state === 'done' && o.failOnDrift) failOnDrift(runId, status.audit);
         if (!o.watch || status.state === 'done') return status;
         // Watching a run that cannot complete ends with exit 1: its merge failed, or batches
         // failed for good and nothing of the run is left to run (the status above says which).
