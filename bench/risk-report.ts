@@ -20,6 +20,8 @@ export const RULES: readonly RuleSpec[] = [
   { name: 'LTT (best of maxprob, margin, entropy at δ/3: calibrate today)', kind: 'ltt', signal: 'maxprob', signals: ['maxprob', 'margin', 'entropy'] },
   { name: 'LTT (best of margin, pnorm8 at δ/2: calibrate default)', kind: 'ltt', signal: 'margin', signals: ['margin', 'pnorm8'] },
   { name: 'LTT-batch (maxprob)', kind: 'ltt-batch', signal: 'maxprob' },
+  { name: 'LTT-batch (margin)', kind: 'ltt-batch', signal: 'margin' },
+  { name: 'LTT-batch (pnorm8)', kind: 'ltt-batch', signal: 'pnorm8' },
   { name: 'LTT-batch (best of margin, pnorm8 at δ/2)', kind: 'ltt-batch', signal: 'margin', signals: ['margin', 'pnorm8'] },
 ];
 
