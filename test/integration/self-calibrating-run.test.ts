@@ -15,6 +15,7 @@ import { buildRunStatus, formatRunStatus } from '../../cli/format-status.js';
 import { formatSummary } from '../../cli/format-summary.js';
 import { loadConfig } from '../../config/load-config.js';
 import { ManifestRow, type ResultPart } from '../../pipeline/results/manifest.js';
+import { verifyProvenance } from '../../pipeline/results/verify-provenance.js';
 import { type WarmupPart, warmupPartKey } from '../../pipeline/results/warmup-part.js';
 import { ThresholdDecision } from '../../pipeline/self-calibration.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
@@ -193,6 +194,11 @@ describe('a self-calibrating run', () => {
       const partFiles = (await readdir(join(run.out, 'parts'))).filter((f) => /^\d+\.stage0\.json$/.test(f));
       expect(partFiles).toHaveLength(N / BATCH);
       for (const f of partFiles) expect((await stat(join(run.out, 'parts', f))).mtimeMs, f).toBeGreaterThanOrEqual(decidedAt);
+
+      // Batches of warm-up images only wrote an empty ordinary part that ran no model: provenance still holds.
+      const allWarm = [...warmBatches].filter((b) => keys.slice(b * BATCH, (b + 1) * BATCH).every((k) => warm.has(k)));
+      expect(allWarm.length).toBeGreaterThan(0);
+      expect(await verifyProvenance(new LocalStore(run.out))).toMatchObject({ ok: true, unrecorded: 0, mismatchedCount: 0 });
 
       // The summary: warm-up, decision, and its compute counted in the MACs.
       const [g0, g1] = spec.stages.map((s) => s.gmacsPerImage) as [number, number];
