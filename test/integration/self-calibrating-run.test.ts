@@ -226,6 +226,44 @@ describe('a self-calibrating run', () => {
     }
   });
 
+  it('a worker killed (kill -9) during the warm-up: the other finishes it, one decision, every image one row', async () => {
+    const WARMUP = 80;
+    // Short job locks, so the killed worker's jobs are re-run within seconds.
+    const run = await submit(
+      'killed',
+      { targetAgreement: 0.95, delta: 0.05, warmup: { images: WARMUP } },
+      { jobLocks: { lockDurationMs: 1500, stalledIntervalMs: 1000, maxStalledCount: 3 } },
+    );
+    const workers = [spawnWorker(run.file, ['little', 'big', 'merge']), spawnWorker(run.file, ['little', 'big', 'merge'])];
+    try {
+      await Promise.all(workers.map((w) => w.waitFor(/worker ready/)));
+      let killed: Promise<void> | null = null;
+      const summary = await waitForRun(
+        run.tracker,
+        run.spec.runId,
+        (p) => {
+          if (!killed && (p.selfCalibration?.warmupDone ?? 0) > 0) killed = workers[0]!.kill9();
+        },
+        20,
+        run.queues,
+      );
+      expect(killed).not.toBeNull();
+      await killed;
+      const warm = await warmupKeys(run.spec.runId, WARMUP);
+      const rows = await manifest(run.out);
+      expect(rows.map((r) => r.key)).toEqual(IMAGES.map((i) => join(images, i.name)));
+      for (const row of rows) expect([nameOf(row.key), row.stage]).toEqual([nameOf(row.key), warm.has(row.key) || imageOf(row.key).grey ? 'big' : 'little']);
+      const decision = ThresholdDecision.parse(JSON.parse((await run.tracker.decision(run.spec.runId))!));
+      expect(summary.selfCalibration?.decision).toEqual(decision);
+      expect(decision).toMatchObject({ certified: true, sample: WARMUP });
+      // At most one process logged the decision (the killed one may have died before or after).
+      expect(workers.flatMap((w) => w.output().match(/threshold decided from the warm-up/g) ?? []).length).toBeLessThanOrEqual(1);
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()));
+      await run.close();
+    }
+  });
+
   it('a target the warm-up cannot certify sends every image to big and says so: warning, summary, status', async () => {
     const run = await submit('refused', { targetAgreement: 0.99, delta: 0.05, warmup: { images: 10 } });
     const worker = spawnWorker(run.file, ['little', 'big', 'merge']);
