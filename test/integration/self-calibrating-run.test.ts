@@ -139,6 +139,63 @@ async function warmupKeys(runId: string, size: number): Promise<Set<string>> {
 const nameOf = (key: string) => key.slice(key.lastIndexOf('/') + 1);
 const imageOf = (key: string) => IMAGES.find((i) => i.name === nameOf(key))!;
 
+/**
+ * A self-calibrating run whose warm-up is complete and whose threshold is not decided yet, made by
+ * hand (no models): 40 warm-up images in two batches, 38 sure and agreeing, 2 unsure and disagreeing,
+ * and three held ordinary batches.
+ */
+async function warmedUpRun(tracker: RunTracker, runId: string, out: string): Promise<{ spec: RunSpec; held: StageJob[] }> {
+  const store = new LocalStore(out);
+  const spec: RunSpec = {
+    runId,
+    source: images,
+    out,
+    metric: 'maxprob',
+    batchSize: BATCH,
+    ...RUN_DEFAULTS,
+    stages: [
+      { name: 'little', model: fakePin('little.onnx'), gmacsPerImage: 1, threshold: DECIDED_AT_WARMUP },
+      { name: 'big', model: fakePin('big.onnx'), gmacsPerImage: 10, threshold: null },
+    ],
+    selfCalibration: { targetAgreement: 0.9, delta: 0.05, warmup: { images: 40 } },
+    createdAt: new Date().toISOString(),
+  };
+  await tracker.create(spec);
+  // A warm-up of 40 images in two batches: 38 sure and agreeing, 2 unsure and disagreeing.
+  for (const batch of [0, 1]) {
+    const answers = Array.from({ length: 20 }, (_, pos) => ({ pos, label: 0, confidence: pos === 19 ? 0.3 : 0.95 }));
+    const stats = { images: 20, accepted: 0, forwarded: 20, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 };
+    const first: WarmupPart = { runId: spec.runId, batch, stage: 0, stageName: 'little', rows: [], stats, warmupAnswers: answers };
+    const rows = answers.map(({ pos }) => ({
+      pos,
+      key: `k${batch}-${pos}`,
+      label: pos === 19 ? 3 : 0,
+      labelName: null,
+      confidence: 0.9,
+      stage: 'big',
+      top5: [],
+      error: null,
+    }));
+    const last: ResultPart = { runId: spec.runId, batch, stage: 1, stageName: 'big', rows, stats: { ...stats, accepted: 20, forwarded: 0 } };
+    await store.put(warmupPartKey(batch, 0), JSON.stringify(first));
+    await store.put(warmupPartKey(batch, 1), JSON.stringify(last));
+    await tracker.finishPart(spec.runId, {
+      id: `b${batch}w1`,
+      stage: 1,
+      final: 20,
+      counts: { images: 20, accepted: 20, forwarded: 0, errors: 0 },
+      lane: 'warmup',
+    });
+  }
+  await tracker.addWarmupBatches(spec.runId, [0, 1]);
+  const held: StageJob[] = [2, 3, 4].map((batch) => ({ runId: spec.runId, batch, stage: 0, items: [{ ref: join(images, IMAGES[batch]!.name), pos: 0 }] }));
+  await tracker.hold(spec.runId, held);
+  expect(await tracker.needsDecision(spec.runId)).toBe(false); // the listing is not finished
+  await tracker.finishListing(spec.runId, 43, 5, 0, 40);
+  expect(await tracker.needsDecision(spec.runId)).toBe(true);
+  return { spec, held };
+}
+
 describe('a self-calibrating run', () => {
   it('two worker processes: ordinary batches wait for the warm-up, the threshold is decided once, every image has one row, warm-up rows are big', async () => {
     const WARMUP = 80;
@@ -292,56 +349,9 @@ describe('a self-calibrating run', () => {
     const tracker = new RunTracker(connection, prefix);
     const queues = new CascadeQueues(connection, prefix);
     const out = join(dir, 'out-deciders');
-    const store = new LocalStore(out);
-    const spec: RunSpec = {
-      runId: 'dec-1',
-      source: images,
-      out,
-      metric: 'maxprob',
-      batchSize: BATCH,
-      ...RUN_DEFAULTS,
-      stages: [
-        { name: 'little', model: fakePin('little.onnx'), gmacsPerImage: 1, threshold: DECIDED_AT_WARMUP },
-        { name: 'big', model: fakePin('big.onnx'), gmacsPerImage: 10, threshold: null },
-      ],
-      selfCalibration: { targetAgreement: 0.9, delta: 0.05, warmup: { images: 40 } },
-      createdAt: new Date().toISOString(),
-    };
     const cache = testModelCache();
     try {
-      await tracker.create(spec);
-      // A warm-up of 40 images in two batches: 38 sure and agreeing, 2 unsure and disagreeing.
-      for (const batch of [0, 1]) {
-        const answers = Array.from({ length: 20 }, (_, pos) => ({ pos, label: 0, confidence: pos === 19 ? 0.3 : 0.95 }));
-        const stats = { images: 20, accepted: 0, forwarded: 20, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 };
-        const first: WarmupPart = { runId: spec.runId, batch, stage: 0, stageName: 'little', rows: [], stats, warmupAnswers: answers };
-        const rows = answers.map(({ pos }) => ({
-          pos,
-          key: `k${batch}-${pos}`,
-          label: pos === 19 ? 3 : 0,
-          labelName: null,
-          confidence: 0.9,
-          stage: 'big',
-          top5: [],
-          error: null,
-        }));
-        const last: ResultPart = { runId: spec.runId, batch, stage: 1, stageName: 'big', rows, stats: { ...stats, accepted: 20, forwarded: 0 } };
-        await store.put(warmupPartKey(batch, 0), JSON.stringify(first));
-        await store.put(warmupPartKey(batch, 1), JSON.stringify(last));
-        await tracker.finishPart(spec.runId, {
-          id: `b${batch}w1`,
-          stage: 1,
-          final: 20,
-          counts: { images: 20, accepted: 20, forwarded: 0, errors: 0 },
-          lane: 'warmup',
-        });
-      }
-      await tracker.addWarmupBatches(spec.runId, [0, 1]);
-      const held: StageJob[] = [2, 3, 4].map((batch) => ({ runId: spec.runId, batch, stage: 0, items: [{ ref: join(images, IMAGES[batch]!.name), pos: 0 }] }));
-      await tracker.hold(spec.runId, held);
-      expect(await tracker.needsDecision(spec.runId)).toBe(false); // the listing is not finished
-      await tracker.finishListing(spec.runId, 43, 5, 0, 40);
-      expect(await tracker.needsDecision(spec.runId)).toBe(true);
+      const { spec, held } = await warmedUpRun(tracker, 'dec-1', out);
 
       // A worker handed an ordinary batch now (a bug elsewhere) refuses it instead of routing without the threshold.
       const worker = new StageWorker({
@@ -378,6 +388,42 @@ describe('a self-calibrating run', () => {
       expect(logs).toHaveLength(1);
     } finally {
       await cache.close();
+      await queues.close();
+      connection.disconnect();
+    }
+  });
+
+  it('a decider that died after storing its decision: the retry keeps that decision and releases the held batches', async () => {
+    const prefix = `${filePrefix}-crashed`;
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    try {
+      const { spec } = await warmedUpRun(tracker, 'crash-1', join(dir, 'out-crashed'));
+      // What the dead decider left: its decision stored (another threshold than this sample gives), nothing released.
+      const dead: ThresholdDecision = {
+        certified: true,
+        target: 0.9,
+        delta: 0.05,
+        threshold: 0.5,
+        bound: 0.9,
+        accepted: 1,
+        sample: 40,
+        empiricalAgreement: 1,
+        fractionAccepted: 0.5,
+        decidedAt: '2026-11-30T00:00:00.000Z',
+      };
+      await tracker.decide(spec.runId, JSON.stringify(dead));
+      expect(await tracker.needsDecision(spec.runId)).toBe(true);
+      const logs: string[] = [];
+      const ctx = { tracker, queues, openOutput: (o: string) => new LocalStore(o), log: (m: string) => void logs.push(m) };
+      expect(await runDecision(spec.runId, ctx)).toEqual(dead);
+      expect(logs).toEqual([]);
+      const queue = new Queue(stageQueueName('little'), { connection, prefix });
+      expect((await queue.getJobs(['waiting'])).map((j) => j.id).sort()).toEqual(['crash-1-b2-s0', 'crash-1-b3-s0', 'crash-1-b4-s0']);
+      await queue.close();
+      expect(await tracker.needsDecision(spec.runId)).toBe(false);
+    } finally {
       await queues.close();
       connection.disconnect();
     }
