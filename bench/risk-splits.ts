@@ -20,6 +20,26 @@ interface Row {
 export const FIXED_SIGNALS = ['maxprob', 'margin', 'entropy', 'pnorm2', 'pnorm4', 'pnorm8'] as const;
 /** Learned on the first third of the calibration part, certified on the other two thirds. */
 export const LEARNED_SIGNAL = 'logistic';
+/**
+ * One signal combining margin and pnorm8 fixed in advance, so a rule can use the full δ instead of
+ * splitting it over the two: the mean of each one's rank among the calibration part (its ECDF there).
+ */
+export const RANK_SIGNAL = 'rank(margin,pnorm8)';
+
+/** x's empirical CDF value among `ref` (share of ref ≤ x). */
+function ecdf(ref: readonly number[]): (x: number) => number {
+  const s = [...ref].sort((a, b) => a - b);
+  return (x) => {
+    let lo = 0;
+    let hi = s.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (s[mid]! <= x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo / s.length;
+  };
+}
 
 /** A rule as evaluated: which procedure, on which signal. */
 export interface RuleSpec {
@@ -42,6 +62,7 @@ export interface AgreementFigures {
 }
 
 export interface SplitReport {
+  view: SplitView;
   splits: number;
   calibrationImages: number;
   testImages: number;
@@ -155,11 +176,32 @@ function oracleDropSaved(part: readonly Row[], maxDrop: number, costs: CascadeCo
   return 1 - (costs.littleGmacs + (toBig / part.length) * costs.bigGmacs) / costs.bigGmacs;
 }
 
+/**
+ * How a rule's promise is judged.
+ * - 'split': random calibration/test halves of the photos; the test half judges the promise. A
+ *   promise about the population can miss on ~358 test images by the test half's own noise, so
+ *   this view measures a promise about a batch of new images (what ltt-batch makes).
+ * - 'population': the photos ARE the population (the bootstrap world): each calibration sample
+ *   is drawn from them with replacement and the promise is judged on all of them, exactly, with
+ *   no test-half noise. This measures the promise ltt and sgr make.
+ */
+export type SplitView = 'split' | 'population';
+
 /** Run `splits` random splits (fraction to calibration) and evaluate every rule at every target. */
 export function evaluateSplits(
   table: readonly CalibrationEntry[],
   costs: CascadeCosts,
-  o: { splits: number; fraction: number; delta: number; targets: readonly number[]; drops: readonly number[]; rules: readonly RuleSpec[]; seed: number },
+  o: {
+    splits: number;
+    fraction: number;
+    delta: number;
+    targets: readonly number[];
+    drops: readonly number[];
+    rules: readonly RuleSpec[];
+    seed: number;
+    /** Default 'split'. */
+    view?: SplitView;
+  },
 ): SplitReport {
   const all = rows(table);
   const rand = seeded(o.seed);
@@ -170,16 +212,23 @@ export function evaluateSplits(
   const oracleAgreement: SplitReport['oracleAgreement'] = {};
   const oracleDrop: SplitReport['oracleDrop'] = {};
   const cut = Math.round(all.length * o.fraction);
-  const signals = [...FIXED_SIGNALS, LEARNED_SIGNAL];
+  const signals = [...FIXED_SIGNALS, LEARNED_SIGNAL, RANK_SIGNAL];
   for (let s = 0; s < o.splits; s++) {
-    // Fisher-Yates on indices.
-    const idx = all.map((_, i) => i);
-    for (let i = idx.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+    // Split view: Fisher-Yates on indices; population view: a bootstrap sample of the photos.
+    let cal: Row[];
+    let test: Row[];
+    if (o.view === 'population') {
+      cal = Array.from({ length: cut }, () => all[Math.floor(rand() * all.length)]!);
+      test = all;
+    } else {
+      const idx = all.map((_, i) => i);
+      for (let i = idx.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+      }
+      cal = idx.slice(0, cut).map((i) => all[i]!);
+      test = idx.slice(cut).map((i) => all[i]!);
     }
-    const cal = idx.slice(0, cut).map((i) => all[i]!);
-    const test = idx.slice(cut).map((i) => all[i]!);
     // The learned signal: fit on the first third of the calibration part only, so the
     // certification below runs on images the model never saw.
     const fitPart = cal.slice(0, Math.round(cal.length / 3));
@@ -188,7 +237,13 @@ export function evaluateSplits(
       fitPart.map((r) => r.features),
       fitPart.map((r) => r.agrees),
     );
-    const conf = (signal: string) => (signal === LEARNED_SIGNAL ? (r: Row) => logisticConfidence(model, r.features) : (r: Row) => r.conf[signal]!);
+    const rankMargin = ecdf(cal.map((r) => r.conf.margin!));
+    const rankPnorm = ecdf(cal.map((r) => r.conf.pnorm8!));
+    const conf = (signal: string): ((r: Row) => number) => {
+      if (signal === LEARNED_SIGNAL) return (r) => logisticConfidence(model, r.features);
+      if (signal === RANK_SIGNAL) return (r) => (rankMargin(r.conf.margin!) + rankPnorm(r.conf.pnorm8!)) / 2;
+      return (r) => r.conf[signal]!;
+    };
     const calFor = (signal: string) => (signal === LEARNED_SIGNAL ? certPart : cal);
 
     for (const target of o.targets) {
@@ -264,9 +319,10 @@ export function evaluateSplits(
     }
   }
   return {
+    view: o.view ?? 'split',
     splits: o.splits,
     calibrationImages: cut,
-    testImages: all.length - cut,
+    testImages: o.view === 'population' ? all.length : all.length - cut,
     agreement: [...agreement.values()],
     drop: [...drop.values()],
     hindsight,
