@@ -7,6 +7,7 @@ import type { CalibrationEntry, CascadeCosts } from '../pipeline/calibration/swe
 import { confidence, topK } from '../pipeline/routing.js';
 import { deferralFeatures, fitLogistic, logisticConfidence, pNormMaxLogit } from '../pipeline/calibration/deferral-signals.js';
 import { certifyAccuracyDrop, certifyAgreement, type RiskMethod, type ScoredImage } from '../pipeline/calibration/risk-control.js';
+import { seeded } from './stats.js';
 
 /** One image with everything the rules look at. */
 interface Row {
@@ -75,18 +76,6 @@ export interface SplitReport {
   /** Per drop: the labeled oracle (big sees exactly what little gets wrong and big right, plus slack). */
   oracleDrop: Record<string, number[]>;
   hindsightDrop: Record<string, number[]>;
-}
-
-/** Mulberry32, so splits are the same on every machine. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function rows(table: readonly CalibrationEntry[]): Row[] {

@@ -12,6 +12,7 @@ import { wilsonInterval } from '../../pipeline/calibration/wilson.js';
 import { CalibrationRefused, calibrate } from '../../pipeline/calibration/calibrate.js';
 import { modelAccuracy, oracleBound, pointAt } from '../../pipeline/calibration/evaluate.js';
 import { searchSaver } from '../../pipeline/calibration/saver-search.js';
+import { seeded } from '../../bench/stats.js';
 
 const f = Math.fround; // confidences come from Float32Array rows
 const row = (...p: number[]): Float32Array => Float32Array.from(p);
@@ -83,7 +84,7 @@ describe('sweepThresholds', () => {
   });
 
   it('agrees with a brute-force O(n²) reference on a random table with many ties, for every metric', () => {
-    const rand = mulberry32(12345);
+    const rand = seeded(12345);
     const C = 4;
     const table: CalibrationEntry[] = [];
     // Integer weights → few distinct probability rows → many confidence ties.
@@ -105,7 +106,7 @@ describe('sweepThresholds', () => {
   });
 
   it('handles 100k images quickly (would time out if quadratic)', () => {
-    const rand = mulberry32(7);
+    const rand = seeded(7);
     const table: CalibrationEntry[] = Array.from({ length: 100_000 }, (_, i) => {
       const p = 0.34 + 0.66 * rand();
       return { key: `k${i}`, little: peaked(i % 3, p), big: peaked(i % 3, 0.9), label: i % 3 };
@@ -320,17 +321,6 @@ function bruteForce(table: CalibrationEntry[], metric: ConfidenceMetric, t: numb
     bigAccuracyOnAccepted: accepted === 0 ? null : bc / accepted,
     cascadeAccuracy: cascade / n,
     gmacsPerImage: costs.littleGmacs + fractionToBig * costs.bigGmacs,
-  };
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

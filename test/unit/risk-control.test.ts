@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { binomialCdf, clopperPearsonLower, clopperPearsonUpper, hypergeometricCdf, logGamma } from '../../pipeline/calibration/binomial.js';
 import { certifyAccuracyDrop, certifyAgreement, minimumImages, type ScoredImage } from '../../pipeline/calibration/risk-control.js';
 import { accepts } from '../../pipeline/routing.js';
+import { seeded } from '../../bench/stats.js';
 
 describe('binomial tails and Clopper-Pearson (values from scipy 1.17)', () => {
   it('logGamma matches ln((n-1)!)', () => {
@@ -148,18 +149,6 @@ describe('certifyAccuracyDrop', () => {
   });
 });
 
-/** Mulberry32: a seeded PRNG so the simulation is the same on every machine. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('coverage over simulated samples (seeded)', () => {
   // Confidence ~ U(0, 1); P(disagree | c) = 0.3(1 − c)², so disagreement among images with c ≥ λ
   // is exactly 0.1(1 − λ)² (0.05 at λ = 0.293). The promise "agreement ≥ target" fails when the
@@ -171,7 +160,7 @@ describe('coverage over simulated samples (seeded)', () => {
   const n = 1000;
 
   function simulate(pick: (s: ScoredImage[]) => number | null): { fails: number; certified: number } {
-    const r = rng(18);
+    const r = seeded(18);
     let fails = 0;
     let certified = 0;
     for (let k = 0; k < samples; k++) {
@@ -214,7 +203,7 @@ describe('coverage over simulated samples (seeded)', () => {
     // The pool is drawn once; each split halves it at random. ltt promises the population and
     // can miss more often here (the halves are anti-correlated); ltt-batch's hypergeometric test
     // covers exactly this.
-    const r = rng(7);
+    const r = seeded(7);
     const pool: ScoredImage[] = Array.from({ length: 1600 }, () => {
       const c = r();
       return { confidence: c, agrees: r() >= 0.3 * (1 - c) ** 2 };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateSplits, seeded } from '../../bench/risk-splits.js';
+import { evaluateSplits } from '../../bench/risk-splits.js';
+import { seeded } from '../../bench/stats.js';
 import type { CalibrationEntry } from '../../pipeline/calibration/sweep.js';
 
 /**
