@@ -10,7 +10,7 @@ import { CascadeError } from '../config/errors.js';
 import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
 import { parseGroundTruth } from '../pipeline/calibration/ground-truth.js';
 import { defaultCacheDir, modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
-import type { CalibrationRule } from '../pipeline/calibration/calibrate.js';
+import type { CalibrateOptions as CalibrateRuleOptions, CalibrationRule } from '../pipeline/calibration/calibrate.js';
 import type { RiskMethod } from '../pipeline/calibration/risk-control.js';
 import { createLogger } from './logger.js';
 import { scoreImages } from '../pipeline/calibration/score-images.js';
@@ -41,6 +41,11 @@ export interface CalibrationCliOptions {
   config?: string;
   json?: boolean;
   progress?: boolean;
+}
+
+/** The rule settings of the CLI options, as the calibration library takes them. */
+export function ruleOptions(o: CalibrationCliOptions): CalibrateRuleOptions {
+  return { rule: o.rule, delta: o.delta, method: o.method, maxDrop: o.maxDrop, targetAgreement: o.targetAgreement, metrics: o.metric };
 }
 
 export interface DataContext {

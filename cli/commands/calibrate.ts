@@ -10,7 +10,7 @@ import { calibrate, type CalibrationOutcome } from '../../pipeline/calibration/c
 import { calibrationFile, calibrationPlot, curveCsv, curveRows, formatCalibration } from '../../pipeline/calibration/report.js';
 import type { CalibrationFile } from '../../config/calibration.js';
 import { buildTables } from '../../pipeline/calibration/tables.js';
-import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import { dataContext, listImages, readGroundTruth, ruleOptions, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 
 export interface CalibrateOptions extends CalibrationCliOptions {
@@ -42,19 +42,7 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
   if (tables.skipped.length)
     ctx.log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
 
-  const outcome = calibrate(
-    tables.calibration,
-    tables.test,
-    { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage },
-    {
-      rule: o.rule,
-      delta: o.delta,
-      method: o.method,
-      maxDrop: o.maxDrop,
-      targetAgreement: o.targetAgreement,
-      metrics: o.metric,
-    },
-  );
+  const outcome = calibrate(tables.calibration, tables.test, { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage }, ruleOptions(o));
   for (const w of outcome.warnings) process.stderr.write(`cascade: warning: ${w}\n`);
   const files = outputFiles(o.out);
   const names = { little: config.little.name ?? basename(config.little.path), big: config.big.name ?? basename(config.big.path) };

@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import { loadConfig, loadModelSpec } from '../../config/load-config.js';
 import { searchSaver, type SaverResult } from '../../pipeline/calibration/saver-search.js';
 import { buildTables } from '../../pipeline/calibration/tables.js';
-import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import { dataContext, listImages, readGroundTruth, ruleOptions, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 
 export interface SearchSaverOptions extends CalibrationCliOptions {
@@ -150,14 +150,7 @@ export async function searchSaverCommand(o: SearchSaverOptions): Promise<SaverRo
     const tables = buildTables(refs, o.images, scored, big, truth, fraction);
     candidates.push({ name, gmacsPerImage: scored.gmacsPerImage, calibration: tables.calibration, test: tables.test });
   }
-  const results = searchSaver(candidates, big.gmacsPerImage, {
-    rule: o.rule,
-    delta: o.delta,
-    method: o.method,
-    maxDrop: o.maxDrop,
-    targetAgreement: o.targetAgreement,
-    metrics: o.metric,
-  });
+  const results = searchSaver(candidates, big.gmacsPerImage, ruleOptions(o));
   const rows = saverRows(results, big.gmacsPerImage);
   if (o.print === false) return rows;
   if (o.json) process.stdout.write(`${JSON.stringify({ big: { name: bigName, gmacsPerImage: big.gmacsPerImage }, rows }, null, 2)}\n`);
