@@ -5,7 +5,7 @@
  * onnxruntime on generated models.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -102,16 +102,19 @@ describe('provenance', () => {
   });
 
   it('cascade verify passes a clean run and flags parts whose writer used another model or drifted beyond the tolerance', async () => {
-    const manifest = join(out, 'manifest.jsonl');
+    // A copy of the run's output: the parts tampered with below must not be the ones other tests read.
+    const run = await mkdtemp(join(dir, 'out-tampered-'));
+    await cp(out, run, { recursive: true });
+    const manifest = join(run, 'manifest.jsonl');
     const clean = await verifyCommand({ manifest, source: images, json: true });
     expect(clean.ok).toBe(true);
     // The run's folder names the same manifest and parts.
-    expect((await verifyCommand({ manifest: out, source: images, json: true })).provenance).toEqual(clean.provenance);
-    expect(clean.provenance).toMatchObject({ ok: true, parts: (await readdir(join(out, 'parts'))).length, writers: 1, unrecorded: 0, mismatchedCount: 0 });
+    expect((await verifyCommand({ manifest: run, source: images, json: true })).provenance).toEqual(clean.provenance);
+    expect(clean.provenance).toMatchObject({ ok: true, parts: (await readdir(join(run, 'parts'))).length, writers: 1, unrecorded: 0, mismatchedCount: 0 });
 
     // Two parts as a misbehaving worker would have written them.
     const tamper = async (file: string, change: (p: ResultPart) => void) => {
-      const path = join(out, 'parts', file);
+      const path = join(run, 'parts', file);
       const part = ResultPart.parse(JSON.parse(await readFile(path, 'utf8')));
       change(part);
       await writeFile(path, JSON.stringify(part));
