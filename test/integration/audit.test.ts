@@ -25,6 +25,7 @@ import { colourSpec, COLOURS, writeColourImages } from '../helpers/colour-fixtur
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { fakePin, localFetch, pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
+import { calibFile } from '../helpers/calib-file.js';
 
 let dir: string;
 let images: string;
@@ -269,33 +270,12 @@ describe('audited runs', () => {
   });
 
   it('takes the promise from --calibration (calib.json expected.agreement) and plots the audited point on its curve', async () => {
-    const point = {
-      images: 50,
-      fractionToBig: 0.1,
-      gmacsPerImage: 1e-8,
-      saved: 0.2,
-      agreement: 0.99,
-      agreementInterval: { low: 0.95, high: 1 },
-      accuracy: null,
-      littleAccuracy: null,
-      bigAccuracy: null,
-      oracleSaved: null,
-    };
-    const calib = {
-      version: 1,
-      createdAt: new Date(0).toISOString(),
+    const calib = calibFile({
       little: { name: 'colour-little', path: models.colourLittle, gmacsPerImage: 1e-8 },
       big: { name: 'colour-big', path: models.colourBig, gmacsPerImage: 1e-8 },
-      rule: 'label-free',
-      reason: 'test fixture',
-      metric: 'maxprob',
       threshold: 0.3,
-      settings: { maxDrop: 0.01, targetAgreement: 0.99, metrics: ['maxprob'], z: 1.96, calibrationFraction: 0.5 },
-      expected: point,
-      test: null,
-      skippedImages: 0,
-      files: { curveJson: 'calib.curve.json', curveCsv: 'calib.curve.csv', plot: 'calib.svg' },
-    };
+      expected: { images: 50, fractionToBig: 0.1, gmacsPerImage: 1e-8, saved: 0.2, agreement: 0.99, agreementInterval: { low: 0.95, high: 1 } },
+    });
     await writeFile(join(dir, 'calib.json'), JSON.stringify(calib));
     await writeFile(
       join(dir, 'calib.curve.json'),
