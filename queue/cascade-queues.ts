@@ -7,6 +7,16 @@ import type { Redis } from 'ioredis';
 import { JOB_OPTIONS, MERGE_QUEUE, laneJobId, mergeJobId, stageQueueName, type StageJob } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
 
+/**
+ * `queue` with a listener for its connection's errors. A Queue re-emits them, and without a
+ * listener BullMQ prints each raw (console.error), AUTH arguments and password included. The
+ * connection's owner reports them once: watchRedis in a worker, waitForRedis in a command.
+ */
+export function quiet(queue: Queue): Queue {
+  queue.on('error', () => {});
+  return queue;
+}
+
 /** Producers' and workers' handle on a cascade's queues. */
 export class CascadeQueues {
   private readonly stageQueues = new Map<string, Queue>();
@@ -16,14 +26,14 @@ export class CascadeQueues {
     private readonly connection: Redis,
     private readonly prefix: string,
   ) {
-    this.merge = new Queue(MERGE_QUEUE, { connection, prefix });
+    this.merge = quiet(new Queue(MERGE_QUEUE, { connection, prefix }));
   }
 
   /** The queue that feeds the stage called `name`. */
   stage(name: string): Queue {
     let queue = this.stageQueues.get(name);
     if (!queue) {
-      queue = new Queue(stageQueueName(name), { connection: this.connection, prefix: this.prefix });
+      queue = quiet(new Queue(stageQueueName(name), { connection: this.connection, prefix: this.prefix }));
       this.stageQueues.set(name, queue);
     }
     return queue;

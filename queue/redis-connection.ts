@@ -107,8 +107,15 @@ export function hideRedisPassword(url: string): string {
   return url.replace(/\/\/([^/@]*?):[^/@]*@/, '//$1:***@').replace(/([?&]password=)[^&]*/gi, '$1***');
 }
 
-/** True for Redis' answers to missing or wrong credentials. */
+/** The last node's error behind a cluster client's "Failed to refresh slots cache" (ClusterAllFailedError), if any. */
+function lastNodeError(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { lastNodeError?: unknown }).lastNodeError : undefined;
+}
+
+/** True for Redis' answers to missing or wrong credentials, also behind a cluster client's failure. */
 export function isRedisAuthError(err: unknown): boolean {
+  const node = lastNodeError(err);
+  if (node && isRedisAuthError(node)) return true;
   const m = err instanceof Error ? err.message : String(err);
   return /\b(NOAUTH|WRONGPASS)\b|invalid password|invalid username-password/i.test(m);
 }
@@ -148,9 +155,87 @@ export async function waitForRedis(client: Redis, url: string, timeoutMs = redis
   });
 }
 
-/** An error's message on one line, with any password-like argument left out. */
+/** Network-level errors of a Redis connection (the server is away), by errno code. */
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/** True for errors that say the connection to Redis is down or refused (not a command's own failure). */
+export function isRedisConnectionError(err: unknown): boolean {
+  if (isRedisAuthError(err)) return true;
+  if (!(err instanceof Error)) return false;
+  if (CONNECTION_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return true;
+  return /Connection is closed|Stream isn't writeable|connect ETIMEDOUT|Failed to refresh slots cache|None of startup nodes is available|ClusterAllFailedError|^LOADING\b/.test(
+    err.message,
+  );
+}
+
+/** What watchRedis logs with (the shape of cli's LogFn and the workers' WorkerLog). */
+export type ConnectionLog = (msg: string, fields?: { level?: 'debug' | 'info' | 'warn' | 'error'; [field: string]: unknown }) => void;
+
+/** A long-running process's view of its Redis connection: see watchRedis. */
+export interface RedisWatch {
+  /** True when `err` is a connection error, which the watch then reports (once per outage) so the caller need not. */
+  absorb(err: unknown): boolean;
+  stop(): void;
+}
+
+/**
+ * One warn line when the connection to Redis drops, one more if it then rejects the credentials (a
+ * password rotated on the server), one info line when it is back; the attempts in between are
+ * debug lines.
+ * A worker keeps reconnecting through an outage (ioredis retries), and every attempt of every
+ * BullMQ connection used to log its own error. No line holds the URL's password or the AUTH
+ * arguments: the URL is redacted and errors are reduced to their message's first line.
+ */
+export function watchRedis(client: Redis, url: string, log: ConnectionLog, now: () => number = Date.now): RedisWatch {
+  const where = hideRedisPassword(url);
+  let downSince: number | null = null;
+  // A dropped connection often fails first on the socket (EPIPE, ECONNRESET), then on the
+  // credentials when it logs in again: the rejection gets its own line, once per outage.
+  let authReported = false;
+  const absorb = (err: unknown): boolean => {
+    if (!isRedisConnectionError(err)) return false;
+    const why = oneLine(err as Error);
+    const auth = isRedisAuthError(err);
+    if (downSince !== null && (authReported || !auth)) {
+      log(`Redis at ${where} still unavailable: ${why}`, { level: 'debug' });
+      return true;
+    }
+    downSince ??= now();
+    if (auth) {
+      authReported = true;
+      log(`Redis at ${where} rejected the credentials (${why}); was the password changed? Reconnecting until they are accepted`, {
+        level: 'warn',
+        errorKind: 'auth',
+      });
+    } else log(`lost the connection to Redis at ${where} (${why}); reconnecting`, { level: 'warn', errorKind: 'connection' });
+    return true;
+  };
+  const onError = (err: Error) => void absorb(err);
+  const onReady = () => {
+    if (downSince === null) return;
+    log(`Redis at ${where} is back after ${((now() - downSince) / 1000).toFixed(1)} s`, { level: 'info' });
+    downSince = null;
+    authReported = false;
+  };
+  client.on('error', onError);
+  client.on('ready', onReady);
+  return {
+    absorb,
+    stop: () => {
+      client.off('error', onError);
+      client.off('ready', onReady);
+    },
+  };
+}
+
+/**
+ * An error's message on one line (never its AUTH arguments), with the last node's error when a
+ * cluster client failed: "Failed to refresh slots cache." alone does not say why.
+ */
 function oneLine(err: Error): string {
-  return (err.message.split('\n')[0] ?? '').slice(0, 200);
+  const first = (e: unknown) => ((e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '').slice(0, 200);
+  const node = lastNodeError(err);
+  return node ? `${first(err)} (last node: ${first(node)})` : first(err);
 }
 
 /** connectRedis, then waitForRedis: a ready client, or one line (and no client left open) within `timeoutMs`. */

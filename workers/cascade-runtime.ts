@@ -16,7 +16,7 @@ import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { makeS3Client, openStore } from '../pipeline/storage/open-store.js';
 import { CascadeQueues } from '../queue/cascade-queues.js';
 import { bullLockOptions } from '../queue/job-locks.js';
-import { assertClusterPrefix, connectRedis, connectRedisChecked } from '../queue/redis-connection.js';
+import { assertClusterPrefix, connectRedis, connectRedisChecked, watchRedis } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
 import { MergeWorker, type MergeWorkerOptions } from './merge-worker.js';
 import { RunScheduler, type RunSchedulerOptions } from './run-scheduler.js';
@@ -105,6 +105,13 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
   const openOutput = (out: string) => openStore(parseLocation(out), s3);
   assertClusterPrefix(redisUrl, config.prefix);
   const redis = extras.redisTimeoutMs === undefined ? connectRedis(redisUrl) : await connectRedisChecked(redisUrl, {}, extras.redisTimeoutMs);
+  // One warn line when Redis goes away (or rejects a rotated password), one info line when it is
+  // back: the workers' own connection errors are reported through it, not one line per attempt.
+  const watch = watchRedis(redis, redisUrl, log);
+  const workerLog: WorkerLog = (msg, fields) => {
+    if (fields?.err !== undefined && / worker error: /.test(msg) && watch.absorb(fields.err)) return;
+    log(msg, fields);
+  };
   const lockOptions = bullLockOptions(config.jobLocks);
   const tracker = new RunTracker(redis, config.prefix);
   const queues = new CascadeQueues(redis, config.prefix);
@@ -129,6 +136,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
     await models.close();
     await queues.close();
     client?.destroy();
+    watch.stop();
     redis.disconnect();
   };
   try {
@@ -148,16 +156,18 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
           openOutput,
           tracker,
           queues,
-          log,
+          log: workerLog,
           lockOptions,
           onBatch: extras.onBatch,
         }),
       );
     }
     if (roles.includes('merge'))
-      workers.push(new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log, lockOptions, onRunFinished: extras.onRunFinished }));
+      workers.push(
+        new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log: workerLog, lockOptions, onRunFinished: extras.onRunFinished }),
+      );
     if (roles.includes('scheduler'))
-      workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, openOutput, log, onFiring: extras.onFiring }));
+      workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, openOutput, log: workerLog, onFiring: extras.onFiring }));
   } catch (err) {
     await close();
     throw err;

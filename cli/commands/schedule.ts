@@ -4,6 +4,7 @@
  * schedule; a process with the `scheduler` role submits a run at each firing.
  */
 import { Queue } from 'bullmq';
+import { quiet } from '../../queue/cascade-queues.js';
 import { ConfigError } from '../../config/load-config.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -44,7 +45,7 @@ export function parseTiming(o: { cron?: string; tz?: string; every?: number }): 
 
 async function withQueue<T>(redisUrl: string, prefix: string, fn: (queue: Queue) => Promise<T>): Promise<T> {
   const connection = await connectRedisChecked(redisUrl, { maxRetriesPerRequest: 2 });
-  const queue = new Queue(SCHEDULES_QUEUE, { connection, prefix });
+  const queue = quiet(new Queue(SCHEDULES_QUEUE, { connection, prefix }));
   try {
     return await fn(queue);
   } finally {

@@ -14,6 +14,7 @@ import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
 import { lastScheduleSuccesses, SCHEDULES_QUEUE, scheduleOfRun } from '../../workers/run-scheduler.js';
 import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
+import { quiet } from '../../queue/cascade-queues.js';
 import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
 import { exitNow } from '../exit-now.js';
 import { createLogger, logFn } from '../logger.js';
@@ -88,7 +89,7 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
   let scheduleQueue: Queue | undefined;
   // Opened on the first scrape: only a worker with metrics reports the schedules queue.
   const schedulesQueue = () => {
-    scheduleQueue ??= new Queue(SCHEDULES_QUEUE, { connection: runtime.redis, prefix: config.prefix });
+    scheduleQueue ??= quiet(new Queue(SCHEDULES_QUEUE, { connection: runtime.redis, prefix: config.prefix }));
     return scheduleQueue;
   };
   const metrics = new CascadeMetrics({

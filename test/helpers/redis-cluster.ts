@@ -29,8 +29,9 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-/** Starts 3 masters (no replicas, no persistence) and creates the cluster over them. */
-export async function startRedisCluster(): Promise<TestRedisCluster> {
+/** Starts 3 masters (no replicas, no persistence) and creates the cluster over them; with `password`, every node requires it. */
+export async function startRedisCluster(opts: { password?: string } = {}): Promise<TestRedisCluster> {
+  const { password } = opts;
   // Each node is started the way `cascade run` starts its private server (cli/private-redis.ts):
   // on a port it retries if another process takes it first, ready only once our pid answers.
   const nodes: PrivateRedis[] = [];
@@ -42,6 +43,9 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
     const ports = nodes.map((n) => n.port);
     await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 });
     for (const port of ports) await waitFor(`cluster_state:ok on ${port}`, async () => (await cli(port, 'cluster', 'info')).includes('cluster_state:ok'));
+    // The password goes on once the cluster is up: the launcher's readiness probe and
+    // `--cluster create` then need none. The cluster bus between nodes does not use it.
+    if (password !== undefined) for (const port of ports) await cli(port, 'config', 'set', 'requirepass', password);
     return { ports, url: `redis-cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`, stop };
   } catch (err) {
     await stop();
