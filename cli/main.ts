@@ -33,7 +33,9 @@ export function buildProgram(): Command {
     .description('Label image collections with a little-big model cascade on BullMQ.')
     .version(packageVersion(), '-V, --version', "print Cascade's version")
     .option('--debug', 'print stack traces with errors (also CASCADE_DEBUG=1)')
-    .showHelpAfterError()
+    // A usage error is one line like every other error (`cascade: unknown option '--x' (--help
+    // for usage)`), not the error followed by the whole help text.
+    .configureOutput({ outputError: (message, write) => write(`cascade: ${message.trim().replace(/^error: /, '')} (--help for usage)\n`) })
     // Commander's own usage errors (unknown option, missing argument) are thrown to main(),
     // which exits 2 for them; help and --version exit 0.
     .exitOverride();
