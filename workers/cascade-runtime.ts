@@ -6,6 +6,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
 import { availableParallelism } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type CascadeConfig, isServiceRole } from '../config/schema.js';
 import { TensorCache } from '../pipeline/image/tensor-cache.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
@@ -55,8 +56,20 @@ export interface Runtime {
   models: ModelCache;
   s3: () => S3Client;
   openOutput: (out: string) => ObjectStore;
-  close(): Promise<void>;
+  /**
+   * Stop the workers (letting their batches in flight finish), close models and queues, drop
+   * the connection. Resolves false when Redis was unavailable and the close gave up waiting for
+   * it (REDIS_DOWN_CLOSE_MS): the process should then exit, as BullMQ's connections still retry.
+   */
+  close(): Promise<boolean>;
 }
+
+/**
+ * How long closing waits while Redis is away or refuses the credentials. No batch can finish
+ * without Redis, and BullMQ's close waits for its connections: without a bound, one SIGTERM
+ * never stopped a worker during an outage. Its jobs in flight run again as stalled once Redis is back.
+ */
+export const REDIS_DOWN_CLOSE_MS = 5000;
 
 /** Per-process settings of dedicated workers (`cascade worker`). */
 export interface RuntimeExtras {
@@ -131,13 +144,19 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
     log,
   });
   const workers: Array<{ close(): Promise<void> }> = [];
-  const close = async () => {
-    await Promise.allSettled(workers.map((w) => w.close()));
-    await models.close();
-    await queues.close();
+  const close = async (): Promise<boolean> => {
+    const closing = (async () => {
+      await Promise.allSettled(workers.map((w) => w.close()));
+      await models.close();
+      await queues.close();
+      return true;
+    })();
+    // The process's own connection says whether Redis is there now (a worker's blocking ones follow it).
+    const closed = redis.status !== 'ready' ? await Promise.race([closing, sleep(REDIS_DOWN_CLOSE_MS, false, { ref: false })]) : await closing;
     client?.destroy();
     watch.stop();
     redis.disconnect();
+    return closed;
   };
   try {
     // Only a process serving consecutive stages can hand a tensor on.

@@ -126,7 +126,10 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
   const received = await signal;
   health.stop();
   log(`${received}: no new jobs; finishing the batches in flight (send it again to exit now)`);
-  await runtime.close();
+  if (!(await runtime.close())) {
+    log('Redis is unavailable: stopped without waiting for it (the batches in flight run again, as stalled jobs, once it is back)', { level: 'warn' });
+    await exitNow(0);
+  }
   await scheduleQueue?.close();
   await server?.close();
   log('worker stopped cleanly');

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnCascade } from '../helpers/cli-process.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 
@@ -210,6 +211,29 @@ describe('Redis unreachable or rejecting the credentials fails fast', () => {
       admin.disconnect();
       await locked.stop();
     }
+  }, 60_000);
+
+  it('one SIGTERM stops a worker whose Redis is unreachable: exit 0 and one warn line, not a wait for Redis', async () => {
+    const config = join(dir, 'worker-down.json');
+    await writeFile(config, JSON.stringify({ prefix: uniquePrefix('down') }));
+    const worker = spawnCascade(['worker', 'little', 'merge', '--config', config], {
+      REDIS_URL: `redis://127.0.0.1:${await closedPort()}`,
+      CASCADE_LOG_FORMAT: 'json',
+      CASCADE_LOG_LEVEL: 'info',
+    });
+    await worker.waitFor(/lost the connection to Redis/);
+    worker.child.kill('SIGTERM');
+    // Before the fix it waited for Redis until a second signal (exit 1); here one signal ends it.
+    expect(await worker.exited, worker.output()).toEqual({ code: 0, signal: null });
+    const messages = worker
+      .output()
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { level: number; msg: string }).msg);
+    expect(messages.slice(-2)).toEqual([
+      'SIGTERM: no new jobs; finishing the batches in flight (send it again to exit now)',
+      'Redis is unavailable: stopped without waiting for it (the batches in flight run again, as stalled jobs, once it is back)',
+    ]);
   }, 60_000);
 });
 
