@@ -3,12 +3,11 @@
  * attempts used) and stalls; once the location is fixed, retrying its failed jobs completes it
  * with every image exactly once. Real redis-server, real workers, generated models.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { retryCommand } from '../../cli/commands/retry.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { loadConfig } from '../../config/load-config.js';
@@ -16,20 +15,18 @@ import { planRun } from '../../producers/plan-run.js';
 import { listSource } from '../../producers/list-source.js';
 import { submitRun } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
 import { readRunStatus } from '../../cli/commands/status.js';
 import { formatRunStatus } from '../../cli/format-status.js';
 
-let dir: string;
-let models: TestModels;
-let redis: TestRedis;
+const work = withTempDir('retry');
+const redis = withRedis();
+const models = withModels(work);
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-retry-'));
-  models = await writeTestModels(join(dir, 'models'));
-  await mkdir(join(dir, 'images'));
+  await mkdir(join(work.path, 'images'));
   const colours: Array<[number, number, number]> = [
     [255, 0, 0],
     [0, 255, 0],
@@ -40,18 +37,12 @@ beforeAll(async () => {
   ];
   for (const [i, [r, g, b]] of colours.entries()) {
     await writeFile(
-      join(dir, 'images', `img-${i}.png`),
+      join(work.path, 'images', `img-${i}.png`),
       await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } })
         .png()
         .toBuffer(),
     );
   }
-  redis = await startRedis();
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
 });
 
 describe('cascade retry', () => {
@@ -62,16 +53,16 @@ describe('cascade retry', () => {
       overrides: { little: model(models.colourLittle), big: model(models.colourBig), threshold: 0.9, batchSize: 2, redisUrl: redis.url, prefix },
       env: {},
     });
-    const configFile = join(dir, 'config.json');
+    const configFile = join(work.path, 'config.json');
     await writeFile(configFile, JSON.stringify({ redisUrl: redis.url, prefix }));
     // A file where the parts directory should be: the run claims its location, then every part write fails.
-    const out = join(dir, 'out');
+    const out = join(work.path, 'out');
     await mkdir(out, { recursive: true });
     await writeFile(join(out, 'parts'), 'not a directory');
 
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
-      const spec = await planRun(config, join(dir, 'images'), out, runtime.models, 'retry-1');
+      const spec = await planRun(config, join(work.path, 'images'), out, runtime.models, 'retry-1');
       await submitRun({
         spec,
         refs: listSource(spec.source, { extensions: config.extensions }),
@@ -114,7 +105,7 @@ describe('cascade retry', () => {
   });
 
   it('an unknown run is one clear error', async () => {
-    const configFile = join(dir, 'config2.json');
+    const configFile = join(work.path, 'config2.json');
     const prefix = uniquePrefix('nothing-here');
     await writeFile(configFile, JSON.stringify({ redisUrl: redis.url, prefix }));
     await expect(retryCommand('nope', { config: configFile })).rejects.toThrow(`run nope is unknown to this Redis (prefix ${prefix})`);
