@@ -325,7 +325,10 @@ describe('cascade export label-studio-config', () => {
     expect(values).toEqual(['red', 'green', 'blue', 'other']);
     // The names the review tasks use are the control's: from_name/to_name and every predicted choice.
     expect([view.Image.name, view.Image.value, view.Choices.name, view.Choices.toName]).toEqual(['image', '$image', 'choice', 'image']);
-    const tasks = JSON.parse(await readFile(join(dir, 'tasks.json'), 'utf8')) as Array<{
+    // Its own review export, so the test passes alone and in any order.
+    const tasksFile = join(dir, 'config-tasks.json');
+    await exportReviewCommand({ run: out, format: 'label-studio', out: tasksFile, maxConfidence: 0.75, include: 'errors,disagreements,low-confidence' });
+    const tasks = JSON.parse(await readFile(tasksFile, 'utf8')) as Array<{
       predictions: Array<{ result: Array<{ from_name: string; to_name: string; value: { choices: string[] } }> }>;
     }>;
     const predicted = tasks.flatMap((t) => t.predictions.flatMap((p) => p.result));
