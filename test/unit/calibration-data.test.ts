@@ -17,14 +17,9 @@ import { calibrationFile, calibrationPlot, curveCsv, curveRows, thin } from '../
 import { splitForCalibration } from '../../pipeline/calibration/split.js';
 import type { CalibrationEntry } from '../../pipeline/calibration/sweep.js';
 import { escapeXml, lineChart, niceTicks } from '../../pipeline/plots/line-chart.js';
+import { peaked } from '../helpers/probabilities.js';
 
 const row = (...p: number[]) => Float32Array.from(p);
-/** 3 classes; top-1 `cls` with probability p. */
-function peaked(cls: number, p: number): Float32Array {
-  const r = new Float32Array(3).fill((1 - p) / 2);
-  r[cls] = p;
-  return r;
-}
 const costs = { littleGmacs: 1, bigGmacs: 10 };
 
 // conf(maxprob) · little ok · big ok:  a .9 ✓✓ | b .8 ✓✗ | c .7 ✗✓ | d .6 ✗✓ | e .5 ✗✗

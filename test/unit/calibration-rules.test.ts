@@ -4,6 +4,7 @@
  * test half with the oracle bound, calibrate() end to end on tables, and the saver ranking.
  */
 import { describe, expect, it } from 'vitest';
+import { peaked } from '../helpers/probabilities.js';
 import type { ConfidenceMetric } from '../../config/schema.js';
 import { accepts, confidence, topK } from '../../pipeline/routing.js';
 import { type CalibrationEntry, type CurvePoint, SEND_ALL_THRESHOLD, sweepThresholds } from '../../pipeline/calibration/sweep.js';
@@ -17,13 +18,6 @@ import { seeded } from '../../bench/stats.js';
 const f = Math.fround; // confidences come from Float32Array rows
 const row = (...p: number[]): Float32Array => Float32Array.from(p);
 const costs = { littleGmacs: 1, bigGmacs: 10 };
-
-/** A one-hot-ish row whose top-1 is `cls` with probability `p` (3 classes). */
-function peaked(cls: number, p: number): Float32Array {
-  const r = new Float32Array(3).fill((1 - p) / 2);
-  r[cls] = p;
-  return r;
-}
 
 // Hand-built table (maxprob). conf, little ok?, big ok?, agree?
 //   a 0.9  L✓ B✓ agree   | b 0.8 L✓ B✗ — | c 0.8 L✗ B✓ — | d 0.6 L✗ B✓ — | e 0.5 L✓ B✓ agree
