@@ -4,23 +4,20 @@
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { submitRun } from '../../producers/submit-run.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
-import { withS3rverCredentials } from '../helpers/fixtures.js';
+import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 
 const run = promisify(execFile);
@@ -35,11 +32,7 @@ const IMAGES: Array<{ name: string; rgb: [number, number, number]; stage: 'littl
 const BAD = ['corrupt.jpg', 'empty.png'];
 const TOTAL = IMAGES.length + BAD.length;
 
-let dir: string;
 let images: string;
-let models: TestModels;
-let redis: TestRedis;
-let s3: TestS3;
 
 async function writeImages(root: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
@@ -66,7 +59,7 @@ function modelSpec(path: string) {
 }
 
 async function writeConfig(extra: Record<string, unknown> = {}, little = models.colourLittle): Promise<string> {
-  const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  const file = join(work.path, `config-${Math.random().toString(36).slice(2)}.json`);
   const config = {
     little: modelSpec(little),
     big: modelSpec(models.colourBig),
@@ -113,24 +106,20 @@ function checkSummary(s: RunSummary) {
 }
 
 withS3rverCredentials();
+const work = withTempDir('e2e');
+const redis = withRedis();
+const s3 = withS3({ buckets: ['images-in', 'results'] });
+const models = withModels(work);
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-e2e-'));
-  images = join(dir, 'images');
-  models = await writeTestModels(join(dir, 'models'));
-  [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['images-in', 'results'] })]);
+  images = join(work.path, 'images');
   const files = await writeImages(images);
   for (const [name, body] of files) await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `imgs/${name}`, Body: body }));
 });
 
-afterAll(async () => {
-  await Promise.allSettled([redis?.stop(), s3?.stop()]);
-  await rm(dir, { recursive: true, force: true });
-});
-
 describe('cascade run', () => {
   it('labels a local folder into a directory: exact routing, error rows, input order', async () => {
-    const out = join(dir, 'out-local');
+    const out = join(work.path, 'out-local');
     const summary = await runCommand(images, { out, config: await writeConfig(), progress: false, json: true });
     checkSummary(summary);
     const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
@@ -156,7 +145,7 @@ describe('cascade run', () => {
   });
 
   it('runs a float16-input little model to the same answers', async () => {
-    const out = join(dir, 'out-fp16');
+    const out = join(work.path, 'out-fp16');
     const summary = await runCommand(images, { out, config: await writeConfig({}, models.colourLittleFp16), progress: false, json: true });
     checkSummary(summary);
   });
@@ -164,7 +153,7 @@ describe('cascade run', () => {
   it('resubmitting a finished run adds no job', async () => {
     const config = await writeConfig();
     const prefix = JSON.parse(await readFile(config, 'utf8')).prefix as string;
-    const out = join(dir, 'out-resubmit');
+    const out = join(work.path, 'out-resubmit');
     const summary = await runCommand(images, { out, config, progress: false, json: true, runId: 'resubmit-1' });
     const connection = connectRedis(redis.url);
     const tracker = new RunTracker(connection, prefix);
@@ -187,11 +176,11 @@ describe('cascade run', () => {
 
   it('the CLI starts its own redis-server when REDIS_URL is unset', async () => {
     const specFile = async (name: string, path: string) => {
-      const file = join(dir, `${name}.json`);
+      const file = join(work.path, `${name}.json`);
       await writeFile(file, JSON.stringify(modelSpec(path)));
       return file;
     };
-    const out = join(dir, 'out-cli');
+    const out = join(work.path, 'out-cli');
     const env = { ...process.env, REDIS_URL: '' };
     const { stdout, stderr } = await run(
       process.execPath,
@@ -218,15 +207,15 @@ describe('cascade run', () => {
   });
 
   it('a wrong config value is a clear error naming the field', async () => {
-    await expect(runCommand(images, { out: join(dir, 'x'), config: await writeConfig({ threshold: 3 }), progress: false })).rejects.toThrow(
+    await expect(runCommand(images, { out: join(work.path, 'x'), config: await writeConfig({ threshold: 3 }), progress: false })).rejects.toThrow(
       /threshold: Too big/,
     );
   });
 
   it('an unreadable model is a clear error at start-up', async () => {
-    const broken = join(dir, 'broken.onnx');
+    const broken = join(work.path, 'broken.onnx');
     await writeFile(broken, 'not a model');
-    await expect(runCommand(images, { out: join(dir, 'y'), config: await writeConfig({ little: modelSpec(broken) }), progress: false })).rejects.toThrow(
+    await expect(runCommand(images, { out: join(work.path, 'y'), config: await writeConfig({ little: modelSpec(broken) }), progress: false })).rejects.toThrow(
       /broken\.onnx/,
     );
   });
