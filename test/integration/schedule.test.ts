@@ -4,35 +4,29 @@
  * (date patterns and firing times: unit/schedule-firings.test.ts).
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from '../../cli/commands/schedule.js';
 import { loadConfig } from '../../config/load-config.js';
 import { ManifestRow } from '../../pipeline/results/manifest.js';
 import { startRuntime, type Runtime } from '../../workers/cascade-runtime.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
-import { withS3rverCredentials } from '../helpers/fixtures.js';
+import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 
-let dir: string;
-let models: TestModels;
-let redis: TestRedis;
-let s3: TestS3;
 let config: string;
 const N = 6;
 
 withS3rverCredentials();
+const work = withTempDir('schedule');
+const redis = withRedis();
+const s3 = withS3({ buckets: ['images-in', 'results'] });
+const models = withModels(work);
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-schedule-'));
-  models = await writeTestModels(join(dir, 'models'));
-  [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['images-in', 'results'] })]);
   for (let i = 0; i < N; i++) {
     const v = i % 2 ? 255 : 128;
     const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: i % 2 ? 0 : v, b: i % 2 ? 0 : v } } })
@@ -41,7 +35,7 @@ beforeAll(async () => {
     await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `nightly/img-${i}.png`, Body: body }));
   }
   const spec = (path: string) => colourSpec(path, models.labels);
-  config = join(dir, 'cascade.json');
+  config = join(work.path, 'cascade.json');
   await writeFile(
     config,
     JSON.stringify({
@@ -54,11 +48,6 @@ beforeAll(async () => {
       s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
     }),
   );
-});
-
-afterAll(async () => {
-  await Promise.allSettled([redis?.stop(), s3?.stop()]);
-  await rm(dir, { recursive: true, force: true });
 });
 
 describe('cascade schedule', () => {
