@@ -3,11 +3,10 @@
  * s3rver: a run id names one spec, an output location holds one run, and the merge reads only
  * its own run's parts. Each case ends with exact row counts (verifyManifest) or the refusal.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../config/load-config.js';
 import type { CascadeConfig } from '../../config/schema.js';
 import { ResultPart } from '../../pipeline/results/manifest.js';
@@ -19,17 +18,11 @@ import { OutputClaimedError, RUN_MARKER_KEY, RunConflictError, specDifferences, 
 import { mergeJobId } from '../../queue/jobs.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { type Runtime, startRuntime } from '../../workers/cascade-runtime.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
-import { withS3rverCredentials } from '../helpers/fixtures.js';
+import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 
-let dir: string;
 let images: string;
-let models: TestModels;
-let redis: TestRedis;
-let s3: TestS3;
 const N = 6;
 
 /** The refs of a folder or key list, listed as runs list them. */
@@ -81,12 +74,15 @@ async function runTo(rt: Runtime, config: CascadeConfig, out: string, runId: str
   return { spec, result, summary, report };
 }
 
+// The runtime's S3 client takes credentials from the SDK's default chain: s3rver's.
 withS3rverCredentials();
+const work = withTempDir('identity');
+const redis = withRedis();
+const s3 = withS3({ buckets: ['shared'] });
+const models = withModels(work);
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-identity-'));
-  models = await writeTestModels(join(dir, 'models'));
-  images = join(dir, 'images');
+  images = join(work.path, 'images');
   await mkdir(images);
   for (let i = 0; i < N; i++) {
     const background = i % 2 ? { r: 255, g: 0, b: 0 } : { r: 100, g: 100, b: 100 };
@@ -97,13 +93,6 @@ beforeAll(async () => {
         .toBuffer(),
     );
   }
-  [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['shared'] })]);
-  // The runtime's S3 client takes credentials from the SDK's default chain: s3rver's.
-});
-
-afterAll(async () => {
-  await Promise.allSettled([redis?.stop(), s3?.stop()]);
-  await rm(dir, { recursive: true, force: true });
 });
 
 describe('a run id names one spec', () => {
@@ -111,7 +100,7 @@ describe('a run id names one spec', () => {
     const prefix = uniquePrefix('id');
     const config = await cascadeConfig(prefix);
     await withRuntime(config, async (rt) => {
-      const out = join(dir, 'out-id');
+      const out = join(work.path, 'out-id');
       const first = await runTo(rt, config, out, 'same-id');
       expect(first.result.alreadySubmitted).toBe(false);
       expect(first.report.ok).toBe(true);
@@ -125,18 +114,18 @@ describe('a run id names one spec', () => {
       });
       expect(again).toMatchObject({ alreadySubmitted: true, images: N, batches: N / 2 });
 
-      const other = await planRun(await cascadeConfig(prefix, 0.5), images, join(dir, 'out-elsewhere'), rt.models, 'same-id');
+      const other = await planRun(await cascadeConfig(prefix, 0.5), images, join(work.path, 'out-elsewhere'), rt.models, 'same-id');
       const err = await submitRun({ spec: other, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(other.out) }).catch(
         (e: Error) => e,
       );
       expect(err).toBeInstanceOf(RunConflictError);
       expect(err).toBeInstanceOf(ConfigError); // exit 2 from the CLI
       expect((err as Error).message).toBe(
-        `run same-id already exists with another spec; submit with another --run-id (or none, to derive one):\n  out: "${out}" → "${join(dir, 'out-elsewhere')}"\n  stages.0.threshold: 0.9 → 0.5`,
+        `run same-id already exists with another spec; submit with another --run-id (or none, to derive one):\n  out: "${out}" → "${join(work.path, 'out-elsewhere')}"\n  stages.0.threshold: 0.9 → 0.5`,
       );
       // Nothing of the refused spec reached Redis or the other location.
       expect((await rt.tracker.spec('same-id'))!.out).toBe(out);
-      await expect(readdir(join(dir, 'out-elsewhere'))).rejects.toThrow(/ENOENT/);
+      await expect(readdir(join(work.path, 'out-elsewhere'))).rejects.toThrow(/ENOENT/);
     });
   });
 
@@ -144,7 +133,7 @@ describe('a run id names one spec', () => {
     const prefix = uniquePrefix('resume');
     const config = await cascadeConfig(prefix);
     await withRuntime(config, async (rt) => {
-      const out = join(dir, 'out-resume');
+      const out = join(work.path, 'out-resume');
       const spec = await planRun(config, images, out, rt.models, 'resume-1');
       // The listing dies after three refs (as when Redis hit maxmemory mid-listing).
       async function* dying() {
@@ -157,9 +146,9 @@ describe('a run id names one spec', () => {
       await expect(submitRun({ spec, refs: dying(), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(out), jobsPerBulk: 1 })).rejects.toThrow(
         /maxmemory/,
       );
-      const otherList = join(dir, 'other.txt');
+      const otherList = join(work.path, 'other.txt');
       await writeFile(otherList, `${join(images, 'img-0.png')}\n`);
-      const hybrid = await planRun(config, otherList, join(dir, 'out-hybrid'), rt.models, 'resume-1');
+      const hybrid = await planRun(config, otherList, join(work.path, 'out-hybrid'), rt.models, 'resume-1');
       await expect(
         submitRun({ spec: hybrid, refs: refsOf(otherList), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(hybrid.out) }),
       ).rejects.toThrow(/^run resume-1 already exists with another spec.*\n {2}out: .*\n {2}source: /s);
@@ -179,7 +168,7 @@ describe('a run id names one spec', () => {
     const prefix = uniquePrefix('race');
     const config = await cascadeConfig(prefix);
     await withRuntime(config, async (rt) => {
-      const out = join(dir, 'out-race');
+      const out = join(work.path, 'out-race');
       const spec = await planRun(config, images, out, rt.models, 'race-1');
       const submit = () => submitRun({ spec, refs: refsOf(images), tracker: rt.tracker, queues: rt.queues, output: rt.openOutput(out) });
       const results = await Promise.all([submit(), submit()]);
@@ -200,7 +189,7 @@ describe('an output location holds one run', () => {
     it(`a second run aimed at the same ${where} is refused; --overwrite clears the first run's objects and takes it`, async () => {
       const prefix = uniquePrefix('out');
       const config = await cascadeConfig(prefix);
-      const out = where === 'directory' ? join(dir, 'out-shared') : 's3://shared/runs/x/';
+      const out = where === 'directory' ? join(work.path, 'out-shared') : 's3://shared/runs/x/';
       await withRuntime(config, async (rt) => {
         const first = await runTo(rt, config, out, 'first');
         expect([first.report.ok, first.report.manifestRows]).toEqual([true, N]);
@@ -234,7 +223,7 @@ describe('an output location holds one run', () => {
   it('a merge refuses a foreign part instead of reading it as input', async () => {
     const prefix = uniquePrefix('foreign');
     const config = await cascadeConfig(prefix);
-    const out = join(dir, 'out-foreign');
+    const out = join(work.path, 'out-foreign');
     // Another run's part where this run's batch 0 will be (written around the marker, as a run of an older version would).
     const store = new LocalStore(out);
     await withRuntime(config, async (rt) => {
@@ -266,7 +255,7 @@ describe('an output location holds one run', () => {
   it('an output location that cannot be written is refused before any job is queued', async () => {
     const prefix = uniquePrefix('ro');
     const config = await cascadeConfig(prefix);
-    const file = join(dir, 'a-file');
+    const file = join(work.path, 'a-file');
     await writeFile(file, 'not a directory');
     await withRuntime(config, async (rt) => {
       const spec = await planRun(config, images, join(file, 'out'), rt.models, 'ro-1');
@@ -283,7 +272,7 @@ describe('specDifferences', () => {
     const prefix = uniquePrefix('diff');
     const config = await cascadeConfig(prefix);
     await withRuntime(config, async (rt) => {
-      const a = await planRun(config, images, join(dir, 'o'), rt.models, 'd');
+      const a = await planRun(config, images, join(work.path, 'o'), rt.models, 'd');
       const b = {
         ...a,
         createdAt: '2020-01-01T00:00:00.000Z',
