@@ -8,11 +8,10 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import { verifyCommand } from '../../cli/commands/verify.js';
 import { errorKind } from '../../pipeline/classify-batch.js';
@@ -21,20 +20,14 @@ import { readManifestLines, verifyManifest } from '../../pipeline/results/verify
 import { ForbiddenPathError, fetchRef, isForbiddenPath } from '../../pipeline/storage/fetch-image.js';
 import { isObjectNotFound } from '../../pipeline/storage/object-store.js';
 import { listSource } from '../../producers/list-source.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
-import { withS3rverCredentials } from '../helpers/fixtures.js';
+import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 
 const EXTENSIONS = ['.png', '.jpg'];
 
-let dir: string;
 let root: string;
 let keys: string;
-let models: TestModels;
-let redis: TestRedis;
-let s3: TestS3;
 
 /** Runs `fn` with stdout muted (the commands print their JSON reports there). */
 async function quietly<T>(fn: () => Promise<T>): Promise<T> {
@@ -53,19 +46,21 @@ const png = (r: number, g: number, b: number) =>
     .toBuffer();
 
 withS3rverCredentials();
+const work = withTempDir('keylist');
+const redis = withRedis();
+const s3 = withS3({ buckets: ['klist'] });
+const models = withModels(work);
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-keylist-'));
-  root = join(dir, 'root');
-  [models, redis, s3] = await Promise.all([writeTestModels(join(dir, 'models')), startRedis(), startS3({ buckets: ['klist'] })]);
+  root = join(work.path, 'root');
   await mkdir(join(root, 'sub'), { recursive: true });
-  await mkdir(join(dir, 'outside'));
+  await mkdir(join(work.path, 'outside'));
   await writeFile(join(root, 'red.png'), await png(255, 0, 0));
   await writeFile(join(root, 'grey.png'), await png(128, 128, 128));
   await writeFile(join(root, 'sub', 'blue.png'), await png(0, 0, 255));
   // A valid image outside the root: readable, so only the confinement can refuse it.
-  await writeFile(join(dir, 'outside', 'secret.png'), await png(0, 255, 0));
-  await symlink(join(dir, 'outside', 'secret.png'), join(root, 'escape.png'));
+  await writeFile(join(work.path, 'outside', 'secret.png'), await png(0, 255, 0));
+  await symlink(join(work.path, 'outside', 'secret.png'), join(root, 'escape.png'));
   await symlink('red.png', join(root, 'alias.png'));
   execFileSync('mkfifo', [join(root, 'fifo.png')]);
   const objects: Array<[string, number, number, number]> = [
@@ -108,16 +103,11 @@ beforeAll(async () => {
   await writeFile(keys, `${lines.join('\r\n')}\r\n`);
 });
 
-afterAll(async () => {
-  await Promise.allSettled([redis?.stop(), s3?.stop()]);
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
-
 const local = (...p: string[]) => join(root, ...p);
 const OK = () => [local('red.png'), local('grey.png'), local('sub', 'blue.png'), local('alias.png'), 's3://klist/imgs/s-red.png', 's3://klist/imgs/s-grey.png'];
 const NOT_FOUND = () => [local('missing.png'), 's3://klist/imgs/missing.png'];
 const FORBIDDEN = () => [
-  join(dir, 'outside', 'secret.png'),
+  join(work.path, 'outside', 'secret.png'),
   '/etc/passwd',
   '/etc/shadow',
   '/proc/self/environ',
@@ -171,7 +161,7 @@ describe('a hostile key list', () => {
   });
 
   it('cascade run over it: one row per distinct key, forbidden rows for every escape; cascade verify agrees', async () => {
-    const config = join(dir, 'config.json');
+    const config = join(work.path, 'config.json');
     await writeFile(
       config,
       JSON.stringify({
@@ -185,7 +175,7 @@ describe('a hostile key list', () => {
         sources: { localRoots: ['root'] }, // relative to the config file
       }),
     );
-    const out = join(dir, 'out');
+    const out = join(work.path, 'out');
     const summary = await quietly(() => runCommand(keys, { out, config, progress: false, json: true }));
     expect(summary).toMatchObject({
       images: DISTINCT,
