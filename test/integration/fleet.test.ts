@@ -6,25 +6,24 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RunStatus } from '../../cli/format-status.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { ManifestRow, ResultPart, type RunSummary } from '../../pipeline/results/manifest.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { S3RVER_ENV, startS3, type TestS3 } from '../helpers/s3.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { startRedis, uniquePrefix } from '../helpers/redis.js';
+import { S3RVER_ENV } from '../helpers/s3.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { withModels, withRedis, withS3, withTempDir } from '../helpers/fixtures.js';
 
 const execFileP = promisify(execFile);
 
@@ -41,10 +40,6 @@ const IMAGES = Array.from({ length: N }, (_, i) => ({ name: `img-${String(i).pad
 const TO_BIG = IMAGES.filter((i) => i.stage === 'big').length;
 const BATCH = 2;
 
-let dir: string;
-let models: TestModels;
-let redis: TestRedis;
-let s3: TestS3;
 let config: string;
 let prefix: string;
 const env = { ...process.env, REDIS_URL: '', ...S3RVER_ENV, CASCADE_LOG_LEVEL: 'info' };
@@ -103,10 +98,12 @@ function sample(text: string, name: string, labels: Record<string, string>): num
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
+const work = withTempDir('fleet');
+const redis = withRedis();
+const s3 = withS3({ buckets: ['images-in', 'results'] });
+const models = withModels(work);
+
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-fleet-'));
-  models = await writeTestModels(join(dir, 'models'));
-  [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['images-in', 'results'] })]);
   for (const img of IMAGES) {
     const [r, g, b] = img.rgb;
     const body = await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
@@ -116,7 +113,7 @@ beforeAll(async () => {
   }
   const spec = (path: string) => colourSpec(path, models.labels);
   prefix = uniquePrefix('fleet');
-  config = join(dir, 'cascade.json');
+  config = join(work.path, 'cascade.json');
   await writeFile(
     config,
     JSON.stringify({
@@ -130,11 +127,6 @@ beforeAll(async () => {
       s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
     }),
   );
-});
-
-afterAll(async () => {
-  await Promise.allSettled([redis?.stop(), s3?.stop()]);
-  await rm(dir, { recursive: true, force: true });
 });
 
 describe('a fleet of worker processes', () => {
@@ -247,7 +239,7 @@ describe('a fleet of worker processes', () => {
       else forward();
     });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const proxied = join(dir, 'proxied.json');
+    const proxied = join(work.path, 'proxied.json');
     const base = JSON.parse(await readFile(config, 'utf8'));
     const drainPrefix = `${prefix}d`;
     await writeFile(
@@ -349,7 +341,7 @@ describe('a fleet of worker processes', () => {
   it('workers with no model settings serve two concurrent runs with different models; each manifest equals a one-process `cascade run`', async () => {
     const spec = (path: string) => JSON.stringify(colourSpec(path, models.labels));
     const specFile = async (name: string, path: string) => {
-      const file = join(dir, `${name}.json`);
+      const file = join(work.path, `${name}.json`);
       await writeFile(file, spec(path));
       return file;
     };
@@ -360,7 +352,7 @@ describe('a fleet of worker processes', () => {
     };
     const mixPrefix = `${prefix}m`;
     // The fleet's own config: infrastructure only.
-    const fleetConfig = join(dir, 'fleet-only.json');
+    const fleetConfig = join(work.path, 'fleet-only.json');
     await writeFile(
       fleetConfig,
       JSON.stringify({ redisUrl: redis.url, prefix: mixPrefix, concurrency: 1, s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }),
@@ -396,8 +388,8 @@ describe('a fleet of worker processes', () => {
       const get = async (key: string) => (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: key }))).Body!.transformToString();
       for (const k of ['a', 'b'] as const) {
         // The same cascade in one process (private Redis), written to disk.
-        const local = join(dir, `mix-${k}-local`);
-        const s3Only = join(dir, 's3-only.json');
+        const local = join(work.path, `mix-${k}-local`);
+        const s3Only = join(work.path, 's3-only.json');
         await writeFile(s3Only, JSON.stringify({ s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
         await execFileP(process.execPath, ['bin/cascade.js', 'run', 's3://images-in/imgs/', '--out', local, '--config', s3Only, ...flags(runs[k])], {
           env,
