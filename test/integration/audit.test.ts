@@ -3,8 +3,7 @@
  * redelivery, and whole runs with generated models where every little/big disagreement is known
  * in advance (the sample and the summary maths: unit/audit-sample.test.ts).
  */
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -22,29 +21,25 @@ import { StageWorker } from '../../workers/stage-worker.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { colourSpec, COLOURS, writeColourImages } from '../helpers/colour-fixture.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { uniquePrefix } from '../helpers/redis.js';
+import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { fakePin, localFetch, pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
 import { calibFile } from '../helpers/calib-file.js';
 
-let dir: string;
+const work = withTempDir('audit');
+const redis = withRedis();
+const models = withModels(work);
 let images: string;
-let models: TestModels;
-let redis: TestRedis;
 let conn: Redis;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-audit-'));
-  images = join(dir, 'images');
-  models = await writeTestModels(join(dir, 'models'));
-  [redis] = await Promise.all([startRedis(), writeColourImages(images)]);
+  images = join(work.path, 'images');
+  await writeColourImages(images);
   conn = connectRedis(redis.url);
 });
 
-afterAll(async () => {
+afterAll(() => {
   conn?.disconnect();
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
 });
 
 const name = (key: string) => key.slice(key.lastIndexOf('/') + 1);
@@ -102,7 +97,7 @@ describe('audit jobs under redelivery', () => {
     const connection = connectRedis(redis.url);
     const tracker = new RunTracker(connection, prefix);
     const queues = new CascadeQueues(connection, prefix);
-    const out = join(dir, 'out-redeliver');
+    const out = join(work.path, 'out-redeliver');
     const cache = testModelCache();
     const [little, big] = await Promise.all([
       pinTestModel('little', colourSpec(models.colourLittle, models.labels), cache),
@@ -178,7 +173,7 @@ describe('audit jobs under redelivery', () => {
 
 describe('audited runs', () => {
   async function writeConfig(audit: Record<string, unknown>): Promise<{ file: string; prefix: string }> {
-    const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+    const file = join(work.path, `config-${Math.random().toString(36).slice(2)}.json`);
     const prefix = uniquePrefix('audited');
     const config = {
       little: colourSpec(models.colourLittle, models.labels),
@@ -210,7 +205,7 @@ describe('audited runs', () => {
 
   it('audits every accepted image at fraction 1, reports agreement and drift, and leaves the manifest alone', async () => {
     const { file, prefix } = await writeConfig({ fraction: 1, expectAgreement: 0.99 });
-    const out = join(dir, 'out-all');
+    const out = join(work.path, 'out-all');
     const summary = await runCommand(images, { out, config: file, progress: false, json: true, runId: 'audit-all' });
     const accepted = COLOURS.length + 4;
     expect(summary.stages.map((s) => [s.name, s.images, s.accepted, s.forwarded])).toEqual([
@@ -254,7 +249,7 @@ describe('audited runs', () => {
 
   it('audits exactly the deterministic sample at fraction 0.5', async () => {
     const { file } = await writeConfig({ fraction: 0.5, seed: 's1' });
-    const out = join(dir, 'out-half');
+    const out = join(work.path, 'out-half');
     const summary = await runCommand(images, { out, config: file, progress: false, json: true, runId: 'audit-half' });
     const rows = await readManifest(out);
     const expected = rows
@@ -276,9 +271,9 @@ describe('audited runs', () => {
       threshold: 0.3,
       expected: { images: 50, fractionToBig: 0.1, gmacsPerImage: 1e-8, saved: 0.2, agreement: 0.99, agreementInterval: { low: 0.95, high: 1 } },
     });
-    await writeFile(join(dir, 'calib.json'), JSON.stringify(calib));
+    await writeFile(join(work.path, 'calib.json'), JSON.stringify(calib));
     await writeFile(
-      join(dir, 'calib.curve.json'),
+      join(work.path, 'calib.curve.json'),
       JSON.stringify(
         [0.2, 0.3, 0.5].map((t) => ({
           metric: 'maxprob',
@@ -296,11 +291,11 @@ describe('audited runs', () => {
     const config = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
     delete config.threshold;
     await writeFile(file, JSON.stringify(config));
-    const out = join(dir, 'out-calibrated');
+    const out = join(work.path, 'out-calibrated');
     const summary = await runCommand(images, {
       out,
       config: file,
-      calibration: join(dir, 'calib.json'),
+      calibration: join(work.path, 'calib.json'),
       progress: false,
       json: true,
       runId: 'audit-calibrated',
@@ -312,7 +307,7 @@ describe('audited runs', () => {
   });
 
   it('a run without audit config writes no audit parts and no audit summary', async () => {
-    const file = join(dir, 'config-plain.json');
+    const file = join(work.path, 'config-plain.json');
     await writeFile(
       file,
       JSON.stringify({
@@ -324,7 +319,7 @@ describe('audited runs', () => {
         prefix: uniquePrefix('plain'),
       }),
     );
-    const out = join(dir, 'out-plain');
+    const out = join(work.path, 'out-plain');
     const summary = await runCommand(images, { out, config: file, progress: false, json: true });
     expect(summary).not.toHaveProperty('audit');
     await expect(readdir(join(out, 'audit'))).rejects.toThrow(/ENOENT/);
