@@ -5,35 +5,33 @@
  * onnxruntime on generated models.
  */
 import { createHash } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { cp, mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import { verifyCommand } from '../../cli/commands/verify.js';
 import { ResultPart, type RunSummary } from '../../pipeline/results/manifest.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 
-let dir: string;
+const work = withTempDir('provenance');
+const redis = withRedis();
+const models = withModels(work);
 let images: string;
 let out: string;
-let models: TestModels;
-let redis: TestRedis;
 let summary: RunSummary;
 
 const spec = async (name: string, path: string) => {
-  const file = join(dir, `${name}.json`);
+  const file = join(work.path, `${name}.json`);
   await writeFile(file, JSON.stringify(colourSpec(path, models.labels)));
   return file;
 };
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-provenance-'));
-  models = await writeTestModels(join(dir, 'models'));
-  images = join(dir, 'images');
+  images = join(work.path, 'images');
   await mkdir(images);
   for (const [i, rgb] of [
     [255, 0, 0],
@@ -49,10 +47,9 @@ beforeAll(async () => {
         .toBuffer(),
     );
   }
-  redis = await startRedis();
-  const config = join(dir, 'config.json');
+  const config = join(work.path, 'config.json');
   await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: uniquePrefix('provenance'), batchSize: 2 }));
-  out = join(dir, 'out');
+  out = join(work.path, 'out');
   summary = await runCommand(images, {
     out,
     config,
@@ -63,11 +60,6 @@ beforeAll(async () => {
     json: true,
   });
 }, 120_000);
-
-afterAll(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
 
 describe('provenance', () => {
   it('summary.json names each stage pinned model by content and how its parts were computed', async () => {
@@ -103,7 +95,7 @@ describe('provenance', () => {
 
   it('cascade verify passes a clean run and flags parts whose writer used another model or drifted beyond the tolerance', async () => {
     // A copy of the run's output: the parts tampered with below must not be the ones other tests read.
-    const run = await mkdtemp(join(dir, 'out-tampered-'));
+    const run = await mkdtemp(join(work.path, 'out-tampered-'));
     await cp(out, run, { recursive: true });
     const manifest = join(run, 'manifest.jsonl');
     const clean = await verifyCommand({ manifest, source: images, json: true });
