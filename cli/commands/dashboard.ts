@@ -13,11 +13,12 @@ import { Queue } from 'bullmq';
 import express from 'express';
 import type { Redis } from 'ioredis';
 import { MERGE_QUEUE } from '../../queue/jobs.js';
-import { connectRedisChecked } from '../../queue/redis-connection.js';
+import { quiet } from '../../queue/cascade-queues.js';
+import { type ConnectionLog, connectRedisChecked, watchRedis } from '../../queue/redis-connection.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
 import { type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
 import { fleetSettings } from '../fleet-settings.js';
-import { createLogger } from '../logger.js';
+import { createLogger, logFn } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
 
 export interface Dashboard {
@@ -54,16 +55,21 @@ export async function startDashboard(o: {
   host?: string;
   refreshMs?: number;
   access?: DashboardAccess;
+  /** Where Redis outages are reported, one line each; none by default. */
+  log?: ConnectionLog;
 }): Promise<Dashboard> {
   const access = o.access ?? { allowWrites: false };
   const redis = await connectRedisChecked(o.redisUrl);
+  // A Redis that goes away or rejects a rotated password is one line, never ioredis' raw error
+  // (its AUTH arguments hold the password): the watch reports it, the queues stay quiet.
+  const watch = watchRedis(redis, o.redisUrl, o.log ?? (() => {}));
   const queues = new Map<string, Queue>();
   const serverAdapter = new ExpressAdapter().setBasePath('/');
   const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: `Cascade (${o.prefix})` } } });
   const refresh = async () => {
     const names = await discoverQueues(redis, o.prefix);
     const added = names.filter((n) => !queues.has(n));
-    for (const name of added) queues.set(name, new Queue(name, { connection: redis, prefix: o.prefix }));
+    for (const name of added) queues.set(name, quiet(new Queue(name, { connection: redis, prefix: o.prefix })));
     // bull-board hides its action buttons on read-only queues; the guard refuses the requests.
     if (added.length > 0) board.replaceQueues([...queues.values()].map((q) => new BullMQAdapter(q, { readOnlyMode: !access.allowWrites })));
   };
@@ -83,6 +89,7 @@ export async function startDashboard(o: {
     refresh,
     close: async () => {
       clearInterval(timer);
+      watch.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await Promise.allSettled([...queues.values()].map((q) => q.close()));
@@ -97,7 +104,7 @@ export async function dashboardCommand(o: { port: number; host?: string; config?
   const access = dashboardAccess(o.allowWrites === true);
   const { redisUrl, prefix } = await fleetSettings(o);
   const host = o.host ?? DEFAULT_DASHBOARD_HOST;
-  const dashboard = await startDashboard({ redisUrl, prefix, port: o.port, host, access });
+  const dashboard = await startDashboard({ redisUrl, prefix, port: o.port, host, access, log: logFn(logger) });
   const mode = access.allowWrites ? 'writes allowed with the token' : access.token ? 'read-only, token required' : 'read-only';
   logger.info(`dashboard on http://${host}:${dashboard.port}/ (${mode}) for ${redactUrl(redisUrl)} (prefix ${prefix}): ${dashboard.queueNames().join(', ')}`);
   const signal = await new Promise<NodeJS.Signals>((resolve) => process.once('SIGTERM', resolve).once('SIGINT', resolve));

@@ -172,6 +172,56 @@ describe('a password rotated on the server while cascade worker runs', () => {
     expect(out).not.toContain(before);
     expect(out).not.toContain(after);
   }, 90_000);
+
+  it('cascade dashboard reports the rotation in one line and the return in another, never the password', async () => {
+    const config = join(dir, 'dashboard.json');
+    await writeFile(config, JSON.stringify({ prefix: uniquePrefix('rotate-dash') }));
+    const dashboard = spawnCascade(['dashboard', '--port', '0', '--config', config], {
+      REDIS_URL: `redis://:${before}@127.0.0.1:${redis.port}`,
+      CASCADE_LOG_FORMAT: 'json',
+      CASCADE_LOG_LEVEL: 'info',
+    });
+    try {
+      await dashboard.waitFor(/dashboard on http/);
+      const admin = connectRedis(`redis://:${before}@127.0.0.1:${redis.port}`);
+      try {
+        await admin.config('SET', 'requirepass', after);
+        await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      } finally {
+        admin.disconnect();
+      }
+      await dashboard.waitFor(/rejected the credentials/);
+      // Let it fail to log in many times: each failure used to print ioredis' error whole.
+      for (let i = 0; i < 600 && (await failedAuths(after)) < 40; i++) await new Promise((r) => setTimeout(r, 50));
+      const admin2 = connectRedis(`redis://:${after}@127.0.0.1:${redis.port}`);
+      try {
+        await admin2.config('SET', 'requirepass', before);
+      } finally {
+        admin2.disconnect();
+      }
+      await dashboard.waitFor(/is back after/);
+    } catch (err) {
+      await dashboard.stop();
+      throw new Error(`${(err as Error).message}\ndashboard output:\n${dashboard.output()}`);
+    }
+    expect(await dashboard.stop()).toEqual({ code: 0, signal: null });
+    const out = dashboard.output();
+    const msgs = out
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => (JSON.parse(l) as { msg: string }).msg.replace(/\d+\.\d s$/, 'N s').replace(/127\.0\.0\.1:\d+/g, 'HOST'));
+    // A connection killed mid-write may fail on the socket first (EPIPE) before failing to log in.
+    const optional = /^lost the connection to Redis at redis:\/\/:\*\*\*@HOST \(\w+[^)]*\); reconnecting$/;
+    expect(msgs.filter((m) => optional.test(m)).length).toBeLessThanOrEqual(1);
+    expect(msgs.filter((m) => !optional.test(m))).toEqual([
+      expect.stringMatching(/^dashboard on http:\/\/HOST\/ \(read-only\) for redis:\/\/:\*\*\*@HOST \(prefix rotate-dash-\w+\): merge, schedules$/),
+      'Redis at redis://:***@HOST rejected the credentials (WRONGPASS invalid username-password pair or user is disabled.); was the password changed? Reconnecting until they are accepted',
+      'Redis at redis://:***@HOST is back after N s',
+      'SIGTERM: stopping the dashboard',
+    ]);
+    expect(out).not.toContain(before);
+    expect(out).not.toContain(after);
+  }, 90_000);
 });
 
 describe('TLS Redis (rediss://)', () => {
