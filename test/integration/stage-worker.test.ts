@@ -6,8 +6,7 @@
  * and retry a job, to check the last-attempt logic against the attempt counts BullMQ really sets.
  */
 import type { Job } from 'bullmq';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
@@ -22,13 +21,13 @@ import { RunTracker } from '../../queue/run-tracker.js';
 import { StageWorker } from '../../workers/stage-worker.js';
 import { OnnxBuilder } from '../helpers/onnx-builder.js';
 import { fakePin, localFetch, pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 
-let dir: string;
-let redis: TestRedis;
-let models: TestModels;
+const work = withTempDir('stage');
+const redis = withRedis();
+const models = withModels(work);
 const closers: Array<() => Promise<void>> = [];
 
 /** Each scenario's key prefix: its name under this file's own random prefix, so a shared redis-server is safe. */
@@ -45,7 +44,7 @@ async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => 
   const little = await pinTestModel('little', spec, planner);
   await planner.close();
   const cache = testModelCache();
-  const out = join(dir, prefix);
+  const out = join(work.path, prefix);
   const logs: Array<{ msg: string; level?: string; [field: string]: unknown }> = [];
   const worker = new StageWorker({
     connection,
@@ -70,7 +69,7 @@ async function setup(name: string, modelPath: string, tamper: (run: RunSpec) => 
   });
   const run: RunSpec = {
     runId: 'run1',
-    source: dir,
+    source: work.path,
     out,
     metric: 'maxprob',
     batchSize: 4,
@@ -107,27 +106,23 @@ function fakeJob(data: StageJob, attemptsMade: number): Job {
 let items: StageJob['items'];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-stage-'));
-  redis = await startRedis();
-  models = await writeTestModels(join(dir, 'models'));
   const red = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } })
     .png()
     .toBuffer();
   const grey = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 128, g: 128, b: 128 } } })
     .png()
     .toBuffer();
-  await writeFile(join(dir, 'red.png'), red);
-  await writeFile(join(dir, 'grey.png'), grey);
+  await writeFile(join(work.path, 'red.png'), red);
+  await writeFile(join(work.path, 'grey.png'), grey);
   items = [
-    { ref: join(dir, 'red.png'), pos: 0 },
-    { ref: join(dir, 'grey.png'), pos: 1 },
-    { ref: join(dir, 'missing.png'), pos: 2 },
+    { ref: join(work.path, 'red.png'), pos: 0 },
+    { ref: join(work.path, 'grey.png'), pos: 1 },
+    { ref: join(work.path, 'missing.png'), pos: 2 },
   ];
 });
 
 afterAll(async () => {
   for (const close of closers) await close();
-  await redis.stop();
 });
 
 describe('StageWorker.process', () => {
@@ -157,7 +152,7 @@ describe('StageWorker.process', () => {
     await worker.process(fakeJob(job, 0));
     const first = await readFile(join(out, partKey(0, 0)), 'utf8');
     // The same batch reaches a worker whose model fails, on its last attempt (the job died after counting).
-    const failing = join(dir, 'failing-replay.onnx');
+    const failing = join(work.path, 'failing-replay.onnx');
     await writeFile(failing, failingModel());
     const broken = await setup('replay', failing);
     expect(await broken.worker.process(fakeJob(job, 2))).toEqual({ accepted: 1, forwarded: 1, errors: 1 });
@@ -167,7 +162,7 @@ describe('StageWorker.process', () => {
   });
 
   it('a model failure is retried, and on the last attempt becomes error rows for the images it ran on, losing nothing', async () => {
-    const failing = join(dir, 'failing.onnx');
+    const failing = join(work.path, 'failing.onnx');
     await writeFile(failing, failingModel());
     const { worker, tracker, out } = await setup('fail', failing);
     const job: StageJob = { runId: 'run1', batch: 0, stage: 0, items };
@@ -182,7 +177,7 @@ describe('StageWorker.process', () => {
   });
 
   it("BullMQ's own retry: with attempts 2, the first delivery fails and is retried, the second (last) turns the failure into error rows", async () => {
-    const failing = join(dir, 'failing.onnx');
+    const failing = join(work.path, 'failing.onnx');
     await writeFile(failing, failingModel());
     const { tracker, queues, out, logs } = await setup('bullmq-retry', failing, undefined, { consume: true });
     const job: StageJob = { runId: 'run1', batch: 0, stage: 0, items };
@@ -201,7 +196,7 @@ describe('StageWorker.process', () => {
   });
 
   it('refuses a model whose file no longer matches the run: the job fails with the reason, and no part is written', async () => {
-    const moved = join(dir, 'moved-model.onnx');
+    const moved = join(work.path, 'moved-model.onnx');
     await writeFile(moved, await readFile(models.colourLittle));
     const { worker, out } = await setup('swapped', moved);
     // Someone replaces the file after the run was planned.
