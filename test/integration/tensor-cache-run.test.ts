@@ -3,52 +3,44 @@
  * just preprocessed alike: whole runs (real redis-server, generated models) in which the big
  * stage reads nothing yet answers exactly as before (the cache alone: unit/tensor-cache.test.ts).
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { loadConfig } from '../../config/load-config.js';
 import { ManifestRow, type RunSummary } from '../../pipeline/results/manifest.js';
 import { listSource } from '../../producers/list-source.js';
 import { submitRun } from '../../producers/submit-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { expectedBigProbs, writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { uniquePrefix } from '../helpers/redis.js';
+import { expectedBigProbs } from '../helpers/test-models.js';
+import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { planRun } from '../../producers/plan-run.js';
 
 describe('tensor cache in a run', () => {
-  let dir: string;
-  let models: TestModels;
-  let redis: TestRedis;
+  const work = withTempDir('tcache');
+  const redis = withRedis();
+  const models = withModels(work);
   const GREYS = [0, 64, 96, 128, 160, 192];
   const REDS = 4;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'cascade-tcache-'));
-    models = await writeTestModels(join(dir, 'models'));
-    redis = await startRedis();
-    await mkdir(join(dir, 'images'));
+    await mkdir(join(work.path, 'images'));
     for (const v of GREYS)
       await writeFile(
-        join(dir, 'images', `grey-${v}.png`),
+        join(work.path, 'images', `grey-${v}.png`),
         await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: v, g: v, b: v } } })
           .png()
           .toBuffer(),
       );
     for (let i = 0; i < REDS; i++)
       await writeFile(
-        join(dir, 'images', `red-${i}.png`),
+        join(work.path, 'images', `red-${i}.png`),
         await sharp({ create: { width: 12, height: 10, channels: 3, background: { r: 255, g: 0, b: 0 } } })
           .png()
           .toBuffer(),
       );
-  });
-
-  afterAll(async () => {
-    await redis?.stop();
-    await rm(dir, { recursive: true, force: true });
   });
 
   async function run(runId: string, bigKernel: 'nearest' | 'linear', tensorCacheMb: number): Promise<{ summary: RunSummary; rows: ManifestRow[] }> {
@@ -69,8 +61,8 @@ describe('tensor cache in a run', () => {
     });
     const runtime = await startRuntime(config, redis.url, ['little', 'big', 'merge'], () => {});
     try {
-      const out = join(dir, runId);
-      const images = join(dir, 'images');
+      const out = join(work.path, runId);
+      const images = join(work.path, 'images');
       const spec_ = await planRun(config, images, out, runtime.models, runId);
       await submitRun({
         spec: spec_,
