@@ -5,22 +5,20 @@
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModelSpec } from '../../config/load-config.js';
 import { ModelCache } from '../../pipeline/models/model-cache.js';
 import { pinModel } from '../../pipeline/models/pin-model.js';
 import { fetchRef } from '../../pipeline/storage/fetch-image.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { withModels, withS3, withTempDir } from '../helpers/fixtures.js';
 
-let dir: string;
-let s3: TestS3;
-let models: TestModels;
+const work = withTempDir('model-cache');
+const s3 = withS3({ buckets: ['models'] });
+const models = withModels(work);
 
-const cache = (capacity: number, downloadDir = join(dir, 'downloads')) =>
+const cache = (capacity: number, downloadDir = join(work.path, 'downloads')) =>
   new ModelCache({
     runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 },
     capacity,
@@ -29,9 +27,6 @@ const cache = (capacity: number, downloadDir = join(dir, 'downloads')) =>
   });
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-model-cache-'));
-  models = await writeTestModels(join(dir, 'models'));
-  s3 = await startS3({ buckets: ['models'] });
   for (const [key, file] of [
     ['colour-little.onnx', models.colourLittle],
     ['colour-big.onnx', models.colourBig],
@@ -41,14 +36,9 @@ beforeAll(async () => {
   }
 });
 
-afterAll(async () => {
-  await s3?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
-
 describe('ModelCache', () => {
   it('pins and opens a model named by s3:// URL, keeping it as a file named by its sha256', async () => {
-    const file = join(dir, 'little.json');
+    const file = join(work.path, 'little.json');
     await writeFile(
       file,
       JSON.stringify({
@@ -60,7 +50,7 @@ describe('ModelCache', () => {
     const inline = await loadModelSpec(file, {});
     // s3:// paths are kept as written, not resolved against the spec's folder.
     expect([inline.path, inline.labels]).toEqual(['s3://models/colour-little.onnx', 's3://models/labels.txt']);
-    const planner = cache(2, join(dir, 'planner'));
+    const planner = cache(2, join(work.path, 'planner'));
     const { pin } = await pinModel('little', inline, 'exact', planner);
     await planner.close();
     const sha = createHash('sha256')
@@ -73,7 +63,7 @@ describe('ModelCache', () => {
     try {
       expect(lease.probe).toEqual({ maxDiff: 0, top1Changed: [], ok: true });
       expect(lease.model.labels).toEqual(['red', 'green', 'blue', 'other']);
-      expect(await readdir(join(dir, 'downloads'))).toEqual([`${sha}.onnx`]);
+      expect(await readdir(join(work.path, 'downloads'))).toEqual([`${sha}.onnx`]);
     } finally {
       lease.release();
       await worker.close();
@@ -81,7 +71,7 @@ describe('ModelCache', () => {
   });
 
   it('shares a session between stages by content but keeps each stage name and preprocessing; closes idle models beyond capacity, never one in use', async () => {
-    const planner = cache(4, join(dir, 'planner2'));
+    const planner = cache(4, join(work.path, 'planner2'));
     const little = (
       await pinModel(
         'little',
