@@ -14,7 +14,6 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { QueueEvents } from 'bullmq';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
@@ -32,9 +31,10 @@ import { RunTracker } from '../../queue/run-tracker.js';
 import { startPrivateRedis } from '../../cli/private-redis.js';
 import { type CliProcess, spawnCascade } from '../helpers/cli-process.js';
 import { startOutageProxy } from '../helpers/outage-proxy.js';
-import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+import { uniquePrefix } from '../helpers/redis.js';
 import { S3RVER_ENV, startS3, type TestS3 } from '../helpers/s3.js';
-import { writeSlowModels, type SlowModels } from '../helpers/slow-models.js';
+import { writeSlowModels } from '../helpers/slow-models.js';
+import { fixture, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
 import { pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
@@ -43,10 +43,11 @@ import { openStore } from '../../pipeline/storage/open-store.js';
 const N = 8;
 const EXTENSIONS = ['.png'];
 
-let dir: string;
+const work = withTempDir('faults');
+const redis = withRedis();
+// Not withModels: these tests need the slow models, so that a batch can be killed in flight.
+const models = fixture('slow models', () => writeSlowModels(join(work.path, 'models'), { k: 640, matmuls: 4 }));
 let images: string;
-let models: SlowModels;
-let redis: TestRedis;
 const workers: WorkerProcess[] = [];
 let counter = 0;
 
@@ -74,7 +75,7 @@ function worker(configFile: string, roles: string[], env: Record<string, string>
 async function scenario(redisUrl: string, o: { out?: string; source?: string; s3Endpoint?: string; littleModel?: string; workerRedisUrl?: string } = {}) {
   const id = `f${++counter}`;
   const prefix = uniquePrefix(`faults-${id}`);
-  const out = o.out ?? join(dir, `out-${id}`);
+  const out = o.out ?? join(work.path, `out-${id}`);
   const source = o.source ?? images;
   const spec = (path: string) => colourSpec(path, models.labels);
   const config = {
@@ -92,7 +93,7 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
     sources: { localRoots: [images] },
     ...(o.s3Endpoint ? { s3: { endpoint: o.s3Endpoint, forcePathStyle: true } } : {}),
   };
-  const configFile = join(dir, `config-${id}.json`);
+  const configFile = join(work.path, `config-${id}.json`);
   await writeFile(configFile, JSON.stringify(config));
   const s3 = () => makeS3Client({ endpoint: o.s3Endpoint, forcePathStyle: true }, { credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
   const connection = connectRedis(redisUrl);
@@ -176,17 +177,13 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-faults-'));
-  images = join(dir, 'images');
+  images = join(work.path, 'images');
   await mkdir(images, { recursive: true });
   for (const [name, bytes] of await imageFiles()) await writeFile(join(images, name), bytes);
-  [models, redis] = await Promise.all([writeSlowModels(join(dir, 'models'), { k: 640, matmuls: 4 }), startRedis()]);
 });
 
 afterAll(async () => {
   await Promise.allSettled(workers.map((w) => w.kill9()));
-  await redis?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe('faults: nothing lost, nothing doubled', () => {
@@ -236,7 +233,7 @@ describe('faults: nothing lost, nothing doubled', () => {
   it('Redis killed and restarted from its AOF mid-run', async () => {
     // Behind a proxy that keeps one port for its whole life, so the restarted server may take
     // any free port (no port race), and the connections refused while it is down are counted.
-    const dataDir = await mkdtemp(join(dir, 'aof-'));
+    const dataDir = await mkdtemp(join(work.path, 'aof-'));
     const aof = ['--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'always'];
     let server = await startPrivateRedis({ extraArgs: aof });
     const proxy = await startOutageProxy(server.port);
@@ -348,7 +345,7 @@ describe('faults: nothing lost, nothing doubled', () => {
 
   it('a run whose model file went missing or changed after planning fails its jobs with one clear reason and writes no row', async () => {
     for (const damage of ['missing', 'changed'] as const) {
-      const copy = join(dir, `little-${damage}.onnx`);
+      const copy = join(work.path, `little-${damage}.onnx`);
       await writeFile(copy, await readFile(models.little));
       const s = await scenario(redis.url, { littleModel: copy });
       if (damage === 'missing') await rm(copy);
