@@ -14,12 +14,11 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CalibrationFile } from '../../config/calibration.js';
 import { loadConfig } from '../../config/load-config.js';
 import { calibrateCommand } from '../../cli/commands/calibrate.js';
@@ -27,9 +26,9 @@ import { calibrateChainCommand } from '../../cli/commands/calibrate-chain.js';
 import { runCommand } from '../../cli/commands/run.js';
 import { searchSaverCommand } from '../../cli/commands/search-saver.js';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { startS3 } from '../helpers/s3.js';
-import { LABELS, writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { LABELS } from '../helpers/test-models.js';
 
 const exec = promisify(execFile);
 const CLASS = Object.fromEntries(LABELS.map((l, i) => [l, i])) as Record<(typeof LABELS)[number], number>;
@@ -46,17 +45,17 @@ const IMAGES: Array<{ name: string; rgb: [number, number, number]; truth: keyof 
   ...[64, 96, 128, 160].map((v) => ({ name: `grey-${v}.png`, rgb: [v, v, v] as [number, number, number], truth: 'other' as const })),
 ];
 
-let dir: string;
+const work = withTempDir('calibrate');
+const redis = withRedis();
+const models = withModels(work);
 let images: string;
 let labels: string;
-let models: TestModels;
 let littleSpec: string;
 let bigSpec: string;
 let convSpec: string;
-let redis: TestRedis;
 
 async function spec(name: string, path: string, gmacs: number): Promise<string> {
-  const file = join(dir, `${name}.json`);
+  const file = join(work.path, `${name}.json`);
   await writeFile(
     file,
     JSON.stringify({ path, gmacs, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }),
@@ -65,9 +64,7 @@ async function spec(name: string, path: string, gmacs: number): Promise<string> 
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cascade-calibrate-'));
-  models = await writeTestModels(join(dir, 'models'));
-  images = join(dir, 'images');
+  images = join(work.path, 'images');
   for (const img of IMAGES) {
     const [r, g, b] = img.rgb;
     await mkdir(join(images, img.name, '..'), { recursive: true });
@@ -78,12 +75,11 @@ beforeAll(async () => {
         .toBuffer(),
     );
   }
-  labels = join(dir, 'groundtruth.csv');
+  labels = join(work.path, 'groundtruth.csv');
   await writeFile(labels, `file,class_index,name\n${IMAGES.map((i) => `${i.name},${CLASS[i.truth]},${i.truth}`).join('\n')}\n`);
   littleSpec = await spec('little', models.colourLittle, 0.1);
   bigSpec = await spec('big', models.colourBig, 1);
   convSpec = await spec('conv', models.convNet, 0.2);
-  redis = await startRedis();
 });
 
 /** The labeled no-loss calibration several tests read, made once by whichever test needs it first (each test runs alone too). */
@@ -95,22 +91,17 @@ function labeledCalibration(): ReturnType<typeof calibrateCommand> {
     images,
     labels,
     rule: 'no-loss',
-    out: join(dir, 'cal-labeled', 'calib.json'),
+    out: join(work.path, 'cal-labeled', 'calib.json'),
     calibrationFraction: 1,
-    cache: join(dir, 'cache'),
+    cache: join(work.path, 'cache'),
     progress: false,
   });
   return labeled;
 }
 
-afterAll(async () => {
-  await redis?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
-
 describe('cascade calibrate', () => {
   it('labeled: no-loss and TinySaver pick the cheapest point at big accuracy; the curve shows the cascade beating big', async () => {
-    const out = join(dir, 'cal-labeled', 'calib.json');
+    const out = join(work.path, 'cal-labeled', 'calib.json');
     const { file, outcome } = await labeledCalibration();
     expect(file.rule).toBe('no-loss');
     expect(file.metric).toBe('maxprob'); // all metrics order these images alike; ties go to the first
@@ -130,10 +121,10 @@ describe('cascade calibrate', () => {
 
     // The files beside calib.json: valid JSON, CSV with a row per curve point, the SVG.
     expect(CalibrationFile.parse(JSON.parse(await readFile(out, 'utf8')))).toEqual(file);
-    const csv = (await readFile(join(dir, 'cal-labeled', 'calib.curve.csv'), 'utf8')).trim().split('\n');
-    const curve = JSON.parse(await readFile(join(dir, 'cal-labeled', 'calib.curve.json'), 'utf8')) as unknown[];
+    const csv = (await readFile(join(work.path, 'cal-labeled', 'calib.curve.csv'), 'utf8')).trim().split('\n');
+    const curve = JSON.parse(await readFile(join(work.path, 'cal-labeled', 'calib.curve.json'), 'utf8')) as unknown[];
     expect(csv.length - 1).toBe(curve.length);
-    const svg = await readFile(join(dir, 'cal-labeled', 'calib.svg'), 'utf8');
+    const svg = await readFile(join(work.path, 'cal-labeled', 'calib.svg'), 'utf8');
     expect(svg).toContain('no-loss: maxprob ≥ 0.319');
     expect(svg).toContain('big alone 83.3%');
   });
@@ -144,9 +135,9 @@ describe('cascade calibrate', () => {
       big: bigSpec,
       images,
       rule: 'label-free',
-      out: join(dir, 'cal-free', 'calib.json'),
+      out: join(work.path, 'cal-free', 'calib.json'),
       calibrationFraction: 1,
-      cache: join(dir, 'cache'),
+      cache: join(work.path, 'cache'),
       progress: false,
     });
     expect(file.rule).toBe('label-free');
@@ -156,14 +147,14 @@ describe('cascade calibrate', () => {
   });
 
   it('reuses cached probabilities: a changed image file is not read again', async () => {
-    const cache = join(dir, 'cache-reuse');
+    const cache = join(work.path, 'cache-reuse');
     const first = await calibrateCommand({
       little: littleSpec,
       big: bigSpec,
       images,
       labels,
       rule: 'no-loss',
-      out: join(dir, 'cal-c1', 'calib.json'),
+      out: join(work.path, 'cal-c1', 'calib.json'),
       calibrationFraction: 1,
       cache,
       progress: false,
@@ -184,7 +175,7 @@ describe('cascade calibrate', () => {
         images,
         labels,
         rule: 'no-loss',
-        out: join(dir, 'cal-c2', 'calib.json'),
+        out: join(work.path, 'cal-c2', 'calib.json'),
         calibrationFraction: 1,
         cache,
         progress: false,
@@ -196,7 +187,7 @@ describe('cascade calibrate', () => {
         images,
         labels,
         rule: 'no-loss',
-        out: join(dir, 'cal-c3', 'calib.json'),
+        out: join(work.path, 'cal-c3', 'calib.json'),
         calibrationFraction: 1,
         cache: false,
         progress: false,
@@ -214,8 +205,8 @@ describe('cascade calibrate', () => {
       images,
       labels,
       rule: 'no-loss',
-      out: join(dir, 'cal-split', 'calib.json'),
-      cache: join(dir, 'cache'),
+      out: join(work.path, 'cal-split', 'calib.json'),
+      cache: join(work.path, 'cache'),
       progress: false,
     });
     expect(file.settings.calibrationFraction).toBe(0.5);
@@ -232,14 +223,14 @@ describe('cascade calibrate', () => {
       for (const img of IMAGES)
         await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: `photos/${img.name}`, Body: await readFile(join(images, img.name)) }));
       await s3.client.send(new PutObjectCommand({ Bucket: 'calib', Key: 'gt.csv', Body: await readFile(labels) }));
-      const config = join(dir, 's3-config.json');
+      const config = join(work.path, 's3-config.json');
       await writeFile(config, JSON.stringify({ little: littleSpec, big: bigSpec, s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
       const { file } = await calibrateCommand({
         config,
         images: 's3://calib/photos/',
         labels: 's3://calib/gt.csv',
         rule: 'no-loss',
-        out: join(dir, 'cal-s3', 'calib.json'),
+        out: join(work.path, 'cal-s3', 'calib.json'),
         calibrationFraction: 1,
         cache: false,
         progress: false,
@@ -251,7 +242,7 @@ describe('cascade calibrate', () => {
   });
 
   it('labels missing for some images: one clear line from the CLI, exit code 2', async () => {
-    const partial = join(dir, 'partial.csv');
+    const partial = join(work.path, 'partial.csv');
     await writeFile(
       partial,
       `file,class_index\n${IMAGES.filter((i) => !i.name.startsWith('grey'))
@@ -272,9 +263,9 @@ describe('cascade calibrate', () => {
         '--labels',
         partial,
         '--out',
-        join(dir, 'x.json'),
+        join(work.path, 'x.json'),
         '--cache',
-        join(dir, 'cache'),
+        join(work.path, 'cache'),
         '--calibration-fraction',
         '1',
         '--rule',
@@ -295,14 +286,14 @@ describe('cascade calibrate, guaranteed rules (the default)', () => {
   const cli = (args: string[]) =>
     exec(
       process.execPath,
-      ['bin/cascade.js', 'calibrate', '--little', littleSpec, '--big', bigSpec, '--images', images, '--cache', join(dir, 'cache'), ...args],
+      ['bin/cascade.js', 'calibrate', '--little', littleSpec, '--big', bigSpec, '--images', images, '--cache', join(work.path, 'cache'), ...args],
       {
         env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
       },
     ).catch((e: { code: number; stdout: string; stderr: string }) => e);
 
   it('refuses a target 12 images cannot certify: one line naming the strongest certifiable target, exit 1, no calib.json', async () => {
-    const out = join(dir, 'cal-refused', 'calib.json');
+    const out = join(work.path, 'cal-refused', 'calib.json');
     const r = await cli(['--out', out, '--calibration-fraction', '1']);
     expect('code' in r && r.code).toBe(1);
     // The 6 saturated images agree at the top: 0 of 6 passes at δ/2 = 0.025 for α ≥ 1 − 0.025^(1/6) = 45.9%, i.e. target ≤ 54.1%.
@@ -315,7 +306,7 @@ describe('cascade calibrate, guaranteed rules (the default)', () => {
   });
 
   it('certifies a target the sample supports; calib.json and the report state the promise; audits are held to the bound', async () => {
-    const out = join(dir, 'cal-guaranteed', 'calib.json');
+    const out = join(work.path, 'cal-guaranteed', 'calib.json');
     const r = await cli(['--out', out, '--calibration-fraction', '1', '--target-agreement', '0.5', '--metric', 'maxprob']);
     expect('code' in r ? r.stderr : '').toBe('');
     const stdout = (r as { stdout: string }).stdout;
@@ -332,7 +323,7 @@ describe('cascade calibrate, guaranteed rules (the default)', () => {
     expect((r as { stderr: string }).stderr).toMatch(
       /^cascade: warning: few images: the agreement on the 6 kept calibration images is 100\.0%, but its 95% interval is 61\.0%–100\.0% \(39\.0% wide\)/,
     );
-    const config = join(dir, 'audit-config.json');
+    const config = join(work.path, 'audit-config.json');
     await writeFile(config, JSON.stringify({ little: littleSpec, big: bigSpec, audit: { fraction: 0.5 } }));
     const loaded = await loadConfig({ file: config, calibration: out });
     expect(loaded.audit?.expectAgreement).toBe(0.5);
@@ -348,7 +339,7 @@ describe('cascade search-saver', () => {
       labels,
       rule: 'no-loss',
       calibrationFraction: 1,
-      cache: join(dir, 'cache'),
+      cache: join(work.path, 'cache'),
       progress: false,
       json: true,
     });
@@ -371,9 +362,9 @@ describe('cascade calibrate --stages (a chain)', () => {
         stages: [littleSpec, littleSpec, bigSpec],
         images,
         rule: 'guaranteed',
-        out: join(dir, 'cal-chain-guaranteed', 'calib.json'),
+        out: join(work.path, 'cal-chain-guaranteed', 'calib.json'),
         calibrationFraction: 1,
-        cache: join(dir, 'cache'),
+        cache: join(work.path, 'cache'),
         progress: false,
       }),
     ).rejects.toThrow('--rule guaranteed is for a little/big pair; a chain of 3 stages takes tinysaver, no-loss or label-free');
@@ -381,14 +372,14 @@ describe('cascade calibrate --stages (a chain)', () => {
 
   it('tiny → same-model middle → big: the middle stage cannot help and is capped at 1; run applies both thresholds', async () => {
     const middle = await spec('middle', models.colourLittleFp16, 0.2);
-    const out = join(dir, 'cal-chain', 'calib.json');
+    const out = join(work.path, 'cal-chain', 'calib.json');
     const file = await calibrateChainCommand({
       stages: [littleSpec, middle, bigSpec],
       images,
       labels,
       out,
       calibrationFraction: 1,
-      cache: join(dir, 'cache'),
+      cache: join(work.path, 'cache'),
       progress: false,
     });
     expect(file.kind).toBe('chain');
@@ -398,7 +389,7 @@ describe('cascade calibrate --stages (a chain)', () => {
     expect(file.expected).toMatchObject({ images: 12, reached: [12, 2, 2], kept: [10, 0, 2], accuracy: 10 / 12, lastAccuracy: 10 / 12 });
     expect(file.expected.gmacsPerImage).toBeCloseTo(0.1 + (2 / 12) * 0.2 + (2 / 12) * 1);
 
-    const config = join(dir, 'chain-config.json');
+    const config = join(work.path, 'chain-config.json');
     await writeFile(
       config,
       JSON.stringify({
@@ -408,27 +399,27 @@ describe('cascade calibrate --stages (a chain)', () => {
         stages: [{ model: littleSpec, threshold: 0.5 }, { model: middle, threshold: 0.5 }, { model: bigSpec }],
       }),
     );
-    const summary = await runCommand(images, { out: join(dir, 'chain-out'), config, calibration: out, progress: false, json: true });
+    const summary = await runCommand(images, { out: join(work.path, 'chain-out'), config, calibration: out, progress: false, json: true });
     expect(summary.stages.map((s) => [s.name, s.images, s.accepted])).toEqual([
       ['little', 12, 10],
       ['stage1', 2, 0],
       ['big', 2, 2],
     ]);
     // A chain calibration needs the config's stages; a two-stage run is refused clearly.
-    await expect(runCommand(images, { out: join(dir, 'chain-out2'), little: littleSpec, big: bigSpec, calibration: out, progress: false })).rejects.toThrow(
-      /is for a 3-stage chain; list the same models under 'stages:'/,
-    );
+    await expect(
+      runCommand(images, { out: join(work.path, 'chain-out2'), little: littleSpec, big: bigSpec, calibration: out, progress: false }),
+    ).rejects.toThrow(/is for a 3-stage chain; list the same models under 'stages:'/);
   });
 });
 
 describe('cascade run --calibration', () => {
   it('routes with the calibrated threshold: 10 little, 2 big', async () => {
     await labeledCalibration();
-    const calib = join(dir, 'cal-labeled', 'calib.json');
-    const config = join(dir, 'run-config.json');
+    const calib = join(work.path, 'cal-labeled', 'calib.json');
+    const config = join(work.path, 'run-config.json');
     await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `cal${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
     const summary = await runCommand(images, {
-      out: join(dir, 'run-out'),
+      out: join(work.path, 'run-out'),
       little: littleSpec,
       big: bigSpec,
       config,
@@ -453,22 +444,22 @@ describe('cascade run --calibration', () => {
 
   it('calib.json pins each model by content with its probe; a run whose machine answers differently is refused', async () => {
     await labeledCalibration();
-    const calib = JSON.parse(await readFile(join(dir, 'cal-labeled', 'calib.json'), 'utf8'));
+    const calib = JSON.parse(await readFile(join(work.path, 'cal-labeled', 'calib.json'), 'utf8'));
     const sha = async (spec: string) =>
       createHash('sha256')
         .update(await readFile(JSON.parse(await readFile(spec, 'utf8')).path))
         .digest('hex');
     expect(calib.little.pin).toMatchObject({ sha256: await sha(littleSpec), numerics: 'exact', probe: { provider: 'cpu', outputs: expect.any(Array) } });
     expect(calib.big.pin.sha256).toBe(await sha(bigSpec));
-    const config = join(dir, 'run-config-refused.json');
+    const config = join(work.path, 'run-config-refused.json');
     await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: `calr${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
     // The calibrating machine's little model as another CPU might have answered: 0.05 higher everywhere.
     for (const o of calib.little.pin.probe.outputs) o.top = o.top.map(([c, p]: [number, number]) => [c, p + 0.05]);
     calib.little.pin.probe.platform = { arch: 'x64', cpuFlags: ['avx2', 'fma'], onnxruntime: '1.30.0' };
-    const elsewhere = join(dir, 'cal-labeled', 'calib-elsewhere.json');
+    const elsewhere = join(work.path, 'cal-labeled', 'calib-elsewhere.json');
     await writeFile(elsewhere, JSON.stringify(calib));
     await expect(
-      runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false }),
+      runCommand(images, { out: join(work.path, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false }),
     ).rejects.toThrow(
       /^calibration .*calib-elsewhere\.json does not hold here: .* answers differently here: its probe differs by up to 0\.05\d* \(tolerance 0\.002\) between the calibrating machine \(x64 \[avx2 fma\], onnxruntime 1\.30\.0, numerics exact\) and this one/,
     );
@@ -476,7 +467,7 @@ describe('cascade run --calibration', () => {
     calib.little.pin.sha256 = '0'.repeat(64);
     await writeFile(elsewhere, JSON.stringify(calib));
     await expect(
-      runCommand(images, { out: join(dir, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false }),
+      runCommand(images, { out: join(work.path, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false }),
     ).rejects.toThrow(/it measured .* with sha256 000000000000, but this run's little model/);
   });
 });
