@@ -29,6 +29,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { startS3 } from '../helpers/s3.js';
 import { LABELS } from '../helpers/test-models.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 
 const exec = promisify(execFile);
 const CLASS = Object.fromEntries(LABELS.map((l, i) => [l, i])) as Record<(typeof LABELS)[number], number>;
@@ -56,10 +57,7 @@ let convSpec: string;
 
 async function spec(name: string, path: string, gmacs: number): Promise<string> {
   const file = join(work.path, `${name}.json`);
-  await writeFile(
-    file,
-    JSON.stringify({ path, gmacs, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }),
-  );
+  await writeFile(file, JSON.stringify({ ...colourSpec(path, models.labels), gmacs }));
   return file;
 }
 
