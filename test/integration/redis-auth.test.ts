@@ -100,6 +100,17 @@ describe('a password rotated on the server while cascade worker runs', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  /** Set the server's password from `from` to `to`; `dropClients` then closes every other connection, so each must log in again. */
+  async function setPassword(from: string, to: string, dropClients = false): Promise<void> {
+    const admin = connectRedis(`redis://:${from}@127.0.0.1:${redis.port}`);
+    try {
+      await admin.config('SET', 'requirepass', to);
+      if (dropClients) await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    } finally {
+      admin.disconnect();
+    }
+  }
+
   /** Failed AUTH attempts the server has seen (ACL LOG groups them: the sum of their counts). */
   async function failedAuths(password: string): Promise<number> {
     const admin = connectRedis(`redis://:${password}@127.0.0.1:${redis.port}`);
@@ -125,23 +136,12 @@ describe('a password rotated on the server while cascade worker runs', () => {
     try {
       await worker.waitFor(/worker ready/);
       // Rotate, and drop every connection: each of the worker's connections must log in again.
-      const admin = connectRedis(`redis://:${before}@127.0.0.1:${redis.port}`);
-      try {
-        await admin.config('SET', 'requirepass', after);
-        await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
-      } finally {
-        admin.disconnect();
-      }
+      await setPassword(before, after, true);
       await worker.waitFor(/rejected the credentials/);
       // Many failed logins, not one: the bounded output below is not for lack of attempts.
       for (let i = 0; i < 600 && (await failedAuths(after)) < 20; i++) await new Promise((r) => setTimeout(r, 50));
       expect(await failedAuths(after)).toBeGreaterThanOrEqual(20);
-      const admin2 = connectRedis(`redis://:${after}@127.0.0.1:${redis.port}`);
-      try {
-        await admin2.config('SET', 'requirepass', before);
-      } finally {
-        admin2.disconnect();
-      }
+      await setPassword(after, before);
       await worker.waitFor(/is back after/);
     } catch (err) {
       await worker.stop();
@@ -183,22 +183,11 @@ describe('a password rotated on the server while cascade worker runs', () => {
     });
     try {
       await dashboard.waitFor(/dashboard on http/);
-      const admin = connectRedis(`redis://:${before}@127.0.0.1:${redis.port}`);
-      try {
-        await admin.config('SET', 'requirepass', after);
-        await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
-      } finally {
-        admin.disconnect();
-      }
+      await setPassword(before, after, true);
       await dashboard.waitFor(/rejected the credentials/);
       // Let it fail to log in many times: each failure used to print ioredis' error whole.
       for (let i = 0; i < 600 && (await failedAuths(after)) < 40; i++) await new Promise((r) => setTimeout(r, 50));
-      const admin2 = connectRedis(`redis://:${after}@127.0.0.1:${redis.port}`);
-      try {
-        await admin2.config('SET', 'requirepass', before);
-      } finally {
-        admin2.disconnect();
-      }
+      await setPassword(after, before);
       await dashboard.waitFor(/is back after/);
     } catch (err) {
       await dashboard.stop();
