@@ -305,36 +305,23 @@ describe('TLS Redis (rediss://)', () => {
 });
 
 describe('password-protected Redis', () => {
-  let server: ChildProcess;
+  let redis: TestRedis;
   let port: number;
 
+  // A private redis-server (its readiness checked by pid, a taken port retried), then the password.
   beforeAll(async () => {
-    const probe = net.createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    port = (probe.address() as net.AddressInfo).port;
-    await new Promise((resolve) => probe.close(resolve));
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--requirepass', 's3cr3t pass', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    });
-    const deadline = Date.now() + 10_000;
-    while (
-      !(await new Promise<boolean>((resolve) =>
-        net
-          .connect(port, '127.0.0.1')
-          .once('connect', function (this: net.Socket) {
-            this.destroy();
-            resolve(true);
-          })
-          .once('error', () => resolve(false)),
-      ))
-    ) {
-      if (Date.now() > deadline) throw new Error('redis-server with a password did not start');
-      await new Promise((r) => setTimeout(r, 50));
+    redis = await startRedis();
+    port = redis.port;
+    const admin = connectRedis(redis.url);
+    try {
+      await admin.config('SET', 'requirepass', 's3cr3t pass');
+    } finally {
+      admin.disconnect();
     }
   });
 
-  afterAll(() => {
-    server?.kill('SIGKILL');
+  afterAll(async () => {
+    await redis?.stop();
   });
 
   it('a run with a password in REDIS_URL never shows it in logs, output, manifest or summary', async () => {
