@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnCascade } from '../helpers/cli-process.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 
@@ -42,10 +43,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): P
 
 async function specFile(name: string, path: string): Promise<string> {
   const file = join(dir, `${name}.json`);
-  await writeFile(
-    file,
-    JSON.stringify({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }),
-  );
+  await writeFile(file, JSON.stringify(colourSpec(path, models.labels)));
   return file;
 }
 
