@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRunStatus, formatRunStatus } from '../../cli/format-status.js';
 import { formatSummary } from '../../cli/format-summary.js';
@@ -18,6 +19,7 @@ import { ManifestRow, type ResultPart } from '../../pipeline/results/manifest.js
 import { verifyProvenance } from '../../pipeline/results/verify-provenance.js';
 import { type WarmupPart, warmupPartKey } from '../../pipeline/results/warmup-part.js';
 import { ThresholdDecision } from '../../pipeline/self-calibration.js';
+import type { ModelCache } from '../../pipeline/models/model-cache.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 import { chooseWarmup, inWarmup } from '../../pipeline/warmup-sample.js';
 import { listSource } from '../../producers/list-source.js';
@@ -196,6 +198,23 @@ async function warmedUpRun(tracker: RunTracker, runId: string, out: string): Pro
   return { spec, held };
 }
 
+/** A quiet little-stage worker on local files, for tests that hand it jobs themselves. */
+function littleWorker(connection: Redis, prefix: string, models: ModelCache, tracker: RunTracker, queues: CascadeQueues): StageWorker {
+  return new StageWorker({
+    connection,
+    prefix,
+    stage: 'little',
+    models,
+    concurrency: 1,
+    fetch: localFetch,
+    fetchConcurrency: 1,
+    openOutput: (o) => new LocalStore(o),
+    tracker,
+    queues,
+    log: () => {},
+  });
+}
+
 describe('a self-calibrating run', () => {
   it('two worker processes: ordinary batches wait for the warm-up, the threshold is decided once, every image has one row, warm-up rows are big', async () => {
     const WARMUP = 80;
@@ -354,19 +373,7 @@ describe('a self-calibrating run', () => {
       const { spec, held } = await warmedUpRun(tracker, 'dec-1', out);
 
       // A worker handed an ordinary batch now (a bug elsewhere) refuses it instead of routing without the threshold.
-      const worker = new StageWorker({
-        connection,
-        prefix,
-        stage: 'little',
-        models: cache,
-        concurrency: 1,
-        fetch: localFetch,
-        fetchConcurrency: 1,
-        openOutput: (o) => new LocalStore(o),
-        tracker,
-        queues,
-        log: () => {},
-      });
+      const worker = littleWorker(connection, prefix, cache, tracker, queues);
       await worker.worker.close();
       const job = { id: 'x', name: 'batch', data: held[0], attemptsMade: 0, opts: { ...JOB_OPTIONS } } as unknown as Job;
       await expect(worker.process(job)).rejects.toThrow(/before the threshold was decided/);
@@ -450,19 +457,7 @@ describe('a self-calibrating run', () => {
       selfCalibration: { targetAgreement: 0.9, delta: 0.05 },
       createdAt: new Date().toISOString(),
     };
-    const worker = new StageWorker({
-      connection,
-      prefix,
-      stage: 'little',
-      models: cache,
-      concurrency: 1,
-      fetch: localFetch,
-      fetchConcurrency: 1,
-      openOutput: (o) => new LocalStore(o),
-      tracker,
-      queues,
-      log: () => {},
-    });
+    const worker = littleWorker(connection, prefix, cache, tracker, queues);
     try {
       await tracker.create(spec);
       await tracker.addWarmupBatches(spec.runId, [0]);
