@@ -81,17 +81,20 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
     });
 
   const schedule = program.command('schedule').description('recurring runs (BullMQ job schedulers); a `cascade worker scheduler` process submits them');
-  cascadeOptions(
-    schedule
-      .command('add')
-      .description('create or replace a schedule; {date} and {datetime} in --source/--out become the firing time (UTC)')
-      .argument('<name>', 'schedule name (letters, digits, _ and -)')
-      .option('--cron <pattern>', 'cron pattern, e.g. "0 2 * * *" (02:00 every day)')
-      .option('--tz <zone>', 'time zone of the cron pattern (default UTC)')
-      .option('--every <ms>', 'fixed interval in milliseconds instead of --cron', number('every', 1, Number.MAX_SAFE_INTEGER))
-      .requiredOption('--source <source>', 'folder, s3://bucket/prefix or key-list file (may hold {date})')
-      .requiredOption('--out <location>', 'output location, e.g. s3://bucket/labels/{date}/'),
-    number,
+  // With --target-agreement each firing is a self-calibrating run with its own warm-up.
+  selfCalibrationOptions(
+    cascadeOptions(
+      schedule
+        .command('add')
+        .description('create or replace a schedule; {date} and {datetime} in --source/--out become the firing time (UTC)')
+        .argument('<name>', 'schedule name (letters, digits, _ and -)')
+        .option('--cron <pattern>', 'cron pattern, e.g. "0 2 * * *" (02:00 every day)')
+        .option('--tz <zone>', 'time zone of the cron pattern (default UTC)')
+        .option('--every <ms>', 'fixed interval in milliseconds instead of --cron', number('every', 1, Number.MAX_SAFE_INTEGER))
+        .requiredOption('--source <source>', 'folder, s3://bucket/prefix or key-list file (may hold {date})')
+        .requiredOption('--out <location>', 'output location, e.g. s3://bucket/labels/{date}/'),
+      number,
+    ),
   ).action(async (name: string, opts) => {
     await scheduleAddCommand(name, opts);
   });

@@ -22,7 +22,11 @@ export const SCHEDULES_QUEUE = 'schedules';
 /** Schedule names end up in run ids (`<name>-<firing ms>`), so they share the run-id alphabet. */
 export const ScheduleName = z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'schedule names use letters, digits, _ and - (at most 40)');
 
-/** What each firing of a schedule submits; `source` and `out` may hold {date} and {datetime}. */
+/**
+ * What each firing of a schedule submits; `source` and `out` may hold {date} and {datetime}.
+ * `run.selfCalibration` (optional, so templates stored before it still parse) makes every firing
+ * a self-calibrating run, its first stage's threshold DECIDED_AT_WARMUP.
+ */
 export const ScheduleTemplate = z.object({
   schedule: ScheduleName,
   source: z.string().min(1),
@@ -70,6 +74,8 @@ export interface ScheduleInfo {
   next: number | null;
   source: string | null;
   out: string | null;
+  /** The self-calibration every firing's run asks for; null for a fixed threshold. */
+  selfCalibration: RunSpec['selfCalibration'] | null;
 }
 
 /** Create or replace the schedule `template.schedule`. */
@@ -97,6 +103,7 @@ export async function listSchedules(queue: Queue): Promise<ScheduleInfo[]> {
         next: s.next ?? null,
         source: data.success ? data.data.source : null,
         out: data.success ? data.data.out : null,
+        selfCalibration: (data.success && data.data.run.selfCalibration) || null,
       };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -198,6 +205,8 @@ export class RunScheduler {
       spec,
       refs: listSource(spec.source, { extensions: template.extensions, s3: this.o.s3, onDuplicate: () => void duplicates++ }),
       duplicates: () => duplicates,
+      // A self-calibrating firing chooses its warm-up from a listing of its own.
+      relist: () => listSource(spec.source, { extensions: template.extensions, s3: this.o.s3 }),
       tracker: this.o.tracker,
       queues: this.o.queues,
       output: this.o.openOutput(spec.out),

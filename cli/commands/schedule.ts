@@ -1,7 +1,9 @@
 /**
  * `cascade schedule add|list|remove`: recurring runs on BullMQ job schedulers. `add` resolves
  * the cascade (models, GMACs, threshold, metric, batch size) once, now, and stores it with the
- * schedule; a process with the `scheduler` role submits a run at each firing.
+ * schedule; a process with the `scheduler` role submits a run at each firing. With
+ * --target-agreement every firing is a self-calibrating run with its own warm-up (seeded by its
+ * run id), so a night whose images drifted gets the threshold its own warm-up certifies.
  */
 import { Queue } from 'bullmq';
 import { quiet } from '../../queue/cascade-queues.js';
@@ -9,7 +11,9 @@ import { ConfigError } from '../../config/load-config.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { makeS3Client } from '../../pipeline/storage/open-store.js';
-import { absoluteRef, planningModels, planStages, runSettings } from '../../producers/plan-run.js';
+import { planningModels, planRun } from '../../producers/plan-run.js';
+import type { RunSpec } from '../../queue/jobs.js';
+import { defaultWarmupImages } from '../../pipeline/warmup-sample.js';
 import { connectRedisChecked } from '../../queue/redis-connection.js';
 import {
   ScheduleName,
@@ -22,9 +26,10 @@ import {
   type ScheduleTemplate,
 } from '../../workers/run-scheduler.js';
 import { fleetSettings } from '../fleet-settings.js';
+import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
 import { requireRedisUrl } from './submit.js';
 
-export interface ScheduleAddOptions extends CascadeFlags {
+export interface ScheduleAddOptions extends CascadeFlags, SelfCalibrationFlags {
   cron?: string;
   tz?: string;
   every?: number;
@@ -59,25 +64,30 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
   const schedule = ScheduleName.safeParse(name);
   if (!schedule.success) throw new ConfigError(`schedule name '${name}': ${schedule.error.issues[0]!.message}`);
   const timing = parseTiming(o);
+  const selfCalibration = parseSelfCalibration(o);
   const config = await loadCascadeConfig(o);
   const redisUrl = requireRedisUrl(config, 'schedule add');
   // The schedule pins its models now: every firing runs exactly these files (or is refused).
   let s3: S3Client | undefined;
   const models = planningModels(config, () => (s3 ??= makeS3Client(config.s3)));
-  let stages: Awaited<ReturnType<typeof planStages>>;
+  let planned: RunSpec;
   try {
-    stages = await planStages(config, models);
-    await checkCalibration(o, { stages, probeTolerance: config.probeTolerance });
+    // Planned as `cascade submit` plans a run, so a self-calibrating schedule's first threshold is
+    // the same decided-at-warm-up marker.
+    planned = await planRun(config, o.source, o.out, models, undefined, selfCalibration);
+    await checkCalibration(o, planned);
   } finally {
     await models.close();
     s3?.destroy();
   }
+  // Each firing has its own run id and creation time (runForFiring).
+  const { runId: _runId, createdAt: _createdAt, source, out, ...run } = planned;
   const template: ScheduleTemplate = {
     schedule: name,
-    source: absoluteRef(o.source),
-    out: absoluteRef(o.out),
+    source,
+    out,
     extensions: config.extensions,
-    run: { ...runSettings(config), stages },
+    run,
     ...(o.overwrite ? { overwrite: true } : {}),
   };
   await withQueue(redisUrl, config.prefix, (queue) =>
@@ -86,7 +96,8 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
     }),
   );
   const when = 'cron' in timing ? `cron '${timing.cron}'${timing.tz ? ` (${timing.tz})` : ' (UTC)'}` : `every ${timing.every} ms`;
-  write(`schedule ${name}: ${when}: ${template.source} → ${template.out}\n`);
+  const calibrating = template.run.selfCalibration ? `; ${describeSelfCalibration(template.run.selfCalibration)}` : '';
+  write(`schedule ${name}: ${when}: ${template.source} → ${template.out}${calibrating}\n`);
   return template;
 }
 
@@ -102,11 +113,24 @@ export async function scheduleListCommand(o: { config?: string; prefix?: string;
         .map((s) => {
           const when = s.cron ? `cron '${s.cron}'${s.tz ? ` ${s.tz}` : ''}` : `every ${s.every} ms`;
           const next = s.next ? new Date(s.next).toISOString() : '-';
-          return `${s.name.padEnd(24)} ${when.padEnd(28)} next ${next}  ${s.source ?? '?'} → ${s.out ?? '?'}`;
+          const calibrating = s.selfCalibration ? `  ${describeSelfCalibration(s.selfCalibration)}` : '';
+          return `${s.name.padEnd(24)} ${when.padEnd(28)} next ${next}  ${s.source ?? '?'} → ${s.out ?? '?'}${calibrating}`;
         })
         .join('\n')}\n`,
     );
   return schedules;
+}
+
+/** A schedule's self-calibration in a few words, e.g. `self-calibrating: 95% at δ 0.05, warm-up 400`. */
+export function describeSelfCalibration(c: NonNullable<RunSpec['selfCalibration']>): string {
+  const pct = (x: number) => `${Number((100 * x).toPrecision(6))}%`;
+  // The default depends on each firing's source size: its floor here, the 1% rule named.
+  const warmup = !c.warmup
+    ? `${defaultWarmupImages(c.targetAgreement, 0)} (default; at least 1% of the source)`
+    : 'images' in c.warmup
+      ? `${c.warmup.images}`
+      : pct(c.warmup.fraction);
+  return `self-calibrating: ${pct(c.targetAgreement)} at δ ${c.delta}, warm-up ${warmup}`;
 }
 
 /** Remove schedule `name`; throws ConfigError when there is none. */

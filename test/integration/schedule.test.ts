@@ -1,7 +1,7 @@
 /**
  * Scheduled runs: BullMQ job schedulers on a real redis-server, a `scheduler` role that turns
- * a firing into a run, and that run labelled end to end into s3rver by in-process workers
- * (date patterns and firing times: unit/schedule-firings.test.ts).
+ * a firing into a run, and that run labelled end to end into s3rver by in-process workers, with
+ * a fixed threshold or self-calibrating (date patterns and firing times: unit/schedule-firings.test.ts).
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { writeFile } from 'node:fs/promises';
@@ -11,7 +11,9 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from '../../cli/commands/schedule.js';
 import { loadConfig } from '../../config/load-config.js';
-import { ManifestRow } from '../../pipeline/results/manifest.js';
+import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
+import { chooseWarmup, inWarmup } from '../../pipeline/warmup-sample.js';
+import { DECIDED_AT_WARMUP } from '../../queue/jobs.js';
 import { startRuntime, type Runtime } from '../../workers/cascade-runtime.js';
 import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
@@ -19,6 +21,12 @@ import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } fro
 
 let config: string;
 const N = 6;
+/** The self-calibrating schedule's source: every sixth image grey (little unsure, never agreeing with big), the rest saturated colours. */
+const SELFCAL = Array.from({ length: 36 }, (_, i) => {
+  const grey = i % 6 === 5;
+  const rgb = grey ? [128, 128, 128] : [0, 1, 2].map((c) => (c === i % 3 ? 255 : 0));
+  return { key: `selfcal/img-${String(i).padStart(2, '0')}.png`, rgb, grey };
+});
 
 withS3rverCredentials();
 const work = withTempDir('schedule');
@@ -26,14 +34,35 @@ const redis = withRedis();
 const s3 = withS3({ buckets: ['images-in', 'results'] });
 const models = withModels(work);
 
-beforeAll(async () => {
-  for (let i = 0; i < N; i++) {
-    const v = i % 2 ? 255 : 128;
-    const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: i % 2 ? 0 : v, b: i % 2 ? 0 : v } } })
-      .png()
-      .toBuffer();
-    await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: `nightly/img-${i}.png`, Body: body }));
+/** An 8×8 PNG of one colour into the images-in bucket. */
+async function putImage(key: string, [r, g, b]: number[]): Promise<void> {
+  const body = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: r!, g: g!, b: b! } } })
+    .png()
+    .toBuffer();
+  await s3.client.send(new PutObjectCommand({ Bucket: 'images-in', Key: key, Body: body }));
+}
+
+/** The run a firing of `schedule` started, once it is merged (undefined after 20 s). */
+async function mergedRun(runtime: Runtime, schedule: string): Promise<string | undefined> {
+  for (let i = 0; i < 200; i++) {
+    for (const id of await runtime.tracker.runIds()) if (id.startsWith(`${schedule}-`) && (await runtime.tracker.progress(id))?.mergedAt) return id;
+    await sleep(100);
   }
+  return undefined;
+}
+
+/** The rows of the manifest at `key` in the results bucket. */
+async function manifestAt(key: string): Promise<ManifestRow[]> {
+  const body = await (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: key }))).Body!.transformToString();
+  return body
+    .trim()
+    .split('\n')
+    .map((l) => ManifestRow.parse(JSON.parse(l)));
+}
+
+beforeAll(async () => {
+  for (let i = 0; i < N; i++) await putImage(`nightly/img-${i}.png`, i % 2 ? [255, 0, 0] : [128, 128, 128]);
+  for (const img of SELFCAL) await putImage(img.key, img.rgb);
   const spec = (path: string) => colourSpec(path, models.labels);
   config = join(work.path, 'cascade.json');
   await writeFile(
@@ -79,26 +108,75 @@ describe('cascade schedule', () => {
       // An interval schedule fires at once, then every minute: one firing within this test, so
       // no two runs share the {date} output (a sub-daily schedule would use {datetime}).
       await scheduleAddCommand('nightly', { every: 60_000, source: 's3://images-in/nightly/', out: 's3://results/nightly/{date}/', config }, () => undefined);
-      let merged: string | undefined;
-      for (let i = 0; i < 200 && !merged; i++) {
-        for (const id of await runtime.tracker.runIds()) if (id.startsWith('nightly-') && (await runtime.tracker.progress(id))?.mergedAt) merged = id;
-        if (!merged) await sleep(100);
-      }
+      const merged = await mergedRun(runtime, 'nightly');
       await scheduleRemoveCommand('nightly', { config }, () => undefined);
       expect(merged, logs.join('\n')).toBeDefined();
       const firedAt = Number(merged!.slice('nightly-'.length));
       const date = new Date(firedAt).toISOString().slice(0, 10);
       const spec = (await runtime.tracker.spec(merged!))!;
       expect(spec.out).toBe(`s3://results/nightly/${date}/`);
-      const body = await (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: `nightly/${date}/manifest.jsonl` }))).Body!.transformToString();
-      const rows = body
-        .trim()
-        .split('\n')
-        .map((l) => ManifestRow.parse(JSON.parse(l)));
+      const rows = await manifestAt(`nightly/${date}/manifest.jsonl`);
       expect(rows).toHaveLength(N);
       expect(new Set(rows.map((r) => r.key)).size).toBe(N);
       expect(logs.some((l) => l.includes(`scheduler: nightly fired for ${new Date(firedAt).toISOString()}: run ${merged}`))).toBe(true);
       expect(await scheduleListCommand({ config }, () => undefined)).toEqual([]);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('--target-agreement: each firing is a self-calibrating run; its warm-up is chosen by its run id, the threshold certified from it, summary.json records both', async () => {
+    const cfg = await loadConfig({ file: config });
+    const logs: string[] = [];
+    const runtime: Runtime = await startRuntime(cfg, redis.url, ['little', 'big', 'merge', 'scheduler'], (m) => logs.push(m));
+    const WARMUP = 30;
+    try {
+      const printed: string[] = [];
+      // The config's threshold (0.9) is replaced by the one the warm-up certifies.
+      const template = await scheduleAddCommand(
+        'selfcal',
+        { every: 60_000, source: 's3://images-in/selfcal/', out: 's3://results/selfcal/{datetime}/', config, targetAgreement: '0.75', warmup: String(WARMUP) },
+        (t) => printed.push(t),
+      );
+      const selfCalibration = { targetAgreement: 0.75, delta: 0.05, warmup: { images: WARMUP } };
+      expect(printed.join('')).toContain(`; self-calibrating: 75% at δ 0.05, warm-up ${WARMUP}`);
+      expect(template.run.selfCalibration).toEqual(selfCalibration);
+      expect(template.run.stages.map((s) => s.threshold)).toEqual([DECIDED_AT_WARMUP, null]);
+      const listed: string[] = [];
+      await scheduleListCommand({ config }, (t) => listed.push(t));
+      expect(listed.join('')).toMatch(
+        /^selfcal .* every 60000 ms .* s3:\/\/images-in\/selfcal\/ → s3:\/\/results\/selfcal\/\{datetime\}\/ {2}self-calibrating: 75% at δ 0\.05, warm-up 30\n$/,
+      );
+      expect(await scheduleListCommand({ config, json: true }, () => undefined)).toMatchObject([{ name: 'selfcal', selfCalibration }]);
+
+      const merged = await mergedRun(runtime, 'selfcal');
+      await scheduleRemoveCommand('selfcal', { config }, () => undefined);
+      expect(merged, logs.join('\n')).toBeDefined();
+      const spec = (await runtime.tracker.spec(merged!))!;
+      expect(spec.selfCalibration).toEqual(selfCalibration);
+      expect(spec.stages[0]!.threshold).toBe(DECIDED_AT_WARMUP);
+
+      // The warm-up the submitter chose is the one the run id seeds.
+      const keys = SELFCAL.map((i) => `s3://images-in/${i.key}`);
+      const { cutoff } = await chooseWarmup(keys, merged!, { images: WARMUP }, 0.75);
+      const warm = new Set(keys.filter((k) => inWarmup(merged!, k, cutoff)));
+      expect(warm.size).toBe(WARMUP);
+      expect(await runtime.tracker.warmup(merged!)).toEqual({ images: WARMUP, cutoff });
+
+      // At least 24 of the 30 warm-up images are colours that little keeps and big agrees with: certified.
+      const prefix = spec.out.slice('s3://results/'.length);
+      const summaryBody = await (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: `${prefix}summary.json` }))).Body!.transformToString();
+      const summary = RunSummary.parse(JSON.parse(summaryBody));
+      expect(summary.selfCalibration).toMatchObject({
+        targetAgreement: 0.75,
+        delta: 0.05,
+        warmupImages: WARMUP,
+        decision: { certified: true, sample: WARMUP },
+      });
+      // Warm-up rows are big's; outside it, colours are kept by little at the certified threshold, greys go to big.
+      const rows = await manifestAt(`${prefix}manifest.jsonl`);
+      expect(rows.map((r) => r.key)).toEqual(keys);
+      for (const [i, row] of rows.entries()) expect([row.key, row.stage]).toEqual([row.key, warm.has(row.key) || SELFCAL[i]!.grey ? 'big' : 'little']);
     } finally {
       await runtime.close();
     }
