@@ -18,7 +18,7 @@ interface Row {
   bigCorrect: boolean;
 }
 
-export const FIXED_SIGNALS = ['maxprob', 'margin', 'entropy', 'pnorm2', 'pnorm4', 'pnorm8'] as const;
+export const FIXED_SIGNALS = ['maxprob', 'margin', 'entropy', 'pnorm2', 'pnorm4', 'pnorm8', 'pnorm12', 'pnorm16'] as const;
 /** Learned on the first third of the calibration part, certified on the other two thirds. */
 export const LEARNED_SIGNAL = 'logistic';
 /**
@@ -91,6 +91,8 @@ function rows(table: readonly CalibrationEntry[]): Row[] {
         pnorm2: pNormMaxLogit(e.little, 2),
         pnorm4: pNormMaxLogit(e.little, 4),
         pnorm8: pNormMaxLogit(e.little, 8),
+        pnorm12: pNormMaxLogit(e.little, 12),
+        pnorm16: pNormMaxLogit(e.little, 16),
       },
       features: deferralFeatures(e.little),
       agrees: lt === bt,
