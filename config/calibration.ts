@@ -98,16 +98,39 @@ const ChainPoint = z.object({
   lastAccuracy: Fraction.nullable(),
 });
 
+/**
+ * What a chain's guaranteed rule promises: with probability ≥ 1 − δ, agreement with the last
+ * stage on new images that an earlier stage keeps ≥ bound; `accepted` of `images` calibration
+ * images were accepted early at the certified path level `quantile`.
+ */
+const ChainGuarantee = Guarantee.extend({
+  method: z.literal('ltt'),
+  kind: z.literal('agreement'),
+  accepted: z.number().int().nonnegative(),
+  quantile: Fraction,
+});
+
 /** calib.json of an N-stage cascade (`cascade calibrate --stages a b c`): one threshold per stage but the last. */
 export const ChainCalibrationFile = z.object({
   version: z.literal(1),
   kind: z.literal('chain'),
   createdAt: z.string(),
   stages: z.array(ModelRef.extend({ threshold: Fraction.nullable() })).min(2),
-  rule: z.enum(['tinysaver', 'no-loss', 'label-free']),
+  /** guaranteed (pipeline/calibration/chain-risk.ts) carries `guarantee`; the others are point estimates. */
+  rule: z.enum(['guaranteed', 'tinysaver', 'no-loss', 'label-free']),
   reasons: z.array(z.string()),
   metric: ConfidenceMetric,
-  settings: z.object({ maxDrop: Fraction, targetAgreement: Fraction, metrics: z.array(ConfidenceMetric), calibrationFraction: Fraction }),
+  settings: z.object({
+    maxDrop: Fraction,
+    targetAgreement: Fraction,
+    metrics: z.array(ConfidenceMetric),
+    calibrationFraction: Fraction,
+    /** Guaranteed rule only; absent in older files. */
+    delta: z.number().gt(0).lt(1).optional(),
+    method: z.literal('ltt').optional(),
+  }),
+  /** The guaranteed rule's promise, on agreement with the last stage on images an earlier stage keeps; absent for point-estimate rules and older files. */
+  guarantee: ChainGuarantee.optional(),
   expected: ChainPoint,
   test: ChainPoint.nullable(),
   skippedImages: z.number().int().nonnegative(),

@@ -1,13 +1,17 @@
 /**
- * `cascade calibrate --stages A B C`: thresholds for an N-stage cascade, chosen stage by stage
- * on cached probabilities (pipeline/calibration/chain.ts), judged on the test half, written as
- * a chain calib.json that `cascade run --calibration` applies to the config's `stages:`.
+ * `cascade calibrate --stages A B C`: thresholds for an N-stage cascade on cached
+ * probabilities, by default under the guaranteed rule (pipeline/calibration/chain-risk.ts),
+ * else a point-estimate rule stage by stage (pipeline/calibration/chain.ts); judged on the test
+ * half, written as a chain calib.json that `cascade run --calibration` applies to the config's
+ * `stages:`.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { ChainCalibrationFile } from '../../config/calibration.js';
 import { loadConfig } from '../../config/load-config.js';
+import { GUARANTEED_METRICS } from '../../pipeline/calibration/calibrate.js';
 import { type ChainPoint, calibrateChain, evaluateChain } from '../../pipeline/calibration/chain.js';
+import { certifyChain } from '../../pipeline/calibration/chain-risk.js';
 import { ALL_METRICS } from '../../pipeline/calibration/select.js';
 import { buildChainTables } from '../../pipeline/calibration/tables.js';
 import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
@@ -29,6 +33,11 @@ function describe(p: ChainPoint, names: string[]): string {
 /** Calibrate a chain and write its calib.json; resolves with the file's content. */
 export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<ChainCalibrationFile> {
   if (o.stages && o.stages.length < 2) throw new Error('--stages needs at least 2 models, tiny first, big last');
+  // The accuracy-drop guarantee and the other risk methods cover a little/big pair only.
+  if (o.rule === 'guaranteed-drop')
+    throw new Error('--rule guaranteed-drop is for a little/big pair; a chain takes guaranteed (the default), tinysaver, no-loss or label-free');
+  if (o.method !== undefined && o.method !== 'ltt') throw new Error(`--method ${o.method} is for a little/big pair; a chain's guaranteed rule uses ltt`);
+  const rule = o.rule ?? 'guaranteed';
   // --stages replaces the config's stages (thresholds are what we are about to choose).
   const stagesOverride = o.stages?.map((m, i, all) => ({ model: resolve(m), ...(i < all.length - 1 ? { threshold: 1 } : {}) }));
   const config = await loadConfig({ file: o.config, overrides: { stages: stagesOverride } });
@@ -41,16 +50,18 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
   for (const spec of specs) models.push(await scoreModel(spec.name ?? basename(spec.path), spec, refs, ctx));
   const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
   const tables = buildChainTables(refs, o.images, models, truth, fraction);
-  const anyLabel = [...tables.calibration, ...tables.test].some((e) => e.label !== undefined);
-  // Chains keep the point-estimate rules for now: a guarantee over several thresholds needs its
-  // own procedure (issue 18 covers the little/big pair).
-  if (o.rule === 'guaranteed' || o.rule === 'guaranteed-drop')
-    throw new Error(`--rule ${o.rule} is for a little/big pair; a chain of ${models.length} stages takes tinysaver, no-loss or label-free`);
-  const rule = o.rule ?? (anyLabel ? 'no-loss' : 'label-free');
-  const options = { rule, maxDrop: o.maxDrop ?? 0, targetAgreement: o.targetAgreement ?? 0.99, metrics: o.metric ?? ALL_METRICS };
+  const delta = o.delta ?? 0.05;
+  const options = {
+    maxDrop: o.maxDrop ?? 0,
+    targetAgreement: o.targetAgreement ?? 0.99,
+    metrics: o.metric ?? (rule === 'guaranteed' ? GUARANTEED_METRICS : ALL_METRICS),
+  };
   const stages = models.map((m) => ({ name: m.name, gmacsPerImage: m.gmacsPerImage }));
   if (tables.calibration.length === 0) throw new Error('no calibration images could be scored by every model');
-  const outcome = calibrateChain(stages, tables.calibration, options);
+  const certified =
+    rule === 'guaranteed' ? certifyChain(stages, tables.calibration, { targetAgreement: options.targetAgreement, delta, metrics: options.metrics }) : null;
+  const outcome = rule === 'guaranteed' ? certified! : calibrateChain(stages, tables.calibration, { rule, ...options });
+  const guarantee = certified?.guarantee;
   const test = tables.test.length > 0 ? evaluateChain(stages, tables.test, outcome.metric, outcome.thresholds) : null;
   const file: ChainCalibrationFile = {
     version: 1,
@@ -66,7 +77,14 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
     rule,
     reasons: outcome.reasons,
     metric: outcome.metric,
-    settings: { maxDrop: options.maxDrop, targetAgreement: options.targetAgreement, metrics: [...options.metrics], calibrationFraction: fraction },
+    settings: {
+      maxDrop: options.maxDrop,
+      targetAgreement: options.targetAgreement,
+      metrics: [...options.metrics],
+      calibrationFraction: fraction,
+      ...(guarantee ? { delta, method: guarantee.method } : {}),
+    },
+    ...(guarantee ? { guarantee } : {}),
     expected: outcome.point,
     test,
     skippedImages: tables.skipped.length,
@@ -78,6 +96,12 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
   const lines = [
     `chain ${names.join(' → ')}: ${rule}, ${outcome.metric}, thresholds ${outcome.thresholds.map((t) => t.toFixed(4)).join(', ')}`,
     ...outcome.reasons.map((r) => `  ${r}`),
+    ...(guarantee
+      ? [
+          `  promise: ${guarantee.promise}`,
+          `  certified (ltt, δ = ${guarantee.delta}${options.metrics.length > 1 ? ` split over ${options.metrics.length} metrics` : ''}) on the ${guarantee.accepted} of ${guarantee.images} calibration images accepted before ${names[names.length - 1]}`,
+        ]
+      : ['  promise: none beyond a point estimate (about half of new samples fall below it); --rule guaranteed gives one']),
     `  calibration half (${outcome.point.images} images): ${describe(outcome.point, names)}`,
     ...(test ? [`  test half (${test.images} images): ${describe(test, names)}`] : []),
     `wrote ${out}`,

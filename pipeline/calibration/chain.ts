@@ -6,6 +6,9 @@
  * on what it keeps (TinySaver), or loses nothing against big on what reaches it (no-loss), the
  * whole chain does too. One metric serves every stage (a run has one metric); the metric with
  * the lowest expected GMACs per image wins. Pure.
+ *
+ * These rules are point estimates, chosen stage by stage on the same sample; the `guaranteed`
+ * rule for chains, with a finite-sample promise, is chain-risk.ts.
  */
 import type { ConfidenceMetric } from '../../config/schema.js';
 import { confidence, topK } from '../routing.js';
@@ -54,7 +57,8 @@ export interface ChainPoint {
 
 export interface ChainOutcome {
   metric: ConfidenceMetric;
-  rule: RuleName;
+  /** A point-estimate rule, or guaranteed (chain-risk.ts). */
+  rule: RuleName | 'guaranteed';
   /** One per stage but the last; at most 1, since config thresholds lie in [0, 1]. */
   thresholds: number[];
   reasons: string[];
@@ -70,7 +74,7 @@ export function evaluateChain(
   thresholds: readonly number[],
   z = 1.96,
 ): ChainPoint {
-  check(stages, entries);
+  checkChain(stages, entries);
   if (thresholds.length !== stages.length - 1)
     throw new RangeError(`evaluateChain: ${stages.length} stages need ${stages.length - 1} thresholds, got ${thresholds.length}`);
   const last = stages.length - 1;
@@ -112,7 +116,7 @@ export function evaluateChain(
 
 /** Choose every stage's threshold in turn; see the module comment. */
 export function calibrateChain(stages: readonly ChainStage[], entries: readonly ChainEntry[], o: ChainOptions): ChainOutcome {
-  check(stages, entries);
+  checkChain(stages, entries);
   const metrics = o.metrics ?? ALL_METRICS;
   if (metrics.length === 0) throw new Error('calibrateChain: no metrics to compare');
   let best: ChainOutcome | undefined;
@@ -155,7 +159,8 @@ function chainThresholds(stages: readonly ChainStage[], entries: readonly ChainE
   return { thresholds, reasons };
 }
 
-function check(stages: readonly ChainStage[], entries: readonly ChainEntry[]): void {
+/** Refuse a chain of fewer than 2 stages, an empty table, or an image without one row per stage. */
+export function checkChain(stages: readonly ChainStage[], entries: readonly ChainEntry[]): void {
   if (stages.length < 2) throw new RangeError('a chain needs at least 2 stages');
   if (entries.length === 0) throw new Error('the calibration table is empty');
   for (const e of entries) {

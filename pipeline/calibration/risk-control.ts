@@ -176,7 +176,7 @@ function searchConditional(all: readonly Step[], alpha: number, delta: number, m
  * the fewest accepted images for which the observed loss rate would pass (normal approximation,
  * or the zero-loss count), divided by the fraction that threshold accepts.
  */
-function imagesNeededFor(all: readonly Step[], total: number, alpha: number, delta: number): number {
+export function imagesNeededFor(all: readonly Step[], total: number, alpha: number, delta: number): number {
   const z = normalQuantile(1 - delta);
   let best = Number.POSITIVE_INFINITY;
   // Thresholds accepting very few images make the extrapolation meaningless; 30 is the usual floor.
@@ -210,7 +210,7 @@ function normalQuantile(p: number): number {
 }
 
 /** Largest target in [0.5, upTo) that `certifies` accepts, to 0.1 pp; null if none (lower targets are no use to anyone). Bisection. */
-function strongest(upTo: number, certifies: (target: number) => boolean): number | null {
+export function strongest(upTo: number, certifies: (target: number) => boolean): number | null {
   if (upTo <= 0.5 || !certifies(0.5)) return null;
   let lo = 0.5;
   let hi = upTo;

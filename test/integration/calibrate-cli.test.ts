@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CalibrationFile } from '../../config/calibration.js';
+import { CalibrationFile, ChainCalibrationFile } from '../../config/calibration.js';
 import { loadConfig } from '../../config/load-config.js';
 import { calibrateCommand } from '../../cli/commands/calibrate.js';
 import { calibrateChainCommand } from '../../cli/commands/calibrate-chain.js';
@@ -354,18 +354,56 @@ describe('cascade search-saver', () => {
 });
 
 describe('cascade calibrate --stages (a chain)', () => {
-  it('refuses a guaranteed rule, which covers a little/big pair only', async () => {
+  const cli = (args: string[]) =>
+    exec(process.execPath, ['bin/cascade.js', 'calibrate', '--images', images, '--cache', join(work.path, 'cache'), '--calibration-fraction', '1', ...args], {
+      env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' },
+    }).catch((e: { code: number; stdout: string; stderr: string }) => e);
+
+  it('the guaranteed rule is the default: 12 images cannot certify 99%, one line and exit 1, no calib.json', async () => {
+    const out = join(work.path, 'cal-chain-refused', 'calib.json');
+    const r = await cli(['--stages', littleSpec, littleSpec, bigSpec, '--out', out]);
+    expect('code' in r && r.code).toBe(1);
+    // As for the pair: the 6 saturated images agree at the top, which certifies at most 54% at δ/2 = 0.025.
+    expect(r.stderr.trim()).toBe(
+      'cascade: guaranteed rule refused: 12 calibration images cannot certify agreement with colour-big.onnx ≥ 99.0% on images an earlier stage keeps ' +
+        "at δ = 0.025 (ltt along the chain's quantile path); the strongest it certifies is 54.0%; 99.0% needs more images than this sample can estimate " +
+        '(δ split over 2 metrics: margin, pnorm). Lower --target-agreement, add calibration images, or choose a point-estimate rule (--rule label-free) ' +
+        'knowing it holds about half the time',
+    );
+    await expect(readFile(out)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('the default certifies a target the sample supports; calib.json and the report state the promise', async () => {
+    const out = join(work.path, 'cal-chain-guaranteed', 'calib.json');
+    const r = await cli(['--stages', littleSpec, littleSpec, bigSpec, '--out', out, '--target-agreement', '0.5', '--metric', 'maxprob']);
+    expect('code' in r ? r.stderr : '').toBe('');
+    // Path level 6 of 12 keeps the 6 saturated images at the first stage (P(Bin(6, 0.5) = 0) = 1/64 ≤ 0.05); level 7 adds
+    // the 2 dark reds, which big calls "other" (P(Bin(8, 0.5) ≤ 2) = 37/256): the test stops there.
+    expect((r as { stdout: string }).stdout).toContain(
+      '  promise: with probability ≥ 0.95, agreement with colour-big.onnx on new images from the same distribution that an earlier stage keeps is ≥ 50.00%\n' +
+        '  certified (ltt, δ = 0.05) on the 6 of 12 calibration images accepted before colour-big.onnx\n',
+    );
+    const file = ChainCalibrationFile.parse(JSON.parse(await readFile(out, 'utf8')));
+    expect(file.rule).toBe('guaranteed');
+    expect(file.settings).toMatchObject({ delta: 0.05, method: 'ltt', targetAgreement: 0.5, metrics: ['maxprob'] });
+    expect(file.guarantee).toMatchObject({ method: 'ltt', delta: 0.05, kind: 'agreement', level: 0.5, bound: 0.5, images: 12, accepted: 6, quantile: 0.5 });
+    expect(file.stages.map((s) => s.threshold)).toEqual([expect.closeTo(0.9969, 4), expect.closeTo(0.9969, 4), null]);
+    expect(file.expected).toMatchObject({ images: 12, reached: [12, 6, 6], kept: [6, 0, 6], agreement: 1 });
+  });
+
+  it('guaranteed-drop covers a little/big pair only: one line', async () => {
     await expect(
       calibrateChainCommand({
         stages: [littleSpec, littleSpec, bigSpec],
         images,
-        rule: 'guaranteed',
-        out: join(work.path, 'cal-chain-guaranteed', 'calib.json'),
+        labels,
+        rule: 'guaranteed-drop',
+        out: join(work.path, 'cal-chain-drop', 'calib.json'),
         calibrationFraction: 1,
         cache: join(work.path, 'cache'),
         progress: false,
       }),
-    ).rejects.toThrow('--rule guaranteed is for a little/big pair; a chain of 3 stages takes tinysaver, no-loss or label-free');
+    ).rejects.toThrow('--rule guaranteed-drop is for a little/big pair; a chain takes guaranteed (the default), tinysaver, no-loss or label-free');
   });
 
   it('tiny → same-model middle → big: the middle stage cannot help and is capped at 1; run applies both thresholds', async () => {
@@ -375,6 +413,7 @@ describe('cascade calibrate --stages (a chain)', () => {
       stages: [littleSpec, middle, bigSpec],
       images,
       labels,
+      rule: 'no-loss',
       out,
       calibrationFraction: 1,
       cache: join(work.path, 'cache'),
