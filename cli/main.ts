@@ -113,7 +113,7 @@ export function buildProgram(): Command {
     program
       .command('calibrate')
       .description(
-        'choose the threshold and metric for a little/big pair: sweep cached probabilities, apply TinySaver / no-loss / label-free rules, write calib.json, curve CSV/JSON and an SVG plot',
+        'choose the threshold and metric for a little/big pair (or every threshold of a chain, --stages): score cached probabilities, apply the guaranteed rule (default) or a point-estimate one, write calib.json, curve CSV/JSON and an SVG plot',
       )
       .option('--little <model>', 'little model: .onnx file or model spec')
       .option('--big <model>', 'big model: .onnx file or model spec')

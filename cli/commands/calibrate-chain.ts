@@ -104,10 +104,25 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
       : ['  promise: none beyond a point estimate (about half of new samples fall below it); --rule guaranteed gives one']),
     `  calibration half (${outcome.point.images} images): ${describe(outcome.point, names)}`,
     ...(test ? [`  test half (${test.images} images): ${describe(test, names)}`] : []),
+    ...costlierThanLast(outcome.point, names),
     `wrote ${out}`,
   ];
   process.stdout.write(o.json ? `${JSON.stringify(file, null, 2)}\n` : `${lines.join('\n')}\n`);
   return file;
+}
+
+/**
+ * A warning line when the chosen chain costs more than its last stage alone on the calibration
+ * half: a weak early stage, which one shared path level holds back with the others, spends its own
+ * compute on images it then forwards. Empty when the chain saves compute.
+ */
+export function costlierThanLast(point: ChainPoint, names: readonly string[]): string[] {
+  if (point.saved >= 0) return [];
+  const last = names[names.length - 1];
+  return [
+    `  warning: this chain costs ${pct(-point.saved)} more than ${last} alone on the calibration half; ` +
+      `try it without ${names.slice(0, -1).join(' or ')}, or a --rule that is not guaranteed`,
+  ];
 }
 
 /** True when the config file lists `stages:` (then `cascade calibrate` without model flags calibrates them). */

@@ -1,6 +1,7 @@
 /** N-stage calibration on synthetic probability tables with known answers. */
 import { describe, expect, it } from 'vitest';
-import { calibrateChain, type ChainEntry, evaluateChain } from '../../pipeline/calibration/chain.js';
+import { calibrateChain, type ChainEntry, type ChainPoint, evaluateChain } from '../../pipeline/calibration/chain.js';
+import { costlierThanLast } from '../../cli/commands/calibrate-chain.js';
 import { confidence } from '../../pipeline/routing.js';
 import { peaked } from '../helpers/probabilities.js';
 import type { ConfidenceMetric } from '../../config/schema.js';
@@ -85,5 +86,20 @@ describe('evaluateChain', () => {
     expect(() => evaluateChain(stages, entries, 'maxprob', [0.5])).toThrow('3 stages need 2 thresholds, got 1');
     expect(() => evaluateChain(stages, [{ key: 'x', rows: [peaked(0, 1)] }], 'maxprob', [0, 0])).toThrow('image "x" has 1 probability rows for 3 stages');
     expect(() => evaluateChain(stages.slice(0, 1), entries, 'maxprob', [])).toThrow('a chain needs at least 2 stages');
+  });
+});
+
+describe('costlierThanLast', () => {
+  const point = (saved: number) => ({ saved }) as ChainPoint;
+
+  it('warns, naming the earlier stages, when the chain costs more than its last stage alone', () => {
+    expect(costlierThanLast(point(-0.117), ['squeezenet', 'mobilenetv2', 'ensemble'])).toEqual([
+      '  warning: this chain costs 11.70% more than ensemble alone on the calibration half; try it without squeezenet or mobilenetv2, or a --rule that is not guaranteed',
+    ]);
+  });
+
+  it('says nothing when the chain saves compute, or breaks even', () => {
+    expect(costlierThanLast(point(0.3), ['a', 'b', 'c'])).toEqual([]);
+    expect(costlierThanLast(point(0), ['a', 'b'])).toEqual([]);
   });
 });
