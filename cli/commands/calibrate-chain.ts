@@ -27,7 +27,15 @@ const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(2)}
 
 function describe(p: ChainPoint, names: string[]): string {
   const reach = p.reached.map((r, i) => `${names[i]} ${pct(r / p.images)}`).join(', ');
-  return `reach ${reach}; ${p.gmacsPerImage.toFixed(3)} GMACs/image (${pct(p.saved)} saved); agreement with last ${pct(p.agreement)}${p.accuracy !== null ? `; top-1 ${pct(p.accuracy)} vs last alone ${pct(p.lastAccuracy)}` : ''}`;
+  return `reach ${reach}; ${p.gmacsPerImage.toFixed(3)} GMACs/image (${pct(p.saved)} saved); agreement with last ${pct(p.agreement)} (${earlyAgreement(p)})${p.accuracy !== null ? `; top-1 ${pct(p.accuracy)} vs last alone ${pct(p.lastAccuracy)}` : ''}`;
+}
+
+/** Agreement on the images an earlier stage kept, the share the guaranteed rule promises: the last stage agrees with itself on the rest. */
+function earlyAgreement(p: ChainPoint): string {
+  const early = p.images - p.kept[p.kept.length - 1]!;
+  if (early === 0) return 'no image kept before the last stage';
+  const agreeing = Math.round(p.agreement * p.images) - (p.images - early);
+  return `${pct(agreeing / early)} of the ${early} kept before the last stage`;
 }
 
 /** Calibrate a chain and write its calib.json; resolves with the file's content. */
