@@ -4,7 +4,7 @@
  * to the best threshold in hindsight and the oracle. Pure; the I/O is in eval-savers.ts.
  */
 import type { CalibrationEntry, CascadeCosts } from '../pipeline/calibration/sweep.js';
-import { confidence, topK } from '../pipeline/routing.js';
+import { confidence, PNORM_P, rankOf, rankReferenceOf, topK } from '../pipeline/routing.js';
 import { deferralFeatures, fitLogistic, logisticConfidence, pNormMaxLogit } from '../pipeline/calibration/deferral-signals.js';
 import { certifyAccuracyDrop, certifyAgreement, type RiskMethod, type ScoredImage } from '../pipeline/calibration/risk-control.js';
 import { seeded } from './stats.js';
@@ -24,23 +24,11 @@ export const LEARNED_SIGNAL = 'logistic';
 /**
  * One signal combining margin and pnorm8 fixed in advance, so a rule can use the full δ instead of
  * splitting it over the two: the mean of each one's rank among the calibration part (its ECDF there).
+ * It is the routing metric `rank` (pipeline/routing.ts rankOf), so these figures measure the code that routes.
  */
 export const RANK_SIGNAL = 'rank(margin,pnorm8)';
-
-/** x's empirical CDF value among `ref` (share of ref ≤ x). */
-function ecdf(ref: readonly number[]): (x: number) => number {
-  const s = [...ref].sort((a, b) => a - b);
-  return (x) => {
-    let lo = 0;
-    let hi = s.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (s[mid]! <= x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo / s.length;
-  };
-}
+/** The pnorm signal the routing metric ranks (p = PNORM_P). */
+const RANK_PNORM = `pnorm${PNORM_P}`;
 
 /** A rule as evaluated: which procedure, on which signal. */
 export interface RuleSpec {
@@ -228,11 +216,10 @@ export function evaluateSplits(
       fitPart.map((r) => r.features),
       fitPart.map((r) => r.agrees),
     );
-    const rankMargin = ecdf(cal.map((r) => r.conf.margin!));
-    const rankPnorm = ecdf(cal.map((r) => r.conf.pnorm8!));
+    const reference = rankReferenceOf({ margin: cal.map((r) => r.conf.margin!), pnorm: cal.map((r) => r.conf[RANK_PNORM]!) });
     const conf = (signal: string): ((r: Row) => number) => {
       if (signal === LEARNED_SIGNAL) return (r) => logisticConfidence(model, r.features);
-      if (signal === RANK_SIGNAL) return (r) => (rankMargin(r.conf.margin!) + rankPnorm(r.conf.pnorm8!)) / 2;
+      if (signal === RANK_SIGNAL) return (r) => rankOf(r.conf.margin!, r.conf[RANK_PNORM]!, reference);
       return (r) => r.conf[signal]!;
     };
     const calFor = (signal: string) => (signal === LEARNED_SIGNAL ? certPart : cal);

@@ -8,7 +8,7 @@ import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { type AnyCalibrationFile, calibrationMismatch, readAnyCalibrationFile } from './calibration.js';
-import { CascadeConfig, ModelSpec, type CascadeConfigInput } from './schema.js';
+import { CascadeConfig, ModelSpec, RANK_NEEDS_REFERENCE, type CascadeConfigInput } from './schema.js';
 import { CascadeError } from './errors.js';
 
 /** A configuration problem, phrased for the person who wrote the config. */
@@ -146,6 +146,8 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
     if (merged[key] === undefined) throw new ConfigError(`no ${key} model: pass --${key} <model.onnx|spec.yaml> or set '${key}:' in the config file`);
   }
 
+  // The schema refuses it too; here it is one line, since the usual cause is `--metric rank` alone.
+  if (merged.metric === 'rank' && merged.rankReference === undefined) throw new ConfigError(RANK_NEEDS_REFERENCE);
   const parsed = CascadeConfig.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration${o.file ? ` (${o.file})` : ''}:\n${formatIssues(parsed.error)}`);
   if (calibration) {

@@ -96,8 +96,36 @@ export type ModelSpecInput = z.input<typeof ModelSpec>;
 
 /** How routing measures confidence from a probability row. */
 /** pnorm: p-norm-normalised max-logit (Cattelan & Silva 2023), see pipeline/routing.ts; added by issue 18. */
-export const ConfidenceMetric = z.enum(['maxprob', 'margin', 'entropy', 'pnorm']);
+/** rank: the mean of an image's margin rank and pnorm rank among a calibration sample (needs a RankReference). */
+export const ConfidenceMetric = z.enum(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']);
 export type ConfidenceMetric = z.infer<typeof ConfidenceMetric>;
+
+/** The metrics that need no calibration sample: what self-calibrating runs and chains route by. */
+export const SAMPLE_FREE_METRICS = ['maxprob', 'margin', 'entropy', 'pnorm'] as const;
+
+/** Most order statistics a RankReference keeps per signal (see pipeline/routing.ts rankReference). */
+export const RANK_REFERENCE_SIZE = 1025;
+
+const OrderStatistics = z
+  .array(z.number().finite())
+  .min(1, 'needs at least one value')
+  .max(RANK_REFERENCE_SIZE, `holds at most ${RANK_REFERENCE_SIZE} order statistics`)
+  .refine((v) => v.every((x, i) => i === 0 || v[i - 1]! <= x), 'must be sorted ascending');
+
+/**
+ * What the `rank` metric ranks an image against: ascending order statistics of the calibration
+ * sample's margin and pnorm confidences (pipeline/routing.ts). Written by `cascade calibrate`.
+ */
+export const RankReference = z.object({ margin: OrderStatistics, pnorm: OrderStatistics }).strict();
+export type RankReference = z.infer<typeof RankReference>;
+
+/** Why metric rank comes with a reference; shared by configs and run specs. */
+export const RANK_NEEDS_REFERENCE =
+  "metric rank comes from `cascade calibrate` (calib.json carries the calibration sample's margin and pnorm distributions); pass --calibration calib.json";
+
+/** Why rank routes two stages only: its reference is the first stage's calibration sample. */
+export const RANK_TWO_STAGES =
+  'metric rank routes a little/big pair (its reference is the little model’s calibration sample); a chain takes maxprob, margin, entropy or pnorm';
 
 /**
  * Which int8 kernels onnxruntime's CPU provider uses. 'exact': U8U8 kernels (session.x64quantprecision),
@@ -244,8 +272,8 @@ export const AuditConfig = z
   .strict();
 export type AuditConfig = z.infer<typeof AuditConfig>;
 
-/** The whole cascade run configuration (file + env + CLI flags merged). */
-export const CascadeConfig = z
+/** The fields of a cascade run configuration, before the checks across fields (see CascadeConfig). */
+export const CascadeConfigFields = z
   .object({
     little: ModelSpec,
     big: ModelSpec,
@@ -259,6 +287,8 @@ export const CascadeConfig = z
     /** Audit sampling of accepted images; absent = no audits. */
     audit: AuditConfig.optional(),
     metric: ConfidenceMetric.default('maxprob'),
+    /** The calibration sample's margin and pnorm distributions; metric rank only (from calib.json). */
+    rankReference: RankReference.optional(),
     /** Image refs per job. */
     batchSize: z.number().int().min(1).max(1024).default(32),
     executionProviders: z.array(ExecutionProvider).min(1).default(['cpu']),
@@ -313,5 +343,12 @@ export const CascadeConfig = z
     extensions: z.array(z.string().regex(/^\.[a-z0-9]+$/)).default(['.jpg', '.jpeg', '.png', '.webp', '.avif', '.gif', '.tif', '.tiff', '.bmp']),
   })
   .strict();
+
+/** The whole cascade run configuration (file + env + CLI flags merged). */
+export const CascadeConfig = CascadeConfigFields.superRefine((c, ctx) => {
+  if (c.metric !== 'rank') return;
+  if (c.rankReference === undefined) ctx.addIssue({ code: 'custom', path: ['rankReference'], message: RANK_NEEDS_REFERENCE });
+  if (c.stages && c.stages.length > 2) ctx.addIssue({ code: 'custom', path: ['metric'], message: RANK_TWO_STAGES });
+});
 export type CascadeConfig = z.infer<typeof CascadeConfig>;
 export type CascadeConfigInput = z.input<typeof CascadeConfig>;

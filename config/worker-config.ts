@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { ConfigError, formatIssues, readStructured, s3SettingsFromEnv } from './load-config.js';
 import { z } from 'zod';
 import { resolveSourceRoots } from './load-config.js';
-import { CascadeConfig, SourceSettings } from './schema.js';
+import { CascadeConfigFields, SourceSettings } from './schema.js';
 
 /** Config fields that decide a run's rows: workers follow each run's values instead. */
 export const RUN_FIELDS = [
@@ -16,6 +16,7 @@ export const RUN_FIELDS = [
   'stages',
   'threshold',
   'metric',
+  'rankReference',
   'audit',
   'limits',
   'numerics',
@@ -24,12 +25,13 @@ export const RUN_FIELDS = [
   'extensions',
 ] as const;
 
-export const WorkerConfig = CascadeConfig.omit({
+export const WorkerConfig = CascadeConfigFields.omit({
   little: true,
   big: true,
   stages: true,
   threshold: true,
   metric: true,
+  rankReference: true,
   audit: true,
   limits: true,
   numerics: true,

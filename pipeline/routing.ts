@@ -2,7 +2,7 @@
  * Confidence measures and the accept-or-forward decision of a cascade stage.
  * Pure functions over probability rows; no I/O.
  */
-import type { ConfidenceMetric } from '../config/schema.js';
+import { type ConfidenceMetric, RANK_NEEDS_REFERENCE, RANK_REFERENCE_SIZE, type RankReference } from '../config/schema.js';
 
 /** Numerically stable softmax of one row of logits. */
 export function softmax(logits: ArrayLike<number>): Float32Array {
@@ -77,19 +77,71 @@ export function pNormMaxLogit(probs: ArrayLike<number>, p: number): number {
   return norm > 0 ? Math.min(1, Math.max(0, max / norm)) : 0;
 }
 
+/** top-1 − top-2 probability. */
+function marginOf(probs: ArrayLike<number>): number {
+  const [a, b] = topK(probs, 2);
+  return probs[a!]! - (b === undefined ? 0 : probs[b]!);
+}
+
+/**
+ * Ascending values, at most RANK_REFERENCE_SIZE of them: all of them when there are that few,
+ * else evenly spaced order statistics (first and last included). The reference travels in
+ * calib.json, configs and every run spec a worker reads from Redis, so it is capped at about
+ * 40 KB of JSON; 1025 points resolve a rank to 1/1024, finer than any threshold a calibration
+ * sample of a few thousand images can certify.
+ */
+export function orderStatistics(values: readonly number[], size = RANK_REFERENCE_SIZE): number[] {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length <= size) return sorted;
+  const last = sorted.length - 1;
+  return Array.from({ length: size }, (_, i) => sorted[Math.round((i * last) / (size - 1))]!);
+}
+
+/** The reference of the rank metric: the margin and pnorm distributions of a sample of probability rows. */
+export function rankReference(rows: ReadonlyArray<ArrayLike<number>>): RankReference {
+  return rankReferenceOf({ margin: rows.map(marginOf), pnorm: rows.map((r) => pNormMaxLogit(r, PNORM_P)) });
+}
+
+/** The reference of the rank metric from a sample's margin and pnorm (p = PNORM_P) confidences, already computed. */
+export function rankReferenceOf(sample: { margin: readonly number[]; pnorm: readonly number[] }): RankReference {
+  if (sample.margin.length === 0 || sample.pnorm.length === 0) throw new Error('rankReference: no images to rank against');
+  return { margin: orderStatistics(sample.margin), pnorm: orderStatistics(sample.pnorm) };
+}
+
+/** x's empirical CDF value among ascending `ref`: the share of ref ≤ x. */
+function ecdf(ref: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = ref.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ref[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo / ref.length;
+}
+
+/** The rank signal from an image's margin and pnorm: the mean of their ECDF values in `ref`, in [0, 1]. */
+export function rankOf(margin: number, pnorm: number, ref: RankReference): number {
+  return (ecdf(ref.margin, margin) + ecdf(ref.pnorm, pnorm)) / 2;
+}
+
+/** The rank metric of a probability row: how its margin and pnorm rank among the reference's, larger = surer. */
+export function rankConfidence(probs: ArrayLike<number>, ref: RankReference): number {
+  return rankOf(marginOf(probs), pNormMaxLogit(probs, PNORM_P), ref);
+}
+
 /**
  * Confidence of a probability row under a metric, always in [0, 1] and larger = surer:
  * maxprob = top-1 probability; margin = top1 − top2; entropy = 1 − H(p)/ln(C);
- * pnorm = p-norm-normalised max-logit with p = PNORM_P.
+ * pnorm = p-norm-normalised max-logit with p = PNORM_P; rank = rankConfidence against `reference`
+ * (required for rank, ignored otherwise).
  */
-export function confidence(probs: ArrayLike<number>, metric: ConfidenceMetric): number {
+export function confidence(probs: ArrayLike<number>, metric: ConfidenceMetric, reference?: RankReference): number {
   switch (metric) {
     case 'maxprob':
       return probs[topK(probs, 1)[0]!]!;
-    case 'margin': {
-      const [a, b] = topK(probs, 2);
-      return probs[a!]! - (b === undefined ? 0 : probs[b]!);
-    }
+    case 'margin':
+      return marginOf(probs);
     case 'entropy': {
       if (probs.length < 2) return 1;
       let h = 0;
@@ -101,6 +153,9 @@ export function confidence(probs: ArrayLike<number>, metric: ConfidenceMetric): 
     }
     case 'pnorm':
       return pNormMaxLogit(probs, PNORM_P);
+    case 'rank':
+      if (reference === undefined) throw new Error(`confidence: ${RANK_NEEDS_REFERENCE}`);
+      return rankConfidence(probs, reference);
   }
 }
 
@@ -116,12 +171,12 @@ export interface Prediction {
   top5: Array<{ label: number; p: number }>;
 }
 
-/** Summarise a probability row as label, confidence under `metric`, and top-5. */
-export function predict(probs: ArrayLike<number>, metric: ConfidenceMetric): Prediction {
+/** Summarise a probability row as label, confidence under `metric` (rank: against `reference`), and top-5. */
+export function predict(probs: ArrayLike<number>, metric: ConfidenceMetric, reference?: RankReference): Prediction {
   const top = topK(probs, Math.min(5, probs.length));
   return {
     label: top[0]!,
-    confidence: confidence(probs, metric),
+    confidence: confidence(probs, metric, reference),
     top5: top.map((label) => ({ label, p: probs[label]! })),
   };
 }

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../config/load-config.js';
+import { CascadeConfig, RankReference } from '../../config/schema.js';
+import { confidence, orderStatistics, PNORM_P, pNormMaxLogit, rankConfidence, rankOf, rankReference } from '../../pipeline/routing.js';
+import { seeded } from '../../bench/stats.js';
+
+/** A reference small enough to rank against by hand. */
+const ref: RankReference = { margin: [0.1, 0.3, 0.45, 0.7], pnorm: [0.5, 0.9, 0.99, 1] };
+
+describe('rank metric', () => {
+  it('is the mean of the margin and pnorm ECDF values (share of the reference ≤ x), by hand', () => {
+    const row = [0.7, 0.2, 0.1];
+    // margin 0.5: 0.1, 0.3 and 0.45 are ≤ it → 3/4. pnorm: centred logs (1.0662, −0.1865, −0.8797),
+    // ‖·‖₈ = 1.0924, so 0.976: 0.5 and 0.9 are ≤ it → 2/4. Mean (0.75 + 0.5) / 2.
+    expect(pNormMaxLogit(row, PNORM_P)).toBeCloseTo(0.976, 3);
+    expect(rankConfidence(row, ref)).toBe(0.625);
+    expect(confidence(row, 'rank', ref)).toBe(0.625);
+    // Ties count as ≤: a value equal to a reference point ranks at or above it.
+    expect(rankOf(0.3, 0.9, ref)).toBe(0.5);
+    expect(rankOf(0.05, 0.4, ref)).toBe(0);
+    expect(rankOf(0.7, 1, ref)).toBe(1);
+  });
+
+  it('needs a reference', () => {
+    expect(() => confidence([0.7, 0.2, 0.1], 'rank')).toThrow(/metric rank comes from `cascade calibrate`.*--calibration calib\.json/);
+  });
+
+  it('keeps every value of a small sample, sorted, and evenly spaced order statistics of a large one', () => {
+    expect(orderStatistics([0.3, 0.1, 0.2])).toEqual([0.1, 0.2, 0.3]);
+    const r = seeded(3);
+    const values = Array.from({ length: 3000 }, (_, i) => i).sort(() => r() - 0.5);
+    const kept = orderStatistics(values);
+    expect(kept).toHaveLength(1025);
+    expect(kept[0]).toBe(0);
+    expect(kept[1024]).toBe(2999);
+    // Order statistic i·(n − 1)/1024 of 0..2999 is that value itself, rounded.
+    kept.forEach((v, i) => expect(v).toBe(Math.round((i * 2999) / 1024)));
+  });
+
+  it('builds its reference from probability rows: margin and pnorm of each, ascending', () => {
+    const rows = [
+      [0.9, 0.05, 0.05],
+      [0.5, 0.3, 0.2],
+      [0.4, 0.35, 0.25],
+    ];
+    const built = rankReference(rows);
+    expect(built.margin.map((m) => Number(m.toFixed(6)))).toEqual([0.05, 0.2, 0.85]);
+    expect(built.pnorm).toEqual(rows.map((row) => pNormMaxLogit(row, PNORM_P)).sort((a, b) => a - b));
+    expect(RankReference.safeParse(built).success).toBe(true);
+    // Ranked against itself, the surest row is top of both.
+    expect(rankConfidence(rows[0]!, built)).toBe(1);
+  });
+});
+
+describe('rank in configs', () => {
+  const base = { little: { path: 'l.onnx' }, big: { path: 'b.onnx' }, metric: 'rank' };
+
+  it('a config with metric rank carries its reference', () => {
+    expect(CascadeConfig.safeParse({ ...base, rankReference: ref }).success).toBe(true);
+    const r = CascadeConfig.safeParse(base);
+    expect(r.success).toBe(false);
+    expect(r.error!.issues[0]).toMatchObject({ path: ['rankReference'], message: expect.stringMatching(/--calibration calib\.json/) });
+  });
+
+  it('refuses an unsorted, empty or non-finite reference', () => {
+    for (const margin of [[0.3, 0.1], [], [0.1, Number.NaN]]) {
+      expect(RankReference.safeParse({ ...ref, margin }).success).toBe(false);
+      expect(CascadeConfig.safeParse({ ...base, rankReference: { ...ref, margin } }).success).toBe(false);
+    }
+    expect(RankReference.safeParse({ ...ref, margin: [0.3, 0.1] }).error!.issues[0]!.message).toMatch(/sorted ascending/);
+  });
+
+  it('`--metric rank` without a calib.json is one line naming calibrate', async () => {
+    const err = await loadConfig({ overrides: { little: 'l.onnx', big: 'b.onnx', metric: 'rank' }, env: {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).not.toContain('\n');
+    expect((err as Error).message).toMatch(/^metric rank comes from `cascade calibrate`/);
+  });
+});
