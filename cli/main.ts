@@ -90,12 +90,10 @@ export function buildProgram(): Command {
         ).choices(['ltt', 'sgr', 'ltt-batch']),
       )
       .addOption(
-        new Option('--metric <m...>', 'confidence metrics to compare (default: margin and pnorm for guaranteed rules, else maxprob, margin, entropy)').choices([
-          'maxprob',
-          'margin',
-          'entropy',
-          'pnorm',
-        ]),
+        new Option(
+          '--metric <m...>',
+          'confidence metrics to compare (default: rank for guaranteed rules, margin and pnorm for a chain’s; else maxprob, margin, entropy)',
+        ).choices(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']),
       )
       .option(
         '--calibration-fraction <f>',

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { z } from 'zod';
-import { ConfidenceMetric } from './schema.js';
+import { ConfidenceMetric, RANK_TWO_STAGES, RankReference } from './schema.js';
 
 const Fraction = z.number().min(0).max(1);
 
@@ -52,37 +52,44 @@ const Guarantee = z.object({
   promise: z.string(),
 });
 
-export const CalibrationFile = z.object({
-  version: z.literal(1),
-  createdAt: z.string(),
-  little: ModelRef,
-  big: ModelRef,
-  /** guaranteed and guaranteed-drop carry `guarantee`; the others are point estimates. */
-  rule: z.enum(['guaranteed', 'guaranteed-drop', 'tinysaver', 'no-loss', 'label-free']),
-  reason: z.string(),
-  metric: ConfidenceMetric,
-  /** Accept little answers with confidence ≥ threshold; above 1 means never (send all to big). */
-  threshold: z.number().min(0).max(2),
-  settings: z.object({
-    maxDrop: Fraction,
-    targetAgreement: Fraction,
-    metrics: z.array(ConfidenceMetric),
-    z: z.number().positive(),
-    calibrationFraction: Fraction,
-    /** Absent in files written before guaranteed rules. */
-    delta: z.number().gt(0).lt(1).optional(),
-    method: z.enum(['ltt', 'sgr', 'ltt-batch']).optional(),
-  }),
-  /** The finite-sample promise of a guaranteed rule; absent for point-estimate rules and older files. */
-  guarantee: Guarantee.optional(),
-  /** What the calibration part showed (a point estimate; the promise of a guaranteed rule is `guarantee`). */
-  expected: OperatingPoint,
-  /** The same threshold judged on the held-out test part; null when everything calibrated. */
-  test: OperatingPoint.nullable(),
-  /** Images that could not be scored (decode errors) and were left out. */
-  skippedImages: z.number().int().nonnegative(),
-  files: z.object({ curveJson: z.string(), curveCsv: z.string(), plot: z.string() }),
-});
+export const CalibrationFile = z
+  .object({
+    version: z.literal(1),
+    createdAt: z.string(),
+    little: ModelRef,
+    big: ModelRef,
+    /** guaranteed and guaranteed-drop carry `guarantee`; the others are point estimates. */
+    rule: z.enum(['guaranteed', 'guaranteed-drop', 'tinysaver', 'no-loss', 'label-free']),
+    reason: z.string(),
+    metric: ConfidenceMetric,
+    /** Metric rank only: the calibration part's margin and pnorm distributions, which the run ranks new images against. */
+    rankReference: RankReference.optional(),
+    /** Accept little answers with confidence ≥ threshold; above 1 means never (send all to big). */
+    threshold: z.number().min(0).max(2),
+    settings: z.object({
+      maxDrop: Fraction,
+      targetAgreement: Fraction,
+      metrics: z.array(ConfidenceMetric),
+      z: z.number().positive(),
+      calibrationFraction: Fraction,
+      /** Absent in files written before guaranteed rules. */
+      delta: z.number().gt(0).lt(1).optional(),
+      method: z.enum(['ltt', 'sgr', 'ltt-batch']).optional(),
+    }),
+    /** The finite-sample promise of a guaranteed rule; absent for point-estimate rules and older files. */
+    guarantee: Guarantee.optional(),
+    /** What the calibration part showed (a point estimate; the promise of a guaranteed rule is `guarantee`). */
+    expected: OperatingPoint,
+    /** The same threshold judged on the held-out test part; null when everything calibrated. */
+    test: OperatingPoint.nullable(),
+    /** Images that could not be scored (decode errors) and were left out. */
+    skippedImages: z.number().int().nonnegative(),
+    files: z.object({ curveJson: z.string(), curveCsv: z.string(), plot: z.string() }),
+  })
+  .refine((f) => f.metric !== 'rank' || f.rankReference !== undefined, {
+    path: ['rankReference'],
+    message: 'metric rank needs the rankReference it ranks against',
+  });
 export type CalibrationFile = z.infer<typeof CalibrationFile>;
 
 /** What a chain of thresholds does on one part of the images (see pipeline/calibration/chain.ts). */
@@ -119,7 +126,7 @@ export const ChainCalibrationFile = z.object({
   /** guaranteed (pipeline/calibration/chain-risk.ts) carries `guarantee`; the others are point estimates. */
   rule: z.enum(['guaranteed', 'tinysaver', 'no-loss', 'label-free']),
   reasons: z.array(z.string()),
-  metric: ConfidenceMetric,
+  metric: ConfidenceMetric.refine((m): boolean => m !== 'rank', RANK_TWO_STAGES),
   settings: z.object({
     maxDrop: Fraction,
     targetAgreement: Fraction,

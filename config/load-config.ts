@@ -169,6 +169,7 @@ function applyCalibration(merged: Record<string, unknown>, cal: AnyCalibrationFi
     );
   }
   merged.metric = cal.metric;
+  if (!chain && cal.rankReference) merged.rankReference = cal.rankReference;
   if (Array.isArray(merged.stages)) {
     const stages = merged.stages as unknown[];
     if (stages.length !== thresholds.length + 1)

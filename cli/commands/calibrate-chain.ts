@@ -8,10 +8,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { ChainCalibrationFile } from '../../config/calibration.js';
-import { loadConfig } from '../../config/load-config.js';
-import { GUARANTEED_METRICS } from '../../pipeline/calibration/calibrate.js';
+import { ConfigError, loadConfig } from '../../config/load-config.js';
+import { RANK_TWO_STAGES } from '../../config/schema.js';
 import { type ChainPoint, calibrateChain, evaluateChain } from '../../pipeline/calibration/chain.js';
-import { certifyChain } from '../../pipeline/calibration/chain-risk.js';
+import { CHAIN_GUARANTEED_METRICS, certifyChain } from '../../pipeline/calibration/chain-risk.js';
 import { ALL_METRICS } from '../../pipeline/calibration/select.js';
 import { buildChainTables } from '../../pipeline/calibration/tables.js';
 import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
@@ -45,6 +45,7 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
   if (o.rule === 'guaranteed-drop')
     throw new Error('--rule guaranteed-drop is for a little/big pair; a chain takes guaranteed (the default), tinysaver, no-loss or label-free');
   if (o.method !== undefined && o.method !== 'ltt') throw new Error(`--method ${o.method} is for a little/big pair; a chain's guaranteed rule uses ltt`);
+  if (o.metric?.includes('rank')) throw new ConfigError(`--metric rank: ${RANK_TWO_STAGES}`);
   const rule = o.rule ?? 'guaranteed';
   // --stages replaces the config's stages (thresholds are what we are about to choose).
   const stagesOverride = o.stages?.map((m, i, all) => ({ model: resolve(m), ...(i < all.length - 1 ? { threshold: 1 } : {}) }));
@@ -62,7 +63,7 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
   const options = {
     maxDrop: o.maxDrop ?? 0,
     targetAgreement: o.targetAgreement ?? 0.99,
-    metrics: o.metric ?? (rule === 'guaranteed' ? GUARANTEED_METRICS : ALL_METRICS),
+    metrics: o.metric ?? (rule === 'guaranteed' ? CHAIN_GUARANTEED_METRICS : ALL_METRICS),
   };
   const stages = models.map((m) => ({ name: m.name, gmacsPerImage: m.gmacsPerImage }));
   if (tables.calibration.length === 0) throw new Error('no calibration images could be scored by every model');

@@ -37,19 +37,25 @@
  *   checked in test/unit/chain-risk.test.ts rather than assumed.
  * Among the metrics that certify, the one with the lowest expected GMACs per image wins.
  */
-import type { ConfidenceMetric } from '../../config/schema.js';
+import { type ConfidenceMetric, RANK_TWO_STAGES } from '../../config/schema.js';
 import { confidence, topK } from '../routing.js';
 import { binomialCdf } from './binomial.js';
-import { CalibrationRefused, GUARANTEED_METRICS } from './calibrate.js';
+import { CalibrationRefused } from './calibrate.js';
 import { type ChainEntry, type ChainOutcome, type ChainStage, checkChain, evaluateChain } from './chain.js';
 import { imagesNeededFor, minimumImages, strongest } from './risk-control.js';
+
+/**
+ * Metrics a chain's guaranteed rule compares unless told: margin and pnorm, each at δ/2. Not the
+ * pair's rank: each stage would need its own reference, and chain calib files carry none.
+ */
+export const CHAIN_GUARANTEED_METRICS: readonly ConfidenceMetric[] = ['margin', 'pnorm'];
 
 export interface ChainRiskOptions {
   /** Agreement with the last stage required on images accepted before it. */
   targetAgreement: number;
   /** The promise fails with probability at most delta. */
   delta: number;
-  /** Metrics to compare, each at delta / their number; default GUARANTEED_METRICS. */
+  /** Metrics to compare, each at delta / their number; default CHAIN_GUARANTEED_METRICS. */
   metrics?: readonly ConfidenceMetric[];
   z?: number;
 }
@@ -163,7 +169,8 @@ export function certifyChain(
   const { targetAgreement: target, delta } = o;
   if (!(target > 0 && target <= 1)) throw new RangeError(`target agreement must be in (0, 1], got ${target}`);
   if (!(delta > 0 && delta < 1)) throw new RangeError(`delta must be in (0, 1), got ${delta}`);
-  const metrics = o.metrics ?? GUARANTEED_METRICS;
+  const metrics = o.metrics ?? CHAIN_GUARANTEED_METRICS;
+  if (metrics.includes('rank')) throw new Error(`certifyChain: ${RANK_TWO_STAGES}`);
   if (metrics.length === 0) throw new Error('certifyChain: no metrics to compare');
   const perMetricDelta = delta / metrics.length;
   const alpha = 1 - target;

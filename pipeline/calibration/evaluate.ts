@@ -2,15 +2,21 @@
  * Judging a chosen operating point on images it was not chosen on, and the oracle bound.
  * Pure; no I/O.
  */
-import type { ConfidenceMetric } from '../../config/schema.js';
+import type { ConfidenceMetric, RankReference } from '../../config/schema.js';
 import { topK } from '../routing.js';
 import { type CalibrationEntry, type CascadeCosts, type CurvePoint, sweepThresholds } from './sweep.js';
 
-/** The cascade's behaviour on `table` at a fixed threshold (e.g. one calibrated elsewhere). */
-export function pointAt(table: readonly CalibrationEntry[], metric: ConfidenceMetric, threshold: number, costs: CascadeCosts): CurvePoint {
+/** The cascade's behaviour on `table` at a fixed threshold (e.g. one calibrated elsewhere); rank ranks against `reference`. */
+export function pointAt(
+  table: readonly CalibrationEntry[],
+  metric: ConfidenceMetric,
+  threshold: number,
+  costs: CascadeCosts,
+  reference?: RankReference,
+): CurvePoint {
   // Sweep points sit at the table's own confidences; the first at or above `threshold` keeps
   // exactly the images with confidence ≥ threshold, since no confidence lies in between.
-  const curve = sweepThresholds(table, metric, costs);
+  const curve = sweepThresholds(table, metric, costs, reference);
   const point = curve.find((p) => p.threshold >= threshold) ?? curve[curve.length - 1]!;
   return { ...point, threshold };
 }

@@ -146,6 +146,7 @@ export function calibrationFile(
     rule: c.rule,
     reason: c.reason,
     metric: c.metric,
+    ...(c.metric === 'rank' && outcome.rankReference ? { rankReference: outcome.rankReference } : {}),
     threshold: c.threshold,
     settings: { ...outcome.options, metrics: [...outcome.options.metrics], calibrationFraction: extra.calibrationFraction },
     ...(c.guarantee ? { guarantee: c.guarantee } : {}),

@@ -5,7 +5,7 @@
  * table), the highest threshold wins. Those thresholds are equivalent on the calibration data,
  * but the higher one keeps fewer unseen images, so it is the conservative choice.
  */
-import type { ConfidenceMetric } from '../../config/schema.js';
+import type { ConfidenceMetric, RankReference } from '../../config/schema.js';
 import { type CalibrationEntry, type CascadeCosts, type Curve, type CurvePoint, sweepThresholds } from './sweep.js';
 import { type WilsonInterval, wilsonInterval } from './wilson.js';
 
@@ -138,12 +138,13 @@ export interface MetricChoice<S extends Selection> {
 
 export const ALL_METRICS: readonly ConfidenceMetric[] = ['maxprob', 'margin', 'entropy'];
 
-/** Apply one rule under each metric and keep the one that sends the fewest images to big. */
+/** Apply one rule under each metric and keep the one that sends the fewest images to big (rank: against `reference`). */
 export function bestMetric<S extends Selection>(
   table: readonly CalibrationEntry[],
   costs: CascadeCosts,
   rule: (curve: Curve) => S,
   metrics: readonly ConfidenceMetric[] = ALL_METRICS,
+  reference?: RankReference,
 ): MetricChoice<S> {
   if (metrics.length === 0) throw new Error('bestMetric: no metrics to compare');
   // Labeled rules compare on cascade accuracy; label-free ones only have agreement.
@@ -151,7 +152,7 @@ export function bestMetric<S extends Selection>(
   const perMetric: Partial<Record<ConfidenceMetric, S>> = {};
   let best: { metric: ConfidenceMetric; selection: S } | undefined;
   for (const metric of metrics) {
-    const selection = rule(sweepThresholds(table, metric, costs));
+    const selection = rule(sweepThresholds(table, metric, costs, reference));
     perMetric[metric] = selection;
     const a = selection.point;
     const b = best?.selection.point;

@@ -2,7 +2,7 @@
  * Threshold sweep over a calibration table: for every threshold that changes which images the
  * little model keeps, the cost and quality of the cascade. Pure; no I/O.
  */
-import type { ConfidenceMetric } from '../../config/schema.js';
+import type { ConfidenceMetric, RankReference } from '../../config/schema.js';
 import { confidence, topK } from '../routing.js';
 
 /** One image of a calibration table: both models' probability rows and, optionally, the truth. */
@@ -56,8 +56,8 @@ export type Curve = CurvePoint[] & { readonly missingLabels: MissingLabels };
 /** Threshold of the last point: above any confidence (which lies in [0, 1]), so all go to big. */
 export const SEND_ALL_THRESHOLD = 2;
 
-/** Sweep every threshold that matters in O(n log n): one sort by confidence, then prefix counts. */
-export function sweepThresholds(table: readonly CalibrationEntry[], metric: ConfidenceMetric, costs: CascadeCosts): Curve {
+/** Sweep every threshold that matters in O(n log n): one sort by confidence, then prefix counts (rank: against `reference`). */
+export function sweepThresholds(table: readonly CalibrationEntry[], metric: ConfidenceMetric, costs: CascadeCosts, reference?: RankReference): Curve {
   const n = table.length;
   if (n === 0) throw new Error('sweepThresholds: the calibration table is empty');
   if (!(costs.littleGmacs >= 0) || !(costs.bigGmacs >= 0)) {
@@ -79,7 +79,7 @@ export function sweepThresholds(table: readonly CalibrationEntry[], metric: Conf
           'they must be equal and non-zero for top-1 answers to be comparable',
       );
     }
-    const c = confidence(e.little, metric);
+    const c = confidence(e.little, metric, reference);
     // NaN would silently never be accepted and would break the sort; it means a broken row.
     if (Number.isNaN(c)) throw new Error(`sweepThresholds: image ${JSON.stringify(e.key)} has a NaN ${metric} confidence`);
     // Above 1 means logits were passed, and the send-all threshold would no longer send all.

@@ -294,13 +294,22 @@ describe('cascade calibrate, guaranteed rules (the default)', () => {
     const out = join(work.path, 'cal-refused', 'calib.json');
     const r = await cli(['--out', out, '--calibration-fraction', '1']);
     expect('code' in r && r.code).toBe(1);
-    // The 6 saturated images agree at the top: 0 of 6 passes at δ/2 = 0.025 for α ≥ 1 − 0.025^(1/6) = 45.9%, i.e. target ≤ 54.1%.
+    // The default is rank alone at the full δ. The 6 saturated images agree at the top: 0 of 6 passes at
+    // δ = 0.05 for α ≥ 1 − 0.05^(1/6) = 39.3%, i.e. target ≤ 60.7%.
     expect(r.stderr.trim()).toBe(
+      'cascade: guaranteed rule refused: 12 calibration images cannot certify agreement ≥ 99.0% at δ = 0.05 (ltt); ' +
+        'the strongest it certifies is 60.6%; 99.0% needs more images than this sample can estimate. ' +
+        'Lower --target-agreement, add calibration images, or choose a point-estimate rule (--rule label-free) knowing it holds about half the time',
+    );
+    await expect(readFile(out)).rejects.toThrow(/ENOENT/);
+    // Comparing margin and pnorm splits δ: at δ/2 = 0.025, α ≥ 1 − 0.025^(1/6) = 45.9%, i.e. target ≤ 54.1%.
+    const split = await cli(['--out', out, '--calibration-fraction', '1', '--metric', 'margin', 'pnorm']);
+    expect('code' in split && split.code).toBe(1);
+    expect(split.stderr.trim()).toBe(
       'cascade: guaranteed rule refused: 12 calibration images cannot certify agreement ≥ 99.0% at δ = 0.025 (ltt); ' +
         'the strongest it certifies is 54.0%; 99.0% needs more images than this sample can estimate (δ split over 2 metrics: margin, pnorm). ' +
         'Lower --target-agreement, add calibration images, or choose a point-estimate rule (--rule label-free) knowing it holds about half the time',
     );
-    await expect(readFile(out)).rejects.toThrow(/ENOENT/);
   });
 
   it('certifies a target the sample supports; calib.json and the report state the promise; audits are held to the bound', async () => {

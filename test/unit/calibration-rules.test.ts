@@ -374,7 +374,12 @@ describe('calibrate', () => {
 
   it('defaults to the guaranteed rule: refuses what 5 images cannot certify (exit 1), certifies what they can', () => {
     expect(() => calibrate(table, [], costs)).toThrow(CalibrationRefused);
+    // The default compares rank alone, at the full δ.
     expect(() => calibrate(table, [], costs)).toThrow(
+      'guaranteed rule refused: 5 calibration images cannot certify agreement ≥ 99.0% at δ = 0.05 (ltt); it certifies no target of 50% or more; ' +
+        '99.0% needs more images than this sample can estimate. Lower --target-agreement',
+    );
+    expect(() => calibrate(table, [], costs, { metrics: ['margin', 'pnorm'] })).toThrow(
       'guaranteed rule refused: 5 calibration images cannot certify agreement ≥ 99.0% at δ = 0.025 (ltt); it certifies no target of 50% or more; ' +
         '99.0% needs more images than this sample can estimate (δ split over 2 metrics: margin, pnorm)',
     );

@@ -3,6 +3,11 @@ import { ConfigError, loadConfig } from '../../config/load-config.js';
 import { CascadeConfig, RankReference } from '../../config/schema.js';
 import { confidence, orderStatistics, PNORM_P, pNormMaxLogit, rankConfidence, rankOf, rankReference } from '../../pipeline/routing.js';
 import { seeded } from '../../bench/stats.js';
+import { CalibrationFile, ChainCalibrationFile } from '../../config/calibration.js';
+import { calibrate } from '../../pipeline/calibration/calibrate.js';
+import { calibrationFile } from '../../pipeline/calibration/report.js';
+import type { CalibrationEntry } from '../../pipeline/calibration/sweep.js';
+import { peaked } from '../helpers/probabilities.js';
 
 /** A reference small enough to rank against by hand. */
 const ref: RankReference = { margin: [0.1, 0.3, 0.45, 0.7], pnorm: [0.5, 0.9, 0.99, 1] };
@@ -75,5 +80,53 @@ describe('rank in configs', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).not.toContain('\n');
     expect((err as Error).message).toMatch(/^metric rank comes from `cascade calibrate`/);
+  });
+});
+
+describe('calibrate with rank', () => {
+  const costs = { littleGmacs: 1, bigGmacs: 10 };
+  /** Little's top probability c and runner-up share vary; big agrees unless c is low. */
+  function table(n: number, seed: number, shift: number): CalibrationEntry[] {
+    const r = seeded(seed);
+    return Array.from({ length: n }, (_, i) => {
+      const c = Math.min(0.99, 0.4 + shift + 0.6 * r());
+      const split = 0.2 + 0.6 * r();
+      const little = Float32Array.from([c, (1 - c) * split, (1 - c) * (1 - split)]);
+      const agrees = c > 0.55 || r() < 0.3;
+      return { key: `k${i}`, little, big: peaked(agrees ? 0 : 1, 0.9) };
+    });
+  }
+  const cal = table(400, 1, 0);
+  // The test part is surer than the calibration part, so ranking it against itself would differ.
+  const test = table(200, 2, 0.2);
+
+  it('is the default guaranteed metric, certified at the full δ against the calibration part', () => {
+    const out = calibrate(cal, test, costs, { targetAgreement: 0.9 });
+    expect(out.options.metrics).toEqual(['rank']);
+    expect(out.chosen.metric).toBe('rank');
+    expect(out.chosen.guarantee).toMatchObject({ delta: 0.05, images: 400 });
+    expect(out.chosen.reason).not.toMatch(/δ split/);
+    const ref = rankReference(cal.map((e) => e.little));
+    expect(out.rankReference).toEqual(ref);
+    const kept = (part: CalibrationEntry[]) => part.filter((e) => rankConfidence(e.little, ref) >= out.chosen.threshold).length;
+    expect(out.chosen.point.accepted).toBe(kept(cal));
+    expect(out.test!.point.accepted).toBe(kept(test));
+    expect(kept(test)).toBeGreaterThan(kept(cal) / 2);
+  });
+
+  it('writes the reference into calib.json with metric rank, and only then', () => {
+    const models = { little: { name: 'l', path: 'l.onnx' }, big: { name: 'b', path: 'b.onnx' } };
+    const extra = { calibrationFraction: 0.5, skippedImages: 0, files: { curveJson: 'c.json', curveCsv: 'c.csv', plot: 'c.svg' } };
+    const file = calibrationFile(calibrate(cal, test, costs, { targetAgreement: 0.9 }), models, extra);
+    expect(file.rankReference).toEqual(rankReference(cal.map((e) => e.little)));
+    expect(CalibrationFile.parse(JSON.parse(JSON.stringify(file)))).toEqual(file);
+    const margin = calibrationFile(calibrate(cal, test, costs, { targetAgreement: 0.9, metrics: ['margin', 'pnorm'] }), models, extra);
+    expect(margin.metric).not.toBe('rank');
+    expect(margin.rankReference).toBeUndefined();
+    // A calib.json saying rank without its reference is not one calibrate wrote.
+    const { rankReference: _, ...bare } = file;
+    expect(CalibrationFile.safeParse(bare).success).toBe(false);
+    // Chain calib files carry no reference, so they may not name rank.
+    expect(ChainCalibrationFile.shape.metric.safeParse('rank').success).toBe(false);
   });
 });
