@@ -3,7 +3,7 @@
  * the inference calls (inference/infer-chunks.ts), and each image's answer is accepted or
  * forwarded here. Per-image failures become error rows; only a model failure fails the batch.
  */
-import type { ConfidenceMetric } from '../config/schema.js';
+import type { ConfidenceMetric, RankReference } from '../config/schema.js';
 import type { InferencePool } from './inference/inference-pool.js';
 import type { StageModel } from './models/loaded-model.js';
 import type { ImageErrorKind, PartRow, StageStats } from './results/manifest.js';
@@ -36,6 +36,8 @@ export interface StageDecision {
   /** Threshold for accepting; null on the last stage, which accepts everything. */
   threshold: number | null;
   metric: ConfidenceMetric;
+  /** Metric rank: the run's reference (RunSpec.rankReference). */
+  rankReference?: RankReference;
 }
 
 export interface StageResult {
@@ -135,7 +137,7 @@ export function routeOutcomes(
     }
     inferMs += o.ms;
     o.images.forEach(({ item, tensor }, i) => {
-      const prediction = predict(o.probs[i]!, decision.metric);
+      const prediction = predict(o.probs[i]!, decision.metric, decision.rankReference);
       if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
       else forward.push({ item, tensor, confidence: prediction.confidence });
     });

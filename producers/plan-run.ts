@@ -16,7 +16,7 @@ import { pinModel } from '../pipeline/models/pin-model.js';
 import { compareProbe, Probe } from '../pipeline/models/probe.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isS3Url } from '../pipeline/storage/location.js';
-import { DECIDED_AT_WARMUP, RunId, RunSpec } from '../queue/jobs.js';
+import { DECIDED_AT_WARMUP, RANK_SELF_CALIBRATION, RunId, RunSpec } from '../queue/jobs.js';
 import { ConfigError } from '../config/load-config.js';
 import { deriveRunId, runIdentity } from './submit-run.js';
 
@@ -36,9 +36,12 @@ export function absoluteRef(ref: string): string {
 }
 
 /** The run-wide settings of a config that decide its rows (besides the stages). */
-export function runSettings(config: CascadeConfig): Pick<RunSpec, 'metric' | 'batchSize' | 'numerics' | 'limits' | 'probeTolerance' | 'audit'> {
-  const { metric, batchSize, numerics, limits, probeTolerance, audit } = config;
-  return { metric, batchSize, numerics, limits, probeTolerance, ...(audit ? { audit } : {}) };
+export function runSettings(
+  config: CascadeConfig,
+): Pick<RunSpec, 'metric' | 'rankReference' | 'batchSize' | 'numerics' | 'limits' | 'probeTolerance' | 'audit'> {
+  const { metric, rankReference, batchSize, numerics, limits, probeTolerance, audit } = config;
+  // The reference decides a rank run's rows; under another metric it would only change the run id.
+  return { metric, ...(metric === 'rank' ? { rankReference } : {}), batchSize, numerics, limits, probeTolerance, ...(audit ? { audit } : {}) };
 }
 
 /** The stages of a run spec for `config`: each model pinned (hash, probe) and its GMACs per image. */
@@ -66,6 +69,7 @@ export async function planRun(
   runId?: string,
   selfCalibration?: NonNullable<RunSpec['selfCalibration']>,
 ): Promise<RunSpec> {
+  if (selfCalibration && config.metric === 'rank') throw new ConfigError(RANK_SELF_CALIBRATION);
   if (selfCalibration && configuredStages(config).length !== 2)
     throw new ConfigError(`--target-agreement decides the threshold of a two-stage cascade; this config has ${configuredStages(config).length} stages`);
   const planned = await planStages(config, models);

@@ -3,19 +3,21 @@
  * one image; ids are deterministic so resubmitting or retrying never duplicates work.
  */
 import { z } from 'zod';
-import { ConfidenceMetric, Limits, Numerics } from '../config/schema.js';
+import { ConfidenceMetric, Limits, Numerics, RANK_NEEDS_REFERENCE, RANK_TWO_STAGES, RankReference } from '../config/schema.js';
 import { ModelPin } from '../pipeline/models/model-pin.js';
 import { WarmupSize } from '../pipeline/warmup-sample.js';
 
 /** Ids become Redis keys and BullMQ job ids: keep them to a safe alphabet (no ':'). */
 export const RunId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'run ids use letters, digits, _ and - (at most 64)');
 
-/** What every worker needs to know about a run; stored once in Redis at submission. */
-export const RunSpec = z.object({
+/** The fields of a run spec, before the checks across fields (see RunSpec). */
+export const RunSpecFields = z.object({
   runId: RunId,
   source: z.string(),
   out: z.string(),
   metric: ConfidenceMetric,
+  /** Metric rank only: what the first stage ranks each image against (from the run's calib.json). */
+  rankReference: RankReference.optional(),
   batchSize: z.number().int().positive(),
   /** Stage 0 is the little model, the last stage the big one. */
   stages: z
@@ -55,7 +57,25 @@ export const RunSpec = z.object({
     .optional(),
   createdAt: z.string(),
 });
+
+/**
+ * What every worker needs to know about a run; stored once in Redis at submission. A rank run
+ * without its reference is refused here, so no worker routes one (a worker of an older version
+ * refuses the metric itself).
+ */
+export const RunSpec = RunSpecFields.superRefine((spec, ctx) => checkRankRun(spec, ctx));
 export type RunSpec = z.infer<typeof RunSpec>;
+
+/** The cross-field rules of metric rank: a reference, and a little/big pair. */
+export function checkRankRun(spec: Pick<z.infer<typeof RunSpecFields>, 'metric' | 'rankReference' | 'stages' | 'selfCalibration'>, ctx: z.RefinementCtx): void {
+  if (spec.metric !== 'rank') return;
+  if (spec.rankReference === undefined) ctx.addIssue({ code: 'custom', path: ['rankReference'], message: RANK_NEEDS_REFERENCE });
+  if (spec.stages.length > 2) ctx.addIssue({ code: 'custom', path: ['metric'], message: RANK_TWO_STAGES });
+  if (spec.selfCalibration) ctx.addIssue({ code: 'custom', path: ['selfCalibration'], message: RANK_SELF_CALIBRATION });
+}
+
+/** Why a self-calibrating run may not route by rank: its warm-up would have to build the reference. */
+export const RANK_SELF_CALIBRATION = '--target-agreement certifies maxprob, margin, entropy or pnorm; rank needs a calib.json';
 
 /** The first-stage threshold of a self-calibrating run's spec: decided from the warm-up, at run time. */
 export const DECIDED_AT_WARMUP = 'decided-at-warmup' as const;

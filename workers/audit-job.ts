@@ -55,7 +55,7 @@ export async function processAuditJob(job: Job, o: AuditContext): Promise<{ acce
   let rows: PartRow[];
   const { lease, deps } = await o.borrow(spec, spec.stages.length - 1);
   try {
-    rows = (await classifyBatch(data.items, lease.model, { threshold: null, metric: spec.metric }, deps)).rows;
+    rows = (await classifyBatch(data.items, lease.model, { threshold: null, metric: spec.metric, rankReference: spec.rankReference }, deps)).rows;
   } catch (err) {
     // As for stage jobs: retry a model failure, and on the last attempt record it so the run completes.
     if (job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw err;

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { RunSpec } from '../queue/jobs.js';
+import { checkRankRun, RunSpec, RunSpecFields } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { errorKind, failureFields, type WorkerLog } from './stage-worker.js';
 
@@ -33,7 +33,7 @@ export const ScheduleTemplate = z.object({
   out: z.string().min(1),
   /** File extensions the listing keeps. */
   extensions: z.array(z.string()),
-  run: RunSpec.omit({ runId: true, source: true, out: true, createdAt: true }),
+  run: RunSpecFields.omit({ runId: true, source: true, out: true, createdAt: true }).superRefine((run, ctx) => checkRankRun(run, ctx)),
   /** Firings may take over an output location an earlier run holds (a fixed `out` without {date}). */
   overwrite: z.boolean().optional(),
 });

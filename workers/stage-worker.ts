@@ -126,7 +126,7 @@ export class StageWorker {
     if (warmupLane && !spec.selfCalibration) throw new Error(`warm-up job of run ${data.runId}, which is not self-calibrating`);
     const isLast = data.stage === spec.stages.length - 1;
     // The warm-up lane answers every image at every stage; its first stage then forwards them all.
-    const decision = { threshold: warmupLane ? null : await this.thresholdOf(spec, data.stage), metric: spec.metric };
+    const decision = { threshold: warmupLane ? null : await this.thresholdOf(spec, data.stage), metric: spec.metric, rankReference: spec.rankReference };
     // Warm-up images of a batch are labelled in their own lane, never here as well.
     const items = warmupLane ? data.items : data.items.filter((i) => !i.warmup);
     const skipped = data.items.length - items.length;

@@ -30,6 +30,9 @@ import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { startS3 } from '../helpers/s3.js';
 import { LABELS } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { dataContext, listImages, scoreModel } from '../../cli/calibration-data.js';
+import { rankConfidence, rankReference } from '../../pipeline/routing.js';
+import { ManifestRow } from '../../pipeline/results/manifest.js';
 
 const exec = promisify(execFile);
 const CLASS = Object.fromEntries(LABELS.map((l, i) => [l, i])) as Record<(typeof LABELS)[number], number>;
@@ -515,5 +518,87 @@ describe('cascade run --calibration', () => {
     await expect(
       runCommand(images, { out: join(work.path, 'run-refused'), little: littleSpec, big: bigSpec, config, calibration: elsewhere, progress: false }),
     ).rejects.toThrow(/it measured .* with sha256 000000000000, but this run's little model/);
+  });
+});
+
+describe('metric rank (the guaranteed default)', () => {
+  it('calibrate chooses rank and writes its reference; `run --calibration` routes exactly as rankConfidence ≥ threshold predicts', async () => {
+    const out = join(work.path, 'cal-rank', 'calib.json');
+    const { file } = await calibrateCommand({
+      little: littleSpec,
+      big: bigSpec,
+      images,
+      targetAgreement: 0.5,
+      out,
+      calibrationFraction: 1,
+      cache: join(work.path, 'cache'),
+      progress: false,
+    });
+    expect(file.rule).toBe('guaranteed');
+    expect(file.metric).toBe('rank');
+    expect(file.settings.metrics).toEqual(['rank']);
+    expect(file.guarantee).toMatchObject({ delta: 0.05, level: 0.5, images: 12 });
+    // The little model's rows, from the cache calibrate filled: the reference is theirs.
+    const config = await loadConfig({ overrides: { little: littleSpec, big: bigSpec }, env: {} });
+    const ctx = dataContext(config, { cache: join(work.path, 'cache'), progress: false, images });
+    const refs = await listImages(images, ctx);
+    const little = await scoreModel('little', config.little, refs, ctx);
+    const rows = refs.map((ref) => little.scored.probs.get(ref)!);
+    expect(file.rankReference).toEqual(rankReference(rows));
+    const onDisk = CalibrationFile.parse(JSON.parse(await readFile(out, 'utf8')));
+    expect(onDisk.rankReference).toEqual(file.rankReference);
+
+    const runConfig = join(work.path, 'rank-config.json');
+    await writeFile(runConfig, JSON.stringify({ redisUrl: redis.url, prefix: `rk${Math.random().toString(36).slice(2, 7)}`, batchSize: 4 }));
+    const runOut = join(work.path, 'rank-out');
+    const summary = await runCommand(images, {
+      out: runOut,
+      little: littleSpec,
+      big: bigSpec,
+      config: runConfig,
+      calibration: out,
+      progress: false,
+      json: true,
+    });
+    expect(summary.metric).toBe('rank');
+    const manifest = (await readFile(join(runOut, 'manifest.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => ManifestRow.parse(JSON.parse(l)));
+    expect(manifest).toHaveLength(refs.length);
+    const predicted = new Map(refs.map((ref, i) => [ref, rankConfidence(rows[i]!, file.rankReference!)]));
+    for (const row of manifest) {
+      const conf = predicted.get(row.key)!;
+      expect([row.key, row.stage]).toEqual([row.key, conf >= file.threshold ? 'little' : 'big']);
+      if (row.stage === 'little') expect(row.confidence).toBeCloseTo(conf, 6);
+    }
+    // 6 saturated images agree at the top (P(Bin(6, 0.5) = 0) = 1/64 ≤ 0.05); the dark reds disagree.
+    expect(manifest.filter((r) => r.stage === 'little')).toHaveLength(6);
+  });
+
+  const cli = (args: string[]) =>
+    exec(process.execPath, ['bin/cascade.js', ...args], { env: { ...process.env, CASCADE_LOG_LEVEL: 'warn' } }).catch(
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+
+  it('is refused in one line, exit 2: without a calib.json, on a self-calibrating run, on a chain', async () => {
+    const out = join(work.path, 'rank-refused');
+    const plain = await cli(['run', images, '--little', littleSpec, '--big', bigSpec, '--metric', 'rank', '--out', out]);
+    expect('code' in plain && plain.code).toBe(2);
+    expect(plain.stderr.trim()).toBe(
+      "cascade: metric rank comes from `cascade calibrate` (calib.json carries the calibration sample's margin and pnorm distributions); pass --calibration calib.json",
+    );
+    const submit = await cli(['submit', images, '--little', littleSpec, '--big', bigSpec, '--metric', 'rank', '--out', out]);
+    expect('code' in submit && submit.code).toBe(2);
+    expect(submit.stderr.trim()).toMatch(/^cascade: metric rank comes from `cascade calibrate`.*pass --calibration calib\.json$/);
+    const warm = await cli(['run', images, '--little', littleSpec, '--big', bigSpec, '--metric', 'rank', '--target-agreement', '0.95', '--out', out]);
+    expect('code' in warm && warm.code).toBe(2);
+    expect(warm.stderr.trim()).toBe('cascade: --target-agreement certifies maxprob, margin, entropy or pnorm; rank needs a calib.json');
+    const chain = await cli(['calibrate', '--stages', littleSpec, littleSpec, bigSpec, '--images', images, '--metric', 'rank', '--out', join(out, 'c.json')]);
+    expect('code' in chain && chain.code).toBe(2);
+    expect(chain.stderr.trim()).toBe(
+      'cascade: --metric rank: metric rank routes a little/big pair (its reference is the little model’s calibration sample); a chain takes maxprob, margin, entropy or pnorm',
+    );
+    await expect(readFile(join(out, 'c.json'))).rejects.toThrow(/ENOENT/);
   });
 });

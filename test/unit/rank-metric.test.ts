@@ -8,6 +8,9 @@ import { calibrate } from '../../pipeline/calibration/calibrate.js';
 import { calibrationFile } from '../../pipeline/calibration/report.js';
 import type { CalibrationEntry } from '../../pipeline/calibration/sweep.js';
 import { peaked } from '../helpers/probabilities.js';
+import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
+import { RunSpec } from '../../queue/jobs.js';
+import { ScheduleTemplate } from '../../workers/run-scheduler.js';
 
 /** A reference small enough to rank against by hand. */
 const ref: RankReference = { margin: [0.1, 0.3, 0.45, 0.7], pnorm: [0.5, 0.9, 0.99, 1] };
@@ -128,5 +131,37 @@ describe('calibrate with rank', () => {
     expect(CalibrationFile.safeParse(bare).success).toBe(false);
     // Chain calib files carry no reference, so they may not name rank.
     expect(ChainCalibrationFile.shape.metric.safeParse('rank').success).toBe(false);
+  });
+});
+
+describe('rank in run specs', () => {
+  const stage = (name: string, threshold: number | null) => ({ name, model: fakePin(`${name}.onnx`), gmacsPerImage: 1, threshold });
+  const spec = {
+    runId: 'r1',
+    source: '/in',
+    out: '/out',
+    metric: 'rank',
+    rankReference: ref,
+    batchSize: 4,
+    stages: [stage('little', 0.5), stage('big', null)],
+    ...RUN_DEFAULTS,
+    createdAt: new Date(0).toISOString(),
+  };
+  const issues = (s: unknown) => RunSpec.safeParse(s).error?.issues.map((i) => i.message) ?? [];
+
+  it('a worker never sees a rank run without its reference, on more than two stages, or self-calibrating', () => {
+    expect(issues(spec)).toEqual([]);
+    const { rankReference: _, ...bare } = spec;
+    expect(issues(bare)).toEqual([expect.stringMatching(/^metric rank comes from `cascade calibrate`/)]);
+    expect(issues({ ...spec, stages: [stage('little', 0.5), stage('mid', 0.5), stage('big', null)] })).toEqual([expect.stringMatching(/little\/big pair/)]);
+    expect(issues({ ...spec, selfCalibration: { targetAgreement: 0.95, delta: 0.05 } })).toEqual([
+      '--target-agreement certifies maxprob, margin, entropy or pnorm; rank needs a calib.json',
+    ]);
+    // A schedule's template is held to the same rules.
+    const { runId: _r, source: _s, out: _o, createdAt: _c, ...run } = bare;
+    expect(ScheduleTemplate.safeParse({ schedule: 'nightly', source: '/in', out: '/out', extensions: ['.jpg'], run }).success).toBe(false);
+    expect(
+      ScheduleTemplate.safeParse({ schedule: 'nightly', source: '/in', out: '/out', extensions: ['.jpg'], run: { ...run, rankReference: ref } }).success,
+    ).toBe(true);
   });
 });
