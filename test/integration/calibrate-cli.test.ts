@@ -594,7 +594,20 @@ describe('metric rank (the guaranteed default)', () => {
     const warm = await cli(['run', images, '--little', littleSpec, '--big', bigSpec, '--metric', 'rank', '--target-agreement', '0.95', '--out', out]);
     expect('code' in warm && warm.code).toBe(2);
     expect(warm.stderr.trim()).toBe('cascade: --target-agreement certifies maxprob, margin, entropy or pnorm; rank needs a calib.json');
-    const chain = await cli(['calibrate', '--stages', littleSpec, littleSpec, bigSpec, '--images', images, '--metric', 'rank', '--out', join(out, 'c.json')]);
+    const chain = await cli([
+      'calibrate',
+      '--stages',
+      littleSpec,
+      littleSpec,
+      bigSpec,
+      '--images',
+      images,
+      '--no-cache',
+      '--metric',
+      'rank',
+      '--out',
+      join(out, 'c.json'),
+    ]);
     expect('code' in chain && chain.code).toBe(2);
     expect(chain.stderr.trim()).toBe(
       'cascade: --metric rank: metric rank routes a little/big pair (its reference is the little model’s calibration sample); a chain takes maxprob, margin, entropy or pnorm',
