@@ -35,17 +35,18 @@ export function cascadeOptions(cmd: Command, number: NumberParser): Command {
     .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
     .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
     .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
-    .addOption(new Option('--metric <m>', 'confidence metric (rank: from a calib.json only)').choices(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']))
+    .addOption(new Option('--metric <m>', 'confidence metric (rank: calib.json or --target-agreement)').choices(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']))
     .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024))
     .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first");
 }
 
-/** The validated config the flags describe (file < environment < calibration < flags). */
-export function loadCascadeConfig(o: CascadeFlags): Promise<CascadeConfig> {
+/** The validated config the flags describe (file < environment < calibration < flags); a self-calibrating run's metric defaults to rank. */
+export function loadCascadeConfig(o: CascadeFlags, selfCalibrating = false): Promise<CascadeConfig> {
   return loadConfig({
     file: o.config,
     calibration: o.calibration,
     overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
+    selfCalibrating,
   });
 }
 

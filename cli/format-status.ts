@@ -205,7 +205,8 @@ export function formatSelfCalibrationStatus(c: NonNullable<RunStatus['selfCalibr
   const head = `  self-calibration: target ${pct(c.targetAgreement)} at δ ${c.delta}, warm-up ${c.warmupDone}/${c.warmupImages ?? '?'} images`;
   const d = c.decision;
   if (!d) return `${head}; threshold not decided yet (ordinary batches wait for it)`;
-  if (d.certified) return `${head}; threshold ${Number(d.threshold.toPrecision(4))}, agreement on kept images ≥ ${pct(d.bound)} w.p. ≥ ${1 - d.delta}`;
+  if (d.certified)
+    return `${head}; threshold ${Number(d.threshold.toPrecision(4))}${d.metric === 'rank' ? ' (rank against the warm-up)' : ''}, agreement on kept images ≥ ${pct(d.bound)} w.p. ≥ ${1 - d.delta}`;
   return `${head}; REFUSED: ${refusalLine(d)}`;
 }
 

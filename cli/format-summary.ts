@@ -80,7 +80,7 @@ export function formatSelfCalibration(c: NonNullable<RunSummary['selfCalibration
   if (d.certified)
     return [
       head,
-      `    threshold ${Number(d.threshold.toPrecision(4))}: with probability ≥ ${1 - d.delta}, agreement on kept images ≥ ${pct(d.bound)} ` +
+      `    threshold ${Number(d.threshold.toPrecision(4))}${d.metric === 'rank' ? ' (rank against the warm-up)' : ''}: with probability ≥ ${1 - d.delta}, agreement on kept images ≥ ${pct(d.bound)} ` +
         `(warm-up: ${d.accepted} of ${d.sample} kept, ${pct(d.empiricalAgreement)} agreeing)`,
     ];
   // The reason names the strongest target this sample certifies and roughly how many images the requested one needs.

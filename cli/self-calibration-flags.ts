@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../config/load-config.js';
 import { parseWarmupSize } from '../pipeline/warmup-sample.js';
-import { RANK_SELF_CALIBRATION, type RunSpec } from '../queue/jobs.js';
+import type { RunSpec } from '../queue/jobs.js';
 
 export interface SelfCalibrationFlags {
   targetAgreement?: string;
@@ -29,7 +29,7 @@ export function selfCalibrationOptions(cmd: Command): Command {
 }
 
 /** The self-calibration a run asks for (undefined without --target-agreement); ConfigError (exit 2) on a bad value or combination. */
-export function parseSelfCalibration(o: SelfCalibrationFlags & { threshold?: number; calibration?: string; metric?: string }): RunSpec['selfCalibration'] {
+export function parseSelfCalibration(o: SelfCalibrationFlags & { threshold?: number; calibration?: string }): RunSpec['selfCalibration'] {
   if (o.targetAgreement === undefined) {
     if (o.delta !== undefined || o.warmup !== undefined) throw new ConfigError('--delta and --warmup go with --target-agreement');
     return undefined;
@@ -40,8 +40,6 @@ export function parseSelfCalibration(o: SelfCalibrationFlags & { threshold?: num
   if (!(delta > 0 && delta < 1)) throw new ConfigError(`--delta ${o.delta}: expected a probability between 0 and 1 (e.g. 0.05)`);
   if (o.threshold !== undefined) throw new ConfigError('--target-agreement decides the threshold from the warm-up: drop --threshold');
   if (o.calibration !== undefined) throw new ConfigError('--target-agreement needs no calib.json: drop --calibration');
-  // The warm-up would have to build rank's reference; a config's metric rank is refused by planRun.
-  if (o.metric === 'rank') throw new ConfigError(RANK_SELF_CALIBRATION);
   let warmup: NonNullable<RunSpec['selfCalibration']>['warmup'];
   if (o.warmup !== undefined) {
     const parsed = parseWarmupSize(o.warmup);

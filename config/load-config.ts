@@ -8,7 +8,7 @@ import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { type AnyCalibrationFile, calibrationMismatch, readAnyCalibrationFile } from './calibration.js';
-import { CascadeConfig, ModelSpec, RANK_NEEDS_REFERENCE, type CascadeConfigInput } from './schema.js';
+import { CascadeConfig, ModelSpec, RANK_NEEDS_REFERENCE, SelfCalibratingConfig, type CascadeConfigInput } from './schema.js';
 import { CascadeError } from './errors.js';
 
 /** A configuration problem, phrased for the person who wrote the config. */
@@ -111,6 +111,11 @@ export interface LoadOptions {
   calibration?: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /**
+   * A self-calibrating run (`--target-agreement`): its metric is rank unless the file or a flag
+   * names one, and rank needs no reference (the run's warm-up builds it).
+   */
+  selfCalibrating?: boolean;
 }
 
 /** Load, merge and validate the configuration; throws ConfigError naming each bad field. */
@@ -121,7 +126,9 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
   if (fromFile === null || typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new ConfigError(`${o.file} must hold a mapping of settings`);
   const fileDir = o.file ? dirname(resolve(cwd, o.file)) : cwd;
 
-  const merged: Record<string, unknown> = { ...(fromFile as Record<string, unknown>) };
+  // Defaults that depend on the command sit below the file; the schema's own defaults below them.
+  const defaults = o.selfCalibrating ? { metric: 'rank' } : {};
+  const merged: Record<string, unknown> = { ...defaults, ...(fromFile as Record<string, unknown>) };
   resolveSourceRoots(merged, fileDir, env);
   if (env.REDIS_URL) merged.redisUrl = env.REDIS_URL;
   const s3 = s3SettingsFromEnv(merged.s3, env);
@@ -147,8 +154,8 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
   }
 
   // The schema refuses it too; here it is one line, since the usual cause is `--metric rank` alone.
-  if (merged.metric === 'rank' && merged.rankReference === undefined) throw new ConfigError(RANK_NEEDS_REFERENCE);
-  const parsed = CascadeConfig.safeParse(merged);
+  if (merged.metric === 'rank' && merged.rankReference === undefined && !o.selfCalibrating) throw new ConfigError(RANK_NEEDS_REFERENCE);
+  const parsed = (o.selfCalibrating ? SelfCalibratingConfig : CascadeConfig).safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration${o.file ? ` (${o.file})` : ''}:\n${formatIssues(parsed.error)}`);
   if (calibration) {
     const paths = parsed.data.stages?.map((st) => st.model.path) ?? [parsed.data.little.path, parsed.data.big.path];

@@ -345,10 +345,15 @@ export const CascadeConfigFields = z
   .strict();
 
 /** The whole cascade run configuration (file + env + CLI flags merged). */
-export const CascadeConfig = CascadeConfigFields.superRefine((c, ctx) => {
+export const CascadeConfig = CascadeConfigFields.superRefine((c, ctx) => checkRankConfig(c, ctx, false));
+
+/** The configuration of a self-calibrating run: metric rank needs no reference there (its warm-up builds one). */
+export const SelfCalibratingConfig = CascadeConfigFields.superRefine((c, ctx) => checkRankConfig(c, ctx, true));
+
+function checkRankConfig(c: z.infer<typeof CascadeConfigFields>, ctx: z.RefinementCtx, selfCalibrating: boolean): void {
   if (c.metric !== 'rank') return;
-  if (c.rankReference === undefined) ctx.addIssue({ code: 'custom', path: ['rankReference'], message: RANK_NEEDS_REFERENCE });
+  if (c.rankReference === undefined && !selfCalibrating) ctx.addIssue({ code: 'custom', path: ['rankReference'], message: RANK_NEEDS_REFERENCE });
   if (c.stages && c.stages.length > 2) ctx.addIssue({ code: 'custom', path: ['metric'], message: RANK_TWO_STAGES });
-});
+}
 export type CascadeConfig = z.infer<typeof CascadeConfig>;
 export type CascadeConfigInput = z.input<typeof CascadeConfig>;

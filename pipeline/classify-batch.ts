@@ -10,7 +10,7 @@ import type { ImageErrorKind, PartRow, StageStats } from './results/manifest.js'
 import { isForbiddenPath } from './storage/local-roots.js';
 import { ObjectNotFoundError, ObjectTooLargeError } from './storage/object-store.js';
 import { ImageDecodeError, type ModelInputShape } from './image/preprocess.js';
-import { accepts, predict, type Prediction } from './routing.js';
+import { accepts, confidence, predict, type Prediction } from './routing.js';
 import { preprocessKey, type TensorCache } from './image/tensor-cache.js';
 import { decodeStream, type BatchItem, type DecodeDeps, type Ready } from './image/decode-stream.js';
 import { ChunkCalls, chunkSize, type ChunkOutcome } from './inference/infer-chunks.js';
@@ -36,8 +36,10 @@ export interface StageDecision {
   /** Threshold for accepting; null on the last stage, which accepts everything. */
   threshold: number | null;
   metric: ConfidenceMetric;
-  /** Metric rank: the run's reference (RunSpec.rankReference). */
+  /** Metric rank: the run's reference (RunSpec.rankReference, or a self-calibrating run's decided one). */
   rankReference?: RankReference;
+  /** Record each answered image's margin and pnorm (the warm-up's first stage: a rank run's reference is built from them). */
+  signals?: boolean;
 }
 
 export interface StageResult {
@@ -48,6 +50,8 @@ export interface StageResult {
   /** This stage's confidence in each forwarded image, in `forward` order (for the run's histogram). */
   forwardedConfidence: number[];
   stats: StageStats;
+  /** With `signals`: each answered image's margin and pnorm, by position. */
+  signals?: Map<number, { margin: number; pnorm: number }>;
 }
 
 /** Map a thrown error to the manifest's error kind. */
@@ -95,6 +99,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   const forward = routed.forward.sort((a, b) => a.item.pos - b.item.pos);
   const errors = rows.filter((r) => r.error).length;
   return {
+    ...(routed.signals ? { signals: routed.signals } : {}),
     rows,
     forward: forward.map((f) => f.item),
     forwardedConfidence: forward.map((f) => f.confidence),
@@ -124,9 +129,10 @@ export function routeOutcomes(
   model: Pick<StageModel, 'name' | 'labels'>,
   decision: StageDecision,
   errorsAsRows: boolean,
-): { rows: PartRow[]; forward: Forwarded[]; inferMs: number; failure: { err: unknown } | null } {
+): { rows: PartRow[]; forward: Forwarded[]; inferMs: number; failure: { err: unknown } | null; signals?: StageResult['signals'] } {
   const rows: PartRow[] = [];
   const forward: Forwarded[] = [];
+  const signals: StageResult['signals'] = decision.signals ? new Map() : undefined;
   let inferMs = 0;
   let failure: { err: unknown } | null = null;
   for (const o of outcomes) {
@@ -137,12 +143,14 @@ export function routeOutcomes(
     }
     inferMs += o.ms;
     o.images.forEach(({ item, tensor }, i) => {
-      const prediction = predict(o.probs[i]!, decision.metric, decision.rankReference);
+      const probs = o.probs[i]!;
+      const prediction = predict(probs, decision.metric, decision.rankReference);
+      signals?.set(item.pos, { margin: confidence(probs, 'margin'), pnorm: confidence(probs, 'pnorm') });
       if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
       else forward.push({ item, tensor, confidence: prediction.confidence });
     });
   }
-  return { rows, forward, inferMs, failure };
+  return { rows, forward, inferMs, failure, ...(signals ? { signals } : {}) };
 }
 
 function answerRow(item: BatchItem, p: Prediction, model: Pick<StageModel, 'name' | 'labels'>): PartRow {

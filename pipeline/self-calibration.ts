@@ -4,20 +4,35 @@
  * reports. Pure; the queue side is queue/threshold-decision.ts.
  */
 import { z } from 'zod';
+import { ConfidenceMetric, RankReference } from '../config/schema.js';
 import { type Certification, type ScoredImage, certifyAgreement } from './calibration/risk-control.js';
+import { rankOf, rankReferenceOf } from './routing.js';
 
-/** The first stage's answer for one warm-up image that it inferred (forwarded, never kept). */
-export const WarmupAnswer = z.object({ pos: z.number().int().nonnegative(), label: z.number().int(), confidence: z.number() });
+/**
+ * The first stage's answer for one warm-up image that it inferred (forwarded, never kept), with
+ * its margin and pnorm, from which a rank run builds its reference (absent in parts written
+ * before rank could be self-calibrated).
+ */
+export const WarmupAnswer = z.object({
+  pos: z.number().int().nonnegative(),
+  label: z.number().int(),
+  confidence: z.number(),
+  margin: z.number().optional(),
+  pnorm: z.number().optional(),
+});
 export type WarmupAnswer = z.infer<typeof WarmupAnswer>;
+
+type FirstParts = ReadonlyArray<{ batch: number; warmupAnswers?: WarmupAnswer[] }>;
 
 /**
  * The sample the threshold is certified on: each warm-up image that both the first and the last
- * stage answered (error rows have no answer), scored by the first stage's confidence and whether
- * its top-1 is the last stage's.
+ * stage answered (error rows have no answer), scored by the first stage's confidence (with a
+ * reference: its rank against it) and whether its top-1 is the last stage's.
  */
 export function warmupSample(
-  first: ReadonlyArray<{ batch: number; warmupAnswers?: WarmupAnswer[] }>,
+  first: FirstParts,
   last: ReadonlyArray<{ batch: number; rows: ReadonlyArray<{ pos: number; label: number | null; error: unknown }> }>,
+  reference?: RankReference,
 ): ScoredImage[] {
   const lastLabel = new Map<string, number>();
   for (const p of last) for (const r of p.rows) if (!r.error && r.label !== null) lastLabel.set(`${p.batch}:${r.pos}`, r.label);
@@ -25,11 +40,38 @@ export function warmupSample(
   for (const p of first) {
     for (const a of p.warmupAnswers ?? []) {
       const big = lastLabel.get(`${p.batch}:${a.pos}`);
-      if (big !== undefined) sample.push({ confidence: a.confidence, agrees: a.label === big });
+      if (big === undefined) continue;
+      const confidence = reference ? rankOf(signal(a, 'margin'), signal(a, 'pnorm'), reference) : a.confidence;
+      sample.push({ confidence, agrees: a.label === big });
     }
   }
   return sample;
 }
+
+/**
+ * The rank reference of a self-calibrating rank run: the first stage's margin and pnorm on every
+ * warm-up image it answered (the little model's distribution; the last stage plays no part).
+ * Undefined when it answered none: the certification then refuses on an empty sample.
+ */
+export function warmupReference(first: FirstParts): RankReference | undefined {
+  const answers = first.flatMap((p) => p.warmupAnswers ?? []);
+  if (answers.length === 0) return undefined;
+  return rankReferenceOf({ margin: answers.map((a) => signal(a, 'margin')), pnorm: answers.map((a) => signal(a, 'pnorm')) });
+}
+
+function signal(a: WarmupAnswer, which: 'margin' | 'pnorm'): number {
+  const v = a[which];
+  // Parts of an older worker lack the signals: routing by rank without them would be a guess.
+  if (v === undefined) throw new Error(`warm-up answer at position ${a.pos} has no ${which}: it was written by a worker that cannot self-calibrate rank`);
+  return v;
+}
+
+/**
+ * What a rank run's decision adds (optional: decisions stored before, and those of other
+ * metrics, have neither): the metric it certified and the reference built from the warm-up, which
+ * every worker of the run then ranks against.
+ */
+const RankFields = { metric: ConfidenceMetric.optional(), rankReference: RankReference.optional() };
 
 /** The stored form of a certification (JSON has no Infinity: an unknown number of images needed is null). */
 export const ThresholdDecision = z.discriminatedUnion('certified', [
@@ -46,6 +88,7 @@ export const ThresholdDecision = z.discriminatedUnion('certified', [
     empiricalAgreement: z.number(),
     fractionAccepted: z.number(),
     decidedAt: z.string(),
+    ...RankFields,
   }),
   z.object({
     certified: z.literal(false),
@@ -56,13 +99,15 @@ export const ThresholdDecision = z.discriminatedUnion('certified', [
     imagesNeeded: z.number().nullable(),
     reason: z.string(),
     decidedAt: z.string(),
+    ...RankFields,
   }),
 ]);
 export type ThresholdDecision = z.infer<typeof ThresholdDecision>;
 
-/** Certify the target on the warm-up sample and phrase the outcome as the decision a run stores. */
-export function decideThreshold(sample: readonly ScoredImage[], target: number, delta: number, now: Date): ThresholdDecision {
-  return toDecision(certifyAgreement(sample, target, delta), sample.length, now);
+/** Certify the target on the warm-up sample and phrase the outcome as the decision a run stores (a rank run's with its reference). */
+export function decideThreshold(sample: readonly ScoredImage[], target: number, delta: number, now: Date, rankReference?: RankReference): ThresholdDecision {
+  const d = toDecision(certifyAgreement(sample, target, delta), sample.length, now);
+  return rankReference ? { ...d, metric: 'rank', rankReference } : d;
 }
 
 /** A certification as a stored decision. */
@@ -85,6 +130,12 @@ export function toDecision(c: Certification, sample: number, now: Date): Thresho
   };
 }
 
+/** A decision as summary.json records it: the reference (up to 2 × 1025 numbers) by its size only. */
+export function summaryDecision(d: ThresholdDecision): SummaryDecision {
+  const { rankReference, ...rest } = d;
+  return rankReference ? { ...rest, rankReferenceSize: rankReference.margin.length } : rest;
+}
+
 /** The threshold the first stage routes with once decided: a refused certification keeps nothing (all to the last stage). */
 export function routingThreshold(d: ThresholdDecision): number {
   return d.certified ? d.threshold : Number.POSITIVE_INFINITY;
@@ -105,7 +156,13 @@ export const SelfCalibrationSummary = z.object({
   warmupImages: z.number().int(),
   /** GMACs the warm-up spent: every stage on each warm-up image it inferred. */
   warmupGmacs: z.number(),
-  /** The stored decision; null if the run ended before one was made (an empty source). */
-  decision: ThresholdDecision.nullable(),
+  /** The stored decision (its rank reference by size); null if the run ended before one was made (an empty source). */
+  decision: z
+    .union([
+      ThresholdDecision.options[0].omit({ rankReference: true }).extend({ rankReferenceSize: z.number().int().optional() }),
+      ThresholdDecision.options[1].omit({ rankReference: true }).extend({ rankReferenceSize: z.number().int().optional() }),
+    ])
+    .nullable(),
 });
 export type SelfCalibrationSummary = z.infer<typeof SelfCalibrationSummary>;
+export type SummaryDecision = NonNullable<SelfCalibrationSummary['decision']>;

@@ -16,7 +16,7 @@ import { pinModel } from '../pipeline/models/pin-model.js';
 import { compareProbe, Probe } from '../pipeline/models/probe.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isS3Url } from '../pipeline/storage/location.js';
-import { DECIDED_AT_WARMUP, RANK_SELF_CALIBRATION, RunId, RunSpec } from '../queue/jobs.js';
+import { DECIDED_AT_WARMUP, RunId, RunSpec } from '../queue/jobs.js';
 import { ConfigError } from '../config/load-config.js';
 import { deriveRunId, runIdentity } from './submit-run.js';
 
@@ -59,7 +59,8 @@ export async function planStages(config: CascadeConfig, models: ModelCache): Pro
  * A complete run spec for `source` → `out`, so every way of starting a run derives the same id for
  * the same run. With `selfCalibration`, the first stage's threshold is decided from a warm-up
  * sample at run time (two-stage cascades only: the guarantee is on the first stage's kept images
- * against the last stage), and the target, δ and warm-up size are part of the run's identity.
+ * against the last stage), and the target, δ and warm-up size are part of the run's identity;
+ * under metric rank its reference is built from the same warm-up, at run time.
  */
 export async function planRun(
   config: CascadeConfig,
@@ -69,12 +70,14 @@ export async function planRun(
   runId?: string,
   selfCalibration?: NonNullable<RunSpec['selfCalibration']>,
 ): Promise<RunSpec> {
-  if (selfCalibration && config.metric === 'rank') throw new ConfigError(RANK_SELF_CALIBRATION);
   if (selfCalibration && configuredStages(config).length !== 2)
     throw new ConfigError(`--target-agreement decides the threshold of a two-stage cascade; this config has ${configuredStages(config).length} stages`);
   const planned = await planStages(config, models);
   const stages = selfCalibration ? planned.map((s, i) => (i === 0 ? { ...s, threshold: DECIDED_AT_WARMUP } : s)) : planned;
-  const body = { source: absoluteRef(source), out: absoluteRef(out), stages, ...runSettings(config), ...(selfCalibration ? { selfCalibration } : {}) };
+  const { rankReference, ...settings } = runSettings(config);
+  // A self-calibrating rank run ranks against its own warm-up, never a reference from elsewhere.
+  const reference = rankReference && !selfCalibration ? { rankReference } : {};
+  const body = { source: absoluteRef(source), out: absoluteRef(out), stages, ...settings, ...reference, ...(selfCalibration ? { selfCalibration } : {}) };
   const id = RunId.parse(runId ?? deriveRunId(runIdentity(body)));
   return RunSpec.parse({ runId: id, ...body, createdAt: new Date().toISOString() });
 }

@@ -16,7 +16,10 @@ export const RunSpecFields = z.object({
   source: z.string(),
   out: z.string(),
   metric: ConfidenceMetric,
-  /** Metric rank only: what the first stage ranks each image against (from the run's calib.json). */
+  /**
+   * Metric rank only: what the first stage ranks each image against (from the run's calib.json).
+   * A self-calibrating rank run has none: its warm-up builds one, stored with its decision.
+   */
   rankReference: RankReference.optional(),
   batchSize: z.number().int().positive(),
   /** Stage 0 is the little model, the last stage the big one. */
@@ -60,22 +63,23 @@ export const RunSpecFields = z.object({
 
 /**
  * What every worker needs to know about a run; stored once in Redis at submission. A rank run
- * without its reference is refused here, so no worker routes one (a worker of an older version
- * refuses the metric itself).
+ * without its reference is refused here unless it is self-calibrating (its decision then carries
+ * the reference), so no worker routes one without it (a worker of an older version refuses the
+ * metric itself).
  */
 export const RunSpec = RunSpecFields.superRefine((spec, ctx) => checkRankRun(spec, ctx));
 export type RunSpec = z.infer<typeof RunSpec>;
 
-/** The cross-field rules of metric rank: a reference, and a little/big pair. */
+/** The cross-field rules of metric rank: a reference (a self-calibrating run's comes from its warm-up), and a little/big pair. */
 export function checkRankRun(spec: Pick<z.infer<typeof RunSpecFields>, 'metric' | 'rankReference' | 'stages' | 'selfCalibration'>, ctx: z.RefinementCtx): void {
   if (spec.metric !== 'rank') return;
-  if (spec.rankReference === undefined) ctx.addIssue({ code: 'custom', path: ['rankReference'], message: RANK_NEEDS_REFERENCE });
+  if (spec.rankReference === undefined && !spec.selfCalibration) ctx.addIssue({ code: 'custom', path: ['rankReference'], message: RANK_NEEDS_REFERENCE });
+  if (spec.rankReference !== undefined && spec.selfCalibration) ctx.addIssue({ code: 'custom', path: ['rankReference'], message: RANK_FROM_WARMUP });
   if (spec.stages.length > 2) ctx.addIssue({ code: 'custom', path: ['metric'], message: RANK_TWO_STAGES });
-  if (spec.selfCalibration) ctx.addIssue({ code: 'custom', path: ['selfCalibration'], message: RANK_SELF_CALIBRATION });
 }
 
-/** Why a self-calibrating run may not route by rank: its warm-up would have to build the reference. */
-export const RANK_SELF_CALIBRATION = '--target-agreement certifies maxprob, margin, entropy or pnorm; rank needs a calib.json';
+/** Why a self-calibrating rank run carries no reference: one reference per run, the one its warm-up builds. */
+export const RANK_FROM_WARMUP = 'a self-calibrating run builds its rank reference from its warm-up: it takes none from a config or calib.json';
 
 /** The first-stage threshold of a self-calibrating run's spec: decided from the warm-up, at run time. */
 export const DECIDED_AT_WARMUP = 'decided-at-warmup' as const;

@@ -10,7 +10,8 @@
 import { readJson, type ObjectStore } from '../pipeline/storage/object-store.js';
 import { ResultPart } from '../pipeline/results/manifest.js';
 import { WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
-import { decideThreshold, refusalLine, ThresholdDecision, warmupSample } from '../pipeline/self-calibration.js';
+import type { RankReference } from '../config/schema.js';
+import { decideThreshold, refusalLine, ThresholdDecision, warmupReference, warmupSample } from '../pipeline/self-calibration.js';
 import type { CascadeQueues } from './cascade-queues.js';
 import { DECIDE_JOB_NAME, type DecideJob, JOB_OPTIONS, partId, type RunSpec, StageJob, decideJobId } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
@@ -48,8 +49,11 @@ export async function runDecision(runId: string, ctx: DecisionContext): Promise<
 
   let decision = await storedDecision(ctx.tracker, runId);
   if (!decision) {
-    const sample = await readWarmupSample(ctx.openOutput(spec.out), await ctx.tracker.warmupBatches(runId), spec.stages.length - 1);
-    const mine = JSON.stringify(decideThreshold(sample, settings.targetAgreement, settings.delta, new Date()));
+    const { first, last } = await readWarmupParts(ctx.openOutput(spec.out), await ctx.tracker.warmupBatches(runId), spec.stages.length - 1);
+    // A rank run ranks against its own warm-up: the reference is built here and stored with the threshold.
+    const reference = spec.metric === 'rank' ? warmupReference(first) : undefined;
+    const sample = warmupSample(first, last, reference);
+    const mine = JSON.stringify(decideThreshold(sample, settings.targetAgreement, settings.delta, new Date(), reference));
     const stored = await ctx.tracker.decide(runId, mine);
     decision = ThresholdDecision.parse(JSON.parse(stored));
     // Only the decider whose decision was stored says so: the log has one decision per run.
@@ -73,8 +77,8 @@ function logDecision(ctx: DecisionContext, spec: RunSpec, d: ThresholdDecision):
   }
 }
 
-/** The warm-up sample from the warm-up parts of `batches` (first stage, and the last stage where it forwarded). */
-async function readWarmupSample(store: ObjectStore, batches: number[], last: number) {
+/** The warm-up parts of `batches`: the first stage's, and the last stage's where it forwarded. */
+async function readWarmupParts(store: ObjectStore, batches: number[], last: number): Promise<{ first: WarmupPart[]; last: ResultPart[] }> {
   const first: WarmupPart[] = [];
   const lastParts: ResultPart[] = [];
   for (let i = 0; i < batches.length; i += 16) {
@@ -84,7 +88,27 @@ async function readWarmupSample(store: ObjectStore, batches: number[], last: num
     const next = await Promise.all(parts.filter((p) => p.stats.forwarded > 0).map((p) => readJson(store, warmupPartKey(p.batch, last), ResultPart)));
     lastParts.push(...next);
   }
-  return warmupSample(first, lastParts);
+  return { first, last: lastParts };
+}
+
+/**
+ * What a run's workers rank against under metric rank (undefined under another metric): the
+ * spec's reference, or a self-calibrating run's decided one. Workers read it only once the
+ * decision is stored, so a missing one fails the job rather than route without it.
+ */
+export async function routingReference(tracker: RunTracker, spec: RunSpec): Promise<RankReference | undefined> {
+  if (spec.metric !== 'rank') return undefined;
+  if (spec.rankReference) return spec.rankReference;
+  const decision = await storedDecision(tracker, spec.runId);
+  if (!decision) throw new Error(`run ${spec.runId}: metric rank, but its threshold and reference are not decided yet`);
+  if (!decision.rankReference) {
+    throw new Error(
+      `run ${spec.runId}: metric rank, but its stored decision has no rank reference (` +
+        (decision.certified ? 'decided by an older version' : 'the warm-up gave the first stage no answers to build one from') +
+        '); refusing to route without it',
+    );
+  }
+  return decision.rankReference;
 }
 
 /** Queue the held first-stage jobs (skipping batches already counted), then mark the run released. */

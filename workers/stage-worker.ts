@@ -7,7 +7,7 @@
 import { Worker, type Job } from 'bullmq';
 import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
-import { classifyBatch, errorRow, type ClassifyDeps, type StageResult } from '../pipeline/classify-batch.js';
+import { classifyBatch, errorRow, type ClassifyDeps, type StageDecision, type StageResult } from '../pipeline/classify-batch.js';
 import { partKey, ResultPart, type StageStats } from '../pipeline/results/manifest.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
 import type { TensorCache } from '../pipeline/image/tensor-cache.js';
@@ -21,7 +21,7 @@ import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, partId as stagePartId, type
 import type { RunTracker } from '../queue/run-tracker.js';
 import { type WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
 import type { WarmupAnswer } from '../pipeline/self-calibration.js';
-import { queueDecision, runDecision, storedDecision } from '../queue/threshold-decision.js';
+import { queueDecision, routingReference, runDecision, storedDecision } from '../queue/threshold-decision.js';
 import { routingThreshold } from '../pipeline/self-calibration.js';
 
 export interface StageWorkerOptions {
@@ -126,7 +126,9 @@ export class StageWorker {
     if (warmupLane && !spec.selfCalibration) throw new Error(`warm-up job of run ${data.runId}, which is not self-calibrating`);
     const isLast = data.stage === spec.stages.length - 1;
     // The warm-up lane answers every image at every stage; its first stage then forwards them all.
-    const decision = { threshold: warmupLane ? null : await this.thresholdOf(spec, data.stage), metric: spec.metric, rankReference: spec.rankReference };
+    const decision: StageDecision = warmupLane
+      ? { ...warmupMetric(spec), threshold: null, signals: !isLast }
+      : { threshold: await this.thresholdOf(spec, data.stage), metric: spec.metric, rankReference: await routingReference(this.o.tracker, spec) };
     // Warm-up images of a batch are labelled in their own lane, never here as well.
     const items = warmupLane ? data.items : data.items.filter((i) => !i.warmup);
     const skipped = data.items.length - items.length;
@@ -265,8 +267,19 @@ async function readCountedPart(store: ObjectStore, key: string, items: StageJob[
 }
 
 /**
+ * The metric of a run's warm-up lane. A self-calibrating rank run has no reference before its
+ * decision, which the warm-up's answers build, so the lane's rows (final for warm-up images)
+ * carry their margin, one of rank's two signals; its first stage also records margin and pnorm.
+ */
+export function warmupMetric(spec: Pick<RunSpec, 'metric' | 'rankReference'>): Pick<StageDecision, 'metric' | 'rankReference'> {
+  if (spec.metric === 'rank' && !spec.rankReference) return { metric: 'margin' };
+  return { metric: spec.metric, rankReference: spec.rankReference };
+}
+
+/**
  * A warm-up batch at a stage before the last: every answered image goes on (its final row is the
- * last stage's), with this stage's answer kept for the certification; error rows stay final here.
+ * last stage's), with this stage's answer (and its margin and pnorm) kept for the certification;
+ * error rows stay final here.
  */
 export function forwardAnswered(r: StageResult): { result: StageResult; answers: WarmupAnswer[] } {
   const errors = r.rows.filter((row) => row.error);
@@ -278,7 +291,7 @@ export function forwardAnswered(r: StageResult): { result: StageResult; answers:
       forwardedConfidence: answered.map((row) => row.confidence!),
       stats: { ...r.stats, accepted: 0, forwarded: answered.length },
     },
-    answers: answered.map((row) => ({ pos: row.pos, label: row.label!, confidence: row.confidence! })),
+    answers: answered.map((row) => ({ pos: row.pos, label: row.label!, confidence: row.confidence!, ...r.signals?.get(row.pos) })),
   };
 }
 

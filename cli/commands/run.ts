@@ -36,7 +36,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   const logger = createLogger();
   const log = logFn(logger);
   const selfCalibration = parseSelfCalibration(o);
-  const config = await loadCascadeConfig(o);
+  const config = await loadCascadeConfig(o, selfCalibration !== undefined);
   checkFailOnDrift(o.failOnDrift, config);
   // One process reads the images it was pointed at, and nothing else on this machine.
   config.sources.localRoots ??= defaultLocalRoots(source);

@@ -65,7 +65,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
   if (!schedule.success) throw new ConfigError(`schedule name '${name}': ${schedule.error.issues[0]!.message}`);
   const timing = parseTiming(o);
   const selfCalibration = parseSelfCalibration(o);
-  const config = await loadCascadeConfig(o);
+  const config = await loadCascadeConfig(o, selfCalibration !== undefined);
   const redisUrl = requireRedisUrl(config, 'schedule add');
   // The schedule pins its models now: every firing runs exactly these files (or is refused).
   let s3: S3Client | undefined;

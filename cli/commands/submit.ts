@@ -39,7 +39,7 @@ export async function submitCommand(
   const logger = createLogger();
   const log = (msg: string) => logger.info(msg);
   const selfCalibration = parseSelfCalibration(o);
-  const config = await loadCascadeConfig(o);
+  const config = await loadCascadeConfig(o, selfCalibration !== undefined);
   const redisUrl = requireRedisUrl(config, 'submit');
   const runtime = await startRuntime(config, redisUrl, [], log, { redisTimeoutMs: redisTimeoutMs() });
   try {

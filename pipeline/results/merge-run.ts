@@ -10,7 +10,7 @@ import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-
 import { addConfidence, emptyHistogram, histogramSvg } from '../plots/histogram.js';
 import { RUN_CALIBRATION_KEY, RunCalibration, runCalibrationSvg } from '../plots/run-calibration.js';
 import { svgToPng } from '../plots/svg-to-png.js';
-import type { ThresholdDecision } from '../self-calibration.js';
+import { summaryDecision, type ThresholdDecision } from '../self-calibration.js';
 import { warmupPartKey } from './warmup-part.js';
 
 /** What the merge needs besides the parts: the run's description and its batch count. */
@@ -113,7 +113,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     delta: input.selfCalibration.delta,
     warmupImages,
     warmupGmacs: warmupInferred.reduce((sum, n, i) => sum + n * input.stages[i]!.gmacsPerImage, 0),
-    decision: input.selfCalibration.decision,
+    decision: input.selfCalibration.decision && summaryDecision(input.selfCalibration.decision),
   };
   const summary: RunSummary = {
     ...base,

@@ -19,6 +19,7 @@ import { ManifestRow, type ResultPart } from '../../pipeline/results/manifest.js
 import { verifyProvenance } from '../../pipeline/results/verify-provenance.js';
 import { type WarmupPart, warmupPartKey } from '../../pipeline/results/warmup-part.js';
 import { ThresholdDecision } from '../../pipeline/self-calibration.js';
+import { confidence, rankConfidence, rankReferenceOf, softmax } from '../../pipeline/routing.js';
 import type { ModelCache } from '../../pipeline/models/model-cache.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 import { chooseWarmup, inWarmup } from '../../pipeline/warmup-sample.js';
@@ -35,7 +36,7 @@ import { StageWorker } from '../../workers/stage-worker.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { fakePin, localFetch, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
-import { writeTestModels, type TestModels } from '../helpers/test-models.js';
+import { expectedBigProbs, expectedLittleLogits, writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
 const N = 120;
@@ -103,10 +104,10 @@ async function writeConfig(name: string, extra: Record<string, unknown> = {}): P
   return { file, prefix };
 }
 
-/** Plan and submit a self-calibrating run in this process, as `cascade submit` does. */
+/** Plan and submit a self-calibrating run in this process, as `cascade submit` does (metric rank unless `extra` names one). */
 async function submit(name: string, selfCalibration: NonNullable<RunSpec['selfCalibration']>, extra: Record<string, unknown> = {}) {
   const { file, prefix } = await writeConfig(name, extra);
-  const config = await loadConfig({ file, env: {} });
+  const config = await loadConfig({ file, env: {}, selfCalibrating: true });
   const connection = connectRedis(redis.url);
   const tracker = new RunTracker(connection, prefix);
   const queues = new CascadeQueues(connection, prefix);
@@ -219,7 +220,8 @@ describe('a self-calibrating run', () => {
   it('two worker processes: ordinary batches wait for the warm-up, the threshold is decided once, every image has one row, warm-up rows are big', async () => {
     const WARMUP = 80;
     // Half of the images little keeps are audited: the audit watches drift against the certified bound.
-    const run = await submit('fleet', { targetAgreement: 0.95, delta: 0.05, warmup: { images: WARMUP } }, { audit: { fraction: 0.5 } });
+    // metric: maxprob named in the config, so the run certifies maxprob as before rank was the default.
+    const run = await submit('fleet', { targetAgreement: 0.95, delta: 0.05, warmup: { images: WARMUP } }, { audit: { fraction: 0.5 }, metric: 'maxprob' });
     const workers: WorkerProcess[] = [];
     try {
       const { spec, tracker } = run;
@@ -244,6 +246,8 @@ describe('a self-calibrating run', () => {
       // The decision: the warm-up's colours are kept (none disagrees), its greys are not.
       const decision = ThresholdDecision.parse(JSON.parse((await tracker.decision(spec.runId))!));
       const warmColours = [...warm].filter((k) => !imageOf(k).grey).length;
+      expect(spec.metric).toBe('maxprob');
+      expect(decision).not.toHaveProperty('rankReference');
       expect(decision).toMatchObject({ certified: true, target: 0.95, delta: 0.05, sample: WARMUP, accepted: warmColours, empiricalAgreement: 1 });
       if (!decision.certified) throw new Error('not certified');
       expect(decision.threshold).toBeCloseTo(COLOUR_CONFIDENCE, 5);
@@ -302,13 +306,79 @@ describe('a self-calibrating run', () => {
     }
   });
 
+  it('by default certifies rank: the reference is built from the warm-up, stored in the decision, and routes every ordinary image', async () => {
+    const WARMUP = 40;
+    const run = await submit('rank', { targetAgreement: 0.9, delta: 0.05, warmup: { images: WARMUP } }, { audit: { fraction: 0.5 } });
+    const worker = spawnWorker(run.file, ['little', 'big', 'merge']);
+    try {
+      const { spec, tracker } = run;
+      expect(spec).toMatchObject({ metric: 'rank' });
+      expect(spec.rankReference).toBeUndefined();
+      const summary = await waitForRun(tracker, spec.runId, () => {}, 200, run.queues);
+      const warm = await warmupKeys(spec.runId, WARMUP);
+
+      // The decision certified rank on the warm-up and carries the reference: the little model's margin and pnorm on every warm-up image.
+      const decision = ThresholdDecision.parse(JSON.parse((await tracker.decision(spec.runId))!));
+      expect(decision).toMatchObject({ certified: true, metric: 'rank', delta: 0.05, sample: WARMUP, empiricalAgreement: 1 });
+      if (!decision.certified || !decision.rankReference) throw new Error('no certified rank decision');
+      const ref = decision.rankReference;
+      const littleProbs = (k: string) => softmax(expectedLittleLogits(...(imageOf(k).rgb.map((v) => v / 255) as [number, number, number])));
+      const warmProbs = [...warm].map(littleProbs);
+      const expected = rankReferenceOf({ margin: warmProbs.map((p) => confidence(p, 'margin')), pnorm: warmProbs.map((p) => confidence(p, 'pnorm')) });
+      // The model computes in float32: equal to the expected order statistics up to its rounding.
+      for (const k of ['margin', 'pnorm'] as const) {
+        expect(ref[k]).toHaveLength(WARMUP);
+        ref[k].forEach((v, i) => expect(v, `${k}[${i}]`).toBeCloseTo(expected[k][i]!, 4));
+      }
+      expect(worker.output()).toMatch(/threshold decided from the warm-up: rank ≥ /);
+
+      // Every ordinary image is where rankConfidence against the decision's reference puts it; warm-up rows are big's, with big's margin.
+      const rows = await manifest(run.out);
+      expect(rows).toHaveLength(N);
+      let kept = 0;
+      for (const row of rows) {
+        const img = imageOf(row.key);
+        if (warm.has(row.key)) {
+          expect([img.name, row.stage]).toEqual([img.name, 'big']);
+          const [r, g, b] = img.rgb.map((v) => v / 255) as [number, number, number];
+          expect(row.confidence).toBeCloseTo(confidence(expectedBigProbs(r, g, b), 'margin'), 5);
+          continue;
+        }
+        const rank = rankConfidence(littleProbs(row.key), ref);
+        const stage = rank >= decision.threshold ? 'little' : 'big';
+        expect([img.name, row.stage]).toEqual([img.name, stage]);
+        if (stage === 'little') {
+          kept++;
+          expect(row.confidence).toBeCloseTo(rank, 9);
+        }
+      }
+      expect(kept).toBeGreaterThan(0);
+      expect(kept).toBe(IMAGES.filter((i) => !i.grey && !warm.has(join(images, i.name))).length);
+
+      // Audits rank with the same reference; summary and status name rank and keep the reference out of sight.
+      expect(summary.audit).toMatchObject({ promised: decision.bound, drift: false });
+      expect(summary.audit!.sampled).toBeGreaterThan(0);
+      expect(summary.metric).toBe('rank');
+      const { rankReference: _, ...stored } = decision;
+      expect(summary.selfCalibration?.decision).toEqual({ ...stored, rankReferenceSize: ref.margin.length });
+      expect(formatSummary(summary)).toMatch(/threshold [\d.]+ \(rank against the warm-up\): with probability/);
+      expect(formatSummary(summary)).not.toMatch(/margin|pnorm/);
+      const status = formatRunStatus(buildRunStatus((await tracker.progress(spec.runId))!, [], new Date()));
+      expect(status).toMatch(/warm-up 40\/40 images; threshold [\d.]+ \(rank against the warm-up\), agreement/);
+      expect(status).not.toMatch(/margin|pnorm/);
+    } finally {
+      await worker.stop();
+      await run.close();
+    }
+  });
+
   it('a worker killed (kill -9) during the warm-up: the other finishes it, one decision, every image one row', async () => {
     const WARMUP = 80;
     // Short job locks, so the killed worker's jobs are re-run within seconds.
     const run = await submit(
       'killed',
       { targetAgreement: 0.95, delta: 0.05, warmup: { images: WARMUP } },
-      { jobLocks: { lockDurationMs: 1500, stalledIntervalMs: 1000, maxStalledCount: 3 } },
+      { jobLocks: { lockDurationMs: 1500, stalledIntervalMs: 1000, maxStalledCount: 3 }, metric: 'maxprob' },
     );
     const workers = [spawnWorker(run.file, ['little', 'big', 'merge']), spawnWorker(run.file, ['little', 'big', 'merge'])];
     try {

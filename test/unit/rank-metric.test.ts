@@ -135,7 +135,7 @@ describe('calibrate with rank', () => {
 });
 
 describe('rank in run specs', () => {
-  const stage = (name: string, threshold: number | null) => ({ name, model: fakePin(`${name}.onnx`), gmacsPerImage: 1, threshold });
+  const stage = (name: string, threshold: number | null | 'decided-at-warmup') => ({ name, model: fakePin(`${name}.onnx`), gmacsPerImage: 1, threshold });
   const spec = {
     runId: 'r1',
     source: '/in',
@@ -149,13 +149,15 @@ describe('rank in run specs', () => {
   };
   const issues = (s: unknown) => RunSpec.safeParse(s).error?.issues.map((i) => i.message) ?? [];
 
-  it('a worker never sees a rank run without its reference, on more than two stages, or self-calibrating', () => {
+  it('a worker never sees a rank run without its reference (unless self-calibrating: its decision carries one) or on more than two stages', () => {
     expect(issues(spec)).toEqual([]);
     const { rankReference: _, ...bare } = spec;
     expect(issues(bare)).toEqual([expect.stringMatching(/^metric rank comes from `cascade calibrate`/)]);
     expect(issues({ ...spec, stages: [stage('little', 0.5), stage('mid', 0.5), stage('big', null)] })).toEqual([expect.stringMatching(/little\/big pair/)]);
-    expect(issues({ ...spec, selfCalibration: { targetAgreement: 0.95, delta: 0.05 } })).toEqual([
-      '--target-agreement certifies maxprob, margin, entropy or pnorm; rank needs a calib.json',
+    const selfCalibration = { targetAgreement: 0.95, delta: 0.05 };
+    expect(issues({ ...bare, stages: [stage('little', 'decided-at-warmup'), stage('big', null)], selfCalibration })).toEqual([]);
+    expect(issues({ ...spec, selfCalibration })).toEqual([
+      'a self-calibrating run builds its rank reference from its warm-up: it takes none from a config or calib.json',
     ]);
     // A schedule's template is held to the same rules.
     const { runId: _r, source: _s, out: _o, createdAt: _c, ...run } = bare;

@@ -7,8 +7,13 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.js';
 import { formatSelfCalibration } from '../../cli/format-summary.js';
 import { parseSelfCalibration } from '../../cli/self-calibration-flags.js';
-import { ConfigError } from '../../config/load-config.js';
-import { decideThreshold, warmupSample } from '../../pipeline/self-calibration.js';
+import { ConfigError, loadConfig } from '../../config/load-config.js';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { rankOf, rankReferenceOf } from '../../pipeline/routing.js';
+import { WarmupPart } from '../../pipeline/results/warmup-part.js';
+import { decideThreshold, SelfCalibrationSummary, summaryDecision, ThresholdDecision, warmupReference, warmupSample } from '../../pipeline/self-calibration.js';
 import { deriveRunId, runIdentity, specDifferences } from '../../producers/submit-run.js';
 import { DECIDED_AT_WARMUP, type RunSpec } from '../../queue/jobs.js';
 import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
@@ -154,6 +159,109 @@ describe('the warm-up sample the certification sees', () => {
     expect(refused.certified).toBe(false);
     const no = formatSelfCalibration({ targetAgreement: 0.99, delta: 0.05, warmupImages: 10, warmupGmacs: 5, decision: refused }, 50);
     expect(no[1]).toMatch(/^ {4}REFUSED, every image went to the last stage: /);
+  });
+});
+
+describe('a self-calibrating rank run', () => {
+  // 400 warm-up images: the little model agrees with the big one exactly when its margin is above 0.3,
+  // and its pnorm follows its margin, so rank orders the images as margin does.
+  const n = 400;
+  const answers = Array.from({ length: n }, (_, i) => {
+    const margin = ((i * 7919) % n) / n;
+    return { pos: i % 32, batch: Math.floor(i / 32), label: margin > 0.3 ? 1 : 2, confidence: 0.5, margin, pnorm: 0.2 + margin / 2 };
+  });
+  const first = Array.from({ length: Math.ceil(n / 32) }, (_, b) => ({
+    batch: b,
+    warmupAnswers: answers.filter((a) => a.batch === b).map(({ batch: _, ...a }) => a),
+  }));
+  const last = first.map((p) => ({ batch: p.batch, rows: p.warmupAnswers.map((a) => ({ pos: a.pos, label: 1, error: null })) }));
+  const now = new Date('2026-11-30T12:00:00Z');
+
+  it('builds its reference from the warm-up answers, ranks each against it, certifies at the full δ and stores the reference', () => {
+    const reference = warmupReference(first)!;
+    expect(reference).toEqual(rankReferenceOf({ margin: answers.map((a) => a.margin), pnorm: answers.map((a) => a.pnorm) }));
+    const sample = warmupSample(first, last, reference);
+    expect(sample).toHaveLength(n);
+    expect(sample.map((s) => s.confidence)).toEqual(first.flatMap((p) => p.warmupAnswers.map((a) => rankOf(a.margin, a.pnorm, reference))));
+    const d = decideThreshold(sample, 0.95, 0.05, now, reference);
+    expect(d).toMatchObject({ certified: true, metric: 'rank', rankReference: reference, delta: 0.05 });
+    if (!d.certified) return;
+    // The threshold keeps exactly the warm-up images whose rank reaches it, and they agree as promised.
+    const kept = sample.filter((s) => s.confidence >= d.threshold);
+    expect(kept.length).toBe(d.accepted);
+    expect(kept.filter((s) => s.agrees).length / kept.length).toBeGreaterThanOrEqual(0.95);
+    // The stored form round-trips, reference included.
+    expect(ThresholdDecision.parse(JSON.parse(JSON.stringify(d)))).toEqual(d);
+  });
+
+  it('without the reference the sample is scored by the stored confidence, as for other metrics', () => {
+    expect(warmupSample(first, last).every((s) => s.confidence === 0.5)).toBe(true);
+    expect(decideThreshold(warmupSample(first, last), 0.95, 0.05, now)).not.toHaveProperty('rankReference');
+  });
+
+  it('refuses loudly to rank answers of an older worker, which recorded no margin or pnorm', () => {
+    const old = [{ batch: 0, warmupAnswers: [{ pos: 0, label: 1, confidence: 0.9 }] }];
+    expect(() => warmupReference(old)).toThrow(/has no margin: it was written by a worker that cannot self-calibrate rank/);
+    expect(warmupReference([{ batch: 0, warmupAnswers: [] }])).toBeUndefined();
+  });
+
+  it('decisions and warm-up parts stored before rank still parse', () => {
+    const decision = {
+      certified: true,
+      target: 0.95,
+      delta: 0.05,
+      threshold: 0.9,
+      bound: 0.951,
+      accepted: 120,
+      sample: 400,
+      empiricalAgreement: 0.99,
+      fractionAccepted: 0.3,
+      decidedAt: now.toISOString(),
+    };
+    expect(ThresholdDecision.parse(decision)).toEqual(decision);
+    const part = {
+      runId: 'r',
+      batch: 0,
+      stage: 0,
+      stageName: 'little',
+      rows: [],
+      stats: { images: 1, accepted: 0, forwarded: 1, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
+      warmupAnswers: [{ pos: 0, label: 3, confidence: 0.8 }],
+    };
+    expect(WarmupPart.parse(part).warmupAnswers).toEqual([{ pos: 0, label: 3, confidence: 0.8 }]);
+  });
+
+  it('summary.json records the reference by its size; the printed lines never show it', () => {
+    const reference = warmupReference(first)!;
+    const d = decideThreshold(warmupSample(first, last, reference), 0.95, 0.05, now, reference);
+    const summarised = summaryDecision(d);
+    expect(summarised).not.toHaveProperty('rankReference');
+    expect(summarised).toMatchObject({ metric: 'rank', rankReferenceSize: n });
+    const summary = SelfCalibrationSummary.parse({ targetAgreement: 0.95, delta: 0.05, warmupImages: n, warmupGmacs: 1, decision: summarised });
+    expect(JSON.stringify(summary)).not.toContain('rankReference"');
+    const lines = formatSelfCalibration(summary, 10).join('\n');
+    expect(lines).toMatch(/threshold 0\.\d+ \(rank against the warm-up\)/);
+    expect(lines.length).toBeLessThan(400);
+  });
+});
+
+describe('the metric of a self-calibrating run', () => {
+  const models = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cascade-selfcal-'));
+    await writeFile(join(dir, 'c.yaml'), 'little: { path: little.onnx }\nbig: { path: big.onnx }\n');
+    await writeFile(join(dir, 'm.yaml'), 'little: { path: little.onnx }\nbig: { path: big.onnx }\nmetric: margin\n');
+    return dir;
+  };
+  it('is rank unless the config file or --metric names one; other runs keep maxprob', async () => {
+    const dir = await models();
+    const load = (file: string, selfCalibrating: boolean, metric?: string) =>
+      loadConfig({ file: join(dir, file), env: {}, cwd: dir, selfCalibrating, overrides: { metric } }).then((c) => [c.metric, c.rankReference]);
+    expect(await load('c.yaml', true)).toEqual(['rank', undefined]);
+    expect(await load('c.yaml', true, 'maxprob')).toEqual(['maxprob', undefined]);
+    expect(await load('m.yaml', true)).toEqual(['margin', undefined]);
+    expect(await load('c.yaml', false)).toEqual(['maxprob', undefined]);
+    // Without --target-agreement rank still needs a calib.json.
+    await expect(load('c.yaml', false, 'rank')).rejects.toThrow(/metric rank comes from `cascade calibrate`/);
   });
 });
 
