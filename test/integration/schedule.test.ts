@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { scheduleAddCommand, scheduleListCommand, scheduleRemoveCommand } from '../../cli/commands/schedule.js';
 import { loadConfig } from '../../config/load-config.js';
 import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
+import { ThresholdDecision } from '../../pipeline/self-calibration.js';
 import { chooseWarmup, inWarmup } from '../../pipeline/warmup-sample.js';
 import { DECIDED_AT_WARMUP } from '../../queue/jobs.js';
 import { startRuntime, type Runtime } from '../../workers/cascade-runtime.js';
@@ -142,6 +143,9 @@ describe('cascade schedule', () => {
       expect(printed.join('')).toContain(`; self-calibrating: 75% at δ 0.05, warm-up ${WARMUP}`);
       expect(template.run.selfCalibration).toEqual(selfCalibration);
       expect(template.run.stages.map((s) => s.threshold)).toEqual([DECIDED_AT_WARMUP, null]);
+      // The config names no metric: the template certifies rank, each firing building its reference from its own warm-up.
+      expect(template.run.metric).toBe('rank');
+      expect(template.run.rankReference).toBeUndefined();
       const listed: string[] = [];
       await scheduleListCommand({ config }, (t) => listed.push(t));
       expect(listed.join('')).toMatch(
@@ -171,8 +175,9 @@ describe('cascade schedule', () => {
         targetAgreement: 0.75,
         delta: 0.05,
         warmupImages: WARMUP,
-        decision: { certified: true, sample: WARMUP },
+        decision: { certified: true, sample: WARMUP, metric: 'rank', rankReferenceSize: WARMUP },
       });
+      expect(ThresholdDecision.parse(JSON.parse((await runtime.tracker.decision(merged!))!)).rankReference?.margin).toHaveLength(WARMUP);
       // Warm-up rows are big's; outside it, colours are kept by little at the certified threshold, greys go to big.
       const rows = await manifestAt(`${prefix}manifest.jsonl`);
       expect(rows.map((r) => r.key)).toEqual(keys);
