@@ -110,6 +110,13 @@ export function decideThreshold(sample: readonly ScoredImage[], target: number, 
   return rankReference ? { ...d, metric: 'rank', rankReference } : d;
 }
 
+/** The decision of a self-calibrating rank run: its reference from the warm-up answers (none when there were none), its threshold certified by rank against it. */
+export function decideRank(first: FirstParts, last: Parameters<typeof warmupSample>[1], target: number, delta: number, now: Date): ThresholdDecision {
+  const reference = warmupReference(first);
+  const d = decideThreshold(warmupSample(first, last, reference), target, delta, now, reference);
+  return { ...d, metric: 'rank' };
+}
+
 /** A certification as a stored decision. */
 export function toDecision(c: Certification, sample: number, now: Date): ThresholdDecision {
   const decidedAt = now.toISOString();

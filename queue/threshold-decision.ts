@@ -10,8 +10,8 @@
 import { readJson, type ObjectStore } from '../pipeline/storage/object-store.js';
 import { ResultPart } from '../pipeline/results/manifest.js';
 import { WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
-import type { RankReference } from '../config/schema.js';
-import { decideThreshold, refusalLine, ThresholdDecision, warmupReference, warmupSample } from '../pipeline/self-calibration.js';
+import type { ConfidenceMetric, RankReference } from '../config/schema.js';
+import { decideRank, decideThreshold, refusalLine, ThresholdDecision, warmupSample } from '../pipeline/self-calibration.js';
 import type { CascadeQueues } from './cascade-queues.js';
 import { DECIDE_JOB_NAME, type DecideJob, JOB_OPTIONS, partId, type RunSpec, StageJob, decideJobId } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
@@ -50,10 +50,11 @@ export async function runDecision(runId: string, ctx: DecisionContext): Promise<
   let decision = await storedDecision(ctx.tracker, runId);
   if (!decision) {
     const { first, last } = await readWarmupParts(ctx.openOutput(spec.out), await ctx.tracker.warmupBatches(runId), spec.stages.length - 1);
+    const { targetAgreement: target, delta } = settings;
     // A rank run ranks against its own warm-up: the reference is built here and stored with the threshold.
-    const reference = spec.metric === 'rank' ? warmupReference(first) : undefined;
-    const sample = warmupSample(first, last, reference);
-    const mine = JSON.stringify(decideThreshold(sample, settings.targetAgreement, settings.delta, new Date(), reference));
+    const decided =
+      spec.metric === 'rank' ? decideRank(first, last, target, delta, new Date()) : decideThreshold(warmupSample(first, last), target, delta, new Date());
+    const mine = JSON.stringify(decided);
     const stored = await ctx.tracker.decide(runId, mine);
     decision = ThresholdDecision.parse(JSON.parse(stored));
     // Only the decider whose decision was stored says so: the log has one decision per run.
@@ -92,23 +93,19 @@ async function readWarmupParts(store: ObjectStore, batches: number[], last: numb
 }
 
 /**
- * What a run's workers rank against under metric rank (undefined under another metric): the
+ * The metric a run's workers score images with, and under rank what they rank against: the
  * spec's reference, or a self-calibrating run's decided one. Workers read it only once the
- * decision is stored, so a missing one fails the job rather than route without it.
+ * decision is stored, so a missing reference fails the job rather than route without it. One
+ * exception routes nothing by rank: a refusal whose warm-up gave the first stage no answer to
+ * build a reference from sends every image to the last stage, scored by margin.
  */
-export async function routingReference(tracker: RunTracker, spec: RunSpec): Promise<RankReference | undefined> {
-  if (spec.metric !== 'rank') return undefined;
-  if (spec.rankReference) return spec.rankReference;
+export async function routingMetric(tracker: RunTracker, spec: RunSpec): Promise<{ metric: ConfidenceMetric; rankReference?: RankReference }> {
+  if (spec.metric !== 'rank' || spec.rankReference) return { metric: spec.metric, rankReference: spec.rankReference };
   const decision = await storedDecision(tracker, spec.runId);
   if (!decision) throw new Error(`run ${spec.runId}: metric rank, but its threshold and reference are not decided yet`);
-  if (!decision.rankReference) {
-    throw new Error(
-      `run ${spec.runId}: metric rank, but its stored decision has no rank reference (` +
-        (decision.certified ? 'decided by an older version' : 'the warm-up gave the first stage no answers to build one from') +
-        '); refusing to route without it',
-    );
-  }
-  return decision.rankReference;
+  if (decision.rankReference) return { metric: 'rank', rankReference: decision.rankReference };
+  if (!decision.certified && decision.metric === 'rank' && decision.sample === 0) return { metric: 'margin' };
+  throw new Error(`run ${spec.runId}: metric rank, but its stored decision has no rank reference (stored by an older version); refusing to route without it`);
 }
 
 /** Queue the held first-stage jobs (skipping batches already counted), then mark the run released. */

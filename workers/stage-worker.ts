@@ -21,7 +21,7 @@ import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, partId as stagePartId, type
 import type { RunTracker } from '../queue/run-tracker.js';
 import { type WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
 import type { WarmupAnswer } from '../pipeline/self-calibration.js';
-import { queueDecision, routingReference, runDecision, storedDecision } from '../queue/threshold-decision.js';
+import { queueDecision, routingMetric, runDecision, storedDecision } from '../queue/threshold-decision.js';
 import { routingThreshold } from '../pipeline/self-calibration.js';
 
 export interface StageWorkerOptions {
@@ -128,7 +128,7 @@ export class StageWorker {
     // The warm-up lane answers every image at every stage; its first stage then forwards them all.
     const decision: StageDecision = warmupLane
       ? { ...warmupMetric(spec), threshold: null, signals: !isLast }
-      : { threshold: await this.thresholdOf(spec, data.stage), metric: spec.metric, rankReference: await routingReference(this.o.tracker, spec) };
+      : { threshold: await this.thresholdOf(spec, data.stage), ...(await routingMetric(this.o.tracker, spec)) };
     // Warm-up images of a batch are labelled in their own lane, never here as well.
     const items = warmupLane ? data.items : data.items.filter((i) => !i.warmup);
     const skipped = data.items.length - items.length;

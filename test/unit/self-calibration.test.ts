@@ -13,9 +13,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rankOf, rankReferenceOf } from '../../pipeline/routing.js';
 import { WarmupPart } from '../../pipeline/results/warmup-part.js';
-import { decideThreshold, SelfCalibrationSummary, summaryDecision, ThresholdDecision, warmupReference, warmupSample } from '../../pipeline/self-calibration.js';
+import {
+  decideRank,
+  decideThreshold,
+  SelfCalibrationSummary,
+  summaryDecision,
+  ThresholdDecision,
+  warmupReference,
+  warmupSample,
+} from '../../pipeline/self-calibration.js';
 import { deriveRunId, runIdentity, specDifferences } from '../../producers/submit-run.js';
 import { DECIDED_AT_WARMUP, type RunSpec } from '../../queue/jobs.js';
+import type { RunTracker } from '../../queue/run-tracker.js';
+import { routingMetric } from '../../queue/threshold-decision.js';
 import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
 import { chooseWarmup, defaultWarmupImages, inWarmup, parseWarmupSize, resolveWarmupImages } from '../../pipeline/warmup-sample.js';
 
@@ -229,6 +239,38 @@ describe('a self-calibrating rank run', () => {
       warmupAnswers: [{ pos: 0, label: 3, confidence: 0.8 }],
     };
     expect(WarmupPart.parse(part).warmupAnswers).toEqual([{ pos: 0, label: 3, confidence: 0.8 }]);
+  });
+
+  it('workers rank against the decision, refuse a rank decision without reference, and score a warm-up with no answers by margin', async () => {
+    const reference = warmupReference(first)!;
+    const spec = {
+      runId: 'r',
+      source: '/in',
+      out: '/out',
+      metric: 'rank' as const,
+      batchSize: 4,
+      stages: [
+        { name: 'little', model: fakePin('little.onnx'), gmacsPerImage: 1, threshold: DECIDED_AT_WARMUP },
+        { name: 'big', model: fakePin('big.onnx'), gmacsPerImage: 2, threshold: null },
+      ],
+      ...RUN_DEFAULTS,
+      selfCalibration: { targetAgreement: 0.95, delta: 0.05 },
+      createdAt: now.toISOString(),
+    } satisfies RunSpec;
+    const tracker = (d: ThresholdDecision | null) => ({ decision: async () => (d ? JSON.stringify(d) : null) }) as unknown as RunTracker;
+    const decided = decideRank(first, last, 0.95, 0.05, now);
+    expect(await routingMetric(tracker(decided), spec)).toEqual({ metric: 'rank', rankReference: reference });
+    await expect(routingMetric(tracker(null), spec)).rejects.toThrow(/not decided yet/);
+    // A decision stored before rank could be self-calibrated has no reference: refused, never routed without one.
+    const { rankReference: _, metric: _m, ...old } = decided;
+    await expect(routingMetric(tracker(old), spec)).rejects.toThrow(/has no rank reference \(stored by an older version\); refusing to route without it/);
+    // A warm-up whose little answers all failed: refused, no reference, every image to big scored by margin.
+    const empty = decideRank([{ batch: 0, warmupAnswers: [] }], [], 0.95, 0.05, now);
+    expect(empty).toMatchObject({ certified: false, metric: 'rank', sample: 0 });
+    expect(empty).not.toHaveProperty('rankReference');
+    expect(await routingMetric(tracker(empty), spec)).toEqual({ metric: 'margin' });
+    // Other metrics and calib-file rank runs never read the decision.
+    expect(await routingMetric(tracker(null), { ...spec, metric: 'maxprob' })).toEqual({ metric: 'maxprob', rankReference: undefined });
   });
 
   it('summary.json records the reference by its size; the printed lines never show it', () => {
