@@ -35,7 +35,9 @@ export function cascadeOptions(cmd: Command, number: NumberParser): Command {
     .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
     .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
     .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
-    .addOption(new Option('--metric <m>', 'confidence metric (rank: calib.json or --target-agreement)').choices(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']))
+    .addOption(
+      new Option('--metric <m>', 'confidence metric (rank: calib.json or --target-agreement)').choices(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']),
+    )
     .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024))
     .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first");
 }
