@@ -39,10 +39,9 @@
  */
 import { type ConfidenceMetric, RANK_TWO_STAGES } from '../../config/schema.js';
 import { confidence, topK } from '../routing.js';
-import { binomialCdf } from './binomial.js';
 import { CalibrationRefused } from './calibrate.js';
 import { type ChainEntry, type ChainOutcome, type ChainStage, checkChain, evaluateChain } from './chain.js';
-import { imagesNeededFor, minimumImages, strongest } from './risk-control.js';
+import { fixedSequence, imagesNeededFor, strongest } from './risk-control.js';
 
 /**
  * Metrics a chain's guaranteed rule compares unless told: margin and pnorm, each at δ/2. Not the
@@ -146,19 +145,6 @@ export function chainLevels(stages: readonly ChainStage[], entries: readonly Cha
   });
 }
 
-/** The loosest level of the fixed sequence before its first failure at risk alpha and level delta, or null. */
-function certifiedLevel(levels: readonly PathLevel[], alpha: number, delta: number): PathLevel | null {
-  const start = minimumImages(alpha, delta);
-  let best: PathLevel | null = null;
-  for (const l of levels) {
-    if (l.accepted < start) continue;
-    // Exact p-value of H0 "early-accepted disagreement > alpha": P(Bin(m, alpha) ≤ losses).
-    if (binomialCdf(l.losses, l.accepted, alpha) > delta) break;
-    best = l;
-  }
-  return best;
-}
-
 /** The chain's guaranteed rule (see the module comment); throws CalibrationRefused when no metric certifies. */
 export function certifyChain(
   stages: readonly ChainStage[],
@@ -183,7 +169,7 @@ export function certifyChain(
   for (const metric of metrics) {
     const levels = chainLevels(stages, entries, metric);
     firstLevels ??= levels;
-    const level = certifiedLevel(levels, alpha, perMetricDelta);
+    const level = fixedSequence(levels, alpha, perMetricDelta);
     if (!level) continue;
     const point = evaluateChain(stages, entries, metric, level.thresholds, o.z);
     perMetric[metric] = { thresholds: level.thresholds, gmacsPerImage: point.gmacsPerImage };
@@ -192,7 +178,7 @@ export function certifyChain(
   if (!best) {
     // One line, as for the pair: the first metric's figures speak for all (they share the sample size).
     const levels = firstLevels!;
-    const can = strongest(target, (t) => certifiedLevel(levels, 1 - t, perMetricDelta) !== null);
+    const can = strongest(target, (t) => fixedSequence(levels, 1 - t, perMetricDelta) !== null);
     const needed = imagesNeededFor(
       levels.map((l) => ({ threshold: l.quantile, accepted: l.accepted, losses: l.losses })),
       n,

@@ -131,6 +131,23 @@ function minimumBatchImages(alpha: number, delta: number): number {
   return Number.POSITIVE_INFINITY;
 }
 
+/**
+ * Learn-then-Test's fixed sequence over steps ordered strictest first: each tested at the full δ
+ * with the exact p-value of H0 "risk > alpha", P(Bin(m, alpha) ≤ losses), from the first step whose
+ * count could pass at all; the last step before the first failure, or null. Shared by the pair
+ * (thresholds) and the chain (path levels, chain-risk.ts).
+ */
+export function fixedSequence<T extends { accepted: number; losses: number }>(steps: readonly T[], alpha: number, delta: number): T | null {
+  const start = minimumImages(alpha, delta);
+  let best: T | null = null;
+  for (const s of steps) {
+    if (s.accepted < start) continue;
+    if (binomialCdf(s.losses, s.accepted, alpha) > delta) break;
+    best = s;
+  }
+  return best;
+}
+
 function searchConditional(all: readonly Step[], alpha: number, delta: number, method: RiskMethod): { step: Step; riskBound: number } | null {
   if (method === 'ltt-batch') {
     const start = minimumBatchImages(alpha, delta);
@@ -143,14 +160,7 @@ function searchConditional(all: readonly Step[], alpha: number, delta: number, m
     return best ? { step: best, riskBound: alpha } : null;
   }
   if (method === 'ltt') {
-    const start = minimumImages(alpha, delta);
-    let best: Step | null = null;
-    for (const s of all) {
-      if (s.accepted < start) continue;
-      // Exact p-value of H0 "risk > alpha" given s.accepted images: P(Bin(m, alpha) ≤ losses).
-      if (binomialCdf(s.losses, s.accepted, alpha) > delta) break;
-      best = s;
-    }
+    const best = fixedSequence(all, alpha, delta);
     return best ? { step: best, riskBound: alpha } : null;
   }
   // SGR: largest index (most images kept) whose Clopper-Pearson bound at δ/k is ≤ alpha.
