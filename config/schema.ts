@@ -94,9 +94,11 @@ export const ModelSpec = z
 export type ModelSpec = z.infer<typeof ModelSpec>;
 export type ModelSpecInput = z.input<typeof ModelSpec>;
 
-/** How routing measures confidence from a probability row. */
-/** pnorm: p-norm-normalised max-logit (Cattelan & Silva 2023), see pipeline/routing.ts; added by issue 18. */
-/** rank: the mean of an image's margin rank and pnorm rank among a calibration sample (needs a RankReference). */
+/**
+ * How routing measures confidence from a probability row (pipeline/routing.ts). pnorm: p-norm-
+ * normalised max-logit (Cattelan & Silva 2023); rank: the mean of an image's margin rank and pnorm
+ * rank among a calibration sample (needs a RankReference). Both added by issue 18.
+ */
 export const ConfidenceMetric = z.enum(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']);
 export type ConfidenceMetric = z.infer<typeof ConfidenceMetric>;
 
