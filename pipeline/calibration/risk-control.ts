@@ -102,7 +102,6 @@ function checkArgs(target: number, delta: number, who: string): void {
   if (!(delta > 0 && delta < 1)) throw new RangeError(`${who}: delta must be in (0, 1), got ${delta}`);
 }
 
-/** The certified step and its valid risk bound, or null; `alpha` is the allowed risk (1 − target). */
 /**
  * p-value of H0 "a batch of m new kept images has more than alpha·m losses" after k losses in m
  * calibration images: under exchangeability the calibration's share of the K = k + j losses of
@@ -131,36 +130,43 @@ function minimumBatchImages(alpha: number, delta: number): number {
   return Number.POSITIVE_INFINITY;
 }
 
+/** A test of H0 "risk > alpha" on k losses among m images, and the fewest images at which it can pass at all. */
+interface SequenceTest {
+  start(alpha: number, delta: number): number;
+  pValue(k: number, m: number, alpha: number): number;
+}
+
+/** ltt's test, about the population: the exact binomial p-value P(Bin(m, alpha) ≤ k). */
+const POPULATION_TEST: SequenceTest = { start: minimumImages, pValue: (k, m, alpha) => binomialCdf(k, m, alpha) };
+
+/** ltt-batch's test, about a batch as large as the sample (batchPValue). */
+const BATCH_TEST: SequenceTest = { start: minimumBatchImages, pValue: batchPValue };
+
 /**
- * Learn-then-Test's fixed sequence over steps ordered strictest first: each tested at the full δ
- * with the exact p-value of H0 "risk > alpha", P(Bin(m, alpha) ≤ losses), from the first step whose
- * count could pass at all; the last step before the first failure, or null. Shared by the pair
- * (thresholds) and the chain (path levels, chain-risk.ts).
+ * Learn-then-Test's fixed sequence over steps ordered strictest first: each tested at the full δ,
+ * from the first step whose count could pass at all; the last step before the first failure, or
+ * null. Shared by the pair (thresholds, ltt and ltt-batch) and the chain (path levels, chain-risk.ts).
  */
-export function fixedSequence<T extends { accepted: number; losses: number }>(steps: readonly T[], alpha: number, delta: number): T | null {
-  const start = minimumImages(alpha, delta);
+export function fixedSequence<T extends { accepted: number; losses: number }>(
+  steps: readonly T[],
+  alpha: number,
+  delta: number,
+  test: SequenceTest = POPULATION_TEST,
+): T | null {
+  const start = test.start(alpha, delta);
   let best: T | null = null;
   for (const s of steps) {
     if (s.accepted < start) continue;
-    if (binomialCdf(s.losses, s.accepted, alpha) > delta) break;
+    if (test.pValue(s.losses, s.accepted, alpha) > delta) break;
     best = s;
   }
   return best;
 }
 
+/** The certified step and its valid risk bound, or null; `alpha` is the allowed risk (1 − target). */
 function searchConditional(all: readonly Step[], alpha: number, delta: number, method: RiskMethod): { step: Step; riskBound: number } | null {
-  if (method === 'ltt-batch') {
-    const start = minimumBatchImages(alpha, delta);
-    let best: Step | null = null;
-    for (const s of all) {
-      if (s.accepted < start) continue;
-      if (batchPValue(s.losses, s.accepted, alpha) > delta) break;
-      best = s;
-    }
-    return best ? { step: best, riskBound: alpha } : null;
-  }
-  if (method === 'ltt') {
-    const best = fixedSequence(all, alpha, delta);
+  if (method === 'ltt' || method === 'ltt-batch') {
+    const best = fixedSequence(all, alpha, delta, method === 'ltt' ? POPULATION_TEST : BATCH_TEST);
     return best ? { step: best, riskBound: alpha } : null;
   }
   // SGR: largest index (most images kept) whose Clopper-Pearson bound at δ/k is ≤ alpha.
