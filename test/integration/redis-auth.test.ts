@@ -125,30 +125,41 @@ describe('a password rotated on the server while cascade worker runs', () => {
     }
   }
 
-  it('logs one warn line while it is rejected and one info line once accepted again, keeps running, never shows a password', async () => {
-    const config = join(dir, 'worker.json');
-    await writeFile(config, JSON.stringify({ prefix: uniquePrefix('rotate') }));
-    const worker = spawnCascade(['worker', 'little', 'big', 'merge', 'scheduler', '--config', config], {
+  /**
+   * Run a cascade command logged in with `before`; once it logs `ready`, rotate the password to
+   * `after` and drop every connection, let it fail `failures` logins, rotate back, and stop it once
+   * it is back. Its exit, its whole output, and the failed logins the server saw.
+   */
+  async function throughRotation(label: string, args: string[], ready: RegExp, failures: number) {
+    const config = join(dir, `${label}.json`);
+    await writeFile(config, JSON.stringify({ prefix: uniquePrefix(label) }));
+    const child = spawnCascade([...args, '--config', config], {
       REDIS_URL: `redis://:${before}@127.0.0.1:${redis.port}`,
       CASCADE_LOG_FORMAT: 'json',
       CASCADE_LOG_LEVEL: 'info',
     });
+    let failed: number;
     try {
-      await worker.waitFor(/worker ready/);
-      // Rotate, and drop every connection: each of the worker's connections must log in again.
+      await child.waitFor(ready);
       await setPassword(before, after, true);
-      await worker.waitFor(/rejected the credentials/);
-      // Many failed logins, not one: the bounded output below is not for lack of attempts.
-      for (let i = 0; i < 600 && (await failedAuths(after)) < 20; i++) await new Promise((r) => setTimeout(r, 50));
-      expect(await failedAuths(after)).toBeGreaterThanOrEqual(20);
+      await child.waitFor(/rejected the credentials/);
+      for (let i = 0; i < 600 && (await failedAuths(after)) < failures; i++) await new Promise((r) => setTimeout(r, 50));
+      failed = await failedAuths(after);
       await setPassword(after, before);
-      await worker.waitFor(/is back after/);
+      await child.waitFor(/is back after/);
     } catch (err) {
-      await worker.stop();
-      throw new Error(`${(err as Error).message}\nworker output:\n${worker.output()}`);
+      await child.stop();
+      throw new Error(`${(err as Error).message}\n${label} output:\n${child.output()}`);
     }
-    expect(await worker.stop()).toEqual({ code: 0, signal: null });
-    const out = worker.output();
+    return { exit: await child.stop(), out: child.output(), failed };
+  }
+
+  it('logs one warn line while it is rejected and one info line once accepted again, keeps running, never shows a password', async () => {
+    // Every connection of the worker must log in again after the rotation.
+    const { exit, out, failed } = await throughRotation('rotate', ['worker', 'little', 'big', 'merge', 'scheduler'], /worker ready/, 20);
+    // Many failed logins, not one: the bounded output below is not for lack of attempts.
+    expect(failed).toBeGreaterThanOrEqual(20);
+    expect(exit).toEqual({ code: 0, signal: null });
     const all = out
       .split('\n')
       .filter((l) => l !== '')
@@ -174,27 +185,9 @@ describe('a password rotated on the server while cascade worker runs', () => {
   }, 90_000);
 
   it('cascade dashboard reports the rotation in one line and the return in another, never the password', async () => {
-    const config = join(dir, 'dashboard.json');
-    await writeFile(config, JSON.stringify({ prefix: uniquePrefix('rotate-dash') }));
-    const dashboard = spawnCascade(['dashboard', '--port', '0', '--config', config], {
-      REDIS_URL: `redis://:${before}@127.0.0.1:${redis.port}`,
-      CASCADE_LOG_FORMAT: 'json',
-      CASCADE_LOG_LEVEL: 'info',
-    });
-    try {
-      await dashboard.waitFor(/dashboard on http/);
-      await setPassword(before, after, true);
-      await dashboard.waitFor(/rejected the credentials/);
-      // Let it fail to log in many times: each failure used to print ioredis' error whole.
-      for (let i = 0; i < 600 && (await failedAuths(after)) < 40; i++) await new Promise((r) => setTimeout(r, 50));
-      await setPassword(after, before);
-      await dashboard.waitFor(/is back after/);
-    } catch (err) {
-      await dashboard.stop();
-      throw new Error(`${(err as Error).message}\ndashboard output:\n${dashboard.output()}`);
-    }
-    expect(await dashboard.stop()).toEqual({ code: 0, signal: null });
-    const out = dashboard.output();
+    // Let it fail to log in many times: each failure used to print ioredis' error whole.
+    const { exit, out } = await throughRotation('rotate-dash', ['dashboard', '--port', '0'], /dashboard on http/, 40);
+    expect(exit).toEqual({ code: 0, signal: null });
     const msgs = out
       .split('\n')
       .filter((l) => l !== '')
