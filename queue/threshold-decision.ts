@@ -99,9 +99,24 @@ async function readWarmupParts(store: ObjectStore, batches: number[], last: numb
  * exception routes nothing by rank: a refusal whose warm-up gave the first stage no answer to
  * build a reference from sends every image to the last stage, scored by margin.
  */
-export async function routingMetric(tracker: RunTracker, spec: RunSpec): Promise<{ metric: ConfidenceMetric; rankReference?: RankReference }> {
-  if (spec.metric !== 'rank' || spec.rankReference) return { metric: spec.metric, rankReference: spec.rankReference };
-  const decision = await storedDecision(tracker, spec.runId);
+export async function routingMetric(tracker: RunTracker, spec: RunSpec): Promise<RoutingMetric> {
+  return metricOf(spec, metricNeedsDecision(spec) ? await storedDecision(tracker, spec.runId) : null);
+}
+
+/** What routingMetric returns. */
+export interface RoutingMetric {
+  metric: ConfidenceMetric;
+  rankReference?: RankReference;
+}
+
+/** True when a run's metric comes with its stored decision: rank without a reference in the spec (a self-calibrating rank run). */
+export function metricNeedsDecision(spec: RunSpec): boolean {
+  return spec.metric === 'rank' && !spec.rankReference;
+}
+
+/** routingMetric from a decision already read (null: none stored, or none needed). */
+export function metricOf(spec: RunSpec, decision: ThresholdDecision | null): RoutingMetric {
+  if (!metricNeedsDecision(spec)) return { metric: spec.metric, rankReference: spec.rankReference };
   if (!decision) throw new Error(`run ${spec.runId}: metric rank, but its threshold and reference are not decided yet`);
   if (decision.rankReference) return { metric: 'rank', rankReference: decision.rankReference };
   if (!decision.certified && decision.metric === 'rank' && decision.sample === 0) return { metric: 'margin' };

@@ -21,7 +21,7 @@ import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, partId as stagePartId, type
 import type { RunTracker } from '../queue/run-tracker.js';
 import { type WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
 import type { WarmupAnswer } from '../pipeline/self-calibration.js';
-import { queueDecision, routingMetric, runDecision, storedDecision } from '../queue/threshold-decision.js';
+import { metricNeedsDecision, metricOf, queueDecision, runDecision, storedDecision } from '../queue/threshold-decision.js';
 import { routingThreshold } from '../pipeline/self-calibration.js';
 
 export interface StageWorkerOptions {
@@ -126,9 +126,7 @@ export class StageWorker {
     if (warmupLane && !spec.selfCalibration) throw new Error(`warm-up job of run ${data.runId}, which is not self-calibrating`);
     const isLast = data.stage === spec.stages.length - 1;
     // The warm-up lane answers every image at every stage; its first stage then forwards them all.
-    const decision: StageDecision = warmupLane
-      ? { ...warmupMetric(spec), threshold: null, signals: !isLast }
-      : { threshold: await this.thresholdOf(spec, data.stage), ...(await routingMetric(this.o.tracker, spec)) };
+    const decision: StageDecision = warmupLane ? { ...warmupMetric(spec), threshold: null, signals: !isLast } : await this.routingOf(spec, data.stage);
     // Warm-up images of a batch are labelled in their own lane, never here as well.
     const items = warmupLane ? data.items : data.items.filter((i) => !i.warmup);
     const skipped = data.items.length - items.length;
@@ -238,12 +236,15 @@ export class StageWorker {
    * uses the decision stored with the run; its jobs are queued only after it is stored, so a
    * missing one is a bug and fails the job rather than route without it.
    */
-  private async thresholdOf(spec: RunSpec, index: number): Promise<number | null> {
+  /** How stage `index` of an ordinary batch routes: its threshold and metric, decided ones read from the run's stored decision. */
+  private async routingOf(spec: RunSpec, index: number): Promise<StageDecision> {
     const t = spec.stages[index]!.threshold;
-    if (typeof t !== 'string') return t;
-    const decision = await storedDecision(this.o.tracker, spec.runId);
-    if (!decision) throw new Error(`run ${spec.runId}: an ordinary batch reached stage ${spec.stages[index]!.name} before the threshold was decided`);
-    return routingThreshold(decision);
+    const decided = typeof t === 'string';
+    // A self-calibrating run's threshold and, under rank, its reference: one read of the stored decision.
+    const decision = decided || metricNeedsDecision(spec) ? await storedDecision(this.o.tracker, spec.runId) : null;
+    if (decided && !decision)
+      throw new Error(`run ${spec.runId}: an ordinary batch reached stage ${spec.stages[index]!.name} before the threshold was decided`);
+    return { threshold: decided ? routingThreshold(decision!) : t, ...metricOf(spec, decision) };
   }
 
   /** Stop taking jobs and wait for the active ones to finish. */
