@@ -9,18 +9,19 @@ const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 export function formatSummary(s: RunSummary): string {
   const lines = [
     `run ${s.runId}: ${s.images} images (${s.labeled} labeled, ${s.errors} errors) in ${s.wallSeconds.toFixed(1)} s, ${s.imagesPerSecond.toFixed(1)} images/s`,
+    ...(s.cost ? [formatCost(s.cost)] : []),
     s.stages.length > 2
       ? `  reached: ${s.stages.map((st) => `${st.name} ${pct(st.reach ?? 0)}`).join(', ')} (${s.metric})`
       : s.selfCalibration && !s.selfCalibration.decision?.certified
         ? `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} (no certified threshold: nothing kept by ${s.stages[0]!.name})`
         : `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${Number(s.threshold.toPrecision(4))}`,
-    `  compute: ${s.macs.cascadeG.toFixed(1)} GMACs vs ${s.macs.bigOnlyG.toFixed(1)} big-only, ${pct(s.macs.saved)} saved`,
+    `  compute: ${s.macs.cascadeG.toFixed(1)} GMACs vs ${s.macs.bigOnlyG.toFixed(1)} big-only, ${pct(s.macs.saved)} of MACs saved`,
   ];
   for (const st of s.stages) {
     const ms = st.msPerImage;
     lines.push(
       `  ${st.name.padEnd(8)} ${String(st.images).padStart(7)} seen, ${String(st.accepted).padStart(7)} accepted, ${String(st.forwarded).padStart(6)} forwarded, ${String(st.errors).padStart(4)} errors; ` +
-        `ms/img fetch ${ms.fetch.toFixed(1)} decode ${ms.decode.toFixed(1)} infer ${ms.infer.toFixed(1)}`,
+        `ms/img fetch ${ms.fetch.toFixed(1)} decode ${ms.decode.toFixed(1)} infer ${ms.infer.toFixed(1)}${stageCost(s, st.name, st.images - st.errors)}`,
     );
   }
   const pinned = formatProvenance(s);
@@ -43,6 +44,43 @@ export function formatSummary(s: RunSummary): string {
   if (s.duplicatesDropped) lines.push(`  duplicates: ${s.duplicatesDropped} repeated key(s) in the source dropped (one row per key)`);
   lines.push(`  manifest: ${joinOut(s.out, 'manifest.jsonl')}`, `  summary:  ${joinOut(s.out, 'summary.json')}`);
   return lines.join('\n');
+}
+
+/** A stage's measured cost per image it inferred, e.g. "; 12.3 ms cpu/img". */
+function stageCost(s: RunSummary, name: string, inferred: number): string {
+  const c = s.cost?.stages.find((st) => st.name === name);
+  if (!c || inferred === 0) return '';
+  return `; ${((1000 * c.seconds) / inferred).toFixed(1)} ms ${c.workerClass}/img`;
+}
+
+/** Seconds of machine time by worker class, e.g. "41.2 core-s" or "12.0 core-s + 3.1 GPU-s". */
+function machineSeconds(stages: NonNullable<RunSummary['cost']>['stages']): string {
+  const by = { cpu: 0, gpu: 0 };
+  for (const st of stages) by[st.workerClass] += st.seconds;
+  const parts = [...(by.cpu > 0 || by.gpu === 0 ? [`${by.cpu.toFixed(1)} core-s`] : []), ...(by.gpu > 0 ? [`${by.gpu.toFixed(1)} GPU-s`] : [])];
+  return parts.join(' + ');
+}
+
+/** Money with enough digits to show small amounts, e.g. "$0.0005", "€1.23", "12.50 CHF". */
+export function formatMoney(amount: number, currency: string): string {
+  const digits = amount === 0 || amount >= 1 ? 2 : Math.min(8, Math.max(2, 1 - Math.floor(Math.log10(amount))));
+  const symbol: Record<string, string> = { USD: '$', EUR: '€', GBP: '£', JPY: '¥' };
+  const n = amount.toFixed(digits);
+  return symbol[currency] ? `${symbol[currency]}${n}` : `${n} ${currency}`;
+}
+
+/**
+ * The summary's lead: measured machine time against the big model alone, e.g. "cost: 41.2 core-s
+ * vs 96.0 big-only, 57.1% saved ($0.0005 vs $0.0011)".
+ */
+export function formatCost(c: NonNullable<RunSummary['cost']>): string {
+  const used = machineSeconds(c.stages);
+  const unknown = c.unknownParts ? `; cost unknown for ${c.unknownParts} part(s) written without cost figures` : '';
+  if (c.bigOnlySeconds === null) return `  cost: ${used} (big-only unknown: no image reached the last stage)${unknown}`;
+  const money =
+    c.price && c.price.bigOnly !== null ? ` (${formatMoney(c.price.used, c.price.currency)} vs ${formatMoney(c.price.bigOnly, c.price.currency)})` : '';
+  const verdict = c.saved !== null && c.saved < 0 ? ' (costs more than big alone)' : ' saved';
+  return `  cost: ${used} vs ${c.bigOnlySeconds.toFixed(1)} big-only, ${pct(c.saved ?? 0)}${verdict}${money}${unknown}`;
 }
 
 /** One line on what labelled the run, e.g. "models: little shufflenet (7c536d02e2f6), big ensemble (72a5bea47bb5); numerics exact on cpu, onnxruntime 1.30.0". */

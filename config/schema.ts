@@ -141,6 +141,38 @@ export type Numerics = z.infer<typeof Numerics>;
 export const ExecutionProvider = z.enum(['cpu', 'cuda', 'webgpu', 'tensorrt', 'dml', 'coreml']);
 export type ExecutionProvider = z.infer<typeof ExecutionProvider>;
 
+/**
+ * What a worker's machine time is paid by: CPU workers by the core-second, GPU workers by the
+ * accelerator-second. A stage's class is its model's execution provider (cpu → cpu, any other → gpu).
+ */
+export const WorkerClass = z.enum(['cpu', 'gpu']);
+export type WorkerClass = z.infer<typeof WorkerClass>;
+
+/** ISO 4217 codes a price may be given in. */
+export const Currency = z.enum(['USD', 'EUR', 'GBP', 'JPY', 'CNY', 'INR', 'CAD', 'AUD', 'CHF', 'SEK', 'NOK', 'DKK', 'PLN', 'BRL', 'KRW', 'SGD']);
+export type Currency = z.infer<typeof Currency>;
+
+/**
+ * Prices of machine time, per worker class. Defaults are on-demand cloud list prices of late 2026
+ * (docs/operations.md, "Cost"): a general-purpose x86 core-hour and one data-centre GPU-hour.
+ */
+export const Prices = z
+  .object({
+    /** Price of one CPU core for one hour. */
+    cpu: z.number().finite().nonnegative().default(0.045),
+    /** Price of one GPU for one hour. */
+    gpu: z.number().finite().nonnegative().default(2.5),
+    currency: Currency.default('USD'),
+  })
+  .strict();
+export type Prices = z.infer<typeof Prices>;
+export const DEFAULT_PRICES: Prices = Prices.parse({});
+
+/** The worker class of a stage whose model opened on `provider`. */
+export function workerClassOf(provider: string): WorkerClass {
+  return provider === 'cpu' ? 'cpu' : 'gpu';
+}
+
 export const Limits = z
   .object({
     /** Largest accepted image file, bytes. */
@@ -337,6 +369,8 @@ export const CascadeConfigFields = z
     s3: S3Settings.default({ region: 'us-east-1', forcePathStyle: false }),
     /** Local image roots (see SourceSettings). */
     sources: SourceSettings.default({}),
+    /** Prices of machine time per worker class: the summary and calibration report cost in money next to seconds. */
+    prices: Prices.default(DEFAULT_PRICES),
     /** Redis URL; when absent `cascade run` starts a private redis-server. */
     redisUrl: z.string().optional(),
     /** BullMQ key prefix (use a `{hash-tag}` on Redis Cluster). */

@@ -52,6 +52,8 @@ export interface StageResult {
   stats: StageStats;
   /** With `signals`: each answered image's margin and pnorm, by position. */
   signals?: Map<number, { margin: number; pnorm: number }>;
+  /** Images this stage fetched and decoded itself (the others came from the tensor cache or failed). */
+  decoded: number;
 }
 
 /** Map a thrown error to the manifest's error kind. */
@@ -77,6 +79,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   const calls = new ChunkCalls<Ready>(model.pool, chunkSize(deps.inferChunk));
   let fetchMs = 0;
   let decodeMs = 0;
+  let decoded = 0;
   for await (const d of decodeStream(items, model.preprocess, shape, deps)) {
     if (!d.ok) {
       rows.push(errorRow(d.item, errorKind(d.err), d.err));
@@ -84,6 +87,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
     }
     decodeMs += d.decodeMs;
     fetchMs += d.fetchMs;
+    if (!d.cached) decoded += 1;
     calls.add(d);
   }
 
@@ -103,6 +107,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
     rows,
     forward: forward.map((f) => f.item),
     forwardedConfidence: forward.map((f) => f.confidence),
+    decoded,
     stats: {
       images: items.length,
       accepted: rows.length - errors,

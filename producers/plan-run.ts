@@ -79,7 +79,7 @@ export async function planRun(
   const reference = rankReference && !selfCalibration ? { rankReference } : {};
   const body = { source: absoluteRef(source), out: absoluteRef(out), stages, ...settings, ...reference, ...(selfCalibration ? { selfCalibration } : {}) };
   const id = RunId.parse(runId ?? deriveRunId(runIdentity(body)));
-  return RunSpec.parse({ runId: id, ...body, createdAt: new Date().toISOString() });
+  return RunSpec.parse({ runId: id, ...body, prices: config.prices, createdAt: new Date().toISOString() });
 }
 
 /**

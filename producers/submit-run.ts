@@ -89,7 +89,8 @@ export function deriveRunId(parts: unknown): string {
  * numbers (they vary in the last digits with the planning machine) nor when it was created.
  */
 export function runIdentity(spec: Omit<RunSpec, 'runId' | 'createdAt'> & Partial<Pick<RunSpec, 'runId' | 'createdAt'>>): unknown {
-  const { runId: _id, createdAt: _at, ...rest } = spec;
+  // Prices change what a run's time is worth, never its rows: the same run at another price is the same run.
+  const { runId: _id, createdAt: _at, prices: _prices, ...rest } = spec;
   const stages = rest.stages.map(({ model: { probe: _probe, ...model }, ...stage }) => ({ ...stage, model }));
   return { ...rest, stages };
 }

@@ -5,6 +5,8 @@
  */
 import type { Redis } from 'ioredis';
 import { RunSpec } from './jobs.js';
+import { DEFAULT_PRICES } from '../config/schema.js';
+import { type PartCost, type RunCost, runCost } from '../pipeline/cost/run-cost.js';
 import { assertClusterPrefix } from './redis-connection.js';
 
 // Shared tail of both scripts: the run is complete once listing is done, every listed image has
@@ -25,7 +27,8 @@ return 0
 // KEYS: run hash, done set. ARGV: part id ('' = only check), final images, stage,
 // images, accepted, forwarded, errors, now (ISO), audits the part sends to the last stage,
 // '1' for a warm-up part (its final rows also count as warm-up rows), '1' for a first-stage
-// ordinary part. Returns 1 when the run is complete and its merge has not been queued yet.
+// ordinary part, then the part's cost ('' = none): seconds, decode seconds, infer seconds, images
+// decoded, images inferred, worker class. Returns 1 when the run is complete and its merge has not been queued yet.
 const FINISH_PART = `
 local NOW = ARGV[8]
 if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
@@ -38,6 +41,16 @@ if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], s .. 'forwarded', ARGV[6])
   redis.call('HINCRBY', KEYS[1], s .. 'errors', ARGV[7])
   redis.call('HINCRBY', KEYS[1], 'auditsExpected', ARGV[9] or 0)
+  if ARGV[12] ~= '' then
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'cost', ARGV[12])
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costDecode', ARGV[13])
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costInfer', ARGV[14])
+    redis.call('HINCRBY', KEYS[1], s .. 'decoded', ARGV[15])
+    redis.call('HINCRBY', KEYS[1], s .. 'costInferred', ARGV[16])
+    redis.call('HSET', KEYS[1], s .. 'class', ARGV[17])
+  elseif tonumber(ARGV[4]) > tonumber(ARGV[7]) then
+    redis.call('HINCRBY', KEYS[1], s .. 'costUnknown', 1)
+  end
 end
 ${COMPLETION_CHECK}`;
 
@@ -101,6 +114,8 @@ export interface RunProgress {
   audit: AuditProgress;
   /** Self-calibrating runs only. */
   selfCalibration?: SelfCalibrationProgress;
+  /** Measured cost of the parts counted so far against big alone on the same images (pipeline/cost/run-cost.ts). */
+  cost: RunCost;
   startedAt: string | null;
   completedAt: string | null;
   mergedAt: string | null;
@@ -173,9 +188,10 @@ export class RunTracker {
    */
   async finishPart(
     runId: string,
-    part: { id: string; stage: number; final: number; counts: PartCounts; audits?: number; lane?: 'warmup' | 'first' } | null,
+    part: { id: string; stage: number; final: number; counts: PartCounts; audits?: number; lane?: 'warmup' | 'first'; cost?: PartCost } | null,
   ): Promise<boolean> {
     const c = part?.counts ?? { images: 0, accepted: 0, forwarded: 0, errors: 0 };
+    const cost = part?.cost;
     const args = [
       part?.id ?? '',
       part?.final ?? 0,
@@ -188,6 +204,7 @@ export class RunTracker {
       part?.audits ?? 0,
       part?.lane === 'warmup' ? 1 : 0,
       part?.lane === 'first' ? 1 : 0,
+      ...(cost ? [cost.seconds, cost.decodeSeconds, cost.inferSeconds, cost.decoded, c.images - c.errors, cost.workerClass] : ['', 0, 0, 0, 0, '']),
     ];
     const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
     return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), ...args)) === 1;
@@ -324,6 +341,20 @@ export class RunTracker {
         errors: num(`s${i}:errors`),
       })),
       audit: { expected: num('auditsExpected'), done: num('auditsDone'), agreeing: num('auditsAgreeing') },
+      cost: runCost(
+        spec.stages.map((st, i) => ({
+          name: st.name,
+          inferred: num(`s${i}:costInferred`),
+          seconds: num(`s${i}:cost`),
+          decodeSeconds: num(`s${i}:costDecode`),
+          inferSeconds: num(`s${i}:costInfer`),
+          decoded: num(`s${i}:decoded`),
+          workerClass: h[`s${i}:class`] === 'gpu' ? 'gpu' : h[`s${i}:class`] === 'cpu' ? 'cpu' : null,
+          unknownParts: num(`s${i}:costUnknown`),
+        })),
+        num('s0:images') - num('s0:errors'),
+        spec.prices ?? DEFAULT_PRICES,
+      ),
       ...(spec.selfCalibration
         ? {
             selfCalibration: {

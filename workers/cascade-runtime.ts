@@ -21,6 +21,7 @@ import { assertClusterPrefix, connectRedis, connectRedisChecked, watchRedis } fr
 import { RunTracker } from '../queue/run-tracker.js';
 import { MergeWorker, type MergeWorkerOptions } from './merge-worker.js';
 import { RunScheduler, type RunSchedulerOptions } from './run-scheduler.js';
+import { processMeters } from '../pipeline/cost/cost-meter.js';
 import { StageWorker, type StageWorkerOptions, type WorkerLog } from './stage-worker.js';
 
 /** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' or 'scheduler'. */
@@ -161,6 +162,8 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
   try {
     // Only a process serving consecutive stages can hand a tensor on.
     const tensorCache = stageRoles.length > 1 && config.tensorCacheMb > 0 ? new TensorCache(config.tensorCacheMb * 2 ** 20) : undefined;
+    // The process's machine time, shared among the jobs of all its stages.
+    const meters = processMeters();
     for (const stage of stageRoles) {
       workers.push(
         new StageWorker({
@@ -172,6 +175,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
           fetch: (ref, maxBytes) => fetchRef(ref, { s3 }, { maxBytes, localRoots: config.sources.localRoots }),
           fetchConcurrency: config.fetchConcurrency,
           tensorCache,
+          meters,
           openOutput,
           tracker,
           queues,

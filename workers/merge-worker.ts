@@ -71,6 +71,7 @@ export class MergeWorker {
       })),
       numerics: spec.numerics,
       probeTolerance: spec.probeTolerance,
+      ...(spec.prices ? { prices: spec.prices } : {}),
       // Audits of a certified self-calibrating run watch for drift below the certified bound.
       audit: spec.audit && decision?.certified ? { ...spec.audit, expectAgreement: decision.bound } : spec.audit,
       batches: progress.batches,

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { StageStats } from '../pipeline/results/manifest.js';
+import type { PartCost } from '../pipeline/cost/run-cost.js';
 
 /** Job states reported as queue depth (one job = one batch of images). */
 const DEPTH_STATES = ['waiting', 'delayed', 'prioritized', 'active', 'failed'] as const;
@@ -85,6 +86,7 @@ export class CascadeMetrics {
   private readonly images: Counter<'stage' | 'outcome'>;
   private readonly batchSeconds: Histogram<'stage'>;
   private readonly errors: Counter<'stage' | 'kind'>;
+  private readonly costSeconds: Counter<'stage' | 'worker_class'>;
   private readonly routed: Gauge<'stage'>;
   private readonly firings: Counter<'schedule' | 'outcome'>;
   private readonly runs: Counter<'schedule' | 'outcome'>;
@@ -109,6 +111,12 @@ export class CascadeMetrics {
       help: 'Wall time of one batch job (fetch, decode, inference), by stage',
       labelNames: ['stage'],
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    });
+    this.costSeconds = new Counter({
+      name: 'cascade_cost_seconds_total',
+      help: 'Machine time the batches of a stage used, by worker class: core-seconds on cpu, GPU-seconds on gpu (pipeline/cost/cost-meter.ts)',
+      labelNames: ['stage', 'worker_class'],
       registers: [registry],
     });
     this.errors = new Counter({
@@ -199,7 +207,8 @@ export class CascadeMetrics {
   }
 
   /** Record one finished batch of `stage` (the StageWorker `onBatch` hook). */
-  onBatch(stage: string, stats: StageStats, errorsByKind: Record<string, number>): void {
+  onBatch(stage: string, stats: StageStats, errorsByKind: Record<string, number>, cost?: PartCost): void {
+    if (cost) this.costSeconds.inc({ stage, worker_class: cost.workerClass }, cost.seconds);
     this.images.inc({ stage, outcome: 'accepted' }, stats.accepted);
     this.images.inc({ stage, outcome: 'forwarded' }, stats.forwarded);
     this.images.inc({ stage, outcome: 'error' }, stats.errors);

@@ -23,6 +23,9 @@ import { type WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.
 import type { WarmupAnswer } from '../pipeline/self-calibration.js';
 import { metricNeedsDecision, metricOf, queueDecision, runDecision, storedDecision } from '../queue/threshold-decision.js';
 import { routingThreshold } from '../pipeline/self-calibration.js';
+import { type CostMeter, processMeters } from '../pipeline/cost/cost-meter.js';
+import { type PartCost, partCost } from '../pipeline/cost/run-cost.js';
+import { type WorkerClass, workerClassOf } from '../config/schema.js';
 
 export interface StageWorkerOptions {
   connection: Redis;
@@ -44,8 +47,13 @@ export interface StageWorkerOptions {
   log: WorkerLog;
   /** Job lock and stalled-job settings (see JobLocks in config/schema.ts); BullMQ defaults when absent. */
   lockOptions?: LockOptions;
+  /**
+   * Shares of this process's machine time per worker class, one set for every stage worker of the
+   * process (processMeters): each classified batch's part records its share. Absent: this worker's own.
+   */
+  meters?: Record<WorkerClass, CostMeter>;
   /** Called after each batch is counted (metrics); errorsByKind counts the batch's error rows. */
-  onBatch?: (stage: string, stats: StageStats, errorsByKind: Record<string, number>) => void;
+  onBatch?: (stage: string, stats: StageStats, errorsByKind: Record<string, number>, cost?: PartCost) => void;
 }
 
 /** A log function taking structured fields; `level` defaults to info. */
@@ -79,9 +87,11 @@ export class StageWorker {
   readonly worker: Worker;
   // BullMQ never closes a connection it was given, so the worker owns and closes its own.
   private readonly connection: Redis;
+  private readonly meters: Record<WorkerClass, CostMeter>;
 
   constructor(private readonly o: StageWorkerOptions) {
     this.connection = o.connection.duplicate();
+    this.meters = o.meters ?? processMeters();
     this.worker = new Worker(stageQueueName(o.stage), (job) => this.process(job), {
       connection: this.connection,
       prefix: o.prefix,
@@ -138,6 +148,8 @@ export class StageWorker {
     // part: classifying again could give other rows (a model failing now that worked then) that
     // contradict the counters and the images already forwarded.
     let result = (await this.o.tracker.isPartDone(data.runId, partId)) ? await readCountedPart(store, key, items) : null;
+    // What classifying this batch cost (a replayed part's own figure; none for a batch of warm-up images only).
+    let cost: PartCost | undefined = result?.cost;
     const replay = result !== null;
     let audits: ReturnType<typeof selectAudits>;
     if (result) {
@@ -149,6 +161,7 @@ export class StageWorker {
         rows: [],
         forward: [],
         forwardedConfidence: [],
+        decoded: 0,
         stats: { images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
       };
       const part: ResultPart = {
@@ -168,6 +181,11 @@ export class StageWorker {
       // A model this worker cannot load or verify fails the job (another worker may take it);
       // it never turns into rows.
       const { lease, probe, deps } = await this.borrow(spec, data.stage);
+      // Charged from here: opening the model is the worker's, not the batch's.
+      const workerClass = workerClassOf(lease.model.pool.provider);
+      const meter = this.meters[workerClass];
+      const slice = meter.begin();
+      let seconds = 0;
       try {
         result = await classifyBatch(items, lease.model, decision, { ...deps, inferenceErrorsAsRows: lastAttempt });
       } catch (err) {
@@ -177,11 +195,14 @@ export class StageWorker {
           rows,
           forward: [],
           forwardedConfidence: [],
+          decoded: 0,
           stats: { images: rows.length, accepted: 0, forwarded: 0, errors: rows.length, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
         };
       } finally {
+        seconds = meter.end(slice);
         lease.release();
       }
+      cost = partCost(workerClass, seconds, result.stats, result.decoded);
       let warmupAnswers: WarmupAnswer[] | undefined;
       if (warmupLane && !isLast) ({ result, answers: warmupAnswers } = forwardAnswered(result));
       audits = data.stage === 0 && !warmupLane ? selectAudits(spec, result.rows) : [];
@@ -196,6 +217,7 @@ export class StageWorker {
         ...(audits.length ? { audits: audits.length } : {}),
         ...(skipped ? { warmup: skipped } : {}),
         ...(warmupAnswers ? { warmupAnswers } : {}),
+        cost,
         ...(result.forwardedConfidence.length ? { forwardedConfidence: result.forwardedConfidence } : {}),
       };
       await store.put(key, JSON.stringify(part));
@@ -217,6 +239,7 @@ export class StageWorker {
       final: result.rows.length,
       counts: { images, accepted, forwarded, errors },
       audits: audits.length,
+      ...(cost ? { cost } : {}),
       ...(warmupLane ? { lane: 'warmup' as const } : spec.selfCalibration && data.stage === 0 ? { lane: 'first' as const } : {}),
     });
     // The last warm-up row completes the warm-up: the run's threshold can be decided.
@@ -227,7 +250,7 @@ export class StageWorker {
     if (mustMerge) await this.o.queues.queueMerge(data.runId, this.o.tracker);
     // A replay processed no images: metrics already counted them.
     const onBatch = this.o.onBatch;
-    if (onBatch && !replay) onBatch(this.o.stage, done.stats, countErrorKinds(done.rows));
+    if (onBatch && !replay) onBatch(this.o.stage, done.stats, countErrorKinds(done.rows), cost);
     return { accepted, forwarded, errors };
   }
 
@@ -255,7 +278,7 @@ export class StageWorker {
 }
 
 /** The part a counted batch wrote at `key`, as a stage result (forwarded = the job's `items` without a row); null if absent. */
-async function readCountedPart(store: ObjectStore, key: string, items: StageJob['items']): Promise<StageResult | null> {
+async function readCountedPart(store: ObjectStore, key: string, items: StageJob['items']): Promise<(StageResult & { cost?: PartCost }) | null> {
   let part: ResultPart;
   try {
     part = await readJson(store, key, ResultPart);
@@ -264,7 +287,14 @@ async function readCountedPart(store: ObjectStore, key: string, items: StageJob[
     throw err;
   }
   const answered = new Set(part.rows.map((r) => r.pos));
-  return { rows: part.rows, forward: items.filter((i) => !answered.has(i.pos)), forwardedConfidence: part.forwardedConfidence ?? [], stats: part.stats };
+  return {
+    rows: part.rows,
+    forward: items.filter((i) => !answered.has(i.pos)),
+    forwardedConfidence: part.forwardedConfidence ?? [],
+    decoded: part.cost?.decoded ?? 0,
+    stats: part.stats,
+    ...(part.cost ? { cost: part.cost } : {}),
+  };
 }
 
 /**
@@ -287,6 +317,7 @@ export function forwardAnswered(r: StageResult): { result: StageResult; answers:
   const answered = r.rows.filter((row) => !row.error && row.label !== null && row.confidence !== null);
   return {
     result: {
+      ...r,
       rows: errors,
       forward: answered.map((row) => ({ ref: row.key, pos: row.pos })),
       forwardedConfidence: answered.map((row) => row.confidence!),

@@ -103,7 +103,7 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
   });
   const runtime = await startRuntime(config, redisUrl, wanted, log, {
     maxBatch: o.maxBatch,
-    onBatch: (stage, stats, errors) => metrics.onBatch(stage, stats, errors),
+    onBatch: (stage, stats, errors, cost) => metrics.onBatch(stage, stats, errors, cost),
     onFiring: (schedule, outcome) => metrics.onFiring(schedule, outcome),
     onRunFinished: (runId, outcome) => metrics.onRunFinished(scheduleOfRun(runId) ?? '', outcome),
   });

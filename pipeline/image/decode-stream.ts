@@ -32,6 +32,8 @@ export interface Ready {
   tensor: Tensor;
   fetchMs: number;
   decodeMs: number;
+  /** The tensor came from the tensor cache: this stage neither fetched nor decoded it. */
+  cached: boolean;
 }
 
 /** An image that could not be fetched or decoded, with what was thrown. */
@@ -65,12 +67,12 @@ export function decodeStream(
 export async function decodeOne(item: BatchItem, preprocess: PreprocessSpec, shape: ModelInputShape, how: string, deps: DecodeDeps): Promise<Decoded> {
   try {
     const cached = deps.tensorCache?.take(item.ref, how);
-    if (cached) return { ok: true, item, tensor: cached, fetchMs: 0, decodeMs: 0 };
+    if (cached) return { ok: true, item, tensor: cached, fetchMs: 0, decodeMs: 0, cached: true };
     const t0 = performance.now();
     const bytes = await deps.fetch(item.ref);
     const t1 = performance.now();
     const tensor = await preprocessImage(bytes, preprocess, shape, { maxPixels: deps.maxPixels });
-    return { ok: true, item, tensor, fetchMs: t1 - t0, decodeMs: performance.now() - t1 };
+    return { ok: true, item, tensor, fetchMs: t1 - t0, decodeMs: performance.now() - t1, cached: false };
   } catch (err) {
     return { ok: false, item, err };
   }

@@ -5,6 +5,8 @@
 import { z } from 'zod';
 import { AuditSummary } from '../audit/audit-summary.js';
 import { SelfCalibrationSummary } from '../self-calibration.js';
+import { addPartCost, emptyCostTotals, PartCost, RunCost, runCost } from '../cost/run-cost.js';
+import { DEFAULT_PRICES, type Prices } from '../../config/schema.js';
 
 /**
  * Why an input has no label. `forbidden`: its ref names something the worker may not read (a
@@ -77,6 +79,8 @@ export const ResultPart = z.object({
   forwardedConfidence: z.array(z.number()).optional(),
   /** Who wrote the part, with what (absent in parts of older versions). */
   writer: PartWriter.optional(),
+  /** The machine time the stage spent on this batch (absent in parts of older versions: the summary counts them as unknown). */
+  cost: PartCost.optional(),
 });
 export type ResultPart = z.infer<typeof ResultPart>;
 
@@ -147,6 +151,9 @@ export const RunSummary = z.object({
   /** Fraction of successfully decoded images that reached the last stage. */
   fractionToBig: z.number(),
   stages: z.array(StageSummary),
+  /** Measured machine time and money against the big model alone (absent in summaries of older versions). */
+  cost: RunCost.optional(),
+  /** A secondary, machine-independent figure: compute counted from the models' graphs. */
   macs: z.object({
     /** GMACs the cascade spent, summed over stages and images. */
     cascadeG: z.number(),
@@ -186,7 +193,9 @@ export interface SummaryInput {
   metric: string;
   /** `threshold` (null on the last stage) is only drawn in plots; absent means unknown. */
   stages: Array<{ name: string; gmacsPerImage: number; threshold?: number | null; model?: { name: string; path: string; sha256: string } }>;
-  parts: Iterable<Pick<ResultPart, 'stage' | 'stats' | 'writer'>>;
+  parts: Iterable<Pick<ResultPart, 'stage' | 'stats' | 'writer' | 'cost'>>;
+  /** Prices the cost is reported at; absent: the defaults. */
+  prices?: Prices;
   /** The run's numerics mode and probe tolerance, reported beside each stage's provenance. */
   numerics?: string;
   probeTolerance?: number;
@@ -227,9 +236,11 @@ export function summarize(input: SummaryInput): RunSummary {
     processes: new Set<string>(),
     probeMaxDiff: 0,
   }));
-  for (const { stage, stats, writer } of input.parts) {
+  const costs = emptyCostTotals(input.stages.map((s) => s.name));
+  for (const { stage, stats, writer, cost } of input.parts) {
     const t = totals[stage];
     if (!t) throw new Error(`part of unknown stage ${stage}`);
+    addPartCost(costs[stage]!, cost, stats.images - stats.errors);
     for (const k of ['images', 'accepted', 'forwarded', 'errors', 'fetchMs', 'decodeMs', 'inferMs', 'jobMs'] as const) t[k] += stats[k];
     t.jobs += 1;
     if (writer) {
@@ -280,6 +291,7 @@ export function summarize(input: SummaryInput): RunSummary {
     metric: input.metric,
     fractionToBig: firstInferred ? inferred[inferred.length - 1]! / firstInferred : 0,
     stages: stages.map((s, i) => ({ ...s, reach: firstInferred ? inferred[i]! / firstInferred : 0 })),
+    cost: runCost(costs, firstInferred, input.prices ?? DEFAULT_PRICES),
     macs: { cascadeG, bigOnlyG, saved: bigOnlyG ? 1 - cascadeG / bigOnlyG : 0 },
     wallSeconds,
     imagesPerSecond: wallSeconds > 0 ? input.images / wallSeconds : 0,

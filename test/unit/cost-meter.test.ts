@@ -1,0 +1,49 @@
+/**
+ * The cost meter on a clock the test moves by hand, so every share is exact: a job alone gets
+ * all the time that passed, concurrent jobs split each interval equally, idle time is nobody's.
+ */
+import { describe, expect, it } from 'vitest';
+import { CostMeter } from '../../pipeline/cost/cost-meter.js';
+
+function manualClock() {
+  let t = 100;
+  return { clock: () => t, advance: (s: number) => (t += s) };
+}
+
+describe('CostMeter', () => {
+  it('gives a job alone exactly the time that passed while it ran', () => {
+    const { clock, advance } = manualClock();
+    const meter = new CostMeter(clock);
+    advance(5); // idle before: nobody's
+    const a = meter.begin();
+    advance(2.5);
+    expect(meter.end(a)).toBe(2.5);
+    advance(7); // idle after
+    expect(meter.active).toBe(0);
+  });
+
+  it('splits overlapping intervals equally and the shares add up to the time jobs ran', () => {
+    const { clock, advance } = manualClock();
+    const meter = new CostMeter(clock);
+    const a = meter.begin();
+    advance(1); // a alone: 1
+    const b = meter.begin();
+    advance(2); // a and b: 1 each
+    const c = meter.begin();
+    advance(3); // three: 1 each
+    const sa = meter.end(a);
+    advance(4); // b and c: 2 each
+    const sb = meter.end(b);
+    advance(1); // c alone: 1
+    const sc = meter.end(c);
+    expect([sa, sb, sc]).toEqual([3, 4, 4]);
+    expect(sa + sb + sc).toBe(11);
+  });
+
+  it('refuses a slice ended twice', () => {
+    const meter = new CostMeter(() => 0);
+    const a = meter.begin();
+    meter.end(a);
+    expect(() => meter.end(a)).toThrow(/ended twice/);
+  });
+});
