@@ -115,12 +115,15 @@ export function formatSelfCalibration(c: NonNullable<RunSummary['selfCalibration
   const head = `  self-calibration: target ${pct(c.targetAgreement)} agreement at δ ${c.delta}; warm-up ${c.warmupImages} images (${c.warmupGmacs.toFixed(1)} GMACs${share}, counted above)`;
   const d = c.decision;
   if (!d) return [head, '    no decision: the run had no warm-up images'];
+  // A big-only route: the first stage ran on the warm-up only (the rest went straight to the last stage).
+  const route = d.route === 'big-only' ? [`    big-only: after the warm-up every image went straight to the last stage, the first stage unread: ${d.routeReason}`] : [];
   if (d.certified)
     return [
       head,
       `    threshold ${Number(d.threshold.toPrecision(4))}${d.metric === 'rank' ? ' (rank against the warm-up)' : ''}: with probability ≥ ${1 - d.delta}, agreement on kept images ≥ ${pct(d.bound)} ` +
         `(warm-up: ${d.accepted} of ${d.sample} kept, ${pct(d.empiricalAgreement)} agreeing)`,
+      ...route,
     ];
   // The reason names the strongest target this sample certifies and roughly how many images the requested one needs.
-  return [head, `    REFUSED, every image went to the last stage: ${d.reason}`];
+  return [head, `    REFUSED, every image went to the last stage: ${d.reason}`, ...route];
 }

@@ -40,6 +40,8 @@ export interface StageDecision {
   rankReference?: RankReference;
   /** Record each answered image's margin and pnorm (the warm-up's first stage: a rank run's reference is built from them). */
   signals?: boolean;
+  /** Forward every image unread: the run decided the cascade does not pay (pipeline/cost/route-choice.ts). */
+  skip?: boolean;
 }
 
 export interface StageResult {
@@ -118,6 +120,17 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
       inferMs: routed.inferMs,
       jobMs: performance.now() - started,
     },
+  };
+}
+
+/** A stage that skips the batch: every image goes on to the next stage, nothing fetched or inferred. */
+export function skipBatch(items: BatchItem[]): StageResult {
+  return {
+    rows: [],
+    forward: items,
+    forwardedConfidence: [],
+    decoded: 0,
+    stats: { images: items.length, accepted: 0, forwarded: items.length, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
   };
 }
 

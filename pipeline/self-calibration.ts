@@ -73,6 +73,18 @@ function signal(a: WarmupAnswer, which: 'margin' | 'pnorm'): number {
  */
 const RankFields = { metric: ConfidenceMetric.optional(), rankReference: RankReference.optional() };
 
+/**
+ * Where the run's ordinary images go once decided (absent in decisions stored before: through the
+ * cascade): `big-only` when certification was refused, or when the certified cascade would cost
+ * more per image than the last stage alone at the warm-up's measured costs (pipeline/cost/route-choice.ts).
+ */
+const RouteFields = {
+  route: z.enum(['cascade', 'big-only']).optional(),
+  routeReason: z.string().optional(),
+  /** The warm-up's measured machine seconds per image behind the route (null where unmeasured). */
+  expectedCost: z.object({ cascadePerImage: z.number().nullable(), bigOnlyPerImage: z.number().nullable() }).optional(),
+};
+
 /** The stored form of a certification (JSON has no Infinity: an unknown number of images needed is null). */
 export const ThresholdDecision = z.discriminatedUnion('certified', [
   z.object({
@@ -89,6 +101,7 @@ export const ThresholdDecision = z.discriminatedUnion('certified', [
     fractionAccepted: z.number(),
     decidedAt: z.string(),
     ...RankFields,
+    ...RouteFields,
   }),
   z.object({
     certified: z.literal(false),
@@ -100,6 +113,7 @@ export const ThresholdDecision = z.discriminatedUnion('certified', [
     reason: z.string(),
     decidedAt: z.string(),
     ...RankFields,
+    ...RouteFields,
   }),
 ]);
 export type ThresholdDecision = z.infer<typeof ThresholdDecision>;
@@ -146,6 +160,11 @@ export function summaryDecision(d: ThresholdDecision): SummaryDecision {
 /** The threshold the first stage routes with once decided: a refused certification keeps nothing (all to the last stage). */
 export function routingThreshold(d: ThresholdDecision): number {
   return d.certified ? d.threshold : Number.POSITIVE_INFINITY;
+}
+
+/** Whether a decided run sends its ordinary images straight to the last stage, without running the first. */
+export function skipsFirstStage(d: ThresholdDecision): boolean {
+  return d.route === 'big-only';
 }
 
 /** One line on a refused decision, for the warning log and the status (the reason names the strongest target and the images needed). */

@@ -10,9 +10,11 @@
 import { readJson, type ObjectStore } from '../pipeline/storage/object-store.js';
 import { ResultPart } from '../pipeline/results/manifest.js';
 import { WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
-import type { ConfidenceMetric, RankReference } from '../config/schema.js';
+import { type ConfidenceMetric, DEFAULT_PRICES, type RankReference } from '../config/schema.js';
 import { decideRank, decideThreshold, refusalLine, ThresholdDecision, warmupSample } from '../pipeline/self-calibration.js';
 import type { CascadeQueues } from './cascade-queues.js';
+import { addPartCost, emptyCostTotals } from '../pipeline/cost/run-cost.js';
+import { chooseRoute } from '../pipeline/cost/route-choice.js';
 import { DECIDE_JOB_NAME, type DecideJob, JOB_OPTIONS, partId, type RunSpec, StageJob, decideJobId } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
 
@@ -54,7 +56,7 @@ export async function runDecision(runId: string, ctx: DecisionContext): Promise<
     // A rank run ranks against its own warm-up: the reference is built here and stored with the threshold.
     const decided =
       spec.metric === 'rank' ? decideRank(first, last, target, delta, new Date()) : decideThreshold(warmupSample(first, last), target, delta, new Date());
-    const mine = JSON.stringify(decided);
+    const mine = JSON.stringify(withRoute(decided, spec, first, last));
     const stored = await ctx.tracker.decide(runId, mine);
     decision = ThresholdDecision.parse(JSON.parse(stored));
     // Only the decider whose decision was stored says so: the log has one decision per run.
@@ -64,9 +66,34 @@ export async function runDecision(runId: string, ctx: DecisionContext): Promise<
   return decision;
 }
 
+/**
+ * The decision with where the rest of the run goes: a refusal sends every image straight to the
+ * last stage (running the first would only add its cost), and so does a certified threshold whose
+ * cascade costs more per image than the last stage alone at the warm-up's measured costs.
+ */
+export function withRoute(d: ThresholdDecision, spec: RunSpec, first: readonly ResultPart[], last: readonly ResultPart[]): ThresholdDecision {
+  const totals = emptyCostTotals(spec.stages.map((s) => s.name));
+  const prices = spec.prices ?? DEFAULT_PRICES;
+  for (const p of first) addPartCost(totals[0]!, p.cost, p.stats.images - p.stats.errors);
+  for (const p of last) addPartCost(totals[spec.stages.length - 1]!, p.cost, p.stats.images - p.stats.errors);
+  if (!d.certified) {
+    const { bigOnlyPerImage } = chooseRoute(totals, 0, prices);
+    return { ...d, route: 'big-only', routeReason: 'certification refused: the first stage would keep nothing', expectedCost: { cascadePerImage: null, bigOnlyPerImage } };
+  }
+  const choice = chooseRoute(totals, d.fractionAccepted, prices);
+  return { ...d, route: choice.route, routeReason: choice.reason, expectedCost: { cascadePerImage: choice.cascadePerImage, bigOnlyPerImage: choice.bigOnlyPerImage } };
+}
+
 function logDecision(ctx: DecisionContext, spec: RunSpec, d: ThresholdDecision): void {
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   const fields = { runId: spec.runId, certified: d.certified, warmupSample: d.sample };
+  if (d.route === 'big-only') {
+    ctx.log(`run ${spec.runId}: the rest of the run goes straight to ${spec.stages[spec.stages.length - 1]!.name}: ${d.routeReason}`, {
+      ...fields,
+      route: d.route,
+      level: 'warn',
+    });
+  }
   if (d.certified) {
     ctx.log(
       `run ${spec.runId}: threshold decided from the warm-up: ${spec.metric} ≥ ${d.threshold} keeps ${pct(d.fractionAccepted)} of ${d.sample} warm-up images, ` +

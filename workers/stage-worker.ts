@@ -7,7 +7,7 @@
 import { Worker, type Job } from 'bullmq';
 import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
-import { classifyBatch, errorRow, type ClassifyDeps, type StageDecision, type StageResult } from '../pipeline/classify-batch.js';
+import { classifyBatch, errorRow, skipBatch, type ClassifyDeps, type StageDecision, type StageResult } from '../pipeline/classify-batch.js';
 import { partKey, ResultPart, type StageStats } from '../pipeline/results/manifest.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
 import type { TensorCache } from '../pipeline/image/tensor-cache.js';
@@ -22,7 +22,7 @@ import type { RunTracker } from '../queue/run-tracker.js';
 import { type WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
 import type { WarmupAnswer } from '../pipeline/self-calibration.js';
 import { metricNeedsDecision, metricOf, queueDecision, runDecision, storedDecision } from '../queue/threshold-decision.js';
-import { routingThreshold } from '../pipeline/self-calibration.js';
+import { routingThreshold, skipsFirstStage } from '../pipeline/self-calibration.js';
 import { type CostMeter, processMeters } from '../pipeline/cost/cost-meter.js';
 import { type PartCost, partCost } from '../pipeline/cost/run-cost.js';
 import { type WorkerClass, workerClassOf } from '../config/schema.js';
@@ -154,6 +154,21 @@ export class StageWorker {
     let audits: ReturnType<typeof selectAudits>;
     if (result) {
       audits = data.stage === 0 && !warmupLane ? selectAudits(spec, result.rows) : [];
+    } else if (decision.skip) {
+      // The run's decision: the cascade does not pay, so this stage hands the batch on unread.
+      audits = [];
+      result = skipBatch(items);
+      const part: ResultPart = {
+        runId: data.runId,
+        batch: data.batch,
+        stage: data.stage,
+        stageName: stage.name,
+        rows: [],
+        stats: result.stats,
+        skipped: items.length,
+        ...(skipped ? { warmup: skipped } : {}),
+      };
+      await store.put(key, JSON.stringify(part));
     } else if (items.length === 0) {
       // A batch of warm-up images only: its ordinary part records them, so the merge reads their lane.
       audits = [];
@@ -267,6 +282,7 @@ export class StageWorker {
     const decision = decided || metricNeedsDecision(spec) ? await storedDecision(this.o.tracker, spec.runId) : null;
     if (decided && !decision)
       throw new Error(`run ${spec.runId}: an ordinary batch reached stage ${spec.stages[index]!.name} before the threshold was decided`);
+    if (decided && skipsFirstStage(decision!)) return { threshold: null, metric: spec.metric, skip: true };
     return { threshold: decided ? routingThreshold(decision!) : t, ...metricOf(spec, decision) };
   }
 

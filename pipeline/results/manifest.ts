@@ -73,6 +73,8 @@ export const ResultPart = z.object({
   stats: StageStats,
   /** First stage only: accepted images also sent to the last stage as an audit (audit/<batch>.json). */
   audits: z.number().int().nonnegative().optional(),
+  /** Images this stage handed on unread: the run decided to send them straight to the last stage. */
+  skipped: z.number().int().nonnegative().optional(),
   /** First stage of a self-calibrating run: the batch's warm-up images, skipped here (their rows are in the warm-up parts). */
   warmup: z.number().int().nonnegative().optional(),
   /** This stage's confidence in each image it forwarded (for the run's confidence histogram). */
@@ -193,7 +195,7 @@ export interface SummaryInput {
   metric: string;
   /** `threshold` (null on the last stage) is only drawn in plots; absent means unknown. */
   stages: Array<{ name: string; gmacsPerImage: number; threshold?: number | null; model?: { name: string; path: string; sha256: string } }>;
-  parts: Iterable<Pick<ResultPart, 'stage' | 'stats' | 'writer' | 'cost'>>;
+  parts: Iterable<Pick<ResultPart, 'stage' | 'stats' | 'writer' | 'cost' | 'skipped'>>;
   /** Prices the cost is reported at; absent: the defaults. */
   prices?: Prices;
   /** The run's numerics mode and probe tolerance, reported beside each stage's provenance. */
@@ -237,10 +239,12 @@ export function summarize(input: SummaryInput): RunSummary {
     probeMaxDiff: 0,
   }));
   const costs = emptyCostTotals(input.stages.map((s) => s.name));
-  for (const { stage, stats, writer, cost } of input.parts) {
+  const skipped = input.stages.map(() => 0);
+  for (const { stage, stats, writer, cost, skipped: handedOn } of input.parts) {
     const t = totals[stage];
     if (!t) throw new Error(`part of unknown stage ${stage}`);
-    addPartCost(costs[stage]!, cost, stats.images - stats.errors);
+    skipped[stage]! += handedOn ?? 0;
+    addPartCost(costs[stage]!, cost, stats.images - stats.errors - (handedOn ?? 0));
     for (const k of ['images', 'accepted', 'forwarded', 'errors', 'fetchMs', 'decodeMs', 'inferMs', 'jobMs'] as const) t[k] += stats[k];
     t.jobs += 1;
     if (writer) {
@@ -274,7 +278,8 @@ export function summarize(input: SummaryInput): RunSummary {
   const errors = Object.values(input.errorsByKind).reduce((a, b) => a + b, 0);
   // Compute counts only what a model actually ran on: images that failed to decode cost nothing.
   const inferred = stages.map((s) => s.images - s.errors);
-  const cascadeG = stages.reduce((sum, s, i) => sum + inferred[i]! * s.gmacsPerImage, 0);
+  // Images a stage handed on unread (a big-only route) cost it nothing.
+  const cascadeG = stages.reduce((sum, s, i) => sum + (inferred[i]! - skipped[i]!) * s.gmacsPerImage, 0);
   const last = stages[stages.length - 1]!;
   const firstInferred = inferred[0] ?? 0;
   const bigOnlyG = firstInferred * last.gmacsPerImage;

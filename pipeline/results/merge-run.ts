@@ -46,7 +46,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     return { parts, warmup };
   };
 
-  const stats: Array<Pick<ResultPart, 'stage' | 'stats' | 'writer' | 'cost'>> = [];
+  const stats: Array<Pick<ResultPart, 'stage' | 'stats' | 'writer' | 'cost' | 'skipped'>> = [];
   const errorsByKind: Record<string, number> = {};
   let images = 0;
   const histogram = emptyHistogram(input.stages.map((s) => ({ name: s.name, threshold: s.threshold ?? null })));
@@ -81,8 +81,8 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
         else if (row.stage !== null && row.confidence !== null) addConfidence(histogram, row.stage, row.confidence);
         chunk += `${JSON.stringify(row)}\n`;
       }
-      for (const { stage, stats: s, stageName, forwardedConfidence, writer, cost } of parts) {
-        stats.push({ stage, stats: s, writer, cost });
+      for (const { stage, stats: s, stageName, forwardedConfidence, writer, cost, skipped } of parts) {
+        stats.push({ stage, stats: s, writer, cost, skipped });
         for (const c of forwardedConfidence ?? []) addConfidence(histogram, stageName, c, true);
       }
       if (ordinary[0]!.audits) auditedBatches.push(batch);

@@ -38,6 +38,7 @@ import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { fakePin, localFetch, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
 import { expectedBigProbs, expectedLittleLogits, writeTestModels, type TestModels } from '../helpers/test-models.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
+import { writeSlowModels } from '../helpers/slow-models.js';
 
 const N = 120;
 const BATCH = 4;
@@ -62,6 +63,8 @@ const COLOUR_CONFIDENCE = Math.exp(8) / (Math.exp(8) + 2 + Math.exp(2));
 let dir: string;
 let images: string;
 let models: TestModels;
+/** The big model runs its answers through dead matmuls, so the cascade pays for itself at the warm-up's measured costs. */
+let slow: Awaited<ReturnType<typeof writeSlowModels>>;
 let redis: TestRedis;
 const filePrefix = uniquePrefix('selfcal');
 
@@ -69,7 +72,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-selfcal-'));
   images = join(dir, 'images');
   await mkdir(images, { recursive: true });
-  [models, redis] = await Promise.all([writeTestModels(join(dir, 'models')), startRedis()]);
+  [models, slow, redis] = await Promise.all([writeTestModels(join(dir, 'models')), writeSlowModels(join(dir, 'slow-models'), { k: 512, matmuls: 16 }), startRedis()]);
   for (const img of IMAGES) {
     const [r, g, b] = img.rgb;
     const png = await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
@@ -92,7 +95,7 @@ async function writeConfig(name: string, extra: Record<string, unknown> = {}): P
     file,
     JSON.stringify({
       little: colourSpec(models.colourLittle, models.labels),
-      big: colourSpec(models.colourBig, models.labels),
+      big: colourSpec(slow.big, models.labels),
       batchSize: BATCH,
       concurrency: 1,
       redisUrl: redis.url,
@@ -421,11 +424,46 @@ describe('a self-calibrating run', () => {
       expect(worker.output()).toMatch(/SELF-CALIBRATION REFUSED: the warm-up sample \(10 images\) cannot certify 99\.0% agreement/);
       expect(summary.selfCalibration?.decision).toMatchObject({ certified: false, target: 0.99, sample: 10 });
       expect(summary.stages[0]).toMatchObject({ images: N, accepted: 0, forwarded: N });
+      // After the refusal the little model read only the 10 warm-up images: the rest went straight to big.
       const [g0, g1] = run.spec.stages.map((s) => s.gmacsPerImage) as [number, number];
-      expect(summary.macs.saved).toBeCloseTo(-g0 / g1, 9);
+      expect(summary.macs.saved).toBeCloseTo((-10 * g0) / (N * g1), 9);
+      expect(summary.selfCalibration?.decision).toMatchObject({ route: 'big-only' });
+      const parts = await Promise.all(
+        Array.from({ length: N / BATCH }, async (_, b) => JSON.parse(await readFile(join(run.out, 'parts', `${String(b).padStart(8, '0')}.stage0.json`), 'utf8')) as ResultPart),
+      );
+      expect(parts.reduce((n, p) => n + (p.skipped ?? 0), 0)).toBe(N - 10);
+      expect(parts.every((p) => p.cost === undefined)).toBe(true);
       expect(formatSummary(summary)).toMatch(/REFUSED, every image went to the last stage/);
+      expect(formatSummary(summary)).toMatch(/big-only: after the warm-up every image went straight to the last stage/);
       const status = formatRunStatus(buildRunStatus((await run.tracker.progress(run.spec.runId))!, [], new Date()));
       expect(status).toMatch(/self-calibration: target 99\.0% at δ 0\.05, warm-up 10\/10 images; REFUSED: /);
+    } finally {
+      await worker.stop();
+      await run.close();
+    }
+  });
+
+  it('a certified threshold whose cascade costs more than big alone sends the rest straight to big, at the warm-up measured costs', async () => {
+    // A deliberately slow little model (about a GMAC of dead matmuls per image) before the
+    // µs-cheap colour big model: the threshold certifies, but running little costs more than big.
+    const run = await submit(
+      'costly',
+      { targetAgreement: 0.95, delta: 0.05, warmup: { images: 80 } },
+      { metric: 'maxprob', little: colourSpec(slow.little, models.labels), big: colourSpec(models.colourBig, models.labels) },
+    );
+    const worker = spawnWorker(run.file, ['little', 'big', 'merge']);
+    try {
+      const summary = await waitForRun(run.tracker, run.spec.runId, () => {}, 200, run.queues);
+      const decision = summary.selfCalibration?.decision;
+      expect(decision).toMatchObject({ certified: true, route: 'big-only' });
+      expect(decision?.expectedCost?.cascadePerImage).toBeGreaterThan(decision?.expectedCost?.bigOnlyPerImage ?? Number.POSITIVE_INFINITY);
+      const rows = await manifest(run.out);
+      expect(rows).toHaveLength(N);
+      // Every ordinary image is big's: the little model labelled nothing after the warm-up.
+      expect(rows.filter((r) => r.stage !== 'big')).toEqual([]);
+      expect(summary.stages[0]!.accepted).toBe(0);
+      expect(worker.output()).toMatch(/the rest of the run goes straight to big: the cascade would cost/);
+      expect(formatSummary(summary)).toMatch(/big-only: after the warm-up every image went straight to the last stage/);
     } finally {
       await worker.stop();
       await run.close();
