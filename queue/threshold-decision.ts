@@ -78,10 +78,20 @@ export function withRoute(d: ThresholdDecision, spec: RunSpec, first: readonly R
   for (const p of last) addPartCost(totals[spec.stages.length - 1]!, p.cost, p.stats.images - p.stats.errors);
   if (!d.certified) {
     const { bigOnlyPerImage } = chooseRoute(totals, 0, prices);
-    return { ...d, route: 'big-only', routeReason: 'certification refused: the first stage would keep nothing', expectedCost: { cascadePerImage: null, bigOnlyPerImage } };
+    return {
+      ...d,
+      route: 'big-only',
+      routeReason: 'certification refused: the first stage would keep nothing',
+      expectedCost: { cascadePerImage: null, bigOnlyPerImage },
+    };
   }
   const choice = chooseRoute(totals, d.fractionAccepted, prices);
-  return { ...d, route: choice.route, routeReason: choice.reason, expectedCost: { cascadePerImage: choice.cascadePerImage, bigOnlyPerImage: choice.bigOnlyPerImage } };
+  return {
+    ...d,
+    route: choice.route,
+    routeReason: choice.reason,
+    expectedCost: { cascadePerImage: choice.cascadePerImage, bigOnlyPerImage: choice.bigOnlyPerImage },
+  };
 }
 
 function logDecision(ctx: DecisionContext, spec: RunSpec, d: ThresholdDecision): void {

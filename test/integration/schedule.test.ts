@@ -4,7 +4,7 @@
  * a fixed threshold or self-calibrating (date patterns and firing times: unit/schedule-firings.test.ts).
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
@@ -18,9 +18,12 @@ import { DECIDED_AT_WARMUP } from '../../queue/jobs.js';
 import { startRuntime, type Runtime } from '../../workers/cascade-runtime.js';
 import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { writeSlowModels } from '../helpers/slow-models.js';
 import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 
 let config: string;
+/** The same, with a big model slowed by dead matmuls: a self-calibrating firing's cascade then pays for itself at its measured costs. */
+let selfcalConfig: string;
 const N = 6;
 /** The self-calibrating schedule's source: every sixth image grey (little unsure, never agreeing with big), the rest saturated colours. */
 const SELFCAL = Array.from({ length: 36 }, (_, i) => {
@@ -78,6 +81,9 @@ beforeAll(async () => {
       s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
     }),
   );
+  const slow = await writeSlowModels(join(work.path, 'slow'), { k: 512, matmuls: 16 });
+  selfcalConfig = join(work.path, 'cascade-selfcal.json');
+  await writeFile(selfcalConfig, JSON.stringify({ ...JSON.parse(await readFile(config, 'utf8')), big: spec(slow.big) }));
 });
 
 describe('cascade schedule', () => {
@@ -127,7 +133,7 @@ describe('cascade schedule', () => {
   });
 
   it('--target-agreement: each firing is a self-calibrating run; its warm-up is chosen by its run id, the threshold certified from it, summary.json records both', async () => {
-    const cfg = await loadConfig({ file: config });
+    const cfg = await loadConfig({ file: selfcalConfig });
     const logs: string[] = [];
     const runtime: Runtime = await startRuntime(cfg, redis.url, ['little', 'big', 'merge', 'scheduler'], (m) => logs.push(m));
     const WARMUP = 30;
@@ -136,7 +142,14 @@ describe('cascade schedule', () => {
       // The config's threshold (0.9) is replaced by the one the warm-up certifies.
       const template = await scheduleAddCommand(
         'selfcal',
-        { every: 60_000, source: 's3://images-in/selfcal/', out: 's3://results/selfcal/{datetime}/', config, targetAgreement: '0.75', warmup: String(WARMUP) },
+        {
+          every: 60_000,
+          source: 's3://images-in/selfcal/',
+          out: 's3://results/selfcal/{datetime}/',
+          config: selfcalConfig,
+          targetAgreement: '0.75',
+          warmup: String(WARMUP),
+        },
         (t) => printed.push(t),
       );
       const selfCalibration = { targetAgreement: 0.75, delta: 0.05, warmup: { images: WARMUP } };

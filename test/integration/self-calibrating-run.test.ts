@@ -72,7 +72,11 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-selfcal-'));
   images = join(dir, 'images');
   await mkdir(images, { recursive: true });
-  [models, slow, redis] = await Promise.all([writeTestModels(join(dir, 'models')), writeSlowModels(join(dir, 'slow-models'), { k: 512, matmuls: 16 }), startRedis()]);
+  [models, slow, redis] = await Promise.all([
+    writeTestModels(join(dir, 'models')),
+    writeSlowModels(join(dir, 'slow-models'), { k: 512, matmuls: 16 }),
+    startRedis(),
+  ]);
   for (const img of IMAGES) {
     const [r, g, b] = img.rgb;
     const png = await sharp({ create: { width: 12, height: 10, channels: 3, background: { r, g, b } } })
@@ -429,7 +433,10 @@ describe('a self-calibrating run', () => {
       expect(summary.macs.saved).toBeCloseTo((-10 * g0) / (N * g1), 9);
       expect(summary.selfCalibration?.decision).toMatchObject({ route: 'big-only' });
       const parts = await Promise.all(
-        Array.from({ length: N / BATCH }, async (_, b) => JSON.parse(await readFile(join(run.out, 'parts', `${String(b).padStart(8, '0')}.stage0.json`), 'utf8')) as ResultPart),
+        Array.from(
+          { length: N / BATCH },
+          async (_, b) => JSON.parse(await readFile(join(run.out, 'parts', `${String(b).padStart(8, '0')}.stage0.json`), 'utf8')) as ResultPart,
+        ),
       );
       expect(parts.reduce((n, p) => n + (p.skipped ?? 0), 0)).toBe(N - 10);
       expect(parts.every((p) => p.cost === undefined)).toBe(true);
