@@ -12,9 +12,11 @@ export function formatSummary(s: RunSummary): string {
     ...(s.cost ? [formatCost(s.cost)] : []),
     s.stages.length > 2
       ? `  reached: ${s.stages.map((st) => `${st.name} ${pct(st.reach ?? 0)}`).join(', ')} (${s.metric})`
-      : s.selfCalibration && !s.selfCalibration.decision?.certified
-        ? `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} (no certified threshold: nothing kept by ${s.stages[0]!.name})`
-        : `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${Number(s.threshold.toPrecision(4))}`,
+      : s.route
+        ? `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)}, big-only: ${s.route.reason}`
+        : s.selfCalibration && !s.selfCalibration.decision?.certified
+          ? `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} (no certified threshold: nothing kept by ${s.stages[0]!.name})`
+          : `  routed to ${s.stages[s.stages.length - 1]!.name}: ${pct(s.fractionToBig)} at ${s.metric} ≥ ${Number(s.threshold.toPrecision(4))}`,
     `  compute: ${s.macs.cascadeG.toFixed(1)} GMACs vs ${s.macs.bigOnlyG.toFixed(1)} big-only, ${pct(s.macs.saved)} of MACs saved`,
   ];
   for (const st of s.stages) {
@@ -116,7 +118,8 @@ export function formatSelfCalibration(c: NonNullable<RunSummary['selfCalibration
   const d = c.decision;
   if (!d) return [head, '    no decision: the run had no warm-up images'];
   // A big-only route: the first stage ran on the warm-up only (the rest went straight to the last stage).
-  const route = d.route === 'big-only' ? [`    big-only: after the warm-up every image went straight to the last stage, the first stage unread: ${d.routeReason}`] : [];
+  const route =
+    d.route === 'big-only' ? [`    big-only: after the warm-up every image went straight to the last stage, the first stage unread: ${d.routeReason}`] : [];
   if (d.certified)
     return [
       head,

@@ -5,9 +5,50 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { z } from 'zod';
-import { ConfidenceMetric, RANK_TWO_STAGES, RankReference } from './schema.js';
+import { ConfidenceMetric, RANK_TWO_STAGES, RankReference, WorkerClass } from './schema.js';
 
 const Fraction = z.number().min(0).max(1);
+
+export const Verdict = z.enum(['cascade', 'big-only', 'single-model']);
+export type Verdict = z.infer<typeof Verdict>;
+
+/** A model's measured cost per image on the calibrating machine (pipeline/cost/model-timing.ts). */
+export const MeasuredModel = z.object({
+  name: z.string(),
+  workerClass: WorkerClass,
+  /** Seconds to fetch, decode and preprocess one image for this model. */
+  decodeSeconds: z.number().nonnegative(),
+  /** Seconds of inference per image. */
+  inferSeconds: z.number().nonnegative(),
+  /** Where the figures came from: a timing probe on this machine, or earlier runs of the same model. */
+  source: z.enum(['probe', 'runs']),
+});
+export type MeasuredModel = z.infer<typeof MeasuredModel>;
+
+/** One configuration the verdict weighed. */
+export const CostCandidate = z.object({
+  config: z.string(),
+  kind: Verdict,
+  /** Machine seconds per image (each stage decodes its own input, as workers on separate machines do). */
+  secondsPerImage: z.number().nonnegative(),
+  /** Money per image at the configured prices. */
+  pricePerImage: z.number().nonnegative(),
+  meetsTarget: z.boolean(),
+  why: z.string(),
+});
+export type CostCandidate = z.infer<typeof CostCandidate>;
+
+/** calib.json `cost` (pipeline/cost/verdict.ts): the verdict, its expected saving against big alone, and every candidate. */
+export const CostVerdict = z.object({
+  verdict: Verdict,
+  reason: z.string(),
+  /** 1 − price of the verdict / price of big alone. */
+  expectedCostSaving: z.number(),
+  currency: z.string(),
+  models: z.array(MeasuredModel),
+  candidates: z.array(CostCandidate),
+});
+export type CostVerdict = z.infer<typeof CostVerdict>;
 
 /** Figures of the chosen operating point on one part of the images. */
 const OperatingPoint = z.object({
@@ -85,6 +126,8 @@ export const CalibrationFile = z
     /** Images that could not be scored (decode errors) and were left out. */
     skippedImages: z.number().int().nonnegative(),
     files: z.object({ curveJson: z.string(), curveCsv: z.string(), plot: z.string() }),
+    /** The measured-cost verdict: cascade, big-only or single-model, with every candidate's cost (absent in older files). */
+    cost: CostVerdict.optional(),
   })
   .refine((f) => f.metric !== 'rank' || f.rankReference !== undefined, {
     path: ['rankReference'],
@@ -141,6 +184,8 @@ export const ChainCalibrationFile = z.object({
   expected: ChainPoint,
   test: ChainPoint.nullable(),
   skippedImages: z.number().int().nonnegative(),
+  /** The measured-cost verdict against each stage alone and the pairs (absent in older files). */
+  cost: CostVerdict.optional(),
 });
 export type ChainCalibrationFile = z.infer<typeof ChainCalibrationFile>;
 

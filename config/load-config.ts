@@ -169,7 +169,8 @@ export async function loadConfig(o: LoadOptions = {}): Promise<CascadeConfig> {
 function applyCalibration(merged: Record<string, unknown>, cal: AnyCalibrationFile, path: string): void {
   const chain = 'kind' in cal;
   const thresholds = chain ? cal.stages.slice(0, -1).map((st) => st.threshold ?? 1) : [cal.threshold];
-  if (!chain && cal.threshold > 1) {
+  if (cal.cost?.verdict === 'big-only') merged.route = 'big-only';
+  if (!chain && cal.threshold > 1 && cal.cost?.verdict !== 'big-only') {
     throw new ConfigError(
       `calibration ${path}: its rule (${cal.rule}) found no threshold at which the little model may answer ` +
         `(${cal.reason}); the cascade would be big-only. Try another little model (\`cascade search-saver\`) or a looser rule`,

@@ -148,6 +148,10 @@ export type ExecutionProvider = z.infer<typeof ExecutionProvider>;
 export const WorkerClass = z.enum(['cpu', 'gpu']);
 export type WorkerClass = z.infer<typeof WorkerClass>;
 
+/** Where a run's images go: through the cascade, or straight to its last stage. */
+export const Route = z.enum(['cascade', 'big-only']);
+export type Route = z.infer<typeof Route>;
+
 /** ISO 4217 codes a price may be given in. */
 export const Currency = z.enum(['USD', 'EUR', 'GBP', 'JPY', 'CNY', 'INR', 'CAD', 'AUD', 'CHF', 'SEK', 'NOK', 'DKK', 'PLN', 'BRL', 'KRW', 'SGD']);
 export type Currency = z.infer<typeof Currency>;
@@ -320,6 +324,11 @@ export const CascadeConfigFields = z
     stages: StageList.optional(),
     /** Audit sampling of accepted images; absent = no audits. */
     audit: AuditConfig.optional(),
+    /**
+     * Where images go: through the cascade, or straight to the last stage without running the
+     * others (`big-only`, what a calibration's cost verdict sets when the cascade does not pay).
+     */
+    route: Route.default('cascade'),
     metric: ConfidenceMetric.default('maxprob'),
     /** The calibration sample's margin and pnorm distributions; metric rank only (from calib.json). */
     rankReference: RankReference.optional(),

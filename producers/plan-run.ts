@@ -77,7 +77,16 @@ export async function planRun(
   const { rankReference, ...settings } = runSettings(config);
   // A self-calibrating rank run ranks against its own warm-up, never a reference from elsewhere.
   const reference = rankReference && !selfCalibration ? { rankReference } : {};
-  const body = { source: absoluteRef(source), out: absoluteRef(out), stages, ...settings, ...reference, ...(selfCalibration ? { selfCalibration } : {}) };
+  const route = config.route === 'big-only' ? { route: 'big-only' as const } : {};
+  const body = {
+    source: absoluteRef(source),
+    out: absoluteRef(out),
+    stages,
+    ...settings,
+    ...reference,
+    ...route,
+    ...(selfCalibration ? { selfCalibration } : {}),
+  };
   const id = RunId.parse(runId ?? deriveRunId(runIdentity(body)));
   return RunSpec.parse({ runId: id, ...body, prices: config.prices, createdAt: new Date().toISOString() });
 }

@@ -3,7 +3,7 @@
  * one image; ids are deterministic so resubmitting or retrying never duplicates work.
  */
 import { z } from 'zod';
-import { ConfidenceMetric, Limits, Numerics, Prices, RANK_NEEDS_REFERENCE, RANK_TWO_STAGES, RankReference } from '../config/schema.js';
+import { ConfidenceMetric, Limits, Numerics, Prices, Route, RANK_NEEDS_REFERENCE, RANK_TWO_STAGES, RankReference } from '../config/schema.js';
 import { ModelPin } from '../pipeline/models/model-pin.js';
 import { WarmupSize } from '../pipeline/warmup-sample.js';
 
@@ -58,6 +58,8 @@ export const RunSpecFields = z.object({
     })
     .strict()
     .optional(),
+  /** `big-only`: every image goes straight to the last stage, the others hand batches on unread (absent: through the cascade). */
+  route: Route.optional(),
   /** Prices of machine time the summary reports cost at (absent in older specs: the defaults). Not part of the run's identity. */
   prices: Prices.optional(),
   createdAt: z.string(),

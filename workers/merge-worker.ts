@@ -24,6 +24,9 @@ export interface MergeWorkerOptions {
   onRunFinished?: (runId: string, outcome: 'merged' | 'failed') => void;
 }
 
+/** Why a run planned big-only sent its images straight to the last stage. */
+const BIG_ONLY_BY_VERDICT = "its calibration's cost verdict is big-only: the cascade would not cost less than the big model alone (calib.json cost)";
+
 /** Consumes the merge queue. */
 export class MergeWorker {
   readonly worker: Worker;
@@ -77,6 +80,7 @@ export class MergeWorker {
       batches: progress.batches,
       duplicates: progress.duplicates,
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
+      ...(spec.route === 'big-only' ? { route: { route: 'big-only' as const, reason: BIG_ONLY_BY_VERDICT } } : {}),
     });
     await this.o.tracker.markMerged(runId, JSON.stringify(summary));
     this.o.log(

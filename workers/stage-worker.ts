@@ -277,6 +277,8 @@ export class StageWorker {
   /** How stage `index` of an ordinary batch routes: its threshold and metric, decided ones read from the run's stored decision. */
   private async routingOf(spec: RunSpec, index: number): Promise<StageDecision> {
     const t = spec.stages[index]!.threshold;
+    // A big-only run (its calibration's verdict): every stage before the last hands its batches on unread.
+    if (spec.route === 'big-only' && index < spec.stages.length - 1) return { threshold: null, metric: spec.metric, skip: true };
     const decided = typeof t === 'string';
     // A self-calibrating run's threshold and, under rank, its reference: one read of the stored decision.
     const decision = decided || metricNeedsDecision(spec) ? await storedDecision(this.o.tracker, spec.runId) : null;

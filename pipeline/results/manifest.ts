@@ -180,6 +180,8 @@ export const RunSummary = z.object({
       realised: z.object({ fractionToBig: z.number(), gmacsPerImage: z.number(), agreement: z.number().nullable() }),
     })
     .optional(),
+  /** `big-only`: the run sent every image straight to its last stage, and why (absent: through the cascade). */
+  route: z.object({ route: z.literal('big-only'), reason: z.string() }).optional(),
   /** A self-calibrating run's warm-up, decision and the compute the warm-up spent (counted in `macs` too). */
   selfCalibration: SelfCalibrationSummary.optional(),
   /** Plot files written next to the summary (keys under the output location). */

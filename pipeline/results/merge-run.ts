@@ -22,6 +22,8 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
   audit?: { fraction: number; expectAgreement?: number };
   /** A self-calibrating run's settings and stored decision: the summary reports them with the warm-up. */
   selfCalibration?: { targetAgreement: number; delta: number; decision: ThresholdDecision | null };
+  /** A run planned big-only, with the reason the summary gives. */
+  route?: NonNullable<RunSummary['route']>;
 }
 
 /** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
@@ -121,6 +123,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     ...(audit ? { audit } : {}),
     ...(selfCalibration ? { selfCalibration } : {}),
     ...(calibrationSummary ? { calibration: calibrationSummary } : {}),
+    ...(input.route ? { route: input.route } : {}),
     plots,
   };
   await store.put('summary.json', `${JSON.stringify(summary, null, 2)}\n`);
