@@ -9,18 +9,29 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { StageStats } from '../pipeline/results/manifest.js';
+import { ImageErrorKind, type StageStats } from '../pipeline/results/manifest.js';
 import type { PartCost } from '../pipeline/cost/run-cost.js';
 
 /** Job states reported as queue depth (one job = one batch of images). */
 const DEPTH_STATES = ['waiting', 'delayed', 'prioritized', 'active', 'failed'] as const;
+
+/** Outcomes counted per stage in cascade_images_total. */
+const IMAGE_OUTCOMES = ['accepted', 'forwarded', 'error'] as const;
+
+/**
+ * prom-client's default gauges whose names end in `_total`, which Prometheus reserves for
+ * counters (`promtool check metrics` fails on them). Their per-type siblings without the suffix
+ * (`nodejs_active_handles{type}`, …) carry the same numbers: sum them for the total.
+ */
+const NON_COUNTER_TOTALS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 /** How long a scrape waits for Redis before serving the last values read. */
 export const DEFAULT_REDIS_DEADLINE_MS = 500;
 
 /** What one scrape reads from Redis. */
 interface FleetSnapshot {
-  queues: Array<{ name: string; counts: Record<string, number> }>;
+  /** Per queue: job counts by state, and when its oldest waiting job was added (ms since epoch; undefined when none waits). */
+  queues: Array<{ name: string; counts: Record<string, number>; oldestWaitingAt: number | undefined }>;
   /** Schedule name → completion time (ms since epoch) of its newest merged run. */
   lastSuccess: Record<string, number>;
 }
@@ -38,6 +49,10 @@ export interface MetricsOptions {
   processMetrics?: boolean;
   /** How long a scrape waits for Redis (default DEFAULT_REDIS_DEADLINE_MS). */
   redisDeadlineMs?: number;
+  /** The stages this process runs: their image and error counters start at 0, so rates and ratios exist before the first batch or error. */
+  stages?: readonly string[];
+  /** This process merges runs: cascade_runs_total of unscheduled runs starts at 0. */
+  merges?: boolean;
   /** The clock (ms since epoch); tests pass their own. */
   now?: () => number;
 }
@@ -99,7 +114,10 @@ export class CascadeMetrics {
     const now = o.now ?? Date.now;
     const deadlineMs = o.redisDeadlineMs ?? DEFAULT_REDIS_DEADLINE_MS;
     // Unprefixed, as prom-client names them: stock Node.js dashboards and alerts expect these names.
-    if (o.processMetrics) collectDefaultMetrics({ register: registry });
+    if (o.processMetrics) {
+      collectDefaultMetrics({ register: registry });
+      for (const name of NON_COUNTER_TOTALS) registry.removeSingleMetric(name);
+    }
     this.images = new Counter({
       name: 'cascade_images_total',
       help: 'Images processed, by stage and outcome (accepted, forwarded, error)',
@@ -143,6 +161,14 @@ export class CascadeMetrics {
       labelNames: ['schedule', 'outcome'],
       registers: [registry],
     });
+    // Known label sets at 0: a series that appears only with its first error has no rate before
+    // it, so an error-ratio alert would miss the first burst.
+    for (const stage of o.stages ?? []) {
+      for (const outcome of IMAGE_OUTCOMES) this.images.inc({ stage, outcome }, 0);
+      for (const kind of ImageErrorKind.options) this.errors.inc({ stage, kind }, 0);
+      this.batchSeconds.zero({ stage });
+    }
+    if (o.merges) for (const outcome of ['merged', 'failed'] as const) this.runs.inc({ schedule: '', outcome }, 0);
     const { queues, scheduleSuccesses } = o;
     if (!queues && !scheduleSuccesses) return;
 
@@ -150,7 +176,13 @@ export class CascadeMetrics {
     const fleet = new CachedRead<FleetSnapshot>(async () => {
       const list = queues?.() ?? [];
       const [counts, lastSuccess] = await Promise.all([
-        Promise.all(list.map(async ({ name, queue }) => ({ name, counts: await queue.getJobCounts(...DEPTH_STATES) }))),
+        Promise.all(
+          list.map(async ({ name, queue }) => {
+            // getWaiting(0, 0) is the tail of the wait list: the job waiting longest.
+            const [c, [oldest]] = await Promise.all([queue.getJobCounts(...DEPTH_STATES), queue.getWaiting(0, 0)]);
+            return { name, counts: c, oldestWaitingAt: oldest?.timestamp };
+          }),
+        ),
         scheduleSuccesses?.() ?? {},
       ]);
       return { queues: counts, lastSuccess };
@@ -170,6 +202,19 @@ export class CascadeMetrics {
           if (!value) return;
           this.reset();
           for (const { name, counts } of value.queues) for (const state of DEPTH_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
+        },
+      });
+      new Gauge({
+        name: 'cascade_queue_oldest_waiting_seconds',
+        help: 'Age of the job (batch) that has waited longest in a queue, since it was added; 0 when none waits (as last read from Redis)',
+        labelNames: ['queue'],
+        registers: [registry],
+        async collect() {
+          const { value } = await snapshot();
+          if (!value) return;
+          this.reset();
+          for (const { name, oldestWaitingAt } of value.queues)
+            this.set({ queue: name }, oldestWaitingAt === undefined ? 0 : Math.max(0, now() - oldestWaitingAt) / 1000);
         },
       });
     }

@@ -94,6 +94,8 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
   };
   const metrics = new CascadeMetrics({
     processMetrics: true,
+    stages: stageNames,
+    merges: wanted.includes('merge'),
     queues: () => [
       ...stageNames.map((name) => ({ name: stageQueueName(name), queue: runtime.queues.stage(name) })),
       { name: MERGE_QUEUE, queue: runtime.queues.merge },

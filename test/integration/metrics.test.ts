@@ -1,16 +1,18 @@
 /**
  * Worker metrics: counters fed by the StageWorker hook during a real run (real redis-server,
  * s3rver output, generated models), queue depth read from Redis at scrape time, the HTTP
- * endpoints, and what /metrics and /readyz say once a real redis-server is stopped.
+ * endpoints, what /metrics and /readyz say once a real redis-server is stopped, and a real
+ * `cascade worker` process's /metrics under `promtool check metrics` (built CLI: `npm test` builds first).
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Queue } from 'bullmq';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImageErrorKind } from '../../pipeline/results/manifest.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { loadConfig } from '../../config/load-config.js';
 import { listSource } from '../../producers/list-source.js';
@@ -22,6 +24,8 @@ import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { lastScheduleSuccesses, SCHEDULES_QUEUE, scheduleOfRun, upsertSchedule } from '../../workers/run-scheduler.js';
 import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
+import { spawnCascade } from '../helpers/cli-process.js';
+import { promtool } from '../helpers/promtool.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
@@ -83,6 +87,19 @@ describe('CascadeMetrics', () => {
     expect(sample(text, 'cascade_batch_seconds_bucket', { stage: 'little', le: '0.25' })).toBe(1);
   });
 
+  it('starts the known label sets of its stages and merges at 0, so rates and ratios exist before the first batch or error', async () => {
+    const text = await new CascadeMetrics({ stages: ['little', 'big'], merges: true }).text();
+    for (const stage of ['little', 'big']) {
+      for (const outcome of ['accepted', 'forwarded', 'error']) expect(sample(text, 'cascade_images_total', { stage, outcome }), `${stage} ${outcome}`).toBe(0);
+      for (const kind of ImageErrorKind.options) expect(sample(text, 'cascade_errors_total', { stage, kind }), `${stage} ${kind}`).toBe(0);
+      expect(sample(text, 'cascade_batch_seconds_count', { stage })).toBe(0);
+    }
+    expect(sample(text, 'cascade_runs_total', { schedule: '', outcome: 'merged' })).toBe(0);
+    expect(sample(text, 'cascade_runs_total', { schedule: '', outcome: 'failed' })).toBe(0);
+    // Nothing for stages this process does not run.
+    expect(await new CascadeMetrics().text()).not.toMatch(/^cascade_errors_total\{/m);
+  });
+
   it('keeps each instance’s counters in its own registry', async () => {
     const a = new CascadeMetrics();
     const b = new CascadeMetrics({ registry: new Registry() });
@@ -94,20 +111,27 @@ describe('CascadeMetrics', () => {
   it('reads queue depth from Redis when scraped, and serves it over HTTP', async () => {
     const connection = connectRedis(redis.url);
     const queue = new Queue('stage-little', { connection, prefix: uniquePrefix('depth') });
-    const m = new CascadeMetrics({ queues: () => [{ name: 'stage-little', queue }] });
+    const clock = Date.now();
+    const m = new CascadeMetrics({ queues: () => [{ name: 'stage-little', queue }], now: () => clock });
     const server = await serveMetrics(m, 0, '127.0.0.1');
     try {
-      await queue.addBulk([1, 2, 3].map((i) => ({ name: 'batch', data: { i } })));
+      expect(sample(await m.text(), 'cascade_queue_oldest_waiting_seconds', { queue: 'stage-little' })).toBe(0);
+      // Added 90 s and 30 s before the clock: the oldest is the first, whatever the insertion order.
+      await queue.add('batch', { i: 1 }, { timestamp: clock - 90_000 });
+      await queue.addBulk([2, 3].map((i) => ({ name: 'batch', data: { i }, opts: { timestamp: clock - 30_000 } })));
       await queue.add('batch', { i: 4 }, { delay: 60_000 });
       const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
-      const text = await res.text();
+      let text = await res.text();
       expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(3);
       expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'delayed' })).toBe(1);
       expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'active' })).toBe(0);
+      expect(sample(text, 'cascade_queue_oldest_waiting_seconds', { queue: 'stage-little' })).toBe(90);
       await queue.drain(true);
-      expect(sample(await m.text(), 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(0);
+      text = await m.text();
+      expect(sample(text, 'cascade_queue_jobs', { queue: 'stage-little', state: 'waiting' })).toBe(0);
+      expect(sample(text, 'cascade_queue_oldest_waiting_seconds', { queue: 'stage-little' })).toBe(0);
       expect((await fetch(`http://127.0.0.1:${server.port}/other`)).status).toBe(404);
       expect(await (await fetch(`http://127.0.0.1:${server.port}/healthz`)).text()).toBe('ok\n');
       // No readiness check given: /readyz is not served.
@@ -177,11 +201,41 @@ describe('CascadeMetrics', () => {
     }
   });
 
-  it('exports prom-client’s default process_* and nodejs_* metrics under their own names', async () => {
+  it('exports prom-client’s default process_* and nodejs_* metrics under their own names, less its gauges named like counters', async () => {
     const text = await new CascadeMetrics({ processMetrics: true }).text();
     expect(text).toMatch(/^process_cpu_seconds_total \d/m);
     expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
     expect(text).not.toMatch(/cascade_process_|cascade_nodejs_/);
+    // nodejs_active_handles_total and its siblings are gauges; the per-type gauges stay.
+    expect(text).not.toMatch(/^nodejs_active_\w+_total/m);
+    expect(text).toMatch(/^# TYPE nodejs_active_handles gauge$/m);
+  });
+
+  it('a real `cascade worker` process: promtool check metrics passes on its /metrics, its stages’ counters at 0 before any batch', async () => {
+    const prefix = uniquePrefix('promtool');
+    const configFile = join(dir, 'promtool-worker.json');
+    await writeFile(configFile, JSON.stringify({ prefix, redisUrl: redis.url, concurrency: 1 }));
+    // The built CLI (bin/cascade.js → dist/), as deployed; REDIS_URL from the environment would win over the file.
+    const worker = spawnCascade(
+      ['worker', 'little', 'big', 'merge', 'scheduler', '--config', configFile, '--metrics-port', '0', '--metrics-host', '127.0.0.1'],
+      {
+        REDIS_URL: '',
+      },
+    );
+    try {
+      const port = Number((await worker.waitFor(/metrics on port (\d+)/))[1]);
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
+      const text = await res.text();
+      expect(res.status).toBe(200);
+      const { code, output } = await promtool(['check', 'metrics'], { stdin: text });
+      expect([code, output]).toEqual([0, '']);
+      expect(sample(text, 'cascade_errors_total', { stage: 'big', kind: 'decode' })).toBe(0);
+      expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'error' })).toBe(0);
+      expect(sample(text, 'cascade_runs_total', { schedule: '', outcome: 'merged' })).toBe(0);
+      expect(sample(text, 'cascade_queue_oldest_waiting_seconds', { queue: 'stage-little' })).toBe(0);
+    } finally {
+      await worker.stop();
+    }
   });
 
   it('with Redis stopped: /metrics answers with the last queue depths and their age, /readyz says 503 and why, /healthz 200', async () => {
