@@ -4,8 +4,8 @@
  * (resources, namespace, strategic-merge patches, images) and refuses any other kustomization
  * field, so the assembly cannot silently differ. Every object is validated against the
  * Kubernetes schemas (the kubernetes-models package: apps/v1, v1, policy/v1); KEDA's and the
- * Prometheus Operator's CRDs ship no schema there, so ScaledObject, TriggerAuthentication and
- * PodMonitor are checked against zod schemas of the CRD fields used. kubernetes-models ignores
+ * Prometheus Operator's CRDs ship no schema there, so ScaledObject, TriggerAuthentication,
+ * PodMonitor and PrometheusRule are checked against zod schemas of the CRD fields used. kubernetes-models ignores
  * unknown fields, so the fields that matter (security, probes, GPU placement) are asserted one
  * by one below.
  */
@@ -214,6 +214,45 @@ const PodMonitor = z
   })
   .strict();
 
+/** Prometheus Operator PrometheusRule (monitoring.coreos.com/v1), the fields used; prometheus-rules.test.ts runs promtool on its groups. */
+const PrometheusRule = z
+  .object({
+    apiVersion: z.literal('monitoring.coreos.com/v1'),
+    kind: z.literal('PrometheusRule'),
+    metadata: Meta,
+    spec: z
+      .object({
+        groups: z
+          .array(
+            z
+              .object({
+                name: z.string().min(1),
+                rules: z.array(
+                  z.union([
+                    z.object({ record: z.string().min(1), expr: z.string().min(1) }).strict(),
+                    z
+                      .object({
+                        alert: z.string().min(1),
+                        expr: z.string().min(1),
+                        for: z
+                          .string()
+                          .regex(/^\d+[smhd]$/)
+                          .optional(),
+                        labels: Labels,
+                        annotations: Labels,
+                      })
+                      .strict(),
+                  ]),
+                ),
+              })
+              .strict(),
+          )
+          .min(1),
+      })
+      .strict(),
+  })
+  .strict();
+
 /** Validate one object against its kind's schema; throws naming the problem. */
 function validate(o: Obj): void {
   const models: Record<string, (o: Obj) => { validate(): void }> = {
@@ -222,7 +261,7 @@ function validate(o: Obj): void {
     ServiceAccount: (x) => new ServiceAccount(x as never),
     PodDisruptionBudget: (x) => new PodDisruptionBudget(x as never),
   };
-  const crds: Record<string, z.ZodType> = { ScaledObject, TriggerAuthentication, PodMonitor };
+  const crds: Record<string, z.ZodType> = { ScaledObject, TriggerAuthentication, PodMonitor, PrometheusRule };
   if (models[o.kind]) models[o.kind]!(o).validate();
   else if (crds[o.kind]) crds[o.kind]!.parse(o);
   else throw new Error(`no schema for kind ${o.kind}`);
@@ -248,6 +287,7 @@ describe('docker/k8s kustomize overlays', () => {
             'PodDisruptionBudget/cascade-little',
             'PodDisruptionBudget/cascade-ops',
             'PodMonitor/cascade-workers',
+            'PrometheusRule/cascade',
             'ScaledObject/cascade-big',
             'ScaledObject/cascade-little',
             'ServiceAccount/cascade-worker',
@@ -368,6 +408,25 @@ describe('docker/k8s kustomize overlays', () => {
         for (const d of deployments.values()) {
           expect(matches(monitor!.spec.selector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
           for (const e of monitor!.spec.podMetricsEndpoints) expect(containers(d)[0]!.ports.map((p: { name: string }) => p.name)).toContain(e.port);
+        }
+      });
+
+      it('PrometheusRule: its worker-down alerts select the PodMonitor’s job, its stage-queue matchers the stage queues', () => {
+        const [monitor] = byKind('PodMonitor');
+        const [rule] = byKind('PrometheusRule');
+        // The Prometheus Operator names a PodMonitor's scrape job <namespace>/<name>.
+        const job = `${monitor!.metadata.namespace}/${monitor!.metadata.name}`;
+        const exprs = rule!.spec.groups.flatMap((g: { rules: Array<{ alert?: string; expr: string }> }) => g.rules);
+        for (const name of ['CascadeWorkerDown', 'CascadeNoWorkerUp']) {
+          const expr = exprs.find((r: { alert?: string }) => r.alert === name)!.expr;
+          const re = /up\{job=~"([^"]+)"\}/.exec(expr)![1]!;
+          expect(new RegExp(`^(?:${re})$`).test(job), `${name}: ${expr} vs job ${job}`).toBe(true);
+        }
+        const stuck = exprs.find((r: { alert?: string }) => r.alert === 'CascadeRunStuck')!.expr;
+        const queueRe = /queue=~"([^"]+)"/.exec(stuck)![1]!;
+        for (const d of deployments.values()) {
+          const stage = containers(d)[0]!.args[1]!;
+          if (d.metadata.name !== 'cascade-ops') expect(new RegExp(`^(?:${queueRe})$`).test(stageQueueName(stage)), stage).toBe(true);
         }
       });
 
