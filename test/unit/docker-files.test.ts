@@ -192,4 +192,17 @@ describe('docker/', () => {
     expect(await read('docker/grafana-dashboard.json')).not.toMatch(/cascade_routed_fraction|cascade_process_|cascade_nodejs_/);
     expect(queried).toContain('cascade_schedule_last_success_timestamp_seconds');
   });
+
+  it('grafana-dashboard.json: no query groups by pod alone, a label only Kubernetes scrapes carry', async () => {
+    const board = JSON.parse(await read('docker/grafana-dashboard.json')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+    for (const { title, targets } of board.panels) {
+      for (const { expr } of targets) {
+        for (const [, labels] of expr.matchAll(/\bby\s*\(([^)]*)\)/g)) {
+          const by = labels!.split(',').map((l) => l.trim());
+          // Grouping by pod collapses every worker outside Kubernetes into one series; instance always exists.
+          expect(by.includes('pod') && !by.includes('instance'), `${title}: ${expr}`).toBe(false);
+        }
+      }
+    }
+  });
 });
