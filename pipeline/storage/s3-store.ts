@@ -16,6 +16,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { S3Settings } from '../../config/schema.js';
+import { contentTypeOf } from './content-type.js';
 import { formatS3Url } from './location.js';
 import {
   type GetOptions,
@@ -239,7 +240,8 @@ export class S3Store implements ObjectStore {
     try {
       // Result parts are written here: a write lost to a short outage would fail the whole batch.
       await retryTransient(
-        () => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length })),
+        () =>
+          this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length, ContentType: contentTypeOf(key) })),
         this.retryForMs,
       );
     } catch (err) {
@@ -265,7 +267,17 @@ export class S3Store implements ObjectStore {
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     try {
       await retryTransient(
-        () => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length, IfNoneMatch: '*' })),
+        () =>
+          this.client.send(
+            new PutObjectCommand({
+              Bucket: this.bucket,
+              Key: full,
+              Body: bytes,
+              ContentLength: bytes.length,
+              ContentType: contentTypeOf(key),
+              IfNoneMatch: '*',
+            }),
+          ),
         this.retryForMs,
       );
       return true;
@@ -281,7 +293,7 @@ export class S3Store implements ObjectStore {
     // Multipart upload: parts of 8 MiB are sent as they fill, so memory stays bounded.
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: full, Body: Readable.from(chunks) },
+      params: { Bucket: this.bucket, Key: full, Body: Readable.from(chunks), ContentType: contentTypeOf(key) },
       partSize: 8 * 1024 * 1024,
       queueSize: 2,
     });

@@ -1,4 +1,4 @@
-import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -207,6 +207,37 @@ describe('S3Store', () => {
     const raw = await s3.client.send(new ListObjectsV2Command({ Bucket: 'store-test', Prefix: 'pref/' }));
     expect(raw.Contents?.map((c) => c.Key)).toEqual(['pref/ix/k/one.txt', 'pref/ix2/other']);
     expect(await collect(store)).toEqual([{ key: 'k/one.txt', size: 1 }]);
+  });
+
+  it('writes each object with the Content-Type of its key’s extension, by put, putIfAbsent and putStream alike', async () => {
+    const store = new S3Store({ client: s3.client, bucket: 'store-test', prefix: 'typed' });
+    const expected: Record<string, string> = {
+      'manifest.jsonl': 'application/x-ndjson',
+      'summary.json': 'application/json',
+      'parts/00000001.stage0.json': 'application/json',
+      'confidence.png': 'image/png',
+      'confidence.svg': 'image/svg+xml',
+      'review.csv': 'text/csv',
+      'LABEL.CSV': 'text/csv',
+      'config.xml': 'application/xml',
+      'output.manifest': 'application/x-ndjson',
+      'notes.bin': 'application/octet-stream',
+      '.hidden': 'application/octet-stream',
+    };
+    const contentType = async (key: string) => (await s3.client.send(new HeadObjectCommand({ Bucket: 'store-test', Key: `typed/${key}` }))).ContentType;
+    for (const [key, type] of Object.entries(expected)) {
+      await store.put(key, 'x');
+      expect(await contentType(key), key).toBe(type);
+    }
+    expect(await store.putIfAbsent('fresh/_cascade/run.json', '{}')).toBe(true);
+    expect(await contentType('fresh/_cascade/run.json')).toBe('application/json');
+    await store.putStream(
+      'streamed/manifest.jsonl',
+      (async function* () {
+        yield '{"a":1}\n';
+      })(),
+    );
+    expect(await contentType('streamed/manifest.jsonl')).toBe('application/x-ndjson');
   });
 
   it('treats keys as data: spaces, unicode and dots round-trip', async () => {
