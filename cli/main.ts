@@ -160,7 +160,7 @@ export function buildProgram(): Command {
     .description('the images worth a human look (errors, audit disagreements, low confidence) as Label Studio tasks or CSV')
     .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
     .addOption(new Option('--format <f>', 'output format').choices(['label-studio', 'csv']).default('label-studio'))
-    .option('--out <file>', 'write here instead of stdout')
+    .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout')
     .option('--max-confidence <c>', 'low-confidence: final confidence below c', number('max confidence', 0, 1), 0.5)
     .option('--include <reasons>', 'comma-separated: errors, disagreements, low-confidence', 'errors,disagreements,low-confidence')
     .option(
@@ -174,9 +174,10 @@ export function buildProgram(): Command {
     .command('ground-truth')
     .description('every labelled image as a SageMaker Ground Truth output manifest (source-ref, label attribute, <attribute>-metadata); error rows left out')
     .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
-    .option('--out <file>', 'write here instead of stdout (e.g. output.manifest)')
+    .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout (e.g. output.manifest)')
     .option('--label-attribute <name>', 'the label attribute name', 'label')
     .option('--job-name <name>', "the job name in each row's metadata (default: cascade-<run id>)")
+    .option('--allow-local-refs', 'write images that are not s3:// URLs as local paths in source-ref (Ground Truth cannot read them; refused by default)')
     .action(async (opts) => {
       await exportGroundTruthCommand(opts);
     });
@@ -185,7 +186,7 @@ export function buildProgram(): Command {
     .description('every labelled image as a Hugging Face imagefolder metadata.jsonl, file_name relative to --root; error rows left out')
     .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
     .requiredOption('--root <dir>', 'the dataset root (folder or s3://bucket/prefix) metadata.jsonl belongs in')
-    .option('--out <file>', 'write here instead of stdout (e.g. <root>/metadata.jsonl)')
+    .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout (e.g. <root>/metadata.jsonl)')
     .option('--skip-outside', 'leave out (and count) images outside --root instead of failing')
     .action(async (opts) => {
       await exportImagefolderCommand(opts);
@@ -196,7 +197,7 @@ export function buildProgram(): Command {
     .option('--labels <file>', "the run's label file (imagenet_class_index.json, one name a line, …)")
     .option('--model <spec>', 'or the model spec whose labels: the run used')
     .option('--run <location>', "check that every class name in this run's manifest is a choice")
-    .option('--out <file>', 'write here instead of stdout')
+    .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout')
     .action(async (opts) => {
       await exportLabelStudioConfigCommand(opts);
     });

@@ -3,12 +3,9 @@
  * the formats labeling and training tools read (SageMaker Ground Truth output manifest, Hugging
  * Face imagefolder metadata.jsonl), and the Label Studio labeling config for the run's classes.
  * The run is read from its output location (directory or s3://…); the result goes to `--out`
- * (written whole or not at all) or stdout, and one summary line goes to stderr.
+ * (a file or s3:// object, written whole or not at all) or stdout, and one summary line goes to stderr.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import { once } from 'node:events';
 import type { z } from 'zod';
 import { ConfigError, loadModelSpec, s3SettingsFromEnv } from '../../config/load-config.js';
 import { S3Settings } from '../../config/schema.js';
@@ -18,21 +15,31 @@ import { imagefolderRow, rootPrefix } from '../../pipeline/results/imagefolder-e
 import { labelStudioConfig } from '../../pipeline/results/label-studio-config.js';
 import { RunSummary, type ManifestRow } from '../../pipeline/results/manifest.js';
 import { openManifest, RunOutputNotFoundError } from '../../pipeline/results/review-export.js';
+import { isS3Url } from '../../pipeline/storage/location.js';
 import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../../pipeline/storage/object-store.js';
+import { writeExport } from '../export-output.js';
 
-/** Open the run's output location, run `fn` on it, and release the S3 client. */
-async function withRun<T>(run: string, fn: (store: ObjectStore) => Promise<T>): Promise<T> {
+/** Run `fn` with an S3 client built on first use from the environment's settings, destroyed after. */
+async function withS3Client<T>(fn: (s3Client: () => S3Client) => Promise<T>): Promise<T> {
   let client: S3Client | undefined;
-  const store = openStore(run, () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
   try {
-    return await fn(store);
-  } catch (err) {
-    // A wrong --run is a usage problem: one line and exit code 2, no stack.
-    throw err instanceof RunOutputNotFoundError ? new ConfigError(err.message) : err;
+    return await fn(() => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
   } finally {
     client?.destroy();
   }
+}
+
+/** Open the run's output location and run `fn` on it (with the S3 client factory, for --out). */
+async function withRun<T>(run: string, fn: (store: ObjectStore, s3Client: () => S3Client) => Promise<T>): Promise<T> {
+  return withS3Client(async (s3Client) => {
+    try {
+      return await fn(openStore(run, s3Client), s3Client);
+    } catch (err) {
+      // A wrong --run is a usage problem: one line and exit code 2, no stack.
+      throw err instanceof RunOutputNotFoundError ? new ConfigError(err.message) : err;
+    }
+  });
 }
 
 /** The run's summary.json (run id, finish time); a missing one means the run is not merged. */
@@ -40,29 +47,6 @@ async function readSummary(store: ObjectStore): Promise<RunSummary> {
   return readJson(store, 'summary.json', RunSummary).catch((err: unknown) => {
     throw isObjectNotFound(err) ? new ConfigError(`no summary.json in ${store.describe()}: is the run finished and merged?`) : err;
   });
-}
-
-/**
- * Write `lines` to `out` (a temporary file renamed into place once every line is written, so a
- * failure leaves no partial file) or to stdout.
- */
-async function writeLines(out: string | undefined, lines: AsyncIterable<string> | Iterable<string>): Promise<void> {
-  if (!out) {
-    for await (const line of lines) if (!process.stdout.write(line)) await once(process.stdout, 'drain');
-    return;
-  }
-  const tmp = `${out}.${process.pid}.part`;
-  const file = createWriteStream(tmp);
-  try {
-    for await (const line of lines) if (!file.write(line)) await once(file, 'drain');
-    file.end();
-    await once(file, 'finish');
-    await rename(tmp, out);
-  } catch (err) {
-    file.destroy();
-    await rm(tmp, { force: true });
-    throw err;
-  }
 }
 
 function parseOption<S extends z.ZodType>(schema: S, value: string, flag: string): z.output<S> {
@@ -78,18 +62,25 @@ export interface ExportGroundTruthOptions {
   labelAttribute: string;
   /** The job name in each row's metadata (default `cascade-<run id>`). */
   jobName?: string;
+  /** Write rows whose image is not an s3:// URL (Ground Truth cannot read them) instead of failing. */
+  allowLocalRefs?: boolean;
+}
+
+/** A labelled row whose source-ref would be a local path, which Ground Truth cannot read. */
+export class LocalSourceRefError extends ConfigError {
+  override name = 'LocalSourceRefError';
 }
 
 /** Write the run as a Ground Truth output manifest; returns the rows written and the error rows left out. */
 export async function exportGroundTruthCommand(o: ExportGroundTruthOptions): Promise<{ rows: number; errors: number }> {
   const labelAttribute = parseOption(GroundTruthLabelAttribute, o.labelAttribute, '--label-attribute');
   const explicitJob = o.jobName === undefined ? undefined : parseOption(GroundTruthJobName, o.jobName, '--job-name');
-  return withRun(o.run, async (store) => {
+  return withRun(o.run, async (store, s3Client) => {
     const summary = await readSummary(store);
     const manifest = await openManifest(store);
     const opts = { labelAttribute, jobName: explicitJob ?? defaultJobName(summary.runId), creationDate: new Date(summary.finishedAt) };
     const counts = { rows: 0, errors: 0 };
-    await writeLines(
+    await writeExport(
       o.out,
       (async function* () {
         for await (const row of manifest) {
@@ -98,10 +89,16 @@ export async function exportGroundTruthCommand(o: ExportGroundTruthOptions): Pro
             counts.errors++;
             continue;
           }
+          if (!o.allowLocalRefs && !isS3Url(row.key))
+            throw new LocalSourceRefError(
+              `${row.key} is not an s3:// URL, and Ground Truth reads source-ref only from S3; ` +
+                'label images under s3://, or pass --allow-local-refs to write local paths anyway',
+            );
           counts.rows++;
           yield `${JSON.stringify(line)}\n`;
         }
       })(),
+      s3Client,
     );
     process.stderr.write(
       `exported ${counts.rows} rows as a Ground Truth output manifest (job ${opts.jobName}, attribute ${labelAttribute})${o.out ? ` to ${o.out}` : ''}; ` +
@@ -128,10 +125,10 @@ export class OutsideRootError extends ConfigError {
 /** Write the run as an imagefolder metadata.jsonl; returns rows written, error rows and rows outside the root left out. */
 export async function exportImagefolderCommand(o: ExportImagefolderOptions): Promise<{ rows: number; errors: number; outside: number }> {
   const prefix = rootPrefix(o.root);
-  return withRun(o.run, async (store) => {
+  return withRun(o.run, async (store, s3Client) => {
     const manifest = await openManifest(store);
     const counts = { rows: 0, errors: 0, outside: 0 };
-    await writeLines(
+    await writeExport(
       o.out,
       (async function* () {
         for await (const row of manifest as AsyncIterable<ManifestRow>) {
@@ -148,6 +145,7 @@ export async function exportImagefolderCommand(o: ExportImagefolderOptions): Pro
             );
         }
       })(),
+      s3Client,
     );
     process.stderr.write(
       `exported ${counts.rows} rows as imagefolder metadata (file_name relative to ${prefix})${o.out ? ` to ${o.out}` : ''}; ` +
@@ -195,7 +193,7 @@ export async function exportLabelStudioConfigCommand(o: ExportLabelStudioConfigO
       }
     });
   }
-  await writeLines(o.out, [config.xml]);
+  await withS3Client((s3Client) => writeExport(o.out, [config.xml], s3Client));
   const shared = config.shared.map((s) => `${s.name} (${s.classes.join(', ')})`).join(', ');
   process.stderr.write(
     `wrote a Label Studio labeling config with ${config.choices} choices for ${names.length} classes${o.out ? ` to ${o.out}` : ''}` +

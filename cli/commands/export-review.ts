@@ -1,8 +1,8 @@
 /**
  * `cascade export review`: write the images of a finished run that deserve a human look as
- * Label Studio tasks or CSV, from the run's output location (directory or s3://…).
+ * Label Studio tasks or CSV, from the run's output location (directory or s3://…), to `--out` (a
+ * file or s3:// object, written whole or not at all) or stdout.
  */
-import { writeFile } from 'node:fs/promises';
 import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
 import { S3Settings } from '../../config/schema.js';
 import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
@@ -17,6 +17,7 @@ import {
   selectForReview,
 } from '../../pipeline/results/review-export.js';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { writeExport } from '../export-output.js';
 
 export interface ExportReviewOptions {
   run: string;
@@ -30,7 +31,8 @@ export interface ExportReviewOptions {
 /** Select and write the review set; returns how many images were exported. */
 export async function exportReviewCommand(o: ExportReviewOptions): Promise<number> {
   let client: S3Client | undefined;
-  const store = openStore(o.run, () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
+  const s3Client = () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {})));
+  const store = openStore(o.run, s3Client);
   try {
     const include = (() => {
       try {
@@ -51,8 +53,7 @@ export async function exportReviewCommand(o: ExportReviewOptions): Promise<numbe
     });
     const { items, rows } = await selectForReview(manifest, disagreements, { include, maxConfidence: o.maxConfidence });
     const body = o.format === 'csv' ? reviewCsv(items) : `${JSON.stringify(labelStudioTasks(items, { localFilesRoot: o.localFilesRoot }), null, 2)}\n`;
-    if (o.out) await writeFile(o.out, body);
-    else process.stdout.write(body);
+    await writeExport(o.out, [body], s3Client);
     const counts = ['errors', 'disagreements', 'low-confidence'].map((r) => `${items.filter((i) => i.reasons.includes(r as never)).length} ${r}`).join(', ');
     process.stderr.write(`exported ${items.length} of ${rows} images for review (${counts})${o.out ? ` to ${o.out}` : ''}\n`);
     return items.length;

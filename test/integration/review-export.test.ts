@@ -2,12 +2,14 @@
  * Exports of a real audited run (real redis-server, generated models with known
  * disagreements) from a directory and from S3 (s3rver): the review set as Label Studio tasks and
  * CSV, every labelled image as a Ground Truth output manifest and as imagefolder metadata, and the
- * Label Studio labeling config, each parsed back.
+ * Label Studio labeling config, each parsed back; each written to s3:// (s3rver) as well, and
+ * Ground Truth's refusal of local source-refs.
  *
  * Human review export: a real audited run (real redis-server, generated models with known
  * disagreements), exported as Label Studio tasks and CSV from a directory and from S3 (s3rver).
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -16,13 +18,20 @@ import { exportReviewCommand } from '../../cli/commands/export-review.js';
 import { runCommand } from '../../cli/commands/run.js';
 import { buildProgram } from '../../cli/main.js';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { exportGroundTruthCommand, exportImagefolderCommand, exportLabelStudioConfigCommand } from '../../cli/commands/export-formats.js';
+import {
+  exportGroundTruthCommand,
+  exportImagefolderCommand,
+  exportLabelStudioConfigCommand,
+  LocalSourceRefError,
+  OutsideRootError,
+} from '../../cli/commands/export-formats.js';
 import { GroundTruthMetadata, groundTruthRowSchema } from '../../pipeline/results/ground-truth-export.js';
 import { ImagefolderRow } from '../../pipeline/results/imagefolder-export.js';
 import { type ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { imageRef, openManifest, parseReasons } from '../../pipeline/results/review-export.js';
 import { listSource } from '../../producers/list-source.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
+import { spawnCascade } from '../helpers/cli-process.js';
 import { colourSpec, writeColourImages } from '../helpers/colour-fixture.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
@@ -238,9 +247,9 @@ async function parseJsonl<T>(file: string, schema: { parse(v: unknown): T }): Pr
 }
 
 describe('cascade export ground-truth', () => {
-  it('writes one strict output-manifest row per labelled image, error rows left out, and reads back to the manifest', async () => {
+  it('writes one strict output-manifest row per labelled image (local refs allowed), error rows left out, and reads back to the manifest', async () => {
     const file = join(dir, 'output.manifest');
-    const counts = await exportGroundTruthCommand({ run: out, out: file, labelAttribute: 'colour' });
+    const counts = await exportGroundTruthCommand({ run: out, out: file, labelAttribute: 'colour', allowLocalRefs: true });
     const rows = await manifestRows();
     const labelled = rows.filter((r) => r.error === null);
     expect(counts).toEqual({ rows: labelled.length, errors: 2 });
@@ -269,7 +278,7 @@ describe('cascade export ground-truth', () => {
 
   it('reads the run from S3, takes --job-name, and refuses attribute names Ground Truth refuses', async () => {
     const file = join(dir, 's3-output.manifest');
-    await exportGroundTruthCommand({ run: 's3://runs/r1/', out: file, labelAttribute: 'label', jobName: 'colours-2026' });
+    await exportGroundTruthCommand({ run: 's3://runs/r1/', out: file, labelAttribute: 'label', jobName: 'colours-2026', allowLocalRefs: true });
     const parsed = await parseJsonl(file, groundTruthRowSchema('label'));
     expect(parsed).toHaveLength((await manifestRows()).length - 2);
     expect(new Set(parsed.map((p) => GroundTruthMetadata.parse(p['label-metadata'])['job-name']))).toEqual(new Set(['colours-2026']));
@@ -359,7 +368,7 @@ describe('cascade export label-studio-config', () => {
     try {
       for (const args of [
         ['label-studio-config', '--labels', labelsFile, '--out', join(dir, 'cli.xml')],
-        ['ground-truth', '--run', out, '--out', join(dir, 'cli.manifest')],
+        ['ground-truth', '--run', out, '--out', join(dir, 'cli.manifest'), '--allow-local-refs'],
         ['imagefolder', '--run', out, '--root', images, '--out', join(dir, 'cli.jsonl')],
       ])
         await buildProgram().parseAsync(['node', 'cascade', 'export', ...args]);
@@ -369,5 +378,93 @@ describe('cascade export label-studio-config', () => {
     expect(await readFile(join(dir, 'cli.xml'), 'utf8')).toContain('<Choice value="other"/>');
     expect((await parseJsonl(join(dir, 'cli.manifest'), groundTruthRowSchema('label'))).length).toBe((await manifestRows()).length - 2);
     expect((await parseJsonl(join(dir, 'cli.jsonl'), ImagefolderRow))[0]!.file_name).toBe('blue-0.png');
+  });
+});
+
+describe('exports to s3:// (and Ground Truth refs that S3 can serve)', () => {
+  /** The object's body and Content-Type, or undefined when it does not exist. */
+  async function s3Object(key: string): Promise<{ body: string; type: string | undefined } | undefined> {
+    try {
+      const got = await s3.client.send(new GetObjectCommand({ Bucket: 'runs', Key: key }));
+      const head = await s3.client.send(new HeadObjectCommand({ Bucket: 'runs', Key: key }));
+      return { body: await got.Body!.transformToString(), type: head.ContentType };
+    } catch (err) {
+      if ((err as { name?: string }).name === 'NoSuchKey' || (err as { name?: string }).name === 'NotFound') return undefined;
+      throw err;
+    }
+  }
+
+  it('every export format writes to s3:// what it writes locally, with its Content-Type', async () => {
+    const local = (f: string) => join(dir, `to-s3-${f}`);
+    const quiet = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const review = { run: out, maxConfidence: 0.75, include: 'errors,disagreements,low-confidence' };
+      const cases: Array<[string, string, (o: string) => Promise<unknown>]> = [
+        ['tasks.json', 'application/json', (o) => exportReviewCommand({ ...review, format: 'label-studio', out: o })],
+        ['review.csv', 'text/csv', (o) => exportReviewCommand({ ...review, format: 'csv', out: o })],
+        ['output.manifest', 'application/x-ndjson', (o) => exportGroundTruthCommand({ run: out, out: o, labelAttribute: 'label', allowLocalRefs: true })],
+        ['metadata.jsonl', 'application/x-ndjson', (o) => exportImagefolderCommand({ run: out, root: images, out: o })],
+        ['config.xml', 'application/xml', (o) => exportLabelStudioConfigCommand({ labels: labelsFile, out: o })],
+      ];
+      for (const [file, type, run] of cases) {
+        await run(local(file));
+        await run(`s3://runs/exports/${file}`);
+        const written = await s3Object(`exports/${file}`);
+        expect(written, file).toEqual({ body: await readFile(local(file), 'utf8'), type });
+        expect(written!.body.length, file).toBeGreaterThan(0);
+      }
+    } finally {
+      quiet.mockRestore();
+    }
+  });
+
+  it('an export that fails leaves no object; a prefix is not an object', async () => {
+    await expect(exportImagefolderCommand({ run: out, root: join(dir, 'models'), out: 's3://runs/exports/failed.jsonl' })).rejects.toBeInstanceOf(
+      OutsideRootError,
+    );
+    expect(await s3Object('exports/failed.jsonl')).toBeUndefined();
+    await expect(exportImagefolderCommand({ run: out, root: images, out: 's3://runs/exports/' })).rejects.toThrow(
+      '--out s3://runs/exports/ names a prefix, not an object: end it with a file name',
+    );
+  });
+
+  it('ground-truth refuses local source-refs with one line and exit code 2, and writes nothing; --allow-local-refs writes them', async () => {
+    const file = join(dir, 'refused.manifest');
+    await expect(exportGroundTruthCommand({ run: out, out: file, labelAttribute: 'label' })).rejects.toBeInstanceOf(LocalSourceRefError);
+    expect(existsSync(file)).toBe(false);
+    expect((await readdir(dir)).filter((f) => f.includes('.part'))).toEqual([]);
+    // The built CLI, as a user runs it.
+    const cli = spawnCascade(['export', 'ground-truth', '--run', out, '--out', file]);
+    expect((await cli.exited).code).toBe(2);
+    expect(cli.output()).toBe(
+      `cascade: ${join(images, 'blue-0.png')} is not an s3:// URL, and Ground Truth reads source-ref only from S3; label images under s3://, or pass --allow-local-refs to write local paths anyway\n`,
+    );
+    expect(existsSync(file)).toBe(false);
+    const allowed = spawnCascade(['export', 'ground-truth', '--run', out, '--out', file, '--allow-local-refs']);
+    expect((await allowed.exited).code).toBe(0);
+    const refs = (await parseJsonl(file, groundTruthRowSchema('label'))).map((r) => r['source-ref']);
+    expect(refs).toEqual((await manifestRows()).filter((r) => r.error === null).map((r) => r.key));
+  });
+
+  it('a run of s3:// images exports to s3:// without the flag, every source-ref an s3:// URL', async () => {
+    // The audited run's results with its keys moved to S3, as a run over s3:// images writes them:
+    // the export reads only summary.json and manifest.jsonl.
+    const rows = await manifestRows();
+    const moved = rows.map((r) => ({ ...r, key: `s3://images/colours/${name(r.key)}` }));
+    await s3.client.send(new PutObjectCommand({ Bucket: 'runs', Key: 'r2/manifest.jsonl', Body: moved.map((r) => `${JSON.stringify(r)}\n`).join('') }));
+    await s3.client.send(new PutObjectCommand({ Bucket: 'runs', Key: 'r2/summary.json', Body: await readFile(join(out, 'summary.json')) }));
+    const quiet = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await exportGroundTruthCommand({ run: 's3://runs/r2/', out: 's3://runs/r2/output.manifest', labelAttribute: 'label' });
+    } finally {
+      quiet.mockRestore();
+    }
+    const written = await s3Object('r2/output.manifest');
+    expect(written?.type).toBe('application/x-ndjson');
+    const refs = written!.body
+      .trim()
+      .split('\n')
+      .map((l) => groundTruthRowSchema('label').parse(JSON.parse(l))['source-ref']);
+    expect(refs).toEqual(moved.filter((r) => r.error === null).map((r) => r.key));
   });
 });

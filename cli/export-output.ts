@@ -1,0 +1,61 @@
+/**
+ * Where an export's result goes (`--out`): stdout when none is given, a local file (a temporary
+ * file renamed into place), or an S3 object (`s3://bucket/key`, one upload that S3 makes visible
+ * only once complete). Either way a failure leaves no partial output behind.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { ConfigError } from '../config/load-config.js';
+import { parseRef } from '../pipeline/storage/location.js';
+import { S3Store } from '../pipeline/storage/s3-store.js';
+
+type Chunks = AsyncIterable<string> | Iterable<string>;
+
+/** Write `chunks` to `out` (a path, file:// URL or s3:// object URL) whole or not at all, or to stdout when `out` is undefined. */
+export async function writeExport(out: string | undefined, chunks: Chunks, s3Client: () => S3Client): Promise<void> {
+  if (out === undefined) {
+    for await (const chunk of chunks) if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+    return;
+  }
+  const ref = parseRef(out);
+  if (ref.kind === 'unsupported') throw new ConfigError(`--out ${out}: scheme "${ref.scheme}://" is not supported (a file or s3://bucket/key)`);
+  if (ref.kind === 'local') return writeLocalFile(ref.path, chunks);
+  if (ref.key === '' || ref.key.endsWith('/')) throw new ConfigError(`--out ${out} names a prefix, not an object: end it with a file name`);
+  // The producer's own error (a refused row) must reach the caller as itself, not as the upload's failure.
+  let producerError: unknown;
+  const body = (async function* () {
+    try {
+      yield* chunks;
+    } catch (err) {
+      producerError = err;
+      throw err;
+    }
+  })();
+  try {
+    await new S3Store({ client: s3Client(), bucket: ref.bucket }).putStream(ref.key, body);
+  } catch (err) {
+    throw producerError ?? err;
+  }
+}
+
+/** A temporary file next to `file`, renamed into place once every chunk is written. */
+async function writeLocalFile(file: string, chunks: Chunks): Promise<void> {
+  const tmp = `${file}.${process.pid}.part`;
+  const stream = createWriteStream(tmp);
+  // Opened before the first write: a missing folder is one line naming --out, not an error event on the temporary file.
+  await once(stream, 'open').catch((err: NodeJS.ErrnoException) => {
+    throw new ConfigError(`--out ${file}: cannot create it (${err.code ?? err.message})`);
+  });
+  try {
+    for await (const chunk of chunks) if (!stream.write(chunk)) await once(stream, 'drain');
+    stream.end();
+    await once(stream, 'finish');
+    await rename(tmp, file);
+  } catch (err) {
+    stream.destroy();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
