@@ -2,7 +2,7 @@
  * End-to-end: real redis-server, real s3rver, real onnxruntime sessions on generated models
  * whose outputs are known, so routing counts are exact.
  */
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -142,6 +142,15 @@ describe('cascade run', () => {
       .map((l) => ManifestRow.parse(JSON.parse(l)));
     checkRows(rows, (name) => `s3://images-in/imgs/${name}`);
     expect(JSON.parse(await get('run-1/summary.json')).images).toBe(TOTAL);
+    // Every object the run wrote carries its Content-Type, not application/octet-stream.
+    const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: 'results', Prefix: 'run-1/' }));
+    const types: Record<string, string | undefined> = {};
+    for (const { Key } of listed.Contents ?? []) {
+      const ext = Key!.slice(Key!.lastIndexOf('.'));
+      types[ext] = (await s3.client.send(new HeadObjectCommand({ Bucket: 'results', Key }))).ContentType;
+      expect(types[ext], Key).not.toBe('application/octet-stream');
+    }
+    expect(types).toEqual({ '.jsonl': 'application/x-ndjson', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png' });
   });
 
   it('runs a float16-input little model to the same answers', async () => {
