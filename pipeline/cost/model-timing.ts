@@ -107,24 +107,38 @@ function cpuSecondsSince(since: NodeJS.CpuUsage): number {
 export async function probeModelTiming(model: StageModel, refs: readonly string[], deps: ProbeDeps, opts: ProbeOptions): Promise<ModelTiming> {
   if (refs.length === 0) throw new TimingProbeError(`cannot time ${model.name}: no images to time it on`);
   if (!(opts.batchSize >= 1)) throw new TimingProbeError(`cannot time ${model.name}: batch size must be at least 1, got ${opts.batchSize}`);
+  const expired = new TimingProbeError(`timing ${model.name} took longer than ${opts.timeoutMs / 1000} s; give fewer probe images`);
+  // An inference call cannot be stopped, and its pool must not be closed under it (onnxruntime
+  // aborts the process): past the limit the probe gives up at once while it waits for an image,
+  // and at the end of the call when one is running.
+  const clock: ProbeClock = { expired: false, inCall: false, giveUp: () => {} };
   let timer: NodeJS.Timeout | undefined;
   const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new TimingProbeError(`timing ${model.name} took longer than ${opts.timeoutMs / 1000} s; give fewer probe images`)),
-      opts.timeoutMs,
-    );
+    clock.giveUp = () => reject(expired);
+    timer = setTimeout(() => {
+      clock.expired = true;
+      if (!clock.inCall) clock.giveUp();
+    }, opts.timeoutMs);
   });
   try {
-    return await Promise.race([measure(model, refs, deps, opts.batchSize), limit]);
+    return await Promise.race([measure(model, refs, deps, opts.batchSize, clock), limit]);
   } catch (err) {
     if (err instanceof TimingProbeError) throw err;
+    if (clock.expired) throw expired;
     throw new TimingProbeError(`cannot time ${model.name}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   } finally {
     clearTimeout(timer);
   }
 }
 
-async function measure(model: StageModel, refs: readonly string[], deps: ProbeDeps, batchSize: number): Promise<ModelTiming> {
+/** A probe's time limit: whether it has passed, and whether an inference call is running. */
+interface ProbeClock {
+  expired: boolean;
+  inCall: boolean;
+  giveUp: () => void;
+}
+
+async function measure(model: StageModel, refs: readonly string[], deps: ProbeDeps, batchSize: number, clock: ProbeClock): Promise<ModelTiming> {
   const shape = modelInput(model.pool);
   const how = preprocessKey(model.preprocess, shape);
   const decodeDeps = { fetch: deps.fetch, maxPixels: deps.maxPixels, fetchConcurrency: 1 };
@@ -135,6 +149,7 @@ async function measure(model: StageModel, refs: readonly string[], deps: ProbeDe
   let firstError: unknown;
   const decodeStart = process.cpuUsage();
   for (const [pos, ref] of refs.entries()) {
+    if (clock.expired) return new Promise<never>(() => {}); // the limit has already rejected
     const d = await decode(ref, pos);
     if (d.ok) ready.push(d);
     else firstError ??= d.err;
@@ -143,7 +158,11 @@ async function measure(model: StageModel, refs: readonly string[], deps: ProbeDe
   if (ready.length === 0) throw new Error(`none of the ${refs.length} images could be read (${(firstError as Error)?.message ?? firstError})`);
 
   const call = async (chunk: readonly Ready[]) => {
+    if (clock.expired) throw new Error('expired');
+    clock.inCall = true;
     const outcome = await inferChunk(model.pool, chunk);
+    clock.inCall = false;
+    if (clock.expired) clock.giveUp();
     if (!outcome.ok) throw outcome.err;
   };
   await call(ready.slice(0, batchSize)); // warm-up call

@@ -93,6 +93,12 @@ describe('probeModelTiming', () => {
     expect(err).toBeInstanceOf(TimingProbeError);
     expect((err as Error).message).toBe('timing fast took longer than 0.2 s; give fewer probe images');
   });
+  it('past its limit during an inference call, gives up when the call returns, never with one in flight', async () => {
+    // Closing a pool under a running call aborts the process, so the error must wait for the call.
+    const err = await probeModelTiming(slow, refs, deps, { batchSize: 1, timeoutMs: 60 }).catch((e: unknown) => e);
+    expect(InferencePool.tasksInFlight()).toBe(0);
+    expect((err as Error).message).toBe('timing slow took longer than 0.06 s; give fewer probe images');
+  });
 });
 
 describe('modelTiming', () => {
