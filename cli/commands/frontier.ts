@@ -8,7 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { loadConfig, loadModelSpec } from '../../config/load-config.js';
 import type { ConfidenceMetric } from '../../config/schema.js';
-import { buildChainTables, type ScoredModel } from '../../pipeline/calibration/tables.js';
+import { buildChainTables } from '../../pipeline/calibration/tables.js';
 import {
   DEFAULT_PRICES,
   describeConfig,
@@ -20,11 +20,11 @@ import {
   type Prices,
   stageCost,
 } from '../../pipeline/cost/frontier.js';
-import { defaultTimingCacheDir, type ModelTiming, modelTiming } from '../../pipeline/cost/model-timing.js';
+import type { ModelTiming } from '../../pipeline/cost/model-timing.js';
 import { lineChart } from '../../pipeline/plots/line-chart.js';
 import { svgToPng } from '../../pipeline/plots/svg-to-png.js';
-import { fetchRef } from '../../pipeline/storage/fetch-image.js';
-import { type DataContext, dataContext, listImages, readGroundTruth, scoreModel, withOpenModel } from '../calibration-data.js';
+import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import { spreadSample, timeModel } from '../model-timings.js';
 
 export interface FrontierOptions {
   models: string[];
@@ -59,32 +59,6 @@ export interface FrontierReport extends FrontierResult {
   models: Array<{ name: string; path: string; gmacsPerImage: number; timing: ModelTiming }>;
 }
 
-/** `count` refs spread evenly over the listing (the listing is sorted, often by class). */
-export function spreadSample(refs: readonly string[], count: number): string[] {
-  if (refs.length <= count) return [...refs];
-  return Array.from({ length: count }, (_, i) => refs[Math.floor((i * refs.length) / count)]!);
-}
-
-async function timeModel(m: ScoredModel, spec: Parameters<typeof withOpenModel>[1], sample: readonly string[], ctx: DataContext, o: FrontierOptions) {
-  const { config } = ctx;
-  let timing: ModelTiming | undefined;
-  await withOpenModel(m.name, spec, ctx, async (model) => {
-    timing = await modelTiming(
-      model,
-      sample,
-      {
-        fetch: (ref) => fetchRef(ref, { s3: ctx.s3 }, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
-        maxPixels: config.limits.maxPixels,
-        sha256: m.pin.sha256,
-        numerics: config.numerics,
-      },
-      { batchSize: config.batchSize, timeoutMs: (o.probeTimeout ?? 300) * 1000, cacheDir: o.cache === false ? null : defaultTimingCacheDir() },
-    );
-  });
-  ctx.log(`${m.name}: ${timing!.source === 'probe' ? 'timed' : 'timing'} on ${timing!.images} images at batch ${timing!.batchSize} (${timing!.measuredAt})`);
-  return timing!;
-}
-
 /** Score and time the models, evaluate every configuration, print and write the frontier. */
 export async function frontierCommand(o: FrontierOptions): Promise<FrontierReport> {
   if (o.models.length === 0) throw new Error('frontier: give at least one --models model');
@@ -100,7 +74,7 @@ export async function frontierCommand(o: FrontierOptions): Promise<FrontierRepor
   for (const ref of o.models) {
     const spec = await loadModelSpec(ref);
     const scored = await scoreModel(spec.name ?? basename(spec.path), spec, refs, ctx);
-    const timing = await timeModel(scored, spec, sample, ctx, o);
+    const timing = await timeModel(scored.name, spec, sample, ctx, { timeoutSeconds: o.probeTimeout ?? 300, cacheDir: o.cache === false ? null : undefined });
     measured.push({ scored, timing });
   }
   const prices = o.prices ?? DEFAULT_PRICES;
