@@ -7,17 +7,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { loadConfig, loadModelSpec } from '../../config/load-config.js';
-import type { ConfidenceMetric } from '../../config/schema.js';
+import type { ConfidenceMetric, Prices } from '../../config/schema.js';
 import { buildChainTables } from '../../pipeline/calibration/tables.js';
 import {
-  DEFAULT_PRICES,
   describeConfig,
   dominanceSentences,
   evaluateFrontier,
   type FrontierModel,
   type FrontierResult,
   type FrontierRow,
-  type Prices,
   stageCost,
 } from '../../pipeline/cost/frontier.js';
 import type { ModelTiming } from '../../pipeline/cost/model-timing.js';
@@ -48,7 +46,7 @@ export interface FrontierOptions {
   json?: boolean;
   markdown?: boolean;
   progress?: boolean;
-  /** Machine prices (the CLI uses DEFAULT_PRICES). */
+  /** Machine prices; default the config's `prices`. */
   prices?: Prices;
 }
 
@@ -77,9 +75,9 @@ export async function frontierCommand(o: FrontierOptions): Promise<FrontierRepor
     const timing = await timeModel(scored.name, spec, sample, ctx, { timeoutSeconds: o.probeTimeout ?? 300, cacheDir: o.cache === false ? null : undefined });
     measured.push({ scored, timing });
   }
-  const prices = o.prices ?? DEFAULT_PRICES;
+  const prices = o.prices ?? config.prices;
   // Chains run cheaper → dearer, by what the models cost here, not by their MACs.
-  measured.sort((a, b) => stageCost(a.timing, prices).usd - stageCost(b.timing, prices).usd);
+  measured.sort((a, b) => stageCost(a.timing, prices).price - stageCost(b.timing, prices).price);
   const models: FrontierModel[] = measured.map((m) => ({ name: m.scored.name, gmacsPerImage: m.scored.gmacsPerImage, timing: m.timing }));
   const names = new Set(models.map((m) => m.name));
   if (names.size !== models.length) throw new Error('frontier: two models have the same name; give each spec its own name:');
@@ -130,20 +128,20 @@ function cells(r: FrontierRow): string[] {
     r.thresholds.length ? `${r.metric} ≥ ${r.thresholds.map((t) => t.toFixed(3)).join(', ')}` : '—',
     r.reach.map(pct).join(' / '),
     r.secondsPerImage.toFixed(4),
-    r.usdPerMillion.toFixed(3),
+    r.pricePerMillion.toFixed(3),
     r.gmacsPerImage.toFixed(3),
     pct(r.quality),
     verdict,
   ];
 }
 
-const HEAD = (quality: string) => ['config', 'thresholds', 'reach', 's/img', '$/M img', 'GMACs', quality, 'verdict'];
+const HEAD = (quality: string, currency: string) => ['config', 'thresholds', 'reach', 's/img', `${currency}/M img`, 'GMACs', quality, 'verdict'];
 
 function footer(report: FrontierReport): string[] {
   const p = report.prices;
   return [
     `rule: ${report.rule}`,
-    `cost: Σ reach × (decode + infer) per stage, each stage decoding its own input; $ at ${p.cpuCoreHour} USD/core-hour, ${p.gpuHour} USD/GPU-hour`,
+    `cost: Σ reach × (decode + infer) per stage, each stage decoding its own input; priced at ${p.cpu} ${p.currency}/core-hour, ${p.gpu} ${p.currency}/GPU-hour (config prices)`,
     ...report.models.map(
       (m) =>
         `  ${m.name}: decode ${(1000 * m.timing.decodeSeconds).toFixed(1)} ms + infer ${(1000 * m.timing.inferSeconds).toFixed(1)} ms ${m.timing.workerClass} per image (${m.timing.provider}, ${m.timing.numerics}, ${m.timing.cpu}, batch ${m.timing.batchSize}, ${m.timing.images} images)`,
@@ -154,7 +152,7 @@ function footer(report: FrontierReport): string[] {
 
 /** The frontier as an aligned text table with the rule, the timings and why each dominated configuration loses. */
 export function frontierText(report: FrontierReport): string {
-  const head = HEAD(report.quality);
+  const head = HEAD(report.quality, report.prices.currency);
   const body = report.rows.map(cells);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const table = [head, ...body].map((c) =>
@@ -168,7 +166,7 @@ export function frontierText(report: FrontierReport): string {
 
 /** The frontier as Markdown (for docs/results.md). */
 export function frontierMarkdown(report: FrontierReport): string {
-  const head = HEAD(report.quality);
+  const head = HEAD(report.quality, report.prices.currency);
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...report.rows.map((r) => `| ${cells(r).join(' | ')} |`)];
   return `${[...lines, '', ...footer(report).map((l) => `- ${l.trim()}`)].join('\n')}\n`;
 }
@@ -179,12 +177,12 @@ export function frontierSvg(report: FrontierReport): string {
   const frontier = judged.filter((r) => r.verdict === 'frontier');
   return lineChart({
     title: `Cost/quality frontier (${report.images} images)`,
-    xLabel: `USD per million images (CPU ${report.prices.cpuCoreHour}/core-hour, GPU ${report.prices.gpuHour}/hour)`,
+    xLabel: `${report.prices.currency} per million images (CPU ${report.prices.cpu}/core-hour, GPU ${report.prices.gpu}/hour)`,
     yLabel: `${report.quality} (%)`,
-    series: [{ name: 'frontier', points: frontier.map((r) => [r.usdPerMillion, 100 * r.quality!] as const) }],
+    series: [{ name: 'frontier', points: frontier.map((r) => [r.pricePerMillion, 100 * r.quality!] as const) }],
     // Only the frontier is named: labels of a dozen dominated points would hide each other (the table names them).
     markers: judged.map((r) => ({
-      x: r.usdPerMillion,
+      x: r.pricePerMillion,
       y: 100 * r.quality!,
       label: r.verdict === 'frontier' ? describeConfig(r) : '',
       color: r.verdict === 'frontier' ? '#1f77b4' : '#999',

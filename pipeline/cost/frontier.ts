@@ -8,21 +8,13 @@
  * is charged its own fetch and decode, as when its workers run on other machines (the tensor cache
  * that lets a big stage reuse the little stage's decode in one process is not assumed).
  */
-import type { ConfidenceMetric } from '../../config/schema.js';
+import type { ConfidenceMetric, Prices } from '../../config/schema.js';
 import { CalibrationRefused } from '../calibration/calibrate.js';
 import type { ChainEntry } from '../calibration/chain.js';
 import { certifyChain } from '../calibration/chain-risk.js';
 import { confidence, topK } from '../routing.js';
 import type { ModelTiming } from './model-timing.js';
-
-/** What machine time costs, USD per hour of one CPU core or one GPU. */
-export interface Prices {
-  cpuCoreHour: number;
-  gpuHour: number;
-}
-
-/** Default prices: a cloud CPU core-hour and a datacentre GPU-hour, on-demand, order of magnitude. */
-export const DEFAULT_PRICES: Prices = { cpuCoreHour: 0.045, gpuHour: 2.5 };
+import { priceOf } from './run-cost.js';
 
 /** A model of the frontier: its name and measured timing. */
 export interface FrontierModel {
@@ -32,22 +24,21 @@ export interface FrontierModel {
 }
 
 /** Machine time and money per image of one stage that every image reaches. */
-export function stageCost(t: FrontierModel['timing'], prices: Prices): { seconds: number; usd: number } {
+export function stageCost(t: FrontierModel['timing'], prices: Prices): { seconds: number; price: number } {
   // Decoding always runs on CPU cores; inference is priced by the worker class that ran it.
-  const inferPrice = t.workerClass === 'gpu' ? prices.gpuHour : prices.cpuCoreHour;
-  return { seconds: t.decodeSeconds + t.inferSeconds, usd: (t.decodeSeconds * prices.cpuCoreHour + t.inferSeconds * inferPrice) / 3600 };
+  return { seconds: t.decodeSeconds + t.inferSeconds, price: priceOf(t.decodeSeconds, 'cpu', prices) + priceOf(t.inferSeconds, t.workerClass, prices) };
 }
 
-/** Cost per image of a chain whose stage k is reached by the fraction reach[k] of images. */
-export function chainCost(models: readonly FrontierModel[], reach: readonly number[], prices: Prices): { secondsPerImage: number; usdPerMillion: number } {
+/** Cost per image of a chain whose stage k is reached by the fraction reach[k] of images; price per million images. */
+export function chainCost(models: readonly FrontierModel[], reach: readonly number[], prices: Prices): { secondsPerImage: number; pricePerMillion: number } {
   let seconds = 0;
-  let usd = 0;
+  let price = 0;
   models.forEach((m, k) => {
     const c = stageCost(m.timing, prices);
     seconds += reach[k]! * c.seconds;
-    usd += reach[k]! * c.usd;
+    price += reach[k]! * c.price;
   });
-  return { secondsPerImage: seconds, usdPerMillion: usd * 1e6 };
+  return { secondsPerImage: seconds, pricePerMillion: price * 1e6 };
 }
 
 /** Every increasing sequence of indices 0..n−1 of length 1..maxLength: singles, then pairs, then longer chains. */
@@ -151,7 +142,8 @@ export interface FrontierRow {
   reach: number[];
   gmacsPerImage: number;
   secondsPerImage: number;
-  usdPerMillion: number;
+  /** Price of a million images in the prices' currency. */
+  pricePerMillion: number;
   /** Top-1 with labels, else agreement with the dearest model; null when the rule refused the chain. */
   quality: number | null;
   verdict: 'frontier' | 'dominated' | 'refused';
@@ -213,7 +205,7 @@ export function evaluateFrontier(input: FrontierInput): FrontierResult {
     };
   });
   const judgedRows = rows.filter((r) => r.quality !== null);
-  const verdicts = new Map(paretoFrontier(judgedRows.map((r) => ({ id: r.config, cost: r.usdPerMillion, quality: r.quality! }))).map((v) => [v.id, v]));
+  const verdicts = new Map(paretoFrontier(judgedRows.map((r) => ({ id: r.config, cost: r.pricePerMillion, quality: r.quality! }))).map((v) => [v.id, v]));
   for (const r of judgedRows) {
     const v = verdicts.get(r.config)!;
     r.verdict = v.onFrontier ? 'frontier' : 'dominated';
@@ -248,7 +240,7 @@ export function dominanceSentences(result: FrontierResult): string[] {
     .map((r) => {
       const d = byName.get(r.dominatedBy!)!;
       const q = (x: number) => `${(100 * x).toFixed(1)}%`;
-      return `${describeConfig(r)} is dominated by ${describeConfig(d)}: it costs ${(r.usdPerMillion / d.usdPerMillion).toFixed(2)}× as much for ${result.quality} ${q(r.quality!)} vs ${q(d.quality!)}`;
+      return `${describeConfig(r)} is dominated by ${describeConfig(d)}: it costs ${(r.pricePerMillion / d.pricePerMillion).toFixed(2)}× as much for ${result.quality} ${q(r.quality!)} vs ${q(d.quality!)}`;
     });
 }
 

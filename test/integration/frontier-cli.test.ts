@@ -108,7 +108,7 @@ describe('cascade frontier with cached timings', () => {
     expect(Object.keys(row)).toEqual(['little', 'big', 'dear', 'little → big', 'little → dear', 'big → dear', 'little → big → dear']);
     expect(row['little → big']).toMatchObject({ verdict: 'frontier', quality: 1, reach: [1, 6 / 18], thresholds: [0.9], metric: 'maxprob' });
     expect(row['little → big']!.secondsPerImage).toBeCloseTo(0.002 + (6 / 18) * 0.006, 12);
-    expect(row['little → big']!.usdPerMillion).toBeCloseTo(((0.002 + (6 / 18) * 0.006) * 0.045 * 1e6) / 3600, 9);
+    expect(row['little → big']!.pricePerMillion).toBeCloseTo(((0.002 + (6 / 18) * 0.006) * 0.045 * 1e6) / 3600, 9);
     expect(row.little).toMatchObject({ verdict: 'frontier', quality: 13 / 18 });
     for (const loser of ['big', 'dear', 'little → dear', 'big → dear', 'little → big → dear']) {
       expect(row[loser]).toMatchObject({ verdict: 'dominated', dominatedBy: 'little → big' });
@@ -121,7 +121,7 @@ describe('cascade frontier with cached timings', () => {
 
   it('prints the table and says in words what beats each dominated configuration; without labels judges by agreement with the dearest', async () => {
     const { stdout } = await frontier(cacheHome('seeded'), ['--models', specs.little, specs.big, specs.dear, '--labels', labels, '--threshold', '0.9']);
-    expect(stdout).toMatch(/^config\s+thresholds\s+reach\s+s\/img\s+\$\/M img\s+GMACs\s+top-1\s+verdict$/m);
+    expect(stdout).toMatch(/^config\s+thresholds\s+reach\s+s\/img\s+USD\/M img\s+GMACs\s+top-1\s+verdict$/m);
     expect(stdout).toContain('dear alone is dominated by little → big at maxprob ≥ 0.9: it costs 25.50× as much for top-1 100.0% vs 100.0%');
     expect(stdout).toContain('little: decode 1.0 ms + infer 1.0 ms cpu per image');
     const unlabeled = JSON.parse(

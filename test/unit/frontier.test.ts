@@ -4,20 +4,12 @@
  * its middle model, on hand-made probability rows whose every routing decision is known.
  */
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_PRICES, type Prices } from '../../config/schema.js';
 import type { ChainEntry } from '../../pipeline/calibration/chain.js';
-import {
-  chainCost,
-  chainsUpTo,
-  DEFAULT_PRICES,
-  dominanceSentences,
-  dominates,
-  evaluateFrontier,
-  type FrontierModel,
-  paretoFrontier,
-} from '../../pipeline/cost/frontier.js';
+import { chainCost, chainsUpTo, dominanceSentences, dominates, evaluateFrontier, type FrontierModel, paretoFrontier } from '../../pipeline/cost/frontier.js';
 
-// One USD per core-second, so $/M images reads as microseconds per image.
-const PER_SECOND = { cpuCoreHour: 3600, gpuHour: 7200 };
+// One unit per core-second, so the price of a million images reads as microseconds per image.
+const PER_SECOND: Prices = { cpu: 3600, gpu: 7200, currency: 'USD' };
 const cpu = (name: string, seconds: number): FrontierModel => ({
   name,
   gmacsPerImage: seconds,
@@ -59,7 +51,7 @@ describe('chainsUpTo and chainCost', () => {
     const c = chainCost([cpu('a', 0.02), gpu], [1, 0.25], DEFAULT_PRICES);
     expect(c.secondsPerImage).toBeCloseTo(0.02 + 0.25 * 0.012, 12);
     const usd = (0.02 * 0.045 + 0.25 * (0.01 * 0.045 + 0.002 * 2.5)) / 3600;
-    expect(c.usdPerMillion).toBeCloseTo(usd * 1e6, 9);
+    expect(c.pricePerMillion).toBeCloseTo(usd * 1e6, 9);
   });
 });
 
@@ -94,7 +86,7 @@ describe('evaluateFrontier', () => {
     const row = Object.fromEntries(result.rows.map((r) => [r.config, r]));
     expect(row['a → b → c']).toMatchObject({ reach: [1, 0.5, 0.5], quality: 1, verdict: 'dominated', dominatedBy: 'a → c' });
     expect(row['a → b → c']!.secondsPerImage).toBeCloseTo(1 + 0.5 * 2 + 0.5 * 10, 12);
-    expect(row['a → c']).toMatchObject({ reach: [1, 0.5], quality: 1, verdict: 'frontier', secondsPerImage: 6, usdPerMillion: 6e6 });
+    expect(row['a → c']).toMatchObject({ reach: [1, 0.5], quality: 1, verdict: 'frontier', secondsPerImage: 6, pricePerMillion: 6e6 });
     expect(row.a).toMatchObject({ quality: 0.5, verdict: 'frontier' });
     expect(row.c).toMatchObject({ quality: 1, verdict: 'dominated', dominatedBy: 'a → c' });
     expect(row['a → b']).toMatchObject({ quality: 0.5, verdict: 'dominated', dominatedBy: 'a' });
