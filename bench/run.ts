@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]`
- * Runs the benchmarks (all by default: throughput, batching, enqueue, rss) and prints their tables.
+ * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
+ *   [--cost-images N] [--cost-small N] [--rounds N]`
+ * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
@@ -8,12 +9,15 @@ import { parseArgs } from 'node:util';
 // The AWS SDK's notice about its future Node floor would interleave with the tables.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { batchingBench } from './batching.js';
+import { costBench } from './cost.js';
 import { enqueueBench } from './enqueue.js';
 import { rssBench } from './rss.js';
 import { table } from './stats.js';
 import { throughputBench } from './throughput.js';
 
 const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
+// Minutes of child processes: run only when asked for by name.
+const ON_REQUEST = ['cost'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -25,12 +29,16 @@ const { values, positionals } = parseArgs({
     'rss-images': { type: 'string', default: '100000' },
     set: { type: 'string', multiple: true, default: [] },
     'skip-big-only': { type: 'boolean', default: false },
+    'cost-images': { type: 'string', default: '200' },
+    'cost-small': { type: 'string', default: '20' },
+    rounds: { type: 'string', default: '3' },
   },
 });
 
 const chosen = positionals.length > 0 ? positionals : [...BENCHES];
 for (const name of chosen)
-  if (!(BENCHES as readonly string[]).includes(name)) throw new Error(`unknown benchmark '${name}'; choose from ${BENCHES.join(', ')}`);
+  if (![...BENCHES, ...ON_REQUEST].includes(name as never))
+    throw new Error(`unknown benchmark '${name}'; choose from ${[...BENCHES, ...ON_REQUEST].join(', ')}`);
 
 /** `--set inferenceThreads=2` → { inferenceThreads: 2 }: pipeline config overrides. */
 function overrides(pairs: string[]): Record<string, unknown> {
@@ -110,4 +118,14 @@ if (chosen.includes('rss')) {
       ],
     ),
   );
+}
+if (chosen.includes('cost')) {
+  console.log('== cost');
+  await costBench({
+    images: num(values['cost-images'], 'cost-images'),
+    small: num(values['cost-small'], 'cost-small'),
+    rounds: num(values.rounds, 'rounds'),
+    threshold: Number(values.threshold),
+    log,
+  });
 }

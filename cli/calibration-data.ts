@@ -19,7 +19,7 @@ import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isS3Url } from '../pipeline/storage/location.js';
 import { makeS3Client } from '../pipeline/storage/open-store.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
-import { pinModel } from '../pipeline/models/pin-model.js';
+import { type PlannedModel, pinModel } from '../pipeline/models/pin-model.js';
 import type { LoadedModel } from '../pipeline/models/loaded-model.js';
 import { defaultLocalRoots, listSource } from '../producers/list-source.js';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -97,6 +97,16 @@ export async function scoreModel(name: string, spec: ModelSpec, refs: readonly s
   const scored: ScoredImages = cached ?? { classes: 0, probs: new Map(), errors: new Map() };
   const missing = refs.filter((r) => !scored.probs.has(r) && !scored.errors.has(r));
   ctx.log(`${name}: ${refs.length - missing.length} of ${refs.length} images cached${missing.length ? `, scoring ${missing.length}` : ''}`);
+  const { pin, gmacsPerImage } = await withOpenModel(name, spec, ctx, async (model) => {
+    if (missing.length > 0) await scoreMissing(name, model, missing, scored, ctx);
+  });
+  if (missing.length > 0) await ctx.cache?.write(fingerprint, spec.path, scored);
+  return { name, path: spec.path, gmacsPerImage, scored, pin: { sha256: pin.sha256, numerics: config.numerics, probe: pin.probe } };
+}
+
+/** Pin a model (hash, GMACs, conformance probe), open it alone in this process for `use`, and close it after. */
+export async function withOpenModel(name: string, spec: ModelSpec, ctx: DataContext, use: (model: LoadedModel) => Promise<void>): Promise<PlannedModel> {
+  const { config } = ctx;
   const models = new ModelCache({
     runtime: { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads },
     capacity: 1,
@@ -104,16 +114,18 @@ export async function scoreModel(name: string, spec: ModelSpec, refs: readonly s
     downloadDir: config.modelDir,
     log: ctx.log,
   });
-  const { pin, gmacsPerImage } = await pinModel(name, spec, config.numerics, models);
-  const lease = await models.acquireUnverified(name, pin, config.numerics);
   try {
-    if (missing.length > 0) await scoreMissing(name, lease.model, missing, scored, ctx);
+    const planned = await pinModel(name, spec, config.numerics, models);
+    const lease = await models.acquireUnverified(name, planned.pin, config.numerics);
+    try {
+      await use(lease.model);
+    } finally {
+      lease.release();
+    }
+    return planned;
   } finally {
-    lease.release();
     await models.close();
   }
-  if (missing.length > 0) await ctx.cache?.write(fingerprint, spec.path, scored);
-  return { name, path: spec.path, gmacsPerImage, scored, pin: { sha256: pin.sha256, numerics: config.numerics, probe: pin.probe } };
 }
 
 /** Score `missing` with an open model, adding their rows (or errors) to `scored`. */

@@ -13,6 +13,7 @@ import { selfCalibrationOptions } from './self-calibration-flags.js';
 import { calibrateCommand } from './commands/calibrate.js';
 import { calibrateChainCommand, configHasStages } from './commands/calibrate-chain.js';
 import { searchSaverCommand } from './commands/search-saver.js';
+import { frontierCommand } from './commands/frontier.js';
 import { reportingCalibrationErrors } from './calibration-data.js';
 import { verifyCommand } from './commands/verify.js';
 import { exportReviewCommand } from './commands/export-review.js';
@@ -134,6 +135,49 @@ export function buildProgram(): Command {
   ).action(async (opts) => {
     await reportingCalibrationErrors(() => searchSaverCommand(opts));
   });
+
+  program
+    .command('frontier')
+    .description(
+      'price every model, pair and chain (up to 3) of --models by measured machine time on this machine and mark the cost/accuracy frontier (top-1 with --labels, else agreement with the dearest model)',
+    )
+    .requiredOption('--models <models...>', 'the models (.onnx files or model specs), in any order: chains run cheaper → dearer by measured cost')
+    .requiredOption('--images <source>', 'images: a folder, s3://bucket/prefix, or a key-list file')
+    .option('--labels <csv>', 'ground truth CSV (columns file,class_index,…): judge by top-1 instead of agreement with the dearest model')
+    .option('--target-agreement <a>', "guaranteed rule: agreement with each chain's last model on images kept early", number('target agreement', 0, 1), 0.95)
+    .option('--delta <d>', 'guaranteed rule: the promise may fail with probability at most d', number('delta', 0.0001, 0.5), 0.05)
+    .addOption(
+      new Option('--metric <m...>', 'confidence metrics (default: margin and pnorm for the guaranteed rule, maxprob with --threshold)').choices([
+        'maxprob',
+        'margin',
+        'entropy',
+        'pnorm',
+      ]),
+    )
+    .option(
+      '--threshold <t>',
+      'a fixed threshold at every stage but the last instead of the guaranteed rule (as `cascade run --threshold`)',
+      number('threshold', 0, 1),
+    )
+    .option(
+      '--calibration-fraction <f>',
+      'guaranteed rule: fraction of images thresholds are certified on; figures come from the rest',
+      number('calibration fraction', 0.01, 0.99),
+      0.5,
+    )
+    .option('--max-stages <n>', 'longest chain tried', number('max stages', 1, 5), 3)
+    .option('--probe-images <n>', 'images each model is timed on (spread over the listing)', number('probe images', 1, 100000), 32)
+    .option('--probe-timeout <s>', "seconds a model's timing probe may take", number('probe timeout', 0.01, 86400), 300)
+    .option('--cache <dir>', 'probability cache directory (default: $XDG_CACHE_HOME/cascade/probabilities; timings go to …/cascade/timings)')
+    .option('--no-cache', 'score and time the models even when cached, and store nothing')
+    .option('--config <file>', 'config file (YAML or JSON) for providers, threads, numerics, batch size, limits, S3')
+    .option('--out <dir>', 'write frontier.json, frontier.svg and frontier.png here')
+    .option('--markdown', 'print the table as Markdown')
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'print JSON')
+    .action(async (opts) => {
+      await reportingCalibrationErrors(() => frontierCommand(opts));
+    });
 
   const models = program.command('models').description('inspect models');
   models

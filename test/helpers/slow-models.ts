@@ -39,6 +39,15 @@ function slowModel(name: string, batch: number | 'N', head: { w: number[]; b: nu
   return b.build();
 }
 
+/**
+ * Multiply-accumulates of the dead branch in one call of `batch` images: [batch,192]×[192,K],
+ * [K,batch]×[batch,K], then `matmuls` products of K×K matrices. The K³ products are per call,
+ * not per image, so a call of one image costs at least matmuls·K³.
+ */
+export function slowBranchMacs(k: number, matmuls: number, batch: number): number {
+  return batch * 192 * k + k * batch * k + matmuls * k ** 3;
+}
+
 /** Writes slow-little.onnx (batch 1), slow-big.onnx (batch N) and labels.txt into `dir`. */
 export async function writeSlowModels(dir: string, opts: { k?: number; matmuls?: number } = {}): Promise<SlowModels> {
   const k = opts.k ?? 512;
