@@ -66,7 +66,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
   const timing = parseTiming(o);
   const selfCalibration = parseSelfCalibration(o);
   const config = await loadCascadeConfig(o, selfCalibration !== undefined);
-  const redisUrl = requireRedisUrl(config, 'schedule add');
+  const redisUrl = requireRedisUrl(config, 'schedule add', o.config);
   // The schedule pins its models now: every firing runs exactly these files (or is refused).
   let s3: S3Client | undefined;
   const models = planningModels(config, () => (s3 ??= makeS3Client(config.s3)));
