@@ -111,7 +111,7 @@ export function redisTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
 export function hideRedisPassword(url: string): string {
   // The parameter first: an `@` in its value must not be taken for the end of the userinfo.
   const noParam = url.replace(/([?&]password=)[^&]*/gi, '$1***');
-  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^]*)$/i.exec(noParam);
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([\s\S]*)$/i.exec(noParam);
   if (!m) return noParam;
   const rest = m[2]!;
   const at = rest.lastIndexOf('@');
