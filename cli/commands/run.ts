@@ -18,6 +18,7 @@ import { emptySourceWarning } from '../empty-source.js';
 import { checkFailOnDrift, failOnDrift } from '../fail-on-drift.js';
 import { exitNow } from '../exit-now.js';
 import { startPrivateRedis } from '../private-redis.js';
+import { checkedRedisUrl } from '../redis-url-setting.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { resolve } from 'node:path';
@@ -40,6 +41,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   checkFailOnDrift(o.failOnDrift, config);
   // One process reads the images it was pointed at, and nothing else on this machine.
   config.sources.localRoots ??= defaultLocalRoots(source);
+  if (config.redisUrl) checkedRedisUrl(config.redisUrl, process.env, o.config);
   const privateRedis = config.redisUrl ? undefined : await startPrivateRedis();
   const redis = privateRedis ?? { url: config.redisUrl!, stop: async () => {} };
   if (privateRedis) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`, { redisPid: privateRedis.pid, redisDir: privateRedis.dir });
@@ -131,8 +133,10 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
         });
       },
       200,
-      // Ends the wait (exit 1, with the `cascade retry` line) once batches failed for good.
+      // Ends the wait (exit 1) once batches failed for good, with a `cascade retry` line only where
+      // that can work: a private Redis is gone when this process ends.
       runtime.queues,
+      privateRedis ? 'rerun' : 'cascade-retry',
     );
     unregisterBar();
     bar?.stop();
