@@ -136,7 +136,11 @@ export function describeSelfCalibration(c: NonNullable<RunSpec['selfCalibration'
 /** Remove schedule `name`; throws ConfigError when there is none. */
 export async function scheduleRemoveCommand(name: string, o: { config?: string; prefix?: string }, write: Write = stdout): Promise<void> {
   const { redisUrl, prefix } = await fleetSettings(o);
-  const removed = await withQueue(redisUrl, prefix, (queue) => removeSchedule(queue, name));
-  if (!removed) throw new ConfigError(`no schedule named '${name}' (prefix ${prefix}); \`cascade schedule list\` shows them`);
-  write(`schedule ${name} removed\n`);
+  const { removed, cancelled } = await withQueue(redisUrl, prefix, (queue) => removeSchedule(queue, name));
+  const firings = cancelled > 0 ? `${cancelled} queued firing(s) of schedule ${name} cancelled` : '';
+  if (!removed) {
+    if (firings) write(`${firings}\n`);
+    throw new ConfigError(`no schedule named '${name}' (prefix ${prefix}); \`cascade schedule list\` shows them`);
+  }
+  write(`schedule ${name} removed${cancelled > 0 ? ` (${cancelled} queued firing(s) cancelled)` : ''}\n`);
 }
