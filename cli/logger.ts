@@ -64,17 +64,6 @@ export function registerBar(bar: BarHandle): () => void {
   };
 }
 
-/** A cli-progress bar as a BarHandle (clears its line, forces a redraw). */
-export function cliProgressBar(bar: { render(force?: boolean): void; lastDrawnString?: string | null }): BarHandle {
-  return {
-    clear: () => process.stderr.write('\r\x1b[2K'),
-    redraw: () => {
-      bar.lastDrawnString = null;
-      bar.render(true);
-    },
-  };
-}
-
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 const COLOURS: Record<number, string> = { 20: '\x1b[90m', 30: '\x1b[36m', 40: '\x1b[33m', 50: '\x1b[31m', 60: '\x1b[31m' };
 const OMIT = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'err', 'v']);
