@@ -29,7 +29,7 @@ export function formatBarLine(label: string, value: number, total: number, elaps
 }
 
 /** `line` cut to `columns - 1` characters, so the terminal never wraps it. */
-function fit(line: string, columns: number): string {
+function fitWidth(line: string, columns: number): string {
   const chars = [...line];
   return chars.length < columns ? line : chars.slice(0, Math.max(1, columns - 1)).join('');
 }
@@ -69,7 +69,7 @@ export class TerminalBar implements BarHandle {
   redraw(): void {
     if (this.stopped) return;
     const line = formatBarLine(this.label, this.value, this.total, this.now() - this.startedAt, this.extra);
-    this.stream.write(`\r${fit(line, this.stream.columns || 80)}\x1b[K`);
+    this.stream.write(`\r${fitWidth(line, this.stream.columns || 80)}\x1b[K`);
     this.drawn = true;
   }
 
