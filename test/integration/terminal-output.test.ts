@@ -80,15 +80,26 @@ describe.skipIf(!hasTmux)('cascade run on a terminal (tmux)', () => {
     const head = lines.findIndex((l) => /^run \S+: \d+ images/.test(l));
     expect(head, screen).toBeGreaterThan(0);
     expect(lines[head], screen).toMatch(new RegExp(`^run [0-9a-f]+: ${N} images \\(${N} labeled, 0 errors\\) in [\\d.]+ s, [\\d.]+ images/s$`));
-    expect(lines[head + 1], screen).toMatch(/^ {2}routed to big: [\d.]+% at maxprob ≥ 0\.9$/);
-    expect(lines[head + 2], screen).toMatch(/^ {2}compute: [\d.]+ GMACs vs [\d.]+ big-only, -?[\d.]+% saved$/);
-    expect(lines[head + 3], screen).toMatch(
-      /^ {2}little +\d+ seen, +\d+ accepted, +\d+ forwarded, +0 errors; ms\/img fetch [\d.]+ decode [\d.]+ infer [\d.]+$/,
-    );
+    // The summary's lines run to its `summary:` line, each whole: indented, no piece of the bar or of a log line in it.
+    const end = lines.findIndex((l, i) => i > head && /^ {2}summary: {2}\S+summary\.json$/.test(l));
+    expect(end, screen).toBeGreaterThan(head);
+    const summary = lines.slice(head + 1, end + 1);
+    for (const l of summary) {
+      expect(l, screen).toMatch(/^ {2}\S/);
+      expect(l, screen).not.toMatch(/█|░|images \||ETA|\d\d:\d\d:\d\d (INFO|WARN)/);
+    }
     expect(
-      lines.filter((l) => /^ {2}(manifest|summary): /.test(l)),
+      summary.filter((l) => /^ {2}routed to big: [\d.]+% at maxprob ≥ 0\.9$/.test(l)),
       screen,
-    ).toHaveLength(2);
+    ).toHaveLength(1);
+    expect(
+      summary.filter((l) => /^ {2}compute: [\d.]+ GMACs vs [\d.]+ big-only, .*saved$/.test(l)),
+      screen,
+    ).toHaveLength(1);
+    expect(
+      summary.filter((l) => /^ {2}little +\d+ seen, +\d+ accepted, +\d+ forwarded, +0 errors; ms\/img fetch [\d.]+ decode [\d.]+ infer [\d.]+/.test(l)),
+      screen,
+    ).toHaveLength(1);
     // The bar's final state: complete, on its own line, above the summary (log lines may sit between).
     const bars = lines.slice(0, head).filter((l) => l.includes(`${N}/${N} images | 100%`));
     expect(bars, screen).toHaveLength(1);
