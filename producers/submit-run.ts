@@ -31,7 +31,8 @@ export class OutputClaimedError extends ConfigError {
 /**
  * The source failed part-way through its listing (a bad key-list line, a storage error): the run
  * is marked failed in Redis with the reason, and the command exits 1. The output location stays
- * claimed by the run, so the same command resumes it once the source is fixed.
+ * claimed by the run, so the same command takes the run up again once the source is fixed (on a
+ * shared Redis it resumes the listing, skipping the batches already queued).
  */
 export class ListingFailedError extends CascadeFailure {
   override name = 'ListingFailedError';
@@ -255,7 +256,7 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     await tracker.markFailed(spec.runId, reason).catch(() => undefined);
     throw new ListingFailedError(
       `run ${spec.runId} failed: ${reason} (after ${images} images); the output claim on ${spec.out} stays with this run: ` +
-        'once the source is fixed, the same command resumes it (or choose another --out, or pass --overwrite)',
+        'once the source is fixed, the same command takes the run up again (or choose another --out, or pass --overwrite)',
       { cause: err.cause },
     );
   }

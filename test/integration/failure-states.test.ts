@@ -101,7 +101,7 @@ describe('a listing that fails marks the run failed (item 5)', () => {
       lines.filter((l) => l.startsWith('cascade: ')),
       r.stderr,
     ).toEqual([
-      `cascade: run listing-1 failed: listing failed: ${list}:4: the ref contains a NUL character (after 3 images); the output claim on ${out} stays with this run: once the source is fixed, the same command resumes it (or choose another --out, or pass --overwrite)`,
+      `cascade: run listing-1 failed: listing failed: ${list}:4: the ref contains a NUL character (after 3 images); the output claim on ${out} stays with this run: once the source is fixed, the same command takes the run up again (or choose another --out, or pass --overwrite)`,
     ]);
     const status = await cli(['status', 'listing-1', '--json', '--prefix', prefix], env);
     expect(status.code, status.stderr).toBe(0);
@@ -115,6 +115,14 @@ describe('a listing that fails marks the run failed (item 5)', () => {
     expect(text.stdout).toContain(`failed: listing failed: ${list}:4: the ref contains a NUL character`);
     const list2 = await cli(['status', '--prefix', prefix], env);
     expect(list2.stdout).toMatch(/listing-1 +failed /);
+
+    // Fixed, the same command takes the run up again: the claim is its own, the failure cleared.
+    await writeFile(list, ['img-0.png', 'img-1.png', 'img-2.png', 'img-4.png', ''].join('\n'));
+    const again = await cli(['run', list, '--out', out, '--config', config, '--run-id', 'listing-1', ...cascadeArgs], env);
+    expect(again.code, again.stderr).toBe(0);
+    const done = await cli(['status', 'listing-1', '--json', '--prefix', prefix], env);
+    expect(JSON.parse(done.stdout)).toMatchObject({ state: 'done', total: 4, done: 4 });
+    expect(JSON.parse(done.stdout)).not.toHaveProperty('failedReason');
   }, 120_000);
 });
 
