@@ -82,6 +82,15 @@ export function formatPretty(record: Record<string, unknown>, colour = false): s
   return `${time} ${head} ${String(record.msg ?? '').split('\n')[0]}${fields.length ? ` ${fields.join(' ')}` : ''}${errText}`;
 }
 
+/** Write `text` on stderr, above the active progress bar if any: erase it, print, draw it again. */
+function writeAboveBar(text: string): void {
+  if (activeBar) {
+    activeBar.clear();
+    process.stderr.write(text);
+    activeBar.redraw();
+  } else process.stderr.write(text);
+}
+
 /** A destination printing formatPretty lines on stderr, above the active progress bar if any. */
 function prettyDestination(): DestinationStream {
   const colour = process.stderr.isTTY === true && !process.env.NO_COLOR;
@@ -93,12 +102,7 @@ function prettyDestination(): DestinationStream {
       } catch {
         record = { level: 30, msg: line.trim() };
       }
-      const text = `${formatPretty(record, colour)}\n`;
-      if (activeBar) {
-        activeBar.clear();
-        process.stderr.write(text);
-        activeBar.redraw();
-      } else process.stderr.write(text);
+      writeAboveBar(`${formatPretty(record, colour)}\n`);
     },
   };
 }
@@ -130,7 +134,8 @@ export function createLogger(level: string = settings.level ?? process.env.CASCA
         },
       },
     },
-    pretty ? prettyDestination() : pino.destination(2),
+    // JSON lines on a terminal (--log-format json) pass the bar too; elsewhere there is no bar.
+    pretty ? prettyDestination() : process.stderr.isTTY ? { write: writeAboveBar } : pino.destination(2),
   );
 }
 
