@@ -5,14 +5,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import cliProgress from 'cli-progress';
 import { CascadeError } from '../config/errors.js';
 import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
 import { parseGroundTruth } from '../pipeline/calibration/ground-truth.js';
 import { defaultCacheDir, modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
 import type { CalibrateOptions as CalibrateRuleOptions, CalibrationRule } from '../pipeline/calibration/calibrate.js';
 import type { RiskMethod } from '../pipeline/calibration/risk-control.js';
-import { createLogger } from './logger.js';
+import { createLogger, registerBar } from './logger.js';
+import { TerminalBar } from './progress-bar.js';
 import { scoreImages } from '../pipeline/calibration/score-images.js';
 import type { ScoredModel } from '../pipeline/calibration/tables.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
@@ -132,11 +132,10 @@ export async function withOpenModel(name: string, spec: ModelSpec, ctx: DataCont
 async function scoreMissing(name: string, model: LoadedModel, missing: readonly string[], scored: ScoredImages, ctx: DataContext): Promise<void> {
   const { config } = ctx;
   {
-    const bar =
-      ctx.progress && process.stderr.isTTY
-        ? new cliProgress.SingleBar({ format: `${name} {bar} {value}/{total} images | ETA {eta_formatted}` }, cliProgress.Presets.shades_classic)
-        : null;
-    bar?.start(missing.length, 0);
+    const bar = ctx.progress && process.stderr.isTTY ? new TerminalBar(`${name} `) : null;
+    bar?.update(0, missing.length);
+    // Log lines go above the bar, never through it.
+    const unregisterBar = bar ? registerBar(bar) : () => {};
     try {
       const fresh = await scoreImages(
         missing,
@@ -147,7 +146,7 @@ async function scoreMissing(name: string, model: LoadedModel, missing: readonly 
           fetchConcurrency: config.fetchConcurrency,
           batchSize: config.batchSize,
         },
-        (done) => bar?.update(done),
+        (done) => bar?.update(done, missing.length),
       );
       if (scored.classes !== 0 && fresh.classes !== 0 && fresh.classes !== scored.classes)
         throw new Error(`${name}: cached rows have ${scored.classes} classes, fresh ones ${fresh.classes}`);
@@ -155,6 +154,7 @@ async function scoreMissing(name: string, model: LoadedModel, missing: readonly 
       for (const [k, v] of fresh.probs) scored.probs.set(k, v);
       for (const [k, v] of fresh.errors) scored.errors.set(k, v);
     } finally {
+      unregisterBar();
       bar?.stop();
     }
   }

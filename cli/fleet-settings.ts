@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, formatIssues, readStructured } from '../config/load-config.js';
 import { CascadeConfig } from '../config/schema.js';
+import { checkedRedisUrl } from './redis-url-setting.js';
 
 const FleetSettings = z.object({ redisUrl: CascadeConfig.shape.redisUrl, prefix: CascadeConfig.shape.prefix });
 
@@ -20,5 +21,5 @@ export async function fleetSettings(
   const parsed = FleetSettings.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration${o.config ? ` (${o.config})` : ''}:\n${formatIssues(parsed.error)}`);
   if (!parsed.data.redisUrl) throw new ConfigError(`no Redis to talk to: set REDIS_URL (e.g. redis://redis:6379) or 'redisUrl:' in the config file`);
-  return { redisUrl: parsed.data.redisUrl, prefix: parsed.data.prefix };
+  return { redisUrl: checkedRedisUrl(parsed.data.redisUrl, env, o.config), prefix: parsed.data.prefix };
 }

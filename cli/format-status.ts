@@ -53,6 +53,8 @@ export const RunStatus = z.object({
   completedAt: z.string().nullable(),
   mergedAt: z.string().nullable(),
   mergeError: z.string().nullable(),
+  /** Why the run failed before its merge (its listing failed), when it did. */
+  failedReason: z.string().optional(),
   stages: z.array(StageStatus),
   /** Live audit agreement (runs with audit sampling only); `expected` audits promised so far. */
   audit: AuditSummary.extend({ expected: z.number().int().nonnegative() }).optional(),
@@ -81,7 +83,7 @@ export interface BatchCounts {
 
 /** The state a run is in, from its tracker snapshot. */
 export function runState(p: RunProgress): RunState {
-  if (p.mergeError) return 'failed';
+  if (p.mergeError || p.failedReason) return 'failed';
   if (p.mergedAt) return 'done';
   if (p.completedAt) return 'merging';
   return p.listed ? 'running' : 'listing';
@@ -121,6 +123,7 @@ export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCount
     completedAt: p.completedAt,
     mergedAt: p.mergedAt,
     mergeError: p.mergeError,
+    ...(p.failedReason ? { failedReason: p.failedReason } : {}),
     stages,
     ...(p.spec.audit
       ? {
@@ -168,7 +171,8 @@ export function formatDuration(seconds: number | null): string {
 /** The multi-line text view of one run. */
 export function formatRunStatus(r: RunStatus): string {
   const of = r.total === null ? `${r.listed}+ (listing)` : String(r.total);
-  const eta = r.state === 'done' ? 'done' : r.state === 'failed' ? `merge failed: ${r.mergeError}` : `ETA ${formatDuration(r.etaSeconds)}`;
+  const failed = r.failedReason ? `failed: ${r.failedReason}` : `merge failed: ${r.mergeError}`;
+  const eta = r.state === 'done' ? 'done' : r.state === 'failed' ? failed : `ETA ${formatDuration(r.etaSeconds)}`;
   const lines = [
     `run ${r.runId}  ${r.state}  ${r.source} → ${r.out}`,
     `${progressBar(r.fraction)} ${(r.fraction * 100).toFixed(1).padStart(5)}%  ${r.done}/${of} images  ${r.imagesPerSecond.toFixed(1)} images/s  ${eta}`,

@@ -64,17 +64,6 @@ export function registerBar(bar: BarHandle): () => void {
   };
 }
 
-/** A cli-progress bar as a BarHandle (clears its line, forces a redraw). */
-export function cliProgressBar(bar: { render(force?: boolean): void; lastDrawnString?: string | null }): BarHandle {
-  return {
-    clear: () => process.stderr.write('\r\x1b[2K'),
-    redraw: () => {
-      bar.lastDrawnString = null;
-      bar.render(true);
-    },
-  };
-}
-
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 const COLOURS: Record<number, string> = { 20: '\x1b[90m', 30: '\x1b[36m', 40: '\x1b[33m', 50: '\x1b[31m', 60: '\x1b[31m' };
 const OMIT = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'err', 'v']);
@@ -93,6 +82,15 @@ export function formatPretty(record: Record<string, unknown>, colour = false): s
   return `${time} ${head} ${String(record.msg ?? '').split('\n')[0]}${fields.length ? ` ${fields.join(' ')}` : ''}${errText}`;
 }
 
+/** Write `text` on stderr, above the active progress bar if any: erase it, print, draw it again. */
+function writeAboveBar(text: string): void {
+  if (activeBar) {
+    activeBar.clear();
+    process.stderr.write(text);
+    activeBar.redraw();
+  } else process.stderr.write(text);
+}
+
 /** A destination printing formatPretty lines on stderr, above the active progress bar if any. */
 function prettyDestination(): DestinationStream {
   const colour = process.stderr.isTTY === true && !process.env.NO_COLOR;
@@ -104,12 +102,7 @@ function prettyDestination(): DestinationStream {
       } catch {
         record = { level: 30, msg: line.trim() };
       }
-      const text = `${formatPretty(record, colour)}\n`;
-      if (activeBar) {
-        activeBar.clear();
-        process.stderr.write(text);
-        activeBar.redraw();
-      } else process.stderr.write(text);
+      writeAboveBar(`${formatPretty(record, colour)}\n`);
     },
   };
 }
@@ -141,7 +134,8 @@ export function createLogger(level: string = settings.level ?? process.env.CASCA
         },
       },
     },
-    pretty ? prettyDestination() : pino.destination(2),
+    // JSON lines on a terminal (--log-format json) pass the bar too; elsewhere there is no bar.
+    pretty ? prettyDestination() : process.stderr.isTTY ? { write: writeAboveBar } : pino.destination(2),
   );
 }
 

@@ -19,6 +19,7 @@ import { verifyCommand } from './commands/verify.js';
 import { exportReviewCommand } from './commands/export-review.js';
 import { exportGroundTruthCommand, exportImagefolderCommand, exportLabelStudioConfigCommand } from './commands/export-formats.js';
 import { addLogOptions } from './logger.js';
+import { redactSecrets } from './redact.js';
 
 function number(name: string, min: number, max: number) {
   return (value: string) => {
@@ -291,7 +292,8 @@ export async function main(argv = process.argv): Promise<void> {
     const oneLine = message.split('\n')[0];
     const stack = debug && err instanceof Error && err.stack ? `\n${err.stack}` : '';
     // A known error's message is written for the user in full; an unexpected one shows its first line.
-    process.stderr.write(`cascade: ${debug || err instanceof CascadeError ? message : oneLine}${stack}\n`);
+    // The last guard for secrets: an error from a library may quote a URL with its password.
+    process.stderr.write(redactSecrets(`cascade: ${debug || err instanceof CascadeError ? message : oneLine}${stack}\n`));
     process.exitCode = err instanceof CascadeError ? err.exitCode : 1;
   }
 }

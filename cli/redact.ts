@@ -11,10 +11,13 @@ const SECRET_KEY = /pass(word)?|secret|token|authorization|credential|session_?k
 export function redactSecrets(text: string): string {
   return (
     text
-      // scheme://user:password@host (also redis-cluster://, rediss://, s3 endpoints …)
+      // scheme://user:password@host (s3 endpoints, …)
       .replace(/([a-z][a-z0-9+.-]*:\/\/[^:@/\s'"]*):([^@/\s'"]+)@/gi, `$1:${MASK}@`)
       // ?password=… &pass=… token=…, and "password": "…" / password: '…'
       .replace(/\b((?:password|passwd|pass|pwd|secret|token|aws_secret_access_key|secretAccessKey|sessionToken)["']?\s*[=:]\s*["']?)[^\s&"',}]+/gi, `$1${MASK}`)
+      // Redis URLs (after password=, whose value may hold an '@'): the whole userinfo, to the last '@' before a host on the line, whatever the
+      // password holds (an unencoded '@', ':', '/', '#', '?', spaces).
+      .replace(/\b(rediss?(?:-cluster)?:\/\/)([\w.~-]*:)?[^\n]*@(?=[\w[])/gi, `$1$2${MASK}@`)
       // AUTH [user] password / HELLO 3 AUTH user password, as text or as a printed array
       .replace(/\b(AUTH)((?:["',\s[\]]+)(?:[^\s"',[\]]+["',\s[\]]+)?)([^\s"',[\]]+)/g, `$1$2${MASK}`)
       // AWS access key ids

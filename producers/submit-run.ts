@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { CascadeFailure } from '../config/errors.js';
 import { ConfigError } from '../config/load-config.js';
 import { RUN_CALIBRATION_KEY } from '../pipeline/plots/run-calibration.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
@@ -25,6 +26,16 @@ export class RunConflictError extends ConfigError {
 /** An output location that holds another run. */
 export class OutputClaimedError extends ConfigError {
   override name = 'OutputClaimedError';
+}
+
+/**
+ * The source failed part-way through its listing (a bad key-list line, a storage error): the run
+ * is marked failed in Redis with the reason, and the command exits 1. The output location stays
+ * claimed by the run, so the same command takes the run up again once the source is fixed (on a
+ * shared Redis it resumes the listing, skipping the batches already queued).
+ */
+export class ListingFailedError extends CascadeFailure {
+  override name = 'ListingFailedError';
 }
 
 /** Where a run marks its output location as its own, before any job is queued. */
@@ -180,6 +191,8 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     // Another submission may have created it between the check and now: same spec or refused.
     await checkRunId(tracker, spec);
     const existing = await tracker.progress(spec.runId);
+    // Listing again: a failure an earlier listing recorded no longer stands.
+    if (existing?.failedReason && !existing.listed) await tracker.clearFailure(spec.runId);
     if (existing?.listed) {
       // A submitter that died between finishing the listing and queueing the decision: queue it now.
       if (spec.selfCalibration && (await tracker.needsDecision(spec.runId))) await queueDecision(queues, spec);
@@ -229,11 +242,23 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     batchRefs = [];
   };
 
-  for await (const ref of o.refs) {
-    batchRefs.push(ref);
-    images += 1;
-    if (batchRefs.length === spec.batchSize) closeBatch();
-    if (pending.length >= jobsPerBulk) await flush();
+  try {
+    for await (const ref of listingErrorsMarked(o.refs)) {
+      batchRefs.push(ref);
+      images += 1;
+      if (batchRefs.length === spec.batchSize) closeBatch();
+      if (pending.length >= jobsPerBulk) await flush();
+    }
+  } catch (err) {
+    if (!(err instanceof ListingError)) throw err;
+    const reason = `listing failed: ${oneLine(err.cause)}`;
+    // Best effort: with Redis itself down, the error below still says what happened.
+    await tracker.markFailed(spec.runId, reason).catch(() => undefined);
+    throw new ListingFailedError(
+      `run ${spec.runId} failed: ${reason} (after ${images} images); the output claim on ${spec.out} stays with this run: ` +
+        'once the source is fixed, the same command takes the run up again (or choose another --out, or pass --overwrite)',
+      { cause: err.cause },
+    );
   }
   if (batchRefs.length > 0) closeBatch();
   await flush();
@@ -253,6 +278,24 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     const choice = await chooseWarmup(opts.relist(), spec.runId, settings.warmup, settings.targetAgreement);
     return tracker.setWarmup(spec.runId, { images: choice.images, cutoff: choice.cutoff });
   }
+}
+
+/** An error of the source's own iteration, told apart from a failure to queue what it listed. */
+class ListingError extends Error {}
+
+/** `refs`, with an error the listing itself throws wrapped as a ListingError. */
+async function* listingErrorsMarked(refs: AsyncIterable<string>): AsyncIterable<string> {
+  try {
+    // An error thrown by the consumer's loop body is not thrown here: only the source's own.
+    yield* refs;
+  } catch (err) {
+    throw new ListingError('listing failed', { cause: err });
+  }
+}
+
+/** The first line of an error's message. */
+function oneLine(err: unknown): string {
+  return ((err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '').slice(0, 500);
 }
 
 async function filterNotDone(jobs: StageJob[], tracker: RunTracker): Promise<StageJob[]> {

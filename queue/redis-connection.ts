@@ -102,9 +102,53 @@ export function redisTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   return env.CASCADE_REDIS_TIMEOUT_MS && Number.isFinite(v) && v > 0 ? v : DEFAULT_REDIS_TIMEOUT_MS;
 }
 
-/** `url` with any password hidden (`user:***@`, `password=***`), for messages; cluster URLs too. */
+/**
+ * `url` with its userinfo hidden up to the LAST `@` (`redis://user:***@host`, `redis://***@host`)
+ * and any `password=` parameter, for messages; cluster URLs too. A password may hold an unencoded
+ * `@`, `:`, `/`, `#`, `?` or spaces, and any shorter cut would print the rest of it. Only a plain
+ * user name (letters, digits, `.`, `_`, `~`, `-`) before the first `:` stays readable.
+ */
 export function hideRedisPassword(url: string): string {
-  return url.replace(/\/\/([^/@]*?):[^/@]*@/, '//$1:***@').replace(/([?&]password=)[^&]*/gi, '$1***');
+  // The parameter first: an `@` in its value must not be taken for the end of the userinfo.
+  const noParam = url.replace(/([?&]password=)[^&]*/gi, '$1***');
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([\s\S]*)$/i.exec(noParam);
+  if (!m) return noParam;
+  const rest = m[2]!;
+  const at = rest.lastIndexOf('@');
+  if (at < 0) return noParam;
+  const user = /^[\w.~-]*(?=:)/.exec(rest.slice(0, at))?.[0];
+  return `${m[1]}${user === undefined ? '' : `${user}:`}***${rest.slice(at)}`;
+}
+
+const REDIS_URL_FORM =
+  'expected redis://host[:port][/db] with any credentials as user:password before the host and an @, rediss://… or redis-cluster://host:port[,host:port…]';
+
+/**
+ * Why `url` cannot be a Redis URL, in words that hold no part of it (it may carry a password);
+ * null when it parses. A unix socket path (`/run/redis.sock`) is accepted as ioredis takes it.
+ */
+export function redisUrlProblem(url: string): string | null {
+  if (url.startsWith('/')) return null;
+  if (isClusterUrl(url)) {
+    try {
+      parseClusterUrl(url);
+      return null;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+  if (scheme !== 'redis' && scheme !== 'rediss') return `${scheme ? `scheme "${scheme}://"` : 'no scheme'}: ${REDIS_URL_FORM}`;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `it does not parse: ${REDIS_URL_FORM}; percent-encode @ : / # ? % and spaces in the user name and password`;
+  }
+  if (!parsed.hostname) return `no host: ${REDIS_URL_FORM}`;
+  if (parsed.pathname && parsed.pathname !== '/' && !/^\/\d+$/.test(parsed.pathname))
+    return `the path must be a database number (/0, /1, …); percent-encode / # ? in a password`;
+  return null;
 }
 
 /** The last node's error behind a cluster client's "Failed to refresh slots cache" (ClusterAllFailedError), if any. */

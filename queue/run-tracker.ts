@@ -120,6 +120,8 @@ export interface RunProgress {
   completedAt: string | null;
   mergedAt: string | null;
   mergeError: string | null;
+  /** Why the run failed before any merge (its listing failed); null or absent otherwise. */
+  failedReason?: string | null;
 }
 
 /** Reads and updates the Redis state of runs under one key prefix. */
@@ -165,6 +167,16 @@ export class RunTracker {
   /** Whether a part (batch × stage) has already been counted. */
   async isPartDone(runId: string, partId: string): Promise<boolean> {
     return (await this.redis.sismember(this.doneKey(runId), partId)) === 1;
+  }
+
+  /** Record why the run cannot complete (its listing failed): `cascade status` shows it as failed with this reason. */
+  async markFailed(runId: string, reason: string): Promise<void> {
+    await this.redis.hset(this.runKey(runId), 'failedReason', reason);
+  }
+
+  /** Forget a recorded failure: a resubmission is listing the run again. */
+  async clearFailure(runId: string): Promise<void> {
+    await this.redis.hdel(this.runKey(runId), 'failedReason');
   }
 
   /** Update listing progress while the producer enqueues. */
@@ -370,6 +382,7 @@ export class RunTracker {
       completedAt: h.completedAt ?? null,
       mergedAt: h.mergedAt ?? null,
       mergeError: h.mergeError ?? null,
+      failedReason: h.failedReason ?? null,
     };
   }
 }

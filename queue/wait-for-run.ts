@@ -16,6 +16,13 @@ export interface FailedBatch {
   reason: string;
 }
 
+/**
+ * What a failed run's message tells its user to do once the cause is fixed: `cascade retry`
+ * re-queues its failed jobs on a shared Redis; a private one (`cascade run` without REDIS_URL) is
+ * gone with the process, so only running the same command again can work.
+ */
+export type RetryHint = 'cascade-retry' | 'rerun';
+
 /** The run cannot complete: batches failed for good, or its merge did. Exit code 1. */
 export class RunFailedError extends CascadeFailure {
   override name = 'RunFailedError';
@@ -23,8 +30,9 @@ export class RunFailedError extends CascadeFailure {
     readonly runId: string,
     readonly failed: readonly FailedBatch[],
     readonly mergeError?: string,
+    hint: RetryHint = 'cascade-retry',
   ) {
-    super(describeRunFailure(runId, failed, mergeError));
+    super(describeRunFailure(runId, failed, mergeError, hint));
   }
 }
 
@@ -34,8 +42,8 @@ function errorKind(reason: string): string {
   return m ? m[1]! : reason.slice(0, 60);
 }
 
-/** Which batches failed, the first error of each kind, and the `cascade retry` line. */
-export function describeRunFailure(runId: string, failed: readonly FailedBatch[], mergeError?: string): string {
+/** Which batches failed, the first error of each kind, and what to do once the cause is fixed (see RetryHint). */
+export function describeRunFailure(runId: string, failed: readonly FailedBatch[], mergeError?: string, hint: RetryHint = 'cascade-retry'): string {
   const lines = [
     mergeError
       ? `run ${runId} failed: its merge failed for good: ${mergeError}`
@@ -48,7 +56,11 @@ export function describeRunFailure(runId: string, failed: readonly FailedBatch[]
     for (const f of failed) if (!kinds.has(errorKind(f.reason))) kinds.set(errorKind(f.reason), f);
     for (const f of kinds.values()) lines.push(`  first error (${f.jobId}): ${f.reason.split('\n')[0]}`);
   }
-  lines.push(`  once the cause is fixed: cascade retry ${runId}`);
+  lines.push(
+    hint === 'rerun'
+      ? '  once the cause is fixed, run the same command again (its private Redis is gone with this process, so `cascade retry` cannot resume it)'
+      : `  once the cause is fixed: cascade retry ${runId}`,
+  );
   return lines.join('\n');
 }
 
@@ -81,7 +93,7 @@ export async function stuckRunFailures(queues: CascadeQueues, runId: string, sta
 /**
  * Poll until the run is merged; returns its summary. Throws RunFailedError when the merge failed
  * for good, or (given `queues`) when batches failed for good and nothing of the run is left to
- * run, so the caller ends instead of waiting forever.
+ * run, so the caller ends instead of waiting forever; `hint` picks the message's last line.
  */
 export async function waitForRun(
   tracker: RunTracker,
@@ -89,6 +101,7 @@ export async function waitForRun(
   onProgress: (p: RunProgress) => void,
   intervalMs = 200,
   queues?: CascadeQueues,
+  hint: RetryHint = 'cascade-retry',
 ): Promise<RunSummary> {
   // Seen stuck on two polls in a row: a batch between its stages or a merge being queued is not.
   let stuckPolls = 0;
@@ -96,7 +109,9 @@ export async function waitForRun(
     const progress = await tracker.progress(runId);
     if (!progress) throw new Error(`run ${runId} is unknown`);
     onProgress(progress);
-    if (progress.mergeError) throw new RunFailedError(runId, [], progress.mergeError);
+    if (progress.mergeError) throw new RunFailedError(runId, [], progress.mergeError, hint);
+    // Its listing failed (in whichever process listed it): it can never complete.
+    if (progress.failedReason) throw new CascadeFailure(`run ${runId} failed: ${progress.failedReason}`);
     if (progress.mergedAt) {
       const raw = await tracker.summary(runId);
       return RunSummary.parse(JSON.parse(raw!));
@@ -108,7 +123,7 @@ export async function waitForRun(
         progress.spec.stages.map((s) => s.name),
       );
       stuckPolls = failed ? stuckPolls + 1 : 0;
-      if (failed && stuckPolls >= 2) throw new RunFailedError(runId, failed);
+      if (failed && stuckPolls >= 2) throw new RunFailedError(runId, failed, undefined, hint);
     }
     await sleep(intervalMs);
   }

@@ -5,14 +5,14 @@
  * turns it into a new run: `{date}`/`{datetime}` become the firing time (UTC), and the run id
  * is unique per firing, so a retried firing resumes its own run instead of starting another.
  */
-import { type Queue, Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
-import type { CascadeQueues } from '../queue/cascade-queues.js';
+import { type CascadeQueues, quiet } from '../queue/cascade-queues.js';
 import { checkRankRun, RunSpec, RunSpecFields } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { errorKind, failureFields, type WorkerLog } from './stage-worker.js';
@@ -109,9 +109,31 @@ export async function listSchedules(queue: Queue): Promise<ScheduleInfo[]> {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** Remove a schedule; false when there was none of that name. */
-export async function removeSchedule(queue: Queue, name: string): Promise<boolean> {
-  return queue.removeJobScheduler(name);
+/** What `removeSchedule` did: whether the schedule existed, and how many of its queued firings it cancelled. */
+export interface ScheduleRemoval {
+  removed: boolean;
+  cancelled: number;
+}
+
+/**
+ * Remove a schedule and cancel its firings that are queued but not started (waiting for a
+ * scheduler process, or delayed for a retry): BullMQ removes only the scheduler and its next
+ * delayed firing, and a firing already queued would still submit a run later. A firing being
+ * submitted right now finishes; the scheduler role skips a firing whose schedule is gone.
+ */
+export async function removeSchedule(queue: Queue, name: string): Promise<ScheduleRemoval> {
+  const removed = await queue.removeJobScheduler(name);
+  let cancelled = 0;
+  for (const job of await queue.getJobs(['wait', 'delayed', 'prioritized', 'waiting-children'], 0, -1)) {
+    if (job.id?.startsWith(`repeat:${name}:`) || ScheduleTemplate.safeParse(job.data).data?.schedule === name) {
+      // Taken by a scheduler process meanwhile: that one finds the schedule gone and skips it.
+      await job.remove().then(
+        () => cancelled++,
+        () => undefined,
+      );
+    }
+  }
+  return { removed, cancelled };
 }
 
 /**
@@ -182,9 +204,12 @@ export class RunScheduler {
   readonly worker: Worker;
   // BullMQ never closes a connection it was given, so the worker owns and closes its own.
   private readonly connection: Redis;
+  // Asks whether a firing's schedule still exists (on the shared connection: no blocking calls).
+  private readonly schedules: Queue;
 
   constructor(private readonly o: RunSchedulerOptions) {
     this.connection = o.connection.duplicate();
+    this.schedules = quiet(new Queue(SCHEDULES_QUEUE, { connection: o.connection, prefix: o.prefix }));
     this.worker = new Worker(SCHEDULES_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1 });
     this.worker.on('failed', (job, err) => {
       const fields = failureFields(job, err, 'scheduler');
@@ -195,9 +220,14 @@ export class RunScheduler {
     this.worker.on('error', (err) => o.log(`scheduler: worker error: ${err.message}`, { level: 'warn', stage: 'scheduler', errorKind: errorKind(err), err }));
   }
 
-  /** Submit the run of one firing (exposed for tests); resolves with its run id. */
-  async process(job: Job): Promise<string> {
+  /** Submit the run of one firing (exposed for tests); resolves with its run id, or null when its schedule was removed. */
+  async process(job: Job): Promise<string | null> {
     const template = ScheduleTemplate.parse(job.data);
+    // Removed after this firing was queued (or between its attempts): `schedule remove` means no more runs.
+    if (!(await this.schedules.getJobScheduler(template.schedule))) {
+      this.o.log(`scheduler: ${template.schedule} was removed; firing ${job.id} submits nothing`, { level: 'warn', stage: 'scheduler' });
+      return null;
+    }
     const firedAt = firingTime(job);
     const spec = runForFiring(template, firedAt);
     let duplicates = 0;
@@ -222,6 +252,7 @@ export class RunScheduler {
   /** Stop taking firings; waits for a submission in progress. */
   async close(): Promise<void> {
     await this.worker.close();
+    await this.schedules.close();
     this.connection.disconnect();
   }
 }

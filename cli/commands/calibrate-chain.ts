@@ -5,7 +5,8 @@
  * half, written as a chain calib.json that `cascade run --calibration` applies to the config's
  * `stages:`.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
+import { makeDir } from '../../pipeline/storage/make-dir.js';
 import { basename, dirname, resolve } from 'node:path';
 import type { ChainCalibrationFile } from '../../config/calibration.js';
 import { ConfigError, loadConfig } from '../../config/load-config.js';
@@ -99,7 +100,7 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
     skippedImages: tables.skipped.length,
   };
   const out = resolve(o.out);
-  await mkdir(dirname(out), { recursive: true });
+  await makeDir(dirname(out));
   await writeFile(out, `${JSON.stringify(file, null, 2)}\n`);
   const names = models.map((m) => m.name);
   const lines = [

@@ -3,7 +3,8 @@
  * thresholds, apply the selection rules, and write calib.json, the curve (JSON + CSV) and an
  * SVG plot of accuracy (or agreement) against compute.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
+import { makeDir } from '../../pipeline/storage/make-dir.js';
 import { basename, dirname, resolve } from 'node:path';
 import { loadConfig } from '../../config/load-config.js';
 import { calibrate, type CalibrationOutcome } from '../../pipeline/calibration/calibrate.js';
@@ -56,7 +57,7 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
     },
   );
   const rows = curveRows(outcome);
-  await mkdir(dirname(files.calib), { recursive: true });
+  await makeDir(dirname(files.calib));
   await writeFile(files.curveJson, `${JSON.stringify(rows)}\n`);
   await writeFile(files.curveCsv, curveCsv(rows));
   await writeFile(files.plot, calibrationPlot(outcome, `${names.little} → ${names.big}: ${outcome.labeled ? 'accuracy' : 'agreement'} vs compute`));

@@ -2,7 +2,6 @@
  * `cascade run`: the whole cascade in one process — private Redis when none is configured,
  * little, big and merge workers, the producer, a progress bar and the summary.
  */
-import cliProgress from 'cli-progress';
 import type { RunSummary } from '../../pipeline/results/manifest.js';
 import { defaultLocalRoots, listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
@@ -13,11 +12,13 @@ import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/ru
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import { formatSummary } from '../format-summary.js';
 import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
-import { cliProgressBar, createLogger, logFn, registerBar } from '../logger.js';
+import { createLogger, logFn, registerBar } from '../logger.js';
+import { TerminalBar } from '../progress-bar.js';
 import { emptySourceWarning } from '../empty-source.js';
 import { checkFailOnDrift, failOnDrift } from '../fail-on-drift.js';
 import { exitNow } from '../exit-now.js';
 import { startPrivateRedis } from '../private-redis.js';
+import { checkedRedisUrl } from '../redis-url-setting.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { resolve } from 'node:path';
@@ -40,6 +41,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   checkFailOnDrift(o.failOnDrift, config);
   // One process reads the images it was pointed at, and nothing else on this machine.
   config.sources.localRoots ??= defaultLocalRoots(source);
+  if (config.redisUrl) checkedRedisUrl(config.redisUrl, process.env, o.config);
   const privateRedis = config.redisUrl ? undefined : await startPrivateRedis();
   const redis = privateRedis ?? { url: config.redisUrl!, stop: async () => {} };
   if (privateRedis) log(`REDIS_URL is not set: started a private redis-server at ${redis.url}`, { redisPid: privateRedis.pid, redisDir: privateRedis.dir });
@@ -78,13 +80,8 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     })();
   };
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
-  const bar =
-    o.progress !== false && process.stderr.isTTY
-      ? new cliProgress.SingleBar(
-          { format: '{bar} {value}/{total} images | {percentage}% | ETA {eta_formatted} | little {little} big {big} errors {errors}', etaBuffer: 50 },
-          cliProgress.Presets.shades_classic,
-        )
-      : null;
+  // Made when the listing starts, so its ETA does not count the time the models took to load.
+  let bar: TerminalBar | null = null;
   try {
     // Before any model loads: URLs well formed, source listable, --out writable.
     await preflightRun(source, o.out, { extensions: config.extensions, s3: runtime.s3, openOutput: runtime.openOutput });
@@ -100,9 +97,12 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     // The location is this run's before anything is written there.
     await claimOutput(output, spec, o.overwrite);
     if (curve) await output.put(RUN_CALIBRATION_KEY, JSON.stringify(curve));
-    bar?.start(1, 0, { little: 0, big: 0, errors: 0 });
-    // Log lines go above the bar, never through it.
-    if (bar) unregisterBar = registerBar(cliProgressBar(bar as unknown as Parameters<typeof cliProgressBar>[0]));
+    if (o.progress !== false && process.stderr.isTTY) {
+      bar = new TerminalBar();
+      bar.update(0, 1, 'little 0 big 0 errors 0');
+      // Log lines go above the bar, never through it.
+      unregisterBar = registerBar(bar);
+    }
     let duplicates = 0;
     const refs = listSource(src, { extensions: config.extensions, s3: runtime.s3, onDuplicate: () => void duplicates++ });
     const submitted = await submitRun({
@@ -123,16 +123,18 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
       runtime.tracker,
       runId,
       (p) => {
-        bar?.setTotal(Math.max(p.total ?? p.listedImages, 1));
-        bar?.update(p.final, {
-          little: p.stages[0]?.accepted ?? 0,
-          big: p.stages[p.stages.length - 1]?.accepted ?? 0,
-          errors: p.stages.reduce((n, s) => n + s.errors, 0),
-        });
+        const errors = p.stages.reduce((n, s) => n + s.errors, 0);
+        bar?.update(
+          p.final,
+          Math.max(p.total ?? p.listedImages, 1),
+          `little ${p.stages[0]?.accepted ?? 0} big ${p.stages[p.stages.length - 1]?.accepted ?? 0} errors ${errors}`,
+        );
       },
       200,
-      // Ends the wait (exit 1, with the `cascade retry` line) once batches failed for good.
+      // Ends the wait (exit 1) once batches failed for good, with a `cascade retry` line only where
+      // that can work: a private Redis is gone when this process ends.
       runtime.queues,
+      privateRedis ? 'rerun' : 'cascade-retry',
     );
     unregisterBar();
     bar?.stop();

@@ -66,7 +66,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
   const timing = parseTiming(o);
   const selfCalibration = parseSelfCalibration(o);
   const config = await loadCascadeConfig(o, selfCalibration !== undefined);
-  const redisUrl = requireRedisUrl(config, 'schedule add');
+  const redisUrl = requireRedisUrl(config, 'schedule add', o.config);
   // The schedule pins its models now: every firing runs exactly these files (or is refused).
   let s3: S3Client | undefined;
   const models = planningModels(config, () => (s3 ??= makeS3Client(config.s3)));
@@ -136,7 +136,11 @@ export function describeSelfCalibration(c: NonNullable<RunSpec['selfCalibration'
 /** Remove schedule `name`; throws ConfigError when there is none. */
 export async function scheduleRemoveCommand(name: string, o: { config?: string; prefix?: string }, write: Write = stdout): Promise<void> {
   const { redisUrl, prefix } = await fleetSettings(o);
-  const removed = await withQueue(redisUrl, prefix, (queue) => removeSchedule(queue, name));
-  if (!removed) throw new ConfigError(`no schedule named '${name}' (prefix ${prefix}); \`cascade schedule list\` shows them`);
-  write(`schedule ${name} removed\n`);
+  const { removed, cancelled } = await withQueue(redisUrl, prefix, (queue) => removeSchedule(queue, name));
+  const firings = cancelled > 0 ? `${cancelled} queued firing(s) of schedule ${name} cancelled` : '';
+  if (!removed) {
+    if (firings) write(`${firings}\n`);
+    throw new ConfigError(`no schedule named '${name}' (prefix ${prefix}); \`cascade schedule list\` shows them`);
+  }
+  write(`schedule ${name} removed${cancelled > 0 ? ` (${cancelled} queued firing(s) cancelled)` : ''}\n`);
 }

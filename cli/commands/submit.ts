@@ -16,6 +16,7 @@ import { emptySourceWarning } from '../empty-source.js';
 import { createLogger } from '../logger.js';
 import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
 import { redactUrl } from '../redact-url.js';
+import { checkedRedisUrl } from '../redis-url-setting.js';
 
 export interface SubmitCommandOptions extends CascadeFlags, SelfCalibrationFlags {
   out: string;
@@ -24,10 +25,10 @@ export interface SubmitCommandOptions extends CascadeFlags, SelfCalibrationFlags
 }
 
 /** The Redis URL a fleet command needs; a private redis-server would be invisible to the workers. */
-export function requireRedisUrl(config: Pick<CascadeConfig, 'redisUrl'>, command: string): string {
+export function requireRedisUrl(config: Pick<CascadeConfig, 'redisUrl'>, command: string, configFile?: string): string {
   if (!config.redisUrl)
     throw new ConfigError(`cascade ${command} needs a shared Redis: set REDIS_URL (e.g. redis://redis:6379) or 'redisUrl:' in the config file`);
-  return config.redisUrl;
+  return checkedRedisUrl(config.redisUrl, process.env, configFile);
 }
 
 /** Enqueue a run of `source` and print its id (or JSON); resolves with what was submitted. */
@@ -40,7 +41,7 @@ export async function submitCommand(
   const log = (msg: string) => logger.info(msg);
   const selfCalibration = parseSelfCalibration(o);
   const config = await loadCascadeConfig(o, selfCalibration !== undefined);
-  const redisUrl = requireRedisUrl(config, 'submit');
+  const redisUrl = requireRedisUrl(config, 'submit', o.config);
   const runtime = await startRuntime(config, redisUrl, [], log, { redisTimeoutMs: redisTimeoutMs() });
   try {
     // Before any model loads: URLs well formed, source listable, --out writable.

@@ -81,7 +81,7 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
   refuseRunFlags(o);
   const wanted = validateRoles(roles);
   const { config, ignored } = await loadWorkerConfig({ file: o.config, overrides: { concurrency: o.concurrency } });
-  const redisUrl = requireRedisUrl(config, 'worker');
+  const redisUrl = requireRedisUrl(config, 'worker', o.config);
   if (ignored.length > 0) log(`config ${o.config}: ${ignored.join(', ')} not used by workers: each run brings its own, pinned at submit`);
   const stageNames = wanted.filter((r) => !isServiceRole(r));
   const signal = firstSignal(log);

@@ -5,7 +5,8 @@
  * image keys, classes and decode errors; `<fp>.f32` holds the rows in key order.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { makeDir } from '../storage/make-dir.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -70,7 +71,7 @@ export class ProbabilityCache {
 
   /** Store a model's answers (all of them: merge with what was read first). Atomic per file. */
   async write(fingerprint: string, model: string, scored: ScoredImages): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await makeDir(this.dir);
     const keys = [...scored.probs.keys()];
     const all = new Float32Array(keys.length * scored.classes);
     keys.forEach((key, i) => all.set(scored.probs.get(key)!, i * scored.classes));

@@ -5,7 +5,8 @@
  * reference on this machine. One fleet can so serve runs with different models at once, and
  * a worker can never label with a model other than the one its run names.
  */
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { rename, stat, writeFile } from 'node:fs/promises';
+import { makeDir } from '../storage/make-dir.js';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { ExecutionProvider, Numerics } from '../../config/schema.js';
@@ -208,7 +209,7 @@ export class ModelCache {
   /** Write S3 model bytes to a file named by their hash (atomically), so onnxruntime can open it. */
   private async materialise(sha256: string, bytes: Buffer): Promise<string> {
     const dir = this.o.downloadDir ?? join(tmpdir(), 'cascade-models');
-    await mkdir(dir, { recursive: true });
+    await makeDir(dir);
     const file = join(dir, `${sha256}.onnx`);
     const present = await stat(file).then(
       (s) => s.size === bytes.length,

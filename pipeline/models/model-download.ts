@@ -6,7 +6,8 @@
 import { CascadeError } from '../../config/errors.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
+import { makeDir } from '../storage/make-dir.js';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -43,7 +44,7 @@ export async function downloadVerified(d: Download, dir: string, fetchImpl: type
   const target = join(dir, d.file);
   const existing = await fileSha256(target);
   if (existing === d.sha256) return { file: target, status: 'present', bytes: 0 };
-  await mkdir(dir, { recursive: true });
+  await makeDir(dir);
   let res: Response;
   try {
     res = await fetchImpl(d.url, { redirect: 'follow' });

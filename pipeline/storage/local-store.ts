@@ -7,6 +7,7 @@ import { type Dirent, type Stats, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { makeDir } from './make-dir.js';
 import { type GetOptions, InvalidKeyError, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
 
 // Temp files from in-flight puts; list() hides them so readers never see partial objects.
@@ -53,7 +54,7 @@ export class LocalStore implements ObjectStore {
   async putIfAbsent(key: string, body: Buffer | string): Promise<boolean> {
     const file = this.resolve(key);
     const dir = path.dirname(file);
-    await fs.mkdir(dir, { recursive: true });
+    await makeDir(dir);
     const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     await fs.writeFile(tmp, body, { flag: 'wx' });
     try {
@@ -71,7 +72,7 @@ export class LocalStore implements ObjectStore {
   async putStream(key: string, chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>): Promise<void> {
     const file = this.resolve(key);
     const dir = path.dirname(file);
-    await fs.mkdir(dir, { recursive: true });
+    await makeDir(dir);
     // Same directory as the target so rename() is atomic (no cross-device move).
     const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
     try {

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { redactSecrets, redactValue } from '../../cli/redact.js';
+import { redactUrl } from '../../cli/redact-url.js';
+import { hideRedisPassword, redisUrlProblem } from '../../queue/redis-connection.js';
+import { leakedFragments, randomPasswords } from '../helpers/random-passwords.js';
 
 const PW = 's3cr3t-Pa55';
 
@@ -26,5 +29,40 @@ describe('redactValue', () => {
     const out = redactValue({ err, config: { password: PW, s3: { secretAccessKey: PW, region: 'x' } }, list: [`redis://:${PW}@h`] });
     expect(JSON.stringify(out)).not.toContain(PW);
     expect(out).toMatchObject({ err: { command: { args: ['3', 'AUTH', '***', '***'] }, previous: { args: ['***', '***'] } }, config: { s3: { region: 'x' } } });
+  });
+});
+
+describe('Redis URLs with passwords that hold URL delimiters (issue 24)', () => {
+  // Seeded: a failure names its password, and the same ones come back on every run.
+  const passwords = randomPasswords(24, 300);
+
+  it.each([
+    ['redis://:Leak@99@127.0.0.1:1', 'redis://:***@127.0.0.1:1'],
+    ['rediss://:Leak@99@127.0.0.1:1', 'rediss://:***@127.0.0.1:1'],
+    ['redis://app:p@ss:w/rd#x?y@r:6379/2', 'redis://app:***@r:6379/2'],
+    ['redis://secret@r:6379', 'redis://***@r:6379'],
+    ['redis://r:6379/0?password=a@b&db=1', 'redis://r:6379/0?password=***&db=1'],
+  ])('hides everything up to the last @ of %s', (url, hidden) => {
+    expect(hideRedisPassword(url)).toBe(hidden);
+    expect(redactSecrets(`Redis at ${url} is unreachable`)).toBe(`Redis at ${hidden} is unreachable`);
+  });
+
+  it('no 3-character fragment of 300 random passwords survives, in any scheme, user or none', () => {
+    for (const pw of passwords) {
+      const forms = [
+        [`redis://:${pw}@127.0.0.1:1`, 'redis://:***@127.0.0.1:1'],
+        [`rediss://:${pw}@127.0.0.1:6380/0`, 'rediss://:***@127.0.0.1:6380/0'],
+        [`redis://app:${pw}@db.internal:6379`, 'redis://app:***@db.internal:6379'],
+        [`rediss-cluster://app:${pw}@a:7000,b:7001`, 'rediss-cluster://app:***@a:7000,b:7001'],
+      ];
+      for (const [url, hidden] of forms) {
+        const message = `Redis at ${url} is unreachable after 1 s: connect ECONNREFUSED 127.0.0.1:1`;
+        expect({ pw, out: hideRedisPassword(url!) }).toEqual({ pw, out: hidden });
+        expect({ pw, out: redactSecrets(message) }).toEqual({ pw, out: message.replace(url!, hidden!) });
+        expect({ pw, leaked: leakedFragments(redactUrl(url!), pw) }).toEqual({ pw, leaked: [] });
+        // Why a URL does not parse never quotes it.
+        expect({ pw, leaked: leakedFragments(redisUrlProblem(url!) ?? '', pw) }).toEqual({ pw, leaked: [] });
+      }
+    }
   });
 });
