@@ -41,6 +41,10 @@ export interface CalibrationCliOptions {
   config?: string;
   json?: boolean;
   progress?: boolean;
+  /** Images each model's timing probe runs on (default 32, spread over the listing). */
+  probeImages?: number;
+  /** Seconds a model's timing probe may take (default 300). */
+  probeTimeout?: number;
 }
 
 /** The rule settings of the CLI options, as the calibration library takes them. */

@@ -103,8 +103,10 @@ export function buildProgram(): Command {
         number('calibration fraction', 0.01, 1),
         0.5,
       )
-      .option('--cache <dir>', 'probability cache directory (default: $XDG_CACHE_HOME/cascade/probabilities)')
-      .option('--no-cache', 'run the models even when their probabilities are cached')
+      .option('--cache <dir>', 'probability cache directory (default: $XDG_CACHE_HOME/cascade/probabilities; timings go to …/cascade/timings)')
+      .option('--no-cache', 'run and time the models even when their probabilities and timings are cached')
+      .option('--probe-images <n>', 'images each model is timed on for the cost verdict (spread over the listing)', number('probe images', 1, 100000), 32)
+      .option('--probe-timeout <s>', "seconds a model's timing probe may take", number('probe timeout', 0.01, 86400), 300)
       .option('--config <file>', 'config file (YAML or JSON) for providers, threads, limits, S3')
       .option('--no-progress', 'no progress bar')
       .option('--json', 'print JSON');

@@ -3,10 +3,12 @@
  * and take its timing from the timing cache, or probe it on sample images and store the result
  * (pipeline/cost/model-timing.ts).
  */
+import { join } from 'node:path';
 import type { ModelSpec } from '../config/schema.js';
 import { defaultTimingCacheDir, type ModelTiming, modelTiming } from '../pipeline/cost/model-timing.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { type DataContext, withOpenModel } from './calibration-data.js';
+import type { MeasuredModel } from '../pipeline/cost/verdict.js';
 
 export interface TimeModelOptions {
   /** Seconds the probe may take. */
@@ -35,6 +37,31 @@ export async function timeModel(name: string, spec: ModelSpec, sample: readonly 
   const t = timing!;
   ctx.log(`${name}: timing from ${t.images} images at batch ${t.batchSize}, measured ${t.measuredAt}`);
   return t;
+}
+
+/**
+ * Where timings are cached for a command's `--cache` option: beside the default probability cache,
+ * inside a `--cache <dir>` given (so a test or a user's own cache folder holds both), nowhere with `--no-cache`.
+ */
+export function timingCacheFor(cache: string | false | undefined): string | null {
+  if (cache === false) return null;
+  return cache === undefined ? defaultTimingCacheDir() : join(cache, 'timings');
+}
+
+/** Each model's measured cost per image on this machine, for a cost verdict (timing cache or probe). */
+export async function measureModels(
+  models: ReadonlyArray<{ name: string; spec: ModelSpec }>,
+  refs: readonly string[],
+  ctx: DataContext,
+  o: { probeImages?: number; probeTimeout?: number; cache?: string | false },
+): Promise<MeasuredModel[]> {
+  const sample = spreadSample(refs, o.probeImages ?? 32);
+  const measured: MeasuredModel[] = [];
+  for (const m of models) {
+    const t = await timeModel(m.name, m.spec, sample, ctx, { timeoutSeconds: o.probeTimeout ?? 300, cacheDir: timingCacheFor(o.cache) });
+    measured.push({ name: m.name, workerClass: t.workerClass, decodeSeconds: t.decodeSeconds, inferSeconds: t.inferSeconds, source: t.source });
+  }
+  return measured;
 }
 
 /** `count` refs spread evenly over a listing (listings are sorted, often by class). */

@@ -13,7 +13,7 @@ import { ImageDecodeError, type ModelInputShape } from './image/preprocess.js';
 import { accepts, confidence, predict, type Prediction } from './routing.js';
 import { preprocessKey, type TensorCache } from './image/tensor-cache.js';
 import { decodeStream, type BatchItem, type DecodeDeps, type Ready } from './image/decode-stream.js';
-import { ChunkCalls, chunkSize, type ChunkOutcome } from './inference/infer-chunks.js';
+import { ChunkCalls, chunkSize, type ChunkOutcome, type ChunkPool } from './inference/infer-chunks.js';
 
 export type { BatchItem } from './image/decode-stream.js';
 
@@ -30,6 +30,8 @@ export interface ClassifyDeps extends DecodeDeps {
    * keeping every other row (the stage worker's last attempt). Default: the call fails the batch.
    */
   inferenceErrorsAsRows?: boolean;
+  /** What one inference call weighs against one decode for the cost meter (onWork): the cores it keeps busy. */
+  inferWeight?: number;
 }
 
 export interface StageDecision {
@@ -78,7 +80,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   const shape = modelInput(model.pool);
   const how = preprocessKey(model.preprocess, shape);
   const rows: PartRow[] = [];
-  const calls = new ChunkCalls<Ready>(model.pool, chunkSize(deps.inferChunk));
+  const calls = new ChunkCalls<Ready>(metered(model.pool, deps.onWork, deps.inferWeight ?? 1), chunkSize(deps.inferChunk));
   let fetchMs = 0;
   let decodeMs = 0;
   let decoded = 0;
@@ -119,6 +121,22 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
       decodeMs,
       inferMs: routed.inferMs,
       jobMs: performance.now() - started,
+    },
+  };
+}
+
+/** The pool, telling `onWork` when each inference call starts and ends. */
+function metered(pool: InferencePool, onWork: ((delta: number) => void) | undefined, weight: number): ChunkPool {
+  if (!onWork) return pool;
+  return {
+    io: pool.io,
+    infer: async (batch, images) => {
+      onWork(weight);
+      try {
+        return await pool.infer(batch, images);
+      } finally {
+        onWork(-weight);
+      }
     },
   };
 }

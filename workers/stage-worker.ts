@@ -5,6 +5,7 @@
  * to the next stage, and counts the part so the run's completion is detected exactly once.
  */
 import { Worker, type Job } from 'bullmq';
+import { availableParallelism } from 'node:os';
 import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
 import { classifyBatch, errorRow, skipBatch, type ClassifyDeps, type StageDecision, type StageResult } from '../pipeline/classify-batch.js';
@@ -88,6 +89,8 @@ export class StageWorker {
   // BullMQ never closes a connection it was given, so the worker owns and closes its own.
   private readonly connection: Redis;
   private readonly meters: Record<WorkerClass, CostMeter>;
+  // An inference call keeps about every core busy (ORT's intra-op threads), a decode one.
+  private readonly inferWeight = availableParallelism();
 
   constructor(private readonly o: StageWorkerOptions) {
     this.connection = o.connection.duplicate();
@@ -202,7 +205,8 @@ export class StageWorker {
       const slice = meter.begin();
       let seconds = 0;
       try {
-        result = await classifyBatch(items, lease.model, decision, { ...deps, inferenceErrorsAsRows: lastAttempt });
+        const onWork = (delta: number) => meter.work(slice, delta);
+        result = await classifyBatch(items, lease.model, decision, { ...deps, onWork, inferWeight: this.inferWeight, inferenceErrorsAsRows: lastAttempt });
       } catch (err) {
         if (!lastAttempt) throw err;
         const rows = items.map((item) => errorRow(item, 'inference', err));

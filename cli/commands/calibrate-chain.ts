@@ -17,6 +17,9 @@ import { ALL_METRICS } from '../../pipeline/calibration/select.js';
 import { buildChainTables } from '../../pipeline/calibration/tables.js';
 import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
+import { chainVerdict } from '../../pipeline/cost/verdict.js';
+import { measureModels } from '../model-timings.js';
+import { formatVerdict, verdictWarnings } from '../format-verdict.js';
 
 export interface ChainCalibrateOptions extends CalibrationCliOptions {
   /** Model refs, tiny first; absent: the config file's `stages:`. */
@@ -99,6 +102,20 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
     test,
     skippedImages: tables.skipped.length,
   };
+  const measured = await measureModels(
+    models.map((m, i) => ({ name: m.name, spec: specs[i]! })),
+    refs,
+    ctx,
+    o,
+  );
+  file.cost = chainVerdict(measured, outcome.point, tables.calibration, {
+    meets: rule === 'guaranteed' ? certified !== null : true,
+    label: `${outcome.metric} ≥ ${outcome.thresholds.map((t) => Number(t.toPrecision(4))).join(', ')}`,
+    targetAgreement: options.targetAgreement,
+    delta,
+    prices: config.prices,
+  });
+  for (const w of verdictWarnings(file.cost)) process.stderr.write(`cascade: warning: ${w}\n`);
   const out = resolve(o.out);
   await makeDir(dirname(out));
   await writeFile(out, `${JSON.stringify(file, null, 2)}\n`);
@@ -115,6 +132,7 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
     `  calibration half (${outcome.point.images} images): ${describe(outcome.point, names)}`,
     ...(test ? [`  test half (${test.images} images): ${describe(test, names)}`] : []),
     ...costlierThanLast(outcome.point, names),
+    formatVerdict(file.cost),
     `wrote ${out}`,
   ];
   process.stdout.write(o.json ? `${JSON.stringify(file, null, 2)}\n` : `${lines.join('\n')}\n`);

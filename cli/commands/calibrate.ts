@@ -13,6 +13,9 @@ import type { CalibrationFile } from '../../config/calibration.js';
 import { buildTables } from '../../pipeline/calibration/tables.js';
 import { dataContext, listImages, readGroundTruth, ruleOptions, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
+import { measureModels } from '../model-timings.js';
+import { pairVerdict } from '../../pipeline/cost/verdict.js';
+import { formatVerdict, verdictWarnings } from '../format-verdict.js';
 
 export interface CalibrateOptions extends CalibrationCliOptions {
   /** N-stage chain: model refs, tiny first (see calibrate-chain.ts). */
@@ -44,9 +47,26 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
     ctx.log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
 
   const outcome = calibrate(tables.calibration, tables.test, { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage }, ruleOptions(o));
-  for (const w of outcome.warnings) process.stderr.write(`cascade: warning: ${w}\n`);
-  const files = outputFiles(o.out);
   const names = { little: config.little.name ?? basename(config.little.path), big: config.big.name ?? basename(config.big.path) };
+  // The verdict weighs the certified cascade against each model alone at this machine's measured costs.
+  const [littleCost, bigCost] = await measureModels(
+    [
+      { name: names.little, spec: config.little },
+      { name: names.big, spec: config.big },
+    ],
+    refs,
+    ctx,
+    o,
+  );
+  const c = outcome.chosen;
+  const cost = pairVerdict(
+    littleCost!,
+    bigCost!,
+    { fractionToBig: c.point.fractionToBig, meets: true, label: `${c.metric} ≥ ${Number(c.threshold.toPrecision(4))}` },
+    config.prices,
+  );
+  for (const w of [...outcome.warnings, ...verdictWarnings(cost)]) process.stderr.write(`cascade: warning: ${w}\n`);
+  const files = outputFiles(o.out);
   const file = calibrationFile(
     outcome,
     { little: { name: names.little, path: config.little.path, pin: little.pin }, big: { name: names.big, path: config.big.path, pin: big.pin } },
@@ -56,6 +76,7 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
       files: { curveJson: basename(files.curveJson), curveCsv: basename(files.curveCsv), plot: basename(files.plot) },
     },
   );
+  file.cost = cost;
   const rows = curveRows(outcome);
   await makeDir(dirname(files.calib));
   await writeFile(files.curveJson, `${JSON.stringify(rows)}\n`);
@@ -65,7 +86,7 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
   process.stdout.write(
     o.json
       ? `${JSON.stringify(file, null, 2)}\n`
-      : `${formatCalibration(outcome, file)}\nwrote ${files.calib}, ${basename(files.curveCsv)}, ${basename(files.curveJson)}, ${basename(files.plot)}\n`,
+      : `${formatCalibration(outcome, file)}\n${formatVerdict(cost)}\nwrote ${files.calib}, ${basename(files.curveCsv)}, ${basename(files.curveJson)}, ${basename(files.plot)}\n`,
   );
   return { file, outcome };
 }

@@ -22,7 +22,7 @@ import type { ModelTiming } from '../../pipeline/cost/model-timing.js';
 import { lineChart } from '../../pipeline/plots/line-chart.js';
 import { svgToPng } from '../../pipeline/plots/svg-to-png.js';
 import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
-import { spreadSample, timeModel } from '../model-timings.js';
+import { spreadSample, timeModel, timingCacheFor } from '../model-timings.js';
 
 export interface FrontierOptions {
   models: string[];
@@ -72,7 +72,7 @@ export async function frontierCommand(o: FrontierOptions): Promise<FrontierRepor
   for (const ref of o.models) {
     const spec = await loadModelSpec(ref);
     const scored = await scoreModel(spec.name ?? basename(spec.path), spec, refs, ctx);
-    const timing = await timeModel(scored.name, spec, sample, ctx, { timeoutSeconds: o.probeTimeout ?? 300, cacheDir: o.cache === false ? null : undefined });
+    const timing = await timeModel(scored.name, spec, sample, ctx, { timeoutSeconds: o.probeTimeout ?? 300, cacheDir: timingCacheFor(o.cache) });
     measured.push({ scored, timing });
   }
   const prices = o.prices ?? config.prices;

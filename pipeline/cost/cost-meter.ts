@@ -30,9 +30,13 @@ export interface MeterSlice {
   readonly id: number;
 }
 
-/** Shares a process clock among the jobs running at each moment. */
+/**
+ * Shares a process clock among the jobs running at each moment, in proportion to the work each has
+ * in flight (decodes and inference calls, reported through work()), or equally while none reports
+ * any: a stage waiting on its inference queue while another decodes is not charged for the decoding.
+ */
 export class CostMeter {
-  private readonly running = new Map<number, number>();
+  private readonly running = new Map<number, { seconds: number; weight: number }>();
   private last: number;
   private nextId = 0;
 
@@ -44,17 +48,24 @@ export class CostMeter {
   begin(): MeterSlice {
     this.settle();
     const id = this.nextId++;
-    this.running.set(id, 0);
+    this.running.set(id, { seconds: 0, weight: 0 });
     return { id };
+  }
+
+  /** A job starts (weight > 0) or ends (weight < 0) a piece of work: a decode counts 1, an inference call its threads. */
+  work(slice: MeterSlice, weight: number): void {
+    this.settle();
+    const job = this.running.get(slice.id);
+    if (job) job.weight = Math.max(0, job.weight + weight);
   }
 
   /** Stop charging a job; returns its share of the clock in seconds. */
   end(slice: MeterSlice): number {
     this.settle();
-    const seconds = this.running.get(slice.id);
-    if (seconds === undefined) throw new Error(`cost meter: slice ${slice.id} ended twice or never began`);
+    const job = this.running.get(slice.id);
+    if (job === undefined) throw new Error(`cost meter: slice ${slice.id} ended twice or never began`);
     this.running.delete(slice.id);
-    return seconds;
+    return job.seconds;
   }
 
   /** Jobs being charged now (for tests). */
@@ -68,8 +79,9 @@ export class CostMeter {
     const delta = Math.max(0, now - this.last);
     this.last = now;
     if (this.running.size === 0) return;
-    const share = delta / this.running.size;
-    for (const [id, s] of this.running) this.running.set(id, s + share);
+    let total = 0;
+    for (const job of this.running.values()) total += job.weight;
+    for (const job of this.running.values()) job.seconds += total > 0 ? (delta * job.weight) / total : delta / this.running.size;
   }
 }
 

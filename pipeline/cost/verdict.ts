@@ -9,6 +9,8 @@
 import type { CostCandidate, CostVerdict, MeasuredModel, Verdict } from '../../config/calibration.js';
 import type { Prices } from '../../config/schema.js';
 import { priceOf } from './run-cost.js';
+import { CalibrationRefused, calibrate } from '../calibration/calibrate.js';
+import type { ChainEntry, ChainPoint } from '../calibration/chain.js';
 
 export type { CostCandidate, CostVerdict, MeasuredModel, Verdict };
 
@@ -28,38 +30,59 @@ export interface CascadePoint {
   label: string;
 }
 
+/**
+ * A cascade of `models` whose stage k sees `reach[k]` of the images (reach[0] = 1), each stage
+ * decoding its own input.
+ */
+export function cascadeCandidate(
+  models: readonly MeasuredModel[],
+  reach: readonly number[],
+  point: Omit<CascadePoint, 'fractionToBig'>,
+  prices: Prices,
+): CostCandidate {
+  let seconds = 0;
+  let price = 0;
+  models.forEach((m, k) => {
+    const a = alone(m, prices);
+    seconds += (reach[k] ?? 0) * a.seconds;
+    price += (reach[k] ?? 0) * a.price;
+  });
+  const kept = 1 - (reach[1] ?? 0);
+  return {
+    config: `${models.map((m) => m.name).join(' → ')} at ${point.label}`,
+    kind: 'cascade',
+    secondsPerImage: seconds,
+    pricePerImage: price,
+    meetsTarget: point.meets,
+    why: point.meets ? `keeps ${(100 * kept).toFixed(1)}% of images at the first stage` : 'the rule found no threshold that meets the target',
+  };
+}
+
+/** Each model alone: the last always meets the target, an earlier one when its certified cascade kept every image there. */
+export function singleCandidates(models: readonly MeasuredModel[], keepsAll: ReadonlySet<string>, prices: Prices): CostCandidate[] {
+  return models.map((m, k) => {
+    const a = alone(m, prices);
+    const last = k === models.length - 1;
+    const meets = last || keepsAll.has(m.name);
+    return {
+      config: `${m.name} alone`,
+      kind: last ? ('big-only' as const) : ('single-model' as const),
+      secondsPerImage: a.seconds,
+      pricePerImage: a.price,
+      meetsTarget: meets,
+      why: last
+        ? 'agrees with itself, drops nothing'
+        : meets
+          ? 'its certified threshold keeps every calibration image'
+          : 'the target needs a later stage on some images',
+    };
+  });
+}
+
 /** The verdict for a little/big pair at a calibrated operating point. */
 export function pairVerdict(little: MeasuredModel, big: MeasuredModel, point: CascadePoint, prices: Prices): CostVerdict {
-  const l = alone(little, prices);
-  const b = alone(big, prices);
-  const f = point.fractionToBig;
-  const keepsAll = point.meets && f === 0;
-  const candidates: CostCandidate[] = [
-    {
-      config: `${little.name} → ${big.name} at ${point.label}`,
-      kind: 'cascade',
-      secondsPerImage: l.seconds + f * b.seconds,
-      pricePerImage: l.price + f * b.price,
-      meetsTarget: point.meets,
-      why: point.meets ? `keeps ${(100 * (1 - f)).toFixed(1)}% of images at the first stage` : 'the rule found no threshold that meets the target',
-    },
-    {
-      config: `${big.name} alone`,
-      kind: 'big-only',
-      secondsPerImage: b.seconds,
-      pricePerImage: b.price,
-      meetsTarget: true,
-      why: 'agrees with itself, drops nothing',
-    },
-    {
-      config: `${little.name} alone`,
-      kind: 'single-model',
-      secondsPerImage: l.seconds,
-      pricePerImage: l.price,
-      meetsTarget: keepsAll,
-      why: keepsAll ? 'the certified threshold keeps every calibration image' : 'the target needs big on some images',
-    },
-  ];
+  const keepsAll = new Set(point.meets && point.fractionToBig === 0 ? [little.name] : []);
+  const candidates = [cascadeCandidate([little, big], [1, point.fractionToBig], point, prices), ...singleCandidates([little, big], keepsAll, prices)];
   return choose(candidates, [little, big], prices.currency);
 }
 
@@ -85,4 +108,42 @@ export function choose(candidates: readonly CostCandidate[], models: readonly Me
     models: [...models],
     candidates: [...candidates],
   };
+}
+
+/**
+ * The chain's cost verdict: the certified chain against each stage alone and against each pair
+ * (an earlier stage → the last) certified under the pair's guaranteed rule at the same target and
+ * δ on the same calibration images. A chain may lose to a pair, or to the last stage alone.
+ */
+export function chainVerdict(
+  models: readonly MeasuredModel[],
+  point: ChainPoint,
+  calibration: readonly ChainEntry[],
+  o: { meets: boolean; label: string; targetAgreement: number; delta: number; prices: Prices },
+): CostVerdict {
+  const last = models.length - 1;
+  const reach = point.reached.map((r) => r / point.images);
+  const candidates = [cascadeCandidate(models, reach, { meets: o.meets, label: o.label }, o.prices)];
+  const keepsAll = new Set<string>();
+  for (let i = 0; i < last && models.length > 2; i++) {
+    const pair = calibration.map((e) => ({ key: e.key, little: e.rows[i]!, big: e.rows[last]!, ...(e.label === undefined ? {} : { label: e.label }) }));
+    try {
+      const c = calibrate(pair, [], { littleGmacs: 0, bigGmacs: 0 }, { rule: 'guaranteed', targetAgreement: o.targetAgreement, delta: o.delta }).chosen;
+      if (c.point.fractionToBig === 0) keepsAll.add(models[i]!.name);
+      candidates.push(
+        cascadeCandidate(
+          [models[i]!, models[last]!],
+          [1, c.point.fractionToBig],
+          { meets: true, label: `${c.metric} ≥ ${Number(c.threshold.toPrecision(4))}` },
+          o.prices,
+        ),
+      );
+    } catch (err) {
+      if (!(err instanceof CalibrationRefused)) throw err;
+      candidates.push({ ...cascadeCandidate([models[i]!, models[last]!], [1, 1], { meets: false, label: 'no certified threshold' }, o.prices) });
+    }
+  }
+  if (o.meets && point.reached[1] === 0) keepsAll.add(models[0]!.name);
+  candidates.push(...singleCandidates(models, keepsAll, o.prices));
+  return choose(candidates, models, o.prices.currency);
 }

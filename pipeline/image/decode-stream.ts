@@ -23,6 +23,8 @@ export interface DecodeDeps {
   fetchConcurrency: number;
   /** Tensors a previous stage in this process kept for images it forwarded. */
   tensorCache?: TensorCache;
+  /** Told +1 when an image's fetch and decode starts and −1 when it ends (the job's cost meter). */
+  onWork?: (delta: number) => void;
 }
 
 /** An image turned into a tensor; a cache hit costs no fetch or decode time. */
@@ -68,11 +70,16 @@ export async function decodeOne(item: BatchItem, preprocess: PreprocessSpec, sha
   try {
     const cached = deps.tensorCache?.take(item.ref, how);
     if (cached) return { ok: true, item, tensor: cached, fetchMs: 0, decodeMs: 0, cached: true };
-    const t0 = performance.now();
-    const bytes = await deps.fetch(item.ref);
-    const t1 = performance.now();
-    const tensor = await preprocessImage(bytes, preprocess, shape, { maxPixels: deps.maxPixels });
-    return { ok: true, item, tensor, fetchMs: t1 - t0, decodeMs: performance.now() - t1, cached: false };
+    deps.onWork?.(1);
+    try {
+      const t0 = performance.now();
+      const bytes = await deps.fetch(item.ref);
+      const t1 = performance.now();
+      const tensor = await preprocessImage(bytes, preprocess, shape, { maxPixels: deps.maxPixels });
+      return { ok: true, item, tensor, fetchMs: t1 - t0, decodeMs: performance.now() - t1, cached: false };
+    } finally {
+      deps.onWork?.(-1);
+    }
   } catch (err) {
     return { ok: false, item, err };
   }

@@ -1,6 +1,7 @@
 /**
  * The cost meter on a clock the test moves by hand, so every share is exact: a job alone gets
- * all the time that passed, concurrent jobs split each interval equally, idle time is nobody's.
+ * all the time that passed, concurrent jobs split each interval by the work they have in flight
+ * (equally when none reports any), idle time is nobody's.
  */
 import { describe, expect, it } from 'vitest';
 import { CostMeter } from '../../pipeline/cost/cost-meter.js';
@@ -38,6 +39,22 @@ describe('CostMeter', () => {
     const sc = meter.end(c);
     expect([sa, sb, sc]).toEqual([3, 4, 4]);
     expect(sa + sb + sc).toBe(11);
+  });
+
+  it('shares in proportion to the work each job has in flight, equally while none reports any', () => {
+    const { clock, advance } = manualClock();
+    const meter = new CostMeter(clock);
+    const little = meter.begin();
+    const big = meter.begin();
+    advance(2); // no work reported: 1 each
+    meter.work(little, 3); // three decodes in flight
+    meter.work(big, 1); // one inference call queued behind them
+    advance(4); // 3 : 1
+    meter.work(little, -3);
+    advance(1); // big alone has work: all of it
+    meter.work(big, -1);
+    expect(meter.end(little)).toBe(1 + 3);
+    expect(meter.end(big)).toBe(1 + 1 + 1);
   });
 
   it('refuses a slice ended twice', () => {
