@@ -15,6 +15,8 @@ import { exportGroundTruthCommand, exportImagefolderCommand } from '../../cli/co
 import { exportReviewCommand } from '../../cli/commands/export-review.js';
 import { importReviewsCommand, type ImportReviewsOptions } from '../../cli/commands/import-reviews.js';
 import { runCommand } from '../../cli/commands/run.js';
+import { statusCommand } from '../../cli/commands/status.js';
+import type { RunStatus } from '../../cli/format-status.js';
 import { type ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { FinalRow } from '../../pipeline/reviews/final-manifest.js';
 import { ReviewRow } from '../../pipeline/reviews/review-row.js';
@@ -31,6 +33,7 @@ let out: string;
 let redis: TestRedis;
 let s3: TestS3;
 let labels: string;
+let config: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-reviews-'));
@@ -39,7 +42,7 @@ beforeAll(async () => {
   const models = await writeTestModels(join(dir, 'models'));
   labels = models.labels;
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['runs'] }), writeColourImages(images)]);
-  const config = join(dir, 'config.json');
+  config = join(dir, 'config.json');
   // As in review-export.test.ts: at threshold 0.3 the little model keeps the light greys as
   // "red" where the big model (audited at fraction 1) says "other".
   await writeFile(
@@ -431,5 +434,23 @@ describe('the final manifest', () => {
         .map((r) => r.file_name)
         .sort(),
     ).toEqual(some.map((t) => name(t.data.key!)).sort());
+  });
+});
+
+describe('cascade status', () => {
+  it("shows a finished run's reviews report, as in its summary.json", async () => {
+    const file = await writeJson(join(dir, 'status.json'), labelStudioJsonExport(await exportTasks(6), honest));
+    await importReviews([file], { run: out });
+    const summary = RunSummary.parse(JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')));
+    let text = '';
+    const status = await statusCommand('reviews-1', { config, json: true }, (t) => {
+      text = t;
+    });
+    expect((status as RunStatus).reviews).toEqual(summary.reviews);
+    expect(JSON.parse(text).reviews.reviewed).toBe(6);
+    await statusCommand('reviews-1', { config }, (t) => {
+      text = t;
+    });
+    expect(text).toMatch(/\n {2}reviewed 6 images .*\n {4}accuracy, all reviews: /);
   });
 });
