@@ -22,6 +22,7 @@ import { exportFinalCommand } from './commands/export-final.js';
 import { importReviewsCommand } from './commands/import-reviews.js';
 import { addLogOptions } from './logger.js';
 import { redactSecrets } from './redact.js';
+import { ConfigError } from '../config/load-config.js';
 
 function number(name: string, min: number, max: number) {
   return (value: string) => {
@@ -129,10 +130,16 @@ export function buildProgram(): Command {
       .option('--little <model>', 'little model: .onnx file or model spec')
       .option('--big <model>', 'big model: .onnx file or model spec')
       .option('--stages <models...>', 'an N-stage chain instead, tiny first, big last (default: the config file’s stages:, if any)')
+      .option(
+        '--reviews <location>',
+        "a reviewed run's output: its human labels (the random slice's) are the ground truth, its reviewed images in --images the sample",
+      )
+      .option('--all-reviews', 'with --reviews: the picked (likeliest wrong) reviews too — a biased sample')
       .requiredOption('--out <calib.json>', 'where to write calib.json (the curve and plot go beside it)'),
   ).action(async (opts) => {
     await reportingCalibrationErrors(async () => {
       const chain = opts.stages !== undefined || (!opts.little && !opts.big && (await configHasStages(opts.config)));
+      if (chain && opts.reviews !== undefined) throw new ConfigError('--reviews calibrates a little/big pair; a chain (--stages) takes --labels');
       await (chain ? calibrateChainCommand(opts) : calibrateCommand(opts));
     });
   });

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { exportFinalCommand } from '../../cli/commands/export-final.js';
 import { exportGroundTruthCommand, exportImagefolderCommand } from '../../cli/commands/export-formats.js';
 import { exportReviewCommand } from '../../cli/commands/export-review.js';
+import { type CalibrateOptions, calibrateCommand } from '../../cli/commands/calibrate.js';
 import { importReviewsCommand, type ImportReviewsOptions } from '../../cli/commands/import-reviews.js';
 import { runCommand } from '../../cli/commands/run.js';
 import { statusCommand } from '../../cli/commands/status.js';
@@ -452,5 +453,46 @@ describe('cascade status', () => {
       text = t;
     });
     expect(text).toMatch(/\n {2}reviewed 6 images .*\n {4}accuracy, all reviews: /);
+  });
+});
+
+describe('cascade calibrate --reviews', () => {
+  /** calib.json of a calibration (or its refusal), without what differs by input route and time: paths, skipped images, createdAt. */
+  async function calibration(o: Partial<CalibrateOptions>, tag: string): Promise<unknown> {
+    try {
+      const { file } = await quietly(() =>
+        calibrateCommand({ images, config, out: join(dir, tag, 'calib.json'), cache: false, progress: false, json: true, ...o } as CalibrateOptions),
+      );
+      const { skippedImages: _skipped, createdAt: _created, ...rest } = file as unknown as Record<string, unknown>;
+      return JSON.parse(JSON.stringify(rest).replaceAll(join(dir, tag), '<out>'));
+    } catch (err) {
+      return { refused: (err as Error).message };
+    }
+  }
+
+  it('reproduces calibrate --labels on the same images, for accuracy and agreement targets alike; picked reviews are no sample', async () => {
+    const run = await runCopy('calibrate');
+    await importReviews([await writeJson(join(dir, 'calibrate.json'), labelStudioJsonExport(await exportTasks(100, run), honest))], { run });
+    const rows = (await manifestRows(run)).filter((r) => r.error === null);
+    const csv = join(dir, 'truth.csv');
+    await writeFile(csv, `file,class_index\n${rows.map((r) => `${name(r.key)},${['red', 'green', 'blue', 'other'].indexOf(truth(r.key))}`).join('\n')}\n`);
+    for (const rule of [
+      { rule: 'guaranteed-drop', maxDrop: 0.2, delta: 0.2 },
+      { rule: 'guaranteed', targetAgreement: 0.8, delta: 0.2 },
+      { rule: 'tinysaver', maxDrop: 0.2 },
+    ] as Array<Partial<CalibrateOptions>>) {
+      const fromReviews = await calibration({ ...rule, reviews: run }, `r-${rule.rule}`);
+      expect(fromReviews).toEqual(await calibration({ ...rule, labels: csv }, `l-${rule.rule}`));
+    }
+    // Only the picked reviews (no random slice): refused, unless asked for.
+    const picked = await runCopy('calibrate-picked');
+    const tasks = (await exportTasks(100, picked)).map((t) => ({ ...t, data: { ...t.data, reason: 'low-confidence' } }));
+    await importReviews([await writeJson(join(dir, 'picked.json'), labelStudioJsonExport(tasks, honest))], { run: picked });
+    await expect(calibration({ reviews: picked }, 'p')).resolves.toEqual({
+      refused: expect.stringMatching(/is of a random slice, the only fair calibration sample/),
+    });
+    expect(await calibration({ reviews: picked, allReviews: true, rule: 'tinysaver', maxDrop: 0.2 }, 'p2')).toEqual(
+      await calibration({ rule: 'tinysaver', maxDrop: 0.2, labels: csv }, 'l-p2'),
+    );
   });
 });
