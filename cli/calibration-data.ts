@@ -176,6 +176,8 @@ export interface ReviewTruth {
   truth: Map<string, number>;
   used: number;
   leftOut: number;
+  /** The latest review's time, when the files said. */
+  latest: string | null;
 }
 
 /**
@@ -193,11 +195,13 @@ export async function readReviewTruth(run: string, source: string, ctx: DataCont
       `none of the ${reviews.length} reviews in ${store.describe()} is of a random slice, the only fair calibration sample: ` +
         'review an `export review --budget` export, or pass --all-reviews to use the picked ones (biased)',
     );
+  const times = used.map((r) => r.reviewedAt).filter((t) => t !== null);
   return {
     keys: new Set(used.map((r) => r.key)),
     truth: new Map(used.map((r) => [relativeName(r.key, source), r.label])),
     used: used.length,
     leftOut: reviews.length - used.length,
+    latest: times.length ? times.reduce((a, b) => (Date.parse(b) > Date.parse(a) ? b : a)) : null,
   };
 }
 

@@ -68,6 +68,7 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
       calibrationFraction: fraction,
       skippedImages: tables.skipped.length,
       files: { curveJson: basename(files.curveJson), curveCsv: basename(files.curveCsv), plot: basename(files.plot) },
+      ...(reviewed ? { reviews: { run: o.reviews!, used: refs.length, leftOut: reviewed.leftOut, latest: reviewed.latest } } : {}),
     },
   );
   const rows = curveRows(outcome);
