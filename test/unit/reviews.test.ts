@@ -99,8 +99,8 @@ describe('matchReviews', () => {
     const m = matchReviews(
       [
         task('task 1', '/photos/suit.jpg', [
-          ['2026-01-02T00:00:00Z', 'class5'],
           ['2026-01-01T00:00:00Z', 'class6'],
+          ['2026-01-02T00:00:00Z', 'class5'],
           [null, 'class7'],
         ]),
         task('task 2', '/photos/a/x.jpg', [['2026-01-01T00:00:00Z', '9']]),
@@ -109,7 +109,7 @@ describe('matchReviews', () => {
       source,
     );
     expect(m.reviews.map((r) => [r.label, r.annotations, r.annotatorsDisagree, r.reviewer])).toEqual([
-      [5, 3, true, 'a0'],
+      [5, 3, true, 'a1'],
       [9, 1, false, 'a0'],
     ]);
   });
