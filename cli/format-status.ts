@@ -62,6 +62,8 @@ export const RunStatus = z.object({
   audit: AuditSummary.extend({ expected: z.number().int().nonnegative() }).optional(),
   /** A finished run's human reviews report (summary.json `reviews`, from `cascade import reviews`). */
   reviews: ReviewReport.optional(),
+  /** Why a finished run's summary.json could not be read for its reviews (credentials, network). */
+  reviewsUnread: z.string().optional(),
   /** Self-calibrating runs: the warm-up's progress and the threshold decision (null until made). */
   selfCalibration: z
     .object({
@@ -205,6 +207,7 @@ export function formatRunStatus(r: RunStatus): string {
     );
   }
   if (r.reviews) lines.push(formatReviewReport(r.reviews).replace(/^/gm, '  '));
+  if (r.reviewsUnread) lines.push(`  reviews: not read from ${r.out}: ${r.reviewsUnread}`);
   return lines.join('\n');
 }
 

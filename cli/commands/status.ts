@@ -71,17 +71,17 @@ export async function readRecentRuns(tracker: RunTracker, limit: number, now = n
 }
 
 /**
- * The reviews report in a finished run's summary.json, if it has one. Status goes on without it
- * when the output cannot be read (one line on stderr says why), since Redis answered.
+ * The reviews report in a finished run's summary.json (none when it has none), or why it could
+ * not be read: status goes on without it, since Redis answered.
  */
-export async function readRunReviews(out: string): Promise<ReviewReport | undefined> {
+export async function readRunReviews(out: string): Promise<{ reviews?: ReviewReport; reviewsUnread?: string }> {
   let client: S3Client | undefined;
   const store = openStore(out, () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
   try {
-    return (await readJson(store, 'summary.json', RunSummary)).reviews;
+    const { reviews } = await readJson(store, 'summary.json', RunSummary);
+    return reviews ? { reviews } : {};
   } catch (err) {
-    if (!isObjectNotFound(err)) process.stderr.write(`cascade: the run's reviews could not be read from ${store.describe()}: ${(err as Error).message}\n`);
-    return undefined;
+    return isObjectNotFound(err) ? {} : { reviewsUnread: (err as Error).message };
   } finally {
     client?.destroy();
   }
@@ -109,10 +109,7 @@ export async function statusCommand(
       } else {
         const status = await readRunStatus(tracker, queues, runId);
         if (!status) throw new UnknownRunError(`run ${runId} is unknown to prefix ${prefix} on this Redis (\`cascade status\` lists the runs it knows)`);
-        if (status.state === 'done') {
-          const reviews = await readRunReviews(status.out);
-          if (reviews) status.reviews = reviews;
-        }
+        if (status.state === 'done') Object.assign(status, await readRunReviews(status.out));
         write(o.json ? `${JSON.stringify(status)}\n` : `${clear}${formatRunStatus(status)}\n`);
         if (status.state === 'done' && o.failOnDrift) failOnDrift(runId, status.audit);
         if (!o.watch || status.state === 'done') return status;
