@@ -96,8 +96,10 @@ export async function importReviewsCommand(files: string[], o: ImportReviewsOpti
     const merged = mergeReviews(stored, incoming, (k) => order.get(k) ?? order.size);
     if (merged.added + merged.replaced > 0) await store.put(REVIEWS_KEY, reviewsJsonl(merged.rows));
     const report = reviewReport(rows.values(), new Map(merged.rows.map((r) => [r.key, r])), audits);
-    const updated = `${JSON.stringify({ ...summary, reviews: report }, null, 2)}\n`;
-    if (updated !== `${JSON.stringify(summary, null, 2)}\n`) await store.put('summary.json', updated);
+    // The stored object as it is (fields this version does not know are kept), with `reviews` set.
+    const storedSummary = (await store.get('summary.json')).toString('utf8');
+    const updated = `${JSON.stringify({ ...(JSON.parse(storedSummary) as object), reviews: report }, null, 2)}\n`;
+    if (updated !== storedSummary) await store.put('summary.json', updated);
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     const { rows: _rows, ...counts } = merged;
     const result: ImportResult = { ...report, import: { files: files.length, tasks, reviews: incoming.length, ...counts, unannotated, warnings } };

@@ -328,6 +328,17 @@ describe('cascade import reviews', () => {
         .find((l) => l.startsWith('{'))!,
     ) as { reviewed: number; intervals: string };
     expect([report.reviewed, report.intervals]).toEqual([4, '95% Wilson score']);
+    const budget = spawnCascade(['export', 'review', '--run', run, '--budget', '0']);
+    expect((await budget.exited).code).toBe(2);
+    expect(budget.output()).toMatch(/budget must be a whole number of at least 1/);
+    const final = spawnCascade(['export', 'final', '--run', run]);
+    expect((await final.exited).code).toBe(0);
+    expect(
+      final
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"label_source":"human"')),
+    ).toHaveLength(4);
   });
 
   it('a Ground Truth output manifest of human labels imports; the cascade’s own export (human-annotated: no) does not', async () => {
