@@ -17,7 +17,10 @@ import { scoreImages } from '../pipeline/calibration/score-images.js';
 import type { ScoredModel } from '../pipeline/calibration/tables.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isS3Url } from '../pipeline/storage/location.js';
-import { makeS3Client } from '../pipeline/storage/open-store.js';
+import { makeS3Client, openStore } from '../pipeline/storage/open-store.js';
+import { readReviews } from '../pipeline/reviews/reviews-file.js';
+import { relativeName } from '../pipeline/calibration/tables.js';
+import { ConfigError } from '../config/load-config.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
 import { type PlannedModel, pinModel } from '../pipeline/models/pin-model.js';
 import type { LoadedModel } from '../pipeline/models/loaded-model.js';
@@ -168,6 +171,42 @@ async function scoreMissing(name: string, model: LoadedModel, missing: readonly 
 export async function readGroundTruth(file: string, ctx: DataContext): Promise<Map<string, number>> {
   const bytes = isS3Url(file) ? await fetchRef(file, { s3: ctx.s3 }) : await readFile(file);
   return parseGroundTruth(bytes.toString('utf8'), file);
+}
+
+/** Ground truth from a reviewed run: the images and their human classes, and how many reviews were left out. */
+export interface ReviewTruth {
+  keys: Set<string>;
+  /** Class by name relative to the `--images` source, as the labels CSV would give it. */
+  truth: Map<string, number>;
+  used: number;
+  leftOut: number;
+  /** The latest review's time, when the files said. */
+  latest: string | null;
+}
+
+/**
+ * The human labels of a reviewed run (its reviews.jsonl) as calibration ground truth. Only the
+ * random slice (`export review --budget`) is a fair sample of the run's images; the picks were
+ * chosen because the cascade looked wrong, so they are left out unless `all` asks for them.
+ */
+export async function readReviewTruth(run: string, source: string, ctx: DataContext, all = false): Promise<ReviewTruth> {
+  const store = openStore(run, ctx.s3);
+  const reviews = await readReviews(store);
+  if (reviews.length === 0) throw new ConfigError(`no reviews in ${store.describe()}: import them first (cascade import reviews)`);
+  const used = all ? reviews : reviews.filter((r) => r.reasons.includes('random'));
+  if (used.length === 0)
+    throw new ConfigError(
+      `none of the ${reviews.length} reviews in ${store.describe()} is of a random slice, the only fair calibration sample: ` +
+        'review an `export review --budget` export, or pass --all-reviews to use the picked ones (biased)',
+    );
+  const times = used.map((r) => r.reviewedAt).filter((t) => t !== null);
+  return {
+    keys: new Set(used.map((r) => r.key)),
+    truth: new Map(used.map((r) => [relativeName(r.key, source), r.label])),
+    used: used.length,
+    leftOut: reviews.length - used.length,
+    latest: times.length ? times.reduce((a, b) => (Date.parse(b) > Date.parse(a) ? b : a)) : null,
+  };
 }
 
 /** A problem with calibration inputs or results, reported as one line (no stack) by the CLI. */

@@ -4,6 +4,8 @@
  * Image counts come from the tracker; queue counts are batches (one job = one batch).
  */
 import { z } from 'zod';
+import { formatReviewReport } from '../pipeline/reviews/review-report.js';
+import { ReviewReport } from '../pipeline/reviews/review-summary.js';
 import { AuditSummary, summarizeAudit } from '../pipeline/audit/audit-summary.js';
 import type { RunProgress } from '../queue/run-tracker.js';
 import { refusalLine, ThresholdDecision } from '../pipeline/self-calibration.js';
@@ -58,6 +60,10 @@ export const RunStatus = z.object({
   stages: z.array(StageStatus),
   /** Live audit agreement (runs with audit sampling only); `expected` audits promised so far. */
   audit: AuditSummary.extend({ expected: z.number().int().nonnegative() }).optional(),
+  /** A finished run's human reviews report (summary.json `reviews`, from `cascade import reviews`). */
+  reviews: ReviewReport.optional(),
+  /** Why a finished run's summary.json could not be read for its reviews (credentials, network). */
+  reviewsUnread: z.string().optional(),
   /** Self-calibrating runs: the warm-up's progress and the threshold decision (null until made). */
   selfCalibration: z
     .object({
@@ -200,6 +206,8 @@ export function formatRunStatus(r: RunStatus): string {
         : `  audit: ${a.agreeing}/${a.sampled} agree = ${pct(a.agreement)} (95% Wilson ${pct(a.wilson.low)}–${pct(a.wilson.high)}), ${a.sampled}/${a.expected} audits in${promise}`,
     );
   }
+  if (r.reviews) lines.push(formatReviewReport(r.reviews).replace(/^/gm, '  '));
+  if (r.reviewsUnread) lines.push(`  reviews: not read from ${r.out}: ${r.reviewsUnread}`);
   return lines.join('\n');
 }
 

@@ -18,13 +18,25 @@ import { reportingCalibrationErrors } from './calibration-data.js';
 import { verifyCommand } from './commands/verify.js';
 import { exportReviewCommand } from './commands/export-review.js';
 import { exportGroundTruthCommand, exportImagefolderCommand, exportLabelStudioConfigCommand } from './commands/export-formats.js';
+import { exportFinalCommand } from './commands/export-final.js';
+import { importReviewsCommand } from './commands/import-reviews.js';
 import { addLogOptions } from './logger.js';
 import { redactSecrets } from './redact.js';
+import { ConfigError } from '../config/load-config.js';
 
 function number(name: string, min: number, max: number) {
   return (value: string) => {
     const n = Number(value);
     if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+/** A whole number of at least `min`. */
+function integer(name: string, min: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number of at least ${min}`);
     return n;
   };
 }
@@ -120,10 +132,16 @@ export function buildProgram(): Command {
       .option('--little <model>', 'little model: .onnx file or model spec')
       .option('--big <model>', 'big model: .onnx file or model spec')
       .option('--stages <models...>', 'an N-stage chain instead, tiny first, big last (default: the config file’s stages:, if any)')
+      .option(
+        '--reviews <location>',
+        "a reviewed run's output: its human labels (the random slice's) are the ground truth, its reviewed images in --images the sample",
+      )
+      .option('--all-reviews', 'with --reviews: the picked (likeliest wrong) reviews too — a biased sample')
       .requiredOption('--out <calib.json>', 'where to write calib.json (the curve and plot go beside it)'),
   ).action(async (opts) => {
     await reportingCalibrationErrors(async () => {
       const chain = opts.stages !== undefined || (!opts.little && !opts.big && (await configHasStages(opts.config)));
+      if (chain && opts.reviews !== undefined) throw new ConfigError('--reviews calibrates a little/big pair; a chain (--stages) takes --labels');
       await (chain ? calibrateChainCommand(opts) : calibrateCommand(opts));
     });
   });
@@ -214,6 +232,8 @@ export function buildProgram(): Command {
       '--local-files-root <dir>',
       'local images under dir become Label Studio /data/local-files/?d=… URLs (set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to dir)',
     )
+    .option('--budget <k>', 'at most k images: a random slice (unbiased accuracy) plus the likeliest wrong (--max-confidence ignored)', integer('budget', 1))
+    .option('--random-share <s>', 'with --budget: the share of it given to the random slice', number('random share', 0, 1), 0.5)
     .action(async (opts) => {
       await exportReviewCommand(opts);
     });
@@ -225,6 +245,7 @@ export function buildProgram(): Command {
     .option('--label-attribute <name>', 'the label attribute name', 'label')
     .option('--job-name <name>', "the job name in each row's metadata (default: cascade-<run id>)")
     .option('--allow-local-refs', 'write images that are not s3:// URLs as local paths in source-ref (Ground Truth cannot read them; refused by default)')
+    .option('--with-reviews', "human labels from the run's reviews.jsonl win (human-annotated: yes)")
     .action(async (opts) => {
       await exportGroundTruthCommand(opts);
     });
@@ -235,6 +256,7 @@ export function buildProgram(): Command {
     .requiredOption('--root <dir>', 'the dataset root (folder or s3://bucket/prefix) metadata.jsonl belongs in')
     .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout (e.g. <root>/metadata.jsonl)')
     .option('--skip-outside', 'leave out (and count) images outside --root instead of failing')
+    .option('--with-reviews', "human labels from the run's reviews.jsonl win (stage human, confidence 1)")
     .action(async (opts) => {
       await exportImagefolderCommand(opts);
     });
@@ -247,6 +269,29 @@ export function buildProgram(): Command {
     .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout')
     .action(async (opts) => {
       await exportLabelStudioConfigCommand(opts);
+    });
+
+  exports
+    .command('final')
+    .description('one JSON line per image: the human label where reviewed (label_source: human), else the cascade’s (label_source: <stage>)')
+    .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
+    .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout (e.g. final.jsonl)')
+    .action(async (opts) => {
+      await exportFinalCommand(opts);
+    });
+
+  const imports = program.command('import').description('bring results made elsewhere back into a run');
+  imports
+    .command('reviews')
+    .description("human reviews (Label Studio JSON / JSON-MIN / CSV export, Ground Truth output manifest) into the run's reviews.jsonl, with a report")
+    .argument('<files...>', 'review files')
+    .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
+    .option('--labels <file>', "the run's label file (choices map to class indices through it)")
+    .option('--model <spec>', 'or the model spec whose labels: the run used')
+    .option('--label-attribute <name>', 'Ground Truth manifests: the label attribute (default: the one beside its -metadata)')
+    .option('--json', 'print the report as JSON')
+    .action(async (files: string[], opts) => {
+      await importReviewsCommand(files, opts);
     });
 
   registerFleetCommands(program, number);

@@ -128,6 +128,10 @@ export const CalibrationFile = z
     files: z.object({ curveJson: z.string(), curveCsv: z.string(), plot: z.string() }),
     /** The measured-cost verdict: cascade, big-only or single-model, with every candidate's cost (absent in older files). */
     cost: CostVerdict.optional(),
+    /** `calibrate --reviews`: the reviewed run whose human labels were the ground truth, how many were used and the latest's time. */
+    reviews: z
+      .object({ run: z.string(), used: z.number().int().nonnegative(), leftOut: z.number().int().nonnegative(), latest: z.string().nullable() })
+      .optional(),
   })
   .refine((f) => f.metric !== 'rank' || f.rankReference !== undefined, {
     path: ['rankReference'],

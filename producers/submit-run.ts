@@ -58,6 +58,8 @@ const RUN_OBJECT_PREFIXES = [
   'confidence.png',
   'calibration.svg',
   RUN_CALIBRATION_KEY,
+  // Human reviews of the earlier run's answers (cascade import reviews) do not belong to a new run.
+  'reviews.jsonl',
   '_cascade/',
 ];
 

@@ -6,12 +6,12 @@
 import { writeFile } from 'node:fs/promises';
 import { makeDir } from '../../pipeline/storage/make-dir.js';
 import { basename, dirname, resolve } from 'node:path';
-import { loadConfig } from '../../config/load-config.js';
+import { ConfigError, loadConfig } from '../../config/load-config.js';
 import { calibrate, type CalibrationOutcome } from '../../pipeline/calibration/calibrate.js';
 import { calibrationFile, calibrationPlot, curveCsv, curveRows, formatCalibration } from '../../pipeline/calibration/report.js';
 import type { CalibrationFile } from '../../config/calibration.js';
 import { buildTables } from '../../pipeline/calibration/tables.js';
-import { dataContext, listImages, readGroundTruth, ruleOptions, scoreModel } from '../calibration-data.js';
+import { dataContext, listImages, readGroundTruth, readReviewTruth, ruleOptions, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 import { measureModels } from '../model-timings.js';
 import { pairVerdict } from '../../pipeline/cost/verdict.js';
@@ -23,6 +23,10 @@ export interface CalibrateOptions extends CalibrationCliOptions {
   little?: string;
   big?: string;
   out: string;
+  /** A reviewed run's output location: its human labels are the ground truth (instead of --labels). */
+  reviews?: string;
+  /** With --reviews: every review, not only the random slice's. */
+  allReviews?: boolean;
 }
 
 /** Output file names derived from calib.json's path: calib.curve.json, calib.curve.csv, calib.svg. */
@@ -38,10 +42,20 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
   const fraction = o.calibrationFraction ?? 0.5;
   const ctx = dataContext(config, o);
 
-  const refs = await listImages(o.images, ctx);
+  if (o.reviews !== undefined && o.labels !== undefined) throw new ConfigError('give the ground truth with --labels or --reviews, not both');
+  const reviewed = o.reviews === undefined ? null : await readReviewTruth(o.reviews, o.images, ctx, o.allReviews);
+  // With reviews, the calibration sample is the reviewed images among --images.
+  const refs = (await listImages(o.images, ctx)).filter((r) => !reviewed || reviewed.keys.has(r));
+  if (reviewed) {
+    if (refs.length === 0)
+      throw new ConfigError(`none of the ${reviewed.used} reviewed images of ${o.reviews} is in ${o.images}: give the run's source as --images`);
+    ctx.log(
+      `ground truth: ${refs.length} human reviews of ${o.reviews}${reviewed.leftOut ? ` (${reviewed.leftOut} picked ones left out: not a random sample)` : ''}`,
+    );
+  }
   const little = await scoreModel('little', config.little, refs, ctx);
   const big = await scoreModel('big', config.big, refs, ctx);
-  const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
+  const truth = reviewed ? reviewed.truth : o.labels ? await readGroundTruth(o.labels, ctx) : null;
   const tables = buildTables(refs, o.images, little, big, truth, fraction);
   if (tables.skipped.length)
     ctx.log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
@@ -74,6 +88,7 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
       calibrationFraction: fraction,
       skippedImages: tables.skipped.length,
       files: { curveJson: basename(files.curveJson), curveCsv: basename(files.curveCsv), plot: basename(files.plot) },
+      ...(reviewed ? { reviews: { run: o.reviews!, used: refs.length, leftOut: reviewed.leftOut, latest: reviewed.latest } } : {}),
     },
   );
   file.cost = cost;

@@ -5,49 +5,21 @@
  * The run is read from its output location (directory or s3://…); the result goes to `--out`
  * (a file or s3:// object, written whole or not at all) or stdout, and one summary line goes to stderr.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import type { z } from 'zod';
-import { ConfigError, loadModelSpec, s3SettingsFromEnv } from '../../config/load-config.js';
-import { S3Settings } from '../../config/schema.js';
-import { loadLabels } from '../../pipeline/models/labels.js';
+import { ConfigError } from '../../config/load-config.js';
 import { defaultJobName, GroundTruthJobName, GroundTruthLabelAttribute, groundTruthRow } from '../../pipeline/results/ground-truth-export.js';
 import { imagefolderRow, rootPrefix } from '../../pipeline/results/imagefolder-export.js';
 import { labelStudioConfig } from '../../pipeline/results/label-studio-config.js';
-import { RunSummary, type ManifestRow } from '../../pipeline/results/manifest.js';
-import { openManifest, RunOutputNotFoundError } from '../../pipeline/results/review-export.js';
+import type { ManifestRow } from '../../pipeline/results/manifest.js';
+import { openManifest } from '../../pipeline/results/review-export.js';
+import { reviewedRow } from '../../pipeline/reviews/final-manifest.js';
+import type { ReviewRow } from '../../pipeline/reviews/review-row.js';
+import { readReviews } from '../../pipeline/reviews/reviews-file.js';
 import { isS3Url } from '../../pipeline/storage/location.js';
-import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
-import { isObjectNotFound, type ObjectStore, readJson } from '../../pipeline/storage/object-store.js';
+import type { ObjectStore } from '../../pipeline/storage/object-store.js';
+import { loadClassNames } from '../class-names.js';
 import { writeExport } from '../export-output.js';
-
-/** Run `fn` with an S3 client built on first use from the environment's settings, destroyed after. */
-async function withS3Client<T>(fn: (s3Client: () => S3Client) => Promise<T>): Promise<T> {
-  let client: S3Client | undefined;
-  try {
-    return await fn(() => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
-  } finally {
-    client?.destroy();
-  }
-}
-
-/** Open the run's output location and run `fn` on it (with the S3 client factory, for --out). */
-async function withRun<T>(run: string, fn: (store: ObjectStore, s3Client: () => S3Client) => Promise<T>): Promise<T> {
-  return withS3Client(async (s3Client) => {
-    try {
-      return await fn(openStore(run, s3Client), s3Client);
-    } catch (err) {
-      // A wrong --run is a usage problem: one line and exit code 2, no stack.
-      throw err instanceof RunOutputNotFoundError ? new ConfigError(err.message) : err;
-    }
-  });
-}
-
-/** The run's summary.json (run id, finish time); a missing one means the run is not merged. */
-async function readSummary(store: ObjectStore): Promise<RunSummary> {
-  return readJson(store, 'summary.json', RunSummary).catch((err: unknown) => {
-    throw isObjectNotFound(err) ? new ConfigError(`no summary.json in ${store.describe()}: is the run finished and merged?`) : err;
-  });
-}
+import { readSummary, withRun, withS3Client } from '../run-output.js';
 
 function parseOption<S extends z.ZodType>(schema: S, value: string, flag: string): z.output<S> {
   const parsed = schema.safeParse(value);
@@ -64,6 +36,13 @@ export interface ExportGroundTruthOptions {
   jobName?: string;
   /** Write rows whose image is not an s3:// URL (Ground Truth cannot read them) instead of failing. */
   allowLocalRefs?: boolean;
+  /** Human labels from the run's reviews.jsonl win (`human-annotated: yes`). */
+  withReviews?: boolean;
+}
+
+/** The run's reviews by key when asked for, else none. */
+async function reviewsOf(store: ObjectStore, wanted: boolean | undefined): Promise<Map<string, ReviewRow>> {
+  return new Map(wanted ? (await readReviews(store)).map((r) => [r.key, r]) : []);
 }
 
 /** A labelled row whose source-ref would be a local path, which Ground Truth cannot read. */
@@ -77,6 +56,7 @@ export async function exportGroundTruthCommand(o: ExportGroundTruthOptions): Pro
   const explicitJob = o.jobName === undefined ? undefined : parseOption(GroundTruthJobName, o.jobName, '--job-name');
   return withRun(o.run, async (store, s3Client) => {
     const summary = await readSummary(store);
+    const reviews = await reviewsOf(store, o.withReviews);
     const manifest = await openManifest(store);
     const opts = { labelAttribute, jobName: explicitJob ?? defaultJobName(summary.runId), creationDate: new Date(summary.finishedAt) };
     const counts = { rows: 0, errors: 0 };
@@ -84,7 +64,8 @@ export async function exportGroundTruthCommand(o: ExportGroundTruthOptions): Pro
       o.out,
       (async function* () {
         for await (const row of manifest) {
-          const line = groundTruthRow(row, opts);
+          const review = reviews.get(row.key);
+          const line = groundTruthRow(reviewedRow(row, review), opts, review !== undefined);
           if (line === null) {
             counts.errors++;
             continue;
@@ -115,6 +96,8 @@ export interface ExportImagefolderOptions {
   out?: string;
   /** Leave rows whose image is outside the root out (counted) instead of failing. */
   skipOutside?: boolean;
+  /** Human labels from the run's reviews.jsonl win (stage `human`, confidence 1). */
+  withReviews?: boolean;
 }
 
 /** A manifest row whose image is not under the imagefolder root. */
@@ -126,13 +109,14 @@ export class OutsideRootError extends ConfigError {
 export async function exportImagefolderCommand(o: ExportImagefolderOptions): Promise<{ rows: number; errors: number; outside: number }> {
   const prefix = rootPrefix(o.root);
   return withRun(o.run, async (store, s3Client) => {
+    const reviews = await reviewsOf(store, o.withReviews);
     const manifest = await openManifest(store);
     const counts = { rows: 0, errors: 0, outside: 0 };
     await writeExport(
       o.out,
       (async function* () {
         for await (const row of manifest as AsyncIterable<ManifestRow>) {
-          const r = imagefolderRow(row, prefix);
+          const r = imagefolderRow(reviewedRow(row, reviews.get(row.key)), prefix);
           if (r.kind === 'row') {
             counts.rows++;
             yield `${JSON.stringify(r.row)}\n`;
@@ -167,16 +151,7 @@ export interface ExportLabelStudioConfigOptions {
 
 /** Write the Label Studio labeling config for the run's classes; returns the number of choices. */
 export async function exportLabelStudioConfigCommand(o: ExportLabelStudioConfigOptions): Promise<number> {
-  if ((o.labels === undefined) === (o.model === undefined))
-    throw new ConfigError('give the label file with --labels or the model spec with --model (one of them)');
-  let labelFile = o.labels;
-  if (o.model !== undefined) {
-    labelFile = (await loadModelSpec(o.model)).labels;
-    if (labelFile === undefined) throw new ConfigError(`model spec ${o.model} names no label file (labels:)`);
-  }
-  const names = await loadLabels(labelFile as string).catch((err: Error & { code?: string }) => {
-    throw new ConfigError(err.code === 'ENOENT' ? `label file not found: ${labelFile}` : `label file ${labelFile}: ${err.message}`);
-  });
+  const { file: labelFile, names } = await loadClassNames(o);
   const config = (() => {
     try {
       return labelStudioConfig(names);

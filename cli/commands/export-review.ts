@@ -1,12 +1,14 @@
 /**
  * `cascade export review`: write the images of a finished run that deserve a human look as
  * Label Studio tasks or CSV, from the run's output location (directory or s3://…), to `--out` (a
- * file or s3:// object, written whole or not at all) or stdout.
+ * file or s3:// object, written whole or not at all) or stdout; with `--budget K`, a random slice
+ * plus the likeliest wrong, K in all (docs/reviews.md).
  */
 import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
 import { S3Settings } from '../../config/schema.js';
 import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
 import type { AuditEntry } from '../../pipeline/audit/audit-part.js';
+import { RunSummary } from '../../pipeline/results/manifest.js';
 import {
   labelStudioTasks,
   openManifest,
@@ -15,7 +17,9 @@ import {
   reviewCsv,
   RunOutputNotFoundError,
   selectForReview,
+  selectWithinBudget,
 } from '../../pipeline/results/review-export.js';
+import { isObjectNotFound, type ObjectStore, readJson } from '../../pipeline/storage/object-store.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { writeExport } from '../export-output.js';
 
@@ -26,6 +30,20 @@ export interface ExportReviewOptions {
   maxConfidence: number;
   include: string;
   localFilesRoot?: string;
+  /** At most this many images: a random slice plus the likeliest wrong. */
+  budget?: number;
+  /** The random slice's share of the budget (default 0.5). */
+  randomShare?: number;
+}
+
+/** The run id from summary.json; null when the run has none (tasks then carry no `run`). */
+async function runIdOf(store: ObjectStore): Promise<string | null> {
+  try {
+    return (await readJson(store, 'summary.json', RunSummary)).runId;
+  } catch (err) {
+    if (isObjectNotFound(err)) return null;
+    throw err;
+  }
 }
 
 /** Select and write the review set; returns how many images were exported. */
@@ -45,16 +63,25 @@ export async function exportReviewCommand(o: ExportReviewOptions): Promise<numbe
     // while thousands of audit parts are read could time out.
     const opened = (async () => {
       const disagreements = include.has('disagreements') ? await readDisagreements(store) : new Map<string, AuditEntry>();
-      return { disagreements, manifest: await openManifest(store) };
+      const runId = await runIdOf(store);
+      return { disagreements, runId, manifest: await openManifest(store) };
     })();
-    const { disagreements, manifest } = await opened.catch((err: unknown) => {
+    const { disagreements, runId, manifest } = await opened.catch((err: unknown) => {
       // A wrong --run is a usage problem: one line and exit code 2, no stack.
       throw err instanceof RunOutputNotFoundError ? new ConfigError(err.message) : err;
     });
-    const { items, rows } = await selectForReview(manifest, disagreements, { include, maxConfidence: o.maxConfidence });
-    const body = o.format === 'csv' ? reviewCsv(items) : `${JSON.stringify(labelStudioTasks(items, { localFilesRoot: o.localFilesRoot }), null, 2)}\n`;
+    if (o.budget !== undefined && runId === null) throw new ConfigError(`--budget needs the run's summary.json, and ${store.describe()} has none`);
+    const { items, rows } =
+      o.budget === undefined
+        ? await selectForReview(manifest, disagreements, { include, maxConfidence: o.maxConfidence })
+        : await selectWithinBudget(manifest, disagreements, { budget: o.budget, randomShare: o.randomShare ?? 0.5, runId: runId!, include });
+    const tasks = labelStudioTasks(items, { localFilesRoot: o.localFilesRoot, ...(runId ? { runId } : {}) });
+    const body = o.format === 'csv' ? reviewCsv(items) : `${JSON.stringify(tasks, null, 2)}\n`;
     await writeExport(o.out, [body], s3Client);
-    const counts = ['errors', 'disagreements', 'low-confidence'].map((r) => `${items.filter((i) => i.reasons.includes(r as never)).length} ${r}`).join(', ');
+    const counts = ['random', 'errors', 'disagreements', 'low-confidence']
+      .filter((r) => r !== 'random' || o.budget !== undefined)
+      .map((r) => `${items.filter((i) => i.reasons.includes(r as never)).length} ${r}`)
+      .join(', ');
     process.stderr.write(`exported ${items.length} of ${rows} images for review (${counts})${o.out ? ` to ${o.out}` : ''}\n`);
     return items.length;
   } finally {

@@ -5,7 +5,14 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { CascadeError, EXIT_FAILED } from '../../config/errors.js';
+import { s3SettingsFromEnv } from '../../config/load-config.js';
+import { S3Settings } from '../../config/schema.js';
+import { RunSummary } from '../../pipeline/results/manifest.js';
+import type { ReviewReport } from '../../pipeline/reviews/review-summary.js';
+import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
+import { isObjectNotFound, readJson } from '../../pipeline/storage/object-store.js';
 import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { RunTracker } from '../../queue/run-tracker.js';
@@ -63,6 +70,23 @@ export async function readRecentRuns(tracker: RunTracker, limit: number, now = n
     .slice(0, limit);
 }
 
+/**
+ * The reviews report in a finished run's summary.json (none when it has none), or why it could
+ * not be read: status goes on without it, since Redis answered.
+ */
+export async function readRunReviews(out: string): Promise<{ reviews?: ReviewReport; reviewsUnread?: string }> {
+  let client: S3Client | undefined;
+  const store = openStore(out, () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
+  try {
+    const { reviews } = await readJson(store, 'summary.json', RunSummary);
+    return reviews ? { reviews } : {};
+  } catch (err) {
+    return isObjectNotFound(err) ? {} : { reviewsUnread: (err as Error).message };
+  } finally {
+    client?.destroy();
+  }
+}
+
 /** Print the status of `runId` (or the recent runs); with `watch`, redraw until the run is done or failed. */
 export async function statusCommand(
   runId: string | undefined,
@@ -85,6 +109,7 @@ export async function statusCommand(
       } else {
         const status = await readRunStatus(tracker, queues, runId);
         if (!status) throw new UnknownRunError(`run ${runId} is unknown to prefix ${prefix} on this Redis (\`cascade status\` lists the runs it knows)`);
+        if (status.state === 'done') Object.assign(status, await readRunReviews(status.out));
         write(o.json ? `${JSON.stringify(status)}\n` : `${clear}${formatRunStatus(status)}\n`);
         if (status.state === 'done' && o.failOnDrift) failOnDrift(runId, status.audit);
         if (!o.watch || status.state === 'done') return status;

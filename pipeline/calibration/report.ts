@@ -134,7 +134,7 @@ export interface ReportModels {
 export function calibrationFile(
   outcome: CalibrationOutcome,
   models: ReportModels,
-  extra: { calibrationFraction: number; skippedImages: number; files: CalibrationFile['files']; createdAt?: Date },
+  extra: { calibrationFraction: number; skippedImages: number; files: CalibrationFile['files']; createdAt?: Date; reviews?: CalibrationFile['reviews'] },
 ): CalibrationFile {
   const c = outcome.chosen;
   const { bigGmacs, littleGmacs } = outcome.costs;
@@ -154,6 +154,7 @@ export function calibrationFile(
     test: outcome.test ? operatingPoint(outcome.test.point, outcome.test, outcome.test.agreementInterval, bigGmacs) : null,
     skippedImages: extra.skippedImages,
     files: extra.files,
+    ...(extra.reviews ? { reviews: extra.reviews } : {}),
   };
 }
 

@@ -2,8 +2,9 @@
  * A run's manifest as a SageMaker Ground Truth output manifest for image classification: one
  * JSON line per labelled image with `source-ref`, the label attribute (the class index) and
  * `<attribute>-metadata` (class-name, confidence, type, job-name, human-annotated, creation-date),
- * the shape AWS documents under "Labeling job output data". The cascade labelled the images, so
- * `human-annotated` is "no". Error rows have no label and are left out; the caller counts them.
+ * the shape AWS documents under "Labeling job output data". `human-annotated` is "no" for the
+ * cascade's labels and "yes" for a human review's. Error rows have no label and are left out; the
+ * caller counts them.
  */
 import { z } from 'zod';
 import type { ManifestRow } from './manifest.js';
@@ -77,15 +78,15 @@ export function defaultJobName(runId: string): string {
   return cleaned;
 }
 
-/** One output-manifest line for a labelled row; null for an error row (it has no label). */
-export function groundTruthRow(row: ManifestRow, o: GroundTruthOptions): Record<string, unknown> | null {
+/** One output-manifest line for a labelled row (`human`: its label is a reviewer's); null for an error row (it has no label). */
+export function groundTruthRow(row: ManifestRow, o: GroundTruthOptions, human = false): Record<string, unknown> | null {
   if (row.error || row.label === null) return null;
   const metadata: GroundTruthMetadata = {
     'class-name': row.labelName ?? String(row.label),
     confidence: row.confidence ?? 0,
     type: GROUND_TRUTH_TYPE,
     'job-name': o.jobName,
-    'human-annotated': 'no',
+    'human-annotated': human ? 'yes' : 'no',
     'creation-date': groundTruthDate(o.creationDate),
   };
   return { 'source-ref': row.key, [o.labelAttribute]: row.label, [`${o.labelAttribute}-metadata`]: metadata };

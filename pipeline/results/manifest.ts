@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { AuditSummary } from '../audit/audit-summary.js';
+import { ReviewReport } from '../reviews/review-summary.js';
 import { SelfCalibrationSummary } from '../self-calibration.js';
 import { addPartCost, emptyCostTotals, PartCost, RunCost, runCost } from '../cost/run-cost.js';
 import { DEFAULT_PRICES, type Prices } from '../../config/schema.js';
@@ -184,6 +185,8 @@ export const RunSummary = z.object({
   route: z.object({ route: z.literal('big-only'), reason: z.string() }).optional(),
   /** A self-calibrating run's warm-up, decision and the compute the warm-up spent (counted in `macs` too). */
   selfCalibration: SelfCalibrationSummary.optional(),
+  /** What the human reviews of the run show (`cascade import reviews` writes it; docs/reviews.md). */
+  reviews: ReviewReport.optional(),
   /** Plot files written next to the summary (keys under the output location). */
   plots: z.object({ confidenceSvg: z.string(), confidencePng: z.string(), calibrationSvg: z.string().optional() }).optional(),
 });
