@@ -1,7 +1,8 @@
 /**
  * `cascade search-saver`: TinySaver's search for the best little model for a big one. Each
- * candidate cheaper than the big model is calibrated on the calibration half and judged on the
- * test half; the table ranks them by the cascade's expected GMACs per image.
+ * candidate cheaper than the big model (measured here) is calibrated on the calibration half and
+ * judged on the test half; the table ranks them by the cascade's measured cost per image, with its
+ * verdict against big alone (GMACs stay as a secondary figure).
  */
 import { basename } from 'node:path';
 import { loadConfig, loadModelSpec } from '../../config/load-config.js';
@@ -9,6 +10,8 @@ import { searchSaver, type SaverResult } from '../../pipeline/calibration/saver-
 import { buildTables } from '../../pipeline/calibration/tables.js';
 import { dataContext, listImages, readGroundTruth, ruleOptions, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
+import type { CostVerdict } from '../../pipeline/cost/verdict.js';
+import { measureModels } from '../model-timings.js';
 
 export interface SearchSaverOptions extends CalibrationCliOptions {
   big: string;
@@ -33,6 +36,10 @@ export interface SaverRow {
   agreement: number | null;
   saved: number | null;
   oracleSaved: number | null;
+  /** Measured cascade cost per image on this machine, its saving against big alone, and the verdict (null without timings). */
+  msPerImage: number | null;
+  costSaved: number | null;
+  verdict: string | null;
   note: string;
 }
 
@@ -53,6 +60,9 @@ export function saverRows(results: readonly SaverResult[], bigGmacs: number): Sa
         agreement: null,
         saved: null,
         oracleSaved: null,
+        msPerImage: null,
+        costSaved: null,
+        verdict: null,
         note: `${r.status}: ${r.reason}`,
       };
     }
@@ -72,11 +82,24 @@ export function saverRows(results: readonly SaverResult[], bigGmacs: number): Sa
       agreement: p.agreement,
       saved: bigGmacs > 0 ? 1 - p.gmacsPerImage / bigGmacs : 0,
       oracleSaved: part.oracle?.saved ?? null,
+      ...costFigures(r.verdict),
       note: o.test
         ? `${o.chosen.rule} on ${o.calibration.images} calibration images; figures on ${o.test.images} test images`
         : `${o.chosen.rule}; no test half, figures on the calibration images`,
     };
   });
+}
+
+/** A ranked row's measured cost: the cascade's ms per image, its saving against big alone, the verdict. */
+function costFigures(v: CostVerdict | undefined): Pick<SaverRow, 'msPerImage' | 'costSaved' | 'verdict'> {
+  if (!v) return { msPerImage: null, costSaved: null, verdict: null };
+  const cascade = v.candidates.find((c) => c.kind === 'cascade')!;
+  const big = v.candidates.find((c) => c.kind === 'big-only')!;
+  return {
+    msPerImage: 1000 * cascade.secondsPerImage,
+    costSaved: big.pricePerImage > 0 ? 1 - cascade.pricePerImage / big.pricePerImage : 0,
+    verdict: v.verdict,
+  };
 }
 
 const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
@@ -95,18 +118,21 @@ export function saverMarkdown(rows: readonly SaverRow[], bigName: string, bigGma
     'agreement',
     'MACs saved',
     'oracle saved',
+    'ms/img',
+    'cost saved',
+    'verdict',
   ];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const r of rows) {
     lines.push(
-      `| ${r.rank ?? '—'} | ${r.candidate} | ${r.gmacsPerImage.toFixed(3)} | ${pct(r.top1)} | ${r.metric ? `${r.metric} ≥ ${r.threshold!.toFixed(3)}` : r.note} | ${pct(r.fractionToBig)} | ${pct(r.cascadeAccuracy)} | ${pct(r.bigAccuracy)} | ${pct(r.agreement)} | ${pct(r.saved)} | ${pct(r.oracleSaved)} |`,
+      `| ${r.rank ?? '—'} | ${r.candidate} | ${r.gmacsPerImage.toFixed(3)} | ${pct(r.top1)} | ${r.metric ? `${r.metric} ≥ ${r.threshold!.toFixed(3)}` : r.note} | ${pct(r.fractionToBig)} | ${pct(r.cascadeAccuracy)} | ${pct(r.bigAccuracy)} | ${pct(r.agreement)} | ${pct(r.saved)} | ${pct(r.oracleSaved)} | ${r.msPerImage?.toFixed(2) ?? '—'} | ${pct(r.costSaved)} | ${r.verdict ?? '—'} |`,
     );
   }
   return `${lines.join('\n')}\n\nBig model: ${bigName}, ${bigGmacs.toFixed(3)} GMACs per image.\n`;
 }
 
 function textTable(rows: readonly SaverRow[]): string {
-  const head = ['#', 'candidate', 'GMACs', 'top-1', 'threshold', 'to big', 'cascade', 'big', 'saved', 'oracle'];
+  const head = ['#', 'candidate', 'GMACs', 'top-1', 'threshold', 'to big', 'cascade', 'big', 'MACs saved', 'oracle', 'ms/img', 'cost saved', 'verdict'];
   const body = rows.map((r) => [
     String(r.rank ?? '-'),
     r.candidate,
@@ -118,6 +144,9 @@ function textTable(rows: readonly SaverRow[]): string {
     pct(r.bigAccuracy),
     pct(r.saved),
     pct(r.oracleSaved),
+    r.msPerImage?.toFixed(2) ?? '—',
+    pct(r.costSaved),
+    r.verdict ?? '—',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   return [head, ...body]
@@ -142,15 +171,18 @@ export async function searchSaverCommand(o: SearchSaverOptions): Promise<SaverRo
   const big = await scoreModel(bigName, config.big, refs, ctx);
   const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
 
+  const [bigCost] = await measureModels([{ name: bigName, spec: config.big }], refs, ctx, o);
   const candidates = [];
   for (const ref of o.candidates) {
     const spec = await loadModelSpec(ref);
     const name = spec.name ?? basename(spec.path);
     const scored = await scoreModel(name, spec, refs, ctx);
     const tables = buildTables(refs, o.images, scored, big, truth, fraction);
-    candidates.push({ name, gmacsPerImage: scored.gmacsPerImage, calibration: tables.calibration, test: tables.test });
+    const [cost] = await measureModels([{ name, spec }], refs, ctx, o);
+    candidates.push({ name, gmacsPerImage: scored.gmacsPerImage, calibration: tables.calibration, test: tables.test, cost: cost! });
   }
-  const results = searchSaver(candidates, big.gmacsPerImage, ruleOptions(o));
+  // Ranked by measured cost per image here; a candidate whose cascade does not beat big alone says so in its verdict.
+  const results = searchSaver(candidates, big.gmacsPerImage, ruleOptions(o), { cost: bigCost!, prices: config.prices });
   const rows = saverRows(results, big.gmacsPerImage);
   if (o.print === false) return rows;
   if (o.json) process.stdout.write(`${JSON.stringify({ big: { name: bigName, gmacsPerImage: big.gmacsPerImage }, rows }, null, 2)}\n`);
