@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
+import { formatSummary } from '../../cli/format-summary.js';
 import { verifyCommand } from '../../cli/commands/verify.js';
 import { ResultPart, type RunSummary } from '../../pipeline/results/manifest.js';
 import { uniquePrefix } from '../helpers/redis.js';
@@ -85,6 +86,7 @@ describe('provenance', () => {
         probeTolerance: 0.002,
       });
     }
+    expect(formatSummary(summary)).toMatch(/; numerics auto \(native\) on cpu, onnxruntime /);
     const part = ResultPart.parse(JSON.parse(await readFile(join(out, 'parts', '00000000.stage0.json'), 'utf8')));
     expect(part.writer).toMatchObject({
       host: hostname(),
