@@ -183,7 +183,11 @@ export class ModelCache {
       throw err;
     }
     if (!chosen || !probe.ok) decide(probe.ok ? 'native' : 'exact', probe);
-    if (probe.ok) return { model, release, probe, numerics: 'native' };
+    if (probe.ok) {
+      // The exact session planning opened for the reference (`cascade run`) is of no use to this run.
+      if (!chosen) await this.closeIdle(this.keyOf(pin, 'exact'));
+      return { model, release, probe, numerics: 'native' };
+    }
     release();
     await this.closeIdle(key);
     return null;

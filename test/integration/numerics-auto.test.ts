@@ -78,11 +78,11 @@ describe("numerics 'auto' and the probe cache", () => {
     expect(JSON.parse(await readFile(join(dir, file!), 'utf8'))).toMatchObject({ version: 1, probe: a.pin.probe });
   });
 
-  it('labels with native kernels where their probe matches the exact reference', async () => {
-    const planner = modelCache();
-    const { pin } = await pinModel('little', spec(), 'auto', planner);
-    await planner.close();
+  it('labels with native kernels where their probe matches the exact reference, closing the idle exact session planning opened', async () => {
+    // One cache plans and labels, as in `cascade run`.
     const worker = modelCache();
+    const { pin } = await pinModel('little', spec(), 'auto', worker);
+    expect(worker.size).toBe(1);
     const lease = await worker.acquire('little', pin, 'auto', 0.002, 'run-auto');
     try {
       expect(lease.numerics).toBe('native');
