@@ -6,7 +6,7 @@
  * numerics, the execution provider, the CPU architecture and kernel flags, the onnxruntime and
  * libvips versions, and the probe images themselves.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -58,7 +58,8 @@ export class ProbeCache {
     const file = this.fileOf(id);
     try {
       await makeDir(this.dir);
-      const tmp = `${file}.${process.pid}.tmp`;
+      // Unique per write: two caches of one process may store the same probe at once.
+      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
       await writeFile(tmp, `${JSON.stringify({ version: 1, identity: id, probe })}\n`);
       await rename(tmp, file);
       return null;
