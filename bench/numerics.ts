@@ -10,6 +10,14 @@
  *
  * Under qemu-user /proc/cpuinfo still describes the host, hence `--cpu-label`. Sessions run in
  * this process (no worker threads), one model at a time.
+ *
+ * Mode 'auto' makes a worker's choice first (the real ModelCache: exact reference, native probe,
+ * fallback; no probe cache) and then labels like the mode it chose. `--rounds N` repeats every
+ * model and mode N times, interleaved, and reports CPU time per photo (process CPU, ORT's threads
+ * included) with the share of native's saving over exact that auto keeps:
+ *
+ *   node --import tsx bench/numerics.ts --photos 150 --models shufflenet,mobilenetv2,ensemble \
+ *     --modes exact,native,auto --rounds 5 --threads 1
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -18,9 +26,12 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadModelSpec } from '../config/load-config.js';
-import type { Numerics } from '../config/schema.js';
+import type { ModelSpec as ModelSpecSchema, Numerics, SessionNumerics } from '../config/schema.js';
 import { preprocessImage } from '../pipeline/image/preprocess.js';
 import { ModelSession } from '../pipeline/inference/model-session.js';
+import { ModelCache } from '../pipeline/models/model-cache.js';
+import { pinModel } from '../pipeline/models/pin-model.js';
+import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { topK } from '../pipeline/routing.js';
 import { findAssets, listPhotos, REPO_ROOT } from './assets.js';
 
@@ -36,6 +47,10 @@ export interface ModeResult {
   confidences: number[];
   /** Inference time per photo, ms (batch 1). */
   msPerImage: number;
+  /** Process CPU time per photo, ms, in each round (batch 1; ORT's threads included). */
+  cpuMsPerImage: number[];
+  /** Mode 'auto': the numerics a worker chose on this CPU. */
+  chosen?: SessionNumerics;
 }
 
 export interface NumericsReport {
@@ -51,6 +66,8 @@ export interface NumericsOptions {
   photos: number;
   models: readonly string[];
   modes: readonly Numerics[];
+  /** Every model and mode this many times, interleaved (default 1). */
+  rounds?: number;
   intraOpThreads?: number;
   cpuLabel?: string;
   log?: (line: string) => void;
@@ -87,57 +104,110 @@ export async function measureNumerics(o: NumericsOptions): Promise<NumericsRepor
   // Preprocessed tensors and their hashes per distinct preprocessing, shared by the models that use it.
   const tensors = new Map<string, { inputs: Array<Float32Array | Uint16Array>; hashes: string[] }>();
 
-  for (const name of o.models) {
-    const spec = await loadModelSpec(join(REPO_ROOT, 'config', 'models', `${name}.yaml`), env);
-    report.models[name] = {};
-    let inputs: Array<Float32Array | Uint16Array> | undefined;
-    for (const numerics of o.modes) {
-      const session = await ModelSession.open(spec.path, {
-        executionProviders: ['cpu'],
-        intraOpThreads: o.intraOpThreads ?? 2,
-        output: spec.output,
-        maxBatch: 1,
-        graphOptimization: spec.graphOptimization,
-        numerics,
-      });
-      try {
-        if (!inputs) {
-          const shape = { height: session.io.height, width: session.io.width, dtype: session.io.inputDtype };
-          const key = JSON.stringify([spec.preprocess, shape]);
-          if (!tensors.has(key)) {
-            const list: Array<Float32Array | Uint16Array> = [];
-            for (const b of bytes) list.push(await preprocessImage(b, spec.preprocess, shape, { maxPixels: 1e8 }));
-            const hashes = list.map((x) =>
-              createHash('sha256')
-                .update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength))
-                .digest('hex')
-                .slice(0, 16),
-            );
-            tensors.set(key, { inputs: list, hashes });
+  const specs = new Map<string, ModelSpecSchema>();
+  for (const name of o.models) specs.set(name, await loadModelSpec(join(REPO_ROOT, 'config', 'models', `${name}.yaml`), env));
+  const chosen = new Map<string, SessionNumerics>();
+  for (let round = 0; round < (o.rounds ?? 1); round++) {
+    for (const name of o.models) {
+      const spec = specs.get(name)!;
+      report.models[name] ??= {};
+      let inputs: Array<Float32Array | Uint16Array> | undefined;
+      for (const mode of o.modes) {
+        if (mode === 'auto' && !chosen.has(name)) chosen.set(name, await chooseAuto(name, spec, o.intraOpThreads ?? 2));
+        const numerics = mode === 'auto' ? chosen.get(name)! : mode;
+        const session = await ModelSession.open(spec.path, {
+          executionProviders: ['cpu'],
+          intraOpThreads: o.intraOpThreads ?? 2,
+          output: spec.output,
+          maxBatch: 1,
+          graphOptimization: spec.graphOptimization,
+          numerics,
+        });
+        try {
+          if (!inputs) {
+            const shape = { height: session.io.height, width: session.io.width, dtype: session.io.inputDtype };
+            const key = JSON.stringify([spec.preprocess, shape]);
+            if (!tensors.has(key)) {
+              const list: Array<Float32Array | Uint16Array> = [];
+              for (const b of bytes) list.push(await preprocessImage(b, spec.preprocess, shape, { maxPixels: 1e8 }));
+              const hashes = list.map((x) =>
+                createHash('sha256')
+                  .update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength))
+                  .digest('hex')
+                  .slice(0, 16),
+              );
+              tensors.set(key, { inputs: list, hashes });
+            }
+            ({ inputs } = tensors.get(key)!);
+            report.inputs[name] = tensors.get(key)!.hashes;
           }
-          ({ inputs } = tensors.get(key)!);
-          report.inputs[name] = tensors.get(key)!.hashes;
+          const answers: number[] = [];
+          const confidences: number[] = [];
+          const t0 = performance.now();
+          const cpu0 = process.cpuUsage();
+          for (const x of inputs) {
+            const { probs } = await session.run(x, 1);
+            const best = topK(probs, 1)[0]!;
+            answers.push(best);
+            confidences.push(probs[best]!);
+          }
+          const cpu = process.cpuUsage(cpu0);
+          const msPerImage = (performance.now() - t0) / inputs.length;
+          const cpuMs = (cpu.user + cpu.system) / 1000 / inputs.length;
+          const correct = answers.filter((a, i) => a === truth.get(report.photos[i]!)).length;
+          const top1 = (100 * correct) / answers.length;
+          const cpuMsPerImage = [...(report.models[name]![mode]?.cpuMsPerImage ?? []), cpuMs];
+          report.models[name]![mode] = { top1, correct, answers, confidences, msPerImage, cpuMsPerImage, ...(mode === 'auto' ? { chosen: numerics } : {}) };
+          log(
+            `${name.padEnd(12)} ${(mode === 'auto' ? `auto→${numerics}` : mode).padEnd(11)} top-1 ${top1.toFixed(2).padStart(6)}% (${correct}/${answers.length}), ${msPerImage.toFixed(1)} ms/img, CPU ${cpuMs.toFixed(1)} ms/img${o.rounds && o.rounds > 1 ? ` (round ${round + 1})` : ''}`,
+          );
+        } finally {
+          await session.close();
         }
-        const answers: number[] = [];
-        const confidences: number[] = [];
-        const t0 = performance.now();
-        for (const x of inputs) {
-          const { probs } = await session.run(x, 1);
-          const best = topK(probs, 1)[0]!;
-          answers.push(best);
-          confidences.push(probs[best]!);
-        }
-        const msPerImage = (performance.now() - t0) / inputs.length;
-        const correct = answers.filter((a, i) => a === truth.get(report.photos[i]!)).length;
-        const top1 = (100 * correct) / answers.length;
-        report.models[name]![numerics] = { top1, correct, answers, confidences, msPerImage };
-        log(`${name.padEnd(12)} ${numerics.padEnd(6)} top-1 ${top1.toFixed(2).padStart(6)}% (${correct}/${answers.length}), ${msPerImage.toFixed(1)} ms/img`);
-      } finally {
-        await session.close();
       }
     }
   }
   return report;
+}
+
+/** What a worker under numerics 'auto' chooses for `spec` on this CPU (ModelCache: exact reference at planning, native probe against it). */
+async function chooseAuto(name: string, spec: ModelSpecSchema, intraOpThreads: number): Promise<SessionNumerics> {
+  const models = new ModelCache({
+    runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads },
+    capacity: 2,
+    read: (ref) =>
+      fetchRef(ref, {
+        s3: () => {
+          throw new Error('no S3 in this benchmark');
+        },
+      }),
+  });
+  try {
+    const { pin } = await pinModel(name, spec, 'auto', models);
+    const lease = await models.acquire(name, pin, 'auto', 0.002, 'bench-numerics');
+    lease.release();
+    return lease.numerics;
+  } finally {
+    await models.close();
+  }
+}
+
+/** Median CPU ms per photo of each model and mode over the rounds, and the share of native's saving over exact that auto keeps. */
+export function cpuTable(report: NumericsReport): string[] {
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  const lines = ['| model | exact CPU ms/img | native | auto (chose) | native saves | auto keeps of that |', '| --- | --- | --- | --- | --- | --- |'];
+  for (const [name, r] of Object.entries(report.models)) {
+    const [e, n, a] = [r.exact, r.native, r.auto].map((m) => (m ? median(m.cpuMsPerImage) : Number.NaN)) as [number, number, number];
+    const saving = e - n;
+    const kept = (e - a) / saving;
+    lines.push(
+      `| ${name} | ${e.toFixed(2)} | ${n.toFixed(2)} | ${a.toFixed(2)} (${r.auto?.chosen ?? '—'}) | ${((100 * saving) / e).toFixed(1)}% | ${Number.isFinite(kept) ? `${(100 * kept).toFixed(0)}%` : '—'} |`,
+    );
+  }
+  return lines;
 }
 
 /** Lines comparing a report with a reference one (usually native, exact mode): differing answers per model and mode. */
@@ -177,6 +247,7 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       compare: { type: 'string' },
       'cpu-label': { type: 'string' },
+      rounds: { type: 'string', default: '1' },
     },
   });
   const assets = findAssets();
@@ -185,7 +256,7 @@ async function main(): Promise<void> {
     return;
   }
   const modes = values.modes.split(',').map((m) => {
-    if (m !== 'exact' && m !== 'native') throw new Error(`--modes: '${m}' is neither exact nor native`);
+    if (m !== 'exact' && m !== 'native' && m !== 'auto') throw new Error(`--modes: '${m}' is none of exact, native, auto`);
     return m as Numerics;
   });
   const label = values['cpu-label'] ?? 'native';
@@ -198,12 +269,20 @@ async function main(): Promise<void> {
     models: values.models.split(','),
     modes,
     intraOpThreads: Number(values.threads),
+    rounds: Number(values.rounds),
     cpuLabel: label,
     log: (line) => console.log(line),
   });
   for (const [name, r] of Object.entries(report.models)) {
     if (r.exact && r.native)
       console.log(`${name.padEnd(12)} exact vs native here: ${countDifferences(r.exact.answers, r.native.answers)}/${report.photos.length} answers differ`);
+  }
+  if (report.photos.length && Object.values(report.models).some((r) => r.exact && r.native && r.auto)) {
+    console.log(`\nCPU per photo, median of ${values.rounds} interleaved round(s), ${report.photos.length} photos, batch 1, ${values.threads} ORT thread(s):`);
+    for (const line of cpuTable(report)) console.log(line);
+    for (const [name, r] of Object.entries(report.models))
+      if (r.exact && r.auto)
+        console.log(`${name.padEnd(12)} auto vs exact here: ${countDifferences(r.exact.answers, r.auto.answers)}/${report.photos.length} answers differ`);
   }
   if (values.json) await writeFile(values.json, `${JSON.stringify(report)}\n`);
   if (values.compare) {

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CascadeError } from '../config/errors.js';
-import type { CascadeConfig, ConfidenceMetric, ModelSpec } from '../config/schema.js';
+import { type CascadeConfig, type ConfidenceMetric, type ModelSpec, referenceNumerics } from '../config/schema.js';
 import { parseGroundTruth } from '../pipeline/calibration/ground-truth.js';
 import { defaultCacheDir, modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
 import type { CalibrateOptions as CalibrateRuleOptions, CalibrationRule } from '../pipeline/calibration/calibrate.js';
@@ -23,6 +23,7 @@ import { relativeName } from '../pipeline/calibration/tables.js';
 import { ConfigError } from '../config/load-config.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
 import { type PlannedModel, pinModel } from '../pipeline/models/pin-model.js';
+import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import type { LoadedModel } from '../pipeline/models/loaded-model.js';
 import { defaultLocalRoots, listSource } from '../producers/list-source.js';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -97,7 +98,9 @@ export async function listImages(source: string, ctx: DataContext): Promise<stri
  */
 export async function scoreModel(name: string, spec: ModelSpec, refs: readonly string[], ctx: DataContext): Promise<ScoredModel> {
   const { config } = ctx;
-  const fingerprint = await modelFingerprint(spec, config.numerics).catch((err: Error) => {
+  // An 'auto' run labels with exact numbers (or native ones within the probe tolerance of them): calibrate on exact ones.
+  const numerics = referenceNumerics(config.numerics);
+  const fingerprint = await modelFingerprint(spec, numerics).catch((err: Error) => {
     throw new Error(`cannot read model ${spec.path}: ${err.message}`);
   });
   const cached = (await ctx.cache?.read(fingerprint)) ?? null;
@@ -108,7 +111,7 @@ export async function scoreModel(name: string, spec: ModelSpec, refs: readonly s
     if (missing.length > 0) await scoreMissing(name, model, missing, scored, ctx);
   });
   if (missing.length > 0) await ctx.cache?.write(fingerprint, spec.path, scored);
-  return { name, path: spec.path, gmacsPerImage, scored, pin: { sha256: pin.sha256, numerics: config.numerics, probe: pin.probe } };
+  return { name, path: spec.path, gmacsPerImage, scored, pin: { sha256: pin.sha256, numerics, probe: pin.probe } };
 }
 
 /** Pin a model (hash, GMACs, conformance probe), open it alone in this process for `use`, and close it after. */
@@ -119,11 +122,13 @@ export async function withOpenModel(name: string, spec: ModelSpec, ctx: DataCont
     capacity: 1,
     read: (ref) => fetchRef(ref, { s3: ctx.s3 }),
     downloadDir: config.modelDir,
+    // --no-cache runs the models afresh, their probes included.
+    probeCache: ctx.cache ? new ProbeCache(defaultProbeCacheDir()) : null,
     log: ctx.log,
   });
   try {
     const planned = await pinModel(name, spec, config.numerics, models);
-    const lease = await models.acquireUnverified(name, planned.pin, config.numerics);
+    const lease = await models.acquireUnverified(name, planned.pin, referenceNumerics(config.numerics));
     try {
       await use(lease.model);
     } finally {

@@ -7,7 +7,7 @@ import { type Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { readAnyCalibrationFile } from '../config/calibration.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
-import type { CascadeConfig, ConfidenceMetric } from '../config/schema.js';
+import type { CascadeConfig, ConfidenceMetric, Numerics } from '../config/schema.js';
 import { calibrationConformance } from '../producers/plan-run.js';
 import type { RunSpec } from '../queue/jobs.js';
 
@@ -23,6 +23,8 @@ export interface CascadeFlags {
   threshold?: number;
   metric?: ConfidenceMetric;
   batchSize?: number;
+  /** int8 kernels: auto (default), exact or native. */
+  numerics?: Numerics;
   /** Take over an output location that holds another run (its objects are deleted first). */
   overwrite?: boolean;
 }
@@ -39,6 +41,13 @@ export function cascadeOptions(cmd: Command, number: NumberParser): Command {
       new Option('--metric <m>', 'confidence metric (rank: calib.json or --target-agreement)').choices(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']),
     )
     .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024))
+    .addOption(
+      new Option('--numerics <mode>', "int8 kernels: auto (native where they give exact's numbers, else exact), exact or native").choices([
+        'auto',
+        'exact',
+        'native',
+      ]),
+    )
     .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first");
 }
 
@@ -47,7 +56,7 @@ export function loadCascadeConfig(o: CascadeFlags, selfCalibrating = false): Pro
   return loadConfig({
     file: o.config,
     calibration: o.calibration,
-    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize },
+    overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize, numerics: o.numerics },
     selfCalibrating,
   });
 }

@@ -85,16 +85,24 @@ export function formatCost(c: NonNullable<RunSummary['cost']>): string {
   return `  cost: ${used} vs ${c.bigOnlySeconds.toFixed(1)} big-only, ${pct(c.saved ?? 0)}${verdict}${money}${unknown}`;
 }
 
-/** One line on what labelled the run, e.g. "models: little shufflenet (7c536d02e2f6), big ensemble (72a5bea47bb5); numerics exact on cpu, onnxruntime 1.30.0". */
+/** One line on what labelled the run, e.g. "models: little shufflenet (7c536d02e2f6), big ensemble (72a5bea47bb5); numerics auto (native) on cpu, onnxruntime 1.30.0". */
 function formatProvenance(s: RunSummary): string | null {
   if (!s.stages.every((st) => st.model)) return null;
   const models = s.stages.map((st) => `${st.name} ${st.model!.name} (${st.model!.sha256.slice(0, 12)})`).join(', ');
   const p = s.stages.map((st) => st.provenance).filter((x) => x !== undefined);
   const distinct = (pick: (x: (typeof p)[number]) => string[]) => [...new Set(p.flatMap(pick))].join('+');
   const how = p.length
-    ? `; numerics ${distinct((x) => [x.numerics])} on ${distinct((x) => x.executionProviders)}, onnxruntime ${distinct((x) => x.onnxruntime)}`
+    ? `; numerics ${numericsText(
+        distinct((x) => [x.numerics]),
+        distinct((x) => x.numericsUsed ?? []),
+      )} on ${distinct((x) => x.executionProviders)}, onnxruntime ${distinct((x) => x.onnxruntime)}`
     : '';
   return `  models: ${models}${how}`;
+}
+
+/** The run's numerics, with what the workers chose where that is not the mode itself: "auto (native)". */
+function numericsText(mode: string, used: string): string {
+  return used && used !== mode ? `${mode} (${used})` : mode;
 }
 
 function joinOut(out: string, name: string): string {

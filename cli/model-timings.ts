@@ -4,7 +4,7 @@
  * (pipeline/cost/model-timing.ts).
  */
 import { join } from 'node:path';
-import type { ModelSpec } from '../config/schema.js';
+import { type ModelSpec, referenceNumerics } from '../config/schema.js';
 import { defaultTimingCacheDir, type ModelTiming, modelTiming } from '../pipeline/cost/model-timing.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { type DataContext, withOpenModel } from './calibration-data.js';
@@ -29,7 +29,8 @@ export async function timeModel(name: string, spec: ModelSpec, sample: readonly 
         fetch: (ref) => fetchRef(ref, { s3: ctx.s3 }, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
         maxPixels: config.limits.maxPixels,
         sha256: model.sha256,
-        numerics: config.numerics,
+        // What the timed session ran: under 'auto' the exact reference kernels (withOpenModel).
+        numerics: referenceNumerics(config.numerics),
       },
       { batchSize: config.batchSize, timeoutMs: o.timeoutSeconds * 1000, cacheDir: o.cacheDir === undefined ? defaultTimingCacheDir() : o.cacheDir },
     );

@@ -130,12 +130,24 @@ export const RANK_TWO_STAGES =
   'metric rank routes a little/big pair (its reference is the little model’s calibration sample); a chain takes maxprob, margin, entropy or pnorm';
 
 /**
- * Which int8 kernels onnxruntime's CPU provider uses. 'exact': U8U8 kernels (session.x64quantprecision),
- * so int8 models give the same answers on every x86 CPU; 'native': ORT's default u8s8 kernels,
- * fastest, which saturate on x86 CPUs without VNNI (AVX2-only).
+ * Which int8 kernels one onnxruntime session uses on the CPU provider. 'exact': U8U8 kernels
+ * (session.x64quantprecision), so int8 models give the same answers on every x86 CPU; 'native':
+ * ORT's default u8s8 kernels, fastest, which saturate on x86 CPUs without VNNI (AVX2-only).
  */
-export const Numerics = z.enum(['exact', 'native']);
+export const SessionNumerics = z.enum(['exact', 'native']);
+export type SessionNumerics = z.infer<typeof SessionNumerics>;
+
+/**
+ * A run's numerics: a session's, or 'auto': the reference is exact, and each worker labels with
+ * native kernels where their probe matches that reference, else with exact ones.
+ */
+export const Numerics = z.enum(['auto', 'exact', 'native']);
 export type Numerics = z.infer<typeof Numerics>;
+
+/** The numerics a run's reference outputs (planning, calibration) are computed with: exact unless the run is native. */
+export function referenceNumerics(numerics: Numerics): SessionNumerics {
+  return numerics === 'native' ? 'native' : 'exact';
+}
 
 /** Execution providers, tried in order. */
 export const ExecutionProvider = z.enum(['cpu', 'cuda', 'webgpu', 'tensorrt', 'dml', 'coreml']);
@@ -340,10 +352,11 @@ export const CascadeConfigFields = z
      * intermediate sums on x86 CPUs without VNNI, so the int8 models (ShuffleNet QDQ, MobileNetV2
      * int8, the ensemble) gave different top-1 answers on different CPUs, 6–9 pp lower on an
      * AVX2-only one. 'exact' makes ORT use U8U8 kernels, giving the VNNI answers on every x86 CPU
-     * (and costing speed on VNNI CPUs, up to 2x for MobileNetV2); 'native' keeps ORT's defaults
-     * (docs/models.md, "Numerics").
+     * (and costing speed on VNNI CPUs, up to 2x for MobileNetV2); 'native' keeps ORT's defaults;
+     * 'auto' (default) labels with native kernels on a worker whose native probe matches the run's
+     * exact reference, and with exact ones elsewhere (docs/models.md, "Numerics").
      */
-    numerics: Numerics.default('exact'),
+    numerics: Numerics.default('auto'),
     /**
      * Largest difference in probability a worker's conformance probe may show against the run's
      * reference before it refuses the run's model (see pipeline/models/probe.ts). Exact numerics

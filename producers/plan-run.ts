@@ -13,6 +13,7 @@ import type { AnyCalibrationFile } from '../config/calibration.js';
 import { describePlatform } from '../pipeline/inference/platform.js';
 import { shortHash } from '../pipeline/models/model-pin.js';
 import { pinModel } from '../pipeline/models/pin-model.js';
+import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import { compareProbe, Probe } from '../pipeline/models/probe.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isS3Url } from '../pipeline/storage/location.js';
@@ -27,6 +28,7 @@ export function planningModels(config: CascadeConfig, s3: () => S3Client): Model
     capacity: 1,
     read: (ref) => fetchRef(ref, { s3 }),
     downloadDir: config.modelDir,
+    probeCache: new ProbeCache(defaultProbeCacheDir()),
   });
 }
 

@@ -39,7 +39,7 @@ export const RunSpecFields = z.object({
       }),
     )
     .min(2),
-  /** Int8 kernel choice on the CPU provider; part of the run because it changes answers. */
+  /** Int8 kernel choice on the CPU provider (auto: each worker's, held to the exact reference); part of the run because it changes answers. */
   numerics: Numerics,
   /** Image limits; part of the run because an image over them becomes an error row. */
   limits: Limits,

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type CascadeConfig, isServiceRole } from '../config/schema.js';
 import { TensorCache } from '../pipeline/image/tensor-cache.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
+import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import { configuredStages } from '../config/stages.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { parseLocation } from '../pipeline/storage/location.js';
@@ -142,6 +143,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
     capacity: Math.max(config.maxModels, stageRoles.length),
     read: (ref) => fetchRef(ref, { s3 }),
     downloadDir: config.modelDir,
+    probeCache: new ProbeCache(defaultProbeCacheDir()),
     log,
   });
   const workers: Array<{ close(): Promise<void> }> = [];

@@ -26,7 +26,7 @@ import { metricNeedsDecision, metricOf, queueDecision, runDecision, storedDecisi
 import { routingThreshold, skipsFirstStage } from '../pipeline/self-calibration.js';
 import { type CostMeter, processMeters } from '../pipeline/cost/cost-meter.js';
 import { type PartCost, partCost } from '../pipeline/cost/run-cost.js';
-import { type WorkerClass, workerClassOf } from '../config/schema.js';
+import { type SessionNumerics, type WorkerClass, workerClassOf } from '../config/schema.js';
 
 export interface StageWorkerOptions {
   connection: Redis;
@@ -109,9 +109,9 @@ export class StageWorker {
   }
 
   /** Borrow the model `spec` pins for stage `index`, verified; and the classify dependencies under the run's limits. */
-  async borrow(spec: RunSpec, index: number): Promise<{ lease: ModelLease; probe: ProbeComparison; deps: ClassifyDeps }> {
+  async borrow(spec: RunSpec, index: number): Promise<{ lease: ModelLease; probe: ProbeComparison; numerics: SessionNumerics; deps: ClassifyDeps }> {
     const stage = spec.stages[index]!;
-    const { model, release, probe } = await this.o.models.acquire(stage.name, stage.model, spec.numerics, spec.probeTolerance, spec.runId);
+    const { model, release, probe, numerics } = await this.o.models.acquire(stage.name, stage.model, spec.numerics, spec.probeTolerance, spec.runId);
     const { maxBytes, maxPixels } = spec.limits;
     const deps: ClassifyDeps = {
       fetch: (ref) => this.o.fetch(ref, maxBytes),
@@ -120,7 +120,7 @@ export class StageWorker {
       tensorCache: this.o.tensorCache,
       inferChunk: inferChunk(model),
     };
-    return { lease: { model, release }, probe, deps };
+    return { lease: { model, release }, probe, numerics, deps };
   }
 
   /** Process one batch job (exposed for tests). */
@@ -198,7 +198,8 @@ export class StageWorker {
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       // A model this worker cannot load or verify fails the job (another worker may take it);
       // it never turns into rows.
-      const { lease, probe, deps } = await this.borrow(spec, data.stage);
+      // Under numerics 'auto' the lease says which kernels this worker chose; the part records them.
+      const { lease, probe, numerics, deps } = await this.borrow(spec, data.stage);
       // Charged from here: opening the model is the worker's, not the batch's.
       const workerClass = workerClassOf(lease.model.pool.provider);
       const meter = this.meters[workerClass];
@@ -232,7 +233,7 @@ export class StageWorker {
         stageName: stage.name,
         rows: result.rows,
         stats: result.stats,
-        writer: { ...workerIdentity(), provider: lease.model.pool.provider, numerics: spec.numerics, sha256: stage.model.sha256, probeMaxDiff: probe.maxDiff },
+        writer: { ...workerIdentity(), provider: lease.model.pool.provider, numerics, sha256: stage.model.sha256, probeMaxDiff: probe.maxDiff },
         ...(audits.length ? { audits: audits.length } : {}),
         ...(skipped ? { warmup: skipped } : {}),
         ...(warmupAnswers ? { warmupAnswers } : {}),

@@ -7,10 +7,10 @@
 import { createHash } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { makeDir } from '../storage/make-dir.js';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { ModelSpec, Numerics } from '../../config/schema.js';
+import { cacheRoot } from '../../config/cache-dir.js';
+import type { ModelSpec, SessionNumerics } from '../../config/schema.js';
 import { currentPlatform } from '../inference/platform.js';
 
 /** A model's answers on a set of images: probability rows, and images that could not be scored. */
@@ -28,13 +28,13 @@ const CacheIndex = z.object({
   errors: z.array(z.object({ key: z.string(), message: z.string() })),
 });
 
-/** The default cache directory: $XDG_CACHE_HOME/cascade/probabilities, else ~/.cache/…. */
+/** The default cache directory: probabilities/ under cacheRoot() ($CASCADE_CACHE, else $XDG_CACHE_HOME/cascade, else ~/.cache/cascade). */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'cascade', 'probabilities');
+  return join(cacheRoot(env), 'probabilities');
 }
 
 /** Identify everything that changes a model's probabilities: its bytes and how images are fed to it. */
-export async function modelFingerprint(spec: Pick<ModelSpec, 'path' | 'preprocess' | 'output' | 'graphOptimization'>, numerics: Numerics): Promise<string> {
+export async function modelFingerprint(spec: Pick<ModelSpec, 'path' | 'preprocess' | 'output' | 'graphOptimization'>, numerics: SessionNumerics): Promise<string> {
   const bytes = await readFile(spec.path);
   // Native int8 numerics differ between CPUs: their rows are only reused on the same CPU flags.
   const { onnxruntime, cpuFlags } = currentPlatform();

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
 import { CascadeError } from '../../config/errors.js';
-import type { ExecutionProvider, Numerics } from '../../config/schema.js';
+import type { ExecutionProvider, SessionNumerics } from '../../config/schema.js';
 import { fromFloat16Bits, type Tensor } from '../onnx/float16.js';
 import { DataType, decodeModel, encodeModel, type TensorProto } from '../onnx/onnx-proto.js';
 import { looksLikeProbabilities, softmax } from '../routing.js';
@@ -34,14 +34,14 @@ export interface SessionOptions {
    * int8 kernels on the CPU provider: 'exact' (absent: 'exact') gives the same answers on every
    * x86 CPU; 'native' keeps ORT's defaults, which saturate on CPUs without VNNI (sessionConfigEntries).
    */
-  numerics?: Numerics;
+  numerics?: SessionNumerics;
 }
 
 /**
  * The ORT session config entries for a provider list, keyed as ORT names them; passed as the
  * session's `extra` (the Node binding joins nested keys with '.', so flat dotted keys arrive as is).
  */
-export function sessionConfigEntries(numerics: Numerics, providers: readonly ExecutionProvider[]): Record<string, string> {
+export function sessionConfigEntries(numerics: SessionNumerics, providers: readonly ExecutionProvider[]): Record<string, string> {
   const entries: Record<string, string> = {
     // ORT's pool threads busy-wait between ops by default. Next to a second model's session,
     // libvips decoding and other workers, that spinning took cores from the work itself: CPU

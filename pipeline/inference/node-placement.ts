@@ -9,7 +9,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import type { ExecutionProvider, ModelSpec, Numerics } from '../../config/schema.js';
+import type { ExecutionProvider, ModelSpec, SessionNumerics } from '../../config/schema.js';
 import { createSession, describeSession } from './model-session.js';
 
 /** The nodes one provider ran. */
@@ -86,7 +86,7 @@ export interface PlacementOptions {
   executionProviders: readonly ExecutionProvider[];
   graphOptimization?: ModelSpec['graphOptimization'];
   intraOpThreads?: number;
-  numerics?: Numerics;
+  numerics?: SessionNumerics;
 }
 
 /**

@@ -9,7 +9,8 @@ import { rename, stat, writeFile } from 'node:fs/promises';
 import { makeDir } from '../storage/make-dir.js';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import type { ExecutionProvider, Numerics } from '../../config/schema.js';
+import { createHash } from 'node:crypto';
+import type { ExecutionProvider, Numerics, SessionNumerics } from '../../config/schema.js';
 import { InferencePool } from '../inference/inference-pool.js';
 import { ModelLoadError } from '../inference/model-session.js';
 import { currentPlatform, describePlatform, type Platform } from '../inference/platform.js';
@@ -17,6 +18,7 @@ import { isS3Url } from '../storage/location.js';
 import { parseLabels } from './labels.js';
 import { type ModelPin, sha256Hex, shortHash } from './model-pin.js';
 import { compareProbe, runProbe, type Probe, type ProbeComparison } from './probe.js';
+import type { ProbeCache, ProbeIdentity } from './probe-cache.js';
 import type { LoadedModel } from './loaded-model.js';
 
 /** A model a worker will not use for a run: wrong bytes, or outputs that differ from the run's reference. */
@@ -44,6 +46,8 @@ export interface ModelCacheOptions {
   read: (ref: string) => Promise<Buffer>;
   /** Where models read from S3 are kept as files (onnxruntime opens files), by sha256; default: cascade-models in the OS temp dir. */
   downloadDir?: string;
+  /** Probes kept across processes (pipeline/models/probe-cache.ts); absent: every process probes the models it opens. */
+  probeCache?: ProbeCache | null;
   log?: (msg: string) => void;
 }
 
@@ -51,13 +55,16 @@ export interface ModelCacheOptions {
 /** A pin without its probe: what opening the model needs. */
 export type PinnedFile = Omit<ModelPin, 'probe'>;
 
-type SessionKey = Pick<ModelPin, 'sha256' | 'output' | 'graphOptimization' | 'maxBatch' | 'labels'> & { numerics: Numerics };
+type SessionKey = Pick<ModelPin, 'sha256' | 'output' | 'graphOptimization' | 'maxBatch' | 'labels'> & { numerics: SessionNumerics };
 
 interface Entry {
   model: Promise<LoadedModel>;
   users: number;
-  /** This session's outputs on the probe images (fixed images: one run per session serves every run). */
-  probe?: Promise<Probe>;
+  /**
+   * This session's outputs on the probe images, by preprocessing (fixed images: one probe per
+   * session and preprocessing serves every run; pins may share a session with other preprocessing).
+   */
+  probes: Map<string, Promise<Probe>>;
 }
 
 /** A model borrowed from the cache; release it when the batch is done. */
@@ -66,47 +73,171 @@ export interface ModelLease {
   release(): void;
 }
 
+/** A model verified for a run: its probe against the run's reference, and the numerics it labels with. */
+export interface VerifiedLease extends ModelLease {
+  probe: ProbeComparison;
+  /** What the session runs: the run's numerics, or under 'auto' the one chosen on this machine. */
+  numerics: SessionNumerics;
+}
+
+/** Auto choices remembered per process, at most (a choice is a few hundred bytes). */
+const MAX_AUTO_CHOICES = 256;
+
 /** Bounded, reference-counted set of open models keyed by content and session options. */
 export class ModelCache {
   private readonly entries = new Map<string, Entry>();
+  /** Under numerics 'auto': the numerics chosen per native session, reference and tolerance, so the choice is made once. */
+  private readonly autoChoices = new Map<string, SessionNumerics>();
   readonly platform: Platform = currentPlatform();
 
   constructor(private readonly o: ModelCacheOptions) {}
 
   /**
    * Borrow the model a run pins for stage `stage`, verified: its file must hash to the pin and its
-   * probe must match the pin's reference within `tolerance`. Throws ModelRefusedError otherwise.
+   * probe must match the pin's reference within `tolerance`. Under 'auto' the native session is
+   * tried first and kept only if its probe matches; otherwise the exact one, held to the same
+   * check. Throws ModelRefusedError when the model fails it.
    */
-  async acquire(stage: string, pin: ModelPin, numerics: Numerics, tolerance: number, runId: string): Promise<ModelLease & { probe: ProbeComparison }> {
+  async acquire(stage: string, pin: ModelPin, numerics: Numerics, tolerance: number, runId: string): Promise<VerifiedLease> {
+    if (numerics !== 'auto') return this.acquireAs(stage, pin, numerics, tolerance, runId);
+    const native = await this.nativeIfConforming(stage, pin, tolerance);
+    return native ?? this.acquireAs(stage, pin, 'exact', tolerance, runId, ' (numerics auto: native kernels differed here too)');
+  }
+
+  /** Borrow a model by its pin without a probe check: for planning, which records the reference. */
+  async acquireUnverified(stage: string, pin: PinnedFile, numerics: SessionNumerics): Promise<ModelLease> {
+    const { model, release } = await this.borrow(stage, pin, numerics);
+    return { model, release };
+  }
+
+  /**
+   * The model's probe on this machine with `numerics`: the reference a run records at planning.
+   * From the probe cache when it holds one for a provider known without opening the model (the
+   * model is then not opened at all), else from the open session.
+   */
+  async referenceProbe(stage: string, pin: PinnedFile, numerics: SessionNumerics): Promise<Probe> {
+    const provider = this.providerBeforeOpening();
+    const cached = provider ? await this.o.probeCache?.get(this.probeIdentity(pin, numerics, provider)) : null;
+    if (cached) return cached;
     const { entry, model, release } = await this.borrow(stage, pin, numerics);
     try {
-      if (!entry.probe) {
-        entry.probe = runProbe(model.pool, pin.preprocess, this.platform);
-        entry.probe.catch(() => (entry.probe = undefined));
-      }
-      const probe = compareProbe(pin.probe, await entry.probe, tolerance);
+      return await this.probeOf(entry, model, pin, numerics);
+    } finally {
+      release();
+    }
+  }
+
+  private async acquireAs(stage: string, pin: ModelPin, numerics: SessionNumerics, tolerance: number, runId: string, note = ''): Promise<VerifiedLease> {
+    const { entry, model, release } = await this.borrow(stage, pin, numerics);
+    try {
+      const probe = compareProbe(pin.probe, await this.probeOf(entry, model, pin, numerics), tolerance);
       if (!probe.ok) {
         throw new ModelRefusedError(
           `stage ${stage} refuses model ${pin.name} (sha256 ${shortHash(pin.sha256)}) for run ${runId}: its probe outputs differ from the run's reference by up to ` +
             `${probe.maxDiff.toFixed(4)} (tolerance ${tolerance})${probe.top1Changed.length ? `, top-1 changed on ${probe.top1Changed.join(', ')}` : ''}; ` +
-            `this worker: ${describePlatform(this.platform)}, provider ${model.pool.provider}, numerics ${numerics}; ` +
+            `this worker: ${describePlatform(this.platform)}, provider ${model.pool.provider}, numerics ${numerics}${note}; ` +
             `reference: ${describePlatform(pin.probe.platform)}, provider ${pin.probe.provider}`,
         );
       }
-      return { model, release, probe };
+      return { model, release, probe, numerics };
     } catch (err) {
       release();
       throw err;
     }
   }
 
-  /** Borrow a model by its pin without a probe check: for planning, which records the reference. */
-  async acquireUnverified(stage: string, pin: PinnedFile, numerics: Numerics): Promise<ModelLease> {
-    const { model, release } = await this.borrow(stage, pin, numerics);
-    return { model, release };
+  /**
+   * Under 'auto': the native session, verified, when its probe matches the run's (exact)
+   * reference; null when it does not, and the native session is then closed if no one uses it.
+   * The choice is remembered, and a cached native probe that differs spares opening it at all.
+   */
+  private async nativeIfConforming(stage: string, pin: ModelPin, tolerance: number): Promise<VerifiedLease | null> {
+    const key = this.keyOf(pin, 'native');
+    const choiceKey = createHash('sha256')
+      .update(JSON.stringify([key, tolerance, pin.preprocess, pin.probe]))
+      .digest('hex');
+    const chosen = this.autoChoices.get(choiceKey);
+    if (chosen === 'exact') return null;
+    const decide = (choice: SessionNumerics, probe: ProbeComparison) => {
+      if (this.autoChoices.size >= MAX_AUTO_CHOICES) this.autoChoices.clear();
+      this.autoChoices.set(choiceKey, choice);
+      this.o.log?.(
+        `${stage}: numerics auto chose ${choice} for ${pin.name} (sha256 ${shortHash(pin.sha256)}): native kernels' probe differs from the run's exact reference by up to ${probe.maxDiff.toExponential(2)} (tolerance ${tolerance})${probe.top1Changed.length ? `, top-1 changed on ${probe.top1Changed.join(', ')}` : ''}`,
+      );
+    };
+    const provider = chosen ? null : this.providerBeforeOpening();
+    const cached = provider ? await this.o.probeCache?.get(this.probeIdentity(pin, 'native', provider)) : null;
+    if (cached) {
+      const probe = compareProbe(pin.probe, cached, tolerance);
+      if (!probe.ok) {
+        decide('exact', probe);
+        return null;
+      }
+    }
+    const { entry, model, release } = await this.borrow(stage, pin, 'native');
+    let probe: ProbeComparison;
+    try {
+      probe = compareProbe(pin.probe, await this.probeOf(entry, model, pin, 'native'), tolerance);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    if (!chosen || !probe.ok) decide(probe.ok ? 'native' : 'exact', probe);
+    if (probe.ok) {
+      // The exact session planning opened for the reference (`cascade run`) is of no use to this run.
+      if (!chosen) await this.closeIdle(this.keyOf(pin, 'exact'));
+      return { model, release, probe, numerics: 'native' };
+    }
+    release();
+    await this.closeIdle(key);
+    return null;
+  }
+  /** This session's probe with `pin`'s preprocessing: once per session, from the probe cache when it has it. */
+  private probeOf(entry: Entry, model: LoadedModel, pin: PinnedFile, numerics: SessionNumerics): Promise<Probe> {
+    const key = JSON.stringify(pin.preprocess);
+    let probe = entry.probes.get(key);
+    if (!probe) {
+      probe = this.probeOnce(model, pin, numerics);
+      entry.probes.set(key, probe);
+      probe.catch(() => entry.probes.delete(key));
+    }
+    return probe;
   }
 
-  private async borrow(stage: string, pin: PinnedFile, numerics: Numerics): Promise<ModelLease & { entry: Entry }> {
+  private async probeOnce(model: LoadedModel, pin: PinnedFile, numerics: SessionNumerics): Promise<Probe> {
+    // Only CPU probes are kept: a GPU's numbers also depend on the device and its driver, which the key does not name.
+    const cache = model.pool.provider === 'cpu' ? this.o.probeCache : null;
+    const id = this.probeIdentity(pin, numerics, model.pool.provider);
+    const cached = await cache?.get(id);
+    if (cached) return cached;
+    const probe = await runProbe(model.pool, pin.preprocess, this.platform);
+    const failed = await cache?.put(id, probe);
+    if (failed) this.o.log?.(`cannot keep the probe of ${pin.name} in ${cache!.dir} (${failed.message}); the next run probes it again`);
+    return probe;
+  }
+
+  private probeIdentity(pin: PinnedFile, numerics: SessionNumerics, provider: string): ProbeIdentity {
+    const { sha256, output, graphOptimization, preprocess } = pin;
+    return { sha256, output, graphOptimization, preprocess, numerics, provider, platform: this.platform };
+  }
+
+  /** The provider a session will run on, where that is certain before opening it: the CPU provider, if first (always present). */
+  private providerBeforeOpening(): string | null {
+    return this.o.runtime.executionProviders[0] === 'cpu' ? 'cpu' : null;
+  }
+
+  /** Close the session under `key` if no one borrows it. */
+  private async closeIdle(key: string): Promise<void> {
+    const entry = this.entries.get(key);
+    if (!entry || entry.users > 0) return;
+    this.entries.delete(key);
+    await entry.model.then(
+      (m) => m.close(),
+      () => {},
+    );
+  }
+
+  private async borrow(stage: string, pin: PinnedFile, numerics: SessionNumerics): Promise<ModelLease & { entry: Entry }> {
     const entry = this.entry(stage, pin, this.keyOf(pin, numerics));
     entry.users += 1;
     // Only now, with this entry in use, may others make room for it.
@@ -142,7 +273,7 @@ export class ModelCache {
     return this.entries.size;
   }
 
-  private keyOf(pin: PinnedFile, numerics: Numerics): string {
+  private keyOf(pin: PinnedFile, numerics: SessionNumerics): string {
     const maxBatch = Math.min(pin.maxBatch, this.o.runtime.maxBatch ?? pin.maxBatch);
     // Labels ride along with the session (loaded once per entry), so they are part of its key.
     const key: SessionKey = { sha256: pin.sha256, output: pin.output, graphOptimization: pin.graphOptimization, maxBatch, numerics, labels: pin.labels };
@@ -157,7 +288,7 @@ export class ModelCache {
       this.entries.set(key, entry);
       return entry;
     }
-    const created: Entry = { model: this.load(stage, pin, JSON.parse(key) as SessionKey), users: 0 };
+    const created: Entry = { model: this.load(stage, pin, JSON.parse(key) as SessionKey), users: 0, probes: new Map() };
     // A failed load is not kept: the file may be fixed, or reachable, on the next job.
     created.model.catch(() => {
       if (this.entries.get(key) === created) this.entries.delete(key);

@@ -3,12 +3,11 @@
  * open it and record its conformance probe, giving the pin every worker will hold it to.
  */
 import { basename } from 'node:path';
-import type { ModelSpec, Numerics } from '../../config/schema.js';
+import { type ModelSpec, type Numerics, referenceNumerics } from '../../config/schema.js';
 import { ModelLoadError } from '../inference/model-session.js';
 import { countMacs } from '../onnx/macs.js';
 import type { ModelCache } from './model-cache.js';
 import { type ModelPin, sha256Hex } from './model-pin.js';
-import { runProbe } from './probe.js';
 
 /** A stage's model as planned: its pin and its compute per image. */
 export interface PlannedModel {
@@ -16,7 +15,10 @@ export interface PlannedModel {
   gmacsPerImage: number;
 }
 
-/** Pin `spec` for stage `stage`: content hashes, GMACs (spec's figure or counted) and the probe on this machine. */
+/**
+ * Pin `spec` for stage `stage`: content hashes, GMACs (spec's figure or counted) and the probe on
+ * this machine, with exact numerics unless the run's are native (an 'auto' run is held to exact).
+ */
 export async function pinModel(stage: string, spec: ModelSpec, numerics: Numerics, cache: ModelCache): Promise<PlannedModel> {
   const bytes = await cache.readFile(spec.path).catch((err: Error) => {
     throw new ModelLoadError(`cannot read model ${spec.path}: ${err.message}`);
@@ -47,10 +49,5 @@ export async function pinModel(stage: string, spec: ModelSpec, numerics: Numeric
     graphOptimization: spec.graphOptimization,
     maxBatch: spec.maxBatch,
   };
-  const lease = await cache.acquireUnverified(stage, file, numerics);
-  try {
-    return { pin: { ...file, probe: await runProbe(lease.model.pool, spec.preprocess, cache.platform) }, gmacsPerImage };
-  } finally {
-    lease.release();
-  }
+  return { pin: { ...file, probe: await cache.referenceProbe(stage, file, referenceNumerics(numerics)) }, gmacsPerImage };
 }

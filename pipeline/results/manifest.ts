@@ -49,7 +49,7 @@ export const PartRow = ManifestRow.extend({ pos: z.number().int().nonnegative() 
 export type PartRow = z.infer<typeof PartRow>;
 
 /** What one stage wrote for one batch. Idempotent: the same batch and stage always write the same key. */
-/** The process that wrote a result part and the numerics it labelled with. */
+/** The process that wrote a result part and the numerics it labelled with (exact or native, never auto). */
 export const PartWriter = z.object({
   host: z.string(),
   pid: z.number().int(),
@@ -125,7 +125,10 @@ export const StageSummary = StageStats.omit({ jobMs: true }).extend({
   /** How the stage's parts were computed, from their writers: distinct values over the parts. */
   provenance: z
     .object({
+      /** The run's numerics mode (auto, exact or native). */
       numerics: z.string(),
+      /** What the parts' writers ran: exact and/or native (under auto, each worker's choice); absent in older summaries. */
+      numericsUsed: z.array(z.string()).optional(),
       executionProviders: z.array(z.string()),
       onnxruntime: z.array(z.string()),
       cpus: z.array(z.string()),
@@ -214,7 +217,7 @@ export interface SummaryInput {
 
 /** A stage's provenance from its parts' writers; nothing when no part recorded one. */
 function provenanceOf(
-  w: { providers: Set<string>; onnxruntime: Set<string>; cpus: Set<string>; processes: Set<string>; probeMaxDiff: number },
+  w: { providers: Set<string>; numerics: Set<string>; onnxruntime: Set<string>; cpus: Set<string>; processes: Set<string>; probeMaxDiff: number },
   numerics: string | undefined,
   probeTolerance: number | undefined,
 ) {
@@ -223,6 +226,7 @@ function provenanceOf(
   return {
     provenance: {
       numerics,
+      numericsUsed: sorted(w.numerics),
       executionProviders: sorted(w.providers),
       onnxruntime: sorted(w.onnxruntime),
       cpus: sorted(w.cpus),
@@ -238,6 +242,7 @@ export function summarize(input: SummaryInput): RunSummary {
   const totals = input.stages.map(() => ({ images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0, jobs: 0 }));
   const writers = input.stages.map(() => ({
     providers: new Set<string>(),
+    numerics: new Set<string>(),
     onnxruntime: new Set<string>(),
     cpus: new Set<string>(),
     processes: new Set<string>(),
@@ -255,6 +260,7 @@ export function summarize(input: SummaryInput): RunSummary {
     if (writer) {
       const w = writers[stage]!;
       w.providers.add(writer.provider);
+      w.numerics.add(writer.numerics);
       w.onnxruntime.add(writer.onnxruntime);
       w.cpus.add(`${writer.arch} [${writer.cpuFlags.join(' ')}]`);
       w.processes.add(`${writer.host}:${writer.pid}`);

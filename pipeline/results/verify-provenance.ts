@@ -70,8 +70,14 @@ function mismatch(w: NonNullable<ResultPart['writer']>, stage: RunSummary['stage
   const tolerance = stage.provenance?.probeTolerance;
   if (tolerance !== undefined && !(w.probeMaxDiff <= tolerance))
     return `probe differed by ${w.probeMaxDiff.toFixed(4)}, beyond the run's tolerance ${tolerance}`;
-  if (stage.provenance && w.numerics !== stage.provenance.numerics) return `numerics ${w.numerics}, but the run pins ${stage.provenance.numerics}`;
+  if (stage.provenance && !numericsAllowed(w.numerics, stage.provenance.numerics))
+    return `numerics ${w.numerics}, but the run pins ${stage.provenance.numerics}`;
   return null;
+}
+
+/** Whether a part labelled with `used` kernels fits a run's numerics: under auto each worker chose exact or native. */
+function numericsAllowed(used: string, run: string): boolean {
+  return run === 'auto' ? used === 'exact' || used === 'native' : used === run;
 }
 
 /** Human-readable lines for the report. */

@@ -11,7 +11,14 @@
  * real S3 as someone): every test talks to the redis-server and s3rver it started itself, and a
  * test that wants one of these variables sets it explicitly (`env:` of loadConfig, a child's env).
  * test/unit/isolate-env.test.ts and test/integration/isolate-env.test.ts check that this holds.
+ *
+ * The user's caches (config/cache-dir.ts: kept conformance probes, probability rows) are
+ * replaced by a fresh folder per test process, so a test neither reads what another version
+ * left there nor leaves anything in the home folder.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Variables that would point a test at a real deployment's Redis or S3, or sign requests to it. */
 export const DEPLOYMENT_ENV = [
@@ -34,3 +41,7 @@ export function removeDeploymentEnv(env: NodeJS.ProcessEnv): string[] {
 }
 
 removeDeploymentEnv(process.env);
+
+const testCache = mkdtempSync(join(tmpdir(), 'cascade-test-cache-'));
+process.env.CASCADE_CACHE = testCache;
+process.on('exit', () => rmSync(testCache, { recursive: true, force: true }));

@@ -73,7 +73,7 @@ describe('batch accumulation in the pipeline', () => {
       const summary = await waitForRun(runtime.tracker, 'acc-1', () => {});
       expect(summary.stages[0]).toMatchObject({ images: 12, accepted: 4, forwarded: 8, errors: 0 });
       expect(summary.stages[1]).toMatchObject({ images: 8, accepted: 8, errors: 0 });
-      const big = await runtime.models.acquireUnverified('big', run.stages[1]!.model, run.numerics);
+      const big = await runtime.models.acquire('big', run.stages[1]!.model, run.numerics, run.probeTolerance, run.runId);
       expect(big.model.pool.accumulator!.calls).toEqual([8]);
       big.release();
       const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))

@@ -406,7 +406,13 @@ describe('a fleet of worker processes', () => {
             .update(await readFile(JSON.parse(await readFile(file, 'utf8')).path))
             .digest('hex');
         expect(summary.stages.map((s) => s.model?.sha256)).toEqual([await sha(runs[k].little), await sha(runs[k].big)]);
-        expect(summary.stages[0]!.provenance).toMatchObject({ numerics: 'exact', executionProviders: ['cpu'], workers: 1, probeMaxDiff: 0 });
+        expect(summary.stages[0]!.provenance).toMatchObject({
+          numerics: 'auto',
+          numericsUsed: ['native'],
+          executionProviders: ['cpu'],
+          workers: 1,
+          probeMaxDiff: 0,
+        });
       }
       // The two runs really labelled differently: the models differ.
       expect(await get('mix-a/manifest.jsonl')).not.toEqual(await get('mix-b/manifest.jsonl'));

@@ -88,12 +88,22 @@ describe('ModelCache', () => {
         planner,
       )
     ).pin;
+    // The same file as another stage, with its own preprocessing (and so its own probe reference).
+    const mid = (
+      await pinModel(
+        'mid',
+        await loadModelSpecFrom({ path: models.colourLittle, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }),
+        'exact',
+        planner,
+      )
+    ).pin;
     await planner.close();
     const worker = cache(1);
     try {
       const a = await worker.acquire('little', little, 'exact', 0.002, 'r1');
-      // The same file as another stage, with its own preprocessing: one session, two views.
-      const again = await worker.acquire('mid', { ...little, preprocess: { ...little.preprocess, kernel: 'nearest' } }, 'exact', 0.002, 'r1');
+      // One session, two views; each pin's probe is run with its own preprocessing, not the first one's.
+      const again = await worker.acquire('mid', mid, 'exact', 0.002, 'r1');
+      await expect(worker.acquire('mid', { ...mid, probe: little.probe }, 'exact', 0.002, 'r1')).rejects.toThrow(/stage mid refuses model/);
       expect([a.model.name, again.model.name, again.model.preprocess.kernel]).toEqual(['little', 'mid', 'nearest']);
       expect(again.model.pool).toBe(a.model.pool);
       // A second model while the first is in use: both stay open for now.

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
+import { formatSummary } from '../../cli/format-summary.js';
 import { verifyCommand } from '../../cli/commands/verify.js';
 import { ResultPart, type RunSummary } from '../../pipeline/results/manifest.js';
 import { uniquePrefix } from '../helpers/redis.js';
@@ -72,8 +73,11 @@ describe('provenance', () => {
       { name: 'colour-big.onnx', path: models.colourBig, sha256: await sha(models.colourBig) },
     ]);
     for (const stage of summary.stages) {
+      // numerics auto (the default): native kernels, whose probe matches the exact reference on
+      // every CPU for these float models.
       expect(stage.provenance).toEqual({
-        numerics: 'exact',
+        numerics: 'auto',
+        numericsUsed: ['native'],
         executionProviders: ['cpu'],
         onnxruntime: [expect.stringMatching(/^\d+\.\d+\.\d+$/)],
         cpus: [expect.stringMatching(/^\w+ \[/)],
@@ -82,12 +86,13 @@ describe('provenance', () => {
         probeTolerance: 0.002,
       });
     }
+    expect(formatSummary(summary)).toMatch(/; numerics auto \(native\) on cpu, onnxruntime /);
     const part = ResultPart.parse(JSON.parse(await readFile(join(out, 'parts', '00000000.stage0.json'), 'utf8')));
     expect(part.writer).toMatchObject({
       host: hostname(),
       pid: process.pid,
       provider: 'cpu',
-      numerics: 'exact',
+      numerics: 'native',
       sha256: summary.stages[0]!.model!.sha256,
       probeMaxDiff: 0,
     });
@@ -129,5 +134,32 @@ describe('provenance', () => {
     ]);
     // The rows themselves are still complete: only the provenance fails.
     expect(report.counts).toEqual({ missing: 0, duplicate: 0, unknown: 0, invalid: 0 });
+  });
+
+  it('cascade verify takes exact or native parts under numerics auto, and only the pinned one otherwise', async () => {
+    const run = await mkdtemp(join(work.path, 'out-numerics-'));
+    await cp(out, run, { recursive: true });
+    const manifest = join(run, 'manifest.jsonl');
+    const rewrite = async (file: string, change: (o: Record<string, any>) => void) => {
+      const data = JSON.parse(await readFile(file, 'utf8')) as Record<string, any>;
+      change(data);
+      await writeFile(file, JSON.stringify(data));
+    };
+    const parts = (await readdir(join(run, 'parts'))).filter((f) => f.endsWith('.json'));
+    // A mixed fleet under auto: this worker fell back to exact kernels.
+    for (const f of parts)
+      await rewrite(join(run, 'parts', f), (p) => {
+        p.writer.numerics = 'exact';
+      });
+    expect((await verifyCommand({ manifest, source: images, json: true })).provenance).toMatchObject({ ok: true, mismatchedCount: 0 });
+    // The same parts in a run that pinned native kernels.
+    await rewrite(join(run, 'summary.json'), (s) => {
+      for (const stage of s.stages) stage.provenance.numerics = 'native';
+    });
+    process.exitCode = undefined;
+    const report = await verifyCommand({ manifest, source: images, json: true });
+    process.exitCode = undefined;
+    expect(report.provenance).toMatchObject({ ok: false, mismatchedCount: parts.length });
+    expect(report.provenance!.mismatched[0]!.reason).toMatch(/^numerics exact, but the run pins native /);
   });
 });
