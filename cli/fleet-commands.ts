@@ -73,6 +73,7 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
     .option('--prefix <prefix>', 'BullMQ key prefix (default: from the config, else cascade)')
     .option('--watch', 'redraw every --interval seconds until the run is done')
     .option('--fail-on-drift', 'exit 1 when the run is done and its audit says DRIFT')
+    .option('--fail-on-errors', 'exit 1 when a shown run failed or is done with error rows (with --watch: once it has finished)')
     .option('--interval <s>', 'seconds between redraws', number('interval', 0.1, 3600), 1)
     .option('--limit <n>', 'runs listed without a run id', number('limit', 1, 10000), 20)
     .option('--json', 'print JSON')
