@@ -2,7 +2,8 @@
  * `cascade dashboard`: bull-board over every cascade queue under the prefix. Queues are found
  * in Redis (BullMQ keeps a `<prefix>:<queue>:meta` hash per queue), so stages named in any
  * config appear without this process loading one; the list is refreshed while it runs.
- * Safe by default: it listens on 127.0.0.1 and is read-only (cli/dashboard-access.ts).
+ * Safe by default: it listens on 127.0.0.1, is read-only, and needs a token on any other
+ * interface (cli/dashboard-access.ts).
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +17,7 @@ import { MERGE_QUEUE } from '../../queue/jobs.js';
 import { quiet } from '../../queue/cascade-queues.js';
 import { type ConnectionLog, connectRedisChecked, watchRedis } from '../../queue/redis-connection.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
-import { type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
+import { checkDashboardHost, type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { createLogger, logFn } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
@@ -59,6 +60,8 @@ export async function startDashboard(o: {
   log?: ConnectionLog;
 }): Promise<Dashboard> {
   const access = o.access ?? { allowWrites: false };
+  const host = o.host ?? DEFAULT_DASHBOARD_HOST;
+  checkDashboardHost(host, access);
   const redis = await connectRedisChecked(o.redisUrl);
   // A Redis that goes away or rejects a rotated password is one line, never ioredis' raw error
   // (its AUTH arguments hold the password): the watch reports it, the queues stay quiet.
@@ -79,7 +82,7 @@ export async function startDashboard(o: {
   app.use(dashboardGuard(access));
   app.use('/', serverAdapter.getRouter());
   const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(o.port, o.host ?? DEFAULT_DASHBOARD_HOST, (err?: Error) => (err ? reject(err) : resolve(s)));
+    const s = app.listen(o.port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
   });
   const { address, port } = server.address() as AddressInfo;
   return {
@@ -99,11 +102,20 @@ export async function startDashboard(o: {
 }
 
 /** Run the dashboard until SIGTERM/SIGINT. */
-export async function dashboardCommand(o: { port: number; host?: string; config?: string; prefix?: string; allowWrites?: boolean }): Promise<void> {
+export async function dashboardCommand(o: {
+  port: number;
+  host?: string;
+  config?: string;
+  prefix?: string;
+  allowWrites?: boolean;
+  allowAnonymous?: boolean;
+}): Promise<void> {
   const logger = createLogger();
-  const access = dashboardAccess(o.allowWrites === true);
-  const { redisUrl, prefix } = await fleetSettings(o);
+  const access = dashboardAccess(o.allowWrites === true, process.env, o.allowAnonymous === true);
   const host = o.host ?? DEFAULT_DASHBOARD_HOST;
+  // Before reading any config or connecting: an exposed dashboard without a token is a usage error.
+  checkDashboardHost(host, access);
+  const { redisUrl, prefix } = await fleetSettings(o);
   const dashboard = await startDashboard({ redisUrl, prefix, port: o.port, host, access, log: logFn(logger) });
   const mode = access.allowWrites ? 'writes allowed with the token' : access.token ? 'read-only, token required' : 'read-only';
   logger.info(`dashboard on http://${host}:${dashboard.port}/ (${mode}) for ${redactUrl(redisUrl)} (prefix ${prefix}): ${dashboard.queueNames().join(', ')}`);

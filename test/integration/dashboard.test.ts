@@ -1,16 +1,24 @@
 /**
  * `cascade dashboard`: bull-board served over the queues BullMQ has created under a prefix
  * on a real redis-server, found without any cascade config; safe by default (loopback,
- * read-only), writes only with --allow-writes and the token.
+ * read-only, a token required off loopback), writes only with --allow-writes and the token.
  */
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_DASHBOARD_HOST, discoverQueues, startDashboard } from '../../cli/commands/dashboard.js';
-import { dashboardAccess, presentedToken } from '../../cli/dashboard-access.js';
+import { dashboardAccess, isLoopbackHost, presentedToken } from '../../cli/dashboard-access.js';
 import { buildProgram } from '../../cli/main.js';
 import { CascadeError } from '../../config/errors.js';
 import { connectRedis } from '../../queue/redis-connection.js';
+import { spawnCascade } from '../helpers/cli-process.js';
+import { withTempDir } from '../helpers/fixtures.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+
+const work = withTempDir('dashboard');
 
 let redis: TestRedis;
 beforeAll(async () => {
@@ -143,5 +151,50 @@ describe('cascade dashboard', () => {
     expect(presentedToken(`Basic ${Buffer.from('a:b:c').toString('base64')}`)).toBe('b:c');
     expect(presentedToken('Bearer abc')).toBe('abc');
     expect(presentedToken('Digest abc')).toBeUndefined();
+  });
+
+  it('off loopback the CLI refuses to start without a token (exit 2, one line); a token or --allow-anonymous lets it serve', async () => {
+    const config = join(work.path, 'cascade.yaml');
+    await writeFile(config, `redisUrl: ${redis.url}\nprefix: ${uniquePrefix('host')}\n`);
+    const env = { REDIS_URL: '', CASCADE_DASHBOARD_TOKEN: '', CASCADE_LOG_LEVEL: 'info' };
+    const args = ['dashboard', '--host', '0.0.0.0', '--port', '0', '--config', config];
+    const refused = await promisify(execFile)(process.execPath, ['bin/cascade.js', ...args], { env: { ...process.env, ...env }, timeout: 30_000 }).then(
+      () => ({ code: 0, stdout: '', stderr: '' }),
+      (err: { code: number; stdout: string; stderr: string }) => err,
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(
+      'cascade: cascade dashboard --host 0.0.0.0 would serve job data to anyone who can connect: set CASCADE_DASHBOARD_TOKEN (16+ characters), or pass --allow-anonymous when a proxy or a loopback-only port restricts access\n',
+    );
+    expect(refused.stdout).toBe('');
+
+    // With the token it serves every interface, and every request needs it.
+    const token = 'tok-0123456789abcdef';
+    const withToken = spawnCascade(args, { ...env, CASCADE_DASHBOARD_TOKEN: token });
+    try {
+      const port = Number((await withToken.waitFor(/dashboard on http:\/\/0\.0\.0\.0:(\d+)\/ \(read-only, token required\)/))[1]);
+      expect((await fetch(`http://127.0.0.1:${port}/api/queues`)).status).toBe(401);
+      const page = await fetch(`http://127.0.0.1:${port}/api/queues`, { headers: { authorization: `Bearer ${token}` } });
+      expect(page.status).toBe(200);
+    } finally {
+      expect(await withToken.stop()).toEqual({ code: 0, signal: null });
+    }
+    expect(withToken.output()).not.toContain(token);
+
+    // --allow-anonymous: the operator vouches that something else restricts who connects.
+    const anonymous = spawnCascade([...args, '--allow-anonymous'], env);
+    try {
+      const port = Number((await anonymous.waitFor(/dashboard on http:\/\/0\.0\.0\.0:(\d+)\/ \(read-only\)/))[1]);
+      expect((await fetch(`http://127.0.0.1:${port}/api/queues`)).status).toBe(200);
+    } finally {
+      expect(await anonymous.stop()).toEqual({ code: 0, signal: null });
+    }
+  }, 90_000);
+
+  it('loopback is localhost, 127.0.0.0/8 and ::1 only', () => {
+    for (const host of ['127.0.0.1', '127.8.9.10', 'localhost', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(true);
+    for (const host of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.2', 'dashboard.example', '::ffff:10.0.0.1', '128.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(false);
   });
 });
