@@ -120,7 +120,7 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
 
   program
     .command('dashboard')
-    .description('serve bull-board over every cascade queue under the prefix')
+    .description('serve bull-board over every cascade queue under the prefix, and a Runs page (/runs) with every run as `cascade status` shows it')
     .option('--port <port>', 'HTTP port', number('port', 0, 65535), 3000)
     .option('--host <host>', 'interface to listen on (0.0.0.0: every interface; refused without CASCADE_DASHBOARD_TOKEN or --allow-anonymous)', '127.0.0.1')
     .option('--allow-anonymous', 'serve without a token on a non-loopback --host (only where a proxy or a loopback-only port restricts who connects)')

@@ -1,5 +1,6 @@
 /**
- * `cascade dashboard`: bull-board over every cascade queue under the prefix. Queues are found
+ * `cascade dashboard`: bull-board over every cascade queue under the prefix, and a Runs page
+ * (`/runs`, cli/runs-page.ts) with every run's view as `cascade status` shows it. Queues are found
  * in Redis (BullMQ keeps a `<prefix>:<queue>:meta` hash per queue), so stages named in any
  * config appear without this process loading one; the list is refreshed while it runs.
  * Safe by default: it listens on 127.0.0.1, is read-only, and needs a token on any other
@@ -15,12 +16,15 @@ import express from 'express';
 import type { Redis } from 'ioredis';
 import { MERGE_QUEUE } from '../../queue/jobs.js';
 import { quiet } from '../../queue/cascade-queues.js';
+import { readRecentRunViews } from '../../queue/read-run-views.js';
 import { type ConnectionLog, connectRedisChecked, watchRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
 import { checkDashboardHost, type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { createLogger, logFn } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
+import { renderRunsPage } from '../runs-page.js';
 
 export interface Dashboard {
   /** The interface it listens on. */
@@ -48,6 +52,18 @@ export async function discoverQueues(redis: Redis, prefix: string): Promise<stri
 /** The interface the dashboard listens on unless told otherwise: this machine only. */
 export const DEFAULT_DASHBOARD_HOST = '127.0.0.1';
 
+/** Path of the Runs page, beside bull-board's root. */
+export const RUNS_PATH = '/runs';
+// Runs listed on the page unless `?limit=` says otherwise, and how often it reloads itself.
+const RUNS_LIMIT = 50;
+const RUNS_REFRESH_SECONDS = 10;
+
+/** The `?limit=` of a Runs page request: 1..1000, else the default. */
+function runsLimit(raw: unknown): number {
+  const n = typeof raw === 'string' ? Number(raw) : Number.NaN;
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : RUNS_LIMIT;
+}
+
 /** Serve bull-board for the queues under `prefix` on `port` (0 = any free port); read-only unless `access` allows writes. */
 export async function startDashboard(o: {
   redisUrl: string;
@@ -68,7 +84,12 @@ export async function startDashboard(o: {
   const watch = watchRedis(redis, o.redisUrl, o.log ?? (() => {}));
   const queues = new Map<string, Queue>();
   const serverAdapter = new ExpressAdapter().setBasePath('/');
-  const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: `Cascade (${o.prefix})` } } });
+  const board = createBullBoard({
+    queues: [],
+    serverAdapter,
+    options: { uiConfig: { boardTitle: `Cascade (${o.prefix})`, miscLinks: [{ text: 'Runs', url: RUNS_PATH }] } },
+  });
+  const tracker = new RunTracker(redis, o.prefix);
   const refresh = async () => {
     const names = await discoverQueues(redis, o.prefix);
     const added = names.filter((n) => !queues.has(n));
@@ -80,6 +101,18 @@ export async function startDashboard(o: {
   const timer = setInterval(() => void refresh().catch(() => undefined), o.refreshMs ?? 10_000);
   const app = express();
   app.use(dashboardGuard(access));
+  app.get(RUNS_PATH, async (req, res) => {
+    try {
+      const runs = await readRecentRunViews(tracker, runsLimit(req.query.limit));
+      res
+        .type('html')
+        .set('Cache-Control', 'no-store')
+        .send(renderRunsPage(runs, { prefix: o.prefix, refreshSeconds: RUNS_REFRESH_SECONDS, now: new Date() }));
+    } catch {
+      // The watch above logs the outage in one line; the page says so without Redis' raw error.
+      res.status(503).type('text/plain').send('cascade: cannot read the runs from Redis now; see the dashboard log\n');
+    }
+  });
   app.use('/', serverAdapter.getRouter());
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(o.port, host, (err?: Error) => (err ? reject(err) : resolve(s)));

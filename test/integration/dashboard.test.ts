@@ -2,6 +2,7 @@
  * `cascade dashboard`: bull-board served over the queues BullMQ has created under a prefix
  * on a real redis-server, found without any cascade config; safe by default (loopback,
  * read-only, a token required off loopback), writes only with --allow-writes and the token.
+ * The Runs page in a browser: run-view.test.ts.
  */
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -168,14 +169,15 @@ describe('cascade dashboard', () => {
     );
     expect(refused.stdout).toBe('');
 
-    // With the token it serves every interface, and every request needs it.
+    // With the token it serves every interface, and every request, the Runs page included, needs it.
     const token = 'tok-0123456789abcdef';
     const withToken = spawnCascade(args, { ...env, CASCADE_DASHBOARD_TOKEN: token });
     try {
       const port = Number((await withToken.waitFor(/dashboard on http:\/\/0\.0\.0\.0:(\d+)\/ \(read-only, token required\)/))[1]);
-      expect((await fetch(`http://127.0.0.1:${port}/api/queues`)).status).toBe(401);
-      const page = await fetch(`http://127.0.0.1:${port}/api/queues`, { headers: { authorization: `Bearer ${token}` } });
+      expect((await fetch(`http://127.0.0.1:${port}/runs`)).status).toBe(401);
+      const page = await fetch(`http://127.0.0.1:${port}/runs`, { headers: { authorization: `Bearer ${token}` } });
       expect(page.status).toBe(200);
+      expect(await page.text()).toContain('no runs yet');
     } finally {
       expect(await withToken.stop()).toEqual({ code: 0, signal: null });
     }
@@ -185,7 +187,7 @@ describe('cascade dashboard', () => {
     const anonymous = spawnCascade([...args, '--allow-anonymous'], env);
     try {
       const port = Number((await anonymous.waitFor(/dashboard on http:\/\/0\.0\.0\.0:(\d+)\/ \(read-only\)/))[1]);
-      expect((await fetch(`http://127.0.0.1:${port}/api/queues`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/runs`)).status).toBe(200);
     } finally {
       expect(await anonymous.stop()).toEqual({ code: 0, signal: null });
     }
