@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import { MERGE_QUEUE } from '../../queue/jobs.js';
 import { quiet } from '../../queue/cascade-queues.js';
 import { readRecentRunViews } from '../../queue/read-run-views.js';
-import { type ConnectionLog, connectRedisChecked, watchRedis } from '../../queue/redis-connection.js';
+import { type ConnectionLog, connectRedisChecked, redisTimeoutMs, watchRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
 import { checkDashboardHost, type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
@@ -74,6 +74,8 @@ export async function startDashboard(o: {
   access?: DashboardAccess;
   /** Where Redis outages are reported, one line each; none by default. */
   log?: ConnectionLog;
+  /** How long the Runs page waits for Redis before answering 503 (default CASCADE_REDIS_TIMEOUT_MS, else 10 s). */
+  runsTimeoutMs?: number;
 }): Promise<Dashboard> {
   const access = o.access ?? { allowWrites: false };
   const host = o.host ?? DEFAULT_DASHBOARD_HOST;
@@ -101,9 +103,15 @@ export async function startDashboard(o: {
   const timer = setInterval(() => void refresh().catch(() => undefined), o.refreshMs ?? 10_000);
   const app = express();
   app.use(dashboardGuard(access));
+  const runsTimeoutMs = o.runsTimeoutMs ?? redisTimeoutMs();
   app.get(RUNS_PATH, async (req, res) => {
+    let deadline: NodeJS.Timeout | undefined;
     try {
-      const runs = await readRecentRunViews(tracker, runsLimit(req.query.limit));
+      // Commands wait for a Redis that is away (the workers' setting); the page answers anyway.
+      const late = new Promise<never>((_, reject) => {
+        deadline = setTimeout(() => reject(new Error('timed out')), runsTimeoutMs);
+      });
+      const runs = await Promise.race([readRecentRunViews(tracker, runsLimit(req.query.limit)), late]);
       res
         .type('html')
         .set('Cache-Control', 'no-store')
@@ -111,6 +119,8 @@ export async function startDashboard(o: {
     } catch {
       // The watch above logs the outage in one line; the page says so without Redis' raw error.
       res.status(503).type('text/plain').send('cascade: cannot read the runs from Redis now; see the dashboard log\n');
+    } finally {
+      clearTimeout(deadline);
     }
   });
   app.use('/', serverAdapter.getRouter());

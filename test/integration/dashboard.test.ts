@@ -16,6 +16,7 @@ import { buildProgram } from '../../cli/main.js';
 import { CascadeError } from '../../config/errors.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { spawnCascade } from '../helpers/cli-process.js';
+import { startOutageProxy } from '../helpers/outage-proxy.js';
 import { withTempDir } from '../helpers/fixtures.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 
@@ -192,6 +193,28 @@ describe('cascade dashboard', () => {
       expect(await anonymous.stop()).toEqual({ code: 0, signal: null });
     }
   }, 90_000);
+
+  it('the Runs page answers 503 in one line while Redis is away, and the runs again once it is back', async () => {
+    const proxy = await startOutageProxy(redis.port);
+    const dashboard = await startDashboard({ redisUrl: `redis://${proxy.address}`, prefix: uniquePrefix('away'), port: 0, runsTimeoutMs: 500 });
+    const url = `http://127.0.0.1:${dashboard.port}/runs`;
+    try {
+      expect((await fetch(url)).status).toBe(200);
+      proxy.down();
+      const away = await fetch(url);
+      expect(away.status).toBe(503);
+      expect(await away.text()).toBe('cascade: cannot read the runs from Redis now; see the dashboard log\n');
+      proxy.up();
+      let back = await fetch(url);
+      // ioredis reconnects with a backoff: the page answers 503 until it has.
+      for (let i = 0; i < 40 && back.status !== 200; i++) back = await fetch(url);
+      expect(back.status).toBe(200);
+      expect(await back.text()).toContain('no runs yet');
+    } finally {
+      await dashboard.close();
+      await proxy.close();
+    }
+  }, 60_000);
 
   it('loopback is localhost, 127.0.0.0/8 and ::1 only', () => {
     for (const host of ['127.0.0.1', '127.8.9.10', 'localhost', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1'])
