@@ -4,9 +4,12 @@
  * front of it: without `--allow-writes` every request that is not GET/HEAD is refused, whatever
  * bull-board's own read-only flag covers; with a token in the environment every request needs
  * it (a bearer token, or basic auth whose password is the token), so a browser asks once and
- * then sends it with the page's API calls.
+ * then sends it with the page's API calls. Off loopback, job data (image keys, run outputs, error
+ * messages) would reach anyone who can connect, so a token is required there unless the operator
+ * says `--allow-anonymous` (a port published on loopback only, or a proxy that authenticates).
  */
 import { timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { NextFunction, Request, Response } from 'express';
 import { CascadeError } from '../config/errors.js';
 
@@ -18,15 +21,37 @@ export interface DashboardAccess {
   allowWrites: boolean;
   /** Required on every request when set; required to allow writes. */
   token?: string;
+  /** Serve without a token on a non-loopback interface (someone else restricts who can connect). */
+  allowAnonymous?: boolean;
+}
+
+/** Whether `host` is this machine only: localhost, 127.0.0.0/8, ::1 (also IPv4-mapped). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost') return true;
+  const v4 = h.startsWith('::ffff:') && isIP(h.slice(7)) === 4 ? h.slice(7) : h;
+  if (isIP(v4) === 4) return v4.startsWith('127.');
+  return isIP(h) === 6 && /^(0{0,4}:){2,7}0{0,3}1$|^::1$/.test(h);
+}
+
+/** Refuse (exit 2) to serve without a token on an interface other hosts can reach, unless allowed anonymous. */
+export function checkDashboardHost(host: string, access: DashboardAccess): void {
+  if (isLoopbackHost(host) || access.token !== undefined || access.allowAnonymous) return;
+  throw new CascadeError(
+    `cascade dashboard --host ${host} would serve job data to anyone who can connect: set ${DASHBOARD_TOKEN_ENV} (16+ characters), or pass --allow-anonymous when a proxy or a loopback-only port restricts access`,
+  );
 }
 
 /** The access settings from the flags and the environment; writes without a token are a configuration error. */
-export function dashboardAccess(allowWrites: boolean, env: NodeJS.ProcessEnv = process.env): DashboardAccess {
+export function dashboardAccess(allowWrites: boolean, env: NodeJS.ProcessEnv = process.env, allowAnonymous = false): DashboardAccess {
   const token = env[DASHBOARD_TOKEN_ENV] || undefined;
   if (allowWrites && !token)
     throw new CascadeError(`cascade dashboard --allow-writes needs a token: set ${DASHBOARD_TOKEN_ENV} (sent as a bearer token or as the basic-auth password)`);
   if (token !== undefined && token.length < 16) throw new CascadeError(`${DASHBOARD_TOKEN_ENV} is too short: use at least 16 characters`);
-  return { allowWrites, token };
+  return { allowWrites, token, ...(allowAnonymous ? { allowAnonymous } : {}) };
 }
 
 /** The token a request presents: `Authorization: Bearer <t>` or `Basic base64(<any user>:<t>)`. */

@@ -73,6 +73,7 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
     .option('--prefix <prefix>', 'BullMQ key prefix (default: from the config, else cascade)')
     .option('--watch', 'redraw every --interval seconds until the run is done')
     .option('--fail-on-drift', 'exit 1 when the run is done and its audit says DRIFT')
+    .option('--fail-on-errors', 'exit 1 when a shown run failed or is done with error rows (with --watch: once it has finished)')
     .option('--interval <s>', 'seconds between redraws', number('interval', 0.1, 3600), 1)
     .option('--limit <n>', 'runs listed without a run id', number('limit', 1, 10000), 20)
     .option('--json', 'print JSON')
@@ -119,9 +120,10 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
 
   program
     .command('dashboard')
-    .description('serve bull-board over every cascade queue under the prefix')
+    .description('serve bull-board over every cascade queue under the prefix, and a Runs page (/runs) with every run as `cascade status` shows it')
     .option('--port <port>', 'HTTP port', number('port', 0, 65535), 3000)
-    .option('--host <host>', 'interface to listen on (0.0.0.0: every interface; set CASCADE_DASHBOARD_TOKEN then)', '127.0.0.1')
+    .option('--host <host>', 'interface to listen on (0.0.0.0: every interface; refused without CASCADE_DASHBOARD_TOKEN or --allow-anonymous)', '127.0.0.1')
+    .option('--allow-anonymous', 'serve without a token on a non-loopback --host (only where a proxy or a loopback-only port restricts who connects)')
     .option('--allow-writes', 'allow retry, clean, delete and pause; needs CASCADE_DASHBOARD_TOKEN (bearer token or basic-auth password)')
     .option('--config <file>', 'config file (for redisUrl and prefix)')
     .option('--prefix <prefix>', 'BullMQ key prefix')

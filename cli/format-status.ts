@@ -1,13 +1,15 @@
 /**
  * `cascade status` output, computed from a run's tracker snapshot and its jobs in the stage
- * queues: pure functions, so the maths (pending images, rate, ETA) is testable without Redis.
- * Image counts come from the tracker; queue counts are batches (one job = one batch).
+ * queues: pure functions, so the maths (pending images per stage) is testable without Redis.
+ * The run's view (state, errors, routing, cost, ETA) is queue/run-view.ts; this adds the stages
+ * and renders both. Image counts come from the tracker; queue counts are batches (one job = one batch).
  */
 import { z } from 'zod';
 import { formatReviewReport } from '../pipeline/reviews/review-report.js';
 import { ReviewReport } from '../pipeline/reviews/review-summary.js';
 import { AuditSummary, summarizeAudit } from '../pipeline/audit/audit-summary.js';
 import type { RunProgress } from '../queue/run-tracker.js';
+import { buildRunView, isFinished, RunView } from '../queue/run-view.js';
 import { refusalLine, ThresholdDecision } from '../pipeline/self-calibration.js';
 
 /** One stage of a run: batches in its queue, images it has finished. */
@@ -32,31 +34,8 @@ export const StageStatus = z.object({
 });
 export type StageStatus = z.infer<typeof StageStatus>;
 
-export const RunState = z.enum(['listing', 'running', 'merging', 'done', 'failed']);
-export type RunState = z.infer<typeof RunState>;
-
-/** A run as `cascade status --json` prints it. */
-export const RunStatus = z.object({
-  runId: z.string(),
-  state: RunState,
-  source: z.string(),
-  out: z.string(),
-  /** Images listed in all; null while listing. */
-  total: z.number().int().nullable(),
-  listed: z.number().int(),
-  /** Images with their final row. */
-  done: z.number().int(),
-  /** done / total (listed so far while listing), 0..1. */
-  fraction: z.number(),
-  imagesPerSecond: z.number(),
-  /** Seconds left at the current rate; null when unknown. */
-  etaSeconds: z.number().nullable(),
-  startedAt: z.string().nullable(),
-  completedAt: z.string().nullable(),
-  mergedAt: z.string().nullable(),
-  mergeError: z.string().nullable(),
-  /** Why the run failed before its merge (its listing failed), when it did. */
-  failedReason: z.string().optional(),
+/** A run as `cascade status <runId> --json` prints it: its view plus per-stage detail. */
+export const RunStatus = RunView.extend({
   stages: z.array(StageStatus),
   /** Live audit agreement (runs with audit sampling only); `expected` audits promised so far. */
   audit: AuditSummary.extend({ expected: z.number().int().nonnegative() }).optional(),
@@ -87,14 +66,6 @@ export interface BatchCounts {
   failedReason?: string;
 }
 
-/** The state a run is in, from its tracker snapshot. */
-export function runState(p: RunProgress): RunState {
-  if (p.mergeError || p.failedReason) return 'failed';
-  if (p.mergedAt) return 'done';
-  if (p.completedAt) return 'merging';
-  return p.listed ? 'running' : 'listing';
-}
-
 /** Combine a tracker snapshot with per-stage batch counts (absent = zero) at time `now`. */
 export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCounts | undefined>, now: Date): RunStatus {
   const stages = p.spec.stages.map((s, i): StageStatus => {
@@ -104,32 +75,10 @@ export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCount
     const b = batches[i] ?? { queued: 0, active: 0, failed: 0 };
     return { name: s.name, ...b, done: c.images, accepted: c.accepted, routed: c.forwarded, errors: c.errors, pending: Math.max(0, arrived - c.images) };
   });
-  const started = p.startedAt ? Date.parse(p.startedAt) : NaN;
-  const end = p.completedAt ? Date.parse(p.completedAt) : now.getTime();
-  const seconds = Number.isFinite(started) ? Math.max(0, (end - started) / 1000) : 0;
-  const rate = seconds > 0 ? p.final / seconds : 0;
-  const of = p.total ?? p.listedImages;
-  const left = Math.max(0, of - p.final);
-  const state = runState(p);
   const raw = p.selfCalibration?.decision;
   const decision = raw ? ThresholdDecision.parse(JSON.parse(raw)) : null;
-  const eta = state === 'done' || state === 'merging' ? 0 : p.total !== null && rate > 0 ? left / rate : null;
   return {
-    runId: p.spec.runId,
-    state,
-    source: p.spec.source,
-    out: p.spec.out,
-    total: p.total,
-    listed: p.listedImages,
-    done: p.final,
-    fraction: of > 0 ? Math.min(1, p.final / of) : state === 'done' ? 1 : 0,
-    imagesPerSecond: rate,
-    etaSeconds: eta,
-    startedAt: p.startedAt,
-    completedAt: p.completedAt,
-    mergedAt: p.mergedAt,
-    mergeError: p.mergeError,
-    ...(p.failedReason ? { failedReason: p.failedReason } : {}),
+    ...buildRunView(p, now),
     stages,
     ...(p.spec.audit
       ? {
@@ -174,14 +123,32 @@ export function formatDuration(seconds: number | null): string {
   return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
 }
 
+/** A fraction as a percentage with one decimal, or — when unknown. */
+export function formatPercent(x: number | null): string {
+  return x === null || !Number.isFinite(x) ? '—' : `${(100 * x).toFixed(1)}%`;
+}
+
+/** A run's error rows: "0", or the count with its kinds, e.g. "12 (forbidden 12)". */
+export function formatErrors(v: Pick<RunView, 'errors' | 'errorsByKind'>): string {
+  const kinds = Object.entries(v.errorsByKind).map(([kind, n]) => `${kind} ${n}`);
+  return kinds.length && v.errors > 0 ? `${v.errors} (${kinds.join(', ')})` : String(v.errors);
+}
+
+/** A run's ETA: blank until it can be estimated, blank once the run has finished. */
+export function formatEta(v: Pick<RunView, 'state' | 'etaSeconds'>): string {
+  return v.etaSeconds === null || isFinished(v.state) ? '' : formatDuration(v.etaSeconds);
+}
+
 /** The multi-line text view of one run. */
 export function formatRunStatus(r: RunStatus): string {
   const of = r.total === null ? `${r.listed}+ (listing)` : String(r.total);
-  const failed = r.failedReason ? `failed: ${r.failedReason}` : `merge failed: ${r.mergeError}`;
-  const eta = r.state === 'done' ? 'done' : r.state === 'failed' ? failed : `ETA ${formatDuration(r.etaSeconds)}`;
+  const eta = formatEta(r);
+  const tail = r.state === 'failed' ? `failed: ${r.failedReason ?? 'unknown reason'}` : isFinished(r.state) ? 'done' : eta ? `ETA ${eta}` : '';
+  const last = r.stages[r.stages.length - 1]?.name ?? 'the last stage';
   const lines = [
     `run ${r.runId}  ${r.state}  ${r.source} → ${r.out}`,
-    `${progressBar(r.fraction)} ${(r.fraction * 100).toFixed(1).padStart(5)}%  ${r.done}/${of} images  ${r.imagesPerSecond.toFixed(1)} images/s  ${eta}`,
+    `${progressBar(r.fraction)} ${(r.fraction * 100).toFixed(1).padStart(5)}%  ${r.done}/${of} images  ${r.imagesPerSecond.toFixed(1)} images/s${tail ? `  ${tail}` : ''}`,
+    `  errors ${formatErrors(r)}  routed to ${last} ${formatPercent(r.routed)}  cost saved ${formatPercent(r.costSaved)}`,
     `  ${'stage'.padEnd(10)} ${'queued'.padStart(7)} ${'active'.padStart(7)} ${'failed'.padStart(7)}  | ${'done'.padStart(8)} ${'accepted'.padStart(9)} ${'routed'.padStart(8)} ${'errors'.padStart(7)} ${'pending'.padStart(8)}`,
     ...r.stages.map(
       (s) =>
@@ -222,13 +189,34 @@ export function formatSelfCalibrationStatus(c: NonNullable<RunStatus['selfCalibr
   return `${head}; REFUSED: ${refusalLine(d)}`;
 }
 
-/** One line per run, newest first, for `cascade status` without a run id. */
-export function formatRunList(runs: readonly RunStatus[]): string {
+/** The cells of a run's row in the run list (and the dashboard's Runs page), by column. */
+export function runListCells(r: RunView): Record<(typeof RUN_LIST_COLUMNS)[number], string> {
+  return {
+    RUN: r.runId,
+    STATE: r.state,
+    PROGRESS: `${r.done}/${r.total ?? `${r.listed}+`}`,
+    ERRORS: formatErrors(r),
+    ROUTED: formatPercent(r.routed),
+    SAVED: formatPercent(r.costSaved),
+    ETA: formatEta(r),
+    STARTED: r.startedAt ?? '-',
+    OUT: r.out,
+  };
+}
+
+/** The run list's columns, in order. */
+export const RUN_LIST_COLUMNS = ['RUN', 'STATE', 'PROGRESS', 'ERRORS', 'ROUTED', 'SAVED', 'ETA', 'STARTED', 'OUT'] as const;
+// Numbers line up on the right.
+const RIGHT = new Set<string>(['PROGRESS', 'ROUTED', 'SAVED', 'ETA']);
+
+/** One line per run, newest first, for `cascade status` without a run id; columns as wide as their widest cell. */
+export function formatRunList(runs: readonly RunView[]): string {
   if (runs.length === 0) return 'no runs yet';
-  const header = `${'RUN'.padEnd(28)} ${'STATE'.padEnd(8)} ${'PROGRESS'.padStart(17)} ${'STARTED'.padEnd(24)} OUT`;
-  const rows = runs.map((r) => {
-    const progress = `${r.done}/${r.total ?? `${r.listed}+`}`;
-    return `${r.runId.padEnd(28)} ${r.state.padEnd(8)} ${progress.padStart(17)} ${(r.startedAt ?? '-').padEnd(24)} ${r.out}`;
-  });
-  return [header, ...rows].join('\n');
+  const rows = runs.map(runListCells);
+  const width = (c: (typeof RUN_LIST_COLUMNS)[number]) => Math.max(c.length, ...rows.map((r) => r[c].length));
+  const line = (cell: (c: (typeof RUN_LIST_COLUMNS)[number]) => string) =>
+    RUN_LIST_COLUMNS.map((c, i) => (i === RUN_LIST_COLUMNS.length - 1 ? cell(c) : RIGHT.has(c) ? cell(c).padStart(width(c)) : cell(c).padEnd(width(c))))
+      .join('  ')
+      .trimEnd();
+  return [line((c) => c), ...rows.map((r) => line((c) => r[c]))].join('\n');
 }

@@ -24,11 +24,15 @@ end
 return 0
 `;
 
+// The run hash field counting one kind of error row is this plus the kind (e.g. `errorKind:forbidden`).
+const ERROR_KIND_FIELD = 'errorKind:';
+
 // KEYS: run hash, done set. ARGV: part id ('' = only check), final images, stage,
 // images, accepted, forwarded, errors, now (ISO), audits the part sends to the last stage,
 // '1' for a warm-up part (its final rows also count as warm-up rows), '1' for a first-stage
 // ordinary part, then the part's cost ('' = none): seconds, decode seconds, infer seconds, images
-// decoded, images inferred, worker class. Returns 1 when the run is complete and its merge has not been queued yet.
+// decoded, images inferred, worker class, then pairs of error kind and its error rows in the part.
+// Returns 1 when the run is complete and its merge has not been queued yet.
 const FINISH_PART = `
 local NOW = ARGV[8]
 if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
@@ -51,6 +55,7 @@ if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   elseif tonumber(ARGV[4]) > tonumber(ARGV[7]) then
     redis.call('HINCRBY', KEYS[1], s .. 'costUnknown', 1)
   end
+  for i = 18, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[1], '${ERROR_KIND_FIELD}' .. ARGV[i], ARGV[i + 1]) end
 end
 ${COMPLETION_CHECK}`;
 
@@ -110,6 +115,8 @@ export interface RunProgress {
   duplicates: number;
   final: number;
   stages: PartCounts[];
+  /** Final error rows by kind (ImageErrorKind), over every stage; kinds without rows are absent. */
+  errorsByKind: Record<string, number>;
   /** Audit sampling counters (all zero on runs without audits). */
   audit: AuditProgress;
   /** Self-calibrating runs only. */
@@ -197,10 +204,20 @@ export class RunTracker {
   /**
    * Count a finished part once; returns true when the caller must queue the run's merge. `lane`
    * (self-calibrating runs): a warm-up part, or the first stage's ordinary part of a batch.
+   * `errorsByKind`: the part's error rows by kind.
    */
   async finishPart(
     runId: string,
-    part: { id: string; stage: number; final: number; counts: PartCounts; audits?: number; lane?: 'warmup' | 'first'; cost?: PartCost } | null,
+    part: {
+      id: string;
+      stage: number;
+      final: number;
+      counts: PartCounts;
+      audits?: number;
+      lane?: 'warmup' | 'first';
+      cost?: PartCost;
+      errorsByKind?: Record<string, number>;
+    } | null,
   ): Promise<boolean> {
     const c = part?.counts ?? { images: 0, accepted: 0, forwarded: 0, errors: 0 };
     const cost = part?.cost;
@@ -217,6 +234,7 @@ export class RunTracker {
       part?.lane === 'warmup' ? 1 : 0,
       part?.lane === 'first' ? 1 : 0,
       ...(cost ? [cost.seconds, cost.decodeSeconds, cost.inferSeconds, cost.decoded, c.images - c.errors, cost.workerClass] : ['', 0, 0, 0, 0, '']),
+      ...Object.entries(part?.errorsByKind ?? {}).flatMap(([kind, n]) => (n > 0 ? [kind, n] : [])),
     ];
     const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
     return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), ...args)) === 1;
@@ -352,6 +370,12 @@ export class RunTracker {
         forwarded: num(`s${i}:forwarded`),
         errors: num(`s${i}:errors`),
       })),
+      errorsByKind: Object.fromEntries(
+        Object.entries(h)
+          .filter(([k]) => k.startsWith(ERROR_KIND_FIELD))
+          .map(([k, v]) => [k.slice(ERROR_KIND_FIELD.length), Number(v)] as const)
+          .sort(([a], [b]) => a.localeCompare(b)),
+      ),
       audit: { expected: num('auditsExpected'), done: num('auditsDone'), agreeing: num('auditsAgreeing') },
       cost: runCost(
         spec.stages.map((st, i) => ({

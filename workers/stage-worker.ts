@@ -253,6 +253,7 @@ export class StageWorker {
       ]);
     }
     const { images, accepted, forwarded, errors } = result.stats;
+    const errorsByKind = countErrorKinds(done.rows);
     const mustMerge = await this.o.tracker.finishPart(data.runId, {
       id: partId,
       stage: data.stage,
@@ -260,6 +261,7 @@ export class StageWorker {
       counts: { images, accepted, forwarded, errors },
       audits: audits.length,
       ...(cost ? { cost } : {}),
+      errorsByKind,
       ...(warmupLane ? { lane: 'warmup' as const } : spec.selfCalibration && data.stage === 0 ? { lane: 'first' as const } : {}),
     });
     // The last warm-up row completes the warm-up: the run's threshold can be decided.
@@ -270,7 +272,7 @@ export class StageWorker {
     if (mustMerge) await this.o.queues.queueMerge(data.runId, this.o.tracker);
     // A replay processed no images: metrics already counted them.
     const onBatch = this.o.onBatch;
-    if (onBatch && !replay) onBatch(this.o.stage, done.stats, countErrorKinds(done.rows), cost);
+    if (onBatch && !replay) onBatch(this.o.stage, done.stats, errorsByKind, cost);
     return { accepted, forwarded, errors };
   }
 

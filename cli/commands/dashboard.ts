@@ -1,8 +1,10 @@
 /**
- * `cascade dashboard`: bull-board over every cascade queue under the prefix. Queues are found
+ * `cascade dashboard`: bull-board over every cascade queue under the prefix, and a Runs page
+ * (`/runs`, cli/runs-page.ts) with every run's view as `cascade status` shows it. Queues are found
  * in Redis (BullMQ keeps a `<prefix>:<queue>:meta` hash per queue), so stages named in any
  * config appear without this process loading one; the list is refreshed while it runs.
- * Safe by default: it listens on 127.0.0.1 and is read-only (cli/dashboard-access.ts).
+ * Safe by default: it listens on 127.0.0.1, is read-only, and needs a token on any other
+ * interface (cli/dashboard-access.ts).
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,12 +16,15 @@ import express from 'express';
 import type { Redis } from 'ioredis';
 import { MERGE_QUEUE } from '../../queue/jobs.js';
 import { quiet } from '../../queue/cascade-queues.js';
-import { type ConnectionLog, connectRedisChecked, watchRedis } from '../../queue/redis-connection.js';
+import { readRecentRunViews } from '../../queue/read-run-views.js';
+import { type ConnectionLog, connectRedisChecked, redisTimeoutMs, watchRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
 import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
-import { type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
+import { checkDashboardHost, type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { createLogger, logFn } from '../logger.js';
 import { redactUrl } from '../redact-url.js';
+import { renderRunsPage } from '../runs-page.js';
 
 export interface Dashboard {
   /** The interface it listens on. */
@@ -47,6 +52,18 @@ export async function discoverQueues(redis: Redis, prefix: string): Promise<stri
 /** The interface the dashboard listens on unless told otherwise: this machine only. */
 export const DEFAULT_DASHBOARD_HOST = '127.0.0.1';
 
+/** Path of the Runs page, beside bull-board's root. */
+export const RUNS_PATH = '/runs';
+// Runs listed on the page unless `?limit=` says otherwise, and how often it reloads itself.
+const RUNS_LIMIT = 50;
+const RUNS_REFRESH_SECONDS = 10;
+
+/** The `?limit=` of a Runs page request: 1..1000, else the default. */
+function runsLimit(raw: unknown): number {
+  const n = typeof raw === 'string' ? Number(raw) : Number.NaN;
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : RUNS_LIMIT;
+}
+
 /** Serve bull-board for the queues under `prefix` on `port` (0 = any free port); read-only unless `access` allows writes. */
 export async function startDashboard(o: {
   redisUrl: string;
@@ -57,15 +74,24 @@ export async function startDashboard(o: {
   access?: DashboardAccess;
   /** Where Redis outages are reported, one line each; none by default. */
   log?: ConnectionLog;
+  /** How long the Runs page waits for Redis before answering 503 (default CASCADE_REDIS_TIMEOUT_MS, else 10 s). */
+  runsTimeoutMs?: number;
 }): Promise<Dashboard> {
   const access = o.access ?? { allowWrites: false };
+  const host = o.host ?? DEFAULT_DASHBOARD_HOST;
+  checkDashboardHost(host, access);
   const redis = await connectRedisChecked(o.redisUrl);
   // A Redis that goes away or rejects a rotated password is one line, never ioredis' raw error
   // (its AUTH arguments hold the password): the watch reports it, the queues stay quiet.
   const watch = watchRedis(redis, o.redisUrl, o.log ?? (() => {}));
   const queues = new Map<string, Queue>();
   const serverAdapter = new ExpressAdapter().setBasePath('/');
-  const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: `Cascade (${o.prefix})` } } });
+  const board = createBullBoard({
+    queues: [],
+    serverAdapter,
+    options: { uiConfig: { boardTitle: `Cascade (${o.prefix})`, miscLinks: [{ text: 'Runs', url: RUNS_PATH }] } },
+  });
+  const tracker = new RunTracker(redis, o.prefix);
   const refresh = async () => {
     const names = await discoverQueues(redis, o.prefix);
     const added = names.filter((n) => !queues.has(n));
@@ -77,9 +103,29 @@ export async function startDashboard(o: {
   const timer = setInterval(() => void refresh().catch(() => undefined), o.refreshMs ?? 10_000);
   const app = express();
   app.use(dashboardGuard(access));
+  const runsTimeoutMs = o.runsTimeoutMs ?? redisTimeoutMs();
+  app.get(RUNS_PATH, async (req, res) => {
+    let deadline: NodeJS.Timeout | undefined;
+    try {
+      // Commands wait for a Redis that is away (the workers' setting); the page answers anyway.
+      const late = new Promise<never>((_, reject) => {
+        deadline = setTimeout(() => reject(new Error('timed out')), runsTimeoutMs);
+      });
+      const runs = await Promise.race([readRecentRunViews(tracker, runsLimit(req.query.limit)), late]);
+      res
+        .type('html')
+        .set('Cache-Control', 'no-store')
+        .send(renderRunsPage(runs, { prefix: o.prefix, refreshSeconds: RUNS_REFRESH_SECONDS, now: new Date() }));
+    } catch {
+      // The watch above logs the outage in one line; the page says so without Redis' raw error.
+      res.status(503).type('text/plain').send('cascade: cannot read the runs from Redis now; see the dashboard log\n');
+    } finally {
+      clearTimeout(deadline);
+    }
+  });
   app.use('/', serverAdapter.getRouter());
   const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(o.port, o.host ?? DEFAULT_DASHBOARD_HOST, (err?: Error) => (err ? reject(err) : resolve(s)));
+    const s = app.listen(o.port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
   });
   const { address, port } = server.address() as AddressInfo;
   return {
@@ -99,11 +145,20 @@ export async function startDashboard(o: {
 }
 
 /** Run the dashboard until SIGTERM/SIGINT. */
-export async function dashboardCommand(o: { port: number; host?: string; config?: string; prefix?: string; allowWrites?: boolean }): Promise<void> {
+export async function dashboardCommand(o: {
+  port: number;
+  host?: string;
+  config?: string;
+  prefix?: string;
+  allowWrites?: boolean;
+  allowAnonymous?: boolean;
+}): Promise<void> {
   const logger = createLogger();
-  const access = dashboardAccess(o.allowWrites === true);
-  const { redisUrl, prefix } = await fleetSettings(o);
+  const access = dashboardAccess(o.allowWrites === true, process.env, o.allowAnonymous === true);
   const host = o.host ?? DEFAULT_DASHBOARD_HOST;
+  // Before reading any config or connecting: an exposed dashboard without a token is a usage error.
+  checkDashboardHost(host, access);
+  const { redisUrl, prefix } = await fleetSettings(o);
   const dashboard = await startDashboard({ redisUrl, prefix, port: o.port, host, access, log: logFn(logger) });
   const mode = access.allowWrites ? 'writes allowed with the token' : access.token ? 'read-only, token required' : 'read-only';
   logger.info(`dashboard on http://${host}:${dashboard.port}/ (${mode}) for ${redactUrl(redisUrl)} (prefix ${prefix}): ${dashboard.queueNames().join(', ')}`);

@@ -1,7 +1,8 @@
 /**
- * `cascade status [runId]`: progress of one run per stage (or a list of recent runs) from the
+ * `cascade status [runId]`: progress of one run per stage (or the views of recent runs) from the
  * run tracker's counters and the run's jobs in the stage queues; `--watch` redraws until the
- * run finishes, `--json` prints RunStatus objects for scripts.
+ * run finishes, `--json` prints RunStatus (one run) or RunView objects (the list) for scripts,
+ * `--fail-on-errors` exits 1 when a shown run failed or is done with errors.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
@@ -15,9 +16,12 @@ import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
 import { isObjectNotFound, readJson } from '../../pipeline/storage/object-store.js';
 import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
+import { readRecentRunViews } from '../../queue/read-run-views.js';
 import { RunTracker } from '../../queue/run-tracker.js';
+import type { RunView } from '../../queue/run-view.js';
 import { describeRunFailure, stuckRunFailures } from '../../queue/wait-for-run.js';
 import { failOnDrift } from '../fail-on-drift.js';
+import { failOnErrors } from '../fail-on-errors.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { buildRunStatus, formatRunList, formatRunStatus, type BatchCounts, type RunStatus } from '../format-status.js';
 
@@ -37,6 +41,8 @@ export interface StatusCommandOptions {
   limit?: number;
   /** Exit 1 (one line) when the run is done and its audit says DRIFT. */
   failOnDrift?: boolean;
+  /** Exit 1 (one line) when a shown run failed or is done with errors (with --watch: once the run has finished). */
+  failOnErrors?: boolean;
 }
 
 /** Batches of `runId` in `queue` that are queued, active and failed (job ids are `<runId>-b<n>-…`). */
@@ -57,17 +63,6 @@ export async function readRunStatus(tracker: RunTracker, queues: CascadeQueues, 
   if (!progress) return null;
   const batches = await Promise.all(progress.spec.stages.map((s) => runBatchCounts(queues.stage(s.name), runId)));
   return buildRunStatus(progress, batches, now);
-}
-
-/** The most recently started runs, newest first. */
-export async function readRecentRuns(tracker: RunTracker, limit: number, now = new Date()): Promise<RunStatus[]> {
-  const ids = await tracker.runIds();
-  const all = await Promise.all(ids.map((id) => tracker.progress(id)));
-  return all
-    .filter((p) => p !== null)
-    .map((p) => buildRunStatus(p, [], now))
-    .sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
-    .slice(0, limit);
 }
 
 /**
@@ -92,7 +87,7 @@ export async function statusCommand(
   runId: string | undefined,
   o: StatusCommandOptions,
   write: (text: string) => void = (t) => process.stdout.write(t),
-): Promise<RunStatus | RunStatus[]> {
+): Promise<RunStatus | RunView[]> {
   const { redisUrl, prefix } = await fleetSettings(o);
   const redis = await connectRedisChecked(redisUrl, { maxRetriesPerRequest: 2 });
   const tracker = new RunTracker(redis, prefix);
@@ -103,16 +98,20 @@ export async function statusCommand(
   try {
     for (;;) {
       if (runId === undefined) {
-        const runs = await readRecentRuns(tracker, o.limit ?? 20);
+        const runs = await readRecentRunViews(tracker, o.limit ?? 20);
         write(o.json ? `${JSON.stringify(runs)}\n` : `${clear}${formatRunList(runs)}\n`);
+        if (o.failOnErrors) failOnErrors(runs);
         if (!o.watch) return runs;
       } else {
         const status = await readRunStatus(tracker, queues, runId);
         if (!status) throw new UnknownRunError(`run ${runId} is unknown to prefix ${prefix} on this Redis (\`cascade status\` lists the runs it knows)`);
-        if (status.state === 'done') Object.assign(status, await readRunReviews(status.out));
+        const merged = status.state === 'done' || status.state === 'done-with-errors';
+        if (merged) Object.assign(status, await readRunReviews(status.out));
         write(o.json ? `${JSON.stringify(status)}\n` : `${clear}${formatRunStatus(status)}\n`);
-        if (status.state === 'done' && o.failOnDrift) failOnDrift(runId, status.audit);
-        if (!o.watch || status.state === 'done') return status;
+        if (merged && o.failOnDrift) failOnDrift(runId, status.audit);
+        // Only finished runs are failed or done-with-errors, so this waits for the end under --watch.
+        if (o.failOnErrors) failOnErrors([status]);
+        if (!o.watch || merged) return status;
         // Watching a run that cannot complete ends with exit 1: its merge failed, or batches
         // failed for good and nothing of the run is left to run (the status above says which).
         if (status.state === 'failed') {

@@ -1,16 +1,26 @@
 /**
  * `cascade dashboard`: bull-board served over the queues BullMQ has created under a prefix
  * on a real redis-server, found without any cascade config; safe by default (loopback,
- * read-only), writes only with --allow-writes and the token.
+ * read-only, a token required off loopback), writes only with --allow-writes and the token.
+ * The Runs page in a browser: run-view.test.ts.
  */
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_DASHBOARD_HOST, discoverQueues, startDashboard } from '../../cli/commands/dashboard.js';
-import { dashboardAccess, presentedToken } from '../../cli/dashboard-access.js';
+import { dashboardAccess, isLoopbackHost, presentedToken } from '../../cli/dashboard-access.js';
 import { buildProgram } from '../../cli/main.js';
 import { CascadeError } from '../../config/errors.js';
 import { connectRedis } from '../../queue/redis-connection.js';
+import { spawnCascade } from '../helpers/cli-process.js';
+import { startOutageProxy } from '../helpers/outage-proxy.js';
+import { withTempDir } from '../helpers/fixtures.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+
+const work = withTempDir('dashboard');
 
 let redis: TestRedis;
 beforeAll(async () => {
@@ -143,5 +153,73 @@ describe('cascade dashboard', () => {
     expect(presentedToken(`Basic ${Buffer.from('a:b:c').toString('base64')}`)).toBe('b:c');
     expect(presentedToken('Bearer abc')).toBe('abc');
     expect(presentedToken('Digest abc')).toBeUndefined();
+  });
+
+  it('off loopback the CLI refuses to start without a token (exit 2, one line); a token or --allow-anonymous lets it serve', async () => {
+    const config = join(work.path, 'cascade.yaml');
+    await writeFile(config, `redisUrl: ${redis.url}\nprefix: ${uniquePrefix('host')}\n`);
+    const env = { REDIS_URL: '', CASCADE_DASHBOARD_TOKEN: '', CASCADE_LOG_LEVEL: 'info' };
+    const args = ['dashboard', '--host', '0.0.0.0', '--port', '0', '--config', config];
+    const refused = await promisify(execFile)(process.execPath, ['bin/cascade.js', ...args], { env: { ...process.env, ...env }, timeout: 30_000 }).then(
+      () => ({ code: 0, stdout: '', stderr: '' }),
+      (err: { code: number; stdout: string; stderr: string }) => err,
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(
+      'cascade: cascade dashboard --host 0.0.0.0 would serve job data to anyone who can connect: set CASCADE_DASHBOARD_TOKEN (16+ characters), or pass --allow-anonymous when a proxy or a loopback-only port restricts access\n',
+    );
+    expect(refused.stdout).toBe('');
+
+    // With the token it serves every interface, and every request, the Runs page included, needs it.
+    const token = 'tok-0123456789abcdef';
+    const withToken = spawnCascade(args, { ...env, CASCADE_DASHBOARD_TOKEN: token });
+    try {
+      const port = Number((await withToken.waitFor(/dashboard on http:\/\/0\.0\.0\.0:(\d+)\/ \(read-only, token required\)/))[1]);
+      expect((await fetch(`http://127.0.0.1:${port}/runs`)).status).toBe(401);
+      const page = await fetch(`http://127.0.0.1:${port}/runs`, { headers: { authorization: `Bearer ${token}` } });
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('no runs yet');
+    } finally {
+      expect(await withToken.stop()).toEqual({ code: 0, signal: null });
+    }
+    expect(withToken.output()).not.toContain(token);
+
+    // --allow-anonymous: the operator vouches that something else restricts who connects.
+    const anonymous = spawnCascade([...args, '--allow-anonymous'], env);
+    try {
+      const port = Number((await anonymous.waitFor(/dashboard on http:\/\/0\.0\.0\.0:(\d+)\/ \(read-only\)/))[1]);
+      expect((await fetch(`http://127.0.0.1:${port}/runs`)).status).toBe(200);
+    } finally {
+      expect(await anonymous.stop()).toEqual({ code: 0, signal: null });
+    }
+  }, 90_000);
+
+  it('the Runs page answers 503 in one line while Redis is away, and the runs again once it is back', async () => {
+    const proxy = await startOutageProxy(redis.port);
+    const dashboard = await startDashboard({ redisUrl: `redis://${proxy.address}`, prefix: uniquePrefix('away'), port: 0, runsTimeoutMs: 500 });
+    const url = `http://127.0.0.1:${dashboard.port}/runs`;
+    try {
+      expect((await fetch(url)).status).toBe(200);
+      proxy.down();
+      const away = await fetch(url);
+      expect(away.status).toBe(503);
+      expect(await away.text()).toBe('cascade: cannot read the runs from Redis now; see the dashboard log\n');
+      proxy.up();
+      let back = await fetch(url);
+      // ioredis reconnects with a backoff: the page answers 503 until it has.
+      for (let i = 0; i < 40 && back.status !== 200; i++) back = await fetch(url);
+      expect(back.status).toBe(200);
+      expect(await back.text()).toContain('no runs yet');
+    } finally {
+      await dashboard.close();
+      await proxy.close();
+    }
+  }, 60_000);
+
+  it('loopback is localhost, 127.0.0.0/8 and ::1 only', () => {
+    for (const host of ['127.0.0.1', '127.8.9.10', 'localhost', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(true);
+    for (const host of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.2', 'dashboard.example', '::ffff:10.0.0.1', '128.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(false);
   });
 });

@@ -80,4 +80,20 @@ describe('RunTracker', () => {
     expect(results.some(Boolean)).toBe(true);
     expect((await t.progress('r4'))!.final).toBe(40);
   });
+
+  it('counts error rows by kind once per part, beside the stage counters', async () => {
+    const t = new RunTracker(conn, 'trk');
+    await t.create(spec('r5'));
+    await t.finishListing('r5', 8, 2);
+    const b0 = { id: 'b0s0', stage: 0, final: 4, counts: counts(4, 1, 0, 3), errorsByKind: { forbidden: 2, 'not-found': 1 } };
+    await t.finishPart('r5', b0);
+    await t.finishPart('r5', b0);
+    await t.finishPart('r5', { id: 'b1s0', stage: 0, final: 3, counts: counts(4, 2, 1, 1), errorsByKind: { forbidden: 1, decode: 0 } });
+    await t.finishPart('r5', { id: 'b1s1', stage: 1, final: 1, counts: counts(1, 0, 0, 1), errorsByKind: { inference: 1 } });
+    const p = (await t.progress('r5'))!;
+    expect(p.errorsByKind).toEqual({ forbidden: 3, inference: 1, 'not-found': 1 });
+    expect(Object.keys(p.errorsByKind)).toEqual(['forbidden', 'inference', 'not-found']);
+    expect(p.stages.reduce((n, s) => n + s.errors, 0)).toBe(5);
+    expect((await t.progress('r1'))!.errorsByKind).toEqual({});
+  });
 });

@@ -170,6 +170,8 @@ describe('docker/', () => {
     expect(dashboard.ports).toEqual(['127.0.0.1:3000:3000']);
     expect(dashboard.command!.slice(0, 5)).toEqual(['dashboard', '--host', '0.0.0.0', '--port', '3000']);
     expect(dashboard.command).not.toContain('--allow-writes');
+    // Off loopback without a token the dashboard refuses to start; the loopback-only port is what makes anonymous safe here.
+    expect(dashboard.command).toContain('--allow-anonymous');
     expect(dashboard.environment!.REDIS_URL).toBe('redis://redis:6379');
   });
 

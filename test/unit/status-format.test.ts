@@ -1,8 +1,13 @@
-/** `cascade status`, pure: pending images per stage, rate, ETA, states, bars and the run list, from tracker counters. */
+/**
+ * `cascade status`, pure: the run view (queue/run-view.ts: states, errors by kind, routed, cost
+ * saved, ETA), pending images per stage, bars and the run list, from tracker counters.
+ */
 import { describe, expect, it } from 'vitest';
-import { buildRunStatus, formatDuration, formatRunList, formatRunStatus, progressBar, RunStatus, runState } from '../../cli/format-status.js';
+import { failOnErrors } from '../../cli/fail-on-errors.js';
+import { buildRunStatus, formatDuration, formatRunList, formatRunStatus, progressBar, RunStatus } from '../../cli/format-status.js';
 import type { RunSpec } from '../../queue/jobs.js';
 import type { RunProgress } from '../../queue/run-tracker.js';
+import { buildRunView, RunView, runState } from '../../queue/run-view.js';
 import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
 
 const spec = (runId: string): RunSpec => ({
@@ -20,6 +25,16 @@ const spec = (runId: string): RunSpec => ({
 });
 
 const NOW = new Date('2026-01-01T00:00:10.000Z');
+/** The tracker's cost of a run whose parts carried no cost figures yet. */
+const NO_COST: RunProgress['cost'] = { seconds: 0, bigOnlySeconds: null, saved: null, stages: [], unknownParts: 0, bigOnlyBasis: 'none' };
+/** Stage counters of a run without error rows. */
+const CLEAN = {
+  errorsByKind: {},
+  stages: [
+    { images: 100, accepted: 80, forwarded: 20, errors: 0 },
+    { images: 20, accepted: 20, forwarded: 0, errors: 0 },
+  ],
+};
 
 function progress(o: Partial<RunProgress> = {}): RunProgress {
   return {
@@ -33,11 +48,14 @@ function progress(o: Partial<RunProgress> = {}): RunProgress {
       { images: 50, accepted: 30, forwarded: 18, errors: 2 },
       { images: 8, accepted: 8, forwarded: 0, errors: 0 },
     ],
+    errorsByKind: { decode: 2 },
+    cost: NO_COST,
     audit: { expected: 0, done: 0, agreeing: 0 },
     startedAt: '2026-01-01T00:00:00.000Z',
     completedAt: null,
     mergedAt: null,
     mergeError: null,
+    failedReason: null,
     ...o,
   } as RunProgress;
 }
@@ -61,6 +79,7 @@ describe('status maths and text', () => {
     const text = formatRunStatus(s);
     expect(text).toContain('run r1  running  s3://in/x/ → s3://out/x/');
     expect(text).toContain(`${progressBar(0.4)}  40.0%  40/100 images  4.0 images/s  ETA 15 s`);
+    expect(text).toContain('  errors 2 (decode 2)  routed to big 36.0%  cost saved —');
     expect(text).toMatch(/little\s+4\s+1\s+0\s+\|\s+50\s+30\s+18\s+2\s+50/);
     expect(text).toMatch(/big\s+1\s+1\s+1\s+\|\s+8\s+8\s+0\s+0\s+10/);
   });
@@ -87,7 +106,7 @@ describe('status maths and text', () => {
     const listing = buildRunStatus(progress({ listed: false, total: null, listedImages: 60 }), [], NOW);
     expect(listing).toMatchObject({ state: 'listing', etaSeconds: null, fraction: 40 / 60 });
     expect(formatRunStatus(listing)).toContain('40/60+ (listing) images');
-    const done = buildRunStatus(progress({ final: 100, completedAt: '2026-01-01T00:00:05.000Z', mergedAt: '2026-01-01T00:00:06.000Z' }), [], NOW);
+    const done = buildRunStatus(progress({ ...CLEAN, final: 100, completedAt: '2026-01-01T00:00:05.000Z', mergedAt: '2026-01-01T00:00:06.000Z' }), [], NOW);
     expect(done).toMatchObject({ state: 'done', etaSeconds: 0, fraction: 1, imagesPerSecond: 20 });
     expect(formatRunStatus(done)).toMatch(/100\.0% {2}100\/100 images {2}20\.0 images\/s {2}done/);
   });
@@ -96,9 +115,56 @@ describe('status maths and text', () => {
     expect(runState(progress({ listed: false }))).toBe('listing');
     expect(runState(progress())).toBe('running');
     expect(runState(progress({ completedAt: 'x' }))).toBe('merging');
-    expect(runState(progress({ completedAt: 'x', mergedAt: 'y' }))).toBe('done');
+    expect(runState(progress({ ...CLEAN, completedAt: 'x', mergedAt: 'y' }))).toBe('done');
+    expect(runState(progress({ completedAt: 'x', mergedAt: 'y' }))).toBe('done-with-errors');
+    expect(runState(progress({ failedReason: 'listing failed' }))).toBe('failed');
     expect(runState(progress({ mergeError: 'disk full' }))).toBe('failed');
     expect(formatRunStatus(buildRunStatus(progress({ mergeError: 'disk full' }), [], NOW))).toContain('merge failed: disk full');
+  });
+
+  it('the view: done-with-errors when merged with error rows, failed with its reason, routed and cost saved', () => {
+    const merged = { final: 100, completedAt: '2026-01-01T00:00:05.000Z', mergedAt: '2026-01-01T00:00:06.000Z' };
+    const withErrors = buildRunView(progress(merged), NOW);
+    expect(RunView.parse(withErrors)).toEqual(withErrors);
+    expect(withErrors).toMatchObject({ state: 'done-with-errors', errors: 2, errorsByKind: { decode: 2 }, etaSeconds: 0 });
+    expect(withErrors).not.toHaveProperty('failedReason');
+    expect(buildRunView(progress({ ...merged, ...CLEAN }), NOW)).toMatchObject({ state: 'done', errors: 0, errorsByKind: {}, routed: 0.2 });
+    // A listing that failed (the run hash's failedReason) is failed whatever the counters say.
+    const listingFailed = buildRunView(progress({ listed: false, total: null, failedReason: 'listing failed: AccessDenied on s3://in/x/' }), NOW);
+    expect(listingFailed).toMatchObject({ state: 'failed', failedReason: 'listing failed: AccessDenied on s3://in/x/', etaSeconds: null });
+    expect(buildRunView(progress({ mergeError: 'disk full' }), NOW).failedReason).toBe('merge failed: disk full');
+    // Cost saved comes from the run's cost accounting when there is one.
+    expect(buildRunView(progress(), NOW).costSaved).toBeNull();
+    expect(buildRunView(progress({ cost: { ...NO_COST, seconds: 30, bigOnlySeconds: 120, saved: 0.75 } }), NOW).costSaved).toBe(0.75);
+    expect(formatRunStatus(buildRunStatus(progress({ cost: { ...NO_COST, seconds: 30, bigOnlySeconds: 120, saved: 0.75 } }), [], NOW))).toContain(
+      'cost saved 75.0%',
+    );
+    // Nothing routed yet, or a single stage: unknown, not 0.
+    expect(
+      buildRunView(
+        progress({
+          stages: [
+            { images: 0, accepted: 0, forwarded: 0, errors: 0 },
+            { images: 0, accepted: 0, forwarded: 0, errors: 0 },
+          ],
+        }),
+        NOW,
+      ).routed,
+    ).toBeNull();
+  });
+
+  it('no ETA without progress or elapsed time', () => {
+    expect(buildRunView(progress({ final: 0 }), NOW).etaSeconds).toBeNull();
+    expect(buildRunView(progress({ startedAt: NOW.toISOString() }), NOW).etaSeconds).toBeNull();
+    expect(buildRunView(progress({ startedAt: null }), NOW).etaSeconds).toBeNull();
+    expect(formatRunStatus(buildRunStatus(progress({ final: 0 }), [], NOW))).toMatch(/0\/100 images {2}0\.0 images\/s\n/);
+  });
+
+  it('--fail-on-errors: one line naming each failed or done-with-errors run; running and clean runs pass', () => {
+    const merged = { final: 100, completedAt: '2026-01-01T00:00:05.000Z', mergedAt: '2026-01-01T00:00:06.000Z' };
+    expect(() => failOnErrors([buildRunView(progress(), NOW), buildRunView(progress({ ...merged, ...CLEAN }), NOW)])).not.toThrow();
+    const bad = [buildRunView(progress({ ...merged, spec: spec('e1') }), NOW), buildRunView(progress({ spec: spec('f1'), mergeError: 'disk full' }), NOW)];
+    expect(() => failOnErrors(bad)).toThrow('run e1 done with 2 (decode 2) error rows; run f1 failed: merge failed: disk full (--fail-on-errors)');
   });
 
   it('draws bars and durations', () => {
@@ -111,10 +177,14 @@ describe('status maths and text', () => {
     expect(formatDuration(null)).toBe('?');
   });
 
-  it('lists runs one per line', () => {
-    const text = formatRunList([buildRunStatus(progress(), [], NOW)]);
-    expect(text.split('\n')).toHaveLength(2);
-    expect(text).toMatch(/^r1\s+running\s+40\/100\s+2026-01-01T00:00:00.000Z\s+s3:\/\/out\/x\/$/m);
+  it('lists runs one per line: state, progress, errors by kind, routed, cost saved, ETA', () => {
+    const merged = { final: 100, completedAt: '2026-01-01T00:00:05.000Z', mergedAt: '2026-01-01T00:00:06.000Z' };
+    const text = formatRunList([buildRunView(progress(), NOW), buildRunView(progress({ ...merged, spec: spec('r2-long-id') }), NOW)]);
+    expect(text.split('\n')).toHaveLength(3);
+    expect(text.split('\n')[0]).toMatch(/^RUN\s+STATE\s+PROGRESS\s+ERRORS\s+ROUTED\s+SAVED\s+ETA\s+STARTED\s+OUT$/);
+    expect(text).toMatch(/^r1\s+running\s+40\/100\s+2 \(decode 2\)\s+36\.0%\s+—\s+15 s\s+2026-01-01T00:00:00.000Z\s+s3:\/\/out\/x\/$/m);
+    // A finished run has a blank ETA.
+    expect(text).toMatch(/^r2-long-id\s+done-with-errors\s+100\/100\s+2 \(decode 2\)\s+36\.0%\s+—\s+2026-01-01T00:00:00.000Z\s+s3:\/\/out\/x\/$/m);
     expect(formatRunList([])).toBe('no runs yet');
   });
 });
