@@ -34,7 +34,10 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** Identify everything that changes a model's probabilities: its bytes and how images are fed to it. */
-export async function modelFingerprint(spec: Pick<ModelSpec, 'path' | 'preprocess' | 'output' | 'graphOptimization'>, numerics: SessionNumerics): Promise<string> {
+export async function modelFingerprint(
+  spec: Pick<ModelSpec, 'path' | 'preprocess' | 'output' | 'graphOptimization'>,
+  numerics: SessionNumerics,
+): Promise<string> {
   const bytes = await readFile(spec.path);
   // Native int8 numerics differ between CPUs: their rows are only reused on the same CPU flags.
   const { onnxruntime, cpuFlags } = currentPlatform();
