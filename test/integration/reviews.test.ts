@@ -468,13 +468,17 @@ describe('cascade status', () => {
 });
 
 describe('cascade calibrate --reviews', () => {
-  /** calib.json of a calibration (or its refusal), without what differs by input route and time: paths, skipped images, createdAt, the reviews used (checked here). */
+  /**
+   * calib.json of a calibration (or its refusal), without what differs by input route and time:
+   * paths, skipped images, createdAt, the reviews used (checked here), and the cost verdict (its
+   * timings are measured afresh by each calibration here, cache off).
+   */
   async function calibration(o: Partial<CalibrateOptions>, tag: string): Promise<unknown> {
     try {
       const { file } = await quietly(() =>
         calibrateCommand({ images, config, out: join(dir, tag, 'calib.json'), cache: false, progress: false, json: true, ...o } as CalibrateOptions),
       );
-      const { skippedImages: _skipped, createdAt: _created, reviews, ...rest } = file as unknown as Record<string, unknown>;
+      const { skippedImages: _skipped, createdAt: _created, reviews, cost: _cost, ...rest } = file as unknown as Record<string, unknown>;
       if (o.reviews) expect(reviews).toMatchObject({ run: o.reviews, leftOut: o.allReviews ? 0 : 2, latest: expect.any(String) });
       else expect(reviews).toBeUndefined();
       return JSON.parse(JSON.stringify(rest).replaceAll(join(dir, tag), '<out>'));
