@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { RUN_MARKER_KEY, RunMarker } from '../pipeline/results/run-marker.js';
 import { CascadeFailure } from '../config/errors.js';
 import { ConfigError } from '../config/load-config.js';
 import { RUN_CALIBRATION_KEY } from '../pipeline/plots/run-calibration.js';
@@ -38,11 +39,7 @@ export class ListingFailedError extends CascadeFailure {
   override name = 'ListingFailedError';
 }
 
-/** Where a run marks its output location as its own, before any job is queued. */
-export const RUN_MARKER_KEY = '_cascade/run.json';
-
-export const RunMarker = z.object({ runId: z.string(), specHash: z.string(), createdAt: z.string() });
-export type RunMarker = z.infer<typeof RunMarker>;
+export { RUN_MARKER_KEY, RunMarker } from '../pipeline/results/run-marker.js';
 
 /**
  * The keys a run writes under its output location: what --overwrite removes of an earlier run.
@@ -147,16 +144,19 @@ async function checkRunId(tracker: RunTracker, spec: RunSpec): Promise<void> {
 
 /**
  * Mark `output` as `spec`'s before any job is queued. A location marked by another run is
- * refused, or with `overwrite` cleared of that run's objects and taken over.
+ * refused, or with `overwrite` cleared of that run's objects and taken over; returns the id of
+ * the run taken over (null when none).
  */
-export async function claimOutput(output: ObjectStore, spec: RunSpec, overwrite = false): Promise<void> {
+export async function claimOutput(output: ObjectStore, spec: RunSpec, overwrite = false): Promise<string | null> {
   const marker: RunMarker = { runId: spec.runId, specHash: specHash(spec), createdAt: spec.createdAt };
+  // The run whose objects --overwrite cleared: its workers find the new marker and write nothing more.
+  let takenOver: string | null = null;
   for (let attempt = 0; attempt < 2; attempt++) {
     const claimed = await output.putIfAbsent(RUN_MARKER_KEY, `${JSON.stringify(marker)}\n`).catch((err: Error) => {
       // Found now, before any job runs, instead of as batches that fail for good.
       throw new OutputClaimedError(`cannot write to the output location ${output.describe()}: ${err.message}`, { cause: err });
     });
-    if (claimed) return;
+    if (claimed) return takenOver;
     let held: RunMarker;
     try {
       held = await readJson(output, RUN_MARKER_KEY, RunMarker);
@@ -164,12 +164,13 @@ export async function claimOutput(output: ObjectStore, spec: RunSpec, overwrite 
       if (isObjectNotFound(err)) continue; // removed meanwhile: claim again
       throw err;
     }
-    if (held.runId === spec.runId && held.specHash === marker.specHash) return;
+    if (held.runId === spec.runId && held.specHash === marker.specHash) return null;
     if (!overwrite) {
       const what = held.runId === spec.runId ? `run ${held.runId} with another spec` : `run ${held.runId} (created ${held.createdAt})`;
       throw new OutputClaimedError(`${output.describe()} holds ${what}; choose another --out, or pass --overwrite to delete that run's objects there first`);
     }
     await clearRunObjects(output);
+    if (held.runId !== spec.runId) takenOver = held.runId;
   }
   throw new OutputClaimedError(`${output.describe()}: another submission claimed it at the same moment; try again`);
 }
@@ -187,7 +188,10 @@ async function clearRunObjects(output: ObjectStore): Promise<void> {
 export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   const { spec, tracker, queues } = o;
   await checkRunId(tracker, spec);
-  if (o.output) await claimOutput(o.output, spec, o.overwrite);
+  const takenOver = o.output ? await claimOutput(o.output, spec, o.overwrite) : null;
+  // A run still in flight there is fenced: its workers see the new marker before writing; its status says why.
+  if (takenOver && (await tracker.spec(takenOver)))
+    await tracker.markFailed(takenOver, `fenced: its output location was taken over by run ${spec.runId} (--overwrite)`);
   const created = await tracker.create(spec);
   if (!created) {
     // Another submission may have created it between the check and now: same spec or refused.

@@ -2,7 +2,8 @@
  * BullMQ adapter for the merge step: when a run completes, one merge job runs the
  * pipeline's mergeRun and records the summary in the run's Redis state.
  */
-import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { assertOwnsOutput, RunFencedError } from '../pipeline/results/run-marker.js';
 import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
 import { mergeRun } from '../pipeline/results/merge-run.js';
@@ -54,6 +55,14 @@ export class MergeWorker {
     const progress = await this.o.tracker.progress(runId);
     if (!progress) throw new Error(`run ${runId} is unknown`);
     const { spec } = progress;
+    // A run whose location was taken over (--overwrite) must not write its manifest over the new run's.
+    try {
+      await assertOwnsOutput(this.o.openOutput(spec.out), runId);
+    } catch (err) {
+      if (!(err instanceof RunFencedError)) throw err;
+      await this.o.tracker.markFailed(runId, err.message);
+      throw new UnrecoverableError(err.message);
+    }
     // A self-calibrating run's threshold is its stored decision (1 when refused: nothing kept).
     const decision = spec.selfCalibration ? await storedDecision(this.o.tracker, runId) : null;
     const decided = (t: number | string | null) => (typeof t === 'string' ? (decision?.certified ? decision.threshold : 1) : t);

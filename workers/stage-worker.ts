@@ -4,7 +4,7 @@
  * with the run's decision and limits, writes the batch's result part, forwards unsure images
  * to the next stage, and counts the part so the run's completion is detected exactly once.
  */
-import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { availableParallelism } from 'node:os';
 import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
@@ -21,6 +21,7 @@ import type { CascadeQueues } from '../queue/cascade-queues.js';
 import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, partId as stagePartId, type RunSpec, StageJob, stageQueueName, warmupPartId } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { type WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
+import { assertOwnsOutput, RunFencedError } from '../pipeline/results/run-marker.js';
 import type { WarmupAnswer } from '../pipeline/self-calibration.js';
 import { metricNeedsDecision, metricOf, queueDecision, runDecision, storedDecision } from '../queue/threshold-decision.js';
 import { routingThreshold, skipsFirstStage } from '../pipeline/self-calibration.js';
@@ -171,7 +172,7 @@ export class StageWorker {
         skipped: items.length,
         ...(skipped ? { warmup: skipped } : {}),
       };
-      await store.put(key, JSON.stringify(part));
+      await this.putPart(store, key, part);
     } else if (items.length === 0) {
       // A batch of warm-up images only: its ordinary part records them, so the merge reads their lane.
       audits = [];
@@ -191,7 +192,7 @@ export class StageWorker {
         stats: result.stats,
         warmup: skipped,
       };
-      await store.put(key, JSON.stringify(part));
+      await this.putPart(store, key, part);
     } else {
       // A model failure fails the job so BullMQ retries it; on the last attempt the images of
       // the failed call become error rows instead (other rows kept), so the run completes.
@@ -240,7 +241,7 @@ export class StageWorker {
         cost,
         ...(result.forwardedConfidence.length ? { forwardedConfidence: result.forwardedConfidence } : {}),
       };
-      await store.put(key, JSON.stringify(part));
+      await this.putPart(store, key, part);
     }
 
     const done: StageResult = result;
@@ -293,6 +294,21 @@ export class StageWorker {
       throw new Error(`run ${spec.runId}: an ordinary batch reached stage ${spec.stages[index]!.name} before the threshold was decided`);
     if (decided && skipsFirstStage(decision!)) return { threshold: null, metric: spec.metric, skip: true };
     return { threshold: decided ? routingThreshold(decision!) : t, ...metricOf(spec, decision) };
+  }
+
+  /**
+   * Write a batch's part, unless the run's output location now belongs to another run (taken over
+   * with --overwrite): then the run is marked failed and the job fails for good, with no retry.
+   */
+  private async putPart(store: ObjectStore, key: string, part: ResultPart): Promise<void> {
+    try {
+      await assertOwnsOutput(store, part.runId);
+    } catch (err) {
+      if (!(err instanceof RunFencedError)) throw err;
+      await this.o.tracker.markFailed(part.runId, err.message);
+      throw new UnrecoverableError(err.message);
+    }
+    await store.put(key, JSON.stringify(part));
   }
 
   /** Stop taking jobs and wait for the active ones to finish. */

@@ -17,6 +17,8 @@ export interface ProvenanceReport {
   /** Parts whose writer used another model or showed a probe beyond tolerance, up to `sampleLimit`. */
   mismatched: Array<{ key: string; reason: string }>;
   mismatchedCount: number;
+  /** Parts written by another run (counted in mismatchedCount too). */
+  foreign: number;
 }
 
 /** Check every part under `store`'s parts/ against the run's summary.json; null when the location holds no summary. */
@@ -32,11 +34,18 @@ export async function verifyProvenance(store: ObjectStore, sampleLimit = 20): Pr
   for await (const o of store.list('parts/')) if (o.key.endsWith('.json')) keys.push(o.key);
   const limit = pLimit(16);
   const writers = new Set<string>();
-  const report: ProvenanceReport = { ok: true, parts: keys.length, writers: 0, unrecorded: 0, mismatched: [], mismatchedCount: 0 };
+  const report: ProvenanceReport = { ok: true, parts: keys.length, writers: 0, unrecorded: 0, mismatched: [], mismatchedCount: 0, foreign: 0 };
   await Promise.all(
     keys.map((key) =>
       limit(async () => {
         const part = await readJson(store, key, ResultPart);
+        // A part of another run (one fenced off by --overwrite that wrote on) is never this run's.
+        if (part.runId !== summary.runId) {
+          report.mismatchedCount += 1;
+          report.foreign += 1;
+          if (report.mismatched.length < sampleLimit) report.mismatched.push({ key, reason: `written by run ${part.runId}, not this run (${summary.runId})` });
+          return;
+        }
         const w = part.writer;
         // A part that labelled nothing (a self-calibrating batch of warm-up images only) ran no model.
         if (!w && part.stats.images === 0) return;
