@@ -158,8 +158,10 @@ export class StageWorker {
     let audits: ReturnType<typeof selectAudits>;
     if (result) {
       audits = data.stage === 0 && !warmupLane ? selectAudits(spec, result.rows) : [];
-    } else if (decision.skip) {
-      // The run's decision: the cascade does not pay, so this stage hands the batch on unread.
+    } else if (decision.skip || items.length === 0) {
+      // Nothing to classify: the run decided the cascade does not pay (this stage hands the batch
+      // on unread), or the batch holds warm-up images only (its part records them, so the merge
+      // reads their lane).
       audits = [];
       result = skipBatch(items);
       const part: ResultPart = {
@@ -169,28 +171,8 @@ export class StageWorker {
         stageName: stage.name,
         rows: [],
         stats: result.stats,
-        skipped: items.length,
+        ...(items.length ? { skipped: items.length } : {}),
         ...(skipped ? { warmup: skipped } : {}),
-      };
-      await this.putPart(store, key, part);
-    } else if (items.length === 0) {
-      // A batch of warm-up images only: its ordinary part records them, so the merge reads their lane.
-      audits = [];
-      result = {
-        rows: [],
-        forward: [],
-        forwardedConfidence: [],
-        decoded: 0,
-        stats: { images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
-      };
-      const part: ResultPart = {
-        runId: data.runId,
-        batch: data.batch,
-        stage: data.stage,
-        stageName: stage.name,
-        rows: [],
-        stats: result.stats,
-        warmup: skipped,
       };
       await this.putPart(store, key, part);
     } else {
