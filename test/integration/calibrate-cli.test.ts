@@ -30,6 +30,7 @@ import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { startS3 } from '../helpers/s3.js';
 import { LABELS } from '../helpers/test-models.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
+import { seedTiming } from '../helpers/seed-timings.js';
 import { dataContext, listImages, scoreModel } from '../../cli/calibration-data.js';
 import { rankConfidence, rankReference } from '../../pipeline/routing.js';
 import { ManifestRow } from '../../pipeline/results/manifest.js';
@@ -81,6 +82,12 @@ beforeAll(async () => {
   littleSpec = await spec('little', models.colourLittle, 0.1);
   bigSpec = await spec('big', models.colourBig, 1);
   convSpec = await spec('conv', models.convNet, 0.2);
+  // Known costs instead of this machine's noise: little 1 ms, big 10 ms per image, so every
+  // cascade these tests certify pays and `run --calibration` routes through it.
+  const cache = join(work.path, 'cache');
+  await seedTiming(cache, models.colourLittle, { decode: 0.5, infer: 0.5 });
+  await seedTiming(cache, models.colourBig, { decode: 0.5, infer: 9.5 });
+  await seedTiming(cache, models.convNet, { decode: 0.5, infer: 1.5 });
 });
 
 /** The labeled no-loss calibration several tests read, made once by whichever test needs it first (each test runs alone too). */
