@@ -61,7 +61,8 @@ async function seed(home: string, name: keyof typeof specs, decodeSeconds: numbe
 
 function frontier(home: string, args: string[]) {
   return exec(process.execPath, ['bin/cascade.js', 'frontier', '--images', images, '--no-progress', ...args], {
-    env: { ...process.env, XDG_CACHE_HOME: home, CASCADE_LOG_LEVEL: 'warn' },
+    // CASCADE_CACHE (set for every test by isolate-env) wins over XDG_CACHE_HOME: both name this group's home.
+    env: { ...process.env, XDG_CACHE_HOME: home, CASCADE_CACHE: join(home, 'cascade'), CASCADE_LOG_LEVEL: 'warn' },
   });
 }
 
