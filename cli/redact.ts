@@ -17,7 +17,7 @@ export function redactSecrets(text: string): string {
       .replace(/\b((?:password|passwd|pass|pwd|secret|token|aws_secret_access_key|secretAccessKey|sessionToken)["']?\s*[=:]\s*["']?)[^\s&"',}]+/gi, `$1${MASK}`)
       // Redis URLs (after password=, whose value may hold an '@'): the whole userinfo, to the last '@' before a host on the line, whatever the
       // password holds (an unencoded '@', ':', '/', '#', '?', spaces).
-      .replace(/\b(rediss?(?:-cluster)?:\/\/)([\w.~-]*:)?[^\n]*@(?=[\w[])/gi, `$1$2${MASK}@`)
+      .replace(/\b(rediss?(?:-cluster)?:\/\/)[^\n]*@(?=[\w[])/gi, `$1${MASK}@`)
       // AUTH [user] password / HELLO 3 AUTH user password, as text or as a printed array
       .replace(/\b(AUTH)((?:["',\s[\]]+)(?:[^\s"',[\]]+["',\s[\]]+)?)([^\s"',[\]]+)/g, `$1$2${MASK}`)
       // AWS access key ids

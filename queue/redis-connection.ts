@@ -103,10 +103,9 @@ export function redisTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 /**
- * `url` with its userinfo hidden up to the LAST `@` (`redis://user:***@host`, `redis://***@host`)
- * and any `password=` parameter, for messages; cluster URLs too. A password may hold an unencoded
- * `@`, `:`, `/`, `#`, `?` or spaces, and any shorter cut would print the rest of it. Only a plain
- * user name (letters, digits, `.`, `_`, `~`, `-`) before the first `:` stays readable.
+ * `url` with its whole userinfo hidden, up to the LAST `@` (`redis://***@host`), and any
+ * `password=` parameter, for messages; cluster URLs too. A password may hold an unencoded `@`,
+ * `:`, `/`, `#`, `?` or spaces, and any shorter cut would print the rest of it.
  */
 export function hideRedisPassword(url: string): string {
   // The parameter first: an `@` in its value must not be taken for the end of the userinfo.
@@ -116,8 +115,8 @@ export function hideRedisPassword(url: string): string {
   const rest = m[2]!;
   const at = rest.lastIndexOf('@');
   if (at < 0) return noParam;
-  const user = /^[\w.~-]*(?=:)/.exec(rest.slice(0, at))?.[0];
-  return `${m[1]}${user === undefined ? '' : `${user}:`}***${rest.slice(at)}`;
+  // The whole userinfo: a user name can be a credential too, and where it ends is ambiguous once the password holds ':' or '@'.
+  return `${m[1]}***${rest.slice(at)}`;
 }
 
 const REDIS_URL_FORM =

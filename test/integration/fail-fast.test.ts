@@ -184,7 +184,7 @@ describe('Redis unreachable or rejecting the credentials fails fast', () => {
     const port = await closedPort();
     const r = await cli(['status'], { REDIS_URL: `redis://:${password}@127.0.0.1:${port}` }, 30_000);
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toBe(`cascade: Redis at redis://:***@127.0.0.1:${port} is unreachable after 10 s: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    expect(r.stderr).toBe(`cascade: Redis at redis://***@127.0.0.1:${port} is unreachable after 10 s: connect ECONNREFUSED 127.0.0.1:${port}\n`);
   }, 60_000);
 
   it('a closed port, every command (CASCADE_REDIS_TIMEOUT_MS=4000): exit 1, one line, no password', async () => {
@@ -192,7 +192,7 @@ describe('Redis unreachable or rejecting the credentials fails fast', () => {
     await expectFastFailures(
       `redis://:${password}@127.0.0.1:${port}`,
       1,
-      new RegExp(`^cascade: Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port} is unreachable after 4 s: connect ECONNREFUSED`),
+      new RegExp(`^cascade: Redis at redis://\\*\\*\\*@127\\.0\\.0\\.1:${port} is unreachable after 4 s: connect ECONNREFUSED`),
       { CASCADE_REDIS_TIMEOUT_MS: '4000' },
     );
   }, 60_000);
@@ -203,7 +203,7 @@ describe('Redis unreachable or rejecting the credentials fails fast', () => {
     try {
       await admin.config('SET', 'requirepass', 'the-right-one');
       const url = `redis://:${password}@127.0.0.1:${locked.port}`;
-      await expectFastFailures(url, 2, /^cascade: Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ rejected the credentials: WRONGPASS/);
+      await expectFastFailures(url, 2, /^cascade: Redis at redis:\/\/\*\*\*@127\.0\.0\.1:\d+ rejected the credentials: WRONGPASS/);
     } finally {
       admin.disconnect();
       await locked.stop();

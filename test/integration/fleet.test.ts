@@ -321,7 +321,7 @@ describe('a fleet of worker processes', () => {
       }
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(err).toContain(`redis://:***@127.0.0.1:${secured.port}`);
+      expect(err).toContain(`redis://***@127.0.0.1:${secured.port}`);
       expect(err).not.toContain('pw-Zq81x');
       expect(err).not.toContain('aws-Secret-77');
     } finally {

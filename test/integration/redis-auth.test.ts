@@ -61,7 +61,7 @@ describe('a wrong password on a redis-cluster:// URL', () => {
     for (const [i, r] of results.entries()) {
       expect(r.code, `${commands[i]![0]}: ${r.out}`).toBe(2);
       expect(r.out, commands[i]![0]).toMatch(
-        /^cascade: Redis at redis-cluster:\/\/:\*\*\*@127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+ rejected the credentials: .*WRONGPASS[^\n]*\n$/,
+        /^cascade: Redis at redis-cluster:\/\/\*\*\*@127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+ rejected the credentials: .*WRONGPASS[^\n]*\n$/,
       );
       expect(r.out).not.toContain(wrong);
       expect(r.out).not.toContain(password);
@@ -167,16 +167,16 @@ describe('a password rotated on the server while cascade worker runs', () => {
     // Two lines depend on timing, each at most once: the worker lists the runs in flight once at
     // start (to open their models), and a rotation during that read adds its line; a connection
     // killed mid-write fails on the socket (EPIPE) before it fails to log in again.
-    const optional = [/^cannot list the runs in flight: WRONGPASS/, /^lost the connection to Redis at redis:\/\/:\*\*\*@[\d.:]+ \(\w+[^)]*\); reconnecting$/];
+    const optional = [/^cannot list the runs in flight: WRONGPASS/, /^lost the connection to Redis at redis:\/\/\*\*\*@[\d.:]+ \(\w+[^)]*\); reconnecting$/];
     const lines = all.filter((l) => !optional.some((re) => re.test(l.msg)));
     for (const re of optional) expect(all.filter((l) => re.test(l.msg)).length).toBeLessThanOrEqual(1);
     expect(lines.map((l) => [l.level, l.msg.replace(/\d+\.\d s$/, 'N s').replace(/127\.0\.0\.1:\d+/, 'HOST')])).toEqual([
-      [30, expect.stringMatching(/^worker ready: roles little, big, merge, scheduler on redis:\/\/:\*\*\*@HOST/)],
+      [30, expect.stringMatching(/^worker ready: roles little, big, merge, scheduler on redis:\/\/\*\*\*@HOST/)],
       [
         40,
-        'Redis at redis://:***@HOST rejected the credentials (WRONGPASS invalid username-password pair or user is disabled.); was the password changed? Reconnecting until they are accepted',
+        'Redis at redis://***@HOST rejected the credentials (WRONGPASS invalid username-password pair or user is disabled.); was the password changed? Reconnecting until they are accepted',
       ],
-      [30, 'Redis at redis://:***@HOST is back after N s'],
+      [30, 'Redis at redis://***@HOST is back after N s'],
       [30, 'SIGTERM: no new jobs; finishing the batches in flight (send it again to exit now)'],
       [30, 'worker stopped cleanly'],
     ]);
@@ -193,12 +193,12 @@ describe('a password rotated on the server while cascade worker runs', () => {
       .filter((l) => l !== '')
       .map((l) => (JSON.parse(l) as { msg: string }).msg.replace(/\d+\.\d s$/, 'N s').replace(/127\.0\.0\.1:\d+/g, 'HOST'));
     // A connection killed mid-write may fail on the socket first (EPIPE) before failing to log in.
-    const optional = /^lost the connection to Redis at redis:\/\/:\*\*\*@HOST \(\w+[^)]*\); reconnecting$/;
+    const optional = /^lost the connection to Redis at redis:\/\/\*\*\*@HOST \(\w+[^)]*\); reconnecting$/;
     expect(msgs.filter((m) => optional.test(m)).length).toBeLessThanOrEqual(1);
     expect(msgs.filter((m) => !optional.test(m))).toEqual([
-      expect.stringMatching(/^dashboard on http:\/\/HOST\/ \(read-only\) for redis:\/\/:\*\*\*@HOST \(prefix rotate-dash-\w+\): merge, schedules$/),
-      'Redis at redis://:***@HOST rejected the credentials (WRONGPASS invalid username-password pair or user is disabled.); was the password changed? Reconnecting until they are accepted',
-      'Redis at redis://:***@HOST is back after N s',
+      expect.stringMatching(/^dashboard on http:\/\/HOST\/ \(read-only\) for redis:\/\/\*\*\*@HOST \(prefix rotate-dash-\w+\): merge, schedules$/),
+      'Redis at redis://***@HOST rejected the credentials (WRONGPASS invalid username-password pair or user is disabled.); was the password changed? Reconnecting until they are accepted',
+      'Redis at redis://***@HOST is back after N s',
       'SIGTERM: stopping the dashboard',
     ]);
     expect(out).not.toContain(before);

@@ -94,8 +94,8 @@ describe('fleet settings', () => {
   });
 
   it('a Redis password never reaches a log line', () => {
-    expect(redactUrl('redis://:s3cret@redis.internal:6379/2')).toBe('redis://:***@redis.internal:6379/2');
-    expect(redactUrl('rediss://default:s3cret@r:6380')).toBe('rediss://default:***@r:6380');
+    expect(redactUrl('redis://:s3cret@redis.internal:6379/2')).toBe('redis://***@redis.internal:6379/2');
+    expect(redactUrl('rediss://default:s3cret@r:6380')).toBe('rediss://***@r:6380');
     expect(redactUrl('redis://127.0.0.1:6379')).toBe('redis://127.0.0.1:6379');
     expect(redactUrl('::not a url s3cret')).not.toContain('s3cret');
   });

@@ -8,8 +8,8 @@ const PW = 's3cr3t-Pa55';
 
 describe('redactSecrets', () => {
   it.each([
-    [`redis://default:${PW}@host:6379/0`, 'redis://default:***@host:6379/0'],
-    [`redis-cluster://:${PW}@a:7000,b:7001`, 'redis-cluster://:***@a:7000,b:7001'],
+    [`redis://default:${PW}@host:6379/0`, 'redis://***@host:6379/0'],
+    [`redis-cluster://:${PW}@a:7000,b:7001`, 'redis-cluster://***@a:7000,b:7001'],
     [`connect redis://h:6379?password=${PW}&db=1`, 'connect redis://h:6379?password=***&db=1'],
     [`command: HELLO 3 AUTH default ${PW}`, 'command: HELLO 3 AUTH default ***'],
     [`AUTH ${PW}`, 'AUTH ***'],
@@ -37,9 +37,9 @@ describe('Redis URLs with passwords that hold URL delimiters (issue 24)', () => 
   const passwords = randomPasswords(24, 300);
 
   it.each([
-    ['redis://:Leak@99@127.0.0.1:1', 'redis://:***@127.0.0.1:1'],
-    ['rediss://:Leak@99@127.0.0.1:1', 'rediss://:***@127.0.0.1:1'],
-    ['redis://app:p@ss:w/rd#x?y@r:6379/2', 'redis://app:***@r:6379/2'],
+    ['redis://:Leak@99@127.0.0.1:1', 'redis://***@127.0.0.1:1'],
+    ['rediss://:Leak@99@127.0.0.1:1', 'rediss://***@127.0.0.1:1'],
+    ['redis://app:p@ss:w/rd#x?y@r:6379/2', 'redis://***@r:6379/2'],
     ['redis://secret@r:6379', 'redis://***@r:6379'],
     ['redis://r:6379/0?password=a@b&db=1', 'redis://r:6379/0?password=***&db=1'],
   ])('hides everything up to the last @ of %s', (url, hidden) => {
@@ -50,10 +50,10 @@ describe('Redis URLs with passwords that hold URL delimiters (issue 24)', () => 
   it('no 3-character fragment of 300 random passwords survives, in any scheme, user or none', () => {
     for (const pw of passwords) {
       const forms = [
-        [`redis://:${pw}@127.0.0.1:1`, 'redis://:***@127.0.0.1:1'],
-        [`rediss://:${pw}@127.0.0.1:6380/0`, 'rediss://:***@127.0.0.1:6380/0'],
-        [`redis://app:${pw}@db.internal:6379`, 'redis://app:***@db.internal:6379'],
-        [`rediss-cluster://app:${pw}@a:7000,b:7001`, 'rediss-cluster://app:***@a:7000,b:7001'],
+        [`redis://:${pw}@127.0.0.1:1`, 'redis://***@127.0.0.1:1'],
+        [`rediss://:${pw}@127.0.0.1:6380/0`, 'rediss://***@127.0.0.1:6380/0'],
+        [`redis://app:${pw}@db.internal:6379`, 'redis://***@db.internal:6379'],
+        [`rediss-cluster://app:${pw}@a:7000,b:7001`, 'rediss-cluster://***@a:7000,b:7001'],
       ];
       for (const [url, hidden] of forms) {
         const message = `Redis at ${url} is unreachable after 1 s: connect ECONNREFUSED 127.0.0.1:1`;

@@ -40,10 +40,10 @@ describe('watchRedis', () => {
     expect(shown).toEqual([
       [
         'warn',
-        'Redis at redis://:***@db:6379 rejected the credentials (WRONGPASS invalid username-password pair or user is disabled.); was the password changed? Reconnecting until they are accepted',
+        'Redis at redis://***@db:6379 rejected the credentials (WRONGPASS invalid username-password pair or user is disabled.); was the password changed? Reconnecting until they are accepted',
       ],
-      ['info', 'Redis at redis://:***@db:6379 is back after 12.5 s'],
-      ['warn', 'lost the connection to Redis at redis://:***@db:6379 (connect ECONNREFUSED 127.0.0.1:6379); reconnecting'],
+      ['info', 'Redis at redis://***@db:6379 is back after 12.5 s'],
+      ['warn', 'lost the connection to Redis at redis://***@db:6379 (connect ECONNREFUSED 127.0.0.1:6379); reconnecting'],
     ]);
     expect(lines.filter(([level]) => level === 'debug')).toHaveLength(50);
     expect(JSON.stringify(lines)).not.toContain('hunter2');
@@ -58,8 +58,8 @@ describe('watchRedis', () => {
     client.emit('ready');
     expect(lines.filter(([level]) => level !== 'debug').map(([level, msg]) => [level, msg.slice(0, 40)])).toEqual([
       ['warn', 'lost the connection to Redis at redis://'],
-      ['warn', 'Redis at redis://:***@db:6379 rejected t'],
-      ['info', 'Redis at redis://:***@db:6379 is back af'],
+      ['warn', 'Redis at redis://***@db:6379 rejected th'],
+      ['info', 'Redis at redis://***@db:6379 is back aft'],
     ]);
   });
 
@@ -82,14 +82,14 @@ describe('watchRedis', () => {
     const lines: string[] = [];
     watchRedis(new EventEmitter() as unknown as Redis, 'redis-cluster://:hunter2@a:7000,b:7001', (msg) => lines.push(msg)).absorb(cluster);
     expect(lines).toEqual([
-      'Redis at redis-cluster://:***@a:7000,b:7001 rejected the credentials (Failed to refresh slots cache. (last node: WRONGPASS invalid username-password pair or user is disabled.)); was the password changed? Reconnecting until they are accepted',
+      'Redis at redis-cluster://***@a:7000,b:7001 rejected the credentials (Failed to refresh slots cache. (last node: WRONGPASS invalid username-password pair or user is disabled.)); was the password changed? Reconnecting until they are accepted',
     ]);
   });
 });
 
 describe('redactUrl', () => {
   it('hides passwords in cluster seed lists and query strings too', () => {
-    expect(redactUrl('redis-cluster://user:hunter2@10.0.0.1:7000,10.0.0.2:7000')).toBe('redis-cluster://user:***@10.0.0.1:7000,10.0.0.2:7000');
+    expect(redactUrl('redis-cluster://user:hunter2@10.0.0.1:7000,10.0.0.2:7000')).toBe('redis-cluster://***@10.0.0.1:7000,10.0.0.2:7000');
     expect(redactUrl('redis://db:6379/0?password=hunter2&db=1')).toBe('redis://db:6379/0?password=***&db=1');
     expect(redactUrl('redis-cluster://10.0.0.1:7000')).toBe('redis-cluster://10.0.0.1:7000');
   });
