@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
- *   [--cost-images N] [--cost-small N] [--rounds N]`
- * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost` only when named) and prints their tables.
+ *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]`
+ * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost` and `control-plane` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
@@ -9,15 +9,17 @@ import { parseArgs } from 'node:util';
 // The AWS SDK's notice about its future Node floor would interleave with the tables.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { batchingBench } from './batching.js';
+import { controlPlaneBench } from './control-plane.js';
 import { costBench } from './cost.js';
 import { enqueueBench } from './enqueue.js';
 import { rssBench } from './rss.js';
+import { rssCurve } from './rss-curve.js';
 import { table } from './stats.js';
 import { throughputBench } from './throughput.js';
 
 const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
-// Minutes of child processes: run only when asked for by name.
-const ON_REQUEST = ['cost'] as const;
+// Minutes each: run only when asked for by name.
+const ON_REQUEST = ['cost', 'control-plane'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -32,6 +34,10 @@ const { values, positionals } = parseArgs({
     'cost-images': { type: 'string', default: '200' },
     'cost-small': { type: 'string', default: '20' },
     rounds: { type: 'string', default: '3' },
+    'cp-images': { type: 'string', default: '4096' },
+    'cp-batches': { type: 'string', default: '32,128,512' },
+    'cp-workers': { type: 'string', default: '1,2,4' },
+    'cp-rounds': { type: 'string', default: '2' },
   },
 });
 
@@ -106,18 +112,22 @@ if (chosen.includes('enqueue')) {
 if (chosen.includes('rss')) {
   console.log('== rss');
   const r = await rssBench(num(values['rss-images'], 'rss-images'), log);
+  console.log(table(['rss curve: seconds', 'images', 'images/s since last row', 'RSS MB'], rssCurve(r.samples, 12)));
+  console.log('');
   console.log(
     table(
       ['rss', 'value', 'goal'],
       [
-        ['images', r.images, ''],
+        ['images (distinct keys) / listed', `${r.images} / ${r.listed}`, 'equal'],
         ['seconds', r.seconds, ''],
         ['images/s', r.images / r.seconds, ''],
         ['RSS first / last sample, MB', `${r.samples[0]?.rssMb.toFixed(1)} / ${r.samples.at(-1)?.rssMb.toFixed(1)}`, ''],
+        ['RSS peak sampled / kernel maxrss, MB', `${r.peakRssMb.toFixed(1)} / ${r.maxRssMb.toFixed(1)}`, ''],
         ['RSS slope over 2nd half, MB per 10k images', r.slopeMbPer10k, '≈ 0 (flat)'],
       ],
     ),
   );
+  console.log('');
 }
 if (chosen.includes('cost')) {
   console.log('== cost');
@@ -128,4 +138,39 @@ if (chosen.includes('cost')) {
     threshold: Number(values.threshold),
     log,
   });
+}
+if (chosen.includes('control-plane')) {
+  console.log('== control-plane');
+  const list = (s: string | undefined, flag: string) =>
+    String(s)
+      .split(',')
+      .map((x) => num(x, flag));
+  const r = await controlPlaneBench({
+    images: num(values['cp-images'], 'cp-images'),
+    batchSizes: list(values['cp-batches'], 'cp-batches'),
+    workers: list(values['cp-workers'], 'cp-workers'),
+    rounds: num(values['cp-rounds'], 'cp-rounds'),
+    log,
+  });
+  console.log(
+    table(
+      ['batch', 'worker runtimes', 'run s', 'Redis CPU-µs/img', 'in commands (wall) µs/img', 'commands/img', 'one Redis core saturates at, images/s'],
+      r.rows.map((x) => [
+        String(x.batchSize),
+        String(x.workers),
+        x.seconds,
+        x.cpuUsPerImage,
+        x.commandUsPerImage,
+        x.callsPerImage,
+        x.saturationImagesPerSecond,
+      ]),
+    ),
+  );
+  console.log('');
+  console.log(
+    table(
+      ['batch', 'queued batches', 'Redis bytes per queued batch', 'per image'],
+      r.memory.map((x) => [String(x.batchSize), String(x.batches), x.bytesPerBatch, x.bytesPerImage]),
+    ),
+  );
 }

@@ -3,6 +3,7 @@
  * (real redis-server, generated models). Speed is not asserted here — that is bench/'s job.
  */
 import { describe, expect, it } from 'vitest';
+import { controlPlaneBench, parseRedisInfo } from '../../bench/control-plane.js';
 import { enqueueBench } from '../../bench/enqueue.js';
 import { rssBench } from '../../bench/rss.js';
 
@@ -18,7 +19,40 @@ describe('bench smoke', () => {
   it('rss: a small run completes and is sampled', async () => {
     const r = await rssBench(300, () => {}, 50);
     expect(r.images).toBe(300);
+    // Every key is distinct: a list that repeats keys would be folded to fewer images.
+    expect(r.listed).toBe(300);
     expect(r.samples.at(-1)).toMatchObject({ images: 300 });
     expect(r.samples.every((s) => s.rssMb > 10)).toBe(true);
+  });
+
+  it('control-plane: a run is measured from Redis INFO and queued batches grow Redis memory', async () => {
+    const r = await controlPlaneBench({ images: 128, batchSizes: [32], workers: [1], rounds: 1, log: () => {} });
+    expect(r.rows).toHaveLength(1);
+    const row = r.rows[0]!;
+    expect(row).toMatchObject({ batchSize: 32, workers: 1, images: 128 });
+    // Four batches through two stages cost Redis several commands per batch at least.
+    expect(row.callsPerImage).toBeGreaterThan(0.1);
+    expect(row.cpuUsPerImage).toBeGreaterThan(0);
+    expect(row.saturationImagesPerSecond).toBeCloseTo(1e6 / row.cpuUsPerImage);
+    expect(r.memory).toHaveLength(1);
+    expect(r.memory[0]!.batches).toBe(64);
+    // A queued batch holds its 32 refs' paths: hundreds of bytes at least.
+    expect(r.memory[0]!.bytesPerBatch).toBeGreaterThan(32 * 20);
+  });
+
+  it('control-plane: INFO text is read into CPU seconds, commands and memory', () => {
+    const info = [
+      '# CPU',
+      'used_cpu_sys:1.500000',
+      'used_cpu_user:0.250000',
+      'used_cpu_sys_children:9.000000',
+      '# Memory',
+      'used_memory:123456',
+      'used_memory_human:120.56K',
+      '# Commandstats',
+      'cmdstat_evalsha:calls=10,usec=300,usec_per_call=30.00,rejected_calls=0,failed_calls=0',
+      'cmdstat_bzpopmin:calls=5,usec=20,usec_per_call=4.00,rejected_calls=0,failed_calls=0',
+    ].join('\r\n');
+    expect(parseRedisInfo(info)).toEqual({ cpuSeconds: 1.75, calls: 15, commandUsec: 320, usedMemory: 123456 });
   });
 });
