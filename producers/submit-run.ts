@@ -7,7 +7,6 @@
  * same id, or another run at the same location, is refused.
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import { RUN_MARKER_KEY, RunMarker } from '../pipeline/results/run-marker.js';
 import { CascadeFailure } from '../config/errors.js';
 import { ConfigError } from '../config/load-config.js';
