@@ -20,6 +20,7 @@ import { spreadSample, timeModel } from '../cli/model-timings.js';
 import { loadConfig, loadModelSpec } from '../config/load-config.js';
 import type { ModelTiming } from '../pipeline/cost/model-timing.js';
 import { RunSummary } from '../pipeline/results/manifest.js';
+import { SUMMARY_KEY } from '../pipeline/results/output-layout.js';
 import { findAssets, listPhotos, REPO_ROOT } from './assets.js';
 import { median, table } from './stats.js';
 
@@ -165,7 +166,7 @@ export async function costBench(a: CostArgs): Promise<void> {
           const m = await measure(c.command(lists[size], out), env, work);
           res[size].push(m);
           if (c.cascade && size === 'large') {
-            const summary = RunSummary.parse(JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')));
+            const summary = RunSummary.parse(JSON.parse(await readFile(join(out, SUMMARY_KEY), 'utf8')));
             res.routed = summary.stages[1]?.reach ?? 0;
             res.macsSaved = summary.macs.saved;
             // What the run itself measured and reported (summary.json cost), for comparison.

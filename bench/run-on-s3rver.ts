@@ -8,6 +8,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { runCommand } from '../cli/commands/run.js';
+import { MANIFEST_KEY, SUMMARY_KEY } from '../pipeline/results/output-layout.js';
 import { startS3 } from '../test/helpers/s3.js';
 
 const [folder, little, big, localOut, threshold] = process.argv.slice(2);
@@ -26,11 +27,11 @@ try {
   Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', CASCADE_S3_ENDPOINT: s3.endpoint });
   await runCommand('s3://images-in/photos/', { out: 's3://results/run/', little, big, threshold: threshold ? Number(threshold) : undefined, progress: false });
   await mkdir(localOut, { recursive: true });
-  for (const name of ['manifest.jsonl', 'summary.json']) {
+  for (const name of [MANIFEST_KEY, SUMMARY_KEY]) {
     const body = await (await s3.client.send(new GetObjectCommand({ Bucket: 'results', Key: `run/${name}` }))).Body!.transformToString();
     await writeFile(join(localOut, name), body);
   }
-  console.error(`saved s3://results/run/{manifest.jsonl,summary.json} to ${localOut}`);
+  console.error(`saved s3://results/run/{${MANIFEST_KEY},${SUMMARY_KEY}} to ${localOut}`);
 } finally {
   await s3.stop();
 }

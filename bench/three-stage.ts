@@ -20,6 +20,7 @@ import { runCommand } from '../cli/commands/run.js';
 import { loadConfig, loadModelSpec } from '../config/load-config.js';
 import { accepts, predict } from '../pipeline/routing.js';
 import { ManifestRow, type RunSummary } from '../pipeline/results/manifest.js';
+import { MANIFEST_KEY } from '../pipeline/results/output-layout.js';
 import { findAssets, REPO_ROOT } from './assets.js';
 
 const spec = (name: string) => join(REPO_ROOT, 'config/models', `${name}.yaml`);
@@ -60,7 +61,7 @@ async function runCascade(c: Cascade, images: string, truth: Map<string, number>
   await writeFile(config, stringify({ stages: c.stages, batchSize: 16, inferenceThreads: 1, concurrency: 2 }));
   const out = join(work, `out-${c.label.replace(/\W+/g, '-')}`);
   const summary: RunSummary = await runCommand(images, { out, config, progress: false, json: false });
-  const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
+  const rows = (await readFile(join(out, MANIFEST_KEY), 'utf8'))
     .trim()
     .split('\n')
     .map((l) => ManifestRow.parse(JSON.parse(l)));

@@ -2,6 +2,7 @@
  * Human-readable rendering of a run summary for the terminal.
  */
 import type { RunSummary } from '../pipeline/results/manifest.js';
+import { MANIFEST_KEY, SUMMARY_KEY } from '../pipeline/results/output-layout.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
@@ -44,7 +45,7 @@ export function formatSummary(s: RunSummary): string {
         .join(', ')}`,
     );
   if (s.duplicatesDropped) lines.push(`  duplicates: ${s.duplicatesDropped} repeated key(s) in the source dropped (one row per key)`);
-  lines.push(`  manifest: ${joinOut(s.out, 'manifest.jsonl')}`, `  summary:  ${joinOut(s.out, 'summary.json')}`);
+  lines.push(`  manifest: ${joinOut(s.out, MANIFEST_KEY)}`, `  summary:  ${joinOut(s.out, SUMMARY_KEY)}`);
   return lines.join('\n');
 }
 

@@ -7,6 +7,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { ConfigError, s3SettingsFromEnv } from '../config/load-config.js';
 import { S3Settings } from '../config/schema.js';
 import { RunSummary } from '../pipeline/results/manifest.js';
+import { SUMMARY_KEY } from '../pipeline/results/output-layout.js';
 import { RunOutputNotFoundError } from '../pipeline/results/review-export.js';
 import { makeS3Client, openStore } from '../pipeline/storage/open-store.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
@@ -35,7 +36,7 @@ export async function withRun<T>(run: string, fn: (store: ObjectStore, s3Client:
 
 /** The run's summary.json (run id, finish time); a missing one means the run is not merged. */
 export async function readSummary(store: ObjectStore): Promise<RunSummary> {
-  return readJson(store, 'summary.json', RunSummary).catch((err: unknown) => {
+  return readJson(store, SUMMARY_KEY, RunSummary).catch((err: unknown) => {
     throw isObjectNotFound(err) ? new ConfigError(`no summary.json in ${store.describe()}: is the run finished and merged?`) : err;
   });
 }

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../config/load-config.js';
+import { writeProbeKey } from '../pipeline/results/output-layout.js';
 import { parseLocation, parseRef } from '../pipeline/storage/location.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { listSource } from './list-source.js';
@@ -79,7 +80,7 @@ export async function preflightRun(source: string, out: string, o: PreflightOpti
 
   // The output is writable: a probe object written and deleted.
   const store = o.openOutput(out);
-  const probe = `_cascade/.probe-${randomUUID()}`;
+  const probe = writeProbeKey(randomUUID());
   try {
     await store.put(probe, '');
     await store.delete(probe);

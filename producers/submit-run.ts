@@ -7,10 +7,10 @@
  * same id, or another run at the same location, is refused.
  */
 import { createHash } from 'node:crypto';
-import { RUN_MARKER_KEY, RunMarker } from '../pipeline/results/run-marker.js';
+import { RUN_MARKER_KEY, RUN_OBJECT_PREFIXES } from '../pipeline/results/output-layout.js';
+import { RunMarker } from '../pipeline/results/run-marker.js';
 import { CascadeFailure } from '../config/errors.js';
 import { ConfigError } from '../config/load-config.js';
-import { RUN_CALIBRATION_KEY } from '../pipeline/plots/run-calibration.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import { partId, type RunSpec, type StageJob, warmupPartId } from '../queue/jobs.js';
@@ -37,27 +37,6 @@ export class OutputClaimedError extends ConfigError {
 export class ListingFailedError extends CascadeFailure {
   override name = 'ListingFailedError';
 }
-
-export { RUN_MARKER_KEY, RunMarker } from '../pipeline/results/run-marker.js';
-
-/**
- * The keys a run writes under its output location: what --overwrite removes of an earlier run.
- * The marker's folder comes last: while the marker stands, no other run can take the location
- * half-cleared.
- */
-const RUN_OBJECT_PREFIXES = [
-  'parts/',
-  'audit/',
-  'manifest.jsonl',
-  'summary.json',
-  'confidence.svg',
-  'confidence.png',
-  'calibration.svg',
-  RUN_CALIBRATION_KEY,
-  // Human reviews of the earlier run's answers (cascade import reviews) do not belong to a new run.
-  'reviews.jsonl',
-  '_cascade/',
-];
 
 export interface SubmitOptions {
   spec: RunSpec;

@@ -9,7 +9,8 @@
  */
 import { readJson, type ObjectStore } from '../pipeline/storage/object-store.js';
 import { ResultPart } from '../pipeline/results/manifest.js';
-import { WarmupPart, warmupPartKey } from '../pipeline/results/warmup-part.js';
+import { warmupPartKey } from '../pipeline/results/output-layout.js';
+import { WarmupPart } from '../pipeline/results/warmup-part.js';
 import { type ConfidenceMetric, DEFAULT_PRICES, type RankReference } from '../config/schema.js';
 import { decideRank, decideThreshold, refusalLine, ThresholdDecision, warmupSample } from '../pipeline/self-calibration.js';
 import type { CascadeQueues } from './cascade-queues.js';

@@ -4,7 +4,8 @@
  * writes `audit/<batch>.json` and counts the audit once. Audits never touch the manifest.
  */
 import type { Job } from 'bullmq';
-import { auditEntries, auditKey, countAgreement, type AuditItem, type AuditPart } from '../pipeline/audit/audit-part.js';
+import { auditEntries, countAgreement, type AuditItem, type AuditPart } from '../pipeline/audit/audit-part.js';
+import { auditKey } from '../pipeline/results/output-layout.js';
 import { isAudited } from '../pipeline/audit/audit-sample.js';
 import { classifyBatch, errorRow } from '../pipeline/classify-batch.js';
 import type { PartRow } from '../pipeline/results/manifest.js';

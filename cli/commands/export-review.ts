@@ -9,6 +9,7 @@ import { S3Settings } from '../../config/schema.js';
 import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
 import type { AuditEntry } from '../../pipeline/audit/audit-part.js';
 import { RunSummary } from '../../pipeline/results/manifest.js';
+import { SUMMARY_KEY } from '../../pipeline/results/output-layout.js';
 import {
   labelStudioTasks,
   openManifest,
@@ -39,7 +40,7 @@ export interface ExportReviewOptions {
 /** The run id from summary.json; null when the run has none (tasks then carry no `run`). */
 async function runIdOf(store: ObjectStore): Promise<string | null> {
   try {
-    return (await readJson(store, 'summary.json', RunSummary)).runId;
+    return (await readJson(store, SUMMARY_KEY, RunSummary)).runId;
   } catch (err) {
     if (isObjectNotFound(err)) return null;
     throw err;

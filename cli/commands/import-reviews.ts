@@ -15,7 +15,8 @@ import { detectReviewFormat } from '../../pipeline/reviews/review-formats.js';
 import { formatReviewReport, reviewReport } from '../../pipeline/reviews/review-report.js';
 import { ReviewFileError, type ReviewRow } from '../../pipeline/reviews/review-row.js';
 import type { ReviewReport } from '../../pipeline/reviews/review-summary.js';
-import { readReviews, REVIEWS_KEY, reviewsJsonl } from '../../pipeline/reviews/reviews-file.js';
+import { readReviews, reviewsJsonl } from '../../pipeline/reviews/reviews-file.js';
+import { REVIEWS_KEY, SUMMARY_KEY } from '../../pipeline/results/output-layout.js';
 import { loadClassNames } from '../class-names.js';
 import { readSummary, withRun } from '../run-output.js';
 
@@ -97,9 +98,9 @@ export async function importReviewsCommand(files: string[], o: ImportReviewsOpti
     if (merged.added + merged.replaced > 0) await store.put(REVIEWS_KEY, reviewsJsonl(merged.rows));
     const report = reviewReport(rows.values(), new Map(merged.rows.map((r) => [r.key, r])), audits);
     // The stored object as it is (fields this version does not know are kept), with `reviews` set.
-    const storedSummary = (await store.get('summary.json')).toString('utf8');
+    const storedSummary = (await store.get(SUMMARY_KEY)).toString('utf8');
     const updated = `${JSON.stringify({ ...(JSON.parse(storedSummary) as object), reviews: report }, null, 2)}\n`;
-    if (updated !== storedSummary) await store.put('summary.json', updated);
+    if (updated !== storedSummary) await store.put(SUMMARY_KEY, updated);
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     const { rows: _rows, ...counts } = merged;
     const result: ImportResult = { ...report, import: { files: files.length, tasks, reviews: incoming.length, ...counts, unannotated, warnings } };

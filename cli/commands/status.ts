@@ -11,6 +11,7 @@ import { CascadeError, EXIT_FAILED } from '../../config/errors.js';
 import { s3SettingsFromEnv } from '../../config/load-config.js';
 import { S3Settings } from '../../config/schema.js';
 import { RunSummary } from '../../pipeline/results/manifest.js';
+import { SUMMARY_KEY } from '../../pipeline/results/output-layout.js';
 import type { ReviewReport } from '../../pipeline/reviews/review-summary.js';
 import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
 import { isObjectNotFound, readJson } from '../../pipeline/storage/object-store.js';
@@ -73,7 +74,7 @@ export async function readRunReviews(out: string): Promise<{ reviews?: ReviewRep
   let client: S3Client | undefined;
   const store = openStore(out, () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
   try {
-    const { reviews } = await readJson(store, 'summary.json', RunSummary);
+    const { reviews } = await readJson(store, SUMMARY_KEY, RunSummary);
     return reviews ? { reviews } : {};
   } catch (err) {
     return isObjectNotFound(err) ? {} : { reviewsUnread: (err as Error).message };

@@ -12,6 +12,7 @@ import { isS3Url, parseLocation } from '../../pipeline/storage/location.js';
 import { openStore } from '../../pipeline/storage/open-store.js';
 import { formatProvenanceReport, type ProvenanceReport, verifyProvenance } from '../../pipeline/results/verify-provenance.js';
 import { makeS3Client } from '../../pipeline/storage/s3-store.js';
+import { MANIFEST_KEY } from '../../pipeline/results/output-layout.js';
 import { formatVerifyReport, readManifestLines, verifyManifest, type VerifyReport } from '../../pipeline/results/verify-manifest.js';
 import { listSource } from '../../producers/list-source.js';
 
@@ -56,7 +57,9 @@ function extensionsOf(flag: string | undefined, fromFile: unknown): string[] {
  * file under another name (no run location beside it to check).
  */
 export function runLocation(manifest: string): string | null {
-  if (/(^|\/)manifest\.jsonl$/.test(manifest)) return isS3Url(manifest) ? manifest.slice(0, -'manifest.jsonl'.length) : dirname(resolve(manifest));
+  if (manifest === MANIFEST_KEY || manifest.endsWith(`/${MANIFEST_KEY}`)) {
+    return isS3Url(manifest) ? manifest.slice(0, -MANIFEST_KEY.length) : dirname(resolve(manifest));
+  }
   if (manifest.endsWith('.jsonl')) return null;
   return manifest;
 }

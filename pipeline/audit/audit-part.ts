@@ -28,11 +28,6 @@ export const AuditPart = z.object({
 });
 export type AuditPart = z.infer<typeof AuditPart>;
 
-/** Object key of a batch's audit part under the run's output location. */
-export function auditKey(batch: number): string {
-  return `audit/${String(batch).padStart(8, '0')}.json`;
-}
-
 /** An audited image as the first stage answered it. */
 export interface AuditItem {
   ref: string;

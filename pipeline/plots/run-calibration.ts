@@ -8,9 +8,6 @@ import { z } from 'zod';
 import { readAnyCalibrationFile } from '../../config/calibration.js';
 import { lineChart, type Marker } from './line-chart.js';
 
-/** Object key of the run's calibration curve under its output location. */
-export const RUN_CALIBRATION_KEY = 'calibration-curve.json';
-
 const Point = z.object({ gmacsPerImage: z.number(), agreement: z.number() });
 
 /** The chosen metric's curve (agreement vs GMACs per image) and the promised operating point. */

@@ -87,11 +87,6 @@ export const ResultPart = z.object({
 });
 export type ResultPart = z.infer<typeof ResultPart>;
 
-/** Object key of a result part under the run's output location. */
-export function partKey(batch: number, stage: number): string {
-  return `parts/${String(batch).padStart(8, '0')}.stage${stage}.json`;
-}
-
 /** Combine the parts of one batch into manifest rows in input order, checking none is lost or doubled. */
 export function mergeBatchRows(parts: ResultPart[], expected: number): ManifestRow[] {
   const byPos = new Map<number, PartRow>();

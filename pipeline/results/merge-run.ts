@@ -3,15 +3,25 @@
  * manifest.jsonl (one row per input, in input order, streamed) and summary.json. Idempotent: it only
  * reads parts and overwrites its two outputs, so running it twice is harmless.
  */
-import { AuditPart, auditKey, countAgreement } from '../audit/audit-part.js';
+import { AuditPart, countAgreement } from '../audit/audit-part.js';
 import { summarizeAudit } from '../audit/audit-summary.js';
-import { ResultPart, mergeBatchRows, partKey, summarize, type RunSummary, type SummaryInput } from './manifest.js';
+import { ResultPart, mergeBatchRows, summarize, type RunSummary, type SummaryInput } from './manifest.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
 import { addConfidence, emptyHistogram, histogramSvg } from '../plots/histogram.js';
-import { RUN_CALIBRATION_KEY, RunCalibration, runCalibrationSvg } from '../plots/run-calibration.js';
+import { RunCalibration, runCalibrationSvg } from '../plots/run-calibration.js';
 import { svgToPng } from '../plots/svg-to-png.js';
 import { summaryDecision, type ThresholdDecision } from '../self-calibration.js';
-import { warmupPartKey } from './warmup-part.js';
+import {
+  auditKey,
+  CALIBRATION_SVG_KEY,
+  CONFIDENCE_PNG_KEY,
+  CONFIDENCE_SVG_KEY,
+  MANIFEST_KEY,
+  partKey,
+  RUN_CALIBRATION_KEY,
+  SUMMARY_KEY,
+  warmupPartKey,
+} from './output-layout.js';
 
 /** What the merge needs besides the parts: the run's description and its batch count. */
 export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' | 'images' | 'finishedAt'> {
@@ -91,22 +101,22 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
       yield chunk;
     }
   }
-  await store.putStream('manifest.jsonl', manifestChunks());
+  await store.putStream(MANIFEST_KEY, manifestChunks());
 
   const audit = input.audit ? await readAudits(store, auditedBatches, input.audit, input.stages[input.stages.length - 1]!.gmacsPerImage) : undefined;
   const svg = histogramSvg(histogram, `run ${input.runId}: confidence per stage`);
-  await store.put('confidence.svg', svg);
-  await store.put('confidence.png', await svgToPng(svg));
+  await store.put(CONFIDENCE_SVG_KEY, svg);
+  await store.put(CONFIDENCE_PNG_KEY, await svgToPng(svg));
   const base = summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() });
-  const plots: NonNullable<RunSummary['plots']> = { confidenceSvg: 'confidence.svg', confidencePng: 'confidence.png' };
+  const plots: NonNullable<RunSummary['plots']> = { confidenceSvg: CONFIDENCE_SVG_KEY, confidencePng: CONFIDENCE_PNG_KEY };
   const calibration = await readRunCalibrationFrom(store);
   let calibrationSummary: RunSummary['calibration'];
   if (calibration) {
     const first = base.stages[0]!;
     const inferred = first.images - first.errors;
     const realised = { gmacsPerImage: inferred ? base.macs.cascadeG / inferred : 0, agreement: audit && audit.sampled > 0 ? audit.agreement : null };
-    await store.put('calibration.svg', runCalibrationSvg(calibration, realised, `run ${input.runId}: calibration curve and realised operating point`));
-    plots.calibrationSvg = 'calibration.svg';
+    await store.put(CALIBRATION_SVG_KEY, runCalibrationSvg(calibration, realised, `run ${input.runId}: calibration curve and realised operating point`));
+    plots.calibrationSvg = CALIBRATION_SVG_KEY;
     const { rule, metric, threshold, expected } = calibration;
     calibrationSummary = { rule, metric, threshold, expected, realised: { fractionToBig: base.fractionToBig, ...realised } };
   }
@@ -126,7 +136,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     ...(input.route ? { route: input.route } : {}),
     plots,
   };
-  await store.put('summary.json', `${JSON.stringify(summary, null, 2)}\n`);
+  await store.put(SUMMARY_KEY, `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
 }
 

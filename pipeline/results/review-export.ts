@@ -10,6 +10,7 @@ import { AuditPart, type AuditEntry } from '../audit/audit-part.js';
 import { auditDraw } from '../audit/audit-sample.js';
 import type { ManifestRow } from './manifest.js';
 import { readManifestRows } from './manifest-reader.js';
+import { AUDIT_PREFIX, MANIFEST_KEY } from './output-layout.js';
 import { isS3Url } from '../storage/location.js';
 import { isObjectNotFound, type ObjectStore, readJson, readLines } from '../storage/object-store.js';
 
@@ -62,7 +63,7 @@ function noRunOutput(store: ObjectStore, cause: unknown): RunOutputNotFoundError
  * streamed in manifest order (an invalid row throws, naming its line).
  */
 export async function openManifest(store: ObjectStore): Promise<AsyncIterable<ManifestRow>> {
-  const input = await store.getStream('manifest.jsonl').catch((err: unknown) => {
+  const input = await store.getStream(MANIFEST_KEY).catch((err: unknown) => {
     throw isObjectNotFound(err) ? noRunOutput(store, err) : err;
   });
   return (async function* () {
@@ -77,7 +78,7 @@ export async function openManifest(store: ObjectStore): Promise<AsyncIterable<Ma
 export async function readAuditEntries(store: ObjectStore): Promise<Map<string, AuditEntry>> {
   const found = new Map<string, AuditEntry>();
   try {
-    for await (const { key } of store.list('audit/')) {
+    for await (const { key } of store.list(AUDIT_PREFIX)) {
       if (!key.endsWith('.json')) continue;
       const part = await readJson(store, key, AuditPart);
       for (const entry of part.entries) found.set(entry.key, entry);

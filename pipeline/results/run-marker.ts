@@ -6,9 +6,7 @@
  */
 import { z } from 'zod';
 import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
-
-/** Where a run marks its output location as its own, before any job is queued. */
-export const RUN_MARKER_KEY = '_cascade/run.json';
+import { RUN_MARKER_KEY } from './output-layout.js';
 
 export const RunMarker = z.object({ runId: z.string(), specHash: z.string(), createdAt: z.string() });
 export type RunMarker = z.infer<typeof RunMarker>;

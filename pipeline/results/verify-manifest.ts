@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { isS3Url, parseS3Url } from '../storage/location.js';
 import { type ManifestLine, parseManifestLine, readManifestRows } from './manifest-reader.js';
+import { MANIFEST_KEY } from './output-layout.js';
 import { LocalStore, openLocalStream } from '../storage/local-store.js';
 import { ObjectNotFoundError, readLines } from '../storage/object-store.js';
 import { S3Store } from '../storage/s3-store.js';
@@ -139,7 +140,7 @@ export async function* readManifestLines(location: string, s3: () => S3Client): 
       throw err;
     });
     // Opened before the first line, so a missing manifest.jsonl inside a directory is a not-found, not a stream error.
-    input = st.isDirectory() ? await new LocalStore(file).getStream('manifest.jsonl') : await openLocalStream(file);
+    input = st.isDirectory() ? await new LocalStore(file).getStream(MANIFEST_KEY) : await openLocalStream(file);
   }
   yield* readLines(input);
 }

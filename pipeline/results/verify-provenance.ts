@@ -6,6 +6,7 @@
 import pLimit from 'p-limit';
 import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
 import { ResultPart, RunSummary } from './manifest.js';
+import { PARTS_PREFIX, SUMMARY_KEY } from './output-layout.js';
 
 export interface ProvenanceReport {
   ok: boolean;
@@ -25,13 +26,13 @@ export interface ProvenanceReport {
 export async function verifyProvenance(store: ObjectStore, sampleLimit = 20): Promise<ProvenanceReport | null> {
   let summary: RunSummary;
   try {
-    summary = await readJson(store, 'summary.json', RunSummary);
+    summary = await readJson(store, SUMMARY_KEY, RunSummary);
   } catch (err) {
     if (isObjectNotFound(err)) return null;
     throw err;
   }
   const keys: string[] = [];
-  for await (const o of store.list('parts/')) if (o.key.endsWith('.json')) keys.push(o.key);
+  for await (const o of store.list(PARTS_PREFIX)) if (o.key.endsWith('.json')) keys.push(o.key);
   const limit = pLimit(16);
   const writers = new Set<string>();
   const report: ProvenanceReport = { ok: true, parts: keys.length, writers: 0, unrecorded: 0, mismatched: [], mismatchedCount: 0, foreign: 0 };

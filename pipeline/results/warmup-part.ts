@@ -6,11 +6,6 @@ import { z } from 'zod';
 import { WarmupAnswer } from '../self-calibration.js';
 import { ResultPart } from './manifest.js';
 
-/** Object key of a batch's warm-up part at a stage. */
-export function warmupPartKey(batch: number, stage: number): string {
-  return `parts/${String(batch).padStart(8, '0')}.warmup.stage${stage}.json`;
-}
-
 /** A warm-up part: a result part, plus on the first stage its answers for the images it forwarded. */
 export const WarmupPart = ResultPart.extend({ warmupAnswers: z.array(WarmupAnswer).optional() });
 export type WarmupPart = z.infer<typeof WarmupPart>;

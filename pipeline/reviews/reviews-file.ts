@@ -2,11 +2,9 @@
  * `reviews.jsonl` under a run's output location: one ReviewRow per reviewed image, in manifest
  * order. Read and written through the run's ObjectStore, so a run in s3:// works the same.
  */
+import { REVIEWS_KEY } from '../results/output-layout.js';
 import { isObjectNotFound, type ObjectStore, readLines } from '../storage/object-store.js';
 import { ReviewRow } from './review-row.js';
-
-/** Where a run's reviews are stored, under its output location. */
-export const REVIEWS_KEY = 'reviews.jsonl';
 
 /** The stored reviews of a run (none when it has no reviews.jsonl); a line that is not a review throws, naming it. */
 export async function readReviews(store: ObjectStore): Promise<ReviewRow[]> {

@@ -14,7 +14,8 @@ import { readManifestLines, verifyManifest } from '../../pipeline/results/verify
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
-import { OutputClaimedError, RUN_MARKER_KEY, RunConflictError, specDifferences, submitRun } from '../../producers/submit-run.js';
+import { RUN_MARKER_KEY } from '../../pipeline/results/output-layout.js';
+import { OutputClaimedError, RunConflictError, specDifferences, submitRun } from '../../producers/submit-run.js';
 import { mergeJobId } from '../../queue/jobs.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { type Runtime, startRuntime } from '../../workers/cascade-runtime.js';

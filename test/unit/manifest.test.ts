@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mergeBatchRows, partKey, summarize, type PartRow, type ResultPart } from '../../pipeline/results/manifest.js';
+import { mergeBatchRows, summarize, type PartRow, type ResultPart } from '../../pipeline/results/manifest.js';
+import { partKey } from '../../pipeline/results/output-layout.js';
 
 const row = (pos: number, stage: string | null): PartRow => ({
   pos,

@@ -10,10 +10,11 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibFile } from '../helpers/calib-file.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
-import { partKey, type PartRow, type ResultPart } from '../../pipeline/results/manifest.js';
+import type { PartRow, ResultPart } from '../../pipeline/results/manifest.js';
+import { partKey, RUN_CALIBRATION_KEY } from '../../pipeline/results/output-layout.js';
 import { mergeRun } from '../../pipeline/results/merge-run.js';
 import { addConfidence, emptyHistogram, histogramSvg } from '../../pipeline/plots/histogram.js';
-import { readRunCalibration, RUN_CALIBRATION_KEY } from '../../pipeline/plots/run-calibration.js';
+import { readRunCalibration } from '../../pipeline/plots/run-calibration.js';
 import { svgToPng } from '../../pipeline/plots/svg-to-png.js';
 
 let dir: string;

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import {
+  auditKey,
+  CASCADE_PREFIX,
+  MANIFEST_KEY,
+  partKey,
+  REVIEWS_KEY,
+  RUN_CALIBRATION_KEY,
+  RUN_MARKER_KEY,
+  RUN_OBJECT_PREFIXES,
+  SUMMARY_KEY,
+  warmupPartKey,
+  writeProbeKey,
+} from '../../pipeline/results/output-layout.js';
+
+describe('output layout', () => {
+  it('keeps the keys earlier runs wrote (outputs stay readable across versions)', () => {
+    expect([MANIFEST_KEY, SUMMARY_KEY, RUN_MARKER_KEY, RUN_CALIBRATION_KEY, REVIEWS_KEY]).toEqual([
+      'manifest.jsonl',
+      'summary.json',
+      '_cascade/run.json',
+      'calibration-curve.json',
+      'reviews.jsonl',
+    ]);
+    expect(partKey(12, 1)).toBe('parts/00000012.stage1.json');
+    expect(warmupPartKey(3, 0)).toBe('parts/00000003.warmup.stage0.json');
+    expect(auditKey(7)).toBe('audit/00000007.json');
+  });
+
+  it('lets --overwrite remove every key a run writes, the marker folder last', () => {
+    const keys = [
+      MANIFEST_KEY,
+      SUMMARY_KEY,
+      RUN_CALIBRATION_KEY,
+      REVIEWS_KEY,
+      partKey(1, 0),
+      warmupPartKey(1, 1),
+      auditKey(1),
+      RUN_MARKER_KEY,
+      writeProbeKey('x'),
+    ];
+    for (const key of keys) expect(RUN_OBJECT_PREFIXES.some((p) => key.startsWith(p))).toBe(true);
+    expect(RUN_OBJECT_PREFIXES.at(-1)).toBe(CASCADE_PREFIX);
+  });
+});
