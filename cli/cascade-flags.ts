@@ -7,7 +7,7 @@ import { type Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { readAnyCalibrationFile } from '../config/calibration.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
-import type { CascadeConfig, ConfidenceMetric, Numerics } from '../config/schema.js';
+import { type CascadeConfig, ConfidenceMetric, Numerics } from '../config/schema.js';
 import { calibrationConformance } from '../producers/plan-run.js';
 import type { RunSpec } from '../queue/jobs.js';
 
@@ -37,16 +37,10 @@ export function cascadeOptions(cmd: Command, number: NumberParser): Command {
     .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
     .option('--big <model>', 'big model: .onnx file or model spec (.yaml/.json)')
     .option('--threshold <t>', 'accept the little answer when confidence ≥ t', number('threshold', 0, 1))
-    .addOption(
-      new Option('--metric <m>', 'confidence metric (rank: calib.json or --target-agreement)').choices(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']),
-    )
+    .addOption(new Option('--metric <m>', 'confidence metric (rank: calib.json or --target-agreement)').choices(ConfidenceMetric.options))
     .option('--batch-size <n>', 'images per job', number('batch size', 1, 1024))
     .addOption(
-      new Option('--numerics <mode>', "int8 kernels: auto (native where they give exact's numbers, else exact), exact or native").choices([
-        'auto',
-        'exact',
-        'native',
-      ]),
+      new Option('--numerics <mode>', "int8 kernels: auto (native where they give exact's numbers, else exact), exact or native").choices(Numerics.options),
     )
     .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first");
 }

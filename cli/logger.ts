@@ -19,11 +19,13 @@ export interface LoggingOptions {
   quiet?: boolean;
   verbose?: boolean;
   logLevel?: string;
-  logFormat?: 'json' | 'pretty' | 'auto';
+  logFormat?: LogFormat;
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-let settings: { level?: string; format: 'json' | 'pretty' | 'auto' } = { format: 'auto' };
+const LOG_FORMATS = ['json', 'pretty', 'auto'] as const;
+type LogFormat = (typeof LOG_FORMATS)[number];
+let settings: { level?: string; format: LogFormat } = { format: 'auto' };
 
 /** The global logging options: `--quiet`, `--verbose`, `--log-level`, `--log-format`. */
 export function addLogOptions(program: Command): Command {
@@ -31,13 +33,7 @@ export function addLogOptions(program: Command): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS))
     .option('--quiet', 'log warnings and errors only')
     .option('--verbose', 'log debug lines too')
-    .addOption(
-      new Option('--log-format <format>', 'log lines as JSON, or readable (default: readable on a terminal, JSON otherwise)').choices([
-        'json',
-        'pretty',
-        'auto',
-      ]),
-    )
+    .addOption(new Option('--log-format <format>', 'log lines as JSON, or readable (default: readable on a terminal, JSON otherwise)').choices(LOG_FORMATS))
     .hook('preAction', (cmd) => configureLogging(cmd.opts() as LoggingOptions));
 }
 

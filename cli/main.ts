@@ -16,13 +16,17 @@ import { searchSaverCommand } from './commands/search-saver.js';
 import { frontierCommand } from './commands/frontier.js';
 import { reportingCalibrationErrors } from './calibration-data.js';
 import { verifyCommand } from './commands/verify.js';
-import { exportReviewCommand } from './commands/export-review.js';
+import { exportReviewCommand, REVIEW_EXPORT_FORMATS } from './commands/export-review.js';
 import { exportGroundTruthCommand, exportImagefolderCommand, exportLabelStudioConfigCommand } from './commands/export-formats.js';
 import { exportFinalCommand } from './commands/export-final.js';
 import { importReviewsCommand } from './commands/import-reviews.js';
 import { addLogOptions } from './logger.js';
 import { redactSecrets } from './redact.js';
 import { ConfigError } from '../config/load-config.js';
+import { ConfidenceMetric, SAMPLE_FREE_METRICS } from '../config/schema.js';
+import { CALIBRATION_RULES } from '../pipeline/calibration/calibrate.js';
+import { RISK_METHODS } from '../pipeline/calibration/risk-control.js';
+import { ReviewReason } from '../pipeline/results/review-export.js';
 
 function number(name: string, min: number, max: number) {
   return (value: string) => {
@@ -92,7 +96,7 @@ export function buildProgram(): Command {
         new Option(
           '--rule <rule>',
           'selection rule: guaranteed (default; agreement with big ≥ target with probability ≥ 1 − delta), guaranteed-drop (labels; accuracy ≥ big − max-drop, same guarantee), or the point estimates tinysaver, no-loss, label-free',
-        ).choices(['guaranteed', 'guaranteed-drop', 'tinysaver', 'no-loss', 'label-free']),
+        ).choices(CALIBRATION_RULES),
       )
       .option('--max-drop <d>', 'no-loss and guaranteed-drop rules: accept cascade accuracy down to big − d', number('max drop', 0, 1))
       .option('--target-agreement <a>', 'guaranteed and label-free rules: little/big agreement required on kept images', number('target agreement', 0, 1), 0.99)
@@ -101,13 +105,13 @@ export function buildProgram(): Command {
         new Option(
           '--method <m>',
           'guaranteed rules: ltt (Learn-then-Test fixed sequence, default), sgr, or ltt-batch (the promise covers the realised agreement of a batch as large as the sample)',
-        ).choices(['ltt', 'sgr', 'ltt-batch']),
+        ).choices(RISK_METHODS),
       )
       .addOption(
         new Option(
           '--metric <m...>',
           'confidence metrics to compare (default: rank for guaranteed rules, margin and pnorm for a chain’s; else maxprob, margin, entropy)',
-        ).choices(['maxprob', 'margin', 'entropy', 'pnorm', 'rank']),
+        ).choices(ConfidenceMetric.options),
       )
       .option(
         '--calibration-fraction <f>',
@@ -168,12 +172,9 @@ export function buildProgram(): Command {
     .option('--target-agreement <a>', "guaranteed rule: agreement with each chain's last model on images kept early", number('target agreement', 0, 1), 0.95)
     .option('--delta <d>', 'guaranteed rule: the promise may fail with probability at most d', number('delta', 0.0001, 0.5), 0.05)
     .addOption(
-      new Option('--metric <m...>', 'confidence metrics (default: margin and pnorm for the guaranteed rule, maxprob with --threshold)').choices([
-        'maxprob',
-        'margin',
-        'entropy',
-        'pnorm',
-      ]),
+      new Option('--metric <m...>', 'confidence metrics (default: margin and pnorm for the guaranteed rule, maxprob with --threshold)').choices(
+        SAMPLE_FREE_METRICS,
+      ),
     )
     .option(
       '--threshold <t>',
@@ -224,10 +225,10 @@ export function buildProgram(): Command {
     .command('review')
     .description('the images worth a human look (errors, audit disagreements, low confidence) as Label Studio tasks or CSV')
     .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
-    .addOption(new Option('--format <f>', 'output format').choices(['label-studio', 'csv']).default('label-studio'))
+    .addOption(new Option('--format <f>', 'output format').choices(REVIEW_EXPORT_FORMATS).default(REVIEW_EXPORT_FORMATS[0]))
     .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout')
     .option('--max-confidence <c>', 'low-confidence: final confidence below c', number('max confidence', 0, 1), 0.5)
-    .option('--include <reasons>', 'comma-separated: errors, disagreements, low-confidence', 'errors,disagreements,low-confidence')
+    .option('--include <reasons>', `comma-separated: ${ReviewReason.options.join(', ')}`, ReviewReason.options.join(','))
     .option(
       '--local-files-root <dir>',
       'local images under dir become Label Studio /data/local-files/?d=… URLs (set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to dir)',

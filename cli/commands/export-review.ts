@@ -24,9 +24,12 @@ import { isObjectNotFound, type ObjectStore, readJson } from '../../pipeline/sto
 import type { S3Client } from '@aws-sdk/client-s3';
 import { writeExport } from '../export-output.js';
 
+/** The formats `cascade export review --format` writes; the first is the default. */
+export const REVIEW_EXPORT_FORMATS = ['label-studio', 'csv'] as const;
+
 export interface ExportReviewOptions {
   run: string;
-  format: 'label-studio' | 'csv';
+  format: (typeof REVIEW_EXPORT_FORMATS)[number];
   out?: string;
   maxConfidence: number;
   include: string;
