@@ -5,7 +5,7 @@
  */
 import type { CalibrationEntry, CascadeCosts } from '../pipeline/calibration/sweep.js';
 import { confidence, PNORM_P, rankOf, rankReferenceOf, topK } from '../pipeline/routing.js';
-import { deferralFeatures, fitLogistic, logisticConfidence, pNormMaxLogit } from '../pipeline/calibration/deferral-signals.js';
+import { deferralFeatures, fitLogistic, logisticConfidence, pNormMaxLogit } from './deferral-signals.js';
 import { certifyAccuracyDrop, certifyAgreement, type RiskMethod, type ScoredImage } from '../pipeline/calibration/risk-control.js';
 import { seeded } from './stats.js';
 

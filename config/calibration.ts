@@ -214,13 +214,6 @@ export async function readAnyCalibrationFile(path: string): Promise<AnyCalibrati
   return parsed.data;
 }
 
-/** Read a two-stage calib.json (little/big); a chain calibration is refused with a clear error. */
-export async function readCalibrationFile(path: string): Promise<CalibrationFile> {
-  const cal = await readAnyCalibrationFile(path);
-  if ('kind' in cal) throw new Error(`calibration ${path} is for a ${cal.stages.length}-stage chain, not a little/big pair`);
-  return cal;
-}
-
 /**
  * Check that a calibration applies to the models of a run, compared by file name since the
  * same model may sit at different paths on different machines. Returns a problem, or null.

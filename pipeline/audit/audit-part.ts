@@ -7,7 +7,6 @@ import { z } from 'zod';
 import { ImageErrorKind, type PartRow } from '../results/manifest.js';
 
 const Answer = z.object({ stage: z.string(), label: z.number().int(), labelName: z.string().nullable(), confidence: z.number() });
-export type AuditAnswer = z.infer<typeof Answer>;
 
 /** One audited image. `big` is null (and `agree` null) when the last stage could not label it. */
 export const AuditEntry = z.object({

@@ -346,12 +346,6 @@ export function attrInt(node: NodeProto, name: string, fallback: number): number
   return a ? (a.i ?? 0) : fallback;
 }
 
-/** Float attribute value, or `fallback` when the attribute is absent. */
-export function attrFloat(node: NodeProto, name: string, fallback: number): number {
-  const a = getAttribute(node, name);
-  return a ? (a.f ?? 0) : fallback;
-}
-
 /** Integer-list attribute value, or `fallback` when the attribute is absent. */
 export function attrInts(node: NodeProto, name: string, fallback: number[]): number[] {
   const a = getAttribute(node, name);

@@ -3,7 +3,7 @@
  * hand-computed rows, and the logistic deferral model's fit on separable data.
  */
 import { describe, expect, it } from 'vitest';
-import { deferralFeatures, fitLogistic, logisticConfidence } from '../../pipeline/calibration/deferral-signals.js';
+import { deferralFeatures, fitLogistic, logisticConfidence } from '../../bench/deferral-signals.js';
 import { confidence, PNORM_P, pNormMaxLogit } from '../../pipeline/routing.js';
 
 describe('pNormMaxLogit', () => {

@@ -1,10 +1,10 @@
 /**
  * Deferral signals beyond maxprob/margin/entropy, evaluated for issue 18 part 3 on cached
- * probability rows (bench/eval-savers.ts). Pure; no I/O. The p-norm max-logit won and lives in
+ * probability rows (bench/risk-splits.ts). Pure; no I/O. The p-norm max-logit won and lives in
  * routing (metric pnorm); the learned logistic rule did not and stays here for the evaluation.
  */
 
-export { pNormMaxLogit } from '../routing.js';
+export { pNormMaxLogit } from '../pipeline/routing.js';
 
 /** Sorted top-k probabilities and the normalised entropy of a row: the features of the learned deferral rule. */
 export function deferralFeatures(probs: ArrayLike<number>, k = 5): number[] {
