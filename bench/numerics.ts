@@ -30,7 +30,7 @@ import type { ModelSpec as ModelSpecSchema, Numerics, SessionNumerics } from '..
 import { preprocessImage } from '../pipeline/image/preprocess.js';
 import { ModelSession } from '../pipeline/inference/model-session.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
-import { pinModel } from '../pipeline/models/pin-model.js';
+import { planModel } from '../pipeline/models/plan-model.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { topK } from '../pipeline/routing.js';
 import { findAssets, listPhotos, REPO_ROOT } from './assets.js';
@@ -183,7 +183,7 @@ async function chooseAuto(name: string, spec: ModelSpecSchema, intraOpThreads: n
       }),
   });
   try {
-    const { pin } = await pinModel(name, spec, 'auto', models);
+    const { pin } = await planModel(name, spec, 'auto', models);
     const lease = await models.acquire(name, pin, 'auto', 0.002, 'bench-numerics');
     lease.release();
     return lease.numerics;

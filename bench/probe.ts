@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { loadModelSpec } from '../config/load-config.js';
 import { Numerics } from '../config/schema.js';
 import { currentPlatform, describePlatform } from '../pipeline/inference/platform.js';
-import { pinModel } from '../pipeline/models/pin-model.js';
+import { planModel } from '../pipeline/models/plan-model.js';
 import { compareProbe, type Probe } from '../pipeline/models/probe.js';
 import { testModelCache } from '../test/helpers/run-spec.js';
 import { findAssets, REPO_ROOT } from './assets.js';
@@ -45,7 +45,7 @@ if (values.compare) {
     const probes: Record<string, Probe> = {};
     for (const name of values.models!.split(',')) {
       const spec = await loadModelSpec(join(REPO_ROOT, 'config/models', `${name}.yaml`));
-      probes[name] = (await pinModel(name, spec, numerics, cache)).pin.probe;
+      probes[name] = (await planModel(name, spec, numerics, cache)).pin.probe;
       console.log(`${name}: top-1 per probe image ${probes[name]!.outputs.map((o) => `${o.image}=${o.top[0]![0]}@${o.top[0]![1].toFixed(4)}`).join(' ')}`);
     }
     await cache.close();

@@ -22,7 +22,7 @@ import { readReviews } from '../pipeline/reviews/reviews-file.js';
 import { relativeName } from '../pipeline/calibration/tables.js';
 import { ConfigError } from '../config/load-config.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
-import { type PlannedModel, pinModel } from '../pipeline/models/pin-model.js';
+import { type PlannedModel, planModel } from '../pipeline/models/plan-model.js';
 import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import type { LoadedModel } from '../pipeline/models/loaded-model.js';
 import { defaultLocalRoots, listSource } from '../producers/list-source.js';
@@ -127,7 +127,7 @@ export async function withOpenModel(name: string, spec: ModelSpec, ctx: DataCont
     log: ctx.log,
   });
   try {
-    const planned = await pinModel(name, spec, config.numerics, models);
+    const planned = await planModel(name, spec, config.numerics, models);
     const lease = await models.acquireUnverified(name, planned.pin, referenceNumerics(config.numerics));
     try {
       await use(lease.model);

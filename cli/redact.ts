@@ -1,7 +1,9 @@
 /**
  * Secrets must never reach a log line or a printed error: Redis AUTH/HELLO arguments (ioredis
- * puts them on its error objects), passwords in URLs in any form, AWS keys.
+ * puts them on its error objects), passwords in URLs in any form (redis://:secret@host,
+ * ?password=secret, a redis-cluster:// seed list, which URL cannot parse), AWS keys.
  */
+import { hideRedisPassword, isClusterUrl } from '../queue/redis-connection.js';
 
 const MASK = '***';
 // Object keys whose values are secrets wherever they appear.
@@ -54,4 +56,16 @@ export function redactValue(value: unknown, seen = new WeakSet<object>()): unkno
     else out[key] = redactValue(v, seen);
   }
   return out;
+}
+
+/** `url` with its password replaced by `***`; an unparsable URL is hidden entirely, since it may still hold one. */
+export function redactUrl(url: string): string {
+  if (isClusterUrl(url)) return hideRedisPassword(url);
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = MASK;
+    return hideRedisPassword(u.toString().replace(/\/$/, ''));
+  } catch {
+    return '(unparsable url, hidden)';
+  }
 }

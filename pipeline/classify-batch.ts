@@ -61,7 +61,7 @@ export interface StageResult {
 }
 
 /** Map a thrown error to the manifest's error kind. */
-export function errorKind(err: unknown): ImageErrorKind {
+export function imageErrorKind(err: unknown): ImageErrorKind {
   if (isForbiddenPath(err)) return 'forbidden';
   if (err instanceof ObjectNotFoundError) return 'not-found';
   if (err instanceof ObjectTooLargeError) return 'too-large';
@@ -86,7 +86,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   let decoded = 0;
   for await (const d of decodeStream(items, model.preprocess, shape, deps)) {
     if (!d.ok) {
-      rows.push(errorRow(d.item, errorKind(d.err), d.err));
+      rows.push(errorRow(d.item, imageErrorKind(d.err), d.err));
       continue;
     }
     decodeMs += d.decodeMs;

@@ -1,6 +1,6 @@
 /**
  * Building a RunSpec from a validated config: each stage's model is read, hashed, opened and
- * probed once (pipeline/models/pin-model.ts), so the run names its models by content and every
+ * probed once (pipeline/models/plan-model.ts), so the run names its models by content and every
  * worker is held to them. Shared by `cascade run`, `cascade submit` and `schedule add`, so a
  * run started any of these ways is the same run.
  */
@@ -12,7 +12,7 @@ import { ModelCache } from '../pipeline/models/model-cache.js';
 import type { AnyCalibrationFile } from '../config/calibration.js';
 import { describePlatform } from '../pipeline/inference/platform.js';
 import { shortHash } from '../pipeline/models/model-pin.js';
-import { pinModel } from '../pipeline/models/pin-model.js';
+import { planModel } from '../pipeline/models/plan-model.js';
 import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import { compareProbe, Probe } from '../pipeline/models/probe.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
@@ -51,7 +51,7 @@ export async function planStages(config: CascadeConfig, models: ModelCache): Pro
   const stages = [];
   // One at a time: each opens a model, and a planner need not hold them all open at once.
   for (const s of configuredStages(config)) {
-    const { pin, gmacsPerImage } = await pinModel(s.name, s.spec, config.numerics, models);
+    const { pin, gmacsPerImage } = await planModel(s.name, s.spec, config.numerics, models);
     stages.push({ name: s.name, model: pin, gmacsPerImage, threshold: s.threshold });
   }
   return stages;

@@ -37,7 +37,7 @@ export class RunFailedError extends CascadeFailure {
 }
 
 /** The first word-ish part of an error, so "ENOTDIR: … parts/3.jsonl" and "ENOTDIR: … parts/4.jsonl" are one kind. */
-function errorKind(reason: string): string {
+function reasonKind(reason: string): string {
   const m = /^([A-Za-z][\w.]*)(?=[:\s])/.exec(reason);
   return m ? m[1]! : reason.slice(0, 60);
 }
@@ -53,7 +53,7 @@ export function describeRunFailure(runId: string, failed: readonly FailedBatch[]
     const shown = failed.slice(0, 10).map((f) => `${f.stage}:${f.jobId}`);
     lines.push(`  failed: ${shown.join(', ')}${failed.length > shown.length ? `, … (${failed.length - shown.length} more)` : ''}`);
     const kinds = new Map<string, FailedBatch>();
-    for (const f of failed) if (!kinds.has(errorKind(f.reason))) kinds.set(errorKind(f.reason), f);
+    for (const f of failed) if (!kinds.has(reasonKind(f.reason))) kinds.set(reasonKind(f.reason), f);
     for (const f of kinds.values()) lines.push(`  first error (${f.jobId}): ${f.reason.split('\n')[0]}`);
   }
   lines.push(

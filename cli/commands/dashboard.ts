@@ -23,7 +23,7 @@ import { SCHEDULES_QUEUE } from '../../workers/run-scheduler.js';
 import { checkDashboardHost, type DashboardAccess, dashboardAccess, dashboardGuard } from '../dashboard-access.js';
 import { fleetSettings } from '../fleet-settings.js';
 import { createLogger, logFn } from '../logger.js';
-import { redactUrl } from '../redact-url.js';
+import { redactUrl } from '../redact.js';
 import { renderRunsPage } from '../runs-page.js';
 
 export interface Dashboard {

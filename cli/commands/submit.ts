@@ -15,7 +15,7 @@ import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { emptySourceWarning } from '../empty-source.js';
 import { createLogger } from '../logger.js';
 import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
-import { redactUrl } from '../redact-url.js';
+import { redactUrl } from '../redact.js';
 import { checkedRedisUrl } from '../redis-url-setting.js';
 
 export interface SubmitCommandOptions extends CascadeFlags, SelfCalibrationFlags {

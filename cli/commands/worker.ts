@@ -18,7 +18,7 @@ import { quiet } from '../../queue/cascade-queues.js';
 import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
 import { exitNow } from '../exit-now.js';
 import { createLogger, logFn } from '../logger.js';
-import { redactUrl } from '../redact-url.js';
+import { redactUrl } from '../redact.js';
 import { requireRedisUrl } from './submit.js';
 
 export interface WorkerCommandOptions {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { ModelSpec, PreprocessSpec, type ModelSpecInput } from '../../config/schema.js';
 import { ModelCache } from '../../pipeline/models/model-cache.js';
 import { type ModelPin, sha256Hex } from '../../pipeline/models/model-pin.js';
-import { pinModel } from '../../pipeline/models/pin-model.js';
+import { planModel } from '../../pipeline/models/plan-model.js';
 import { fetchRef } from '../../pipeline/storage/fetch-image.js';
 import type { RunSpec } from '../../queue/jobs.js';
 
@@ -50,7 +50,7 @@ export function testModelCache(capacity = 4): ModelCache {
 
 /** A real pin (hash, GMACs, probe) of a generated model, for tests that run workers on it. */
 export async function pinTestModel(stage: string, spec: ModelSpecInput, cache: ModelCache): Promise<{ model: ModelPin; gmacsPerImage: number }> {
-  const { pin, gmacsPerImage } = await pinModel(stage, ModelSpec.parse(spec), 'exact', cache);
+  const { pin, gmacsPerImage } = await planModel(stage, ModelSpec.parse(spec), 'exact', cache);
   return { model: pin, gmacsPerImage };
 }
 

@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import { verifyCommand } from '../../cli/commands/verify.js';
-import { errorKind } from '../../pipeline/classify-batch.js';
+import { imageErrorKind } from '../../pipeline/classify-batch.js';
 import { ManifestRow } from '../../pipeline/results/manifest.js';
 import { readManifestLines, verifyManifest } from '../../pipeline/results/verify-manifest.js';
 import { ForbiddenPathError, fetchRef, isForbiddenPath } from '../../pipeline/storage/fetch-image.js';
@@ -194,7 +194,7 @@ describe('a hostile key list', () => {
     for (const k of OK()) expect(byKey.get(k)?.error, k).toBeNull();
     expect(byKey.get(local('alias.png'))?.labelName).toBe('red');
     for (const k of NOT_FOUND()) expect(byKey.get(k)?.error?.kind, k).toBe('not-found');
-    expect(errorKind(new ForbiddenPathError('x', 'y'))).toBe('forbidden');
+    expect(imageErrorKind(new ForbiddenPathError('x', 'y'))).toBe('forbidden');
     for (const k of FORBIDDEN()) {
       expect(byKey.get(k)?.error, k).toMatchObject({ kind: 'forbidden', message: expect.stringMatching(/^Forbidden: /) });
     }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModelSpec } from '../../config/load-config.js';
 import { ModelCache } from '../../pipeline/models/model-cache.js';
-import { pinModel } from '../../pipeline/models/pin-model.js';
+import { planModel } from '../../pipeline/models/plan-model.js';
 import { fetchRef } from '../../pipeline/storage/fetch-image.js';
 import { withModels, withS3, withTempDir } from '../helpers/fixtures.js';
 
@@ -51,7 +51,7 @@ describe('ModelCache', () => {
     // s3:// paths are kept as written, not resolved against the spec's folder.
     expect([inline.path, inline.labels]).toEqual(['s3://models/colour-little.onnx', 's3://models/labels.txt']);
     const planner = cache(2, join(work.path, 'planner'));
-    const { pin } = await pinModel('little', inline, 'exact', planner);
+    const { pin } = await planModel('little', inline, 'exact', planner);
     await planner.close();
     const sha = createHash('sha256')
       .update(await readFile(models.colourLittle))
@@ -73,7 +73,7 @@ describe('ModelCache', () => {
   it('shares a session between stages by content but keeps each stage name and preprocessing; closes idle models beyond capacity, never one in use', async () => {
     const planner = cache(4, join(work.path, 'planner2'));
     const little = (
-      await pinModel(
+      await planModel(
         'little',
         await loadModelSpecFrom({ path: models.colourLittle, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } }),
         'exact',
@@ -81,7 +81,7 @@ describe('ModelCache', () => {
       )
     ).pin;
     const big = (
-      await pinModel(
+      await planModel(
         'big',
         await loadModelSpecFrom({ path: models.colourBig, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1] } }),
         'exact',
@@ -90,7 +90,7 @@ describe('ModelCache', () => {
     ).pin;
     // The same file as another stage, with its own preprocessing (and so its own probe reference).
     const mid = (
-      await pinModel(
+      await planModel(
         'mid',
         await loadModelSpecFrom({ path: models.colourLittle, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } }),
         'exact',

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModelSpec } from '../../config/schema.js';
 import { ModelCache, ModelRefusedError } from '../../pipeline/models/model-cache.js';
-import { pinModel } from '../../pipeline/models/pin-model.js';
+import { planModel } from '../../pipeline/models/plan-model.js';
 import type { Probe } from '../../pipeline/models/probe.js';
 import { ProbeCache } from '../../pipeline/models/probe-cache.js';
 import { fetchRef } from '../../pipeline/storage/fetch-image.js';
@@ -44,7 +44,7 @@ describe("numerics 'auto' and the probe cache", () => {
   it('plans with exact numerics and keeps the probe, so a second planner neither opens the model nor probes it', async () => {
     const dir = join(work.path, 'probes-plan');
     const first = modelCache(dir);
-    const a = await pinModel('little', spec(), 'auto', first);
+    const a = await planModel('little', spec(), 'auto', first);
     expect(first.size).toBe(1);
     await first.close();
     const files = await readdir(dir);
@@ -53,11 +53,11 @@ describe("numerics 'auto' and the probe cache", () => {
     expect(entry.identity).toMatchObject({ numerics: 'exact', provider: 'cpu' });
 
     const second = modelCache(dir);
-    const b = await pinModel('little', spec(), 'auto', second);
+    const b = await planModel('little', spec(), 'auto', second);
     expect(b.pin.probe).toEqual(a.pin.probe);
     expect(second.size).toBe(0);
     // 'native' is another entry: its numbers may differ from exact ones.
-    await pinModel('little', spec(), 'native', second);
+    await planModel('little', spec(), 'native', second);
     expect(second.size).toBe(1);
     expect(await readdir(dir)).toHaveLength(2);
     await second.close();
@@ -66,12 +66,12 @@ describe("numerics 'auto' and the probe cache", () => {
   it('ignores a damaged cache entry and probes again', async () => {
     const dir = join(work.path, 'probes-damaged');
     const first = modelCache(dir);
-    const a = await pinModel('little', spec(), 'exact', first);
+    const a = await planModel('little', spec(), 'exact', first);
     await first.close();
     const [file] = await readdir(dir);
     await writeFile(join(dir, file!), '{"version":1,"probe":');
     const second = modelCache(dir);
-    const b = await pinModel('little', spec(), 'exact', second);
+    const b = await planModel('little', spec(), 'exact', second);
     expect(b.pin.probe).toEqual(a.pin.probe);
     expect(second.size).toBe(1);
     await second.close();
@@ -81,7 +81,7 @@ describe("numerics 'auto' and the probe cache", () => {
   it('labels with native kernels where their probe matches the exact reference, closing the idle exact session planning opened', async () => {
     // One cache plans and labels, as in `cascade run`.
     const worker = modelCache();
-    const { pin } = await pinModel('little', spec(), 'auto', worker);
+    const { pin } = await planModel('little', spec(), 'auto', worker);
     expect(worker.size).toBe(1);
     const lease = await worker.acquire('little', pin, 'auto', 0.002, 'run-auto');
     try {
@@ -97,9 +97,9 @@ describe("numerics 'auto' and the probe cache", () => {
   it('falls back to exact kernels where the native probe differs, without opening the native session when the cache says so', async () => {
     const dir = join(work.path, 'probes-fallback');
     const planner = modelCache(dir);
-    const { pin } = await pinModel('little', spec(), 'auto', planner);
+    const { pin } = await planModel('little', spec(), 'auto', planner);
     // The native probe as a CPU whose int8 kernels saturate would record it.
-    const native = await pinModel('little', spec(), 'native', planner);
+    const native = await planModel('little', spec(), 'native', planner);
     await planner.close();
     const cache = new ProbeCache(dir);
     const identity = { sha256: pin.sha256, output: pin.output, graphOptimization: pin.graphOptimization, preprocess: pin.preprocess, provider: 'cpu' };
@@ -124,7 +124,7 @@ describe("numerics 'auto' and the probe cache", () => {
 
   it('refuses the model when neither native nor exact kernels match the reference', async () => {
     const planner = modelCache();
-    const { pin } = await pinModel('little', spec(), 'auto', planner);
+    const { pin } = await planModel('little', spec(), 'auto', planner);
     await planner.close();
     const worker = modelCache();
     const elsewhere = { ...pin, probe: shifted(pin.probe, 0.05) };

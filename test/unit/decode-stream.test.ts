@@ -6,7 +6,7 @@
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PreprocessSpec } from '../../config/schema.js';
-import { errorKind } from '../../pipeline/classify-batch.js';
+import { imageErrorKind } from '../../pipeline/classify-batch.js';
 import { boundedMap, decodeStream, type BatchItem, type Decoded, type Ready, type Unreadable } from '../../pipeline/image/decode-stream.js';
 import { preprocessKey, TensorCache } from '../../pipeline/image/tensor-cache.js';
 import { ObjectNotFoundError } from '../../pipeline/storage/object-store.js';
@@ -57,8 +57,8 @@ describe('decodeStream', () => {
     const [red, missing, junk] = out as [Ready, Unreadable, Unreadable];
     expect(red.tensor.length).toBe(3 * 8 * 8);
     expect([red.tensor[0], red.tensor[64], red.tensor[128]]).toEqual([1, 0, 0]);
-    expect(errorKind(missing.err)).toBe('not-found');
-    expect(errorKind(junk.err)).toBe('decode');
+    expect(imageErrorKind(missing.err)).toBe('not-found');
+    expect(imageErrorKind(junk.err)).toBe('decode');
   });
 
   it('takes a cached tensor instead of fetching, at no fetch or decode time', async () => {

@@ -11,7 +11,7 @@ import { requireRedisUrl } from '../../cli/commands/submit.js';
 import { refuseRunFlags, validateRoles } from '../../cli/commands/worker.js';
 import { loadWorkerConfig } from '../../config/worker-config.js';
 import { fleetSettings } from '../../cli/fleet-settings.js';
-import { redactUrl } from '../../cli/redact-url.js';
+import { redactUrl } from '../../cli/redact.js';
 import { ConfigError, loadConfig } from '../../config/load-config.js';
 
 let dir: string;

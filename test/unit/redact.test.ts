@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { redactSecrets, redactValue } from '../../cli/redact.js';
-import { redactUrl } from '../../cli/redact-url.js';
+import { redactSecrets, redactUrl, redactValue } from '../../cli/redact.js';
 import { hideRedisPassword, redisUrlProblem } from '../../queue/redis-connection.js';
 import { leakedFragments, randomPasswords } from '../helpers/random-passwords.js';
 

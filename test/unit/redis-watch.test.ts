@@ -1,13 +1,13 @@
 /**
  * How a long-running process reports its Redis connection (queue/redis-connection.ts
- * watchRedis) and how URLs are redacted (cli/redact-url.ts). The client here is an EventEmitter
+ * watchRedis) and how URLs are redacted (cli/redact.ts). The client here is an EventEmitter
  * standing in for ioredis, which emits the same 'error' and 'ready' events; the real client
  * against a real redis-server whose password is rotated is in test/integration/redis-auth.test.ts.
  */
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { redactUrl } from '../../cli/redact-url.js';
+import { redactUrl } from '../../cli/redact.js';
 import { isRedisAuthError, isRedisConnectionError, watchRedis } from '../../queue/redis-connection.js';
 
 /** An ioredis-style reply error: its `command` holds the AUTH arguments, password included. */

@@ -19,7 +19,7 @@ export interface PlannedModel {
  * Pin `spec` for stage `stage`: content hashes, GMACs (spec's figure or counted) and the probe on
  * this machine, with exact numerics unless the run's are native (an 'auto' run is held to exact).
  */
-export async function pinModel(stage: string, spec: ModelSpec, numerics: Numerics, cache: ModelCache): Promise<PlannedModel> {
+export async function planModel(stage: string, spec: ModelSpec, numerics: Numerics, cache: ModelCache): Promise<PlannedModel> {
   const bytes = await cache.readFile(spec.path).catch((err: Error) => {
     throw new ModelLoadError(`cannot read model ${spec.path}: ${err.message}`);
   });
