@@ -66,3 +66,27 @@ export function localFetch(ref: string, maxBytes: number): Promise<Buffer> {
     { maxBytes },
   );
 }
+
+/** The stages of a stand-in little/big run: fakePin models under `dir`, the little one accepting at 0.5. */
+export function fakeStages(o: { dir?: string; bigGmacs?: number } = {}): RunSpec['stages'] {
+  const dir = o.dir ?? '';
+  return [
+    { name: 'little', model: fakePin(`${dir}l.onnx`), gmacsPerImage: 0.1, threshold: 0.5 },
+    { name: 'big', model: fakePin(`${dir}b.onnx`), gmacsPerImage: o.bigGmacs ?? 1, threshold: null },
+  ];
+}
+
+/** A little/big run spec of stand-in pins, for tests that only store and read specs; `o` overrides any field. */
+export function fakeRunSpec(runId: string, o: Partial<RunSpec> = {}): RunSpec {
+  return {
+    runId,
+    source: '/in',
+    out: '/out',
+    metric: 'maxprob',
+    batchSize: 4,
+    ...RUN_DEFAULTS,
+    stages: fakeStages(),
+    createdAt: new Date(0).toISOString(),
+    ...o,
+  };
+}

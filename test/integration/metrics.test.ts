@@ -25,27 +25,17 @@ import { RunTracker } from '../../queue/run-tracker.js';
 import { lastScheduleSuccesses, SCHEDULES_QUEUE, scheduleOfRun, upsertSchedule } from '../../workers/run-scheduler.js';
 import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
 import { spawnCascade } from '../helpers/cli-process.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 import { promtool } from '../helpers/promtool.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
+import { stageStats } from '../helpers/stage-stats.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 
 let dir: string;
 let models: TestModels;
 let redis: TestRedis;
 let s3: TestS3;
-
-const stats = (o: Partial<{ images: number; accepted: number; forwarded: number; errors: number; jobMs: number }>) => ({
-  images: 0,
-  accepted: 0,
-  forwarded: 0,
-  errors: 0,
-  fetchMs: 0,
-  decodeMs: 0,
-  inferMs: 0,
-  jobMs: 0,
-  ...o,
-});
 
 /** The value of one sample in Prometheus text. */
 function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
@@ -70,9 +60,9 @@ afterAll(async () => {
 describe('CascadeMetrics', () => {
   it('counts images by stage and outcome, errors by kind, batch latency and the routed fraction', async () => {
     const m = new CascadeMetrics();
-    m.onBatch('little', stats({ images: 10, accepted: 6, forwarded: 3, errors: 1, jobMs: 200 }), { decode: 1 });
-    m.onBatch('little', stats({ images: 10, accepted: 8, forwarded: 1, errors: 1, jobMs: 3000 }), { 'too-large': 1 });
-    m.onBatch('big', stats({ images: 4, accepted: 4, jobMs: 900 }), {});
+    m.onBatch('little', stageStats({ images: 10, accepted: 6, forwarded: 3, errors: 1, jobMs: 200 }), { decode: 1 });
+    m.onBatch('little', stageStats({ images: 10, accepted: 8, forwarded: 1, errors: 1, jobMs: 3000 }), { 'too-large': 1 });
+    m.onBatch('big', stageStats({ images: 4, accepted: 4, jobMs: 900 }), {});
     const text = await m.text();
     expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBe(14);
     expect(sample(text, 'cascade_images_total', { stage: 'little', outcome: 'forwarded' })).toBe(4);
@@ -103,7 +93,7 @@ describe('CascadeMetrics', () => {
   it('keeps each instance’s counters in its own registry', async () => {
     const a = new CascadeMetrics();
     const b = new CascadeMetrics({ registry: new Registry() });
-    a.onBatch('little', stats({ images: 1, accepted: 1 }), {});
+    a.onBatch('little', stageStats({ images: 1, accepted: 1 }), {});
     expect(sample(await a.text(), 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBe(1);
     expect(sample(await b.text(), 'cascade_images_total', { stage: 'little', outcome: 'accepted' })).toBeUndefined();
   });
@@ -158,7 +148,7 @@ describe('CascadeMetrics', () => {
       await s3.client.send(new PutObjectCommand({ Bucket: 'metrics-in', Key: `m/${i}.png`, Body: body }));
     }
     await s3.client.send(new PutObjectCommand({ Bucket: 'metrics-in', Key: 'm/broken.png', Body: Buffer.from('not a png') }));
-    const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const spec = (path: string) => colourSpec(path, models.labels);
     const config = await loadConfig({
       overrides: {
         little: spec(models.colourLittle),
@@ -308,7 +298,7 @@ describe('CascadeMetrics', () => {
 
   it('readiness waits for the models of the runs in flight; schedules report their last merged run and firing outcomes', async () => {
     const prefix = uniquePrefix('ready');
-    const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const spec = (path: string) => colourSpec(path, models.labels);
     const config = await loadConfig({
       overrides: { little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, prefix, redisUrl: redis.url },
     });

@@ -5,24 +5,12 @@ import type { RunSpec } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
+import { fakeRunSpec } from '../helpers/run-spec.js';
 
 let redis: TestRedis;
 let conn: Redis;
 
-const spec = (runId: string): RunSpec => ({
-  runId,
-  source: '/in',
-  out: '/out',
-  metric: 'maxprob',
-  batchSize: 4,
-  ...RUN_DEFAULTS,
-  stages: [
-    { name: 'little', model: fakePin('l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
-    { name: 'big', model: fakePin('b.onnx'), gmacsPerImage: 1, threshold: null },
-  ],
-  createdAt: new Date(0).toISOString(),
-});
+const spec = (runId: string): RunSpec => fakeRunSpec(runId);
 const counts = (images: number, accepted: number, forwarded: number, errors: number) => ({ images, accepted, forwarded, errors });
 
 beforeAll(async () => {

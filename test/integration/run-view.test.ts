@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RunStatus } from '../../cli/format-status.js';
-import { mergeJobId, type RunSpec } from '../../queue/jobs.js';
+import { mergeJobId } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { RunView } from '../../queue/run-view.js';
@@ -23,7 +23,7 @@ import { spawnCascade } from '../helpers/cli-process.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
 import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { uniquePrefix } from '../helpers/redis.js';
-import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
+import { fakeRunSpec, fakeStages } from '../helpers/run-spec.js';
 
 const env = { REDIS_URL: '', CASCADE_LOG_LEVEL: 'warn', CASCADE_DASHBOARD_TOKEN: '' };
 
@@ -48,19 +48,9 @@ const prefix = uniquePrefix('runview');
 
 /** The run whose merge failed: its reason holds markup, which the Runs page must escape. */
 async function writeFailedRun(): Promise<void> {
-  const spec: RunSpec = {
-    runId: 'rv-failed',
-    source: '/in/failed/',
-    out: '/out/failed/',
-    metric: 'maxprob',
-    batchSize: 4,
-    ...RUN_DEFAULTS,
-    stages: [
-      { name: 'little', model: fakePin('/m/l.onnx'), gmacsPerImage: 0.1, threshold: 0.9 },
-      { name: 'big', model: fakePin('/m/b.onnx'), gmacsPerImage: 4, threshold: null },
-    ],
-    createdAt: '2026-01-01T00:00:00.000Z',
-  };
+  const stages = fakeStages({ dir: '/m/', bigGmacs: 4 });
+  stages[0]!.threshold = 0.9;
+  const spec = fakeRunSpec('rv-failed', { source: '/in/failed/', out: '/out/failed/', stages, createdAt: '2026-01-01T00:00:00.000Z' });
   const connection = connectRedis(redis.url);
   try {
     const tracker = new RunTracker(connection, prefix);

@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectRedis } from '../../queue/redis-connection.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { type SlowModels, writeSlowModels } from '../helpers/slow-models.js';
 
@@ -25,7 +26,7 @@ let models: SlowModels;
 let redis: TestRedis;
 
 function modelSpec(path: string) {
-  return { path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } };
+  return colourSpec(path, models.labels);
 }
 
 async function writeConfig(extra: Record<string, unknown> = {}): Promise<string> {

@@ -18,21 +18,16 @@ import { type RunSpec, stageQueueName } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
+import { fakeRunSpec, fakeStages } from '../helpers/run-spec.js';
 
-const spec = (runId: string): RunSpec => ({
-  runId,
-  source: 's3://in/x/',
-  out: 's3://out/x/',
-  metric: 'maxprob',
-  batchSize: 10,
-  ...RUN_DEFAULTS,
-  stages: [
-    { name: 'little', model: fakePin('/m/l.onnx'), gmacsPerImage: 0.1, threshold: 0.5 },
-    { name: 'big', model: fakePin('/m/b.onnx'), gmacsPerImage: 4, threshold: null },
-  ],
-  createdAt: '2026-01-01T00:00:00.000Z',
-});
+const spec = (runId: string): RunSpec =>
+  fakeRunSpec(runId, {
+    source: 's3://in/x/',
+    out: 's3://out/x/',
+    batchSize: 10,
+    stages: fakeStages({ dir: '/m/', bigGmacs: 4 }),
+    createdAt: '2026-01-01T00:00:00.000Z',
+  });
 
 describe('cascade status against Redis', () => {
   let redis: TestRedis;

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load-config.js';
 import { planRun } from '../../producers/plan-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
+import { colourSpec } from '../helpers/colour-fixture.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { writeTestModels, type TestModels } from '../helpers/test-models.js';
 
@@ -50,7 +51,7 @@ async function until(port: number, path: string, ok: (r: [number, string]) => bo
 describe('cascade worker health endpoints', () => {
   it('/readyz: 200 once the run in flight’s model is open, 503 naming Redis once it stops; /metrics and /healthz keep answering', async () => {
     const prefix = uniquePrefix('health');
-    const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
+    const spec = (path: string) => colourSpec(path, models.labels);
     const settings = { little: spec(models.colourLittle), big: spec(models.colourBig), threshold: 0.9, batchSize: 2, prefix, redisUrl: redis.url };
     const configFile = join(dir, 'cascade.json');
     await writeFile(configFile, JSON.stringify({ prefix, redisUrl: redis.url, concurrency: 1 }));

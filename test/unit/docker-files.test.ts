@@ -15,6 +15,7 @@ import { buildProgram } from '../../cli/main.js';
 import { loadConfig } from '../../config/load-config.js';
 import { loadWorkerConfig } from '../../config/worker-config.js';
 import { CascadeMetrics } from '../../workers/metrics.js';
+import { stageStats } from '../helpers/stage-stats.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const DOCKER = join(ROOT, 'docker');
@@ -181,7 +182,7 @@ describe('docker/', () => {
       panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
     };
     const m = new CascadeMetrics({ processMetrics: true, queues: () => [], scheduleSuccesses: async () => ({}) });
-    m.onBatch('little', { images: 1, accepted: 1, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 1 }, { decode: 1 });
+    m.onBatch('little', stageStats({ images: 1, accepted: 1, jobMs: 1 }), { decode: 1 });
     m.onFiring('nightly', 'submitted');
     const exported = new Set<string>();
     for (const metric of await m.registry.getMetricsAsJSON()) {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mergeBatchRows, summarize, type PartRow, type ResultPart } from '../../pipeline/results/manifest.js';
 import { partKey } from '../../pipeline/results/output-layout.js';
+import { stageStats } from '../helpers/stage-stats.js';
 
 const row = (pos: number, stage: string | null): PartRow => ({
   pos,
@@ -12,24 +13,13 @@ const row = (pos: number, stage: string | null): PartRow => ({
   top5: [],
   error: stage ? null : { kind: 'decode', message: 'bad' },
 });
-const stats = (o: Partial<ResultPart['stats']>): ResultPart['stats'] => ({
-  images: 0,
-  accepted: 0,
-  forwarded: 0,
-  errors: 0,
-  fetchMs: 0,
-  decodeMs: 0,
-  inferMs: 0,
-  jobMs: 0,
-  ...o,
-});
 const part = (stage: number, rows: PartRow[], s: Partial<ResultPart['stats']>): ResultPart => ({
   runId: 'r',
   batch: 0,
   stage,
   stageName: stage ? 'big' : 'little',
   rows,
-  stats: stats(s),
+  stats: stageStats(s),
 });
 
 describe('mergeBatchRows', () => {
@@ -67,8 +57,8 @@ describe('summarize', () => {
         { name: 'big', gmacsPerImage: 2 },
       ],
       parts: [
-        { stage: 0, stats: stats({ images: 10, accepted: 6, forwarded: 3, errors: 1, inferMs: 20 }) },
-        { stage: 1, stats: stats({ images: 3, accepted: 3, inferMs: 30 }) },
+        { stage: 0, stats: stageStats({ images: 10, accepted: 6, forwarded: 3, errors: 1, inferMs: 20 }) },
+        { stage: 1, stats: stageStats({ images: 3, accepted: 3, inferMs: 30 }) },
       ],
       errorsByKind: { decode: 1 },
       images: 10,

@@ -27,6 +27,7 @@ import { DECIDED_AT_WARMUP, type RunSpec } from '../../queue/jobs.js';
 import type { RunTracker } from '../../queue/run-tracker.js';
 import { routingMetric } from '../../queue/threshold-decision.js';
 import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
+import { stageStats } from '../helpers/stage-stats.js';
 import { chooseWarmup, defaultWarmupImages, inWarmup, parseWarmupSize, resolveWarmupImages } from '../../pipeline/warmup-sample.js';
 
 const keys = Array.from({ length: 10_000 }, (_, i) => `s3://bucket/photos/${String(i).padStart(5, '0')}.jpg`);
@@ -235,7 +236,7 @@ describe('a self-calibrating rank run', () => {
       stage: 0,
       stageName: 'little',
       rows: [],
-      stats: { images: 1, accepted: 0, forwarded: 1, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0 },
+      stats: stageStats({ images: 1, forwarded: 1 }),
       warmupAnswers: [{ pos: 0, label: 3, confidence: 0.8 }],
     };
     expect(WarmupPart.parse(part).warmupAnswers).toEqual([{ pos: 0, label: 3, confidence: 0.8 }]);
