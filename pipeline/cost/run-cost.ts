@@ -26,7 +26,8 @@ export function partCost(workerClass: WorkerClass, seconds: number, wall: { fetc
   const decodeWall = wall.fetchMs + wall.decodeMs;
   const total = decodeWall + wall.inferMs;
   const decodeSeconds = total > 0 ? (seconds * decodeWall) / total : 0;
-  return { workerClass, seconds, decodeSeconds, inferSeconds: seconds - decodeSeconds, decoded };
+  // Clamped: with no inference time the difference can round to a hair below zero.
+  return { workerClass, seconds, decodeSeconds, inferSeconds: Math.max(0, seconds - decodeSeconds), decoded };
 }
 
 /** One stage's cost over the run. */
