@@ -38,6 +38,20 @@ export async function writeColourImages(root: string): Promise<number> {
   return COLOURS.length + GREYS.length + BROKEN.length;
 }
 
+/** `n` 8×8 PNGs `img-<i>.png` into a new folder `root`: odd ones saturated red (little keeps them), even ones grey (big's). */
+export async function writeAlternatingImages(root: string, n: number): Promise<void> {
+  await mkdir(root);
+  for (let i = 0; i < n; i++) {
+    const background = i % 2 ? { r: 255, g: 0, b: 0 } : { r: 100, g: 100, b: 100 };
+    await writeFile(
+      join(root, `img-${i}.png`),
+      await sharp({ create: { width: 8, height: 8, channels: 3, background } })
+        .png()
+        .toBuffer(),
+    );
+  }
+}
+
 /** A model spec for an 8×8 colour model: no resize blur, no normalisation, so channel means are exact. */
 export function colourSpec(path: string, labels: string) {
   return { path, labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' as const } };

@@ -4,9 +4,8 @@
  * queued batches fail for good at their first write), and `verify` flags any part of another run
  * found among the new run's. Real redis-server, real workers, generated models.
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load-config.js';
 import type { CascadeConfig } from '../../config/schema.js';
@@ -18,7 +17,7 @@ import { submitRun } from '../../producers/submit-run.js';
 import { stageQueueName } from '../../queue/jobs.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
-import { colourSpec } from '../helpers/colour-fixture.js';
+import { colourSpec, writeAlternatingImages } from '../helpers/colour-fixture.js';
 import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { uniquePrefix } from '../helpers/redis.js';
 import { Queue } from 'bullmq';
@@ -31,16 +30,7 @@ let images: string;
 
 beforeAll(async () => {
   images = join(work.path, 'images');
-  await mkdir(images);
-  for (let i = 0; i < N; i++) {
-    const background = i % 2 ? { r: 255, g: 0, b: 0 } : { r: 100, g: 100, b: 100 };
-    await writeFile(
-      join(images, `img-${i}.png`),
-      await sharp({ create: { width: 8, height: 8, channels: 3, background } })
-        .png()
-        .toBuffer(),
-    );
-  }
+  await writeAlternatingImages(images, N);
 });
 
 async function config(prefix: string, threshold: number): Promise<CascadeConfig> {

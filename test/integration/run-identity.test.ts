@@ -3,9 +3,8 @@
  * s3rver: a run id names one spec, an output location holds one run, and the merge reads only
  * its own run's parts. Each case ends with exact row counts (verifyManifest) or the refusal.
  */
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../config/load-config.js';
 import type { CascadeConfig } from '../../config/schema.js';
@@ -20,7 +19,7 @@ import { mergeJobId } from '../../queue/jobs.js';
 import { waitForRun } from '../../queue/wait-for-run.js';
 import { type Runtime, startRuntime } from '../../workers/cascade-runtime.js';
 import { uniquePrefix } from '../helpers/redis.js';
-import { colourSpec } from '../helpers/colour-fixture.js';
+import { colourSpec, writeAlternatingImages } from '../helpers/colour-fixture.js';
 import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 
 let images: string;
@@ -84,16 +83,7 @@ const models = withModels(work);
 
 beforeAll(async () => {
   images = join(work.path, 'images');
-  await mkdir(images);
-  for (let i = 0; i < N; i++) {
-    const background = i % 2 ? { r: 255, g: 0, b: 0 } : { r: 100, g: 100, b: 100 };
-    await writeFile(
-      join(images, `img-${i}.png`),
-      await sharp({ create: { width: 8, height: 8, channels: 3, background } })
-        .png()
-        .toBuffer(),
-    );
-  }
+  await writeAlternatingImages(images, N);
 });
 
 describe('a run id names one spec', () => {
