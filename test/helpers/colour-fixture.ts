@@ -56,3 +56,21 @@ export async function writeAlternatingImages(root: string, n: number): Promise<v
 export function colourSpec(path: string, labels: string) {
   return { path, labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' as const } };
 }
+
+/**
+ * The config of an audited colour run whose review export has both kinds of image: at threshold
+ * 0.3 the little model keeps the light greys as a colour (p ≈ 0.32-0.33) where the big model
+ * says "other", and audits at fraction 1 show those disagreements. Black stays at little as
+ * "other" with p 0.71; greys 64 and 96 go to big (p 0.92, 0.90).
+ */
+export function auditedColourConfig(models: { colourLittle: string; colourBig: string; labels: string }, redisUrl: string, prefix: string) {
+  return {
+    little: colourSpec(models.colourLittle, models.labels),
+    big: colourSpec(models.colourBig, models.labels),
+    threshold: 0.3,
+    batchSize: 4,
+    redisUrl,
+    prefix,
+    audit: { fraction: 1 },
+  };
+}

@@ -2,26 +2,15 @@
  * Seeded random passwords full of what breaks URL redaction (@ : / # ? % spaces, unicode), and
  * the 3-character fragments of one that must never be printed.
  */
+import { seeded } from '../../bench/stats.js';
 
 /** Characters a password draws from: URL delimiters, a space, and letters and symbols no message of ours holds. */
 const SPECIAL = ['@', ':', '/', '#', '?', '%', ' '];
 const RARE = ['Q', 'X', 'Z', 'J', 'K', 'q', 'x', 'z', 'é', 'ж', '漢', '🙂'];
 
-/** mulberry32: a small seeded PRNG, so a failing password can be reproduced from the seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** `count` passwords of 6–20 characters from `seed`; each holds at least one '@' and one rare letter. */
 export function randomPasswords(seed: number, count: number): string[] {
-  const next = prng(seed);
+  const next = seeded(seed);
   const pick = (from: string[]) => from[Math.floor(next() * from.length)]!;
   return Array.from({ length: count }, () => {
     const length = 6 + Math.floor(next() * 15);

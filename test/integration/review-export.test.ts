@@ -32,7 +32,7 @@ import { imageRef, openManifest, parseReasons } from '../../pipeline/results/rev
 import { listSource } from '../../producers/list-source.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 import { spawnCascade } from '../helpers/cli-process.js';
-import { colourSpec, writeColourImages } from '../helpers/colour-fixture.js';
+import { auditedColourConfig, colourSpec, writeColourImages } from '../helpers/colour-fixture.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels } from '../helpers/test-models.js';
@@ -55,21 +55,7 @@ beforeAll(async () => {
   await writeFile(specFile, JSON.stringify(colourSpec(models.colourBig, models.labels)));
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['runs'] }), writeColourImages(images)]);
   const config = join(dir, 'config.json');
-  // Threshold 0.3: the little model keeps the light greys as a colour (p ≈ 0.32-0.33) where the
-  // big model says "other" — audited at fraction 1, those are the disagreements. Black stays
-  // at little as "other" with p 0.71; greys 64 and 96 go to big (p 0.92, 0.90).
-  await writeFile(
-    config,
-    JSON.stringify({
-      little: colourSpec(models.colourLittle, models.labels),
-      big: colourSpec(models.colourBig, models.labels),
-      threshold: 0.3,
-      batchSize: 4,
-      redisUrl: redis.url,
-      prefix: uniquePrefix('review'),
-      audit: { fraction: 1 },
-    }),
-  );
+  await writeFile(config, JSON.stringify(auditedColourConfig(models, redis.url, uniquePrefix('review'))));
   await runCommand(images, { out, config, progress: false, json: true, runId: 'review-1' });
   // The same run results in S3, to export from there too.
   for (const sub of ['', 'audit']) {

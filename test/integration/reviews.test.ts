@@ -21,12 +21,13 @@ import type { RunStatus } from '../../cli/format-status.js';
 import { type ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { FinalRow } from '../../pipeline/reviews/final-manifest.js';
 import { ReviewRow } from '../../pipeline/reviews/review-row.js';
-import { colourSpec, writeColourImages } from '../helpers/colour-fixture.js';
+import { auditedColourConfig, writeColourImages } from '../helpers/colour-fixture.js';
 import { spawnCascade } from '../helpers/cli-process.js';
 import { type ExportedTask, labelStudioCsv, labelStudioJsonExport, labelStudioJsonMin, type SimulatedAnnotation } from '../helpers/label-studio-reviewer.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { writeTestModels } from '../helpers/test-models.js';
+import { quietly } from '../helpers/quietly.js';
 
 let dir: string;
 let images: string;
@@ -44,20 +45,7 @@ beforeAll(async () => {
   labels = models.labels;
   [redis, s3] = await Promise.all([startRedis(), startS3({ buckets: ['runs'] }), writeColourImages(images)]);
   config = join(dir, 'config.json');
-  // As in review-export.test.ts: at threshold 0.3 the little model keeps the light greys as
-  // "red" where the big model (audited at fraction 1) says "other".
-  await writeFile(
-    config,
-    JSON.stringify({
-      little: colourSpec(models.colourLittle, models.labels),
-      big: colourSpec(models.colourBig, models.labels),
-      threshold: 0.3,
-      batchSize: 4,
-      redisUrl: redis.url,
-      prefix: uniquePrefix('reviews'),
-      audit: { fraction: 1 },
-    }),
-  );
+  await writeFile(config, JSON.stringify(auditedColourConfig(models, redis.url, uniquePrefix('reviews'))));
   await runCommand(images, { out, config, progress: false, json: true, runId: 'reviews-1' });
   process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
   process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
@@ -95,18 +83,6 @@ async function exportTasks(budget: number, run = out): Promise<ExportedTask[]> {
     exportReviewCommand({ run, format: 'label-studio', out: file, maxConfidence: 0.5, include: 'errors,disagreements,low-confidence', budget }),
   );
   return JSON.parse(await readFile(file, 'utf8')) as ExportedTask[];
-}
-
-/** Run `fn` with stderr (warnings, summary lines) and stdout (the report) captured. */
-async function quietly<T>(fn: () => Promise<T>): Promise<T> {
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  const std = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  try {
-    return await fn();
-  } finally {
-    err.mockRestore();
-    std.mockRestore();
-  }
 }
 
 /** Import with warnings collected. */

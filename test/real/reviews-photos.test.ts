@@ -20,6 +20,7 @@ import type { ManifestRow } from '../../pipeline/results/manifest.js';
 import { formatReviewReport } from '../../pipeline/reviews/review-report.js';
 import { type ExportedTask, labelStudioJsonExport } from '../helpers/label-studio-reviewer.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
+import { quietly } from '../helpers/quietly.js';
 
 const ASSETS = resolve(process.env.CASCADE_ASSETS ?? join(import.meta.dirname, '..', '..', '..', 'shared', 'assets'));
 const REPO = join(import.meta.dirname, '..', '..');
@@ -76,17 +77,6 @@ describe.skipIf(!present)('reviews of a real run on the 717 photos, from a revie
     await redis?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
-
-  async function quietly<T>(fn: () => Promise<T>): Promise<T> {
-    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    const std = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    try {
-      return await fn();
-    } finally {
-      err.mockRestore();
-      std.mockRestore();
-    }
-  }
 
   /** Export within `budget`, annotate every task with the truth's name, import into a fresh review file of the run. */
   async function review(budget: number) {
