@@ -4,7 +4,7 @@
  * reports. Pure; the queue side is queue/threshold-decision.ts.
  */
 import { z } from 'zod';
-import { ConfidenceMetric, RankReference } from '../config/schema.js';
+import { ConfidenceMetric, RankReference, Route } from '../config/schema.js';
 import { type Certification, type ScoredImage, certifyAgreement } from './calibration/risk-control.js';
 import { rankOf, rankReferenceOf } from './routing.js';
 
@@ -79,7 +79,7 @@ const RankFields = { metric: ConfidenceMetric.optional(), rankReference: RankRef
  * more per image than the last stage alone at the warm-up's measured costs (pipeline/cost/route-choice.ts).
  */
 const RouteFields = {
-  route: z.enum(['cascade', 'big-only']).optional(),
+  route: Route.optional(),
   routeReason: z.string().optional(),
   /** The warm-up's measured machine seconds per image behind the route (null where unmeasured). */
   expectedCost: z.object({ cascadePerImage: z.number().nullable(), bigOnlyPerImage: z.number().nullable() }).optional(),

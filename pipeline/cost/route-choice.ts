@@ -3,11 +3,8 @@
  * that keeps too few images makes the little model an extra cost on every image, and then the
  * big model alone is cheaper. Pure.
  */
-import type { Prices } from '../../config/schema.js';
+import type { Prices, Route } from '../../config/schema.js';
 import { priceOf, runCost, type StageCostTotals } from './run-cost.js';
-
-/** Where a run sends its images: through the cascade, or straight to the last stage. */
-export type Route = 'cascade' | 'big-only';
 
 /** The route chosen and the measured costs per image behind it. */
 export interface RouteChoice {
