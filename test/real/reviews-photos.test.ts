@@ -127,9 +127,15 @@ describe.skipIf(!present)('reviews of a real run on the 717 photos, from a revie
   });
 
   it('a budget of 200: the random slice estimates the run without bias, the picks are reported apart', { timeout: 120_000 }, async () => {
-    const { report } = await review(200);
+    const { report, tasks } = await review(200);
     expect(report.reviewed).toBeLessThanOrEqual(200);
-    expect(report.samples.random.accuracy.overall.n).toBe(100);
+    // 100 random picks, less any whose truth names two classes the cascade answered neither of
+    // (the import refuses those): which rows those are depends on the kernels numerics chose.
+    const byKey = new Map(rows.map((r) => [r.key, r]));
+    const random = tasks.filter((t) => t.data.reason!.split(';').includes('random'));
+    expect(random).toHaveLength(100);
+    expect(report.samples.random.accuracy.overall.n).toBe(random.filter((t) => !ambiguous(byKey.get(t.data.key!)!)).length);
+    expect(report.samples.random.accuracy.overall.n).toBeGreaterThanOrEqual(95);
     expect(report.samples.random.accuracy.overall.n + report.samples.selected.accuracy.overall.n).toBe(report.accuracy.overall.n);
     console.log(`717 photos, budget 200 (100 random + 100 likeliest wrong):\n${formatReviewReport(report)}`);
   });
