@@ -32,6 +32,7 @@ import { ModelSession } from '../pipeline/inference/model-session.js';
 import { ModelCache } from '../pipeline/models/model-cache.js';
 import { planModel } from '../pipeline/models/plan-model.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
+import { Stores } from '../pipeline/storage/stores.js';
 import { topK } from '../pipeline/routing.js';
 import { findAssets, listPhotos, REPO_ROOT } from './assets.js';
 
@@ -175,12 +176,8 @@ async function chooseAuto(name: string, spec: ModelSpecSchema, intraOpThreads: n
   const models = new ModelCache({
     runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads },
     capacity: 2,
-    read: (ref) =>
-      fetchRef(ref, {
-        s3: () => {
-          throw new Error('no S3 in this benchmark');
-        },
-      }),
+    // No remote rows: a benchmark model is a local file, and an s3:// ref fails at once.
+    read: (ref) => fetchRef(ref, new Stores({}, { schemes: [] })),
   });
   try {
     const { pin } = await planModel(name, spec, 'auto', models);

@@ -124,7 +124,7 @@ export async function runPipeline(env: PipelineEnv, o: PipelineOptions): Promise
     const cpu = process.cpuUsage();
     const submitted = await submitRun({
       spec,
-      refs: listSource(env.source, { extensions: config.extensions, s3: runtime.s3 }),
+      refs: listSource(env.source, { extensions: config.extensions, stores: runtime.stores }),
       tracker: runtime.tracker,
       queues: runtime.queues,
       output: runtime.openOutput(spec.out),

@@ -16,8 +16,8 @@ import { TerminalBar } from './progress-bar.js';
 import { scoreImages } from '../pipeline/calibration/score-images.js';
 import type { ScoredModel } from '../pipeline/calibration/tables.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
-import { isS3Url } from '../pipeline/storage/location.js';
-import { makeS3Client, openStore } from '../pipeline/storage/open-store.js';
+import { isRemoteUrl } from '../pipeline/storage/location.js';
+import { Stores } from '../pipeline/storage/stores.js';
 import { readReviews } from '../pipeline/reviews/reviews-file.js';
 import { relativeName } from '../pipeline/calibration/tables.js';
 import { ConfigError } from '../config/load-config.js';
@@ -26,7 +26,6 @@ import { type PlannedModel, planModel } from '../pipeline/models/plan-model.js';
 import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import type { LoadedModel } from '../pipeline/models/loaded-model.js';
 import { defaultLocalRoots, listSource } from '../producers/list-source.js';
-import type { S3Client } from '@aws-sdk/client-s3';
 
 /** The flags shared by calibrate, calibrate --stages and search-saver. */
 export interface CalibrationCliOptions {
@@ -58,7 +57,8 @@ export function ruleOptions(o: CalibrationCliOptions): CalibrateRuleOptions {
 
 export interface DataContext {
   config: CascadeConfig;
-  s3: () => S3Client;
+  /** The command's object stores (clients built on first use). */
+  stores: Stores;
   /** null disables the cache. */
   cache: ProbabilityCache | null;
   log: (msg: string) => void;
@@ -67,15 +67,14 @@ export interface DataContext {
   localRoots?: readonly string[];
 }
 
-/** A context for the command's flags: logger, cache, local roots, and an S3 client built on first use. */
+/** A context for the command's flags: logger, cache, local roots, and the stores (clients built on first use). */
 export function dataContext(config: CascadeConfig, o: Pick<CalibrationCliOptions, 'cache' | 'progress'> & { images?: string }): DataContext {
   const logger = createLogger();
-  let client: S3Client | undefined;
   const cacheDir = o.cache === false ? null : (o.cache ?? defaultCacheDir());
   const localRoots = config.sources.localRoots ?? (o.images === undefined ? undefined : defaultLocalRoots(o.images));
   return {
     config,
-    s3: () => (client ??= makeS3Client(config.s3)),
+    stores: new Stores(config),
     cache: cacheDir ? new ProbabilityCache(cacheDir) : null,
     log: (msg) => logger.info(msg),
     progress: o.progress !== false,
@@ -85,9 +84,9 @@ export function dataContext(config: CascadeConfig, o: Pick<CalibrationCliOptions
 
 /** The source's image refs, in listing order (local ones absolute). */
 export async function listImages(source: string, ctx: DataContext): Promise<string[]> {
-  const src = isS3Url(source) ? source : resolve(source);
+  const src = isRemoteUrl(source) ? source : resolve(source);
   const refs: string[] = [];
-  for await (const ref of listSource(src, { extensions: ctx.config.extensions, s3: ctx.s3 })) refs.push(ref);
+  for await (const ref of listSource(src, { extensions: ctx.config.extensions, stores: ctx.stores })) refs.push(ref);
   if (refs.length === 0) throw new Error(`no images found in ${source} (extensions ${ctx.config.extensions.join(' ')})`);
   return refs;
 }
@@ -120,7 +119,7 @@ export async function withOpenModel(name: string, spec: ModelSpec, ctx: DataCont
   const models = new ModelCache({
     runtime: { executionProviders: config.executionProviders, threads: config.inferenceThreads, intraOpThreads: config.intraOpThreads },
     capacity: 1,
-    read: (ref) => fetchRef(ref, { s3: ctx.s3 }),
+    read: (ref) => fetchRef(ref, ctx.stores),
     downloadDir: config.modelDir,
     // --no-cache runs the models afresh, their probes included.
     probeCache: ctx.cache ? new ProbeCache(defaultProbeCacheDir()) : null,
@@ -153,7 +152,7 @@ async function scoreMissing(name: string, model: LoadedModel, missing: readonly 
         missing,
         model,
         {
-          fetch: (ref) => fetchRef(ref, { s3: ctx.s3 }, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
+          fetch: (ref) => fetchRef(ref, ctx.stores, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
           maxPixels: config.limits.maxPixels,
           fetchConcurrency: config.fetchConcurrency,
           batchSize: config.batchSize,
@@ -172,9 +171,9 @@ async function scoreMissing(name: string, model: LoadedModel, missing: readonly 
   }
 }
 
-/** Read a ground-truth CSV (local path or s3://) into name → class index. */
+/** Read a ground-truth CSV (local path or remote URL) into name → class index. */
 export async function readGroundTruth(file: string, ctx: DataContext): Promise<Map<string, number>> {
-  const bytes = isS3Url(file) ? await fetchRef(file, { s3: ctx.s3 }) : await readFile(file);
+  const bytes = isRemoteUrl(file) ? await fetchRef(file, ctx.stores) : await readFile(file);
   return parseGroundTruth(bytes.toString('utf8'), file);
 }
 
@@ -195,7 +194,7 @@ export interface ReviewTruth {
  * chosen because the cascade looked wrong, so they are left out unless `all` asks for them.
  */
 export async function readReviewTruth(run: string, source: string, ctx: DataContext, all = false): Promise<ReviewTruth> {
-  const store = openStore(run, ctx.s3);
+  const store = ctx.stores.open(run);
   const reviews = await readReviews(store);
   if (reviews.length === 0) throw new ConfigError(`no reviews in ${store.describe()}: import them first (cascade import reviews)`);
   const used = all ? reviews : reviews.filter((r) => r.reasons.includes('random'));

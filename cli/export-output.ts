@@ -1,26 +1,25 @@
 /**
  * Where an export's result goes (`--out`): stdout when none is given, a local file (a temporary
- * file renamed into place), or an S3 object (`s3://bucket/key`, one upload that S3 makes visible
- * only once complete). Either way a failure leaves no partial output behind.
+ * file renamed into place), or a remote object (`s3://bucket/key`, one upload that the store
+ * makes visible only once complete). Either way a failure leaves no partial output behind.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { ConfigError } from '../config/load-config.js';
-import { parseRef } from '../pipeline/storage/location.js';
-import { S3Store } from '../pipeline/storage/s3-store.js';
+import { expectedUrls, parseRef } from '../pipeline/storage/location.js';
+import type { Stores } from '../pipeline/storage/stores.js';
 
 type Chunks = AsyncIterable<string> | Iterable<string>;
 
-/** Write `chunks` to `out` (a path, file:// URL or s3:// object URL) whole or not at all, or to stdout when `out` is undefined. */
-export async function writeExport(out: string | undefined, chunks: Chunks, s3Client: () => S3Client): Promise<void> {
+/** Write `chunks` to `out` (a path, file:// URL or remote object URL) whole or not at all, or to stdout when `out` is undefined. */
+export async function writeExport(out: string | undefined, chunks: Chunks, stores: Stores): Promise<void> {
   if (out === undefined) {
     for await (const chunk of chunks) if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
     return;
   }
   const ref = parseRef(out);
-  if (ref.kind === 'unsupported') throw new ConfigError(`--out ${out}: scheme "${ref.scheme}://" is not supported (a file or s3://bucket/key)`);
+  if (ref.kind === 'unsupported') throw new ConfigError(`--out ${out}: scheme "${ref.scheme}://" is not supported (a file or ${expectedUrls('key')})`);
   if (ref.kind === 'local') return writeLocalFile(ref.path, chunks);
   if (ref.key === '' || ref.key.endsWith('/')) throw new ConfigError(`--out ${out} names a prefix, not an object: end it with a file name`);
   // The producer's own error (a refused row) must reach the caller as itself, not as the upload's failure.
@@ -34,7 +33,7 @@ export async function writeExport(out: string | undefined, chunks: Chunks, s3Cli
     }
   })();
   try {
-    await new S3Store({ client: s3Client(), bucket: ref.bucket }).putStream(ref.key, body);
+    await stores.open({ kind: 'remote', scheme: ref.scheme, bucket: ref.bucket, prefix: '' }).putStream(ref.key, body);
   } catch (err) {
     throw producerError ?? err;
   }

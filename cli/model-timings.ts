@@ -26,7 +26,7 @@ export async function timeModel(name: string, spec: ModelSpec, sample: readonly 
       model,
       sample,
       {
-        fetch: (ref) => fetchRef(ref, { s3: ctx.s3 }, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
+        fetch: (ref) => fetchRef(ref, ctx.stores, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
         maxPixels: config.limits.maxPixels,
         sha256: model.sha256,
         // What the timed session ran: under 'auto' the exact reference kernels (withOpenModel).

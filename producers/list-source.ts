@@ -3,7 +3,7 @@
  * source always yields the same batches (and the same run id on resubmission).
  *
  * - a local folder: recursive walk, extension filter, UTF-8 byte order of the relative path;
- * - `s3://bucket/prefix`: ListObjectsV2 pages (S3 already lists in key order), extension filter;
+ * - `s3://bucket/prefix` (or another store of the registry): the store's listing, in key order, extension filter;
  * - a key-list file (`.txt`/`.lst`/`.list`, local or on S3, or any file with `asList`): one ref
  *   per line in file order, no extension filter — the user chose each line. Lines are trimmed
  *   (CRLF or LF), blank lines and `#` comment lines skipped, and a ref that appears again
@@ -17,9 +17,8 @@
  *
  * Refs are normalised the same way whatever the source: local refs are absolute, normalised
  * paths (`.`, `..` and doubled slashes folded; symlinks kept as written); S3 refs are
- * `s3://bucket/key` with the key as data. Folder and S3 listings cannot repeat a ref.
+ * `s3://bucket/key` with the key as data. Folder and remote listings cannot repeat a ref.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -27,9 +26,9 @@ import type { Readable } from 'node:stream';
 import { CascadeError } from '../config/errors.js';
 import { walkFiles } from '../pipeline/storage/local-store.js';
 import { isForbiddenPath } from '../pipeline/storage/local-roots.js';
-import { formatS3Url, parseRef, type Ref } from '../pipeline/storage/location.js';
+import { expectedUrls, formatRemoteUrl, parseRef, type Ref, type RemoteUrl, storeLabel } from '../pipeline/storage/location.js';
 import { isObjectNotFound, readLines } from '../pipeline/storage/object-store.js';
-import { S3Store, listS3Objects } from '../pipeline/storage/s3-store.js';
+import type { Stores } from '../pipeline/storage/stores.js';
 
 /** File name extensions that mark a key-list file. */
 export const LIST_FILE_EXTENSIONS: readonly string[] = ['.txt', '.lst', '.list'];
@@ -40,11 +39,11 @@ export const GROUND_TRUTH_MANIFEST_EXTENSION = '.manifest';
 export interface ListSourceOptions {
   /** Image extensions to keep (case-insensitive, with or without the dot); empty keeps every file. */
   extensions: readonly string[];
-  /** S3 client, or a factory called only when the source is on S3. */
-  s3?: S3Client | (() => S3Client);
+  /** The process's stores; needed only when the source is remote (s3://...). */
+  stores?: Stores;
   /** Read the source as a key-list file whatever its name. */
   asList?: boolean;
-  /** ListObjectsV2 page size (MaxKeys); S3 caps it at 1000. */
+  /** Remote listing page size (S3 MaxKeys, capped at 1000 by S3); smaller pages only exercise pagination. */
   pageSize?: number;
   /**
    * Called for each key-list line whose ref was already yielded (the line is dropped); `where`
@@ -82,15 +81,15 @@ export class SourceNotFoundError extends CascadeError {
 
 /** Yields the image refs of `source` in a deterministic order (see the module comment). */
 export async function* listSource(source: string, opts: ListSourceOptions): AsyncGenerator<string> {
-  if (typeof source !== 'string' || source.trim() === '') throw new Error('Empty source: expected a folder, a key-list file or s3://bucket/prefix');
+  if (typeof source !== 'string' || source.trim() === '') throw new Error(`Empty source: expected a folder, a key-list file or ${expectedUrls('prefix')}`);
   const keep = extensionFilter(opts.extensions);
   const ref = parseRef(source);
-  if (ref.kind === 's3') {
-    yield* listS3Source(source, ref.bucket, ref.key, opts, keep);
+  if (ref.kind === 'remote') {
+    yield* listRemoteSource(source, ref, opts, keep);
     return;
   }
   if (ref.kind === 'unsupported') {
-    throw new Error(`Unsupported source ${JSON.stringify(source)}: scheme "${ref.scheme}://" (expected a local path or s3://bucket/prefix)`);
+    throw new Error(`Unsupported source ${JSON.stringify(source)}: scheme "${ref.scheme}://" (expected a local path or ${expectedUrls('prefix')})`);
   }
   const abs = path.resolve(ref.path);
   let st: Awaited<ReturnType<typeof fs.stat>>;
@@ -116,38 +115,38 @@ export async function* listSource(source: string, opts: ListSourceOptions): Asyn
   }
   throw new Error(
     `Source ${source} is a file but neither a key-list file (${LIST_FILE_EXTENSIONS.join(', ')}), a Ground Truth manifest (${GROUND_TRUTH_MANIFEST_EXTENSION}) nor an image ` +
-      `(${opts.extensions.join(', ')}); use a folder, a key-list file or s3://bucket/prefix`,
+      `(${opts.extensions.join(', ')}); use a folder, a key-list file or ${expectedUrls('prefix')}`,
   );
 }
 
-async function* listS3Source(source: string, bucket: string, key: string, opts: ListSourceOptions, keep: (name: string) => boolean): AsyncGenerator<string> {
-  const client = () => {
-    if (!opts.s3) throw new Error(`Source ${source} is on S3 but no S3 client was configured`);
-    return typeof opts.s3 === 'function' ? opts.s3() : opts.s3;
-  };
+async function* listRemoteSource(source: string, url: RemoteUrl, opts: ListSourceOptions, keep: (name: string) => boolean): AsyncGenerator<string> {
+  const { scheme, bucket, key } = url;
+  const label = storeLabel(scheme);
+  if (!opts.stores) throw new Error(`Source ${source} is on ${label} but no ${label} client was configured`);
+  const root = opts.stores.open({ kind: 'remote', scheme, bucket, prefix: '' }, { pageSize: opts.pageSize });
   if (key !== '' && !key.endsWith('/') && (opts.asList || isListFile(key))) {
-    const body = await new S3Store({ client: client(), bucket }).getStream(key).catch((err: unknown) => {
+    const body = await root.getStream(key).catch((err: unknown) => {
       throw isObjectNotFound(err) ? new SourceNotFoundError(source, undefined, { cause: err }) : err;
     });
     const dir = key.slice(0, key.lastIndexOf('/') + 1);
-    // Relative lines of a list stored on S3 are keys next to it: S3 keys are data, no '..' folding.
-    yield* readListLines(body, source, lineReader(key), (line) => formatS3Url(bucket, dir + line), opts.onDuplicate);
+    // Relative lines of a remote list are keys next to it: keys are data, no '..' folding.
+    yield* readListLines(body, source, lineReader(key), (line) => formatRemoteUrl({ scheme, bucket, key: dir + line }), opts.onDuplicate);
     return;
   }
   // Folder semantics, as for local sources: s3://b/photos must not pick up photos2/...
   const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
   let objects = 0;
   try {
-    for await (const obj of listS3Objects(client(), bucket, prefix, { pageSize: opts.pageSize })) {
+    for await (const obj of root.list(prefix)) {
       objects++;
-      if (!obj.key.endsWith('/') && keep(obj.key)) yield formatS3Url(bucket, obj.key);
+      if (!obj.key.endsWith('/') && keep(obj.key)) yield formatRemoteUrl({ scheme, bucket, key: obj.key });
     }
   } catch (err) {
     if (isObjectNotFound(err)) throw new SourceNotFoundError(source, `bucket "${bucket}" does not exist`, { cause: err });
     throw err;
   }
-  // S3 has no folders: a prefix with no objects is how a mistyped one looks.
-  if (objects === 0) throw new SourceNotFoundError(source, `no objects under ${formatS3Url(bucket, prefix)}`);
+  // Object stores have no folders: a prefix with no objects is how a mistyped one looks.
+  if (objects === 0) throw new SourceNotFoundError(source, `no objects under ${formatRemoteUrl({ scheme, bucket, key: prefix })}`);
 }
 
 /** The written ref of one trimmed, non-blank line, or null for a line that holds none (a comment); throws naming `where`. */
@@ -216,18 +215,18 @@ function parseListLine(line: string, where: string, relative: (line: string) => 
   try {
     ref = parseRef(line);
   } catch (err) {
-    // An S3 key with a '..' segment is listed like a local path that leaves its roots: it becomes
+    // A remote key with a '..' segment is listed like a local path that leaves its roots: it becomes
     // a `forbidden` row when read (before any network call), so the rest of the list still runs.
-    if (isForbiddenPath(err)) return line.replace(/^s3:/i, 's3:');
+    if (isForbiddenPath(err)) return line.replace(/^[a-z][a-z0-9+.-]*:/i, (scheme) => scheme.toLowerCase());
     throw new Error(`${where}: ${(err as Error).message}`);
   }
   switch (ref.kind) {
-    case 's3':
-      if (ref.key === '' || ref.key.endsWith('/')) throw new Error(`${where}: ${JSON.stringify(line)} is an S3 prefix, not an object`);
+    case 'remote':
+      if (ref.key === '' || ref.key.endsWith('/')) throw new Error(`${where}: ${JSON.stringify(line)} is an ${storeLabel(ref.scheme)} prefix, not an object`);
       // S3:// and s3:// name the same object; the key itself is data and stays as written.
-      return formatS3Url(ref.bucket, ref.key);
+      return formatRemoteUrl(ref);
     case 'unsupported':
-      throw new Error(`${where}: unsupported ref ${JSON.stringify(line)} (expected a path or s3://bucket/key)`);
+      throw new Error(`${where}: unsupported ref ${JSON.stringify(line)} (expected a path or ${expectedUrls('key')})`);
     case 'local':
       // Normalised, not checked: a path that leaves the allowed roots becomes a `forbidden` row when read.
       return path.isAbsolute(ref.path) ? path.resolve(ref.path) : relative(ref.path);

@@ -4,7 +4,6 @@
  * worker is held to them. Shared by `cascade run`, `cascade submit` and `schedule add`, so a
  * run started any of these ways is the same run.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import { resolve } from 'node:path';
 import type { CascadeConfig } from '../config/schema.js';
 import { configuredStages } from '../config/stages.js';
@@ -16,17 +15,18 @@ import { planModel } from '../pipeline/models/plan-model.js';
 import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import { compareProbe, Probe } from '../pipeline/models/probe.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
-import { isS3Url } from '../pipeline/storage/location.js';
+import { isRemoteUrl } from '../pipeline/storage/location.js';
+import type { Stores } from '../pipeline/storage/stores.js';
 import { DECIDED_AT_WARMUP, RunId, RunSpec } from '../queue/jobs.js';
 import { ConfigError } from '../config/load-config.js';
 import { deriveRunId, runIdentity } from './submit-run.js';
 
 /** A model cache for a process that only plans (submit, schedule add): one thread per model, on the configured providers. */
-export function planningModels(config: CascadeConfig, s3: () => S3Client): ModelCache {
+export function planningModels(config: CascadeConfig, stores: Stores): ModelCache {
   return new ModelCache({
     runtime: { executionProviders: config.executionProviders, threads: 1, intraOpThreads: config.intraOpThreads },
     capacity: 1,
-    read: (ref) => fetchRef(ref, { s3 }),
+    read: (ref) => fetchRef(ref, stores),
     downloadDir: config.modelDir,
     probeCache: new ProbeCache(defaultProbeCacheDir()),
   });
@@ -34,7 +34,7 @@ export function planningModels(config: CascadeConfig, s3: () => S3Client): Model
 
 /** Local paths become absolute so that workers elsewhere in the filesystem resolve them alike. */
 export function absoluteRef(ref: string): string {
-  return isS3Url(ref) ? ref : resolve(ref);
+  return isRemoteUrl(ref) ? ref : resolve(ref);
 }
 
 /** The run-wide settings of a config that decide its rows (besides the stages). */

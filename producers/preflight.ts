@@ -4,21 +4,19 @@
  * location can be written (a probe object written and deleted). Each problem is one precise
  * ConfigError (exit 2): EROFS or EACCES, not the ENOENT a recursive mkdir reports.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../config/load-config.js';
 import { writeProbeKey } from '../pipeline/results/output-layout.js';
-import { parseLocation, parseRef } from '../pipeline/storage/location.js';
-import type { ObjectStore } from '../pipeline/storage/object-store.js';
+import { expectedUrls, parseLocation, parseRef } from '../pipeline/storage/location.js';
+import type { Stores } from '../pipeline/storage/stores.js';
 import { listSource } from './list-source.js';
 
 export interface PreflightOptions {
   extensions: readonly string[];
-  s3?: S3Client | (() => S3Client);
-  /** Opens the output location as a store (the runtime's openOutput). */
-  openOutput: (out: string) => ObjectStore;
+  /** The process's stores: the source is listed and the output opened through them. */
+  stores: Stores;
 }
 
 const CODES: Record<string, string> = {
@@ -65,13 +63,13 @@ export async function preflightRun(source: string, out: string, o: PreflightOpti
   try {
     const ref = parseRef(source);
     if (ref.kind === 'unsupported')
-      throw new Error(`unsupported source ${JSON.stringify(source)}: scheme "${ref.scheme}" (expected a folder, a key-list file or s3://bucket/prefix)`);
+      throw new Error(`unsupported source ${JSON.stringify(source)}: scheme "${ref.scheme}" (expected a folder, a key-list file or ${expectedUrls('prefix')})`);
   } catch (err) {
     throw new ConfigError(`source: ${(err as Error).message}`);
   }
 
   // The source lists (its first entry; a missing source is a SourceNotFoundError).
-  const refs = listSource(source, { extensions: o.extensions, s3: o.s3 });
+  const refs = listSource(source, { extensions: o.extensions, stores: o.stores });
   try {
     await refs.next();
   } finally {
@@ -79,7 +77,7 @@ export async function preflightRun(source: string, out: string, o: PreflightOpti
   }
 
   // The output is writable: a probe object written and deleted.
-  const store = o.openOutput(out);
+  const store = o.stores.open(location);
   const probe = writeProbeKey(randomUUID());
   try {
     await store.put(probe, '');

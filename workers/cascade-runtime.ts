@@ -1,9 +1,8 @@
 /**
- * Wires a process's workers from a validated config: one Redis connection, the S3 client,
+ * Wires a process's workers from a validated config: one Redis connection, the object stores,
  * the models of the stages this process serves, and their BullMQ workers. Used by
  * `cascade run` (all roles in one process) and by dedicated worker processes.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,9 +12,8 @@ import { ModelCache } from '../pipeline/models/model-cache.js';
 import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import { configuredStages } from '../config/stages.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
-import { parseLocation } from '../pipeline/storage/location.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
-import { makeS3Client, openStore } from '../pipeline/storage/open-store.js';
+import { Stores } from '../pipeline/storage/stores.js';
 import { CascadeQueues } from '../queue/cascade-queues.js';
 import { bullLockOptions } from '../queue/job-locks.js';
 import { assertClusterPrefix, connectRedis, connectRedisChecked, watchRedis } from '../queue/redis-connection.js';
@@ -56,7 +54,8 @@ export interface Runtime {
   queues: CascadeQueues;
   /** The process's open models, shared by its stages and by run planning. */
   models: ModelCache;
-  s3: () => S3Client;
+  /** The process's object stores (clients built on first use, closed by close()). */
+  stores: Stores;
   openOutput: (out: string) => ObjectStore;
   /**
    * Stop the workers (letting their batches in flight finish), close models and queues, drop
@@ -115,9 +114,8 @@ export function allRoles(config: CascadeConfig): Role[] {
 
 /** Connect and start the workers of `roles` (stage names, 'merge', 'scheduler'); models open as runs name them. */
 export async function startRuntime(config: RuntimeConfig, redisUrl: string, roles: Role[], log: WorkerLog, extras: RuntimeExtras = {}): Promise<Runtime> {
-  let client: S3Client | undefined;
-  const s3 = () => (client ??= makeS3Client(config.s3));
-  const openOutput = (out: string) => openStore(parseLocation(out), s3);
+  const stores = new Stores(config);
+  const openOutput = (out: string) => stores.open(out);
   assertClusterPrefix(redisUrl, config.prefix);
   const redis = extras.redisTimeoutMs === undefined ? connectRedis(redisUrl) : await connectRedisChecked(redisUrl, {}, extras.redisTimeoutMs);
   // One warn line when Redis goes away (or rejects a rotated password), one info line when it is
@@ -141,7 +139,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
     },
     // Each stage may hold a model of every run in flight; keep at least one per stage.
     capacity: Math.max(config.maxModels, stageRoles.length),
-    read: (ref) => fetchRef(ref, { s3 }),
+    read: (ref) => fetchRef(ref, stores),
     downloadDir: config.modelDir,
     probeCache: new ProbeCache(defaultProbeCacheDir()),
     log,
@@ -156,7 +154,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
     })();
     // The process's own connection says whether Redis is there now (a worker's blocking ones follow it).
     const closed = redis.status !== 'ready' ? await Promise.race([closing, sleep(REDIS_DOWN_CLOSE_MS, false, { ref: false })]) : await closing;
-    client?.destroy();
+    stores.close();
     watch.stop();
     redis.disconnect();
     return closed;
@@ -174,7 +172,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
           stage,
           models,
           concurrency: stageConcurrency(config),
-          fetch: (ref, maxBytes) => fetchRef(ref, { s3 }, { maxBytes, localRoots: config.sources.localRoots }),
+          fetch: (ref, maxBytes) => fetchRef(ref, stores, { maxBytes, localRoots: config.sources.localRoots }),
           fetchConcurrency: config.fetchConcurrency,
           tensorCache,
           meters,
@@ -192,10 +190,12 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
         new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log: workerLog, lockOptions, onRunFinished: extras.onRunFinished }),
       );
     if (roles.includes('scheduler'))
-      workers.push(new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, s3, openOutput, log: workerLog, onFiring: extras.onFiring }));
+      workers.push(
+        new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, stores, openOutput, log: workerLog, onFiring: extras.onFiring }),
+      );
   } catch (err) {
     await close();
     throw err;
   }
-  return { redis, tracker, queues, models, s3, openOutput, close };
+  return { redis, tracker, queues, models, stores, openOutput, close };
 }

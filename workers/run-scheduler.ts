@@ -6,8 +6,8 @@
  * is unique per firing, so a retried firing resumes its own run instead of starting another.
  */
 import { Queue, Worker, type Job } from 'bullmq';
-import type { S3Client } from '@aws-sdk/client-s3';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
+import type { Stores } from '../pipeline/storage/stores.js';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { listSource } from '../producers/list-source.js';
@@ -151,7 +151,8 @@ export interface RunSchedulerOptions {
   prefix: string;
   tracker: RunTracker;
   queues: CascadeQueues;
-  s3: () => S3Client;
+  /** The process's stores, through which a firing's source is listed. */
+  stores: Stores;
   /** The object store of a run's output location (claimed before its jobs are queued). */
   openOutput: (out: string) => ObjectStore;
   log: WorkerLog;
@@ -233,10 +234,10 @@ export class RunScheduler {
     let duplicates = 0;
     const result = await submitRun({
       spec,
-      refs: listSource(spec.source, { extensions: template.extensions, s3: this.o.s3, onDuplicate: () => void duplicates++ }),
+      refs: listSource(spec.source, { extensions: template.extensions, stores: this.o.stores, onDuplicate: () => void duplicates++ }),
       duplicates: () => duplicates,
       // A self-calibrating firing chooses its warm-up from a listing of its own.
-      relist: () => listSource(spec.source, { extensions: template.extensions, s3: this.o.s3 }),
+      relist: () => listSource(spec.source, { extensions: template.extensions, stores: this.o.stores }),
       tracker: this.o.tracker,
       queues: this.o.queues,
       output: this.o.openOutput(spec.out),

@@ -16,7 +16,7 @@ export interface ExportFinalOptions {
 
 /** Write final.jsonl; returns how many rows came from humans, from the cascade, and are errors nobody labelled. */
 export async function exportFinalCommand(o: ExportFinalOptions): Promise<{ rows: number; human: number; cascade: number; errors: number }> {
-  return withRun(o.run, async (store, s3Client) => {
+  return withRun(o.run, async (store, stores) => {
     const reviews = new Map((await readReviews(store)).map((r) => [r.key, r]));
     const manifest = await openManifest(store);
     const counts = { rows: 0, human: 0, cascade: 0, errors: 0 };
@@ -32,7 +32,7 @@ export async function exportFinalCommand(o: ExportFinalOptions): Promise<{ rows:
           yield `${JSON.stringify(line)}\n`;
         }
       })(),
-      s3Client,
+      stores,
     );
     process.stderr.write(
       `exported ${counts.rows} final rows${o.out ? ` to ${o.out}` : ''}: ${counts.human} human, ${counts.cascade} cascade, ${counts.errors} errors without a label\n`,

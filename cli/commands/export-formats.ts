@@ -19,7 +19,7 @@ import { isS3Url } from '../../pipeline/storage/location.js';
 import type { ObjectStore } from '../../pipeline/storage/object-store.js';
 import { loadClassNames } from '../class-names.js';
 import { writeExport } from '../export-output.js';
-import { readSummary, withRun, withS3Client } from '../run-output.js';
+import { readSummary, withEnvStores, withRun } from '../run-output.js';
 
 function parseOption<S extends z.ZodType>(schema: S, value: string, flag: string): z.output<S> {
   const parsed = schema.safeParse(value);
@@ -54,7 +54,7 @@ export class LocalSourceRefError extends ConfigError {
 export async function exportGroundTruthCommand(o: ExportGroundTruthOptions): Promise<{ rows: number; errors: number }> {
   const labelAttribute = parseOption(GroundTruthLabelAttribute, o.labelAttribute, '--label-attribute');
   const explicitJob = o.jobName === undefined ? undefined : parseOption(GroundTruthJobName, o.jobName, '--job-name');
-  return withRun(o.run, async (store, s3Client) => {
+  return withRun(o.run, async (store, stores) => {
     const summary = await readSummary(store);
     const reviews = await reviewsOf(store, o.withReviews);
     const manifest = await openManifest(store);
@@ -79,7 +79,7 @@ export async function exportGroundTruthCommand(o: ExportGroundTruthOptions): Pro
           yield `${JSON.stringify(line)}\n`;
         }
       })(),
-      s3Client,
+      stores,
     );
     process.stderr.write(
       `exported ${counts.rows} rows as a Ground Truth output manifest (job ${opts.jobName}, attribute ${labelAttribute})${o.out ? ` to ${o.out}` : ''}; ` +
@@ -108,7 +108,7 @@ export class OutsideRootError extends ConfigError {
 /** Write the run as an imagefolder metadata.jsonl; returns rows written, error rows and rows outside the root left out. */
 export async function exportImagefolderCommand(o: ExportImagefolderOptions): Promise<{ rows: number; errors: number; outside: number }> {
   const prefix = rootPrefix(o.root);
-  return withRun(o.run, async (store, s3Client) => {
+  return withRun(o.run, async (store, stores) => {
     const reviews = await reviewsOf(store, o.withReviews);
     const manifest = await openManifest(store);
     const counts = { rows: 0, errors: 0, outside: 0 };
@@ -129,7 +129,7 @@ export async function exportImagefolderCommand(o: ExportImagefolderOptions): Pro
             );
         }
       })(),
-      s3Client,
+      stores,
     );
     process.stderr.write(
       `exported ${counts.rows} rows as imagefolder metadata (file_name relative to ${prefix})${o.out ? ` to ${o.out}` : ''}; ` +
@@ -168,7 +168,7 @@ export async function exportLabelStudioConfigCommand(o: ExportLabelStudioConfigO
       }
     });
   }
-  await withS3Client((s3Client) => writeExport(o.out, [config.xml], s3Client));
+  await withEnvStores((stores) => writeExport(o.out, [config.xml], stores));
   const shared = config.shared.map((s) => `${s.name} (${s.classes.join(', ')})`).join(', ');
   process.stderr.write(
     `wrote a Label Studio labeling config with ${config.choices} choices for ${names.length} classes${o.out ? ` to ${o.out}` : ''}` +

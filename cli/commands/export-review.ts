@@ -4,9 +4,7 @@
  * file or s3:// object, written whole or not at all) or stdout; with `--budget K`, a random slice
  * plus the likeliest wrong, K in all (docs/reviews.md).
  */
-import { ConfigError, s3SettingsFromEnv } from '../../config/load-config.js';
-import { S3Settings } from '../../config/schema.js';
-import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
+import { ConfigError } from '../../config/load-config.js';
 import type { AuditEntry } from '../../pipeline/audit/audit-part.js';
 import { RunSummary } from '../../pipeline/results/manifest.js';
 import { SUMMARY_KEY } from '../../pipeline/results/output-layout.js';
@@ -21,7 +19,7 @@ import {
   selectWithinBudget,
 } from '../../pipeline/results/review-export.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../../pipeline/storage/object-store.js';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { withEnvStores } from '../run-output.js';
 import { writeExport } from '../export-output.js';
 
 /** The formats `cascade export review --format` writes; the first is the default. */
@@ -52,10 +50,8 @@ async function runIdOf(store: ObjectStore): Promise<string | null> {
 
 /** Select and write the review set; returns how many images were exported. */
 export async function exportReviewCommand(o: ExportReviewOptions): Promise<number> {
-  let client: S3Client | undefined;
-  const s3Client = () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {})));
-  const store = openStore(o.run, s3Client);
-  try {
+  return withEnvStores(async (stores) => {
+    const store = stores.open(o.run);
     const include = (() => {
       try {
         return parseReasons(o.include);
@@ -81,14 +77,12 @@ export async function exportReviewCommand(o: ExportReviewOptions): Promise<numbe
         : await selectWithinBudget(manifest, disagreements, { budget: o.budget, randomShare: o.randomShare ?? 0.5, runId: runId!, include });
     const tasks = labelStudioTasks(items, { localFilesRoot: o.localFilesRoot, ...(runId ? { runId } : {}) });
     const body = o.format === 'csv' ? reviewCsv(items) : `${JSON.stringify(tasks, null, 2)}\n`;
-    await writeExport(o.out, [body], s3Client);
+    await writeExport(o.out, [body], stores);
     const counts = ['random', 'errors', 'disagreements', 'low-confidence']
       .filter((r) => r !== 'random' || o.budget !== undefined)
       .map((r) => `${items.filter((i) => i.reasons.includes(r as never)).length} ${r}`)
       .join(', ');
     process.stderr.write(`exported ${items.length} of ${rows} images for review (${counts})${o.out ? ` to ${o.out}` : ''}\n`);
     return items.length;
-  } finally {
-    client?.destroy();
-  }
+  });
 }

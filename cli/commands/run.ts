@@ -85,7 +85,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   let bar: TerminalBar | null = null;
   try {
     // Before any model loads: URLs well formed, source listable, --out writable.
-    await preflightRun(source, o.out, { extensions: config.extensions, s3: runtime.s3, openOutput: runtime.openOutput });
+    await preflightRun(source, o.out, { extensions: config.extensions, stores: runtime.stores });
     // Planning opens the models in the runtime's cache: the workers then borrow those same sessions.
     const spec = await planRun(config, source, o.out, runtime.models, o.runId, selfCalibration);
     await checkCalibration(o, spec);
@@ -105,7 +105,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
       unregisterBar = registerBar(bar);
     }
     let duplicates = 0;
-    const refs = listSource(src, { extensions: config.extensions, s3: runtime.s3, onDuplicate: () => void duplicates++ });
+    const refs = listSource(src, { extensions: config.extensions, stores: runtime.stores, onDuplicate: () => void duplicates++ });
     const submitted = await submitRun({
       spec,
       refs,
@@ -114,7 +114,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
       output,
       overwrite: o.overwrite,
       duplicates: () => duplicates,
-      relist: () => listSource(src, { extensions: config.extensions, s3: runtime.s3 }),
+      relist: () => listSource(src, { extensions: config.extensions, stores: runtime.stores }),
     });
     log(
       submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`,

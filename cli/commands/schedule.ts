@@ -9,8 +9,7 @@ import { Queue } from 'bullmq';
 import { quiet } from '../../queue/cascade-queues.js';
 import { ConfigError } from '../../config/load-config.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
-import type { S3Client } from '@aws-sdk/client-s3';
-import { makeS3Client } from '../../pipeline/storage/open-store.js';
+import { Stores } from '../../pipeline/storage/stores.js';
 import { planningModels, planRun } from '../../producers/plan-run.js';
 import type { RunSpec } from '../../queue/jobs.js';
 import { defaultWarmupImages } from '../../pipeline/warmup-sample.js';
@@ -68,8 +67,8 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
   const config = await loadCascadeConfig(o, selfCalibration !== undefined);
   const redisUrl = requireRedisUrl(config, 'schedule add', o.config);
   // The schedule pins its models now: every firing runs exactly these files (or is refused).
-  let s3: S3Client | undefined;
-  const models = planningModels(config, () => (s3 ??= makeS3Client(config.s3)));
+  const stores = new Stores(config);
+  const models = planningModels(config, stores);
   let planned: RunSpec;
   try {
     // Planned as `cascade submit` plans a run, so a self-calibrating schedule's first threshold is
@@ -78,7 +77,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
     await checkCalibration(o, planned);
   } finally {
     await models.close();
-    s3?.destroy();
+    stores.close();
   }
   // Each firing has its own run id and creation time (runForFiring).
   const { runId: _runId, createdAt: _createdAt, source, out, ...run } = planned;

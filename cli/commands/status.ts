@@ -6,14 +6,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
-import type { S3Client } from '@aws-sdk/client-s3';
 import { CascadeError, EXIT_FAILED } from '../../config/errors.js';
-import { s3SettingsFromEnv } from '../../config/load-config.js';
-import { S3Settings } from '../../config/schema.js';
 import { RunSummary } from '../../pipeline/results/manifest.js';
 import { SUMMARY_KEY } from '../../pipeline/results/output-layout.js';
 import type { ReviewReport } from '../../pipeline/reviews/review-summary.js';
-import { makeS3Client, openStore } from '../../pipeline/storage/open-store.js';
+import { withEnvStores } from '../run-output.js';
 import { isObjectNotFound, readJson } from '../../pipeline/storage/object-store.js';
 import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
@@ -71,16 +68,15 @@ export async function readRunStatus(tracker: RunTracker, queues: CascadeQueues, 
  * not be read: status goes on without it, since Redis answered.
  */
 export async function readRunReviews(out: string): Promise<{ reviews?: ReviewReport; reviewsUnread?: string }> {
-  let client: S3Client | undefined;
-  const store = openStore(out, () => (client ??= makeS3Client(S3Settings.parse(s3SettingsFromEnv({}, process.env) ?? {}))));
-  try {
-    const { reviews } = await readJson(store, SUMMARY_KEY, RunSummary);
-    return reviews ? { reviews } : {};
-  } catch (err) {
-    return isObjectNotFound(err) ? {} : { reviewsUnread: (err as Error).message };
-  } finally {
-    client?.destroy();
-  }
+  return withEnvStores(async (stores) => {
+    const store = stores.open(out);
+    try {
+      const { reviews } = await readJson(store, SUMMARY_KEY, RunSummary);
+      return reviews ? { reviews } : {};
+    } catch (err) {
+      return isObjectNotFound(err) ? {} : { reviewsUnread: (err as Error).message };
+    }
+  });
 }
 
 /** Print the status of `runId` (or the recent runs); with `watch`, redraw until the run is done or failed. */

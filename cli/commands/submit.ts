@@ -45,16 +45,16 @@ export async function submitCommand(
   const runtime = await startRuntime(config, redisUrl, [], log, { redisTimeoutMs: redisTimeoutMs() });
   try {
     // Before any model loads: URLs well formed, source listable, --out writable.
-    await preflightRun(source, o.out, { extensions: config.extensions, s3: runtime.s3, openOutput: runtime.openOutput });
+    await preflightRun(source, o.out, { extensions: config.extensions, stores: runtime.stores });
     const spec = await planRun(config, source, o.out, runtime.models, o.runId, selfCalibration);
     await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
     let duplicates = 0;
     const result = await submitRun({
       spec,
-      refs: listSource(spec.source, { extensions: config.extensions, s3: runtime.s3, onDuplicate: () => void duplicates++ }),
+      refs: listSource(spec.source, { extensions: config.extensions, stores: runtime.stores, onDuplicate: () => void duplicates++ }),
       duplicates: () => duplicates,
-      relist: () => listSource(spec.source, { extensions: config.extensions, s3: runtime.s3 }),
+      relist: () => listSource(spec.source, { extensions: config.extensions, stores: runtime.stores }),
       tracker: runtime.tracker,
       queues: runtime.queues,
       output: runtime.openOutput(spec.out),

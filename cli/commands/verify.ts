@@ -4,14 +4,12 @@
  * s3:// URLs, key-list lines trimmed and repeats dropped), so keys compare like with like. Exit
  * code 1 on any violation.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, readStructured, s3SettingsFromEnv } from '../../config/load-config.js';
 import { CascadeConfig, S3Settings } from '../../config/schema.js';
-import { isS3Url, parseLocation } from '../../pipeline/storage/location.js';
-import { openStore } from '../../pipeline/storage/open-store.js';
+import { isRemoteUrl } from '../../pipeline/storage/location.js';
+import { withStores } from '../../pipeline/storage/stores.js';
 import { formatProvenanceReport, type ProvenanceReport, verifyProvenance } from '../../pipeline/results/verify-provenance.js';
-import { makeS3Client } from '../../pipeline/storage/s3-store.js';
 import { MANIFEST_KEY } from '../../pipeline/results/output-layout.js';
 import { formatVerifyReport, readManifestLines, verifyManifest, type VerifyReport } from '../../pipeline/results/verify-manifest.js';
 import { listSource } from '../../producers/list-source.js';
@@ -58,7 +56,7 @@ function extensionsOf(flag: string | undefined, fromFile: unknown): string[] {
  */
 export function runLocation(manifest: string): string | null {
   if (manifest === MANIFEST_KEY || manifest.endsWith(`/${MANIFEST_KEY}`)) {
-    return isS3Url(manifest) ? manifest.slice(0, -MANIFEST_KEY.length) : dirname(resolve(manifest));
+    return isRemoteUrl(manifest) ? manifest.slice(0, -MANIFEST_KEY.length) : dirname(resolve(manifest));
   }
   if (manifest.endsWith('.jsonl')) return null;
   return manifest;
@@ -73,26 +71,22 @@ export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport & { 
       `invalid s3 settings${o.config ? ` in ${o.config}` : ''}: ${s3Settings.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
     );
   const extensions = extensionsOf(o.extensions, settings.extensions);
-  let client: S3Client | undefined;
-  const s3 = () => (client ??= makeS3Client(s3Settings.data));
-  try {
+  return withStores({ s3: s3Settings.data }, async (stores) => {
     // `cascade run` stores absolute local paths as keys; resolve the source the same way.
-    const source = isS3Url(o.source) ? o.source : resolve(o.source);
+    const source = isRemoteUrl(o.source) ? o.source : resolve(o.source);
     // The same listing rules as the run: a key listed twice is one input, and is counted as a repeat.
     let dropped = 0;
-    const refs = listSource(source, { extensions, s3, onDuplicate: () => dropped++ });
-    const checked = await verifyManifest(refs, readManifestLines(o.manifest, s3));
+    const refs = listSource(source, { extensions, stores, onDuplicate: () => dropped++ });
+    const checked = await verifyManifest(refs, readManifestLines(o.manifest, stores));
     const rows: VerifyReport = { ...checked, sourceDuplicates: checked.sourceDuplicates + dropped };
     // Beside a run's manifest lie its result parts and summary: check who wrote them, with what.
     const dir = runLocation(o.manifest);
-    const provenance = dir ? await verifyProvenance(openStore(parseLocation(dir), s3)) : null;
+    const provenance = dir ? await verifyProvenance(stores.open(dir)) : null;
     const report: VerifyReport & { provenance: ProvenanceReport | null } = { ...rows, ok: rows.ok && (provenance?.ok ?? true), provenance };
     process.stdout.write(
       o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerifyReport(rows)}${provenance ? `\n${formatProvenanceReport(provenance)}` : ''}\n`,
     );
     if (!report.ok) process.exitCode = 1;
     return report;
-  } finally {
-    client?.destroy();
-  }
+  });
 }

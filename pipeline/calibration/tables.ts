@@ -3,7 +3,7 @@
  * ground-truth label and split deterministically into a calibration part and a test part.
  */
 import { basename, relative, resolve, sep } from 'node:path';
-import { isS3Url, parseS3Url } from '../storage/location.js';
+import { isRemoteUrl, parseRemoteUrl } from '../storage/location.js';
 import type { ChainEntry } from './chain.js';
 import { matchLabels } from './ground-truth.js';
 import type { ScoredImages } from './prob-cache.js';
@@ -23,13 +23,13 @@ export interface ScoredModel {
 
 /** An image's name relative to the source (for labels and the split): stable across machines. */
 export function relativeName(ref: string, source: string): string {
-  if (isS3Url(ref) && isS3Url(source)) {
-    const r = parseS3Url(ref);
-    const s = parseS3Url(source);
-    if (r.bucket === s.bucket && r.key.startsWith(s.key)) return r.key.slice(s.key.length).replace(/^\/+/, '');
+  if (isRemoteUrl(ref) && isRemoteUrl(source)) {
+    const r = parseRemoteUrl(ref);
+    const s = parseRemoteUrl(source);
+    if (r.scheme === s.scheme && r.bucket === s.bucket && r.key.startsWith(s.key)) return r.key.slice(s.key.length).replace(/^\/+/, '');
     return r.key;
   }
-  if (!isS3Url(ref) && !isS3Url(source)) {
+  if (!isRemoteUrl(ref) && !isRemoteUrl(source)) {
     const rel = relative(resolve(source), ref);
     // A list-file source (or a ref outside the folder) has no common root: use the file name.
     if (rel === '' || rel.startsWith('..')) return basename(ref);

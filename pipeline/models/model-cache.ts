@@ -14,7 +14,7 @@ import type { ExecutionProvider, Numerics, SessionNumerics } from '../../config/
 import { InferencePool } from '../inference/inference-pool.js';
 import { ModelLoadError } from '../inference/model-session.js';
 import { currentPlatform, describePlatform, type Platform } from '../inference/platform.js';
-import { isS3Url } from '../storage/location.js';
+import { isRemoteUrl } from '../storage/location.js';
 import { parseLabels } from './labels.js';
 import { type ModelPin, sha256Hex, shortHash } from './model-pin.js';
 import { compareProbe, runProbe, type Probe, type ProbeComparison } from './probe.js';
@@ -317,7 +317,7 @@ export class ModelCache {
         throw new ModelRefusedError(`stage ${stage}: label file ${path} has sha256 ${shortHash(sha256Hex(text))}, but the run pins ${shortHash(sha256)}`);
       labels = parseLabels(text.toString('utf8'), path);
     }
-    const file = isS3Url(pin.path) ? await this.materialise(pin.sha256, bytes) : pin.path;
+    const file = isRemoteUrl(pin.path) ? await this.materialise(pin.sha256, bytes) : pin.path;
     const { runtime } = this.o;
     const pool = await InferencePool.open(file, {
       executionProviders: runtime.executionProviders,

@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { isS3Url } from '../storage/location.js';
+import { isRemoteUrl } from '../storage/location.js';
 import type { ManifestRow } from './manifest.js';
 
 /** One metadata.jsonl line. Column names follow the `datasets` convention (snake_case). */
@@ -37,7 +37,7 @@ export type ImagefolderOutcome = { kind: 'row'; row: ImagefolderRow } | { kind: 
  * against `cwd`) or `s3://bucket/prefix`, always ending in `/`.
  */
 export function rootPrefix(root: string, cwd = process.cwd()): string {
-  if (isS3Url(root)) return root.endsWith('/') ? root : `${root}/`;
+  if (isRemoteUrl(root)) return root.endsWith('/') ? root : `${root}/`;
   const abs = path.resolve(cwd, root);
   return abs.endsWith('/') ? abs : `${abs}/`;
 }

@@ -11,7 +11,7 @@ import { auditDraw } from '../audit/audit-sample.js';
 import type { ManifestRow } from './manifest.js';
 import { readManifestRows } from './manifest-reader.js';
 import { AUDIT_PREFIX, MANIFEST_KEY } from './output-layout.js';
-import { isS3Url } from '../storage/location.js';
+import { isRemoteUrl } from '../storage/location.js';
 import { isObjectNotFound, type ObjectStore, readJson, readLines } from '../storage/object-store.js';
 
 export const ReviewReason = z.enum(['errors', 'disagreements', 'low-confidence']);
@@ -169,7 +169,7 @@ export async function selectWithinBudget(
  * other local paths are kept as they are, since only the user knows how they are served.
  */
 export function imageRef(key: string, localFilesRoot?: string): string {
-  if (isS3Url(key) || !localFilesRoot) return key;
+  if (isRemoteUrl(key) || !localFilesRoot) return key;
   const root = localFilesRoot.replace(/\/+$/, '');
   if (!key.startsWith(`${root}/`)) return key;
   return `/data/local-files/?d=${encodeURIComponent(key.slice(root.length + 1)).replace(/%2F/g, '/')}`;

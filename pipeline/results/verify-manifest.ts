@@ -1,20 +1,19 @@
 /**
  * The manifest invariant — exactly one row per input, none lost, none doubled, none invented —
  * checked by streaming a manifest against the keys of a source. The checker itself is pure
- * (feed it keys and lines, parsed by manifest-reader.ts); the readers stream a local or S3
+ * (feed it keys and lines, parsed by manifest-reader.ts); the readers stream a local or remote
  * manifest line by line, so a manifest of millions of rows never sits in memory, only the
  * source's key set does.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { isS3Url, parseS3Url } from '../storage/location.js';
+import { isRemoteUrl, parseRemoteUrl } from '../storage/location.js';
 import { type ManifestLine, parseManifestLine, readManifestRows } from './manifest-reader.js';
 import { MANIFEST_KEY } from './output-layout.js';
 import { LocalStore, openLocalStream } from '../storage/local-store.js';
 import { ObjectNotFoundError, readLines } from '../storage/object-store.js';
-import { S3Store } from '../storage/s3-store.js';
+import type { Stores } from '../storage/stores.js';
 
 /** A manifest line that is not a valid ManifestRow. */
 export interface InvalidRow {
@@ -123,16 +122,16 @@ export class ManifestChecker {
 
 /**
  * Streams the lines of a manifest: a local file, a local output directory (its manifest.jsonl),
- * or `s3://bucket/key.jsonl`; any other S3 key is read as an output prefix holding manifest.jsonl.
- * Missing → ObjectNotFoundError.
+ * or a remote `s3://bucket/key.jsonl`; any other remote key is read as an output prefix holding
+ * manifest.jsonl. Missing → ObjectNotFoundError.
  */
-export async function* readManifestLines(location: string, s3: () => S3Client): AsyncGenerator<string> {
+export async function* readManifestLines(location: string, stores: Stores): AsyncGenerator<string> {
   let input: Readable;
-  if (isS3Url(location)) {
-    const { bucket, key: raw } = parseS3Url(location);
+  if (isRemoteUrl(location)) {
+    const { scheme, bucket, key: raw } = parseRemoteUrl(location);
     // A run's output location (`--out s3://bucket/prefix`) means its manifest.jsonl.
-    const key = raw === '' || raw.endsWith('/') ? `${raw}manifest.jsonl` : raw.endsWith('.jsonl') ? raw : `${raw}/manifest.jsonl`;
-    input = await new S3Store({ client: s3(), bucket }).getStream(key);
+    const key = raw === '' || raw.endsWith('/') ? `${raw}${MANIFEST_KEY}` : raw.endsWith('.jsonl') ? raw : `${raw}/${MANIFEST_KEY}`;
+    input = await stores.open({ kind: 'remote', scheme, bucket, prefix: '' }).getStream(key);
   } else {
     const file = path.resolve(location);
     const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {

@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { makeDir } from './make-dir.js';
-import { type GetOptions, InvalidKeyError, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
+import { checkRange, type GetOptions, InvalidKeyError, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
 
 // Temp files from in-flight puts; list() hides them so readers never see partial objects.
 const TEMP_PREFIX = '.cascade-tmp-';
@@ -45,6 +45,12 @@ export class LocalStore implements ObjectStore {
 
   async getStream(key: string): Promise<Readable> {
     return openLocalStream(this.resolve(key));
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Buffer> {
+    const file = this.resolve(key);
+    checkRange(file, start, end);
+    return readLocalRange(file, start, end);
   }
 
   async put(key: string, body: Buffer | string): Promise<void> {
@@ -164,6 +170,23 @@ export async function readLocalFile(file: string, maxBytes?: number, ref: string
       want = 1 << 16;
     }
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Bytes [start, end) of a file (fewer at its end), read with positioned reads; the range is checked by the caller. */
+async function readLocalRange(file: string, start: number, end: number): Promise<Buffer> {
+  const { handle } = await openLocalFile(file, file);
+  try {
+    const buf = Buffer.alloc(end - start);
+    let filled = 0;
+    while (filled < buf.length) {
+      const { bytesRead } = await handle.read(buf, filled, buf.length - filled, start + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return filled === buf.length ? buf : buf.subarray(0, filled);
   } finally {
     await handle.close();
   }

@@ -30,6 +30,12 @@ export interface ObjectStore {
    * when it stops early.
    */
   getStream(key: string): Promise<Readable>;
+  /**
+   * Reads bytes [start, end) of an object without reading the rest (one member of a tar shard):
+   * fewer when the object ends sooner, none from its end on. ObjectNotFoundError when missing;
+   * a negative, fractional or reversed range is an InvalidRangeError before any read.
+   */
+  getRange(key: string, start: number, end: number): Promise<Buffer>;
   /** Writes (replaces) an object; readers see the old or the new content, never a partial one. */
   put(key: string, body: Buffer | string): Promise<void>;
   /**
@@ -48,7 +54,7 @@ export interface ObjectStore {
   describe(): string;
 }
 
-export type StoreErrorCode = 'OBJECT_NOT_FOUND' | 'OBJECT_TOO_LARGE' | 'INVALID_KEY';
+export type StoreErrorCode = 'OBJECT_NOT_FOUND' | 'OBJECT_TOO_LARGE' | 'INVALID_KEY' | 'INVALID_RANGE';
 
 /** The object (file or S3 key) does not exist. */
 export class ObjectNotFoundError extends CascadeError {
@@ -90,6 +96,25 @@ export class InvalidKeyError extends Error {
   ) {
     super(`Invalid object key ${JSON.stringify(key)}: ${reason}`);
   }
+}
+
+/** A byte range getRange refuses: negative, fractional or reversed. */
+export class InvalidRangeError extends Error {
+  readonly code = 'INVALID_RANGE' satisfies StoreErrorCode;
+  override name = 'InvalidRangeError';
+  /** `ref` names the object the range was asked of. */
+  constructor(
+    readonly ref: string,
+    readonly start: number,
+    readonly end: number,
+  ) {
+    super(`Invalid byte range [${start}, ${end}) of ${ref}: expected whole numbers with 0 <= start <= end`);
+  }
+}
+
+/** Throws InvalidRangeError unless 0 <= start <= end, both safe integers. */
+export function checkRange(ref: string, start: number, end: number): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) throw new InvalidRangeError(ref, start, end);
 }
 
 /** True for an ObjectNotFoundError, including one that lost its class crossing a thread boundary. */

@@ -1,6 +1,6 @@
 /**
- * ObjectStore over an S3 bucket + prefix, the S3Client factory, and the size-limited read and
- * paginated listing helpers the fetch and producer code share.
+ * The S3 row of the store registry: ObjectStore over an S3 bucket + prefix, the S3Client
+ * factory, S3's URL rules and transient-error test. Nothing outside pipeline/storage/ sees the SDK.
  */
 import {
   DeleteObjectCommand,
@@ -15,10 +15,10 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import type { z } from 'zod';
-import type { S3Settings } from '../../config/schema.js';
+import { S3Settings } from '../../config/schema.js';
 import { contentTypeOf } from './content-type.js';
-import { formatS3Url } from './location.js';
 import {
+  checkRange,
   type GetOptions,
   InvalidKeyError,
   isObjectNotFound,
@@ -28,8 +28,38 @@ import {
   type ObjectStore,
   ObjectTooLargeError,
 } from './object-store.js';
+import { DEFAULT_TRANSIENT_RETRY_MS, retryTransient } from './retry-transient.js';
+import type { StoreConnection, StoreScheme } from './store-scheme.js';
 
 export type S3SettingsInput = z.input<typeof S3Settings>;
+
+/** `s3://bucket/key`, the form refs and messages name S3 objects by. */
+export function s3Url(bucket: string, key: string): string {
+  return `s3://${bucket}/${key}`;
+}
+
+// Lenient on purpose: legacy and S3-compatible stores allow upper case and underscores,
+// but anything outside this set is certainly a typo (spaces, '?', ':' ...).
+const BUCKET = /^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/;
+
+/** The S3 row of the store registry; the client is built from the `s3:` settings on first use. */
+export const s3Scheme: StoreScheme = {
+  scheme: 's3',
+  label: 'S3',
+  container: 'bucket',
+  containerProblem: (name) =>
+    BUCKET.test(name) && !name.includes('..') ? null : '(3-255 characters: letters, digits, ".", "-", "_"; starting and ending with a letter or digit)',
+  connect(settings, borrowed): StoreConnection {
+    const client = (borrowed as S3Client | undefined) ?? makeS3Client(S3Settings.parse(settings.s3 ?? {}));
+    return {
+      open: (bucket, prefix, opts = {}) => new S3Store({ client, bucket, prefix, pageSize: opts.pageSize }),
+      isTransient: isTransientS3Error,
+      close: () => {
+        if (!borrowed) client.destroy();
+      },
+    };
+  },
+};
 
 export interface S3ClientOptions {
   /** Total attempts per request, first try included (SDK retry strategy). Default 8. */
@@ -71,8 +101,6 @@ export function makeS3Client(settings: S3SettingsInput = {}, opts: S3ClientOptio
   });
 }
 
-/** How long reads and part writes keep retrying transient failures on top of the SDK's own retries. */
-export const DEFAULT_TRANSIENT_RETRY_MS = 60_000;
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED']);
 
 /** True for failures worth retrying: network errors, timeouts, 5xx and 429 answers (checked along the cause chain). */
@@ -88,24 +116,6 @@ export function isTransientS3Error(err: unknown): boolean {
     if ((e.code && NETWORK_CODES.has(e.code)) || e.name === 'TimeoutError' || e.name === 'RequestTimeout') return true;
   }
   return false;
-}
-
-/**
- * Calls `op` until it succeeds, fails for good, or transient failures have lasted `budgetMs`.
- * The SDK retries too, but its client-wide retry quota (500 tokens, 10 per retried connection
- * error) empties within seconds of an outage, after which each call fails at once: without this
- * loop a 10 s outage failed every attempt of a batch and left the run waiting forever.
- */
-export async function retryTransient<T>(op: () => Promise<T>, budgetMs: number): Promise<T> {
-  const deadline = Date.now() + budgetMs;
-  for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
-    try {
-      return await op();
-    } catch (err) {
-      if (!isTransientS3Error(err) || Date.now() + delay > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
-  }
 }
 
 /** True for S3's "no such key/bucket" answers (GetObject's NoSuchKey, HeadObject's bare 404). */
@@ -150,12 +160,67 @@ export async function getS3Stream(client: S3Client, bucket: string, key: string)
   return (await openS3Object(client, bucket, key)).body ?? Readable.from([]);
 }
 
-/** Sends GetObject: the body (absent for some empty objects) and its announced length, or the typed not-found error. */
-async function openS3Object(client: S3Client, bucket: string, key: string): Promise<{ ref: string; body: Readable | undefined; length: number | undefined }> {
-  const ref = formatS3Url(bucket, key);
+/**
+ * Reads bytes [start, end) of an S3 object with a Range request (the range is checked by the
+ * caller). Past the object's end S3 answers 416, which is an empty read here; a server that
+ * ignores Range sends the whole object, of which only the range is kept and the rest not read.
+ */
+export async function getS3Range(client: S3Client, bucket: string, key: string, start: number, end: number): Promise<Buffer> {
+  // An empty range still asks for one byte, so a missing object is still an ObjectNotFoundError.
+  const last = end > start ? end - 1 : start;
+  let opened: Awaited<ReturnType<typeof openS3Object>>;
   try {
-    const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return { ref, body: res.Body as Readable | undefined, length: res.ContentLength };
+    opened = await openS3Object(client, bucket, key, `bytes=${start}-${last}`);
+  } catch (err) {
+    const cause = (err as { cause?: { name?: string; $metadata?: { httpStatusCode?: number } } }).cause;
+    if (cause?.$metadata?.httpStatusCode === 416 || cause?.name === 'InvalidRange') return Buffer.alloc(0);
+    throw err;
+  }
+  const { ref, body, contentRange } = opened;
+  if (!body) return Buffer.alloc(0);
+  // `bytes first-last/size`: s3rver answers a range of an empty object with a bogus 206 whose
+  // body never comes, so the size it states decides before any byte is read.
+  const size = Number(/\/(\d+)$/.exec(contentRange ?? '')?.[1] ?? Number.NaN);
+  if (start >= size) {
+    body.destroy();
+    return Buffer.alloc(0);
+  }
+  let skip = contentRange === undefined ? start : 0;
+  const want = Math.min(end, Number.isNaN(size) ? end : size) - start;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      if (skip > 0) {
+        const dropped = Math.min(skip, buf.length);
+        buf = buf.subarray(dropped);
+        skip -= dropped;
+      }
+      const kept = buf.subarray(0, want - total);
+      if (kept.length > 0) chunks.push(kept);
+      total += kept.length;
+      if (total >= want) break;
+    }
+  } catch (err) {
+    throw new Error(`Failed to read ${ref}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    body.destroy();
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Sends GetObject (of `range`, when given): the body (absent for some empty objects), its length and Content-Range (absent when the server ignored the range), or the typed not-found error. */
+async function openS3Object(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  range?: string,
+): Promise<{ ref: string; body: Readable | undefined; length: number | undefined; contentRange: string | undefined }> {
+  const ref = s3Url(bucket, key);
+  try {
+    const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range }));
+    return { ref, body: res.Body as Readable | undefined, length: res.ContentLength, contentRange: res.ContentRange };
   } catch (err) {
     if (isS3NotFound(err)) {
       const detail = (err as Error).name === 'NoSuchBucket' ? `bucket "${bucket}" does not exist` : undefined;
@@ -179,9 +244,9 @@ export async function* listS3Objects(
       page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token, MaxKeys: opts.pageSize }));
     } catch (err) {
       if ((err as Error).name === 'NoSuchBucket') {
-        throw new ObjectNotFoundError(formatS3Url(bucket, prefix), `bucket "${bucket}" does not exist`, { cause: err });
+        throw new ObjectNotFoundError(s3Url(bucket, prefix), `bucket "${bucket}" does not exist`, { cause: err });
       }
-      throw new Error(`Failed to list ${formatS3Url(bucket, prefix)}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`Failed to list ${s3Url(bucket, prefix)}: ${(err as Error).message}`, { cause: err });
     }
     for (const obj of page.Contents ?? []) {
       if (obj.Key !== undefined) yield { key: obj.Key, size: obj.Size ?? 0 };
@@ -233,6 +298,12 @@ export class S3Store implements ObjectStore {
     return getS3Stream(this.client, this.bucket, this.fullKey(key));
   }
 
+  async getRange(key: string, start: number, end: number): Promise<Buffer> {
+    const full = this.fullKey(key);
+    checkRange(s3Url(this.bucket, full), start, end);
+    return getS3Range(this.client, this.bucket, full, start, end);
+  }
+
   async put(key: string, body: Buffer | string): Promise<void> {
     const full = this.fullKey(key);
     // A Buffer with an explicit length: the SDK takes an empty string for a stream of unknown length.
@@ -243,9 +314,10 @@ export class S3Store implements ObjectStore {
         () =>
           this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: bytes, ContentLength: bytes.length, ContentType: contentTypeOf(key) })),
         this.retryForMs,
+        isTransientS3Error,
       );
     } catch (err) {
-      throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`Failed to write ${s3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -262,7 +334,7 @@ export class S3Store implements ObjectStore {
       return false;
     } catch (err) {
       if (!isS3NotFound(err) || (err as { name?: string }).name === 'NoSuchBucket')
-        throw new Error(`Failed to read ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+        throw new Error(`Failed to read ${s3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     try {
@@ -279,12 +351,13 @@ export class S3Store implements ObjectStore {
             }),
           ),
         this.retryForMs,
+        isTransientS3Error,
       );
       return true;
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
       if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return false;
-      throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`Failed to write ${s3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -300,7 +373,7 @@ export class S3Store implements ObjectStore {
     try {
       await upload.done();
     } catch (err) {
-      throw new Error(`Failed to write ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`Failed to write ${s3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -316,11 +389,11 @@ export class S3Store implements ObjectStore {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: full }));
     } catch (err) {
       // S3 answers 204 for a missing key, so any error here (a missing bucket included) is real.
-      throw new Error(`Failed to delete ${formatS3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`Failed to delete ${s3Url(this.bucket, full)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
   describe(): string {
-    return formatS3Url(this.bucket, this.prefix);
+    return s3Url(this.bucket, this.prefix);
   }
 }

@@ -9,6 +9,7 @@ import { ModelCache } from '../../pipeline/models/model-cache.js';
 import { type ModelPin, sha256Hex } from '../../pipeline/models/model-pin.js';
 import { planModel } from '../../pipeline/models/plan-model.js';
 import { fetchRef } from '../../pipeline/storage/fetch-image.js';
+import { Stores } from '../../pipeline/storage/stores.js';
 import type { RunSpec } from '../../queue/jobs.js';
 
 /** The run-wide settings a config gives by default. */
@@ -33,17 +34,15 @@ export function fakePin(path: string): ModelPin {
   };
 }
 
+/** Stores with no remote rows: tests have no S3 unless they start s3rver, and a remote ref fails at once. */
+export const LOCAL_ONLY = new Stores({}, { schemes: [] });
+
 /** A model cache reading local files only, as a test worker or planner uses. */
 export function testModelCache(capacity = 4): ModelCache {
   return new ModelCache({
     runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 },
     capacity,
-    read: (ref) =>
-      fetchRef(ref, {
-        s3: () => {
-          throw new Error('no S3 here');
-        },
-      }),
+    read: (ref) => fetchRef(ref, LOCAL_ONLY),
     downloadDir: join(tmpdir(), 'cascade-test-models'),
   });
 }
@@ -56,15 +55,7 @@ export async function pinTestModel(stage: string, spec: ModelSpecInput, cache: M
 
 /** A stage worker's image reader for local files (tests have no S3 unless they start s3rver). */
 export function localFetch(ref: string, maxBytes: number): Promise<Buffer> {
-  return fetchRef(
-    ref,
-    {
-      s3: () => {
-        throw new Error('no S3 in this test');
-      },
-    },
-    { maxBytes },
-  );
+  return fetchRef(ref, LOCAL_ONLY, { maxBytes });
 }
 
 /** The stages of a stand-in little/big run: fakePin models under `dir`, the little one accepting at 0.5. */

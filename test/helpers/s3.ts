@@ -9,11 +9,14 @@ import os from 'node:os';
 import path from 'node:path';
 import S3rver from 's3rver';
 import { type S3ClientOptions, makeS3Client } from '../../pipeline/storage/s3-store.js';
+import { Stores } from '../../pipeline/storage/stores.js';
 
 export interface TestS3 {
   endpoint: string;
   port: number;
   client: S3Client;
+  /** Stores whose S3 row uses `client` (borrowed: stop() destroys it). */
+  stores: Stores;
   /** Another client on the same endpoint, e.g. with a different retry policy. */
   makeClient(opts?: S3ClientOptions): S3Client;
   createBucket(name: string): Promise<void>;
@@ -50,6 +53,7 @@ export async function startS3(opts: { port?: number; buckets?: string[] } = {}):
     endpoint,
     port,
     client,
+    stores: new Stores({}, { clients: { s3: client } }),
     makeClient,
     createBucket: async (name) => {
       await client.send(new CreateBucketCommand({ Bucket: name }));

@@ -38,7 +38,7 @@ import { fixture, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
 import { pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
-import { openStore } from '../../pipeline/storage/open-store.js';
+import { Stores } from '../../pipeline/storage/stores.js';
 
 const N = 8;
 const EXTENSIONS = ['.png'];
@@ -95,7 +95,8 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
   };
   const configFile = join(work.path, `config-${id}.json`);
   await writeFile(configFile, JSON.stringify(config));
-  const s3 = () => makeS3Client({ endpoint: o.s3Endpoint, forcePathStyle: true }, { credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+  const stores = new Stores({}, o.s3Endpoint ? { clients: { s3: makeS3Client({ endpoint: o.s3Endpoint, forcePathStyle: true }, { credentials }) } } : {});
   const connection = connectRedis(redisUrl);
   // Refused connections while Redis is down are expected here; ioredis retries them.
   connection.on('error', () => undefined);
@@ -123,7 +124,7 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
     prefix,
     queues,
     tracker,
-    submit: () => submitRun({ spec: runSpec, refs: listSource(source, { extensions: EXTENSIONS, s3 }), tracker, queues, output: openStore(out, s3) }),
+    submit: () => submitRun({ spec: runSpec, refs: listSource(source, { extensions: EXTENSIONS, stores }), tracker, queues, output: stores.open(out) }),
     /** Waits for the merge, with a deadline so a lost batch fails the test instead of hanging it. */
     done: (timeoutMs = 60_000) =>
       Promise.race([
@@ -134,7 +135,7 @@ async function scenario(redisUrl: string, o: { out?: string; source?: string; s3
       ]),
     progress: () => tracker.progress(runSpec.runId),
     /** The invariant, checked the way `cascade verify` does. */
-    verify: () => verifyManifest(listSource(source, { extensions: EXTENSIONS, s3 }), readManifestLines(out, s3)),
+    verify: () => verifyManifest(listSource(source, { extensions: EXTENSIONS, stores }), readManifestLines(out, stores)),
     /** Ids of jobs BullMQ reported stalled on `stage`'s queue from now on. */
     watchStalled: async (stage: string) => {
       const events = new QueueEvents(stageQueueName(stage), { connection: connection.duplicate(), prefix });

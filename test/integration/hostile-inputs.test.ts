@@ -19,6 +19,7 @@ import { colourSpec } from '../helpers/colour-fixture.js';
 import { withModels, withRedis, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 import { uniquePrefix } from '../helpers/redis.js';
 import { startS3 } from '../helpers/s3.js';
+import { LOCAL_ONLY } from '../helpers/run-spec.js';
 
 const MAX_BYTES = 300_000;
 const EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.avif', '.gif', '.tif', '.tiff', '.bmp'];
@@ -58,10 +59,7 @@ describe('hostile and odd inputs', () => {
     const all = [...invalid, ...valid];
     expect(summary.images).toBe(all.length);
     expect(summary.errors).toBe(invalid.length);
-    const report = await verifyManifest(
-      listSource(images, { extensions: EXTENSIONS }),
-      readManifestLines(out, () => undefined as never),
-    );
+    const report = await verifyManifest(listSource(images, { extensions: EXTENSIONS }), readManifestLines(out, LOCAL_ONLY));
     expect(report).toMatchObject({ ok: true, sourceKeys: all.length, manifestRows: all.length, errorRows: invalid.length });
 
     const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
@@ -142,10 +140,10 @@ describe('hostile and odd inputs', () => {
 
   it('the byte limit is checked before reading the file', async () => {
     const huge = join(images, 'huge-file.png');
-    await expect(fetchRef(huge, { s3: () => undefined as never }, { maxBytes: MAX_BYTES })).rejects.toMatchObject({
+    await expect(fetchRef(huge, LOCAL_ONLY, { maxBytes: MAX_BYTES })).rejects.toMatchObject({
       name: 'ObjectTooLargeError',
       message: expect.stringMatching(new RegExp(`${MAX_BYTES}`)),
     });
-    await expect(fetchRef(huge, { s3: () => undefined as never }, { maxBytes: 10 * MAX_BYTES })).resolves.toBeInstanceOf(Buffer);
+    await expect(fetchRef(huge, LOCAL_ONLY, { maxBytes: 10 * MAX_BYTES })).resolves.toBeInstanceOf(Buffer);
   });
 });

@@ -7,6 +7,7 @@
  * one row per distinct key, exact counts, and nothing read that the roots do not allow.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { Stores } from '../../pipeline/storage/stores.js';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -124,7 +125,7 @@ describe('a hostile key list', () => {
   it('lists each key once, normalised, and reports the repeats', async () => {
     const repeats: string[] = [];
     const refs: string[] = [];
-    for await (const ref of listSource(keys, { extensions: EXTENSIONS, s3: s3.client, onDuplicate: (_ref, where) => repeats.push(where) })) refs.push(ref);
+    for await (const ref of listSource(keys, { extensions: EXTENSIONS, stores: s3.stores, onDuplicate: (_ref, where) => repeats.push(where) })) refs.push(ref);
     expect(refs).toHaveLength(DISTINCT);
     expect(new Set(refs).size).toBe(DISTINCT);
     expect([...refs].sort()).toEqual([...OK(), ...NOT_FOUND(), ...FORBIDDEN()].sort());
@@ -134,6 +135,7 @@ describe('a hostile key list', () => {
   it('fetchRef reads only what the roots allow, and sends no S3 request for a .. key', async () => {
     const sent: string[] = [];
     const client = s3.makeClient();
+    const counted = new Stores({}, { clients: { s3: client } });
     client.middlewareStack.add(
       (next) => async (args) => {
         sent.push(String((args.input as { Key?: string }).Key));
@@ -142,8 +144,8 @@ describe('a hostile key list', () => {
       { step: 'initialize' },
     );
     const outcomes: Record<string, string[]> = { ok: [], 'not-found': [], forbidden: [] };
-    for await (const ref of listSource(keys, { extensions: EXTENSIONS, s3: s3.client })) {
-      const kind = await fetchRef(ref, { s3: () => client }, { localRoots: [root], maxBytes: 1 << 20, retryForMs: 0 }).then(
+    for await (const ref of listSource(keys, { extensions: EXTENSIONS, stores: s3.stores })) {
+      const kind = await fetchRef(ref, counted, { localRoots: [root], maxBytes: 1 << 20, retryForMs: 0 }).then(
         () => 'ok',
         (err: unknown) => (isForbiddenPath(err) ? 'forbidden' : isObjectNotFound(err) ? 'not-found' : `unexpected: ${(err as Error).message}`),
       );
@@ -156,7 +158,7 @@ describe('a hostile key list', () => {
     expect(Object.keys(outcomes).sort()).toEqual(['forbidden', 'not-found', 'ok']);
     expect(sent.sort()).toEqual(['imgs/missing.png', 'imgs/s-grey.png', 'imgs/s-red.png']);
     // Without roots (a trusted caller) a FIFO is still refused at once, never opened for a writer.
-    await expect(fetchRef(local('fifo.png'), { s3: () => client })).rejects.toThrow(/not a regular file \(a FIFO\)/);
+    await expect(fetchRef(local('fifo.png'), counted)).rejects.toThrow(/not a regular file \(a FIFO\)/);
     client.destroy();
   });
 
@@ -201,10 +203,7 @@ describe('a hostile key list', () => {
     // Nothing of a refused file reached a row.
     expect(JSON.stringify(rows)).not.toMatch(/root:|PATH=|HOME=/);
 
-    const report = await verifyManifest(
-      listSource(keys, { extensions: EXTENSIONS, s3: s3.client }),
-      readManifestLines(out, () => s3.client),
-    );
+    const report = await verifyManifest(listSource(keys, { extensions: EXTENSIONS, stores: s3.stores }), readManifestLines(out, s3.stores));
     expect(report).toMatchObject({
       ok: true,
       sourceKeys: DISTINCT,

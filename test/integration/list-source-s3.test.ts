@@ -2,6 +2,8 @@
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { compareKeys } from '../../pipeline/storage/object-store.js';
+import { s3Scheme } from '../../pipeline/storage/s3-store.js';
+import { type StoreSettings, Stores } from '../../pipeline/storage/stores.js';
 import { SourceNotFoundError, listSource } from '../../producers/list-source.js';
 import { type TestS3, startS3 } from '../helpers/s3.js';
 
@@ -49,7 +51,7 @@ describe('S3 sources', () => {
   it('lists more than one page of objects, filtered, in S3 order', async () => {
     const send = vi.spyOn(s3.client, 'send');
     try {
-      const refs = await all(listSource(`s3://${bucket}/many`, { extensions: EXT, s3: s3.client, pageSize: 25 }));
+      const refs = await all(listSource(`s3://${bucket}/many`, { extensions: EXT, stores: s3.stores, pageSize: 25 }));
       const expected = [...many, 'many/IMG99999.JPEG'].sort(compareKeys).map((k) => `s3://${bucket}/${k}`);
       expect(refs).toEqual(expected);
       const listCalls = send.mock.calls.filter(([cmd]) => cmd instanceof ListObjectsV2Command);
@@ -60,39 +62,39 @@ describe('S3 sources', () => {
     }
   });
 
-  it('lists with the server default page size and builds the client lazily, once', async () => {
+  it('lists with the server default page size and connects the S3 row lazily, once per Stores', async () => {
     let built = 0;
-    const factory = () => {
-      built++;
-      return s3.client;
-    };
-    const refs = await all(listSource(`s3://${bucket}/many/`, { extensions: ['.jpg'], s3: factory }));
+    const counting = { ...s3Scheme, connect: (settings: StoreSettings) => (built++, s3Scheme.connect(settings, s3.client)) };
+    const stores = new Stores({}, { schemes: [counting] });
+    expect(built).toBe(0);
+    const refs = await all(listSource(`s3://${bucket}/many/`, { extensions: ['.jpg'], stores }));
     expect(refs).toEqual(many.map((k) => `s3://${bucket}/${k}`));
+    await all(listSource(`s3://${bucket}/lists/keys.txt`, { extensions: EXT, stores }));
     expect(built).toBe(1);
   });
 
   it('reads a key-list file stored on S3, resolving relative lines next to it', async () => {
-    const refs = await all(listSource(`s3://${bucket}/lists/keys.txt`, { extensions: EXT, s3: s3.client }));
+    const refs = await all(listSource(`s3://${bucket}/lists/keys.txt`, { extensions: EXT, stores: s3.stores }));
     expect(refs).toEqual([`s3://${bucket}/lists/sub/a.jpg`, 's3://other-bucket/x.jpg', '/local/abs.jpg']);
   });
 
   it('reads a Ground Truth manifest stored on S3; its bad line is an error naming the line', async () => {
     const refs: string[] = [];
     const read = async () => {
-      for await (const ref of listSource(`s3://${bucket}/lists/input.manifest`, { extensions: EXT, s3: s3.client })) refs.push(ref);
+      for await (const ref of listSource(`s3://${bucket}/lists/input.manifest`, { extensions: EXT, stores: s3.stores })) refs.push(ref);
     };
     await expect(read()).rejects.toThrow(`s3://${bucket}/lists/input.manifest:3: a text object ("source"), not an image ("source-ref")`);
     expect(refs).toEqual(['s3://other-bucket/x.jpg', `s3://${bucket}/lists/sub/a.jpg`]);
   });
 
   it('names missing buckets, empty prefixes and missing list files', async () => {
-    await expect(all(listSource('s3://no-such-bucket/x', { extensions: EXT, s3: s3.client }))).rejects.toThrow(
+    await expect(all(listSource('s3://no-such-bucket/x', { extensions: EXT, stores: s3.stores }))).rejects.toThrow(
       'Source not found: s3://no-such-bucket/x (bucket "no-such-bucket" does not exist)',
     );
-    const err = await all(listSource(`s3://${bucket}/manyy`, { extensions: EXT, s3: s3.client })).catch((e: unknown) => e);
+    const err = await all(listSource(`s3://${bucket}/manyy`, { extensions: EXT, stores: s3.stores })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SourceNotFoundError);
     expect((err as Error).message).toBe(`Source not found: s3://${bucket}/manyy (no objects under s3://${bucket}/manyy/)`);
-    await expect(all(listSource(`s3://${bucket}/lists/missing.txt`, { extensions: EXT, s3: s3.client }))).rejects.toThrow(
+    await expect(all(listSource(`s3://${bucket}/lists/missing.txt`, { extensions: EXT, stores: s3.stores }))).rejects.toThrow(
       `Source not found: s3://${bucket}/lists/missing.txt`,
     );
   });

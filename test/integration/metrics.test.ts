@@ -169,7 +169,7 @@ describe('CascadeMetrics', () => {
       const run = await planRun(config, 's3://metrics-in/m/', 's3://metrics-out/m/', runtime.models, 'hook-1');
       await submitRun({
         spec: run,
-        refs: listSource(run.source, { extensions: config.extensions, s3: runtime.s3 }),
+        refs: listSource(run.source, { extensions: config.extensions, stores: runtime.stores }),
         tracker: runtime.tracker,
         queues: runtime.queues,
         output: runtime.openOutput(run.out),

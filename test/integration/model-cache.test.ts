@@ -22,7 +22,7 @@ const cache = (capacity: number, downloadDir = join(work.path, 'downloads')) =>
   new ModelCache({
     runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 },
     capacity,
-    read: (ref) => fetchRef(ref, { s3: () => s3.client }),
+    read: (ref) => fetchRef(ref, s3.stores),
     downloadDir,
   });
 

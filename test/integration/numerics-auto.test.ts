@@ -16,6 +16,7 @@ import type { Probe } from '../../pipeline/models/probe.js';
 import { ProbeCache } from '../../pipeline/models/probe-cache.js';
 import { fetchRef } from '../../pipeline/storage/fetch-image.js';
 import { withModels, withTempDir } from '../helpers/fixtures.js';
+import { LOCAL_ONLY } from '../helpers/run-spec.js';
 
 const work = withTempDir('numerics-auto');
 const models = withModels(work);
@@ -24,12 +25,7 @@ const modelCache = (probeDir?: string) =>
   new ModelCache({
     runtime: { executionProviders: ['cpu'], threads: 1, intraOpThreads: 1 },
     capacity: 4,
-    read: (ref) =>
-      fetchRef(ref, {
-        s3: () => {
-          throw new Error('no S3 here');
-        },
-      }),
+    read: (ref) => fetchRef(ref, LOCAL_ONLY),
     probeCache: probeDir ? new ProbeCache(probeDir) : null,
   });
 

@@ -18,8 +18,8 @@ import {
   readJson,
   readLines,
 } from '../../pipeline/storage/object-store.js';
-import { openStore } from '../../pipeline/storage/open-store.js';
-import { S3Store, makeS3Client } from '../../pipeline/storage/s3-store.js';
+import { S3Store, makeS3Client, s3Scheme } from '../../pipeline/storage/s3-store.js';
+import { type StoreSettings, Stores } from '../../pipeline/storage/stores.js';
 import { startOutageProxy } from '../helpers/outage-proxy.js';
 import { type TestS3, startS3 } from '../helpers/s3.js';
 
@@ -134,6 +134,29 @@ describe.each(Object.keys(stores))('%s store contract', (kind) => {
     const stream = await store.getStream('s/lines.txt');
     for await (const _ of readLines(stream)) break;
     expect(stream.destroyed).toBe(true);
+  });
+
+  it('getRange reads [start, end) of an object, short at its end, empty past it, and refuses bad ranges', async () => {
+    const body = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+    await store.put('r/shard.tar', body);
+    expect(await store.getRange('r/shard.tar', 0, 10)).toEqual(body.subarray(0, 10));
+    expect(await store.getRange('r/shard.tar', 512, 700)).toEqual(body.subarray(512, 700));
+    expect(await store.getRange('r/shard.tar', 990, 2000)).toEqual(body.subarray(990));
+    expect((await store.getRange('r/shard.tar', 1000, 1010)).length).toBe(0);
+    expect((await store.getRange('r/shard.tar', 5000, 6000)).length).toBe(0);
+    expect((await store.getRange('r/shard.tar', 7, 7)).length).toBe(0);
+    await store.put('r/empty', '');
+    expect((await store.getRange('r/empty', 0, 10)).length).toBe(0);
+    await expect(store.getRange('r/no-such.tar', 0, 10)).rejects.toBeInstanceOf(ObjectNotFoundError);
+    await expect(store.getRange('r/no-such.tar', 3, 3)).rejects.toBeInstanceOf(ObjectNotFoundError);
+    for (const [start, end] of [
+      [-1, 4],
+      [5, 4],
+      [0.5, 4],
+      [0, Number.POSITIVE_INFINITY],
+    ] as const) {
+      await expect(store.getRange('r/shard.tar', start, end)).rejects.toMatchObject({ name: 'InvalidRangeError', code: 'INVALID_RANGE' });
+    }
   });
 
   it('readJson parses and validates, naming the key on bad content', async () => {
@@ -285,31 +308,68 @@ describe('S3Store', () => {
   });
 });
 
-describe('openStore', () => {
-  it('opens the right store and only builds an S3 client for s3:// locations', () => {
-    let built = 0;
-    const factory = () => {
-      built++;
-      return s3.client;
-    };
-    const local = openStore(path.join(tmp, 'opened'), factory);
+/** Stores whose S3 row counts its connections and uses the s3rver client (borrowed, so close() leaves it open). */
+function countingStores(): { stores: Stores; connects: () => number } {
+  let n = 0;
+  const row = { ...s3Scheme, connect: (settings: StoreSettings) => (n++, s3Scheme.connect(settings, s3.client)) };
+  return { stores: new Stores({}, { schemes: [row] }), connects: () => n };
+}
+
+describe('Stores', () => {
+  it('opens the right store and connects the S3 row only for s3:// locations, once', () => {
+    const { stores, connects } = countingStores();
+    const local = stores.open(path.join(tmp, 'opened'));
     expect(local).toBeInstanceOf(LocalStore);
-    expect(built).toBe(0);
-    const remote = openStore('s3://store-test/out', factory);
+    expect(connects()).toBe(0);
+    const remote = stores.open('s3://store-test/out');
     expect(remote).toBeInstanceOf(S3Store);
     expect(remote.describe()).toBe('s3://store-test/out/');
-    expect(built).toBe(1);
+    expect(stores.open({ kind: 'remote', scheme: 's3', bucket: 'store-test', prefix: 'other/' }).describe()).toBe('s3://store-test/other/');
+    expect(connects()).toBe(1);
+  });
+
+  it('connects again after close(), and each Stores has its own connections', () => {
+    const a = countingStores();
+    a.stores.open('s3://store-test/x');
+    a.stores.close();
+    a.stores.open('s3://store-test/x');
+    expect(a.connects()).toBe(2);
+    const b = countingStores();
+    b.stores.open('s3://store-test/x');
+    expect([a.connects(), b.connects()]).toEqual([2, 1]);
+  });
+
+  it('builds its own client from the settings and destroys it on close()', async () => {
+    await s3.client.send(new PutObjectCommand({ Bucket: 'store-test', Key: 'own/k.txt', Body: 'own' }));
+    const stores = new Stores({ s3: { endpoint: s3.endpoint, forcePathStyle: true } });
+    const prev = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+    process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+    try {
+      expect((await stores.open('s3://store-test/own/').get('k.txt')).toString()).toBe('own');
+    } finally {
+      stores.close();
+      for (const [k, v] of [
+        ['AWS_ACCESS_KEY_ID', prev.id],
+        ['AWS_SECRET_ACCESS_KEY', prev.secret],
+      ] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
+  it('refuses a scheme with no row, naming it', async () => {
+    const none = new Stores({}, { schemes: [] });
+    expect(() => none.open('s3://store-test/x')).toThrow('No S3 store is configured for s3:// URLs');
+    await expect(fetchRef('s3://store-test/img/a.jpg', none)).rejects.toThrow('No S3 store is configured for s3:// URLs');
   });
 });
 
 describe('fetchRef', () => {
-  let calls = 0;
-  const deps = {
-    s3: () => {
-      calls++;
-      return s3.client;
-    },
-  };
+  let counting = countingStores();
+  let deps = counting.stores;
+  const calls = () => counting.connects();
   // The objects every test here reads, made once for the block: each test runs alone or in any order.
   beforeAll(async () => {
     await fs.mkdir(path.join(tmp, 'fetch'), { recursive: true });
@@ -317,20 +377,21 @@ describe('fetchRef', () => {
     await s3.client.send(new PutObjectCommand({ Bucket: 'store-test', Key: 'img/a b.jpg', Body: 'from-s3' }));
   });
   beforeEach(() => {
-    calls = 0;
+    counting = countingStores();
+    deps = counting.stores;
   });
-
   it('reads local paths (absolute, relative, file://) without touching S3', async () => {
     const file = path.join(tmp, 'fetch', 'img.jpg');
     expect((await fetchRef(file, deps)).toString()).toBe('jpegbytes');
     expect((await fetchRef(path.relative(process.cwd(), file), deps)).toString()).toBe('jpegbytes');
     expect((await fetchRef(pathToFileURL(file).href, deps)).toString()).toBe('jpegbytes');
-    expect(calls).toBe(0);
+    expect(calls()).toBe(0);
   });
 
   it('reads s3:// refs', async () => {
     expect((await fetchRef('s3://store-test/img/a b.jpg', deps, { maxBytes: 100 })).toString()).toBe('from-s3');
-    expect(calls).toBe(1);
+    expect((await fetchRef('S3://store-test/img/a b.jpg', deps)).toString()).toBe('from-s3');
+    expect(calls()).toBe(1);
   });
 
   it('returns empty objects as empty buffers', async () => {

@@ -67,10 +67,7 @@ async function runTo(rt: Runtime, config: CascadeConfig, out: string, runId: str
     overwrite,
   });
   const summary = await waitForRun(rt.tracker, runId, () => {});
-  const report = await verifyManifest(
-    listSource(spec.source, { extensions: config.extensions }),
-    readManifestLines(out, () => s3.client),
-  );
+  const report = await verifyManifest(listSource(spec.source, { extensions: config.extensions }), readManifestLines(out, s3.stores));
   return { spec, result, summary, report };
 }
 
@@ -147,10 +144,7 @@ describe('a run id names one spec', () => {
       expect(resumed).toMatchObject({ alreadySubmitted: true, images: N });
       const summary = await waitForRun(rt.tracker, 'resume-1', () => {});
       expect(summary.images).toBe(N);
-      const report = await verifyManifest(
-        refsOf(images),
-        readManifestLines(out, () => s3.client),
-      );
+      const report = await verifyManifest(refsOf(images), readManifestLines(out, s3.stores));
       expect([report.ok, report.manifestRows]).toEqual([true, N]);
     });
   });
@@ -166,10 +160,7 @@ describe('a run id names one spec', () => {
       expect(results.map((r) => r.alreadySubmitted).sort()).toEqual([false, true]);
       const summary = await waitForRun(rt.tracker, 'race-1', () => {});
       expect(summary.images).toBe(N);
-      const report = await verifyManifest(
-        refsOf(images),
-        readManifestLines(out, () => s3.client),
-      );
+      const report = await verifyManifest(refsOf(images), readManifestLines(out, s3.stores));
       expect([report.ok, report.manifestRows, report.counts.duplicate]).toEqual([true, N, 0]);
     });
   });

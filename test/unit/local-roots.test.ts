@@ -13,14 +13,12 @@ import { loadWorkerConfig } from '../../config/worker-config.js';
 import { ForbiddenPathError, fetchRef, isForbiddenPath } from '../../pipeline/storage/fetch-image.js';
 import { isWithin, readConfinedFile } from '../../pipeline/storage/local-roots.js';
 import { ObjectNotFoundError, ObjectTooLargeError } from '../../pipeline/storage/object-store.js';
+import { Stores } from '../../pipeline/storage/stores.js';
 
 let dir: string;
 let root: string;
-const noS3 = {
-  s3: () => {
-    throw new Error('no S3 client may be built for this ref');
-  },
-};
+// No remote rows: a remote ref that got past its checks would fail here instead of reaching a client.
+const noS3 = new Stores({}, { schemes: [] });
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cascade-roots-'));

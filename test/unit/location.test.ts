@@ -1,18 +1,18 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatLocation, isS3Url, parseLocation, parseRef, parseS3Url } from '../../pipeline/storage/location.js';
+import { expectedUrls, formatLocation, isRemoteUrl, isS3Url, parseLocation, parseRef, parseRemoteUrl, remoteScheme } from '../../pipeline/storage/location.js';
 
 describe('parseLocation', () => {
   it('parses s3 URLs with folder-like prefixes', () => {
-    expect(parseLocation('s3://bucket')).toEqual({ kind: 's3', bucket: 'bucket', prefix: '' });
-    expect(parseLocation('s3://bucket/')).toEqual({ kind: 's3', bucket: 'bucket', prefix: '' });
-    expect(parseLocation('s3://bucket/out')).toEqual({ kind: 's3', bucket: 'bucket', prefix: 'out/' });
-    expect(parseLocation('s3://my.bucket-1/a/b/')).toEqual({ kind: 's3', bucket: 'my.bucket-1', prefix: 'a/b/' });
-    expect(parseLocation('S3://bucket/x')).toEqual({ kind: 's3', bucket: 'bucket', prefix: 'x/' });
+    expect(parseLocation('s3://bucket')).toEqual({ kind: 'remote', scheme: 's3', bucket: 'bucket', prefix: '' });
+    expect(parseLocation('s3://bucket/')).toEqual({ kind: 'remote', scheme: 's3', bucket: 'bucket', prefix: '' });
+    expect(parseLocation('s3://bucket/out')).toEqual({ kind: 'remote', scheme: 's3', bucket: 'bucket', prefix: 'out/' });
+    expect(parseLocation('s3://my.bucket-1/a/b/')).toEqual({ kind: 'remote', scheme: 's3', bucket: 'my.bucket-1', prefix: 'a/b/' });
+    expect(parseLocation('S3://bucket/x')).toEqual({ kind: 'remote', scheme: 's3', bucket: 'bucket', prefix: 'x/' });
   });
 
   it('keeps S3 keys as data', () => {
-    expect(parseLocation('s3://bucket/a b/..é/%2e%2e/ ../é?x=1').kind).toBe('s3');
+    expect(parseLocation('s3://bucket/a b/..é/%2e%2e/ ../é?x=1').kind).toBe('remote');
     expect(parseLocation('s3://bucket/a b/..é/%2e%2e/ ../é?x=1')).toMatchObject({ prefix: 'a b/..é/%2e%2e/ ../é?x=1/' });
   });
 
@@ -49,13 +49,22 @@ describe('parseLocation', () => {
   });
 });
 
-describe('parseS3Url / isS3Url', () => {
-  it('returns the raw key', () => {
-    expect(parseS3Url('s3://bucket/a/b.jpg')).toEqual({ bucket: 'bucket', key: 'a/b.jpg' });
-    expect(parseS3Url('s3://bucket/a//b/')).toEqual({ bucket: 'bucket', key: 'a//b/' });
-    expect(parseS3Url('s3://bucket')).toEqual({ bucket: 'bucket', key: '' });
+describe('parseRemoteUrl / isRemoteUrl', () => {
+  it('returns the scheme and the raw key', () => {
+    expect(parseRemoteUrl('s3://bucket/a/b.jpg')).toEqual({ scheme: 's3', bucket: 'bucket', key: 'a/b.jpg' });
+    expect(parseRemoteUrl('S3://bucket/a//b/')).toEqual({ scheme: 's3', bucket: 'bucket', key: 'a//b/' });
+    expect(parseRemoteUrl('s3://bucket')).toEqual({ scheme: 's3', bucket: 'bucket', key: '' });
     expect(isS3Url('s3://x')).toBe(true);
     expect(isS3Url('/s3://x')).toBe(false);
+  });
+
+  it('knows only the schemes of the store registry', () => {
+    expect(isRemoteUrl('s3://x')).toBe(true);
+    expect(isRemoteUrl('S3:bucket')).toBe(true);
+    expect(remoteScheme('S3://b/k')).toBe('s3');
+    for (const s of ['/s3://x', 'gs://b/k', 'file:///x', 'https://h/x', 'c:out', 'plain/path']) expect(isRemoteUrl(s), s).toBe(false);
+    expect(() => parseRemoteUrl('gs://b/k')).toThrow(/Not a store URL "gs:\/\/b\/k": expected s3:\/\/bucket\/key/);
+    expect(expectedUrls('prefix')).toBe('s3://bucket/prefix');
   });
 });
 
@@ -68,8 +77,8 @@ describe('formatLocation', () => {
 
 describe('parseRef', () => {
   it('tells S3, file URLs, other schemes and plain paths apart', () => {
-    expect(parseRef('s3://bucket/a/b.jpg')).toEqual({ kind: 's3', bucket: 'bucket', key: 'a/b.jpg' });
-    expect(parseRef('S3://bucket/')).toEqual({ kind: 's3', bucket: 'bucket', key: '' });
+    expect(parseRef('s3://bucket/a/b.jpg')).toEqual({ kind: 'remote', scheme: 's3', bucket: 'bucket', key: 'a/b.jpg' });
+    expect(parseRef('S3://bucket/')).toEqual({ kind: 'remote', scheme: 's3', bucket: 'bucket', key: '' });
     expect(parseRef('file:///tmp/some%20dir/x.jpg')).toEqual({ kind: 'local', path: '/tmp/some dir/x.jpg' });
     expect(parseRef('FILE:///tmp/x')).toEqual({ kind: 'local', path: '/tmp/x' });
     expect(parseRef('HTTPS://example.com/x')).toEqual({ kind: 'unsupported', scheme: 'https' });

@@ -1,7 +1,11 @@
 /** Which S3 failures are transient (network, timeouts, 5xx, 429) and how they are retried within a time budget. */
 import { describe, expect, it } from 'vitest';
 import { ObjectNotFoundError } from '../../pipeline/storage/object-store.js';
-import { isTransientS3Error, retryTransient } from '../../pipeline/storage/s3-store.js';
+import { retryTransient as retryWith } from '../../pipeline/storage/retry-transient.js';
+import { isTransientS3Error } from '../../pipeline/storage/s3-store.js';
+
+/** The retry loop with S3's notion of a transient failure, as S3Store and Stores.read use it. */
+const retryTransient = <T>(op: () => Promise<T>, budgetMs: number) => retryWith(op, budgetMs, isTransientS3Error);
 
 describe('transient S3 failures', () => {
   const refused = () =>

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ManifestRow } from '../../pipeline/results/manifest.js';
 import { ManifestChecker, formatVerifyReport, readManifestLines, verifyManifest } from '../../pipeline/results/verify-manifest.js';
+import { Stores } from '../../pipeline/storage/stores.js';
 
 function row(key: string, over: Partial<ManifestRow> = {}): string {
   return JSON.stringify({ key, label: 0, labelName: 'red', confidence: 0.9, stage: 'little', top5: [{ label: 0, name: 'red', p: 0.9 }], error: null, ...over });
@@ -71,7 +72,7 @@ describe('verifyManifest (synthetic manifests)', () => {
   it('a missing manifest is a clear not-found error', async () => {
     const missing = join(tmpdir(), 'no-such-dir-cascade', 'manifest.jsonl');
     await expect(async () => {
-      for await (const _ of readManifestLines(missing, () => undefined as never)) void _;
+      for await (const _ of readManifestLines(missing, new Stores({}, { schemes: [] }))) void _;
     }).rejects.toThrow(/not found.*no-such-dir-cascade/i);
   });
 });
