@@ -34,7 +34,7 @@ import type { StoreConnection, StoreScheme } from './store-scheme.js';
 export type S3SettingsInput = z.input<typeof S3Settings>;
 
 /** `s3://bucket/key`, the form refs and messages name S3 objects by. */
-export function s3Url(bucket: string, key: string): string {
+function s3Url(bucket: string, key: string): string {
   return `s3://${bucket}/${key}`;
 }
 
@@ -119,7 +119,7 @@ export function isTransientS3Error(err: unknown): boolean {
 }
 
 /** True for S3's "no such key/bucket" answers (GetObject's NoSuchKey, HeadObject's bare 404). */
-export function isS3NotFound(err: unknown): boolean {
+function isS3NotFound(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | null;
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.name === 'NoSuchBucket' || e?.$metadata?.httpStatusCode === 404;
 }
@@ -128,7 +128,7 @@ export function isS3NotFound(err: unknown): boolean {
  * Reads a whole S3 object, refusing it above `maxBytes` from ContentLength before reading the
  * body (and while reading, should the length be absent). Missing key or bucket → ObjectNotFoundError.
  */
-export async function getS3Object(client: S3Client, bucket: string, key: string, maxBytes?: number): Promise<Buffer> {
+async function getS3Object(client: S3Client, bucket: string, key: string, maxBytes?: number): Promise<Buffer> {
   const { ref, body, length } = await openS3Object(client, bucket, key);
   if (!body) return Buffer.alloc(0);
   if (maxBytes !== undefined && length !== undefined && length > maxBytes) {
@@ -156,7 +156,7 @@ export async function getS3Object(client: S3Client, bucket: string, key: string,
 }
 
 /** Opens an S3 object as a stream (no retries); missing key or bucket → ObjectNotFoundError before any byte is read. */
-export async function getS3Stream(client: S3Client, bucket: string, key: string): Promise<Readable> {
+async function getS3Stream(client: S3Client, bucket: string, key: string): Promise<Readable> {
   return (await openS3Object(client, bucket, key)).body ?? Readable.from([]);
 }
 
@@ -165,7 +165,7 @@ export async function getS3Stream(client: S3Client, bucket: string, key: string)
  * caller). Past the object's end S3 answers 416, which is an empty read here; a server that
  * ignores Range sends the whole object, of which only the range is kept and the rest not read.
  */
-export async function getS3Range(client: S3Client, bucket: string, key: string, start: number, end: number): Promise<Buffer> {
+async function getS3Range(client: S3Client, bucket: string, key: string, start: number, end: number): Promise<Buffer> {
   // An empty range still asks for one byte, so a missing object is still an ObjectNotFoundError.
   const last = end > start ? end - 1 : start;
   let opened: Awaited<ReturnType<typeof openS3Object>>;
@@ -231,7 +231,7 @@ async function openS3Object(
 }
 
 /** Lists every object under `prefix` (raw string prefix), following ListObjectsV2 continuation tokens. */
-export async function* listS3Objects(
+async function* listS3Objects(
   client: S3Client,
   bucket: string,
   prefix: string,
