@@ -4,7 +4,7 @@
  * to the best threshold in hindsight and the oracle. Pure; the I/O is in eval-savers.ts.
  */
 import type { CalibrationEntry, CascadeCosts } from '../pipeline/calibration/sweep.js';
-import { confidence, PNORM_P, rankOf, rankReferenceOf, topK } from '../pipeline/routing.js';
+import { accepts, confidence, PNORM_P, rankOf, rankReferenceOf, topK } from '../pipeline/routing.js';
 import { deferralFeatures, fitLogistic, logisticConfidence, pNormMaxLogit } from './deferral-signals.js';
 import { certifyAccuracyDrop, certifyAgreement, type RiskMethod, type ScoredImage } from '../pipeline/calibration/risk-control.js';
 import { seeded } from './stats.js';
@@ -97,7 +97,7 @@ function savedAt(part: readonly Row[], c: (r: Row) => number, t: number, costs: 
   let big = 0;
   let cascade = 0;
   for (const r of part) {
-    const keep = c(r) >= t;
+    const keep = accepts(c(r), t);
     if (keep) {
       kept++;
       if (r.agrees) agree++;

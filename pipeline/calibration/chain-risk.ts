@@ -38,7 +38,7 @@
  * Among the metrics that certify, the one with the lowest expected GMACs per image wins.
  */
 import { type ConfidenceMetric, RANK_TWO_STAGES } from '../../config/schema.js';
-import { confidence, topK } from '../routing.js';
+import { accepts, confidence, topK } from '../routing.js';
 import { CalibrationRefused } from './calibrate.js';
 import { type ChainEntry, type ChainOutcome, type ChainStage, checkChain, evaluateChain } from './chain.js';
 import { fixedSequence, imagesNeededFor, strongest } from './risk-control.js';
@@ -120,7 +120,7 @@ export function chainLevels(stages: readonly ChainStage[], entries: readonly Cha
       let hi = n;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
-        if (c >= path[mid]!.thresholds[k]!) hi = mid;
+        if (accepts(c, path[mid]!.thresholds[k]!)) hi = mid;
         else lo = mid + 1;
       }
       if (lo < n) events.push({ level: lo, stage: k });

@@ -11,7 +11,7 @@
  * rule for chains, with a finite-sample promise, is chain-risk.ts.
  */
 import type { ConfidenceMetric } from '../../config/schema.js';
-import { confidence, topK } from '../routing.js';
+import { accepts, confidence, topK } from '../routing.js';
 import { modelAccuracy } from './evaluate.js';
 import { ALL_METRICS, type RuleName, ruleSelector } from './select.js';
 import { type CalibrationEntry, sweepThresholds } from './sweep.js';
@@ -89,7 +89,7 @@ export function evaluateChain(
     let stage = 0;
     for (; stage < last; stage++) {
       reached[stage]!++;
-      if (confidence(e.rows[stage]!, metric) >= thresholds[stage]!) break;
+      if (accepts(confidence(e.rows[stage]!, metric), thresholds[stage]!)) break;
     }
     if (stage === last) reached[last]!++;
     kept[stage]!++;
@@ -154,7 +154,7 @@ function chainThresholds(stages: readonly ChainStage[], entries: readonly ChainE
     const t = Math.min(1, s.threshold);
     thresholds.push(t);
     reasons.push(`${stages[k]!.name}: ${s.reason}${s.threshold > 1 ? ' (threshold 1: this stage could be dropped)' : ''}`);
-    remaining = remaining.filter((e) => confidence(e.rows[k]!, metric) < t);
+    remaining = remaining.filter((e) => !accepts(confidence(e.rows[k]!, metric), t));
   }
   return { thresholds, reasons };
 }

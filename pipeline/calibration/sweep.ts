@@ -3,7 +3,7 @@
  * little model keeps, the cost and quality of the cascade. Pure; no I/O.
  */
 import type { ConfidenceMetric, RankReference } from '../../config/schema.js';
-import { confidence, topK } from '../routing.js';
+import { accepts, confidence, topK } from '../routing.js';
 
 /** One image of a calibration table: both models' probability rows and, optionally, the truth. */
 export interface CalibrationEntry {
@@ -115,7 +115,7 @@ export function sweepThresholds(table: readonly CalibrationEntry[], metric: Conf
   let littleCorrect = 0;
   let bigCorrect = 0;
   for (const t of descending) {
-    while (pos < n && conf[order[pos]!]! >= t) {
+    while (pos < n && accepts(conf[order[pos]!]!, t)) {
       const i = order[pos++]!;
       accepted++;
       agreeing += agree[i]!;

@@ -12,7 +12,7 @@ import type { ConfidenceMetric, Prices } from '../../config/schema.js';
 import { CalibrationRefused } from '../calibration/calibrate.js';
 import type { ChainEntry } from '../calibration/chain.js';
 import { certifyChain } from '../calibration/chain-risk.js';
-import { confidence, topK } from '../routing.js';
+import { accepts, confidence, topK } from '../routing.js';
 import type { ModelTiming } from './model-timing.js';
 import { priceOf } from './run-cost.js';
 
@@ -65,7 +65,7 @@ export function walkChain(entries: readonly ChainEntry[], stages: readonly numbe
     let k = 0;
     for (; k < stages.length - 1; k++) {
       reached[k]!++;
-      if (confidence(e.rows[stages[k]!]!, metric) >= thresholds[k]!) break;
+      if (accepts(confidence(e.rows[stages[k]!]!, metric), thresholds[k]!)) break;
     }
     if (k === stages.length - 1) reached[k]!++;
     return topK(e.rows[stages[k]!]!, 1)[0]!;
