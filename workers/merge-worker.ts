@@ -1,12 +1,14 @@
 /**
- * BullMQ adapter for the merge step: when a run completes, one merge job runs the
- * pipeline's mergeRun and records the summary in the run's Redis state.
+ * BullMQ adapter for the merge step: when a run completes, one merge job runs the pipeline's
+ * steps — mergeRun (manifest), drawRunPlots, writeSummary — and records the summary in the run's
+ * Redis state.
  */
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { assertOwnsOutput, RunFencedError } from '../pipeline/results/run-marker.js';
 import type { LockOptions } from '../queue/job-locks.js';
 import type { Redis } from 'ioredis';
-import { mergeRun } from '../pipeline/results/merge-run.js';
+import { mergeRun, writeSummary } from '../pipeline/results/merge-run.js';
+import { drawRunPlots } from '../pipeline/plots/run-plots.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { MERGE_QUEUE, MergeJob } from '../queue/jobs.js';
 import { storedDecision } from '../queue/threshold-decision.js';
@@ -55,9 +57,10 @@ export class MergeWorker {
     const progress = await this.o.tracker.progress(runId);
     if (!progress) throw new Error(`run ${runId} is unknown`);
     const { spec } = progress;
+    const store = this.o.openOutput(spec.out);
     // A run whose location was taken over (--overwrite) must not write its manifest over the new run's.
     try {
-      await assertOwnsOutput(this.o.openOutput(spec.out), runId);
+      await assertOwnsOutput(store, runId);
     } catch (err) {
       if (!(err instanceof RunFencedError)) throw err;
       await this.o.tracker.markFailed(runId, err.message);
@@ -66,7 +69,7 @@ export class MergeWorker {
     // A self-calibrating run's threshold is its stored decision (1 when refused: nothing kept).
     const decision = spec.selfCalibration ? await storedDecision(this.o.tracker, runId) : null;
     const decided = (t: number | string | null) => (typeof t === 'string' ? (decision?.certified ? decision.threshold : 1) : t);
-    const summary = await mergeRun(this.o.openOutput(spec.out), {
+    const { summary, plots } = await mergeRun(store, {
       runId,
       source: spec.source,
       out: spec.out,
@@ -91,6 +94,8 @@ export class MergeWorker {
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
       ...(spec.route === 'big-only' ? { route: { route: 'big-only' as const, reason: BIG_ONLY_BY_VERDICT } } : {}),
     });
+    await drawRunPlots(store, plots);
+    await writeSummary(store, summary);
     await this.o.tracker.markMerged(runId, JSON.stringify(summary));
     this.o.log(
       `merge: run ${runId} merged: ${summary.images} images, ${(summary.fractionToBig * 100).toFixed(1)}% to big, ${(summary.macs.saved * 100).toFixed(1)}% MACs saved`,

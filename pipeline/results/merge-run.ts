@@ -1,27 +1,18 @@
 /**
  * The merge step: read every batch's result parts from the output location and write
- * manifest.jsonl (one row per input, in input order, streamed) and summary.json. Idempotent: it only
- * reads parts and overwrites its two outputs, so running it twice is harmless.
+ * manifest.jsonl (one row per input, in input order, streamed); then, after the plots are drawn
+ * from what it gathered (pipeline/plots/run-plots.ts), summary.json, the run's last output.
+ * Idempotent: it only reads parts and overwrites its outputs, so running it twice is harmless.
  */
 import { AuditPart, countAgreement } from '../audit/audit-part.js';
 import { summarizeAudit } from '../audit/audit-summary.js';
 import { ResultPart, mergeBatchRows, summarize, type RunSummary, type SummaryInput } from './manifest.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
-import { addConfidence, emptyHistogram, histogramSvg } from '../plots/histogram.js';
-import { RunCalibration, runCalibrationSvg } from '../plots/run-calibration.js';
-import { svgToPng } from '../plots/svg-to-png.js';
+import { addConfidence, emptyHistogram } from '../plots/histogram.js';
+import { RunCalibration } from '../plots/run-calibration.js';
+import { type RunPlotData, runPlotKeys } from '../plots/run-plots.js';
 import { summaryDecision, type ThresholdDecision } from '../self-calibration.js';
-import {
-  auditKey,
-  CALIBRATION_SVG_KEY,
-  CONFIDENCE_PNG_KEY,
-  CONFIDENCE_SVG_KEY,
-  MANIFEST_KEY,
-  partKey,
-  RUN_CALIBRATION_KEY,
-  SUMMARY_KEY,
-  warmupPartKey,
-} from './output-layout.js';
+import { auditKey, MANIFEST_KEY, partKey, RUN_CALIBRATION_KEY, SUMMARY_KEY, warmupPartKey } from './output-layout.js';
 
 /** What the merge needs besides the parts: the run's description and its batch count. */
 export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' | 'images' | 'finishedAt'> {
@@ -36,8 +27,14 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
   route?: NonNullable<RunSummary['route']>;
 }
 
-/** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
-export async function mergeRun(store: ObjectStore, input: MergeInput, now: () => Date = () => new Date()): Promise<RunSummary> {
+/** A merged run: its summary (listing the plots to draw) and what they are drawn from. */
+export interface MergedRun {
+  summary: RunSummary;
+  plots: RunPlotData;
+}
+
+/** Merge all parts of a finished run into manifest.jsonl under `store`; the summary is writeSummary's to write, after the plots. */
+export async function mergeRun(store: ObjectStore, input: MergeInput, now: () => Date = () => new Date()): Promise<MergedRun> {
   const readPart = async (batch: number, stage: number, keyOf = partKey) => {
     const part = await readJson(store, keyOf(batch, stage), ResultPart);
     // Another run's part at this location is never input: it would mix two runs' rows.
@@ -104,19 +101,15 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   await store.putStream(MANIFEST_KEY, manifestChunks());
 
   const audit = input.audit ? await readAudits(store, auditedBatches, input.audit, input.stages[input.stages.length - 1]!.gmacsPerImage) : undefined;
-  const svg = histogramSvg(histogram, `run ${input.runId}: confidence per stage`);
-  await store.put(CONFIDENCE_SVG_KEY, svg);
-  await store.put(CONFIDENCE_PNG_KEY, await svgToPng(svg));
   const base = summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() });
-  const plots: NonNullable<RunSummary['plots']> = { confidenceSvg: CONFIDENCE_SVG_KEY, confidencePng: CONFIDENCE_PNG_KEY };
+  const plotData: RunPlotData = { runId: input.runId, histogram };
   const calibration = await readRunCalibrationFrom(store);
   let calibrationSummary: RunSummary['calibration'];
   if (calibration) {
     const first = base.stages[0]!;
     const inferred = first.images - first.errors;
     const realised = { gmacsPerImage: inferred ? base.macs.cascadeG / inferred : 0, agreement: audit && audit.sampled > 0 ? audit.agreement : null };
-    await store.put(CALIBRATION_SVG_KEY, runCalibrationSvg(calibration, realised, `run ${input.runId}: calibration curve and realised operating point`));
-    plots.calibrationSvg = CALIBRATION_SVG_KEY;
+    plotData.calibration = { curve: calibration, realised };
     const { rule, metric, threshold, expected } = calibration;
     calibrationSummary = { rule, metric, threshold, expected, realised: { fractionToBig: base.fractionToBig, ...realised } };
   }
@@ -134,10 +127,14 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     ...(selfCalibration ? { selfCalibration } : {}),
     ...(calibrationSummary ? { calibration: calibrationSummary } : {}),
     ...(input.route ? { route: input.route } : {}),
-    plots,
+    plots: runPlotKeys(calibration !== null),
   };
+  return { summary, plots: plotData };
+}
+
+/** Write a merged run's summary.json: its last output, so its presence means the others are written. */
+export async function writeSummary(store: ObjectStore, summary: RunSummary): Promise<void> {
   await store.put(SUMMARY_KEY, `${JSON.stringify(summary, null, 2)}\n`);
-  return summary;
 }
 
 /** Agreement over the audit parts of `batches` (the batches whose first-stage part sent audits). */

@@ -1,6 +1,6 @@
 /**
- * Run plots: confidence histogram binning and SVG, PNG rasterisation with sharp, and the merge
- * writing confidence.svg/png (and the calibration curve when the run had a calibration) from
+ * Run plots: confidence histogram binning and SVG, PNG rasterisation with sharp, and the plots
+ * step after the merge writing confidence.svg/png (and the calibration curve when the run had a calibration) from
  * hand-made result parts in a real local store.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -13,6 +13,8 @@ import { LocalStore } from '../../pipeline/storage/local-store.js';
 import type { PartRow, ResultPart } from '../../pipeline/results/manifest.js';
 import { partKey, RUN_CALIBRATION_KEY } from '../../pipeline/results/output-layout.js';
 import { mergeRun } from '../../pipeline/results/merge-run.js';
+import { drawRunPlots } from '../../pipeline/plots/run-plots.js';
+import type { ObjectStore } from '../../pipeline/storage/object-store.js';
 import { addConfidence, emptyHistogram, histogramSvg } from '../../pipeline/plots/histogram.js';
 import { readRunCalibration } from '../../pipeline/plots/run-calibration.js';
 import { svgToPng } from '../../pipeline/plots/svg-to-png.js';
@@ -139,11 +141,18 @@ const mergeInput = {
   startedAt: new Date(0),
 };
 
-describe('plots written by the merge', () => {
+/** The merge worker's steps up to the summary: merge, then draw the plots from what it gathered. */
+async function mergeAndDraw(store: ObjectStore) {
+  const { summary, plots } = await mergeRun(store, mergeInput, () => new Date(1000));
+  expect(await drawRunPlots(store, plots)).toEqual(summary.plots);
+  return summary;
+}
+
+describe('plots drawn after the merge', () => {
   it('writes confidence.svg and .png from the final rows of every stage and the images each forwarded', async () => {
     const root = join(dir, 'run-plain');
     const store = await writeRun(root);
-    const summary = await mergeRun(store, mergeInput, () => new Date(1000));
+    const summary = await mergeAndDraw(store);
     expect(summary.plots).toEqual({ confidenceSvg: 'confidence.svg', confidencePng: 'confidence.png' });
     const svg = await readFile(join(root, 'confidence.svg'), 'utf8');
     // 20 bins: 0.91 → 18, 0.95 → 19, 0.42 → 8, 0.99 → 19; the error row draws nothing.
@@ -193,7 +202,7 @@ describe('plots written by the merge', () => {
     const root = join(dir, 'run-calibrated');
     const store = await writeRun(root);
     await store.put(RUN_CALIBRATION_KEY, JSON.stringify(cal));
-    const summary = await mergeRun(store, mergeInput, () => new Date(1000));
+    const summary = await mergeAndDraw(store);
     expect(summary.plots?.calibrationSvg).toBe('calibration.svg');
     const svg = await readFile(join(root, 'calibration.svg'), 'utf8');
     expect(svg).toContain('promised (label-free, maxprob ≥ 0.900)');
