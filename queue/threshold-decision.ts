@@ -1,21 +1,17 @@
 /**
  * The threshold decision of a self-calibrating run, on BullMQ: once every warm-up image has its
- * final row, one `decide` job (fixed id, on the first stage's queue) reads the warm-up parts,
- * certifies the target on them, stores the decision once (HSETNX: the first decision wins, a
+ * final row, one `decide` job (fixed id, on the first stage's queue) certifies the target on the
+ * warm-up (pipeline/certify-warmup.ts), stores the decision once (HSETNX: the first decision wins, a
  * second decider reads it back), and only then releases the first stage's ordinary jobs, which
  * were held in Redis since the listing. So no worker ever routes an ordinary image without the
  * stored threshold; a crash anywhere is healed by the job's retry (storing and releasing are
  * idempotent: job ids are fixed and counted parts are skipped).
  */
-import { readJson, type ObjectStore } from '../pipeline/storage/object-store.js';
-import { ResultPart } from '../pipeline/results/manifest.js';
-import { warmupPartKey } from '../pipeline/results/output-layout.js';
-import { WarmupPart } from '../pipeline/results/warmup-part.js';
-import { type ConfidenceMetric, DEFAULT_PRICES, type RankReference } from '../config/schema.js';
-import { decideRank, decideThreshold, refusalLine, ThresholdDecision, warmupSample } from '../pipeline/self-calibration.js';
+import type { ObjectStore } from '../pipeline/storage/object-store.js';
+import { certifyWarmup } from '../pipeline/certify-warmup.js';
+import type { ConfidenceMetric, RankReference } from '../config/schema.js';
+import { refusalLine, ThresholdDecision } from '../pipeline/self-calibration.js';
 import type { CascadeQueues } from './cascade-queues.js';
-import { addPartCost, emptyCostTotals } from '../pipeline/cost/run-cost.js';
-import { chooseRoute } from '../pipeline/cost/route-choice.js';
 import { DECIDE_JOB_NAME, type DecideJob, JOB_OPTIONS, partId, type RunSpec, StageJob, decideJobId } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
 
@@ -52,12 +48,8 @@ export async function runDecision(runId: string, ctx: DecisionContext): Promise<
 
   let decision = await storedDecision(ctx.tracker, runId);
   if (!decision) {
-    const { first, last } = await readWarmupParts(ctx.openOutput(spec.out), await ctx.tracker.warmupBatches(runId), spec.stages.length - 1);
-    const { targetAgreement: target, delta } = settings;
-    // A rank run ranks against its own warm-up: the reference is built here and stored with the threshold.
-    const decided =
-      spec.metric === 'rank' ? decideRank(first, last, target, delta, new Date()) : decideThreshold(warmupSample(first, last), target, delta, new Date());
-    const mine = JSON.stringify(withRoute(decided, spec, first, last));
+    const certified = await certifyWarmup(ctx.openOutput(spec.out), await ctx.tracker.warmupBatches(runId), { ...spec, selfCalibration: settings }, new Date());
+    const mine = JSON.stringify(certified);
     const stored = await ctx.tracker.decide(runId, mine);
     decision = ThresholdDecision.parse(JSON.parse(stored));
     // Only the decider whose decision was stored says so: the log has one decision per run.
@@ -65,34 +57,6 @@ export async function runDecision(runId: string, ctx: DecisionContext): Promise<
   }
   await releaseHeld(ctx, spec);
   return decision;
-}
-
-/**
- * The decision with where the rest of the run goes: a refusal sends every image straight to the
- * last stage (running the first would only add its cost), and so does a certified threshold whose
- * cascade costs more per image than the last stage alone at the warm-up's measured costs.
- */
-export function withRoute(d: ThresholdDecision, spec: RunSpec, first: readonly ResultPart[], last: readonly ResultPart[]): ThresholdDecision {
-  const totals = emptyCostTotals(spec.stages.map((s) => s.name));
-  const prices = spec.prices ?? DEFAULT_PRICES;
-  for (const p of first) addPartCost(totals[0]!, p.cost, p.stats.images - p.stats.errors);
-  for (const p of last) addPartCost(totals[spec.stages.length - 1]!, p.cost, p.stats.images - p.stats.errors);
-  if (!d.certified) {
-    const { bigOnlyPerImage } = chooseRoute(totals, 0, prices);
-    return {
-      ...d,
-      route: 'big-only',
-      routeReason: 'certification refused: the first stage would keep nothing',
-      expectedCost: { cascadePerImage: null, bigOnlyPerImage },
-    };
-  }
-  const choice = chooseRoute(totals, d.fractionAccepted, prices);
-  return {
-    ...d,
-    route: choice.route,
-    routeReason: choice.reason,
-    expectedCost: { cascadePerImage: choice.cascadePerImage, bigOnlyPerImage: choice.bigOnlyPerImage },
-  };
 }
 
 function logDecision(ctx: DecisionContext, spec: RunSpec, d: ThresholdDecision): void {
@@ -114,20 +78,6 @@ function logDecision(ctx: DecisionContext, spec: RunSpec, d: ThresholdDecision):
   } else {
     ctx.log(`run ${spec.runId}: SELF-CALIBRATION REFUSED: ${refusalLine(d)}`, { ...fields, level: 'warn' });
   }
-}
-
-/** The warm-up parts of `batches`: the first stage's, and the last stage's where it forwarded. */
-async function readWarmupParts(store: ObjectStore, batches: number[], last: number): Promise<{ first: WarmupPart[]; last: ResultPart[] }> {
-  const first: WarmupPart[] = [];
-  const lastParts: ResultPart[] = [];
-  for (let i = 0; i < batches.length; i += 16) {
-    const parts = await Promise.all(batches.slice(i, i + 16).map((b) => readJson(store, warmupPartKey(b, 0), WarmupPart)));
-    first.push(...parts);
-    // A batch whose warm-up images all failed to decode forwarded none: it has no last-stage part.
-    const next = await Promise.all(parts.filter((p) => p.stats.forwarded > 0).map((p) => readJson(store, warmupPartKey(p.batch, last), ResultPart)));
-    lastParts.push(...next);
-  }
-  return { first, last: lastParts };
 }
 
 /**
