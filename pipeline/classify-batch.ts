@@ -42,8 +42,6 @@ export interface StageDecision {
   rankReference?: RankReference;
   /** Record each answered image's margin and pnorm (the warm-up's first stage: a rank run's reference is built from them). */
   signals?: boolean;
-  /** Forward every image unread: the run decided the cascade does not pay (pipeline/cost/route-choice.ts). */
-  skip?: boolean;
 }
 
 export interface StageResult {

@@ -1,7 +1,8 @@
 /**
  * Self-calibrating runs (`--target-agreement`), the data side: the warm-up lane's parts, the
  * sample they give the certification, the decision a run stores once, and what the summary
- * reports. Pure; the queue side is queue/threshold-decision.ts.
+ * reports. Pure; certify-warmup.ts reads the warm-up and certifies it, routing-resolver.ts routes
+ * by the decision, and the queue side is queue/threshold-decision.ts.
  */
 import { z } from 'zod';
 import { ConfidenceMetric, RankReference, Route } from '../config/schema.js';
@@ -155,16 +156,6 @@ export function toDecision(c: Certification, sample: number, now: Date): Thresho
 export function summaryDecision(d: ThresholdDecision): SummaryDecision {
   const { rankReference, ...rest } = d;
   return rankReference ? { ...rest, rankReferenceSize: rankReference.margin.length } : rest;
-}
-
-/** The threshold the first stage routes with once decided: a refused certification keeps nothing (all to the last stage). */
-export function routingThreshold(d: ThresholdDecision): number {
-  return d.certified ? d.threshold : Number.POSITIVE_INFINITY;
-}
-
-/** Whether a decided run sends its ordinary images straight to the last stage, without running the first. */
-export function skipsFirstStage(d: ThresholdDecision): boolean {
-  return d.route === 'big-only';
 }
 
 /** One line on a refused decision, for the warning log and the status (the reason names the strongest target and the images needed). */

@@ -17,7 +17,8 @@ import { compareProbe, Probe } from '../pipeline/models/probe.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isRemoteUrl } from '../pipeline/storage/location.js';
 import type { Stores } from '../pipeline/storage/stores.js';
-import { DECIDED_AT_WARMUP, RunId, RunSpec } from '../queue/jobs.js';
+import { RunId, RunSpec } from '../queue/jobs.js';
+import { DECIDED_AT_WARMUP } from '../pipeline/routing-resolver.js';
 import { ConfigError } from '../config/load-config.js';
 import { deriveRunId, runIdentity } from './submit-run.js';
 

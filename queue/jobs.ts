@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { ConfidenceMetric, Limits, Numerics, Prices, Route, RANK_NEEDS_REFERENCE, RANK_TWO_STAGES, RankReference } from '../config/schema.js';
 import { ModelPin } from '../pipeline/models/model-pin.js';
+import { DECIDED_AT_WARMUP } from '../pipeline/routing-resolver.js';
 import { WarmupSize } from '../pipeline/warmup-sample.js';
 
 /** Ids become Redis keys and BullMQ job ids: keep them to a safe alphabet (no ':'). */
@@ -34,8 +35,9 @@ export const RunSpecFields = z.object({
          * null on the last stage; DECIDED_AT_WARMUP on the first stage of a self-calibrating run,
          * whose threshold is certified from its warm-up sample and stored with the run (a worker
          * of an older version refuses such a spec instead of routing without the threshold).
+         * Read through pipeline/routing-resolver.ts only.
          */
-        threshold: z.union([z.number().min(0).max(1), z.literal('decided-at-warmup')]).nullable(),
+        threshold: z.union([z.number().min(0).max(1), z.literal(DECIDED_AT_WARMUP)]).nullable(),
       }),
     )
     .min(2),
@@ -84,9 +86,6 @@ export function checkRankRun(spec: Pick<z.infer<typeof RunSpecFields>, 'metric' 
 
 /** Why a self-calibrating rank run carries no reference: one reference per run, the one its warm-up builds. */
 export const RANK_FROM_WARMUP = 'a self-calibrating run builds its rank reference from its warm-up: it takes none from a config or calib.json';
-
-/** The first-stage threshold of a self-calibrating run's spec: decided from the warm-up, at run time. */
-export const DECIDED_AT_WARMUP = 'decided-at-warmup' as const;
 
 /** One batch of images for one stage. `pos` is each image's position in its original batch. */
 export const StageJob = z.object({

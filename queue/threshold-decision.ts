@@ -9,7 +9,7 @@
  */
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { certifyWarmup } from '../pipeline/certify-warmup.js';
-import type { ConfidenceMetric, RankReference } from '../config/schema.js';
+import { needsDecision, routable, type RoutedRun, type StageRouting } from '../pipeline/routing-resolver.js';
 import { refusalLine, ThresholdDecision } from '../pipeline/self-calibration.js';
 import type { CascadeQueues } from './cascade-queues.js';
 import { DECIDE_JOB_NAME, type DecideJob, JOB_OPTIONS, partId, type RunSpec, StageJob, decideJobId } from './jobs.js';
@@ -81,34 +81,12 @@ function logDecision(ctx: DecisionContext, spec: RunSpec, d: ThresholdDecision):
 }
 
 /**
- * The metric a run's workers score images with, and under rank what they rank against: the
- * spec's reference, or a self-calibrating run's decided one. Workers read it only once the
- * decision is stored, so a missing reference fails the job rather than route without it. One
- * exception routes nothing by rank: a refusal whose warm-up gave the first stage no answer to
- * build a reference from sends every image to the last stage, scored by margin.
+ * How stage `stage` of `spec` routes the images it scores (pipeline/routing-resolver.ts), the run's
+ * decision read from Redis when the routing depends on it. Fails when that decision is not stored
+ * (or lacks its rank reference) rather than route without it.
  */
-export async function routingMetric(tracker: RunTracker, spec: RunSpec): Promise<RoutingMetric> {
-  return metricOf(spec, metricNeedsDecision(spec) ? await storedDecision(tracker, spec.runId) : null);
-}
-
-/** What routingMetric returns. */
-export interface RoutingMetric {
-  metric: ConfidenceMetric;
-  rankReference?: RankReference;
-}
-
-/** True when a run's metric comes with its stored decision: rank without a reference in the spec (a self-calibrating rank run). */
-export function metricNeedsDecision(spec: RunSpec): boolean {
-  return spec.metric === 'rank' && !spec.rankReference;
-}
-
-/** routingMetric from a decision already read (null: none stored, or none needed). */
-export function metricOf(spec: RunSpec, decision: ThresholdDecision | null): RoutingMetric {
-  if (!metricNeedsDecision(spec)) return { metric: spec.metric, rankReference: spec.rankReference };
-  if (!decision) throw new Error(`run ${spec.runId}: metric rank, but its threshold and reference are not decided yet`);
-  if (decision.rankReference) return { metric: 'rank', rankReference: decision.rankReference };
-  if (!decision.certified && decision.metric === 'rank' && decision.sample === 0) return { metric: 'margin' };
-  throw new Error(`run ${spec.runId}: metric rank, but its stored decision has no rank reference (stored by an older version); refusing to route without it`);
+export async function readRouting(tracker: RunTracker, spec: RoutedRun, stage: number): Promise<StageRouting> {
+  return routable(spec, stage, needsDecision(spec, stage) ? await storedDecision(tracker, spec.runId) : null);
 }
 
 /** Queue the held first-stage jobs (skipping batches already counted), then mark the run released. */

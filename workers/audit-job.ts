@@ -15,7 +15,7 @@ import type { ClassifyDeps } from '../pipeline/classify-batch.js';
 import type { ModelLease } from '../pipeline/models/model-cache.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { RunTracker } from '../queue/run-tracker.js';
-import { routingMetric } from '../queue/threshold-decision.js';
+import { readRouting } from '../queue/threshold-decision.js';
 
 /** The first stage's accepted rows that the run's audit samples (none on runs without audits). */
 export function selectAudits(spec: RunSpec, rows: PartRow[]): AuditItem[] {
@@ -56,10 +56,11 @@ export async function processAuditJob(job: Job, o: AuditContext): Promise<{ acce
 
   let rows: PartRow[];
   // Read before the model: a missing reference fails the job, never becomes error rows.
-  const scoring = await routingMetric(o.tracker, spec);
+  const { metric, rankReference } = await readRouting(o.tracker, spec, spec.stages.length - 1);
   const { lease, deps } = await o.borrow(spec, spec.stages.length - 1);
   try {
-    rows = (await classifyBatch(data.items, lease.model, { threshold: null, ...scoring }, deps)).rows;
+    // The last stage keeps every answer: an audit labels each image it is sent.
+    rows = (await classifyBatch(data.items, lease.model, { threshold: null, metric, rankReference }, deps)).rows;
   } catch (err) {
     // As for stage jobs: retry a model failure, and on the last attempt record it so the run completes.
     if (job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw err;

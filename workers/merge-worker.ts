@@ -12,6 +12,7 @@ import { drawRunPlots } from '../pipeline/plots/run-plots.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { MERGE_QUEUE, MergeJob } from '../queue/jobs.js';
 import { storedDecision } from '../queue/threshold-decision.js';
+import { recordedThreshold, resolveRouting } from '../pipeline/routing-resolver.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { errorKind, failureFields, type WorkerLog } from './stage-worker.js';
 
@@ -66,22 +67,22 @@ export class MergeWorker {
       await this.o.tracker.markFailed(runId, err.message);
       throw new UnrecoverableError(err.message);
     }
-    // A self-calibrating run's threshold is its stored decision (1 when refused: nothing kept).
     const decision = spec.selfCalibration ? await storedDecision(this.o.tracker, runId) : null;
-    const decided = (t: number | string | null) => (typeof t === 'string' ? (decision?.certified ? decision.threshold : 1) : t);
+    // Each stage's threshold as routed (a self-calibrating run's from its stored decision), as the summary records it.
+    const thresholds = spec.stages.map((_, i) => recordedThreshold(resolveRouting(spec, i, decision)));
     const { summary, plots } = await mergeRun(store, {
       runId,
       source: spec.source,
       out: spec.out,
-      threshold: decided(spec.stages[0]!.threshold) ?? 0,
+      threshold: thresholds[0] ?? 0,
       metric: spec.metric,
       ...(spec.selfCalibration
         ? { selfCalibration: { targetAgreement: spec.selfCalibration.targetAgreement, delta: spec.selfCalibration.delta, decision } }
         : {}),
-      stages: spec.stages.map((s) => ({
+      stages: spec.stages.map((s, i) => ({
         name: s.name,
         gmacsPerImage: s.gmacsPerImage,
-        threshold: decided(s.threshold),
+        threshold: thresholds[i] ?? null,
         model: { name: s.model.name, path: s.model.path, sha256: s.model.sha256 },
       })),
       numerics: spec.numerics,
@@ -92,7 +93,7 @@ export class MergeWorker {
       batches: progress.batches,
       duplicates: progress.duplicates,
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
-      ...(spec.route === 'big-only' ? { route: { route: 'big-only' as const, reason: BIG_ONLY_BY_VERDICT } } : {}),
+      ...(resolveRouting(spec, 0, decision).bigOnly === 'calibration-verdict' ? { route: { route: 'big-only' as const, reason: BIG_ONLY_BY_VERDICT } } : {}),
     });
     await drawRunPlots(store, plots);
     await writeSummary(store, summary);

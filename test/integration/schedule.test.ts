@@ -14,7 +14,7 @@ import { loadConfig } from '../../config/load-config.js';
 import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { ThresholdDecision } from '../../pipeline/self-calibration.js';
 import { chooseWarmup, inWarmup } from '../../pipeline/warmup-sample.js';
-import { DECIDED_AT_WARMUP } from '../../queue/jobs.js';
+import { DECIDED_AT_WARMUP } from '../../pipeline/routing-resolver.js';
 import { startRuntime, type Runtime } from '../../workers/cascade-runtime.js';
 import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { describeSelfCalibration, parseTiming } from '../../cli/commands/schedule.js';
 import { main } from '../../cli/main.js';
-import { DECIDED_AT_WARMUP } from '../../queue/jobs.js';
+import { DECIDED_AT_WARMUP } from '../../pipeline/routing-resolver.js';
 import { expandDatePattern, firingTime, runForFiring, ScheduleTemplate } from '../../workers/run-scheduler.js';
 import { RUN_DEFAULTS, fakePin } from '../helpers/run-spec.js';
 

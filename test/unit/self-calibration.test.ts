@@ -23,9 +23,10 @@ import {
   warmupSample,
 } from '../../pipeline/self-calibration.js';
 import { deriveRunId, runIdentity, specDifferences } from '../../producers/submit-run.js';
-import { DECIDED_AT_WARMUP, type RunSpec } from '../../queue/jobs.js';
+import type { RunSpec } from '../../queue/jobs.js';
+import { DECIDED_AT_WARMUP } from '../../pipeline/routing-resolver.js';
 import type { RunTracker } from '../../queue/run-tracker.js';
-import { routingMetric } from '../../queue/threshold-decision.js';
+import { readRouting } from '../../queue/threshold-decision.js';
 import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
 import { stageStats } from '../helpers/stage-stats.js';
 import { chooseWarmup, defaultWarmupImages, inWarmup, parseWarmupSize, resolveWarmupImages } from '../../pipeline/warmup-sample.js';
@@ -260,18 +261,23 @@ describe('a self-calibrating rank run', () => {
     } satisfies RunSpec;
     const tracker = (d: ThresholdDecision | null) => ({ decision: async () => (d ? JSON.stringify(d) : null) }) as unknown as RunTracker;
     const decided = decideRank(first, last, 0.95, 0.05, now);
-    expect(await routingMetric(tracker(decided), spec)).toEqual({ metric: 'rank', rankReference: reference });
-    await expect(routingMetric(tracker(null), spec)).rejects.toThrow(/not decided yet/);
+    // What the audit job scores with: the last stage's routing.
+    const scoring = async (d: ThresholdDecision | null, s: RunSpec = spec) => {
+      const { metric, rankReference } = await readRouting(tracker(d), s, 1);
+      return { metric, rankReference };
+    };
+    expect(await scoring(decided)).toEqual({ metric: 'rank', rankReference: reference });
+    await expect(scoring(null)).rejects.toThrow(/not decided yet/);
     // A decision stored before rank could be self-calibrated has no reference: refused, never routed without one.
     const { rankReference: _, metric: _m, ...old } = decided;
-    await expect(routingMetric(tracker(old), spec)).rejects.toThrow(/has no rank reference \(stored by an older version\); refusing to route without it/);
+    await expect(scoring(old)).rejects.toThrow(/has no rank reference \(stored by an older version\); refusing to route without it/);
     // A warm-up whose little answers all failed: refused, no reference, every image to big scored by margin.
     const empty = decideRank([{ batch: 0, warmupAnswers: [] }], [], 0.95, 0.05, now);
     expect(empty).toMatchObject({ certified: false, metric: 'rank', sample: 0 });
     expect(empty).not.toHaveProperty('rankReference');
-    expect(await routingMetric(tracker(empty), spec)).toEqual({ metric: 'margin' });
+    expect(await scoring(empty)).toEqual({ metric: 'margin', rankReference: undefined });
     // Other metrics and calib-file rank runs never read the decision.
-    expect(await routingMetric(tracker(null), { ...spec, metric: 'maxprob' })).toEqual({ metric: 'maxprob', rankReference: undefined });
+    expect(await scoring(null, { ...spec, metric: 'maxprob' })).toEqual({ metric: 'maxprob', rankReference: undefined });
   });
 
   it('summary.json records the reference by its size; the printed lines never show it', () => {
