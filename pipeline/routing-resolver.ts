@@ -79,9 +79,7 @@ export function needsDecision(run: RoutedRun, stage: number): boolean {
  */
 export function resolveRouting(run: RoutedRun, stage: number, decision: ThresholdDecision | null, lane?: 'warmup'): StageRouting {
   if (lane === 'warmup') return { state: { kind: 'warmup-lane' }, threshold: null, ...warmupMetric(run) };
-  const t = run.stages[stage]!.threshold;
-  const state = thresholdState(t, decision);
-  const threshold = state.kind === 'decided' ? state.decision.threshold : state.kind === 'fixed' ? (t as number | null) : Number.POSITIVE_INFINITY;
+  const { state, threshold } = thresholdOf(run.stages[stage]!.threshold, decision);
   const bigOnly = bigOnlyOf(run, stage, state);
   // A stage that hands its batches on unread scores nothing: no decision is needed for it.
   if (bigOnly) return { state, threshold, metric: run.metric, bigOnly };
@@ -105,10 +103,12 @@ export function recordedThreshold(r: StageRouting): number | null {
   return r.threshold === null || Number.isFinite(r.threshold) ? r.threshold : 1;
 }
 
-function thresholdState(t: SpecThreshold, decision: ThresholdDecision | null): RoutingState {
-  if (t !== DECIDED_AT_WARMUP) return { kind: 'fixed' };
-  if (!decision) return { kind: 'pending-warmup' };
-  return decision.certified ? { kind: 'decided', decision } : { kind: 'refused', decision };
+function thresholdOf(t: SpecThreshold, decision: ThresholdDecision | null): Pick<StageRouting, 'state' | 'threshold'> {
+  if (t !== DECIDED_AT_WARMUP) return { state: { kind: 'fixed' }, threshold: t };
+  // Undecided or refused, the stage keeps nothing.
+  if (!decision) return { state: { kind: 'pending-warmup' }, threshold: Number.POSITIVE_INFINITY };
+  if (!decision.certified) return { state: { kind: 'refused', decision }, threshold: Number.POSITIVE_INFINITY };
+  return { state: { kind: 'decided', decision }, threshold: decision.threshold };
 }
 
 function bigOnlyOf(run: RoutedRun, stage: number, state: RoutingState): BigOnly | undefined {
