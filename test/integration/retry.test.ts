@@ -91,7 +91,9 @@ describe('cascade retry', () => {
       // Issue 24: every surface says failed, not running: the run view (`cascade status` list, --json) and the dashboard's Runs page.
       const listed = async () => {
         let text = '';
-        await statusCommand(undefined, { config: configFile, json: true }, (t) => void (text += t));
+        await statusCommand(undefined, { config: configFile, json: true }, (t) => {
+          text += t;
+        });
         return RunView.array()
           .parse(JSON.parse(text))
           .find((v) => v.runId === 'retry-1')!;
@@ -110,7 +112,9 @@ describe('cascade retry', () => {
         ),
       });
       let text = '';
-      await statusCommand(undefined, { config: configFile }, (t) => void (text += t));
+      await statusCommand(undefined, { config: configFile }, (t) => {
+        text += t;
+      });
       expect(text).toMatch(/^retry-1\s+failed\s+0\/6\s/m);
       const dashboard = await startDashboard({ redisUrl: redis.url, prefix, port: 0 });
       try {
