@@ -90,6 +90,7 @@ export class MergeWorker {
       duplicates: progress.duplicates,
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
       ...(spec.route === 'big-only' ? { route: { route: 'big-only' as const, reason: BIG_ONLY_BY_VERDICT } } : {}),
+      ...(spec.reviewCalibration ? { reviewCalibration: spec.reviewCalibration } : {}),
     });
     await this.o.tracker.markMerged(runId, JSON.stringify(summary));
     this.o.log(

@@ -3,6 +3,7 @@
  * manifest.jsonl (one row per input, in input order, streamed) and summary.json. Idempotent: it only
  * reads parts and overwrites its two outputs, so running it twice is harmless.
  */
+import type { ReviewCalibrationRecord } from '../reviews/review-calibration-record.js';
 import { AuditPart, countAgreement } from '../audit/audit-part.js';
 import { summarizeAudit } from '../audit/audit-summary.js';
 import { ResultPart, mergeBatchRows, summarize, type RunSummary, type SummaryInput } from './manifest.js';
@@ -34,6 +35,8 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
   selfCalibration?: { targetAgreement: number; delta: number; decision: ThresholdDecision | null };
   /** A run planned big-only, with the reason the summary gives. */
   route?: NonNullable<RunSummary['route']>;
+  /** A scheduled firing calibrated from human reviews: what it used (pipeline/reviews/review-calibration.ts). */
+  reviewCalibration?: ReviewCalibrationRecord;
 }
 
 /** Merge all parts of a finished run into manifest.jsonl and summary.json under `store`. */
@@ -134,6 +137,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     ...(selfCalibration ? { selfCalibration } : {}),
     ...(calibrationSummary ? { calibration: calibrationSummary } : {}),
     ...(input.route ? { route: input.route } : {}),
+    ...(input.reviewCalibration ? { reviewCalibration: input.reviewCalibration } : {}),
     plots,
   };
   await store.put(SUMMARY_KEY, `${JSON.stringify(summary, null, 2)}\n`);
