@@ -25,6 +25,10 @@ import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } fro
 import { type ExportedTask, labelStudioJsonExport } from '../helpers/label-studio-reviewer.js';
 import { quietly } from '../helpers/quietly.js';
 import { uniquePrefix } from '../helpers/redis.js';
+import { fakeRunSpec } from '../helpers/run-spec.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
+import { reviewedRunCandidates } from '../../workers/firing-calibration.js';
 
 withS3rverCredentials();
 const work = withTempDir('reviews-loop');
@@ -276,5 +280,26 @@ describe('review files and reviewed runs in S3', () => {
     await expect(scheduleAddCommand('bad', { ...base, maxDrop: '0.1', targetAgreement: '0.9' }, () => undefined)).rejects.toThrow(/exactly one target/);
     await expect(scheduleAddCommand('bad', { ...base, maxDrop: '2' }, () => undefined)).rejects.toThrow(/--max-drop 2: expected a fraction/);
     await expect(scheduleAddCommand('bad', { ...base, targetAgreement: '0.9', warmup: '20' }, () => undefined)).rejects.toThrow(/drop --warmup/);
+  });
+
+  it('the candidates: merged runs of this prefix at or under the location, newest first; unmerged and sibling runs are not', async () => {
+    const connection = connectRedis(redis.url);
+    try {
+      const tracker = new RunTracker(connection, uniquePrefix('candidates'));
+      const runs = [
+        ['c-old', 's3://runs/c/2026-01-01/', '2026-01-01T00:00:00.000Z', true],
+        ['c-new', 's3://runs/c/2026-01-03/', '2026-01-03T00:00:00.000Z', true],
+        ['c-mid', 's3://runs/c/2026-01-02/', '2026-01-02T00:00:00.000Z', true],
+        ['c-running', 's3://runs/c/2026-01-04/', '2026-01-04T00:00:00.000Z', false],
+        ['c-sibling', 's3://runs/c-other/2026-01-05/', '2026-01-05T00:00:00.000Z', true],
+      ] as const;
+      for (const [runId, out, createdAt, merged] of runs) {
+        await tracker.create(fakeRunSpec(runId, { out, createdAt }));
+        if (merged) await tracker.markMerged(runId, '{}');
+      }
+      expect(await reviewedRunCandidates(tracker, 's3://runs/c')).toEqual(['s3://runs/c/2026-01-03/', 's3://runs/c/2026-01-02/', 's3://runs/c/2026-01-01/']);
+    } finally {
+      connection.disconnect();
+    }
   });
 });
