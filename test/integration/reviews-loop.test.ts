@@ -17,6 +17,8 @@ import { exportReviewCommand } from '../../cli/commands/export-review.js';
 import { importReviewsCommand } from '../../cli/commands/import-reviews.js';
 import { runCommand } from '../../cli/commands/run.js';
 import { scheduleAddCommand, scheduleRemoveCommand } from '../../cli/commands/schedule.js';
+import { readRunStatus } from '../../cli/commands/status.js';
+import { formatRunStatus } from '../../cli/format-status.js';
 import { loadConfig } from '../../config/load-config.js';
 import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { startRuntime, type Runtime } from '../../workers/cascade-runtime.js';
@@ -47,14 +49,16 @@ async function getObject(key: string): Promise<Buffer> {
   return Buffer.from(body);
 }
 
-/** Label the images into `out`, export `budget` review tasks, annotate the first `take` honestly, upload the file and import it from S3. */
+/** Label the images into `out`, export `budget` review tasks, annotate them (or `take` of the random slice) honestly, upload the file and import it from S3. */
 async function reviewedRun(runId: string, out: string, budget: number, take = budget): Promise<{ reviewed: number; file: string }> {
   await quietly(() => runCommand(images, { out, config, progress: false, json: true, runId }));
   const tasksFile = join(work.path, `${runId}-tasks.json`);
   await quietly(() =>
     exportReviewCommand({ run: out, format: 'label-studio', out: tasksFile, maxConfidence: 0.5, include: 'errors,disagreements,low-confidence', budget }),
   );
-  const tasks = (JSON.parse(await readFile(tasksFile, 'utf8')) as ExportedTask[]).slice(0, take);
+  // Fewer than exported: random-slice tasks only, so the calibration sample is exactly `take`.
+  const exported = JSON.parse(await readFile(tasksFile, 'utf8')) as ExportedTask[];
+  const tasks = take < exported.length ? exported.filter((t) => t.data.reason === 'random').slice(0, take) : exported;
   const annotated = labelStudioJsonExport(tasks, (t) => [{ annotator: 3, choice: truth(t.data.key!) }]);
   const key = `annotated/${runId}.json`;
   await s3.client.send(new PutObjectCommand({ Bucket: 'runs', Key: key, Body: JSON.stringify(annotated) }));
@@ -200,6 +204,11 @@ describe('review files and reviewed runs in S3', () => {
         promise: expect.any(String),
       });
       expect(summary.reviewCalibration!.reviews + summary.reviewCalibration!.leftOut).toBe(day1.reviewed);
+      const status = (await readRunStatus(runtime.tracker, runtime.queues, merged!))!;
+      expect(status.reviewCalibration).toEqual(summary.reviewCalibration);
+      expect(formatRunStatus(status)).toContain(
+        `\n  calibrated from ${summary.reviewCalibration!.reviews} reviews of run day1 at ${run} (reviews.jsonl sha256 ${summary.reviewCalibration!.reviewsSha256!.slice(0, 12)}): ${certified.metric} ≥ `,
+      );
       expect([summary.metric, summary.threshold]).toEqual([certified.metric, certified.threshold]);
       // Labelled with that threshold: red stays with little, grey goes on to big.
       const rows = (await getObject(`${prefix}manifest.jsonl`))
@@ -266,6 +275,11 @@ describe('review files and reviewed runs in S3', () => {
         const spec = (await runtime.tracker.spec(runId!))!;
         const summary = RunSummary.parse(JSON.parse((await getObject(`${spec.out.slice('s3://runs/'.length)}summary.json`)).toString('utf8')));
         expect(summary.reviewCalibration).toMatchObject(expected);
+        // `cascade status <run>` says the same.
+        const status = (await readRunStatus(runtime.tracker, runtime.queues, runId!))!;
+        expect(status.reviewCalibration).toEqual(summary.reviewCalibration);
+        expect(formatRunStatus(status)).toContain(`  calibration from reviews REFUSED (`);
+        expect(formatRunStatus(status)).toContain(`; kept the schedule's own calibration: maxprob ≥ 0.9`);
         expect(summary.reviewCalibration).not.toHaveProperty('threshold');
         expect([summary.metric, summary.threshold]).toEqual(['maxprob', 0.9]);
       }
