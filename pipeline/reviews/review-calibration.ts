@@ -121,8 +121,12 @@ export async function calibrateFromReviews(input: ReviewCalibrationInput): Promi
   const refs = used.map((r) => r.key);
   const truth = new Map(used.map((r) => [relativeName(r.key, source), r.label]));
   const [little, big] = await input.score(refs);
+  let skipped = '';
   try {
     const tables = buildTables(refs, source, little, big, truth, input.calibrationFraction ?? 0.5);
+    const first = tables.skipped[0];
+    // Images this process cannot read (outside its local roots, gone) shrink the sample: the refusal says so.
+    if (first) skipped = ` (${tables.skipped.length} of ${refs.length} reviewed images could not be scored here, e.g. ${first.key}: ${first.message})`;
     const t = from.target;
     const outcome = calibrate(
       tables.calibration,
@@ -139,6 +143,6 @@ export async function calibrateFromReviews(input: ReviewCalibrationInput): Promi
     };
   } catch (err) {
     // CalibrationRefused (too few reviews for the target), or a sample the split leaves empty.
-    return refuse(sample, (err as Error).message);
+    return refuse(sample, `${(err as Error).message}${skipped}`);
   }
 }

@@ -139,4 +139,24 @@ describe('calibrateFromReviews refusals', () => {
     const { record } = await calibration(broken);
     expect(record).toMatchObject({ runId: 'broken', certified: false, refusal: expect.stringMatching(/^reviews\.jsonl line 1 in .* is not a review/) });
   });
+
+  it('reviewed images this process cannot read: the refusal says how many and why', async () => {
+    const unread = (name: string) => ({
+      name,
+      path: `/m/${name}.onnx`,
+      gmacsPerImage: 1,
+      scored: { classes: 0, probs: new Map(), errors: new Map([['/in/a.png', 'Forbidden path: /in/a.png is outside sources.localRoots']]) },
+      pin: { sha256: '0'.repeat(64), numerics: 'exact', probe: null },
+    });
+    const { record, routing } = await calibrateFromReviews({
+      from: { location: reviewed, target },
+      candidates: [],
+      open,
+      score: async () => [unread('little'), unread('big')],
+      fallback: 'kept',
+    });
+    expect(routing).toBeNull();
+    expect(record).toMatchObject({ runId: 'day1', reviews: 1, certified: false });
+    expect(record.refusal).toMatch(/\(1 of 1 reviewed images could not be scored here, e\.g\. \/in\/a\.png: Forbidden path: .* outside sources\.localRoots\)$/);
+  });
 });
