@@ -93,7 +93,12 @@ export function registerFleetCommands(program: Command, number: NumberParser): v
         .option('--tz <zone>', 'time zone of the cron pattern (default UTC)')
         .option('--every <ms>', 'fixed interval in milliseconds instead of --cron', number('every', 1, Number.MAX_SAFE_INTEGER))
         .requiredOption('--source <source>', 'folder, s3://bucket/prefix or key-list file (may hold {date})')
-        .requiredOption('--out <location>', 'output location, e.g. s3://bucket/labels/{date}/'),
+        .requiredOption('--out <location>', 'output location, e.g. s3://bucket/labels/{date}/')
+        .option(
+          '--calibration-from <location>',
+          "each firing certifies the little model's threshold from the human reviews of the latest reviewed run at or under this location (a run's output, or e.g. the schedule's own output prefix), with --max-drop or --target-agreement; refused: the schedule's own calibration (docs/reviews.md)",
+        )
+        .option('--max-drop <d>', 'with --calibration-from: accuracy against the human labels at most d below the big model alone, with probability ≥ 1 − δ'),
       number,
     ),
   ).action(async (name: string, opts) => {

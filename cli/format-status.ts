@@ -11,6 +11,7 @@ import { AuditSummary, summarizeAudit } from '../pipeline/audit/audit-summary.js
 import type { RunProgress } from '../queue/run-tracker.js';
 import { buildRunView, isFinished, RunView } from '../queue/run-view.js';
 import { refusalLine, ThresholdDecision } from '../pipeline/self-calibration.js';
+import { ReviewCalibrationRecord } from '../pipeline/reviews/review-calibration-record.js';
 
 /** One stage of a run: batches in its queue, images it has finished. */
 export const StageStatus = z.object({
@@ -43,6 +44,8 @@ export const RunStatus = RunView.extend({
   reviews: ReviewReport.optional(),
   /** Why a finished run's summary.json could not be read for its reviews (credentials, network). */
   reviewsUnread: z.string().optional(),
+  /** A scheduled firing calibrated from reviews (`schedule add --calibration-from`): the reviews it used and what they certified. */
+  reviewCalibration: ReviewCalibrationRecord.optional(),
   /** Self-calibrating runs: the warm-up's progress and the threshold decision (null until made). */
   selfCalibration: z
     .object({
@@ -80,6 +83,7 @@ export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCount
   return {
     ...buildRunView(p, now),
     stages,
+    ...(p.spec.reviewCalibration ? { reviewCalibration: p.spec.reviewCalibration } : {}),
     ...(p.spec.audit
       ? {
           audit: {
@@ -163,6 +167,7 @@ export function formatRunStatus(r: RunStatus): string {
     );
   }
   if (r.selfCalibration) lines.push(formatSelfCalibrationStatus(r.selfCalibration));
+  if (r.reviewCalibration) lines.push(formatReviewCalibration(r.reviewCalibration));
   const a = r.audit;
   if (a) {
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -176,6 +181,16 @@ export function formatRunStatus(r: RunStatus): string {
   if (r.reviews) lines.push(formatReviewReport(r.reviews).replace(/^/gm, '  '));
   if (r.reviewsUnread) lines.push(`  reviews: not read from ${r.out}: ${r.reviewsUnread}`);
   return lines.join('\n');
+}
+
+/** One line on a firing calibrated from reviews: which reviews (run, file hash, count) and the threshold, or the refusal and what it kept. */
+export function formatReviewCalibration(c: ReviewCalibrationRecord): string {
+  const used = c.run
+    ? `${c.reviews} reviews of run ${c.runId} at ${c.run} (reviews.jsonl sha256 ${c.reviewsSha256?.slice(0, 12)})`
+    : `no reviewed run under ${c.from}`;
+  return c.certified
+    ? `  calibrated from ${used}: ${c.metric} ≥ ${Number(c.threshold!.toPrecision(4))}; ${c.promise ?? ''}`.trimEnd()
+    : `  calibration from reviews REFUSED (${used}): ${c.refusal}; kept ${c.fallback}`;
 }
 
 /** One line on a self-calibrating run: its warm-up while it runs, then the decision (a refusal loudly). */

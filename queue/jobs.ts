@@ -7,6 +7,7 @@ import { ConfidenceMetric, Limits, Numerics, Prices, Route, RANK_NEEDS_REFERENCE
 import { ModelPin } from '../pipeline/models/model-pin.js';
 import { DECIDED_AT_WARMUP } from '../pipeline/routing-resolver.js';
 import { WarmupSize } from '../pipeline/warmup-sample.js';
+import { ReviewCalibrationRecord } from '../pipeline/reviews/review-calibration-record.js';
 
 /** Ids become Redis keys and BullMQ job ids: keep them to a safe alphabet (no ':'). */
 export const RunId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'run ids use letters, digits, _ and - (at most 64)');
@@ -62,6 +63,8 @@ export const RunSpecFields = z.object({
     .optional(),
   /** `big-only`: every image goes straight to the last stage, the others hand batches on unread (absent: through the cascade). */
   route: Route.optional(),
+  /** A scheduled firing calibrated from human reviews (`schedule add --calibration-from`): the reviews it used, what they certified or why not. */
+  reviewCalibration: ReviewCalibrationRecord.optional(),
   /** Prices of machine time the summary reports cost at (absent in older specs: the defaults). Not part of the run's identity. */
   prices: Prices.optional(),
   createdAt: z.string(),

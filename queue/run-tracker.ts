@@ -129,6 +129,10 @@ export interface RunProgress {
   mergeError: string | null;
   /** Why the run failed before any merge (its listing failed); null or absent otherwise. */
   failedReason?: string | null;
+  /** Jobs of the run (batches, audits, its threshold decision) that failed for good, all attempts used; absent on old snapshots. */
+  failedJobs?: number;
+  /** The first of those jobs and its last error, e.g. `r1-b3-s0: ENOSPC …`; null when none. */
+  jobFailure?: string | null;
 }
 
 /** Reads and updates the Redis state of runs under one key prefix. */
@@ -152,6 +156,9 @@ export class RunTracker {
 
   private heldKey(runId: string): string {
     return `${this.prefix}:run:${runId}:held`;
+  }
+  private failedJobsKey(runId: string): string {
+    return `${this.prefix}:run:${runId}:failedJobs`;
   }
   private warmupBatchesKey(runId: string): string {
     return `${this.prefix}:run:${runId}:warmupBatches`;
@@ -184,6 +191,23 @@ export class RunTracker {
   /** Forget a recorded failure: a resubmission is listing the run again. */
   async clearFailure(runId: string): Promise<void> {
     await this.redis.hdel(this.runKey(runId), 'failedReason');
+  }
+
+  /**
+   * Note a job of the run that failed for good (every attempt used, or unrecoverable): the run can
+   * no longer complete by itself, so its view says failed until `cascade retry` re-queues it.
+   * Once per job id; the first failure's reason is kept. Unknown runs are left alone.
+   */
+  async recordJobFailure(runId: string, jobId: string, reason: string): Promise<void> {
+    if (!(await this.redis.hexists(this.runKey(runId), 'spec'))) return;
+    await this.redis.sadd(this.failedJobsKey(runId), jobId);
+    await this.redis.hsetnx(this.runKey(runId), 'jobFailure', `${jobId}: ${reason.split('\n')[0]}`);
+  }
+
+  /** Forget the run's failed jobs (and a failed merge): `cascade retry` has put them back in their queues. */
+  async clearJobFailures(runId: string): Promise<void> {
+    await this.redis.del(this.failedJobsKey(runId));
+    await this.redis.hdel(this.runKey(runId), 'jobFailure', 'mergeError');
   }
 
   /** Update listing progress while the producer enqueues. */
@@ -352,7 +376,7 @@ export class RunTracker {
 
   /** Current progress of a run, or null if unknown. */
   async progress(runId: string): Promise<RunProgress | null> {
-    const h = await this.redis.hgetall(this.runKey(runId));
+    const [h, failedJobs] = await Promise.all([this.redis.hgetall(this.runKey(runId)), this.redis.scard(this.failedJobsKey(runId))]);
     if (!h.spec) return null;
     const spec = RunSpec.parse(JSON.parse(h.spec));
     const num = (k: string) => Number(h[k] ?? 0);
@@ -407,6 +431,8 @@ export class RunTracker {
       mergedAt: h.mergedAt ?? null,
       mergeError: h.mergeError ?? null,
       failedReason: h.failedReason ?? null,
+      failedJobs,
+      jobFailure: h.jobFailure ?? null,
     };
   }
 }

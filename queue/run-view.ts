@@ -8,7 +8,8 @@ import type { RunProgress } from './run-tracker.js';
 
 /**
  * Where a run stands. `done-with-errors`: merged, but some images have an error row instead of a
- * label; `failed`: its listing or its merge failed and it will not complete by itself.
+ * label; `failed`: its listing, its merge or one of its jobs failed for good (BullMQ attempts
+ * exhausted) and it will not complete by itself (`cascade retry` may resume it).
  */
 export const RunState = z.enum(['listing', 'running', 'merging', 'done', 'done-with-errors', 'failed']);
 export type RunState = z.infer<typeof RunState>;
@@ -17,7 +18,7 @@ export type RunState = z.infer<typeof RunState>;
 export const RunView = z.object({
   runId: z.string(),
   state: RunState,
-  /** Why the run failed (`listing failed: …`, `merge failed: …`); absent unless failed. */
+  /** Why the run failed (`listing failed: …`, `merge failed: …`, `N job(s) failed for good: …`); absent unless failed. */
   failedReason: z.string().optional(),
   source: z.string(),
   out: z.string(),
@@ -57,6 +58,8 @@ export function errorRows(p: Pick<RunProgress, 'stages'>): number {
 export function runState(p: RunProgress): RunState {
   if (p.failedReason || p.mergeError) return 'failed';
   if (p.mergedAt) return errorRows(p) > 0 ? 'done-with-errors' : 'done';
+  // A job that failed for good leaves images without a final row: the run never completes by itself.
+  if ((p.failedJobs ?? 0) > 0) return 'failed';
   if (p.completedAt) return 'merging';
   return p.listed ? 'running' : 'listing';
 }
@@ -73,6 +76,11 @@ export function routedFraction(p: Pick<RunProgress, 'stages'>): number | null {
   return (p.stages[p.stages.length - 2]?.forwarded ?? 0) / first;
 }
 
+/** Why a run whose jobs failed for good is failed, e.g. `3 job(s) failed for good after their retries (first r-b1-s0: ENOTDIR …); fix the cause, then cascade retry r`. */
+function jobsFailedReason(p: RunProgress): string {
+  return `${p.failedJobs} job(s) failed for good after their retries${p.jobFailure ? ` (first ${p.jobFailure})` : ''}; fix the cause, then \`cascade retry ${p.spec.runId}\``;
+}
+
 /** The view of a run from its tracker snapshot at time `now`. */
 export function buildRunView(p: RunProgress, now: Date): RunView {
   const state = runState(p);
@@ -84,7 +92,7 @@ export function buildRunView(p: RunProgress, now: Date): RunView {
   const left = Math.max(0, of - p.final);
   // An estimate needs the total (listing done), some rows and some elapsed time (rate > 0 holds both).
   const eta = state === 'failed' || p.total === null ? null : p.completedAt ? 0 : rate > 0 ? left / rate : null;
-  const failedReason = p.failedReason || (p.mergeError ? `merge failed: ${p.mergeError}` : undefined);
+  const failedReason = p.failedReason || (p.mergeError ? `merge failed: ${p.mergeError}` : state === 'failed' ? jobsFailedReason(p) : undefined);
   return {
     runId: p.spec.runId,
     state,

@@ -191,7 +191,22 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
       );
     if (roles.includes('scheduler'))
       workers.push(
-        new RunScheduler({ connection: redis, prefix: config.prefix, tracker, queues, stores, openOutput, log: workerLog, onFiring: extras.onFiring }),
+        new RunScheduler({
+          connection: redis,
+          prefix: config.prefix,
+          tracker,
+          queues,
+          stores,
+          openOutput,
+          log: workerLog,
+          onFiring: extras.onFiring,
+          // Firings calibrated from reviews score the schedule's models on the reviewed images here.
+          calibration: {
+            models,
+            fetch: (ref, maxBytes) => fetchRef(ref, stores, { maxBytes, localRoots: config.sources.localRoots }),
+            fetchConcurrency: config.fetchConcurrency,
+          },
+        }),
       );
   } catch (err) {
     await close();

@@ -94,6 +94,7 @@ export class MergeWorker {
       duplicates: progress.duplicates,
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
       ...(resolveRouting(spec, 0, decision).bigOnly === 'calibration-verdict' ? { route: { route: 'big-only' as const, reason: BIG_ONLY_BY_VERDICT } } : {}),
+      ...(spec.reviewCalibration ? { reviewCalibration: spec.reviewCalibration } : {}),
     });
     await drawRunPlots(store, plots);
     await writeSummary(store, summary);

@@ -16,6 +16,8 @@ import { type CascadeQueues, quiet } from '../queue/cascade-queues.js';
 import { checkRankRun, RunSpec, RunSpecFields } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { errorKind, failureFields, type WorkerLog } from './stage-worker.js';
+import { CalibrationFrom } from '../pipeline/reviews/review-calibration-record.js';
+import { calibrateFiring, type FiringCalibrationDeps } from './firing-calibration.js';
 
 export const SCHEDULES_QUEUE = 'schedules';
 
@@ -36,6 +38,8 @@ export const ScheduleTemplate = z.object({
   run: RunSpecFields.omit({ runId: true, source: true, out: true, createdAt: true }).superRefine((run, ctx) => checkRankRun(run, ctx)),
   /** Firings may take over an output location an earlier run holds (a fixed `out` without {date}). */
   overwrite: z.boolean().optional(),
+  /** Every firing certifies its threshold from the latest reviewed run under this location (docs/reviews.md). */
+  calibrationFrom: CalibrationFrom.optional(),
 });
 export type ScheduleTemplate = z.infer<typeof ScheduleTemplate>;
 
@@ -76,6 +80,8 @@ export interface ScheduleInfo {
   out: string | null;
   /** The self-calibration every firing's run asks for; null for a fixed threshold. */
   selfCalibration: RunSpec['selfCalibration'] | null;
+  /** Where every firing takes its calibration from (reviewed runs); null when it keeps the schedule's own. */
+  calibrationFrom: CalibrationFrom | null;
 }
 
 /** Create or replace the schedule `template.schedule`. */
@@ -104,6 +110,7 @@ export async function listSchedules(queue: Queue): Promise<ScheduleInfo[]> {
         source: data.success ? data.data.source : null,
         out: data.success ? data.data.out : null,
         selfCalibration: (data.success && data.data.run.selfCalibration) || null,
+        calibrationFrom: (data.success && data.data.calibrationFrom) || null,
       };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -156,6 +163,8 @@ export interface RunSchedulerOptions {
   /** The object store of a run's output location (claimed before its jobs are queued). */
   openOutput: (out: string) => ObjectStore;
   log: WorkerLog;
+  /** What a firing of a schedule with --calibration-from scores the reviewed images with (absent: such firings fail). */
+  calibration?: Omit<FiringCalibrationDeps, 'tracker' | 'open'>;
   /** Called when a firing's run is submitted, or when the firing failed for good (metrics). */
   onFiring?: (schedule: string, outcome: 'submitted' | 'failed') => void;
 }
@@ -200,6 +209,16 @@ function firingOf(runId: string): number {
   return Number(runId.slice(runId.lastIndexOf('-') + 1));
 }
 
+/** What a firing's run took from reviews, for the scheduler's log line ('' without --calibration-from). */
+function describeReviewCalibration(spec: RunSpec): string {
+  const r = spec.reviewCalibration;
+  if (!r) return '';
+  const reviews = r.run ? `${r.reviews} reviews of ${r.run} (reviews.jsonl sha256 ${r.reviewsSha256?.slice(0, 12)})` : 'no reviews';
+  return r.certified
+    ? `; calibrated from ${reviews}: ${r.metric} ≥ ${Number(r.threshold!.toPrecision(6))}`
+    : `; calibration from ${reviews} refused (${r.refusal}): kept ${r.fallback}`;
+}
+
 /** The `scheduler` role: consumes firings and submits their runs. */
 export class RunScheduler {
   readonly worker: Worker;
@@ -230,7 +249,7 @@ export class RunScheduler {
       return null;
     }
     const firedAt = firingTime(job);
-    const spec = runForFiring(template, firedAt);
+    const spec = await this.firingSpec(template, firedAt);
     let duplicates = 0;
     const result = await submitRun({
       spec,
@@ -245,9 +264,22 @@ export class RunScheduler {
     });
     this.o.onFiring?.(template.schedule, 'submitted');
     this.o.log(
-      `scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches`,
+      `scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches${describeReviewCalibration(spec)}`,
     );
     return spec.runId;
+  }
+
+  /**
+   * The run a firing submits. With --calibration-from its threshold comes from the latest reviewed
+   * run, once: a retried firing resumes the spec its first attempt stored, whatever was reviewed since.
+   */
+  private async firingSpec(template: ScheduleTemplate, firedAt: number): Promise<RunSpec> {
+    const spec = runForFiring(template, firedAt);
+    if (!template.calibrationFrom) return spec;
+    const stored = await this.o.tracker.spec(spec.runId);
+    if (stored) return stored;
+    if (!this.o.calibration) throw new Error(`schedule ${template.schedule} calibrates from reviews, but this scheduler cannot open models`);
+    return calibrateFiring(spec, template.calibrationFrom, { ...this.o.calibration, tracker: this.o.tracker, open: this.o.openOutput });
   }
 
   /** Stop taking firings; waits for a submission in progress. */

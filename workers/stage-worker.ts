@@ -99,10 +99,24 @@ export class StageWorker {
       autorun: true,
       ...o.lockOptions,
     });
-    this.worker.on('failed', (job, err) =>
-      o.log(`${o.stage}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, o.stage)),
-    );
+    this.worker.on('failed', (job, err) => {
+      o.log(`${o.stage}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, o.stage));
+      if (job) void this.recordFinalFailure(job, err);
+    });
     this.worker.on('error', (err) => o.log(`${o.stage}: worker error: ${err.message}`, { level: 'warn', stage: o.stage, errorKind: errorKind(err), err }));
+  }
+
+  /**
+   * A job that failed for good (in BullMQ's failed set, not waiting out a backoff) is noted on its
+   * run, so every view of the run says failed instead of running forever.
+   */
+  private async recordFinalFailure(job: Job, err: Error): Promise<void> {
+    const runId = (job.data as { runId?: unknown } | undefined)?.runId;
+    try {
+      if (typeof runId === 'string' && job.id && (await job.isFailed())) await this.o.tracker.recordJobFailure(runId, job.id, err.message);
+    } catch (e) {
+      this.o.log(`${this.o.stage}: could not note job ${job.id}'s failure on its run: ${(e as Error).message}`, { level: 'warn', stage: this.o.stage });
+    }
   }
 
   /** Borrow the model `spec` pins for stage `index`, verified; and the classify dependencies under the run's limits. */

@@ -5,7 +5,6 @@
  * summary.json (`reviews`) and printed. A task that cannot be used is one warning line; a file
  * that cannot be read at all stops the import before anything is written.
  */
-import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { ConfigError } from '../../config/load-config.js';
 import type { ManifestRow } from '../../pipeline/results/manifest.js';
@@ -18,6 +17,9 @@ import type { ReviewReport } from '../../pipeline/reviews/review-summary.js';
 import { readReviews, reviewsJsonl } from '../../pipeline/reviews/reviews-file.js';
 import { REVIEWS_KEY, SUMMARY_KEY } from '../../pipeline/results/output-layout.js';
 import { loadClassNames } from '../class-names.js';
+import { fetchRef } from '../../pipeline/storage/fetch-image.js';
+import type { Stores } from '../../pipeline/storage/stores.js';
+import { isObjectNotFound } from '../../pipeline/storage/object-store.js';
 import { readSummary, withRun } from '../run-output.js';
 
 export interface ImportReviewsOptions {
@@ -45,18 +47,23 @@ export type ImportResult = ReviewReport & {
   };
 };
 
-/** One review file's text; a missing file is a usage error naming it. */
-async function readReviewFile(file: string): Promise<string> {
-  return readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    throw new ConfigError(err.code === 'ENOENT' ? `review file not found: ${file}` : `review file ${file}: ${err.message}`);
-  });
+/** Largest review file read (a JS string holds about 512 MiB). */
+const MAX_REVIEW_FILE_BYTES = 256 * 2 ** 20;
+
+/** One review file's text, from a local path or any store of the registry (s3://…); a missing file is a usage error naming it. */
+async function readReviewFile(file: string, stores: Stores): Promise<string> {
+  try {
+    return (await fetchRef(file, stores, { maxBytes: MAX_REVIEW_FILE_BYTES })).toString('utf8');
+  } catch (err) {
+    throw new ConfigError(isObjectNotFound(err) ? `review file not found: ${file}` : `review file ${file}: ${(err as Error).message}`);
+  }
 }
 
 /** Import the review files into the run; prints the report (JSON with `json`) and one line per warning on stderr. */
 export async function importReviewsCommand(files: string[], o: ImportReviewsOptions): Promise<ImportResult> {
   if (files.length === 0) throw new ConfigError('name at least one review file');
   const { file: labelFile, names } = await loadClassNames(o);
-  return withRun(o.run, async (store) => {
+  return withRun(o.run, async (store, stores) => {
     const summary = await readSummary(store);
     const audits = await readAuditEntries(store);
     const rows = new Map<string, ManifestRow>();
@@ -75,7 +82,7 @@ export async function importReviewsCommand(files: string[], o: ImportReviewsOpti
     let tasks = 0;
     let unannotated = 0;
     for (const file of files) {
-      const text = await readReviewFile(file);
+      const text = await readReviewFile(file, stores);
       const format = detectReviewFormat(file, text);
       if (!format) throw new ConfigError(`${file}: not a review file cascade reads (Label Studio JSON, JSON-MIN or CSV export, Ground Truth output manifest)`);
       const parsed = (() => {

@@ -18,6 +18,8 @@ export async function retryCommand(runId: string, o: { config?: string; prefix?:
   try {
     const spec = await new RunTracker(redis, prefix).spec(id);
     if (!spec) throw Object.assign(new Error(`run ${id} is unknown to this Redis (prefix ${prefix})`), { name: 'UnknownRunError' });
+    // Cleared first: a retried job that fails for good again is noted again.
+    await new RunTracker(redis, prefix).clearJobFailures(id);
     const counts = await queues.retryFailed(
       id,
       spec.stages.map((s) => s.name),

@@ -25,7 +25,9 @@ import {
   type ScheduleTemplate,
 } from '../../workers/run-scheduler.js';
 import { fleetSettings } from '../fleet-settings.js';
-import { parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
+import { DEFAULT_DELTA, parseSelfCalibration, type SelfCalibrationFlags } from '../self-calibration-flags.js';
+import type { CalibrationFrom } from '../../pipeline/reviews/review-calibration-record.js';
+import { describeRouting } from '../../workers/firing-calibration.js';
 import { requireRedisUrl } from './submit.js';
 
 export interface ScheduleAddOptions extends CascadeFlags, SelfCalibrationFlags {
@@ -34,6 +36,10 @@ export interface ScheduleAddOptions extends CascadeFlags, SelfCalibrationFlags {
   every?: number;
   source: string;
   out: string;
+  /** A reviewed run's output location, or a location whose runs' outputs lie under it: each firing calibrates from the latest reviewed one. */
+  calibrationFrom?: string;
+  /** With --calibration-from: the accuracy drop against big (human labels) certified. */
+  maxDrop?: string;
 }
 
 type Write = (text: string) => void;
@@ -63,7 +69,9 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
   const schedule = ScheduleName.safeParse(name);
   if (!schedule.success) throw new ConfigError(`schedule name '${name}': ${schedule.error.issues[0]!.message}`);
   const timing = parseTiming(o);
-  const selfCalibration = parseSelfCalibration(o);
+  const calibrationFrom = parseCalibrationFrom(o);
+  // With --calibration-from, --target-agreement is the agreement certified from the reviews, not a warm-up's.
+  const selfCalibration = calibrationFrom ? undefined : parseSelfCalibration(o);
   const config = await loadCascadeConfig(o, selfCalibration !== undefined);
   const redisUrl = requireRedisUrl(config, 'schedule add', o.config);
   // The schedule pins its models now: every firing runs exactly these files (or is refused).
@@ -75,6 +83,8 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
     // the same decided-at-warm-up marker.
     planned = await planRun(config, o.source, o.out, models, undefined, selfCalibration);
     await checkCalibration(o, planned);
+    if (calibrationFrom && planned.stages.length !== 2)
+      throw new ConfigError(`--calibration-from calibrates a little/big pair; this schedule has ${planned.stages.length} stages`);
   } finally {
     await models.close();
     stores.close();
@@ -88,6 +98,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
     extensions: config.extensions,
     run,
     ...(o.overwrite ? { overwrite: true } : {}),
+    ...(calibrationFrom ? { calibrationFrom } : {}),
   };
   await withQueue(redisUrl, config.prefix, (queue) =>
     upsertSchedule(queue, timing, template).catch((err: Error) => {
@@ -95,7 +106,11 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
     }),
   );
   const when = 'cron' in timing ? `cron '${timing.cron}'${timing.tz ? ` (${timing.tz})` : ' (UTC)'}` : `every ${timing.every} ms`;
-  const calibrating = template.run.selfCalibration ? `; ${describeSelfCalibration(template.run.selfCalibration)}` : '';
+  const calibrating = template.run.selfCalibration
+    ? `; ${describeSelfCalibration(template.run.selfCalibration)}`
+    : calibrationFrom
+      ? `; ${describeCalibrationFrom(calibrationFrom)}; a refused firing keeps ${describeRouting(template.run)}`
+      : '';
   write(`schedule ${name}: ${when}: ${template.source} → ${template.out}${calibrating}\n`);
   return template;
 }
@@ -112,12 +127,48 @@ export async function scheduleListCommand(o: { config?: string; prefix?: string;
         .map((s) => {
           const when = s.cron ? `cron '${s.cron}'${s.tz ? ` ${s.tz}` : ''}` : `every ${s.every} ms`;
           const next = s.next ? new Date(s.next).toISOString() : '-';
-          const calibrating = s.selfCalibration ? `  ${describeSelfCalibration(s.selfCalibration)}` : '';
+          const calibrating = s.selfCalibration
+            ? `  ${describeSelfCalibration(s.selfCalibration)}`
+            : s.calibrationFrom
+              ? `  ${describeCalibrationFrom(s.calibrationFrom)}`
+              : '';
           return `${s.name.padEnd(24)} ${when.padEnd(28)} next ${next}  ${s.source ?? '?'} → ${s.out ?? '?'}${calibrating}`;
         })
         .join('\n')}\n`,
     );
   return schedules;
+}
+
+/** The --calibration-from target (undefined without it); ConfigError (exit 2) on a bad value or combination. */
+export function parseCalibrationFrom(
+  o: Pick<ScheduleAddOptions, 'calibrationFrom' | 'maxDrop' | 'targetAgreement' | 'delta' | 'warmup'>,
+): CalibrationFrom | undefined {
+  if (o.calibrationFrom === undefined) {
+    if (o.maxDrop !== undefined) throw new ConfigError('--max-drop goes with --calibration-from');
+    return undefined;
+  }
+  if (o.warmup !== undefined) throw new ConfigError('--calibration-from certifies from human reviews, not a warm-up: drop --warmup');
+  if ((o.maxDrop === undefined) === (o.targetAgreement === undefined))
+    throw new ConfigError('--calibration-from needs exactly one target: --max-drop <d> (accuracy against the human labels) or --target-agreement <a>');
+  const fraction = (flag: string, text: string, ok: (x: number) => boolean) => {
+    const x = /^\s*\d*\.?\d+\s*$/.test(text) ? Number(text) : Number.NaN;
+    if (!ok(x)) throw new ConfigError(`${flag} ${text}: expected a fraction between 0 and 1`);
+    return x;
+  };
+  const delta = o.delta === undefined ? DEFAULT_DELTA : fraction('--delta', o.delta, (x) => x > 0 && x < 1);
+  const target =
+    o.maxDrop !== undefined
+      ? { rule: 'guaranteed-drop' as const, maxDrop: fraction('--max-drop', o.maxDrop, (x) => x >= 0 && x <= 1), delta }
+      : { rule: 'guaranteed' as const, targetAgreement: fraction('--target-agreement', o.targetAgreement!, (x) => x > 0 && x < 1), delta };
+  return { location: o.calibrationFrom, target };
+}
+
+/** A schedule's --calibration-from in a few words, e.g. `calibrated from reviews under s3://b/nightly/: accuracy drop ≤ 2% at δ 0.05`. */
+export function describeCalibrationFrom(c: CalibrationFrom): string {
+  const pct = (x: number) => `${Number((100 * x).toPrecision(6))}%`;
+  const t = c.target;
+  const what = t.rule === 'guaranteed-drop' ? `accuracy drop ≤ ${pct(t.maxDrop)}` : `agreement ≥ ${pct(t.targetAgreement)}`;
+  return `calibrated from the latest reviewed run at or under ${c.location}: ${what} at δ ${t.delta}`;
 }
 
 /** A schedule's self-calibration in a few words, e.g. `self-calibrating: 95% at δ 0.05, warm-up 400`. */

@@ -2,6 +2,7 @@
  * The result data model: per-image manifest rows, per-batch result parts, and the run
  * summary computed from the parts. Pure functions; the merge step does the I/O.
  */
+import { ReviewCalibrationRecord } from '../reviews/review-calibration-record.js';
 import { z } from 'zod';
 import { AuditSummary } from '../audit/audit-summary.js';
 import { ReviewReport } from '../reviews/review-summary.js';
@@ -185,6 +186,8 @@ export const RunSummary = z.object({
   selfCalibration: SelfCalibrationSummary.optional(),
   /** What the human reviews of the run show (`cascade import reviews` writes it; docs/reviews.md). */
   reviews: ReviewReport.optional(),
+  /** A scheduled firing calibrated from a reviewed run (`schedule add --calibration-from`): the reviews it used and what they certified. */
+  reviewCalibration: ReviewCalibrationRecord.optional(),
   /** Plot files written next to the summary (keys under the output location). */
   plots: z.object({ confidenceSvg: z.string(), confidencePng: z.string(), calibrationSvg: z.string().optional() }).optional(),
 });

@@ -4,6 +4,7 @@
  * from what it gathered (pipeline/plots/run-plots.ts), summary.json, the run's last output.
  * Idempotent: it only reads parts and overwrites its outputs, so running it twice is harmless.
  */
+import type { ReviewCalibrationRecord } from '../reviews/review-calibration-record.js';
 import { AuditPart, countAgreement } from '../audit/audit-part.js';
 import { summarizeAudit } from '../audit/audit-summary.js';
 import { ResultPart, mergeBatchRows, summarize, type RunSummary, type SummaryInput } from './manifest.js';
@@ -25,6 +26,8 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
   selfCalibration?: { targetAgreement: number; delta: number; decision: ThresholdDecision | null };
   /** A run planned big-only, with the reason the summary gives. */
   route?: NonNullable<RunSummary['route']>;
+  /** A scheduled firing calibrated from human reviews: what it used (pipeline/reviews/review-calibration.ts). */
+  reviewCalibration?: ReviewCalibrationRecord;
 }
 
 /** A merged run: its summary (listing the plots to draw) and what they are drawn from. */
@@ -127,6 +130,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     ...(selfCalibration ? { selfCalibration } : {}),
     ...(calibrationSummary ? { calibration: calibrationSummary } : {}),
     ...(input.route ? { route: input.route } : {}),
+    ...(input.reviewCalibration ? { reviewCalibration: input.reviewCalibration } : {}),
     plots: runPlotKeys(calibration !== null),
   };
   return { summary, plots: plotData };

@@ -20,6 +20,9 @@ import { uniquePrefix } from '../helpers/redis.js';
 import { colourSpec } from '../helpers/colour-fixture.js';
 import { readRunStatus } from '../../cli/commands/status.js';
 import { formatRunStatus } from '../../cli/format-status.js';
+import { statusCommand } from '../../cli/commands/status.js';
+import { startDashboard } from '../../cli/commands/dashboard.js';
+import { RunView } from '../../queue/run-view.js';
 
 const work = withTempDir('retry');
 const redis = withRedis();
@@ -85,12 +88,53 @@ describe('cascade retry', () => {
       expect(formatRunStatus(status)).toContain('little: 3 batch(es) failed for good: ');
       expect(formatRunStatus(status)).toContain('fix the cause, then `cascade retry retry-1`');
 
+      // Issue 24: every surface says failed, not running: the run view (`cascade status` list, --json) and the dashboard's Runs page.
+      const listed = async () => {
+        let text = '';
+        await statusCommand(undefined, { config: configFile, json: true }, (t) => {
+          text += t;
+        });
+        return RunView.array()
+          .parse(JSON.parse(text))
+          .find((v) => v.runId === 'retry-1')!;
+      };
+      let view = await listed();
+      // The worker notes a job's final failure just after BullMQ moves it to the failed set.
+      for (let i = 0; i < 50 && !/^3 job/.test(view.failedReason ?? ''); i++) {
+        await sleep(100);
+        view = await listed();
+      }
+      expect(view).toMatchObject({
+        state: 'failed',
+        etaSeconds: null,
+        failedReason: expect.stringMatching(
+          /^3 job\(s\) failed for good after their retries \(first retry-1-b\d+-s0: .*(ENOTDIR|EEXIST|not a directory).*\); fix the cause, then `cascade retry retry-1`$/,
+        ),
+      });
+      let text = '';
+      await statusCommand(undefined, { config: configFile }, (t) => {
+        text += t;
+      });
+      expect(text).toMatch(/^retry-1\s+failed\s+0\/6\s/m);
+      const dashboard = await startDashboard({ redisUrl: redis.url, prefix, port: 0 });
+      try {
+        const page = await (await fetch(`http://127.0.0.1:${dashboard.port}/runs`)).text();
+        expect(page).toContain('<tr class="run" data-run="retry-1" data-state="failed" data-errors="0">');
+        expect(page).toMatch(/<tr class="reason" data-state="failed">.*3 job\(s\) failed for good/);
+      } finally {
+        await dashboard.close();
+      }
+
       await rm(join(out, 'parts'));
       const counts = await retryCommand('retry-1', { config: configFile, json: true });
       expect(counts).toEqual({ little: 3, big: 0, merge: 0 });
+      // Back in their queues: no longer failed.
+      expect((await listed()).state).not.toBe('failed');
       const summary = await waitForRun(runtime.tracker, 'retry-1', () => {});
       expect(summary.images).toBe(6);
       expect(summary.errors).toBe(0);
+      expect(await listed()).toMatchObject({ state: 'done', done: 6 });
+      expect(await listed()).not.toHaveProperty('failedReason');
       const rows = (await readFile(join(out, 'manifest.jsonl'), 'utf8'))
         .trim()
         .split('\n')

@@ -5,6 +5,8 @@
  * export format, and imported. The report must equal a direct count of the cascade's answers
  * against the ground truth; the numbers are printed for docs/reviews.md. A photo whose true name
  * two classes share (crane, maillot) is imported only where the cascade answered one of them.
+ * Then a schedule with --calibration-from that run fires once over the photos, its threshold
+ * certified from the reviews (or refused), and its summary.json names the reviews it used.
  * Skipped, with a message, where the assets are absent.
  */
 import { existsSync } from 'node:fs';
@@ -21,6 +23,12 @@ import { formatReviewReport } from '../../pipeline/reviews/review-report.js';
 import { type ExportedTask, labelStudioJsonExport } from '../helpers/label-studio-reviewer.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { quietly } from '../helpers/quietly.js';
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { scheduleAddCommand, scheduleRemoveCommand } from '../../cli/commands/schedule.js';
+import { loadConfig } from '../../config/load-config.js';
+import { RunSummary } from '../../pipeline/results/manifest.js';
+import { startRuntime } from '../../workers/cascade-runtime.js';
 
 const ASSETS = resolve(process.env.CASCADE_ASSETS ?? join(import.meta.dirname, '..', '..', '..', 'shared', 'assets'));
 const REPO = join(import.meta.dirname, '..', '..');
@@ -32,6 +40,7 @@ describe.skipIf(!present)('reviews of a real run on the 717 photos, from a revie
   let dir: string;
   let redis: TestRedis;
   let out: string;
+  let config: string;
   let rows: ManifestRow[];
   let names: string[];
   /** The true class of each photo, by file name. */
@@ -42,7 +51,7 @@ describe.skipIf(!present)('reviews of a real run on the 717 photos, from a revie
     dir = await mkdtemp(join(tmpdir(), 'cascade-reviews-real-'));
     redis = await startRedis();
     out = join(dir, 'out');
-    const config = join(dir, 'cascade.json');
+    config = join(dir, 'cascade.json');
     await writeFile(config, JSON.stringify({ redisUrl: redis.url, prefix: uniquePrefix('reviews-real'), threshold: 0.6, audit: { fraction: 0.25 } }));
     // The model specs find the models and the label file through CASCADE_ASSETS.
     vi.stubEnv('CASCADE_ASSETS', ASSETS);
@@ -138,5 +147,76 @@ describe.skipIf(!present)('reviews of a real run on the 717 photos, from a revie
     expect(report.samples.random.accuracy.overall.n).toBeGreaterThanOrEqual(95);
     expect(report.samples.random.accuracy.overall.n + report.samples.selected.accuracy.overall.n).toBe(report.accuracy.overall.n);
     console.log(`717 photos, budget 200 (100 random + 100 likeliest wrong):\n${formatReviewReport(report)}`);
+  });
+
+  it('a scheduled run recalibrated from the reviews: its threshold certified from the random slice, the reviews it used recorded', {
+    timeout: 600_000,
+  }, async () => {
+    const { report } = await review(rows.length);
+    const reviewsFile = await readFile(join(out, 'reviews.jsonl'));
+    const random = reviewsFile
+      .toString('utf8')
+      .trim()
+      .split('\n')
+      .filter((l) => (JSON.parse(l) as { reasons: string[] }).reasons.includes('random')).length;
+    // The scheduler reads the reviewed photos itself: they must lie in its local roots.
+    const schedulerConfig = join(dir, 'scheduler.json');
+    await writeFile(schedulerConfig, JSON.stringify({ ...JSON.parse(await readFile(config, 'utf8')), sources: { localRoots: [join(ASSETS, 'images')] } }));
+    const cfg = await loadConfig({
+      file: schedulerConfig,
+      overrides: { little: join(REPO, 'config', 'models', 'shufflenet.yaml'), big: join(REPO, 'config', 'models', 'ensemble.yaml') },
+    });
+    const runtime = await startRuntime(cfg, redis.url, ['little', 'big', 'merge', 'scheduler'], () => undefined);
+    try {
+      await quietly(() =>
+        scheduleAddCommand(
+          'photos',
+          {
+            every: 3_600_000,
+            source: join(ASSETS, 'images'),
+            out: join(dir, 'scheduled', '{datetime}'),
+            config: schedulerConfig,
+            little: join(REPO, 'config', 'models', 'shufflenet.yaml'),
+            big: join(REPO, 'config', 'models', 'ensemble.yaml'),
+            calibrationFrom: out,
+            maxDrop: '0.05',
+          } as Parameters<typeof scheduleAddCommand>[1],
+          () => undefined,
+        ),
+      );
+      let merged: string | undefined;
+      for (let i = 0; i < 5000 && !merged; i++) {
+        for (const id of await runtime.tracker.runIds()) if (id.startsWith('photos-') && (await runtime.tracker.progress(id))?.mergedAt) merged = id;
+        if (!merged) await sleep(100);
+      }
+      await scheduleRemoveCommand('photos', { config: schedulerConfig }, () => undefined);
+      expect(merged).toBeDefined();
+      const spec = (await runtime.tracker.spec(merged!))!;
+      const summary = RunSummary.parse(JSON.parse(await readFile(join(spec.out, 'summary.json'), 'utf8')));
+      const r = summary.reviewCalibration!;
+      expect(r).toMatchObject({
+        from: out,
+        run: out,
+        runId: 'reviews-real',
+        reviewsSha256: createHash('sha256').update(reviewsFile).digest('hex'),
+        reviews: random,
+        leftOut: report.reviewed - random,
+        target: { rule: 'guaranteed-drop', maxDrop: 0.05, delta: 0.05 },
+      });
+      if (r.certified) expect([summary.metric, summary.threshold]).toEqual([r.metric, r.threshold]);
+      else expect([summary.metric, summary.threshold, r.fallback]).toEqual(['maxprob', 0.6, "the schedule's own calibration: maxprob ≥ 0.6"]);
+      const firing = (await readFile(join(spec.out, 'manifest.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as ManifestRow);
+      const top1 = firing.filter((row) => row.label === truth.get(base(row.key))).length / firing.length;
+      console.log(
+        `scheduled run ${merged} on the 717 photos, calibrated from ${r.reviews} random-slice reviews of ${r.runId} (sha256 ${r.reviewsSha256!.slice(0, 12)}): ` +
+          `${r.certified ? `${r.metric} ≥ ${r.threshold}, ${r.promise}` : `refused: ${r.refusal}; kept ${r.fallback}`}; ` +
+          `${(100 * summary.fractionToBig).toFixed(1)}% to big, top-1 ${(100 * top1).toFixed(1)}% against groundtruth.csv`,
+      );
+    } finally {
+      await runtime.close();
+    }
   });
 });
