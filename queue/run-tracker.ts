@@ -331,10 +331,10 @@ export class RunTracker {
     return Number(done ?? 0) >= Number(total);
   }
 
-  /** Store a run's threshold decision unless one is stored; returns the stored one (the first decision wins). */
-  async decide(runId: string, decision: string): Promise<string> {
-    await this.redis.hsetnx(this.runKey(runId), 'decision', decision);
-    return (await this.decision(runId))!;
+  /** Store a run's threshold decision unless one is stored; returns the stored one (the first decision wins) and whether it was this one. */
+  async decide(runId: string, decision: string): Promise<{ stored: string; won: boolean }> {
+    const won = (await this.redis.hsetnx(this.runKey(runId), 'decision', decision)) === 1;
+    return { stored: (await this.decision(runId))!, won };
   }
 
   /** The stored threshold decision (JSON), or null before it is made. */

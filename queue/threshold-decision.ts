@@ -50,10 +50,11 @@ export async function runDecision(runId: string, ctx: DecisionContext): Promise<
   if (!decision) {
     const certified = await certifyWarmup(ctx.openOutput(spec.out), await ctx.tracker.warmupBatches(runId), { ...spec, selfCalibration: settings }, new Date());
     const mine = JSON.stringify(certified);
-    const stored = await ctx.tracker.decide(runId, mine);
+    const { stored, won } = await ctx.tracker.decide(runId, mine);
     decision = ThresholdDecision.parse(JSON.parse(stored));
-    // Only the decider whose decision was stored says so: the log has one decision per run.
-    if (stored === mine) logDecision(ctx, spec, decision);
+    // Only the decider whose HSETNX stored the decision says so: the log has one decision per run
+    // (comparing the JSON would not do: two deciders in the same millisecond write equal strings).
+    if (won) logDecision(ctx, spec, decision);
   }
   await releaseHeld(ctx, spec);
   return decision;
