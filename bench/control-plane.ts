@@ -34,6 +34,24 @@ export interface RedisCounters {
   usedMemory: number;
 }
 
+/** Calls per command name (commandstats), for the per-kind breakdown. */
+export function commandCalls(info: string): Map<string, number> {
+  const calls = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(m[1]!, Number(m[2]));
+  return calls;
+}
+
+/** The commands per image between two commandstats snapshots, largest first (`evalsha 1.23, bzpopmin 0.40`). */
+export function callsByKind(before: Map<string, number>, after: Map<string, number>, images: number, top = 8): string {
+  return [...after]
+    .map(([name, n]) => [name, (n - (before.get(name) ?? 0)) / images] as const)
+    .filter(([, perImage]) => perImage > 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, perImage]) => `${name} ${perImage.toFixed(3)}`)
+    .join(', ');
+}
+
 export interface ControlPlaneRow {
   batchSize: number;
   workers: number;
@@ -44,6 +62,8 @@ export interface ControlPlaneRow {
   callsPerImage: number;
   /** 1e6 / cpuUsPerImage: the images/s at which this Redis' one core would be busy all the time. */
   saturationImagesPerSecond: number;
+  /** Commands per image by kind, largest first. */
+  byKind: string;
 }
 
 export interface QueuedMemoryRow {
@@ -106,6 +126,7 @@ export async function controlPlaneBench(opts: ControlPlaneOptions): Promise<Cont
             `  round ${round + 1} batch ${batchSize} workers ${workers}: ${row.seconds.toFixed(1)} s, ` +
               `${row.cpuUsPerImage.toFixed(1)} Redis CPU-µs/img, ${row.callsPerImage.toFixed(3)} commands/img`,
           );
+          opts.log(`    by kind (per image): ${row.byKind}`);
           measured.push(row);
           // Each run's keys stay until the end: the server is thrown away, and deleting would cost Redis CPU in the next run.
         }
@@ -123,6 +144,7 @@ export async function controlPlaneBench(opts: ControlPlaneOptions): Promise<Cont
           commandUsPerImage: median(same.map((r) => r.commandUsPerImage)),
           callsPerImage: median(same.map((r) => r.callsPerImage)),
           saturationImagesPerSecond: 1e6 / cpu,
+          byKind: same[0]?.byKind ?? '',
         };
       }),
     );
@@ -148,7 +170,8 @@ async function oneRun(config: CascadeConfig, url: string, redis: Redis, list: st
     for (let i = 0; i < workers; i++) runtimes.push(await startRuntime(config, url, i === 0 ? ['little', 'big', 'merge'] : ['little', 'big'], () => {}));
     const head = runtimes[0]!;
     const run = await planRun(config, list, out, head.models, `bench-${config.prefix}`);
-    const before = await counters(redis);
+    const beforeInfo = await redis.info('everything');
+    const before = parseRedisInfo(beforeInfo);
     const started = performance.now();
     await submitRun({
       spec: run,
@@ -159,7 +182,8 @@ async function oneRun(config: CascadeConfig, url: string, redis: Redis, list: st
     });
     await waitForRun(head.tracker, run.runId, () => {}, 500);
     const seconds = (performance.now() - started) / 1000;
-    const after = await counters(redis);
+    const afterInfo = await redis.info('everything');
+    const after = parseRedisInfo(afterInfo);
     const cpuUsPerImage = ((after.cpuSeconds - before.cpuSeconds) * 1e6) / images;
     return {
       batchSize: config.batchSize,
@@ -170,6 +194,7 @@ async function oneRun(config: CascadeConfig, url: string, redis: Redis, list: st
       commandUsPerImage: (after.commandUsec - before.commandUsec) / images,
       callsPerImage: (after.calls - before.calls) / images,
       saturationImagesPerSecond: 1e6 / cpuUsPerImage,
+      byKind: callsByKind(commandCalls(beforeInfo), commandCalls(afterInfo), images),
     };
   } finally {
     for (const r of runtimes) await r.close();
