@@ -10,6 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { startPrivateRedis } from '../cli/private-redis.js';
 import { loadConfig } from '../config/load-config.js';
@@ -25,6 +26,7 @@ import { distinctKeys } from './distinct-keys.js';
 import { median } from './stats.js';
 
 const MEMORY_BATCHES = 64;
+const IDLE_SAMPLE_MS = 3000;
 
 export interface RedisCounters {
   cpuSeconds: number;
@@ -58,9 +60,11 @@ export interface ControlPlaneRow {
   images: number;
   seconds: number;
   cpuUsPerImage: number;
+  /** cpuUsPerImage less the server's own idle CPU (its timers, measured with no workers) over the run's seconds. */
+  netCpuUsPerImage: number;
   commandUsPerImage: number;
   callsPerImage: number;
-  /** 1e6 / cpuUsPerImage: the images/s at which this Redis' one core would be busy all the time. */
+  /** 1e6 / netCpuUsPerImage: the images/s at which this Redis' one core would be busy all the time. */
   saturationImagesPerSecond: number;
   /** Commands per image by kind, largest first. */
   byKind: string;
@@ -74,6 +78,8 @@ export interface QueuedMemoryRow {
 }
 
 export interface ControlPlaneResult {
+  /** The server's own CPU per second with no clients but the bench's connection (serverCron at hz 10). */
+  idleCpuUsPerSecond: number;
   rows: ControlPlaneRow[];
   memory: QueuedMemoryRow[];
 }
@@ -108,6 +114,12 @@ export async function controlPlaneBench(opts: ControlPlaneOptions): Promise<Cont
   const server = await startPrivateRedis();
   const redis = connectRedis(server.url);
   try {
+    // Redis' timers cost CPU whether or not work flows: a fixed rate, not a cost per image, so the
+    // saturation point is computed without it (the gross figure is reported beside it).
+    const idleStart = await counters(redis);
+    await sleep(IDLE_SAMPLE_MS);
+    const idleCpuUsPerSecond = (((await counters(redis)).cpuSeconds - idleStart.cpuSeconds) * 1e6) / (IDLE_SAMPLE_MS / 1000);
+    opts.log(`  Redis idle: ${idleCpuUsPerSecond.toFixed(0)} CPU-µs/s`);
     const models = await writeTestModels(join(dir, 'models'));
     const list = await distinctKeys(join(dir, 'keys'), opts.images);
     const spec = (path: string) => ({ path, labels: models.labels, preprocess: { resize: 8, crop: 8, mean: [0, 0, 0], std: [1, 1, 1], kernel: 'nearest' } });
@@ -121,10 +133,10 @@ export async function controlPlaneBench(opts: ControlPlaneOptions): Promise<Cont
         for (const batchSize of opts.batchSizes) {
           const prefix = `cp${n++}`;
           const config = await configFor(prefix, batchSize);
-          const row = await oneRun(config, server.url, redis, list, join(dir, `out-${prefix}`), workers, opts.images);
+          const row = await oneRun(config, server.url, redis, list, join(dir, `out-${prefix}`), workers, opts.images, idleCpuUsPerSecond);
           opts.log(
             `  round ${round + 1} batch ${batchSize} workers ${workers}: ${row.seconds.toFixed(1)} s, ` +
-              `${row.cpuUsPerImage.toFixed(1)} Redis CPU-µs/img, ${row.callsPerImage.toFixed(3)} commands/img`,
+              `${row.cpuUsPerImage.toFixed(1)} Redis CPU-µs/img (${row.netCpuUsPerImage.toFixed(1)} net of idle), ${row.callsPerImage.toFixed(3)} commands/img`,
           );
           opts.log(`    by kind (per image): ${row.byKind}`);
           measured.push(row);
@@ -134,16 +146,17 @@ export async function controlPlaneBench(opts: ControlPlaneOptions): Promise<Cont
     const rows = opts.workers.flatMap((workers) =>
       opts.batchSizes.map((batchSize) => {
         const same = measured.filter((r) => r.workers === workers && r.batchSize === batchSize);
-        const cpu = median(same.map((r) => r.cpuUsPerImage));
+        const net = median(same.map((r) => r.netCpuUsPerImage));
         return {
           batchSize,
           workers,
           images: opts.images,
           seconds: median(same.map((r) => r.seconds)),
-          cpuUsPerImage: cpu,
+          cpuUsPerImage: median(same.map((r) => r.cpuUsPerImage)),
+          netCpuUsPerImage: net,
           commandUsPerImage: median(same.map((r) => r.commandUsPerImage)),
           callsPerImage: median(same.map((r) => r.callsPerImage)),
-          saturationImagesPerSecond: 1e6 / cpu,
+          saturationImagesPerSecond: 1e6 / net,
           byKind: same[0]?.byKind ?? '',
         };
       }),
@@ -155,7 +168,7 @@ export async function controlPlaneBench(opts: ControlPlaneOptions): Promise<Cont
     const memory: QueuedMemoryRow[] = [];
     for (const batchSize of opts.batchSizes)
       memory.push(await queuedMemory(await configFor(`mem${batchSize}`, batchSize), server.url, redis, memList, join(dir, `mem-${batchSize}`), memImages));
-    return { rows, memory };
+    return { idleCpuUsPerSecond, rows, memory };
   } finally {
     redis.disconnect();
     await server.stop();
@@ -164,7 +177,16 @@ export async function controlPlaneBench(opts: ControlPlaneOptions): Promise<Cont
 }
 
 /** One whole run with `workers` runtimes serving both stages (the first also merges). */
-async function oneRun(config: CascadeConfig, url: string, redis: Redis, list: string, out: string, workers: number, images: number): Promise<ControlPlaneRow> {
+async function oneRun(
+  config: CascadeConfig,
+  url: string,
+  redis: Redis,
+  list: string,
+  out: string,
+  workers: number,
+  images: number,
+  idleCpuUsPerSecond: number,
+): Promise<ControlPlaneRow> {
   const runtimes: Runtime[] = [];
   try {
     for (let i = 0; i < workers; i++) runtimes.push(await startRuntime(config, url, i === 0 ? ['little', 'big', 'merge'] : ['little', 'big'], () => {}));
@@ -185,15 +207,17 @@ async function oneRun(config: CascadeConfig, url: string, redis: Redis, list: st
     const afterInfo = await redis.info('everything');
     const after = parseRedisInfo(afterInfo);
     const cpuUsPerImage = ((after.cpuSeconds - before.cpuSeconds) * 1e6) / images;
+    const netCpuUsPerImage = Math.max(0, cpuUsPerImage - (idleCpuUsPerSecond * seconds) / images);
     return {
       batchSize: config.batchSize,
       workers,
       images,
       seconds,
       cpuUsPerImage,
+      netCpuUsPerImage,
       commandUsPerImage: (after.commandUsec - before.commandUsec) / images,
       callsPerImage: (after.calls - before.calls) / images,
-      saturationImagesPerSecond: 1e6 / cpuUsPerImage,
+      saturationImagesPerSecond: 1e6 / netCpuUsPerImage,
       byKind: callsByKind(commandCalls(beforeInfo), commandCalls(afterInfo), images),
     };
   } finally {

@@ -3,7 +3,7 @@
  * (real redis-server, generated models). Speed is not asserted here — that is bench/'s job.
  */
 import { describe, expect, it } from 'vitest';
-import { controlPlaneBench, parseRedisInfo } from '../../bench/control-plane.js';
+import { callsByKind, commandCalls, controlPlaneBench, parseRedisInfo } from '../../bench/control-plane.js';
 import { enqueueBench } from '../../bench/enqueue.js';
 import { rssBench } from '../../bench/rss.js';
 
@@ -33,7 +33,11 @@ describe('bench smoke', () => {
     // Four batches through two stages cost Redis several commands per batch at least.
     expect(row.callsPerImage).toBeGreaterThan(0.1);
     expect(row.cpuUsPerImage).toBeGreaterThan(0);
-    expect(row.saturationImagesPerSecond).toBeCloseTo(1e6 / row.cpuUsPerImage);
+    expect(row.netCpuUsPerImage).toBeLessThanOrEqual(row.cpuUsPerImage);
+    expect(r.idleCpuUsPerSecond).toBeGreaterThan(0);
+    expect(row.saturationImagesPerSecond).toBeCloseTo(1e6 / row.netCpuUsPerImage);
+    // Every job passes through BullMQ's scripts, so the breakdown names evalsha.
+    expect(row.byKind).toMatch(/evalsha \d/);
     expect(r.memory).toHaveLength(1);
     expect(r.memory[0]!.batches).toBe(64);
     // A queued batch holds its 32 refs' paths: hundreds of bytes at least.
@@ -54,5 +58,8 @@ describe('bench smoke', () => {
       'cmdstat_bzpopmin:calls=5,usec=20,usec_per_call=4.00,rejected_calls=0,failed_calls=0',
     ].join('\r\n');
     expect(parseRedisInfo(info)).toEqual({ cpuSeconds: 1.75, calls: 15, commandUsec: 320, usedMemory: 123456 });
+    // A command absent before counts from zero; the largest comes first.
+    expect(callsByKind(new Map([['evalsha', 2]]), commandCalls(info), 4)).toBe('evalsha 2.000, bzpopmin 1.250');
+    expect(callsByKind(commandCalls(info), commandCalls(info), 4)).toBe('');
   });
 });
