@@ -4,7 +4,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JOB_OPTIONS, MERGE_QUEUE, laneJobId, mergeJobId, stageQueueName, type StageJob } from './jobs.js';
+import { EVENTS_MAX_LEN, JOB_OPTIONS, MERGE_QUEUE, laneJobId, mergeJobId, stageQueueName, type StageJob } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
 
 /**
@@ -26,14 +26,14 @@ export class CascadeQueues {
     private readonly connection: Redis,
     private readonly prefix: string,
   ) {
-    this.merge = quiet(new Queue(MERGE_QUEUE, { connection, prefix }));
+    this.merge = quiet(new Queue(MERGE_QUEUE, { connection, prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
   }
 
   /** The queue that feeds the stage called `name`. */
   stage(name: string): Queue {
     let queue = this.stageQueues.get(name);
     if (!queue) {
-      queue = quiet(new Queue(stageQueueName(name), { connection: this.connection, prefix: this.prefix }));
+      queue = quiet(new Queue(stageQueueName(name), { connection: this.connection, prefix: this.prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
       this.stageQueues.set(name, queue);
     }
     return queue;

@@ -191,6 +191,21 @@ export function mergeJobId(runId: string): string {
   return `${runId}-merge`;
 }
 
+/**
+ * Length (approximate, trimmed in whole stream nodes) of each queue's BullMQ event stream. Every
+ * job state change appends to it inside BullMQ's scripts whether or not anyone listens; Cascade
+ * reads no events (progress lives in the run tracker), so the stream is kept short: BullMQ's
+ * default of 10,000 entries is about 1 MB of Redis per queue for nothing.
+ */
+export const EVENTS_MAX_LEN = 1000;
+
+/**
+ * Seconds an idle worker's blocking wait for a job lasts before it asks again. The wait ends as
+ * soon as a job is added (BullMQ's marker), and delayed retries shorten it, so a long one only
+ * cuts idle polls; BullMQ's default is 5.
+ */
+export const IDLE_WAIT_SECONDS = 30;
+
 /** Retry policy shared by all cascade jobs. */
 export const JOB_OPTIONS = {
   attempts: 3,

@@ -178,6 +178,18 @@ export class RunTracker {
     return raw ? RunSpec.parse(JSON.parse(raw)) : null;
   }
 
+  /**
+   * What a stage job needs first: the run's spec (null when unknown) and whether its part was
+   * already counted, read in one pipelined round trip (both keys share the run's slot; no MULTI, which would add two commands).
+   */
+  async jobContext(runId: string, partId: string): Promise<{ spec: RunSpec | null; partDone: boolean }> {
+    const replies = await this.redis.pipeline().hget(this.runKey(runId), 'spec').sismember(this.doneKey(runId), partId).exec();
+    if (!replies) throw new Error(`run ${runId}: the pipelined read of its spec returned nothing`);
+    for (const [err] of replies) if (err) throw err;
+    const raw = replies[0]![1] as string | null;
+    return { spec: raw ? RunSpec.parse(JSON.parse(raw)) : null, partDone: replies[1]![1] === 1 };
+  }
+
   /** Whether a part (batch × stage) has already been counted. */
   async isPartDone(runId: string, partId: string): Promise<boolean> {
     return (await this.redis.sismember(this.doneKey(runId), partId)) === 1;

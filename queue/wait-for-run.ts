@@ -105,6 +105,9 @@ export async function waitForRun(
 ): Promise<RunSummary> {
   // Seen stuck on two polls in a row: a batch between its stages or a merge being queued is not.
   let stuckPolls = 0;
+  // The stuck check reads every queued job id of the run's queues; a run whose counters moved
+  // since the last poll is not stuck, so only a still one pays for that read.
+  let lastMoved = '';
   for (;;) {
     const progress = await tracker.progress(runId);
     if (!progress) throw new Error(`run ${runId} is unknown`);
@@ -116,7 +119,11 @@ export async function waitForRun(
       const raw = await tracker.summary(runId);
       return RunSummary.parse(JSON.parse(raw!));
     }
-    if (queues) {
+    const moved = progressMark(progress);
+    const still = moved === lastMoved;
+    lastMoved = moved;
+    if (queues && !still) stuckPolls = 0;
+    if (queues && still) {
       const failed = await stuckRunFailures(
         queues,
         runId,
@@ -127,4 +134,9 @@ export async function waitForRun(
     }
     await sleep(intervalMs);
   }
+}
+
+/** What changes whenever a run moves: listing, parts counted, audits recorded, merge queued. */
+function progressMark(p: RunProgress): string {
+  return JSON.stringify([p.listedImages, p.listed, p.final, p.stages, p.audit, p.completedAt, p.selfCalibration?.decision ?? null]);
 }

@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { mergeRun, writeSummary } from '../pipeline/results/merge-run.js';
 import { drawRunPlots } from '../pipeline/plots/run-plots.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
-import { MERGE_QUEUE, MergeJob } from '../queue/jobs.js';
+import { IDLE_WAIT_SECONDS, MERGE_QUEUE, MergeJob } from '../queue/jobs.js';
 import { storedDecision } from '../queue/threshold-decision.js';
 import { recordedThreshold, resolveRouting } from '../pipeline/routing-resolver.js';
 import type { RunTracker } from '../queue/run-tracker.js';
@@ -39,7 +39,13 @@ export class MergeWorker {
 
   constructor(private readonly o: MergeWorkerOptions) {
     this.connection = o.connection.duplicate();
-    this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), { connection: this.connection, prefix: o.prefix, concurrency: 1, ...o.lockOptions });
+    this.worker = new Worker(MERGE_QUEUE, (job) => this.process(job), {
+      connection: this.connection,
+      prefix: o.prefix,
+      concurrency: 1,
+      drainDelay: IDLE_WAIT_SECONDS,
+      ...o.lockOptions,
+    });
     this.worker.on('failed', (job, err) => {
       o.log(`merge: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, 'merge'));
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {

@@ -43,11 +43,13 @@ interface Produced {
 /** Process one stage job; returns the batch's counts at this stage. */
 export async function processStageJob(job: Job, ctx: StageJobContext): Promise<{ accepted: number; forwarded: number; errors: number }> {
   const data = StageJob.parse(job.data);
-  const spec = await ctx.tracker.spec(data.runId);
+  const warmupLane = data.lane === 'warmup';
+  const id = warmupLane ? warmupPartId(data.batch, data.stage) : stagePartId(data.batch, data.stage);
+  // The spec and whether this part was counted already: one round trip to Redis per job.
+  const { spec, partDone } = await ctx.tracker.jobContext(data.runId, id);
   if (!spec) throw new Error(`run ${data.runId} is unknown to this Redis (prefix ${ctx.prefix})`);
   const stage = spec.stages[data.stage];
   if (!stage || stage.name !== ctx.stage) throw new Error(`job for stage ${data.stage} (${stage?.name}) reached the ${ctx.stage} worker`);
-  const warmupLane = data.lane === 'warmup';
   if (warmupLane && !spec.selfCalibration) throw new Error(`warm-up job of run ${data.runId}, which is not self-calibrating`);
   // The warm-up lane answers every image at every stage; its first stage then forwards them all.
   const routing = warmupLane ? resolveRouting(spec, data.stage, null, 'warmup') : await readRouting(ctx.tracker, spec, data.stage);
@@ -62,17 +64,16 @@ export async function processStageJob(job: Job, ctx: StageJobContext): Promise<{
     store: ctx.openOutput(spec.out),
     key: warmupLane ? warmupPartKey(data.batch, data.stage) : partKey(data.batch, data.stage),
   };
-  const id = warmupLane ? warmupPartId(data.batch, data.stage) : stagePartId(data.batch, data.stage);
-  const produced = await producePart(job, b, id, routing, ctx);
+  const produced = await producePart(job, b, partDone, routing, ctx);
   return handOn(b, id, produced, ctx);
 }
 
 /** The batch's part: the counted one on a replay, else one handed on unread or classified now. */
-async function producePart(job: Job, b: BatchAt, id: string, routing: StageRouting, ctx: StageJobContext): Promise<Produced> {
+async function producePart(job: Job, b: BatchAt, partDone: boolean, routing: StageRouting, ctx: StageJobContext): Promise<Produced> {
   // A retry of a batch whose part was already counted (the job died after counting) reuses that
   // part: classifying again could give other rows (a model failing now that worked then) that
   // contradict the counters and the images already forwarded.
-  const counted = (await ctx.tracker.isPartDone(b.data.runId, id)) ? await readCountedPart(b.store, b.key, b.items) : null;
+  const counted = partDone ? await readCountedPart(b.store, b.key, b.items) : null;
   if (counted) {
     const audits = b.data.stage === 0 && !b.warmupLane ? selectAudits(b.spec, counted.rows) : [];
     return { result: counted, cost: counted.cost, audits, replay: true };

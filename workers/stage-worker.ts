@@ -18,7 +18,7 @@ import type { ProbeComparison } from '../pipeline/models/probe.js';
 import { processAuditJob } from './audit-job.js';
 import { processStageJob } from './stage-job.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, type RunSpec, stageQueueName } from '../queue/jobs.js';
+import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, IDLE_WAIT_SECONDS, type RunSpec, stageQueueName } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { runDecision } from '../queue/threshold-decision.js';
 import { type CostMeter, processMeters } from '../pipeline/cost/cost-meter.js';
@@ -96,6 +96,7 @@ export class StageWorker {
       connection: this.connection,
       prefix: o.prefix,
       concurrency: o.concurrency,
+      drainDelay: IDLE_WAIT_SECONDS,
       autorun: true,
       ...o.lockOptions,
     });
