@@ -322,6 +322,19 @@ export const AuditConfig = z
   .strict();
 export type AuditConfig = z.infer<typeof AuditConfig>;
 
+/**
+ * How a stage's queue is laid out in Redis. `shards` > 1 splits it into that many BullMQ queues,
+ * each with its own hash tag, so Redis Cluster spreads a stage's traffic over its primaries
+ * (queue/queue-shards.ts). Every process of a fleet must use the same value.
+ */
+export const QueueSettings = z
+  .object({
+    /** BullMQ queues per stage (1: one queue, named as always). */
+    shards: z.number().int().min(1).max(256).default(1),
+  })
+  .strict();
+export type QueueSettings = z.infer<typeof QueueSettings>;
+
 /** The fields of a cascade run configuration, before the checks across fields (see CascadeConfig). */
 export const CascadeConfigFields = z
   .object({
@@ -397,6 +410,8 @@ export const CascadeConfigFields = z
     redisUrl: z.string().optional(),
     /** BullMQ key prefix (use a `{hash-tag}` on Redis Cluster). */
     prefix: z.string().min(1).default('cascade'),
+    /** Queue layout: `shards` BullMQ queues per stage (for Redis Cluster). */
+    queues: QueueSettings.default({ shards: 1 }),
     /** File extensions listed by producers (lower case, with dot). */
     extensions: z.array(z.string().regex(/^\.[a-z0-9]+$/)).default(['.jpg', '.jpeg', '.png', '.webp', '.avif', '.gif', '.tif', '.tiff', '.bmp']),
   })

@@ -4,7 +4,8 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { EVENTS_MAX_LEN, JOB_OPTIONS, MERGE_QUEUE, laneJobId, mergeJobId, stageQueueName, type StageJob } from './jobs.js';
+import { EVENTS_MAX_LEN, JOB_OPTIONS, MERGE_QUEUE, laneJobId, mergeJobId, type StageJob } from './jobs.js';
+import { shardOfBatch, stageQueuePlace } from './queue-shards.js';
 import type { RunTracker } from './run-tracker.js';
 
 /**
@@ -19,30 +20,47 @@ export function quiet(queue: Queue): Queue {
 
 /** Producers' and workers' handle on a cascade's queues. */
 export class CascadeQueues {
-  private readonly stageQueues = new Map<string, Queue>();
+  private readonly stageQueues = new Map<string, Queue[]>();
   readonly merge: Queue;
 
+  /** `shards`: BullMQ queues per stage (queue/queue-shards.ts); every process of a fleet uses the same. */
   constructor(
     private readonly connection: Redis,
     private readonly prefix: string,
+    readonly shards = 1,
   ) {
     this.merge = quiet(new Queue(MERGE_QUEUE, { connection, prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
   }
 
-  /** The queue that feeds the stage called `name`. */
-  stage(name: string): Queue {
-    let queue = this.stageQueues.get(name);
-    if (!queue) {
-      queue = quiet(new Queue(stageQueueName(name), { connection: this.connection, prefix: this.prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
-      this.stageQueues.set(name, queue);
+  /** Every shard queue of the stage called `name` (one unless sharded). */
+  stageShards(name: string): Queue[] {
+    let queues = this.stageQueues.get(name);
+    if (!queues) {
+      queues = Array.from({ length: this.shards }, (_, k) => {
+        const place = stageQueuePlace(this.prefix, name, k, this.shards);
+        return quiet(new Queue(place.name, { connection: this.connection, prefix: place.prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
+      });
+      this.stageQueues.set(name, queues);
     }
-    return queue;
+    return queues;
   }
 
-  /** Add stage jobs with deterministic ids; BullMQ ignores ids it already holds. */
+  /** The queue that takes batch `batch`'s jobs for the stage called `name` (its shard). */
+  stage(name: string, batch = 0): Queue {
+    return this.stageShards(name)[shardOfBatch(batch, this.shards)]!;
+  }
+
+  /** Add stage jobs with deterministic ids, each to its batch's shard; BullMQ ignores ids it already holds. */
   async addStageJobs(stageName: string, jobs: StageJob[]): Promise<void> {
-    if (jobs.length === 0) return;
-    await this.stage(stageName).addBulk(jobs.map((data) => ({ name: 'batch', data, opts: { ...JOB_OPTIONS, jobId: laneJobId(data) } })));
+    const byShard = new Map<number, StageJob[]>();
+    for (const job of jobs) {
+      const k = shardOfBatch(job.batch, this.shards);
+      byShard.set(k, [...(byShard.get(k) ?? []), job]);
+    }
+    const queues = this.stageShards(stageName);
+    await Promise.all(
+      [...byShard].map(([k, shard]) => queues[k]!.addBulk(shard.map((data) => ({ name: 'batch', data, opts: { ...JOB_OPTIONS, jobId: laneJobId(data) } })))),
+    );
   }
 
   /** Queue the run's merge; safe to call more than once (one job id per run). */
@@ -63,8 +81,8 @@ export class CascadeQueues {
    */
   async retryFailed(runId: string, stageNames: readonly string[]): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
-    for (const [name, queue] of [...stageNames.map((n) => [n, this.stage(n)] as const), ['merge', this.merge] as const]) {
-      counts[name] = 0;
+    for (const [name, queue] of [...stageNames.flatMap((n) => this.stageShards(n).map((q) => [n, q] as const)), ['merge', this.merge] as const]) {
+      counts[name] ??= 0;
       // Pages of 500: a run's failed set can be large, and getFailed(0, -1) loads it all at once.
       // Retried jobs leave the failed set, so only a page holding none of this run's moves on.
       let start = 0;
@@ -82,6 +100,6 @@ export class CascadeQueues {
 
   /** Close the queue handles (not the shared connection). */
   async close(): Promise<void> {
-    await Promise.all([this.merge.close(), ...[...this.stageQueues.values()].map((q) => q.close())]);
+    await Promise.all([this.merge.close(), ...[...this.stageQueues.values()].flat().map((q) => q.close())]);
   }
 }

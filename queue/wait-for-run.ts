@@ -77,7 +77,7 @@ async function runJobIds(queue: Queue, runId: string, types: Array<'waiting' | '
  * or active (so the run can no longer complete); null while the run can still make progress.
  */
 export async function stuckRunFailures(queues: CascadeQueues, runId: string, stageNames: readonly string[]): Promise<FailedBatch[] | null> {
-  const all = [...stageNames.map((n) => [n, queues.stage(n)] as const), ['merge', queues.merge] as const];
+  const all = [...stageNames.flatMap((n) => queues.stageShards(n).map((q) => [n, q] as const)), ['merge', queues.merge] as const];
   const failed: FailedBatch[] = [];
   for (const [stage, queue] of all) {
     const pending = await runJobIds(queue, runId, ['waiting', 'delayed', 'prioritized', 'active', 'waiting-children']);

@@ -31,7 +31,7 @@ export async function queueAudit(queues: CascadeQueues, spec: RunSpec, batch: nu
   if (items.length === 0) return;
   const last = spec.stages[spec.stages.length - 1]!;
   const data: AuditJob = { runId: spec.runId, batch, items };
-  await queues.stage(last.name).add(AUDIT_JOB_NAME, data, { ...JOB_OPTIONS, jobId: auditJobId(spec.runId, batch) });
+  await queues.stage(last.name, batch).add(AUDIT_JOB_NAME, data, { ...JOB_OPTIONS, jobId: auditJobId(spec.runId, batch) });
 }
 
 /** What an audit job needs of the last stage's worker. */

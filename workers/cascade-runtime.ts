@@ -43,6 +43,7 @@ export type RuntimeConfig = Pick<
   | 'jobLocks'
   | 's3'
   | 'prefix'
+  | 'queues'
   | 'maxModels'
   | 'modelDir'
   | 'sources'
@@ -127,7 +128,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
   };
   const lockOptions = bullLockOptions(config.jobLocks);
   const tracker = new RunTracker(redis, config.prefix);
-  const queues = new CascadeQueues(redis, config.prefix);
+  const queues = new CascadeQueues(redis, config.prefix, config.queues.shards);
   const stageRoles = roles.filter((r) => !isServiceRole(r));
   const models = new ModelCache({
     runtime: {

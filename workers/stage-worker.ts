@@ -18,7 +18,8 @@ import type { ProbeComparison } from '../pipeline/models/probe.js';
 import { processAuditJob } from './audit-job.js';
 import { processStageJob } from './stage-job.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, IDLE_WAIT_SECONDS, type RunSpec, stageQueueName } from '../queue/jobs.js';
+import { AUDIT_JOB_NAME, DECIDE_JOB_NAME, DecideJob, IDLE_WAIT_SECONDS, type RunSpec } from '../queue/jobs.js';
+import { shardConcurrency, stageQueuePlace } from '../queue/queue-shards.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { runDecision } from '../queue/threshold-decision.js';
 import { type CostMeter, processMeters } from '../pipeline/cost/cost-meter.js';
@@ -28,7 +29,7 @@ import type { SessionNumerics, WorkerClass } from '../config/schema.js';
 export interface StageWorkerOptions {
   connection: Redis;
   prefix: string;
-  /** The stage this worker serves, by name: its queue is stage-<name>. */
+  /** The stage this worker serves, by name: its queue is stage-<name> (or its shards). */
   stage: string;
   /** Where the models runs pin are opened and verified. */
   models: ModelCache;
@@ -80,9 +81,10 @@ export function failureFields(job: Job | undefined, err: Error, stage: string): 
   };
 }
 
-/** Consumes one stage's queue until closed. */
+/** Consumes one stage's queue (every shard of it, see queue/queue-shards.ts) until closed. */
 export class StageWorker {
-  readonly worker: Worker;
+  /** The BullMQ worker of each shard queue of the stage (one unless sharded). */
+  readonly workers: Worker[];
   // BullMQ never closes a connection it was given, so the worker owns and closes its own.
   private readonly connection: Redis;
   private readonly meters: Record<WorkerClass, CostMeter>;
@@ -92,19 +94,31 @@ export class StageWorker {
   constructor(private readonly o: StageWorkerOptions) {
     this.connection = o.connection.duplicate();
     this.meters = o.meters ?? processMeters();
-    this.worker = new Worker(stageQueueName(o.stage), (job) => this.process(job), {
-      connection: this.connection,
-      prefix: o.prefix,
-      concurrency: o.concurrency,
-      drainDelay: IDLE_WAIT_SECONDS,
-      autorun: true,
-      ...o.lockOptions,
+    const shards = o.queues.shards;
+    // The process's concurrency for the stage is split over its shards, not multiplied by them.
+    const budget = shardConcurrency(o.concurrency, shards);
+    this.workers = budget.map((concurrency, k) => {
+      const place = stageQueuePlace(o.prefix, o.stage, k, shards);
+      const worker = new Worker(place.name, (job) => this.process(job), {
+        connection: this.connection,
+        prefix: place.prefix,
+        concurrency,
+        drainDelay: IDLE_WAIT_SECONDS,
+        autorun: true,
+        ...o.lockOptions,
+      });
+      worker.on('failed', (job, err) => {
+        o.log(`${o.stage}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, o.stage));
+        if (job) void this.recordFinalFailure(job, err);
+      });
+      worker.on('error', (err) => o.log(`${o.stage}: worker error: ${err.message}`, { level: 'warn', stage: o.stage, errorKind: errorKind(err), err }));
+      return worker;
     });
-    this.worker.on('failed', (job, err) => {
-      o.log(`${o.stage}: job ${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`, failureFields(job, err, o.stage));
-      if (job) void this.recordFinalFailure(job, err);
-    });
-    this.worker.on('error', (err) => o.log(`${o.stage}: worker error: ${err.message}`, { level: 'warn', stage: o.stage, errorKind: errorKind(err), err }));
+  }
+
+  /** The BullMQ worker of the stage's first (or only) shard queue. */
+  get worker(): Worker {
+    return this.workers[0]!;
   }
 
   /**
@@ -148,7 +162,7 @@ export class StageWorker {
 
   /** Stop taking jobs and wait for the active ones to finish. */
   async close(): Promise<void> {
-    await this.worker.close();
+    await Promise.all(this.workers.map((w) => w.close()));
     this.connection.disconnect();
   }
 }

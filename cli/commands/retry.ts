@@ -12,9 +12,9 @@ import { fleetSettings } from '../fleet-settings.js';
 /** Retry the failed jobs of `runId`; resolves with the count per queue. */
 export async function retryCommand(runId: string, o: { config?: string; prefix?: string; json?: boolean }): Promise<Record<string, number>> {
   const id = RunId.parse(runId);
-  const { redisUrl, prefix } = await fleetSettings(o);
+  const { redisUrl, prefix, shards } = await fleetSettings(o);
   const redis = await connectRedisChecked(redisUrl);
-  const queues = new CascadeQueues(redis, prefix);
+  const queues = new CascadeQueues(redis, prefix, shards);
   try {
     const spec = await new RunTracker(redis, prefix).spec(id);
     if (!spec) throw Object.assign(new Error(`run ${id} is unknown to this Redis (prefix ${prefix})`), { name: 'UnknownRunError' });

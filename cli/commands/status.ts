@@ -55,11 +55,24 @@ export async function runBatchCounts(queue: Queue, runId: string): Promise<Batch
   return { queued: queued.length, active: active.length, failed: failed.length, ...(reason ? { failedReason: reason } : {}) };
 }
 
+/** The counts of a stage's shard queues together (the first failure's reason). */
+function sumBatchCounts(shards: BatchCounts[]): BatchCounts {
+  const reason = shards.find((c) => c.failedReason)?.failedReason;
+  return {
+    queued: shards.reduce((n, c) => n + c.queued, 0),
+    active: shards.reduce((n, c) => n + c.active, 0),
+    failed: shards.reduce((n, c) => n + c.failed, 0),
+    ...(reason ? { failedReason: reason } : {}),
+  };
+}
+
 /** Read the status of one run, or null when Redis does not know it. */
 export async function readRunStatus(tracker: RunTracker, queues: CascadeQueues, runId: string, now = new Date()): Promise<RunStatus | null> {
   const progress = await tracker.progress(runId);
   if (!progress) return null;
-  const batches = await Promise.all(progress.spec.stages.map((s) => runBatchCounts(queues.stage(s.name), runId)));
+  const batches = await Promise.all(
+    progress.spec.stages.map(async (s) => sumBatchCounts(await Promise.all(queues.stageShards(s.name).map((q) => runBatchCounts(q, runId))))),
+  );
   return buildRunStatus(progress, batches, now);
 }
 
@@ -85,10 +98,10 @@ export async function statusCommand(
   o: StatusCommandOptions,
   write: (text: string) => void = (t) => process.stdout.write(t),
 ): Promise<RunStatus | RunView[]> {
-  const { redisUrl, prefix } = await fleetSettings(o);
+  const { redisUrl, prefix, shards } = await fleetSettings(o);
   const redis = await connectRedisChecked(redisUrl, { maxRetriesPerRequest: 2 });
   const tracker = new RunTracker(redis, prefix);
-  const queues = new CascadeQueues(redis, prefix);
+  const queues = new CascadeQueues(redis, prefix, shards);
   const clear = o.watch && process.stdout.isTTY ? '\x1b[2J\x1b[H' : '';
   // Seen stuck on two polls in a row: a batch between its stages is not.
   let stuckPolls = 0;

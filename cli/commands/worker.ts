@@ -15,7 +15,7 @@ import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/
 import { lastScheduleSuccesses, SCHEDULES_QUEUE, scheduleOfRun } from '../../workers/run-scheduler.js';
 import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
 import { quiet } from '../../queue/cascade-queues.js';
-import { MERGE_QUEUE, stageQueueName } from '../../queue/jobs.js';
+import { MERGE_QUEUE } from '../../queue/jobs.js';
 import { exitNow } from '../exit-now.js';
 import { createLogger, logFn } from '../logger.js';
 import { redactUrl } from '../redact.js';
@@ -97,7 +97,7 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
     stages: stageNames,
     merges: wanted.includes('merge'),
     queues: () => [
-      ...stageNames.map((name) => ({ name: stageQueueName(name), queue: runtime.queues.stage(name) })),
+      ...stageNames.flatMap((name) => runtime.queues.stageShards(name).map((queue) => ({ name: queue.name, queue }))),
       { name: MERGE_QUEUE, queue: runtime.queues.merge },
       { name: SCHEDULES_QUEUE, queue: schedulesQueue() },
     ],

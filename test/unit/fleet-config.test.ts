@@ -81,12 +81,18 @@ describe('fleet settings', () => {
     expect(requireRedisUrl({ redisUrl: 'redis://r:6379' } as never, 'submit')).toBe('redis://r:6379');
   });
 
-  it('status, schedule and dashboard read only redisUrl and prefix: REDIS_URL and --prefix win over the file', async () => {
+  it('status, schedule and dashboard read only redisUrl, prefix and queue shards: REDIS_URL and --prefix win over the file', async () => {
     const file = join(dir, 'fleet.yaml');
-    await writeFile(file, 'redisUrl: redis://file:6379\nprefix: fromfile\nlittle: models/does-not-matter.onnx\n');
-    expect(await fleetSettings({ config: file }, {})).toEqual({ redisUrl: 'redis://file:6379', prefix: 'fromfile' });
-    expect(await fleetSettings({ config: file, prefix: 'flag' }, { REDIS_URL: 'redis://env:1' })).toEqual({ redisUrl: 'redis://env:1', prefix: 'flag' });
-    expect(await fleetSettings({}, { REDIS_URL: 'redis://env:1' })).toEqual({ redisUrl: 'redis://env:1', prefix: 'cascade' });
+    await writeFile(file, 'redisUrl: redis://file:6379\nprefix: fromfile\nlittle: models/does-not-matter.onnx\nqueues: {shards: 4}\n');
+    expect(await fleetSettings({ config: file }, {})).toEqual({ redisUrl: 'redis://file:6379', prefix: 'fromfile', shards: 4 });
+    expect(await fleetSettings({ config: file, prefix: 'flag' }, { REDIS_URL: 'redis://env:1' })).toEqual({
+      redisUrl: 'redis://env:1',
+      prefix: 'flag',
+      shards: 4,
+    });
+    expect(await fleetSettings({}, { REDIS_URL: 'redis://env:1' })).toEqual({ redisUrl: 'redis://env:1', prefix: 'cascade', shards: 1 });
+    await writeFile(join(dir, 'zero.yaml'), 'queues: {shards: 0}\n');
+    await expect(fleetSettings({ config: join(dir, 'zero.yaml') }, { REDIS_URL: 'redis://x' })).rejects.toThrow(/queues\.shards/);
     await expect(fleetSettings({}, {})).rejects.toThrow(/no Redis to talk to: set REDIS_URL/);
     await writeFile(join(dir, 'bad.yaml'), 'prefix: ""\n');
     await expect(fleetSettings({ config: join(dir, 'bad.yaml') }, { REDIS_URL: 'redis://x' })).rejects.toThrow(/prefix: Too small/);
