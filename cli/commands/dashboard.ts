@@ -95,7 +95,8 @@ export async function startDashboard(o: {
   const refresh = async () => {
     const names = await discoverQueues(redis, o.prefix);
     const added = names.filter((n) => !queues.has(n));
-    for (const name of added) queues.set(name, quiet(new Queue(name, { connection: redis, prefix: o.prefix })));
+    // A viewer leaves the queues' meta (e.g. their event stream cap, queue/jobs.ts EVENTS_MAX_LEN) as their owners wrote it.
+    for (const name of added) queues.set(name, quiet(new Queue(name, { connection: redis, prefix: o.prefix, skipMetasUpdate: true })));
     // bull-board hides its action buttons on read-only queues; the guard refuses the requests.
     if (added.length > 0) board.replaceQueues([...queues.values()].map((q) => new BullMQAdapter(q, { readOnlyMode: !access.allowWrites })));
   };

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../cli/commands/run.js';
 import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
-import { stageJobId, stageQueueName } from '../../queue/jobs.js';
+import { EVENTS_MAX_LEN, stageJobId, stageQueueName } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { colourSpec, COLOURS, GREYS, writeColourImages } from '../helpers/colour-fixture.js';
 import { completedJobIds } from '../helpers/queue-events.js';
@@ -83,6 +83,8 @@ describe('3-stage cascade run', () => {
       expect(await completed('big')).toEqual([stageJobId(runId, 2, 2), stageJobId(runId, 3, 2)]);
       for (const name of ['little', 'mid', 'big'])
         expect(await queues.stage(name).getJobCounts('waiting', 'active', 'failed'), name).toEqual({ waiting: 0, active: 0, failed: 0 });
+      // Nobody reads the event streams: BullMQ's scripts trim each to about EVENTS_MAX_LEN entries.
+      expect(await connection.hget(`${prefix}:${stageQueueName('little')}:meta`, 'opts.maxLenEvents')).toBe(String(EVENTS_MAX_LEN));
     } finally {
       await queues.close();
       connection.disconnect();
