@@ -10,7 +10,7 @@ import { ConfigError } from '../config/load-config.js';
 import { expectedUrls, parseRef } from '../pipeline/storage/location.js';
 import type { Stores } from '../pipeline/storage/stores.js';
 
-type Chunks = AsyncIterable<string> | Iterable<string>;
+type Chunks = AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>;
 
 /** Write `chunks` to `out` (a path, file:// URL or remote object URL) whole or not at all, or to stdout when `out` is undefined. */
 export async function writeExport(out: string | undefined, chunks: Chunks, stores: Stores): Promise<void> {
@@ -26,7 +26,7 @@ export async function writeExport(out: string | undefined, chunks: Chunks, store
   let producerError: unknown;
   const body = (async function* () {
     try {
-      yield* chunks;
+      for await (const chunk of chunks) yield typeof chunk === 'string' ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     } catch (err) {
       producerError = err;
       throw err;

@@ -2,7 +2,7 @@
  * Human-readable rendering of a run summary for the terminal.
  */
 import type { RunSummary } from '../pipeline/results/manifest.js';
-import { MANIFEST_KEY, SUMMARY_KEY } from '../pipeline/results/output-layout.js';
+import { MANIFEST_KEY, MANIFEST_SHARDS_PREFIX, SUMMARY_KEY } from '../pipeline/results/output-layout.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
@@ -45,7 +45,13 @@ export function formatSummary(s: RunSummary): string {
         .join(', ')}`,
     );
   if (s.duplicatesDropped) lines.push(`  duplicates: ${s.duplicatesDropped} repeated key(s) in the source dropped (one row per key)`);
-  lines.push(`  manifest: ${joinOut(s.out, MANIFEST_KEY)}`, `  summary:  ${joinOut(s.out, SUMMARY_KEY)}`);
+  // The Parquet shards are always written beside manifest.jsonl; the line names them only when they are all there is.
+  const shards = s.manifest && !s.manifest.jsonl ? s.manifest.parquetShards : null;
+  const manifest =
+    shards === null
+      ? joinOut(s.out, MANIFEST_KEY)
+      : `${joinOut(s.out, MANIFEST_SHARDS_PREFIX)} (${shards} Parquet shard${shards === 1 ? '' : 's'}, no manifest.jsonl)`;
+  lines.push(`  manifest: ${manifest}`, `  summary:  ${joinOut(s.out, SUMMARY_KEY)}`);
   return lines.join('\n');
 }
 

@@ -79,7 +79,10 @@ export function buildProgram(): Command {
   program
     .command('verify')
     .description('check a manifest has exactly one valid row per input of a source (exit 1 on missing, duplicate, unknown or invalid rows)')
-    .requiredOption('--manifest <location>', 'manifest.jsonl (local, s3://…, or the output directory holding it)')
+    .requiredOption(
+      '--manifest <location>',
+      'manifest.jsonl or a manifest/part-*.parquet shard (local or s3://…), or the output directory holding the manifest',
+    )
     .requiredOption('--source <source>', "the run's source: a local folder, s3://bucket/prefix, or a key-list file")
     .option('--extensions <list>', "comma-separated extensions the run listed (default: the config file's, else the run default)")
     .option('--config <file>', "the run's config file, for its extensions and s3 settings")
@@ -274,9 +277,10 @@ export function buildProgram(): Command {
 
   exports
     .command('final')
-    .description('one JSON line per image: the human label where reviewed (label_source: human), else the cascade’s (label_source: <stage>)')
+    .description('one row per image: the human label where reviewed (label_source: human), else the cascade’s (label_source: <stage>); JSON Lines or Parquet')
     .requiredOption('--run <location>', "the run's output location (directory or s3://bucket/prefix)")
-    .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout (e.g. final.jsonl)')
+    .option('--out <file>', 'write here (a file or s3://bucket/key) instead of stdout (e.g. final.jsonl, final.parquet)')
+    .option('--format <format>', 'jsonl or parquet (default: parquet when --out ends in .parquet, else jsonl)')
     .action(async (opts) => {
       await exportFinalCommand(opts);
     });

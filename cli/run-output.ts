@@ -6,7 +6,7 @@
 import { ConfigError, s3SettingsFromEnv } from '../config/load-config.js';
 import { RunSummary } from '../pipeline/results/manifest.js';
 import { SUMMARY_KEY } from '../pipeline/results/output-layout.js';
-import { RunOutputNotFoundError } from '../pipeline/results/review-export.js';
+import { RunOutputNotFoundError } from '../pipeline/results/manifest-reader.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
 import { type Stores, withStores } from '../pipeline/storage/stores.js';
 

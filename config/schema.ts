@@ -189,6 +189,28 @@ export function workerClassOf(provider: string): WorkerClass {
   return provider === 'cpu' ? 'cpu' : 'gpu';
 }
 
+/**
+ * How the merge writes a run's manifest: Parquet shards (`manifest/part-NNNNN.parquet`, about
+ * `shardRows` rows each) unless `parquet: false`, and manifest.jsonl as `jsonl` says. `auto`
+ * writes it up to `jsonlMaxImages` images (or always, without shards): above that one JSON file
+ * is too large to be useful (about 30 GB at 100M rows).
+ */
+export const OutputSettings = z
+  .object({
+    jsonl: z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Under `jsonl: auto`, the largest run (listed images) that still gets manifest.jsonl. */
+    jsonlMaxImages: z.number().int().min(0).default(10_000_000),
+    parquet: z.boolean().default(true),
+    /** Rows per Parquet shard: a shard closes at the batch that reaches it, so it holds whole batches. */
+    shardRows: z.number().int().min(1).default(100_000),
+    /** Shards encoded and written at once, each on its own worker thread while the merge's machine has cores to spare (1: on the merge's thread). */
+    shardConcurrency: z.number().int().min(1).max(64).default(4),
+  })
+  .strict()
+  .refine((o) => o.parquet || o.jsonl !== 'never', { message: 'jsonl: never with parquet: false would write no manifest at all' });
+export type OutputSettings = z.infer<typeof OutputSettings>;
+export const DEFAULT_OUTPUT: OutputSettings = OutputSettings.parse({});
+
 export const Limits = z
   .object({
     /** Largest accepted image file, bytes. */
@@ -406,6 +428,8 @@ export const CascadeConfigFields = z
     sources: SourceSettings.default({}),
     /** Prices of machine time per worker class: the summary and calibration report cost in money next to seconds. */
     prices: Prices.default(DEFAULT_PRICES),
+    /** How the merge writes the manifest: Parquet shards, and manifest.jsonl unless the run is too large (docs/results.md). */
+    output: OutputSettings.default(DEFAULT_OUTPUT),
     /** Redis URL; when absent `cascade run` starts a private redis-server. */
     redisUrl: z.string().optional(),
     /** BullMQ key prefix (use a `{hash-tag}` on Redis Cluster). */

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { resolveSourceRoots } from './load-config.js';
 import { CascadeConfigFields, SourceSettings } from './schema.js';
 
-/** Config fields that decide a run's rows: workers follow each run's values instead. */
+/** Config fields that decide a run's rows or its output files: workers follow each run's values instead. */
 export const RUN_FIELDS = [
   'little',
   'big',
@@ -23,6 +23,7 @@ export const RUN_FIELDS = [
   'probeTolerance',
   'batchSize',
   'extensions',
+  'output',
 ] as const;
 
 export const WorkerConfig = CascadeConfigFields.omit({
@@ -38,6 +39,7 @@ export const WorkerConfig = CascadeConfigFields.omit({
   probeTolerance: true,
   batchSize: true,
   extensions: true,
+  output: true,
 }).extend({
   // A fleet worker reads no local file unless its own config names the folders it may read.
   sources: SourceSettings.extend({ localRoots: z.array(z.string().min(1)).default([]) }).default({ localRoots: [] }),

@@ -91,7 +91,7 @@ export async function planRun(
     ...(selfCalibration ? { selfCalibration } : {}),
   };
   const id = RunId.parse(runId ?? deriveRunId(runIdentity(body)));
-  return RunSpec.parse({ runId: id, ...body, prices: config.prices, createdAt: new Date().toISOString() });
+  return RunSpec.parse({ runId: id, ...body, prices: config.prices, output: config.output, createdAt: new Date().toISOString() });
 }
 
 /**

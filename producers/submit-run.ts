@@ -77,8 +77,9 @@ export function deriveRunId(parts: unknown): string {
  * numbers (they vary in the last digits with the planning machine) nor when it was created.
  */
 export function runIdentity(spec: Omit<RunSpec, 'runId' | 'createdAt'> & Partial<Pick<RunSpec, 'runId' | 'createdAt'>>): unknown {
-  // Prices change what a run's time is worth, never its rows: the same run at another price is the same run.
-  const { runId: _id, createdAt: _at, prices: _prices, ...rest } = spec;
+  // Prices change what a run's time is worth, and output settings how its rows are stored, never
+  // the rows: the same run at another price or in another file format is the same run.
+  const { runId: _id, createdAt: _at, prices: _prices, output: _output, ...rest } = spec;
   const stages = rest.stages.map(({ model: { probe: _probe, ...model }, ...stage }) => ({ ...stage, model }));
   return { ...rest, stages };
 }

@@ -3,7 +3,7 @@
  * one image; ids are deterministic so resubmitting or retrying never duplicates work.
  */
 import { z } from 'zod';
-import { ConfidenceMetric, Limits, Numerics, Prices, Route, RANK_NEEDS_REFERENCE, RANK_TWO_STAGES, RankReference } from '../config/schema.js';
+import { ConfidenceMetric, Limits, Numerics, OutputSettings, Prices, Route, RANK_NEEDS_REFERENCE, RANK_TWO_STAGES, RankReference } from '../config/schema.js';
 import { ModelPin } from '../pipeline/models/model-pin.js';
 import { DECIDED_AT_WARMUP } from '../pipeline/routing-resolver.js';
 import { WarmupSize } from '../pipeline/warmup-sample.js';
@@ -67,6 +67,8 @@ export const RunSpecFields = z.object({
   reviewCalibration: ReviewCalibrationRecord.optional(),
   /** Prices of machine time the summary reports cost at (absent in older specs: the defaults). Not part of the run's identity. */
   prices: Prices.optional(),
+  /** How the merge writes the manifest (absent in older specs: the defaults). Not part of the run's identity: it stores the same rows. */
+  output: OutputSettings.optional(),
   createdAt: z.string(),
 });
 

@@ -98,6 +98,8 @@ export class MergeWorker {
       audit: spec.audit && decision?.certified ? { ...spec.audit, expectAgreement: decision.bound } : spec.audit,
       batches: progress.batches,
       duplicates: progress.duplicates,
+      listedImages: progress.total ?? progress.listedImages,
+      ...(spec.output ? { output: spec.output } : {}),
       startedAt: new Date(progress.startedAt ?? spec.createdAt),
       ...(resolveRouting(spec, 0, decision).bigOnly === 'calibration-verdict' ? { route: { route: 'big-only' as const, reason: BIG_ONLY_BY_VERDICT } } : {}),
       ...(spec.reviewCalibration ? { reviewCalibration: spec.reviewCalibration } : {}),

@@ -11,7 +11,7 @@ import { defaultJobName, GroundTruthJobName, GroundTruthLabelAttribute, groundTr
 import { imagefolderRow, rootPrefix } from '../../pipeline/results/imagefolder-export.js';
 import { labelStudioConfig } from '../../pipeline/results/label-studio-config.js';
 import type { ManifestRow } from '../../pipeline/results/manifest.js';
-import { openManifest } from '../../pipeline/results/review-export.js';
+import { openManifest } from '../../pipeline/results/manifest-reader.js';
 import { reviewedRow } from '../../pipeline/reviews/final-manifest.js';
 import type { ReviewRow } from '../../pipeline/reviews/review-row.js';
 import { readReviews } from '../../pipeline/reviews/reviews-file.js';

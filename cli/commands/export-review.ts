@@ -8,16 +8,8 @@ import { ConfigError } from '../../config/load-config.js';
 import type { AuditEntry } from '../../pipeline/audit/audit-part.js';
 import { RunSummary } from '../../pipeline/results/manifest.js';
 import { SUMMARY_KEY } from '../../pipeline/results/output-layout.js';
-import {
-  labelStudioTasks,
-  openManifest,
-  parseReasons,
-  readDisagreements,
-  reviewCsv,
-  RunOutputNotFoundError,
-  selectForReview,
-  selectWithinBudget,
-} from '../../pipeline/results/review-export.js';
+import { openManifest, RunOutputNotFoundError } from '../../pipeline/results/manifest-reader.js';
+import { labelStudioTasks, parseReasons, readDisagreements, reviewCsv, selectForReview, selectWithinBudget } from '../../pipeline/results/review-export.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../../pipeline/storage/object-store.js';
 import { withEnvStores } from '../run-output.js';
 import { writeExport } from '../export-output.js';

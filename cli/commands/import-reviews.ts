@@ -8,7 +8,8 @@
 import { basename } from 'node:path';
 import { ConfigError } from '../../config/load-config.js';
 import type { ManifestRow } from '../../pipeline/results/manifest.js';
-import { openManifest, readAuditEntries } from '../../pipeline/results/review-export.js';
+import { openManifest } from '../../pipeline/results/manifest-reader.js';
+import { readAuditEntries } from '../../pipeline/results/review-export.js';
 import { matchReviews, mergeReviews, type ReviewRun } from '../../pipeline/reviews/match-reviews.js';
 import { detectReviewFormat } from '../../pipeline/reviews/review-formats.js';
 import { formatReviewReport, reviewReport } from '../../pipeline/reviews/review-report.js';

@@ -4,13 +4,13 @@
  * s3:// URLs, key-list lines trimmed and repeats dropped), so keys compare like with like. Exit
  * code 1 on any violation.
  */
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { ConfigError, readStructured, s3SettingsFromEnv } from '../../config/load-config.js';
 import { CascadeConfig, S3Settings } from '../../config/schema.js';
 import { isRemoteUrl } from '../../pipeline/storage/location.js';
 import { withStores } from '../../pipeline/storage/stores.js';
 import { formatProvenanceReport, type ProvenanceReport, verifyProvenance } from '../../pipeline/results/verify-provenance.js';
-import { MANIFEST_KEY } from '../../pipeline/results/output-layout.js';
+import { isManifestShardKey, MANIFEST_KEY } from '../../pipeline/results/output-layout.js';
 import { formatVerifyReport, readManifestLines, verifyManifest, type VerifyReport } from '../../pipeline/results/verify-manifest.js';
 import { listSource } from '../../producers/list-source.js';
 
@@ -51,14 +51,15 @@ function extensionsOf(flag: string | undefined, fromFile: unknown): string[] {
 
 /**
  * The output location of the run whose manifest `--manifest` names, as readManifestLines reads
- * it: the folder or prefix itself, or the parent of its manifest.jsonl; null for a manifest
- * file under another name (no run location beside it to check).
+ * it: the folder or prefix itself, or the parent of its manifest.jsonl or of its
+ * manifest/part-*.parquet shard; null for a manifest file under another name (no run location
+ * beside it to check).
  */
 export function runLocation(manifest: string): string | null {
-  if (manifest === MANIFEST_KEY || manifest.endsWith(`/${MANIFEST_KEY}`)) {
-    return isRemoteUrl(manifest) ? manifest.slice(0, -MANIFEST_KEY.length) : dirname(resolve(manifest));
-  }
-  if (manifest.endsWith('.jsonl')) return null;
+  const shard = manifest.split('/').slice(-2).join('/');
+  const name = manifest === MANIFEST_KEY || manifest.endsWith(`/${MANIFEST_KEY}`) ? MANIFEST_KEY : isManifestShardKey(shard) ? shard : null;
+  if (name !== null) return isRemoteUrl(manifest) ? manifest.slice(0, -name.length) : resolve(manifest, ...name.split('/').map(() => '..'));
+  if (manifest.endsWith('.jsonl') || manifest.endsWith('.parquet')) return null;
   return manifest;
 }
 

@@ -188,6 +188,8 @@ export const RunSummary = z.object({
   reviews: ReviewReport.optional(),
   /** A scheduled firing calibrated from a reviewed run (`schedule add --calibration-from`): the reviews it used and what they certified. */
   reviewCalibration: ReviewCalibrationRecord.optional(),
+  /** How the merge stored the manifest: manifest.jsonl or not, and how many Parquet shards under manifest/ (absent in older summaries: JSONL only). */
+  manifest: z.object({ jsonl: z.boolean(), parquetShards: z.number().int().nonnegative() }).optional(),
   /** Plot files written next to the summary (keys under the output location). */
   plots: z.object({ confidenceSvg: z.string(), confidencePng: z.string(), calibrationSvg: z.string().optional() }).optional(),
 });

@@ -1,13 +1,17 @@
 /**
- * The merge step: read every batch's result parts from the output location and write
- * manifest.jsonl (one row per input, in input order, streamed); then, after the plots are drawn
- * from what it gathered (pipeline/plots/run-plots.ts), summary.json, the run's last output.
+ * The merge step: read every batch's result parts from the output location and write the
+ * manifest (one row per input, in input order, streamed) as Parquet shards and, unless the run is
+ * too large for one JSON file, manifest.jsonl, folding the summary from the same pass; then,
+ * after the plots are drawn from what it gathered (pipeline/plots/run-plots.ts), summary.json,
+ * the run's last output.
  * Idempotent: it only reads parts and overwrites its outputs, so running it twice is harmless.
  */
 import type { ReviewCalibrationRecord } from '../reviews/review-calibration-record.js';
 import { AuditPart, countAgreement } from '../audit/audit-part.js';
 import { summarizeAudit } from '../audit/audit-summary.js';
-import { ResultPart, mergeBatchRows, summarize, type RunSummary, type SummaryInput } from './manifest.js';
+import { DEFAULT_OUTPUT, type OutputSettings } from '../../config/schema.js';
+import { type ManifestRow, ResultPart, mergeBatchRows, summarize, type RunSummary, type SummaryInput } from './manifest.js';
+import { ShardWriter } from './shard-writer.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
 import { addConfidence, emptyHistogram } from '../plots/histogram.js';
 import { RunCalibration } from '../plots/run-calibration.js';
@@ -28,6 +32,16 @@ export interface MergeInput extends Omit<SummaryInput, 'parts' | 'errorsByKind' 
   route?: NonNullable<RunSummary['route']>;
   /** A scheduled firing calibrated from human reviews: what it used (pipeline/reviews/review-calibration.ts). */
   reviewCalibration?: ReviewCalibrationRecord;
+  /** How to write the manifest; absent: the defaults. */
+  output?: OutputSettings;
+  /** Images the run listed (what `jsonl: auto` decides by); absent: none, so a small run. */
+  listedImages?: number;
+}
+
+/** Whether a run of `listedImages` images gets manifest.jsonl (a run without Parquet shards always does). */
+export function writesJsonl(output: OutputSettings, listedImages: number): boolean {
+  if (output.jsonl === 'auto') return listedImages <= output.jsonlMaxImages || !output.parquet;
+  return output.jsonl === 'always';
 }
 
 /** A merged run: its summary (listing the plots to draw) and what they are drawn from. */
@@ -66,6 +80,12 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
   // What the warm-up lane cost: images each stage inferred there.
   const warmupInferred = input.stages.map(() => 0);
   let warmupImages = 0;
+  const output = input.output ?? DEFAULT_OUTPUT;
+  const jsonl = writesJsonl(output, input.listedImages ?? 0);
+  // A run of one shard encodes it in place: starting a thread would cost more than it saves.
+  const expectedShards = Math.ceil((input.listedImages ?? 0) / output.shardRows);
+  const shards = new ShardWriter(store, output.shardConcurrency, Math.min(output.shardConcurrency, expectedShards));
+  let shardRows: ManifestRow[] = [];
   // Batches are read a window ahead but written strictly in order, so memory is bounded by the
   // window, not by the run: a run of millions of images streams through.
   async function* manifestChunks(): AsyncGenerator<string> {
@@ -91,17 +111,35 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
       for (const row of rows) {
         if (row.error) errorsByKind[row.error.kind] = (errorsByKind[row.error.kind] ?? 0) + 1;
         else if (row.stage !== null && row.confidence !== null) addConfidence(histogram, row.stage, row.confidence);
-        chunk += `${JSON.stringify(row)}\n`;
+        if (jsonl) chunk += `${JSON.stringify(row)}\n`;
       }
       for (const { stage, stats: s, stageName, forwardedConfidence, writer, cost, skipped } of parts) {
         stats.push({ stage, stats: s, writer, cost, skipped });
         for (const c of forwardedConfidence ?? []) addConfidence(histogram, stageName, c, true);
       }
       if (ordinary[0]!.audits) auditedBatches.push(batch);
+      // Shards end on batch boundaries, so each holds whole batches and ~shardRows rows.
+      if (output.parquet) for (const row of rows) shardRows.push(row);
+      if (output.parquet && shardRows.length >= output.shardRows) {
+        await shards.add(shardRows);
+        shardRows = [];
+      }
       yield chunk;
     }
+    // The last shard, or the only one of an empty run: readers always find the schema.
+    if (output.parquet && (shardRows.length > 0 || shards.written === 0)) await shards.add(shardRows);
   }
-  await store.putStream(MANIFEST_KEY, manifestChunks());
+  try {
+    if (jsonl) await store.putStream(MANIFEST_KEY, manifestChunks());
+    else {
+      for await (const chunk of manifestChunks()) void chunk;
+      // A manifest.jsonl left by an earlier merge of this location would be read before the shards.
+      await store.delete(MANIFEST_KEY);
+    }
+  } finally {
+    await shards.close();
+  }
+  const manifest = { jsonl, parquetShards: await shards.finish() };
 
   const audit = input.audit ? await readAudits(store, auditedBatches, input.audit, input.stages[input.stages.length - 1]!.gmacsPerImage) : undefined;
   const base = summarize({ ...input, parts: stats, errorsByKind, images, finishedAt: now() });
@@ -132,6 +170,7 @@ export async function mergeRun(store: ObjectStore, input: MergeInput, now: () =>
     ...(input.route ? { route: input.route } : {}),
     ...(input.reviewCalibration ? { reviewCalibration: input.reviewCalibration } : {}),
     plots: runPlotKeys(calibration !== null),
+    manifest,
   };
   return { summary, plots: plotData };
 }

@@ -5,6 +5,8 @@
 
 /** The merged rows, one JSON line per listed image in input order. */
 export const MANIFEST_KEY = 'manifest.jsonl';
+/** Folder of the merged rows as Parquet shards: in key order, their rows are manifest.jsonl's, in its order. */
+export const MANIFEST_SHARDS_PREFIX = 'manifest/';
 /** The run's summary (counts, compute, provenance, plots, reviews). */
 export const SUMMARY_KEY = 'summary.json';
 /** Folder of the stage and warm-up result parts. */
@@ -35,6 +37,16 @@ export function partKey(batch: number, stage: number): string {
   return `${PARTS_PREFIX}${batchName(batch)}.stage${stage}.json`;
 }
 
+/** Object key of the manifest's `index`-th Parquet shard (`manifest/part-00000.parquet`, …). */
+export function manifestShardKey(index: number): string {
+  return `${MANIFEST_SHARDS_PREFIX}part-${String(index).padStart(5, '0')}.parquet`;
+}
+
+/** Whether `key` names a manifest shard (what readers take from a listing of MANIFEST_SHARDS_PREFIX). */
+export function isManifestShardKey(key: string): boolean {
+  return /^manifest\/part-\d{5,}\.parquet$/.test(key);
+}
+
 /** Object key of a batch's warm-up part at a stage. */
 export function warmupPartKey(batch: number, stage: number): string {
   return `${PARTS_PREFIX}${batchName(batch)}.warmup.stage${stage}.json`;
@@ -59,6 +71,7 @@ export const RUN_OBJECT_PREFIXES: readonly string[] = [
   PARTS_PREFIX,
   AUDIT_PREFIX,
   MANIFEST_KEY,
+  MANIFEST_SHARDS_PREFIX,
   SUMMARY_KEY,
   CONFIDENCE_SVG_KEY,
   CONFIDENCE_PNG_KEY,

@@ -3,16 +3,16 @@
  * disagreements between the first and last stage, low final confidence — and render them as
  * Label Studio import tasks (with the model's answer as a pre-annotation) or as a plain CSV.
  * With a budget, a random slice of the run (for an unbiased accuracy estimate) plus the images
- * most likely wrong. Reads only the run's output location: manifest.jsonl and audit/*.json.
+ * most likely wrong. Reads only the run's output location: its manifest and audit/*.json.
  */
 import { z } from 'zod';
 import { AuditPart, type AuditEntry } from '../audit/audit-part.js';
 import { auditDraw } from '../audit/audit-sample.js';
 import type { ManifestRow } from './manifest.js';
-import { readManifestRows } from './manifest-reader.js';
-import { AUDIT_PREFIX, MANIFEST_KEY } from './output-layout.js';
+import { noRunOutput } from './manifest-reader.js';
+import { AUDIT_PREFIX } from './output-layout.js';
 import { isRemoteUrl } from '../storage/location.js';
-import { isObjectNotFound, type ObjectStore, readJson, readLines } from '../storage/object-store.js';
+import { isObjectNotFound, type ObjectStore, readJson } from '../storage/object-store.js';
 
 export const ReviewReason = z.enum(['errors', 'disagreements', 'low-confidence']);
 export type ReviewReason = z.infer<typeof ReviewReason>;
@@ -47,31 +47,6 @@ export function parseReasons(list: string): Set<ReviewReason> {
   }
   if (reasons.size === 0) throw new Error(`--include: no reason given (use ${ReviewReason.options.join(', ')})`);
   return reasons;
-}
-
-/** The output location holds no merged run. */
-export class RunOutputNotFoundError extends Error {
-  override name = 'RunOutputNotFoundError';
-}
-
-function noRunOutput(store: ObjectStore, cause: unknown): RunOutputNotFoundError {
-  return new RunOutputNotFoundError(`no manifest.jsonl in ${store.describe()}: is the run finished and merged?`, { cause });
-}
-
-/**
- * Opens the run's manifest: a missing one is a RunOutputNotFoundError here, then its rows are
- * streamed in manifest order (an invalid row throws, naming its line).
- */
-export async function openManifest(store: ObjectStore): Promise<AsyncIterable<ManifestRow>> {
-  const input = await store.getStream(MANIFEST_KEY).catch((err: unknown) => {
-    throw isObjectNotFound(err) ? noRunOutput(store, err) : err;
-  });
-  return (async function* () {
-    for await (const r of readManifestRows(readLines(input))) {
-      if (r.row === null) throw new Error(`manifest.jsonl line ${r.line} is not a manifest row: ${r.message}`);
-      yield r.row;
-    }
-  })();
 }
 
 /** Every audit entry of the run, by image key (none for runs without audits). */

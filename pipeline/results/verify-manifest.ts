@@ -7,10 +7,8 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { isRemoteUrl, parseRemoteUrl } from '../storage/location.js';
-import { type ManifestLine, parseManifestLine, readManifestRows } from './manifest-reader.js';
-import { MANIFEST_KEY } from './output-layout.js';
+import { isRemoteUrl } from '../storage/location.js';
+import { type ManifestLine, parseManifestLine, readManifestRows, readManifestShards, readStoredManifest } from './manifest-reader.js';
 import { LocalStore, openLocalStream } from '../storage/local-store.js';
 import { ObjectNotFoundError, readLines } from '../storage/object-store.js';
 import type { Stores } from '../storage/stores.js';
@@ -120,39 +118,48 @@ export class ManifestChecker {
   }
 }
 
-/**
- * Streams the lines of a manifest: a local file, a local output directory (its manifest.jsonl),
- * or a remote `s3://bucket/key.jsonl`; any other remote key is read as an output prefix holding
- * manifest.jsonl. Missing → ObjectNotFoundError.
- */
-export async function* readManifestLines(location: string, stores: Stores): AsyncGenerator<string> {
-  let input: Readable;
-  if (isRemoteUrl(location)) {
-    const { scheme, bucket, key: raw } = parseRemoteUrl(location);
-    // A run's output location (`--out s3://bucket/prefix`) means its manifest.jsonl.
-    const key = raw === '' || raw.endsWith('/') ? `${raw}${MANIFEST_KEY}` : raw.endsWith('.jsonl') ? raw : `${raw}/${MANIFEST_KEY}`;
-    input = await stores.open({ kind: 'remote', scheme, bucket, prefix: '' }).getStream(key);
-  } else {
-    const file = path.resolve(location);
-    const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new ObjectNotFoundError(location, undefined, { cause: err });
-      throw err;
-    });
-    // Opened before the first line, so a missing manifest.jsonl inside a directory is a not-found, not a stream error.
-    input = st.isDirectory() ? await new LocalStore(file).getStream(MANIFEST_KEY) : await openLocalStream(file);
-  }
-  yield* readLines(input);
+/** `location` split into the folder or prefix that holds it and its name there. */
+function parentAndName(location: string): { parent: string; name: string } {
+  const cut = location.lastIndexOf('/');
+  return { parent: location.slice(0, cut + 1) || '.', name: location.slice(cut + 1) };
 }
 
-/** Checks `manifestLines` against `sourceKeys`: the whole invariant in one pass over each. */
+/**
+ * Streams the rows of a manifest, parsed and numbered: a JSONL file, one Parquet shard
+ * (`….parquet`), or a run's output location (a local directory or a remote prefix), read as
+ * the exports read it: its manifest.jsonl, else its Parquet shards. `s3://bucket/key.jsonl` is
+ * that object. Missing → ObjectNotFoundError.
+ */
+export async function* readManifestLines(location: string, stores: Stores): AsyncGenerator<ManifestLine> {
+  const shard = location.endsWith('.parquet');
+  if (isRemoteUrl(location)) {
+    if (shard || location.endsWith('.jsonl')) {
+      const { parent, name } = parentAndName(location);
+      const store = stores.open(parent);
+      yield* shard ? readManifestShards(store, [name]) : readManifestRows(readLines(await store.getStream(name)));
+    } else yield* (await readStoredManifest(stores.open(location))).entries;
+    return;
+  }
+  const file = path.resolve(location);
+  const st = await fs.stat(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new ObjectNotFoundError(location, undefined, { cause: err });
+    throw err;
+  });
+  // Opened before the first row, so a missing manifest inside a directory is a not-found, not a stream error.
+  if (st.isDirectory()) yield* (await readStoredManifest(new LocalStore(file))).entries;
+  else if (shard) yield* readManifestShards(new LocalStore(path.dirname(file)), [path.basename(file)]);
+  else yield* readManifestRows(readLines(await openLocalStream(file)));
+}
+
+/** Checks the manifest's rows (from readManifestLines or readManifestRows) against `sourceKeys`: the whole invariant in one pass over each. */
 export async function verifyManifest(
   sourceKeys: AsyncIterable<string> | Iterable<string>,
-  manifestLines: AsyncIterable<string> | Iterable<string>,
+  manifest: AsyncIterable<ManifestLine> | Iterable<ManifestLine>,
   sampleLimit?: number,
 ): Promise<VerifyReport> {
   const checker = new ManifestChecker(sampleLimit);
   for await (const key of sourceKeys) checker.addSourceKey(key);
-  for await (const r of readManifestRows(manifestLines)) checker.addRow(r);
+  for await (const r of manifest) checker.addRow(r);
   return checker.report();
 }
 

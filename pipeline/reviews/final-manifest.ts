@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { ManifestRow } from '../results/manifest.js';
+import type { ParquetTable } from '../results/parquet-table.js';
 import type { ReviewRow } from './review-row.js';
 
 /** The label source of a reviewed row. */
@@ -31,6 +32,29 @@ export const FinalRow = z
   })
   .strict();
 export type FinalRow = z.infer<typeof FinalRow>;
+
+const column = (name: keyof FinalRow, type: 'string' | 'INT32' | 'DOUBLE', required = false) => ({
+  name,
+  ...(type === 'string' ? { type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const } : { type }),
+  repetition_type: required ? ('REQUIRED' as const) : ('OPTIONAL' as const),
+});
+
+/** final.parquet: FinalRow's fields as typed columns of the same names (label int32, confidence double, the rest strings). */
+export const FINAL_TABLE: ParquetTable = {
+  name: 'final manifest',
+  schema: [
+    { name: 'root', num_children: 9 },
+    column('key', 'string', true),
+    column('label', 'INT32'),
+    column('label_name', 'string'),
+    column('label_source', 'string'),
+    column('model_label', 'INT32'),
+    column('model_stage', 'string'),
+    column('confidence', 'DOUBLE'),
+    column('reviewer', 'string'),
+    column('error', 'string'),
+  ],
+};
 
 /** The final row of a manifest row and its review, if any. */
 export function finalRow(row: ManifestRow, review: ReviewRow | undefined): FinalRow {

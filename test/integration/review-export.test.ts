@@ -28,7 +28,8 @@ import {
 import { GroundTruthMetadata, groundTruthRowSchema } from '../../pipeline/results/ground-truth-export.js';
 import { ImagefolderRow } from '../../pipeline/results/imagefolder-export.js';
 import { type ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
-import { imageRef, openManifest, parseReasons } from '../../pipeline/results/review-export.js';
+import { openManifest } from '../../pipeline/results/manifest-reader.js';
+import { imageRef, parseReasons } from '../../pipeline/results/review-export.js';
 import { listSource } from '../../producers/list-source.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 import { spawnCascade } from '../helpers/cli-process.js';
@@ -183,14 +184,14 @@ describe('cascade export review', () => {
   it('names a bad reason and a missing run clearly', async () => {
     expect(() => parseReasons('errors,typos')).toThrow('--include: unknown reason "typos" (use errors, disagreements, low-confidence)');
     await expect(exportReviewCommand({ run: join(dir, 'nowhere'), format: 'csv', maxConfidence: 0.5, include: 'errors' })).rejects.toThrow(
-      /no manifest\.jsonl in .*nowhere.*is the run finished/,
+      /no manifest\.jsonl or manifest\/\*\.parquet in .*nowhere.*is the run finished/,
     );
   });
 
   it('a missing run on S3 (no bucket) is the same clear error, disagreements asked for or not', async () => {
     for (const include of ['errors', 'disagreements']) {
       await expect(exportReviewCommand({ run: 's3://no-such-bucket/r1/', format: 'csv', maxConfidence: 0.5, include })).rejects.toThrow(
-        /no manifest\.jsonl in s3:\/\/no-such-bucket\/r1\/.*is the run finished/,
+        /no manifest\.jsonl or manifest\/\*\.parquet in s3:\/\/no-such-bucket\/r1\/.*is the run finished/,
       );
     }
   });

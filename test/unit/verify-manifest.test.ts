@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ManifestRow } from '../../pipeline/results/manifest.js';
+import { readManifestRows } from '../../pipeline/results/manifest-reader.js';
 import { ManifestChecker, formatVerifyReport, readManifestLines, verifyManifest } from '../../pipeline/results/verify-manifest.js';
 import { Stores } from '../../pipeline/storage/stores.js';
 
@@ -20,12 +21,12 @@ describe('verifyManifest (synthetic manifests)', () => {
       row('/d/c.jpg'),
       '',
     ];
-    const r = await verifyManifest(source, lines);
+    const r = await verifyManifest(source, readManifestRows(lines));
     expect(r).toMatchObject({ ok: true, sourceKeys: 3, manifestRows: 3, errorRows: 1, counts: { missing: 0, duplicate: 0, unknown: 0, invalid: 0 } });
   });
 
   it('reports missing, duplicate and unknown keys', async () => {
-    const r = await verifyManifest(source, [row('/d/a.jpg'), row('/d/a.jpg'), row('/d/z.jpg'), row('/d/z.jpg')]);
+    const r = await verifyManifest(source, readManifestRows([row('/d/a.jpg'), row('/d/a.jpg'), row('/d/z.jpg'), row('/d/z.jpg')]));
     expect(r.ok).toBe(false);
     expect(r.counts).toEqual({ missing: 2, duplicate: 2, unknown: 1, invalid: 0 });
     expect(r.missing).toEqual(['/d/b.jpg', '/d/c.jpg']);
@@ -38,12 +39,15 @@ describe('verifyManifest (synthetic manifests)', () => {
   });
 
   it('reports rows that fail the schema with their line, and still counts their key', async () => {
-    const r = await verifyManifest(source, [
-      row('/d/a.jpg'),
-      '{not json',
-      row('/d/b.jpg', { error: { kind: 'meteor', message: 'x' } as never }),
-      row('/d/c.jpg', { confidence: 'high' as never }),
-    ]);
+    const r = await verifyManifest(
+      source,
+      readManifestRows([
+        row('/d/a.jpg'),
+        '{not json',
+        row('/d/b.jpg', { error: { kind: 'meteor', message: 'x' } as never }),
+        row('/d/c.jpg', { confidence: 'high' as never }),
+      ]),
+    );
     expect(r.counts).toEqual({ missing: 0, duplicate: 0, unknown: 0, invalid: 3 });
     expect(r.invalid.map((i) => [i.line, i.key])).toEqual([
       [2, null],
