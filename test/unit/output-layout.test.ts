@@ -3,6 +3,7 @@ import {
   auditKey,
   CASCADE_PREFIX,
   MANIFEST_KEY,
+  manifestShardKey,
   partKey,
   REVIEWS_KEY,
   RUN_CALIBRATION_KEY,
@@ -25,11 +26,13 @@ describe('output layout', () => {
     expect(partKey(12, 1)).toBe('parts/00000012.stage1.json');
     expect(warmupPartKey(3, 0)).toBe('parts/00000003.warmup.stage0.json');
     expect(auditKey(7)).toBe('audit/00000007.json');
+    expect([manifestShardKey(0), manifestShardKey(123456)]).toEqual(['manifest/part-00000.parquet', 'manifest/part-123456.parquet']);
   });
 
   it('lets --overwrite remove every key a run writes, the marker folder last', () => {
     const keys = [
       MANIFEST_KEY,
+      manifestShardKey(3),
       SUMMARY_KEY,
       RUN_CALIBRATION_KEY,
       REVIEWS_KEY,
