@@ -1,7 +1,8 @@
 /**
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
- *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]`
- * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost` and `control-plane` only when named) and prints their tables.
+ *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]
+ *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N]`
+ * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane` and `merge` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
@@ -12,6 +13,7 @@ import { batchingBench } from './batching.js';
 import { controlPlaneBench } from './control-plane.js';
 import { costBench } from './cost.js';
 import { enqueueBench } from './enqueue.js';
+import { mergeBench } from './merge.js';
 import { rssBench } from './rss.js';
 import { rssCurve } from './rss-curve.js';
 import { table } from './stats.js';
@@ -19,7 +21,7 @@ import { throughputBench } from './throughput.js';
 
 const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
 // Minutes each: run only when asked for by name.
-const ON_REQUEST = ['cost', 'control-plane'] as const;
+const ON_REQUEST = ['cost', 'control-plane', 'merge'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -38,6 +40,9 @@ const { values, positionals } = parseArgs({
     'cp-batches': { type: 'string', default: '32,128,512' },
     'cp-workers': { type: 'string', default: '1,2,4' },
     'cp-rounds': { type: 'string', default: '2' },
+    'merge-rows': { type: 'string', default: '100000' },
+    'merge-batch': { type: 'string', default: '128' },
+    'merge-rounds': { type: 'string', default: '3' },
   },
 });
 
@@ -182,6 +187,19 @@ if (chosen.includes('control-plane')) {
     table(
       ['batch', 'queued batches', 'Redis bytes per queued batch', 'per image'],
       r.memory.map((x) => [String(x.batchSize), String(x.batches), x.bytesPerBatch, x.bytesPerImage]),
+    ),
+  );
+}
+if (chosen.includes('merge')) {
+  console.log('== merge');
+  const rows = String(values['merge-rows'])
+    .split(',')
+    .map((x) => num(x, 'merge-rows'));
+  const r = await mergeBench({ rows, batchSize: num(values['merge-batch'], 'merge-batch'), rounds: num(values['merge-rounds'], 'merge-rounds'), log });
+  console.log(
+    table(
+      ['rows', 'manifest', 'merge s', 'rows/s', 'manifest MB', 'shards'],
+      r.map((x) => [String(x.rows), x.mode, x.seconds, x.rowsPerSecond, x.manifestMb, String(x.shards)]),
     ),
   );
 }
