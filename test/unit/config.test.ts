@@ -73,6 +73,7 @@ describe('readStructured (every config reader)', () => {
     expect(await fleetSettings({ config: join(dir, 'empty.yaml') }, { REDIS_URL: 'redis://r:1' })).toEqual({
       redisUrl: 'redis://r:1',
       prefix: expect.any(String),
+      shards: 1,
     });
   });
 });
