@@ -152,6 +152,7 @@ export function formatRunStatus(r: RunStatus): string {
   const lines = [
     `run ${r.runId}  ${r.state}  ${r.source} → ${r.out}`,
     `${progressBar(r.fraction)} ${(r.fraction * 100).toFixed(1).padStart(5)}%  ${r.done}/${of} images  ${r.imagesPerSecond.toFixed(1)} images/s${tail ? `  ${tail}` : ''}`,
+    `  listed ${r.listed}${r.total === null ? ' so far' : ''}  queued ${r.queued}  done ${r.done}${r.window === null ? '' : `  (window ${r.window} batches)`}`,
     `  errors ${formatErrors(r)}  routed to ${last} ${formatPercent(r.routed)}  cost saved ${formatPercent(r.costSaved)}`,
     `  ${'stage'.padEnd(10)} ${'queued'.padStart(7)} ${'active'.padStart(7)} ${'failed'.padStart(7)}  | ${'done'.padStart(8)} ${'accepted'.padStart(9)} ${'routed'.padStart(8)} ${'errors'.padStart(7)} ${'pending'.padStart(8)}`,
     ...r.stages.map(

@@ -436,6 +436,15 @@ export const CascadeConfigFields = z
     prefix: z.string().min(1).default('cascade'),
     /** Queue layout: `shards` BullMQ queues per stage (for Redis Cluster). */
     queues: QueueSettings.default({ shards: 1 }),
+    /**
+     * Batches a run keeps queued or running at most while its source is still being listed: the
+     * listing's cursor is kept in Redis and more batches are listed as these finish, so Redis
+     * holds the window, not the collection (docs/architecture.md, "Bounded in-flight work").
+     */
+    window: z
+      .object({ batches: z.number().int().min(1) })
+      .strict()
+      .default({ batches: 1000 }),
     /** File extensions listed by producers (lower case, with dot). */
     extensions: z.array(z.string().regex(/^\.[a-z0-9]+$/)).default(['.jpg', '.jpeg', '.png', '.webp', '.avif', '.gif', '.tif', '.tiff', '.bmp']),
   })

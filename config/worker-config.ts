@@ -24,6 +24,7 @@ export const RUN_FIELDS = [
   'batchSize',
   'extensions',
   'output',
+  'window',
 ] as const;
 
 export const WorkerConfig = CascadeConfigFields.omit({
@@ -40,6 +41,7 @@ export const WorkerConfig = CascadeConfigFields.omit({
   batchSize: true,
   extensions: true,
   output: true,
+  window: true,
 }).extend({
   // A fleet worker reads no local file unless its own config names the folders it may read.
   sources: SourceSettings.extend({ localRoots: z.array(z.string().min(1)).default([]) }).default({ localRoots: [] }),

@@ -29,6 +29,7 @@ import { isForbiddenPath } from '../pipeline/storage/local-roots.js';
 import { expectedUrls, formatRemoteUrl, parseRef, type Ref, type RemoteUrl, storeLabel } from '../pipeline/storage/location.js';
 import { isObjectNotFound, readLines } from '../pipeline/storage/object-store.js';
 import type { Stores } from '../pipeline/storage/stores.js';
+import type { ListedRef, ListingCursor } from './listing-cursor.js';
 
 /** File name extensions that mark a key-list file. */
 export const LIST_FILE_EXTENSIONS: readonly string[] = ['.txt', '.lst', '.list'];
@@ -81,11 +82,20 @@ export class SourceNotFoundError extends CascadeError {
 
 /** Yields the image refs of `source` in a deterministic order (see the module comment). */
 export async function* listSource(source: string, opts: ListSourceOptions): AsyncGenerator<string> {
+  for await (const listed of listSourceFrom(source, opts, null)) yield listed.ref;
+}
+
+/**
+ * Yields the refs of `source` after `cursor` (from the start when null), each with the cursor
+ * just after it: listing again from any yielded cursor continues with exactly the refs that
+ * followed it (producers/listing-cursor.ts). A cursor of another kind of source is refused.
+ */
+export async function* listSourceFrom(source: string, opts: ListSourceOptions, cursor: ListingCursor | null): AsyncGenerator<ListedRef> {
   if (typeof source !== 'string' || source.trim() === '') throw new Error(`Empty source: expected a folder, a key-list file or ${expectedUrls('prefix')}`);
   const keep = extensionFilter(opts.extensions);
   const ref = parseRef(source);
   if (ref.kind === 'remote') {
-    yield* listRemoteSource(source, ref, opts, keep);
+    yield* listRemoteSource(source, ref, opts, keep, cursor);
     return;
   }
   if (ref.kind === 'unsupported') {
@@ -101,16 +111,18 @@ export async function* listSource(source: string, opts: ListSourceOptions): Asyn
     throw err;
   }
   if (st.isDirectory()) {
-    for await (const f of walkFiles(abs)) if (keep(f.rel)) yield f.abs;
+    const after = cursorOf(source, cursor, 'folder')?.after;
+    for await (const f of walkFiles(abs, { after })) if (keep(f.rel)) yield { ref: f.abs, cursor: { kind: 'folder', after: f.rel } };
     return;
   }
   if (!st.isFile()) throw new Error(`Source ${source} is neither a folder nor a regular file`);
   if (opts.asList || isListFile(abs)) {
-    yield* readListLines(createReadStream(abs), abs, lineReader(abs), (line) => path.resolve(path.dirname(abs), line), opts.onDuplicate);
+    const from = cursorOf(source, cursor, 'key-list')?.line ?? 0;
+    yield* readListLines(createReadStream(abs), abs, lineReader(abs), (line) => path.resolve(path.dirname(abs), line), from, opts.onDuplicate);
     return;
   }
   if (keep(abs)) {
-    yield abs;
+    if (!cursorOf(source, cursor, 'single')) yield { ref: abs, cursor: { kind: 'single' } };
     return;
   }
   throw new Error(
@@ -119,34 +131,50 @@ export async function* listSource(source: string, opts: ListSourceOptions): Asyn
   );
 }
 
-async function* listRemoteSource(source: string, url: RemoteUrl, opts: ListSourceOptions, keep: (name: string) => boolean): AsyncGenerator<string> {
+/** `cursor` as the kind this source lists with (null at the start); a stored cursor of another kind means the source changed. */
+function cursorOf<K extends ListingCursor['kind']>(source: string, cursor: ListingCursor | null, kind: K): Extract<ListingCursor, { kind: K }> | null {
+  if (cursor === null) return null;
+  if (cursor.kind !== kind)
+    throw new Error(`Source ${source} lists as ${kind}, but the run's stored listing cursor is a ${cursor.kind} cursor: the source changed kind`);
+  return cursor as Extract<ListingCursor, { kind: K }>;
+}
+
+async function* listRemoteSource(
+  source: string,
+  url: RemoteUrl,
+  opts: ListSourceOptions,
+  keep: (name: string) => boolean,
+  cursor: ListingCursor | null,
+): AsyncGenerator<ListedRef> {
   const { scheme, bucket, key } = url;
   const label = storeLabel(scheme);
   if (!opts.stores) throw new Error(`Source ${source} is on ${label} but no ${label} client was configured`);
   const root = opts.stores.open({ kind: 'remote', scheme, bucket, prefix: '' }, { pageSize: opts.pageSize });
   if (key !== '' && !key.endsWith('/') && (opts.asList || isListFile(key))) {
+    const from = cursorOf(source, cursor, 'key-list')?.line ?? 0;
     const body = await root.getStream(key).catch((err: unknown) => {
       throw isObjectNotFound(err) ? new SourceNotFoundError(source, undefined, { cause: err }) : err;
     });
     const dir = key.slice(0, key.lastIndexOf('/') + 1);
     // Relative lines of a remote list are keys next to it: keys are data, no '..' folding.
-    yield* readListLines(body, source, lineReader(key), (line) => formatRemoteUrl({ scheme, bucket, key: dir + line }), opts.onDuplicate);
+    yield* readListLines(body, source, lineReader(key), (line) => formatRemoteUrl({ scheme, bucket, key: dir + line }), from, opts.onDuplicate);
     return;
   }
   // Folder semantics, as for local sources: s3://b/photos must not pick up photos2/...
   const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
+  const after = cursorOf(source, cursor, 'prefix')?.after;
   let objects = 0;
   try {
-    for await (const obj of root.list(prefix)) {
+    for await (const obj of root.list(prefix, { after })) {
       objects++;
-      if (!obj.key.endsWith('/') && keep(obj.key)) yield formatRemoteUrl({ scheme, bucket, key: obj.key });
+      if (!obj.key.endsWith('/') && keep(obj.key)) yield { ref: formatRemoteUrl({ scheme, bucket, key: obj.key }), cursor: { kind: 'prefix', after: obj.key } };
     }
   } catch (err) {
     if (isObjectNotFound(err)) throw new SourceNotFoundError(source, `bucket "${bucket}" does not exist`, { cause: err });
     throw err;
   }
-  // Object stores have no folders: a prefix with no objects is how a mistyped one looks.
-  if (objects === 0) throw new SourceNotFoundError(source, `no objects under ${formatRemoteUrl({ scheme, bucket, key: prefix })}`);
+  // Object stores have no folders: a prefix with no objects is how a mistyped one looks (a resumed listing may simply be at its end).
+  if (objects === 0 && after === undefined) throw new SourceNotFoundError(source, `no objects under ${formatRemoteUrl({ scheme, bucket, key: prefix })}`);
 }
 
 /** The written ref of one trimmed, non-blank line, or null for a line that holds none (a comment); throws naming `where`. */
@@ -182,14 +210,16 @@ function lineReader(name: string): LineReader {
  * Parses a key-list or manifest stream: trimmed lines, blank lines skipped, each line's ref
  * taken by `readLine`, resolved by `relative`, and yielded once (later repeats go to
  * `onDuplicate`). The set of refs seen is held in memory: about 100 bytes a line plus the key.
+ * Lines up to `from` (a resumed listing's cursor) are read only to know the refs already listed.
  */
 async function* readListLines(
   input: Readable,
   name: string,
   readLine: LineReader,
   relative: (line: string) => string,
+  from: number,
   onDuplicate?: (ref: string, where: string) => void,
-): AsyncGenerator<string> {
+): AsyncGenerator<ListedRef> {
   const seen = new Set<string>();
   let n = 0;
   for await (const raw of readLines(input)) {
@@ -201,11 +231,11 @@ async function* readListLines(
     if (line === null) continue;
     const ref = parseListLine(line, where, relative);
     if (seen.has(ref)) {
-      onDuplicate?.(ref, where);
+      if (n > from) onDuplicate?.(ref, where);
       continue;
     }
     seen.add(ref);
-    yield ref;
+    if (n > from) yield { ref, cursor: { kind: 'key-list', line: n } };
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * Submitting a run: claim its run id and its output location, record its spec, list the
- * source, and enqueue batches of refs on the first stage's queue with addBulk and
- * deterministic job ids. A run id names one spec and an output location holds one run:
+ * source's first window (producers/run-listing.ts), and enqueue its batches of refs on the first
+ * stage's queue with addBulk and deterministic job ids. A run id names one spec and an output location holds one run:
  * resubmitting the same spec adds nothing twice (a finished listing is not repeated, an
  * interrupted one resumes, skipping batches that are queued or done); another spec under the
  * same id, or another run at the same location, is refused.
@@ -9,14 +9,15 @@
 import { createHash } from 'node:crypto';
 import { RUN_MARKER_KEY, RUN_OBJECT_PREFIXES } from '../pipeline/results/output-layout.js';
 import { RunMarker } from '../pipeline/results/run-marker.js';
-import { CascadeFailure } from '../config/errors.js';
 import { ConfigError } from '../config/load-config.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
-import { partId, type RunSpec, type StageJob, warmupPartId } from '../queue/jobs.js';
-import type { RunTracker, WarmupState } from '../queue/run-tracker.js';
+import type { RunSpec } from '../queue/jobs.js';
+import type { RunTracker } from '../queue/run-tracker.js';
 import { queueDecision } from '../queue/threshold-decision.js';
-import { chooseWarmup, inWarmup } from '../pipeline/warmup-sample.js';
+import { chooseRunWarmup, DEFAULT_WINDOW_BATCHES, listingPass, type ResumableSource } from './run-listing.js';
+
+export { ListingFailedError } from './run-listing.js';
 
 /** A run id that is taken by a run with another spec. */
 export class RunConflictError extends ConfigError {
@@ -28,26 +29,22 @@ export class OutputClaimedError extends ConfigError {
   override name = 'OutputClaimedError';
 }
 
-/**
- * The source failed part-way through its listing (a bad key-list line, a storage error): the run
- * is marked failed in Redis with the reason, and the command exits 1. The output location stays
- * claimed by the run, so the same command takes the run up again once the source is fixed (on a
- * shared Redis it resumes the listing, skipping the batches already queued).
- */
-export class ListingFailedError extends CascadeFailure {
-  override name = 'ListingFailedError';
-}
-
 export interface SubmitOptions {
   spec: RunSpec;
-  refs: AsyncIterable<string>;
+  /**
+   * The source: resumable (the run keeps at most `window` batches in flight and its listing job
+   * lists the rest), or plain refs, listed whole now.
+   */
+  refs: ResumableSource | AsyncIterable<string>;
+  /** Batches in flight at most, for a resumable source (default DEFAULT_WINDOW_BATCHES). */
+  window?: number;
   tracker: RunTracker;
   queues: CascadeQueues;
   /** The run's output location, claimed with a marker before any job is queued; null only where nothing is written (the enqueue benchmark). */
   output: ObjectStore | null;
   /** Take over an output location that holds another run, deleting that run's objects first. */
   overwrite?: boolean;
-  /** How many repeated keys the listing dropped (listSource's onDuplicate), read once listing ends. */
+  /** Plain refs only: how many repeated keys the listing dropped (listSource's onDuplicate), read once listing ends. */
   duplicates?: () => number;
   /**
    * A second listing of the same source, for a self-calibrating run: read once before `refs` to
@@ -61,8 +58,11 @@ export interface SubmitOptions {
 
 export interface SubmitResult {
   runId: string;
+  /** Images and batches listed so far (all of them once `listing` is done). */
   images: number;
   batches: number;
+  /** `continues`: the rest of the source is listed by the run's listing job as batches finish. */
+  listing: 'done' | 'continues';
   /** False only for the submission that created the run; a resubmission (or the loser of two at once) says true. */
   alreadySubmitted: boolean;
 }
@@ -163,7 +163,10 @@ async function clearRunObjects(output: ObjectStore): Promise<void> {
   }
 }
 
-/** Record the run and enqueue all of its batches on the first stage. */
+/**
+ * Record the run and list its first window onto the first stage's queue; when the source holds
+ * more, queue the run's listing job, which lists the rest as batches finish.
+ */
 export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   const { spec, tracker, queues } = o;
   await checkRunId(tracker, spec);
@@ -172,6 +175,10 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   if (takenOver && (await tracker.spec(takenOver)))
     await tracker.markFailed(takenOver, `fenced: its output location was taken over by run ${spec.runId} (--overwrite)`);
   const created = await tracker.create(spec);
+  // A self-calibrating run lists in one pass, from the start: its warm-up counts need the whole listing.
+  const resumable = 'open' in o.refs && !spec.selfCalibration ? o.refs : null;
+  const window = resumable ? (o.window ?? DEFAULT_WINDOW_BATCHES) : null;
+  await tracker.setListingPlan(spec.runId, resumable ? JSON.stringify(resumable.plan) : null, window);
   if (!created) {
     // Another submission may have created it between the check and now: same spec or refused.
     await checkRunId(tracker, spec);
@@ -181,109 +188,30 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     if (existing?.listed) {
       // A submitter that died between finishing the listing and queueing the decision: queue it now.
       if (spec.selfCalibration && (await tracker.needsDecision(spec.runId))) await queueDecision(queues, spec);
-      return { runId: spec.runId, images: existing.total ?? 0, batches: existing.batches, alreadySubmitted: true };
+      return { runId: spec.runId, images: existing.total ?? 0, batches: existing.batches, listing: 'done', alreadySubmitted: true };
     }
   }
-  const warmup = spec.selfCalibration ? await chooseRunWarmup(o) : null;
-  const first = spec.stages[0]!.name;
-  const jobsPerBulk = o.jobsPerBulk ?? 100;
-  let pending: StageJob[] = [];
-  let warmupJobs: StageJob[] = [];
-  let batchRefs: string[] = [];
-  let images = 0;
-  let batches = 0;
-  let warmupImages = 0;
-
-  const flush = async () => {
-    if (warmup) {
-      // Warm-up images go through every stage now; the ordinary jobs wait in Redis until the
-      // threshold is decided from them (queue/threshold-decision.ts releases them).
-      const todo = created ? warmupJobs : await filterNotDone(warmupJobs, tracker);
-      await tracker.addWarmupBatches(
-        spec.runId,
-        warmupJobs.map((j) => j.batch),
-      );
-      await queues.addStageJobs(first, todo);
-      await tracker.hold(spec.runId, pending);
-    } else {
-      // On a resumed submission, batches whose first stage already finished must not run again.
-      const todo = created ? pending : await filterNotDone(pending, tracker);
-      await queues.addStageJobs(first, todo);
-    }
-    await tracker.setListing(spec.runId, images, batches);
-    o.onListed?.(images);
-    pending = [];
-    warmupJobs = [];
-  };
-  const closeBatch = () => {
-    const items: StageJob['items'] = batchRefs.map((ref, pos) =>
-      warmup && inWarmup(spec.runId, ref, warmup.cutoff) ? { ref, pos, warmup: true as const } : { ref, pos },
-    );
-    pending.push({ runId: spec.runId, batch: batches, stage: 0, items });
-    const lane = items.filter((i) => i.warmup).map(({ ref, pos }) => ({ ref, pos }));
-    if (lane.length) warmupJobs.push({ runId: spec.runId, batch: batches, stage: 0, lane: 'warmup', items: lane });
-    warmupImages += lane.length;
-    batches += 1;
-    batchRefs = [];
-  };
-
-  try {
-    for await (const ref of listingErrorsMarked(o.refs)) {
-      batchRefs.push(ref);
-      images += 1;
-      if (batchRefs.length === spec.batchSize) closeBatch();
-      if (pending.length >= jobsPerBulk) await flush();
-    }
-  } catch (err) {
-    if (!(err instanceof ListingError)) throw err;
-    const reason = `listing failed: ${oneLine(err.cause)}`;
-    // Best effort: with Redis itself down, the error below still says what happened.
-    await tracker.markFailed(spec.runId, reason).catch(() => undefined);
-    throw new ListingFailedError(
-      `run ${spec.runId} failed: ${reason} (after ${images} images); the output claim on ${spec.out} stays with this run: ` +
-        'once the source is fixed, the same command takes the run up again (or choose another --out, or pass --overwrite)',
-      { cause: err.cause },
-    );
-  }
-  if (batchRefs.length > 0) closeBatch();
-  await flush();
-
-  if (await tracker.finishListing(spec.runId, images, batches, o.duplicates?.() ?? 0, warmup ? warmupImages : undefined))
-    await queues.queueMerge(spec.runId, tracker);
-  // The warm-up may have finished while the listing went on (or be empty): then decide now.
-  if (warmup && (await tracker.needsDecision(spec.runId))) await queueDecision(queues, spec);
-  return { runId: spec.runId, images, batches, alreadySubmitted: !created };
-
-  /** The run's warm-up, chosen by the first listing and kept in Redis, so a resumed listing splits the batches alike. */
-  async function chooseRunWarmup(opts: SubmitOptions): Promise<WarmupState> {
-    const held = await tracker.warmup(spec.runId);
-    if (held) return held;
-    if (!opts.relist) throw new Error(`run ${spec.runId} is self-calibrating: submitRun needs relist() to choose its warm-up`);
-    const settings = spec.selfCalibration!;
-    const choice = await chooseWarmup(opts.relist(), spec.runId, settings.warmup, settings.targetAgreement);
-    return tracker.setWarmup(spec.runId, { images: choice.images, cutoff: choice.cutoff });
-  }
+  const warmup = spec.selfCalibration ? await chooseRunWarmup(spec, tracker, o.relist) : null;
+  let repeats = 0;
+  const source =
+    resumable ??
+    ('open' in o.refs ? { refs: refsFromStart(o.refs, () => void repeats++), duplicates: () => repeats } : { refs: o.refs, duplicates: o.duplicates });
+  const pass = await listingPass({
+    spec,
+    tracker,
+    queues,
+    source,
+    window: window ?? Number.POSITIVE_INFINITY,
+    warmup,
+    fresh: created,
+    jobsPerBulk: o.jobsPerBulk,
+    onListed: o.onListed,
+  });
+  if (!pass.done) await queues.queueListing(spec.runId);
+  return { runId: spec.runId, images: pass.images, batches: pass.batches, listing: pass.done ? 'done' : 'continues', alreadySubmitted: !created };
 }
 
-/** An error of the source's own iteration, told apart from a failure to queue what it listed. */
-class ListingError extends Error {}
-
-/** `refs`, with an error the listing itself throws wrapped as a ListingError. */
-async function* listingErrorsMarked(refs: AsyncIterable<string>): AsyncIterable<string> {
-  try {
-    // An error thrown by the consumer's loop body is not thrown here: only the source's own.
-    yield* refs;
-  } catch (err) {
-    throw new ListingError('listing failed', { cause: err });
-  }
-}
-
-/** The first line of an error's message. */
-function oneLine(err: unknown): string {
-  return ((err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '').slice(0, 500);
-}
-
-async function filterNotDone(jobs: StageJob[], tracker: RunTracker): Promise<StageJob[]> {
-  const done = await Promise.all(jobs.map((j) => tracker.isPartDone(j.runId, j.lane === 'warmup' ? warmupPartId(j.batch, 0) : partId(j.batch, 0))));
-  return jobs.filter((_, i) => !done[i]);
+/** A resumable source's refs from the start, for a listing in one pass. */
+async function* refsFromStart(source: ResumableSource, onDuplicate: () => void): AsyncIterable<string> {
+  for await (const item of source.open(null, onDuplicate)) yield item.ref;
 }

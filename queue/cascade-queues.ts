@@ -4,7 +4,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { EVENTS_MAX_LEN, JOB_OPTIONS, MERGE_QUEUE, laneJobId, mergeJobId, type StageJob } from './jobs.js';
+import { EVENTS_MAX_LEN, JOB_OPTIONS, LISTING_QUEUE, MERGE_QUEUE, laneJobId, listingJobId, mergeJobId, type StageJob } from './jobs.js';
 import { shardOfBatch, stageQueuePlace } from './queue-shards.js';
 import type { RunTracker } from './run-tracker.js';
 
@@ -22,6 +22,7 @@ export function quiet(queue: Queue): Queue {
 export class CascadeQueues {
   private readonly stageQueues = new Map<string, Queue[]>();
   readonly merge: Queue;
+  readonly listing: Queue;
 
   /** `shards`: BullMQ queues per stage (queue/queue-shards.ts); every process of a fleet uses the same. */
   constructor(
@@ -30,6 +31,7 @@ export class CascadeQueues {
     readonly shards = 1,
   ) {
     this.merge = quiet(new Queue(MERGE_QUEUE, { connection, prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
+    this.listing = quiet(new Queue(LISTING_QUEUE, { connection, prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
   }
 
   /** Every shard queue of the stage called `name` (one unless sharded). */
@@ -74,6 +76,19 @@ export class CascadeQueues {
   }
 
   /**
+   * Queue the run's listing job, which lists the rest of its source as batches finish; safe to
+   * call more than once (one job id per run). It leaves no trace once done or failed, so a
+   * resubmission after a failed listing can queue it again.
+   */
+  async queueListing(runId: string): Promise<void> {
+    await this.listing.add(
+      'list',
+      { runId },
+      { jobId: listingJobId(runId), attempts: 5, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: true, removeOnFail: true },
+    );
+  }
+
+  /**
    * Move a run's jobs that failed for good (every attempt used) back to waiting with a fresh
    * retry budget (so a model error is retried before it becomes error rows), on the given
    * stage queues and the merge queue; returns how many per queue. Used once the cause (storage
@@ -100,6 +115,6 @@ export class CascadeQueues {
 
   /** Close the queue handles (not the shared connection). */
   async close(): Promise<void> {
-    await Promise.all([this.merge.close(), ...[...this.stageQueues.values()].flat().map((q) => q.close())]);
+    await Promise.all([this.merge.close(), this.listing.close(), ...[...this.stageQueues.values()].flat().map((q) => q.close())]);
   }
 }

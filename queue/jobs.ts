@@ -165,6 +165,21 @@ export function auditPartId(batch: number): string {
   return `b${batch}audit`;
 }
 
+/**
+ * A run's listing beyond its first window: one job per run on LISTING_QUEUE (the merge role),
+ * which queues batches while fewer than the window are in flight and then puts itself back,
+ * delayed, until the source is listed.
+ */
+export const ListingJob = z.object({ runId: RunId });
+export type ListingJob = z.infer<typeof ListingJob>;
+
+export const LISTING_QUEUE = 'listing';
+
+/** Deterministic BullMQ job id of a run's listing job. */
+export function listingJobId(runId: string): string {
+  return `${runId}-list`;
+}
+
 export const MergeJob = z.object({ runId: RunId });
 export type MergeJob = z.infer<typeof MergeJob>;
 

@@ -59,6 +59,19 @@ if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
 end
 ${COMPLETION_CHECK}`;
 
+// KEYS: run hash. ARGV: images listed, batches, duplicates dropped, cursor JSON ('' = none: a
+// listing that cannot resume elsewhere). Listing only moves forward: a second lister of the same
+// run (a resubmission beside the top-up job) lists the same batches, and the later save of an
+// earlier position is ignored. Returns 1 when it saved.
+const SAVE_LISTING = `
+if redis.call('HGET', KEYS[1], 'listed') == '1' then return 0 end
+local batches = tonumber(redis.call('HGET', KEYS[1], 'batches') or '0')
+if tonumber(ARGV[2]) < batches then return 0 end
+redis.call('HSET', KEYS[1], 'listedImages', ARGV[1], 'batches', ARGV[2], 'duplicates', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'cursor', ARGV[4]) end
+return 1
+`;
+
 // KEYS: run hash, done set. ARGV: audit id, audited images, agreeing, now (ISO).
 // Audits have their own counters so they never count as final rows; the id makes it once only.
 const FINISH_AUDIT = `
@@ -103,6 +116,23 @@ export interface SelfCalibrationProgress {
   released: boolean;
 }
 
+/** Where a run's listing stands (what a listing pass resumes from). */
+export interface ListingState {
+  /** The listing's cursor (JSON, producers/listing-cursor.ts), null before the first save or for a listing that cannot resume elsewhere. */
+  cursor: string | null;
+  images: number;
+  batches: number;
+  duplicates: number;
+  /** Images with their final row: `images - final` are in flight. */
+  final: number;
+  listed: boolean;
+  failedReason: string | null;
+  /** How a process other than the submitter opens the source again (JSON, producers/listing-cursor.ts ListingPlan); null for a listing only its submitter can continue. */
+  plan: string | null;
+  /** Batches the run keeps in flight at most; null: no bound (everything is queued at once). */
+  window: number | null;
+}
+
 /** A snapshot of a run's progress. */
 export interface RunProgress {
   spec: RunSpec;
@@ -113,6 +143,8 @@ export interface RunProgress {
   batches: number;
   /** Key-list lines dropped at listing because their key was already listed. */
   duplicates: number;
+  /** Batches the run keeps in flight at most while it lists (null: all queued at once). */
+  window: number | null;
   final: number;
   stages: PartCounts[];
   /** Final error rows by kind (ImageErrorKind), over every stage; kinds without rows are absent. */
@@ -145,6 +177,7 @@ export class RunTracker {
     assertClusterPrefix(redis, prefix);
     redis.defineCommand('cascadeFinishPart', { numberOfKeys: 2, lua: FINISH_PART });
     redis.defineCommand('cascadeFinishAudit', { numberOfKeys: 2, lua: FINISH_AUDIT });
+    redis.defineCommand('cascadeSaveListing', { numberOfKeys: 1, lua: SAVE_LISTING });
   }
 
   private runKey(runId: string): string {
@@ -222,9 +255,51 @@ export class RunTracker {
     await this.redis.hdel(this.runKey(runId), 'jobFailure', 'mergeError');
   }
 
-  /** Update listing progress while the producer enqueues. */
-  async setListing(runId: string, images: number, batches: number): Promise<void> {
-    await this.redis.hset(this.runKey(runId), 'listedImages', images, 'batches', batches);
+  /**
+   * Record how the run's source is listed again elsewhere, and its window, once: the first
+   * submission's stand (a resubmission with another window does not change a run in flight).
+   */
+  async setListingPlan(runId: string, plan: string | null, window: number | null): Promise<void> {
+    if (plan !== null) await this.redis.hsetnx(this.runKey(runId), 'listing', plan);
+    if (window !== null) await this.redis.hsetnx(this.runKey(runId), 'window', window);
+  }
+
+  /** Where the run's listing stands, or null if the run is unknown. */
+  async listingState(runId: string): Promise<ListingState | null> {
+    const [spec, cursor, images, batches, duplicates, final, listed, failedReason, plan, window] = await this.redis.hmget(
+      this.runKey(runId),
+      'spec',
+      'cursor',
+      'listedImages',
+      'batches',
+      'duplicates',
+      'final',
+      'listed',
+      'failedReason',
+      'listing',
+      'window',
+    );
+    if (!spec) return null;
+    return {
+      cursor: cursor || null,
+      images: Number(images ?? 0),
+      batches: Number(batches ?? 0),
+      duplicates: Number(duplicates ?? 0),
+      final: Number(final ?? 0),
+      listed: listed === '1',
+      failedReason: failedReason || null,
+      plan: plan || null,
+      window: window ? Number(window) : null,
+    };
+  }
+
+  /**
+   * Save listing progress after its batches were queued: the counts and the cursor just after the
+   * last queued batch's last ref. Never moves back (see SAVE_LISTING); returns whether it saved.
+   */
+  async saveListing(runId: string, at: { images: number; batches: number; duplicates: number; cursor: string | null }): Promise<boolean> {
+    const run = this.redis as unknown as { cascadeSaveListing(k: string, ...a: Array<string | number>): Promise<number> };
+    return (await run.cascadeSaveListing(this.runKey(runId), at.images, at.batches, at.duplicates, at.cursor ?? '')) === 1;
   }
 
   /**
@@ -399,6 +474,7 @@ export class RunTracker {
       listedImages: num('listedImages'),
       batches: num('batches'),
       duplicates: num('duplicates'),
+      window: h.window ? Number(h.window) : null,
       final: num('final'),
       stages: spec.stages.map((_, i) => ({
         images: num(`s${i}:images`),

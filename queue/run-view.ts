@@ -27,8 +27,12 @@ export const RunView = z.object({
   /** Images listed in all; null while listing. */
   total: z.number().int().nullable(),
   listed: z.number().int(),
+  /** Images listed and queued (or running) without their final row yet: what the run holds in flight. */
+  queued: z.number().int(),
   /** Images with their final row (a label or an error). */
   done: z.number().int(),
+  /** Batches the run keeps in flight at most while it lists; null: all were queued at once. */
+  window: z.number().int().nullable(),
   /** done / total (listed so far while listing), 0..1. */
   fraction: z.number(),
   /** Final error rows, all kinds. */
@@ -102,7 +106,9 @@ export function buildRunView(p: RunProgress, now: Date): RunView {
     stageNames: p.spec.stages.map((s) => s.name),
     total: p.total,
     listed: p.listedImages,
+    queued: Math.max(0, p.listedImages - p.final),
     done: p.final,
+    window: p.window ?? null,
     fraction: of > 0 ? Math.min(1, p.final / of) : isFinished(state) && state !== 'failed' ? 1 : 0,
     errors: errorRows(p),
     errorsByKind: p.errorsByKind,

@@ -18,12 +18,13 @@ import { CascadeQueues } from '../queue/cascade-queues.js';
 import { bullLockOptions } from '../queue/job-locks.js';
 import { assertClusterPrefix, connectRedis, connectRedisChecked, watchRedis } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
+import { ListingWorker } from './listing-worker.js';
 import { MergeWorker, type MergeWorkerOptions } from './merge-worker.js';
 import { RunScheduler, type RunSchedulerOptions } from './run-scheduler.js';
 import { processMeters } from '../pipeline/cost/cost-meter.js';
 import { StageWorker, type StageWorkerOptions, type WorkerLog } from './stage-worker.js';
 
-/** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' or 'scheduler'. */
+/** What a process serves: a stage, by its name (little, big, or a `stages:` name), 'merge' (merges, and listings past their first window) or 'scheduler'. */
 export type Role = string;
 
 /**
@@ -186,10 +187,13 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
         }),
       );
     }
-    if (roles.includes('merge'))
+    if (roles.includes('merge')) {
       workers.push(
         new MergeWorker({ connection: redis, prefix: config.prefix, openOutput, tracker, log: workerLog, lockOptions, onRunFinished: extras.onRunFinished }),
       );
+      // Runs list the rest of their source beyond the first window as their batches finish.
+      workers.push(new ListingWorker({ connection: redis, prefix: config.prefix, tracker, queues, stores, log: workerLog, lockOptions }));
+    }
     if (roles.includes('scheduler'))
       workers.push(
         new RunScheduler({

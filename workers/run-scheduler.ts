@@ -12,6 +12,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { listSource } from '../producers/list-source.js';
 import { submitRun } from '../producers/submit-run.js';
+import { resumableSource } from '../producers/run-listing.js';
 import { type CascadeQueues, quiet } from '../queue/cascade-queues.js';
 import { checkRankRun, RunSpec, RunSpecFields } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
@@ -35,6 +36,8 @@ export const ScheduleTemplate = z.object({
   out: z.string().min(1),
   /** File extensions the listing keeps. */
   extensions: z.array(z.string()),
+  /** Batches each firing's run keeps in flight while it lists (absent in templates stored before it: the default). */
+  window: z.number().int().positive().optional(),
   run: RunSpecFields.omit({ runId: true, source: true, out: true, createdAt: true }).superRefine((run, ctx) => checkRankRun(run, ctx)),
   /** Firings may take over an output location an earlier run holds (a fixed `out` without {date}). */
   overwrite: z.boolean().optional(),
@@ -250,11 +253,10 @@ export class RunScheduler {
     }
     const firedAt = firingTime(job);
     const spec = await this.firingSpec(template, firedAt);
-    let duplicates = 0;
     const result = await submitRun({
       spec,
-      refs: listSource(spec.source, { extensions: template.extensions, stores: this.o.stores, onDuplicate: () => void duplicates++ }),
-      duplicates: () => duplicates,
+      refs: resumableSource({ source: spec.source, extensions: template.extensions }, this.o.stores),
+      window: template.window,
       // A self-calibrating firing chooses its warm-up from a listing of its own.
       relist: () => listSource(spec.source, { extensions: template.extensions, stores: this.o.stores }),
       tracker: this.o.tracker,
@@ -264,7 +266,7 @@ export class RunScheduler {
     });
     this.o.onFiring?.(template.schedule, 'submitted');
     this.o.log(
-      `scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches${describeReviewCalibration(spec)}`,
+      `scheduler: ${template.schedule} fired for ${new Date(firedAt).toISOString()}: run ${spec.runId} ${spec.source} → ${spec.out}, ${result.images} images in ${result.batches} batches${result.listing === 'continues' ? ' so far' : ''}${describeReviewCalibration(spec)}`,
     );
     return spec.runId;
   }

@@ -7,6 +7,7 @@ import { defaultLocalRoots, listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
 import { preflightRun } from '../../producers/preflight.js';
 import { claimOutput, submitRun } from '../../producers/submit-run.js';
+import { resumableSource } from '../../producers/run-listing.js';
 import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
 import { readRunCalibration } from '../../pipeline/plots/run-calibration.js';
 import { RUN_CALIBRATION_KEY } from '../../pipeline/results/output-layout.js';
@@ -104,20 +105,20 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
       // Log lines go above the bar, never through it.
       unregisterBar = registerBar(bar);
     }
-    let duplicates = 0;
-    const refs = listSource(src, { extensions: config.extensions, stores: runtime.stores, onDuplicate: () => void duplicates++ });
     const submitted = await submitRun({
       spec,
-      refs,
+      refs: resumableSource({ source: src, extensions: config.extensions }, runtime.stores),
+      window: config.window.batches,
       tracker: runtime.tracker,
       queues: runtime.queues,
       output,
       overwrite: o.overwrite,
-      duplicates: () => duplicates,
       relist: () => listSource(src, { extensions: config.extensions, stores: runtime.stores }),
     });
     log(
-      submitted.alreadySubmitted ? `run ${runId} was already submitted; waiting for it` : `listed ${submitted.images} images in ${submitted.batches} batches`,
+      submitted.alreadySubmitted
+        ? `run ${runId} was already submitted; waiting for it`
+        : `listed ${submitted.images} images in ${submitted.batches} batches${submitted.listing === 'continues' ? ' so far (the rest as they finish)' : ''}`,
     );
     if (!submitted.alreadySubmitted && submitted.images === 0) log(emptySourceWarning(src, config.extensions), { level: 'warn', source: src });
     const summary = await waitForRun(

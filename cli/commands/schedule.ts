@@ -96,6 +96,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
     source,
     out,
     extensions: config.extensions,
+    window: config.window.batches,
     run,
     ...(o.overwrite ? { overwrite: true } : {}),
     ...(calibrationFrom ? { calibrationFrom } : {}),

@@ -10,6 +10,7 @@ import { listSource } from '../../producers/list-source.js';
 import { planRun } from '../../producers/plan-run.js';
 import { preflightRun } from '../../producers/preflight.js';
 import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
+import { resumableSource } from '../../producers/run-listing.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { emptySourceWarning } from '../empty-source.js';
@@ -49,11 +50,10 @@ export async function submitCommand(
     const spec = await planRun(config, source, o.out, runtime.models, o.runId, selfCalibration);
     await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
-    let duplicates = 0;
     const result = await submitRun({
       spec,
-      refs: listSource(spec.source, { extensions: config.extensions, stores: runtime.stores, onDuplicate: () => void duplicates++ }),
-      duplicates: () => duplicates,
+      refs: resumableSource({ source: spec.source, extensions: config.extensions }, runtime.stores),
+      window: config.window.batches,
       relist: () => listSource(spec.source, { extensions: config.extensions, stores: runtime.stores }),
       tracker: runtime.tracker,
       queues: runtime.queues,
@@ -64,6 +64,7 @@ export async function submitCommand(
       result.alreadySubmitted
         ? `run ${spec.runId} was already submitted; nothing added`
         : `queued ${result.images} images in ${result.batches} batches on stage-${spec.stages[0]!.name}` +
+            (result.listing === 'continues' ? ` (a window of ${config.window.batches} batches; the merge role lists the rest as they finish)` : '') +
             (spec.selfCalibration ? ' (self-calibrating: the warm-up runs first; the other batches wait in Redis for its threshold)' : ''),
     );
     if (!result.alreadySubmitted && result.images === 0) logger.warn({ source: spec.source }, emptySourceWarning(spec.source, config.extensions));

@@ -8,7 +8,16 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { makeDir } from './make-dir.js';
-import { checkRange, type GetOptions, InvalidKeyError, type ObjectInfo, ObjectNotFoundError, type ObjectStore, ObjectTooLargeError } from './object-store.js';
+import {
+  checkRange,
+  type GetOptions,
+  InvalidKeyError,
+  type ListOptions,
+  type ObjectInfo,
+  ObjectNotFoundError,
+  type ObjectStore,
+  ObjectTooLargeError,
+} from './object-store.js';
 
 // Temp files from in-flight puts; list() hides them so readers never see partial objects.
 const TEMP_PREFIX = '.cascade-tmp-';
@@ -97,16 +106,22 @@ export class LocalStore implements ObjectStore {
     }
   }
 
-  async *list(prefix = ''): AsyncIterable<ObjectInfo> {
+  async *list(prefix = '', opts: ListOptions = {}): AsyncIterable<ObjectInfo> {
     // Walk only the deepest directory the prefix names in full; the tail is a name prefix.
     const cut = prefix.lastIndexOf('/') + 1;
     const dirKey = prefix.slice(0, cut);
+    // Every key here starts with dirKey: an `after` outside it is before all of them or after all of them.
+    let after: string | undefined;
+    if (opts.after !== undefined) {
+      if (opts.after.startsWith(dirKey)) after = opts.after.slice(dirKey.length);
+      else if (Buffer.compare(Buffer.from(dirKey), Buffer.from(opts.after)) < 0) return;
+    }
     const namePrefix = prefix.slice(cut);
     const segments = dirKey === '' ? [] : checkKey(dirKey, true);
     if (namePrefix.includes('\0')) throw new InvalidKeyError(prefix, 'contains a NUL character');
     const dir = path.join(this.root, ...segments);
     try {
-      for await (const f of walkFiles(dir, { namePrefix, skip: (name) => name.startsWith(TEMP_PREFIX) })) {
+      for await (const f of walkFiles(dir, { namePrefix, after, skip: (name) => name.startsWith(TEMP_PREFIX) })) {
         yield { key: dirKey + f.rel, size: f.size };
       }
     } catch (err) {
@@ -230,6 +245,8 @@ export interface WalkOptions {
   namePrefix?: string;
   /** Entry names to skip entirely (files and directories), at every level. */
   skip?: (name: string) => boolean;
+  /** Resume a walk: only files whose relative path sorts after this one (subtrees wholly before it are not read). */
+  after?: string;
 }
 
 /**
@@ -248,6 +265,13 @@ export async function* walkFiles(dir: string, opts: WalkOptions = {}): AsyncGene
   yield* walkDir(dir, '', new Set([inodeKey(rootStat)]), opts, opts.namePrefix ?? '');
 }
 
+/** Whether every path under `order` (a file's relative path, or a directory's with its '/') sorts at or before `after`. */
+function wholly(order: string, isDir: boolean, after: string): boolean {
+  const c = Buffer.compare(Buffer.from(order), Buffer.from(after));
+  // A directory whose prefix `after` does not extend holds only paths on the same side of it as the prefix.
+  return isDir ? c < 0 && !after.startsWith(order) : c <= 0;
+}
+
 async function* walkDir(abs: string, rel: string, ancestors: Set<string>, opts: WalkOptions, namePrefix: string): AsyncGenerator<WalkedFile> {
   const dirents = await fs.readdir(abs, { withFileTypes: true });
   const entries: { name: string; abs: string; stat: Stats; order: Buffer }[] = [];
@@ -262,6 +286,7 @@ async function* walkDir(abs: string, rel: string, ancestors: Set<string>, opts: 
   entries.sort((a, b) => Buffer.compare(a.order, b.order));
   for (const e of entries) {
     const entryRel = rel + e.name;
+    if (opts.after !== undefined && wholly(e.stat.isDirectory() ? `${entryRel}/` : entryRel, e.stat.isDirectory(), opts.after)) continue;
     if (e.stat.isFile()) {
       yield { rel: entryRel, abs: e.abs, size: e.stat.size };
       continue;

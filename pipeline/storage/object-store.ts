@@ -20,6 +20,11 @@ export interface GetOptions {
   maxBytes?: number;
 }
 
+export interface ListOptions {
+  /** List only keys after this one (relative to the store, like the listed keys). */
+  after?: string;
+}
+
 /** A flat key → bytes store. Keys are '/'-separated and relative to the store's root. */
 export interface ObjectStore {
   /** Reads a whole object; ObjectNotFoundError when missing, ObjectTooLargeError above `maxBytes`. */
@@ -46,8 +51,11 @@ export interface ObjectStore {
   putIfAbsent(key: string, body: Buffer | string): Promise<boolean>;
   /** Writes (replaces) an object from a stream of chunks, never holding the whole body in memory. */
   putStream(key: string, chunks: AsyncIterable<Buffer | string>): Promise<void>;
-  /** Lists objects whose key starts with `prefix` (a plain string prefix, as in S3), in key byte order. */
-  list(prefix?: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Lists objects whose key starts with `prefix` (a plain string prefix, as in S3), in key byte
+   * order; with `after`, only keys that sort after it (a resumed listing: S3's StartAfter).
+   */
+  list(prefix?: string, opts?: ListOptions): AsyncIterable<ObjectInfo>;
   /** Deletes an object; deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
   /** Where this store points, for logs and messages (`s3://bucket/prefix/` or a directory). */

@@ -23,6 +23,7 @@ import {
   InvalidKeyError,
   isObjectNotFound,
   isObjectTooLarge,
+  type ListOptions,
   type ObjectInfo,
   ObjectNotFoundError,
   type ObjectStore,
@@ -230,18 +231,26 @@ async function openS3Object(
   }
 }
 
-/** Lists every object under `prefix` (raw string prefix), following ListObjectsV2 continuation tokens. */
+/** Lists every object under `prefix` (raw string prefix; keys after `startAfter` when given), following ListObjectsV2 continuation tokens. */
 async function* listS3Objects(
   client: S3Client,
   bucket: string,
   prefix: string,
-  opts: { pageSize?: number } = {},
+  opts: { pageSize?: number; startAfter?: string } = {},
 ): AsyncGenerator<{ key: string; size: number }> {
   let token: string | undefined;
   do {
     let page: ListObjectsV2CommandOutput;
     try {
-      page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token, MaxKeys: opts.pageSize }));
+      page = await client.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: prefix || undefined,
+          ContinuationToken: token,
+          MaxKeys: opts.pageSize,
+          StartAfter: token ? undefined : opts.startAfter,
+        }),
+      );
     } catch (err) {
       if ((err as Error).name === 'NoSuchBucket') {
         throw new ObjectNotFoundError(s3Url(bucket, prefix), `bucket "${bucket}" does not exist`, { cause: err });
@@ -377,8 +386,9 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async *list(prefix = ''): AsyncIterable<ObjectInfo> {
-    for await (const obj of listS3Objects(this.client, this.bucket, this.prefix + prefix, { pageSize: this.pageSize })) {
+  async *list(prefix = '', opts: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    const startAfter = opts.after === undefined ? undefined : this.prefix + opts.after;
+    for await (const obj of listS3Objects(this.client, this.bucket, this.prefix + prefix, { pageSize: this.pageSize, startAfter })) {
       yield { key: obj.key.slice(this.prefix.length), size: obj.size };
     }
   }

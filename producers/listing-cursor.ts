@@ -1,0 +1,41 @@
+/**
+ * Where a run's listing stands, stored in Redis with the run (queue/run-tracker.ts keeps it as
+ * opaque JSON), so that a listing cut off anywhere — a kill -9 of the submitter or of the
+ * process topping the run up — resumes at exactly the next unlisted ref. One kind per source
+ * kind; a new kind of source adds a row here and its resume in list-source.ts.
+ */
+import { z } from 'zod';
+
+export const ListingCursor = z.discriminatedUnion('kind', [
+  /** A local folder: the relative path ('/'-separated) of the last file listed; the walk resumes after it in UTF-8 byte order. */
+  z.object({ kind: z.literal('folder'), after: z.string().min(1) }).strict(),
+  /** A remote prefix (s3://, or another store of the registry): the key of the last object listed; the store lists after it (S3: StartAfter) in the same order. */
+  z.object({ kind: z.literal('prefix'), after: z.string().min(1) }).strict(),
+  /**
+   * A key list or Ground Truth manifest: lines read so far. Repeats are dropped against the whole
+   * list, so a resumed listing re-reads the lines before this one to know the refs already listed,
+   * and yields from the next.
+   */
+  z.object({ kind: z.literal('key-list'), line: z.number().int().positive() }).strict(),
+  /** A single image file: listed. */
+  z.object({ kind: z.literal('single') }).strict(),
+]);
+export type ListingCursor = z.infer<typeof ListingCursor>;
+
+/** One listed ref and the cursor just after it (resuming there lists the refs after this one). */
+export interface ListedRef {
+  ref: string;
+  cursor: ListingCursor;
+}
+
+/** What a listing needs to be opened again by another process: the source and the run's extension filter. */
+export const ListingPlan = z.object({ source: z.string().min(1), extensions: z.array(z.string()) }).strict();
+export type ListingPlan = z.infer<typeof ListingPlan>;
+
+/** The stored cursor text parsed; a cursor of an unknown kind (written by a newer version) is refused, not guessed. */
+export function parseCursor(raw: string | null): ListingCursor | null {
+  if (raw === null || raw === '') return null;
+  const parsed = ListingCursor.safeParse(JSON.parse(raw));
+  if (!parsed.success) throw new Error(`stored listing cursor ${raw.slice(0, 200)} is not one this version reads`);
+  return parsed.data;
+}
