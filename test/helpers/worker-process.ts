@@ -26,7 +26,12 @@ const SELF = fileURLToPath(import.meta.url);
 
 /** Spawns a worker serving `roles` with the config file `configFile`; `env` is added to this process's environment. */
 export function spawnWorker(configFile: string, roles: string[], env: Record<string, string> = {}): WorkerProcess {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', SELF, configFile, roles.join(',')], {
+  return spawnScript(SELF, [configFile, roles.join(',')], env);
+}
+
+/** Spawns the TypeScript file `script` (through tsx) with `args`, as a process tests can watch and kill. */
+export function spawnScript(script: string, args: string[], env: Record<string, string> = {}): WorkerProcess {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

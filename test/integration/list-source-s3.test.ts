@@ -4,11 +4,17 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { compareKeys } from '../../pipeline/storage/object-store.js';
 import { s3Scheme } from '../../pipeline/storage/s3-store.js';
 import { type StoreSettings, Stores } from '../../pipeline/storage/stores.js';
-import { SourceNotFoundError, listSource } from '../../producers/list-source.js';
+import { SourceNotFoundError, listSource, listSourceFrom } from '../../producers/list-source.js';
+import { type ListingCursor, parseCursor } from '../../producers/listing-cursor.js';
 import { type TestS3, startS3 } from '../helpers/s3.js';
 
 const EXT = ['.jpg', '.jpeg', '.png'];
 let s3: TestS3;
+
+/** The refs of `s3://<bucket>/many` after `cursor`, 25 keys a page. */
+async function* refsAfter(cursor: ListingCursor | null): AsyncGenerator<string> {
+  for await (const item of listSourceFrom('s3://list-test/many', { extensions: EXT, stores: s3.stores, pageSize: 25 }, cursor)) yield item.ref;
+}
 
 async function all(it: AsyncIterable<string>): Promise<string[]> {
   const out: string[] = [];
@@ -45,6 +51,27 @@ describe('S3 sources', () => {
           return s3.client.send(new PutObjectCommand({ Bucket: bucket, Key, Body }));
         }),
       );
+    }
+  });
+
+  it('resumes a prefix after the key its cursor holds (StartAfter), mid-page and on a page boundary, with no request for the keys before it', async () => {
+    const listed: Array<{ ref: string; cursor: ListingCursor }> = [];
+    for await (const item of listSourceFrom(`s3://${bucket}/many`, { extensions: EXT, stores: s3.stores, pageSize: 25 }, null)) listed.push(item);
+    expect(listed).toHaveLength(241);
+    for (const i of [0, 24, 25, 100, 239, 240]) {
+      const send = vi.spyOn(s3.client, 'send');
+      try {
+        const cursor = parseCursor(JSON.stringify(listed[i]!.cursor));
+        const rest = await all(refsAfter(cursor));
+        expect(rest, `after ${i}`).toEqual(listed.slice(i + 1).map((x) => x.ref));
+        const first = send.mock.calls.find(([cmd]) => cmd instanceof ListObjectsV2Command)?.[0] as ListObjectsV2Command;
+        expect(first.input.StartAfter).toBe((cursor as { after: string }).after);
+        // Only the pages from the cursor on: 243 objects listed 25 a page, from position i + 1.
+        const calls = send.mock.calls.filter(([cmd]) => cmd instanceof ListObjectsV2Command).length;
+        expect(calls).toBe(Math.max(1, Math.ceil((243 - (i + 1)) / 25)));
+      } finally {
+        send.mockRestore();
+      }
     }
   });
 
