@@ -153,6 +153,22 @@ describe('cascade run', () => {
     expect(types).toEqual({ '.jsonl': 'application/x-ndjson', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png' });
   });
 
+  it('a window of one batch (the rest listed by the listing job as batches finish) writes the same manifest, byte for byte; from S3 too', async () => {
+    const whole = join(work.path, 'out-whole');
+    const windowed = join(work.path, 'out-window-1');
+    await runCommand(images, { out: whole, config: await writeConfig(), progress: false, json: true });
+    const summary = await runCommand(images, { out: windowed, config: await writeConfig({ window: { batches: 1 } }), progress: false, json: true });
+    checkSummary(summary);
+    expect(await readFile(join(windowed, 'manifest.jsonl'))).toEqual(await readFile(join(whole, 'manifest.jsonl')));
+    const fromS3 = await runCommand('s3://images-in/imgs/', {
+      out: join(work.path, 'out-window-s3'),
+      config: await writeConfig({ window: { batches: 1 } }),
+      progress: false,
+      json: true,
+    });
+    checkSummary(fromS3);
+  });
+
   it('runs a float16-input little model to the same answers', async () => {
     const out = join(work.path, 'out-fp16');
     const summary = await runCommand(images, { out, config: await writeConfig({}, models.colourLittleFp16), progress: false, json: true });
