@@ -42,6 +42,52 @@ export class ListingFailedError extends CascadeFailure {
   override name = 'ListingFailedError';
 }
 
+/**
+ * A source's listing held open between passes, standing at the stored cursor `at`: a process
+ * topping a run up reads on from where it stopped instead of opening the source again (a key
+ * list would be re-read from its first line each time). Redis stays the truth: a listing whose
+ * `at` is not the stored cursor (another process moved it) is closed and opened again there.
+ */
+export interface OpenListing {
+  at: string | null;
+  refs: AsyncIterator<{ ref: string; cursor: ListingCursor | null }>;
+  /** Repeats dropped since the source's start (the stored count plus this listing's). */
+  duplicates: number;
+}
+
+/** Open listings by run id, kept by a long-lived process (workers/listing-worker.ts). */
+export class OpenListings {
+  private readonly open = new Map<string, OpenListing>();
+
+  /** Take the run's open listing if it stands at `cursor`; any other is closed. */
+  async take(runId: string, cursor: string | null): Promise<OpenListing | undefined> {
+    const held = this.open.get(runId);
+    if (held && held.at === cursor) {
+      this.open.delete(runId);
+      return held;
+    }
+    await this.drop(runId);
+    return undefined;
+  }
+
+  /** Keep a listing for the run's next pass. */
+  keep(runId: string, listing: OpenListing): void {
+    this.open.set(runId, listing);
+  }
+
+  /** Close the run's open listing (it is done, failed or gone). */
+  async drop(runId: string): Promise<void> {
+    const held = this.open.get(runId);
+    this.open.delete(runId);
+    await held?.refs.return?.()?.catch(() => undefined);
+  }
+
+  /** Close every open listing. */
+  async close(): Promise<void> {
+    for (const runId of [...this.open.keys()]) await this.drop(runId);
+  }
+}
+
 export interface ListingPassOptions {
   spec: RunSpec;
   tracker: RunTracker;
@@ -54,6 +100,8 @@ export interface ListingPassOptions {
   warmup: WarmupState | null;
   /** Skip the check for batches already done (the first pass of a run just created has none). */
   fresh: boolean;
+  /** Where a long-lived process keeps the listing open between passes (absent: opened and closed by this pass). */
+  openListings?: OpenListings;
   /** Batches per addBulk call. */
   jobsPerBulk?: number;
   onListed?: (images: number) => void;
@@ -75,14 +123,16 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   const cursor = resumable ? parseCursor(state.cursor) : null;
   // Without a cursor the listing starts over, and the batches it cuts again are skipped as queued or done.
   const start = cursor ? state : { images: 0, batches: 0, duplicates: 0 };
-  if (state.listed) return { done: true, images: state.images, batches: state.batches };
+  if (state.listed) {
+    await o.openListings?.drop(spec.runId);
+    return { done: true, images: state.images, batches: state.batches };
+  }
   const inFlight = Math.ceil(Math.max(0, state.images - state.final) / spec.batchSize);
   const room = o.window - inFlight;
   if (room <= 0) return { done: false, images: state.images, batches: state.batches };
 
-  let duplicates = 0;
-  const listed: AsyncIterable<{ ref: string; cursor: ListingCursor | null }> =
-    'open' in o.source ? o.source.open(cursor, () => void duplicates++) : plainRefs(o.source.refs);
+  const held = cursor ? await o.openListings?.take(spec.runId, state.cursor) : undefined;
+  const listing = held ?? openListing(o.source, cursor, start.duplicates);
   const first = spec.stages[0]!.name;
   const jobsPerBulk = o.jobsPerBulk ?? 100;
   const warmup = o.warmup;
@@ -94,7 +144,7 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   let warmupImages = 0;
   let closed = 0;
   // The cursor and duplicate count just after the last closed batch: where the next pass resumes.
-  let at: { cursor: ListingCursor | null; duplicates: number } = { cursor, duplicates: 0 };
+  let at: { cursor: ListingCursor | null; duplicates: number } = { cursor, duplicates: listing.duplicates };
 
   const flush = async () => {
     if (warmup) {
@@ -115,7 +165,7 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
     await tracker.saveListing(spec.runId, {
       images,
       batches,
-      duplicates: start.duplicates + at.duplicates,
+      duplicates: 'open' in o.source ? at.duplicates : 0,
       cursor: at.cursor ? JSON.stringify(at.cursor) : null,
     });
     o.onListed?.(images);
@@ -133,20 +183,26 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
     batches += 1;
     closed += 1;
     batchRefs = [];
-    at = { cursor: after, duplicates };
+    at = { cursor: after, duplicates: listing.duplicates };
   };
 
-  let full = false;
+  let keepOpen = false;
   try {
-    for await (const item of listingErrorsMarked(listed)) {
-      batchRefs.push(item.ref);
+    for (;;) {
+      const item = await nextListed(listing.refs);
+      if (item.done) break;
+      batchRefs.push(item.value.ref);
       images += 1;
       if (batchRefs.length < spec.batchSize) continue;
-      closeBatch(item.cursor);
-      full = closed >= room;
+      closeBatch(item.value.cursor);
+      const full = closed >= room;
       if (pending.length >= jobsPerBulk || full) await flush();
-      // Stop at a batch boundary, before reading further: the saved cursor is exactly here.
-      if (full) break;
+      if (full) {
+        // Stopped at a batch boundary, before reading further: the listing stands exactly at the saved cursor.
+        keepOpen = o.openListings !== undefined && at.cursor !== null;
+        if (keepOpen) o.openListings!.keep(spec.runId, { ...listing, at: JSON.stringify(at.cursor) });
+        return { done: false, images, batches };
+      }
     }
   } catch (err) {
     if (!(err instanceof ListingError)) throw err;
@@ -158,12 +214,13 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
         'once the source is fixed, the same command takes the run up again (or choose another --out, or pass --overwrite)',
       { cause: err.cause },
     );
+  } finally {
+    if (!keepOpen) await listing.refs.return?.().catch(() => undefined);
   }
-  if (full) return { done: false, images, batches };
   if (batchRefs.length > 0) closeBatch(null);
   await flush();
 
-  const allDuplicates = 'open' in o.source ? start.duplicates + duplicates : (o.source.duplicates?.() ?? 0);
+  const allDuplicates = 'open' in o.source ? listing.duplicates : (o.source.duplicates?.() ?? 0);
   if (await tracker.finishListing(spec.runId, images, batches, allDuplicates, warmup ? warmupImages : undefined)) await queues.queueMerge(spec.runId, tracker);
   // The warm-up may have finished while the listing went on (or be empty): then decide now.
   if (warmup && (await tracker.needsDecision(spec.runId))) await queueDecision(queues, spec);
@@ -180,6 +237,13 @@ export async function chooseRunWarmup(spec: RunSpec, tracker: RunTracker, relist
   return tracker.setWarmup(spec.runId, { images: choice.images, cutoff: choice.cutoff });
 }
 
+/** `source` opened at `cursor`, its repeats counted on from `duplicates`. */
+function openListing(source: ListingPassOptions['source'], cursor: ListingCursor | null, duplicates: number): OpenListing {
+  const counted = { at: null as string | null, duplicates };
+  const items = 'open' in source ? source.open(cursor, () => void counted.duplicates++) : plainRefs(source.refs);
+  return Object.assign(counted, { refs: items[Symbol.asyncIterator]() });
+}
+
 /** Refs with no cursor: a listing only its own process can continue, from the start. */
 async function* plainRefs(refs: AsyncIterable<string>): AsyncIterable<{ ref: string; cursor: null }> {
   for await (const ref of refs) yield { ref, cursor: null };
@@ -188,11 +252,10 @@ async function* plainRefs(refs: AsyncIterable<string>): AsyncIterable<{ ref: str
 /** An error of the source's own iteration, told apart from a failure to queue what it listed. */
 class ListingError extends Error {}
 
-/** `refs`, with an error the listing itself throws wrapped as a ListingError. */
-async function* listingErrorsMarked<T>(refs: AsyncIterable<T>): AsyncIterable<T> {
+/** The listing's next ref; an error the listing itself throws comes out as a ListingError. */
+async function nextListed<T>(refs: AsyncIterator<T>): Promise<IteratorResult<T>> {
   try {
-    // An error thrown by the consumer's loop body is not thrown here: only the source's own.
-    yield* refs;
+    return await refs.next();
   } catch (err) {
     throw new ListingError('listing failed', { cause: err });
   }

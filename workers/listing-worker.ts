@@ -2,14 +2,15 @@
  * BullMQ adapter for a run's listing beyond its first window (producers/run-listing.ts): the
  * merge role consumes the `listing` queue, one job per run. Each time the job runs, it lists
  * from the run's stored cursor until the window is full again, then puts itself back, delayed,
- * instead of holding a worker slot while batches run. A process killed mid-pass leaves the job
+ * instead of holding a worker slot while batches run; the listing itself stays open in this
+ * process for its next pass. A process killed mid-pass leaves the job
  * to stall and run again elsewhere, from the cursor saved after the last queued batches.
  */
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Stores } from '../pipeline/storage/stores.js';
 import { ListingPlan } from '../producers/listing-cursor.js';
-import { ListingFailedError, listingPass, resumableSource } from '../producers/run-listing.js';
+import { ListingFailedError, listingPass, OpenListings, resumableSource } from '../producers/run-listing.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import type { LockOptions } from '../queue/job-locks.js';
 import { LISTING_QUEUE, ListingJob } from '../queue/jobs.js';
@@ -39,6 +40,8 @@ export class ListingWorker {
   readonly worker: Worker;
   // BullMQ never closes a connection it was given, so the worker owns and closes its own.
   private readonly connection: Redis;
+  // Listings held open between this process's passes; the stored cursor decides whether one is still current.
+  private readonly openListings = new OpenListings();
 
   constructor(private readonly o: ListingWorkerOptions) {
     this.connection = o.connection.duplicate();
@@ -66,7 +69,10 @@ export class ListingWorker {
     const { tracker } = this.o;
     const [state, spec] = await Promise.all([tracker.listingState(runId), tracker.spec(runId)]);
     // Listed already (a resubmission finished it), failed or fenced: nothing is left to list.
-    if (!state || !spec || state.listed || state.failedReason) return 'nothing-to-do';
+    if (!state || !spec || state.listed || state.failedReason) {
+      await this.openListings.drop(runId);
+      return 'nothing-to-do';
+    }
     if (!state.plan) throw new UnrecoverableError(`run ${runId} has no stored listing plan: only its submitter can list it`);
     const plan = ListingPlan.parse(JSON.parse(state.plan));
     try {
@@ -78,6 +84,7 @@ export class ListingWorker {
         window: state.window ?? Number.POSITIVE_INFINITY,
         warmup: null,
         fresh: false,
+        openListings: this.openListings,
       });
       if (pass.done) {
         this.o.log(`listing: run ${runId} listed: ${pass.images} images in ${pass.batches} batches`);
@@ -101,6 +108,7 @@ export class ListingWorker {
   /** Stop taking listing jobs (a pass in progress finishes; the job waits, delayed, for the next process). */
   async close(): Promise<void> {
     await this.worker.close();
+    await this.openListings.close();
     this.connection.disconnect();
   }
 }

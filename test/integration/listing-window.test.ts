@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Stores } from '../../pipeline/storage/stores.js';
 import { readManifestLines, verifyManifest } from '../../pipeline/results/verify-manifest.js';
 import { listSource } from '../../producers/list-source.js';
-import { listingPass, resumableSource } from '../../producers/run-listing.js';
+import { listingPass, OpenListings, resumableSource } from '../../producers/run-listing.js';
 import { submitRun } from '../../producers/submit-run.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { listingJobId, partId, type RunSpec, type StageJob } from '../../queue/jobs.js';
@@ -193,12 +193,18 @@ describe('bounded in-flight work', () => {
       // Batch 3 ran and is gone: listed again, it is not queued again.
       expect([...(await queuedBatches(s.queues)).keys()].sort()).toEqual([2]);
 
-      // The rest, a batch finished before each look, as workers would.
+      // The rest, a batch finished before each look, as workers would, by a process that keeps the
+      // listing open between looks: the folder is opened once, and again only when another lister moved the cursor.
+      const openListings = new OpenListings();
+      let opens = 0;
+      const counted = { plan: s.source.plan, open: (...a: Parameters<typeof s.source.open>) => (opens++, s.source.open(...a)) };
       for (let b = 2; ; b++) {
         if (b !== 3) await finishBatch(s, b);
-        const p = await pass();
+        if (b === 4) await pass({ window: 4 });
+        const p = await pass({ source: counted, openListings });
         if (p.done) break;
       }
+      expect(opens).toBe(2);
       const st = await s.state();
       expect(st).toMatchObject({ listed: true, images: N, batches: N / BATCH });
       expect((await s.tracker.progress(s.spec.runId))?.total).toBe(N);
