@@ -1,8 +1,8 @@
 /**
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
  *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]
- *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N]`
- * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane` and `merge` only when named) and prints their tables.
+ *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N]`
+ * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `merge` and `window` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
@@ -14,6 +14,7 @@ import { controlPlaneBench } from './control-plane.js';
 import { costBench } from './cost.js';
 import { enqueueBench } from './enqueue.js';
 import { mergeBench } from './merge.js';
+import { redisWindowBench } from './redis-window.js';
 import { rssBench } from './rss.js';
 import { rssCurve } from './rss-curve.js';
 import { table } from './stats.js';
@@ -21,7 +22,7 @@ import { throughputBench } from './throughput.js';
 
 const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
 // Minutes each: run only when asked for by name.
-const ON_REQUEST = ['cost', 'control-plane', 'merge'] as const;
+const ON_REQUEST = ['cost', 'control-plane', 'merge', 'window'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -43,6 +44,9 @@ const { values, positionals } = parseArgs({
     'merge-rows': { type: 'string', default: '100000' },
     'merge-batch': { type: 'string', default: '128' },
     'merge-rounds': { type: 'string', default: '3' },
+    'window-refs': { type: 'string', default: '100000,1000000' },
+    'window-whole-up-to': { type: 'string', default: '1000000' },
+    'window-drain-up-to': { type: 'string', default: '1000000' },
   },
 });
 
@@ -202,4 +206,23 @@ if (chosen.includes('merge')) {
       r.map((x) => [String(x.rows), x.mode, x.seconds, x.rowsPerSecond, x.manifestMb, String(x.shards)]),
     ),
   );
+}
+if (chosen.includes('window')) {
+  console.log('== window');
+  const r = await redisWindowBench({
+    sizes: String(values['window-refs'])
+      .split(',')
+      .map((x) => num(x, 'window-refs')),
+    wholeUpTo: num(values['window-whole-up-to'], 'window-whole-up-to'),
+    drainUpTo: num(values['window-drain-up-to'], 'window-drain-up-to'),
+    log,
+  });
+  const mb = (x: number | null) => (x === null ? '-' : x.toFixed(1));
+  console.log(
+    table(
+      ['refs', 'Redis MB after submit, window', 'all at once', 'submit s', 'drain: peak MB', 'end MB', 'images/s'],
+      r.map((x) => [String(x.refs), mb(x.submitMb), mb(x.wholeSubmitMb), x.submitSeconds, mb(x.drainPeakMb), mb(x.drainEndMb), x.drainImagesPerSecond ?? '-']),
+    ),
+  );
+  console.log('');
 }

@@ -1,0 +1,169 @@
+/**
+ * Redis memory against collection size with the listing window (producers/run-listing.ts): a key
+ * list of N distinct `s3://` refs submitted into a private redis-server, first with no worker at
+ * all (what the submit leaves queued), then drained by a stand-in first stage that counts each
+ * batch as done without reading an image while the listing job tops the run up, sampling
+ * used_memory throughout. The same submit without a window (every batch queued at once) is the
+ * baseline, for the sizes where it fits.
+ */
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'bullmq';
+import { startPrivateRedis } from '../cli/private-redis.js';
+import { listSource } from '../producers/list-source.js';
+import { DEFAULT_WINDOW_BATCHES, resumableSource } from '../producers/run-listing.js';
+import { submitRun } from '../producers/submit-run.js';
+import { CascadeQueues } from '../queue/cascade-queues.js';
+import { partId, type RunSpec, StageJob, stageQueueName } from '../queue/jobs.js';
+import { connectRedis } from '../queue/redis-connection.js';
+import { RunTracker } from '../queue/run-tracker.js';
+import { fakePin, RUN_DEFAULTS } from '../test/helpers/run-spec.js';
+import { ListingWorker } from '../workers/listing-worker.js';
+
+export interface WindowMemoryRow {
+  refs: number;
+  /** Redis used_memory growth after a submit with no worker: windowed, and all at once (null where not run). */
+  submitMb: number;
+  wholeSubmitMb: number | null;
+  submitSeconds: number;
+  /** Draining the whole run through the window: peak and final used_memory growth, and the rate. */
+  drainPeakMb: number | null;
+  drainEndMb: number | null;
+  drainImagesPerSecond: number | null;
+}
+
+/** `n` distinct refs, one a line, written fast. */
+async function writeKeyList(file: string, n: number): Promise<void> {
+  const out = createWriteStream(file);
+  for (let start = 0; start < n; start += 10_000) {
+    let chunk = '';
+    for (let i = start; i < Math.min(n, start + 10_000); i++) chunk += `s3://photos-bucket/2024/collection/img-${String(i).padStart(9, '0')}.jpg\n`;
+    if (!out.write(chunk)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'close');
+}
+
+async function usedMemory(redis: ReturnType<typeof connectRedis>): Promise<number> {
+  return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+}
+
+/** A run spec over `list` whose models are stand-in pins (nothing is inferred). */
+function specFor(runId: string, list: string, batchSize: number): RunSpec {
+  return {
+    runId,
+    source: list,
+    out: 's3://results/bench/',
+    metric: 'maxprob',
+    batchSize,
+    ...RUN_DEFAULTS,
+    stages: [
+      { name: 'little', model: fakePin('/models/little.onnx'), gmacsPerImage: 0.15, threshold: 0.5 },
+      { name: 'big', model: fakePin('/models/big.onnx'), gmacsPerImage: 1.6, threshold: null },
+    ],
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/** One size: windowed submit, optional whole submit, optional drain. */
+async function measure(n: number, o: { whole: boolean; drain: boolean; batchSize: number; log: (line: string) => void }): Promise<WindowMemoryRow> {
+  const dir = await mkdtemp(join(tmpdir(), 'cascade-window-'));
+  const server = await startPrivateRedis();
+  const redis = connectRedis(server.url);
+  const s3 = () => {
+    throw new Error('the bench lists a local key list');
+  };
+  try {
+    const list = join(dir, 'refs.txt');
+    await writeKeyList(list, n);
+    const extensions = ['.jpg'];
+    let wholeSubmitMb: number | null = null;
+    if (o.whole) {
+      const prefix = 'whole';
+      const tracker = new RunTracker(redis, prefix);
+      const queues = new CascadeQueues(redis, prefix);
+      await queues.stage('little').waitUntilReady();
+      const before = await usedMemory(redis);
+      await submitRun({ spec: specFor('whole', list, o.batchSize), refs: listSource(list, { extensions }), tracker, queues, output: null });
+      wholeSubmitMb = ((await usedMemory(redis)) - before) / 2 ** 20;
+      await queues.close();
+      await redis.flushall();
+      o.log(`  ${n} refs, all at once: +${wholeSubmitMb.toFixed(1)} MB`);
+    }
+    const prefix = 'win';
+    const tracker = new RunTracker(redis, prefix);
+    const queues = new CascadeQueues(redis, prefix);
+    await queues.stage('little').waitUntilReady();
+    const before = await usedMemory(redis);
+    const spec = specFor('windowed', list, o.batchSize);
+    const started = performance.now();
+    await submitRun({ spec, refs: resumableSource({ source: list, extensions }, s3), tracker, queues, output: null });
+    const submitSeconds = (performance.now() - started) / 1000;
+    const submitMb = ((await usedMemory(redis)) - before) / 2 ** 20;
+    o.log(
+      `  ${n} refs, window ${DEFAULT_WINDOW_BATCHES} batches of ${o.batchSize}: +${submitMb.toFixed(1)} MB after the submit (${submitSeconds.toFixed(1)} s)`,
+    );
+    let drain: Pick<WindowMemoryRow, 'drainPeakMb' | 'drainEndMb' | 'drainImagesPerSecond'> = {
+      drainPeakMb: null,
+      drainEndMb: null,
+      drainImagesPerSecond: null,
+    };
+    if (o.drain) {
+      // The first stage stood in for: each batch is counted done with all its images final, as a worker's part would be.
+      const stageConnection = redis.duplicate();
+      const stage = new Worker(
+        stageQueueName('little'),
+        async (job) => {
+          const data = StageJob.parse(job.data);
+          const n = data.items.length;
+          await tracker.finishPart(data.runId, { id: partId(data.batch, 0), stage: 0, final: n, counts: { images: n, accepted: n, forwarded: 0, errors: 0 } });
+        },
+        { connection: stageConnection, prefix, concurrency: 32 },
+      );
+      const lister = new ListingWorker({ connection: redis, prefix, tracker, queues, s3, log: () => {}, pollMs: 50 });
+      let peak = 0;
+      const t0 = performance.now();
+      let lastLog = t0;
+      for (;;) {
+        const used = (await usedMemory(redis)) - before;
+        peak = Math.max(peak, used);
+        const p = (await tracker.progress(spec.runId))!;
+        if (performance.now() - lastLog > 10_000) {
+          lastLog = performance.now();
+          o.log(`    ${p.final} / ${n} done, +${(used / 2 ** 20).toFixed(1)} MB`);
+        }
+        if (p.listed && p.final >= n) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const end = ((await usedMemory(redis)) - before) / 2 ** 20;
+      await stage.close();
+      stageConnection.disconnect();
+      await lister.close();
+      drain = { drainPeakMb: peak / 2 ** 20, drainEndMb: end, drainImagesPerSecond: n / seconds };
+      o.log(`  drained in ${seconds.toFixed(0)} s: peak +${drain.drainPeakMb!.toFixed(1)} MB, end +${end.toFixed(1)} MB`);
+    }
+    await queues.close();
+    return { refs: n, submitMb, wholeSubmitMb, submitSeconds, ...drain };
+  } finally {
+    redis.disconnect();
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Redis memory of windowed runs of each size in `sizes`; the all-at-once baseline up to `wholeUpTo` refs, the drain up to `drainUpTo`. */
+export async function redisWindowBench(o: {
+  sizes: number[];
+  wholeUpTo: number;
+  drainUpTo: number;
+  batchSize?: number;
+  log: (line: string) => void;
+}): Promise<WindowMemoryRow[]> {
+  const rows: WindowMemoryRow[] = [];
+  for (const n of o.sizes) rows.push(await measure(n, { whole: n <= o.wholeUpTo, drain: n <= o.drainUpTo, batchSize: o.batchSize ?? 32, log: o.log }));
+  return rows;
+}
