@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'bullmq';
 import { startPrivateRedis } from '../cli/private-redis.js';
+import { Stores } from '../pipeline/storage/stores.js';
 import { listSource } from '../producers/list-source.js';
 import { DEFAULT_WINDOW_BATCHES, resumableSource } from '../producers/run-listing.js';
 import { submitRun } from '../producers/submit-run.js';
@@ -73,9 +74,8 @@ async function measure(n: number, o: { whole: boolean; drain: boolean; batchSize
   const dir = await mkdtemp(join(tmpdir(), 'cascade-window-'));
   const server = await startPrivateRedis();
   const redis = connectRedis(server.url);
-  const s3 = () => {
-    throw new Error('the bench lists a local key list');
-  };
+  // The key list is local: no store client is ever built.
+  const stores = new Stores();
   try {
     const list = join(dir, 'refs.txt');
     await writeKeyList(list, n);
@@ -100,7 +100,7 @@ async function measure(n: number, o: { whole: boolean; drain: boolean; batchSize
     const before = await usedMemory(redis);
     const spec = specFor('windowed', list, o.batchSize);
     const started = performance.now();
-    await submitRun({ spec, refs: resumableSource({ source: list, extensions }, s3), tracker, queues, output: null });
+    await submitRun({ spec, refs: resumableSource({ source: list, extensions }, stores), tracker, queues, output: null });
     const submitSeconds = (performance.now() - started) / 1000;
     const submitMb = ((await usedMemory(redis)) - before) / 2 ** 20;
     o.log(
@@ -123,7 +123,7 @@ async function measure(n: number, o: { whole: boolean; drain: boolean; batchSize
         },
         { connection: stageConnection, prefix, concurrency: 32 },
       );
-      const lister = new ListingWorker({ connection: redis, prefix, tracker, queues, s3, log: () => {}, pollMs: 50 });
+      const lister = new ListingWorker({ connection: redis, prefix, tracker, queues, stores, log: () => {}, pollMs: 50 });
       let peak = 0;
       const t0 = performance.now();
       let lastLog = t0;
