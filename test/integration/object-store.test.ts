@@ -112,6 +112,21 @@ describe.each(Object.keys(stores))('%s store contract', (kind) => {
     expect(await collect(store, 'nothing/here/')).toEqual([]);
   });
 
+  it('lists only the keys after `after` (a resumed listing), also when `after` lies outside the prefix', async () => {
+    const keys = ['r/a.jpg', 'r/a/b/c.jpg', 'r/a/z.jpg', 'r/b.jpg', 'r/bb/x.jpg', 'r/c.jpg'];
+    for (const k of keys) await store.put(k, k);
+    const listAfter = async (prefix: string, from: string) => {
+      const out: string[] = [];
+      for await (const o of store.list(prefix, { after: from })) out.push(o.key);
+      return out.sort(compareKeys);
+    };
+    for (const from of ['r/a/b/c.jpg', 'r/a/z.jpg', 'r/b.jpg', 'r/b.jpg~', 'r/c.jpg']) {
+      expect(await listAfter('r/', from), from).toEqual(keys.filter((k) => compareKeys(k, from) > 0).sort(compareKeys));
+    }
+    expect(await listAfter('r/a/', 'r/')).toEqual(['r/a/b/c.jpg', 'r/a/z.jpg']);
+    expect(await listAfter('r/a/', 'r/b')).toEqual([]);
+  });
+
   it('getStream streams an object, and a missing one is an ObjectNotFoundError before any byte', async () => {
     const chunk = `${'y'.repeat(300_000)}\n`;
     await store.put('s/lines.txt', chunk.repeat(4));
