@@ -177,8 +177,9 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   const created = await tracker.create(spec);
   // A self-calibrating run lists in one pass, from the start: its warm-up counts need the whole listing.
   const resumable = 'open' in o.refs && !spec.selfCalibration ? o.refs : null;
-  const window = resumable ? (o.window ?? DEFAULT_WINDOW_BATCHES) : null;
-  await tracker.setListingPlan(spec.runId, resumable ? JSON.stringify(resumable.plan) : null, window);
+  await tracker.setListingPlan(spec.runId, resumable ? JSON.stringify(resumable.plan) : null, resumable ? (o.window ?? DEFAULT_WINDOW_BATCHES) : null);
+  // The first submission's window stands: a resubmission lists with it, whatever it asked for.
+  const window = resumable ? ((await tracker.listingState(spec.runId))?.window ?? null) : null;
   if (!created) {
     // Another submission may have created it between the check and now: same spec or refused.
     await checkRunId(tracker, spec);

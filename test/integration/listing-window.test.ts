@@ -170,6 +170,13 @@ describe('bounded in-flight work', () => {
       const pass = (o: Partial<Parameters<typeof listingPass>[0]> = {}) =>
         listingPass({ spec: s.spec, tracker: s.tracker, queues: s.queues, source: s.source, window: 3, warmup: null, fresh: false, jobsPerBulk: 1, ...o });
       expect(await pass()).toMatchObject({ done: false, batches: 3 });
+      // Submitting again lists with the run's stored window, not the one asked for now.
+      expect(await submitRun({ spec: s.spec, refs: s.source, window: 100, tracker: s.tracker, queues: s.queues, output: s.output })).toMatchObject({
+        alreadySubmitted: true,
+        images: 6,
+        batches: 3,
+        listing: 'continues',
+      });
 
       // Cut off right after queueing batch 3, before its cursor is saved; batch 3 even finishes before the pass runs again.
       await finishBatch(s, 0);

@@ -75,6 +75,10 @@ describe('status maths and text', () => {
     expect(text).toContain('run r1  running  s3://in/x/ → s3://out/x/');
     expect(text).toContain(`${progressBar(0.4)}  40.0%  40/100 images  4.0 images/s  ETA 15 s`);
     expect(text).toContain('  errors 2 (decode 2)  routed to big 36.0%  cost saved —');
+    expect(text).toContain('  listed 100  queued 60  done 40\n');
+    expect(formatRunStatus(buildRunStatus(progress({ listed: false, total: null, listedImages: 64, window: 2 }), [], NOW))).toContain(
+      '  listed 64 so far  queued 24  done 40  (window 2 batches)',
+    );
     expect(text).toMatch(/little\s+4\s+1\s+0\s+\|\s+50\s+30\s+18\s+2\s+50/);
     expect(text).toMatch(/big\s+1\s+1\s+1\s+\|\s+8\s+8\s+0\s+0\s+10/);
   });
