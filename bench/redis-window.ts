@@ -70,7 +70,10 @@ function specFor(runId: string, list: string, batchSize: number): RunSpec {
 }
 
 /** One size: windowed submit, optional whole submit, optional drain. */
-async function measure(n: number, o: { whole: boolean; drain: boolean; batchSize: number; log: (line: string) => void }): Promise<WindowMemoryRow> {
+async function measure(
+  n: number,
+  o: { whole: boolean; drain: boolean; batchSize: number; window: number; log: (line: string) => void },
+): Promise<WindowMemoryRow> {
   const dir = await mkdtemp(join(tmpdir(), 'cascade-window-'));
   const server = await startPrivateRedis();
   const redis = connectRedis(server.url);
@@ -100,12 +103,10 @@ async function measure(n: number, o: { whole: boolean; drain: boolean; batchSize
     const before = await usedMemory(redis);
     const spec = specFor('windowed', list, o.batchSize);
     const started = performance.now();
-    await submitRun({ spec, refs: resumableSource({ source: list, extensions }, stores), tracker, queues, output: null });
+    await submitRun({ spec, refs: resumableSource({ source: list, extensions }, stores), window: o.window, tracker, queues, output: null });
     const submitSeconds = (performance.now() - started) / 1000;
     const submitMb = ((await usedMemory(redis)) - before) / 2 ** 20;
-    o.log(
-      `  ${n} refs, window ${DEFAULT_WINDOW_BATCHES} batches of ${o.batchSize}: +${submitMb.toFixed(1)} MB after the submit (${submitSeconds.toFixed(1)} s)`,
-    );
+    o.log(`  ${n} refs, window ${o.window} batches of ${o.batchSize}: +${submitMb.toFixed(1)} MB after the submit (${submitSeconds.toFixed(1)} s)`);
     let drain: Pick<WindowMemoryRow, 'drainPeakMb' | 'drainEndMb' | 'drainImagesPerSecond'> = {
       drainPeakMb: null,
       drainEndMb: null,
@@ -161,9 +162,20 @@ export async function redisWindowBench(o: {
   wholeUpTo: number;
   drainUpTo: number;
   batchSize?: number;
+  /** Batches in flight (default DEFAULT_WINDOW_BATCHES). */
+  window?: number;
   log: (line: string) => void;
 }): Promise<WindowMemoryRow[]> {
   const rows: WindowMemoryRow[] = [];
-  for (const n of o.sizes) rows.push(await measure(n, { whole: n <= o.wholeUpTo, drain: n <= o.drainUpTo, batchSize: o.batchSize ?? 32, log: o.log }));
+  for (const n of o.sizes)
+    rows.push(
+      await measure(n, {
+        whole: n <= o.wholeUpTo,
+        drain: n <= o.drainUpTo,
+        batchSize: o.batchSize ?? 32,
+        window: o.window ?? DEFAULT_WINDOW_BATCHES,
+        log: o.log,
+      }),
+    );
   return rows;
 }

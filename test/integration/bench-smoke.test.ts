@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { callsByKind, commandCalls, controlPlaneBench, parseRedisInfo } from '../../bench/control-plane.js';
 import { enqueueBench } from '../../bench/enqueue.js';
+import { redisWindowBench } from '../../bench/redis-window.js';
 import { rssBench } from '../../bench/rss.js';
 
 describe('bench smoke', () => {
@@ -14,6 +15,15 @@ describe('bench smoke', () => {
     // Each batch of 32 refs is one job holding its refs' JSON: tens of bytes per ref at least.
     expect(r.bytesPerImage).toBeGreaterThan(20);
     expect(r.bytesPerImage).toBeLessThan(5000);
+  });
+
+  it('window: a windowed submit holds a fraction of the all-at-once one, and a drained run stays near it', async () => {
+    const [r] = await redisWindowBench({ sizes: [20_000], wholeUpTo: 20_000, drainUpTo: 20_000, window: 10, log: () => {} });
+    // 20,000 refs at ~100 B all at once; 10 batches of 32 in the window.
+    expect(r!.wholeSubmitMb!).toBeGreaterThan(1);
+    expect(r!.submitMb).toBeLessThan(r!.wholeSubmitMb! / 3);
+    expect(r!.drainPeakMb!).toBeLessThan(r!.wholeSubmitMb!);
+    expect(r!.drainImagesPerSecond!).toBeGreaterThan(0);
   });
 
   it('rss: a small run completes and is sampled', async () => {
