@@ -13,6 +13,8 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.csv': 'text/csv',
   '.xml': 'application/xml',
   '.manifest': 'application/x-ndjson',
+  // Registered with IANA in 2024; DuckDB and pyarrow read by content, the type is for consoles and proxies.
+  '.parquet': 'application/vnd.apache.parquet',
 };
 
 /** What any other key is written as. */

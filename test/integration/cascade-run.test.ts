@@ -150,7 +150,13 @@ describe('cascade run', () => {
       types[ext] = (await s3.client.send(new HeadObjectCommand({ Bucket: 'results', Key }))).ContentType;
       expect(types[ext], Key).not.toBe('application/octet-stream');
     }
-    expect(types).toEqual({ '.jsonl': 'application/x-ndjson', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png' });
+    expect(types).toEqual({
+      '.jsonl': 'application/x-ndjson',
+      '.json': 'application/json',
+      '.svg': 'image/svg+xml',
+      '.png': 'image/png',
+      '.parquet': 'application/vnd.apache.parquet',
+    });
   });
 
   it('a window of one batch (the rest listed by the listing job as batches finish) writes the same manifest, byte for byte; from S3 too', async () => {
