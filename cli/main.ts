@@ -63,8 +63,8 @@ export function buildProgram(): Command {
       program
         .command('run')
         .description('run the whole cascade in one process: list, label, merge (starts a private redis-server when REDIS_URL is unset)')
-        .argument('<source>', 'a local folder, s3://bucket/prefix, or a key-list file')
-        .requiredOption('--out <location>', 'output directory or s3://bucket/prefix for manifest.jsonl and summary.json'),
+        .argument('<source>', 'a local folder, s3://bucket/prefix, az://container/prefix, or a key-list file')
+        .requiredOption('--out <location>', 'output directory, s3://bucket/prefix or az://container/prefix for manifest.jsonl and summary.json'),
       number,
     ),
   )
@@ -81,9 +81,9 @@ export function buildProgram(): Command {
     .description('check a manifest has exactly one valid row per input of a source (exit 1 on missing, duplicate, unknown or invalid rows)')
     .requiredOption(
       '--manifest <location>',
-      'manifest.jsonl or a manifest/part-*.parquet shard (local or s3://…), or the output directory holding the manifest',
+      'manifest.jsonl or a manifest/part-*.parquet shard (local, s3://… or az://…), or the output directory holding the manifest',
     )
-    .requiredOption('--source <source>', "the run's source: a local folder, s3://bucket/prefix, or a key-list file")
+    .requiredOption('--source <source>', "the run's source: a local folder, s3://bucket/prefix, az://container/prefix, or a key-list file")
     .option('--extensions <list>', "comma-separated extensions the run listed (default: the config file's, else the run default)")
     .option('--config <file>', "the run's config file, for its extensions and s3 settings")
     .option('--json', 'print the report as JSON')

@@ -58,8 +58,8 @@ export async function readStructured(path: string, shownAs: string = path): Prom
 
 function resolvePath(p: string, baseDir: string, env: NodeJS.ProcessEnv): string {
   const expanded = expandEnv(p, env);
-  // s3:// model and label files are read by every worker as they are.
-  return isAbsolute(expanded) || /^s3:\/\//i.test(expanded) ? expanded : resolve(baseDir, expanded);
+  // Store URLs (s3://, az://, file://) are read by every worker as they are.
+  return isAbsolute(expanded) || /^[a-z][a-z0-9+.-]*:\/\//i.test(expanded) ? expanded : resolve(baseDir, expanded);
 }
 
 /** Resolve the relative `sources.localRoots` of a raw config against `baseDir` (the config file's folder), in place. */

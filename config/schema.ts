@@ -249,6 +249,33 @@ export const S3Settings = z
   .strict();
 
 /**
+ * Azure Blob Storage for az://container/prefix locations. Without `account`, the standard
+ * AZURE_STORAGE_CONNECTION_STRING is used, else AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or
+ * AZURE_STORAGE_SAS_TOKEN (pipeline/storage/azure-store.ts). A key or SAS token here is a secret:
+ * prefer the environment, or `${VAR}` in a config file that is not shared.
+ */
+export const AzureSettings = z
+  .object({
+    /** Storage account name (3-24 lower-case letters and digits). */
+    account: z
+      .string()
+      .regex(/^[a-z0-9]{3,24}$/, 'an Azure storage account name is 3-24 lower-case letters and digits')
+      .optional(),
+    /** Shared account key (base64), as in the connection string's AccountKey. */
+    accountKey: z.string().min(1).optional(),
+    /** A SAS token (the query string, with or without its leading '?'). */
+    sasToken: z.string().min(1).optional(),
+    /** Blob service URL, for Azurite or sovereign clouds; default https://<account>.blob.core.windows.net. */
+    endpoint: z.string().url().optional(),
+  })
+  .strict()
+  .refine((a) => a.accountKey === undefined || a.sasToken === undefined, { message: 'set accountKey or sasToken, not both' })
+  .refine((a) => a.account !== undefined || (a.accountKey === undefined && a.sasToken === undefined && a.endpoint === undefined), {
+    message: 'accountKey, sasToken and endpoint need an account',
+  });
+export type AzureSettings = z.infer<typeof AzureSettings>;
+
+/**
  * Where workers may read images from. Image refs are data from whoever submitted a run, so a
  * local path is read only when its real path (symlinks and `..` resolved) lies below one of
  * `localRoots` (pipeline/storage/local-roots.ts); anything else is a `forbidden` error row.
@@ -424,6 +451,8 @@ export const CascadeConfigFields = z
     jobLocks: JobLocks.default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 2 }),
     limits: Limits.default({ maxBytes: 64 * 1024 * 1024, maxPixels: 100_000_000 }),
     s3: S3Settings.default({ region: 'us-east-1', forcePathStyle: false }),
+    /** Azure Blob Storage account for az:// locations (absent: from the environment). */
+    azure: AzureSettings.optional(),
     /** Local image roots (see SourceSettings). */
     sources: SourceSettings.default({}),
     /** Prices of machine time per worker class: the summary and calibration report cost in money next to seconds. */

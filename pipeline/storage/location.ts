@@ -67,6 +67,8 @@ export function parseRemoteUrl(s: string): RemoteUrl {
   if (key.includes('\0')) throw new CascadeError(`${what}: the key contains a NUL character`);
   const dots = key.split('/').find((seg) => seg === '.' || seg === '..');
   if (dots !== undefined) throw new ForbiddenPathError(s, `is a malformed ${row.label} URL: the key has a '${dots}' segment`);
+  const other = row.keyProblem?.(key) ?? null;
+  if (other !== null) throw new ForbiddenPathError(s, `is a malformed ${row.label} URL: the key has ${other}`);
   return { scheme, bucket, key };
 }
 

@@ -4,11 +4,12 @@
  * image and model reads, and outputs then accept its URLs. Local paths and file:// URLs are not
  * rows: they are read through LocalStore and local-roots.ts.
  */
+import { azureScheme } from './azure-store.js';
 import { s3Scheme } from './s3-store.js';
 import type { StoreScheme } from './store-scheme.js';
 
 /** Every remote store, by scheme. */
-export const STORE_SCHEMES: readonly StoreScheme[] = [s3Scheme];
+export const STORE_SCHEMES: readonly StoreScheme[] = [s3Scheme, azureScheme];
 
 /** The row for a lower-case `scheme`, or undefined when no store reads it. */
 export function storeScheme(scheme: string, schemes: readonly StoreScheme[] = STORE_SCHEMES): StoreScheme | undefined {

@@ -4,12 +4,13 @@
  * Stores (stores.ts) connects each row at most once, on first use.
  */
 import type { z } from 'zod';
-import type { S3Settings } from '../../config/schema.js';
+import type { AzureSettings, S3Settings } from '../../config/schema.js';
 import type { ObjectStore } from './object-store.js';
 
 /** The settings rows build their clients from (the config's `s3:` block, ...). */
 export interface StoreSettings {
   readonly s3?: z.input<typeof S3Settings>;
+  readonly azure?: z.input<typeof AzureSettings>;
 }
 
 /** Options of one opened store that only tests and benchmarks set. */
@@ -38,6 +39,11 @@ export interface StoreScheme {
   readonly container: string;
   /** Why `name` cannot be a container name (completes "invalid bucket name ... "), or null when it can. */
   containerProblem(name: string): string | null;
+  /**
+   * What else in a key would make the request name another object (completes "the key has ..."),
+   * or null; `.`/`..` segments are refused for every row.
+   */
+  keyProblem?(key: string): string | null;
   /**
    * Connects with `settings`, or with `borrowed` (a client the caller built, e.g. with test
    * credentials, and still owns). Called at most once per Stores, when a ref first needs it.

@@ -64,7 +64,8 @@ describe('parseRemoteUrl / isRemoteUrl', () => {
     expect(remoteScheme('S3://b/k')).toBe('s3');
     for (const s of ['/s3://x', 'gs://b/k', 'file:///x', 'https://h/x', 'c:out', 'plain/path']) expect(isRemoteUrl(s), s).toBe(false);
     expect(() => parseRemoteUrl('gs://b/k')).toThrow(/Not a store URL "gs:\/\/b\/k": expected s3:\/\/bucket\/key/);
-    expect(expectedUrls('prefix')).toBe('s3://bucket/prefix');
+    expect(expectedUrls('prefix')).toBe('s3://bucket/prefix or az://container/prefix');
+    expect(remoteScheme('AZ://c0ntainer/k')).toBe('az');
   });
 });
 
