@@ -1,18 +1,28 @@
 /**
  * Secrets must never reach a log line or a printed error: Redis AUTH/HELLO arguments (ioredis
  * puts them on its error objects), passwords in URLs in any form (redis://:secret@host,
- * ?password=secret, a redis-cluster:// seed list, which URL cannot parse), AWS keys.
+ * ?password=secret, a redis-cluster:// seed list, which URL cannot parse), AWS keys, Azure
+ * account keys, SAS signatures and connection strings.
  */
 import { hideRedisPassword, isClusterUrl } from '../queue/redis-connection.js';
 
 const MASK = '***';
 // Object keys whose values are secrets wherever they appear.
-const SECRET_KEY = /pass(word)?|secret|token|authorization|credential|session_?key|^auth$/i;
+const SECRET_KEY = /pass(word)?|secret|token|authorization|credential|session_?key|^auth$|account_?key|storage_?key|connection_?string|signature/i;
 
 /** `text` with URL passwords, `password=`-style parameters, AUTH arguments and AWS keys masked. */
 export function redactSecrets(text: string): string {
   return (
     text
+      // Azure connection strings: AccountKey=…; SharedAccessSignature=…; (a value runs to the next ';')
+      .replace(/\b(AccountKey|SharedAccessSignature)=[^;\n"'`]*/gi, `$1=${MASK}`)
+      // Azure SAS signatures in URLs and tokens (…&sig=…); the other SAS fields are not secret
+      .replace(/\b(sig=)[^&;\s"'`]+/gi, `$1${MASK}`)
+      // Azure settings and variables by name: accountKey: "…", AZURE_STORAGE_KEY=…, sasToken='…'
+      .replace(
+        /\b(accountKey|sasToken|connectionString|AZURE_STORAGE_(?:KEY|SAS_TOKEN|CONNECTION_STRING))(["']?\s*[=:]\s*)("[^"\n]*"|'[^'\n]*'|[^\s&"',;}]+)/gi,
+        `$1$2${MASK}`,
+      )
       // scheme://user:password@host (s3 endpoints, …)
       .replace(/([a-z][a-z0-9+.-]*:\/\/[^:@/\s'"]*):([^@/\s'"]+)@/gi, `$1:${MASK}@`)
       // ?password=… &pass=… token=…, and "password": "…" / password: '…'

@@ -65,3 +65,50 @@ describe('Redis URLs with passwords that hold URL delimiters (issue 24)', () => 
     }
   });
 });
+
+describe('Azure secrets (issue 25)', () => {
+  const passwords = randomPasswords(25, 300);
+
+  it.each([
+    [
+      `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${PW};EndpointSuffix=core.windows.net`,
+      'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=***;EndpointSuffix=core.windows.net',
+    ],
+    [
+      `BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sp=rl&sig=${PW}`,
+      'BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=***',
+    ],
+    [
+      `GET https://acct.blob.core.windows.net/c/a.jpg?sv=2022-11-02&sp=r&sig=${PW}&se=x failed`,
+      'GET https://acct.blob.core.windows.net/c/a.jpg?sv=2022-11-02&sp=r&sig=***&se=x failed',
+    ],
+    [`azure: { account: 'acct', accountKey: '${PW} x', sasToken: "sv=1&sig=${PW}" }`, `azure: { account: 'acct', accountKey: ***, sasToken: *** }`],
+    [`AZURE_STORAGE_KEY=${PW} AZURE_STORAGE_SAS_TOKEN=${PW}`, 'AZURE_STORAGE_KEY=*** AZURE_STORAGE_SAS_TOKEN=***'],
+  ])('%s', (input, expected) => {
+    expect(redactSecrets(input)).toBe(expected);
+  });
+
+  it('no 3-character fragment of 300 random account keys or SAS signatures survives, in text or in logged objects', () => {
+    for (const pw of passwords) {
+      const connectionString = `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${pw};BlobEndpoint=https://acct.blob.core.windows.net/;`;
+      const sasConnection = `BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&ss=b&srt=sco&sp=rl&sig=${pw}`;
+      const sasUrl = `https://acct.blob.core.windows.net/c/a.jpg?sv=2022-11-02&sp=r&sig=${encodeURIComponent(pw)}`;
+      const texts = [
+        `cannot connect with ${connectionString} now`,
+        `cannot connect with ${sasConnection}`,
+        `Failed to read ${sasUrl}: 403`,
+        `AZURE_STORAGE_CONNECTION_STRING="${connectionString}"`,
+        `accountKey: "${pw}", sasToken: '${pw}'`,
+      ];
+      for (const text of texts) expect({ pw, leaked: leakedFragments(redactSecrets(text), pw) }).toEqual({ pw, leaked: [] });
+      const logged = redactValue({
+        azure: { account: 'acct', accountKey: pw, sasToken: pw },
+        env: { AZURE_STORAGE_CONNECTION_STRING: connectionString, AZURE_STORAGE_KEY: pw, AZURE_STORAGE_SAS_TOKEN: pw },
+        err: Object.assign(new Error(`Failed to read ${sasUrl}`), { request: { url: sasUrl } }),
+      });
+      expect({ pw, leaked: leakedFragments(JSON.stringify(logged), pw) }).toEqual({ pw, leaked: [] });
+      // What is not secret stays readable.
+      expect(JSON.stringify(logged)).toContain('acct');
+    }
+  });
+});
