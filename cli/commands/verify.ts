@@ -6,7 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { ConfigError, readStructured, s3SettingsFromEnv } from '../../config/load-config.js';
-import { CascadeConfig, S3Settings } from '../../config/schema.js';
+import { AzureSettings, CascadeConfig, S3Settings } from '../../config/schema.js';
 import { isRemoteUrl } from '../../pipeline/storage/location.js';
 import { withStores } from '../../pipeline/storage/stores.js';
 import { formatProvenanceReport, type ProvenanceReport, verifyProvenance } from '../../pipeline/results/verify-provenance.js';
@@ -19,16 +19,16 @@ export interface VerifyOptions {
   source: string;
   /** Comma-separated extensions (default: the config file's, else the run default). */
   extensions?: string;
-  /** The run's config file: its `extensions` and `s3` settings are used (models are not needed). */
+  /** The run's config file: its `extensions`, `s3` and `azure` settings are used (models are not needed). */
   config?: string;
   json?: boolean;
 }
 
-/** The settings verify shares with the run: extensions and S3, from the config file and environment. */
-async function runSettings(file: string | undefined): Promise<{ extensions: unknown; s3: unknown }> {
-  if (!file) return { extensions: undefined, s3: undefined };
-  const { extensions, s3 } = ((await readStructured(resolve(file), file)) ?? {}) as { extensions?: unknown; s3?: unknown };
-  return { extensions, s3 };
+/** The settings verify shares with the run: extensions and the stores' (S3, Azure), from the config file and environment. */
+async function runSettings(file: string | undefined): Promise<{ extensions: unknown; s3: unknown; azure: unknown }> {
+  if (!file) return { extensions: undefined, s3: undefined, azure: undefined };
+  const { extensions, s3, azure } = ((await readStructured(resolve(file), file)) ?? {}) as { extensions?: unknown; s3?: unknown; azure?: unknown };
+  return { extensions, s3, azure };
 }
 
 /** The extension list of a run: the flag's, else the config file's, else the schema default. */
@@ -71,8 +71,13 @@ export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport & { 
     throw new ConfigError(
       `invalid s3 settings${o.config ? ` in ${o.config}` : ''}: ${s3Settings.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
     );
+  const azureSettings = AzureSettings.optional().safeParse(settings.azure);
+  if (!azureSettings.success)
+    throw new ConfigError(
+      `invalid azure settings${o.config ? ` in ${o.config}` : ''}: ${azureSettings.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   const extensions = extensionsOf(o.extensions, settings.extensions);
-  return withStores({ s3: s3Settings.data }, async (stores) => {
+  return withStores({ s3: s3Settings.data, azure: azureSettings.data }, async (stores) => {
     // `cascade run` stores absolute local paths as keys; resolve the source the same way.
     const source = isRemoteUrl(o.source) ? o.source : resolve(o.source);
     // The same listing rules as the run: a key listed twice is one input, and is counted as a repeat.
