@@ -41,12 +41,21 @@ export async function startAzurite(opts: { containers?: string[] } = {}): Promis
     [BIN, '--blobHost', '127.0.0.1', '--blobPort', '0', '--location', location, '--silent', '--skipApiVersionCheck', '--loose'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await fs.rm(location, { recursive: true, force: true });
+  };
   let port: number;
   try {
     port = await listeningPort(child);
   } catch (err) {
-    child.kill('SIGKILL');
-    await fs.rm(location, { recursive: true, force: true });
+    await stop();
     throw err;
   }
   const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
@@ -54,7 +63,12 @@ export async function startAzurite(opts: { containers?: string[] } = {}): Promis
   const env = (at?: string) => ({ AZURE_STORAGE_CONNECTION_STRING: connectionString(at) });
   const makeClient = (o: AzureClientOptions & { endpoint?: string } = {}) => makeAzureClient({}, { ...o, env: env(o.endpoint) });
   const client = makeClient();
-  for (const name of opts.containers ?? []) await client.createContainer(name);
+  try {
+    for (const name of opts.containers ?? []) await client.createContainer(name);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   return {
     port,
     endpoint,
@@ -65,16 +79,7 @@ export async function startAzurite(opts: { containers?: string[] } = {}): Promis
     createContainer: async (name) => {
       await client.createContainer(name);
     },
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      await fs.rm(location, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 
