@@ -85,7 +85,7 @@ export function buildProgram(): Command {
     )
     .requiredOption('--source <source>', "the run's source: a local folder, s3://bucket/prefix, az://container/prefix, or a key-list file")
     .option('--extensions <list>', "comma-separated extensions the run listed (default: the config file's, else the run default)")
-    .option('--config <file>', "the run's config file, for its extensions and s3 settings")
+    .option('--config <file>', "the run's config file, for its extensions and s3 and azure settings")
     .option('--json', 'print the report as JSON')
     .action(async (opts) => {
       await verifyCommand(opts);
