@@ -19,10 +19,12 @@ import { contentTypeOf } from './content-type.js';
 import { ForbiddenPathError } from './local-roots.js';
 import {
   checkRange,
+  compareKeys,
   type GetOptions,
   InvalidKeyError,
   isObjectNotFound,
   isObjectTooLarge,
+  type ListOptions,
   type ObjectInfo,
   ObjectNotFoundError,
   type ObjectStore,
@@ -364,12 +366,19 @@ export class AzureBlobStore implements ObjectStore {
     }
   }
 
-  async *list(prefix = ''): AsyncIterable<ObjectInfo> {
+  async *list(prefix = '', opts: ListOptions = {}): AsyncIterable<ObjectInfo> {
     const full = this.prefix + prefix;
+    const { after } = opts;
+    // Every key listed starts with `prefix`: an `after` beyond all of them leaves nothing to list.
+    if (after !== undefined && !after.startsWith(prefix) && compareKeys(prefix, after) < 0) return;
     let token: string | undefined;
     do {
       const page = await retryTransient(() => this.listPage(full, token), this.retryForMs, isTransientAzureError);
-      for (const blob of page?.segment.blobItems ?? []) yield { key: blob.name.slice(this.prefix.length), size: blob.properties.contentLength ?? 0 };
+      for (const blob of page?.segment.blobItems ?? []) {
+        const key = blob.name.slice(this.prefix.length);
+        // List Blobs has no StartAfter: earlier keys are skipped here, by byte order as S3 compares them.
+        if (after === undefined || compareKeys(key, after) > 0) yield { key, size: blob.properties.contentLength ?? 0 };
+      }
       token = page?.continuationToken || undefined;
     } while (token);
   }
