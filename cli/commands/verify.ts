@@ -6,13 +6,14 @@
  */
 import { resolve } from 'node:path';
 import { ConfigError, readStructured, s3SettingsFromEnv } from '../../config/load-config.js';
-import { CascadeConfig, S3Settings } from '../../config/schema.js';
+import { CascadeConfig, InputColumns, S3Settings } from '../../config/schema.js';
 import { isRemoteUrl } from '../../pipeline/storage/location.js';
 import { withStores } from '../../pipeline/storage/stores.js';
 import { formatProvenanceReport, type ProvenanceReport, verifyProvenance } from '../../pipeline/results/verify-provenance.js';
 import { isManifestShardKey, MANIFEST_KEY } from '../../pipeline/results/output-layout.js';
 import { formatVerifyReport, readManifestLines, verifyManifest, type VerifyReport } from '../../pipeline/results/verify-manifest.js';
-import { listSource } from '../../producers/list-source.js';
+import { listInputs } from '../../producers/inputs/input-formats.js';
+import { refsOf } from '../../producers/inputs/listed-input.js';
 
 export interface VerifyOptions {
   manifest: string;
@@ -25,10 +26,16 @@ export interface VerifyOptions {
 }
 
 /** The settings verify shares with the run: extensions and S3, from the config file and environment. */
-async function runSettings(file: string | undefined): Promise<{ extensions: unknown; s3: unknown }> {
-  if (!file) return { extensions: undefined, s3: undefined };
-  const { extensions, s3 } = ((await readStructured(resolve(file), file)) ?? {}) as { extensions?: unknown; s3?: unknown };
-  return { extensions, s3 };
+async function runSettings(file: string | undefined): Promise<{ extensions: unknown; s3: unknown; columns: InputColumns | undefined }> {
+  if (!file) return { extensions: undefined, s3: undefined, columns: undefined };
+  const { extensions, s3, sources } = ((await readStructured(resolve(file), file)) ?? {}) as {
+    extensions?: unknown;
+    s3?: unknown;
+    sources?: { columns?: unknown };
+  };
+  const columns = InputColumns.optional().safeParse(sources?.columns);
+  if (!columns.success) throw new ConfigError(`invalid sources.columns in ${file}: ${columns.error.issues.map((i) => i.message).join('; ')}`);
+  return { extensions, s3, columns: columns.data };
 }
 
 /** The extension list of a run: the flag's, else the config file's, else the schema default. */
@@ -77,7 +84,7 @@ export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport & { 
     const source = isRemoteUrl(o.source) ? o.source : resolve(o.source);
     // The same listing rules as the run: a key listed twice is one input, and is counted as a repeat.
     let dropped = 0;
-    const refs = listSource(source, { extensions, stores, onDuplicate: () => dropped++ });
+    const refs = refsOf(listInputs(source, { extensions, stores, columns: settings.columns, onDuplicate: () => dropped++ }));
     const checked = await verifyManifest(refs, readManifestLines(o.manifest, stores));
     const rows: VerifyReport = { ...checked, sourceDuplicates: checked.sourceDuplicates + dropped };
     // Beside a run's manifest lie its result parts and summary: check who wrote them, with what.
