@@ -6,6 +6,7 @@
  * the file itself (not Parquet, a missing or mistyped column) throw a one-line ParquetInputError.
  */
 import { type AsyncBuffer, type FileMetaData, parquetMetadataAsync, parquetRead, parquetSchema } from 'hyparquet';
+import { CascadeError } from '../../config/errors.js';
 import type { ByteRange } from '../storage/object-store.js';
 
 /** The file, as a stage or a listing reads it: its size and ranges of its bytes. */
@@ -14,8 +15,8 @@ export interface RangeReader {
   range(range: ByteRange): Promise<Buffer>;
 }
 
-/** The file is not Parquet, or lacks (or mistypes) a column the run names. */
-export class ParquetInputError extends Error {
+/** The file is not Parquet, or lacks (or mistypes) a column the run names: a usage error (exit 2) when listing. */
+export class ParquetInputError extends CascadeError {
   override name = 'ParquetInputError';
 }
 
@@ -45,7 +46,8 @@ export async function openParquet(ref: string, reader: RangeReader): Promise<Par
     if (size < 12) throw new Error(`${size} bytes is too short for Parquet`);
     metadata = await parquetMetadataAsync(buffer);
   } catch (err) {
-    if (err instanceof Error && /^(Object|Forbidden|Failed to read|Truncated)/.test(err.message)) throw err;
+    // A read that failed (missing, refused, storage down) is that, not a verdict on the bytes.
+    if (typeof (err as { code?: unknown }).code === 'string' || /^Failed to read/.test((err as Error).message)) throw err;
     throw new ParquetInputError(`${ref} is not a Parquet file: ${(err as Error).message}`);
   }
   return { ref, metadata, buffer, rows: Number(metadata.num_rows) };

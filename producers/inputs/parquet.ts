@@ -10,7 +10,15 @@
  */
 import path from 'node:path';
 import type { InputColumns } from '../../config/schema.js';
-import { checkColumn, columnNames, openParquet, type ParquetFile, readTextColumn, type RangeReader } from '../../pipeline/inputs/parquet-file.js';
+import {
+  checkColumn,
+  columnNames,
+  openParquet,
+  ParquetInputError,
+  type ParquetFile,
+  readTextColumn,
+  type RangeReader,
+} from '../../pipeline/inputs/parquet-file.js';
 import { sampleRef } from '../../pipeline/inputs/sample-locator.js';
 import { fetchRange, fetchSize } from '../../pipeline/storage/fetch-image.js';
 import { isForbiddenPath } from '../../pipeline/storage/local-roots.js';
@@ -47,7 +55,7 @@ export function planColumns(file: ParquetFile, columns: InputColumns = {}): Parq
     checkColumn(file, 'url', 'text');
     return { url: 'url', key };
   }
-  throw new Error(
+  throw new ParquetInputError(
     `${file.ref} has no image column (${IMAGE_COLUMNS.join(', ')}) and no url column (columns: ${names.join(', ')}); name one with --image-column or --url-column`,
   );
 }

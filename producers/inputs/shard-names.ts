@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { CascadeError } from '../../config/errors.js';
 import { formatRemoteUrl, parseRef } from '../../pipeline/storage/location.js';
 import { compareKeys, isObjectNotFound } from '../../pipeline/storage/object-store.js';
 import type { Stores } from '../../pipeline/storage/stores.js';
@@ -31,13 +32,13 @@ function braceAlternatives(body: string, source: string): string[] {
     const to = Number(b);
     const count = Math.abs(to - from) + 1;
     if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || count > MAX_BRACE_SHARDS)
-      throw new Error(`source ${JSON.stringify(source)}: {${body}} names ${count} shards, more than ${MAX_BRACE_SHARDS}`);
+      throw new CascadeError(`source ${JSON.stringify(source)}: {${body}} names ${count} shards, more than ${MAX_BRACE_SHARDS}`);
     const width = /^-?0\d/.test(a) || /^-?0\d/.test(b) ? Math.max(a.length, b.length) : 0;
     const step = from <= to ? 1 : -1;
     return Array.from({ length: count }, (_, i) => String(from + i * step).padStart(width, '0'));
   }
   if (body.includes(',')) return body.split(',');
-  throw new Error(`source ${JSON.stringify(source)}: {${body}} is neither a range {first..last} nor a list {a,b}`);
+  throw new CascadeError(`source ${JSON.stringify(source)}: {${body}} is neither a range {first..last} nor a list {a,b}`);
 }
 
 /** Every name a brace pattern expands to, in order (the leftmost brace varies slowest). */
@@ -86,18 +87,18 @@ function normalise(name: string): string {
   const ref = parseRef(name);
   if (ref.kind === 'remote') return formatRemoteUrl(ref);
   if (ref.kind === 'unsupported')
-    throw new Error(`unsupported shard ${JSON.stringify(name)}: scheme "${ref.scheme}://" (expected a local path or a store URL)`);
+    throw new CascadeError(`unsupported shard ${JSON.stringify(name)}: scheme "${ref.scheme}://" (expected a local path or a store URL)`);
   return path.resolve(ref.path);
 }
 
 /** The files a glob in the last path component matches, in key byte order. */
 async function* globShards(pattern: string, opts: ShardNameOptions): AsyncGenerator<string> {
   const ref = parseRef(pattern);
-  if (ref.kind === 'unsupported') throw new Error(`unsupported source ${JSON.stringify(pattern)}: scheme "${ref.scheme}://"`);
+  if (ref.kind === 'unsupported') throw new CascadeError(`unsupported source ${JSON.stringify(pattern)}: scheme "${ref.scheme}://"`);
   const whole = ref.kind === 'remote' ? ref.key : ref.path;
   const cut = whole.lastIndexOf('/') + 1;
   const [dir, name] = [whole.slice(0, cut), whole.slice(cut)];
-  if (/[*?]/.test(dir)) throw new Error(`source ${JSON.stringify(pattern)}: a glob (* or ?) may only appear in the file name, not in a folder`);
+  if (/[*?]/.test(dir)) throw new CascadeError(`source ${JSON.stringify(pattern)}: a glob (* or ?) may only appear in the file name, not in a folder`);
   const match = globRegExp(name);
   if (ref.kind === 'remote') {
     if (!opts.stores) throw new Error(`source ${pattern} is remote but no stores were given to list it`);

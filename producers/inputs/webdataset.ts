@@ -6,6 +6,7 @@
  * `not-found` row (`<shard>#@0`); a sample key repeated within a shard is listed once (onDuplicate).
  */
 import type { Readable } from 'node:stream';
+import { CascadeError } from '../../config/errors.js';
 import { sampleRef } from '../../pipeline/inputs/sample-locator.js';
 import { tarSamples } from '../../pipeline/inputs/tar-samples.js';
 import { openLocalStream } from '../../pipeline/storage/local-store.js';
@@ -18,7 +19,8 @@ import { isPattern, shardNames } from './shard-names.js';
 
 /** Refuses a shard whose name has a `#`: a sample ref splits at its first `#`. */
 export function checkShardName(shard: string): void {
-  if (shard.includes('#')) throw new Error(`shard ${JSON.stringify(shard)} has a '#' in its name: sample refs are <shard>#<sampleKey>; rename the shard`);
+  if (shard.includes('#'))
+    throw new CascadeError(`shard ${JSON.stringify(shard)} has a '#' in its name: sample refs are <shard>#<sampleKey>; rename the shard`);
 }
 
 /** The row of a shard that is not there: one `not-found` input standing for all its samples. */
