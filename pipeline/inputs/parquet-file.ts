@@ -94,25 +94,27 @@ export async function readTextColumn(file: ParquetFile, column: string): Promise
   return values;
 }
 
-/** The bytes in `column` of row `row`, or null where the cell is null. */
-export async function readCell(file: ParquetFile, column: string, row: number): Promise<Buffer | null> {
-  if (row >= file.rows) throw new ParquetInputError(`${file.ref} has ${file.rows} rows: no row ${row}`);
-  let value: unknown;
+/** The bytes in `column` of rows `start` to `end` (exclusive), null where a cell is null. */
+export async function readCells(file: ParquetFile, column: string, start: number, end: number): Promise<Array<Buffer | null>> {
+  if (start >= file.rows) throw new ParquetInputError(`${file.ref} has ${file.rows} rows: no row ${start}`);
+  let values: unknown[] = [];
   await parquetRead({
     file: file.buffer,
     metadata: file.metadata,
     columns: [column],
-    rowStart: row,
-    rowEnd: row + 1,
+    rowStart: start,
+    rowEnd: Math.min(end, file.rows),
     utf8: false,
     useOffsetIndex: true,
     rowFormat: 'array',
     onComplete: (rows: unknown[][]) => {
-      value = rows[0]?.[0];
+      values = rows.map((r) => r[0]);
     },
   });
-  if (value === null || value === undefined) return null;
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  if (typeof value === 'string') return Buffer.from(value, 'utf8');
-  throw new ParquetInputError(`${file.ref}: column ${JSON.stringify(column)} row ${row} holds ${typeof value}, not bytes`);
+  return values.map((value, i) => {
+    if (value === null || value === undefined) return null;
+    if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    if (typeof value === 'string') return Buffer.from(value, 'utf8');
+    throw new ParquetInputError(`${file.ref}: column ${JSON.stringify(column)} row ${start + i} holds ${typeof value}, not bytes`);
+  });
 }
