@@ -7,7 +7,7 @@ import { type Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { readAnyCalibrationFile } from '../config/calibration.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
-import { type CascadeConfig, ConfidenceMetric, Numerics } from '../config/schema.js';
+import { type CascadeConfig, ConfidenceMetric, InputColumns, Numerics } from '../config/schema.js';
 import { calibrationConformance } from '../producers/plan-run.js';
 import type { RunSpec } from '../queue/jobs.js';
 
@@ -27,6 +27,10 @@ export interface CascadeFlags {
   numerics?: Numerics;
   /** Take over an output location that holds another run (its objects are deleted first). */
   overwrite?: boolean;
+  /** Parquet sources: the column of image bytes, of refs, of sample keys (config `sources.columns`). */
+  imageColumn?: string;
+  urlColumn?: string;
+  keyColumn?: string;
 }
 
 /** Add the cascade flags to a command. */
@@ -42,17 +46,26 @@ export function cascadeOptions(cmd: Command, number: NumberParser): Command {
     .addOption(
       new Option('--numerics <mode>', "int8 kernels: auto (native where they give exact's numbers, else exact), exact or native").choices(Numerics.options),
     )
-    .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first");
+    .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first")
+    .option('--image-column <name>', 'Parquet source: the column of image bytes (default: the first of jpg, jpeg, png, webp, image)')
+    .option('--url-column <name>', 'Parquet source: a column of image refs (paths or s3:// URLs) instead (default: url, when no image column)')
+    .option('--key-column <name>', 'Parquet source: the column of sample keys (default: key, else the row number)');
 }
 
 /** The validated config the flags describe (file < environment < calibration < flags); a self-calibrating run's metric defaults to rank. */
-export function loadCascadeConfig(o: CascadeFlags, selfCalibrating = false): Promise<CascadeConfig> {
-  return loadConfig({
+export async function loadCascadeConfig(o: CascadeFlags, selfCalibrating = false): Promise<CascadeConfig> {
+  const config = await loadConfig({
     file: o.config,
     calibration: o.calibration,
     overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize, numerics: o.numerics },
     selfCalibrating,
   });
+  const flags = { image: o.imageColumn, url: o.urlColumn, key: o.keyColumn };
+  if (Object.values(flags).every((v) => v === undefined)) return config;
+  const columns = InputColumns.safeParse({ ...config.sources.columns, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) });
+  if (!columns.success) throw new ConfigError(`--image-column / --url-column: ${columns.error.issues.map((i) => i.message).join('; ')}`);
+  config.sources.columns = columns.data;
+  return config;
 }
 
 /** With --calibration: refuse a run whose models or this machine's numerics differ from the calibration's (ConfigError). */

@@ -281,8 +281,21 @@ export type AzureSettings = z.infer<typeof AzureSettings>;
  * `localRoots` (pipeline/storage/local-roots.ts); anything else is a `forbidden` error row.
  * Relative roots resolve against the config file's folder.
  */
+/**
+ * Which columns of a Parquet source hold what (img2dataset writes `jpg` bytes and `url`, `key`):
+ * `image` (image bytes) or `url` (a ref per row, as in a key list), and `key` (the sample key).
+ * Absent: the first of jpg/jpeg/png/webp/image present, else `url`; `key` if present, else the row number.
+ */
+export const InputColumns = z
+  .object({ image: z.string().min(1).optional(), url: z.string().min(1).optional(), key: z.string().min(1).optional() })
+  .strict()
+  .refine((c) => !(c.image && c.url), { message: 'name an image column or a URL column, not both' });
+export type InputColumns = z.infer<typeof InputColumns>;
+
 export const SourceSettings = z
   .object({
+    /** Parquet sources: the columns to read (see InputColumns). */
+    columns: InputColumns.optional(),
     /**
      * Folders local images may be read from. Absent in a run config: `cascade run` uses its
      * source's folder (defaultLocalRoots in producers/list-source.ts). A worker config

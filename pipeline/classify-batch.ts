@@ -8,7 +8,9 @@ import type { InferencePool } from './inference/inference-pool.js';
 import type { StageModel } from './models/loaded-model.js';
 import type { ImageErrorKind, PartRow, StageStats } from './results/manifest.js';
 import { isForbiddenPath } from './storage/local-roots.js';
-import { ObjectNotFoundError, ObjectTooLargeError } from './storage/object-store.js';
+import { isObjectTruncated, ObjectNotFoundError, ObjectTooLargeError } from './storage/object-store.js';
+import { unreadableKind } from './inputs/read-sample.js';
+import { ParquetInputError } from './inputs/parquet-file.js';
 import { ImageDecodeError, type ModelInputShape } from './image/preprocess.js';
 import { accepts, confidence, predict, type Prediction } from './routing.js';
 import { preprocessKey, type TensorCache } from './image/tensor-cache.js';
@@ -63,6 +65,10 @@ export function imageErrorKind(err: unknown): ImageErrorKind {
   if (isForbiddenPath(err)) return 'forbidden';
   if (err instanceof ObjectNotFoundError) return 'not-found';
   if (err instanceof ObjectTooLargeError) return 'too-large';
+  const sample = unreadableKind(err);
+  if (sample) return sample;
+  // A shard cut short, or a Parquet file that fails to decode: its bytes are not an image.
+  if (isObjectTruncated(err) || err instanceof ParquetInputError) return 'decode';
   if (err instanceof ImageDecodeError) return err.reason === 'too-many-pixels' ? 'too-large' : 'decode';
   return 'fetch';
 }

@@ -41,10 +41,21 @@ export function absoluteRef(ref: string): string {
 /** The run-wide settings of a config that decide its rows (besides the stages). */
 export function runSettings(
   config: CascadeConfig,
-): Pick<RunSpec, 'metric' | 'rankReference' | 'batchSize' | 'numerics' | 'limits' | 'probeTolerance' | 'audit'> {
+): Pick<RunSpec, 'metric' | 'rankReference' | 'batchSize' | 'numerics' | 'limits' | 'probeTolerance' | 'audit' | 'columns'> {
   const { metric, rankReference, batchSize, numerics, limits, probeTolerance, audit } = config;
+  const columns = config.sources.columns;
   // The reference decides a rank run's rows; under another metric it would only change the run id.
-  return { metric, ...(metric === 'rank' ? { rankReference } : {}), batchSize, numerics, limits, probeTolerance, ...(audit ? { audit } : {}) };
+  return {
+    metric,
+    ...(metric === 'rank' ? { rankReference } : {}),
+    batchSize,
+    numerics,
+    limits,
+    probeTolerance,
+    ...(audit ? { audit } : {}),
+    // Which columns a Parquet source is read from decides its rows; absent, the run id is as before.
+    ...(columns && Object.keys(columns).length ? { columns } : {}),
+  };
 }
 
 /** The stages of a run spec for `config`: each model pinned (hash, probe) and its GMACs per image. */

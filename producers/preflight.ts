@@ -11,10 +11,13 @@ import { ConfigError } from '../config/load-config.js';
 import { writeProbeKey } from '../pipeline/results/output-layout.js';
 import { expectedUrls, parseLocation, parseRef } from '../pipeline/storage/location.js';
 import type { Stores } from '../pipeline/storage/stores.js';
-import { listSource } from './list-source.js';
+import { listInputs } from './inputs/input-formats.js';
+import type { InputColumns } from '../config/schema.js';
 
 export interface PreflightOptions {
   extensions: readonly string[];
+  /** Parquet sources: the run's columns (config `sources.columns`). */
+  columns?: InputColumns;
   /** The process's stores: the source is listed and the output opened through them. */
   stores: Stores;
 }
@@ -69,7 +72,7 @@ export async function preflightRun(source: string, out: string, o: PreflightOpti
   }
 
   // The source lists (its first entry; a missing source is a SourceNotFoundError).
-  const refs = listSource(source, { extensions: o.extensions, stores: o.stores });
+  const refs = listInputs(source, { extensions: o.extensions, columns: o.columns, stores: o.stores });
   try {
     await refs.next();
   } finally {

@@ -16,6 +16,8 @@ import type { RunTracker, WarmupState } from '../queue/run-tracker.js';
 import { queueDecision } from '../queue/threshold-decision.js';
 import { listSourceFrom } from './list-source.js';
 import { type ListingCursor, type ListingPlan, parseCursor } from './listing-cursor.js';
+import type { SampleLocator } from '../pipeline/inputs/sample-locator.js';
+import { asListed, type ListedInput } from './inputs/listed-input.js';
 
 /** Batches a run keeps in flight unless its config says otherwise (`window.batches`). */
 export const DEFAULT_WINDOW_BATCHES = 1000;
@@ -50,7 +52,7 @@ export class ListingFailedError extends CascadeFailure {
  */
 export interface OpenListing {
   at: string | null;
-  refs: AsyncIterator<{ ref: string; cursor: ListingCursor | null }>;
+  refs: AsyncIterator<{ ref: string; cursor: ListingCursor | null; at?: SampleLocator; shard?: string }>;
   /** Repeats dropped since the source's start (the stored count plus this listing's). */
   duplicates: number;
 }
@@ -93,7 +95,7 @@ export interface ListingPassOptions {
   tracker: RunTracker;
   queues: CascadeQueues;
   /** A resumable source, or refs only this process can list (listed whole, from the start, every pass). */
-  source: ResumableSource | { refs: AsyncIterable<string>; duplicates?: () => number };
+  source: ResumableSource | { refs: AsyncIterable<string | ListedInput>; duplicates?: () => number };
   /** Batches in flight at most; Infinity lists everything in one pass. */
   window: number;
   /** A self-calibrating run's warm-up: its batches' warm-up images go first, the ordinary jobs are held. */
@@ -138,7 +140,9 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   const warmup = o.warmup;
   let pending: StageJob[] = [];
   let warmupJobs: StageJob[] = [];
-  let batchRefs: string[] = [];
+  let batchRefs: ListedInput[] = [];
+  // The cursor after the batch's last input: where a batch closed at a shard's end resumes.
+  let lastCursor: ListingCursor | null = cursor;
   let images = start.images;
   let batches = start.batches;
   let warmupImages = 0;
@@ -173,11 +177,14 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
     warmupJobs = [];
   };
   const closeBatch = (after: ListingCursor | null) => {
-    const items: StageJob['items'] = batchRefs.map((ref, pos) =>
-      warmup && inWarmup(spec.runId, ref, warmup.cutoff) ? { ref, pos, warmup: true as const } : { ref, pos },
-    );
+    const items: StageJob['items'] = batchRefs.map(({ ref, at }, pos) => ({
+      ref,
+      pos,
+      ...(warmup && inWarmup(spec.runId, ref, warmup.cutoff) ? { warmup: true as const } : {}),
+      ...(at ? { at } : {}),
+    }));
     pending.push({ runId: spec.runId, batch: batches, stage: 0, items });
-    const lane = items.filter((i) => i.warmup).map(({ ref, pos }) => ({ ref, pos }));
+    const lane = items.filter((i) => i.warmup).map(({ warmup: _w, ...item }) => item);
     if (lane.length) warmupJobs.push({ runId: spec.runId, batch: batches, stage: 0, lane: 'warmup', items: lane });
     warmupImages += lane.length;
     batches += 1;
@@ -191,10 +198,17 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
     for (;;) {
       const item = await nextListed(listing.refs);
       if (item.done) break;
-      batchRefs.push(item.value.ref);
+      const { cursor: after, ...input } = item.value;
+      // One job reads one shard (or a range of its samples): a new shard closes the batch.
+      if (batchRefs.length > 0 && input.shard !== batchRefs[0]!.shard) {
+        closeBatch(lastCursor);
+        if (pending.length >= jobsPerBulk) await flush();
+      }
+      batchRefs.push(input);
+      lastCursor = after;
       images += 1;
       if (batchRefs.length < spec.batchSize) continue;
-      closeBatch(item.value.cursor);
+      closeBatch(after);
       const full = closed >= room;
       if (pending.length >= jobsPerBulk || full) await flush();
       if (full) {
@@ -244,9 +258,9 @@ function openListing(source: ListingPassOptions['source'], cursor: ListingCursor
   return Object.assign(counted, { refs: items[Symbol.asyncIterator]() });
 }
 
-/** Refs with no cursor: a listing only its own process can continue, from the start. */
-async function* plainRefs(refs: AsyncIterable<string>): AsyncIterable<{ ref: string; cursor: null }> {
-  for await (const ref of refs) yield { ref, cursor: null };
+/** Refs (or sharded samples) with no cursor: a listing only its own process can continue, from the start. */
+async function* plainRefs(refs: AsyncIterable<string | ListedInput>): AsyncIterable<ListedInput & { cursor: null }> {
+  for await (const entry of refs) yield { ...asListed(entry), cursor: null };
 }
 
 /** An error of the source's own iteration, told apart from a failure to queue what it listed. */

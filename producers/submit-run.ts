@@ -16,6 +16,7 @@ import type { RunSpec } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { queueDecision } from '../queue/threshold-decision.js';
 import { chooseRunWarmup, DEFAULT_WINDOW_BATCHES, listingPass, type ResumableSource } from './run-listing.js';
+import { type ListedInput, refsOf } from './inputs/listed-input.js';
 
 export { ListingFailedError } from './run-listing.js';
 
@@ -35,7 +36,7 @@ export interface SubmitOptions {
    * The source: resumable (the run keeps at most `window` batches in flight and its listing job
    * lists the rest), or plain refs, listed whole now.
    */
-  refs: ResumableSource | AsyncIterable<string>;
+  refs: ResumableSource | AsyncIterable<string | ListedInput>;
   /** Batches in flight at most, for a resumable source (default DEFAULT_WINDOW_BATCHES). */
   window?: number;
   tracker: RunTracker;
@@ -50,7 +51,7 @@ export interface SubmitOptions {
    * A second listing of the same source, for a self-calibrating run: read once before `refs` to
    * choose the warm-up (its size depends on the source's), without the duplicate counting.
    */
-  relist?: () => AsyncIterable<string>;
+  relist?: () => AsyncIterable<string | ListedInput>;
   /** Batches per addBulk call. */
   jobsPerBulk?: number;
   onListed?: (images: number) => void;
@@ -192,7 +193,8 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
       return { runId: spec.runId, images: existing.total ?? 0, batches: existing.batches, listing: 'done', alreadySubmitted: true };
     }
   }
-  const warmup = spec.selfCalibration ? await chooseRunWarmup(spec, tracker, o.relist) : null;
+  const relist = o.relist;
+  const warmup = spec.selfCalibration ? await chooseRunWarmup(spec, tracker, relist && (() => refsOf(relist()))) : null;
   let repeats = 0;
   const source =
     resumable ??

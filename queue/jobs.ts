@@ -3,7 +3,19 @@
  * one image; ids are deterministic so resubmitting or retrying never duplicates work.
  */
 import { z } from 'zod';
-import { ConfidenceMetric, Limits, Numerics, OutputSettings, Prices, Route, RANK_NEEDS_REFERENCE, RANK_TWO_STAGES, RankReference } from '../config/schema.js';
+import {
+  ConfidenceMetric,
+  InputColumns,
+  Limits,
+  Numerics,
+  OutputSettings,
+  Prices,
+  Route,
+  RANK_NEEDS_REFERENCE,
+  RANK_TWO_STAGES,
+  RankReference,
+} from '../config/schema.js';
+import { SampleLocator } from '../pipeline/inputs/sample-locator.js';
 import { ModelPin } from '../pipeline/models/model-pin.js';
 import { DECIDED_AT_WARMUP } from '../pipeline/routing-resolver.js';
 import { WarmupSize } from '../pipeline/warmup-sample.js';
@@ -16,6 +28,8 @@ export const RunId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'run ids use lett
 export const RunSpecFields = z.object({
   runId: RunId,
   source: z.string(),
+  /** Parquet sources: the columns named by the config or flags (absent: found by name). */
+  columns: InputColumns.optional(),
   out: z.string(),
   metric: ConfidenceMetric,
   /**
@@ -104,7 +118,8 @@ export const StageJob = z.object({
    * the warm-up lane) and counted in its part, so the merge knows to read that lane.
    */
   lane: z.literal('warmup').optional(),
-  items: z.array(z.object({ ref: z.string(), pos: z.number().int().nonnegative(), warmup: z.literal(true).optional() })).min(1),
+  /** `at`: a sharded sample's place in its shard (pipeline/inputs/sample-locator.ts), carried to every stage. */
+  items: z.array(z.object({ ref: z.string(), pos: z.number().int().nonnegative(), warmup: z.literal(true).optional(), at: SampleLocator.optional() })).min(1),
 });
 export type StageJob = z.infer<typeof StageJob>;
 
@@ -143,7 +158,14 @@ export const AuditJob = z.object({
   batch: z.number().int().nonnegative(),
   items: z
     .array(
-      z.object({ ref: z.string(), pos: z.number().int().nonnegative(), label: z.number().int(), labelName: z.string().nullable(), confidence: z.number() }),
+      z.object({
+        ref: z.string(),
+        pos: z.number().int().nonnegative(),
+        at: SampleLocator.optional(),
+        label: z.number().int(),
+        labelName: z.string().nullable(),
+        confidence: z.number(),
+      }),
     )
     .min(1),
 });

@@ -8,6 +8,7 @@ import { auditEntries, countAgreement, type AuditItem, type AuditPart } from '..
 import { auditKey } from '../pipeline/results/output-layout.js';
 import { isAudited } from '../pipeline/audit/audit-sample.js';
 import { classifyBatch, errorRow } from '../pipeline/classify-batch.js';
+import type { SampleLocator } from '../pipeline/inputs/sample-locator.js';
 import type { PartRow } from '../pipeline/results/manifest.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import { AUDIT_JOB_NAME, AuditJob, JOB_OPTIONS, auditJobId, auditPartId, type RunSpec } from '../queue/jobs.js';
@@ -17,13 +18,21 @@ import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { readRouting } from '../queue/threshold-decision.js';
 
-/** The first stage's accepted rows that the run's audit samples (none on runs without audits). */
-export function selectAudits(spec: RunSpec, rows: PartRow[]): AuditItem[] {
+/** The first stage's accepted rows that the run's audit samples (none on runs without audits); `items` give sharded samples their place. */
+export function selectAudits(spec: RunSpec, rows: PartRow[], items: ReadonlyArray<{ pos: number; at?: SampleLocator }> = []): AuditItem[] {
   const audit = spec.audit;
   if (!audit || audit.fraction <= 0) return [];
+  const at = new Map(items.flatMap((i) => (i.at ? [[i.pos, i.at] as const] : [])));
   return rows
     .filter((r) => !r.error && r.label !== null && r.confidence !== null && isAudited(spec.runId, audit.seed, r.key, audit.fraction))
-    .map((r) => ({ ref: r.key, pos: r.pos, label: r.label!, labelName: r.labelName, confidence: r.confidence! }));
+    .map((r) => ({
+      ref: r.key,
+      pos: r.pos,
+      ...(at.has(r.pos) ? { at: at.get(r.pos)! } : {}),
+      label: r.label!,
+      labelName: r.labelName,
+      confidence: r.confidence!,
+    }));
 }
 
 /** Queue a batch's audit on the last stage (deterministic id, so repeats add nothing). */

@@ -12,6 +12,7 @@ import { ModelCache } from '../pipeline/models/model-cache.js';
 import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import { configuredStages } from '../config/stages.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
+import { ParquetFiles, readSample } from '../pipeline/inputs/read-sample.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { Stores } from '../pipeline/storage/stores.js';
 import { CascadeQueues } from '../queue/cascade-queues.js';
@@ -166,6 +167,8 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
     const tensorCache = stageRoles.length > 1 && config.tensorCacheMb > 0 ? new TensorCache(config.tensorCacheMb * 2 ** 20) : undefined;
     // The process's machine time, shared among the jobs of all its stages.
     const meters = processMeters();
+    // Footers of the Parquet files this process reads samples from, shared by its stages.
+    const parquet = new ParquetFiles();
     for (const stage of stageRoles) {
       workers.push(
         new StageWorker({
@@ -174,7 +177,10 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
           stage,
           models,
           concurrency: stageConcurrency(config),
-          fetch: (ref, maxBytes) => fetchRef(ref, stores, { maxBytes, localRoots: config.sources.localRoots }),
+          fetch: (ref, maxBytes, at) => {
+            const limits = { maxBytes, localRoots: config.sources.localRoots };
+            return at ? readSample(ref, at, { stores, limits, parquet }) : fetchRef(ref, stores, limits);
+          },
           fetchConcurrency: config.fetchConcurrency,
           tensorCache,
           meters,

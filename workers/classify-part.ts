@@ -3,6 +3,7 @@
  * stage's routing while the process's cost meter charges it, and write the batch's part. A
  * warm-up batch at a stage before the last forwards every answered image, keeping the answers.
  */
+import type { SampleLocator } from '../pipeline/inputs/sample-locator.js';
 import type { Job } from 'bullmq';
 import { classifyBatch, errorRow, type ClassifyDeps, type StageResult } from '../pipeline/classify-batch.js';
 import type { CostMeter } from '../pipeline/cost/cost-meter.js';
@@ -87,8 +88,8 @@ export async function classifyPart(
   }
   const cost = partCost(workerClass, seconds, result.stats, result.decoded);
   let warmupAnswers: WarmupAnswer[] | undefined;
-  if (b.warmupLane && !isLast) ({ result, answers: warmupAnswers } = forwardAnswered(result));
-  const audits = data.stage === 0 && !b.warmupLane ? selectAudits(spec, result.rows) : [];
+  if (b.warmupLane && !isLast) ({ result, answers: warmupAnswers } = forwardAnswered(result, b.items));
+  const audits = data.stage === 0 && !b.warmupLane ? selectAudits(spec, result.rows, b.items) : [];
   const part: WarmupPart = {
     runId: data.runId,
     batch: data.batch,
@@ -124,14 +125,18 @@ function inferenceFailed(items: StageJob['items'], err: unknown): StageResult {
  * last stage's), with this stage's answer (and its margin and pnorm) kept for the certification;
  * error rows stay final here.
  */
-export function forwardAnswered(r: StageResult): { result: StageResult; answers: WarmupAnswer[] } {
+export function forwardAnswered(
+  r: StageResult,
+  items: ReadonlyArray<{ pos: number; at?: SampleLocator }> = [],
+): { result: StageResult; answers: WarmupAnswer[] } {
+  const at = new Map(items.flatMap((i) => (i.at ? [[i.pos, i.at] as const] : [])));
   const errors = r.rows.filter((row) => row.error);
   const answered = r.rows.filter((row) => !row.error && row.label !== null && row.confidence !== null);
   return {
     result: {
       ...r,
       rows: errors,
-      forward: answered.map((row) => ({ ref: row.key, pos: row.pos })),
+      forward: answered.map((row) => ({ ref: row.key, pos: row.pos, ...(at.has(row.pos) ? { at: at.get(row.pos)! } : {}) })),
       forwardedConfidence: answered.map((row) => row.confidence!),
       stats: { ...r.stats, accepted: 0, forwarded: answered.length },
     },

@@ -10,9 +10,8 @@ import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { Stores } from '../pipeline/storage/stores.js';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { listSource } from '../producers/list-source.js';
+import { listInputs, submissionSource } from '../producers/inputs/input-formats.js';
 import { submitRun } from '../producers/submit-run.js';
-import { resumableSource } from '../producers/run-listing.js';
 import { type CascadeQueues, quiet } from '../queue/cascade-queues.js';
 import { checkRankRun, RunSpec, RunSpecFields } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
@@ -253,12 +252,19 @@ export class RunScheduler {
     }
     const firedAt = firingTime(job);
     const spec = await this.firingSpec(template, firedAt);
+    let duplicates = 0;
     const result = await submitRun({
       spec,
-      refs: resumableSource({ source: spec.source, extensions: template.extensions }, this.o.stores),
+      refs: submissionSource(spec.source, {
+        extensions: template.extensions,
+        columns: spec.columns,
+        stores: this.o.stores,
+        onDuplicate: () => void duplicates++,
+      }),
+      duplicates: () => duplicates,
       window: template.window,
       // A self-calibrating firing chooses its warm-up from a listing of its own.
-      relist: () => listSource(spec.source, { extensions: template.extensions, stores: this.o.stores }),
+      relist: () => listInputs(spec.source, { extensions: template.extensions, columns: spec.columns, stores: this.o.stores }),
       tracker: this.o.tracker,
       queues: this.o.queues,
       output: this.o.openOutput(spec.out),

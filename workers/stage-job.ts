@@ -75,7 +75,7 @@ async function producePart(job: Job, b: BatchAt, partDone: boolean, routing: Sta
   // contradict the counters and the images already forwarded.
   const counted = partDone ? await readCountedPart(b.store, b.key, b.items) : null;
   if (counted) {
-    const audits = b.data.stage === 0 && !b.warmupLane ? selectAudits(b.spec, counted.rows) : [];
+    const audits = b.data.stage === 0 && !b.warmupLane ? selectAudits(b.spec, counted.rows, b.items) : [];
     return { result: counted, cost: counted.cost, audits, replay: true };
   }
   // Nothing to classify: the run decided the cascade does not pay (this stage hands the batch on
@@ -108,7 +108,7 @@ async function handOn(b: BatchAt, id: string, p: Produced, ctx: StageJobContext)
   const next = spec.stages[data.stage + 1];
   if (result.forward.length > 0) {
     if (!next) throw new Error(`stage ${spec.stages[data.stage]!.name} forwarded images but is the last stage`);
-    const forward = result.forward.map(({ ref, pos }) => ({ ref, pos }));
+    const forward = result.forward.map(({ ref, pos, at }) => ({ ref, pos, ...(at ? { at } : {}) }));
     await ctx.queues.addStageJobs(next.name, [
       { runId: data.runId, batch: data.batch, stage: data.stage + 1, items: forward, ...(warmupLane ? { lane: 'warmup' as const } : {}) },
     ]);

@@ -12,6 +12,7 @@ import type { ClassifyDeps } from '../pipeline/classify-batch.js';
 import type { StageStats } from '../pipeline/results/manifest.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { TensorCache } from '../pipeline/image/tensor-cache.js';
+import type { SampleLocator } from '../pipeline/inputs/sample-locator.js';
 import type { ModelCache, ModelLease } from '../pipeline/models/model-cache.js';
 import type { LoadedModel } from '../pipeline/models/loaded-model.js';
 import type { ProbeComparison } from '../pipeline/models/probe.js';
@@ -34,8 +35,8 @@ export interface StageWorkerOptions {
   /** Where the models runs pin are opened and verified. */
   models: ModelCache;
   concurrency: number;
-  /** Reads an image, refusing more than `maxBytes` (the run's limit). */
-  fetch: (ref: string, maxBytes: number) => Promise<Buffer>;
+  /** Reads an image (a sharded sample at `at`), refusing more than `maxBytes` (the run's limit). */
+  fetch: (ref: string, maxBytes: number, at?: SampleLocator) => Promise<Buffer>;
   fetchConcurrency: number;
   tensorCache?: TensorCache;
   /** The object store of a run's output location. */
@@ -140,7 +141,7 @@ export class StageWorker {
     const { model, release, probe, numerics } = await this.o.models.acquire(stage.name, stage.model, spec.numerics, spec.probeTolerance, spec.runId);
     const { maxBytes, maxPixels } = spec.limits;
     const deps: ClassifyDeps = {
-      fetch: (ref) => this.o.fetch(ref, maxBytes),
+      fetch: (ref, at) => this.o.fetch(ref, maxBytes, at),
       maxPixels,
       fetchConcurrency: this.o.fetchConcurrency,
       tensorCache: this.o.tensorCache,

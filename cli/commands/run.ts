@@ -3,11 +3,10 @@
  * little, big and merge workers, the producer, a progress bar and the summary.
  */
 import type { RunSummary } from '../../pipeline/results/manifest.js';
-import { defaultLocalRoots, listSource } from '../../producers/list-source.js';
+import { inputLocalRoots, listInputs, submissionSource } from '../../producers/inputs/input-formats.js';
 import { planRun } from '../../producers/plan-run.js';
 import { preflightRun } from '../../producers/preflight.js';
 import { claimOutput, submitRun } from '../../producers/submit-run.js';
-import { resumableSource } from '../../producers/run-listing.js';
 import { allRoles, startRuntime } from '../../workers/cascade-runtime.js';
 import { readRunCalibration } from '../../pipeline/plots/run-calibration.js';
 import { RUN_CALIBRATION_KEY } from '../../pipeline/results/output-layout.js';
@@ -42,7 +41,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   const config = await loadCascadeConfig(o, selfCalibration !== undefined);
   checkFailOnDrift(o.failOnDrift, config);
   // One process reads the images it was pointed at, and nothing else on this machine.
-  config.sources.localRoots ??= defaultLocalRoots(source);
+  config.sources.localRoots ??= inputLocalRoots(source);
   if (config.redisUrl) checkedRedisUrl(config.redisUrl, process.env, o.config);
   const privateRedis = config.redisUrl ? undefined : await startPrivateRedis();
   const redis = privateRedis ?? { url: config.redisUrl!, stop: async () => {} };
@@ -86,7 +85,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
   let bar: TerminalBar | null = null;
   try {
     // Before any model loads: URLs well formed, source listable, --out writable.
-    await preflightRun(source, o.out, { extensions: config.extensions, stores: runtime.stores });
+    await preflightRun(source, o.out, { extensions: config.extensions, columns: config.sources.columns, stores: runtime.stores });
     // Planning opens the models in the runtime's cache: the workers then borrow those same sessions.
     const spec = await planRun(config, source, o.out, runtime.models, o.runId, selfCalibration);
     await checkCalibration(o, spec);
@@ -105,15 +104,17 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
       // Log lines go above the bar, never through it.
       unregisterBar = registerBar(bar);
     }
+    let duplicates = 0;
     const submitted = await submitRun({
       spec,
-      refs: resumableSource({ source: src, extensions: config.extensions }, runtime.stores),
+      refs: submissionSource(src, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores, onDuplicate: () => void duplicates++ }),
       window: config.window.batches,
       tracker: runtime.tracker,
       queues: runtime.queues,
       output,
       overwrite: o.overwrite,
-      relist: () => listSource(src, { extensions: config.extensions, stores: runtime.stores }),
+      duplicates: () => duplicates,
+      relist: () => listInputs(src, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores }),
     });
     log(
       submitted.alreadySubmitted

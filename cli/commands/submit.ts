@@ -6,11 +6,10 @@
 import { ConfigError } from '../../config/load-config.js';
 import type { CascadeConfig } from '../../config/schema.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
-import { listSource } from '../../producers/list-source.js';
+import { listInputs, submissionSource } from '../../producers/inputs/input-formats.js';
 import { planRun } from '../../producers/plan-run.js';
 import { preflightRun } from '../../producers/preflight.js';
 import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
-import { resumableSource } from '../../producers/run-listing.js';
 import { startRuntime } from '../../workers/cascade-runtime.js';
 import { redisTimeoutMs } from '../../queue/redis-connection.js';
 import { emptySourceWarning } from '../empty-source.js';
@@ -46,15 +45,22 @@ export async function submitCommand(
   const runtime = await startRuntime(config, redisUrl, [], log, { redisTimeoutMs: redisTimeoutMs() });
   try {
     // Before any model loads: URLs well formed, source listable, --out writable.
-    await preflightRun(source, o.out, { extensions: config.extensions, stores: runtime.stores });
+    await preflightRun(source, o.out, { extensions: config.extensions, columns: config.sources.columns, stores: runtime.stores });
     const spec = await planRun(config, source, o.out, runtime.models, o.runId, selfCalibration);
     await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
+    let duplicates = 0;
     const result = await submitRun({
       spec,
-      refs: resumableSource({ source: spec.source, extensions: config.extensions }, runtime.stores),
+      refs: submissionSource(spec.source, {
+        extensions: config.extensions,
+        columns: spec.columns,
+        stores: runtime.stores,
+        onDuplicate: () => void duplicates++,
+      }),
+      duplicates: () => duplicates,
       window: config.window.batches,
-      relist: () => listSource(spec.source, { extensions: config.extensions, stores: runtime.stores }),
+      relist: () => listInputs(spec.source, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores }),
       tracker: runtime.tracker,
       queues: runtime.queues,
       output: runtime.openOutput(spec.out),

@@ -6,29 +6,37 @@
  */
 import { resolve } from 'node:path';
 import { ConfigError, readStructured, s3SettingsFromEnv } from '../../config/load-config.js';
-import { AzureSettings, CascadeConfig, S3Settings } from '../../config/schema.js';
+import { AzureSettings, CascadeConfig, InputColumns, S3Settings } from '../../config/schema.js';
 import { isRemoteUrl } from '../../pipeline/storage/location.js';
 import { withStores } from '../../pipeline/storage/stores.js';
 import { formatProvenanceReport, type ProvenanceReport, verifyProvenance } from '../../pipeline/results/verify-provenance.js';
 import { isManifestShardKey, MANIFEST_KEY } from '../../pipeline/results/output-layout.js';
 import { formatVerifyReport, readManifestLines, verifyManifest, type VerifyReport } from '../../pipeline/results/verify-manifest.js';
-import { listSource } from '../../producers/list-source.js';
+import { listInputs } from '../../producers/inputs/input-formats.js';
+import { refsOf } from '../../producers/inputs/listed-input.js';
 
 export interface VerifyOptions {
   manifest: string;
   source: string;
   /** Comma-separated extensions (default: the config file's, else the run default). */
   extensions?: string;
-  /** The run's config file: its `extensions`, `s3` and `azure` settings are used (models are not needed). */
+  /** The run's config file: its `extensions`, `sources.columns`, `s3` and `azure` settings are used (models are not needed). */
   config?: string;
   json?: boolean;
 }
 
-/** The settings verify shares with the run: extensions and the stores' (S3, Azure), from the config file and environment. */
-async function runSettings(file: string | undefined): Promise<{ extensions: unknown; s3: unknown; azure: unknown }> {
-  if (!file) return { extensions: undefined, s3: undefined, azure: undefined };
-  const { extensions, s3, azure } = ((await readStructured(resolve(file), file)) ?? {}) as { extensions?: unknown; s3?: unknown; azure?: unknown };
-  return { extensions, s3, azure };
+/** The settings verify shares with the run: extensions, input columns and the stores' (S3, Azure), from the config file and environment. */
+async function runSettings(file: string | undefined): Promise<{ extensions: unknown; s3: unknown; azure: unknown; columns: InputColumns | undefined }> {
+  if (!file) return { extensions: undefined, s3: undefined, azure: undefined, columns: undefined };
+  const { extensions, s3, azure, sources } = ((await readStructured(resolve(file), file)) ?? {}) as {
+    extensions?: unknown;
+    s3?: unknown;
+    azure?: unknown;
+    sources?: { columns?: unknown };
+  };
+  const columns = InputColumns.optional().safeParse(sources?.columns);
+  if (!columns.success) throw new ConfigError(`invalid sources.columns in ${file}: ${columns.error.issues.map((i) => i.message).join('; ')}`);
+  return { extensions, s3, azure, columns: columns.data };
 }
 
 /** The extension list of a run: the flag's, else the config file's, else the schema default. */
@@ -82,7 +90,7 @@ export async function verifyCommand(o: VerifyOptions): Promise<VerifyReport & { 
     const source = isRemoteUrl(o.source) ? o.source : resolve(o.source);
     // The same listing rules as the run: a key listed twice is one input, and is counted as a repeat.
     let dropped = 0;
-    const refs = listSource(source, { extensions, stores, onDuplicate: () => dropped++ });
+    const refs = refsOf(listInputs(source, { extensions, stores, columns: settings.columns, onDuplicate: () => dropped++ }));
     const checked = await verifyManifest(refs, readManifestLines(o.manifest, stores));
     const rows: VerifyReport = { ...checked, sourceDuplicates: checked.sourceDuplicates + dropped };
     // Beside a run's manifest lie its result parts and summary: check who wrote them, with what.

@@ -3,6 +3,7 @@
  * answer next to the last stage's. Stored per batch as `audit/<batch>.json`, apart from the
  * result parts, so an audit can never change the manifest.
  */
+import type { SampleLocator } from '../inputs/sample-locator.js';
 import { z } from 'zod';
 import { ImageErrorKind, type PartRow } from '../results/manifest.js';
 
@@ -31,6 +32,8 @@ export type AuditPart = z.infer<typeof AuditPart>;
 export interface AuditItem {
   ref: string;
   pos: number;
+  /** A sharded sample's place in its shard. */
+  at?: SampleLocator;
   label: number;
   labelName: string | null;
   confidence: number;

@@ -5,6 +5,7 @@
  * calls overlap the decoding of the rest of the batch.
  */
 import type { PreprocessSpec } from '../../config/schema.js';
+import type { SampleLocator } from '../inputs/sample-locator.js';
 import type { Tensor } from '../onnx/float16.js';
 import { preprocessImage, type ModelInputShape } from './preprocess.js';
 import { preprocessKey, type TensorCache } from './tensor-cache.js';
@@ -13,11 +14,13 @@ import { preprocessKey, type TensorCache } from './tensor-cache.js';
 export interface BatchItem {
   ref: string;
   pos: number;
+  /** A sharded sample's place in its shard (WebDataset member, Parquet cell); absent for a loose image. */
+  at?: SampleLocator;
 }
 
 export interface DecodeDeps {
-  /** Read an image's bytes (local path or s3:// URL). */
-  fetch: (ref: string) => Promise<Buffer>;
+  /** Read an image's bytes (local path or s3:// URL; a sharded sample at `at` in its shard). */
+  fetch: (ref: string, at?: SampleLocator) => Promise<Buffer>;
   maxPixels: number;
   /** Images fetched and decoded at once. */
   fetchConcurrency: number;
@@ -73,7 +76,7 @@ export async function decodeOne(item: BatchItem, preprocess: PreprocessSpec, sha
     deps.onWork?.(1);
     try {
       const t0 = performance.now();
-      const bytes = await deps.fetch(item.ref);
+      const bytes = await deps.fetch(item.ref, item.at);
       const t1 = performance.now();
       const tensor = await preprocessImage(bytes, preprocess, shape, { maxPixels: deps.maxPixels });
       return { ok: true, item, tensor, fetchMs: t1 - t0, decodeMs: performance.now() - t1, cached: false };

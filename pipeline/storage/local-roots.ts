@@ -9,7 +9,7 @@
 import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { ObjectNotFoundError, ObjectTooLargeError } from './object-store.js';
+import { type ByteRange, ObjectNotFoundError, ObjectTooLargeError, ObjectTruncatedError } from './object-store.js';
 
 /** A ref this process may not read: outside the local roots, a special file, or a malformed S3 key (`..`). */
 export class ForbiddenPathError extends Error {
@@ -51,6 +51,8 @@ export interface ConfinedReadOptions {
   maxBytes?: number;
   /** Names the object in errors (default: the path). */
   ref?: string;
+  /** Read only these bytes of the file (`maxBytes` then limits `length`); a file that ends before them is an ObjectTruncatedError. */
+  range?: ByteRange;
 }
 
 /**
@@ -60,19 +62,9 @@ export interface ConfinedReadOptions {
  * (same device and inode), so swapping a path component for a symlink meanwhile is refused too.
  */
 export async function readConfinedFile(file: string, o: ConfinedReadOptions = {}): Promise<Buffer> {
-  const ref = o.ref ?? file;
-  const abs = path.resolve(file);
-  const realRoots = o.roots === undefined ? undefined : await checkLexically(abs, o.roots, ref);
-  const real = await realPath(abs, ref);
-  if (realRoots && !realRoots.some((r) => isWithin(real, r)))
-    throw new ForbiddenPathError(ref, `resolves to ${real}, outside the configured local roots (sources.localRoots)`);
-  const tree = SPECIAL_TREES.find((t) => isWithin(real, t));
-  if (tree) throw new ForbiddenPathError(ref, `resolves to ${real}, under ${tree}: not an image file`);
-  const st = await fs.stat(real).catch((err: unknown) => {
-    throw fsError(err, ref);
-  });
-  checkRegular(st, ref);
-  if (o.maxBytes !== undefined && st.size > o.maxBytes) throw new ObjectTooLargeError(ref, st.size, o.maxBytes);
+  const { ref, real, st } = await confinedStat(file, o);
+  if (o.range && o.maxBytes !== undefined && o.range.length > o.maxBytes) throw new ObjectTooLargeError(ref, o.range.length, o.maxBytes);
+  if (!o.range && o.maxBytes !== undefined && st.size > o.maxBytes) throw new ObjectTooLargeError(ref, st.size, o.maxBytes);
   let handle: fs.FileHandle;
   try {
     // O_NONBLOCK: a FIFO swapped in after the stat must not hang a threadpool thread waiting for
@@ -85,10 +77,31 @@ export async function readConfinedFile(file: string, o: ConfinedReadOptions = {}
     const opened = await handle.stat();
     if (opened.dev !== st.dev || opened.ino !== st.ino) throw new ForbiddenPathError(ref, 'changed while it was being opened');
     checkRegular(opened, ref);
+    if (o.range) return await readRange(handle, o.range, ref);
     return await readCapped(handle, opened.size, o.maxBytes, ref);
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The confinement checks of readConfinedFile without the read: the file's real path and its
+ * stat, or the ForbiddenPathError / ObjectNotFoundError a read would raise (a shard's size, before ranged reads).
+ */
+export async function confinedStat(file: string, o: Pick<ConfinedReadOptions, 'roots' | 'ref'> = {}): Promise<{ ref: string; real: string; st: Stats }> {
+  const ref = o.ref ?? file;
+  const abs = path.resolve(file);
+  const realRoots = o.roots === undefined ? undefined : await checkLexically(abs, o.roots, ref);
+  const real = await realPath(abs, ref);
+  if (realRoots && !realRoots.some((r) => isWithin(real, r)))
+    throw new ForbiddenPathError(ref, `resolves to ${real}, outside the configured local roots (sources.localRoots)`);
+  const tree = SPECIAL_TREES.find((t) => isWithin(real, t));
+  if (tree) throw new ForbiddenPathError(ref, `resolves to ${real}, under ${tree}: not an image file`);
+  const st = await fs.stat(real).catch((err: unknown) => {
+    throw fsError(err, ref);
+  });
+  checkRegular(st, ref);
+  return { ref, real, st };
 }
 
 /**
@@ -144,6 +157,18 @@ function fsError(err: unknown, ref: string): Error {
     default:
       return err as Error;
   }
+}
+
+/** Reads exactly `range` of an open file; a file that ends first is an ObjectTruncatedError. */
+async function readRange(handle: fs.FileHandle, range: ByteRange, ref: string): Promise<Buffer> {
+  const buf = Buffer.alloc(range.length);
+  let got = 0;
+  while (got < range.length) {
+    const { bytesRead } = await handle.read(buf, got, range.length - got, range.offset + got);
+    if (bytesRead === 0) throw new ObjectTruncatedError(ref, range, range.offset + got);
+    got += bytesRead;
+  }
+  return buf;
 }
 
 /** Reads an open regular file whole; the read is capped in case it grew since its stat. */

@@ -62,7 +62,13 @@ export interface ObjectStore {
   describe(): string;
 }
 
-export type StoreErrorCode = 'OBJECT_NOT_FOUND' | 'OBJECT_TOO_LARGE' | 'INVALID_KEY' | 'INVALID_RANGE';
+export type StoreErrorCode = 'OBJECT_NOT_FOUND' | 'OBJECT_TOO_LARGE' | 'OBJECT_TRUNCATED' | 'INVALID_KEY' | 'INVALID_RANGE';
+
+/** Bytes `offset` to `offset + length` (exclusive) of an object. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
 
 /** The object (file or S3 key) does not exist. */
 export class ObjectNotFoundError extends CascadeError {
@@ -91,6 +97,25 @@ export class ObjectTooLargeError extends Error {
   ) {
     super(`Object too large: ${ref} is ${sizeIsLowerBound ? 'more than ' : ''}${size} bytes, over the ${maxBytes}-byte limit`);
   }
+}
+
+/** The object ends before the bytes asked for (a truncated shard): `end` is where it ended. */
+export class ObjectTruncatedError extends Error {
+  readonly code = 'OBJECT_TRUNCATED' satisfies StoreErrorCode;
+  override name = 'ObjectTruncatedError';
+  /** `range` was asked for; the object ended at byte `end`. */
+  constructor(
+    readonly ref: string,
+    readonly range: ByteRange,
+    readonly end: number,
+  ) {
+    super(`Truncated: ${ref} ends at byte ${end}, before the end of bytes ${range.offset}-${range.offset + range.length}`);
+  }
+}
+
+/** True for an ObjectTruncatedError, including one that lost its class crossing a thread boundary. */
+export function isObjectTruncated(err: unknown): boolean {
+  return err instanceof ObjectTruncatedError || (err as { code?: unknown } | null)?.code === 'OBJECT_TRUNCATED';
 }
 
 /** A key that a store refuses (path traversal, absolute, NUL, empty). */

@@ -5,8 +5,8 @@
  * builds a cloud client; close() releases the clients built.
  */
 import { LocalStore } from './local-store.js';
-import { type Location, parseLocation, type RemoteUrl, storeLabel } from './location.js';
-import type { ObjectStore } from './object-store.js';
+import { formatRemoteUrl, type Location, parseLocation, type RemoteUrl, storeLabel } from './location.js';
+import { ObjectNotFoundError, type ObjectStore } from './object-store.js';
 import { DEFAULT_TRANSIENT_RETRY_MS, retryTransient } from './retry-transient.js';
 import { STORE_SCHEMES, storeScheme } from './store-registry.js';
 import type { OpenOptions, StoreConnection, StoreScheme, StoreSettings } from './store-scheme.js';
@@ -54,6 +54,34 @@ export class Stores {
       opts.retryForMs ?? DEFAULT_TRANSIENT_RETRY_MS,
       (err) => conn.isTransient(err),
     );
+  }
+
+  /** Reads bytes `start` to `end` of one remote object (fewer where it ends sooner), retrying transient failures as read() does. */
+  async readRange(url: RemoteUrl, start: number, end: number, opts: { retryForMs?: number } = {}): Promise<Buffer> {
+    const conn = this.connection(url.scheme);
+    const store = conn.open(url.bucket, '');
+    return retryTransient(
+      () => store.getRange(url.key, start, end),
+      opts.retryForMs ?? DEFAULT_TRANSIENT_RETRY_MS,
+      (err) => conn.isTransient(err),
+    );
+  }
+
+  /** The size in bytes of one remote object, from its listing entry; ObjectNotFoundError when there is none. */
+  async size(url: RemoteUrl, opts: { retryForMs?: number } = {}): Promise<number> {
+    const conn = this.connection(url.scheme);
+    const store = conn.open(url.bucket, '');
+    const found = await retryTransient(
+      async () => {
+        // The key is its own listing prefix; keys that merely start with it come after it.
+        for await (const o of store.list(url.key)) if (o.key === url.key) return o.size;
+        return null;
+      },
+      opts.retryForMs ?? DEFAULT_TRANSIENT_RETRY_MS,
+      (err) => conn.isTransient(err),
+    );
+    if (found === null) throw new ObjectNotFoundError(formatRemoteUrl(url));
+    return found;
   }
 
   /** Releases every client this Stores built (borrowed ones stay open); later use connects again. */
