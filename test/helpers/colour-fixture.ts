@@ -58,19 +58,25 @@ export function colourSpec(path: string, labels: string) {
 }
 
 /**
+ * The colour cascade's config (little and big colour models, threshold 0.9, batches of 4), with
+ * `rest` (Redis, prefix, stores, limits…) laid over it.
+ */
+export function colourCascade(models: { colourLittle: string; colourBig: string; labels: string }, rest: Record<string, unknown> = {}) {
+  return {
+    little: colourSpec(models.colourLittle, models.labels),
+    big: colourSpec(models.colourBig, models.labels),
+    threshold: 0.9,
+    batchSize: 4,
+    ...rest,
+  };
+}
+
+/**
  * The config of an audited colour run whose review export has both kinds of image: at threshold
  * 0.3 the little model keeps the light greys as a colour (p ≈ 0.32-0.33) where the big model
  * says "other", and audits at fraction 1 show those disagreements. Black stays at little as
  * "other" with p 0.71; greys 64 and 96 go to big (p 0.92, 0.90).
  */
 export function auditedColourConfig(models: { colourLittle: string; colourBig: string; labels: string }, redisUrl: string, prefix: string) {
-  return {
-    little: colourSpec(models.colourLittle, models.labels),
-    big: colourSpec(models.colourBig, models.labels),
-    threshold: 0.3,
-    batchSize: 4,
-    redisUrl,
-    prefix,
-    audit: { fraction: 1 },
-  };
+  return colourCascade(models, { threshold: 0.3, redisUrl, prefix, audit: { fraction: 1 } });
 }

@@ -15,7 +15,7 @@ import { runCommand } from '../../cli/commands/run.js';
 import { verifyCommand } from '../../cli/commands/verify.js';
 import { CascadeError, EXIT_USAGE } from '../../config/errors.js';
 import { ManifestRow } from '../../pipeline/results/manifest.js';
-import { colourSpec } from '../helpers/colour-fixture.js';
+import { colourCascade } from '../helpers/colour-fixture.js';
 import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { quietly } from '../helpers/quietly.js';
 import { uniquePrefix } from '../helpers/redis.js';
@@ -68,17 +68,15 @@ async function config(name: string, extra: Record<string, unknown> = {}): Promis
   const file = join(work.path, `${name}.json`);
   await writeFile(
     file,
-    JSON.stringify({
-      little: colourSpec(models.colourLittle, models.labels),
-      big: colourSpec(models.colourBig, models.labels),
-      threshold: 0.9,
-      batchSize: 4,
-      tensorCacheMb: 0,
-      limits: { maxBytes: MAX_BYTES, maxPixels: 1_000_000 },
-      redisUrl: redis.url,
-      prefix: uniquePrefix(name),
-      ...extra,
-    }),
+    JSON.stringify(
+      colourCascade(models, {
+        tensorCacheMb: 0,
+        limits: { maxBytes: MAX_BYTES, maxPixels: 1_000_000 },
+        redisUrl: redis.url,
+        prefix: uniquePrefix(name),
+        ...extra,
+      }),
+    ),
   );
   return file;
 }

@@ -17,7 +17,7 @@ import { verifyCommand } from '../../cli/commands/verify.js';
 import type { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { openManifest } from '../../pipeline/results/manifest-reader.js';
 import { manifestShardKey } from '../../pipeline/results/output-layout.js';
-import { colourSpec, writeColourImages } from '../helpers/colour-fixture.js';
+import { colourCascade, writeColourImages } from '../helpers/colour-fixture.js';
 import { quietly } from '../helpers/quietly.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { S3RVER_ENV, startS3, type TestS3 } from '../helpers/s3.js';
@@ -40,15 +40,14 @@ beforeAll(async () => {
   const config = join(dir, 'config.json');
   await writeFile(
     config,
-    JSON.stringify({
-      little: colourSpec(models.colourLittle, models.labels),
-      big: colourSpec(models.colourBig, models.labels),
-      threshold: 0.3,
-      batchSize: 4,
-      redisUrl: redis.url,
-      prefix: uniquePrefix('parquet'),
-      output: { jsonl: 'never', shardRows: 8, shardConcurrency: 2 },
-    }),
+    JSON.stringify(
+      colourCascade(models, {
+        threshold: 0.3,
+        redisUrl: redis.url,
+        prefix: uniquePrefix('parquet'),
+        output: { jsonl: 'never', shardRows: 8, shardConcurrency: 2 },
+      }),
+    ),
   );
   summary = await quietly(() => runCommand(images, { out: 's3://runs/r1/', config, progress: false, json: true, runId: 'parquet-1' }));
 }, 120_000);

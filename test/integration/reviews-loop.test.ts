@@ -22,7 +22,7 @@ import { formatRunStatus } from '../../cli/format-status.js';
 import { loadConfig } from '../../config/load-config.js';
 import { ManifestRow, RunSummary } from '../../pipeline/results/manifest.js';
 import { startRuntime, type Runtime } from '../../workers/cascade-runtime.js';
-import { colourSpec, writeAlternatingImages } from '../helpers/colour-fixture.js';
+import { colourCascade, writeAlternatingImages } from '../helpers/colour-fixture.js';
 import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 import { type ExportedTask, labelStudioJsonExport } from '../helpers/label-studio-reviewer.js';
 import { quietly } from '../helpers/quietly.js';
@@ -83,16 +83,15 @@ beforeAll(async () => {
   config = join(work.path, 'cascade.json');
   await writeFile(
     config,
-    JSON.stringify({
-      little: colourSpec(models.colourLittle, models.labels),
-      big: colourSpec(models.colourBig, models.labels),
-      threshold: 0.9,
-      batchSize: 8,
-      redisUrl: redis.url,
-      prefix: uniquePrefix('loop'),
-      sources: { localRoots: [work.path] },
-      s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
-    }),
+    JSON.stringify(
+      colourCascade(models, {
+        batchSize: 8,
+        redisUrl: redis.url,
+        prefix: uniquePrefix('loop'),
+        sources: { localRoots: [work.path] },
+        s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
+      }),
+    ),
   );
   return () => {
     delete process.env.CASCADE_S3_ENDPOINT;

@@ -15,7 +15,7 @@ import { runCommand } from '../../cli/commands/run.js';
 import { verifyCommand } from '../../cli/commands/verify.js';
 import { ManifestRow } from '../../pipeline/results/manifest.js';
 import { compareKeys } from '../../pipeline/storage/object-store.js';
-import { colourSpec, writeColourImages } from '../helpers/colour-fixture.js';
+import { colourCascade, writeColourImages } from '../helpers/colour-fixture.js';
 import { withModels, withRedis, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 import { quietly } from '../helpers/quietly.js';
 import { uniquePrefix } from '../helpers/redis.js';
@@ -66,18 +66,16 @@ async function run(name: string, source: string, extra: Record<string, unknown> 
   const config = join(work.path, `${name}.json`);
   await writeFile(
     config,
-    JSON.stringify({
-      little: colourSpec(models.colourLittle, models.labels),
-      big: colourSpec(models.colourBig, models.labels),
-      threshold: 0.9,
-      batchSize: 4,
-      // No tensor handed from little to big: the big stage reads forwarded samples back from their shards.
-      tensorCacheMb: 0,
-      redisUrl: redis.url,
-      prefix: uniquePrefix(name),
-      s3: { endpoint: s3.endpoint, forcePathStyle: true },
-      ...extra,
-    }),
+    JSON.stringify(
+      colourCascade(models, {
+        // No tensor handed from little to big: the big stage reads forwarded samples back from their shards.
+        tensorCacheMb: 0,
+        redisUrl: redis.url,
+        prefix: uniquePrefix(name),
+        s3: { endpoint: s3.endpoint, forcePathStyle: true },
+        ...extra,
+      }),
+    ),
   );
   const out = join(work.path, `out-${name}`);
   const summary = await quietly(() => runCommand(source, { out, config, progress: false, json: true }));
