@@ -26,7 +26,7 @@ export interface DecodeDeps {
   fetchConcurrency: number;
   /** Tensors a previous stage in this process kept for images it forwarded. */
   tensorCache?: TensorCache;
-  /** Told +1 when an image's fetch and decode starts and −1 when it ends (the job's cost meter). */
+  /** Told +1 when an image's decode starts and −1 when it ends (the job's cost meter; the fetch before it is not counted). */
   onWork?: (delta: number) => void;
 }
 
@@ -73,11 +73,13 @@ export async function decodeOne(item: BatchItem, preprocess: PreprocessSpec, sha
   try {
     const cached = deps.tensorCache?.take(item.ref, how);
     if (cached) return { ok: true, item, tensor: cached, fetchMs: 0, decodeMs: 0, cached: true };
+    const t0 = performance.now();
+    const bytes = await deps.fetch(item.ref, item.at);
+    const t1 = performance.now();
+    // Only the decode counts as work for the cost meter: a fetch mostly waits on the network, and
+    // counting it charged a stage with many fetches in flight for another stage's inference.
     deps.onWork?.(1);
     try {
-      const t0 = performance.now();
-      const bytes = await deps.fetch(item.ref, item.at);
-      const t1 = performance.now();
       const tensor = await preprocessImage(bytes, preprocess, shape, { maxPixels: deps.maxPixels });
       return { ok: true, item, tensor, fetchMs: t1 - t0, decodeMs: performance.now() - t1, cached: false };
     } finally {

