@@ -81,3 +81,14 @@ export function fakeRunSpec(runId: string, o: Partial<RunSpec> = {}): RunSpec {
     ...o,
   };
 }
+
+/** The run the status tests show: s3:// in and out, batches of 10, a 4-GMAC big stage, created 2026-01-01. */
+export function statusRunSpec(runId: string): RunSpec {
+  return fakeRunSpec(runId, {
+    source: 's3://in/x/',
+    out: 's3://out/x/',
+    batchSize: 10,
+    stages: fakeStages({ dir: '/m/', bigGmacs: 4 }),
+    createdAt: '2026-01-01T00:00:00.000Z',
+  });
+}

@@ -18,16 +18,9 @@ import { type RunSpec, stageQueueName } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
-import { fakeRunSpec, fakeStages } from '../helpers/run-spec.js';
+import { statusRunSpec } from '../helpers/run-spec.js';
 
-const spec = (runId: string): RunSpec =>
-  fakeRunSpec(runId, {
-    source: 's3://in/x/',
-    out: 's3://out/x/',
-    batchSize: 10,
-    stages: fakeStages({ dir: '/m/', bigGmacs: 4 }),
-    createdAt: '2026-01-01T00:00:00.000Z',
-  });
+const spec = statusRunSpec;
 
 describe('cascade status against Redis', () => {
   let redis: TestRedis;

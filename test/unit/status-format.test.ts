@@ -8,16 +8,9 @@ import { buildRunStatus, formatDuration, formatRunList, formatRunStatus, progres
 import type { RunSpec } from '../../queue/jobs.js';
 import type { RunProgress } from '../../queue/run-tracker.js';
 import { buildRunView, RunView, runState } from '../../queue/run-view.js';
-import { fakeRunSpec, fakeStages } from '../helpers/run-spec.js';
+import { statusRunSpec } from '../helpers/run-spec.js';
 
-const spec = (runId: string): RunSpec =>
-  fakeRunSpec(runId, {
-    source: 's3://in/x/',
-    out: 's3://out/x/',
-    batchSize: 10,
-    stages: fakeStages({ dir: '/m/', bigGmacs: 4 }),
-    createdAt: '2026-01-01T00:00:00.000Z',
-  });
+const spec = statusRunSpec;
 
 const NOW = new Date('2026-01-01T00:00:10.000Z');
 /** The tracker's cost of a run whose parts carried no cost figures yet. */
