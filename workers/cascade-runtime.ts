@@ -12,7 +12,7 @@ import { ModelCache } from '../pipeline/models/model-cache.js';
 import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import { configuredStages } from '../config/stages.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
-import { ParquetFiles, readSample } from '../pipeline/inputs/read-sample.js';
+import { ParquetFiles, readInput } from '../pipeline/inputs/read-sample.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import { Stores } from '../pipeline/storage/stores.js';
 import { CascadeQueues } from '../queue/cascade-queues.js';
@@ -177,10 +177,7 @@ export async function startRuntime(config: RuntimeConfig, redisUrl: string, role
           stage,
           models,
           concurrency: stageConcurrency(config),
-          fetch: (ref, maxBytes, at) => {
-            const limits = { maxBytes, localRoots: config.sources.localRoots };
-            return at ? readSample(ref, at, { stores, limits, parquet }) : fetchRef(ref, stores, limits);
-          },
+          fetch: (ref, maxBytes, at) => readInput(ref, at, { stores, limits: { maxBytes, localRoots: config.sources.localRoots }, parquet }),
           fetchConcurrency: config.fetchConcurrency,
           tensorCache,
           meters,

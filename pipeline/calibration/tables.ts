@@ -21,8 +21,23 @@ export interface ScoredModel {
   pin: CalibrationPin;
 }
 
-/** An image's name relative to the source (for labels and the split): stable across machines. */
+/**
+ * The folder a sharded source's (`….tar`, `….parquet`) names are relative to: the one above its
+ * first brace or glob, else its file's folder; `s3://b/wds/{0..9}.tar` → `s3://b/wds/`.
+ */
+export function shardSourceRoot(source: string): string {
+  const wild = source.search(/[{*?]/);
+  const literal = wild < 0 ? source : source.slice(0, wild);
+  return literal.slice(0, literal.lastIndexOf('/') + 1);
+}
+
+/**
+ * An image's name relative to the source (for labels and the split): stable across machines. A
+ * sharded source's sample `<shard>#<sampleKey>` is named by its shard relative to the source's
+ * folder: `000000.tar#cat-1` for `shards/{000000..000003}.tar`.
+ */
 export function relativeName(ref: string, source: string): string {
+  if (/\.(tar|parquet)$/i.test(source)) return relativeName(ref, shardSourceRoot(source));
   if (isRemoteUrl(ref) && isRemoteUrl(source)) {
     const r = parseRemoteUrl(ref);
     const s = parseRemoteUrl(source);

@@ -5,7 +5,7 @@
  * footer (kept per process in ParquetFiles) and offset index; a sample the listing found
  * unreadable throws its own error, which becomes its row.
  */
-import { type FetchLimits, fetchRange, fetchSize } from '../storage/fetch-image.js';
+import { type FetchLimits, fetchRange, fetchRef, fetchSize } from '../storage/fetch-image.js';
 import type { Stores } from '../storage/stores.js';
 import { ObjectTooLargeError } from '../storage/object-store.js';
 import { openParquet, type ParquetFile, readCells } from './parquet-file.js';
@@ -118,4 +118,9 @@ export async function readSample(ref: string, at: SampleLocator, deps: SampleRea
   if (bytes === null) throw new UnreadableSampleError({ kind: 'decode', message: `${ref}: column ${JSON.stringify(at.column)} is null in row ${at.row}` });
   if (deps.limits.maxBytes !== undefined && bytes.length > deps.limits.maxBytes) throw new ObjectTooLargeError(ref, bytes.length, deps.limits.maxBytes);
   return bytes;
+}
+
+/** The image bytes of one listed input, as every reader of inputs reads them: a sharded sample at its locator, a loose image by its ref. */
+export function readInput(ref: string, at: SampleLocator | undefined, deps: SampleReadDeps): Promise<Buffer> {
+  return at ? readSample(ref, at, deps) : fetchRef(ref, deps.stores, deps.limits);
 }

@@ -11,15 +11,20 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
+import { MAX_LABEL_MEMBER_BYTES, type ShardLabel, webDatasetLabel } from './sample-label.js';
 import type { SampleLocator } from './sample-locator.js';
 
 /** Image members a sample is labelled from (WebDataset field names), lower case. */
 export const IMAGE_FIELDS: readonly string[] = ['jpg', 'jpeg', 'png', 'webp'];
 
-/** One sample of a shard: its key within the shard and where its image is. */
+/** Fields whose members hold a sample's label, read only when labels are asked for. */
+const LABEL_FIELDS: readonly string[] = ['cls', 'json'];
+
+/** One sample of a shard: its key within the shard, where its image is, and (when asked for) its label. */
 export interface TarSample {
   key: string;
   at: SampleLocator;
+  label?: ShardLabel;
 }
 
 /** A member as the index sees it: name, type and where its data lies. */
@@ -28,6 +33,8 @@ interface Member {
   type: string;
   offset: number;
   size: number;
+  /** A label member's text, when labels are asked for and it is small enough to read. */
+  text?: string;
 }
 
 /** Splits a member name into the sample key and the field (`a/b.seg.jpg` → `a/b`, `seg.jpg`). */
@@ -47,7 +54,7 @@ export function hostileName(name: string): string | null {
 }
 
 /** Yields the samples of the tar stream `input`, in shard order (see the module comment); `shard` names it in messages. */
-export async function* tarSamples(input: Readable, shard: string): AsyncGenerator<TarSample> {
+export async function* tarSamples(input: Readable, shard: string, opts: { labels?: boolean } = {}): AsyncGenerator<TarSample> {
   const extract = tar.extract();
   let parseError: unknown = null;
   // The stream's own failure (a read error, a truncated body) reaches the iterator through extract.
@@ -60,11 +67,13 @@ export async function* tarSamples(input: Readable, shard: string): AsyncGenerato
     for await (const entry of extract) {
       const h = entry.header as tar.Header & { byteOffset?: number };
       const member: Member = { name: h.name, type: h.type ?? 'file', offset: h.byteOffset ?? 0, size: h.size ?? 0 };
-      entry.resume();
+      const isLabel = opts.labels === true && member.type === 'file' && LABEL_FIELDS.includes(splitMemberName(member.name).field);
+      if (isLabel && member.size <= MAX_LABEL_MEMBER_BYTES) member.text = await readEntry(entry);
+      else entry.resume();
       end = member.offset + member.size;
       if (member.type === 'directory' || member.type === 'pax-global-header') continue;
       if (group.length > 0 && splitMemberName(group[0]!.name).key !== splitMemberName(member.name).key) {
-        yield sampleOf(group, shard);
+        yield sampleOf(group, shard, opts.labels === true);
         group = [];
       }
       group.push(member);
@@ -76,15 +85,43 @@ export async function* tarSamples(input: Readable, shard: string): AsyncGenerato
     if (!extract.destroyed && parseError === null) extract.destroy();
   }
   await piping;
-  if (group.length > 0) yield sampleOf(group, shard);
+  if (group.length > 0) yield sampleOf(group, shard, opts.labels === true);
   if (parseError !== null) {
     const message = `${shard}: cannot read the shard past byte ${end}: ${(parseError as Error).message ?? String(parseError)}`;
     yield { key: `@${end}`, at: { unreadable: { kind: 'decode', message } } };
   }
 }
 
-/** The sample of a run of members sharing a key. */
-function sampleOf(members: Member[], shard: string): TarSample {
+/** A small member's bytes as text. */
+async function readEntry(entry: AsyncIterable<unknown>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of entry) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A sample's label from its `.cls` and `.json` members (the first of each). */
+function labelOf(members: Member[], key: string, shard: string): ShardLabel {
+  const text = (field: string): string | ShardLabel | undefined => {
+    const m = members.find((x) => splitMemberName(x.name).field === field);
+    if (!m) return undefined;
+    if (m.type !== 'file') return { invalid: `${shard}#${key}.${field} is a ${m.type}, not a file` };
+    return m.text ?? { invalid: `${shard}#${key}.${field} is ${m.size} bytes, more than a label's ${MAX_LABEL_MEMBER_BYTES}` };
+  };
+  const cls = text('cls');
+  if (typeof cls === 'object') return cls;
+  const json = cls === undefined ? text('json') : undefined;
+  if (typeof json === 'object') return json;
+  return webDatasetLabel(cls, json, `${shard}#${key}`);
+}
+
+/** The sample of a run of members sharing a key, with its label when `labels`. */
+function sampleOf(members: Member[], shard: string, labels: boolean): TarSample {
+  const sample = imageOf(members, shard);
+  return labels && !('unreadable' in sample.at) ? { ...sample, label: labelOf(members, sample.key, shard) } : sample;
+}
+
+/** The sample of a run of members sharing a key: where its image is, or why it cannot be read. */
+function imageOf(members: Member[], shard: string): TarSample {
   const { key } = splitMemberName(members[0]!.name);
   const hostile = members.map((m) => ({ m, why: hostileName(m.name) })).find((x) => x.why !== null);
   if (hostile)

@@ -13,6 +13,11 @@ import type { ListedInput } from './listed-input.js';
 export interface ListInputOptions extends ListSourceOptions {
   /** Parquet sources: which columns hold the image bytes, the URLs and the keys (config `sources.columns`). */
   columns?: InputColumns;
+  /**
+   * Read each sample's ground-truth label too (calibration; runs never do): a WebDataset sample's
+   * `.cls` or `.json` member, a Parquet row's `column` (no column: Parquet inputs carry none).
+   */
+  labels?: { column?: string };
 }
 
 /** One input format (a row of INPUT_FORMATS). */

@@ -3,6 +3,7 @@
  * `<shard>#<sampleKey>` with its place in the shard) and the shard it belongs to, so a batch
  * never spans two shards.
  */
+import type { ShardLabel } from '../../pipeline/inputs/sample-label.js';
 import type { SampleLocator } from '../../pipeline/inputs/sample-locator.js';
 
 /** One listed input. */
@@ -12,6 +13,8 @@ export interface ListedInput {
   at?: SampleLocator;
   /** The shard the input comes from; a batch closes where it changes. */
   shard?: string;
+  /** The label the shard carries for it, when the listing was asked for labels (ListInputOptions.labels). */
+  label?: ShardLabel;
 }
 
 /** A listing's entry as an input: a loose ref is just its ref. */

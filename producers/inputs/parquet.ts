@@ -3,8 +3,8 @@
  * img2dataset writes them. Either an image column holds each row's image bytes — a row is then a
  * sample `<file>#<key>` whose job item names its row and column, read back by a stage from the
  * file itself — or a URL column holds a ref per row, listed like a key list (relative refs resolve
- * against the file's folder, repeats dropped). Only the footer and the key or URL column are read
- * here, never the images. A file that is not Parquet, or lacks (or mistypes) a column the run
+ * against the file's folder, repeats dropped). Only the footer and the key or URL column (and, for
+ * calibration, the label column) are read here, never the images. A file that is not Parquet, or lacks (or mistypes) a column the run
  * names, stops the listing with one line naming file and column; a missing file is one
  * `not-found` row.
  */
@@ -19,6 +19,7 @@ import {
   readTextColumn,
   type RangeReader,
 } from '../../pipeline/inputs/parquet-file.js';
+import { classIndex, type ShardLabel } from '../../pipeline/inputs/sample-label.js';
 import { sampleRef } from '../../pipeline/inputs/sample-locator.js';
 import { fetchRange, fetchSize } from '../../pipeline/storage/fetch-image.js';
 import { isForbiddenPath } from '../../pipeline/storage/local-roots.js';
@@ -86,6 +87,14 @@ function urlRef(value: string, file: string): string {
   return path.resolve(path.dirname(file), ref.path);
 }
 
+/** Each row's `{ label }` from `column` (an integer, or a string holding one); `{}` for every row without a column. */
+async function labelColumn(file: ParquetFile, column: string | undefined): Promise<(row: number) => { label?: ShardLabel }> {
+  if (column === undefined) return () => ({});
+  checkColumn(file, column, 'key');
+  const values = await readTextColumn(file, column);
+  return (row) => ({ label: classIndex(values[row], `${file.ref} row ${row} column ${JSON.stringify(column)}`) });
+}
+
 /** The inputs of every Parquet file `source` names, in file order then row order. */
 export async function* listParquet(source: string, opts: ListInputOptions): AsyncGenerator<ListedInput> {
   const seen = new Set<string>();
@@ -102,6 +111,7 @@ export async function* listParquet(source: string, opts: ListInputOptions): Asyn
     const plan = planColumns(file, opts.columns);
     const keys = plan.key ? await readTextColumn(file, plan.key) : null;
     const keyOf = (row: number) => keys?.[row] ?? String(row);
+    const labelOf = await labelColumn(file, opts.labels?.column);
     if ('image' in plan) {
       for (let row = 0; row < file.rows; row++) {
         const ref = sampleRef(shard, keyOf(row));
@@ -110,7 +120,7 @@ export async function* listParquet(source: string, opts: ListInputOptions): Asyn
           continue;
         }
         seen.add(ref);
-        yield { ref, at: { row, column: plan.image }, shard };
+        yield { ref, at: { row, column: plan.image }, shard, ...labelOf(row) };
       }
       continue;
     }
@@ -128,7 +138,7 @@ export async function* listParquet(source: string, opts: ListInputOptions): Asyn
         continue;
       }
       seen.add(ref);
-      yield { ref, shard };
+      yield { ref, shard, ...labelOf(row) };
     }
   }
 }

@@ -2,7 +2,8 @@
  * WebDataset tar shards as an input format: `shards/{000000..000999}.tar`, `s3://b/shards/*.tar`
  * or one `.tar`. Each shard is read once, as a stream, to find its samples (pipeline/inputs/
  * tar-samples.ts); a sample's ref is `<shard>#<sampleKey>` and its job item carries the image
- * member's offset and length, so stages read just those bytes. A shard that is missing becomes one
+ * member's offset and length, so stages read just those bytes (and, for calibration, the label of
+ * its `.cls` or `.json` member). A shard that is missing becomes one
  * `not-found` row (`<shard>#@0`); a sample key repeated within a shard is listed once (onDuplicate).
  */
 import type { Readable } from 'node:stream';
@@ -48,14 +49,14 @@ export async function* listWebDataset(source: string, opts: ListInputOptions): A
       continue;
     }
     const seen = new Set<string>();
-    for await (const sample of tarSamples(stream, shard)) {
+    for await (const sample of tarSamples(stream, shard, { labels: opts.labels !== undefined })) {
       const ref = sampleRef(shard, sample.key);
       if (seen.has(ref)) {
         opts.onDuplicate?.(ref, shard);
         continue;
       }
       seen.add(ref);
-      yield { ref, at: sample.at, shard };
+      yield { ref, at: sample.at, shard, ...(sample.label ? { label: sample.label } : {}) };
     }
   }
 }

@@ -10,6 +10,8 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostileName, splitMemberName, tarSamples } from '../../pipeline/inputs/tar-samples.js';
 import { shardOf } from '../../pipeline/inputs/sample-locator.js';
+import { classIndex, MAX_LABEL_MEMBER_BYTES } from '../../pipeline/inputs/sample-label.js';
+import { relativeName } from '../../pipeline/calibration/tables.js';
 import { fetchRange } from '../../pipeline/storage/fetch-image.js';
 import { isForbiddenPath } from '../../pipeline/storage/local-roots.js';
 import { Stores } from '../../pipeline/storage/stores.js';
@@ -87,6 +89,52 @@ describe('WebDataset members', () => {
     const bytes = samples.slice(0, 2).map((s) => ('offset' in s.at ? tar.subarray(s.at.offset, s.at.offset + s.at.length).toString() : null));
     expect(bytes).toEqual(['WEBP', 'PNG!']);
     expect(samples[2]!.at).toEqual({ unreadable: { kind: 'decode', message: expect.stringMatching(/no image member/) } });
+    // A run's listing reads no label.
+    expect(samples.some((x) => 'label' in x)).toBe(false);
+  });
+
+  it('asked for labels: .cls wins over .json (label or cls field); missing, invalid and oversized labels say why; members still located', async () => {
+    const tar = await tarShard([
+      { name: 'a.cls', body: ' 7\n' },
+      { name: 'a.json', body: '{"label": 3}' },
+      { name: 'a.jpg', body: 'A' },
+      { name: 'b.jpg', body: 'B' },
+      { name: 'b.json', body: '{"cls": 2}' },
+      { name: 'c.jpg', body: 'C' },
+      { name: 'd.jpg', body: 'D' },
+      { name: 'd.cls', body: 'cat' },
+      { name: 'e.jpg', body: 'E' },
+      { name: 'e.json', body: '{"caption": "x"}' },
+      { name: 'f.cls', body: '1'.repeat(MAX_LABEL_MEMBER_BYTES + 1) },
+      { name: 'f.jpg', body: 'F' },
+      { name: 'g.cls', body: '-1' },
+      { name: 'g.png', body: 'G' },
+      { name: 'h.cls', body: '0' },
+    ]);
+    const samples = await collect(tarSamples(Readable.from([tar]), 'S', { labels: true }));
+    expect(samples.map((x) => [x.key, x.label])).toEqual([
+      ['a', { class: 7 }],
+      ['b', { class: 2 }],
+      ['c', { missing: 'S#c has no .cls or .json member' }],
+      ['d', { invalid: 'S#d.cls: "cat" is not a class index' }],
+      ['e', { missing: expect.stringMatching(/no label or cls field/) }],
+      ['f', { invalid: expect.stringMatching(/65537 bytes, more than a label's 65536/) }],
+      ['g', { invalid: 'S#g.cls: "-1" is not a class index' }],
+      // No image: the sample is an error row, its label irrelevant.
+      ['h', undefined],
+    ]);
+    const bytes = samples.slice(0, 7).map((x) => ('offset' in x.at ? tar.subarray(x.at.offset, x.at.offset + x.at.length).toString() : null));
+    expect(bytes).toEqual(['A', 'B', 'C', 'D', 'E', 'F', 'G']);
+  });
+
+  it("names a shard sample for labels and the split by its shard relative to the pattern's folder", () => {
+    expect(relativeName('/d/wds/000001.tar#sub/k', '/d/wds/{000000..000003}.tar')).toBe('000001.tar#sub/k');
+    expect(relativeName('/d/wds/x.tar#k', '/d/wds/x.tar')).toBe('x.tar#k');
+    expect(relativeName('s3://bkt/pq/part-1.parquet#k', 's3://bkt/pq/part-*.parquet')).toBe('part-1.parquet#k');
+    expect(relativeName('/d/loose/a.png', '/d/urls.parquet')).toBe('loose/a.png');
+    expect(classIndex(12n, 'x')).toEqual({ class: 12 });
+    expect(classIndex(1.5, 'x')).toEqual({ invalid: 'x: 1.5 is not a class index' });
+    expect(classIndex(null, 'x')).toEqual({ missing: 'x has no label' });
   });
 });
 
