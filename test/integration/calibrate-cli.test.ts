@@ -14,7 +14,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
@@ -28,28 +28,12 @@ import { searchSaverCommand } from '../../cli/commands/search-saver.js';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { startS3 } from '../helpers/s3.js';
-import { LABELS } from '../helpers/test-models.js';
-import { colourSpec } from '../helpers/colour-fixture.js';
-import { seedTiming } from '../helpers/seed-timings.js';
+import { CALIBRATION_IMAGES as IMAGES, CLASS, colourSpecFile, writeCalibrationFixture } from '../helpers/calibration-fixture.js';
 import { dataContext, listImages, scoreModel } from '../../cli/calibration-data.js';
 import { rankConfidence, rankReference } from '../../pipeline/routing.js';
 import { ManifestRow } from '../../pipeline/results/manifest.js';
 
 const exec = promisify(execFile);
-const CLASS = Object.fromEntries(LABELS.map((l, i) => [l, i])) as Record<(typeof LABELS)[number], number>;
-
-const IMAGES: Array<{ name: string; rgb: [number, number, number]; truth: keyof typeof CLASS }> = [
-  { name: 'red-1.png', rgb: [255, 0, 0], truth: 'red' },
-  { name: 'red-2.png', rgb: [255, 0, 0], truth: 'red' },
-  { name: 'green-1.png', rgb: [0, 255, 0], truth: 'green' },
-  { name: 'green-2.png', rgb: [0, 255, 0], truth: 'green' },
-  { name: 'sub/blue-1.png', rgb: [0, 0, 255], truth: 'blue' },
-  { name: 'sub/blue-2.png', rgb: [0, 0, 255], truth: 'blue' },
-  { name: 'dark-red-1.png', rgb: [128, 0, 0], truth: 'red' },
-  { name: 'dark-red-2.png', rgb: [128, 0, 0], truth: 'red' },
-  ...[64, 96, 128, 160].map((v) => ({ name: `grey-${v}.png`, rgb: [v, v, v] as [number, number, number], truth: 'other' as const })),
-];
-
 const work = withTempDir('calibrate');
 const redis = withRedis();
 const models = withModels(work);
@@ -60,34 +44,11 @@ let bigSpec: string;
 let convSpec: string;
 
 async function spec(name: string, path: string, gmacs: number): Promise<string> {
-  const file = join(work.path, `${name}.json`);
-  await writeFile(file, JSON.stringify({ ...colourSpec(path, models.labels), gmacs }));
-  return file;
+  return colourSpecFile(work.path, name, path, models.labels, gmacs);
 }
 
 beforeAll(async () => {
-  images = join(work.path, 'images');
-  for (const img of IMAGES) {
-    const [r, g, b] = img.rgb;
-    await mkdir(join(images, img.name, '..'), { recursive: true });
-    await writeFile(
-      join(images, img.name),
-      await sharp({ create: { width: 8, height: 8, channels: 3, background: { r, g, b } } })
-        .png()
-        .toBuffer(),
-    );
-  }
-  labels = join(work.path, 'groundtruth.csv');
-  await writeFile(labels, `file,class_index,name\n${IMAGES.map((i) => `${i.name},${CLASS[i.truth]},${i.truth}`).join('\n')}\n`);
-  littleSpec = await spec('little', models.colourLittle, 0.1);
-  bigSpec = await spec('big', models.colourBig, 1);
-  convSpec = await spec('conv', models.convNet, 0.2);
-  // Known costs instead of this machine's noise: little 1 ms, big 10 ms per image, so every
-  // cascade these tests certify pays and `run --calibration` routes through it.
-  const cache = join(work.path, 'cache');
-  await seedTiming(cache, models.colourLittle, { decode: 0.5, infer: 0.5 });
-  await seedTiming(cache, models.colourBig, { decode: 0.5, infer: 9.5 });
-  await seedTiming(cache, models.convNet, { decode: 0.5, infer: 1.5 });
+  ({ images, labels, littleSpec, bigSpec, convSpec } = await writeCalibrationFixture(work.path, models));
 });
 
 /** The labeled no-loss calibration several tests read, made once by whichever test needs it first (each test runs alone too). */
