@@ -4,7 +4,7 @@
  */
 import { basename } from 'node:path';
 import { loadConfig } from '../config/load-config.js';
-import { dataContext, listImages, readGroundTruth, scoreModel } from '../cli/calibration-data.js';
+import { dataContext, labeledImages, scoreModel } from '../cli/calibration-data.js';
 import { buildTables } from '../pipeline/calibration/tables.js';
 import { evaluateSplits, FIXED_SIGNALS, LEARNED_SIGNAL, mean, quantile, RANK_SIGNAL, type RuleSpec, type SplitReport, type SplitView } from './risk-splits.js';
 
@@ -32,16 +32,15 @@ export const VIEWS: readonly SplitView[] = ['split', 'population'];
 
 const pct = (x: number): string => (Number.isNaN(x) ? '—' : `${(100 * x).toFixed(1)}%`);
 
-/** Load the pair's rows (every photo), evaluate `splits` random 50/50 splits, and return the Markdown. */
-export async function riskMarkdown(o: { little: string; big: string; images: string; labels: string; cache?: string; splits: number }): Promise<string> {
+/** Load the pair's rows (every photo, or every sample of shards, labelled by the CSV or the shards), evaluate `splits` random 50/50 splits, and return the Markdown. */
+export async function riskMarkdown(o: { little: string; big: string; images: string; labels?: string; cache?: string; splits: number }): Promise<string> {
   const config = await loadConfig({ overrides: { little: o.little, big: o.big } });
   const ctx = dataContext(config, { cache: o.cache, progress: false, images: o.images });
-  const refs = await listImages(o.images, ctx);
+  const { refs, truth } = await labeledImages(o, ctx);
   const littleName = config.little.name ?? basename(config.little.path);
   const bigName = config.big.name ?? basename(config.big.path);
   const little = await scoreModel(littleName, config.little, refs, ctx);
   const big = await scoreModel(bigName, config.big, refs, ctx);
-  const truth = await readGroundTruth(o.labels, ctx);
   const table = buildTables(refs, o.images, little, big, truth, 1).calibration;
   const costs = { littleGmacs: little.gmacsPerImage, bigGmacs: big.gmacsPerImage };
   const parts = VIEWS.map((view) =>

@@ -1,7 +1,10 @@
 /**
- * The I/O half of calibration for the CLI: list the images, run each model once over them
- * (or take its rows from the probability cache), match ground-truth labels, and build the
- * ground truth that pipeline/calibration/tables.ts pairs into calibration/test tables.
+ * The I/O half of calibration for the CLI: list the images (any input format of the table in
+ * producers/inputs/input-formats.ts: loose images, WebDataset or Parquet shards), run each model
+ * once over them (or take its rows from the probability cache), reading each the way a run's
+ * stage does (pipeline/inputs/read-sample.ts), match ground-truth labels (a CSV, or the labels the
+ * shards carry), and build the ground truth that pipeline/calibration/tables.ts pairs into
+ * calibration/test tables.
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -11,12 +14,16 @@ import { parseGroundTruth } from '../pipeline/calibration/ground-truth.js';
 import { defaultCacheDir, modelFingerprint, ProbabilityCache, type ScoredImages } from '../pipeline/calibration/prob-cache.js';
 import type { CalibrateOptions as CalibrateRuleOptions, CalibrationRule } from '../pipeline/calibration/calibrate.js';
 import type { RiskMethod } from '../pipeline/calibration/risk-control.js';
+import { withColumnFlags } from './cascade-flags.js';
 import { createLogger, registerBar } from './logger.js';
 import { TerminalBar } from './progress-bar.js';
 import { scoreImages } from '../pipeline/calibration/score-images.js';
 import type { ScoredModel } from '../pipeline/calibration/tables.js';
 import { fetchRef } from '../pipeline/storage/fetch-image.js';
 import { isRemoteUrl } from '../pipeline/storage/location.js';
+import { ParquetFiles, readInput } from '../pipeline/inputs/read-sample.js';
+import { labelClass } from '../pipeline/inputs/sample-label.js';
+import type { SampleLocator } from '../pipeline/inputs/sample-locator.js';
 import { Stores } from '../pipeline/storage/stores.js';
 import { readReviews } from '../pipeline/reviews/reviews-file.js';
 import { relativeName } from '../pipeline/calibration/tables.js';
@@ -25,12 +32,20 @@ import { ModelCache } from '../pipeline/models/model-cache.js';
 import { type PlannedModel, planModel } from '../pipeline/models/plan-model.js';
 import { defaultProbeCacheDir, ProbeCache } from '../pipeline/models/probe-cache.js';
 import type { LoadedModel } from '../pipeline/models/loaded-model.js';
-import { defaultLocalRoots, listSource } from '../producers/list-source.js';
+import { inputFormatOf, inputLocalRoots, listInputs } from '../producers/inputs/input-formats.js';
+import { parquet } from '../producers/inputs/parquet.js';
+import { asListed, type ListedInput } from '../producers/inputs/listed-input.js';
 
 /** The flags shared by calibrate, calibrate --stages and search-saver. */
 export interface CalibrationCliOptions {
   images: string;
   labels?: string;
+  /** Parquet source: the column of class indices, the ground truth instead of --labels. */
+  labelColumn?: string;
+  /** Parquet source: its image, URL and key columns (config `sources.columns`). */
+  imageColumn?: string;
+  urlColumn?: string;
+  keyColumn?: string;
   rule?: CalibrationRule;
   /** Guaranteed rules: the promise may fail with probability at most delta. */
   delta?: number;
@@ -65,13 +80,23 @@ export interface DataContext {
   progress: boolean;
   /** Where images may be read from locally: the config's `sources.localRoots`, else the `--images` source's folder. */
   localRoots?: readonly string[];
+  /** Where each listed sharded sample's image is in its shard, by ref (filled by the listing). */
+  samples: Map<string, SampleLocator>;
+  /** The Parquet files read from, footers kept (as a run's process keeps them). */
+  parquet: ParquetFiles;
+  /** A warning line the user should see (stderr). */
+  warn: (msg: string) => void;
 }
 
-/** A context for the command's flags: logger, cache, local roots, and the stores (clients built on first use). */
-export function dataContext(config: CascadeConfig, o: Pick<CalibrationCliOptions, 'cache' | 'progress'> & { images?: string }): DataContext {
+/** A context for the command's flags: logger, cache, local roots, Parquet columns, and the stores (clients built on first use). */
+export function dataContext(
+  config: CascadeConfig,
+  o: Pick<CalibrationCliOptions, 'cache' | 'progress' | 'imageColumn' | 'urlColumn' | 'keyColumn'> & { images?: string },
+): DataContext {
+  withColumnFlags(config, o);
   const logger = createLogger();
   const cacheDir = o.cache === false ? null : (o.cache ?? defaultCacheDir());
-  const localRoots = config.sources.localRoots ?? (o.images === undefined ? undefined : defaultLocalRoots(o.images));
+  const localRoots = config.sources.localRoots ?? (o.images === undefined ? undefined : inputLocalRoots(o.images));
   return {
     config,
     stores: new Stores(config),
@@ -79,16 +104,90 @@ export function dataContext(config: CascadeConfig, o: Pick<CalibrationCliOptions
     log: (msg) => logger.info(msg),
     progress: o.progress !== false,
     localRoots,
+    samples: new Map(),
+    parquet: new ParquetFiles(),
+    warn: (msg) => process.stderr.write(`cascade: warning: ${msg}\n`),
   };
 }
 
-/** The source's image refs, in listing order (local ones absolute). */
-export async function listImages(source: string, ctx: DataContext): Promise<string[]> {
+/** The source's inputs in listing order (local refs absolute), each sharded sample's locator noted in `ctx.samples`. */
+async function listSourceInputs(source: string, ctx: DataContext, labels?: { column?: string }): Promise<ListedInput[]> {
   const src = isRemoteUrl(source) ? source : resolve(source);
-  const refs: string[] = [];
-  for await (const ref of listSource(src, { extensions: ctx.config.extensions, stores: ctx.stores })) refs.push(ref);
-  if (refs.length === 0) throw new Error(`no images found in ${source} (extensions ${ctx.config.extensions.join(' ')})`);
-  return refs;
+  const inputs: ListedInput[] = [];
+  const opts = { extensions: ctx.config.extensions, stores: ctx.stores, columns: ctx.config.sources.columns, labels };
+  for await (const entry of listInputs(src, opts)) {
+    const input = asListed(entry);
+    if (input.at) ctx.samples.set(input.ref, input.at);
+    inputs.push(input);
+  }
+  if (inputs.length === 0) throw new Error(`no images found in ${source} (extensions ${ctx.config.extensions.join(' ')})`);
+  return inputs;
+}
+
+/** The source's image refs (loose refs, or `<shard>#<sampleKey>`), in listing order (local ones absolute). */
+export async function listImages(source: string, ctx: DataContext): Promise<string[]> {
+  return (await listSourceInputs(source, ctx)).map((i) => i.ref);
+}
+
+/** How a command reads one listed image: as a run's stage reads it (a sharded sample at its place in its shard). */
+export function imageReader(ctx: DataContext): (ref: string) => Promise<Buffer> {
+  const limits = { maxBytes: ctx.config.limits.maxBytes, localRoots: ctx.localRoots };
+  return (ref) => readInput(ref, ctx.samples.get(ref), { stores: ctx.stores, limits, parquet: ctx.parquet });
+}
+
+/** The images of a calibration and their ground truth: a labels CSV, the shards' own labels, or none. */
+export interface LabeledImages {
+  /** In listing order; samples whose shard gives no valid label are left out when the shards are the ground truth. */
+  refs: string[];
+  /** Class by name relative to the source (tables.ts relativeName); null: no ground truth. */
+  truth: Map<string, number> | null;
+  /** Samples left out for want of a valid label in their shard. */
+  unlabeled: number;
+}
+
+/**
+ * List `o.images` with its ground truth: `--labels` (a CSV, keyed by path relative to the source,
+ * `<shard>#<sampleKey>` for shards), else the labels the shards carry (WebDataset `.cls`/`.json`,
+ * Parquet `--label-column`), else none. A sample without a valid shard label is left out and
+ * counted in a warning; when the shards were asked for labels and none is valid, one line refuses.
+ */
+export async function labeledImages(o: Pick<CalibrationCliOptions, 'images' | 'labels' | 'labelColumn'>, ctx: DataContext): Promise<LabeledImages> {
+  if (o.labels !== undefined && o.labelColumn !== undefined) throw new ConfigError('give the ground truth with --labels or --label-column, not both');
+  if (o.labelColumn !== undefined && inputFormatOf(o.images) !== parquet)
+    throw new ConfigError(`--label-column names a column of a Parquet source; ${o.images} is not one (WebDataset shards carry their labels in .cls members)`);
+  if (o.labels !== undefined) return { refs: await listImages(o.images, ctx), truth: await readGroundTruth(o.labels, ctx), unlabeled: 0 };
+  const inputs = await listSourceInputs(o.images, ctx, { column: o.labelColumn });
+  return shardTruth(inputs, o.images, o.labelColumn !== undefined, ctx);
+}
+
+/** The shards' labels as ground truth (see labeledImages); `asked`: the user named a label column. */
+function shardTruth(inputs: readonly ListedInput[], source: string, asked: boolean, ctx: DataContext): LabeledImages {
+  const refs = inputs.map((i) => i.ref);
+  // A sample the listing found unreadable is kept: it is reported as not scored, not as unlabeled.
+  const carrying = inputs.filter((i) => i.label !== undefined && !(i.at && 'unreadable' in i.at));
+  const bad = carrying.filter((i) => labelClass(i.label!) === null);
+  const why = (i: ListedInput) => Object.values(i.label!)[0] as string;
+  if (carrying.length === 0) return { refs, truth: null, unlabeled: 0 };
+  if (bad.length === carrying.length) {
+    if (!asked && bad.every((i) => 'missing' in i.label!)) {
+      ctx.log(`no sample of ${source} carries a label (.cls or .json): calibrating without labels`);
+      return { refs, truth: null, unlabeled: 0 };
+    }
+    throw new ConfigError(`none of the ${carrying.length} samples of ${source} has a valid label, e.g. ${why(bad[0]!)}`);
+  }
+  const truth = new Map<string, number>();
+  for (const i of carrying) {
+    const c = labelClass(i.label!);
+    if (c !== null) truth.set(relativeName(i.ref, source), c);
+  }
+  if (bad.length > 0) {
+    const missing = bad.filter((i) => 'missing' in i.label!).length;
+    ctx.warn(
+      `${bad.length} of ${carrying.length} samples left out for want of a label: ${missing} without one, ${bad.length - missing} with an invalid one (e.g. ${why(bad[0]!)})`,
+    );
+  }
+  const left = new Set(bad.map((i) => i.ref));
+  return { refs: refs.filter((r) => !left.has(r)), truth, unlabeled: bad.length };
 }
 
 /**
@@ -152,7 +251,7 @@ async function scoreMissing(name: string, model: LoadedModel, missing: readonly 
         missing,
         model,
         {
-          fetch: (ref) => fetchRef(ref, ctx.stores, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
+          fetch: imageReader(ctx),
           maxPixels: config.limits.maxPixels,
           fetchConcurrency: config.fetchConcurrency,
           batchSize: config.batchSize,

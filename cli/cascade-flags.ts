@@ -35,7 +35,7 @@ export interface CascadeFlags {
 
 /** Add the cascade flags to a command. */
 export function cascadeOptions(cmd: Command, number: NumberParser): Command {
-  return cmd
+  cmd
     .option('--config <file>', 'config file (YAML or JSON)')
     .option('--calibration <calib.json>', 'take threshold and metric from `cascade calibrate` output (flags still win)')
     .option('--little <model>', 'little model: .onnx file or model spec (.yaml/.json)')
@@ -46,7 +46,13 @@ export function cascadeOptions(cmd: Command, number: NumberParser): Command {
     .addOption(
       new Option('--numerics <mode>', "int8 kernels: auto (native where they give exact's numbers, else exact), exact or native").choices(Numerics.options),
     )
-    .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first")
+    .option('--overwrite', "take over an output location that holds another run, deleting that run's objects there first");
+  return columnOptions(cmd);
+}
+
+/** Add the Parquet source's column flags to a command (run, submit, schedule add, and the calibration commands). */
+export function columnOptions(cmd: Command): Command {
+  return cmd
     .option('--image-column <name>', 'Parquet source: the column of image bytes (default: the first of jpg, jpeg, png, webp, image)')
     .option('--url-column <name>', 'Parquet source: a column of image refs (paths or s3:// URLs) instead (default: url, when no image column)')
     .option('--key-column <name>', 'Parquet source: the column of sample keys (default: key, else the row number)');
@@ -60,6 +66,11 @@ export async function loadCascadeConfig(o: CascadeFlags, selfCalibrating = false
     overrides: { little: o.little, big: o.big, threshold: o.threshold, metric: o.metric, batchSize: o.batchSize, numerics: o.numerics },
     selfCalibrating,
   });
+  return withColumnFlags(config, o);
+}
+
+/** `config` with the column flags laid over its `sources.columns` (a ConfigError when they name both an image and a URL column). */
+export function withColumnFlags(config: CascadeConfig, o: Pick<CascadeFlags, 'imageColumn' | 'urlColumn' | 'keyColumn'>): CascadeConfig {
   const flags = { image: o.imageColumn, url: o.urlColumn, key: o.keyColumn };
   if (Object.values(flags).every((v) => v === undefined)) return config;
   const columns = InputColumns.safeParse({ ...config.sources.columns, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) });

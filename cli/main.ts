@@ -8,7 +8,7 @@ import { runCommand } from './commands/run.js';
 import { inspectModelCommand } from './commands/models-inspect.js';
 import { downloadModelsCommand } from './commands/models-download.js';
 import { registerFleetCommands } from './fleet-commands.js';
-import { cascadeOptions } from './cascade-flags.js';
+import { cascadeOptions, columnOptions } from './cascade-flags.js';
 import { selfCalibrationOptions } from './self-calibration-flags.js';
 import { calibrateCommand } from './commands/calibrate.js';
 import { calibrateChainCommand, configHasStages } from './commands/calibrate-chain.js';
@@ -92,9 +92,16 @@ export function buildProgram(): Command {
     });
 
   const calibrationOptions = (cmd: Command) =>
-    cmd
-      .requiredOption('--images <source>', 'calibration images: a folder, s3://bucket/prefix, or a key-list file')
-      .option('--labels <csv>', 'ground truth CSV (columns file,class_index,…); without it only the label-free rule applies')
+    columnOptions(cmd)
+      .requiredOption(
+        '--images <source>',
+        'calibration images: a folder, s3://bucket/prefix, a key-list file, WebDataset shards (shards/{000000..000009}.tar) or Parquet files (data/*.parquet)',
+      )
+      .option(
+        '--labels <csv>',
+        'ground truth CSV (columns file,class_index,…; shard samples as <shard>#<key>); without it, the shards’ own labels (.cls, --label-column) or only the label-free rule',
+      )
+      .option('--label-column <name>', 'Parquet source: the column of class indices, the ground truth instead of --labels')
       .addOption(
         new Option(
           '--rule <rule>',
@@ -164,14 +171,17 @@ export function buildProgram(): Command {
     await reportingCalibrationErrors(() => searchSaverCommand(opts));
   });
 
-  program
-    .command('frontier')
+  columnOptions(program.command('frontier'))
     .description(
       'price every model, pair and chain (up to 3) of --models by measured machine time on this machine and mark the cost/accuracy frontier (top-1 with --labels, else agreement with the dearest model)',
     )
     .requiredOption('--models <models...>', 'the models (.onnx files or model specs), in any order: chains run cheaper → dearer by measured cost')
-    .requiredOption('--images <source>', 'images: a folder, s3://bucket/prefix, or a key-list file')
-    .option('--labels <csv>', 'ground truth CSV (columns file,class_index,…): judge by top-1 instead of agreement with the dearest model')
+    .requiredOption('--images <source>', 'images: a folder, s3://bucket/prefix, a key-list file, WebDataset shards (….tar) or Parquet files (….parquet)')
+    .option(
+      '--labels <csv>',
+      'ground truth CSV (columns file,class_index,…; shard samples as <shard>#<key>): judge by top-1 instead of agreement with the dearest model (default: the shards’ own labels, if any)',
+    )
+    .option('--label-column <name>', 'Parquet source: the column of class indices, the ground truth instead of --labels')
     .option('--target-agreement <a>', "guaranteed rule: agreement with each chain's last model on images kept early", number('target agreement', 0, 1), 0.95)
     .option('--delta <d>', 'guaranteed rule: the promise may fail with probability at most d', number('delta', 0.0001, 0.5), 0.05)
     .addOption(

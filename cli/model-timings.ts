@@ -6,8 +6,7 @@
 import { join } from 'node:path';
 import { type ModelSpec, referenceNumerics } from '../config/schema.js';
 import { defaultTimingCacheDir, type ModelTiming, modelTiming } from '../pipeline/cost/model-timing.js';
-import { fetchRef } from '../pipeline/storage/fetch-image.js';
-import { type DataContext, withOpenModel } from './calibration-data.js';
+import { type DataContext, imageReader, withOpenModel } from './calibration-data.js';
 import type { MeasuredModel } from '../pipeline/cost/verdict.js';
 
 export interface TimeModelOptions {
@@ -26,7 +25,7 @@ export async function timeModel(name: string, spec: ModelSpec, sample: readonly 
       model,
       sample,
       {
-        fetch: (ref) => fetchRef(ref, ctx.stores, { maxBytes: config.limits.maxBytes, localRoots: ctx.localRoots }),
+        fetch: imageReader(ctx),
         maxPixels: config.limits.maxPixels,
         sha256: model.sha256,
         // What the timed session ran: under 'auto' the exact reference kernels (withOpenModel).

@@ -125,6 +125,8 @@ export const CalibrationFile = z
     test: OperatingPoint.nullable(),
     /** Images that could not be scored (decode errors) and were left out. */
     skippedImages: z.number().int().nonnegative(),
+    /** Samples left out because their shard gave no valid label (`.cls`, `.json`, a Parquet label column); absent when none. */
+    unlabeledImages: z.number().int().positive().optional(),
     files: z.object({ curveJson: z.string(), curveCsv: z.string(), plot: z.string() }),
     /** The measured-cost verdict: cascade, big-only or single-model, with every candidate's cost (absent in older files). */
     cost: CostVerdict.optional(),
@@ -188,6 +190,8 @@ export const ChainCalibrationFile = z.object({
   expected: ChainPoint,
   test: ChainPoint.nullable(),
   skippedImages: z.number().int().nonnegative(),
+  /** Samples left out because their shard gave no valid label; absent when none. */
+  unlabeledImages: z.number().int().positive().optional(),
   /** The measured-cost verdict against each stage alone and the pairs (absent in older files). */
   cost: CostVerdict.optional(),
 });

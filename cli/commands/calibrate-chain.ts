@@ -15,7 +15,7 @@ import { type ChainPoint, calibrateChain, evaluateChain } from '../../pipeline/c
 import { CHAIN_GUARANTEED_METRICS, certifyChain } from '../../pipeline/calibration/chain-risk.js';
 import { ALL_METRICS } from '../../pipeline/calibration/select.js';
 import { buildChainTables } from '../../pipeline/calibration/tables.js';
-import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import { dataContext, labeledImages, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 import { chainVerdict } from '../../pipeline/cost/verdict.js';
 import { measureModels } from '../model-timings.js';
@@ -58,10 +58,9 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
   if (!specs) throw new Error('no stages to calibrate: pass --stages <tiny> <small> … <big>, or a --config with stages:');
   const fraction = o.calibrationFraction ?? 0.5;
   const ctx = dataContext(config, o);
-  const refs = await listImages(o.images, ctx);
+  const { refs, truth, unlabeled } = await labeledImages(o, ctx);
   const models = [];
   for (const spec of specs) models.push(await scoreModel(spec.name ?? basename(spec.path), spec, refs, ctx));
-  const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
   const tables = buildChainTables(refs, o.images, models, truth, fraction);
   const delta = o.delta ?? 0.05;
   const options = {
@@ -101,6 +100,7 @@ export async function calibrateChainCommand(o: ChainCalibrateOptions): Promise<C
     expected: outcome.point,
     test,
     skippedImages: tables.skipped.length,
+    ...(unlabeled ? { unlabeledImages: unlabeled } : {}),
   };
   const measured = await measureModels(
     models.map((m, i) => ({ name: m.name, spec: specs[i]! })),

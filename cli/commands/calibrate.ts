@@ -11,7 +11,7 @@ import { calibrate, type CalibrationOutcome } from '../../pipeline/calibration/c
 import { calibrationFile, calibrationPlot, curveCsv, curveRows, formatCalibration } from '../../pipeline/calibration/report.js';
 import type { CalibrationFile } from '../../config/calibration.js';
 import { buildTables } from '../../pipeline/calibration/tables.js';
-import { dataContext, listImages, readGroundTruth, readReviewTruth, ruleOptions, scoreModel } from '../calibration-data.js';
+import { dataContext, labeledImages, listImages, readReviewTruth, ruleOptions, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 import { measureModels } from '../model-timings.js';
 import { pairVerdict } from '../../pipeline/cost/verdict.js';
@@ -42,10 +42,13 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
   const fraction = o.calibrationFraction ?? 0.5;
   const ctx = dataContext(config, o);
 
-  if (o.reviews !== undefined && o.labels !== undefined) throw new ConfigError('give the ground truth with --labels or --reviews, not both');
+  if (o.reviews !== undefined && (o.labels !== undefined || o.labelColumn !== undefined))
+    throw new ConfigError(`give the ground truth with ${o.labels !== undefined ? '--labels' : '--label-column'} or --reviews, not both`);
   const reviewed = o.reviews === undefined ? null : await readReviewTruth(o.reviews, o.images, ctx, o.allReviews);
   // With reviews, the calibration sample is the reviewed images among --images.
-  const refs = (await listImages(o.images, ctx)).filter((r) => !reviewed || reviewed.keys.has(r));
+  const { refs, truth, unlabeled } = reviewed
+    ? { refs: (await listImages(o.images, ctx)).filter((r) => reviewed.keys.has(r)), truth: reviewed.truth, unlabeled: 0 }
+    : await labeledImages(o, ctx);
   if (reviewed) {
     if (refs.length === 0)
       throw new ConfigError(`none of the ${reviewed.used} reviewed images of ${o.reviews} is in ${o.images}: give the run's source as --images`);
@@ -55,7 +58,6 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
   }
   const little = await scoreModel('little', config.little, refs, ctx);
   const big = await scoreModel('big', config.big, refs, ctx);
-  const truth = reviewed ? reviewed.truth : o.labels ? await readGroundTruth(o.labels, ctx) : null;
   const tables = buildTables(refs, o.images, little, big, truth, fraction);
   if (tables.skipped.length)
     ctx.log(`${tables.skipped.length} image(s) could not be scored and are left out, e.g. ${tables.skipped[0]!.key}: ${tables.skipped[0]!.message}`);
@@ -87,6 +89,7 @@ export async function calibrateCommand(o: CalibrateOptions): Promise<{ file: Cal
     {
       calibrationFraction: fraction,
       skippedImages: tables.skipped.length,
+      unlabeledImages: unlabeled,
       files: { curveJson: basename(files.curveJson), curveCsv: basename(files.curveCsv), plot: basename(files.plot) },
       ...(reviewed ? { reviews: { run: o.reviews!, used: refs.length, leftOut: reviewed.leftOut, latest: reviewed.latest } } : {}),
     },

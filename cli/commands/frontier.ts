@@ -21,13 +21,19 @@ import {
 import type { ModelTiming } from '../../pipeline/cost/model-timing.js';
 import { lineChart } from '../../pipeline/plots/line-chart.js';
 import { svgToPng } from '../../pipeline/plots/svg-to-png.js';
-import { dataContext, listImages, readGroundTruth, scoreModel } from '../calibration-data.js';
+import { dataContext, labeledImages, scoreModel } from '../calibration-data.js';
 import { spreadSample, timeModel, timingCacheFor } from '../model-timings.js';
 
 export interface FrontierOptions {
   models: string[];
   images: string;
   labels?: string;
+  /** Parquet source: the column of class indices, the ground truth instead of --labels. */
+  labelColumn?: string;
+  /** Parquet source: its image, URL and key columns (config `sources.columns`). */
+  imageColumn?: string;
+  urlColumn?: string;
+  keyColumn?: string;
   /** Guaranteed rule (default): agreement with each chain's last model on images kept early. */
   targetAgreement?: number;
   delta?: number;
@@ -65,8 +71,7 @@ export async function frontierCommand(o: FrontierOptions): Promise<FrontierRepor
   // The config supplies runtime settings (providers, threads, limits); the models come from the flags.
   const config = await loadConfig({ file: o.config, overrides: { little: o.models[0], big: o.models[o.models.length - 1] } });
   const ctx = dataContext(config, o);
-  const refs = await listImages(o.images, ctx);
-  const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
+  const { refs, truth } = await labeledImages(o, ctx);
   const sample = spreadSample(refs, o.probeImages ?? 32);
   const measured = [];
   for (const ref of o.models) {

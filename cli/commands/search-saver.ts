@@ -8,7 +8,7 @@ import { basename } from 'node:path';
 import { loadConfig, loadModelSpec } from '../../config/load-config.js';
 import { searchSaver, type SaverResult } from '../../pipeline/calibration/saver-search.js';
 import { buildTables } from '../../pipeline/calibration/tables.js';
-import { dataContext, listImages, readGroundTruth, ruleOptions, scoreModel } from '../calibration-data.js';
+import { dataContext, labeledImages, ruleOptions, scoreModel } from '../calibration-data.js';
 import type { CalibrationCliOptions } from '../calibration-data.js';
 import type { CostVerdict } from '../../pipeline/cost/verdict.js';
 import { measureModels } from '../model-timings.js';
@@ -166,10 +166,9 @@ export async function searchSaverCommand(o: SearchSaverOptions): Promise<SaverRo
   const config = await loadConfig({ file: o.config, overrides: { little: o.candidates[0], big: o.big } });
   const fraction = o.calibrationFraction ?? 0.5;
   const ctx = dataContext(config, o);
-  const refs = await listImages(o.images, ctx);
+  const { refs, truth } = await labeledImages(o, ctx);
   const bigName = config.big.name ?? basename(config.big.path);
   const big = await scoreModel(bigName, config.big, refs, ctx);
-  const truth = o.labels ? await readGroundTruth(o.labels, ctx) : null;
 
   const [bigCost] = await measureModels([{ name: bigName, spec: config.big }], refs, ctx, o);
   const candidates = [];

@@ -134,7 +134,15 @@ export interface ReportModels {
 export function calibrationFile(
   outcome: CalibrationOutcome,
   models: ReportModels,
-  extra: { calibrationFraction: number; skippedImages: number; files: CalibrationFile['files']; createdAt?: Date; reviews?: CalibrationFile['reviews'] },
+  extra: {
+    calibrationFraction: number;
+    skippedImages: number;
+    /** Samples left out because their shard gave no valid label. */
+    unlabeledImages?: number;
+    files: CalibrationFile['files'];
+    createdAt?: Date;
+    reviews?: CalibrationFile['reviews'];
+  },
 ): CalibrationFile {
   const c = outcome.chosen;
   const { bigGmacs, littleGmacs } = outcome.costs;
@@ -153,6 +161,7 @@ export function calibrationFile(
     expected: operatingPoint(c.point, outcome.calibration, c.agreementInterval, bigGmacs),
     test: outcome.test ? operatingPoint(outcome.test.point, outcome.test, outcome.test.agreementInterval, bigGmacs) : null,
     skippedImages: extra.skippedImages,
+    ...(extra.unlabeledImages ? { unlabeledImages: extra.unlabeledImages } : {}),
     files: extra.files,
     ...(extra.reviews ? { reviews: extra.reviews } : {}),
   };
@@ -168,7 +177,7 @@ export function formatCalibration(outcome: CalibrationOutcome, file: Calibration
   const lines: string[] = [];
   const cal = outcome.calibration;
   lines.push(
-    `calibration: ${cal.images} images${file.skippedImages ? ` (${file.skippedImages} skipped: could not be decoded)` : ''}, test: ${outcome.test?.images ?? 0} images`,
+    `calibration: ${cal.images} images${file.skippedImages ? ` (${file.skippedImages} skipped: could not be decoded)` : ''}${file.unlabeledImages ? ` (${file.unlabeledImages} left out: no valid label in their shard)` : ''}, test: ${outcome.test?.images ?? 0} images`,
   );
   if (outcome.labeled) lines.push(`  little top-1 ${pct(cal.littleAccuracy)}, big top-1 ${pct(cal.bigAccuracy)}, oracle saving ${pct(cal.oracle?.saved)}`);
   lines.push('rules (calibration half):');
