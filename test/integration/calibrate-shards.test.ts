@@ -1,12 +1,13 @@
 /**
  * `cascade calibrate`, `calibrate --stages`, `search-saver` and `frontier` on sharded datasets
  * (issue 26 follow-up): the calibration fixture's twelve images (calibration-fixture.ts) as two
- * WebDataset tar shards labelled by `.cls` members (one by a `.json` label instead), as two
+ * WebDataset tar shards labelled by `.cls` members (one by a `.json` label instead; local and on s3rver), as two
  * Parquet files with a label column, and as tar shards with a labels CSV keyed `<shard>#<key>`,
  * give the same calibration as the loose files with their CSV: each sample is read where a run's
  * stage reads it. Samples without a valid label are counted and left out; none at all is one
  * line. The probability cache is keyed by `<shard>#<sampleKey>`. Real files and generated models.
  */
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -19,12 +20,14 @@ import { calibrateChainCommand } from '../../cli/commands/calibrate-chain.js';
 import { frontierCommand } from '../../cli/commands/frontier.js';
 import { searchSaverCommand } from '../../cli/commands/search-saver.js';
 import { CALIBRATION_IMAGES, CLASS, colourPng, type CalibrationFixture, seedColourTimings, writeCalibrationFixture } from '../helpers/calibration-fixture.js';
-import { withModels, withTempDir } from '../helpers/fixtures.js';
+import { withModels, withS3, withS3rverCredentials, withTempDir } from '../helpers/fixtures.js';
 import { quietly } from '../helpers/quietly.js';
 import { type Member, parquetBytes, sampleMembers, tarShard } from '../helpers/shard-fixture.js';
 
+withS3rverCredentials();
 const work = withTempDir('calibrate-shards');
 const models = withModels(work);
+const s3 = withS3({ buckets: ['shards'] });
 let fx: CalibrationFixture;
 let wds: string;
 let clean: string;
@@ -136,6 +139,17 @@ describe('cascade calibrate on sharded datasets', () => {
     expect(r.stdout).toContain('calibration: 12 images (2 left out: no valid label in their shard), test: 0 images');
     // The same probabilities sample by sample: the curves are equal point for point.
     expect(r.outcome.curves).toEqual(loose!.outcome.curves);
+  });
+
+  it("the same shards on s3rver (s3://…/*.tar): the loose files' calibration", async () => {
+    const { file: expected } = await looseCalibration();
+    for (const shard of await readdir(wds))
+      await s3.client.send(new PutObjectCommand({ Bucket: 'shards', Key: `wds/${shard}`, Body: await readFile(join(wds, shard)) }));
+    const config = join(work.path, 's3-config.json');
+    await writeFile(config, JSON.stringify({ s3: { endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' } }));
+    const r = await calibrate('wds-s3', { images: 's3://shards/wds/*.tar', config });
+    expect(choice(r.file)).toEqual(choice(expected));
+    expect(r.file.unlabeledImages).toBe(2);
   });
 
   it("Parquet files with --label-column: the loose files' calibration; a null label counted", async () => {
