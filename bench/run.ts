@@ -2,7 +2,7 @@
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
  *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]
  *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N]`
- * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `merge` and `window` only when named) and prints their tables.
+ * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `cluster-shards`, `merge` and `window` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 // The AWS SDK's notice about its future Node floor would interleave with the tables.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { batchingBench } from './batching.js';
+import { clusterShardsBench } from './cluster-shards.js';
 import { controlPlaneBench } from './control-plane.js';
 import { costBench } from './cost.js';
 import { enqueueBench } from './enqueue.js';
@@ -22,7 +23,7 @@ import { throughputBench } from './throughput.js';
 
 const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
 // Minutes each: run only when asked for by name.
-const ON_REQUEST = ['cost', 'control-plane', 'merge', 'window'] as const;
+const ON_REQUEST = ['cost', 'control-plane', 'cluster-shards', 'merge', 'window'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -41,6 +42,11 @@ const { values, positionals } = parseArgs({
     'cp-batches': { type: 'string', default: '32,128,512' },
     'cp-workers': { type: 'string', default: '1,2,4' },
     'cp-rounds': { type: 'string', default: '2' },
+    'cs-images': { type: 'string', default: '16384' },
+    'cs-batch': { type: 'string', default: '128' },
+    'cs-shards': { type: 'string', default: '1,3' },
+    'cs-rounds': { type: 'string', default: '2' },
+    'cs-concurrency': { type: 'string', default: '3' },
     'merge-rows': { type: 'string', default: '100000' },
     'merge-batch': { type: 'string', default: '128' },
     'merge-rounds': { type: 'string', default: '3' },
@@ -191,6 +197,50 @@ if (chosen.includes('control-plane')) {
     table(
       ['batch', 'queued batches', 'Redis bytes per queued batch', 'per image'],
       r.memory.map((x) => [String(x.batchSize), String(x.batches), x.bytesPerBatch, x.bytesPerImage]),
+    ),
+  );
+}
+if (chosen.includes('cluster-shards')) {
+  console.log('== cluster-shards');
+  const r = await clusterShardsBench({
+    images: num(values['cs-images'], 'cs-images'),
+    batchSize: num(values['cs-batch'], 'cs-batch'),
+    shards: String(values['cs-shards'])
+      .split(',')
+      .map((x) => num(x, 'cs-shards')),
+    rounds: num(values['cs-rounds'], 'cs-rounds'),
+    concurrency: num(values['cs-concurrency'], 'cs-concurrency'),
+    log,
+  });
+  const three = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' / ');
+  console.log('Per primary: the one holding the prefix (tracker hash, listing, merge queue) first, then the other two. Medians of the rounds.');
+  console.log(
+    table(
+      [
+        'queues.shards',
+        'run s',
+        'images/s',
+        'worker CPU-s',
+        'net Redis CPU-µs/img per primary',
+        'commands/img per primary',
+        'busiest primary saturates at, images/s',
+      ],
+      r.summary.map((x) => [
+        String(x.shards),
+        x.seconds,
+        x.imagesPerSecond,
+        x.workerCpuSeconds,
+        three(x.netCpuUsPerImage),
+        x.callsPerImage.map((c) => c.toFixed(3)).join(' / '),
+        1e6 / Math.max(...x.netCpuUsPerImage),
+      ]),
+    ),
+  );
+  console.log('');
+  console.log(
+    table(
+      ['queues.shards', 'queued images', 'Redis MB per 1M queued images, per primary'],
+      r.memory.map((x) => [String(x.shards), String(x.images), three(x.mbPer1MImages)]),
     ),
   );
 }

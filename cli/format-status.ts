@@ -46,6 +46,8 @@ export const RunStatus = RunView.extend({
   reviewsUnread: z.string().optional(),
   /** A scheduled firing calibrated from reviews (`schedule add --calibration-from`): the reviews it used and what they certified. */
   reviewCalibration: ReviewCalibrationRecord.optional(),
+  /** An unfinished run queued on another layout than the status's config: why workers configured alike never run it. */
+  queueMismatch: z.string().optional(),
   /** Self-calibrating runs: the warm-up's progress and the threshold decision (null until made). */
   selfCalibration: z
     .object({
@@ -161,6 +163,7 @@ export function formatRunStatus(r: RunStatus): string {
     ),
     `  (queued/active/failed count batches of this run; the other columns count images)`,
   ];
+  if (r.queueMismatch) lines.push(`  QUEUE LAYOUT: ${r.queueMismatch}`);
   for (const s of r.stages.filter((x) => x.failed > 0)) {
     lines.push(
       `  ${s.name}: ${s.failed} batch(es) failed for good${s.failedReason ? `: ${s.failedReason}` : ''}`,

@@ -102,7 +102,8 @@ export async function planRun(
     ...(selfCalibration ? { selfCalibration } : {}),
   };
   const id = RunId.parse(runId ?? deriveRunId(runIdentity(body)));
-  return RunSpec.parse({ runId: id, ...body, prices: config.prices, output: config.output, createdAt: new Date().toISOString() });
+  const layout = config.queues.shards === 1 ? {} : { queueShards: config.queues.shards };
+  return RunSpec.parse({ runId: id, ...body, prices: config.prices, output: config.output, ...layout, createdAt: new Date().toISOString() });
 }
 
 /**

@@ -18,6 +18,7 @@ import { listSourceFrom } from './list-source.js';
 import { type ListingCursor, type ListingPlan, parseCursor } from './listing-cursor.js';
 import type { SampleLocator } from '../pipeline/inputs/sample-locator.js';
 import { asListed, type ListedInput } from './inputs/listed-input.js';
+import { runQueueShards } from '../queue/queue-shards.js';
 
 /** Batches a run keeps in flight unless its config says otherwise (`window.batches`). */
 export const DEFAULT_WINDOW_BATCHES = 1000;
@@ -159,11 +160,11 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
         spec.runId,
         warmupJobs.map((j) => j.batch),
       );
-      await queues.addStageJobs(first, todo);
+      await queues.addStageJobs(first, todo, runQueueShards(spec));
       await tracker.hold(spec.runId, pending);
     } else {
       // Batches whose first stage already finished must not run again (their jobs are gone).
-      await queues.addStageJobs(first, o.fresh ? pending : await filterNotDone(pending, tracker));
+      await queues.addStageJobs(first, o.fresh ? pending : await filterNotDone(pending, tracker), runQueueShards(spec));
     }
     // Saved only once its batches are queued: a pass killed before this lists them again, idempotently.
     await tracker.saveListing(spec.runId, {

@@ -78,9 +78,10 @@ export function deriveRunId(parts: unknown): string {
  * numbers (they vary in the last digits with the planning machine) nor when it was created.
  */
 export function runIdentity(spec: Omit<RunSpec, 'runId' | 'createdAt'> & Partial<Pick<RunSpec, 'runId' | 'createdAt'>>): unknown {
-  // Prices change what a run's time is worth, and output settings how its rows are stored, never
-  // the rows: the same run at another price or in another file format is the same run.
-  const { runId: _id, createdAt: _at, prices: _prices, output: _output, ...rest } = spec;
+  // Prices change what a run's time is worth, output settings how its rows are stored and queue
+  // shards where its jobs wait, never the rows: the same run at another price, in another file
+  // format or on another queue layout is the same run.
+  const { runId: _id, createdAt: _at, prices: _prices, output: _output, queueShards: _shards, ...rest } = spec;
   const stages = rest.stages.map(({ model: { probe: _probe, ...model }, ...stage }) => ({ ...stage, model }));
   return { ...rest, stages };
 }
@@ -169,13 +170,15 @@ async function clearRunObjects(output: ObjectStore): Promise<void> {
  * more, queue the run's listing job, which lists the rest as batches finish.
  */
 export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
-  const { spec, tracker, queues } = o;
-  await checkRunId(tracker, spec);
-  const takenOver = o.output ? await claimOutput(o.output, spec, o.overwrite) : null;
+  const { tracker, queues } = o;
+  await checkRunId(tracker, o.spec);
+  const takenOver = o.output ? await claimOutput(o.output, o.spec, o.overwrite) : null;
   // A run still in flight there is fenced: its workers see the new marker before writing; its status says why.
   if (takenOver && (await tracker.spec(takenOver)))
-    await tracker.markFailed(takenOver, `fenced: its output location was taken over by run ${spec.runId} (--overwrite)`);
-  const created = await tracker.create(spec);
+    await tracker.markFailed(takenOver, `fenced: its output location was taken over by run ${o.spec.runId} (--overwrite)`);
+  const created = await tracker.create(o.spec);
+  // The first submission's queue layout stands: a resubmission queues where its batches went, whatever its config says.
+  const spec = created ? o.spec : { ...o.spec, queueShards: (await tracker.spec(o.spec.runId))?.queueShards };
   // A self-calibrating run lists in one pass, from the start: its warm-up counts need the whole listing.
   const resumable = 'open' in o.refs && !spec.selfCalibration ? o.refs : null;
   await tracker.setListingPlan(spec.runId, resumable ? JSON.stringify(resumable.plan) : null, resumable ? (o.window ?? DEFAULT_WINDOW_BATCHES) : null);

@@ -24,7 +24,10 @@ export class CascadeQueues {
   readonly merge: Queue;
   readonly listing: Queue;
 
-  /** `shards`: BullMQ queues per stage (queue/queue-shards.ts); every process of a fleet uses the same. */
+  /**
+   * `shards`: the process's configured BullMQ queues per stage (queue/queue-shards.ts), the layout
+   * its workers consume; a run's own jobs go by the count stored in its spec (`runQueueShards`).
+   */
   constructor(
     private readonly connection: Redis,
     private readonly prefix: string,
@@ -34,32 +37,36 @@ export class CascadeQueues {
     this.listing = quiet(new Queue(LISTING_QUEUE, { connection, prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
   }
 
-  /** Every shard queue of the stage called `name` (one unless sharded). */
-  stageShards(name: string): Queue[] {
-    let queues = this.stageQueues.get(name);
+  /** Every shard queue of the stage called `name` under a layout of `shards` queues per stage (one unless sharded). */
+  stageShards(name: string, shards = this.shards): Queue[] {
+    const key = `${shards}/${name}`;
+    let queues = this.stageQueues.get(key);
     if (!queues) {
-      queues = Array.from({ length: this.shards }, (_, k) => {
-        const place = stageQueuePlace(this.prefix, name, k, this.shards);
+      queues = Array.from({ length: shards }, (_, k) => {
+        const place = stageQueuePlace(this.prefix, name, k, shards);
         return quiet(new Queue(place.name, { connection: this.connection, prefix: place.prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } }));
       });
-      this.stageQueues.set(name, queues);
+      this.stageQueues.set(key, queues);
     }
     return queues;
   }
 
-  /** The queue that takes batch `batch`'s jobs for the stage called `name` (its shard). */
-  stage(name: string, batch = 0): Queue {
-    return this.stageShards(name)[shardOfBatch(batch, this.shards)]!;
+  /** The queue that takes batch `batch`'s jobs for the stage called `name` (its shard of `shards`). */
+  stage(name: string, batch = 0, shards = this.shards): Queue {
+    return this.stageShards(name, shards)[shardOfBatch(batch, shards)]!;
   }
 
-  /** Add stage jobs with deterministic ids, each to its batch's shard; BullMQ ignores ids it already holds. */
-  async addStageJobs(stageName: string, jobs: StageJob[]): Promise<void> {
+  /**
+   * Add stage jobs with deterministic ids, each to its batch's shard of the run's `shards`;
+   * BullMQ ignores ids it already holds.
+   */
+  async addStageJobs(stageName: string, jobs: StageJob[], shards = this.shards): Promise<void> {
     const byShard = new Map<number, StageJob[]>();
     for (const job of jobs) {
-      const k = shardOfBatch(job.batch, this.shards);
+      const k = shardOfBatch(job.batch, shards);
       byShard.set(k, [...(byShard.get(k) ?? []), job]);
     }
-    const queues = this.stageShards(stageName);
+    const queues = this.stageShards(stageName, shards);
     await Promise.all(
       [...byShard].map(([k, shard]) => queues[k]!.addBulk(shard.map((data) => ({ name: 'batch', data, opts: { ...JOB_OPTIONS, jobId: laneJobId(data) } })))),
     );
@@ -93,10 +100,11 @@ export class CascadeQueues {
    * retry budget (so a model error is retried before it becomes error rows), on the given
    * stage queues and the merge queue; returns how many per queue. Used once the cause (storage
    * down for longer than the retries, a bad deploy) is fixed, so the run can still complete.
+   * `shards`: the run's layout (its spec's).
    */
-  async retryFailed(runId: string, stageNames: readonly string[]): Promise<Record<string, number>> {
+  async retryFailed(runId: string, stageNames: readonly string[], shards = this.shards): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
-    for (const [name, queue] of [...stageNames.flatMap((n) => this.stageShards(n).map((q) => [n, q] as const)), ['merge', this.merge] as const]) {
+    for (const [name, queue] of [...stageNames.flatMap((n) => this.stageShards(n, shards).map((q) => [n, q] as const)), ['merge', this.merge] as const]) {
       counts[name] ??= 0;
       // Pages of 500: a run's failed set can be large, and getFailed(0, -1) loads it all at once.
       // Retried jobs leave the failed set, so only a page holding none of this run's moves on.

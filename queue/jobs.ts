@@ -83,6 +83,12 @@ export const RunSpecFields = z.object({
   prices: Prices.optional(),
   /** How the merge writes the manifest (absent in older specs: the defaults). Not part of the run's identity: it stores the same rows. */
   output: OutputSettings.optional(),
+  /**
+   * BullMQ queues per stage that the run's jobs go to (`queues.shards` at submit, queue/queue-shards.ts;
+   * absent in older specs: 1). Stored so that every process queues the run's jobs where its first
+   * ones went, and a worker consuming another layout can say so. Not part of the run's identity: it moves no row.
+   */
+  queueShards: z.number().int().min(1).max(256).optional(),
   createdAt: z.string(),
 });
 

@@ -6,7 +6,7 @@
  * primaries. A batch keeps one shard through every stage (batch index mod N), which keeps its
  * deterministic job ids meaningful for deduplication.
  */
-import { stageQueueName } from './jobs.js';
+import { type RunSpec, stageQueueName } from './jobs.js';
 
 /** A BullMQ queue's place: the key prefix and queue name to open it with. */
 export interface QueuePlace {
@@ -35,4 +35,22 @@ export function shardOfBatch(batch: number, shards: number): number {
  */
 export function shardConcurrency(concurrency: number, shards: number): number[] {
   return Array.from({ length: shards }, (_, k) => Math.max(1, Math.floor(concurrency / shards) + (k < concurrency % shards ? 1 : 0)));
+}
+
+/** The queues per stage a run's jobs go to: the count stored in its spec (1 for specs without one). */
+export function runQueueShards(spec: Pick<RunSpec, 'queueShards'>): number {
+  return spec.queueShards ?? 1;
+}
+
+/**
+ * Why workers configured with `shards` queues per stage never run `spec`'s batches, as one line;
+ * null when the layouts agree.
+ */
+export function shardMismatch(spec: Pick<RunSpec, 'runId' | 'queueShards'>, shards: number): string | null {
+  const theirs = runQueueShards(spec);
+  if (theirs === shards) return null;
+  return (
+    `run ${spec.runId} was submitted with queues.shards ${theirs}, but this config has queues.shards ${shards}: ` +
+    `workers with ${shards} never read its batches; use queues.shards: ${theirs} (the same in every process of the fleet)`
+  );
 }

@@ -456,6 +456,12 @@ export class RunTracker {
     return this.redis.hget(this.runKey(runId), 'summary');
   }
 
+  /** The stored spec of a run and whether it is merged (one read); null when unknown. */
+  async specAndMerged(runId: string): Promise<{ spec: RunSpec; merged: boolean } | null> {
+    const [raw, mergedAt] = await this.redis.hmget(this.runKey(runId), 'spec', 'mergedAt');
+    return raw ? { spec: RunSpec.parse(JSON.parse(raw)), merged: mergedAt !== null } : null;
+  }
+
   /** Ids of every run recorded under this prefix (for `cascade status`). */
   async runIds(): Promise<string[]> {
     return this.redis.smembers(`${this.prefix}:runs`);

@@ -4,6 +4,7 @@
  * Pure, so the rules (when a run is done with errors, when an ETA exists) are testable without Redis.
  */
 import { z } from 'zod';
+import { runQueueShards } from './queue-shards.js';
 import type { RunProgress } from './run-tracker.js';
 
 /**
@@ -24,6 +25,8 @@ export const RunView = z.object({
   out: z.string(),
   /** The run's stages, first to last (their queues are `stage-<name>`). */
   stageNames: z.array(z.string()),
+  /** BullMQ queues per stage its jobs go to (its spec's `queueShards`, queue/queue-shards.ts). */
+  queueShards: z.number().int().positive(),
   /** Images listed in all; null while listing. */
   total: z.number().int().nullable(),
   listed: z.number().int(),
@@ -104,6 +107,7 @@ export function buildRunView(p: RunProgress, now: Date): RunView {
     source: p.spec.source,
     out: p.spec.out,
     stageNames: p.spec.stages.map((s) => s.name),
+    queueShards: runQueueShards(p.spec),
     total: p.total,
     listed: p.listedImages,
     queued: Math.max(0, p.listedImages - p.final),

@@ -14,6 +14,7 @@ import { refusalLine, ThresholdDecision } from '../pipeline/self-calibration.js'
 import type { CascadeQueues } from './cascade-queues.js';
 import { DECIDE_JOB_NAME, type DecideJob, JOB_OPTIONS, partId, type RunSpec, StageJob, decideJobId } from './jobs.js';
 import type { RunTracker } from './run-tracker.js';
+import { runQueueShards } from './queue-shards.js';
 
 /** What a decision needs: the run's state, its queues, its output location and a log. */
 export interface DecisionContext {
@@ -26,7 +27,7 @@ export interface DecisionContext {
 /** Queue a run's decision (fixed id: queued twice, it runs once; run again, it finds the work done). */
 export async function queueDecision(queues: CascadeQueues, spec: RunSpec): Promise<void> {
   const data: DecideJob = { runId: spec.runId };
-  await queues.stage(spec.stages[0]!.name).add(DECIDE_JOB_NAME, data, { ...JOB_OPTIONS, jobId: decideJobId(spec.runId) });
+  await queues.stage(spec.stages[0]!.name, 0, runQueueShards(spec)).add(DECIDE_JOB_NAME, data, { ...JOB_OPTIONS, jobId: decideJobId(spec.runId) });
 }
 
 /** The stored decision of a run, parsed; null before it is made. */
@@ -99,6 +100,7 @@ async function releaseHeld(ctx: DecisionContext, spec: RunSpec): Promise<void> {
     await ctx.queues.addStageJobs(
       first,
       jobs.filter((_, i) => !done[i]),
+      runQueueShards(spec),
     );
   }
   await ctx.tracker.markReleased(spec.runId);

@@ -7,6 +7,7 @@ import type { Queue } from 'bullmq';
 import { CascadeFailure } from '../config/errors.js';
 import { RunSummary } from '../pipeline/results/manifest.js';
 import type { CascadeQueues } from './cascade-queues.js';
+import { runQueueShards } from './queue-shards.js';
 import type { RunProgress, RunTracker } from './run-tracker.js';
 
 /** A batch (or the merge) that failed for good: its job id, stage and last error. */
@@ -75,9 +76,15 @@ async function runJobIds(queue: Queue, runId: string, types: Array<'waiting' | '
 /**
  * The batches of `runId` that failed for good, when nothing of the run is left queued, delayed
  * or active (so the run can no longer complete); null while the run can still make progress.
+ * `shards`: the run's queue layout (its spec's; undefined: the queues' configured one).
  */
-export async function stuckRunFailures(queues: CascadeQueues, runId: string, stageNames: readonly string[]): Promise<FailedBatch[] | null> {
-  const all = [...stageNames.flatMap((n) => queues.stageShards(n).map((q) => [n, q] as const)), ['merge', queues.merge] as const];
+export async function stuckRunFailures(
+  queues: CascadeQueues,
+  runId: string,
+  stageNames: readonly string[],
+  shards: number | undefined,
+): Promise<FailedBatch[] | null> {
+  const all = [...stageNames.flatMap((n) => queues.stageShards(n, shards).map((q) => [n, q] as const)), ['merge', queues.merge] as const];
   const failed: FailedBatch[] = [];
   for (const [stage, queue] of all) {
     const pending = await runJobIds(queue, runId, ['waiting', 'delayed', 'prioritized', 'active', 'waiting-children']);
@@ -128,6 +135,7 @@ export async function waitForRun(
         queues,
         runId,
         progress.spec.stages.map((s) => s.name),
+        runQueueShards(progress.spec),
       );
       stuckPolls = failed ? stuckPolls + 1 : 0;
       if (failed && stuckPolls >= 2) throw new RunFailedError(runId, failed, undefined, hint);

@@ -17,6 +17,7 @@ import type { ModelLease } from '../pipeline/models/model-cache.js';
 import type { ObjectStore } from '../pipeline/storage/object-store.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { readRouting } from '../queue/threshold-decision.js';
+import { runQueueShards } from '../queue/queue-shards.js';
 
 /** The first stage's accepted rows that the run's audit samples (none on runs without audits); `items` give sharded samples their place. */
 export function selectAudits(spec: RunSpec, rows: PartRow[], items: ReadonlyArray<{ pos: number; at?: SampleLocator }> = []): AuditItem[] {
@@ -40,7 +41,7 @@ export async function queueAudit(queues: CascadeQueues, spec: RunSpec, batch: nu
   if (items.length === 0) return;
   const last = spec.stages[spec.stages.length - 1]!;
   const data: AuditJob = { runId: spec.runId, batch, items };
-  await queues.stage(last.name, batch).add(AUDIT_JOB_NAME, data, { ...JOB_OPTIONS, jobId: auditJobId(spec.runId, batch) });
+  await queues.stage(last.name, batch, runQueueShards(spec)).add(AUDIT_JOB_NAME, data, { ...JOB_OPTIONS, jobId: auditJobId(spec.runId, batch) });
 }
 
 /** What an audit job needs of the last stage's worker. */

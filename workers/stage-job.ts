@@ -18,6 +18,7 @@ import { queueDecision, readRouting } from '../queue/threshold-decision.js';
 import { queueAudit, selectAudits } from './audit-job.js';
 import { type BatchAt, type ClassifyContext, classifyPart } from './classify-part.js';
 import { putPart } from './put-part.js';
+import { runQueueShards } from '../queue/queue-shards.js';
 
 /** What a stage job needs of its stage worker. */
 export interface StageJobContext extends ClassifyContext {
@@ -109,9 +110,11 @@ async function handOn(b: BatchAt, id: string, p: Produced, ctx: StageJobContext)
   if (result.forward.length > 0) {
     if (!next) throw new Error(`stage ${spec.stages[data.stage]!.name} forwarded images but is the last stage`);
     const forward = result.forward.map(({ ref, pos, at }) => ({ ref, pos, ...(at ? { at } : {}) }));
-    await ctx.queues.addStageJobs(next.name, [
-      { runId: data.runId, batch: data.batch, stage: data.stage + 1, items: forward, ...(warmupLane ? { lane: 'warmup' as const } : {}) },
-    ]);
+    await ctx.queues.addStageJobs(
+      next.name,
+      [{ runId: data.runId, batch: data.batch, stage: data.stage + 1, items: forward, ...(warmupLane ? { lane: 'warmup' as const } : {}) }],
+      runQueueShards(spec),
+    );
   }
   const { images, accepted, forwarded, errors } = result.stats;
   const errorsByKind = countErrorKinds(result.rows);

@@ -5,6 +5,7 @@
  */
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { RunId } from '../../queue/jobs.js';
+import { runQueueShards } from '../../queue/queue-shards.js';
 import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { fleetSettings } from '../fleet-settings.js';
@@ -23,6 +24,7 @@ export async function retryCommand(runId: string, o: { config?: string; prefix?:
     const counts = await queues.retryFailed(
       id,
       spec.stages.map((s) => s.name),
+      runQueueShards(spec),
     );
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
     process.stdout.write(

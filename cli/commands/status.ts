@@ -14,6 +14,7 @@ import { withEnvStores } from '../run-output.js';
 import { isObjectNotFound, readJson } from '../../pipeline/storage/object-store.js';
 import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
+import { runQueueShards, shardMismatch } from '../../queue/queue-shards.js';
 import { readRecentRunViews } from '../../queue/read-run-views.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import type { RunView } from '../../queue/run-view.js';
@@ -66,14 +67,30 @@ function sumBatchCounts(shards: BatchCounts[]): BatchCounts {
   };
 }
 
-/** Read the status of one run, or null when Redis does not know it. */
+/** One `QUEUE LAYOUT:` line per unmerged run queued on another layout than `shards` (empty when none). */
+function layoutWarnings(runs: readonly RunView[], shards: number): string {
+  return runs
+    .filter((r) => !r.mergedAt)
+    .map((r) => shardMismatch(r, shards))
+    .filter((m) => m !== null)
+    .map((m) => `QUEUE LAYOUT: ${m}\n`)
+    .join('');
+}
+
+/**
+ * Read the status of one run, or null when Redis does not know it: its batches on its own queue
+ * layout, and, while it is unfinished, a mismatch with `queues`' configured layout.
+ */
 export async function readRunStatus(tracker: RunTracker, queues: CascadeQueues, runId: string, now = new Date()): Promise<RunStatus | null> {
   const progress = await tracker.progress(runId);
   if (!progress) return null;
+  const shards = runQueueShards(progress.spec);
   const batches = await Promise.all(
-    progress.spec.stages.map(async (s) => sumBatchCounts(await Promise.all(queues.stageShards(s.name).map((q) => runBatchCounts(q, runId))))),
+    progress.spec.stages.map(async (s) => sumBatchCounts(await Promise.all(queues.stageShards(s.name, shards).map((q) => runBatchCounts(q, runId))))),
   );
-  return buildRunStatus(progress, batches, now);
+  const status = buildRunStatus(progress, batches, now);
+  const mismatch = progress.mergedAt ? null : shardMismatch(progress.spec, queues.shards);
+  return mismatch ? { ...status, queueMismatch: mismatch } : status;
 }
 
 /**
@@ -109,7 +126,8 @@ export async function statusCommand(
     for (;;) {
       if (runId === undefined) {
         const runs = await readRecentRunViews(tracker, o.limit ?? 20);
-        write(o.json ? `${JSON.stringify(runs)}\n` : `${clear}${formatRunList(runs)}\n`);
+        const layout = layoutWarnings(runs, shards);
+        write(o.json ? `${JSON.stringify(runs)}\n` : `${clear}${formatRunList(runs)}\n${layout}`);
         if (o.failOnErrors) failOnErrors(runs);
         if (!o.watch) return runs;
       } else {
@@ -132,6 +150,7 @@ export async function statusCommand(
           queues,
           runId,
           status.stages.map((s) => s.name),
+          status.queueShards,
         );
         stuckPolls = stuck ? stuckPolls + 1 : 0;
         if (stuck && stuckPolls >= 2) {

@@ -14,6 +14,7 @@ import { startRuntime } from '../../workers/cascade-runtime.js';
 import { CascadeMetrics, serveMetrics, type MetricsServer } from '../../workers/metrics.js';
 import { lastScheduleSuccesses, SCHEDULES_QUEUE, scheduleOfRun } from '../../workers/run-scheduler.js';
 import { openRunModels, WorkerHealth } from '../../workers/worker-health.js';
+import { QueueLayoutWatch } from '../../workers/queue-layout-watch.js';
 import { quiet } from '../../queue/cascade-queues.js';
 import { MERGE_QUEUE } from '../../queue/jobs.js';
 import { exitNow } from '../exit-now.js';
@@ -74,6 +75,23 @@ function firstSignal(log: (msg: string) => void): Promise<NodeJS.Signals> {
   });
 }
 
+/**
+ * Resolves with the mismatch lines when unmerged runs are queued on another layout than this
+ * worker's; otherwise starts watching for later ones and never resolves. A failed first look
+ * (Redis away) is a warning: the watch looks again.
+ */
+function refusedLayouts(layout: QueueLayoutWatch, log: (msg: string, fields?: { level?: 'warn' }) => void): Promise<string[]> {
+  return new Promise((resolve) => {
+    layout.newMismatches().then(
+      (lines) => (lines.length > 0 ? resolve(lines) : layout.start()),
+      (err: Error) => {
+        log(`cannot check the runs' queue layouts: ${err.message}`, { level: 'warn' });
+        layout.start();
+      },
+    );
+  });
+}
+
 /** Run the worker roles until a signal, then shut down gracefully. */
 export async function workerCommand(roles: string[], o: WorkerCommandOptions): Promise<void> {
   const logger = createLogger();
@@ -125,8 +143,19 @@ export async function workerCommand(roles: string[], o: WorkerCommandOptions): P
       (server ? `, metrics on port ${server.port}` : ''),
   );
 
-  const received = await signal;
+  // A stage worker never sees a run queued on another layout: one unmerged at start means the
+  // fleet's configs disagree, so refuse (exit 2) rather than leave it waiting without a word.
+  const layout = stageNames.length > 0 ? new QueueLayoutWatch({ tracker: runtime.tracker, shards: config.queues.shards, log }) : undefined;
+  const received = await Promise.race([signal, layout ? refusedLayouts(layout, log) : new Promise<never>(() => {})]);
+  await layout?.stop();
   health.stop();
+  if (Array.isArray(received)) {
+    await runtime.close();
+    await scheduleQueue?.close();
+    await server?.close();
+    const more = received.length > 1 ? ` (and ${received.length - 1} more run(s) like it)` : '';
+    throw new ConfigError(`${received[0]}${more}`);
+  }
   log(`${received}: no new jobs; finishing the batches in flight (send it again to exit now)`);
   if (!(await runtime.close())) {
     log('Redis is unavailable: stopped without waiting for it (the batches in flight run again, as stalled jobs, once it is back)', { level: 'warn' });

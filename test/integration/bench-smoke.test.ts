@@ -3,6 +3,7 @@
  * (real redis-server, generated models). Speed is not asserted here — that is bench/'s job.
  */
 import { describe, expect, it } from 'vitest';
+import { clusterShardsBench } from '../../bench/cluster-shards.js';
 import { callsByKind, commandCalls, controlPlaneBench, parseRedisInfo } from '../../bench/control-plane.js';
 import { enqueueBench } from '../../bench/enqueue.js';
 import { redisWindowBench } from '../../bench/redis-window.js';
@@ -52,6 +53,26 @@ describe('bench smoke', () => {
     expect(r.memory[0]!.batches).toBe(64);
     // A queued batch holds its 32 refs' paths: hundreds of bytes at least.
     expect(r.memory[0]!.bytesPerBatch).toBeGreaterThan(32 * 20);
+  });
+
+  it('cluster-shards: one shard loads the prefix primary alone, three load every primary (built CLI workers, 3-primary cluster)', async () => {
+    const r = await clusterShardsBench({ images: 256, batchSize: 32, shards: [1, 3], rounds: 1, concurrency: 2, log: () => {} });
+    const [one, three] = r.summary;
+    expect(one).toMatchObject({ shards: 1 });
+    expect(three).toMatchObject({ shards: 3 });
+    expect(one!.imagesPerSecond).toBeGreaterThan(0);
+    // The prefix's primary comes first: with one shard it carries the run, the others (almost) nothing.
+    expect(one!.callsPerImage[0]!).toBeGreaterThan(0.1);
+    expect(Math.max(...one!.callsPerImage.slice(1))).toBeLessThan(one!.callsPerImage[0]! / 5);
+    // With three, each primary holds a shard of each stage.
+    for (const calls of three!.callsPerImage) expect(calls).toBeGreaterThan(0.05);
+    // Another primary's commands by kind are BullMQ's (no tracker counting there).
+    expect(three!.byKind[1]).toMatch(/^\w+ \d/);
+    expect(three!.byKind[1]).not.toMatch(/hincrbyfloat/);
+    expect(r.memory.map((m) => m.shards)).toEqual([1, 3]);
+    // Queued refs land on one primary, or on all three.
+    expect(r.memory[0]!.mbPer1MImages[0]!).toBeGreaterThan(20);
+    for (const mb of r.memory[1]!.mbPer1MImages) expect(mb).toBeGreaterThan(5);
   });
 
   it('control-plane: INFO text is read into CPU seconds, commands and memory', () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { shardConcurrency, shardOfBatch, stageQueuePlace } from '../../queue/queue-shards.js';
+import { RunSpec } from '../../queue/jobs.js';
+import { runQueueShards, shardConcurrency, shardMismatch, shardOfBatch, stageQueuePlace } from '../../queue/queue-shards.js';
+import { fakePin, RUN_DEFAULTS } from '../helpers/run-spec.js';
 
 describe('queue shards', () => {
   it('one shard keeps the stage queue name and prefix exactly', () => {
@@ -28,5 +30,28 @@ describe('queue shards', () => {
     expect(shardConcurrency(8, 1)).toEqual([8]);
     expect(shardConcurrency(8, 3)).toEqual([3, 3, 2]);
     expect(shardConcurrency(2, 4)).toEqual([1, 1, 1, 1]);
+  });
+
+  it('a run keeps its layout: a spec from before the field reads as 1 shard; a mismatch is one line naming both counts', () => {
+    const old = RunSpec.parse({
+      runId: 'old-run',
+      source: '/in',
+      out: '/out',
+      metric: 'maxprob',
+      batchSize: 4,
+      stages: [
+        { name: 'little', model: fakePin('l.onnx'), gmacsPerImage: 0, threshold: 0.9 },
+        { name: 'big', model: fakePin('b.onnx'), gmacsPerImage: 0, threshold: null },
+      ],
+      ...RUN_DEFAULTS,
+      createdAt: '2026-01-01T00:00:00Z',
+    });
+    expect(runQueueShards(old)).toBe(1);
+    expect(shardMismatch(old, 1)).toBeNull();
+    expect(runQueueShards({ ...old, queueShards: 3 })).toBe(3);
+    expect(shardMismatch({ ...old, queueShards: 3 }, 1)).toBe(
+      'run old-run was submitted with queues.shards 3, but this config has queues.shards 1: workers with 1 never read its batches; use queues.shards: 3 (the same in every process of the fleet)',
+    );
+    expect(() => RunSpec.parse({ ...old, queueShards: 0 })).toThrow();
   });
 });
