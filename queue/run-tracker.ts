@@ -60,14 +60,14 @@ end
 ${COMPLETION_CHECK}`;
 
 // KEYS: run hash. ARGV: images listed, batches, duplicates dropped, cursor JSON ('' = none: a
-// listing that cannot resume elsewhere). Listing only moves forward: a second lister of the same
+// listing that cannot resume elsewhere), bytes of first-stage job payload listed. Listing only moves forward: a second lister of the same
 // run (a resubmission beside the top-up job) lists the same batches, and the later save of an
 // earlier position is ignored. Returns 1 when it saved.
 const SAVE_LISTING = `
 if redis.call('HGET', KEYS[1], 'listed') == '1' then return 0 end
 local batches = tonumber(redis.call('HGET', KEYS[1], 'batches') or '0')
 if tonumber(ARGV[2]) < batches then return 0 end
-redis.call('HSET', KEYS[1], 'listedImages', ARGV[1], 'batches', ARGV[2], 'duplicates', ARGV[3])
+redis.call('HSET', KEYS[1], 'listedImages', ARGV[1], 'batches', ARGV[2], 'duplicates', ARGV[3], 'listedBytes', ARGV[5])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'cursor', ARGV[4]) end
 return 1
 `;
@@ -131,6 +131,10 @@ export interface ListingState {
   plan: string | null;
   /** Batches the run keeps in flight at most; null: no bound (everything is queued at once). */
   window: number | null;
+  /** Bytes of first-stage job payload the run keeps in flight at most (`window.bytes`); null: no byte bound. */
+  windowBytes: number | null;
+  /** Bytes of the first-stage job payloads listed so far (with `images`, what the byte bound is measured by). */
+  bytes: number;
 }
 
 /** A snapshot of a run's progress. */
@@ -259,14 +263,16 @@ export class RunTracker {
    * Record how the run's source is listed again elsewhere, and its window, once: the first
    * submission's stand (a resubmission with another window does not change a run in flight).
    */
-  async setListingPlan(runId: string, plan: string | null, window: number | null): Promise<void> {
+  async setListingPlan(runId: string, plan: string | null, window: number | null, windowBytes: number | null = null): Promise<void> {
     if (plan !== null) await this.redis.hsetnx(this.runKey(runId), 'listing', plan);
-    if (window !== null) await this.redis.hsetnx(this.runKey(runId), 'window', window);
+    const first = window !== null && (await this.redis.hsetnx(this.runKey(runId), 'window', window)) === 1;
+    // With the window only: a resubmission with a byte bound does not add one to a run in flight.
+    if (first && windowBytes !== null) await this.redis.hset(this.runKey(runId), 'windowBytes', windowBytes);
   }
 
   /** Where the run's listing stands, or null if the run is unknown. */
   async listingState(runId: string): Promise<ListingState | null> {
-    const [spec, cursor, images, batches, duplicates, final, listed, failedReason, plan, window] = await this.redis.hmget(
+    const [spec, cursor, images, batches, duplicates, final, listed, failedReason, plan, window, windowBytes, bytes] = await this.redis.hmget(
       this.runKey(runId),
       'spec',
       'cursor',
@@ -278,6 +284,8 @@ export class RunTracker {
       'failedReason',
       'listing',
       'window',
+      'windowBytes',
+      'listedBytes',
     );
     if (!spec) return null;
     return {
@@ -290,6 +298,8 @@ export class RunTracker {
       failedReason: failedReason || null,
       plan: plan || null,
       window: window ? Number(window) : null,
+      windowBytes: windowBytes ? Number(windowBytes) : null,
+      bytes: Number(bytes ?? 0),
     };
   }
 
@@ -297,9 +307,9 @@ export class RunTracker {
    * Save listing progress after its batches were queued: the counts and the cursor just after the
    * last queued batch's last ref. Never moves back (see SAVE_LISTING); returns whether it saved.
    */
-  async saveListing(runId: string, at: { images: number; batches: number; duplicates: number; cursor: string | null }): Promise<boolean> {
+  async saveListing(runId: string, at: { images: number; batches: number; duplicates: number; cursor: string | null; bytes?: number }): Promise<boolean> {
     const run = this.redis as unknown as { cascadeSaveListing(k: string, ...a: Array<string | number>): Promise<number> };
-    return (await run.cascadeSaveListing(this.runKey(runId), at.images, at.batches, at.duplicates, at.cursor ?? '')) === 1;
+    return (await run.cascadeSaveListing(this.runKey(runId), at.images, at.batches, at.duplicates, at.cursor ?? '', at.bytes ?? 0)) === 1;
   }
 
   /**
