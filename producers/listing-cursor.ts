@@ -25,9 +25,10 @@ export const ListingCursor = z.discriminatedUnion('kind', [
    * A sharded source (tar shards, Parquet files): `shard` is the index in its shard list (braces
    * expanded, globs listed, in order), `name` the shard there when it was listed (a listing whose
    * shard list changed is refused, not misnumbered), `sample` the inputs of that shard listed so
-   * far. A resumed listing reads that shard again up to there (a tar has no index) and yields from the next.
+   * far (0: none, the shard's start). A resumed listing reads that shard again up to there (a tar
+   * has no index) and yields from the next; the shards before it are not read.
    */
-  z.object({ kind: z.literal('shard'), shard: z.number().int().nonnegative(), name: z.string().min(1), sample: z.number().int().positive() }).strict(),
+  z.object({ kind: z.literal('shard'), shard: z.number().int().nonnegative(), name: z.string().min(1), sample: z.number().int().nonnegative() }).strict(),
 ]);
 export type ListingCursor = z.infer<typeof ListingCursor>;
 
@@ -46,6 +47,16 @@ export interface ResumableSource {
   plan: ListingPlan;
   /** The inputs after `cursor` (all from null), each with the cursor after it; `onDuplicate` is called per repeat dropped. */
   open(cursor: ListingCursor | null, onDuplicate: () => void): AsyncIterable<ListedInput & { cursor: ListingCursor }>;
+}
+
+/**
+ * The cursor just before an input, given the one after it, where its kind can say so (a shard
+ * cursor: one sample back; a shard's first input gives the shard's start), else null. A batch
+ * cut where a new shard starts stands there, so the finished shards before it are never read again.
+ */
+export function cursorBefore(after: ListingCursor | null): ListingCursor | null {
+  if (after?.kind !== 'shard' || after.sample === 0) return null;
+  return { ...after, sample: after.sample - 1 };
 }
 
 /** The stored cursor text parsed; a cursor of an unknown kind (written by a newer version) is refused, not guessed. */

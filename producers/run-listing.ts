@@ -13,7 +13,7 @@ import type { CascadeQueues } from '../queue/cascade-queues.js';
 import { partId, type RunSpec, type StageJob, warmupPartId } from '../queue/jobs.js';
 import type { ListingState, RunTracker, WarmupState } from '../queue/run-tracker.js';
 import { queueDecision } from '../queue/threshold-decision.js';
-import { type ListingCursor, parseCursor, type ResumableSource } from './listing-cursor.js';
+import { cursorBefore, type ListingCursor, parseCursor, type ResumableSource } from './listing-cursor.js';
 import { asListed, type ListedInput } from './inputs/listed-input.js';
 
 /** Batches a run keeps in flight unless its config says otherwise (`window.batches`). */
@@ -123,7 +123,7 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   const resumable = 'open' in o.source;
   const cursor = resumable ? parseCursor(state.cursor) : null;
   // Without a cursor the listing starts over, and the batches it cuts again are skipped as queued or done.
-  const start = cursor ? state : { images: 0, batches: 0, duplicates: 0, bytes: 0 };
+  const start = cursor ? state : { images: 0, batches: 0, duplicates: 0 };
   if (state.listed) {
     await o.openListings?.drop(spec.runId);
     return { done: true, images: state.images, batches: state.batches };
@@ -131,7 +131,7 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   const room = o.window - batchesInFlight(state, spec.batchSize);
   if (room <= 0) return { done: false, images: state.images, batches: state.batches };
   const budget = o.windowBytes ?? Number.POSITIVE_INFINITY;
-  let bytesInFlight = payloadInFlight(state);
+  let bytesInFlight = state.bytesInFlight;
 
   const held = cursor ? await o.openListings?.take(spec.runId, state.cursor) : undefined;
   const listing = held ?? openListing(o.source, cursor, start.duplicates);
@@ -143,7 +143,6 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   let batch: PulledInput[] = [];
   let images = start.images;
   let batches = start.batches;
-  let bytes = start.bytes;
   let warmupImages = 0;
   let closed = 0;
   // The cursor and duplicate count just after the last closed batch: where the next pass resumes.
@@ -162,7 +161,14 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
       await tracker.hold(spec.runId, pending);
     } else {
       // Batches whose first stage already finished must not run again (their jobs are gone).
-      await queues.addStageJobs(first, o.fresh ? pending : await filterNotDone(pending, tracker));
+      const todo = o.fresh ? pending : await filterNotDone(pending, tracker);
+      // Held before they are queued: no part can finish before its batch's bytes are counted.
+      if (o.windowBytes !== undefined)
+        await tracker.holdBytes(
+          spec.runId,
+          todo.map((j) => ({ batch: j.batch, images: j.items.length, bytes: payloadBytes(j) })),
+        );
+      await queues.addStageJobs(first, todo);
     }
     // Saved only once its batches are queued: a pass killed before this lists them again, idempotently.
     await tracker.saveListing(spec.runId, {
@@ -170,7 +176,6 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
       batches,
       duplicates: resumable ? at.duplicates : 0,
       cursor: at.cursor ? JSON.stringify(at.cursor) : null,
-      bytes,
     });
     o.onListed?.(images);
     pending = [];
@@ -193,7 +198,7 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
       ...(at ? { at } : {}),
     }));
     const job: StageJob = { runId: spec.runId, batch: batches, stage: 0, items };
-    const size = Buffer.byteLength(JSON.stringify(job));
+    const size = payloadBytes(job);
     // With nothing in flight one batch always goes, whatever its size: a budget below one batch must not stall the run.
     if (bytesInFlight > 0 && bytesInFlight + size > budget) {
       listing.ahead.unshift(...batch);
@@ -202,7 +207,6 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
       return false;
     }
     bytesInFlight += size;
-    bytes += size;
     pending.push(job);
     const lane = items.filter((i) => i.warmup).map(({ warmup: _w, ...item }) => item);
     if (lane.length) warmupJobs.push({ runId: spec.runId, batch: batches, stage: 0, lane: 'warmup', items: lane });
@@ -223,7 +227,8 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
       // One job reads one shard (or a range of its samples): a new shard closes the batch, and is read again after it.
       if (batch.length > 0 && item.input.shard !== batch[0]!.input.shard) {
         listing.ahead.unshift(item);
-        if (!closeBatch(batch[batch.length - 1]!) || closed >= room) {
+        const before = cursorBefore(item.cursor);
+        if (!closeBatch(before ? { cursor: before, duplicates: item.duplicates } : batch[batch.length - 1]!) || closed >= room) {
           stopped = true;
           break;
         }
@@ -280,13 +285,9 @@ export function batchesInFlight(state: Pick<ListingState, 'images' | 'batches' |
   return Math.ceil(Math.max(0, state.images - state.final) / perBatch);
 }
 
-/**
- * Bytes of first-stage job payload in flight: the listed payload's bytes per image times the
- * images without their final row (a batch's forwarded job carries a part of its first one).
- */
-export function payloadInFlight(state: Pick<ListingState, 'images' | 'bytes' | 'final'>): number {
-  if (state.images === 0) return 0;
-  return (state.bytes * Math.max(0, state.images - state.final)) / state.images;
+/** A stage job's payload as Redis holds it: the bytes of its JSON. */
+export function payloadBytes(job: StageJob): number {
+  return Buffer.byteLength(JSON.stringify(job));
 }
 
 /** The run's warm-up, chosen by the first listing and kept in Redis, so a resumed listing splits the batches alike. */

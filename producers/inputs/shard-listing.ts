@@ -48,8 +48,8 @@ export async function* listShardsFrom(
       index++;
       continue;
     }
-    if (skip > 0 && shard !== from!.name)
-      throw new CascadeError(`source ${source}: shard ${index} is now ${shard}, not ${from!.name} as when the run's listing stopped; its shard list changed`);
+    if (from && index === from.shard && shard !== from.name)
+      throw new CascadeError(`source ${source}: shard ${index} is now ${shard}, not ${from.name} as when the run's listing stopped; its shard list changed`);
     let sample = 0;
     // Repeats before the cursor were counted by the listing that stopped there.
     const onDuplicate: ListInputOptions['onDuplicate'] = (ref, where) => {
@@ -59,6 +59,7 @@ export async function* listShardsFrom(
       sample++;
       if (sample > skip) yield { ...input, cursor: { kind: 'shard', shard: index, name: shard, sample } };
     }
+    // A shard removed after all of it was listed cannot be told from one that shrank: refused, not guessed.
     if (sample < skip) throw new CascadeError(`source ${source}: shard ${shard} now holds ${sample} inputs, fewer than the ${skip} already listed; it changed`);
     index++;
   }
