@@ -255,6 +255,12 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
     }
   } catch (err) {
     if (!(err instanceof ListingError)) throw err;
+    // A listing held open between passes can go stale (an idle S3 read of a tar shard closed):
+    // not the source's fault. This attempt fails; the next opens the source again at the stored cursor.
+    if (held)
+      throw new Error(`the listing held open since the last pass failed (${oneLine(err.cause)}); it is opened again at the stored cursor`, {
+        cause: err.cause,
+      });
     const reason = `listing failed: ${oneLine(err.cause)}`;
     // Best effort: with Redis itself down, the error below still says what happened.
     await tracker.markFailed(spec.runId, reason).catch(() => undefined);

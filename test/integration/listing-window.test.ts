@@ -472,4 +472,28 @@ describe('bounded in-flight work', () => {
       await s.close();
     }
   }, 150_000);
+
+  it('a listing held open that went stale (an idle stream closed) fails that pass only: the run is not failed, and the next pass opens the source again at the stored cursor', async () => {
+    const s = await scenario('tar');
+    try {
+      await submitRun({ spec: s.spec, refs: s.source, window: 2, tracker: s.tracker, queues: s.queues, output: s.output });
+      await finishBatch(s, 0);
+      const state = await s.state();
+      const openListings = new OpenListings();
+      const stale: AsyncIterator<never> = {
+        next: () => Promise.reject(new Error('aborted: socket closed while idle')),
+        return: async () => ({ done: true, value: undefined }),
+      };
+      openListings.keep(s.spec.runId, { at: state.cursor, refs: stale, duplicates: state.duplicates, ahead: [] });
+      const pass = () =>
+        listingPass({ spec: s.spec, tracker: s.tracker, queues: s.queues, source: s.source, window: 2, warmup: null, fresh: false, openListings });
+      await expect(pass()).rejects.toThrow(/held open since the last pass failed \(aborted: socket closed while idle\)/);
+      expect((await s.state()).failedReason).toBeNull();
+      expect(await pass()).toMatchObject({ done: false, batches: 3 });
+      expect((await queuedBatches(s.queues)).get(2)).toEqual(s.cut[2]);
+      await openListings.close();
+    } finally {
+      await s.close();
+    }
+  });
 });
