@@ -4,24 +4,27 @@
  * all (what the submit leaves queued), then drained by a stand-in first stage that counts each
  * batch as done without reading an image while the listing job tops the run up, sampling
  * used_memory throughout. The same submit without a window (every batch queued at once) is the
- * baseline, for the sizes where it fits.
+ * baseline, for the sizes where it fits. `shardWindowBench`: the same for a sharded source (many
+ * small WebDataset tar shards), under the window of batches, under a byte budget, and listed whole.
  */
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'bullmq';
 import { startPrivateRedis } from '../cli/private-redis.js';
 import { Stores } from '../pipeline/storage/stores.js';
 import { listSource } from '../producers/list-source.js';
-import { DEFAULT_WINDOW_BATCHES, resumableSource } from '../producers/run-listing.js';
+import { listInputs, resumableSource } from '../producers/inputs/input-formats.js';
+import { DEFAULT_WINDOW_BATCHES } from '../producers/run-listing.js';
 import { submitRun } from '../producers/submit-run.js';
 import { CascadeQueues } from '../queue/cascade-queues.js';
 import { partId, type RunSpec, StageJob, stageQueueName } from '../queue/jobs.js';
 import { connectRedis } from '../queue/redis-connection.js';
 import { RunTracker } from '../queue/run-tracker.js';
 import { fakePin, RUN_DEFAULTS } from '../test/helpers/run-spec.js';
+import { tarShard } from '../test/helpers/shard-fixture.js';
 import { ListingWorker } from '../workers/listing-worker.js';
 
 export interface WindowMemoryRow {
@@ -178,4 +181,87 @@ export async function redisWindowBench(o: {
       }),
     );
   return rows;
+}
+
+export interface ShardWindowRow {
+  how: string;
+  /** Redis used_memory growth after the submit, with no worker. */
+  submitMb: number;
+  images: number;
+  batches: number;
+  submitSeconds: number;
+  /** This process's CPU seconds (user + system) during the submit. */
+  cpuSeconds: number;
+}
+
+/** A 1×1 PNG: the samples' images are never decoded here, only listed. */
+const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
+
+/**
+ * Redis memory after a submit (no worker) of `shards` tar shards of `samples` tiny images each:
+ * under a window of `window` batches, under a byte budget of `windowBytes`, and listed whole (the
+ * submission before sharded sources were windowed). Each in a fresh private redis-server.
+ */
+export async function shardWindowBench(o: {
+  shards: number;
+  samples: number;
+  batchSize?: number;
+  window?: number;
+  windowBytes?: number;
+  log: (line: string) => void;
+}): Promise<ShardWindowRow[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'cascade-shard-window-'));
+  const batchSize = o.batchSize ?? 32;
+  const window = o.window ?? DEFAULT_WINDOW_BATCHES;
+  const windowBytes = o.windowBytes ?? 2 ** 20;
+  try {
+    await mkdir(join(dir, 'shards'));
+    const width = String(o.shards - 1).length;
+    for (let k = 0; k < o.shards; k++) {
+      const members = Array.from({ length: o.samples }, (_, i) => ({
+        name: `s${String(k).padStart(width, '0')}-${String(i).padStart(4, '0')}.png`,
+        body: TINY_PNG,
+      }));
+      await writeFile(join(dir, 'shards', `${String(k).padStart(width, '0')}.tar`), await tarShard(members));
+    }
+    const source = join(dir, 'shards', `{${'0'.repeat(width)}..${o.shards - 1}}.tar`);
+    o.log(`  ${o.shards} shards of ${o.samples} samples written`);
+    const rows: ShardWindowRow[] = [];
+    const extensions = ['.png'];
+    const cases: Array<[string, (stores: Stores) => Parameters<typeof submitRun>[0]['refs'], { window?: number; windowBytes?: number }]> = [
+      [`window ${window} batches`, (stores) => resumableSource({ source, extensions }, stores), { window }],
+      [
+        `window.bytes ${(windowBytes / 2 ** 20).toFixed(1)} MB`,
+        (stores) => resumableSource({ source, extensions }, stores),
+        { window: 1_000_000, windowBytes },
+      ],
+      ['listed whole', () => listInputs(source, { extensions }), {}],
+    ];
+    for (const [how, refs, bounds] of cases) {
+      const server = await startPrivateRedis();
+      const redis = connectRedis(server.url);
+      const stores = new Stores();
+      try {
+        const tracker = new RunTracker(redis, 'shards');
+        const queues = new CascadeQueues(redis, 'shards');
+        await queues.stage('little').waitUntilReady();
+        const before = await usedMemory(redis);
+        const cpu = process.cpuUsage();
+        const started = performance.now();
+        const r = await submitRun({ spec: specFor(`shards-${rows.length}`, source, batchSize), refs: refs(stores), ...bounds, tracker, queues, output: null });
+        const submitSeconds = (performance.now() - started) / 1000;
+        const used = process.cpuUsage(cpu);
+        const submitMb = ((await usedMemory(redis)) - before) / 2 ** 20;
+        rows.push({ how, submitMb, images: r.images, batches: r.batches, submitSeconds, cpuSeconds: (used.user + used.system) / 1e6 });
+        o.log(`  ${how}: ${r.images} images in ${r.batches} batches queued, +${submitMb.toFixed(2)} MB (${submitSeconds.toFixed(1)} s)`);
+        await queues.close();
+      } finally {
+        redis.disconnect();
+        await server.stop();
+      }
+    }
+    return rows;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

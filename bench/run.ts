@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
  *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]
- *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N]`
+ *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N] [--window-shards N --window-shard-samples M]`
  * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `cluster-shards`, `merge` and `window` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
@@ -15,7 +15,7 @@ import { controlPlaneBench } from './control-plane.js';
 import { costBench } from './cost.js';
 import { enqueueBench } from './enqueue.js';
 import { mergeBench } from './merge.js';
-import { redisWindowBench } from './redis-window.js';
+import { redisWindowBench, shardWindowBench } from './redis-window.js';
 import { rssBench } from './rss.js';
 import { rssCurve } from './rss-curve.js';
 import { table } from './stats.js';
@@ -53,6 +53,8 @@ const { values, positionals } = parseArgs({
     'window-refs': { type: 'string', default: '100000,1000000' },
     'window-whole-up-to': { type: 'string', default: '1000000' },
     'window-drain-up-to': { type: 'string', default: '1000000' },
+    'window-shards': { type: 'string', default: '' },
+    'window-shard-samples': { type: 'string', default: '50' },
   },
 });
 
@@ -275,4 +277,17 @@ if (chosen.includes('window')) {
     ),
   );
   console.log('');
+  if (values['window-shards']) {
+    const shards = num(values['window-shards'], 'window-shards');
+    const samples = num(values['window-shard-samples'], 'window-shard-samples');
+    console.log(`== window: ${shards} tar shards of ${samples} samples`);
+    const s = await shardWindowBench({ shards, samples, log });
+    console.log(
+      table(
+        ['submit', 'images queued', 'batches', 'Redis MB after submit', 'submit s', 'CPU s'],
+        s.map((x) => [x.how, String(x.images), String(x.batches), x.submitMb.toFixed(2), x.submitSeconds, x.cpuSeconds]),
+      ),
+    );
+    console.log('');
+  }
 }

@@ -484,7 +484,14 @@ export const CascadeConfigFields = z
      * holds the window, not the collection (docs/architecture.md, "Bounded in-flight work").
      */
     window: z
-      .object({ batches: z.number().int().min(1) })
+      .object({
+        batches: z.number().int().min(1),
+        /**
+         * Bytes of queued first-stage job payload (the job JSON Redis holds) the run keeps in flight
+         * at most, besides the batches: whichever bound is hit first stops the listing. Absent: none.
+         */
+        bytes: z.number().int().min(1).optional(),
+      })
       .strict()
       .default({ batches: 1000 }),
     /** File extensions listed by producers (lower case, with dot). */

@@ -8,32 +8,17 @@
  * their first stage already counted them, so every image gets its row exactly once.
  */
 import { CascadeFailure } from '../config/errors.js';
-import type { Stores } from '../pipeline/storage/stores.js';
 import { chooseWarmup, inWarmup } from '../pipeline/warmup-sample.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import { partId, type RunSpec, type StageJob, warmupPartId } from '../queue/jobs.js';
-import type { RunTracker, WarmupState } from '../queue/run-tracker.js';
+import type { ListingState, RunTracker, WarmupState } from '../queue/run-tracker.js';
 import { queueDecision } from '../queue/threshold-decision.js';
-import { listSourceFrom } from './list-source.js';
-import { type ListingCursor, type ListingPlan, parseCursor } from './listing-cursor.js';
-import type { SampleLocator } from '../pipeline/inputs/sample-locator.js';
+import { cursorBefore, type ListingCursor, parseCursor, type ResumableSource } from './listing-cursor.js';
 import { asListed, type ListedInput } from './inputs/listed-input.js';
 import { runQueueShards } from '../queue/queue-shards.js';
 
 /** Batches a run keeps in flight unless its config says otherwise (`window.batches`). */
 export const DEFAULT_WINDOW_BATCHES = 1000;
-
-/** A source a listing pass can open at a stored cursor, in any process that has `plan`. */
-export interface ResumableSource {
-  plan: ListingPlan;
-  /** The refs after `cursor` (all from null), each with the cursor after it; `onDuplicate` is called per repeat dropped. */
-  open(cursor: ListingCursor | null, onDuplicate: () => void): AsyncIterable<{ ref: string; cursor: ListingCursor }>;
-}
-
-/** `plan`'s source, listed by list-source.ts (remote ones through `stores`). */
-export function resumableSource(plan: ListingPlan, stores: Stores): ResumableSource {
-  return { plan, open: (cursor, onDuplicate) => listSourceFrom(plan.source, { extensions: plan.extensions, stores, onDuplicate }, cursor) };
-}
 
 /**
  * The source failed part-way through its listing (a bad key-list line, a storage error): the run
@@ -53,8 +38,20 @@ export class ListingFailedError extends CascadeFailure {
  */
 export interface OpenListing {
   at: string | null;
-  refs: AsyncIterator<{ ref: string; cursor: ListingCursor | null; at?: SampleLocator; shard?: string }>;
+  refs: AsyncIterator<ListedInput & { cursor: ListingCursor | null }>;
   /** Repeats dropped since the source's start (the stored count plus this listing's). */
+  duplicates: number;
+  /**
+   * Inputs read past `at` by a pass that stopped there (the next shard's first sample, a batch
+   * the byte budget had no room for): the next pass takes them first.
+   */
+  ahead: PulledInput[];
+}
+
+/** One input as a pass read it: the cursor just after it, and the repeats dropped before it (what a cut after it saves). */
+export interface PulledInput {
+  input: ListedInput;
+  cursor: ListingCursor | null;
   duplicates: number;
 }
 
@@ -99,6 +96,8 @@ export interface ListingPassOptions {
   source: ResumableSource | { refs: AsyncIterable<string | ListedInput>; duplicates?: () => number };
   /** Batches in flight at most; Infinity lists everything in one pass. */
   window: number;
+  /** Bytes of first-stage job payload in flight at most (config `window.bytes`); absent: no byte bound. */
+  windowBytes?: number;
   /** A self-calibrating run's warm-up: its batches' warm-up images go first, the ordinary jobs are held. */
   warmup: WarmupState | null;
   /** Skip the check for batches already done (the first pass of a run just created has none). */
@@ -130,9 +129,10 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
     await o.openListings?.drop(spec.runId);
     return { done: true, images: state.images, batches: state.batches };
   }
-  const inFlight = Math.ceil(Math.max(0, state.images - state.final) / spec.batchSize);
-  const room = o.window - inFlight;
+  const room = o.window - batchesInFlight(state, spec.batchSize);
   if (room <= 0) return { done: false, images: state.images, batches: state.batches };
+  const budget = o.windowBytes ?? Number.POSITIVE_INFINITY;
+  let bytesInFlight = state.bytesInFlight;
 
   const held = cursor ? await o.openListings?.take(spec.runId, state.cursor) : undefined;
   const listing = held ?? openListing(o.source, cursor, start.duplicates);
@@ -141,15 +141,13 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   const warmup = o.warmup;
   let pending: StageJob[] = [];
   let warmupJobs: StageJob[] = [];
-  let batchRefs: ListedInput[] = [];
-  // The cursor after the batch's last input: where a batch closed at a shard's end resumes.
-  let lastCursor: ListingCursor | null = cursor;
+  let batch: PulledInput[] = [];
   let images = start.images;
   let batches = start.batches;
   let warmupImages = 0;
   let closed = 0;
   // The cursor and duplicate count just after the last closed batch: where the next pass resumes.
-  let at: { cursor: ListingCursor | null; duplicates: number } = { cursor, duplicates: listing.duplicates };
+  let at: { cursor: ListingCursor | null; duplicates: number } = { cursor, duplicates: start.duplicates };
 
   const flush = async () => {
     if (warmup) {
@@ -164,63 +162,106 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
       await tracker.hold(spec.runId, pending);
     } else {
       // Batches whose first stage already finished must not run again (their jobs are gone).
-      await queues.addStageJobs(first, o.fresh ? pending : await filterNotDone(pending, tracker), runQueueShards(spec));
+      const todo = o.fresh ? pending : await filterNotDone(pending, tracker);
+      // Held before they are queued: no part can finish before its batch's bytes are counted.
+      if (o.windowBytes !== undefined)
+        await tracker.holdBytes(
+          spec.runId,
+          todo.map((j) => ({ batch: j.batch, images: j.items.length, bytes: payloadBytes(j) })),
+        );
+      await queues.addStageJobs(first, todo, runQueueShards(spec));
     }
     // Saved only once its batches are queued: a pass killed before this lists them again, idempotently.
     await tracker.saveListing(spec.runId, {
       images,
       batches,
-      duplicates: 'open' in o.source ? at.duplicates : 0,
+      duplicates: resumable ? at.duplicates : 0,
       cursor: at.cursor ? JSON.stringify(at.cursor) : null,
     });
     o.onListed?.(images);
     pending = [];
     warmupJobs = [];
   };
-  const closeBatch = (after: ListingCursor | null) => {
-    const items: StageJob['items'] = batchRefs.map(({ ref, at }, pos) => ({
+  const pull = async (): Promise<PulledInput | undefined> => {
+    const ahead = listing.ahead.shift();
+    if (ahead) return ahead;
+    const item = await nextListed(listing.refs);
+    if (item.done) return undefined;
+    const { cursor: after, ...input } = item.value;
+    return { input, cursor: after, duplicates: listing.duplicates };
+  };
+  // Cut the batch read so far, ending at `end`; false (its inputs handed back to the listing) when the byte budget has no room for it.
+  const closeBatch = (end: { cursor: ListingCursor | null; duplicates: number }): boolean => {
+    const items: StageJob['items'] = batch.map(({ input: { ref, at } }, pos) => ({
       ref,
       pos,
       ...(warmup && inWarmup(spec.runId, ref, warmup.cutoff) ? { warmup: true as const } : {}),
       ...(at ? { at } : {}),
     }));
-    pending.push({ runId: spec.runId, batch: batches, stage: 0, items });
+    const job: StageJob = { runId: spec.runId, batch: batches, stage: 0, items };
+    const size = payloadBytes(job);
+    // With nothing in flight one batch always goes, whatever its size: a budget below one batch must not stall the run.
+    if (bytesInFlight > 0 && bytesInFlight + size > budget) {
+      listing.ahead.unshift(...batch);
+      images -= batch.length;
+      batch = [];
+      return false;
+    }
+    bytesInFlight += size;
+    pending.push(job);
     const lane = items.filter((i) => i.warmup).map(({ warmup: _w, ...item }) => item);
     if (lane.length) warmupJobs.push({ runId: spec.runId, batch: batches, stage: 0, lane: 'warmup', items: lane });
     warmupImages += lane.length;
     batches += 1;
     closed += 1;
-    batchRefs = [];
-    at = { cursor: after, duplicates: listing.duplicates };
+    batch = [];
+    at = end;
+    return true;
   };
 
+  let stopped = false;
   let keepOpen = false;
   try {
     for (;;) {
-      const item = await nextListed(listing.refs);
-      if (item.done) break;
-      const { cursor: after, ...input } = item.value;
-      // One job reads one shard (or a range of its samples): a new shard closes the batch.
-      if (batchRefs.length > 0 && input.shard !== batchRefs[0]!.shard) {
-        closeBatch(lastCursor);
+      const item = await pull();
+      if (!item) break;
+      // One job reads one shard (or a range of its samples): a new shard closes the batch, and is read again after it.
+      if (batch.length > 0 && item.input.shard !== batch[0]!.input.shard) {
+        listing.ahead.unshift(item);
+        const before = cursorBefore(item.cursor);
+        if (!closeBatch(before ? { cursor: before, duplicates: item.duplicates } : batch[batch.length - 1]!) || closed >= room) {
+          stopped = true;
+          break;
+        }
         if (pending.length >= jobsPerBulk) await flush();
+        continue;
       }
-      batchRefs.push(input);
-      lastCursor = after;
+      batch.push(item);
       images += 1;
-      if (batchRefs.length < spec.batchSize) continue;
-      closeBatch(after);
-      const full = closed >= room;
-      if (pending.length >= jobsPerBulk || full) await flush();
-      if (full) {
-        // Stopped at a batch boundary, before reading further: the listing stands exactly at the saved cursor.
-        keepOpen = o.openListings !== undefined && at.cursor !== null;
-        if (keepOpen) o.openListings!.keep(spec.runId, { ...listing, at: JSON.stringify(at.cursor) });
-        return { done: false, images, batches };
+      if (batch.length < spec.batchSize) continue;
+      if (!closeBatch(item) || closed >= room) {
+        stopped = true;
+        break;
       }
+      if (pending.length >= jobsPerBulk) await flush();
+    }
+    // The source's last batch ends the listing: no cursor after it.
+    if (!stopped && batch.length > 0 && !closeBatch({ cursor: null, duplicates: listing.duplicates })) stopped = true;
+    if (stopped) {
+      await flush();
+      // Stopped at a batch boundary: the listing stands at the saved cursor, with what it read past it ahead.
+      keepOpen = o.openListings !== undefined && at.cursor !== null;
+      if (keepOpen) o.openListings!.keep(spec.runId, { ...listing, at: JSON.stringify(at.cursor) });
+      return { done: false, images, batches };
     }
   } catch (err) {
     if (!(err instanceof ListingError)) throw err;
+    // A listing held open between passes can go stale (an idle S3 read of a tar shard closed):
+    // not the source's fault. This attempt fails; the next opens the source again at the stored cursor.
+    if (held)
+      throw new Error(`the listing held open since the last pass failed (${oneLine(err.cause)}); it is opened again at the stored cursor`, {
+        cause: err.cause,
+      });
     const reason = `listing failed: ${oneLine(err.cause)}`;
     // Best effort: with Redis itself down, the error below still says what happened.
     await tracker.markFailed(spec.runId, reason).catch(() => undefined);
@@ -232,7 +273,6 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   } finally {
     if (!keepOpen) await listing.refs.return?.().catch(() => undefined);
   }
-  if (batchRefs.length > 0) closeBatch(null);
   await flush();
 
   const allDuplicates = 'open' in o.source ? listing.duplicates : (o.source.duplicates?.() ?? 0);
@@ -240,6 +280,21 @@ export async function listingPass(o: ListingPassOptions): Promise<ListingPassRes
   // The warm-up may have finished while the listing went on (or be empty): then decide now.
   if (warmup && (await tracker.needsDecision(spec.runId))) await queueDecision(queues, spec);
   return { done: true, images, batches };
+}
+
+/**
+ * Batches in flight: listed images without their final row, in batches of the listing's average
+ * size (full batches for loose sources; a sharded source's batches end with their shard too).
+ */
+export function batchesInFlight(state: Pick<ListingState, 'images' | 'batches' | 'final'>, batchSize: number): number {
+  if (state.images === 0 || state.batches === 0) return 0;
+  const perBatch = Math.min(batchSize, state.images / state.batches);
+  return Math.ceil(Math.max(0, state.images - state.final) / perBatch);
+}
+
+/** A stage job's payload as Redis holds it: the bytes of its JSON. */
+export function payloadBytes(job: StageJob): number {
+  return Buffer.byteLength(JSON.stringify(job));
 }
 
 /** The run's warm-up, chosen by the first listing and kept in Redis, so a resumed listing splits the batches alike. */
@@ -254,7 +309,7 @@ export async function chooseRunWarmup(spec: RunSpec, tracker: RunTracker, relist
 
 /** `source` opened at `cursor`, its repeats counted on from `duplicates`. */
 function openListing(source: ListingPassOptions['source'], cursor: ListingCursor | null, duplicates: number): OpenListing {
-  const counted = { at: null as string | null, duplicates };
+  const counted = { at: null as string | null, duplicates, ahead: [] as PulledInput[] };
   const items = 'open' in source ? source.open(cursor, () => void counted.duplicates++) : plainRefs(source.refs);
   return Object.assign(counted, { refs: items[Symbol.asyncIterator]() });
 }

@@ -15,7 +15,8 @@ import type { CascadeQueues } from '../queue/cascade-queues.js';
 import type { RunSpec } from '../queue/jobs.js';
 import type { RunTracker } from '../queue/run-tracker.js';
 import { queueDecision } from '../queue/threshold-decision.js';
-import { chooseRunWarmup, DEFAULT_WINDOW_BATCHES, listingPass, type ResumableSource } from './run-listing.js';
+import type { ResumableSource } from './listing-cursor.js';
+import { chooseRunWarmup, DEFAULT_WINDOW_BATCHES, listingPass } from './run-listing.js';
 import { type ListedInput, refsOf } from './inputs/listed-input.js';
 
 export { ListingFailedError } from './run-listing.js';
@@ -39,6 +40,8 @@ export interface SubmitOptions {
   refs: ResumableSource | AsyncIterable<string | ListedInput>;
   /** Batches in flight at most, for a resumable source (default DEFAULT_WINDOW_BATCHES). */
   window?: number;
+  /** Bytes of first-stage job payload in flight at most, for a resumable source (config `window.bytes`; default: no byte bound). */
+  windowBytes?: number;
   tracker: RunTracker;
   queues: CascadeQueues;
   /** The run's output location, claimed with a marker before any job is queued; null only where nothing is written (the enqueue benchmark). */
@@ -181,9 +184,15 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   const spec = created ? o.spec : { ...o.spec, queueShards: (await tracker.spec(o.spec.runId))?.queueShards };
   // A self-calibrating run lists in one pass, from the start: its warm-up counts need the whole listing.
   const resumable = 'open' in o.refs && !spec.selfCalibration ? o.refs : null;
-  await tracker.setListingPlan(spec.runId, resumable ? JSON.stringify(resumable.plan) : null, resumable ? (o.window ?? DEFAULT_WINDOW_BATCHES) : null);
+  await tracker.setListingPlan(
+    spec.runId,
+    resumable ? JSON.stringify(resumable.plan) : null,
+    resumable ? (o.window ?? DEFAULT_WINDOW_BATCHES) : null,
+    resumable ? (o.windowBytes ?? null) : null,
+  );
   // The first submission's window stands: a resubmission lists with it, whatever it asked for.
-  const window = resumable ? ((await tracker.listingState(spec.runId))?.window ?? null) : null;
+  const stored = resumable ? await tracker.listingState(spec.runId) : null;
+  const window = stored?.window ?? null;
   if (!created) {
     // Another submission may have created it between the check and now: same spec or refused.
     await checkRunId(tracker, spec);
@@ -208,6 +217,7 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     queues,
     source,
     window: window ?? Number.POSITIVE_INFINITY,
+    ...(stored?.windowBytes ? { windowBytes: stored.windowBytes } : {}),
     warmup,
     fresh: created,
     jobsPerBulk: o.jobsPerBulk,
@@ -217,7 +227,7 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   return { runId: spec.runId, images: pass.images, batches: pass.batches, listing: pass.done ? 'done' : 'continues', alreadySubmitted: !created };
 }
 
-/** A resumable source's refs from the start, for a listing in one pass. */
-async function* refsFromStart(source: ResumableSource, onDuplicate: () => void): AsyncIterable<string> {
-  for await (const item of source.open(null, onDuplicate)) yield item.ref;
+/** A resumable source's inputs from the start (a sharded sample with its place in its shard), for a listing in one pass. */
+async function* refsFromStart(source: ResumableSource, onDuplicate: () => void): AsyncIterable<ListedInput> {
+  for await (const { cursor: _cursor, ...input } of source.open(null, onDuplicate)) yield input;
 }

@@ -27,7 +27,7 @@ return 0
 // The run hash field counting one kind of error row is this plus the kind (e.g. `errorKind:forbidden`).
 const ERROR_KIND_FIELD = 'errorKind:';
 
-// KEYS: run hash, done set. ARGV: part id ('' = only check), final images, stage,
+// KEYS: run hash, done set, in-flight batches hash (HOLD_BYTES). ARGV: part id ('' = only check), final images, stage,
 // images, accepted, forwarded, errors, now (ISO), audits the part sends to the last stage,
 // '1' for a warm-up part (its final rows also count as warm-up rows), '1' for a first-stage
 // ordinary part, then the part's cost ('' = none): seconds, decode seconds, infer seconds, images
@@ -56,8 +56,32 @@ if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
     redis.call('HINCRBY', KEYS[1], s .. 'costUnknown', 1)
   end
   for i = 18, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[1], '${ERROR_KIND_FIELD}' .. ARGV[i], ARGV[i + 1]) end
+  -- A batch held under the byte bound (HOLD_BYTES) frees its bytes when its last image is final.
+  local batch = string.match(ARGV[1], '^b(%d+)s%d+$')
+  if batch and redis.call('HEXISTS', KEYS[3], 'r' .. batch) == 1 then
+    if redis.call('HINCRBY', KEYS[3], 'r' .. batch, -tonumber(ARGV[2])) <= 0 then
+      redis.call('HINCRBY', KEYS[1], 'bytesInFlight', -tonumber(redis.call('HGET', KEYS[3], 'b' .. batch)))
+      redis.call('HDEL', KEYS[3], 'r' .. batch, 'b' .. batch)
+    end
+  end
 end
 ${COMPLETION_CHECK}`;
+
+// KEYS: run hash, done set, in-flight batches hash. ARGV: triples of batch, images, payload bytes.
+// Hold each batch's first-stage payload bytes in the run's bytesInFlight until FINISH_PART sees its
+// last image final: once per batch (a batch listed again after a kill is already held), and never
+// for a batch whose first stage was already counted (listed again after it finished). Run before
+// the batches are queued, so no part can finish before its batch is held.
+const HOLD_BYTES = `
+for i = 1, #ARGV, 3 do
+  local b = ARGV[i]
+  if redis.call('SISMEMBER', KEYS[2], 'b' .. b .. 's0') == 0 and redis.call('HSETNX', KEYS[3], 'r' .. b, ARGV[i + 1]) == 1 then
+    redis.call('HSET', KEYS[3], 'b' .. b, ARGV[i + 2])
+    redis.call('HINCRBY', KEYS[1], 'bytesInFlight', ARGV[i + 2])
+  end
+end
+return 0
+`;
 
 // KEYS: run hash. ARGV: images listed, batches, duplicates dropped, cursor JSON ('' = none: a
 // listing that cannot resume elsewhere). Listing only moves forward: a second lister of the same
@@ -131,6 +155,10 @@ export interface ListingState {
   plan: string | null;
   /** Batches the run keeps in flight at most; null: no bound (everything is queued at once). */
   window: number | null;
+  /** Bytes of first-stage job payload the run keeps in flight at most (`window.bytes`); null: no byte bound. */
+  windowBytes: number | null;
+  /** Bytes of first-stage job payload of the batches listed under the byte bound and not yet final (see HOLD_BYTES). */
+  bytesInFlight: number;
 }
 
 /** A snapshot of a run's progress. */
@@ -175,7 +203,8 @@ export class RunTracker {
   ) {
     // The Lua scripts touch two keys of a run; on a cluster only a hash-tagged prefix keeps them in one slot.
     assertClusterPrefix(redis, prefix);
-    redis.defineCommand('cascadeFinishPart', { numberOfKeys: 2, lua: FINISH_PART });
+    redis.defineCommand('cascadeFinishPart', { numberOfKeys: 3, lua: FINISH_PART });
+    redis.defineCommand('cascadeHoldBytes', { numberOfKeys: 3, lua: HOLD_BYTES });
     redis.defineCommand('cascadeFinishAudit', { numberOfKeys: 2, lua: FINISH_AUDIT });
     redis.defineCommand('cascadeSaveListing', { numberOfKeys: 1, lua: SAVE_LISTING });
   }
@@ -192,6 +221,9 @@ export class RunTracker {
   }
   private failedJobsKey(runId: string): string {
     return `${this.prefix}:run:${runId}:failedJobs`;
+  }
+  private inFlightKey(runId: string): string {
+    return `${this.prefix}:run:${runId}:inFlight`;
   }
   private warmupBatchesKey(runId: string): string {
     return `${this.prefix}:run:${runId}:warmupBatches`;
@@ -259,14 +291,16 @@ export class RunTracker {
    * Record how the run's source is listed again elsewhere, and its window, once: the first
    * submission's stand (a resubmission with another window does not change a run in flight).
    */
-  async setListingPlan(runId: string, plan: string | null, window: number | null): Promise<void> {
+  async setListingPlan(runId: string, plan: string | null, window: number | null, windowBytes: number | null = null): Promise<void> {
     if (plan !== null) await this.redis.hsetnx(this.runKey(runId), 'listing', plan);
-    if (window !== null) await this.redis.hsetnx(this.runKey(runId), 'window', window);
+    const first = window !== null && (await this.redis.hsetnx(this.runKey(runId), 'window', window)) === 1;
+    // With the window only: a resubmission with a byte bound does not add one to a run in flight.
+    if (first && windowBytes !== null) await this.redis.hset(this.runKey(runId), 'windowBytes', windowBytes);
   }
 
   /** Where the run's listing stands, or null if the run is unknown. */
   async listingState(runId: string): Promise<ListingState | null> {
-    const [spec, cursor, images, batches, duplicates, final, listed, failedReason, plan, window] = await this.redis.hmget(
+    const [spec, cursor, images, batches, duplicates, final, listed, failedReason, plan, window, windowBytes, bytesInFlight] = await this.redis.hmget(
       this.runKey(runId),
       'spec',
       'cursor',
@@ -278,6 +312,8 @@ export class RunTracker {
       'failedReason',
       'listing',
       'window',
+      'windowBytes',
+      'bytesInFlight',
     );
     if (!spec) return null;
     return {
@@ -290,6 +326,8 @@ export class RunTracker {
       failedReason: failedReason || null,
       plan: plan || null,
       window: window ? Number(window) : null,
+      windowBytes: windowBytes ? Number(windowBytes) : null,
+      bytesInFlight: Number(bytesInFlight ?? 0),
     };
   }
 
@@ -300,6 +338,16 @@ export class RunTracker {
   async saveListing(runId: string, at: { images: number; batches: number; duplicates: number; cursor: string | null }): Promise<boolean> {
     const run = this.redis as unknown as { cascadeSaveListing(k: string, ...a: Array<string | number>): Promise<number> };
     return (await run.cascadeSaveListing(this.runKey(runId), at.images, at.batches, at.duplicates, at.cursor ?? '')) === 1;
+  }
+
+  /**
+   * Hold the first-stage payload bytes of batches about to be queued under the run's byte bound,
+   * until their last image is final (see HOLD_BYTES): what `bytesInFlight` counts.
+   */
+  async holdBytes(runId: string, batches: ReadonlyArray<{ batch: number; images: number; bytes: number }>): Promise<void> {
+    if (batches.length === 0) return;
+    const run = this.redis as unknown as { cascadeHoldBytes(k1: string, k2: string, k3: string, ...a: Array<string | number>): Promise<number> };
+    await run.cascadeHoldBytes(this.runKey(runId), this.doneKey(runId), this.inFlightKey(runId), ...batches.flatMap((b) => [b.batch, b.images, b.bytes]));
   }
 
   /**
@@ -347,8 +395,8 @@ export class RunTracker {
       ...(cost ? [cost.seconds, cost.decodeSeconds, cost.inferSeconds, cost.decoded, c.images - c.errors, cost.workerClass] : ['', 0, 0, 0, 0, '']),
       ...Object.entries(part?.errorsByKind ?? {}).flatMap(([kind, n]) => (n > 0 ? [kind, n] : [])),
     ];
-    const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
-    return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), ...args)) === 1;
+    const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, k3: string, ...a: Array<string | number>): Promise<number> };
+    return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), this.inFlightKey(runId), ...args)) === 1;
   }
 
   /**

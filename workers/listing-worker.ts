@@ -10,7 +10,8 @@ import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Stores } from '../pipeline/storage/stores.js';
 import { ListingPlan } from '../producers/listing-cursor.js';
-import { ListingFailedError, listingPass, OpenListings, resumableSource } from '../producers/run-listing.js';
+import { resumableSource } from '../producers/inputs/input-formats.js';
+import { ListingFailedError, listingPass, OpenListings } from '../producers/run-listing.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import type { LockOptions } from '../queue/job-locks.js';
 import { LISTING_QUEUE, ListingJob } from '../queue/jobs.js';
@@ -82,6 +83,7 @@ export class ListingWorker {
         queues: this.o.queues,
         source: resumableSource(plan, this.o.stores),
         window: state.window ?? Number.POSITIVE_INFINITY,
+        ...(state.windowBytes ? { windowBytes: state.windowBytes } : {}),
         warmup: null,
         fresh: false,
         openListings: this.openListings,

@@ -37,6 +37,8 @@ export const ScheduleTemplate = z.object({
   extensions: z.array(z.string()),
   /** Batches each firing's run keeps in flight while it lists (absent in templates stored before it: the default). */
   window: z.number().int().positive().optional(),
+  /** Bytes of first-stage job payload each firing's run keeps in flight at most (config `window.bytes`). */
+  windowBytes: z.number().int().positive().optional(),
   run: RunSpecFields.omit({ runId: true, source: true, out: true, createdAt: true }).superRefine((run, ctx) => checkRankRun(run, ctx)),
   /** Firings may take over an output location an earlier run holds (a fixed `out` without {date}). */
   overwrite: z.boolean().optional(),
@@ -252,17 +254,15 @@ export class RunScheduler {
     }
     const firedAt = firingTime(job);
     const spec = await this.firingSpec(template, firedAt);
-    let duplicates = 0;
     const result = await submitRun({
       spec,
       refs: submissionSource(spec.source, {
         extensions: template.extensions,
         columns: spec.columns,
         stores: this.o.stores,
-        onDuplicate: () => void duplicates++,
       }),
-      duplicates: () => duplicates,
       window: template.window,
+      windowBytes: template.windowBytes,
       // A self-calibrating firing chooses its warm-up from a listing of its own.
       relist: () => listInputs(spec.source, { extensions: template.extensions, columns: spec.columns, stores: this.o.stores }),
       tracker: this.o.tracker,

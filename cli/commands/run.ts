@@ -104,16 +104,15 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
       // Log lines go above the bar, never through it.
       unregisterBar = registerBar(bar);
     }
-    let duplicates = 0;
     const submitted = await submitRun({
       spec,
-      refs: submissionSource(src, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores, onDuplicate: () => void duplicates++ }),
+      refs: submissionSource(src, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores }),
       window: config.window.batches,
+      windowBytes: config.window.bytes,
       tracker: runtime.tracker,
       queues: runtime.queues,
       output,
       overwrite: o.overwrite,
-      duplicates: () => duplicates,
       relist: () => listInputs(src, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores }),
     });
     log(

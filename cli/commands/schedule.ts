@@ -97,6 +97,7 @@ export async function scheduleAddCommand(name: string, o: ScheduleAddOptions, wr
     out,
     extensions: config.extensions,
     window: config.window.batches,
+    ...(config.window.bytes ? { windowBytes: config.window.bytes } : {}),
     run,
     ...(o.overwrite ? { overwrite: true } : {}),
     ...(calibrationFrom ? { calibrationFrom } : {}),

@@ -49,17 +49,15 @@ export async function submitCommand(
     const spec = await planRun(config, source, o.out, runtime.models, o.runId, selfCalibration);
     await checkCalibration(o, spec);
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
-    let duplicates = 0;
     const result = await submitRun({
       spec,
       refs: submissionSource(spec.source, {
         extensions: config.extensions,
         columns: spec.columns,
         stores: runtime.stores,
-        onDuplicate: () => void duplicates++,
       }),
-      duplicates: () => duplicates,
       window: config.window.batches,
+      windowBytes: config.window.bytes,
       relist: () => listInputs(spec.source, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores }),
       tracker: runtime.tracker,
       queues: runtime.queues,

@@ -8,6 +8,7 @@ import type { InputColumns } from '../../config/schema.js';
 import { parseRef } from '../../pipeline/storage/location.js';
 import type { Stores } from '../../pipeline/storage/stores.js';
 import type { ListSourceOptions } from '../list-source.js';
+import type { ListingCursor } from '../listing-cursor.js';
 import type { ListedInput } from './listed-input.js';
 
 export interface ListInputOptions extends ListSourceOptions {
@@ -27,6 +28,8 @@ export interface InputFormat {
   matches(source: string): boolean;
   /** The source's inputs in order: loose refs, or sharded samples with their place in their shard. */
   list(source: string, opts: ListInputOptions): AsyncIterable<string | ListedInput>;
+  /** The same inputs after `cursor` (all from null), each with the cursor just after it (producers/listing-cursor.ts). */
+  listFrom(source: string, opts: ListInputOptions, cursor: ListingCursor | null): AsyncIterable<ListedInput & { cursor: ListingCursor }>;
   /** The local roots a one-process `cascade run` of `source` reads from when its config names none. */
   localRoots(source: string, opts: { asList?: boolean; cwd?: string }): string[];
 }

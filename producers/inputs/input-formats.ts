@@ -5,7 +5,7 @@
 import type { InputFormat, ListInputOptions } from './input-format.js';
 import type { ListedInput } from './listed-input.js';
 import type { Stores } from '../../pipeline/storage/stores.js';
-import { type ResumableSource, resumableSource } from '../run-listing.js';
+import type { ListingPlan, ResumableSource } from '../listing-cursor.js';
 import { loose } from './loose.js';
 import { parquet } from './parquet.js';
 import { webDataset } from './webdataset.js';
@@ -29,15 +29,20 @@ export function inputLocalRoots(source: string, opts: { asList?: boolean; cwd?: 
   return inputFormatOf(source).localRoots(source, opts);
 }
 
+/** `plan`'s source, resumable at any cursor its format's listing yields (remote shards and prefixes through `stores`). */
+export function resumableSource(plan: ListingPlan, stores: Stores): ResumableSource {
+  const format = inputFormatOf(plan.source);
+  return {
+    plan,
+    open: (cursor, onDuplicate) =>
+      format.listFrom(plan.source, { extensions: plan.extensions, ...(plan.columns ? { columns: plan.columns } : {}), stores, onDuplicate }, cursor),
+  };
+}
+
 /**
- * What a submission lists `source` from: a loose source resumable (the run keeps a window of
- * batches in flight, its cursor in Redis); a sharded one as its inputs, listed whole at
- * submission (a shard cursor, shard index and sample, is not written yet).
+ * What a submission lists `source` from: every format resumable (the run keeps a window of
+ * batches in flight, its cursor in Redis, and another process lists on from the plan).
  */
-export function submissionSource(
-  source: string,
-  opts: ListInputOptions & { stores: Stores; onDuplicate: () => void },
-): ResumableSource | AsyncIterable<string | ListedInput> {
-  if (inputFormatOf(source) === loose) return resumableSource({ source, extensions: [...opts.extensions] }, opts.stores);
-  return listInputs(source, opts);
+export function submissionSource(source: string, opts: ListInputOptions & { stores: Stores }): ResumableSource {
+  return resumableSource({ source, extensions: [...opts.extensions], ...(opts.columns ? { columns: opts.columns } : {}) }, opts.stores);
 }

@@ -28,7 +28,7 @@ import { Stores } from '../../pipeline/storage/stores.js';
 import { isObjectNotFound } from '../../pipeline/storage/object-store.js';
 import { type InputFormat, type ListInputOptions, shardExtension, shardRoots, storesOf } from './input-format.js';
 import type { ListedInput } from './listed-input.js';
-import { shardNames } from './shard-names.js';
+import { listShardsFrom, type ShardLister, withoutCursors } from './shard-listing.js';
 import { checkShardName, missingShard } from './webdataset.js';
 
 /** Image-bytes columns looked for, in order, when the run names none (img2dataset writes `jpg`). */
@@ -95,52 +95,57 @@ async function labelColumn(file: ParquetFile, column: string | undefined): Promi
   return (row) => ({ label: classIndex(values[row], `${file.ref} row ${row} column ${JSON.stringify(column)}`) });
 }
 
-/** The inputs of every Parquet file `source` names, in file order then row order. */
-export async function* listParquet(source: string, opts: ListInputOptions): AsyncGenerator<ListedInput> {
-  const seen = new Set<string>();
-  for await (const shard of shardNames(source, { stores: opts.stores })) {
-    checkShardName(shard);
-    let file: ParquetFile;
-    try {
-      file = await openParquet(shard, reader(shard, opts));
-    } catch (err) {
-      if (!isObjectNotFound(err)) throw err;
-      yield missingShard(shard, err);
-      continue;
-    }
-    const plan = planColumns(file, opts.columns);
-    const keys = plan.key ? await readTextColumn(file, plan.key) : null;
-    const keyOf = (row: number) => keys?.[row] ?? String(row);
-    const labelOf = await labelColumn(file, opts.labels?.column);
-    if ('image' in plan) {
-      for (let row = 0; row < file.rows; row++) {
-        const ref = sampleRef(shard, keyOf(row));
-        if (seen.has(ref)) {
-          opts.onDuplicate?.(ref, `${shard}:${row}`);
-          continue;
-        }
-        seen.add(ref);
-        yield { ref, at: { row, column: plan.image }, shard, ...labelOf(row) };
-      }
-      continue;
-    }
-    const urls = await readTextColumn(file, plan.url);
-    for (let row = 0; row < urls.length; row++) {
-      const url = urls[row]?.trim();
-      if (!url) {
-        const message = `${shard}: row ${row} has no ${plan.url}`;
-        yield { ref: sampleRef(shard, keyOf(row)), at: { unreadable: { kind: 'not-found', message } }, shard };
-        continue;
-      }
-      const ref = urlRef(url, shard);
+/** One Parquet file's inputs in row order (a missing file: its one `not-found` row), repeats dropped against `seen`. */
+async function* fileInputs(shard: string, opts: ListInputOptions, seen: Set<string>): AsyncGenerator<ListedInput> {
+  checkShardName(shard);
+  let file: ParquetFile;
+  try {
+    file = await openParquet(shard, reader(shard, opts));
+  } catch (err) {
+    if (!isObjectNotFound(err)) throw err;
+    yield missingShard(shard, err);
+    return;
+  }
+  const plan = planColumns(file, opts.columns);
+  const keys = plan.key ? await readTextColumn(file, plan.key) : null;
+  const keyOf = (row: number) => keys?.[row] ?? String(row);
+  const labelOf = await labelColumn(file, opts.labels?.column);
+  if ('image' in plan) {
+    for (let row = 0; row < file.rows; row++) {
+      const ref = sampleRef(shard, keyOf(row));
       if (seen.has(ref)) {
         opts.onDuplicate?.(ref, `${shard}:${row}`);
         continue;
       }
       seen.add(ref);
-      yield { ref, shard, ...labelOf(row) };
+      yield { ref, at: { row, column: plan.image }, shard, ...labelOf(row) };
     }
+    return;
   }
+  const urls = await readTextColumn(file, plan.url);
+  for (let row = 0; row < urls.length; row++) {
+    const url = urls[row]?.trim();
+    if (!url) {
+      const message = `${shard}: row ${row} has no ${plan.url}`;
+      yield { ref: sampleRef(shard, keyOf(row)), at: { unreadable: { kind: 'not-found', message } }, shard };
+      continue;
+    }
+    const ref = urlRef(url, shard);
+    if (seen.has(ref)) {
+      opts.onDuplicate?.(ref, `${shard}:${row}`);
+      continue;
+    }
+    seen.add(ref);
+    yield { ref, shard, ...labelOf(row) };
+  }
+}
+
+/** Parquet files by file: a URL column's refs may repeat in any later file, so repeats are dropped across the source. */
+const parquetFiles: ShardLister = { inputs: fileInputs, acrossShards: true };
+
+/** The inputs of every Parquet file `source` names, in file order then row order. */
+export function listParquet(source: string, opts: ListInputOptions): AsyncGenerator<ListedInput> {
+  return withoutCursors(listShardsFrom(source, opts, null, parquetFiles));
 }
 
 /** The Parquet row of the input formats: sources whose (expanded) names end in `.parquet`. */
@@ -148,5 +153,6 @@ export const parquet: InputFormat = {
   name: 'parquet',
   matches: (source) => shardExtension(source) === '.parquet',
   list: listParquet,
+  listFrom: (source, opts, cursor) => listShardsFrom(source, opts, cursor, parquetFiles),
   localRoots: shardRoots,
 };

@@ -16,7 +16,8 @@ import { isObjectNotFound } from '../../pipeline/storage/object-store.js';
 import { defaultLocalRoots } from '../list-source.js';
 import { type InputFormat, type ListInputOptions, shardExtension, shardRoots, storesOf } from './input-format.js';
 import type { ListedInput } from './listed-input.js';
-import { isPattern, shardNames } from './shard-names.js';
+import { isPattern } from './shard-names.js';
+import { listShardsFrom, type ShardLister, withoutCursors } from './shard-listing.js';
 
 /** Refuses a shard whose name has a `#`: a sample ref splits at its first `#`. */
 export function checkShardName(shard: string): void {
@@ -36,29 +37,34 @@ async function openShard(shard: string, opts: ListInputOptions): Promise<Readabl
   return openLocalStream(ref.path);
 }
 
-/** The samples of every shard `source` names, in shard order then member order. */
-export async function* listWebDataset(source: string, opts: ListInputOptions): AsyncGenerator<ListedInput> {
-  for await (const shard of shardNames(source, { stores: opts.stores })) {
-    checkShardName(shard);
-    let stream: Readable;
-    try {
-      stream = await openShard(shard, opts);
-    } catch (err) {
-      if (!isObjectNotFound(err)) throw err;
-      yield missingShard(shard, err);
+/** One shard's samples in member order (a missing shard: its one `not-found` row); a key repeated within it is listed once. */
+async function* shardSamples(shard: string, opts: ListInputOptions, seen: Set<string>): AsyncGenerator<ListedInput> {
+  checkShardName(shard);
+  let stream: Readable;
+  try {
+    stream = await openShard(shard, opts);
+  } catch (err) {
+    if (!isObjectNotFound(err)) throw err;
+    yield missingShard(shard, err);
+    return;
+  }
+  for await (const sample of tarSamples(stream, shard, { labels: opts.labels !== undefined })) {
+    const ref = sampleRef(shard, sample.key);
+    if (seen.has(ref)) {
+      opts.onDuplicate?.(ref, shard);
       continue;
     }
-    const seen = new Set<string>();
-    for await (const sample of tarSamples(stream, shard, { labels: opts.labels !== undefined })) {
-      const ref = sampleRef(shard, sample.key);
-      if (seen.has(ref)) {
-        opts.onDuplicate?.(ref, shard);
-        continue;
-      }
-      seen.add(ref);
-      yield { ref, at: sample.at, shard, ...(sample.label ? { label: sample.label } : {}) };
-    }
+    seen.add(ref);
+    yield { ref, at: sample.at, shard, ...(sample.label ? { label: sample.label } : {}) };
   }
+}
+
+/** Tar shards by shard: a sample ref names its shard, so repeats are only ever within one. */
+const tarShards: ShardLister = { inputs: shardSamples, acrossShards: false };
+
+/** The samples of every shard `source` names, in shard order then member order. */
+export function listWebDataset(source: string, opts: ListInputOptions): AsyncGenerator<ListedInput> {
+  return withoutCursors(listShardsFrom(source, opts, null, tarShards));
 }
 
 /** The WebDataset row of the input formats: sources whose (expanded) names end in `.tar`. */
@@ -66,5 +72,6 @@ export const webDataset: InputFormat = {
   name: 'webdataset',
   matches: (source) => shardExtension(source) === '.tar',
   list: listWebDataset,
+  listFrom: (source, opts, cursor) => listShardsFrom(source, opts, cursor, tarShards),
   localRoots: (source, opts) => (isPattern(source) ? shardRoots(source, opts) : defaultLocalRoots(source, opts)),
 };

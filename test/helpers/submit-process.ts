@@ -38,7 +38,7 @@ async function main(file: string): Promise<void> {
   const { RunTracker } = await import('../../queue/run-tracker.js');
   const { CascadeQueues } = await import('../../queue/cascade-queues.js');
   const { submitRun } = await import('../../producers/submit-run.js');
-  const { resumableSource } = await import('../../producers/run-listing.js');
+  const { resumableSource } = await import('../../producers/inputs/input-formats.js');
   const { Stores } = await import('../../pipeline/storage/stores.js');
   const redis = connectRedis(job.redisUrl);
   const stores = new Stores();

@@ -10,14 +10,16 @@
  * stored cursor (from the start, as a cursor kept in memory would after a kill) would number the
  * remaining images as those done batches and skip them, or hang, and these tests would fail.
  */
-import { readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, parse } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Stores } from '../../pipeline/storage/stores.js';
 import { readManifestLines, verifyManifest } from '../../pipeline/results/verify-manifest.js';
-import { listSource } from '../../producers/list-source.js';
-import { listingPass, OpenListings, resumableSource } from '../../producers/run-listing.js';
+import { compareKeys } from '../../pipeline/storage/object-store.js';
+import { listInputs, resumableSource } from '../../producers/inputs/input-formats.js';
+import { asListed, type ListedInput } from '../../producers/inputs/listed-input.js';
+import { listingPass, OpenListings } from '../../producers/run-listing.js';
 import { submitRun } from '../../producers/submit-run.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { listingJobId, partId, type RunSpec, type StageJob } from '../../queue/jobs.js';
@@ -27,6 +29,7 @@ import { waitForRun } from '../../queue/wait-for-run.js';
 import { colourSpec, writeAlternatingImages } from '../helpers/colour-fixture.js';
 import { withModels, withRedis, withTempDir } from '../helpers/fixtures.js';
 import { uniquePrefix } from '../helpers/redis.js';
+import { parquetBytes, sampleMembers, tarShard } from '../helpers/shard-fixture.js';
 import { pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
 import { spawnSubmitter } from '../helpers/submit-process.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
@@ -58,11 +61,22 @@ afterAll(async () => {
   await Promise.allSettled(processes.map((p) => p.kill9()));
 });
 
-/** A run over a fresh folder of N alternating images, its Redis handles, and worker processes on demand. */
-async function scenario() {
+/** Samples per shard of a sharded scenario: batches of 2, 2, 1 per shard, so batches end at shard ends too. */
+const SHARD = 5;
+
+/**
+ * A run over N alternating images, its Redis handles, and worker processes on demand: a fresh
+ * folder of them, or the same images as WebDataset tar shards or Parquet files of SHARD samples
+ * each (`shards-<id>/{0..4}.tar`: brace names stay the same when a shard is removed).
+ */
+async function scenario(kind: 'folder' | 'tar' | 'parquet' = 'folder') {
   const id = `w${++counter}`;
   const images = join(work.path, `images-${id}`);
   await writeAlternatingImages(images, N);
+  const shards = join(work.path, `shards-${id}`);
+  const shardCount = Math.ceil(N / SHARD);
+  const source = kind === 'folder' ? images : join(shards, `{0..${shardCount - 1}}.${kind}`);
+  if (kind !== 'folder') await writeShards(images, shards, kind);
   const prefix = uniquePrefix(`window-${id}`);
   const out = join(work.path, `out-${id}`);
   const configFile = join(work.path, `config-${id}.json`);
@@ -74,7 +88,7 @@ async function scenario() {
       concurrency: 1,
       intraOpThreads: 1,
       jobLocks: { lockDurationMs: 1500, stalledIntervalMs: 1000, maxStalledCount: 5 },
-      sources: { localRoots: [images] },
+      sources: { localRoots: [kind === 'folder' ? images : shards] },
     }),
   );
   const connection = connectRedis(redis.url);
@@ -82,7 +96,7 @@ async function scenario() {
   const queues = new CascadeQueues(connection, prefix);
   const spec: RunSpec = {
     runId: `run-${id}`,
-    source: images,
+    source,
     out,
     metric: 'maxprob',
     batchSize: BATCH,
@@ -90,18 +104,28 @@ async function scenario() {
     ...pins,
     createdAt: new Date().toISOString(),
   };
-  // Local folders only: no store client is ever built.
+  // Local files only: no store client is ever built.
   const stores = new Stores();
   // The source as listed before anything is removed from it: what the manifest must hold.
-  const keys: string[] = [];
-  for await (const ref of listSource(images, { extensions: EXT })) keys.push(ref);
+  const inputs: ListedInput[] = [];
+  for await (const entry of listInputs(source, { extensions: EXT, stores })) inputs.push(asListed(entry));
+  const keys = inputs.map((i) => i.ref);
+  // The batches one listing from the start cuts: BATCH inputs at most, never across a shard.
+  const cut: string[][] = [];
+  for (const [i, input] of inputs.entries()) {
+    const open = cut.at(-1);
+    if (open && open.length < BATCH && input.shard === inputs[i - 1]!.shard) open.push(input.ref);
+    else cut.push([input.ref]);
+  }
   return {
     spec,
     prefix,
     keys,
+    cut,
+    configFile,
     tracker,
     queues,
-    source: resumableSource({ source: images, extensions: EXT }, stores),
+    source: resumableSource({ source, extensions: EXT }, stores),
     output: stores.open(out),
     worker(roles: string[]) {
       const w = spawnWorker(configFile, roles);
@@ -109,9 +133,19 @@ async function scenario() {
       return w;
     },
     state: async () => (await tracker.listingState(spec.runId))!,
-    /** Remove the images of batches [0, batches): their rows are in their parts already. */
+    /**
+     * Remove the inputs of batches [0, batches): their rows are in their parts already. A sharded
+     * source loses the shards whose every batch is among them (a listing from the start would
+     * then list a not-found row for each, and number the rest wrongly).
+     */
     removeImages: async (batches: number) => {
-      for (const key of keys.slice(0, batches * BATCH)) await rm(key);
+      const done = new Set(cut.slice(0, batches).flat());
+      const gone =
+        kind === 'folder'
+          ? keys.filter((k) => done.has(k))
+          : [...new Set(inputs.map((i) => i.shard!))].filter((sh) => inputs.every((i) => i.shard !== sh || done.has(i.ref)));
+      for (const file of gone) await rm(file);
+      return gone.length;
     },
     done: () =>
       Promise.race([
@@ -133,6 +167,25 @@ async function scenario() {
   };
 }
 
+/** The images of `images` (in name order) as shards of SHARD samples: tar members or Parquet rows `key`, `png`. */
+async function writeShards(images: string, shards: string, kind: 'tar' | 'parquet'): Promise<void> {
+  await mkdir(shards);
+  const names = (await readdir(images)).sort(compareKeys);
+  for (let k = 0; k * SHARD < names.length; k++) {
+    const part = names.slice(k * SHARD, (k + 1) * SHARD);
+    const bytes = await Promise.all(part.map((n) => readFile(join(images, n))));
+    const keys = part.map((n) => parse(n).name);
+    const file =
+      kind === 'tar'
+        ? await tarShard(keys.flatMap((key, j) => sampleMembers(key, 'png', bytes[j]!)))
+        : parquetBytes([
+            { name: 'key', data: keys, type: 'STRING' },
+            { name: 'png', data: bytes.map((b) => new Uint8Array(b)), type: 'BYTE_ARRAY' },
+          ]);
+    await writeFile(join(shards, `${k}.${kind}`), file);
+  }
+}
+
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -151,7 +204,7 @@ async function queuedBatches(queues: CascadeQueues): Promise<Map<number, string[
 async function finishBatch(s: Awaited<ReturnType<typeof scenario>>, batch: number): Promise<void> {
   const job = await s.queues.stage('little').getJob(`${s.spec.runId}-b${batch}-s0`);
   await job?.remove();
-  const n = Math.min(BATCH, s.keys.length - batch * BATCH);
+  const n = s.cut[batch]!.length;
   await s.tracker.finishPart(s.spec.runId, { id: partId(batch, 0), stage: 0, final: n, counts: { images: n, accepted: n, forwarded: 0, errors: 0 } });
 }
 
@@ -274,4 +327,173 @@ describe('bounded in-flight work', () => {
       await s.close();
     }
   }, 150_000);
+
+  /**
+   * Lists `s` to the end as workers would drain it: every queued batch finishes before each
+   * look, every other look by a process that keeps the listing open (the others open it again
+   * at the stored cursor, as the listing job does after the submitter). Checks each look's
+   * queue with `check`; returns the batches queued, by batch, in order.
+   */
+  async function drain(s: Awaited<ReturnType<typeof scenario>>, o: { window: number; windowBytes?: number }, check: (queued: Map<number, StageJob>) => void) {
+    const seen = new Map<number, StageJob>();
+    const openListings = new OpenListings();
+    const look = async () => {
+      const jobs = await s.queues.stage('little').getJobs(['wait', 'prioritized', 'delayed', 'active'], 0, -1);
+      const queued = new Map(jobs.map((j) => [(j.data as StageJob).batch, j.data as StageJob]));
+      check(queued);
+      for (const [b, job] of queued) seen.set(b, job);
+      return queued;
+    };
+    for (let round = 0; ; round++) {
+      // Bounded: a listing that does not move on from its stored cursor fails here instead of hanging.
+      expect(round).toBeLessThan(3 * s.cut.length);
+      for (const b of (await look()).keys()) await finishBatch(s, b);
+      const pass = await listingPass({
+        spec: s.spec,
+        tracker: s.tracker,
+        queues: s.queues,
+        source: s.source,
+        ...o,
+        warmup: null,
+        fresh: false,
+        ...(round % 2 ? { openListings } : {}),
+      });
+      if (pass.done) break;
+    }
+    await look();
+    await openListings.close();
+    return [...seen.keys()].sort((a, b) => a - b).map((b) => seen.get(b)!);
+  }
+
+  it('tar shards and Parquet files list under the window from a shard cursor kept in Redis: at most the window queued, the batches of one listing from the start', async () => {
+    for (const kind of ['tar', 'parquet'] as const) {
+      const s = await scenario(kind);
+      try {
+        const first = await submitRun({ spec: s.spec, refs: s.source, window: 2, tracker: s.tracker, queues: s.queues, output: s.output });
+        expect(first).toMatchObject({ images: 4, batches: 2, listing: 'continues' });
+        expect(JSON.parse((await s.state()).cursor!)).toEqual({
+          kind: 'shard',
+          shard: 0,
+          name: join(work.path, s.spec.source.split('/').at(-2)!, `0.${kind}`),
+          sample: 4,
+        });
+        expect(JSON.parse((await s.state()).plan!)).toEqual({ source: s.spec.source, extensions: EXT });
+        const jobs = await drain(s, { window: 2 }, (queued) => expect(queued.size).toBeLessThanOrEqual(2));
+        // Batch for batch what one listing cuts: SHARD samples a shard, BATCH a batch, none across two shards.
+        expect(jobs.map((j) => j.items.map((i) => i.ref))).toEqual(s.cut);
+        expect(jobs.every((j) => j.items.every((i) => i.at !== undefined))).toBe(true);
+        expect(await s.state()).toMatchObject({ listed: true, images: N, batches: s.cut.length, duplicates: 0 });
+      } finally {
+        await s.close();
+      }
+    }
+  });
+
+  it('a byte budget (window.bytes) holds the queued first-stage payload under it, whichever bound is hit first, and frees a batch when its last image is final', async () => {
+    const s = await scenario('tar');
+    try {
+      const size = (j: StageJob) => Buffer.byteLength(JSON.stringify(j));
+      // Room for about three of these batches' payloads: the byte bound binds long before 100 batches.
+      const budget = 1000 + Math.floor(Math.random() * 200);
+      let sawFull = 0;
+      const first = await submitRun({ spec: s.spec, refs: s.source, window: 100, windowBytes: budget, tracker: s.tracker, queues: s.queues, output: s.output });
+      expect(first.listing).toBe('continues');
+      expect((await s.state()).windowBytes).toBe(budget);
+      const snapshots: number[][] = [];
+      const jobs = await drain(s, { window: 100, windowBytes: budget }, (queued) => {
+        const bytes = [...queued.values()].reduce((n, j) => n + size(j), 0);
+        expect(bytes).toBeLessThanOrEqual(budget);
+        if (queued.size >= 2) sawFull++;
+        snapshots.push([...queued.keys()].sort((a, b) => a - b));
+      });
+      expect(jobs.map((j) => j.items.map((i) => i.ref))).toEqual(s.cut);
+      // Tight: each look that stopped short of the source's end stopped because the next batch would not fit.
+      for (const batches of snapshots.slice(0, -1)) {
+        if (batches.length === 0) continue;
+        const next = jobs[batches.at(-1)! + 1];
+        if (next) expect(batches.reduce((n, b) => n + size(jobs[b]!), 0) + size(next)).toBeGreaterThan(budget);
+      }
+      expect(sawFull).toBeGreaterThan(0);
+      // Every batch final: nothing is held in flight any more.
+      for (const b of snapshots.at(-1)!) await finishBatch(s, b);
+      expect((await s.state()).bytesInFlight).toBe(0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('kill -9 of the submitter mid-listing of tar shards: submitting again resumes at the stored shard cursor; every sample exactly once', async () => {
+    const s = await scenario('tar');
+    try {
+      const submitter = await spawnSubmitter(work.path, { redisUrl: redis.url, prefix: s.prefix, spec: s.spec, extensions: EXT, window: 100, delayMs: 150 });
+      await submitter.waitFor(/^listed 1[0-9]$/m, 60_000);
+      await submitter.kill9();
+      const at = await s.state();
+      expect(at).toMatchObject({ listed: false });
+      expect(JSON.parse(at.cursor!)).toMatchObject({ kind: 'shard' });
+      expect(at.images).toBeLessThan(N);
+      // Its batches run, and the shards they used up go away, before anyone submits again.
+      s.worker(['little', 'big', 'merge']);
+      await until(async () => (await s.state()).final === at.images, 'the listed batches to finish');
+      expect(await s.removeImages(at.batches)).toBeGreaterThan(0);
+      const again = await submitRun({ spec: s.spec, refs: s.source, window: 100, tracker: s.tracker, queues: s.queues, output: s.output });
+      expect(again).toMatchObject({ alreadySubmitted: true, listing: 'done', images: N, batches: s.cut.length });
+      const summary = await s.done();
+      expect(summary.images).toBe(N);
+      const report = await s.verify();
+      expect([report.ok, report.manifestRows, report.counts.duplicate, report.counts.missing, report.errorRows]).toEqual([true, N, 0, 0, 0]);
+    } finally {
+      await s.close();
+    }
+  }, 150_000);
+
+  it('kill -9 of the process topping up a Parquet run: another takes the listing over from the shard cursor; every row exactly once', async () => {
+    const s = await scenario('parquet');
+    try {
+      s.worker(['little', 'big']);
+      const merge = s.worker(['merge']);
+      await merge.waitFor(/worker ready/);
+      const first = await submitRun({ spec: s.spec, refs: s.source, window: 1, tracker: s.tracker, queues: s.queues, output: s.output });
+      expect(first).toMatchObject({ batches: 1, listing: 'continues' });
+      await until(async () => (await s.state()).batches >= 5, 'the listing job to top the run up');
+      await merge.kill9();
+      const at = await s.state();
+      expect(at.listed).toBe(false);
+      await until(async () => (await s.state()).final === at.images, 'the queued batches to finish');
+      const cut = (await s.state()).batches;
+      expect(cut).toBeLessThan(s.cut.length);
+      expect(await s.removeImages(cut)).toBeGreaterThan(0);
+      s.worker(['merge']);
+      const summary = await s.done();
+      expect(summary.images).toBe(N);
+      const report = await s.verify();
+      expect([report.ok, report.manifestRows, report.counts.duplicate, report.counts.missing, report.errorRows]).toEqual([true, N, 0, 0, 0]);
+    } finally {
+      await s.close();
+    }
+  }, 150_000);
+
+  it('a listing held open that went stale (an idle stream closed) fails that pass only: the run is not failed, and the next pass opens the source again at the stored cursor', async () => {
+    const s = await scenario('tar');
+    try {
+      await submitRun({ spec: s.spec, refs: s.source, window: 2, tracker: s.tracker, queues: s.queues, output: s.output });
+      await finishBatch(s, 0);
+      const state = await s.state();
+      const openListings = new OpenListings();
+      const stale: AsyncIterator<never> = {
+        next: () => Promise.reject(new Error('aborted: socket closed while idle')),
+        return: async () => ({ done: true, value: undefined }),
+      };
+      openListings.keep(s.spec.runId, { at: state.cursor, refs: stale, duplicates: state.duplicates, ahead: [] });
+      const pass = () =>
+        listingPass({ spec: s.spec, tracker: s.tracker, queues: s.queues, source: s.source, window: 2, warmup: null, fresh: false, openListings });
+      await expect(pass()).rejects.toThrow(/held open since the last pass failed \(aborted: socket closed while idle\)/);
+      expect((await s.state()).failedReason).toBeNull();
+      expect(await pass()).toMatchObject({ done: false, batches: 3 });
+      expect((await queuedBatches(s.queues)).get(2)).toEqual(s.cut[2]);
+      await openListings.close();
+    } finally {
+      await s.close();
+    }
+  });
 });
