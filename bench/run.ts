@@ -1,8 +1,8 @@
 /**
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
  *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]
- *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N]`
- * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `merge` and `window` only when named) and prints their tables.
+ *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N] [--done-batches N]`
+ * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `merge`, `window` and `done-parts` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
@@ -12,6 +12,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { batchingBench } from './batching.js';
 import { controlPlaneBench } from './control-plane.js';
 import { costBench } from './cost.js';
+import { donePartsBench } from './done-parts.js';
 import { enqueueBench } from './enqueue.js';
 import { mergeBench } from './merge.js';
 import { redisWindowBench } from './redis-window.js';
@@ -22,7 +23,7 @@ import { throughputBench } from './throughput.js';
 
 const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
 // Minutes each: run only when asked for by name.
-const ON_REQUEST = ['cost', 'control-plane', 'merge', 'window'] as const;
+const ON_REQUEST = ['cost', 'control-plane', 'merge', 'window', 'done-parts'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -47,6 +48,7 @@ const { values, positionals } = parseArgs({
     'window-refs': { type: 'string', default: '100000,1000000' },
     'window-whole-up-to': { type: 'string', default: '1000000' },
     'window-drain-up-to': { type: 'string', default: '1000000' },
+    'done-batches': { type: 'string', default: '1000000' },
   },
 });
 
@@ -222,6 +224,17 @@ if (chosen.includes('window')) {
     table(
       ['refs', 'Redis MB after submit, window', 'all at once', 'submit s', 'drain: peak MB', 'end MB', 'images/s'],
       r.map((x) => [String(x.refs), mb(x.submitMb), mb(x.wholeSubmitMb), x.submitSeconds, mb(x.drainPeakMb), mb(x.drainEndMb), x.drainImagesPerSecond ?? '-']),
+    ),
+  );
+  console.log('');
+}
+if (chosen.includes('done-parts')) {
+  console.log('== done-parts');
+  const r = await donePartsBench(num(values['done-batches'], 'done-batches'), log);
+  console.log(
+    table(
+      ['batches', 'counted parts kept as', 'MEMORY USAGE MB', 'used_memory growth MB', 'bytes per batch', 'write s'],
+      r.map((x) => [String(x.batches), x.structure, x.keyMb, x.usedMb, x.bytesPerBatch, x.seconds]),
     ),
   );
   console.log('');

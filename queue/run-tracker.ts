@@ -4,7 +4,7 @@
  * duplicated jobs never count twice. Redis holds counters per run, never per-image results.
  */
 import type { Redis } from 'ioredis';
-import { RunSpec } from './jobs.js';
+import { parsePartId, partId, RunSpec } from './jobs.js';
 import { DEFAULT_PRICES } from '../config/schema.js';
 import { type PartCost, type RunCost, runCost } from '../pipeline/cost/run-cost.js';
 import { assertClusterPrefix } from './redis-connection.js';
@@ -27,35 +27,41 @@ return 0
 // The run hash field counting one kind of error row is this plus the kind (e.g. `errorKind:forbidden`).
 const ERROR_KIND_FIELD = 'errorKind:';
 
-// KEYS: run hash, done set. ARGV: part id ('' = only check), final images, stage,
-// images, accepted, forwarded, errors, now (ISO), audits the part sends to the last stage,
+// A part is counted once: SETBIT on its kind's bitmap of batches returns the old bit, so only the
+// first call sees 0. Before bitmaps the ids were members of one set (KEYS[3]); a part counted there
+// by an older version stays counted.
+const FIRST_COUNT = `(redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 and redis.call('SETBIT', KEYS[2], ARGV[2], 1) == 0)`;
+
+// KEYS: run hash, the part kind's done bitmap, the legacy done set. ARGV: part id ('' = only
+// check), its batch, final images, stage, images, accepted, forwarded, errors, now (ISO), audits
+// the part sends to the last stage,
 // '1' for a warm-up part (its final rows also count as warm-up rows), '1' for a first-stage
 // ordinary part, then the part's cost ('' = none): seconds, decode seconds, infer seconds, images
 // decoded, images inferred, worker class, then pairs of error kind and its error rows in the part.
 // Returns 1 when the run is complete and its merge has not been queued yet.
 const FINISH_PART = `
-local NOW = ARGV[8]
-if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'final', ARGV[2])
-  if ARGV[10] == '1' then redis.call('HINCRBY', KEYS[1], 'warmupFinal', ARGV[2]) end
-  if ARGV[11] == '1' then redis.call('HINCRBY', KEYS[1], 's0:parts', 1) end
-  local s = 's' .. ARGV[3] .. ':'
-  redis.call('HINCRBY', KEYS[1], s .. 'images', ARGV[4])
-  redis.call('HINCRBY', KEYS[1], s .. 'accepted', ARGV[5])
-  redis.call('HINCRBY', KEYS[1], s .. 'forwarded', ARGV[6])
-  redis.call('HINCRBY', KEYS[1], s .. 'errors', ARGV[7])
-  redis.call('HINCRBY', KEYS[1], 'auditsExpected', ARGV[9] or 0)
-  if ARGV[12] ~= '' then
-    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'cost', ARGV[12])
-    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costDecode', ARGV[13])
-    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costInfer', ARGV[14])
-    redis.call('HINCRBY', KEYS[1], s .. 'decoded', ARGV[15])
-    redis.call('HINCRBY', KEYS[1], s .. 'costInferred', ARGV[16])
-    redis.call('HSET', KEYS[1], s .. 'class', ARGV[17])
-  elseif tonumber(ARGV[4]) > tonumber(ARGV[7]) then
+local NOW = ARGV[9]
+if ARGV[1] ~= '' and ${FIRST_COUNT} then
+  redis.call('HINCRBY', KEYS[1], 'final', ARGV[3])
+  if ARGV[11] == '1' then redis.call('HINCRBY', KEYS[1], 'warmupFinal', ARGV[3]) end
+  if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 's0:parts', 1) end
+  local s = 's' .. ARGV[4] .. ':'
+  redis.call('HINCRBY', KEYS[1], s .. 'images', ARGV[5])
+  redis.call('HINCRBY', KEYS[1], s .. 'accepted', ARGV[6])
+  redis.call('HINCRBY', KEYS[1], s .. 'forwarded', ARGV[7])
+  redis.call('HINCRBY', KEYS[1], s .. 'errors', ARGV[8])
+  redis.call('HINCRBY', KEYS[1], 'auditsExpected', ARGV[10] or 0)
+  if ARGV[13] ~= '' then
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'cost', ARGV[13])
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costDecode', ARGV[14])
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costInfer', ARGV[15])
+    redis.call('HINCRBY', KEYS[1], s .. 'decoded', ARGV[16])
+    redis.call('HINCRBY', KEYS[1], s .. 'costInferred', ARGV[17])
+    redis.call('HSET', KEYS[1], s .. 'class', ARGV[18])
+  elseif tonumber(ARGV[5]) > tonumber(ARGV[8]) then
     redis.call('HINCRBY', KEYS[1], s .. 'costUnknown', 1)
   end
-  for i = 18, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[1], '${ERROR_KIND_FIELD}' .. ARGV[i], ARGV[i + 1]) end
+  for i = 19, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[1], '${ERROR_KIND_FIELD}' .. ARGV[i], ARGV[i + 1]) end
 end
 ${COMPLETION_CHECK}`;
 
@@ -72,13 +78,13 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'cursor', ARGV[4]) end
 return 1
 `;
 
-// KEYS: run hash, done set. ARGV: audit id, audited images, agreeing, now (ISO).
+// KEYS: run hash, the audits' done bitmap, the legacy done set. ARGV: audit id, its batch, audited images, agreeing, now (ISO).
 // Audits have their own counters so they never count as final rows; the id makes it once only.
 const FINISH_AUDIT = `
-local NOW = ARGV[4]
-if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'auditsDone', ARGV[2])
-  redis.call('HINCRBY', KEYS[1], 'auditsAgreeing', ARGV[3])
+local NOW = ARGV[5]
+if ${FIRST_COUNT} then
+  redis.call('HINCRBY', KEYS[1], 'auditsDone', ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'auditsAgreeing', ARGV[4])
 end
 ${COMPLETION_CHECK}`;
 
@@ -175,16 +181,26 @@ export class RunTracker {
   ) {
     // The Lua scripts touch two keys of a run; on a cluster only a hash-tagged prefix keeps them in one slot.
     assertClusterPrefix(redis, prefix);
-    redis.defineCommand('cascadeFinishPart', { numberOfKeys: 2, lua: FINISH_PART });
-    redis.defineCommand('cascadeFinishAudit', { numberOfKeys: 2, lua: FINISH_AUDIT });
+    redis.defineCommand('cascadeFinishPart', { numberOfKeys: 3, lua: FINISH_PART });
+    redis.defineCommand('cascadeFinishAudit', { numberOfKeys: 3, lua: FINISH_AUDIT });
     redis.defineCommand('cascadeSaveListing', { numberOfKeys: 1, lua: SAVE_LISTING });
   }
 
   private runKey(runId: string): string {
     return `${this.prefix}:run:${runId}`;
   }
-  private doneKey(runId: string): string {
+  /** A part kind's bitmap of counted batches (jobs.ts parsePartId: `s0`, `w1`, `audit`, …): one bit per batch. */
+  private doneKey(runId: string, kind: string): string {
+    return `${this.prefix}:run:${runId}:done:${kind}`;
+  }
+  /** The set of counted part ids that versions before the bitmaps kept; read only, so their counts stand. */
+  private legacyDoneKey(runId: string): string {
     return `${this.prefix}:run:${runId}:done`;
+  }
+  /** The done bitmap and bit of a part id. */
+  private doneBit(runId: string, id: string): { key: string; batch: number } {
+    const { batch, kind } = parsePartId(id);
+    return { key: this.doneKey(runId, kind), batch };
   }
 
   private heldKey(runId: string): string {
@@ -216,16 +232,19 @@ export class RunTracker {
    * already counted, read in one pipelined round trip (both keys share the run's slot; no MULTI, which would add two commands).
    */
   async jobContext(runId: string, partId: string): Promise<{ spec: RunSpec | null; partDone: boolean }> {
-    const replies = await this.redis.pipeline().hget(this.runKey(runId), 'spec').sismember(this.doneKey(runId), partId).exec();
+    const { key, batch } = this.doneBit(runId, partId);
+    const replies = await this.redis.pipeline().hget(this.runKey(runId), 'spec').getbit(key, batch).sismember(this.legacyDoneKey(runId), partId).exec();
     if (!replies) throw new Error(`run ${runId}: the pipelined read of its spec returned nothing`);
     for (const [err] of replies) if (err) throw err;
     const raw = replies[0]![1] as string | null;
-    return { spec: raw ? RunSpec.parse(JSON.parse(raw)) : null, partDone: replies[1]![1] === 1 };
+    return { spec: raw ? RunSpec.parse(JSON.parse(raw)) : null, partDone: replies[1]![1] === 1 || replies[2]![1] === 1 };
   }
 
   /** Whether a part (batch × stage) has already been counted. */
   async isPartDone(runId: string, partId: string): Promise<boolean> {
-    return (await this.redis.sismember(this.doneKey(runId), partId)) === 1;
+    const { key, batch } = this.doneBit(runId, partId);
+    const [bit, legacy] = await Promise.all([this.redis.getbit(key, batch), this.redis.sismember(this.legacyDoneKey(runId), partId)]);
+    return bit === 1 || legacy === 1;
   }
 
   /** Record why the run cannot complete (its listing failed): `cascade status` shows it as failed with this reason. */
@@ -332,8 +351,10 @@ export class RunTracker {
   ): Promise<boolean> {
     const c = part?.counts ?? { images: 0, accepted: 0, forwarded: 0, errors: 0 };
     const cost = part?.cost;
+    const done = this.doneBit(runId, part?.id ?? partId(0, 0));
     const args = [
       part?.id ?? '',
+      done.batch,
       part?.final ?? 0,
       part?.stage ?? 0,
       c.images,
@@ -347,8 +368,8 @@ export class RunTracker {
       ...(cost ? [cost.seconds, cost.decodeSeconds, cost.inferSeconds, cost.decoded, c.images - c.errors, cost.workerClass] : ['', 0, 0, 0, 0, '']),
       ...Object.entries(part?.errorsByKind ?? {}).flatMap(([kind, n]) => (n > 0 ? [kind, n] : [])),
     ];
-    const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
-    return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), ...args)) === 1;
+    const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, k3: string, ...a: Array<string | number>): Promise<number> };
+    return (await run.cascadeFinishPart(this.runKey(runId), done.key, this.legacyDoneKey(runId), ...args)) === 1;
   }
 
   /**
@@ -356,8 +377,20 @@ export class RunTracker {
    * queue the run's merge. Audits never add to the final-row counter.
    */
   async finishAudit(runId: string, audit: { id: string; audited: number; agreeing: number }): Promise<boolean> {
-    const run = this.redis as unknown as { cascadeFinishAudit(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
-    return (await run.cascadeFinishAudit(this.runKey(runId), this.doneKey(runId), audit.id, audit.audited, audit.agreeing, new Date().toISOString())) === 1;
+    const done = this.doneBit(runId, audit.id);
+    const run = this.redis as unknown as { cascadeFinishAudit(k1: string, k2: string, k3: string, ...a: Array<string | number>): Promise<number> };
+    return (
+      (await run.cascadeFinishAudit(
+        this.runKey(runId),
+        done.key,
+        this.legacyDoneKey(runId),
+        audit.id,
+        done.batch,
+        audit.audited,
+        audit.agreeing,
+        new Date().toISOString(),
+      )) === 1
+    );
   }
 
   /** Live audit counters of a run (for `cascade status`), or null if the run is unknown. */
