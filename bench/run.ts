@@ -204,8 +204,8 @@ if (chosen.includes('merge')) {
   const r = await mergeBench({ rows, batchSize: num(values['merge-batch'], 'merge-batch'), rounds: num(values['merge-rounds'], 'merge-rounds'), log });
   console.log(
     table(
-      ['rows', 'manifest', 'merge s', 'rows/s', 'manifest MB', 'shards'],
-      r.map((x) => [String(x.rows), x.mode, x.seconds, x.rowsPerSecond, x.manifestMb, String(x.shards)]),
+      ['rows', 'manifest', 'merge s', 'CPU s', 'rows/s', 'manifest MB', 'shards'],
+      r.map((x) => [String(x.rows), x.mode, x.seconds, x.cpuSeconds, x.rowsPerSecond, x.manifestMb, String(x.shards)]),
     ),
   );
 }

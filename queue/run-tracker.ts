@@ -247,6 +247,19 @@ export class RunTracker {
     return bit === 1 || legacy === 1;
   }
 
+  /**
+   * Which parts of one kind (`s0`, `w1`, `audit`: jobs.ts parsePartId) of batches [from, to) are
+   * counted, read as one range of the kind's bitmap: what a merge while the run labels reads first.
+   * The set older versions kept is not consulted: a run counted by one is merged at its end.
+   */
+  async countedBatches(runId: string, kind: string, from: number, to: number): Promise<(batch: number) => boolean> {
+    if (to <= from) return () => false;
+    const first = from >> 3;
+    const bytes = await this.redis.getrangeBuffer(this.doneKey(runId, kind), first, (to - 1) >> 3);
+    // SETBIT's offset 0 is the high bit of byte 0.
+    return (batch) => batch >= from && batch < to && (((bytes[(batch >> 3) - first] ?? 0) >> (7 - (batch & 7))) & 1) === 1;
+  }
+
   /** Record why the run cannot complete (its listing failed): `cascade status` shows it as failed with this reason. */
   async markFailed(runId: string, reason: string): Promise<void> {
     await this.redis.hset(this.runKey(runId), 'failedReason', reason);
@@ -466,6 +479,11 @@ export class RunTracker {
   async markReleased(runId: string): Promise<void> {
     await this.redis.hset(this.runKey(runId), 'released', 1);
     await this.redis.del(this.heldKey(runId));
+  }
+
+  /** Whether the run is complete (every listed image has its final row and every promised audit is in). */
+  async isComplete(runId: string): Promise<boolean> {
+    return (await this.redis.hexists(this.runKey(runId), 'completedAt')) === 1;
   }
 
   /** Note that the merge job has been queued, so later completions do not queue it again. */
