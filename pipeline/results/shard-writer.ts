@@ -21,7 +21,6 @@ export class ShardWriter {
   private readonly inFlight = new Set<Promise<void>>();
   private failure: { err: unknown } | null = null;
   private encoders: ShardEncoders | null = null;
-  written = 0;
 
   /** `threads`: worker threads to encode on (1: the merge's own thread). */
   constructor(
@@ -32,12 +31,11 @@ export class ShardWriter {
 
   /**
    * Queues shard `record.shard` with `rows`; resolves once a slot is free. `beforePut` runs
-   * before each put (a writer while the run labels checks it still owns the output there).
+   * before the shard's puts (a writer while the run labels checks it still owns the output).
    */
   async add(rows: ManifestRow[], record: ShardRecord, beforePut?: () => Promise<void>): Promise<void> {
     while (this.inFlight.size >= this.concurrency) await Promise.race(this.inFlight);
     this.rethrow();
-    this.written++;
     this.encoders ??= shardEncoders(this.threads);
     const task = this.encoders
       .encode(rows)
