@@ -190,13 +190,27 @@ export async function foldAudits(store: ObjectStore, summary: ShardSummary, batc
   }
 }
 
-/** Reads shard `index`'s record, or null when it is missing or is not this run's shard of these batches (a merge of another layout). */
+/**
+ * Reads shard `index`'s record, or null when it is missing, unreadable (torn, or of another
+ * version) or not this run's shard of these batches (a merge of another layout): the shard is
+ * then written again.
+ */
 export async function readShardRecord(store: ObjectStore, runId: string, index: number, range: { from: number; to: number }): Promise<ShardRecord | null> {
+  let text: string;
   try {
-    const record = await readJson(store, manifestShardSummaryKey(index), ShardRecord);
-    return record.runId === runId && record.shard === index && record.from === range.from && record.to === range.to ? record : null;
+    text = (await store.get(manifestShardSummaryKey(index))).toString('utf8');
   } catch (err) {
     if (isObjectNotFound(err)) return null;
     throw err;
   }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const parsed = ShardRecord.safeParse(json);
+  if (!parsed.success) return null;
+  const record = parsed.data;
+  return record.runId === runId && record.shard === index && record.from === range.from && record.to === range.to ? record : null;
 }

@@ -213,6 +213,9 @@ describe('manifest shards written while the run labels', () => {
     // What a kill between a shard's bytes and its record leaves: bytes (here torn) without a record.
     const torn = written.length;
     await writeFile(join(root, manifestShardKey(torn)), 'PAR1 torn');
+    // And a record that is not one (torn, or of another version): its shard is written again too.
+    await writeFile(join(root, manifestShardKey(torn + 1)), 'PAR1 torn');
+    await writeFile(join(root, manifestShardSummaryKey(torn + 1)), '{"runId": "live-3", "shard": ');
     const { summary } = await mergeRun(store, { ...input, output }, NOW);
     expect(untimed(summary)).toBe(untimed(reference.summary));
     for (let i = 0; i < 30; i++)
