@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_OUTPUT, type OutputSettings } from '../../config/schema.js';
 import type { ResultPart, RunSummary } from '../../pipeline/results/manifest.js';
 import { type MergeInput, mergeRun } from '../../pipeline/results/merge-run.js';
-import { MANIFEST_KEY, manifestShardKey, manifestShardSummaryKey, partKey, RUN_MARKER_KEY } from '../../pipeline/results/output-layout.js';
+import { auditKey, MANIFEST_KEY, manifestShardKey, manifestShardSummaryKey, partKey, RUN_MARKER_KEY } from '../../pipeline/results/output-layout.js';
 import { LocalStore } from '../../pipeline/storage/local-store.js';
 import type { ObjectStore } from '../../pipeline/storage/object-store.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
@@ -222,4 +222,52 @@ describe('manifest shards written while the run labels', () => {
       expect((await readFile(join(root, manifestShardKey(i)))).equals(await readFile(join(reference.root, manifestShardKey(i))))).toBe(true);
     expect(await readFile(join(root, MANIFEST_KEY), 'utf8')).toBe(await readFile(join(reference.root, MANIFEST_KEY), 'utf8'));
   }, 120_000);
+
+  it('waits for the audit parts of a shard to be counted, and folds their agreement as a merge at the end does', async () => {
+    const runId = 'live-4';
+    const prefix = uniquePrefix('live');
+    const root = join(dir, 'audited');
+    const batches = 8;
+    const spec = fakeRunSpec(runId, { out: root, batchSize: BATCH_SIZE, output: OUTPUT, audit: { fraction: 0.5, seed: '1' } });
+    const tracker = new RunTracker(conn, prefix);
+    const queues = new CascadeQueues(conn, prefix);
+    const worker = new ListingWorker({ connection: conn, prefix, tracker, queues, stores: s3.stores, log: () => undefined });
+    // Even batches promise one audit each (its first stage part says so); the audit part agrees on batches 0 and 4.
+    const audited = async (store: ObjectStore) => {
+      const input = await writeGeneratedRun(store, { runId, batches, batchSize: BATCH_SIZE, seed: 3 });
+      for (let b = 0; b < batches; b += 2) {
+        const part = JSON.parse((await store.get(partKey(b, 0))).toString('utf8')) as ResultPart;
+        await store.put(partKey(b, 0), JSON.stringify({ ...part, audits: 1 }));
+        const answer = (label: number) => ({ stage: 'little', label, labelName: null, confidence: 0.9 });
+        const entry = { key: `k${b}`, pos: 0, little: answer(1), big: answer(b % 4 === 0 ? 1 : 2), agree: b % 4 === 0, error: null };
+        await store.put(auditKey(b), JSON.stringify({ runId, batch: b, entries: [entry] }));
+      }
+      return { ...input, audit: { fraction: 0.5 } };
+    };
+    try {
+      await tracker.create(spec);
+      const store = new LocalStore(root);
+      const input = await audited(store);
+      for (let b = 0; b < batches; b++) await countBatch(tracker, store, runId, b);
+      await tracker.finishAudit(runId, { id: 'b0audit', audited: 1, agreeing: 1 });
+      await tracker.saveListing(runId, { images: batches * BATCH_SIZE, batches, duplicates: 0, cursor: null });
+      await conn.hset(`${prefix}:run:${runId}`, 'listed', 1);
+      expect(await worker.process({ data: { runId } } as Job)).toBe('waiting');
+      expect(await readdir(join(root, 'manifest'))).toEqual(['part-00000.parquet']);
+      for (const b of [2, 4, 6]) await tracker.finishAudit(runId, { id: `b${b}audit`, audited: 1, agreeing: b % 4 === 0 ? 1 : 0 });
+      expect(await worker.process({ data: { runId } } as Job)).toBe('nothing-to-do');
+      expect(await readdir(join(root, 'manifest'))).toHaveLength(4);
+
+      const { summary } = await mergeRun(store, { ...input, output: OUTPUT }, NOW);
+      const refRoot = join(dir, 'audited-reference');
+      const refStore = new LocalStore(refRoot);
+      const refInput = await audited(refStore);
+      const reference = await mergeRun(refStore, { ...refInput, out: input.out, output: OUTPUT }, NOW);
+      expect(summary.audit).toMatchObject({ sampled: 4, agreeing: 2 });
+      expect(untimed(summary)).toBe(untimed(reference.summary));
+    } finally {
+      await worker.close();
+      await queues.close();
+    }
+  });
 });
