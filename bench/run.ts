@@ -1,8 +1,8 @@
 /**
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
  *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]
- *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N] [--window-shards N --window-shard-samples M]`
- * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `cluster-shards`, `merge` and `window` only when named) and prints their tables.
+ *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N] [--window-shards N --window-shard-samples M] [--done-batches N]`
+ * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `cluster-shards`, `merge`, `window` and `done-parts` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
@@ -13,6 +13,7 @@ import { batchingBench } from './batching.js';
 import { clusterShardsBench } from './cluster-shards.js';
 import { controlPlaneBench } from './control-plane.js';
 import { costBench } from './cost.js';
+import { donePartsBench } from './done-parts.js';
 import { enqueueBench } from './enqueue.js';
 import { mergeBench } from './merge.js';
 import { redisWindowBench, shardWindowBench } from './redis-window.js';
@@ -23,7 +24,7 @@ import { throughputBench } from './throughput.js';
 
 const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
 // Minutes each: run only when asked for by name.
-const ON_REQUEST = ['cost', 'control-plane', 'cluster-shards', 'merge', 'window'] as const;
+const ON_REQUEST = ['cost', 'control-plane', 'cluster-shards', 'merge', 'window', 'done-parts'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -55,6 +56,7 @@ const { values, positionals } = parseArgs({
     'window-drain-up-to': { type: 'string', default: '1000000' },
     'window-shards': { type: 'string', default: '' },
     'window-shard-samples': { type: 'string', default: '50' },
+    'done-batches': { type: 'string', default: '1000000' },
   },
 });
 
@@ -254,8 +256,8 @@ if (chosen.includes('merge')) {
   const r = await mergeBench({ rows, batchSize: num(values['merge-batch'], 'merge-batch'), rounds: num(values['merge-rounds'], 'merge-rounds'), log });
   console.log(
     table(
-      ['rows', 'manifest', 'merge s', 'rows/s', 'manifest MB', 'shards'],
-      r.map((x) => [String(x.rows), x.mode, x.seconds, x.rowsPerSecond, x.manifestMb, String(x.shards)]),
+      ['rows', 'manifest', 'merge s', 'CPU s', 'rows/s', 'manifest MB', 'shards'],
+      r.map((x) => [String(x.rows), x.mode, x.seconds, x.cpuSeconds, x.rowsPerSecond, x.manifestMb, String(x.shards)]),
     ),
   );
 }
@@ -290,4 +292,15 @@ if (chosen.includes('window')) {
     );
     console.log('');
   }
+}
+if (chosen.includes('done-parts')) {
+  console.log('== done-parts');
+  const r = await donePartsBench(num(values['done-batches'], 'done-batches'), log);
+  console.log(
+    table(
+      ['batches', 'counted parts kept as', 'MEMORY USAGE MB', 'used_memory growth MB', 'bytes per batch', 'write s'],
+      r.map((x) => [String(x.batches), x.structure, x.keyMb, x.usedMb, x.bytesPerBatch, x.seconds]),
+    ),
+  );
+  console.log('');
 }

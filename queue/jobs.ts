@@ -134,7 +134,7 @@ export function warmupJobId(runId: string, batch: number, stage: number): string
   return `${runId}-b${batch}-w${stage}`;
 }
 
-/** Id of a batch's warm-up part at a stage in the run tracker's set of counted parts. */
+/** Id of a batch's warm-up part at a stage among the run tracker's counted parts. */
 export function warmupPartId(batch: number, stage: number): string {
   return `b${batch}w${stage}`;
 }
@@ -186,7 +186,7 @@ export function auditJobId(runId: string, batch: number): string {
 }
 
 /**
- * Id of a batch's audit part in the run tracker's set of counted parts (`b<batch>audit`): the
+ * Id of a batch's audit part among the run tracker's counted parts (`b<batch>audit`): the
  * last stage counts an audit part once by this id, into the audit counters, never the final rows.
  */
 export function auditPartId(batch: number): string {
@@ -224,11 +224,21 @@ export function stageJobId(runId: string, batch: number, stage: number): string 
 }
 
 /**
- * Id of a batch's result part at a stage in the run tracker's set of counted parts
+ * Id of a batch's result part at a stage among the run tracker's counted parts
  * (`b<batch>s<stage>`), unique within a run: a part is counted once however often its job runs.
  */
 export function partId(batch: number, stage: number): string {
   return `b${batch}s${stage}`;
+}
+
+/**
+ * A counted part id taken apart: its batch and its kind (`s<k>` ordinary stage k, `w<k>` warm-up
+ * stage k, `audit`), the run tracker's key for one bitmap of batches per kind.
+ */
+export function parsePartId(id: string): { batch: number; kind: string } {
+  const m = /^b(\d+)(s\d+|w\d+|audit)$/.exec(id);
+  if (!m) throw new Error(`'${id}' is not a part id (b<batch>s<stage>, b<batch>w<stage> or b<batch>audit)`);
+  return { batch: Number(m[1]), kind: m[2]! };
 }
 
 /** Deterministic id of a run's merge job. */

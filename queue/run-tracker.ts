@@ -4,7 +4,7 @@
  * duplicated jobs never count twice. Redis holds counters per run, never per-image results.
  */
 import type { Redis } from 'ioredis';
-import { RunSpec } from './jobs.js';
+import { parsePartId, partId, RunSpec } from './jobs.js';
 import { DEFAULT_PRICES } from '../config/schema.js';
 import { type PartCost, type RunCost, runCost } from '../pipeline/cost/run-cost.js';
 import { assertClusterPrefix } from './redis-connection.js';
@@ -27,47 +27,54 @@ return 0
 // The run hash field counting one kind of error row is this plus the kind (e.g. `errorKind:forbidden`).
 const ERROR_KIND_FIELD = 'errorKind:';
 
-// KEYS: run hash, done set, in-flight batches hash (HOLD_BYTES). ARGV: part id ('' = only check), final images, stage,
-// images, accepted, forwarded, errors, now (ISO), audits the part sends to the last stage,
+// A part is counted once: SETBIT on its kind's bitmap of batches returns the old bit, so only the
+// first call sees 0. Before bitmaps the ids were members of one set (KEYS[3]); a part counted there
+// by an older version stays counted.
+const FIRST_COUNT = `(redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 and redis.call('SETBIT', KEYS[2], ARGV[2], 1) == 0)`;
+
+// KEYS: run hash, the part kind's done bitmap, the legacy done set, in-flight batches hash (HOLD_BYTES). ARGV: part id ('' = only
+// check), its batch, final images, stage, images, accepted, forwarded, errors, now (ISO), audits
+// the part sends to the last stage,
 // '1' for a warm-up part (its final rows also count as warm-up rows), '1' for a first-stage
 // ordinary part, then the part's cost ('' = none): seconds, decode seconds, infer seconds, images
 // decoded, images inferred, worker class, then pairs of error kind and its error rows in the part.
 // Returns 1 when the run is complete and its merge has not been queued yet.
 const FINISH_PART = `
-local NOW = ARGV[8]
-if ARGV[1] ~= '' and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'final', ARGV[2])
-  if ARGV[10] == '1' then redis.call('HINCRBY', KEYS[1], 'warmupFinal', ARGV[2]) end
-  if ARGV[11] == '1' then redis.call('HINCRBY', KEYS[1], 's0:parts', 1) end
-  local s = 's' .. ARGV[3] .. ':'
-  redis.call('HINCRBY', KEYS[1], s .. 'images', ARGV[4])
-  redis.call('HINCRBY', KEYS[1], s .. 'accepted', ARGV[5])
-  redis.call('HINCRBY', KEYS[1], s .. 'forwarded', ARGV[6])
-  redis.call('HINCRBY', KEYS[1], s .. 'errors', ARGV[7])
-  redis.call('HINCRBY', KEYS[1], 'auditsExpected', ARGV[9] or 0)
-  if ARGV[12] ~= '' then
-    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'cost', ARGV[12])
-    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costDecode', ARGV[13])
-    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costInfer', ARGV[14])
-    redis.call('HINCRBY', KEYS[1], s .. 'decoded', ARGV[15])
-    redis.call('HINCRBY', KEYS[1], s .. 'costInferred', ARGV[16])
-    redis.call('HSET', KEYS[1], s .. 'class', ARGV[17])
-  elseif tonumber(ARGV[4]) > tonumber(ARGV[7]) then
+local NOW = ARGV[9]
+if ARGV[1] ~= '' and ${FIRST_COUNT} then
+  redis.call('HINCRBY', KEYS[1], 'final', ARGV[3])
+  if ARGV[11] == '1' then redis.call('HINCRBY', KEYS[1], 'warmupFinal', ARGV[3]) end
+  if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 's0:parts', 1) end
+  local s = 's' .. ARGV[4] .. ':'
+  redis.call('HINCRBY', KEYS[1], s .. 'images', ARGV[5])
+  redis.call('HINCRBY', KEYS[1], s .. 'accepted', ARGV[6])
+  redis.call('HINCRBY', KEYS[1], s .. 'forwarded', ARGV[7])
+  redis.call('HINCRBY', KEYS[1], s .. 'errors', ARGV[8])
+  redis.call('HINCRBY', KEYS[1], 'auditsExpected', ARGV[10] or 0)
+  if ARGV[13] ~= '' then
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'cost', ARGV[13])
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costDecode', ARGV[14])
+    redis.call('HINCRBYFLOAT', KEYS[1], s .. 'costInfer', ARGV[15])
+    redis.call('HINCRBY', KEYS[1], s .. 'decoded', ARGV[16])
+    redis.call('HINCRBY', KEYS[1], s .. 'costInferred', ARGV[17])
+    redis.call('HSET', KEYS[1], s .. 'class', ARGV[18])
+  elseif tonumber(ARGV[5]) > tonumber(ARGV[8]) then
     redis.call('HINCRBY', KEYS[1], s .. 'costUnknown', 1)
   end
-  for i = 18, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[1], '${ERROR_KIND_FIELD}' .. ARGV[i], ARGV[i + 1]) end
+  for i = 19, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[1], '${ERROR_KIND_FIELD}' .. ARGV[i], ARGV[i + 1]) end
   -- A batch held under the byte bound (HOLD_BYTES) frees its bytes when its last image is final.
   local batch = string.match(ARGV[1], '^b(%d+)s%d+$')
-  if batch and redis.call('HEXISTS', KEYS[3], 'r' .. batch) == 1 then
-    if redis.call('HINCRBY', KEYS[3], 'r' .. batch, -tonumber(ARGV[2])) <= 0 then
-      redis.call('HINCRBY', KEYS[1], 'bytesInFlight', -tonumber(redis.call('HGET', KEYS[3], 'b' .. batch)))
-      redis.call('HDEL', KEYS[3], 'r' .. batch, 'b' .. batch)
+  if batch and redis.call('HEXISTS', KEYS[4], 'r' .. batch) == 1 then
+    if redis.call('HINCRBY', KEYS[4], 'r' .. batch, -tonumber(ARGV[3])) <= 0 then
+      redis.call('HINCRBY', KEYS[1], 'bytesInFlight', -tonumber(redis.call('HGET', KEYS[4], 'b' .. batch)))
+      redis.call('HDEL', KEYS[4], 'r' .. batch, 'b' .. batch)
     end
   end
 end
 ${COMPLETION_CHECK}`;
 
-// KEYS: run hash, done set, in-flight batches hash. ARGV: triples of batch, images, payload bytes.
+// KEYS: run hash, first-stage done bitmap, in-flight batches hash, legacy done set. ARGV: triples of
+// batch, images, payload bytes.
 // Hold each batch's first-stage payload bytes in the run's bytesInFlight until FINISH_PART sees its
 // last image final: once per batch (a batch listed again after a kill is already held), and never
 // for a batch whose first stage was already counted (listed again after it finished). Run before
@@ -75,7 +82,8 @@ ${COMPLETION_CHECK}`;
 const HOLD_BYTES = `
 for i = 1, #ARGV, 3 do
   local b = ARGV[i]
-  if redis.call('SISMEMBER', KEYS[2], 'b' .. b .. 's0') == 0 and redis.call('HSETNX', KEYS[3], 'r' .. b, ARGV[i + 1]) == 1 then
+  local counted = redis.call('GETBIT', KEYS[2], b) == 1 or redis.call('SISMEMBER', KEYS[4], 'b' .. b .. 's0') == 1
+  if not counted and redis.call('HSETNX', KEYS[3], 'r' .. b, ARGV[i + 1]) == 1 then
     redis.call('HSET', KEYS[3], 'b' .. b, ARGV[i + 2])
     redis.call('HINCRBY', KEYS[1], 'bytesInFlight', ARGV[i + 2])
   end
@@ -96,13 +104,13 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'cursor', ARGV[4]) end
 return 1
 `;
 
-// KEYS: run hash, done set. ARGV: audit id, audited images, agreeing, now (ISO).
+// KEYS: run hash, the audits' done bitmap, the legacy done set. ARGV: audit id, its batch, audited images, agreeing, now (ISO).
 // Audits have their own counters so they never count as final rows; the id makes it once only.
 const FINISH_AUDIT = `
-local NOW = ARGV[4]
-if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'auditsDone', ARGV[2])
-  redis.call('HINCRBY', KEYS[1], 'auditsAgreeing', ARGV[3])
+local NOW = ARGV[5]
+if ${FIRST_COUNT} then
+  redis.call('HINCRBY', KEYS[1], 'auditsDone', ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'auditsAgreeing', ARGV[4])
 end
 ${COMPLETION_CHECK}`;
 
@@ -203,17 +211,27 @@ export class RunTracker {
   ) {
     // The Lua scripts touch two keys of a run; on a cluster only a hash-tagged prefix keeps them in one slot.
     assertClusterPrefix(redis, prefix);
-    redis.defineCommand('cascadeFinishPart', { numberOfKeys: 3, lua: FINISH_PART });
-    redis.defineCommand('cascadeHoldBytes', { numberOfKeys: 3, lua: HOLD_BYTES });
-    redis.defineCommand('cascadeFinishAudit', { numberOfKeys: 2, lua: FINISH_AUDIT });
+    redis.defineCommand('cascadeFinishPart', { numberOfKeys: 4, lua: FINISH_PART });
+    redis.defineCommand('cascadeHoldBytes', { numberOfKeys: 4, lua: HOLD_BYTES });
+    redis.defineCommand('cascadeFinishAudit', { numberOfKeys: 3, lua: FINISH_AUDIT });
     redis.defineCommand('cascadeSaveListing', { numberOfKeys: 1, lua: SAVE_LISTING });
   }
 
   private runKey(runId: string): string {
     return `${this.prefix}:run:${runId}`;
   }
-  private doneKey(runId: string): string {
+  /** A part kind's bitmap of counted batches (jobs.ts parsePartId: `s0`, `w1`, `audit`, …): one bit per batch. */
+  private doneKey(runId: string, kind: string): string {
+    return `${this.prefix}:run:${runId}:done:${kind}`;
+  }
+  /** The set of counted part ids that versions before the bitmaps kept; read only, so their counts stand. */
+  private legacyDoneKey(runId: string): string {
     return `${this.prefix}:run:${runId}:done`;
+  }
+  /** The done bitmap and bit of a part id. */
+  private doneBit(runId: string, id: string): { key: string; batch: number } {
+    const { batch, kind } = parsePartId(id);
+    return { key: this.doneKey(runId, kind), batch };
   }
 
   private heldKey(runId: string): string {
@@ -248,16 +266,32 @@ export class RunTracker {
    * already counted, read in one pipelined round trip (both keys share the run's slot; no MULTI, which would add two commands).
    */
   async jobContext(runId: string, partId: string): Promise<{ spec: RunSpec | null; partDone: boolean }> {
-    const replies = await this.redis.pipeline().hget(this.runKey(runId), 'spec').sismember(this.doneKey(runId), partId).exec();
+    const { key, batch } = this.doneBit(runId, partId);
+    const replies = await this.redis.pipeline().hget(this.runKey(runId), 'spec').getbit(key, batch).sismember(this.legacyDoneKey(runId), partId).exec();
     if (!replies) throw new Error(`run ${runId}: the pipelined read of its spec returned nothing`);
     for (const [err] of replies) if (err) throw err;
     const raw = replies[0]![1] as string | null;
-    return { spec: raw ? RunSpec.parse(JSON.parse(raw)) : null, partDone: replies[1]![1] === 1 };
+    return { spec: raw ? RunSpec.parse(JSON.parse(raw)) : null, partDone: replies[1]![1] === 1 || replies[2]![1] === 1 };
   }
 
   /** Whether a part (batch × stage) has already been counted. */
   async isPartDone(runId: string, partId: string): Promise<boolean> {
-    return (await this.redis.sismember(this.doneKey(runId), partId)) === 1;
+    const { key, batch } = this.doneBit(runId, partId);
+    const [bit, legacy] = await Promise.all([this.redis.getbit(key, batch), this.redis.sismember(this.legacyDoneKey(runId), partId)]);
+    return bit === 1 || legacy === 1;
+  }
+
+  /**
+   * Which parts of one kind (`s0`, `w1`, `audit`: jobs.ts parsePartId) of batches [from, to) are
+   * counted, read as one range of the kind's bitmap: what a merge while the run labels reads first.
+   * The set older versions kept is not consulted: a run counted by one is merged at its end.
+   */
+  async countedBatches(runId: string, kind: string, from: number, to: number): Promise<(batch: number) => boolean> {
+    if (to <= from) return () => false;
+    const first = from >> 3;
+    const bytes = await this.redis.getrangeBuffer(this.doneKey(runId, kind), first, (to - 1) >> 3);
+    // SETBIT's offset 0 is the high bit of byte 0.
+    return (batch) => batch >= from && batch < to && (((bytes[(batch >> 3) - first] ?? 0) >> (7 - (batch & 7))) & 1) === 1;
   }
 
   /** Record why the run cannot complete (its listing failed): `cascade status` shows it as failed with this reason. */
@@ -346,8 +380,14 @@ export class RunTracker {
    */
   async holdBytes(runId: string, batches: ReadonlyArray<{ batch: number; images: number; bytes: number }>): Promise<void> {
     if (batches.length === 0) return;
-    const run = this.redis as unknown as { cascadeHoldBytes(k1: string, k2: string, k3: string, ...a: Array<string | number>): Promise<number> };
-    await run.cascadeHoldBytes(this.runKey(runId), this.doneKey(runId), this.inFlightKey(runId), ...batches.flatMap((b) => [b.batch, b.images, b.bytes]));
+    const run = this.redis as unknown as { cascadeHoldBytes(k1: string, k2: string, k3: string, k4: string, ...a: Array<string | number>): Promise<number> };
+    await run.cascadeHoldBytes(
+      this.runKey(runId),
+      this.doneBit(runId, partId(0, 0)).key,
+      this.inFlightKey(runId),
+      this.legacyDoneKey(runId),
+      ...batches.flatMap((b) => [b.batch, b.images, b.bytes]),
+    );
   }
 
   /**
@@ -380,8 +420,10 @@ export class RunTracker {
   ): Promise<boolean> {
     const c = part?.counts ?? { images: 0, accepted: 0, forwarded: 0, errors: 0 };
     const cost = part?.cost;
+    const done = this.doneBit(runId, part?.id ?? partId(0, 0));
     const args = [
       part?.id ?? '',
+      done.batch,
       part?.final ?? 0,
       part?.stage ?? 0,
       c.images,
@@ -395,8 +437,8 @@ export class RunTracker {
       ...(cost ? [cost.seconds, cost.decodeSeconds, cost.inferSeconds, cost.decoded, c.images - c.errors, cost.workerClass] : ['', 0, 0, 0, 0, '']),
       ...Object.entries(part?.errorsByKind ?? {}).flatMap(([kind, n]) => (n > 0 ? [kind, n] : [])),
     ];
-    const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, k3: string, ...a: Array<string | number>): Promise<number> };
-    return (await run.cascadeFinishPart(this.runKey(runId), this.doneKey(runId), this.inFlightKey(runId), ...args)) === 1;
+    const run = this.redis as unknown as { cascadeFinishPart(k1: string, k2: string, k3: string, k4: string, ...a: Array<string | number>): Promise<number> };
+    return (await run.cascadeFinishPart(this.runKey(runId), done.key, this.legacyDoneKey(runId), this.inFlightKey(runId), ...args)) === 1;
   }
 
   /**
@@ -404,8 +446,20 @@ export class RunTracker {
    * queue the run's merge. Audits never add to the final-row counter.
    */
   async finishAudit(runId: string, audit: { id: string; audited: number; agreeing: number }): Promise<boolean> {
-    const run = this.redis as unknown as { cascadeFinishAudit(k1: string, k2: string, ...a: Array<string | number>): Promise<number> };
-    return (await run.cascadeFinishAudit(this.runKey(runId), this.doneKey(runId), audit.id, audit.audited, audit.agreeing, new Date().toISOString())) === 1;
+    const done = this.doneBit(runId, audit.id);
+    const run = this.redis as unknown as { cascadeFinishAudit(k1: string, k2: string, k3: string, ...a: Array<string | number>): Promise<number> };
+    return (
+      (await run.cascadeFinishAudit(
+        this.runKey(runId),
+        done.key,
+        this.legacyDoneKey(runId),
+        audit.id,
+        done.batch,
+        audit.audited,
+        audit.agreeing,
+        new Date().toISOString(),
+      )) === 1
+    );
   }
 
   /** Live audit counters of a run (for `cascade status`), or null if the run is unknown. */
@@ -481,6 +535,11 @@ export class RunTracker {
   async markReleased(runId: string): Promise<void> {
     await this.redis.hset(this.runKey(runId), 'released', 1);
     await this.redis.del(this.heldKey(runId));
+  }
+
+  /** Whether the run is complete (every listed image has its final row and every promised audit is in). */
+  async isComplete(runId: string): Promise<boolean> {
+    return (await this.redis.hexists(this.runKey(runId), 'completedAt')) === 1;
   }
 
   /** Note that the merge job has been queued, so later completions do not queue it again. */

@@ -97,6 +97,7 @@ export class MergeWorker {
       // Audits of a certified self-calibrating run watch for drift below the certified bound.
       audit: spec.audit && decision?.certified ? { ...spec.audit, expectAgreement: decision.bound } : spec.audit,
       batches: progress.batches,
+      batchSize: spec.batchSize,
       duplicates: progress.duplicates,
       listedImages: progress.total ?? progress.listedImages,
       ...(spec.output ? { output: spec.output } : {}),

@@ -8,7 +8,7 @@ import { AuditSummary } from '../audit/audit-summary.js';
 import { ReviewReport } from '../reviews/review-summary.js';
 import { SelfCalibrationSummary } from '../self-calibration.js';
 import { addPartCost, emptyCostTotals, PartCost, RunCost, runCost } from '../cost/run-cost.js';
-import { DEFAULT_PRICES, type Prices } from '../../config/schema.js';
+import { DEFAULT_PRICES, type Prices, WorkerClass } from '../../config/schema.js';
 
 /**
  * Why an input has no label. `forbidden`: its ref names something the worker may not read (a
@@ -215,23 +215,120 @@ export interface SummaryInput {
   finishedAt: Date;
 }
 
+/**
+ * One stage's parts folded: counts, times, the writers' provenance (as sorted distinct values)
+ * and cost. JSON-safe, so a shard's fold can be stored beside it and folded into the run's later
+ * (addStageTotals) exactly as if the parts had been folded in one pass of shards in order.
+ */
+export const StageTotals = z.object({
+  images: z.number(),
+  accepted: z.number(),
+  forwarded: z.number(),
+  errors: z.number(),
+  fetchMs: z.number(),
+  decodeMs: z.number(),
+  inferMs: z.number(),
+  jobMs: z.number(),
+  jobs: z.number(),
+  /** Images handed on unread. */
+  skipped: z.number(),
+  providers: z.array(z.string()),
+  numerics: z.array(z.string()),
+  onnxruntime: z.array(z.string()),
+  cpus: z.array(z.string()),
+  /** Distinct writer processes (host:pid). */
+  processes: z.array(z.string()),
+  probeMaxDiff: z.number(),
+  cost: z.object({
+    name: z.string(),
+    inferred: z.number(),
+    seconds: z.number(),
+    decodeSeconds: z.number(),
+    inferSeconds: z.number(),
+    decoded: z.number(),
+    workerClass: WorkerClass.nullable(),
+    unknownParts: z.number(),
+  }),
+});
+export type StageTotals = z.infer<typeof StageTotals>;
+
+const STAT_FIELDS = ['images', 'accepted', 'forwarded', 'errors', 'fetchMs', 'decodeMs', 'inferMs', 'jobMs'] as const;
+const WRITER_SETS = ['providers', 'numerics', 'onnxruntime', 'cpus', 'processes'] as const;
+
+/** Empty totals for `stages` stages. */
+export function emptyStageTotals(stages: number): StageTotals[] {
+  return Array.from({ length: stages }, () => ({
+    images: 0,
+    accepted: 0,
+    forwarded: 0,
+    errors: 0,
+    fetchMs: 0,
+    decodeMs: 0,
+    inferMs: 0,
+    jobMs: 0,
+    jobs: 0,
+    skipped: 0,
+    providers: [],
+    numerics: [],
+    onnxruntime: [],
+    cpus: [],
+    processes: [],
+    probeMaxDiff: 0,
+    cost: emptyCostTotals([''])[0]!,
+  }));
+}
+
+/** Adds a distinct value to a sorted list in place. */
+function addSorted(list: string[], value: string): void {
+  if (list.includes(value)) return;
+  list.push(value);
+  list.sort();
+}
+
+/** Fold one part into its stage's totals (in place). */
+export function addPartToTotals(totals: StageTotals[], part: Pick<ResultPart, 'stage' | 'stats' | 'writer' | 'cost' | 'skipped'>): void {
+  const t = totals[part.stage];
+  if (!t) throw new Error(`part of unknown stage ${part.stage}`);
+  const { stats, writer, cost, skipped: handedOn } = part;
+  t.skipped += handedOn ?? 0;
+  addPartCost(t.cost, cost, stats.images - stats.errors - (handedOn ?? 0));
+  for (const k of STAT_FIELDS) t[k] += stats[k];
+  t.jobs += 1;
+  if (writer) {
+    addSorted(t.providers, writer.provider);
+    addSorted(t.numerics, writer.numerics);
+    addSorted(t.onnxruntime, writer.onnxruntime);
+    addSorted(t.cpus, `${writer.arch} [${writer.cpuFlags.join(' ')}]`);
+    addSorted(t.processes, `${writer.host}:${writer.pid}`);
+    t.probeMaxDiff = Math.max(t.probeMaxDiff, writer.probeMaxDiff);
+  }
+}
+
+/** Fold `more` (a later shard's totals) into `into` (in place): sums, distinct values, the largest probe difference. */
+export function addStageTotals(into: StageTotals[], more: readonly StageTotals[]): void {
+  into.forEach((t, i) => {
+    const m = more[i];
+    if (!m) return;
+    for (const k of [...STAT_FIELDS, 'jobs', 'skipped'] as const) t[k] += m[k];
+    for (const k of WRITER_SETS) for (const v of m[k]) addSorted(t[k], v);
+    t.probeMaxDiff = Math.max(t.probeMaxDiff, m.probeMaxDiff);
+    for (const k of ['inferred', 'seconds', 'decodeSeconds', 'inferSeconds', 'decoded', 'unknownParts'] as const) t.cost[k] += m.cost[k];
+    t.cost.workerClass ??= m.cost.workerClass;
+  });
+}
+
 /** A stage's provenance from its parts' writers; nothing when no part recorded one. */
-function provenanceOf(
-  w: { providers: Set<string>; numerics: Set<string>; onnxruntime: Set<string>; cpus: Set<string>; processes: Set<string>; probeMaxDiff: number },
-  numerics: string | undefined,
-  probeTolerance: number | undefined,
-) {
-  if (w.processes.size === 0 || numerics === undefined || probeTolerance === undefined) return {};
-  const sorted = (set: Set<string>) => [...set].sort();
+function provenanceOf(t: StageTotals, numerics: string | undefined, probeTolerance: number | undefined) {
+  if (t.processes.length === 0 || numerics === undefined || probeTolerance === undefined) return {};
   return {
     provenance: {
       numerics,
-      numericsUsed: sorted(w.numerics),
-      executionProviders: sorted(w.providers),
-      onnxruntime: sorted(w.onnxruntime),
-      cpus: sorted(w.cpus),
-      workers: w.processes.size,
-      probeMaxDiff: w.probeMaxDiff,
+      numericsUsed: [...t.numerics],
+      executionProviders: [...t.providers],
+      onnxruntime: [...t.onnxruntime],
+      cpus: [...t.cpus],
+      workers: t.processes.length,
+      probeMaxDiff: t.probeMaxDiff,
       probeTolerance,
     },
   };
@@ -239,34 +336,15 @@ function provenanceOf(
 
 /** Compute the run summary from per-part statistics. */
 export function summarize(input: SummaryInput): RunSummary {
-  const totals = input.stages.map(() => ({ images: 0, accepted: 0, forwarded: 0, errors: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, jobMs: 0, jobs: 0 }));
-  const writers = input.stages.map(() => ({
-    providers: new Set<string>(),
-    numerics: new Set<string>(),
-    onnxruntime: new Set<string>(),
-    cpus: new Set<string>(),
-    processes: new Set<string>(),
-    probeMaxDiff: 0,
-  }));
-  const costs = emptyCostTotals(input.stages.map((s) => s.name));
-  const skipped = input.stages.map(() => 0);
-  for (const { stage, stats, writer, cost, skipped: handedOn } of input.parts) {
-    const t = totals[stage];
-    if (!t) throw new Error(`part of unknown stage ${stage}`);
-    skipped[stage]! += handedOn ?? 0;
-    addPartCost(costs[stage]!, cost, stats.images - stats.errors - (handedOn ?? 0));
-    for (const k of ['images', 'accepted', 'forwarded', 'errors', 'fetchMs', 'decodeMs', 'inferMs', 'jobMs'] as const) t[k] += stats[k];
-    t.jobs += 1;
-    if (writer) {
-      const w = writers[stage]!;
-      w.providers.add(writer.provider);
-      w.numerics.add(writer.numerics);
-      w.onnxruntime.add(writer.onnxruntime);
-      w.cpus.add(`${writer.arch} [${writer.cpuFlags.join(' ')}]`);
-      w.processes.add(`${writer.host}:${writer.pid}`);
-      w.probeMaxDiff = Math.max(w.probeMaxDiff, writer.probeMaxDiff);
-    }
-  }
+  const totals = emptyStageTotals(input.stages.length);
+  for (const part of input.parts) addPartToTotals(totals, part);
+  return summarizeTotals(input, totals);
+}
+
+/** Compute the run summary from its stages' folded totals. */
+export function summarizeTotals(input: Omit<SummaryInput, 'parts'>, totals: readonly StageTotals[]): RunSummary {
+  const costs = input.stages.map((s, i) => ({ ...totals[i]!.cost, name: s.name }));
+  const skipped = totals.map((t) => t.skipped);
   const stages = input.stages.map((s, i) => {
     const t = totals[i]!;
     const per = (ms: number) => (t.images ? ms / t.images : 0);
@@ -283,7 +361,7 @@ export function summarize(input: SummaryInput): RunSummary {
       jobs: t.jobs,
       msPerImage: { fetch: per(t.fetchMs), decode: per(t.decodeMs), infer: per(t.inferMs), job: per(t.jobMs) },
       ...(s.model ? { model: s.model } : {}),
-      ...provenanceOf(writers[i]!, input.numerics, input.probeTolerance),
+      ...provenanceOf(t, input.numerics, input.probeTolerance),
     };
   });
   const errors = Object.values(input.errorsByKind).reduce((a, b) => a + b, 0);

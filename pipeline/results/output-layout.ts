@@ -47,6 +47,39 @@ export function isManifestShardKey(key: string): boolean {
   return /^manifest\/part-\d{5,}\.parquet$/.test(key);
 }
 
+/**
+ * Batches per manifest shard: shard k holds batches [k·B, (k+1)·B), so ~`shardRows` rows (fewer
+ * where sharded inputs cut short batches). By batch range, a shard is known before its rows are,
+ * so it can be written as soon as its batches are final, in any order.
+ */
+export function batchesPerShard(shardRows: number, batchSize: number): number {
+  return Math.max(1, Math.ceil(shardRows / batchSize));
+}
+
+/** How many shards a run of `batches` batches has: at least one (an empty run's shard holds the schema). */
+export function shardCount(batches: number, perShard: number): number {
+  return Math.max(1, Math.ceil(batches / perShard));
+}
+
+/** The batches [from, to) of shard `index` in a run of `batches` batches. */
+export function shardBatchRange(index: number, perShard: number, batches: number): { from: number; to: number } {
+  return { from: Math.min(index * perShard, batches), to: Math.min((index + 1) * perShard, batches) };
+}
+
+/** Folder of the manifest shards' partial summaries: cascade's bookkeeping, not the manifest. */
+export const MANIFEST_SHARD_SUMMARIES_PREFIX = `${CASCADE_PREFIX}manifest/`;
+
+/** Object key of shard `index`'s partial summary, put after the shard: its presence says the shard is written. */
+export function manifestShardSummaryKey(index: number): string {
+  return `${MANIFEST_SHARD_SUMMARIES_PREFIX}part-${String(index).padStart(5, '0')}.json`;
+}
+
+/** The shard index a key names, if it is a shard's partial summary. */
+export function shardSummaryIndex(key: string): number | null {
+  const m = /^_cascade\/manifest\/part-(\d{5,})\.json$/.exec(key);
+  return m ? Number(m[1]) : null;
+}
+
 /** Object key of a batch's warm-up part at a stage. */
 export function warmupPartKey(batch: number, stage: number): string {
   return `${PARTS_PREFIX}${batchName(batch)}.warmup.stage${stage}.json`;

@@ -90,6 +90,7 @@ export async function writeGeneratedRun(
       { name: 'big', gmacsPerImage: 3, threshold: null },
     ],
     batches: o.batches,
+    batchSize: o.batchSize,
     listedImages: o.batches * o.batchSize,
     startedAt: new Date(0),
   };

@@ -10,10 +10,14 @@
  * stored cursor (from the start, as a cursor kept in memory would after a kill) would number the
  * remaining images as those done batches and skip them, or hang, and these tests would fail.
  */
+import type { Job } from 'bullmq';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, parse } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_OUTPUT } from '../../config/schema.js';
+import type { RunSummary } from '../../pipeline/results/manifest.js';
+import { MANIFEST_SHARD_SUMMARIES_PREFIX, MANIFEST_SHARDS_PREFIX, manifestShardKey } from '../../pipeline/results/output-layout.js';
 import { Stores } from '../../pipeline/storage/stores.js';
 import { readManifestLines, verifyManifest } from '../../pipeline/results/verify-manifest.js';
 import { compareKeys } from '../../pipeline/storage/object-store.js';
@@ -33,6 +37,7 @@ import { parquetBytes, sampleMembers, tarShard } from '../helpers/shard-fixture.
 import { pinTestModel, RUN_DEFAULTS, testModelCache } from '../helpers/run-spec.js';
 import { spawnSubmitter } from '../helpers/submit-process.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
+import { MergeWorker } from '../../workers/merge-worker.js';
 
 const N = 24;
 const BATCH = 2;
@@ -123,6 +128,7 @@ async function scenario(kind: 'folder' | 'tar' | 'parquet' = 'folder') {
     keys,
     cut,
     configFile,
+    connection,
     tracker,
     queues,
     source: resumableSource({ source, extensions: EXT }, stores),
@@ -468,6 +474,48 @@ describe('bounded in-flight work', () => {
       expect(summary.images).toBe(N);
       const report = await s.verify();
       expect([report.ok, report.manifestRows, report.counts.duplicate, report.counts.missing, report.errorRows]).toEqual([true, N, 0, 0, 0]);
+    } finally {
+      await s.close();
+    }
+  }, 150_000);
+
+  it('writes manifest shards while the run labels (the listing job), and its merge gives the summary and shards of a merge all at the end', async () => {
+    const s = await scenario();
+    // 2 batches of 2 a shard: 6 shards.
+    const spec: RunSpec = { ...s.spec, output: { ...DEFAULT_OUTPUT, jsonl: 'always', shardRows: 4, shardConcurrency: 2 } };
+    const records = async () =>
+      (await readdir(join(spec.out, MANIFEST_SHARD_SUMMARIES_PREFIX)).catch(() => [] as string[])).filter((f) => /^part-\d+\.json$/.test(f));
+    try {
+      s.worker(['little', 'big', 'merge']);
+      const first = await submitRun({ spec, refs: s.source, window: 1, tracker: s.tracker, queues: s.queues, output: s.output });
+      expect(first).toMatchObject({ batches: 1, listing: 'continues' });
+      await until(async () => (await records()).length > 0, 'a shard written while the run labels');
+      expect(await s.tracker.isComplete(spec.runId)).toBe(false);
+      const summary = await s.done();
+      expect(summary.manifest).toEqual({ jsonl: true, parquetShards: 6 });
+      expect((await s.verify()).ok).toBe(true);
+      const liveSummary = JSON.parse(await readFile(join(spec.out, 'summary.json'), 'utf8')) as RunSummary;
+      const liveShards = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => readFile(join(spec.out, manifestShardKey(i)))));
+
+      // The same run merged all at the end: no shard written before the merge.
+      await rm(join(spec.out, MANIFEST_SHARDS_PREFIX), { recursive: true });
+      await rm(join(spec.out, MANIFEST_SHARD_SUMMARIES_PREFIX), { recursive: true });
+      const merger = new MergeWorker({
+        connection: s.connection,
+        prefix: s.prefix,
+        openOutput: (out) => new Stores().open(out),
+        tracker: s.tracker,
+        log: () => undefined,
+      });
+      try {
+        await merger.process({ data: { runId: spec.runId } } as Job);
+      } finally {
+        await merger.close();
+      }
+      const atEnd = JSON.parse(await readFile(join(spec.out, 'summary.json'), 'utf8')) as RunSummary;
+      const untimed = ({ finishedAt: _f, wallSeconds: _w, imagesPerSecond: _i, ...rest }: RunSummary) => JSON.stringify(rest, null, 2);
+      expect(untimed(liveSummary)).toBe(untimed(atEnd));
+      for (let i = 0; i < 6; i++) expect((await readFile(join(spec.out, manifestShardKey(i)))).equals(liveShards[i]!)).toBe(true);
     } finally {
       await s.close();
     }

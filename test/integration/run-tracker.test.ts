@@ -84,4 +84,41 @@ describe('RunTracker', () => {
     expect(p.stages.reduce((n, s) => n + s.errors, 0)).toBe(5);
     expect((await t.progress('r1'))!.errorsByKind).toEqual({});
   });
+
+  it('keeps counted parts as one bit per batch and part kind: counted once, batches past 2^20, no per-part members', async () => {
+    const t = new RunTracker(conn, 'trk');
+    await t.create(spec('r6'));
+    const big = 2 ** 20 + 5;
+    const part = (id: string, final = 1) => ({ id, stage: 0, final, counts: counts(final, final, 0, 0) });
+    await t.finishPart('r6', part(`b${big}s0`, 3));
+    await t.finishPart('r6', part(`b${big}s0`, 3));
+    // Same batch, other kinds: each its own bit.
+    await t.finishPart('r6', { ...part(`b${big}s1`, 2), stage: 1 });
+    await t.finishPart('r6', { ...part(`b${big}w0`, 4), lane: 'warmup' });
+    await t.finishAudit('r6', { id: `b${big}audit`, audited: 2, agreeing: 1 });
+    await t.finishAudit('r6', { id: `b${big}audit`, audited: 2, agreeing: 1 });
+    const p = (await t.progress('r6'))!;
+    expect(p.final).toBe(9);
+    expect(p.audit).toEqual({ expected: 0, done: 2, agreeing: 1 });
+    expect(await t.isPartDone('r6', `b${big}s0`)).toBe(true);
+    expect(await t.isPartDone('r6', `b${big - 1}s0`)).toBe(false);
+    expect((await t.jobContext('r6', `b${big}w0`)).partDone).toBe(true);
+    expect((await t.jobContext('r6', `b${big}w1`)).partDone).toBe(false);
+    // A bitmap (a string), about a bit per batch up to the highest (jemalloc rounds up): no set of ids growing ~64 B a part.
+    expect(await conn.type('trk:run:r6:done:s0')).toBe('string');
+    expect(await conn.bitcount('trk:run:r6:done:s0')).toBe(1);
+    expect(Number(await conn.call('MEMORY', 'USAGE', 'trk:run:r6:done:s0'))).toBeLessThan((big / 8) * 1.5);
+    expect(await conn.exists('trk:run:r6:done')).toBe(0);
+    await expect(t.isPartDone('r6', 'nonsense')).rejects.toThrow(/not a part id/);
+  });
+
+  it('a part an older version counted in its set of ids stays counted', async () => {
+    const t = new RunTracker(conn, 'trk');
+    await t.create(spec('r7'));
+    await t.finishListing('r7', 6, 2);
+    await conn.sadd('trk:run:r7:done', 'b0s0');
+    expect(await t.isPartDone('r7', 'b0s0')).toBe(true);
+    expect(await t.finishPart('r7', { id: 'b0s0', stage: 0, final: 3, counts: counts(3, 3, 0, 0) })).toBe(false);
+    expect((await t.progress('r7'))!.final).toBe(0);
+  });
 });

@@ -1,15 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import {
   auditKey,
+  batchesPerShard,
   CASCADE_PREFIX,
   MANIFEST_KEY,
   manifestShardKey,
+  manifestShardSummaryKey,
   partKey,
   REVIEWS_KEY,
   RUN_CALIBRATION_KEY,
   RUN_MARKER_KEY,
   RUN_OBJECT_PREFIXES,
   SUMMARY_KEY,
+  shardBatchRange,
+  shardCount,
+  shardSummaryIndex,
   warmupPartKey,
   writeProbeKey,
 } from '../../pipeline/results/output-layout.js';
@@ -41,8 +46,25 @@ describe('output layout', () => {
       auditKey(1),
       RUN_MARKER_KEY,
       writeProbeKey('x'),
+      manifestShardSummaryKey(3),
     ];
     for (const key of keys) expect(RUN_OBJECT_PREFIXES.some((p) => key.startsWith(p))).toBe(true);
     expect(RUN_OBJECT_PREFIXES.at(-1)).toBe(CASCADE_PREFIX);
+  });
+
+  it('cuts manifest shards by batch range: ~shardRows rows of whole batches, at least one shard', () => {
+    expect([batchesPerShard(100_000, 32), batchesPerShard(300, 32), batchesPerShard(16, 8), batchesPerShard(1, 64)]).toEqual([3125, 10, 2, 1]);
+    expect([shardCount(0, 10), shardCount(10, 10), shardCount(11, 10)]).toEqual([1, 1, 2]);
+    expect([shardBatchRange(0, 10, 25), shardBatchRange(2, 10, 25), shardBatchRange(0, 10, 0)]).toEqual([
+      { from: 0, to: 10 },
+      { from: 20, to: 25 },
+      { from: 0, to: 0 },
+    ]);
+    expect(manifestShardSummaryKey(7)).toBe('_cascade/manifest/part-00007.json');
+    expect([
+      shardSummaryIndex('_cascade/manifest/part-00007.json'),
+      shardSummaryIndex('_cascade/manifest/part-00007.json.tmp'),
+      shardSummaryIndex('manifest/part-00007.parquet'),
+    ]).toEqual([7, null, null]);
   });
 });

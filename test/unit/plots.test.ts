@@ -138,6 +138,7 @@ const mergeInput = {
     { name: 'big', gmacsPerImage: 1, threshold: null },
   ],
   batches: 1,
+  batchSize: 4,
   startedAt: new Date(0),
 };
 
