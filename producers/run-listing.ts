@@ -31,7 +31,7 @@ export interface ResumableSource {
 
 /** `plan`'s source, listed by list-source.ts (remote ones through `stores`). */
 export function resumableSource(plan: ListingPlan, stores: Stores): ResumableSource {
-  return { plan, open: (cursor, onDuplicate) => listSourceFrom(plan.source, { extensions: plan.extensions, stores, onDuplicate }, cursor) };
+  return { plan, open: (cursor, onDuplicate) => listSourceFrom(plan.source, { extensions: plan.extensions, split: plan.split, stores, onDuplicate }, cursor) };
 }
 
 /**

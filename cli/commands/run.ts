@@ -2,6 +2,7 @@
  * `cascade run`: the whole cascade in one process — private Redis when none is configured,
  * little, big and merge workers, the producer, a progress bar and the summary.
  */
+import { listingSplitOf } from '../../config/schema.js';
 import type { RunSummary } from '../../pipeline/results/manifest.js';
 import { inputLocalRoots, listInputs, submissionSource } from '../../producers/inputs/input-formats.js';
 import { planRun } from '../../producers/plan-run.js';
@@ -107,7 +108,13 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     let duplicates = 0;
     const submitted = await submitRun({
       spec,
-      refs: submissionSource(src, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores, onDuplicate: () => void duplicates++ }),
+      refs: submissionSource(src, {
+        extensions: config.extensions,
+        columns: spec.columns,
+        split: listingSplitOf(config.sources),
+        stores: runtime.stores,
+        onDuplicate: () => void duplicates++,
+      }),
       window: config.window.batches,
       tracker: runtime.tracker,
       queues: runtime.queues,

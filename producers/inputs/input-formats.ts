@@ -38,6 +38,7 @@ export function submissionSource(
   source: string,
   opts: ListInputOptions & { stores: Stores; onDuplicate: () => void },
 ): ResumableSource | AsyncIterable<string | ListedInput> {
-  if (inputFormatOf(source) === loose) return resumableSource({ source, extensions: [...opts.extensions] }, opts.stores);
+  if (inputFormatOf(source) === loose)
+    return resumableSource({ source, extensions: [...opts.extensions], ...(opts.split ? { split: opts.split } : {}) }, opts.stores);
   return listInputs(source, opts);
 }
