@@ -145,7 +145,7 @@ async function listModel(store: ReturnType<typeof modelStore>, name: string, spl
   const prefix = `${name}/`;
   const listing =
     split.concurrency > 1
-      ? listSplit(store, prefix, await discoverSplits(store, prefix, split), undefined, {
+      ? listSplit(store, prefix, await discoverSplits(store, prefix, { ...split, enough: 4 * split.concurrency }), undefined, {
           concurrency: split.concurrency,
           aheadKeys: split.pagesAhead * 1000,
         })

@@ -37,6 +37,9 @@ import type { ListedRef, ListingCursor } from './listing-cursor.js';
 /** Keys in a full listing page (S3's MaxKeys cap): a split's read-ahead is counted in these. */
 const S3_PAGE_KEYS = 1000;
 
+/** Split discovery looks a level further down while it has found fewer than this many splits per concurrent listing. */
+const SPLITS_PER_LISTING = 4;
+
 /** File name extensions that mark a key-list file. */
 export const LIST_FILE_EXTENSIONS: readonly string[] = ['.txt', '.lst', '.list'];
 
@@ -179,7 +182,9 @@ async function* listRemoteSource(
     let keys: AsyncIterable<ObjectInfo>;
     let splits: string[] | undefined;
     if (split.concurrency > 1 && canSplit(root)) {
-      splits = stored?.splits ?? (await discoverSplits(root, prefix, { splits: split.splits, concurrency: split.concurrency }));
+      // Each level down costs a request per folder: worth it only while too few ranges keep the listings busy.
+      const enough = SPLITS_PER_LISTING * split.concurrency;
+      splits = stored?.splits ?? (await discoverSplits(root, prefix, { splits: split.splits, enough, concurrency: split.concurrency }));
       keys = listSplit(root, prefix, splits, after, { concurrency: split.concurrency, aheadKeys: split.pagesAhead * (opts.pageSize ?? S3_PAGE_KEYS) });
     } else {
       keys = root.list(prefix, { after });

@@ -25,8 +25,10 @@ export interface SplitListingOptions {
 
 /** How splits are discovered. */
 export interface SplitDiscoveryOptions {
-  /** Aim for at least this many splits (the levels below a prefix are read until there are), and keep at most this many. */
+  /** Keep at most this many splits (evenly chosen when more were found). */
   splits: number;
+  /** Read the next level down only while fewer splits than this were found (default: `splits`). */
+  enough?: number;
   /** Folder levels read at most below the prefix. */
   maxDepth?: number;
   /** Delimiter listings sent at once. */
@@ -47,14 +49,15 @@ export function canSplit(store: ObjectStore): store is SplittableStore {
 
 /**
  * The split keys of `prefix`: the common prefixes of its first level, and of deeper levels while
- * there are fewer than `splits` (up to `maxDepth` levels), in key byte order, at most `splits`
+ * there are fewer than `enough` (up to `maxDepth` levels), in key byte order, at most `splits`
  * of them (evenly chosen when more were found).
  */
 export async function discoverSplits(store: SplittableStore, prefix: string, opts: SplitDiscoveryOptions): Promise<string[]> {
   const maxDepth = opts.maxDepth ?? 3;
   const found: string[] = [];
   let level = [prefix];
-  for (let depth = 0; depth < maxDepth && level.length > 0 && found.length < opts.splits; depth++) {
+  const enough = Math.min(opts.enough ?? opts.splits, opts.splits);
+  for (let depth = 0; depth < maxDepth && level.length > 0 && found.length < enough; depth++) {
     // The first level bounds the ranges everything else refines: read it further than the deeper ones.
     const maxPages = depth === 0 ? (opts.maxPages ?? 10) : (opts.maxPagesBelow ?? 1);
     const below = await mapLimited(level, opts.concurrency ?? 8, (p) => store.listPrefixes(p, { maxPages }));
