@@ -58,12 +58,17 @@ export async function discoverSplits(store: SplittableStore, prefix: string, opt
   let level = [prefix];
   const enough = Math.min(opts.enough ?? opts.splits, opts.splits);
   for (let depth = 0; depth < maxDepth && level.length > 0 && found.length < enough; depth++) {
-    // The first level bounds the ranges everything else refines: read it further than the deeper
-    // ones, once its first page showed folders (a flat prefix costs one request, not ten).
-    const first = depth === 0 ? await store.listPrefixes(prefix, { maxPages: 1 }) : [];
-    if (depth === 0 && first.length === 0) break;
-    const maxPages = depth === 0 ? (opts.maxPages ?? 10) : (opts.maxPagesBelow ?? 1);
-    const below = maxPages === 1 && depth === 0 ? [first] : await mapLimited(level, opts.concurrency ?? 8, (p) => store.listPrefixes(p, { maxPages }));
+    let below: string[][];
+    if (depth === 0) {
+      // The first level bounds the ranges the deeper ones refine, so it is read further than
+      // them, once its first page showed folders: a flat prefix costs one request, not ten.
+      const first = await store.listPrefixes(prefix, { maxPages: 1 });
+      if (first.length === 0) break;
+      const maxPages = opts.maxPages ?? 10;
+      below = [maxPages > 1 ? await store.listPrefixes(prefix, { maxPages }) : first];
+    } else {
+      below = await mapLimited(level, opts.concurrency ?? 8, (p) => store.listPrefixes(p, { maxPages: opts.maxPagesBelow ?? 1 }));
+    }
     level = below.flat();
     found.push(...level);
   }

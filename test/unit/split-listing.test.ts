@@ -97,6 +97,27 @@ describe('split listing', () => {
     expect(flat).toEqual([...KEYS].sort(compareKeys));
     const splits = await discoverSplits(store, 'p/', { splits: 100 });
     expect(splits).toEqual(['p/a/', 'p/a/y/', 'p/b/', 'p/c d/', 'p/deep/', 'p/deep/1/', 'p/deep/1/2/', 'p/n/', 'p/日本/', 'p/😀/']);
+    // A level with no folder on its first page is not read further: one request, no splits.
+    const calls: string[] = [];
+    const counting = Object.create(store) as LocalStore;
+    counting.listPrefixes = (prefix, opts) => {
+      calls.push(prefix);
+      return store.listPrefixes(prefix, opts);
+    };
+    expect(await discoverSplits(counting, 'q/', { splits: 100 })).toEqual([]);
+    expect(calls).toEqual(['q/']);
+    // Enough found at the first level: none below is read.
+    calls.length = 0;
+    expect(await discoverSplits(counting, 'p/', { splits: 100, enough: 5, maxPages: 1 })).toEqual([
+      'p/a/',
+      'p/b/',
+      'p/c d/',
+      'p/deep/',
+      'p/n/',
+      'p/日本/',
+      'p/😀/',
+    ]);
+    expect(calls).toEqual(['p/']);
     // At most `splits`, evenly chosen, still in order.
     const few = await discoverSplits(store, 'p/', { splits: 3 });
     expect(few).toHaveLength(3);
