@@ -1,8 +1,9 @@
 /**
  * `npm run bench [-- <name>...] [--images N] [--repeats N] [--threshold X] [--refs N] [--rss-images N] [--set key=value] [--skip-big-only]
  *   [--cost-images N] [--cost-small N] [--rounds N] [--cp-images N] [--cp-batches 32,128,512] [--cp-workers 1,2,4] [--cp-rounds N]
- *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N] [--window-shards N --window-shard-samples M] [--done-batches N]`
- * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `cluster-shards`, `merge`, `window` and `done-parts` only when named) and prints their tables.
+ *   [--merge-rows 100000,1000000] [--merge-batch N] [--merge-rounds N] [--window-refs 100000,1000000,10000000] [--window-whole-up-to N] [--window-drain-up-to N] [--window-shards N --window-shard-samples M] [--done-batches N]
+ *   [--listing-keys N] [--listing-latency 0,50] [--listing-model-latency 50] [--listing-rounds N] [--listing-concurrency N] [--listing-splits N] [--listing-pages-ahead N]`
+ * Runs the benchmarks (by default throughput, batching, enqueue, rss; `cost`, `control-plane`, `cluster-shards`, `merge`, `window`, `done-parts` and `s3-listing` only when named) and prints their tables.
  * Figures are medians and ratios from one invocation: the machine is shared, absolute numbers drift.
  */
 import { parseArgs } from 'node:util';
@@ -19,12 +20,14 @@ import { mergeBench } from './merge.js';
 import { redisWindowBench, shardWindowBench } from './redis-window.js';
 import { rssBench } from './rss.js';
 import { rssCurve } from './rss-curve.js';
+import { s3ListingBench } from './s3-listing.js';
+import { DEFAULT_LISTING_SPLIT } from '../config/schema.js';
 import { table } from './stats.js';
 import { throughputBench } from './throughput.js';
 
 const BENCHES = ['throughput', 'batching', 'enqueue', 'rss'] as const;
 // Minutes each: run only when asked for by name.
-const ON_REQUEST = ['cost', 'control-plane', 'cluster-shards', 'merge', 'window', 'done-parts'] as const;
+const ON_REQUEST = ['cost', 'control-plane', 'cluster-shards', 'merge', 'window', 'done-parts', 's3-listing'] as const;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -57,6 +60,13 @@ const { values, positionals } = parseArgs({
     'window-shards': { type: 'string', default: '' },
     'window-shard-samples': { type: 'string', default: '50' },
     'done-batches': { type: 'string', default: '1000000' },
+    'listing-keys': { type: 'string', default: '50000' },
+    'listing-latency': { type: 'string', default: '0,50' },
+    'listing-model-latency': { type: 'string', default: '50' },
+    'listing-rounds': { type: 'string', default: '3' },
+    'listing-concurrency': { type: 'string', default: String(DEFAULT_LISTING_SPLIT.concurrency) },
+    'listing-splits': { type: 'string', default: String(DEFAULT_LISTING_SPLIT.splits) },
+    'listing-pages-ahead': { type: 'string', default: String(DEFAULT_LISTING_SPLIT.pagesAhead) },
   },
 });
 
@@ -302,5 +312,41 @@ if (chosen.includes('done-parts')) {
       r.map((x) => [String(x.batches), x.structure, x.keyMb, x.usedMb, x.bytesPerBatch, x.seconds]),
     ),
   );
+  console.log('');
+}
+if (chosen.includes('s3-listing')) {
+  console.log('== s3-listing');
+  const keys = num(values['listing-keys'], 'listing-keys');
+  // Milliseconds added per request (s3rver) or page (model); an empty list skips that backend.
+  const ms = (v: string | undefined) =>
+    String(v ?? '')
+      .split(',')
+      .filter((x) => x !== '')
+      .map((x) => Number(x));
+  const split = {
+    concurrency: num(values['listing-concurrency'], 'listing-concurrency'),
+    splits: num(values['listing-splits'], 'listing-splits'),
+    pagesAhead: num(values['listing-pages-ahead'], 'listing-pages-ahead'),
+  };
+  const r = await s3ListingBench({
+    // Folders of under a page each with a key between each two; ten folders far larger than a range's read-ahead; no folders at all.
+    layouts: [
+      { name: 'small-folders', folders: Math.ceil(keys / 800), perFolder: 800, root: Math.ceil(keys / 800) },
+      { name: 'big-folders', folders: 10, perFolder: Math.ceil(keys / 10), root: 0 },
+      { name: 'flat', folders: 0, perFolder: 0, root: keys },
+    ],
+    s3rverLatencies: ms(values['listing-latency']),
+    modelLatencies: ms(values['listing-model-latency']),
+    rounds: num(values['listing-rounds'], 'listing-rounds'),
+    split,
+    log,
+  });
+  console.log(
+    table(
+      ['backend', 'layout', 'keys', '+ms/request', 'sequential keys/s', 'split keys/s', 'split speed-up', 'CPU s seq', 'CPU s split'],
+      r.map((x) => [x.backend, x.layout, String(x.keys), String(x.latencyMs), x.sequentialKeysPerS, x.splitKeysPerS, x.speedup, x.sequentialCpuS, x.splitCpuS]),
+    ),
+  );
+  console.log(`split: concurrency ${split.concurrency}, at most ${split.splits} splits, ${split.pagesAhead} pages ahead a range`);
   console.log('');
 }

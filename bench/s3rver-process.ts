@@ -14,10 +14,11 @@ export interface S3Process {
   stop(): Promise<void>;
 }
 
-/** Start s3rver with `buckets` in a child process; resolves once it listens. */
-export async function startS3Process(buckets: string[]): Promise<S3Process> {
+/** Start s3rver with `buckets` in a child process, serving `directory` when given (objects written there beforehand); resolves once it listens. */
+export async function startS3Process(buckets: string[], opts: { directory?: string } = {}): Promise<S3Process> {
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'serve', ...buckets], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...(opts.directory ? { CASCADE_S3RVER_DIR: opts.directory } : {}) },
   });
   const endpoint = await new Promise<string>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`s3rver child exited with ${code} before listening`)));
@@ -38,7 +39,7 @@ export async function startS3Process(buckets: string[]): Promise<S3Process> {
 
 if (process.argv[2] === 'serve' && process.argv[1] === fileURLToPath(import.meta.url)) {
   const { startS3 } = await import('../test/helpers/s3.js');
-  const s3 = await startS3({ buckets: process.argv.slice(3) });
+  const s3 = await startS3({ buckets: process.argv.slice(3), directory: process.env.CASCADE_S3RVER_DIR || undefined });
   process.stdout.write(`${s3.endpoint}\n`);
   process.once('SIGTERM', () => void s3.stop().finally(() => process.exit(0)));
 }

@@ -302,9 +302,37 @@ export const SourceSettings = z
      * (`cascade worker`) defaults to none: the worker reads nothing local.
      */
     localRoots: z.array(z.string().min(1)).optional(),
+    /** Remote prefixes: key ranges listed at once (1 lists the prefix in one sequence); default 8. */
+    listConcurrency: z.number().int().min(1).max(256).optional(),
+    /** Remote prefixes: how many key ranges to cut the prefix into at most (found with a delimiter listing); default 1000. */
+    listSplits: z.number().int().min(1).max(4096).optional(),
+    /** Remote prefixes: pages of keys each range reads ahead of the batches at most; default 4. */
+    listPagesAhead: z.number().int().min(1).max(1000).optional(),
   })
   .strict();
 export type SourceSettings = z.infer<typeof SourceSettings>;
+
+/** How a remote prefix is listed (pipeline/storage/split-listing.ts): stored with a run's listing plan, so every process lists it alike. */
+export const ListingSplit = z
+  .object({
+    concurrency: z.number().int().min(1).max(256),
+    splits: z.number().int().min(1).max(4096),
+    pagesAhead: z.number().int().min(1).max(1000),
+  })
+  .strict();
+export type ListingSplit = z.infer<typeof ListingSplit>;
+
+/** The listing of a config that says nothing about it. */
+export const DEFAULT_LISTING_SPLIT: ListingSplit = { concurrency: 8, splits: 1000, pagesAhead: 4 };
+
+/** The listing `sources` asks for, its defaults filled in. */
+export function listingSplitOf(sources: Pick<SourceSettings, 'listConcurrency' | 'listSplits' | 'listPagesAhead'> = {}): ListingSplit {
+  return {
+    concurrency: sources.listConcurrency ?? DEFAULT_LISTING_SPLIT.concurrency,
+    splits: sources.listSplits ?? DEFAULT_LISTING_SPLIT.splits,
+    pagesAhead: sources.listPagesAhead ?? DEFAULT_LISTING_SPLIT.pagesAhead,
+  };
+}
 
 /** Worker roles that are not stages; stage names may not take them. */
 export const SERVICE_ROLES = ['merge', 'scheduler'] as const;

@@ -27,6 +27,9 @@ export const RUN_FIELDS = [
   'window',
 ] as const;
 
+/** `sources` fields that say how a run's prefix is listed: the submitter's, carried to the merge role in the run's listing plan. */
+export const LISTING_FIELDS = ['listConcurrency', 'listSplits', 'listPagesAhead'] as const;
+
 export const WorkerConfig = CascadeConfigFields.omit({
   little: true,
   big: true,
@@ -44,7 +47,9 @@ export const WorkerConfig = CascadeConfigFields.omit({
   window: true,
 }).extend({
   // A fleet worker reads no local file unless its own config names the folders it may read.
-  sources: SourceSettings.extend({ localRoots: z.array(z.string().min(1)).default([]) }).default({ localRoots: [] }),
+  sources: SourceSettings.omit({ listConcurrency: true, listSplits: true, listPagesAhead: true })
+    .extend({ localRoots: z.array(z.string().min(1)).default([]) })
+    .default({ localRoots: [] }),
 });
 export type WorkerConfig = typeof WorkerConfig._output;
 
@@ -62,8 +67,17 @@ export async function loadWorkerConfig(o: WorkerConfigOptions = {}): Promise<{ c
   if (fromFile === null || typeof fromFile !== 'object' || Array.isArray(fromFile)) throw new ConfigError(`${o.file} must hold a mapping of settings`);
   const merged: Record<string, unknown> = { ...(fromFile as Record<string, unknown>) };
   resolveSourceRoots(merged, o.file ? dirname(resolve(o.cwd ?? process.cwd(), o.file)) : (o.cwd ?? process.cwd()), env);
-  const ignored = RUN_FIELDS.filter((k) => merged[k] !== undefined);
+  const ignored: string[] = RUN_FIELDS.filter((k) => merged[k] !== undefined);
   for (const k of ignored) delete merged[k];
+  const sources = merged.sources;
+  if (sources !== null && typeof sources === 'object' && !Array.isArray(sources)) {
+    const kept: Record<string, unknown> = { ...(sources as Record<string, unknown>) };
+    for (const k of LISTING_FIELDS.filter((f) => kept[f] !== undefined)) {
+      ignored.push(`sources.${k}`);
+      delete kept[k];
+    }
+    merged.sources = kept;
+  }
   if (env.REDIS_URL) merged.redisUrl = env.REDIS_URL;
   const s3 = s3SettingsFromEnv(merged.s3, env);
   if (s3) merged.s3 = s3;

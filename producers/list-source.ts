@@ -4,6 +4,7 @@
  *
  * - a local folder: recursive walk, extension filter, UTF-8 byte order of the relative path;
  * - `s3://bucket/prefix` (or another store of the registry): the store's listing, in key order, extension filter;
+ *   split into key ranges listed concurrently where the store can (pipeline/storage/split-listing.ts), same order;
  * - a key-list file (`.txt`/`.lst`/`.list`, local or on S3, or any file with `asList`): one ref
  *   per line in file order, no extension filter — the user chose each line. Lines are trimmed
  *   (CRLF or LF), blank lines and `#` comment lines skipped, and a ref that appears again
@@ -24,12 +25,20 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { CascadeError } from '../config/errors.js';
+import { DEFAULT_LISTING_SPLIT, type ListingSplit } from '../config/schema.js';
 import { walkFiles } from '../pipeline/storage/local-store.js';
 import { isForbiddenPath } from '../pipeline/storage/local-roots.js';
 import { expectedUrls, formatRemoteUrl, parseRef, type Ref, type RemoteUrl, storeLabel } from '../pipeline/storage/location.js';
-import { isObjectNotFound, readLines } from '../pipeline/storage/object-store.js';
+import { isObjectNotFound, type ObjectInfo, readLines } from '../pipeline/storage/object-store.js';
+import { canSplit, discoverSplits, listSplit } from '../pipeline/storage/split-listing.js';
 import type { Stores } from '../pipeline/storage/stores.js';
 import type { ListedRef, ListingCursor } from './listing-cursor.js';
+
+/** Keys in a full listing page (S3's MaxKeys cap): a split's read-ahead is counted in these. */
+const S3_PAGE_KEYS = 1000;
+
+/** Split discovery looks a level further down while it has found fewer than this many splits per concurrent listing. */
+const SPLITS_PER_LISTING = 4;
 
 /** File name extensions that mark a key-list file. */
 export const LIST_FILE_EXTENSIONS: readonly string[] = ['.txt', '.lst', '.list'];
@@ -46,6 +55,8 @@ export interface ListSourceOptions {
   asList?: boolean;
   /** Remote listing page size (S3 MaxKeys, capped at 1000 by S3); smaller pages only exercise pagination. */
   pageSize?: number;
+  /** How a remote prefix is split and listed concurrently (config `sources.list*`); absent: DEFAULT_LISTING_SPLIT. */
+  split?: ListingSplit;
   /**
    * Called for each key-list line whose ref was already yielded (the line is dropped); `where`
    * is `<list>:<line>`. The count of these calls is the run's dropped duplicates.
@@ -162,12 +173,28 @@ async function* listRemoteSource(
   }
   // Folder semantics, as for local sources: s3://b/photos must not pick up photos2/...
   const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
-  const after = cursorOf(source, cursor, 'prefix')?.after;
+  const stored = cursorOf(source, cursor, 'prefix');
+  const after = stored?.after;
+  const split = opts.split ?? DEFAULT_LISTING_SPLIT;
   let objects = 0;
   try {
-    for await (const obj of root.list(prefix, { after })) {
+    // Split or not, the keys come in the same order: the cursor's `after` resumes either listing.
+    let keys: AsyncIterable<ObjectInfo>;
+    let splits: string[] | undefined;
+    if (split.concurrency > 1 && canSplit(root)) {
+      // Each level down costs a request per folder: worth it only while too few ranges keep the listings busy.
+      const enough = SPLITS_PER_LISTING * split.concurrency;
+      splits = stored?.splits ?? (await discoverSplits(root, prefix, { splits: split.splits, enough, concurrency: split.concurrency }));
+      keys = listSplit(root, prefix, splits, after, { concurrency: split.concurrency, aheadKeys: split.pagesAhead * (opts.pageSize ?? S3_PAGE_KEYS) });
+    } else {
+      keys = root.list(prefix, { after });
+    }
+    for await (const obj of keys) {
       objects++;
-      if (!obj.key.endsWith('/') && keep(obj.key)) yield { ref: formatRemoteUrl({ scheme, bucket, key: obj.key }), cursor: { kind: 'prefix', after: obj.key } };
+      if (!obj.key.endsWith('/') && keep(obj.key)) {
+        const ref = formatRemoteUrl({ scheme, bucket, key: obj.key });
+        yield { ref, cursor: splits ? { kind: 'prefix', after: obj.key, splits } : { kind: 'prefix', after: obj.key } };
+      }
     }
   } catch (err) {
     if (isObjectNotFound(err)) throw new SourceNotFoundError(source, `bucket "${bucket}" does not exist`, { cause: err });

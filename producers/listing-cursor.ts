@@ -5,14 +5,17 @@
  * kind; a new kind of source adds a row here and its resume in list-source.ts.
  */
 import { z } from 'zod';
-import { InputColumns } from '../config/schema.js';
+import { InputColumns, ListingSplit } from '../config/schema.js';
 import type { ListedInput } from './inputs/listed-input.js';
 
 export const ListingCursor = z.discriminatedUnion('kind', [
   /** A local folder: the relative path ('/'-separated) of the last file listed; the walk resumes after it in UTF-8 byte order. */
   z.object({ kind: z.literal('folder'), after: z.string().min(1) }).strict(),
-  /** A remote prefix (s3://, or another store of the registry): the key of the last object listed; the store lists after it (S3: StartAfter) in the same order. */
-  z.object({ kind: z.literal('prefix'), after: z.string().min(1) }).strict(),
+  /**
+   * A remote prefix (s3://, or another store of the registry): the key of the last object listed; the store lists after it (S3: StartAfter) in the same order.
+   * `splits`: the split keys a split listing found (pipeline/storage/split-listing.ts), so a resumed listing need not look for them again; absent in a sequential listing's cursor.
+   */
+  z.object({ kind: z.literal('prefix'), after: z.string().min(1), splits: z.array(z.string().min(1)).max(4096).optional() }).strict(),
   /**
    * A key list or Ground Truth manifest: lines read so far. Repeats are dropped against the whole
    * list, so a resumed listing re-reads the lines before this one to know the refs already listed,
@@ -38,8 +41,10 @@ export interface ListedRef {
   cursor: ListingCursor;
 }
 
-/** What a listing needs to be opened again by another process: the source, the run's extension filter and, for Parquet, the columns it reads. */
-export const ListingPlan = z.object({ source: z.string().min(1), extensions: z.array(z.string()), columns: InputColumns.optional() }).strict();
+/** What a listing needs to be opened again by another process: the source, the run's extension filter, for Parquet the columns it reads, and how a remote prefix is split (absent: the defaults). */
+export const ListingPlan = z
+  .object({ source: z.string().min(1), extensions: z.array(z.string()), columns: InputColumns.optional(), split: ListingSplit.optional() })
+  .strict();
 export type ListingPlan = z.infer<typeof ListingPlan>;
 
 /** A source a listing pass can open at a stored cursor, in any process that has `plan` (producers/inputs/input-formats.ts resumableSource). */

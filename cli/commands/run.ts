@@ -2,6 +2,7 @@
  * `cascade run`: the whole cascade in one process — private Redis when none is configured,
  * little, big and merge workers, the producer, a progress bar and the summary.
  */
+import { listingSplitOf } from '../../config/schema.js';
 import type { RunSummary } from '../../pipeline/results/manifest.js';
 import { inputLocalRoots, listInputs, submissionSource } from '../../producers/inputs/input-formats.js';
 import { planRun } from '../../producers/plan-run.js';
@@ -106,7 +107,12 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     }
     const submitted = await submitRun({
       spec,
-      refs: submissionSource(src, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores }),
+      refs: submissionSource(src, {
+        extensions: config.extensions,
+        columns: spec.columns,
+        split: listingSplitOf(config.sources),
+        stores: runtime.stores,
+      }),
       window: config.window.batches,
       windowBytes: config.window.bytes,
       tracker: runtime.tracker,

@@ -4,7 +4,7 @@
  * spec or the ONNX graph.
  */
 import { ConfigError } from '../../config/load-config.js';
-import type { CascadeConfig } from '../../config/schema.js';
+import { type CascadeConfig, listingSplitOf } from '../../config/schema.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
 import { listInputs, submissionSource } from '../../producers/inputs/input-formats.js';
 import { planRun } from '../../producers/plan-run.js';
@@ -54,6 +54,7 @@ export async function submitCommand(
       refs: submissionSource(spec.source, {
         extensions: config.extensions,
         columns: spec.columns,
+        split: listingSplitOf(config.sources),
         stores: runtime.stores,
       }),
       window: config.window.batches,

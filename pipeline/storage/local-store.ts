@@ -10,9 +10,11 @@ import type { Readable } from 'node:stream';
 import { makeDir } from './make-dir.js';
 import {
   checkRange,
+  compareKeys,
   type GetOptions,
   InvalidKeyError,
   type ListOptions,
+  type ListPrefixesOptions,
   type ObjectInfo,
   ObjectNotFoundError,
   type ObjectStore,
@@ -130,6 +132,31 @@ export class LocalStore implements ObjectStore {
       if (isCode(err, 'ENOTDIR') && (err as NodeJS.ErrnoException).path === dir) return;
       throw err;
     }
+  }
+
+  async listPrefixes(prefix: string, opts: ListPrefixesOptions = {}): Promise<string[]> {
+    // Folders are the only common prefixes a directory tree has: another delimiter finds none here.
+    if ((opts.delimiter ?? '/') !== '/') return [];
+    const cut = prefix.lastIndexOf('/') + 1;
+    const dirKey = prefix.slice(0, cut);
+    const namePrefix = prefix.slice(cut);
+    if (namePrefix.includes('\0')) throw new InvalidKeyError(prefix, 'contains a NUL character');
+    const dir = path.join(this.root, ...(dirKey === '' ? [] : checkKey(dirKey, true)));
+    let dirents: Dirent[];
+    try {
+      dirents = await fs.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return [];
+      throw err;
+    }
+    const found: string[] = [];
+    for (const d of dirents) {
+      if (!d.name.startsWith(namePrefix) || d.name.startsWith(TEMP_PREFIX)) continue;
+      // Only a symlink needs a stat to know whether it leads to a folder.
+      const isDir = d.isSymbolicLink() ? (await statEntry(d, path.join(dir, d.name)))?.isDirectory() : d.isDirectory();
+      if (isDir) found.push(`${dirKey}${d.name}/`);
+    }
+    return found.sort(compareKeys);
   }
 
   async delete(key: string): Promise<void> {

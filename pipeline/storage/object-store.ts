@@ -25,6 +25,13 @@ export interface ListOptions {
   after?: string;
 }
 
+export interface ListPrefixesOptions {
+  /** The folder separator (S3's Delimiter); default '/'. */
+  delimiter?: string;
+  /** Read at most this many pages of the delimiter listing (a level of many keys and few folders is not read whole). */
+  maxPages?: number;
+}
+
 /** A flat key → bytes store. Keys are '/'-separated and relative to the store's root. */
 export interface ObjectStore {
   /** Reads a whole object; ObjectNotFoundError when missing, ObjectTooLargeError above `maxBytes`. */
@@ -56,6 +63,13 @@ export interface ObjectStore {
    * order; with `after`, only keys that sort after it (a resumed listing: S3's StartAfter).
    */
   list(prefix?: string, opts?: ListOptions): AsyncIterable<ObjectInfo>;
+  /**
+   * The common prefixes one level below `prefix` (each ending with the delimiter, relative to the
+   * store like listed keys), in key byte order: S3's CommonPrefixes. Only stores whose `list`
+   * starts at `after` without reading the keys before it have this; a store without it is listed
+   * in one sequence (pipeline/storage/split-listing.ts).
+   */
+  listPrefixes?(prefix: string, opts?: ListPrefixesOptions): Promise<string[]>;
   /** Deletes an object; deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
   /** Where this store points, for logs and messages (`s3://bucket/prefix/` or a directory). */

@@ -19,11 +19,13 @@ import { S3Settings } from '../../config/schema.js';
 import { contentTypeOf } from './content-type.js';
 import {
   checkRange,
+  compareKeys,
   type GetOptions,
   InvalidKeyError,
   isObjectNotFound,
   isObjectTooLarge,
   type ListOptions,
+  type ListPrefixesOptions,
   type ObjectInfo,
   ObjectNotFoundError,
   type ObjectStore,
@@ -265,6 +267,35 @@ async function* listS3Objects(
   } while (token);
 }
 
+/** The CommonPrefixes of a delimiter listing of `prefix` (ListObjectsV2 with Delimiter), from at most `maxPages` pages. */
+async function listS3Prefixes(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  opts: { delimiter: string; maxPages: number; pageSize?: number },
+): Promise<string[]> {
+  const prefixes: string[] = [];
+  let token: string | undefined;
+  let pages = 0;
+  do {
+    let page: ListObjectsV2CommandOutput;
+    try {
+      page = await client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, Delimiter: opts.delimiter, ContinuationToken: token, MaxKeys: opts.pageSize }),
+      );
+    } catch (err) {
+      if ((err as Error).name === 'NoSuchBucket') {
+        throw new ObjectNotFoundError(s3Url(bucket, prefix), `bucket "${bucket}" does not exist`, { cause: err });
+      }
+      throw new Error(`Failed to list ${s3Url(bucket, prefix)}: ${(err as Error).message}`, { cause: err });
+    }
+    for (const p of page.CommonPrefixes ?? []) if (p.Prefix !== undefined) prefixes.push(p.Prefix);
+    pages++;
+    token = page.IsTruncated === false ? undefined : page.NextContinuationToken;
+  } while (token && pages < opts.maxPages);
+  return prefixes;
+}
+
 export interface S3StoreOptions {
   client: S3Client;
   bucket: string;
@@ -391,6 +422,15 @@ export class S3Store implements ObjectStore {
     for await (const obj of listS3Objects(this.client, this.bucket, this.prefix + prefix, { pageSize: this.pageSize, startAfter })) {
       yield { key: obj.key.slice(this.prefix.length), size: obj.size };
     }
+  }
+
+  async listPrefixes(prefix: string, opts: ListPrefixesOptions = {}): Promise<string[]> {
+    const found = await listS3Prefixes(this.client, this.bucket, this.prefix + prefix, {
+      delimiter: opts.delimiter ?? '/',
+      maxPages: opts.maxPages ?? Number.POSITIVE_INFINITY,
+      pageSize: this.pageSize,
+    });
+    return found.map((p) => p.slice(this.prefix.length)).sort(compareKeys);
   }
 
   async delete(key: string): Promise<void> {

@@ -35,7 +35,11 @@ export function resumableSource(plan: ListingPlan, stores: Stores): ResumableSou
   return {
     plan,
     open: (cursor, onDuplicate) =>
-      format.listFrom(plan.source, { extensions: plan.extensions, ...(plan.columns ? { columns: plan.columns } : {}), stores, onDuplicate }, cursor),
+      format.listFrom(
+        plan.source,
+        { extensions: plan.extensions, ...(plan.columns ? { columns: plan.columns } : {}), ...(plan.split ? { split: plan.split } : {}), stores, onDuplicate },
+        cursor,
+      ),
   };
 }
 
@@ -44,5 +48,8 @@ export function resumableSource(plan: ListingPlan, stores: Stores): ResumableSou
  * batches in flight, its cursor in Redis, and another process lists on from the plan).
  */
 export function submissionSource(source: string, opts: ListInputOptions & { stores: Stores }): ResumableSource {
-  return resumableSource({ source, extensions: [...opts.extensions], ...(opts.columns ? { columns: opts.columns } : {}) }, opts.stores);
+  return resumableSource(
+    { source, extensions: [...opts.extensions], ...(opts.columns ? { columns: opts.columns } : {}), ...(opts.split ? { split: opts.split } : {}) },
+    opts.stores,
+  );
 }

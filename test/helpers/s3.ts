@@ -29,10 +29,13 @@ const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 /** The same credentials as the AWS SDK's default chain reads them from the environment (a child process's, or this one's). */
 export const S3RVER_ENV = { AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey } as const;
 
-/** Starts s3rver on 127.0.0.1 (any free port, or `port`) in a fresh temp dir; `buckets` exist before it listens. */
-export async function startS3(opts: { port?: number; buckets?: string[] } = {}): Promise<TestS3> {
+/**
+ * Starts s3rver on 127.0.0.1 (any free port, or `port`) in a fresh temp dir, or in `directory`
+ * (objects written there beforehand are served; the caller removes it); `buckets` exist before it listens.
+ */
+export async function startS3(opts: { port?: number; buckets?: string[]; directory?: string } = {}): Promise<TestS3> {
   allowSingleDes();
-  const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'cascade-s3rver-'));
+  const directory = opts.directory ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'cascade-s3rver-')));
   const server = new S3rver({
     address: '127.0.0.1',
     port: opts.port ?? 0,
@@ -63,7 +66,7 @@ export async function startS3(opts: { port?: number; buckets?: string[] } = {}):
       // Keep-alive sockets would otherwise hold close() open until they time out.
       server.httpServer?.closeAllConnections();
       await server.close();
-      await fs.rm(directory, { recursive: true, force: true });
+      if (!opts.directory) await fs.rm(directory, { recursive: true, force: true });
     },
   };
 }

@@ -9,11 +9,14 @@ import { type ListingCursor, parseCursor } from '../../producers/listing-cursor.
 import { type TestS3, startS3 } from '../helpers/s3.js';
 
 const EXT = ['.jpg', '.jpeg', '.png'];
+// These tests count the requests of the plain listing; the split one has its own (split-listing-s3.test.ts).
+const SEQUENTIAL = { concurrency: 1, splits: 1, pagesAhead: 1 };
 let s3: TestS3;
 
 /** The refs of `s3://<bucket>/many` after `cursor`, 25 keys a page. */
 async function* refsAfter(cursor: ListingCursor | null): AsyncGenerator<string> {
-  for await (const item of listSourceFrom('s3://list-test/many', { extensions: EXT, stores: s3.stores, pageSize: 25 }, cursor)) yield item.ref;
+  for await (const item of listSourceFrom('s3://list-test/many', { extensions: EXT, stores: s3.stores, pageSize: 25, split: SEQUENTIAL }, cursor))
+    yield item.ref;
 }
 
 async function all(it: AsyncIterable<string>): Promise<string[]> {
@@ -56,7 +59,8 @@ describe('S3 sources', () => {
 
   it('resumes a prefix after the key its cursor holds (StartAfter), mid-page and on a page boundary, with no request for the keys before it', async () => {
     const listed: Array<{ ref: string; cursor: ListingCursor }> = [];
-    for await (const item of listSourceFrom(`s3://${bucket}/many`, { extensions: EXT, stores: s3.stores, pageSize: 25 }, null)) listed.push(item);
+    for await (const item of listSourceFrom(`s3://${bucket}/many`, { extensions: EXT, stores: s3.stores, pageSize: 25, split: SEQUENTIAL }, null))
+      listed.push(item);
     expect(listed).toHaveLength(241);
     for (const i of [0, 24, 25, 100, 239, 240]) {
       const send = vi.spyOn(s3.client, 'send');
@@ -78,7 +82,7 @@ describe('S3 sources', () => {
   it('lists more than one page of objects, filtered, in S3 order', async () => {
     const send = vi.spyOn(s3.client, 'send');
     try {
-      const refs = await all(listSource(`s3://${bucket}/many`, { extensions: EXT, stores: s3.stores, pageSize: 25 }));
+      const refs = await all(listSource(`s3://${bucket}/many`, { extensions: EXT, stores: s3.stores, pageSize: 25, split: SEQUENTIAL }));
       const expected = [...many, 'many/IMG99999.JPEG'].sort(compareKeys).map((k) => `s3://${bucket}/${k}`);
       expect(refs).toEqual(expected);
       const listCalls = send.mock.calls.filter(([cmd]) => cmd instanceof ListObjectsV2Command);

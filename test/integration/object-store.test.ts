@@ -133,6 +133,23 @@ describe.each(Object.keys(stores))('%s store contract', (kind) => {
     expect(await listAfter('r/a/', 'r/b')).toEqual([]);
   });
 
+  it('lists the common prefixes one level below a prefix (split listing), or has no listPrefixes and is listed in one sequence (az)', async () => {
+    if (kind === 'az') {
+      // List Blobs has no StartAfter here: a range starting mid-container would read from its start.
+      expect(store.listPrefixes).toBeUndefined();
+      return;
+    }
+    // `d2/1.jpg`, not only `d2/x/1.jpg`: s3rver skips the folders below a common prefix while
+    // looking for it, so it finds a common prefix only by a key directly under it (S3 finds both).
+    const keys = ['d/a.jpg', 'd/a/x.jpg', 'd/a/y/z.jpg', 'd/b c/1.jpg', 'd/é/1.jpg', 'd/z.jpg', 'd2/1.jpg', 'd2/x/1.jpg'];
+    for (const k of keys) await store.put(k, k);
+    expect(await store.listPrefixes!('d/')).toEqual(['d/a/', 'd/b c/', 'd/é/']);
+    expect(await store.listPrefixes!('d/a/')).toEqual(['d/a/y/']);
+    expect(await store.listPrefixes!('d/a/y/')).toEqual([]);
+    expect(await store.listPrefixes!('d')).toEqual(['d/', 'd2/']);
+    expect(await store.listPrefixes!('nothing/here/')).toEqual([]);
+  });
+
   it('getStream streams an object, and a missing one is an ObjectNotFoundError before any byte', async () => {
     const chunk = `${'y'.repeat(300_000)}\n`;
     await store.put('s/lines.txt', chunk.repeat(4));

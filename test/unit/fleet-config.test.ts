@@ -69,10 +69,15 @@ describe('fleet settings', () => {
 
   it('a worker config ignores (and lists) the run settings a shared file holds, and keeps the rest', async () => {
     const file = join(dir, 'shared.yaml');
-    await writeFile(file, 'little: a.onnx\nbig: b.onnx\nthreshold: 0.7\nlimits: { maxBytes: 40000 }\nnumerics: native\nconcurrency: 3\nprefix: fleet\n');
+    await writeFile(
+      file,
+      'little: a.onnx\nbig: b.onnx\nthreshold: 0.7\nlimits: { maxBytes: 40000 }\nnumerics: native\nconcurrency: 3\nprefix: fleet\nsources: { listConcurrency: 4, localRoots: [/data] }\n',
+    );
     const { config, ignored } = await loadWorkerConfig({ file, env: {} });
-    expect(ignored).toEqual(['little', 'big', 'threshold', 'limits', 'numerics']);
-    expect(config).toMatchObject({ concurrency: 3, prefix: 'fleet' });
+    // How a prefix is listed travels with each run (its listing plan), as the models do.
+    expect(ignored).toEqual(['little', 'big', 'threshold', 'limits', 'numerics', 'sources.listConcurrency']);
+    expect(config).toMatchObject({ concurrency: 3, prefix: 'fleet', sources: { localRoots: ['/data'] } });
+    expect(config.sources).not.toHaveProperty('listConcurrency');
     expect(config).not.toHaveProperty('limits');
   });
 
