@@ -34,6 +34,8 @@ export interface ClassifyDeps extends DecodeDeps {
   inferenceErrorsAsRows?: boolean;
   /** What one inference call weighs against one decode for the cost meter (onWork): the cores it keeps busy. */
   inferWeight?: number;
+  /** Told the CPU seconds each inference call's thread used, where measured (the job's cost meter charges them to it). */
+  onCallCpu?: (seconds: number) => void;
 }
 
 export interface StageDecision {
@@ -84,7 +86,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   const shape = modelInput(model.pool);
   const how = preprocessKey(model.preprocess, shape);
   const rows: PartRow[] = [];
-  const calls = new ChunkCalls<Ready>(metered(model.pool, deps.onWork, deps.inferWeight ?? 1), chunkSize(deps.inferChunk));
+  const calls = new ChunkCalls<Ready>(metered(model.pool, deps), chunkSize(deps.inferChunk));
   let fetchMs = 0;
   let decodeMs = 0;
   let decoded = 0;
@@ -129,17 +131,21 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   };
 }
 
-/** The pool, telling `onWork` when each inference call starts and ends. */
-function metered(pool: InferencePool, onWork: ((delta: number) => void) | undefined, weight: number): ChunkPool {
-  if (!onWork) return pool;
+/** The pool, telling `onWork` when each inference call starts and ends, and `onCallCpu` what its thread used. */
+function metered(pool: InferencePool, deps: Pick<ClassifyDeps, 'onWork' | 'inferWeight' | 'onCallCpu'>): ChunkPool {
+  const { onWork, onCallCpu } = deps;
+  if (!onWork && !onCallCpu) return pool;
+  const weight = deps.inferWeight ?? 1;
   return {
     io: pool.io,
     infer: async (batch, images) => {
-      onWork(weight);
+      onWork?.(weight);
       try {
-        return await pool.infer(batch, images);
+        const r = await pool.infer(batch, images);
+        if (r.cpuSeconds !== undefined) onCallCpu?.(r.cpuSeconds);
+        return r;
       } finally {
-        onWork(-weight);
+        onWork?.(-weight);
       }
     },
   };
