@@ -46,6 +46,12 @@ export interface StageDecision {
   rankReference?: RankReference;
   /** Record each answered image's margin and pnorm (the warm-up's first stage: a rank run's reference is built from them). */
   signals?: boolean;
+  /**
+   * Every answered image goes on to the next stage with its answer (a warm-up stage before the
+   * last): its tensor is kept for that stage like a forwarded image's, so the warm-up's next stage
+   * costs what it will for the run's forwarded images.
+   */
+  answersGoOn?: boolean;
 }
 
 export interface StageResult {
@@ -103,7 +109,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
 
   const routed = routeOutcomes(await calls.finish(), model, decision, deps.inferenceErrorsAsRows ?? false);
   // Cached even when the batch then fails: its retry takes them back instead of fetching again.
-  for (const f of routed.forward) deps.tensorCache?.put(f.item.ref, how, f.tensor);
+  for (const f of [...routed.forward, ...routed.goOn]) deps.tensorCache?.put(f.item.ref, how, f.tensor);
   // Held until every decode and call is done, so a failure is never an unhandled rejection.
   if (routed.failure) throw routed.failure.err;
 
@@ -175,9 +181,18 @@ export function routeOutcomes(
   model: Pick<StageModel, 'name' | 'labels'>,
   decision: StageDecision,
   errorsAsRows: boolean,
-): { rows: PartRow[]; forward: Forwarded[]; inferMs: number; failure: { err: unknown } | null; signals?: StageResult['signals'] } {
+): {
+  rows: PartRow[];
+  forward: Forwarded[];
+  /** With answersGoOn: the accepted images, whose tensors the next stage takes too. */
+  goOn: Array<Pick<Forwarded, 'item' | 'tensor'>>;
+  inferMs: number;
+  failure: { err: unknown } | null;
+  signals?: StageResult['signals'];
+} {
   const rows: PartRow[] = [];
   const forward: Forwarded[] = [];
+  const goOn: Array<Pick<Forwarded, 'item' | 'tensor'>> = [];
   const signals: StageResult['signals'] = decision.signals ? new Map() : undefined;
   let inferMs = 0;
   let failure: { err: unknown } | null = null;
@@ -192,11 +207,13 @@ export function routeOutcomes(
       const probs = o.probs[i]!;
       const prediction = predict(probs, decision.metric, decision.rankReference);
       signals?.set(item.pos, { margin: confidence(probs, 'margin'), pnorm: confidence(probs, 'pnorm') });
-      if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
-      else forward.push({ item, tensor, confidence: prediction.confidence });
+      if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) {
+        rows.push(answerRow(item, prediction, model));
+        if (decision.answersGoOn) goOn.push({ item, tensor });
+      } else forward.push({ item, tensor, confidence: prediction.confidence });
     });
   }
-  return { rows, forward, inferMs, failure, ...(signals ? { signals } : {}) };
+  return { rows, forward, goOn, inferMs, failure, ...(signals ? { signals } : {}) };
 }
 
 function answerRow(item: BatchItem, p: Prediction, model: Pick<StageModel, 'name' | 'labels'>): PartRow {

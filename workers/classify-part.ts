@@ -70,12 +70,13 @@ export async function classifyPart(
   const slice = meter.begin();
   let seconds = 0;
   let result: StageResult;
-  // The warm-up lane's first stage records margin and pnorm: a rank run's reference is built from them.
+  // The warm-up lane's first stage records margin and pnorm (a rank run's reference is built from
+  // them) and keeps every answered image's tensor for the next stage, which labels them all.
   const decision = {
     threshold: routing.threshold,
     metric: routing.metric,
     rankReference: routing.rankReference,
-    ...(b.warmupLane ? { signals: !isLast } : {}),
+    ...(b.warmupLane ? { signals: !isLast, answersGoOn: !isLast } : {}),
   };
   try {
     const metering = meteredDeps(meter, slice, lease.model.pool, ctx.inferWeight);
