@@ -34,6 +34,8 @@ export interface ClassifyDeps extends DecodeDeps {
   inferenceErrorsAsRows?: boolean;
   /** What one inference call weighs against one decode for the cost meter (onWork): the cores it keeps busy. */
   inferWeight?: number;
+  /** Told the CPU seconds each inference call's thread used, where measured (the job's cost meter charges them to it). */
+  onCallCpu?: (seconds: number) => void;
 }
 
 export interface StageDecision {
@@ -44,6 +46,12 @@ export interface StageDecision {
   rankReference?: RankReference;
   /** Record each answered image's margin and pnorm (the warm-up's first stage: a rank run's reference is built from them). */
   signals?: boolean;
+  /**
+   * Every answered image goes on to the next stage with its answer (a warm-up stage before the
+   * last): its tensor is kept for that stage like a forwarded image's, so the warm-up's next stage
+   * costs what it will for the run's forwarded images.
+   */
+  answersGoOn?: boolean;
 }
 
 export interface StageResult {
@@ -84,7 +92,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   const shape = modelInput(model.pool);
   const how = preprocessKey(model.preprocess, shape);
   const rows: PartRow[] = [];
-  const calls = new ChunkCalls<Ready>(metered(model.pool, deps.onWork, deps.inferWeight ?? 1), chunkSize(deps.inferChunk));
+  const calls = new ChunkCalls<Ready>(metered(model.pool, deps), chunkSize(deps.inferChunk));
   let fetchMs = 0;
   let decodeMs = 0;
   let decoded = 0;
@@ -101,7 +109,7 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
 
   const routed = routeOutcomes(await calls.finish(), model, decision, deps.inferenceErrorsAsRows ?? false);
   // Cached even when the batch then fails: its retry takes them back instead of fetching again.
-  for (const f of routed.forward) deps.tensorCache?.put(f.item.ref, how, f.tensor);
+  for (const f of [...routed.forward, ...routed.goOn]) deps.tensorCache?.put(f.item.ref, how, f.tensor);
   // Held until every decode and call is done, so a failure is never an unhandled rejection.
   if (routed.failure) throw routed.failure.err;
 
@@ -129,17 +137,21 @@ export async function classifyBatch(items: BatchItem[], model: StageModel, decis
   };
 }
 
-/** The pool, telling `onWork` when each inference call starts and ends. */
-function metered(pool: InferencePool, onWork: ((delta: number) => void) | undefined, weight: number): ChunkPool {
-  if (!onWork) return pool;
+/** The pool, telling `onWork` when each inference call starts and ends, and `onCallCpu` what its thread used. */
+function metered(pool: InferencePool, deps: Pick<ClassifyDeps, 'onWork' | 'inferWeight' | 'onCallCpu'>): ChunkPool {
+  const { onWork, onCallCpu } = deps;
+  if (!onWork && !onCallCpu) return pool;
+  const weight = deps.inferWeight ?? 1;
   return {
     io: pool.io,
     infer: async (batch, images) => {
-      onWork(weight);
+      onWork?.(weight);
       try {
-        return await pool.infer(batch, images);
+        const r = await pool.infer(batch, images);
+        if (r.cpuSeconds !== undefined) onCallCpu?.(r.cpuSeconds);
+        return r;
       } finally {
-        onWork(-weight);
+        onWork?.(-weight);
       }
     },
   };
@@ -169,9 +181,18 @@ export function routeOutcomes(
   model: Pick<StageModel, 'name' | 'labels'>,
   decision: StageDecision,
   errorsAsRows: boolean,
-): { rows: PartRow[]; forward: Forwarded[]; inferMs: number; failure: { err: unknown } | null; signals?: StageResult['signals'] } {
+): {
+  rows: PartRow[];
+  forward: Forwarded[];
+  /** With answersGoOn: the accepted images, whose tensors the next stage takes too. */
+  goOn: Array<Pick<Forwarded, 'item' | 'tensor'>>;
+  inferMs: number;
+  failure: { err: unknown } | null;
+  signals?: StageResult['signals'];
+} {
   const rows: PartRow[] = [];
   const forward: Forwarded[] = [];
+  const goOn: Array<Pick<Forwarded, 'item' | 'tensor'>> = [];
   const signals: StageResult['signals'] = decision.signals ? new Map() : undefined;
   let inferMs = 0;
   let failure: { err: unknown } | null = null;
@@ -186,11 +207,13 @@ export function routeOutcomes(
       const probs = o.probs[i]!;
       const prediction = predict(probs, decision.metric, decision.rankReference);
       signals?.set(item.pos, { margin: confidence(probs, 'margin'), pnorm: confidence(probs, 'pnorm') });
-      if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) rows.push(answerRow(item, prediction, model));
-      else forward.push({ item, tensor, confidence: prediction.confidence });
+      if (decision.threshold === null || accepts(prediction.confidence, decision.threshold)) {
+        rows.push(answerRow(item, prediction, model));
+        if (decision.answersGoOn) goOn.push({ item, tensor });
+      } else forward.push({ item, tensor, confidence: prediction.confidence });
     });
   }
-  return { rows, forward, inferMs, failure, ...(signals ? { signals } : {}) };
+  return { rows, forward, goOn, inferMs, failure, ...(signals ? { signals } : {}) };
 }
 
 function answerRow(item: BatchItem, p: Prediction, model: Pick<StageModel, 'name' | 'labels'>): PartRow {

@@ -6,7 +6,8 @@
 import type { SampleLocator } from '../pipeline/inputs/sample-locator.js';
 import type { Job } from 'bullmq';
 import { classifyBatch, errorRow, type ClassifyDeps, type StageResult } from '../pipeline/classify-batch.js';
-import type { CostMeter } from '../pipeline/cost/cost-meter.js';
+import type { CostMeter, MeterSlice } from '../pipeline/cost/cost-meter.js';
+import type { InferencePool } from '../pipeline/inference/inference-pool.js';
 import { type PartCost, partCost } from '../pipeline/cost/run-cost.js';
 import { workerIdentity } from '../pipeline/inference/platform.js';
 import type { ModelLease } from '../pipeline/models/model-cache.js';
@@ -29,7 +30,7 @@ export interface ClassifyContext {
   borrow(spec: RunSpec, index: number): Promise<{ lease: ModelLease; probe: ProbeComparison; numerics: SessionNumerics; deps: ClassifyDeps }>;
   /** The process's cost meters by worker class. */
   meters: Record<WorkerClass, CostMeter>;
-  /** Weight of an inference call against a decode in the meter. */
+  /** Weight of an inference call against a decode in the meter, where the call's own CPU is not measured apart. */
   inferWeight: number;
 }
 
@@ -69,16 +70,17 @@ export async function classifyPart(
   const slice = meter.begin();
   let seconds = 0;
   let result: StageResult;
-  // The warm-up lane's first stage records margin and pnorm: a rank run's reference is built from them.
+  // The warm-up lane's first stage records margin and pnorm (a rank run's reference is built from
+  // them) and keeps every answered image's tensor for the next stage, which labels them all.
   const decision = {
     threshold: routing.threshold,
     metric: routing.metric,
     rankReference: routing.rankReference,
-    ...(b.warmupLane ? { signals: !isLast } : {}),
+    ...(b.warmupLane ? { signals: !isLast, answersGoOn: !isLast } : {}),
   };
   try {
-    const onWork = (delta: number) => meter.work(slice, delta);
-    result = await classifyBatch(b.items, lease.model, decision, { ...deps, onWork, inferWeight: ctx.inferWeight, inferenceErrorsAsRows: lastAttempt });
+    const metering = meteredDeps(meter, slice, lease.model.pool, ctx.inferWeight);
+    result = await classifyBatch(b.items, lease.model, decision, { ...deps, ...metering, inferenceErrorsAsRows: lastAttempt });
   } catch (err) {
     if (!lastAttempt) throw err;
     result = inferenceFailed(b.items, err);
@@ -106,6 +108,22 @@ export async function classifyPart(
   };
   await putPart(b.store, b.key, part, ctx.tracker);
   return { result, cost, audits };
+}
+
+/** What classifyBatch reports to a job's slice of the meter: its decodes and calls in flight, and each call's measured CPU. */
+export function meteredDeps(
+  meter: CostMeter,
+  slice: MeterSlice,
+  pool: Pick<InferencePool, 'intraOpThreads'>,
+  inferWeight: number,
+): Pick<ClassifyDeps, 'onWork' | 'onCallCpu' | 'inferWeight'> {
+  return {
+    onWork: (delta) => meter.work(slice, delta),
+    onCallCpu: (seconds) => meter.charge(slice, seconds),
+    // Where each call is charged its thread's CPU, only its session's other intra-op threads stay
+    // in the shared clock for the call to weigh against decodes.
+    inferWeight: meter.measuresCalls ? Math.max(0, (pool.intraOpThreads || 1) - 1) : inferWeight,
+  };
 }
 
 /** A batch whose inference failed on its last attempt: every image an `inference` error row. */

@@ -1,12 +1,16 @@
 /**
  * Measured cost of jobs that share one process. A stage job's cost is the machine time it used:
  * core-seconds of CPU on a CPU worker (user + system, every thread: sharp's decodes, inference
- * threads), seconds of the accelerator's wall clock on a GPU worker. The process clock cannot tell
- * concurrent jobs apart, so each delta between two events (a job starting or ending) is shared
- * equally among the jobs running then: the shares always add up to the process's measured time
- * while jobs ran, and a job alone in its process gets exactly its own.
+ * threads), seconds of the accelerator's wall clock on a GPU worker. On a CPU worker each
+ * inference call is charged the CPU its pool thread used (measured on that thread), and only the
+ * rest of the process's CPU is shared among the jobs running, by the work each has in flight: a
+ * tiny model's job running beside a slow model's call is not charged for that call. The charges
+ * always add up to the process's measured time while jobs ran (less the inference threads' time
+ * outside calls: model loading), and a job alone in its process gets exactly its own.
  */
 import type { WorkerClass } from '../../config/schema.js';
+import { InferencePool } from '../inference/inference-pool.js';
+import { threadCpuSeconds } from '../inference/thread-cpu.js';
 
 /** A monotonic clock in seconds of the resource being paid for. */
 export type ResourceClock = () => number;
@@ -31,17 +35,37 @@ export interface MeterSlice {
 }
 
 /**
- * Shares a process clock among the jobs running at each moment, in proportion to the work each has
- * in flight (decodes and inference calls, reported through work()), or equally while none reports
- * any: a stage waiting on its inference queue while another decodes is not charged for the decoding.
+ * Charges a process clock to the jobs running at each moment. Time measured on a thread doing one
+ * job's work (an inference call's thread: `attributed`, the clock of those threads, and charge())
+ * is that job's alone. The rest is shared in proportion to the work each job has in flight
+ * (decodes and inference calls, reported through work()), or equally while none reports any: a
+ * stage waiting on its inference queue while another decodes is not charged for the decoding.
  */
 export class CostMeter {
   private readonly running = new Map<number, { seconds: number; weight: number }>();
   private last: number;
   private nextId = 0;
 
-  constructor(private readonly clock: ResourceClock) {
-    this.last = clock();
+  /**
+   * `attributed`: the part of `clock` that charge() hands out directly (the inference threads'
+   * CPU so far); it is taken off the clock before sharing, so no second of it is charged twice.
+   */
+  constructor(
+    private readonly clock: ResourceClock,
+    private readonly attributed?: ResourceClock,
+  ) {
+    this.last = this.shared();
+  }
+
+  /** Whether charge() applies: the clock's attributed part is measured apart. */
+  get measuresCalls(): boolean {
+    return this.attributed !== undefined;
+  }
+
+  /** Charge a job time measured on a thread that did only its work (an inference call's CPU); ignored unless measuresCalls. */
+  charge(slice: MeterSlice, seconds: number): void {
+    const job = this.running.get(slice.id);
+    if (job && this.attributed && seconds > 0) job.seconds += seconds;
   }
 
   /** Start charging a job. */
@@ -74,8 +98,12 @@ export class CostMeter {
   }
 
   // Time that passed with no job running (idle polls, GC between jobs) is nobody's.
+  private shared(): number {
+    return this.clock() - (this.attributed?.() ?? 0);
+  }
+
   private settle(): void {
-    const now = this.clock();
+    const now = this.shared();
     const delta = Math.max(0, now - this.last);
     this.last = now;
     if (this.running.size === 0) return;
@@ -87,5 +115,12 @@ export class CostMeter {
 
 /** One meter per worker class, to be shared by every stage worker of a process. */
 export function processMeters(): Record<WorkerClass, CostMeter> {
-  return { cpu: new CostMeter(clockOf('cpu')), gpu: new CostMeter(clockOf('gpu')) };
+  // Only CPU is measured per thread: a GPU worker pays for the accelerator's wall clock.
+  const threads = threadCpuMeasurable() ? () => InferencePool.threadCpuSeconds() : undefined;
+  return { cpu: new CostMeter(clockOf('cpu'), threads), gpu: new CostMeter(clockOf('gpu')) };
+}
+
+/** Whether this platform lets a thread's CPU be read (Linux); elsewhere the meter shares the whole clock by work in flight. */
+function threadCpuMeasurable(): boolean {
+  return threadCpuSeconds('self') !== null;
 }

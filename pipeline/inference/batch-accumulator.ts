@@ -12,6 +12,8 @@ export interface BatchRun {
   classes: number;
   /** Time inside session.run, ms. */
   ms: number;
+  /** CPU seconds of the thread that ran it, where measured. */
+  cpuSeconds?: number;
 }
 
 /** The inference call being fed: stacked CHW images in, probability rows out. */
@@ -73,11 +75,17 @@ export class BatchAccumulator {
   private async send(group: Pending[], total: number): Promise<void> {
     try {
       const data = group.length === 1 ? group[0]!.data : stack(group.map((p) => p.data));
-      const { probs, classes, ms } = await this.run(data, total);
+      const { probs, classes, ms, cpuSeconds } = await this.run(data, total);
       let row = 0;
       for (const p of group) {
         // Each caller is charged its share of the call, so summed per-job times stay true.
-        p.resolve({ probs: probs.slice(row * classes, (row + p.n) * classes), classes, ms: (ms * p.n) / total });
+        const share = p.n / total;
+        p.resolve({
+          probs: probs.slice(row * classes, (row + p.n) * classes),
+          classes,
+          ms: ms * share,
+          ...(cpuSeconds === undefined ? {} : { cpuSeconds: cpuSeconds * share }),
+        });
         row += p.n;
       }
     } catch (err) {

@@ -2,6 +2,7 @@
  * A pool of worker threads, each holding a session of the same model. The caller sends
  * preprocessed batches and gets probability rows back, without blocking its event loop.
  */
+import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { ExecutionProvider } from '../../config/schema.js';
 import { BatchAccumulator } from './batch-accumulator.js';
@@ -9,6 +10,7 @@ import type { ModelIO, SessionOptions } from './model-session.js';
 import { ModelLoadError } from './model-session.js';
 import type { ThreadData, ThreadTask } from './inference-thread.js';
 import { threadEntry } from './thread-entry.js';
+import { ThreadGroupCpu } from './thread-cpu.js';
 import type { Tensor } from '../onnx/float16.js';
 
 export interface PoolOptions extends SessionOptions {
@@ -28,6 +30,8 @@ export interface InferResult {
   classes: number;
   /** Time inside session.run for this batch, ms. */
   ms: number;
+  /** CPU seconds the pool thread used for this batch (absent where threads cannot be measured). */
+  cpuSeconds?: number;
 }
 
 /** How long a partial batch waits for more requests when accumulateMs is not given (GPU providers). */
@@ -57,6 +61,25 @@ export class InferencePool {
   private running = 0;
   private readonly waiting: Array<() => void> = [];
   private readonly threads: number;
+  /** The kernel thread ids of every open pool's threads (ThreadData.threadIds), and their CPU read live. */
+  private static readonly threadTables = new Set<Int32Array>();
+  private static readonly threadCpu = new ThreadGroupCpu();
+
+  /**
+   * CPU seconds every inference thread of this process has used so far (0 where threads cannot be
+   * measured). The CPU cost meter takes it off the process clock and charges each call its
+   * thread's time instead (pipeline/cost/cost-meter.ts).
+   */
+  static threadCpuSeconds(): number {
+    for (const ids of InferencePool.threadTables) {
+      const n = Math.min(Atomics.load(ids, 0), ids.length - 1);
+      for (let i = 1; i <= n; i++) {
+        const tid = Atomics.load(ids, i);
+        if (tid > 0) InferencePool.threadCpu.add(tid);
+      }
+    }
+    return InferencePool.threadCpu.seconds();
+  }
 
   /**
    * Start no new task on any thread, and resolve once none is in flight (or after `timeoutMs`).
@@ -89,13 +112,19 @@ export class InferencePool {
   /** Merges concurrent requests into full batches; null for fixed-batch models or no accumulation. */
   readonly accumulator: BatchAccumulator | null;
 
+  /** ORT threads each call keeps busy: the pool thread and its session's own intra-op threads. */
+  readonly intraOpThreads: number;
+
   private constructor(
     private readonly pool: Piscina,
     readonly modelPath: string,
     readonly io: ModelIO,
     readonly provider: ExecutionProvider,
     options: PoolOptions,
+    private readonly threadIds: Int32Array,
   ) {
+    // 0 leaves the choice to ORT, which takes a thread per core.
+    this.intraOpThreads = options.intraOpThreads > 0 ? options.intraOpThreads : availableParallelism();
     const waitMs = accumulationWaitMs(options.accumulateMs, provider, io.fixedBatch);
     this.accumulator = waitMs > 0 ? new BatchAccumulator((data, n) => this.send(data, n), { maxBatch: options.maxBatch, maxWaitMs: waitMs }) : null;
     this.threads = Math.max(1, options.threads);
@@ -106,7 +135,9 @@ export class InferencePool {
     // Exiting: no thread starts loading a model it could then be stopped in.
     if (InferencePool.quiescing) return new Promise<InferencePool>(() => {});
     const { filename, workerData } = threadEntry('./inference-thread', import.meta.url);
-    const data: ThreadData = { modelPath, options: sessionOptions(options) };
+    // Room for threads that piscina replaces after a crash; ids past the end are not counted.
+    const threadIds = new Int32Array(new SharedArrayBuffer(4 * (1 + 4 * Math.max(1, options.threads))));
+    const data: ThreadData = { modelPath, options: sessionOptions(options), threadIds };
     const pool = new Piscina({
       filename,
       workerData: { ...workerData, ...data },
@@ -118,7 +149,8 @@ export class InferencePool {
     });
     try {
       const described = await InferencePool.onThread<{ io: ModelIO; provider: ExecutionProvider }>(pool, { kind: 'describe' });
-      return new InferencePool(pool, modelPath, described.io, described.provider, options);
+      InferencePool.threadTables.add(threadIds);
+      return new InferencePool(pool, modelPath, described.io, described.provider, options, threadIds);
     } catch (err) {
       await pool.destroy();
       if (err instanceof Error && err.name === 'ModelLoadError') throw new ModelLoadError(err.message);
@@ -168,6 +200,9 @@ export class InferencePool {
 
   /** Stop the threads. */
   async close(): Promise<void> {
+    // Read once more: the threads' time stays counted after they exit.
+    InferencePool.threadCpuSeconds();
+    InferencePool.threadTables.delete(this.threadIds);
     await this.pool.destroy();
   }
 }

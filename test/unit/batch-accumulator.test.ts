@@ -67,6 +67,12 @@ describe('batch accumulator in the inference pool', () => {
       const results = await Promise.all(requests.map((colours) => pool.infer(uniform(colours), colours.length)));
       expect(pool.accumulator!.calls).toEqual([8]);
       results.forEach((r, i) => expectRows(r.probs, requests[i]!));
+      // The thread's CPU for the call is split like its rows: four requests of two, four equal shares (Linux, where it is read).
+      if (process.platform === 'linux') {
+        const cpu = results.map((r) => r.cpuSeconds!);
+        expect(cpu[0]).toBeGreaterThan(0);
+        for (const c of cpu) expect(c).toBeCloseTo(cpu[0]!, 12);
+      }
     } finally {
       await pool.close();
     }

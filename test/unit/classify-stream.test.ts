@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PreprocessSpec } from '../../config/schema.js';
-import { classifyBatch, type BatchItem } from '../../pipeline/classify-batch.js';
+import { classifyBatch, modelInput, type BatchItem } from '../../pipeline/classify-batch.js';
+import { preprocessKey, TensorCache } from '../../pipeline/image/tensor-cache.js';
 import type { StageModel } from '../../pipeline/models/loaded-model.js';
 import { InferencePool } from '../../pipeline/inference/inference-pool.js';
 import { writeTestModels } from '../helpers/test-models.js';
@@ -88,6 +89,21 @@ describe('classifyBatch with inferChunk', () => {
     expect(one.forward.map((f) => f.pos)).toEqual([1, 5, 8]);
     expect(one.rows.filter((r) => r.error).map((r) => r.pos)).toEqual([2, 6]);
     expect(many.stats).toMatchObject({ images: 10, accepted: 5, forwarded: 3, errors: 2 });
+  });
+
+  it('a warm-up stage whose answers go on keeps the tensor of every answered image for the next stage, as for a forwarded one', async () => {
+    const preprocessed = preprocessKey(preprocess, modelInput(pool));
+    const run = async (answersGoOn: boolean) => {
+      const tensorCache = new TensorCache(2 ** 20);
+      // The warm-up lane's first stage keeps every answer (threshold null); the run's next stage reads them back.
+      const r = await classifyBatch(items, counted([]), { threshold: null, metric: 'maxprob', signals: true, answersGoOn }, { ...deps(0), tensorCache });
+      return { rows: r.rows, kept: items.filter((i) => tensorCache.take(i.ref, preprocessed)).map((i) => i.pos) };
+    };
+    const warm = await run(true);
+    const plain = await run(false);
+    expect(warm.rows).toEqual(plain.rows);
+    expect(warm.kept).toEqual([0, 1, 3, 4, 5, 7, 8, 9]);
+    expect(plain.kept).toEqual([]);
   });
 
   it('a failed call fails the batch once every image is decoded', async () => {
