@@ -35,14 +35,18 @@ export class QueueLayoutWatch {
     return lines;
   }
 
-  /** Every `intervalMs`, log each newly found mismatch as one error line (a failed look is a warning, tried again next time). */
+  /**
+   * Every `intervalMs`, log each newly found mismatch as one error line. A failed look is only a
+   * debug line, tried again next time: it fails when Redis does, which the connection's own
+   * watcher already reports once (a password rotation would otherwise add a warning per look).
+   */
   start(): void {
     this.timer = setInterval(() => {
       // One look at a time: two would read the same new run and log it twice.
       this.checking ??= this.newMismatches()
         .then(
           (lines) => lines.forEach((line) => this.o.log(line, { level: 'error' })),
-          (err: Error) => this.o.log(`cannot check the runs' queue layouts: ${err.message}`, { level: 'warn' }),
+          (err: Error) => this.o.log(`cannot check the runs' queue layouts: ${err.message}`, { level: 'debug' }),
         )
         .finally(() => (this.checking = undefined));
     }, this.o.intervalMs ?? LAYOUT_CHECK_MS);
