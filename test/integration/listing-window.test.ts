@@ -279,33 +279,39 @@ describe('bounded in-flight work', () => {
     }
   });
 
-  it('kill -9 of the process topping a run up: another takes the listing job over from the stored cursor; every image exactly once', async () => {
-    const s = await scenario();
-    try {
-      s.worker(['little', 'big']);
-      const merge = s.worker(['merge']);
-      await merge.waitFor(/worker ready/);
-      const first = await submitRun({ spec: s.spec, refs: s.source, window: 1, tracker: s.tracker, queues: s.queues, output: s.output });
-      expect(first).toMatchObject({ batches: 1, listing: 'continues' });
-      await until(async () => (await s.state()).batches >= 4, 'the listing job to top the run up');
-      await merge.kill9();
-      const at = await s.state();
-      expect(at.listed).toBe(false);
-      // Nothing lists now; what was queued finishes, and its images go away.
-      await until(async () => (await s.state()).final === at.images, 'the queued batches to finish');
-      const cut = (await s.state()).batches;
-      expect(cut).toBeLessThan(N / BATCH);
-      await s.removeImages(cut);
-      s.worker(['merge']);
-      const summary = await s.done();
-      expect(summary.images).toBe(N);
-      const report = await s.verify();
-      expect([report.ok, report.manifestRows, report.counts.duplicate, report.counts.missing]).toEqual([true, N, 0, 0]);
-      expect(report.errorRows).toBe(0);
-    } finally {
-      await s.close();
-    }
-  }, 150_000);
+  it.each([
+    { kind: 'folder' as const, topped: 4 },
+    { kind: 'parquet' as const, topped: 5 },
+  ])(
+    'kill -9 of the process topping a $kind run up: another takes the listing job over from the stored cursor; every image exactly once',
+    async ({ kind, topped }) => {
+      const s = await scenario(kind);
+      try {
+        s.worker(['little', 'big']);
+        const merge = s.worker(['merge']);
+        await merge.waitFor(/worker ready/);
+        const first = await submitRun({ spec: s.spec, refs: s.source, window: 1, tracker: s.tracker, queues: s.queues, output: s.output });
+        expect(first).toMatchObject({ batches: 1, listing: 'continues' });
+        await until(async () => (await s.state()).batches >= topped, 'the listing job to top the run up');
+        await merge.kill9();
+        const at = await s.state();
+        expect(at.listed).toBe(false);
+        // Nothing lists now; what was queued finishes, and its inputs go away.
+        await until(async () => (await s.state()).final === at.images, 'the queued batches to finish');
+        const cut = (await s.state()).batches;
+        expect(cut).toBeLessThan(s.cut.length);
+        expect(await s.removeImages(cut)).toBeGreaterThan(0);
+        s.worker(['merge']);
+        const summary = await s.done();
+        expect(summary.images).toBe(N);
+        const report = await s.verify();
+        expect([report.ok, report.manifestRows, report.counts.duplicate, report.counts.missing, report.errorRows]).toEqual([true, N, 0, 0, 0]);
+      } finally {
+        await s.close();
+      }
+    },
+    150_000,
+  );
 
   it('kill -9 of the submitter mid-listing: submitting again resumes at the stored cursor; every image exactly once', async () => {
     const s = await scenario();
@@ -444,32 +450,6 @@ describe('bounded in-flight work', () => {
       expect(await s.removeImages(at.batches)).toBeGreaterThan(0);
       const again = await submitRun({ spec: s.spec, refs: s.source, window: 100, tracker: s.tracker, queues: s.queues, output: s.output });
       expect(again).toMatchObject({ alreadySubmitted: true, listing: 'done', images: N, batches: s.cut.length });
-      const summary = await s.done();
-      expect(summary.images).toBe(N);
-      const report = await s.verify();
-      expect([report.ok, report.manifestRows, report.counts.duplicate, report.counts.missing, report.errorRows]).toEqual([true, N, 0, 0, 0]);
-    } finally {
-      await s.close();
-    }
-  }, 150_000);
-
-  it('kill -9 of the process topping up a Parquet run: another takes the listing over from the shard cursor; every row exactly once', async () => {
-    const s = await scenario('parquet');
-    try {
-      s.worker(['little', 'big']);
-      const merge = s.worker(['merge']);
-      await merge.waitFor(/worker ready/);
-      const first = await submitRun({ spec: s.spec, refs: s.source, window: 1, tracker: s.tracker, queues: s.queues, output: s.output });
-      expect(first).toMatchObject({ batches: 1, listing: 'continues' });
-      await until(async () => (await s.state()).batches >= 5, 'the listing job to top the run up');
-      await merge.kill9();
-      const at = await s.state();
-      expect(at.listed).toBe(false);
-      await until(async () => (await s.state()).final === at.images, 'the queued batches to finish');
-      const cut = (await s.state()).batches;
-      expect(cut).toBeLessThan(s.cut.length);
-      expect(await s.removeImages(cut)).toBeGreaterThan(0);
-      s.worker(['merge']);
       const summary = await s.done();
       expect(summary.images).toBe(N);
       const report = await s.verify();
