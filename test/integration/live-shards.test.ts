@@ -7,7 +7,7 @@
  * live pass killed -9 mid-shard leaves no shard counted as written without its bytes, and the
  * merge after it gives the same output.
  */
-import { DuckDBInstance } from '@duckdb/node-api';
+import { duckRows } from '../helpers/duckdb.js';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -68,16 +68,6 @@ async function countBatch(tracker: RunTracker, store: ObjectStore, runId: string
 function untimed(summary: RunSummary): string {
   const { finishedAt: _f, wallSeconds: _w, imagesPerSecond: _i, ...rest } = summary;
   return JSON.stringify(rest, null, 2);
-}
-
-async function duckRows(sql: string): Promise<Record<string, unknown>[]> {
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  try {
-    return (await c.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
-  } finally {
-    c.closeSync();
-  }
 }
 
 /** The same generated run merged all at the end in a fresh local folder: the reference. */

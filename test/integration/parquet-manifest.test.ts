@@ -6,7 +6,7 @@
  * `export final` streams final.parquet to S3 and DuckDB reads it back.
  */
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
-import { DuckDBInstance } from '@duckdb/node-api';
+import { duckRows } from '../helpers/duckdb.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,16 +63,6 @@ async function download(key: string, file: string): Promise<string> {
   const body = await (await s3.client.send(new GetObjectCommand({ Bucket: 'runs', Key: key }))).Body!.transformToByteArray();
   await writeFile(file, body);
   return file;
-}
-
-async function duckRows(sql: string): Promise<Record<string, unknown>[]> {
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  try {
-    return (await c.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
-  } finally {
-    c.closeSync();
-  }
 }
 
 describe('a run with the manifest as Parquet alone, in S3', () => {
