@@ -538,6 +538,10 @@ describe('bounded in-flight work', () => {
     try {
       const first = await submitRun({ spec, refs: s.source, window: 100, tracker: s.tracker, queues: s.queues, output: s.output });
       expect(first).toMatchObject({ images: N, batches: N / BATCH, listing: 'done' });
+      // A submitter that died before queueing the job: submitting again queues it.
+      await (await s.queues.listing.getJob(jobId))!.remove();
+      const again = await submitRun({ spec, refs: s.source, window: 100, tracker: s.tracker, queues: s.queues, output: s.output });
+      expect(again).toMatchObject({ alreadySubmitted: true, listing: 'done' });
       expect(await s.queues.listing.getJob(jobId)).toBeDefined();
       // The last batch held back: the run cannot complete, whatever the workers' pace, until the shards of the others are there.
       const last = await s.queues.stage('little').getJob(`${spec.runId}-b${N / BATCH - 1}-s0`);
