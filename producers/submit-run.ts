@@ -8,8 +8,10 @@
  */
 import { createHash } from 'node:crypto';
 import { RUN_MARKER_KEY, RUN_OBJECT_PREFIXES } from '../pipeline/results/output-layout.js';
+import { writesShardsLive } from '../pipeline/results/live-shards.js';
 import { RunMarker } from '../pipeline/results/run-marker.js';
 import { ConfigError } from '../config/load-config.js';
+import { DEFAULT_OUTPUT } from '../config/schema.js';
 import { isObjectNotFound, type ObjectStore, readJson } from '../pipeline/storage/object-store.js';
 import type { CascadeQueues } from '../queue/cascade-queues.js';
 import type { RunSpec } from '../queue/jobs.js';
@@ -170,7 +172,8 @@ async function clearRunObjects(output: ObjectStore): Promise<void> {
 
 /**
  * Record the run and list its first window onto the first stage's queue; when the source holds
- * more, queue the run's listing job, which lists the rest as batches finish.
+ * more, or the run has more than one manifest shard, queue the run's listing job, which lists the
+ * rest as batches finish and writes the shards as their parts are counted.
  */
 export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   const { tracker, queues } = o;
@@ -202,6 +205,8 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     if (existing?.listed) {
       // A submitter that died between finishing the listing and queueing the decision: queue it now.
       if (spec.selfCalibration && (await tracker.needsDecision(spec.runId))) await queueDecision(queues, spec);
+      // Or the listing job for its shards (BullMQ ignores the job id while it holds that job).
+      if (o.output && (await shardsLeftToWriteLive(tracker, spec, existing.batches))) await queues.queueListing(spec.runId);
       return { runId: spec.runId, images: existing.total ?? 0, batches: existing.batches, listing: 'done', alreadySubmitted: true };
     }
   }
@@ -223,8 +228,14 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
     jobsPerBulk: o.jobsPerBulk,
     onListed: o.onListed,
   });
-  if (!pass.done) await queues.queueListing(spec.runId);
+  // Listed whole now, the run's shards are still written while it labels, by the same job.
+  if (!pass.done || (o.output && (await shardsLeftToWriteLive(tracker, spec, pass.batches)))) await queues.queueListing(spec.runId);
   return { runId: spec.runId, images: pass.images, batches: pass.batches, listing: pass.done ? 'done' : 'continues', alreadySubmitted: !created };
+}
+
+/** Whether a listed run of `batches` batches, not complete yet, has manifest shards to write while it labels (workers/listing-worker.ts). */
+async function shardsLeftToWriteLive(tracker: RunTracker, spec: RunSpec, batches: number): Promise<boolean> {
+  return writesShardsLive(spec.output ?? DEFAULT_OUTPUT, spec.batchSize, batches) && !(await tracker.isComplete(spec.runId));
 }
 
 /** A resumable source's inputs from the start (a sharded sample with its place in its shard), for a listing in one pass. */

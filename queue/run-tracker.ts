@@ -159,6 +159,8 @@ export interface ListingState {
   final: number;
   listed: boolean;
   failedReason: string | null;
+  /** The first job of the run that failed for good (`recordJobFailure`), until `cascade retry` clears it; null: none. */
+  jobFailure: string | null;
   /** How a process other than the submitter opens the source again (JSON, producers/listing-cursor.ts ListingPlan); null for a listing only its submitter can continue. */
   plan: string | null;
   /** Batches the run keeps in flight at most; null: no bound (everything is queued at once). */
@@ -334,21 +336,23 @@ export class RunTracker {
 
   /** Where the run's listing stands, or null if the run is unknown. */
   async listingState(runId: string): Promise<ListingState | null> {
-    const [spec, cursor, images, batches, duplicates, final, listed, failedReason, plan, window, windowBytes, bytesInFlight] = await this.redis.hmget(
-      this.runKey(runId),
-      'spec',
-      'cursor',
-      'listedImages',
-      'batches',
-      'duplicates',
-      'final',
-      'listed',
-      'failedReason',
-      'listing',
-      'window',
-      'windowBytes',
-      'bytesInFlight',
-    );
+    const [spec, cursor, images, batches, duplicates, final, listed, failedReason, jobFailure, plan, window, windowBytes, bytesInFlight] =
+      await this.redis.hmget(
+        this.runKey(runId),
+        'spec',
+        'cursor',
+        'listedImages',
+        'batches',
+        'duplicates',
+        'final',
+        'listed',
+        'failedReason',
+        'jobFailure',
+        'listing',
+        'window',
+        'windowBytes',
+        'bytesInFlight',
+      );
     if (!spec) return null;
     return {
       cursor: cursor || null,
@@ -358,6 +362,7 @@ export class RunTracker {
       final: Number(final ?? 0),
       listed: listed === '1',
       failedReason: failedReason || null,
+      jobFailure: jobFailure || null,
       plan: plan || null,
       window: window ? Number(window) : null,
       windowBytes: windowBytes ? Number(windowBytes) : null,

@@ -7,13 +7,13 @@
  * to stall and run again elsewhere, from the cursor saved after the last queued batches.
  * The same job writes the run's manifest shards whose batches are all counted
  * (pipeline/results/live-shards.ts), while listing and after, until every shard is written or
- * the run completes (its merge writes the rest).
+ * the run completes (its merge writes the rest); a run listed whole in its submitter's first pass
+ * gets the job for its shards alone when it has more than one (producers/submit-run.ts).
  */
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { DEFAULT_OUTPUT } from '../config/schema.js';
-import { writeReadyShards } from '../pipeline/results/live-shards.js';
-import { batchesPerShard, shardCount } from '../pipeline/results/output-layout.js';
+import { writeReadyShards, writesShardsLive } from '../pipeline/results/live-shards.js';
 import { assertOwnsOutput, RunFencedError } from '../pipeline/results/run-marker.js';
 import type { Stores } from '../pipeline/storage/stores.js';
 import { ListingPlan } from '../producers/listing-cursor.js';
@@ -84,10 +84,14 @@ export class ListingWorker {
       this.failedShards.delete(runId);
       return 'nothing-to-do';
     }
-    // Listed already (a resubmission or an earlier look finished it): only shards may be left.
+    // Listed already (in the submitter's one pass, or an earlier look finished it): only shards may be left.
     if (state.listed) {
       await this.openListings.drop(runId);
-      if (await this.shardsDone(spec, state)) return 'nothing-to-do';
+      // A job failed for good: the run waits for `cascade retry`, maybe for ever; its merge writes the shards left.
+      if (state.jobFailure || (await this.shardsDone(spec, state))) {
+        this.failedShards.delete(runId);
+        return 'nothing-to-do';
+      }
       return this.waitAgain(job, token);
     }
     if (!state.plan) throw new UnrecoverableError(`run ${runId} has no stored listing plan: only its submitter can list it`);
@@ -131,8 +135,8 @@ export class ListingWorker {
   private async shardsDone(spec: RunSpec, state: Pick<ListingState, 'batches' | 'listed'>): Promise<boolean> {
     const output = spec.output ?? DEFAULT_OUTPUT;
     const runId = spec.runId;
-    const oneShard = state.listed && shardCount(state.batches, batchesPerShard(output.shardRows, spec.batchSize)) <= 1;
-    if (!output.parquet || oneShard || (await this.o.tracker.isComplete(runId))) {
+    const noneLive = !output.parquet || (state.listed && !writesShardsLive(output, spec.batchSize, state.batches));
+    if (noneLive || (await this.o.tracker.isComplete(runId))) {
       this.failedShards.delete(runId);
       return true;
     }

@@ -41,6 +41,14 @@ export interface LiveShardPass {
   complete: boolean;
 }
 
+/**
+ * Whether a run of `batches` batches has shards to write while it labels: Parquet on and more
+ * than one shard (a lone shard is the final merge's, as it would be read right before it anyway).
+ */
+export function writesShardsLive(output: OutputSettings, batchSize: number, batches: number): boolean {
+  return output.parquet && shardCount(batches, batchesPerShard(output.shardRows, batchSize)) > 1;
+}
+
 /** Shards whose record is in the output location. */
 async function writtenShards(store: ObjectStore): Promise<Set<number>> {
   const done = new Set<number>();

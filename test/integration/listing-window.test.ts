@@ -459,43 +459,94 @@ describe('bounded in-flight work', () => {
     }
   }, 150_000);
 
+  /** Shard records in `out`: shards written, live or by the merge. */
+  const shardRecords = async (out: string) =>
+    (await readdir(join(out, MANIFEST_SHARD_SUMMARIES_PREFIX)).catch(() => [] as string[])).filter((f) => /^part-\d+\.json$/.test(f));
+
+  /**
+   * Waits for the run `spec` of `s` (6 shards) to merge, checks it, then merges it again all at
+   * the end, no shard written before: its summary.json and shards must be the same.
+   */
+  async function expectSameAsMergeAtEnd(s: Awaited<ReturnType<typeof scenario>>, spec: RunSpec): Promise<void> {
+    const summary = await s.done();
+    expect(summary.manifest).toEqual({ jsonl: true, parquetShards: 6 });
+    expect((await s.verify()).ok).toBe(true);
+    const liveSummary = JSON.parse(await readFile(join(spec.out, 'summary.json'), 'utf8')) as RunSummary;
+    const liveShards = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => readFile(join(spec.out, manifestShardKey(i)))));
+    await rm(join(spec.out, MANIFEST_SHARDS_PREFIX), { recursive: true });
+    await rm(join(spec.out, MANIFEST_SHARD_SUMMARIES_PREFIX), { recursive: true });
+    const merger = new MergeWorker({
+      connection: s.connection,
+      prefix: s.prefix,
+      openOutput: (out) => new Stores().open(out),
+      tracker: s.tracker,
+      log: () => undefined,
+    });
+    try {
+      await merger.process({ data: { runId: spec.runId } } as Job);
+    } finally {
+      await merger.close();
+    }
+    const atEnd = JSON.parse(await readFile(join(spec.out, 'summary.json'), 'utf8')) as RunSummary;
+    const untimed = ({ finishedAt: _f, wallSeconds: _w, imagesPerSecond: _i, ...rest }: RunSummary) => JSON.stringify(rest, null, 2);
+    expect(untimed(liveSummary)).toBe(untimed(atEnd));
+    for (let i = 0; i < 6; i++) expect((await readFile(join(spec.out, manifestShardKey(i)))).equals(liveShards[i]!)).toBe(true);
+  }
+
+  // 2 batches of 2 a shard: 6 shards.
+  const SIX_SHARDS = { ...DEFAULT_OUTPUT, jsonl: 'always' as const, shardRows: 4, shardConcurrency: 2 };
+
   it('writes manifest shards while the run labels (the listing job), and its merge gives the summary and shards of a merge all at the end', async () => {
     const s = await scenario();
-    // 2 batches of 2 a shard: 6 shards.
-    const spec: RunSpec = { ...s.spec, output: { ...DEFAULT_OUTPUT, jsonl: 'always', shardRows: 4, shardConcurrency: 2 } };
-    const records = async () =>
-      (await readdir(join(spec.out, MANIFEST_SHARD_SUMMARIES_PREFIX)).catch(() => [] as string[])).filter((f) => /^part-\d+\.json$/.test(f));
+    const spec: RunSpec = { ...s.spec, output: SIX_SHARDS };
     try {
       s.worker(['little', 'big', 'merge']);
       const first = await submitRun({ spec, refs: s.source, window: 1, tracker: s.tracker, queues: s.queues, output: s.output });
       expect(first).toMatchObject({ batches: 1, listing: 'continues' });
-      await until(async () => (await records()).length > 0, 'a shard written while the run labels');
+      await until(async () => (await shardRecords(spec.out)).length > 0, 'a shard written while the run labels');
       expect(await s.tracker.isComplete(spec.runId)).toBe(false);
-      const summary = await s.done();
-      expect(summary.manifest).toEqual({ jsonl: true, parquetShards: 6 });
-      expect((await s.verify()).ok).toBe(true);
-      const liveSummary = JSON.parse(await readFile(join(spec.out, 'summary.json'), 'utf8')) as RunSummary;
-      const liveShards = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => readFile(join(spec.out, manifestShardKey(i)))));
+      await expectSameAsMergeAtEnd(s, spec);
+    } finally {
+      await s.close();
+    }
+  }, 150_000);
 
-      // The same run merged all at the end: no shard written before the merge.
-      await rm(join(spec.out, MANIFEST_SHARDS_PREFIX), { recursive: true });
-      await rm(join(spec.out, MANIFEST_SHARD_SUMMARIES_PREFIX), { recursive: true });
-      const merger = new MergeWorker({
-        connection: s.connection,
-        prefix: s.prefix,
-        openOutput: (out) => new Stores().open(out),
-        tracker: s.tracker,
-        log: () => undefined,
-      });
+  it('a run listed whole in its first pass gets the listing job for its shards alone: they are written while it labels, the job ends with the run; a run of one shard gets no job', async () => {
+    const s = await scenario();
+    const spec: RunSpec = { ...s.spec, output: SIX_SHARDS };
+    const jobId = listingJobId(spec.runId);
+    try {
+      const first = await submitRun({ spec, refs: s.source, window: 100, tracker: s.tracker, queues: s.queues, output: s.output });
+      expect(first).toMatchObject({ images: N, batches: N / BATCH, listing: 'done' });
+      // A submitter that died before queueing the job: submitting again queues it.
+      await (await s.queues.listing.getJob(jobId))!.remove();
+      const again = await submitRun({ spec, refs: s.source, window: 100, tracker: s.tracker, queues: s.queues, output: s.output });
+      expect(again).toMatchObject({ alreadySubmitted: true, listing: 'done' });
+      expect(await s.queues.listing.getJob(jobId)).toBeDefined();
+      // The last batch held back: the run cannot complete, whatever the workers' pace, until the shards of the others are there.
+      const last = await s.queues.stage('little').getJob(`${spec.runId}-b${N / BATCH - 1}-s0`);
+      const held = last!.data as StageJob;
+      await last!.remove();
+      s.worker(['little', 'big', 'merge']);
+      await until(async () => (await shardRecords(spec.out)).length === 5, 'shards 0–4 written while the run labels');
+      expect(await s.tracker.isComplete(spec.runId)).toBe(false);
+      await s.queues.addStageJobs('little', [held]);
+      await expectSameAsMergeAtEnd(s, spec);
+      // The job ended with the run: nothing polls it any more.
+      await until(async () => (await s.queues.listing.getJob(jobId)) === undefined, 'the listing job to end');
+
+      // One shard (the default shardRows): listed whole, nothing but the stage jobs is queued.
+      const single = await scenario();
       try {
-        await merger.process({ data: { runId: spec.runId } } as Job);
+        expect(
+          await submitRun({ spec: single.spec, refs: single.source, window: 100, tracker: single.tracker, queues: single.queues, output: single.output }),
+        ).toMatchObject({
+          listing: 'done',
+        });
+        expect(await single.queues.listing.getJob(listingJobId(single.spec.runId))).toBeUndefined();
       } finally {
-        await merger.close();
+        await single.close();
       }
-      const atEnd = JSON.parse(await readFile(join(spec.out, 'summary.json'), 'utf8')) as RunSummary;
-      const untimed = ({ finishedAt: _f, wallSeconds: _w, imagesPerSecond: _i, ...rest }: RunSummary) => JSON.stringify(rest, null, 2);
-      expect(untimed(liveSummary)).toBe(untimed(atEnd));
-      for (let i = 0; i < 6; i++) expect((await readFile(join(spec.out, manifestShardKey(i)))).equals(liveShards[i]!)).toBe(true);
     } finally {
       await s.close();
     }

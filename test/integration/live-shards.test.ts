@@ -173,6 +173,35 @@ describe('manifest shards written while the run labels', () => {
     }
   });
 
+  it('a listed run with a job failed for good ends its listing job and writes nothing live (the run waits for `cascade retry`; its merge writes the shards)', async () => {
+    const runId = 'live-5';
+    const prefix = uniquePrefix('live');
+    const root = join(dir, 'job-failed');
+    const spec = fakeRunSpec(runId, { out: root, batchSize: BATCH_SIZE, output: OUTPUT });
+    const tracker = new RunTracker(conn, prefix);
+    const queues = new CascadeQueues(conn, prefix);
+    const worker = new ListingWorker({ connection: conn, prefix, tracker, queues, stores: s3.stores, log: () => undefined });
+    try {
+      await tracker.create(spec);
+      const store = new LocalStore(root);
+      await store.put(RUN_MARKER_KEY, JSON.stringify({ runId, specHash: 'x', createdAt: new Date(0).toISOString() }));
+      await writeGeneratedRun(store, { runId, batches: 4, batchSize: BATCH_SIZE, seed: 3 });
+      for (let b = 0; b < 4; b++) await countBatch(tracker, store, runId, b);
+      await tracker.saveListing(runId, { images: 4 * BATCH_SIZE, batches: 4, duplicates: 0, cursor: null });
+      await conn.hset(`${prefix}:run:${runId}`, 'listed', 1);
+      await tracker.recordJobFailure(runId, `${runId}-b4-s0`, 'storage down');
+      expect(await worker.process({ data: { runId } } as Job)).toBe('nothing-to-do');
+      expect(await readdir(root)).not.toContain('manifest');
+      // The failure alone held them back: without it, the same look writes both.
+      await tracker.clearJobFailures(runId);
+      expect(await worker.process({ data: { runId } } as Job)).toBe('nothing-to-do');
+      expect(await readdir(join(root, 'manifest'))).toHaveLength(2);
+    } finally {
+      await worker.close();
+      await queues.close();
+    }
+  });
+
   it('a live pass killed -9 mid-shard leaves no record without its shard; the merge after it gives the same output', async () => {
     const runId = 'live-3';
     const [batches, batchSize] = [120, 32];
