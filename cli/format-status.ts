@@ -9,6 +9,7 @@ import { formatReviewReport } from '../pipeline/reviews/review-report.js';
 import { ReviewReport } from '../pipeline/reviews/review-summary.js';
 import { AuditSummary, summarizeAudit } from '../pipeline/audit/audit-summary.js';
 import type { RunProgress } from '../queue/run-tracker.js';
+import { describeListing } from '../producers/describe-listing.js';
 import { buildRunView, isFinished, RunView } from '../queue/run-view.js';
 import { refusalLine, ThresholdDecision } from '../pipeline/self-calibration.js';
 import { ReviewCalibrationRecord } from '../pipeline/reviews/review-calibration-record.js';
@@ -83,7 +84,7 @@ export function buildRunStatus(p: RunProgress, batches: ReadonlyArray<BatchCount
   const raw = p.selfCalibration?.decision;
   const decision = raw ? ThresholdDecision.parse(JSON.parse(raw)) : null;
   return {
-    ...buildRunView(p, now),
+    ...buildRunView(p, now, describeListing),
     stages,
     ...(p.spec.reviewCalibration ? { reviewCalibration: p.spec.reviewCalibration } : {}),
     ...(p.spec.audit
@@ -140,6 +141,27 @@ export function formatErrors(v: Pick<RunView, 'errors' | 'errorsByKind'>): strin
   return kinds.length && v.errors > 0 ? `${v.errors} (${kinds.join(', ')})` : String(v.errors);
 }
 
+/** Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `64.0 MiB`. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let x = n;
+  while (x >= 1024 && i < units.length - 1) {
+    x /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${x.toFixed(1)} ${units[i]}`;
+}
+
+/** The line under the listing counts: where the listing stands and the bytes held under a byte budget; null when there is neither. */
+export function formatListingWindow(v: Pick<RunView, 'state' | 'listingAt' | 'windowBytes' | 'bytesInFlight'>): string | null {
+  const at = v.listingAt === null ? [] : [`listing: ${v.listingAt}`];
+  // A finished run holds nothing; its budget is history.
+  const bytes = v.windowBytes === null || isFinished(v.state) ? [] : [`bytes in flight ${formatBytes(v.bytesInFlight ?? 0)} of ${formatBytes(v.windowBytes)}`];
+  const parts = [...at, ...bytes];
+  return parts.length ? `  ${parts.join('  ')}` : null;
+}
+
 /** A run's ETA: blank until it can be estimated, blank once the run has finished. */
 export function formatEta(v: Pick<RunView, 'state' | 'etaSeconds'>): string {
   return v.etaSeconds === null || isFinished(v.state) ? '' : formatDuration(v.etaSeconds);
@@ -155,6 +177,7 @@ export function formatRunStatus(r: RunStatus): string {
     `run ${r.runId}  ${r.state}  ${r.source} → ${r.out}`,
     `${progressBar(r.fraction)} ${(r.fraction * 100).toFixed(1).padStart(5)}%  ${r.done}/${of} images  ${r.imagesPerSecond.toFixed(1)} images/s${tail ? `  ${tail}` : ''}`,
     `  listed ${r.listed}${r.total === null ? ' so far' : ''}  queued ${r.queued}  done ${r.done}${r.window === null ? '' : `  (window ${r.window} batches)`}`,
+    ...[formatListingWindow(r)].filter((l) => l !== null),
     `  errors ${formatErrors(r)}  routed to ${last} ${formatPercent(r.routed)}  cost saved ${formatPercent(r.costSaved)}`,
     `  ${'stage'.padEnd(10)} ${'queued'.padStart(7)} ${'active'.padStart(7)} ${'failed'.padStart(7)}  | ${'done'.padStart(8)} ${'accepted'.padStart(9)} ${'routed'.padStart(8)} ${'errors'.padStart(7)} ${'pending'.padStart(8)}`,
     ...r.stages.map(

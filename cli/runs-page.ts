@@ -5,7 +5,7 @@
  */
 import { mergeJobId, stageQueueName } from '../queue/jobs.js';
 import type { RunView } from '../queue/run-view.js';
-import { RUN_LIST_COLUMNS, runListCells } from './format-status.js';
+import { formatListingWindow, RUN_LIST_COLUMNS, runListCells } from './format-status.js';
 
 /** Text made safe for HTML content and attribute values. */
 export function escapeHtml(text: string): string {
@@ -31,7 +31,9 @@ function runRow(r: RunView): string {
   const tds = RUN_LIST_COLUMNS.map(
     (c) => `<td class="${c.toLowerCase()}">${c === 'STATE' ? `<span class="badge">${escapeHtml(cells[c])}</span>` : escapeHtml(cells[c])}</td>`,
   );
-  const bar = `<div class="bar"><div style="width:${(100 * Math.min(1, Math.max(0, r.fraction))).toFixed(1)}%"></div></div>`;
+  // Where a windowed listing stands rides on the bar's title: the row stays one line.
+  const listing = formatListingWindow(r)?.trim();
+  const bar = `<div class="bar"${listing ? ` title="${escapeHtml(listing)}"` : ''}><div style="width:${(100 * Math.min(1, Math.max(0, r.fraction))).toFixed(1)}%"></div></div>`;
   const failed =
     r.state === 'failed' && r.failedReason
       ? `<tr class="reason" data-state="failed"><td></td><td colspan="${RUN_LIST_COLUMNS.length}">${escapeHtml(r.failedReason)}</td></tr>`

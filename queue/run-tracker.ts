@@ -183,6 +183,11 @@ export interface RunProgress {
   duplicates: number;
   /** Batches the run keeps in flight at most while it lists (null: all queued at once). */
   window: number | null;
+  /** As in ListingState: the byte bound, the bytes held under it, the cursor and the plan (JSON); absent: none. */
+  windowBytes?: number | null;
+  bytesInFlight?: number;
+  cursor?: string | null;
+  plan?: string | null;
   final: number;
   stages: PartCounts[];
   /** Final error rows by kind (ImageErrorKind), over every stage; kinds without rows are absent. */
@@ -593,6 +598,10 @@ export class RunTracker {
       batches: num('batches'),
       duplicates: num('duplicates'),
       window: h.window ? Number(h.window) : null,
+      windowBytes: h.windowBytes ? Number(h.windowBytes) : null,
+      bytesInFlight: num('bytesInFlight'),
+      cursor: h.cursor || null,
+      plan: h.listing || null,
       final: num('final'),
       stages: spec.stages.map((_, i) => ({
         images: num(`s${i}:images`),

@@ -36,6 +36,15 @@ export const RunView = z.object({
   done: z.number().int(),
   /** Batches the run keeps in flight at most while it lists; null: all were queued at once. */
   window: z.number().int().nullable(),
+  /** Bytes of queued first-stage job payload the run keeps in flight at most (`window.bytes`); null: no byte bound. */
+  windowBytes: z.number().int().nullable(),
+  /** Bytes of first-stage job payload held under that bound now (batches not yet final); null without a byte bound. */
+  bytesInFlight: z.number().int().nullable(),
+  /**
+   * Where the listing stands while it lists, in words: `shard 12 of 2,000 (000011.tar), 40 samples in`,
+   * `after key …`, `line 1,204`; null once listed, before its first window, or for a listing that keeps no cursor.
+   */
+  listingAt: z.string().nullable(),
   /** done / total (listed so far while listing), 0..1. */
   fraction: z.number(),
   /** Final error rows, all kinds. */
@@ -88,8 +97,14 @@ function jobsFailedReason(p: RunProgress): string {
   return `${p.failedJobs} job(s) failed for good after their retries${p.jobFailure ? ` (first ${p.jobFailure})` : ''}; fix the cause, then \`cascade retry ${p.spec.runId}\``;
 }
 
-/** The view of a run from its tracker snapshot at time `now`. */
-export function buildRunView(p: RunProgress, now: Date): RunView {
+/**
+ * Words for where a listing stands, from the run's stored cursor and listing plan (JSON): the
+ * cursor's kinds are the producers' (producers/describe-listing.ts), so the view is handed this.
+ */
+export type DescribeListing = (cursor: string, plan: string | null) => string | null;
+
+/** The view of a run from its tracker snapshot at time `now`; `describeListing` words its listing cursor (without it, listingAt is null). */
+export function buildRunView(p: RunProgress, now: Date, describeListing?: DescribeListing): RunView {
   const state = runState(p);
   const started = p.startedAt ? Date.parse(p.startedAt) : Number.NaN;
   const end = p.completedAt ? Date.parse(p.completedAt) : now.getTime();
@@ -113,6 +128,9 @@ export function buildRunView(p: RunProgress, now: Date): RunView {
     queued: Math.max(0, p.listedImages - p.final),
     done: p.final,
     window: p.window ?? null,
+    windowBytes: p.windowBytes ?? null,
+    bytesInFlight: p.windowBytes ? (p.bytesInFlight ?? 0) : null,
+    listingAt: !p.listed && p.cursor && describeListing ? describeListing(p.cursor, p.plan ?? null) : null,
     fraction: of > 0 ? Math.min(1, p.final / of) : isFinished(state) && state !== 'failed' ? 1 : 0,
     errors: errorRows(p),
     errorsByKind: p.errorsByKind,

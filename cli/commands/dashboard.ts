@@ -16,6 +16,7 @@ import express from 'express';
 import type { Redis } from 'ioredis';
 import { MERGE_QUEUE } from '../../queue/jobs.js';
 import { quiet } from '../../queue/cascade-queues.js';
+import { describeListing } from '../../producers/describe-listing.js';
 import { readRecentRunViews } from '../../queue/read-run-views.js';
 import { type ConnectionLog, connectRedisChecked, redisTimeoutMs, watchRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
@@ -112,7 +113,7 @@ export async function startDashboard(o: {
       const late = new Promise<never>((_, reject) => {
         deadline = setTimeout(() => reject(new Error('timed out')), runsTimeoutMs);
       });
-      const runs = await Promise.race([readRecentRunViews(tracker, runsLimit(req.query.limit)), late]);
+      const runs = await Promise.race([readRecentRunViews(tracker, runsLimit(req.query.limit), new Date(), describeListing), late]);
       res
         .type('html')
         .set('Cache-Control', 'no-store')

@@ -15,6 +15,7 @@ import { isObjectNotFound, readJson } from '../../pipeline/storage/object-store.
 import { connectRedisChecked } from '../../queue/redis-connection.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { runQueueShards, shardMismatch } from '../../queue/queue-shards.js';
+import { describeListing } from '../../producers/describe-listing.js';
 import { readRecentRunViews } from '../../queue/read-run-views.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import type { RunView } from '../../queue/run-view.js';
@@ -125,7 +126,7 @@ export async function statusCommand(
   try {
     for (;;) {
       if (runId === undefined) {
-        const runs = await readRecentRunViews(tracker, o.limit ?? 20);
+        const runs = await readRecentRunViews(tracker, o.limit ?? 20, new Date(), describeListing);
         const layout = layoutWarnings(runs, shards);
         write(o.json ? `${JSON.stringify(runs)}\n` : `${clear}${formatRunList(runs)}\n${layout}`);
         if (o.failOnErrors) failOnErrors(runs);

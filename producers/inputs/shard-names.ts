@@ -23,8 +23,8 @@ export function isPattern(source: string): boolean {
   return BRACE.test(source) || /[*?]/.test(source);
 }
 
-/** The alternatives of one brace body: `000..009` (numeric, padded to the wider end) or `a,b,c`. */
-function braceAlternatives(body: string, source: string): string[] {
+/** One brace body read: a numeric range `000..009` (padded to the wider end) or a list `a,b,c`. */
+function parseBrace(body: string, source: string): { from: number; to: number; count: number; width: number } | { list: string[] } {
   const range = /^(-?\d+)\.\.(-?\d+)$/.exec(body);
   if (range) {
     const [a, b] = [range[1]!, range[2]!];
@@ -33,12 +33,33 @@ function braceAlternatives(body: string, source: string): string[] {
     const count = Math.abs(to - from) + 1;
     if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || count > MAX_BRACE_SHARDS)
       throw new CascadeError(`source ${JSON.stringify(source)}: {${body}} names ${count} shards, more than ${MAX_BRACE_SHARDS}`);
-    const width = /^-?0\d/.test(a) || /^-?0\d/.test(b) ? Math.max(a.length, b.length) : 0;
-    const step = from <= to ? 1 : -1;
-    return Array.from({ length: count }, (_, i) => String(from + i * step).padStart(width, '0'));
+    return { from, to, count, width: /^-?0\d/.test(a) || /^-?0\d/.test(b) ? Math.max(a.length, b.length) : 0 };
   }
-  if (body.includes(',')) return body.split(',');
+  if (body.includes(',')) return { list: body.split(',') };
   throw new CascadeError(`source ${JSON.stringify(source)}: {${body}} is neither a range {first..last} nor a list {a,b}`);
+}
+
+/** The alternatives of one brace body, in order. */
+function braceAlternatives(body: string, source: string): string[] {
+  const b = parseBrace(body, source);
+  if ('list' in b) return b.list;
+  const step = b.from <= b.to ? 1 : -1;
+  return Array.from({ length: b.count }, (_, i) => String(b.from + i * step).padStart(b.width, '0'));
+}
+
+/**
+ * How many shards `source` names without listing anything: the product of its braces'
+ * alternatives (1 without braces), counted, not expanded; null with a glob, which only a listing can count.
+ */
+export function namedShardCount(source: string): number | null {
+  if (/[*?]/.test(source)) return null;
+  let n = 1;
+  // Alternatives hold no braces, so expanding leftmost first meets exactly these braces.
+  for (const m of source.matchAll(/\{([^{}]*)\}/g)) {
+    const b = parseBrace(m[1]!, source);
+    n *= 'list' in b ? b.list.length : b.count;
+  }
+  return n;
 }
 
 /** Every name a brace pattern expands to, in order (the leftmost brace varies slowest). */

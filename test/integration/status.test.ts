@@ -7,18 +7,22 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { UnrecoverableError, Worker } from 'bullmq';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statusCommand } from '../../cli/commands/status.js';
 import { RunStatus } from '../../cli/format-status.js';
+import { Stores } from '../../pipeline/storage/stores.js';
+import { resumableSource } from '../../producers/inputs/input-formats.js';
+import { submitRun } from '../../producers/submit-run.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
-import { type RunSpec, stageQueueName } from '../../queue/jobs.js';
+import { stageQueueName } from '../../queue/jobs.js';
 import { connectRedis } from '../../queue/redis-connection.js';
 import { RunTracker } from '../../queue/run-tracker.js';
 import { startRedis, type TestRedis, uniquePrefix } from '../helpers/redis.js';
 import { statusRunSpec } from '../helpers/run-spec.js';
+import { sampleMembers, tarShard } from '../helpers/shard-fixture.js';
 
 const spec = statusRunSpec;
 
@@ -92,6 +96,59 @@ describe('cascade status against Redis', () => {
     await statusCommand('st-1', { config, watch: true, interval: 0.1 }, write);
     expect(out).toHaveLength(1);
     await expect(statusCommand('nope', { config }, write)).rejects.toThrow(`run nope is unknown to prefix ${prefix}`);
+  });
+
+  it('a sharded run listing under a byte budget: where its shard cursor stands and the bytes held, in the text and --json', async () => {
+    // Four tar shards of 5 samples: the budget holds a few 2-sample batches, so the listing stops before the last shard's end.
+    const shards = join(dir, 'shards');
+    await mkdir(shards);
+    for (let k = 0; k < 4; k++) {
+      const members = [0, 1, 2, 3, 4].flatMap((i) => sampleMembers(`s${k}-${i}`, 'png', Buffer.from(`not decoded ${k}-${i}`)));
+      await writeFile(join(shards, `00000${k}.tar`), await tarShard(members));
+    }
+    const windowed = uniquePrefix('status-window');
+    const windowedConfig = join(dir, 'windowed.yaml');
+    await writeFile(windowedConfig, `redisUrl: ${redis.url}\nprefix: ${windowed}\n`);
+    const source = join(shards, '{000000..000003}.tar');
+    const budget = 1000;
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, windowed);
+    const queues = new CascadeQueues(connection, windowed);
+    try {
+      const refs = resumableSource({ source, extensions: ['.png'] }, new Stores());
+      const submitted = await submitRun({
+        spec: { ...spec('sw'), source, batchSize: 2 },
+        refs,
+        window: 100,
+        windowBytes: budget,
+        tracker,
+        queues,
+        output: null,
+      });
+      expect(submitted.listing).toBe('continues');
+      const state = (await tracker.listingState('sw'))!;
+      const cursor = JSON.parse(state.cursor!) as { kind: string; shard: number; name: string; sample: number };
+      // The budget stopped the listing before the last shard's end.
+      expect(cursor).toMatchObject({ kind: 'shard', name: join(shards, `00000${cursor.shard}.tar`) });
+      expect(cursor.shard).toBeLessThan(3);
+      expect(state.bytesInFlight).toBeGreaterThan(0);
+      expect(state.bytesInFlight).toBeLessThanOrEqual(budget);
+      const at = `shard ${cursor.shard + 1} of 4 (00000${cursor.shard}.tar), ${cursor.sample} samples in`;
+      const out: string[] = [];
+      const status = (await statusCommand('sw', { config: windowedConfig, json: true }, (t) => out.push(t))) as RunStatus;
+      expect(RunStatus.parse(JSON.parse(out.join('')))).toEqual(status);
+      expect(status).toMatchObject({ state: 'listing', window: 100, windowBytes: budget, bytesInFlight: state.bytesInFlight, listingAt: at });
+      out.length = 0;
+      await statusCommand('sw', { config: windowedConfig }, (t) => out.push(t));
+      expect(out.join('')).toContain(
+        `  listed ${state.images} so far  queued ${state.images}  done 0  (window 100 batches)\n  listing: ${at}  bytes in flight ${state.bytesInFlight} B of 1000 B\n`,
+      );
+      const [listed] = (await statusCommand(undefined, { config: windowedConfig, json: true }, () => {})) as RunStatus[];
+      expect(listed).toMatchObject({ runId: 'sw', listingAt: at, windowBytes: budget });
+    } finally {
+      await queues.close();
+      connection.disconnect();
+    }
   });
 });
 

@@ -18,7 +18,7 @@ import { Stores } from '../../pipeline/storage/stores.js';
 import { isObjectTooLarge, isObjectTruncated } from '../../pipeline/storage/object-store.js';
 import { shardExtension, shardRoots } from '../../producers/inputs/input-format.js';
 import { inputFormatOf } from '../../producers/inputs/input-formats.js';
-import { expandBraces, MAX_BRACE_SHARDS, shardNames } from '../../producers/inputs/shard-names.js';
+import { expandBraces, MAX_BRACE_SHARDS, namedShardCount, shardNames } from '../../producers/inputs/shard-names.js';
 import { tarShard } from '../helpers/shard-fixture.js';
 
 let dir: string;
@@ -41,6 +41,15 @@ describe('shard names', () => {
     expect([...expandBraces('{a,b}/{0..1}.tar')]).toEqual(['a/0.tar', 'a/1.tar', 'b/0.tar', 'b/1.tar']);
     expect(() => [...expandBraces('{x}.tar')]).toThrow(/neither a range/);
     expect(() => [...expandBraces(`{0..${MAX_BRACE_SHARDS}}.tar`)]).toThrow(/more than/);
+  });
+
+  it('counts the shards a source names without expanding it, and not a glob', () => {
+    expect(namedShardCount('s/{000000..001999}.tar')).toBe(2000);
+    expect(namedShardCount('{a,b,c}/{2..0}.tar')).toBe(9);
+    expect(namedShardCount('s/one.tar')).toBe(1);
+    expect(namedShardCount(`{0..${MAX_BRACE_SHARDS - 1}}/{0..${MAX_BRACE_SHARDS - 1}}.tar`)).toBe(MAX_BRACE_SHARDS ** 2);
+    expect(namedShardCount('s3://b/{a,b}/*.tar')).toBeNull();
+    expect(() => namedShardCount('{x}.tar')).toThrow(/neither a range/);
   });
 
   it('matches a glob in the file name against the folder, in byte order; refuses a glob in a folder', async () => {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { failOnErrors } from '../../cli/fail-on-errors.js';
 import { buildRunStatus, formatDuration, formatRunList, formatRunStatus, progressBar, RunStatus } from '../../cli/format-status.js';
-import type { RunSpec } from '../../queue/jobs.js';
+import { renderRunsPage } from '../../cli/runs-page.js';
 import type { RunProgress } from '../../queue/run-tracker.js';
 import { buildRunView, RunView, runState } from '../../queue/run-view.js';
 import { statusRunSpec } from '../helpers/run-spec.js';
@@ -74,6 +74,39 @@ describe('status maths and text', () => {
     );
     expect(text).toMatch(/little\s+4\s+1\s+0\s+\|\s+50\s+30\s+18\s+2\s+50/);
     expect(text).toMatch(/big\s+1\s+1\s+1\s+\|\s+8\s+8\s+0\s+0\s+10/);
+  });
+
+  it('says where a windowed listing stands (shard, key, line) and the bytes held under a byte budget, in text and JSON', () => {
+    const listing = (o: Partial<RunProgress>) => buildRunStatus(progress({ listed: false, total: null, listedImages: 64, window: 8, ...o }), [], NOW);
+    const shard = (name: string, source: string) => ({
+      cursor: JSON.stringify({ kind: 'shard', shard: 11, name, sample: 40 }),
+      plan: JSON.stringify({ source, extensions: ['.jpg'] }),
+    });
+    const s = listing({ windowBytes: 4 * 1024 * 1024, bytesInFlight: 1_258_291, ...shard('/data/shards/000011.tar', '/data/shards/{000000..001999}.tar') });
+    expect(RunStatus.parse(s)).toEqual(s);
+    expect(s).toMatchObject({ windowBytes: 4_194_304, bytesInFlight: 1_258_291, listingAt: 'shard 12 of 2,000 (000011.tar), 40 samples in' });
+    expect(formatRunStatus(s)).toContain(
+      '  listed 64 so far  queued 24  done 40  (window 8 batches)\n  listing: shard 12 of 2,000 (000011.tar), 40 samples in  bytes in flight 1.2 MiB of 4.0 MiB\n',
+    );
+    // The dashboard's Runs page: the same words on the run's bar.
+    expect(renderRunsPage([s], { prefix: 'cascade', refreshSeconds: 5, now: NOW })).toContain(
+      'title="listing: shard 12 of 2,000 (000011.tar), 40 samples in  bytes in flight 1.2 MiB of 4.0 MiB"',
+    );
+    // A glob's shards are counted only by listing them: the count is left out.
+    expect(listing(shard('s3://b/sh/a-000011.tar', 's3://b/sh/*.tar')).listingAt).toBe('shard 12 (a-000011.tar), 40 samples in');
+    const key = `photos/${'x'.repeat(80)}/img_0042.jpg`;
+    const prefix = listing({ cursor: JSON.stringify({ kind: 'prefix', after: key, splits: ['photos/m'] }) });
+    expect(prefix.listingAt).toBe(`after key …${key.slice(-59)}`);
+    expect(prefix.windowBytes).toBeNull();
+    expect(prefix.bytesInFlight).toBeNull();
+    expect(formatRunStatus(prefix)).toContain(`\n  listing: after key …${key.slice(-59)}\n`);
+    expect(listing({ cursor: JSON.stringify({ kind: 'key-list', line: 1204 }) }).listingAt).toBe('line 1,204');
+    expect(listing({ cursor: '{"kind":"tape","reel":3}' }).listingAt).toBe('at a cursor this version does not read');
+    // Listed: the cursor is history; no cursor, no byte budget: no line at all.
+    const listed = buildRunStatus(progress({ cursor: JSON.stringify({ kind: 'key-list', line: 9 }), windowBytes: 1000, bytesInFlight: 0 }), [], NOW);
+    expect(listed.listingAt).toBeNull();
+    expect(formatRunStatus(listed)).toContain('  listed 100  queued 60  done 40\n  bytes in flight 0 B of 1000 B\n');
+    expect(formatRunStatus(buildRunStatus(progress(), [], NOW))).toMatch(/done 40\n {2}errors/);
   });
 
   it('shows live audit agreement with its Wilson interval and flags drift against the promise', () => {
