@@ -234,7 +234,7 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
 }
 
 /** Whether a listed run of `batches` batches, not complete yet, has manifest shards to write while it labels (workers/listing-worker.ts). */
-async function shardsLeftToWriteLive(tracker: RunTracker, spec: RunSpec, batches: number): Promise<boolean> {
+export async function shardsLeftToWriteLive(tracker: RunTracker, spec: RunSpec, batches: number): Promise<boolean> {
   return writesShardsLive(spec.output ?? DEFAULT_OUTPUT, spec.batchSize, batches) && !(await tracker.isComplete(spec.runId));
 }
 

@@ -1,8 +1,11 @@
 /**
  * `cascade retry <runId>`: put a run's jobs that failed for good back in their queues, once
  * their cause is fixed (e.g. the output bucket was unreachable for longer than the retries).
- * Parts are idempotent and counted once, so retrying never duplicates a row.
+ * Parts are idempotent and counted once, so retrying never duplicates a row. The listing job of a
+ * listed run stops writing its manifest shards while a job has failed for good; retrying queues
+ * it again, so the shards left are written while the run labels, not all by its merge.
  */
+import { shardsLeftToWriteLive } from '../../producers/submit-run.js';
 import { CascadeQueues } from '../../queue/cascade-queues.js';
 import { RunId } from '../../queue/jobs.js';
 import { runQueueShards } from '../../queue/queue-shards.js';
@@ -17,15 +20,18 @@ export async function retryCommand(runId: string, o: { config?: string; prefix?:
   const redis = await connectRedisChecked(redisUrl);
   const queues = new CascadeQueues(redis, prefix, shards);
   try {
-    const spec = await new RunTracker(redis, prefix).spec(id);
+    const tracker = new RunTracker(redis, prefix);
+    const spec = await tracker.spec(id);
     if (!spec) throw Object.assign(new Error(`run ${id} is unknown to this Redis (prefix ${prefix})`), { name: 'UnknownRunError' });
     // Cleared first: a retried job that fails for good again is noted again.
-    await new RunTracker(redis, prefix).clearJobFailures(id);
+    await tracker.clearJobFailures(id);
     const counts = await queues.retryFailed(
       id,
       spec.stages.map((s) => s.name),
       runQueueShards(spec),
     );
+    const listing = await tracker.listingState(id);
+    if (listing?.listed && (await shardsLeftToWriteLive(tracker, spec, listing.batches))) await queues.queueListing(id);
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
     process.stdout.write(
       o.json

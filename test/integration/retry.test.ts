@@ -23,6 +23,12 @@ import { formatRunStatus } from '../../cli/format-status.js';
 import { statusCommand } from '../../cli/commands/status.js';
 import { startDashboard } from '../../cli/commands/dashboard.js';
 import { RunView } from '../../queue/run-view.js';
+import { DEFAULT_OUTPUT } from '../../config/schema.js';
+import { CascadeQueues } from '../../queue/cascade-queues.js';
+import { listingJobId } from '../../queue/jobs.js';
+import { connectRedis } from '../../queue/redis-connection.js';
+import { RunTracker } from '../../queue/run-tracker.js';
+import { fakeRunSpec } from '../helpers/run-spec.js';
 
 const work = withTempDir('retry');
 const redis = withRedis();
@@ -153,5 +159,29 @@ describe('cascade retry', () => {
     const prefix = uniquePrefix('nothing-here');
     await writeFile(configFile, JSON.stringify({ redisUrl: redis.url, prefix }));
     await expect(retryCommand('nope', { config: configFile })).rejects.toThrow(`run nope is unknown to this Redis (prefix ${prefix})`);
+  });
+
+  it('queues the listing job of a listed run with manifest shards left, which stopped when a job failed for good; not for a run of one shard', async () => {
+    const prefix = uniquePrefix('rtl');
+    const configFile = join(work.path, 'config-listing.json');
+    await writeFile(configFile, JSON.stringify({ redisUrl: redis.url, prefix }));
+    const connection = connectRedis(redis.url);
+    const tracker = new RunTracker(connection, prefix);
+    const queues = new CascadeQueues(connection, prefix);
+    try {
+      // 12 images in 3 batches of 4: 3 shards of 4 rows, or one shard by default. No worker runs.
+      const runs = { 'rtl-3': { ...DEFAULT_OUTPUT, shardRows: 4 }, 'rtl-1': DEFAULT_OUTPUT };
+      for (const [runId, output] of Object.entries(runs)) {
+        await tracker.create(fakeRunSpec(runId, { output }));
+        await tracker.finishListing(runId, 12, 3);
+        await tracker.recordJobFailure(runId, `${runId}-b1-s0`, 'ENOTDIR');
+        await retryCommand(runId, { config: configFile, json: true });
+      }
+      expect(await queues.listing.getJob(listingJobId('rtl-3'))).toBeDefined();
+      expect(await queues.listing.getJob(listingJobId('rtl-1'))).toBeUndefined();
+    } finally {
+      await queues.close();
+      connection.disconnect();
+    }
   });
 });
