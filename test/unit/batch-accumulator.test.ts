@@ -68,9 +68,11 @@ describe('batch accumulator in the inference pool', () => {
       expect(pool.accumulator!.calls).toEqual([8]);
       results.forEach((r, i) => expectRows(r.probs, requests[i]!));
       // The thread's CPU for the call is split like its rows: four requests of two, four equal shares (Linux, where it is read).
+      // A call this small may end before the kernel updates the thread's run time (ticks, context
+      // switches), so its reading may be 0; cost-meter-threads.test.ts checks real amounts on a slow model.
       if (process.platform === 'linux') {
         const cpu = results.map((r) => r.cpuSeconds!);
-        expect(cpu[0]).toBeGreaterThan(0);
+        expect(cpu[0]).toBeGreaterThanOrEqual(0);
         for (const c of cpu) expect(c).toBeCloseTo(cpu[0]!, 12);
       }
     } finally {
