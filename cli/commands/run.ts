@@ -2,9 +2,8 @@
  * `cascade run`: the whole cascade in one process — private Redis when none is configured,
  * little, big and merge workers, the producer, a progress bar and the summary.
  */
-import { listingSplitOf } from '../../config/schema.js';
 import type { RunSummary } from '../../pipeline/results/manifest.js';
-import { inputLocalRoots, listInputs, submissionSource } from '../../producers/inputs/input-formats.js';
+import { inputLocalRoots, listInputs, configuredSubmissionSource } from '../../producers/inputs/input-formats.js';
 import { planRun } from '../../producers/plan-run.js';
 import { preflightRun } from '../../producers/preflight.js';
 import { claimOutput, submitRun } from '../../producers/submit-run.js';
@@ -107,12 +106,7 @@ export async function runCommand(source: string, o: RunOptions): Promise<RunSumm
     }
     const submitted = await submitRun({
       spec,
-      refs: submissionSource(src, {
-        extensions: config.extensions,
-        columns: spec.columns,
-        split: listingSplitOf(config.sources),
-        stores: runtime.stores,
-      }),
+      refs: configuredSubmissionSource(config, spec, runtime.stores),
       window: config.window.batches,
       windowBytes: config.window.bytes,
       tracker: runtime.tracker,

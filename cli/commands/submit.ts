@@ -4,9 +4,9 @@
  * spec or the ONNX graph.
  */
 import { ConfigError } from '../../config/load-config.js';
-import { type CascadeConfig, listingSplitOf } from '../../config/schema.js';
+import type { CascadeConfig } from '../../config/schema.js';
 import { type CascadeFlags, checkCalibration, loadCascadeConfig } from '../cascade-flags.js';
-import { listInputs, submissionSource } from '../../producers/inputs/input-formats.js';
+import { listInputs, configuredSubmissionSource } from '../../producers/inputs/input-formats.js';
 import { planRun } from '../../producers/plan-run.js';
 import { preflightRun } from '../../producers/preflight.js';
 import { submitRun, type SubmitResult } from '../../producers/submit-run.js';
@@ -51,12 +51,7 @@ export async function submitCommand(
     log(`run ${spec.runId}: ${spec.source} → ${spec.out} on ${redactUrl(redisUrl)} (prefix ${config.prefix})`);
     const result = await submitRun({
       spec,
-      refs: submissionSource(spec.source, {
-        extensions: config.extensions,
-        columns: spec.columns,
-        split: listingSplitOf(config.sources),
-        stores: runtime.stores,
-      }),
+      refs: configuredSubmissionSource(config, spec, runtime.stores),
       window: config.window.batches,
       windowBytes: config.window.bytes,
       relist: () => listInputs(spec.source, { extensions: config.extensions, columns: spec.columns, stores: runtime.stores }),

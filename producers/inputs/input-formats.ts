@@ -4,7 +4,9 @@
  */
 import type { InputFormat, ListInputOptions } from './input-format.js';
 import type { ListedInput } from './listed-input.js';
+import { type CascadeConfig, listingSplitOf } from '../../config/schema.js';
 import type { Stores } from '../../pipeline/storage/stores.js';
+import type { RunSpec } from '../../queue/jobs.js';
 import type { ListingPlan, ResumableSource } from '../listing-cursor.js';
 import { loose } from './loose.js';
 import { parquet } from './parquet.js';
@@ -52,4 +54,13 @@ export function submissionSource(source: string, opts: ListInputOptions & { stor
     { source, extensions: [...opts.extensions], ...(opts.columns ? { columns: opts.columns } : {}), ...(opts.split ? { split: opts.split } : {}) },
     opts.stores,
   );
+}
+
+/** A run's submission source as `cascade run` and `cascade submit` list it: the config's extensions and split settings, the run's columns. */
+export function configuredSubmissionSource(
+  config: Pick<CascadeConfig, 'extensions' | 'sources'>,
+  spec: Pick<RunSpec, 'source' | 'columns'>,
+  stores: Stores,
+): ResumableSource {
+  return submissionSource(spec.source, { extensions: config.extensions, columns: spec.columns, split: listingSplitOf(config.sources), stores });
 }
