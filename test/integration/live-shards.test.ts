@@ -149,46 +149,45 @@ describe('manifest shards written while the run labels', () => {
     }
   }, 120_000);
 
-  it('a run whose output another run took over gets no shard written', async () => {
-    const runId = 'live-2';
+  /**
+   * A listed run of 4 batches (2 shards), every part written and counted, in `dir`/`folder`, whose
+   * run marker names `owner`; and a listing worker to look at it.
+   */
+  async function listedRun(runId: string, folder: string, owner: string) {
     const prefix = uniquePrefix('live');
-    const root = join(dir, 'fenced');
-    const spec = fakeRunSpec(runId, { out: root, batchSize: BATCH_SIZE, output: OUTPUT });
+    const root = join(dir, folder);
     const tracker = new RunTracker(conn, prefix);
     const queues = new CascadeQueues(conn, prefix);
     const worker = new ListingWorker({ connection: conn, prefix, tracker, queues, stores: s3.stores, log: () => undefined });
+    await tracker.create(fakeRunSpec(runId, { out: root, batchSize: BATCH_SIZE, output: OUTPUT }));
+    const store = new LocalStore(root);
+    await store.put(RUN_MARKER_KEY, JSON.stringify({ runId: owner, specHash: 'x', createdAt: new Date(0).toISOString() }));
+    await writeGeneratedRun(store, { runId, batches: 4, batchSize: BATCH_SIZE, seed: 3 });
+    for (let b = 0; b < 4; b++) await countBatch(tracker, store, runId, b);
+    await tracker.saveListing(runId, { images: 4 * BATCH_SIZE, batches: 4, duplicates: 0, cursor: null });
+    await conn.hset(`${prefix}:run:${runId}`, 'listed', 1);
+    const close = async () => {
+      await worker.close();
+      await queues.close();
+    };
+    return { root, tracker, worker, close };
+  }
+
+  it('a run whose output another run took over gets no shard written', async () => {
+    const runId = 'live-2';
+    const { root, worker, close } = await listedRun(runId, 'fenced', 'the-new-run');
     try {
-      await tracker.create(spec);
-      const store = new LocalStore(root);
-      await writeGeneratedRun(store, { runId, batches: 4, batchSize: BATCH_SIZE, seed: 3 });
-      await store.put(RUN_MARKER_KEY, JSON.stringify({ runId: 'the-new-run', specHash: 'x', createdAt: new Date(0).toISOString() }));
-      for (let b = 0; b < 4; b++) await countBatch(tracker, store, runId, b);
-      await tracker.saveListing(runId, { images: 4 * BATCH_SIZE, batches: 4, duplicates: 0, cursor: null });
-      await conn.hset(`${prefix}:run:${runId}`, 'listed', 1);
       expect(await worker.process({ data: { runId } } as Job)).toBe('nothing-to-do');
       expect(await readdir(root)).not.toContain('manifest');
     } finally {
-      await worker.close();
-      await queues.close();
+      await close();
     }
   });
 
   it('a listed run with a job failed for good ends its listing job and writes nothing live (the run waits for `cascade retry`; its merge writes the shards)', async () => {
     const runId = 'live-5';
-    const prefix = uniquePrefix('live');
-    const root = join(dir, 'job-failed');
-    const spec = fakeRunSpec(runId, { out: root, batchSize: BATCH_SIZE, output: OUTPUT });
-    const tracker = new RunTracker(conn, prefix);
-    const queues = new CascadeQueues(conn, prefix);
-    const worker = new ListingWorker({ connection: conn, prefix, tracker, queues, stores: s3.stores, log: () => undefined });
+    const { root, tracker, worker, close } = await listedRun(runId, 'job-failed', runId);
     try {
-      await tracker.create(spec);
-      const store = new LocalStore(root);
-      await store.put(RUN_MARKER_KEY, JSON.stringify({ runId, specHash: 'x', createdAt: new Date(0).toISOString() }));
-      await writeGeneratedRun(store, { runId, batches: 4, batchSize: BATCH_SIZE, seed: 3 });
-      for (let b = 0; b < 4; b++) await countBatch(tracker, store, runId, b);
-      await tracker.saveListing(runId, { images: 4 * BATCH_SIZE, batches: 4, duplicates: 0, cursor: null });
-      await conn.hset(`${prefix}:run:${runId}`, 'listed', 1);
       await tracker.recordJobFailure(runId, `${runId}-b4-s0`, 'storage down');
       expect(await worker.process({ data: { runId } } as Job)).toBe('nothing-to-do');
       expect(await readdir(root)).not.toContain('manifest');
@@ -197,8 +196,7 @@ describe('manifest shards written while the run labels', () => {
       expect(await worker.process({ data: { runId } } as Job)).toBe('nothing-to-do');
       expect(await readdir(join(root, 'manifest'))).toHaveLength(2);
     } finally {
-      await worker.close();
-      await queues.close();
+      await close();
     }
   });
 
