@@ -28,7 +28,7 @@ import {
   type ObjectInfo,
   ObjectNotFoundError,
   type ObjectStore,
-  ObjectTooLargeError,
+  readBoundedBody,
 } from './object-store.js';
 import { DEFAULT_TRANSIENT_RETRY_MS, retryTransient } from './retry-transient.js';
 import type { StoreConnection, StoreScheme } from './store-scheme.js';
@@ -248,28 +248,7 @@ export class AzureBlobStore implements ObjectStore {
     return retryTransient(
       async () => {
         const { body, length } = await this.open(full);
-        if (maxBytes !== undefined && length !== undefined && length > maxBytes) {
-          // Dropping the connection beats downloading bytes we will refuse anyway.
-          body.destroy();
-          throw new ObjectTooLargeError(this.ref(full), length, maxBytes);
-        }
-        const chunks: Buffer[] = [];
-        let total = 0;
-        try {
-          for await (const chunk of body) {
-            const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-            total += buf.length;
-            if (maxBytes !== undefined && total > maxBytes) {
-              body.destroy();
-              throw new ObjectTooLargeError(this.ref(full), total, maxBytes, true);
-            }
-            chunks.push(buf);
-          }
-        } catch (err) {
-          if (err instanceof ObjectTooLargeError) throw err;
-          throw new Error(`Failed to read ${this.ref(full)}: ${(err as Error).message}`, { cause: err });
-        }
-        return Buffer.concat(chunks, total);
+        return readBoundedBody(body, this.ref(full), length, maxBytes);
       },
       this.retryForMs,
       isTransientAzureError,

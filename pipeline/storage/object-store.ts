@@ -210,3 +210,33 @@ export async function* readLines(input: Readable): AsyncGenerator<string> {
     input.destroy();
   }
 }
+
+/**
+ * An object's whole body, refused above `maxBytes`: from its announced `length` before a byte is
+ * read (the connection dropped), or while reading should the length be absent or wrong. A read
+ * error becomes "Failed to read <ref>: …".
+ */
+export async function readBoundedBody(body: Readable, ref: string, length: number | undefined, maxBytes: number | undefined): Promise<Buffer> {
+  if (maxBytes !== undefined && length !== undefined && length > maxBytes) {
+    // Dropping the connection beats downloading bytes we will refuse anyway.
+    body.destroy();
+    throw new ObjectTooLargeError(ref, length, maxBytes);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      total += buf.length;
+      if (maxBytes !== undefined && total > maxBytes) {
+        body.destroy();
+        throw new ObjectTooLargeError(ref, total, maxBytes, true);
+      }
+      chunks.push(buf);
+    }
+  } catch (err) {
+    if (err instanceof ObjectTooLargeError) throw err;
+    throw new Error(`Failed to read ${ref}: ${(err as Error).message}`, { cause: err });
+  }
+  return Buffer.concat(chunks, total);
+}

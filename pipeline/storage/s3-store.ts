@@ -29,7 +29,7 @@ import {
   type ObjectInfo,
   ObjectNotFoundError,
   type ObjectStore,
-  ObjectTooLargeError,
+  readBoundedBody,
 } from './object-store.js';
 import { DEFAULT_TRANSIENT_RETRY_MS, retryTransient } from './retry-transient.js';
 import type { StoreConnection, StoreScheme } from './store-scheme.js';
@@ -134,28 +134,7 @@ function isS3NotFound(err: unknown): boolean {
 async function getS3Object(client: S3Client, bucket: string, key: string, maxBytes?: number): Promise<Buffer> {
   const { ref, body, length } = await openS3Object(client, bucket, key);
   if (!body) return Buffer.alloc(0);
-  if (maxBytes !== undefined && length !== undefined && length > maxBytes) {
-    // Dropping the connection beats downloading bytes we will refuse anyway.
-    body.destroy();
-    throw new ObjectTooLargeError(ref, length, maxBytes);
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  try {
-    for await (const chunk of body) {
-      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-      total += buf.length;
-      if (maxBytes !== undefined && total > maxBytes) {
-        body.destroy();
-        throw new ObjectTooLargeError(ref, total, maxBytes, true);
-      }
-      chunks.push(buf);
-    }
-  } catch (err) {
-    if (err instanceof ObjectTooLargeError) throw err;
-    throw new Error(`Failed to read ${ref}: ${(err as Error).message}`, { cause: err });
-  }
-  return Buffer.concat(chunks, total);
+  return readBoundedBody(body, ref, length, maxBytes);
 }
 
 /** Opens an S3 object as a stream (no retries); missing key or bucket → ObjectNotFoundError before any byte is read. */
